@@ -1,0 +1,23 @@
+# Every dependency comes from a Debian 12 package (tools/setup.sh installs them).
+find_package(PkgConfig REQUIRED)
+find_package(Threads REQUIRED)
+find_package(absl CONFIG REQUIRED)
+find_package(nlohmann_json CONFIG REQUIRED)
+pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
+pkg_check_modules(UTF8PROC REQUIRED IMPORTED_TARGET libutf8proc)
+find_package(spdlog CONFIG REQUIRED)
+
+if(EXPERTMESH_FUZZ)
+  return()
+endif()
+
+find_package(CLI11 CONFIG REQUIRED)
+find_package(Protobuf REQUIRED)
+find_package(gRPC CONFIG REQUIRED)
+if(EXPERTMESH_BUILD_TESTS)
+  find_package(GTest CONFIG REQUIRED)
+  include(GoogleTest)
+endif()
+if(EXPERTMESH_BUILD_BENCH)
+  find_package(benchmark CONFIG REQUIRED)
+endif()

@@ -1,0 +1,12 @@
+#include "tools/cli/commands.h"
+
+namespace expertmesh::cli {
+
+std::vector<Command> AddAllCommands(CLI::App& parent) {
+  return {
+      AddMakeModelCommand(parent),
+      AddInspectCommand(parent),
+  };
+}
+
+}  // namespace expertmesh::cli
