@@ -46,18 +46,13 @@ absl::Status WriteStringToFile(const std::string& path, const std::string& conte
 absl::StatusOr<nlohmann::json> ReadJsonFile(const std::string& path) {
   auto text = ReadFileToString(path);
   if (!text.ok()) return text.status();
-  nlohmann::json parsed = nlohmann::json::parse(*text, /*cb=*/nullptr, /*allow_exceptions=*/false);
-  if (parsed.is_discarded()) {
-    // Parse again with exceptions only to recover the position for the message; the exception
-    // never leaves this function.
-    try {
-      (void)nlohmann::json::parse(*text);
-    } catch (const nlohmann::json::parse_error& e) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ": malformed JSON: ", e.what()));
-    }
-    return absl::InvalidArgumentError(absl::StrCat(path, ": malformed JSON"));
+  // nlohmann's non-throwing mode loses the error position, so the exception is caught here and
+  // never leaves this function.
+  try {
+    return nlohmann::json::parse(*text);
+  } catch (const nlohmann::json::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": malformed JSON: ", e.what()));
   }
-  return parsed;
 }
 
 }  // namespace expertmesh

@@ -10,10 +10,10 @@
 #define EM_CONCAT_(a, b) EM_CONCAT_INNER_(a, b)
 
 // Returns from the enclosing function if `expr` (an absl::Status) is not OK.
-#define RETURN_IF_ERROR(expr)                    \
-  do {                                           \
-    ::absl::Status em_status_ = (expr);          \
-    if (!em_status_.ok()) return em_status_;     \
+#define RETURN_IF_ERROR(expr)                \
+  do {                                       \
+    ::absl::Status em_status_ = (expr);      \
+    if (!em_status_.ok()) return em_status_; \
   } while (false)
 
 // ASSIGN_OR_RETURN(auto x, StatusOrReturningCall()); returns the error if there is one.

@@ -11,7 +11,7 @@
 namespace expertmesh::cli {
 
 struct Command {
-  CLI::App* app;                     // the sub-app, owned by the parent CLI::App
+  CLI::App* app;                      // the sub-app, owned by the parent CLI::App
   std::function<absl::Status()> run;  // called after parsing when `app` was selected
 };
 
