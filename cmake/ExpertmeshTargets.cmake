@@ -22,10 +22,16 @@ function(expertmesh_test)
   target_compile_definitions(${ARG_NAME} PRIVATE
     EXPERTMESH_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
     EXPERTMESH_BINARY_DIR="${PROJECT_BINARY_DIR}")
+  set(properties
+    # A GTEST_SKIP() (e.g. no GPU) shows as "Skipped" in CTest, never as passed.
+    SKIP_REGULAR_EXPRESSION "\\[  SKIPPED \\]")
+  if(ARG_LABELS)
+    list(APPEND properties LABELS "${ARG_LABELS}")
+  endif()
   gtest_discover_tests(${ARG_NAME}
     DISCOVERY_MODE PRE_TEST
     WORKING_DIRECTORY ${PROJECT_BINARY_DIR}
-    PROPERTIES LABELS "${ARG_LABELS}")
+    PROPERTIES ${properties})
 endfunction()
 
 # expertmesh_benchmark(NAME <target> SOURCES ... [DEPS ...])
