@@ -1,0 +1,295 @@
+// ParseModelConfig: config.json (published Hugging Face keys or transformers 5 keys) ->
+// ModelConfig. Defaults follow the transformers configuration classes of each architecture.
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "model/config/json_fields.h"
+#include "model/config/model_config.h"
+
+namespace expertmesh::model {
+namespace {
+
+template <typename T>
+T ValueOr(const std::optional<T>& value, T fallback) {
+  return value.has_value() ? *value : fallback;
+}
+
+absl::StatusOr<DType> ParseTorchDType(const JsonFields& f) {
+  // transformers 5 writes `dtype`; published checkpoints `torch_dtype`.
+  const char* key = f.Has("dtype") ? "dtype" : "torch_dtype";
+  ASSIGN_OR_RETURN(std::optional<std::string> name, f.OptionalString(key));
+  if (!name.has_value()) return DType::kF32;  // transformers' default when unspecified
+  if (*name == "bfloat16") return DType::kBF16;
+  if (*name == "float16") return DType::kF16;
+  if (*name == "float32") return DType::kF32;
+  return f.Error(
+      key, absl::StrCat("unsupported dtype '", *name, "' (expected bfloat16, float16 or float32)"));
+}
+
+// Reads rope_theta and the scaling from either `rope_scaling` + `rope_theta` (published) or
+// `rope_parameters` (transformers 5, which folds rope_theta in).
+absl::Status ParseRope(const JsonFields& f, double default_theta, ModelConfig& c) {
+  ASSIGN_OR_RETURN(const nlohmann::json* params, f.OptionalObject("rope_parameters"));
+  ASSIGN_OR_RETURN(const nlohmann::json* scaling, f.OptionalObject("rope_scaling"));
+  const nlohmann::json* rope = params != nullptr ? params : scaling;
+  const std::string path = params != nullptr ? "rope_parameters." : "rope_scaling.";
+
+  ASSIGN_OR_RETURN(std::optional<double> theta, f.OptionalNumber("rope_theta"));
+  c.rope_theta = ValueOr(theta, default_theta);
+  if (rope == nullptr) return absl::OkStatus();
+
+  JsonFields r(*rope, f.source(), path);
+  ASSIGN_OR_RETURN(std::optional<double> nested_theta, r.OptionalNumber("rope_theta"));
+  if (nested_theta.has_value()) c.rope_theta = *nested_theta;
+  const char* type_key = r.Has("rope_type") ? "rope_type" : "type";
+  ASSIGN_OR_RETURN(std::optional<std::string> type, r.OptionalString(type_key));
+  RopeScaling& s = c.rope_scaling;
+  const std::string t = ValueOr<std::string>(type, "default");
+  if (t == "default") {
+    s.type = RopeScalingType::kNone;
+    return absl::OkStatus();
+  } else if (t == "linear") {
+    s.type = RopeScalingType::kLinear;
+  } else if (t == "dynamic") {
+    s.type = RopeScalingType::kDynamic;
+  } else if (t == "yarn") {
+    s.type = RopeScalingType::kYarn;
+  } else if (t == "llama3") {
+    s.type = RopeScalingType::kLlama3;
+  } else {
+    return r.Error(type_key, absl::StrCat("unsupported RoPE scaling '", t,
+                                          "' (expected default, linear, dynamic, yarn, llama3)"));
+  }
+  ASSIGN_OR_RETURN(s.factor, r.Number("factor"));
+  ASSIGN_OR_RETURN(std::optional<int64_t> original,
+                   r.OptionalInt("original_max_position_embeddings"));
+  if (s.type == RopeScalingType::kLlama3 && !original.has_value()) {
+    return r.Error("original_max_position_embeddings", "missing required field");
+  }
+  s.original_max_position_embeddings = ValueOr(original, c.max_position_embeddings);
+  ASSIGN_OR_RETURN(std::optional<double> beta_fast, r.OptionalNumber("beta_fast"));
+  ASSIGN_OR_RETURN(std::optional<double> beta_slow, r.OptionalNumber("beta_slow"));
+  ASSIGN_OR_RETURN(std::optional<double> mscale, r.OptionalNumber("mscale"));
+  ASSIGN_OR_RETURN(std::optional<double> mscale_all_dim, r.OptionalNumber("mscale_all_dim"));
+  ASSIGN_OR_RETURN(s.attention_factor, r.OptionalNumber("attention_factor"));
+  ASSIGN_OR_RETURN(std::optional<double> low, r.OptionalNumber("low_freq_factor"));
+  ASSIGN_OR_RETURN(std::optional<double> high, r.OptionalNumber("high_freq_factor"));
+  s.beta_fast = ValueOr(beta_fast, 32.0);
+  s.beta_slow = ValueOr(beta_slow, 1.0);
+  s.mscale = ValueOr(mscale, 1.0);
+  s.mscale_all_dim = ValueOr(mscale_all_dim, 0.0);
+  s.low_freq_factor = ValueOr(low, 1.0);
+  s.high_freq_factor = ValueOr(high, 4.0);
+  return absl::OkStatus();
+}
+
+absl::Status ParseQuantization(const JsonFields& f, ModelConfig& c) {
+  ASSIGN_OR_RETURN(const nlohmann::json* q, f.OptionalObject("quantization_config"));
+  if (q == nullptr) return absl::OkStatus();
+  JsonFields qf(*q, f.source(), "quantization_config.");
+  ASSIGN_OR_RETURN(std::string method, qf.String("quant_method"));
+  if (method != "fp8") {
+    return qf.Error("quant_method", absl::StrCat("unsupported quantization '", method,
+                                                 "' (only block-wise 'fp8')"));
+  }
+  ASSIGN_OR_RETURN(std::optional<std::string> fmt, qf.OptionalString("fmt"));
+  if (fmt.has_value() && *fmt != "e4m3") {
+    return qf.Error("fmt", absl::StrCat("unsupported fp8 format '", *fmt, "' (only e4m3)"));
+  }
+  ASSIGN_OR_RETURN(std::vector<int64_t> block, qf.IntOrIntList("weight_block_size"));
+  if (block.size() != 2) {
+    return qf.Error("weight_block_size", "expected two integers [rows, cols]");
+  }
+  Fp8Quantization fp8;
+  fp8.block_rows = block[0];
+  fp8.block_cols = block[1];
+  ASSIGN_OR_RETURN(std::optional<std::string> scheme, qf.OptionalString("activation_scheme"));
+  fp8.activation_scheme = ValueOr<std::string>(scheme, "dynamic");
+  c.fp8_quantization = fp8;
+  return absl::OkStatus();
+}
+
+// The per-architecture part: attention flavour, MoE routing and layer placement.
+absl::Status ParseArchitectureFields(const JsonFields& f, ModelConfig& c) {
+  ASSIGN_OR_RETURN(std::optional<bool> attention_bias, f.OptionalBool("attention_bias"));
+  switch (c.architecture) {
+    case Architecture::kLlama:
+      c.qkv_bias = c.o_proj_bias = ValueOr(attention_bias, false);
+      return absl::OkStatus();
+    case Architecture::kMixtral: {
+      ASSIGN_OR_RETURN(c.num_experts, f.Int("num_local_experts"));
+      ASSIGN_OR_RETURN(c.num_experts_per_tok, f.Int("num_experts_per_tok"));
+      c.moe_intermediate_size = c.intermediate_size;
+      c.norm_topk_prob = true;  // Mixtral softmaxes the selected logits only
+      ASSIGN_OR_RETURN(c.sliding_window, f.OptionalInt("sliding_window"));
+      return absl::OkStatus();
+    }
+    case Architecture::kQwen2Moe:
+    case Architecture::kQwen3Moe: {
+      const bool qwen2 = c.architecture == Architecture::kQwen2Moe;
+      if (qwen2) {
+        // Qwen2-MoE always has q/k/v bias; newer configs may spell it out as qkv_bias.
+        ASSIGN_OR_RETURN(std::optional<bool> qkv_bias, f.OptionalBool("qkv_bias"));
+        c.qkv_bias = ValueOr(qkv_bias, true);
+      } else {
+        c.qkv_bias = c.o_proj_bias = ValueOr(attention_bias, false);
+        c.qk_norm = true;
+      }
+      ASSIGN_OR_RETURN(c.num_experts, f.Int("num_experts"));
+      ASSIGN_OR_RETURN(c.num_experts_per_tok, f.Int("num_experts_per_tok"));
+      ASSIGN_OR_RETURN(c.moe_intermediate_size, f.Int("moe_intermediate_size"));
+      if (qwen2) {
+        ASSIGN_OR_RETURN(c.shared_expert_intermediate_size,
+                         f.Int("shared_expert_intermediate_size"));
+        c.n_shared_experts = c.shared_expert_intermediate_size > 0 ? 1 : 0;
+        c.shared_expert_gate = c.shared_expert_intermediate_size > 0;
+      }
+      ASSIGN_OR_RETURN(std::optional<bool> norm, f.OptionalBool("norm_topk_prob"));
+      c.norm_topk_prob = ValueOr(norm, false);
+      ASSIGN_OR_RETURN(std::optional<int64_t> step, f.OptionalInt("decoder_sparse_step"));
+      c.decoder_sparse_step = ValueOr<int64_t>(step, 1);
+      ASSIGN_OR_RETURN(c.mlp_only_layers, f.IntOrIntList("mlp_only_layers"));
+      ASSIGN_OR_RETURN(std::optional<bool> use_window, f.OptionalBool("use_sliding_window"));
+      if (ValueOr(use_window, false)) {
+        ASSIGN_OR_RETURN(int64_t window, f.Int("sliding_window"));
+        c.sliding_window = window;
+        ASSIGN_OR_RETURN(std::optional<int64_t> max_window, f.OptionalInt("max_window_layers"));
+        c.max_window_layers = ValueOr<int64_t>(max_window, 0);
+      }
+      return absl::OkStatus();
+    }
+    case Architecture::kDeepseekV2:
+    case Architecture::kDeepseekV3:
+      break;
+  }
+  // DeepSeek-V2 / V3: MLA attention and group-limited routing.
+  const bool v3 = c.architecture == Architecture::kDeepseekV3;
+  c.qkv_bias = c.o_proj_bias = ValueOr(attention_bias, false);
+  ASSIGN_OR_RETURN(c.q_lora_rank, f.OptionalInt("q_lora_rank"));
+  ASSIGN_OR_RETURN(c.kv_lora_rank, f.Int("kv_lora_rank"));
+  ASSIGN_OR_RETURN(c.qk_nope_head_dim, f.Int("qk_nope_head_dim"));
+  ASSIGN_OR_RETURN(c.qk_rope_head_dim, f.Int("qk_rope_head_dim"));
+  ASSIGN_OR_RETURN(c.v_head_dim, f.Int("v_head_dim"));
+  if (c.kv_lora_rank <= 0) return f.Error("kv_lora_rank", "must be positive");
+  c.head_dim = c.qk_nope_head_dim + c.qk_rope_head_dim;
+  ASSIGN_OR_RETURN(std::optional<int64_t> mtp, f.OptionalInt("num_nextn_predict_layers"));
+  c.num_nextn_predict_layers = ValueOr<int64_t>(mtp, 0);
+
+  ASSIGN_OR_RETURN(std::optional<int64_t> experts, f.OptionalInt("n_routed_experts"));
+  c.num_experts = ValueOr<int64_t>(experts, 0);
+  if (c.num_experts == 0) return absl::OkStatus();  // a dense DeepSeek
+  ASSIGN_OR_RETURN(c.num_experts_per_tok, f.Int("num_experts_per_tok"));
+  ASSIGN_OR_RETURN(c.moe_intermediate_size, f.Int("moe_intermediate_size"));
+  ASSIGN_OR_RETURN(std::optional<int64_t> shared, f.OptionalInt("n_shared_experts"));
+  c.n_shared_experts = ValueOr<int64_t>(shared, 0);
+  c.shared_expert_intermediate_size = c.n_shared_experts * c.moe_intermediate_size;
+  ASSIGN_OR_RETURN(std::optional<bool> norm, f.OptionalBool("norm_topk_prob"));
+  c.norm_topk_prob = ValueOr(norm, v3);
+  ASSIGN_OR_RETURN(std::optional<std::string> scoring, f.OptionalString("scoring_func"));
+  const std::string scoring_name = ValueOr<std::string>(scoring, v3 ? "sigmoid" : "softmax");
+  if (scoring_name == "softmax") {
+    c.scoring_func = MoeScoring::kSoftmax;
+  } else if (scoring_name == "sigmoid") {
+    c.scoring_func = MoeScoring::kSigmoid;
+  } else {
+    return f.Error("scoring_func",
+                   absl::StrCat("unsupported '", scoring_name, "' (expected softmax or sigmoid)"));
+  }
+  ASSIGN_OR_RETURN(std::optional<std::string> topk, f.OptionalString("topk_method"));
+  const std::string topk_name = ValueOr<std::string>(topk, v3 ? "noaux_tc" : "greedy");
+  // "gready" is the default spelled in DeepSeek-V2's own configuration class.
+  if (topk_name == "greedy" || topk_name == "gready") {
+    c.topk_method = TopkMethod::kGreedy;
+  } else if (topk_name == "group_limited_greedy") {
+    c.topk_method = TopkMethod::kGroupLimitedGreedy;
+  } else if (topk_name == "noaux_tc") {
+    c.topk_method = TopkMethod::kNoauxTc;
+  } else {
+    return f.Error("topk_method",
+                   absl::StrCat("unsupported '", topk_name,
+                                "' (expected greedy, group_limited_greedy or noaux_tc)"));
+  }
+  c.e_score_correction_bias = c.topk_method == TopkMethod::kNoauxTc;
+  ASSIGN_OR_RETURN(std::optional<int64_t> n_group, f.OptionalInt("n_group"));
+  ASSIGN_OR_RETURN(std::optional<int64_t> topk_group, f.OptionalInt("topk_group"));
+  c.n_group = ValueOr<int64_t>(n_group, 1);
+  c.topk_group = ValueOr<int64_t>(topk_group, 1);
+  ASSIGN_OR_RETURN(std::optional<double> scale, f.OptionalNumber("routed_scaling_factor"));
+  c.routed_scaling_factor = ValueOr(scale, 1.0);
+  ASSIGN_OR_RETURN(std::optional<int64_t> first_dense, f.OptionalInt("first_k_dense_replace"));
+  c.first_k_dense_replace = ValueOr<int64_t>(first_dense, 0);
+  ASSIGN_OR_RETURN(std::optional<int64_t> freq, f.OptionalInt("moe_layer_freq"));
+  c.moe_layer_freq = ValueOr<int64_t>(freq, 1);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Architecture> ParseArchitecture(const JsonFields& f, const nlohmann::json& json) {
+  auto it = json.find("architectures");
+  if (it == json.end() || it->is_null()) return f.Error("architectures", "missing");
+  if (!it->is_array() || it->empty() || !(*it)[0].is_string()) {
+    return f.Error("architectures", "expected a non-empty list of class names");
+  }
+  const std::string name = (*it)[0].get<std::string>();
+  std::optional<Architecture> arch = ArchitectureFromName(name);
+  if (!arch.has_value()) {
+    std::string known;
+    for (Architecture a : AllArchitectures()) {
+      absl::StrAppend(&known, known.empty() ? "" : ", ", AsAbsl(ArchitectureName(a)));
+    }
+    return f.Error("architectures",
+                   absl::StrCat("unknown architecture '", name, "' (supported: ", known, ")"));
+  }
+  return *arch;
+}
+
+}  // namespace
+
+absl::StatusOr<ModelConfig> ParseModelConfig(const nlohmann::json& json,
+                                             std::string_view source_name) {
+  if (!json.is_object()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(AsAbsl(source_name), ": expected a JSON object, got ", json.type_name()));
+  }
+  JsonFields f(json, source_name);
+  ModelConfig c;
+  ASSIGN_OR_RETURN(c.architecture, ParseArchitecture(f, json));
+  ASSIGN_OR_RETURN(std::optional<std::string> model_type, f.OptionalString("model_type"));
+  c.model_type = ValueOr<std::string>(model_type, "");
+  ASSIGN_OR_RETURN(c.vocab_size, f.Int("vocab_size"));
+  ASSIGN_OR_RETURN(c.hidden_size, f.Int("hidden_size"));
+  ASSIGN_OR_RETURN(c.intermediate_size, f.Int("intermediate_size"));
+  ASSIGN_OR_RETURN(c.num_hidden_layers, f.Int("num_hidden_layers"));
+  ASSIGN_OR_RETURN(c.num_attention_heads, f.Int("num_attention_heads"));
+  ASSIGN_OR_RETURN(std::optional<int64_t> kv_heads, f.OptionalInt("num_key_value_heads"));
+  c.num_key_value_heads = ValueOr(kv_heads, c.num_attention_heads);
+  ASSIGN_OR_RETURN(c.max_position_embeddings, f.Int("max_position_embeddings"));
+  ASSIGN_OR_RETURN(c.rms_norm_eps, f.Number("rms_norm_eps"));
+  ASSIGN_OR_RETURN(std::optional<bool> tie, f.OptionalBool("tie_word_embeddings"));
+  c.tie_word_embeddings = ValueOr(tie, false);
+  ASSIGN_OR_RETURN(std::optional<std::string> act, f.OptionalString("hidden_act"));
+  c.hidden_act = ValueOr<std::string>(act, "silu");
+  ASSIGN_OR_RETURN(c.torch_dtype, ParseTorchDType(f));
+  ASSIGN_OR_RETURN(c.bos_token_id, f.OptionalInt("bos_token_id"));
+  ASSIGN_OR_RETURN(c.eos_token_ids, f.IntOrIntList("eos_token_id"));
+
+  ASSIGN_OR_RETURN(std::optional<int64_t> head_dim, f.OptionalInt("head_dim"));
+  if (head_dim.has_value()) {
+    c.head_dim = *head_dim;
+  } else if (c.num_attention_heads > 0 && c.hidden_size % c.num_attention_heads == 0) {
+    c.head_dim = c.hidden_size / c.num_attention_heads;
+  } else {
+    return f.Error("num_attention_heads",
+                   absl::StrCat(c.num_attention_heads, " does not divide hidden_size ",
+                                c.hidden_size, " and no head_dim is given"));
+  }
+
+  const double default_theta = c.architecture == Architecture::kMixtral ? 1e6 : 10000.0;
+  RETURN_IF_ERROR(ParseRope(f, default_theta, c));
+  RETURN_IF_ERROR(ParseQuantization(f, c));
+  RETURN_IF_ERROR(ParseArchitectureFields(f, c));
+  RETURN_IF_ERROR(c.Validate(source_name));
+  return c;
+}
+
+}  // namespace expertmesh::model

@@ -1,0 +1,217 @@
+// Architecture names, layer predicates and validation of ModelConfig. Parsing lives in
+// config_parse.cc.
+#include "model/config/model_config.h"
+
+#include <algorithm>
+#include <array>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/file_util.h"
+#include "model/config/json_fields.h"
+
+namespace expertmesh::model {
+namespace {
+
+constexpr std::array<std::pair<Architecture, std::string_view>, 6> kArchitectureNames = {{
+    {Architecture::kLlama, "LlamaForCausalLM"},
+    {Architecture::kMixtral, "MixtralForCausalLM"},
+    {Architecture::kQwen2Moe, "Qwen2MoeForCausalLM"},
+    {Architecture::kQwen3Moe, "Qwen3MoeForCausalLM"},
+    {Architecture::kDeepseekV2, "DeepseekV2ForCausalLM"},
+    {Architecture::kDeepseekV3, "DeepseekV3ForCausalLM"},
+}};
+
+// Accumulates the first failed check of Validate() as "<source>: field '<f>': <why>".
+class Checker {
+ public:
+  explicit Checker(std::string_view source) : source_(source) {}
+  void Require(bool ok, std::string_view field, std::string_view why) {
+    if (!ok && status_.ok()) {
+      status_ = absl::InvalidArgumentError(
+          absl::StrCat(AsAbsl(source_), ": field '", AsAbsl(field), "': ", AsAbsl(why)));
+    }
+  }
+  void Positive(int64_t value, std::string_view field) {
+    Require(value > 0, field, absl::StrCat("must be positive, got ", value));
+  }
+  absl::Status status() const { return status_; }
+
+ private:
+  std::string_view source_;
+  absl::Status status_;
+};
+
+}  // namespace
+
+std::string_view ArchitectureName(Architecture arch) {
+  for (const auto& [value, name] : kArchitectureNames) {
+    if (value == arch) return name;
+  }
+  return "UnknownArchitecture";
+}
+
+std::optional<Architecture> ArchitectureFromName(std::string_view name) {
+  for (const auto& [value, spelling] : kArchitectureNames) {
+    if (spelling == name) return value;
+  }
+  return std::nullopt;
+}
+
+const std::vector<Architecture>& AllArchitectures() {
+  static const std::vector<Architecture> kAll = [] {
+    std::vector<Architecture> all;
+    for (const auto& entry : kArchitectureNames) all.push_back(entry.first);
+    return all;
+  }();
+  return kAll;
+}
+
+std::string_view RopeScalingTypeName(RopeScalingType type) {
+  switch (type) {
+    case RopeScalingType::kNone:
+      return "none";
+    case RopeScalingType::kLinear:
+      return "linear";
+    case RopeScalingType::kDynamic:
+      return "dynamic";
+    case RopeScalingType::kYarn:
+      return "yarn";
+    case RopeScalingType::kLlama3:
+      return "llama3";
+  }
+  return "unknown";
+}
+
+std::string_view MoeScoringName(MoeScoring scoring) {
+  return scoring == MoeScoring::kSigmoid ? "sigmoid" : "softmax";
+}
+
+std::string_view TopkMethodName(TopkMethod method) {
+  switch (method) {
+    case TopkMethod::kGreedy:
+      return "greedy";
+    case TopkMethod::kGroupLimitedGreedy:
+      return "group_limited_greedy";
+    case TopkMethod::kNoauxTc:
+      return "noaux_tc";
+  }
+  return "unknown";
+}
+
+bool ModelConfig::IsMoeLayer(int layer) const {
+  if (num_experts <= 0 || layer < 0 || layer >= num_hidden_layers) return false;
+  switch (architecture) {
+    case Architecture::kLlama:
+      return false;
+    case Architecture::kMixtral:
+      return true;
+    case Architecture::kQwen2Moe:
+    case Architecture::kQwen3Moe:
+      // transformers: not in mlp_only_layers and (layer_idx + 1) % decoder_sparse_step == 0.
+      if (std::find(mlp_only_layers.begin(), mlp_only_layers.end(), layer) !=
+          mlp_only_layers.end()) {
+        return false;
+      }
+      return (layer + 1) % decoder_sparse_step == 0;
+    case Architecture::kDeepseekV2:
+    case Architecture::kDeepseekV3:
+      return layer >= first_k_dense_replace && layer % moe_layer_freq == 0;
+  }
+  return false;
+}
+
+int64_t ModelConfig::NumMoeLayers() const {
+  int64_t n = 0;
+  for (int64_t layer = 0; layer < num_hidden_layers; ++layer) {
+    if (IsMoeLayer(static_cast<int>(layer))) ++n;
+  }
+  return n;
+}
+
+absl::Status ModelConfig::Validate(std::string_view source_name) const {
+  Checker c(source_name);
+  c.Positive(vocab_size, "vocab_size");
+  c.Positive(hidden_size, "hidden_size");
+  c.Positive(num_hidden_layers, "num_hidden_layers");
+  c.Positive(num_attention_heads, "num_attention_heads");
+  c.Positive(num_key_value_heads, "num_key_value_heads");
+  c.Positive(head_dim, "head_dim");
+  c.Positive(max_position_embeddings, "max_position_embeddings");
+  c.Require(num_key_value_heads <= 0 || num_attention_heads % num_key_value_heads == 0,
+            "num_key_value_heads",
+            absl::StrCat(num_key_value_heads, " does not divide num_attention_heads ",
+                         num_attention_heads));
+  c.Require(rms_norm_eps > 0, "rms_norm_eps", "must be positive");
+  c.Require(rope_theta > 0, "rope_theta", "must be positive");
+  c.Require(hidden_act == "silu", "hidden_act",
+            absl::StrCat("'", hidden_act, "' is not supported (only 'silu')"));
+  if (rope_scaling.type != RopeScalingType::kNone) {
+    c.Require(rope_scaling.factor > 0, "rope_scaling.factor", "must be positive");
+  }
+  if (sliding_window.has_value()) c.Positive(*sliding_window, "sliding_window");
+  if (fp8_quantization.has_value()) {
+    c.Positive(fp8_quantization->block_rows, "quantization_config.weight_block_size[0]");
+    c.Positive(fp8_quantization->block_cols, "quantization_config.weight_block_size[1]");
+  }
+  if (bos_token_id.has_value()) {
+    c.Require(*bos_token_id >= 0 && *bos_token_id < vocab_size, "bos_token_id",
+              absl::StrCat(*bos_token_id, " is outside the vocabulary of ", vocab_size));
+  }
+  for (int64_t eos : eos_token_ids) {
+    c.Require(eos >= 0 && eos < vocab_size, "eos_token_id",
+              absl::StrCat(eos, " is outside the vocabulary of ", vocab_size));
+  }
+
+  if (UsesMla()) {
+    if (q_lora_rank.has_value()) c.Positive(*q_lora_rank, "q_lora_rank");
+    c.Require(qk_nope_head_dim >= 0, "qk_nope_head_dim", "must not be negative");
+    c.Positive(qk_rope_head_dim, "qk_rope_head_dim");
+    c.Require(qk_rope_head_dim % 2 == 0, "qk_rope_head_dim", "RoPE needs an even width");
+    c.Positive(v_head_dim, "v_head_dim");
+  } else {
+    c.Require(head_dim % 2 == 0, "head_dim", "RoPE needs an even head_dim");
+  }
+
+  if (NumMoeLayers() < num_hidden_layers) {
+    c.Positive(intermediate_size, "intermediate_size");  // some layer has a dense MLP
+  }
+  if (IsMoe()) {
+    c.Positive(num_experts_per_tok, "num_experts_per_tok");
+    c.Require(num_experts_per_tok <= num_experts, "num_experts_per_tok",
+              absl::StrCat(num_experts_per_tok, " exceeds the ", num_experts, " experts"));
+    c.Positive(moe_intermediate_size, "moe_intermediate_size");
+    c.Require(shared_expert_intermediate_size >= 0, "shared_expert_intermediate_size",
+              "must not be negative");
+    c.Positive(n_group, "n_group");
+    c.Require(n_group <= 0 || num_experts % n_group == 0, "n_group",
+              absl::StrCat(n_group, " does not divide the ", num_experts, " experts"));
+    c.Require(topk_group >= 1 && topk_group <= n_group, "topk_group",
+              absl::StrCat(topk_group, " must be in [1, n_group=", n_group, "]"));
+    if (topk_method != TopkMethod::kGreedy && n_group > 0) {
+      c.Require(num_experts_per_tok <= topk_group * (num_experts / n_group), "num_experts_per_tok",
+                absl::StrCat(num_experts_per_tok, " exceeds the experts of the ", topk_group,
+                             " selected groups"));
+    }
+    c.Require(routed_scaling_factor > 0, "routed_scaling_factor", "must be positive");
+    c.Positive(decoder_sparse_step, "decoder_sparse_step");
+    c.Positive(moe_layer_freq, "moe_layer_freq");
+    c.Require(first_k_dense_replace >= 0 && first_k_dense_replace <= num_hidden_layers,
+              "first_k_dense_replace",
+              absl::StrCat(first_k_dense_replace, " is not in [0, num_hidden_layers]"));
+    for (int64_t layer : mlp_only_layers) {
+      c.Require(layer >= 0 && layer < num_hidden_layers, "mlp_only_layers",
+                absl::StrCat("layer ", layer, " does not exist"));
+    }
+  }
+  return c.status();
+}
+
+absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& model_dir) {
+  const std::string path = model_dir + "/config.json";
+  auto json = ReadJsonFile(path);
+  if (!json.ok()) return json.status();
+  return ParseModelConfig(*json, path);
+}
+
+}  // namespace expertmesh::model
