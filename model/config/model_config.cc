@@ -113,10 +113,10 @@ bool ModelConfig::IsMoeLayer(int layer) const {
           mlp_only_layers.end()) {
         return false;
       }
-      return (layer + 1) % decoder_sparse_step == 0;
+      return decoder_sparse_step > 0 && (layer + 1) % decoder_sparse_step == 0;
     case Architecture::kDeepseekV2:
     case Architecture::kDeepseekV3:
-      return layer >= first_k_dense_replace && layer % moe_layer_freq == 0;
+      return moe_layer_freq > 0 && layer >= first_k_dense_replace && layer % moe_layer_freq == 0;
   }
   return false;
 }

@@ -1,0 +1,159 @@
+#include "model/plan/model_plan.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "absl/strings/str_cat.h"
+#include "model/config/weight_layout.h"
+
+namespace expertmesh::model {
+namespace {
+
+uint64_t CeilDiv(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
+
+absl::Status Unshardable(const std::string& what) {
+  return absl::InvalidArgumentError(absl::StrCat("cannot shard the model: ", what));
+}
+
+// Bytes of one tensor that `parallel.rank` loads.
+uint64_t RankBytes(const ModelConfig& c, const ParallelConfig& p, const ClassifiedTensor& t,
+                   uint64_t bytes, const ExpertRange& experts) {
+  const uint64_t tp = static_cast<uint64_t>(p.tp);
+  switch (t.role) {
+    case TensorRole::kEmbedding:
+    case TensorRole::kLmHead: {
+      // Vocab-parallel: each rank holds ceil(vocab / tp) rows (the last one padded).
+      const uint64_t vocab = static_cast<uint64_t>(c.vocab_size);
+      return bytes / vocab * CeilDiv(vocab, tp);
+    }
+    case TensorRole::kAttentionKv: {
+      const int64_t kv_on_rank = std::max<int64_t>(1, c.num_key_value_heads / p.tp);
+      return bytes / static_cast<uint64_t>(c.num_key_value_heads) *
+             static_cast<uint64_t>(kv_on_rank);
+    }
+    case TensorRole::kAttentionHeads:
+    case TensorRole::kDenseMlp:
+    case TensorRole::kSharedExpert:
+      return CeilDiv(bytes, tp);  // ceil: fp8 scale blocks may straddle the split
+    case TensorRole::kRoutedExpert:
+      return experts.Contains(t.expert) ? CeilDiv(bytes, tp) : 0;
+    case TensorRole::kAttentionShared:
+    case TensorRole::kRouter:
+    case TensorRole::kNorm:
+      return bytes;
+  }
+  return bytes;
+}
+
+std::string FormatScaled(double value, const char* const* units, int num_units, double base) {
+  int unit = 0;
+  while (value >= base && unit + 1 < num_units) {
+    value /= base;
+    ++unit;
+  }
+  char buffer[64];
+  if (unit == 0) {
+    std::snprintf(buffer, sizeof(buffer), "%.0f%s", value, units[0]);
+  } else {
+    std::snprintf(buffer, sizeof(buffer), "%.2f %s", value, units[unit]);
+  }
+  return buffer;
+}
+
+}  // namespace
+
+ParameterCounts CountParameters(const ModelConfig& config) {
+  ParameterCounts counts;
+  int64_t routed = 0;
+  for (const TensorSpec& spec : ExpectedTensors(config)) {
+    const ClassifiedTensor t = ClassifyTensor(spec.name);
+    if (t.is_scale) continue;
+    counts.by_role[static_cast<size_t>(t.role)] += spec.NumElements();
+    counts.total += spec.NumElements();
+    if (t.role == TensorRole::kRoutedExpert) routed += spec.NumElements();
+  }
+  counts.active_per_token = counts.total - routed;
+  if (config.IsMoe()) {
+    // Experts of a layer are equal in size, so a token touches k / E of the routed weights.
+    counts.active_per_token += routed / config.num_experts * config.num_experts_per_tok;
+  }
+  return counts;
+}
+
+absl::Status ValidateParallelism(const ModelConfig& c, const ParallelConfig& p) {
+  absl::Status status = p.Validate();
+  if (!status.ok()) return status;
+  if (c.num_attention_heads % p.tp != 0) {
+    return Unshardable(absl::StrCat("num_attention_heads ", c.num_attention_heads,
+                                    " is not divisible by tp ", p.tp));
+  }
+  if (!c.UsesMla() && c.num_key_value_heads % p.tp != 0 && p.tp % c.num_key_value_heads != 0) {
+    return Unshardable(absl::StrCat("num_key_value_heads ", c.num_key_value_heads, " and tp ", p.tp,
+                                    " do not divide one another"));
+  }
+  if (c.NumMoeLayers() < c.num_hidden_layers && c.intermediate_size % p.tp != 0) {
+    return Unshardable(
+        absl::StrCat("intermediate_size ", c.intermediate_size, " is not divisible by tp ", p.tp));
+  }
+  if (!c.IsMoe()) {
+    if (p.ep > 1) {
+      return Unshardable(absl::StrCat("ep ", p.ep, " > 1 needs a mixture-of-experts model"));
+    }
+    return absl::OkStatus();
+  }
+  if (c.moe_intermediate_size % p.tp != 0) {
+    return Unshardable(absl::StrCat("moe_intermediate_size ", c.moe_intermediate_size,
+                                    " is not divisible by tp ", p.tp));
+  }
+  if (c.shared_expert_intermediate_size % p.tp != 0) {
+    return Unshardable(absl::StrCat("shared expert width ", c.shared_expert_intermediate_size,
+                                    " is not divisible by tp ", p.tp));
+  }
+  if (c.num_experts % p.ep != 0) {
+    return Unshardable(
+        absl::StrCat("num_experts ", c.num_experts, " is not divisible by ep ", p.ep));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<RankMemoryPlan> PlanRankMemory(const ModelConfig& c, const ParallelConfig& p,
+                                              DType kv_dtype) {
+  absl::Status status = ValidateParallelism(c, p);
+  if (!status.ok()) return status;
+  RankMemoryPlan plan;
+  plan.parallel = p;
+  plan.kv_dtype = kv_dtype;
+  plan.experts = c.IsMoe() ? p.ExpertsOnRank(c.num_experts) : ExpertRange{};
+  for (const TensorSpec& spec : ExpectedTensors(c)) {
+    const ClassifiedTensor t = ClassifyTensor(spec.name);
+    const uint64_t bytes =
+        static_cast<uint64_t>(spec.NumElements()) * DTypeSize(CheckpointDType(spec, c.torch_dtype));
+    const uint64_t on_rank = RankBytes(c, p, t, bytes, plan.experts);
+    plan.model_bytes_by_role[static_cast<size_t>(t.role)] += bytes;
+    plan.model_bytes += bytes;
+    plan.weight_bytes_by_role[static_cast<size_t>(t.role)] += on_rank;
+    plan.weight_bytes += on_rank;
+  }
+  const uint64_t layers = static_cast<uint64_t>(c.num_hidden_layers);
+  const uint64_t elem = DTypeSize(kv_dtype);
+  if (c.UsesMla()) {
+    plan.kv_bytes_per_token =
+        layers * static_cast<uint64_t>(c.kv_lora_rank + c.qk_rope_head_dim) * elem;
+  } else {
+    const int64_t kv_on_rank = std::max<int64_t>(1, c.num_key_value_heads / p.tp);
+    plan.kv_bytes_per_token = layers * 2 * static_cast<uint64_t>(kv_on_rank * c.head_dim) * elem;
+  }
+  return plan;
+}
+
+std::string FormatCount(int64_t count) {
+  static const char* const kUnits[] = {"", "K", "M", "B", "T"};
+  return FormatScaled(static_cast<double>(count), kUnits, 5, 1000.0);
+}
+
+std::string FormatBytes(uint64_t bytes) {
+  static const char* const kUnits[] = {" B", "KiB", "MiB", "GiB", "TiB"};
+  return FormatScaled(static_cast<double>(bytes), kUnits, 5, 1024.0);
+}
+
+}  // namespace expertmesh::model

@@ -1,0 +1,67 @@
+// Parameter counts and the per-rank memory plan of a model under a ParallelConfig. Both are
+// computed from ExpectedTensors, so they agree with what a checkpoint holds.
+#ifndef EXPERTMESH_MODEL_PLAN_MODEL_PLAN_H_
+#define EXPERTMESH_MODEL_PLAN_MODEL_PLAN_H_
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "model/config/model_config.h"
+#include "model/plan/parallel_config.h"
+#include "model/plan/tensor_role.h"
+
+namespace expertmesh::model {
+
+struct ParameterCounts {
+  std::array<int64_t, kNumTensorRoles> by_role{};  // indexed by TensorRole
+  int64_t total = 0;
+  // Parameters one token touches: everything except the routed experts, plus
+  // num_experts_per_tok of them in each MoE layer. Embedding and lm_head are included (the
+  // convention of the published "active" numbers).
+  int64_t active_per_token = 0;
+
+  int64_t of(TensorRole role) const { return by_role[static_cast<size_t>(role)]; }
+};
+
+// Counts parameters (fp8 scale tensors are storage, not parameters, and are excluded).
+ParameterCounts CountParameters(const ModelConfig& config);
+
+// Checks that `parallel` can shard `config`: heads % tp, kv heads dividing or divided by tp,
+// intermediate sizes % tp, num_experts % ep, ep > 1 only for MoE models. INVALID_ARGUMENT
+// stating the rule broken.
+absl::Status ValidateParallelism(const ModelConfig& config, const ParallelConfig& parallel);
+
+struct RankMemoryPlan {
+  ParallelConfig parallel;
+  ExpertRange experts;                                           // routed experts on this rank
+  std::array<uint64_t, kNumTensorRoles> weight_bytes_by_role{};  // bytes this rank loads
+  uint64_t weight_bytes = 0;
+  std::array<uint64_t, kNumTensorRoles> model_bytes_by_role{};  // whole model, for comparison
+  uint64_t model_bytes = 0;
+  DType kv_dtype = DType::kBF16;
+  // KV cache bytes per token on this rank, all layers together. MLA caches the compressed
+  // latent (kv_lora_rank + qk_rope_head_dim) per layer on every tp rank; GQA caches k and v of
+  // the rank's kv heads (max(1, kv_heads / tp)).
+  uint64_t kv_bytes_per_token = 0;
+
+  uint64_t KvBytes(int64_t tokens) const { return kv_bytes_per_token * tokens; }
+};
+
+// The memory plan of `parallel.rank`. Weights are counted in the checkpoint's storage dtype
+// (torch_dtype, fp8 plus scales where quantized, fp32 where the checkpoint keeps fp32); the KV
+// cache in `kv_dtype` (callers usually pass torch_dtype).
+// Errors: those of ParallelConfig::Validate and ValidateParallelism.
+absl::StatusOr<RankMemoryPlan> PlanRankMemory(const ModelConfig& config,
+                                              const ParallelConfig& parallel, DType kv_dtype);
+
+// "46.70 B", "12.9 M", "512" (decimal units, as parameter counts are published).
+std::string FormatCount(int64_t count);
+// "1.50 GiB", "640.0 MiB", "12 B" (binary units).
+std::string FormatBytes(uint64_t bytes);
+
+}  // namespace expertmesh::model
+
+#endif  // EXPERTMESH_MODEL_PLAN_MODEL_PLAN_H_
