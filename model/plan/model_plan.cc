@@ -77,6 +77,7 @@ ParameterCounts CountParameters(const ModelConfig& config) {
     // Experts of a layer are equal in size, so a token touches k / E of the routed weights.
     counts.active_per_token += routed / config.num_experts * config.num_experts_per_tok;
   }
+  counts.active_without_embedding = counts.active_per_token - counts.of(TensorRole::kEmbedding);
   return counts;
 }
 

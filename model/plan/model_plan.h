@@ -22,6 +22,9 @@ struct ParameterCounts {
   // num_experts_per_tok of them in each MoE layer. Embedding and lm_head are included (the
   // convention of the published "active" numbers).
   int64_t active_per_token = 0;
+  // The same without the input embedding (a lookup, not a matmul): DeepSeek publishes
+  // activated parameters this way, Mistral and Qwen with the embedding included.
+  int64_t active_without_embedding = 0;
 
   int64_t of(TensorRole role) const { return by_role[static_cast<size_t>(role)]; }
 };
