@@ -1,0 +1,78 @@
+#include "kernels/cpu/cpu_backend.h"
+
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/cpu/cpu_ops.h"
+
+namespace expertmesh::kernels::cpu {
+
+using runtime::Tensor;
+
+absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(const CpuBackendOptions& options) {
+  const CpuIsa isa = options.isa.value_or(BestCpuIsa());
+  if (!CpuSupports(isa)) {
+    return absl::FailedPreconditionError(absl::StrCat("cpu backend: this CPU does not support the ",
+                                                      std::string(CpuIsaName(isa)), " kernels"));
+  }
+  int threads = options.num_threads;
+  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return std::unique_ptr<CpuBackend>(new CpuBackend(isa, threads, options.blas_min_tokens));
+}
+
+CpuBackend::CpuBackend(CpuIsa isa, int num_threads, int64_t blas_min_tokens)
+    : isa_(isa),
+      name_(absl::StrCat("cpu-", std::string(CpuIsaName(isa)))),
+      pool_(std::make_unique<ThreadPool>(num_threads)),
+      ctx_{pool_.get(), &KernelsFor(isa), blas_min_tokens} {}
+
+absl::Status CpuBackend::DoEmbedding(const Tensor& table, const Tensor& ids, Tensor& out) {
+  return CpuEmbedding(ctx_, table, ids, out);
+}
+absl::Status CpuBackend::DoRmsNorm(const Tensor& x, Tensor* residual, const Tensor& weight,
+                                   float eps, Tensor& out) {
+  return CpuRmsNorm(ctx_, x, residual, weight, eps, out);
+}
+absl::Status CpuBackend::DoRope(const Tensor& cos_sin, const Tensor& positions,
+                                const runtime::RopeParams& params, Tensor& q, Tensor& k) {
+  return CpuRope(ctx_, cos_sin, positions, params, q, k);
+}
+absl::Status CpuBackend::DoLinear(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                                  Tensor& out) {
+  return CpuLinear(ctx_, x, weight, bias, out);
+}
+absl::Status CpuBackend::DoSiluMul(const Tensor& gate_up, Tensor& out) {
+  return CpuSiluMul(ctx_, gate_up, out);
+}
+absl::Status CpuBackend::DoMoeTopK(const Tensor& logits, const Tensor& bias,
+                                   const runtime::MoeRoutingParams& params, Tensor& topk_ids,
+                                   Tensor& topk_weights) {
+  return CpuMoeTopK(ctx_, logits, bias, params, topk_ids, topk_weights);
+}
+absl::Status CpuBackend::DoMoePermute(const Tensor& x, const Tensor& topk_ids, int num_experts,
+                                      Tensor& out_x, Tensor& expert_offsets, Tensor& sorted_slots) {
+  return CpuMoePermute(ctx_, x, topk_ids, num_experts, out_x, expert_offsets, sorted_slots);
+}
+absl::Status CpuBackend::DoMoeGroupedLinear(const Tensor& x, const Tensor& expert_offsets,
+                                            std::span<const Tensor> weights, Tensor& out) {
+  return CpuMoeGroupedLinear(ctx_, x, expert_offsets, weights, out);
+}
+absl::Status CpuBackend::DoMoeCombine(const Tensor& y, const Tensor& sorted_slots,
+                                      const Tensor& topk_ids, const Tensor& topk_weights,
+                                      const Tensor& shared, const Tensor& shared_gate,
+                                      Tensor& out) {
+  return CpuMoeCombine(ctx_, y, sorted_slots, topk_ids, topk_weights, shared, shared_gate, out);
+}
+absl::Status CpuBackend::DoKvCacheWrite(const Tensor& k, const Tensor& v,
+                                        const Tensor& slot_mapping, Tensor& k_cache,
+                                        Tensor& v_cache) {
+  return CpuKvCacheWrite(ctx_, k, v, slot_mapping, k_cache, v_cache);
+}
+absl::Status CpuBackend::DoPagedAttention(const Tensor& q, const Tensor& k_cache,
+                                          const Tensor& v_cache,
+                                          const runtime::PagedAttentionBatch& batch, float scale,
+                                          Tensor& out) {
+  return CpuPagedAttention(ctx_, q, k_cache, v_cache, batch, scale, out);
+}
+
+}  // namespace expertmesh::kernels::cpu

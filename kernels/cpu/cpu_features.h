@@ -1,0 +1,30 @@
+// Which vector instruction sets this CPU has, detected at run time (binaries are built for the
+// x86-64 baseline; AVX2 code lives in files compiled with their own flags).
+#ifndef EXPERTMESH_KERNELS_CPU_CPU_FEATURES_H_
+#define EXPERTMESH_KERNELS_CPU_CPU_FEATURES_H_
+
+#include <string_view>
+
+namespace expertmesh::kernels::cpu {
+
+// The kernel families a CpuBackend can run. kScalar is portable C++ (the compiler may still use
+// SSE2); kAvx2 needs AVX2 + FMA + F16C.
+enum class CpuIsa { kScalar, kAvx2 };
+std::string_view CpuIsaName(CpuIsa isa);
+
+struct CpuFeatures {
+  bool avx2 = false;
+  bool fma = false;
+  bool f16c = false;
+  bool avx512f = false;
+  bool avx512bf16 = false;
+};
+const CpuFeatures& DetectCpuFeatures();
+
+bool CpuSupports(CpuIsa isa);
+// The best family this CPU runs.
+CpuIsa BestCpuIsa();
+
+}  // namespace expertmesh::kernels::cpu
+
+#endif  // EXPERTMESH_KERNELS_CPU_CPU_FEATURES_H_

@@ -1,0 +1,160 @@
+// Linear (x @ W^T) and the per-expert grouped linear of MoE layers.
+//
+// Two paths, chosen per weight by the number of tokens multiplying it:
+//  - few tokens (decode): the KernelTable GEMM streams each weight row once from memory,
+//    widening bf16 in registers; memory-bound, so it aims at the DRAM bandwidth.
+//  - many tokens (prefill): compute-bound; each task widens a tile of weight rows to fp32 and
+//    calls OpenBLAS sgemm on it, single-threaded (this backend's pool owns the cores).
+// Both write each output element from exactly one task, so results do not depend on threads.
+#include <cblas.h>
+
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/cpu/cpu_ops.h"
+
+namespace expertmesh::kernels::cpu {
+namespace {
+
+// One x @ W^T product: x [n, k] f32, W [m, k], out [n, ldo] f32 (columns [0, m)).
+struct GemmJob {
+  const float* x;
+  int64_t n;
+  int64_t k;
+  const Tensor* w;
+  float* out;
+  int64_t ldo;
+};
+
+struct GemmTask {
+  int job;
+  int64_t row_begin;
+  int64_t row_end;
+  bool blas;
+};
+
+constexpr int64_t kStreamRowsPerTask = 16;  // multiple of the 4-row micro-kernel
+constexpr int64_t kBlasRowsPerTask = 128;
+
+void InitBlasThreadsOnce() {
+  static std::once_flag once;
+  // Calls come from our pool's threads; OpenBLAS must not start (and spin) threads of its own.
+  std::call_once(once, [] { openblas_set_num_threads(1); });
+}
+
+void RunTask(const CpuContext& ctx, const GemmJob& job, const GemmTask& task,
+             std::vector<float>& tile) {
+  const int64_t rows = task.row_end - task.row_begin;
+  float* out = job.out + task.row_begin;
+  if (!task.blas) {
+    if (job.w->dtype() == DType::kBF16) {
+      ctx.kernels->gemm_bf16(job.x, job.n, job.k, job.w->data<uint16_t>() + task.row_begin * job.k,
+                             rows, out, job.ldo);
+    } else {
+      ctx.kernels->gemm_f32(job.x, job.n, job.k, job.w->data<float>() + task.row_begin * job.k,
+                            rows, out, job.ldo);
+    }
+    return;
+  }
+  const float* w = nullptr;
+  if (job.w->dtype() == DType::kBF16) {
+    tile.resize(static_cast<size_t>(rows * job.k));
+    ctx.kernels->bf16_to_f32(job.w->data<uint16_t>() + task.row_begin * job.k, tile.data(),
+                             rows * job.k);
+    w = tile.data();
+  } else {
+    w = job.w->data<float>() + task.row_begin * job.k;
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(job.n),
+              static_cast<int>(rows), static_cast<int>(job.k), 1.0f, job.x, static_cast<int>(job.k),
+              w, static_cast<int>(job.k), 0.0f, out, static_cast<int>(job.ldo));
+}
+
+void RunJobs(const CpuContext& ctx, const std::vector<GemmJob>& jobs) {
+  std::vector<GemmTask> tasks;
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    const GemmJob& job = jobs[j];
+    if (job.n == 0) continue;
+    const int64_t m = job.w->dim(0);
+    const bool blas = ctx.blas_min_tokens > 0 && job.n >= ctx.blas_min_tokens;
+    const int64_t step = blas ? kBlasRowsPerTask : kStreamRowsPerTask;
+    for (int64_t r = 0; r < m; r += step) {
+      tasks.push_back({static_cast<int>(j), r, std::min(m, r + step), blas});
+    }
+    if (blas) InitBlasThreadsOnce();
+  }
+  ctx.pool->ParallelFor(static_cast<int64_t>(tasks.size()), 1, [&](int64_t b, int64_t e) {
+    std::vector<float> tile;
+    for (int64_t i = b; i < e; ++i) RunTask(ctx, jobs[tasks[i].job], tasks[i], tile);
+  });
+}
+
+}  // namespace
+
+absl::Status CpuLinear(const CpuContext& ctx, const Tensor& x, const Tensor& weight,
+                       const Tensor& bias, Tensor& out) {
+  const int64_t n = x.dim(0), k = x.dim(1), m = weight.dim(0);
+  std::vector<float> xs, os;
+  const float* xf = AsF32(ctx, x, xs);
+  float* of = nullptr;
+  if (out.dtype() == DType::kF32) {
+    of = out.data<float>();
+  } else {
+    os.resize(static_cast<size_t>(n * m));
+    of = os.data();
+  }
+  RunJobs(ctx, {GemmJob{xf, n, k, &weight, of, m}});
+  if (bias.defined()) {
+    std::vector<float> bs;
+    const float* bf = AsF32(ctx, bias, bs);
+    for (int64_t t = 0; t < n; ++t) {
+      for (int64_t o = 0; o < m; ++o) of[t * m + o] += bf[o];
+    }
+  }
+  if (out.dtype() != DType::kF32) StoreF32(ctx, of, out, 0, n * m);
+  return absl::OkStatus();
+}
+
+absl::Status CpuMoeGroupedLinear(const CpuContext& ctx, const Tensor& x,
+                                 const Tensor& expert_offsets, std::span<const Tensor> weights,
+                                 Tensor& out) {
+  const int64_t rows = x.dim(0), k = x.dim(1), m = out.dim(1);
+  const int64_t experts = static_cast<int64_t>(weights.size());
+  const int32_t* off = expert_offsets.data<int32_t>();
+  if (off[0] != 0 || off[experts] != rows) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("moe_grouped_linear: expert_offsets must run from 0 to ", rows, ", got ",
+                     off[0], " .. ", off[experts]));
+  }
+  std::vector<float> xs, os;
+  const float* xf = AsF32(ctx, x, xs);
+  float* of = nullptr;
+  if (out.dtype() == DType::kF32) {
+    of = out.data<float>();
+  } else {
+    os.resize(static_cast<size_t>(rows * m));
+    of = os.data();
+  }
+  std::vector<GemmJob> jobs;
+  for (int64_t e = 0; e < experts; ++e) {
+    if (off[e + 1] < off[e]) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("moe_grouped_linear: expert_offsets decrease at expert ", e));
+    }
+    const int64_t ne = off[e + 1] - off[e];
+    if (ne == 0) continue;
+    if (!weights[e].defined()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("moe_grouped_linear: expert ", e, " has ", ne, " rows but no weight"));
+    }
+    jobs.push_back(GemmJob{xf + off[e] * k, ne, k, &weights[e], of + off[e] * m, m});
+  }
+  RunJobs(ctx, jobs);
+  if (out.dtype() != DType::kF32) StoreF32(ctx, of, out, 0, rows * m);
+  return absl::OkStatus();
+}
+
+}  // namespace expertmesh::kernels::cpu

@@ -1,0 +1,36 @@
+// The inner loops that differ per instruction set, as a table of function pointers chosen once
+// per backend (scalar or AVX2). Everything else in kernels/cpu is ISA-independent and calls
+// through this table.
+#ifndef EXPERTMESH_KERNELS_CPU_KERNEL_TABLE_H_
+#define EXPERTMESH_KERNELS_CPU_KERNEL_TABLE_H_
+
+#include <cstdint>
+
+#include "kernels/cpu/cpu_features.h"
+
+namespace expertmesh::kernels::cpu {
+
+struct KernelTable {
+  // out[t * ldo + r] = sum_i x[t * k + i] * w[r * k + i] for t < n, r < rows, accumulated in
+  // fp32 in a fixed order (independent of n: a token's result does not depend on its batch).
+  //   x: [n, k] f32;  w: [rows, k] bf16 (raw bits) or f32;  out: [n, ldo] f32.
+  void (*gemm_bf16)(const float* x, int64_t n, int64_t k, const uint16_t* w, int64_t rows,
+                    float* out, int64_t ldo);
+  void (*gemm_f32)(const float* x, int64_t n, int64_t k, const float* w, int64_t rows, float* out,
+                   int64_t ldo);
+  // Conversions of n elements; f32 -> bf16 rounds to nearest even, NaN stays NaN.
+  void (*bf16_to_f32)(const uint16_t* in, float* out, int64_t n);
+  void (*f32_to_bf16)(const float* in, uint16_t* out, int64_t n);
+  // sum_i a[i] * b[i].
+  float (*dot)(const float* a, const float* b, int64_t n);
+  // y[i] += alpha * x[i].
+  void (*axpy)(float alpha, const float* x, float* y, int64_t n);
+};
+
+const KernelTable& ScalarKernels();
+const KernelTable& Avx2Kernels();  // REQUIRES: CpuSupports(CpuIsa::kAvx2)
+const KernelTable& KernelsFor(CpuIsa isa);
+
+}  // namespace expertmesh::kernels::cpu
+
+#endif  // EXPERTMESH_KERNELS_CPU_KERNEL_TABLE_H_

@@ -1,0 +1,136 @@
+// AVX2 + FMA + F16C inner loops. This file alone is compiled with -mavx2 -mfma -mf16c; nothing
+// here runs unless CpuSupports(CpuIsa::kAvx2) (the backend checks before picking this table).
+//
+// The decode GEMM is memory-bound: each weight is read from DRAM once, widened from bf16 to
+// fp32 in registers (zero-extend to 32 bits, shift left 16) and used for up to 3 tokens at a
+// time; further token groups re-read the same 4-row strip from L1/L2.
+#include <immintrin.h>
+
+#include "common/dtype.h"
+#include "kernels/cpu/kernel_table.h"
+
+namespace expertmesh::kernels::cpu {
+namespace {
+
+inline __m256 LoadW(const uint16_t* p) {
+  const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16));
+}
+inline __m256 LoadW(const float* p) { return _mm256_loadu_ps(p); }
+inline float ScalarW(uint16_t v) { return Bf16ToFloat(v); }
+inline float ScalarW(float v) { return v; }
+
+// Sums the 8 lanes in the order ((0+4)+(1+5))+((2+6)+(3+7)), as the scalar path does.
+inline float HorizontalSum(__m256 v) {
+  const __m128 lo = _mm256_castps256_ps128(v);
+  const __m128 hi = _mm256_extractf128_ps(v, 1);
+  const __m128 s = _mm_add_ps(lo, hi);                  // (0+4) (1+5) (2+6) (3+7)
+  const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));  // (0+4)+(2+6), (1+5)+(3+7)
+  const __m128 u = _mm_add_ss(t, _mm_shuffle_ps(t, t, 1));
+  return _mm_cvtss_f32(u);
+}
+
+// R weight rows x T tokens.
+template <int R, int T, typename W>
+inline void MicroKernel(const float* x, int64_t k, const W* w, float* out, int64_t ldo) {
+  __m256 acc[R][T];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= k; i += 8) {
+    __m256 wv[R];
+    for (int r = 0; r < R; ++r) wv[r] = LoadW(w + r * k + i);
+    for (int t = 0; t < T; ++t) {
+      const __m256 xv = _mm256_loadu_ps(x + t * k + i);
+      for (int r = 0; r < R; ++r) acc[r][t] = _mm256_fmadd_ps(wv[r], xv, acc[r][t]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int t = 0; t < T; ++t) {
+      float sum = HorizontalSum(acc[r][t]);
+      for (int64_t j = i; j < k; ++j) sum += x[t * k + j] * ScalarW(w[r * k + j]);
+      out[t * ldo + r] = sum;
+    }
+  }
+}
+
+template <int R, typename W>
+inline void RowStrip(const float* x, int64_t n, int64_t k, const W* w, float* out, int64_t ldo) {
+  int64_t t = 0;
+  for (; t + 3 <= n; t += 3) MicroKernel<R, 3>(x + t * k, k, w, out + t * ldo, ldo);
+  if (n - t == 2) MicroKernel<R, 2>(x + t * k, k, w, out + t * ldo, ldo);
+  if (n - t == 1) MicroKernel<R, 1>(x + t * k, k, w, out + t * ldo, ldo);
+}
+
+template <typename W>
+void Gemm(const float* x, int64_t n, int64_t k, const W* w, int64_t rows, float* out, int64_t ldo) {
+  int64_t r = 0;
+  for (; r + 4 <= rows; r += 4) RowStrip<4>(x, n, k, w + r * k, out + r, ldo);
+  for (; r < rows; ++r) RowStrip<1>(x, n, k, w + r * k, out + r, ldo);
+}
+
+void GemmBf16(const float* x, int64_t n, int64_t k, const uint16_t* w, int64_t rows, float* out,
+              int64_t ldo) {
+  Gemm(x, n, k, w, rows, out, ldo);
+}
+void GemmF32(const float* x, int64_t n, int64_t k, const float* w, int64_t rows, float* out,
+             int64_t ldo) {
+  Gemm(x, n, k, w, rows, out, ldo);
+}
+
+void Bf16ToF32(const uint16_t* in, float* out, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, LoadW(in + i));
+  for (; i < n; ++i) out[i] = Bf16ToFloat(in[i]);
+}
+
+void F32ToBf16(const float* in, uint16_t* out, int64_t n) {
+  int64_t i = 0;
+  const __m256i lsb_mask = _mm256_set1_epi32(1);
+  const __m256i bias = _mm256_set1_epi32(0x7fff);
+  const __m256i quiet = _mm256_set1_epi32(0x0040);
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(in + i);
+    const __m256i bits = _mm256_castps_si256(v);
+    // Round to nearest even: add 0x7fff + lsb of the kept part, then drop 16 bits.
+    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(bits, 16), lsb_mask);
+    __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(bits, _mm256_add_epi32(bias, lsb)), 16);
+    // NaN: keep the top half and set the quiet bit, as FloatToBf16.
+    const __m256i nan_bits = _mm256_or_si256(_mm256_srli_epi32(bits, 16), quiet);
+    const __m256i is_nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    rounded = _mm256_blendv_epi8(rounded, nan_bits, is_nan);
+    // Pack 8 x u32 (each < 65536) into 8 x u16.
+    const __m128i lo = _mm256_castsi256_si128(rounded);
+    const __m128i hi = _mm256_extracti128_si256(rounded, 1);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), _mm_packus_epi32(lo, hi));
+  }
+  for (; i < n; ++i) out[i] = FloatToBf16(in[i]);
+}
+
+float Dot(const float* a, const float* b, int64_t n) {
+  __m256 acc = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
+  float sum = HorizontalSum(acc);
+  for (; i < n; ++i) sum += a[i] * b[i];
+  return sum;
+}
+
+void Axpy(float alpha, const float* x, float* y, int64_t n) {
+  const __m256 av = _mm256_set1_ps(alpha);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+  }
+  for (; i < n; ++i) y[i] += alpha * x[i];
+}
+
+}  // namespace
+
+const KernelTable& Avx2Kernels() {
+  static const KernelTable table{GemmBf16, GemmF32, Bf16ToF32, F32ToBf16, Dot, Axpy};
+  return table;
+}
+
+}  // namespace expertmesh::kernels::cpu

@@ -1,0 +1,62 @@
+// A small fork-join thread pool for the CPU kernels.
+//
+// Why our own pool and not OpenMP: OpenBLAS (pthreads) and oneDNN (OpenMP) bring their own
+// runtimes; mixing OpenMP regions with them oversubscribes 2 cores, and GCC's libgomp spins
+// after every region. This pool owns the cores: BLAS calls are made single-threaded from inside
+// its tasks. Its workers spin briefly after a job (decode launches ~10 jobs per layer, a few
+// microseconds apart) and then sleep on a condition variable, so an idle engine uses no CPU.
+//
+// Results never depend on the scheduling: every task writes disjoint outputs and computes them
+// in a fixed order, so dynamic chunk claiming keeps outputs bit-identical run to run.
+//
+// Thread safety: ParallelFor may be called from one thread at a time (the backend's caller).
+#ifndef EXPERTMESH_KERNELS_CPU_THREAD_POOL_H_
+#define EXPERTMESH_KERNELS_CPU_THREAD_POOL_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace expertmesh::kernels::cpu {
+
+class ThreadPool {
+ public:
+  // num_threads counts the calling thread: 1 runs everything inline.
+  explicit ThreadPool(int num_threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int num_threads() const { return num_threads_; }
+
+  // Calls fn(begin, end) over [0, n) in chunks of `grain` items, claimed dynamically by the
+  // caller and the workers; returns when all chunks are done. fn must not throw.
+  void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+
+ private:
+  void WorkerLoop();
+  void RunChunks();
+
+  const int num_threads_;
+  std::vector<std::thread> workers_;
+
+  std::mutex mu_;
+  std::condition_variable wake_;
+  bool stop_ = false;                    // guarded by mu_
+  std::atomic<uint64_t> generation_{0};  // bumped per job; workers wait for a change
+
+  // The current job (written before generation_ is bumped).
+  const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
+  int64_t n_ = 0;
+  int64_t grain_ = 1;
+  std::atomic<int64_t> next_{0};
+  std::atomic<int> active_{0};  // workers still inside the current job
+};
+
+}  // namespace expertmesh::kernels::cpu
+
+#endif  // EXPERTMESH_KERNELS_CPU_THREAD_POOL_H_

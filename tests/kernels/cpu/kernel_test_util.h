@@ -1,0 +1,90 @@
+// Shared pieces of the CPU kernel tests: a backend per ISA (scalar and AVX2 both run every
+// case; AVX2 cases skip visibly on a CPU without it), seeded random tensors, doubles.
+#ifndef EXPERTMESH_TESTS_KERNELS_CPU_KERNEL_TEST_UTIL_H_
+#define EXPERTMESH_TESTS_KERNELS_CPU_KERNEL_TEST_UTIL_H_
+
+#include <memory>
+#include <random>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "common/dtype.h"
+#include "gtest/gtest.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "tests/util/tensor_compare.h"
+
+namespace expertmesh::testing {
+
+using kernels::cpu::CpuBackend;
+using kernels::cpu::CpuIsa;
+using runtime::Tensor;
+
+inline std::vector<CpuIsa> AllCpuIsas() { return {CpuIsa::kScalar, CpuIsa::kAvx2}; }
+
+inline std::string DTypeShort(DType d) {
+  std::string s(DTypeName(d));
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// Fixture for TEST_P over (Case, CpuIsa); Case must have a `std::string name`.
+template <typename Case>
+class CpuOpTest : public ::testing::TestWithParam<std::tuple<Case, CpuIsa>> {
+ protected:
+  void SetUp() override {
+    const CpuIsa isa = std::get<1>(this->GetParam());
+    if (!kernels::cpu::CpuSupports(isa)) {
+      GTEST_SKIP() << "this CPU lacks " << kernels::cpu::CpuIsaName(isa);
+    }
+    kernels::cpu::CpuBackendOptions options;
+    options.num_threads = 2;
+    options.isa = isa;
+    options.blas_min_tokens = BlasMinTokens();
+    auto backend = CpuBackend::Create(options);
+    ASSERT_TRUE(backend.ok()) << backend.status();
+    backend_ = std::move(*backend);
+  }
+  virtual int64_t BlasMinTokens() const { return 64; }
+  const Case& c() const { return std::get<0>(this->GetParam()); }
+
+  std::unique_ptr<CpuBackend> backend_;
+};
+
+template <typename Case>
+std::string CaseName(const ::testing::TestParamInfo<std::tuple<Case, CpuIsa>>& info) {
+  return std::get<0>(info.param).name + "_" +
+         std::string(kernels::cpu::CpuIsaName(std::get<1>(info.param)));
+}
+
+// A tensor of uniform values in [lo, hi), rounded to its dtype.
+inline Tensor RandomTensor(DType dtype, std::initializer_list<int64_t> shape, std::mt19937& rng,
+                           float lo = -1.0f, float hi = 1.0f) {
+  Tensor t = *Tensor::Empty(dtype, shape);
+  std::uniform_real_distribution<float> dist(lo, hi);
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    const float v = dist(rng);
+    if (dtype == DType::kF32) {
+      t.data<float>()[i] = v;
+    } else {
+      t.data<uint16_t>()[i] = FloatToBf16(v);
+    }
+  }
+  return t;
+}
+
+inline Tensor I32Tensor(const std::vector<int32_t>& values, std::initializer_list<int64_t> shape) {
+  Tensor t = *Tensor::Empty(DType::kI32, shape);
+  std::copy(values.begin(), values.end(), t.data<int32_t>());
+  return t;
+}
+
+// The rounding a stored output of `dtype` has: the tolerance floor for comparisons.
+inline Tolerance ToleranceFor(DType dtype, double fp32_tol = 1e-5) {
+  if (dtype == DType::kBF16) return {.atol = 1e-2, .rtol = 1e-2, .min_cosine = 0.9999};
+  return {.atol = fp32_tol, .rtol = fp32_tol, .min_cosine = 0.999999};
+}
+
+}  // namespace expertmesh::testing
+
+#endif  // EXPERTMESH_TESTS_KERNELS_CPU_KERNEL_TEST_UTIL_H_
