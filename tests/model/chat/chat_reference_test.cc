@@ -1,0 +1,74 @@
+// Parity with jinja2: renders every case of tests/model/chat/data/reference.json (made by
+// tools/chat/make_reference.py with jinja2 configured as transformers configures it) and
+// requires byte-exact output, or an error where jinja2 raised one.
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+
+#include "gtest/gtest.h"
+#include "model/chat/chat_template.h"
+#include "nlohmann/json.hpp"
+
+namespace expertmesh::chat {
+namespace {
+
+const std::string kDataDir = std::string(EXPERTMESH_SOURCE_DIR) + "/tests/model/chat/data/";
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+TEST(ChatReferenceTest, MatchesJinja2OnEveryCase) {
+  const auto reference = nlohmann::ordered_json::parse(ReadFile(kDataDir + "reference.json"));
+  std::map<std::string, ChatTemplate> templates;
+  std::tm now{};
+  now.tm_year = 2025 - 1900;
+  now.tm_mon = 2;
+  now.tm_mday = 7;
+  now.tm_hour = 14;
+  now.tm_min = 5;
+  now.tm_sec = 9;
+  int rendered = 0, errors = 0;
+  ASSERT_GT(reference["cases"].size(), 200u);
+  for (const auto& c : reference["cases"]) {
+    const std::string name = c["name"];
+    SCOPED_TRACE(name);
+    const std::string file = c["template"];
+    if (!templates.count(file)) {
+      auto parsed = ChatTemplate::Parse(ReadFile(kDataDir + "templates/" + file));
+      ASSERT_TRUE(parsed.ok()) << parsed.status();
+      templates.emplace(file, *parsed);
+    }
+    ChatRenderOptions options;
+    options.add_generation_prompt = c["add_generation_prompt"];
+    options.bos_token = c["bos_token"];
+    options.eos_token = c["eos_token"];
+    if (!c["tools"].is_null()) options.tools = c["tools"];
+    options.extra_kwargs = c["kwargs"];
+    options.now = now;
+    auto result = RenderChat(templates.at(file), c["messages"], options);
+    if (c.contains("expected")) {
+      ASSERT_TRUE(result.ok()) << result.status();
+      EXPECT_EQ(*result, c["expected"].get<std::string>());
+      ++rendered;
+    } else if (c.contains("raised")) {
+      ASSERT_FALSE(result.ok()) << "rendered: " << *result;
+      EXPECT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument);
+      EXPECT_EQ(std::string(result.status().message()), c["raised"].get<std::string>());
+      ++errors;
+    } else {
+      EXPECT_FALSE(result.ok()) << "jinja2 failed with " << c["failed"] << " but we rendered "
+                                << *result;
+      ++errors;
+    }
+  }
+  EXPECT_GT(rendered, 200);
+  EXPECT_GT(errors, 10);
+}
+
+}  // namespace
+}  // namespace expertmesh::chat
