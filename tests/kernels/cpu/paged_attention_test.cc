@@ -1,0 +1,201 @@
+// KV cache writes (bit-exact) and paged causal attention against a double-precision reference
+// over contiguous K/V: prefill, chunked prefill (queries starting at an offset), decode, mixed
+// batches, GQA/MQA ratios, MLA-style unequal key/value widths, long contexts, bf16 caches.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <tuple>
+
+#include "tests/kernels/cpu/kernel_test_util.h"
+
+namespace expertmesh::testing {
+namespace {
+
+struct SeqSpec {
+  int32_t q_len;
+  int32_t seq_len;  // cached tokens after this step, >= q_len
+};
+
+struct AttnCase {
+  std::string name;
+  std::vector<SeqSpec> seqs;
+  int64_t q_heads, kv_heads, dk, dv, block_size;
+  DType dtype, cache_dtype;
+};
+
+class PagedAttentionTest : public CpuOpTest<AttnCase> {};
+
+TEST_P(PagedAttentionTest, MatchesContiguousReference) {
+  std::mt19937 rng(static_cast<unsigned>(c().seqs.size() * 101 + c().dk));
+  const int64_t bs = c().block_size, hq = c().q_heads, hkv = c().kv_heads;
+  const int64_t num_seqs = static_cast<int64_t>(c().seqs.size());
+  int64_t max_blocks = 1, total_blocks = 0, n = 0;
+  for (const SeqSpec& s : c().seqs) {
+    max_blocks = std::max<int64_t>(max_blocks, (s.seq_len + bs - 1) / bs);
+    total_blocks += (s.seq_len + bs - 1) / bs;
+    n += s.q_len;
+  }
+  // Blocks handed out in shuffled order, plus spare blocks nobody uses.
+  const int64_t pool_blocks = total_blocks + 3;
+  std::vector<int32_t> free_ids(pool_blocks);
+  std::iota(free_ids.begin(), free_ids.end(), 0);
+  std::shuffle(free_ids.begin(), free_ids.end(), rng);
+  std::vector<int32_t> tables(num_seqs * max_blocks, -1), q_start{0}, lens;
+  for (int64_t s = 0; s < num_seqs; ++s) {
+    for (int64_t b = 0; b < (c().seqs[s].seq_len + bs - 1) / bs; ++b) {
+      tables[s * max_blocks + b] = free_ids.back();
+      free_ids.pop_back();
+    }
+    q_start.push_back(q_start.back() + c().seqs[s].q_len);
+    lens.push_back(c().seqs[s].seq_len);
+  }
+  Tensor k_cache = *Tensor::Zeros(c().cache_dtype, {pool_blocks, bs, hkv, c().dk});
+  Tensor v_cache = *Tensor::Zeros(c().cache_dtype, {pool_blocks, bs, hkv, c().dv});
+
+  // Every cached token of every sequence is written with KvCacheWrite (one call for all).
+  int64_t all_tokens = 0;
+  for (const SeqSpec& s : c().seqs) all_tokens += s.seq_len;
+  Tensor k_all = RandomTensor(c().dtype, {all_tokens, hkv, c().dk}, rng);
+  Tensor v_all = RandomTensor(c().dtype, {all_tokens, hkv, c().dv}, rng);
+  std::vector<int32_t> slot_map;
+  for (int64_t s = 0; s < num_seqs; ++s) {
+    for (int32_t p = 0; p < c().seqs[s].seq_len; ++p) {
+      slot_map.push_back(tables[s * max_blocks + p / bs] * static_cast<int32_t>(bs) + p % bs);
+    }
+  }
+  ASSERT_TRUE(
+      backend_->KvCacheWrite(k_all, v_all, I32Tensor(slot_map, {all_tokens}), k_cache, v_cache)
+          .ok());
+  // The cache holds exactly what was written (bit-exact when dtypes match).
+  if (c().cache_dtype == c().dtype) {
+    const size_t row = hkv * c().dk * DTypeSize(c().dtype);
+    for (int64_t t = 0; t < all_tokens; ++t) {
+      ASSERT_EQ(0, std::memcmp(static_cast<char*>(k_cache.raw_data()) + slot_map[t] * row,
+                               static_cast<char*>(k_all.raw_data()) + t * row, row))
+          << "k row of token " << t;
+    }
+  }
+
+  Tensor q = RandomTensor(c().dtype, {n, hq, c().dk}, rng);
+  runtime::PagedAttentionBatch batch{I32Tensor(q_start, {num_seqs + 1}),
+                                     I32Tensor(lens, {num_seqs}),
+                                     I32Tensor(tables, {num_seqs, max_blocks})};
+  const float scale = 1.0f / std::sqrt(static_cast<float>(c().dk));
+  GuardedTensor out(c().dtype, {n, hq, c().dv});
+  absl::Status st = backend_->PagedAttention(q, k_cache, v_cache, batch, scale, out.tensor());
+  ASSERT_TRUE(st.ok()) << st;
+  EXPECT_TRUE(out.GuardsIntact());
+
+  // Reference over the contiguous K/V as stored in the cache (so bf16 caches round the same).
+  Tensor k_stored = *Tensor::Empty(c().cache_dtype, {all_tokens, hkv, c().dk});
+  Tensor v_stored = *Tensor::Empty(c().cache_dtype, {all_tokens, hkv, c().dv});
+  for (auto [src, dst, d] :
+       {std::tuple{&k_cache, &k_stored, c().dk}, {&v_cache, &v_stored, c().dv}}) {
+    const size_t row = hkv * d * DTypeSize(c().cache_dtype);
+    for (int64_t t = 0; t < all_tokens; ++t) {
+      std::memcpy(static_cast<char*>(dst->raw_data()) + t * row,
+                  static_cast<char*>(src->raw_data()) + slot_map[t] * row, row);
+    }
+  }
+  const std::vector<double> qd = ToDoubles(q), kd = ToDoubles(k_stored), vd = ToDoubles(v_stored);
+  std::vector<double> ref(n * hq * c().dv);
+  int64_t token_base = 0;  // first row of this sequence in k_all
+  for (int64_t s = 0; s < num_seqs; ++s) {
+    const SeqSpec& sp = c().seqs[s];
+    for (int32_t i = 0; i < sp.q_len; ++i) {
+      const int64_t t = q_start[s] + i, pos = sp.seq_len - sp.q_len + i;
+      for (int64_t h = 0; h < hq; ++h) {
+        const int64_t kvh = h / (hq / hkv);
+        std::vector<double> sc(pos + 1);
+        for (int64_t p = 0; p <= pos; ++p) {
+          double dot = 0;
+          for (int64_t d = 0; d < c().dk; ++d) {
+            dot += qd[(t * hq + h) * c().dk + d] * kd[((token_base + p) * hkv + kvh) * c().dk + d];
+          }
+          sc[p] = dot * scale;
+        }
+        const double mx = *std::max_element(sc.begin(), sc.end());
+        double sum = 0;
+        for (double& x : sc) sum += x = std::exp(x - mx);
+        for (int64_t d = 0; d < c().dv; ++d) {
+          double acc = 0;
+          for (int64_t p = 0; p <= pos; ++p) {
+            acc += sc[p] / sum * vd[((token_base + p) * hkv + kvh) * c().dv + d];
+          }
+          ref[(t * hq + h) * c().dv + d] = acc;
+        }
+      }
+    }
+    token_base += sp.seq_len;
+  }
+  EXPECT_TRUE(TensorsClose(out.tensor(), ref, ToleranceFor(c().dtype, 2e-5)));
+}
+
+const AttnCase kAttnCases[] = {
+    {"prefill_one_token", {{1, 1}}, 4, 4, 64, 64, 16, DType::kF32, DType::kF32},
+    {"prefill", {{37, 37}}, 4, 2, 64, 64, 16, DType::kF32, DType::kF32},
+    {"chunked_prefill", {{20, 53}}, 8, 2, 32, 32, 16, DType::kF32, DType::kF32},
+    {"decode_long_context", {{1, 1500}}, 8, 1, 64, 64, 16, DType::kF32, DType::kF32},
+    {"mixed_batch",
+     {{1, 40}, {17, 17}, {1, 3}, {5, 70}},
+     6,
+     3,
+     48,
+     48,
+     8,
+     DType::kF32,
+     DType::kF32},
+    {"gqa8_decode_batch",
+     {{1, 100}, {1, 16}, {1, 17}},
+     16,
+     2,
+     128,
+     128,
+     16,
+     DType::kF32,
+     DType::kF32},
+    {"mla_unequal_dims", {{9, 12}, {1, 30}}, 4, 4, 192, 128, 16, DType::kF32, DType::kF32},
+    {"block_size_1", {{3, 5}}, 2, 1, 16, 16, 1, DType::kF32, DType::kF32},
+    {"bf16", {{11, 11}, {1, 64}}, 4, 2, 64, 64, 16, DType::kBF16, DType::kBF16},
+    {"f32_into_bf16_cache", {{6, 20}}, 4, 2, 64, 64, 16, DType::kF32, DType::kBF16},
+};
+
+INSTANTIATE_TEST_SUITE_P(Cpu, PagedAttentionTest,
+                         ::testing::Combine(::testing::ValuesIn(kAttnCases),
+                                            ::testing::ValuesIn(AllCpuIsas())),
+                         CaseName<AttnCase>);
+
+TEST(PagedAttentionErrors, BadBatchDescriptions) {
+  auto backend = *CpuBackend::Create({});
+  Tensor q = *Tensor::Zeros(DType::kF32, {2, 2, 8});
+  Tensor kc = *Tensor::Zeros(DType::kF32, {4, 4, 1, 8}),
+         vc = *Tensor::Zeros(DType::kF32, {4, 4, 1, 8});
+  Tensor out = *Tensor::Empty(DType::kF32, {2, 2, 8});
+  // Block id 9 of a 4-block pool.
+  runtime::PagedAttentionBatch bad_block{I32Tensor({0, 2}, {2}), I32Tensor({6}, {1}),
+                                         I32Tensor({0, 9}, {1, 2})};
+  absl::Status s = backend->PagedAttention(q, kc, vc, bad_block, 0.3f, out);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("has id 9"), std::string_view::npos) << s;
+  // seq_len shorter than the number of queries.
+  runtime::PagedAttentionBatch short_seq{I32Tensor({0, 2}, {2}), I32Tensor({1}, {1}),
+                                         I32Tensor({0, 1}, {1, 2})};
+  EXPECT_EQ(backend->PagedAttention(q, kc, vc, short_seq, 0.3f, out).code(),
+            absl::StatusCode::kInvalidArgument);
+  // 3 q heads over 2 kv heads.
+  Tensor q3 = *Tensor::Zeros(DType::kF32, {2, 3, 8});
+  Tensor kc2 = *Tensor::Zeros(DType::kF32, {4, 4, 2, 8}),
+         vc2 = *Tensor::Zeros(DType::kF32, {4, 4, 2, 8});
+  Tensor out3 = *Tensor::Empty(DType::kF32, {2, 3, 8});
+  EXPECT_EQ(backend->PagedAttention(q3, kc2, vc2, short_seq, 0.3f, out3).code(),
+            absl::StatusCode::kInvalidArgument);
+  // A slot beyond the cache.
+  Tensor k = *Tensor::Zeros(DType::kF32, {1, 1, 8});
+  EXPECT_EQ(backend->KvCacheWrite(k, k, I32Tensor({16}, {1}), kc, vc).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace expertmesh::testing
