@@ -1,0 +1,184 @@
+#include "tools/make_model/make_model.h"
+
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/file_util.h"
+#include "common/status_macros.h"
+#include "model/config/weight_layout.h"
+#include "tools/make_model/checkpoint_writer.h"
+#include "tools/make_model/corpus.h"
+#include "tools/make_model/model_config_writer.h"
+#include "tools/make_model/tokenizer_trainer.h"
+
+namespace expertmesh::make_model {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double SecondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+absl::Status PrepareOutDir(const std::string& dir, bool force) {
+  if (dir.empty()) return absl::InvalidArgumentError("no output directory given");
+  std::error_code ec;
+  if (std::filesystem::exists(dir, ec)) {
+    if (!std::filesystem::is_directory(dir, ec)) {
+      return absl::FailedPreconditionError(absl::StrCat(dir, ": exists and is not a directory"));
+    }
+    if (!std::filesystem::is_empty(dir, ec) && !force) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(dir, ": directory is not empty (pass --force to write into it)"));
+    }
+    return absl::OkStatus();
+  }
+  if (!std::filesystem::create_directories(dir, ec) && ec) {
+    return absl::InternalError(absl::StrCat(dir, ": cannot create directory: ", ec.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WriteJson(const std::string& dir, const std::string& name,
+                       const nlohmann::ordered_json& json, std::vector<std::string>& files) {
+  RETURN_IF_ERROR(WriteStringToFile(dir + "/" + name, json.dump(2) + "\n"));
+  files.push_back(name);
+  return absl::OkStatus();
+}
+
+absl::Status ApplyConfigEdits(const MakeModelOptions& options, nlohmann::ordered_json& config) {
+  for (const auto& [key, text] : options.config_edits) {
+    nlohmann::ordered_json value = nlohmann::ordered_json::parse(text, nullptr, false);
+    if (value.is_discarded()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("config edit ", key, "=", text, ": value is not JSON"));
+    }
+    config[key] = std::move(value);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+const std::vector<std::string>& ArchNames() {
+  static const std::vector<std::string> names = {"llama",     "mixtral",     "qwen2-moe",
+                                                 "qwen3-moe", "deepseek-v2", "deepseek-v3"};
+  return names;
+}
+
+absl::StatusOr<model::Architecture> ParseArchName(std::string_view name) {
+  using model::Architecture;
+  static const std::pair<const char*, Architecture> kNames[] = {
+      {"llama", Architecture::kLlama},
+      {"mixtral", Architecture::kMixtral},
+      {"qwen2-moe", Architecture::kQwen2Moe},
+      {"qwen3-moe", Architecture::kQwen3Moe},
+      {"deepseek-v2", Architecture::kDeepseekV2},
+      {"deepseek-v3", Architecture::kDeepseekV3}};
+  const std::string lower = absl::AsciiStrToLower(std::string(name));
+  for (const auto& [cli_name, arch] : kNames) {
+    if (lower == cli_name) return arch;
+  }
+  if (std::optional<model::Architecture> arch = model::ArchitectureFromName(name)) return *arch;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown architecture '", std::string(name),
+                   "' (expected one of: ", absl::StrJoin(ArchNames(), ", "), ")"));
+}
+
+absl::StatusOr<uint64_t> ParseByteSize(std::string_view text) {
+  const std::string s = absl::AsciiStrToUpper(absl::StripAsciiWhitespace(std::string(text)));
+  double value = 0;
+  const char* begin = s.data();
+  auto [end, ec] = std::from_chars(begin, begin + s.size(), value);
+  if (ec != std::errc() || end == begin || value <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad size '", std::string(text), "' (e.g. 500MB, 2GB)"));
+  }
+  const std::string unit(end, begin + s.size());
+  double multiplier = 0;
+  if (unit.empty() || unit == "B") multiplier = 1;
+  if (unit == "KB" || unit == "K") multiplier = 1e3;
+  if (unit == "MB" || unit == "M") multiplier = 1e6;
+  if (unit == "GB" || unit == "G") multiplier = 1e9;
+  if (unit == "KIB") multiplier = 1024.0;
+  if (unit == "MIB") multiplier = 1024.0 * 1024;
+  if (unit == "GIB") multiplier = 1024.0 * 1024 * 1024;
+  if (multiplier == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad size unit in '", std::string(text), "' (B, KB, MB, GB, KiB, MiB, GiB)"));
+  }
+  return static_cast<uint64_t>(std::llround(value * multiplier));
+}
+
+absl::StatusOr<MakeModelResult> MakeModel(const MakeModelOptions& options) {
+  if (options.dtype != DType::kBF16 && options.dtype != DType::kF32) {
+    return absl::InvalidArgumentError(absl::StrCat("dtype ", std::string(DTypeName(options.dtype)),
+                                                   " not supported (bf16 or f32)"));
+  }
+  ASSIGN_OR_RETURN(ModelShape preset, PresetShape(options.size));
+  ASSIGN_OR_RETURN(ModelShape shape, ApplyOverrides(preset, options.overrides));
+  std::vector<CorpusDocument> corpus;
+  if (options.corpus_dir.empty()) {
+    corpus = BuiltinCorpus();
+  } else {
+    ASSIGN_OR_RETURN(corpus, LoadCorpusDir(options.corpus_dir));
+  }
+  RETURN_IF_ERROR(PrepareOutDir(options.out_dir, options.force));
+  const std::string& dir = options.out_dir;
+  MakeModelResult result;
+
+  // Tokenizer first: its size decides the embedding rows.
+  const Clock::time_point tokenizer_start = Clock::now();
+  const TokenizerFamily& family = FamilyFor(options.arch);
+  ASSIGN_OR_RETURN(TrainedTokenizer tokenizer,
+                   TrainTokenizer(corpus, family, static_cast<int>(shape.bpe_vocab_size),
+                                  shape.max_position_embeddings));
+  result.tokenizer_seconds = SecondsSince(tokenizer_start);
+  result.num_tokens = tokenizer.files.num_tokens;
+  result.num_merges = static_cast<int64_t>(tokenizer.bpe.merges.size());
+  result.vocab_size = PaddedVocabSize(result.num_tokens);
+
+  SpecialTokenIds ids;
+  ids.bos = tokenizer.files.bos_id;
+  ids.eos = tokenizer.files.eos_id;
+  ids.stop_ids = tokenizer.files.stop_ids;
+  ids.pad = tokenizer.files.pad_id;
+  nlohmann::ordered_json config =
+      BuildConfigJson(options.arch, shape, result.vocab_size, ids, options.dtype);
+  RETURN_IF_ERROR(ApplyConfigEdits(options, config));
+  // The checkpoint is derived from the config exactly as a loader will derive it.
+  ASSIGN_OR_RETURN(model::ModelConfig parsed,
+                   model::ParseModelConfig(nlohmann::json(config), "make-model config.json"));
+  result.vocab_size = parsed.vocab_size;
+  if (parsed.vocab_size < result.num_tokens) {
+    return absl::InvalidArgumentError(absl::StrCat("config vocab_size ", parsed.vocab_size,
+                                                   " is smaller than the tokenizer's ",
+                                                   result.num_tokens, " tokens"));
+  }
+  ASSIGN_OR_RETURN(std::vector<TensorToWrite> tensors,
+                   TensorsToWrite(model::ExpectedTensors(parsed), options.dtype));
+
+  const Clock::time_point weights_start = Clock::now();
+  const float init_std = config.value("initializer_range", 0.02f);
+  ASSIGN_OR_RETURN(CheckpointSummary checkpoint,
+                   WriteCheckpoint(dir, tensors, options.seed, init_std, options.shard_size));
+  result.weights_seconds = SecondsSince(weights_start);
+  result.files = checkpoint.files;
+  result.weight_bytes = checkpoint.total_bytes;
+  result.num_parameters = checkpoint.num_parameters;
+
+  RETURN_IF_ERROR(WriteJson(dir, "config.json", config, result.files));
+  RETURN_IF_ERROR(
+      WriteJson(dir, "generation_config.json", BuildGenerationConfigJson(ids), result.files));
+  RETURN_IF_ERROR(WriteJson(dir, "tokenizer.json", tokenizer.files.tokenizer, result.files));
+  RETURN_IF_ERROR(
+      WriteJson(dir, "tokenizer_config.json", tokenizer.files.tokenizer_config, result.files));
+  return result;
+}
+
+}  // namespace expertmesh::make_model
