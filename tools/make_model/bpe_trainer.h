@@ -21,9 +21,10 @@ namespace expertmesh::make_model {
 struct BpeTrainerOptions {
   // Target number of BPE tokens, the 256 byte symbols included (special tokens come on top).
   int vocab_size = 2048;
-  // Merging stops early when the best pair occurs fewer times than this: a small corpus cannot
-  // support an arbitrarily large vocabulary, and pairs seen once teach nothing.
-  int min_frequency = 2;
+  // Merging stops early when the best pair occurs fewer times than this. 1 (as Hugging Face's
+  // default) lets a small corpus reach large vocabularies: once common pairs are used up, the
+  // rarer words are merged whole, in a fixed order.
+  int min_frequency = 1;
 };
 
 // A trained model. Tokens are ByteLevel strings (see byte_level.h); ids are vector indices:

@@ -1,5 +1,6 @@
 #include "tools/make_model/make_model.h"
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cmath>
@@ -141,7 +142,12 @@ absl::StatusOr<MakeModelResult> MakeModel(const MakeModelOptions& options) {
   result.tokenizer_seconds = SecondsSince(tokenizer_start);
   result.num_tokens = tokenizer.files.num_tokens;
   result.num_merges = static_cast<int64_t>(tokenizer.bpe.merges.size());
-  result.vocab_size = PaddedVocabSize(result.num_tokens);
+  // The embedding keeps the requested size even when the corpus supported fewer merges, so a
+  // benchmark model has the shape asked for; like published models (Qwen pads 151665 tokens to
+  // 151936 rows), rows past the tokenizer are simply never produced by it.
+  result.vocab_size = PaddedVocabSize(
+      std::max(result.num_tokens,
+               shape.bpe_vocab_size + static_cast<int64_t>(family.special_tokens.size())));
 
   SpecialTokenIds ids;
   ids.bos = tokenizer.files.bos_id;

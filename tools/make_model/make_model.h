@@ -42,7 +42,10 @@ struct MakeModelResult {
   uint64_t weight_bytes = 0;  // sum of tensor bytes
   int64_t num_tokens = 0;     // tokenizer size (BPE + special)
   int64_t num_merges = 0;
-  int64_t vocab_size = 0;  // config.json vocab_size (num_tokens padded to 64)
+  // config.json vocab_size: the requested BPE size plus special tokens (or num_tokens when
+  // larger), padded to a multiple of 64. num_tokens is smaller when the corpus cannot support
+  // that many merges (the built-in corpus gives ~12.8k tokens at most).
+  int64_t vocab_size = 0;
   double tokenizer_seconds = 0;
   double weights_seconds = 0;
 };

@@ -82,7 +82,7 @@ def check_model(model_dir, arch, model_type, expected_chat):
     ours = raw.encode(SAMPLE, add_special_tokens=False).ids
     theirs = hf_tokenizer(SAMPLE, add_special_tokens=False)["input_ids"]
     check(ours == theirs, f"{arch}: AutoTokenizer ids differ from tokenizer.json ids")
-    check(len(ours) * 2 < len(SAMPLE.encode()), f"{arch}: {len(ours)} tokens, merges not used?")
+    check(len(ours) < 0.6 * len(SAMPLE.encode()), f"{arch}: {len(ours)} tokens, merges not used?")
     check(raw.decode(ours, skip_special_tokens=False) == SAMPLE, f"{arch}: decode != input")
     with_special = hf_tokenizer(SAMPLE)["input_ids"]
     if hf_tokenizer.bos_token is not None and json.loads(

@@ -63,6 +63,7 @@ TEST(PreTokenizerTest, RejectsInvalidUtf8AndBadPatterns) {
 TEST(BpeTrainerTest, LearnsMergesInFrequencyOrder) {
   BpeTrainerOptions options;
   options.vocab_size = 1000;
+  options.min_frequency = 2;
   absl::StatusOr<BpeModel> model = TrainBpe({"low low low lower lowest"}, Llama3(), options);
   ASSERT_TRUE(model.ok()) << model.status();
   const std::vector<Merge> expected = {
@@ -70,6 +71,19 @@ TEST(BpeTrainerTest, LearnsMergesInFrequencyOrder) {
   EXPECT_EQ(model->merges, expected);
   ASSERT_EQ(model->vocab.size(), 260u);
   EXPECT_EQ(model->vocab[259], "\xC4\xA0lowe");
+
+  // With min_frequency 1 the pairs seen once are merged too, until every word is one token.
+  // Ties go to the smaller ids: "s"+"t" (115, 116), "Ġlowe"+"r" (259, 114), "Ġlowe"+"st".
+  options.min_frequency = 1;
+  absl::StatusOr<BpeModel> all = TrainBpe({"low low low lower lowest"}, Llama3(), options);
+  ASSERT_TRUE(all.ok());
+  std::set<std::string> vocab(all->vocab.begin(), all->vocab.end());
+  EXPECT_TRUE(vocab.count("\xC4\xA0lower"));
+  EXPECT_TRUE(vocab.count("\xC4\xA0lowest"));
+  ASSERT_EQ(all->merges.size(), 7u);
+  EXPECT_EQ(all->merges[4], Merge("s", "t"));
+  EXPECT_EQ(all->merges[5], Merge("\xC4\xA0lowe", "r"));
+  EXPECT_EQ(all->merges[6], Merge("\xC4\xA0lowe", "st"));
 }
 
 TEST(BpeTrainerTest, StopsAtTheTargetVocabSize) {

@@ -218,6 +218,21 @@ TEST(MakeModelTest, F32AndOverrides) {
   EXPECT_EQ(t->dtype, DType::kF32);
 }
 
+TEST(MakeModelTest, EmbeddingKeepsTheRequestedVocabSizeBeyondWhatTheCorpusSupports) {
+  MakeModelOptions options;
+  options.arch = Architecture::kQwen3Moe;
+  options.overrides.bpe_vocab_size = 20000;
+  options.out_dir = ScratchDir("big-vocab");
+  absl::StatusOr<MakeModelResult> result = MakeModel(options);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_GT(result->num_merges, 8000);   // min_frequency 1 goes well past the common pairs
+  EXPECT_LT(result->num_tokens, 20000);  // ... but ~92 KB of text cannot give 20k tokens
+  EXPECT_EQ(result->vocab_size, 20032);  // 20000 + 3 special tokens, padded to 64
+  absl::StatusOr<model::ModelConfig> config = model::LoadModelConfig(options.out_dir);
+  ASSERT_TRUE(config.ok());
+  EXPECT_EQ(config->vocab_size, 20032);
+}
+
 TEST(MakeModelTest, RefusesANonEmptyDirectoryUnlessForced) {
   MakeModelOptions options;
   options.arch = Architecture::kLlama;
