@@ -24,6 +24,14 @@ class Normalizer {
 // INVALID_ARGUMENT naming the problem for an unknown type or malformed fields.
 absl::StatusOr<std::unique_ptr<Normalizer>> NormalizerFromJson(const nlohmann::json& spec);
 
+// True when `text` is ASCII.
+bool IsAscii(std::string_view text);
+
+// True when NFC(text) == text is certain without running the normalization: every code point is
+// inert (a starter with no decomposition that takes part in no composition). False means
+// "unknown". REQUIRES: valid UTF-8.
+bool NfcUnchanged(std::string_view text);
+
 class Regex;
 // Compiles a tokenizer.json pattern object: {"Regex": "..."} or {"String": "literal"}.
 // INVALID_ARGUMENT prefixed with `where` when malformed or when the regex does not compile.
