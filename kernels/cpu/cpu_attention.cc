@@ -1,12 +1,15 @@
 // The paged KV cache: writing a step's keys/values into their slots, and causal attention of
 // the step's queries over the cache (prefill, chunked prefill and decode in one kernel).
 //
-// Work is split per (sequence, query token, kv head): the task computes the scores of the
-// kv head's q-head group against every visible cache position (two passes: scores, then the
-// softmax-weighted sum of values), so each K/V row is widened to fp32 once per group.
+// Work is split per (sequence, tile of up to 8 queries, kv head): the task computes the scores
+// of the tile's queries for the kv head's q-head group against every visible cache position
+// with the GEMM micro-kernel (keys read in place), then the softmax-weighted sum of values.
+// Every output element is computed in the same order whatever the tile, so a token's result
+// does not depend on its batch.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -15,18 +18,15 @@
 namespace expertmesh::kernels::cpu {
 namespace {
 
-// Widens `count` elements at `offset` of an f32/bf16 tensor to f32 (no copy for f32).
-const float* RowF32(const CpuContext& ctx, const Tensor& t, int64_t offset, int64_t count,
-                    float* scratch) {
-  if (t.dtype() == DType::kF32) return t.data<float>() + offset;
-  ctx.kernels->bf16_to_f32(t.data<uint16_t>() + offset, scratch, count);
-  return scratch;
-}
+// Query tokens of one sequence handled together: their scores against a cache block are one
+// small GEMM (tile rows = tokens x q heads of the kv group) reading keys straight from the cache.
+constexpr int32_t kTileTokens = 8;
 
-struct AttnTask {
+struct AttnTile {
   int32_t seq;
-  int32_t token;  // row of q
-  int32_t pos;    // absolute position of the token (attends to [0, pos])
+  int32_t first_token;  // row of q of the tile's first query
+  int32_t count;        // queries in the tile
+  int32_t first_pos;    // absolute position of the first query
 };
 
 }  // namespace
@@ -77,8 +77,7 @@ absl::Status CpuPagedAttention(const CpuContext& ctx, const Tensor& q, const Ten
     return absl::InvalidArgumentError(absl::StrCat(
         "paged_attention: query_start must run from 0 to ", n, ", got ", qs[0], " .. ", qs[seqs]));
   }
-  std::vector<AttnTask> tasks;
-  tasks.reserve(static_cast<size_t>(n));
+  std::vector<AttnTile> tiles;
   for (int64_t s = 0; s < seqs; ++s) {
     const int64_t q_len = qs[s + 1] - qs[s];
     if (q_len < 0 || lens[s] < q_len || lens[s] > max_blocks * block_size) {
@@ -95,55 +94,79 @@ absl::Status CpuPagedAttention(const CpuContext& ctx, const Tensor& q, const Ten
                                                        num_blocks, ")"));
       }
     }
-    for (int64_t i = 0; i < q_len; ++i) {
-      tasks.push_back({static_cast<int32_t>(s), static_cast<int32_t>(qs[s] + i),
+    for (int64_t i = 0; i < q_len; i += kTileTokens) {
+      const int32_t count = static_cast<int32_t>(std::min<int64_t>(kTileTokens, q_len - i));
+      tiles.push_back({static_cast<int32_t>(s), static_cast<int32_t>(qs[s] + i), count,
                        static_cast<int32_t>(lens[s] - q_len + i)});
     }
   }
 
-  const int64_t num_tasks = static_cast<int64_t>(tasks.size()) * kv_heads;
+  const bool bf16_cache = k_cache.dtype() == DType::kBF16;
+  const int64_t ld_k = kv_heads * dk, ld_v = kv_heads * dv;
+  const int64_t num_tasks = static_cast<int64_t>(tiles.size()) * kv_heads;
   ctx.pool->ParallelFor(num_tasks, 1, [&](int64_t b, int64_t e) {
-    std::vector<float> qf(group * dk), scores, acc(group * dv), krow(dk), vrow(dv);
+    std::vector<float> qf, scores, acc;
     for (int64_t task = b; task < e; ++task) {
-      const AttnTask& at = tasks[task / kv_heads];
+      const AttnTile& tile = tiles[task / kv_heads];
       const int64_t kvh = task % kv_heads;
-      const int64_t ctx_len = at.pos + 1;
-      const int32_t* table = tables + at.seq * max_blocks;
-      // q rows of the group: heads [kvh*group, (kvh+1)*group).
-      for (int64_t g = 0; g < group; ++g) {
-        const int64_t off = (static_cast<int64_t>(at.token) * q_heads + kvh * group + g) * dk;
-        const float* src = RowF32(ctx, q, off, dk, qf.data() + g * dk);
-        if (src != qf.data() + g * dk) std::memcpy(qf.data() + g * dk, src, dk * sizeof(float));
-      }
-      scores.resize(static_cast<size_t>(group * ctx_len));
-      for (int64_t p = 0; p < ctx_len; ++p) {
-        const int64_t slot =
-            static_cast<int64_t>(table[p / block_size]) * block_size + p % block_size;
-        const float* kr = RowF32(ctx, k_cache, (slot * kv_heads + kvh) * dk, dk, krow.data());
-        for (int64_t g = 0; g < group; ++g) {
-          scores[g * ctx_len + p] = scale * ctx.kernels->dot(qf.data() + g * dk, kr, dk);
+      const int64_t rows = static_cast<int64_t>(tile.count) * group;  // row = token * group + g
+      const int64_t ctx_len = tile.first_pos + tile.count;  // keys visible to the last query
+      const int32_t* table = tables + static_cast<int64_t>(tile.seq) * max_blocks;
+      qf.resize(static_cast<size_t>(rows * dk));
+      for (int64_t i = 0; i < tile.count; ++i) {
+        const int64_t off = ((tile.first_token + i) * q_heads + kvh * group) * dk;
+        if (q.dtype() == DType::kF32) {
+          std::memcpy(qf.data() + i * group * dk, q.data<float>() + off,
+                      group * dk * sizeof(float));
+        } else {
+          ctx.kernels->bf16_to_f32(q.data<uint16_t>() + off, qf.data() + i * group * dk,
+                                   group * dk);
         }
       }
-      for (int64_t g = 0; g < group; ++g) {
-        float* sc = scores.data() + g * ctx_len;
-        const float max = *std::max_element(sc, sc + ctx_len);
+      // Scores: one GEMM per cache block, keys read in place (row stride kv_heads * dk).
+      scores.resize(static_cast<size_t>(rows * ctx_len));
+      for (int64_t p0 = 0; p0 < ctx_len; p0 += block_size) {
+        const int64_t nb = std::min(block_size, ctx_len - p0);
+        const int64_t first =
+            (static_cast<int64_t>(table[p0 / block_size]) * block_size * kv_heads + kvh) * dk;
+        if (bf16_cache) {
+          ctx.kernels->gemm_bf16(qf.data(), dk, rows, dk, k_cache.data<uint16_t>() + first, ld_k,
+                                 nb, scores.data() + p0, ctx_len);
+        } else {
+          ctx.kernels->gemm_f32(qf.data(), dk, rows, dk, k_cache.data<float>() + first, ld_k, nb,
+                                scores.data() + p0, ctx_len);
+        }
+      }
+      // Causal softmax per row: query i sees positions [0, first_pos + i]; later positions get
+      // probability 0 so the value pass can run over whole blocks.
+      for (int64_t r = 0; r < rows; ++r) {
+        float* sc = scores.data() + r * ctx_len;
+        const int64_t visible = tile.first_pos + r / group + 1;
+        float max = -std::numeric_limits<float>::infinity();
+        for (int64_t p = 0; p < visible; ++p) max = std::max(max, sc[p] *= scale);
         float sum = 0.0f;
-        for (int64_t p = 0; p < ctx_len; ++p) sum += sc[p] = std::exp(sc[p] - max);
+        for (int64_t p = 0; p < visible; ++p) sum += sc[p] = std::exp(sc[p] - max);
         const float inv = 1.0f / sum;
-        for (int64_t p = 0; p < ctx_len; ++p) sc[p] *= inv;
+        for (int64_t p = 0; p < visible; ++p) sc[p] *= inv;
+        std::fill(sc + visible, sc + ctx_len, 0.0f);
       }
-      std::fill(acc.begin(), acc.end(), 0.0f);
-      for (int64_t p = 0; p < ctx_len; ++p) {
-        const int64_t slot =
-            static_cast<int64_t>(table[p / block_size]) * block_size + p % block_size;
-        const float* vr = RowF32(ctx, v_cache, (slot * kv_heads + kvh) * dv, dv, vrow.data());
-        for (int64_t g = 0; g < group; ++g) {
-          ctx.kernels->axpy(scores[g * ctx_len + p], vr, acc.data() + g * dv, dv);
+      // Values, block by block, read in place (row stride kv_heads * dv).
+      acc.assign(static_cast<size_t>(rows * dv), 0.0f);
+      for (int64_t p0 = 0; p0 < ctx_len; p0 += block_size) {
+        const int64_t nb = std::min(block_size, ctx_len - p0);
+        const int64_t first =
+            (static_cast<int64_t>(table[p0 / block_size]) * block_size * kv_heads + kvh) * dv;
+        if (bf16_cache) {
+          ctx.kernels->pv_bf16(scores.data() + p0, ctx_len, rows, nb,
+                               v_cache.data<uint16_t>() + first, ld_v, dv, acc.data(), dv);
+        } else {
+          ctx.kernels->pv_f32(scores.data() + p0, ctx_len, rows, nb, v_cache.data<float>() + first,
+                              ld_v, dv, acc.data(), dv);
         }
       }
-      for (int64_t g = 0; g < group; ++g) {
-        const int64_t off = (static_cast<int64_t>(at.token) * q_heads + kvh * group + g) * dv;
-        StoreF32(ctx, acc.data() + g * dv, out, off, dv);
+      for (int64_t i = 0; i < tile.count; ++i) {
+        const int64_t off = ((tile.first_token + i) * q_heads + kvh * group) * dv;
+        StoreF32(ctx, acc.data() + i * group * dv, out, off, group * dv);
       }
     }
   });

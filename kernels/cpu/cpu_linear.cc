@@ -51,11 +51,13 @@ void RunTask(const CpuContext& ctx, const GemmJob& job, const GemmTask& task,
   float* out = job.out + task.row_begin;
   if (!task.blas) {
     if (job.w->dtype() == DType::kBF16) {
-      ctx.kernels->gemm_bf16(job.x, job.n, job.k, job.w->data<uint16_t>() + task.row_begin * job.k,
-                             rows, out, job.ldo);
+      ctx.kernels->gemm_bf16(job.x, job.k, job.n, job.k,
+                             job.w->data<uint16_t>() + task.row_begin * job.k, job.k, rows, out,
+                             job.ldo);
     } else {
-      ctx.kernels->gemm_f32(job.x, job.n, job.k, job.w->data<float>() + task.row_begin * job.k,
-                            rows, out, job.ldo);
+      ctx.kernels->gemm_f32(job.x, job.k, job.n, job.k,
+                            job.w->data<float>() + task.row_begin * job.k, job.k, rows, out,
+                            job.ldo);
     }
     return;
   }

@@ -11,20 +11,24 @@
 namespace expertmesh::kernels::cpu {
 
 struct KernelTable {
-  // out[t * ldo + r] = sum_i x[t * k + i] * w[r * k + i] for t < n, r < rows, accumulated in
-  // fp32 in a fixed order (independent of n: a token's result does not depend on its batch).
-  //   x: [n, k] f32;  w: [rows, k] bf16 (raw bits) or f32;  out: [n, ldo] f32.
-  void (*gemm_bf16)(const float* x, int64_t n, int64_t k, const uint16_t* w, int64_t rows,
-                    float* out, int64_t ldo);
-  void (*gemm_f32)(const float* x, int64_t n, int64_t k, const float* w, int64_t rows, float* out,
-                   int64_t ldo);
+  // out[t * ldo + r] = sum_i x[t * ldx + i] * w[r * ldw + i] for t < n, r < rows, i < k,
+  // accumulated in fp32 in a fixed order (independent of n: a token's result does not depend on
+  // its batch). Row strides let attention read keys straight from the paged cache.
+  //   x: [n, ldx] f32;  w: [rows, ldw] bf16 (raw bits) or f32;  out: [n, ldo] f32.
+  void (*gemm_bf16)(const float* x, int64_t ldx, int64_t n, int64_t k, const uint16_t* w,
+                    int64_t ldw, int64_t rows, float* out, int64_t ldo);
+  void (*gemm_f32)(const float* x, int64_t ldx, int64_t n, int64_t k, const float* w, int64_t ldw,
+                   int64_t rows, float* out, int64_t ldo);
   // Conversions of n elements; f32 -> bf16 rounds to nearest even, NaN stays NaN.
   void (*bf16_to_f32)(const uint16_t* in, float* out, int64_t n);
   void (*f32_to_bf16)(const float* in, uint16_t* out, int64_t n);
-  // sum_i a[i] * b[i].
-  float (*dot)(const float* a, const float* b, int64_t n);
-  // y[i] += alpha * x[i].
-  void (*axpy)(float alpha, const float* x, float* y, int64_t n);
+  // Attention's probability-weighted sum of values, positions in ascending order:
+  //   acc[r * ldacc + d] += sum_{j < npos} p[r * ldp + j] * v[j * ldv + d], r < rows, d < dv.
+  // Each value row is loaded once for all rows (the q heads sharing a kv head).
+  void (*pv_bf16)(const float* p, int64_t ldp, int64_t rows, int64_t npos, const uint16_t* v,
+                  int64_t ldv, int64_t dv, float* acc, int64_t ldacc);
+  void (*pv_f32)(const float* p, int64_t ldp, int64_t rows, int64_t npos, const float* v,
+                 int64_t ldv, int64_t dv, float* acc, int64_t ldacc);
 };
 
 const KernelTable& ScalarKernels();

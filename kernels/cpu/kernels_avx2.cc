@@ -32,50 +32,61 @@ inline float HorizontalSum(__m256 v) {
 
 // R weight rows x T tokens.
 template <int R, int T, typename W>
-inline void MicroKernel(const float* x, int64_t k, const W* w, float* out, int64_t ldo) {
+inline void MicroKernel(const float* x, int64_t ldx, int64_t k, const W* w, int64_t ldw, float* out,
+                        int64_t ldo) {
+  // The loops over R and T must unroll fully so acc and wv live in registers (-O2 does not
+  // unroll them by itself; without the pragmas the accumulators spill to the stack).
   __m256 acc[R][T];
-  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
     for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
+  }
   int64_t i = 0;
   for (; i + 8 <= k; i += 8) {
     __m256 wv[R];
-    for (int r = 0; r < R; ++r) wv[r] = LoadW(w + r * k + i);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) wv[r] = LoadW(w + r * ldw + i);
+#pragma GCC unroll 4
     for (int t = 0; t < T; ++t) {
-      const __m256 xv = _mm256_loadu_ps(x + t * k + i);
+      const __m256 xv = _mm256_loadu_ps(x + t * ldx + i);
+#pragma GCC unroll 4
       for (int r = 0; r < R; ++r) acc[r][t] = _mm256_fmadd_ps(wv[r], xv, acc[r][t]);
     }
   }
   for (int r = 0; r < R; ++r) {
     for (int t = 0; t < T; ++t) {
       float sum = HorizontalSum(acc[r][t]);
-      for (int64_t j = i; j < k; ++j) sum += x[t * k + j] * ScalarW(w[r * k + j]);
+      for (int64_t j = i; j < k; ++j) sum += x[t * ldx + j] * ScalarW(w[r * ldw + j]);
       out[t * ldo + r] = sum;
     }
   }
 }
 
 template <int R, typename W>
-inline void RowStrip(const float* x, int64_t n, int64_t k, const W* w, float* out, int64_t ldo) {
+inline void RowStrip(const float* x, int64_t ldx, int64_t n, int64_t k, const W* w, int64_t ldw,
+                     float* out, int64_t ldo) {
   int64_t t = 0;
-  for (; t + 3 <= n; t += 3) MicroKernel<R, 3>(x + t * k, k, w, out + t * ldo, ldo);
-  if (n - t == 2) MicroKernel<R, 2>(x + t * k, k, w, out + t * ldo, ldo);
-  if (n - t == 1) MicroKernel<R, 1>(x + t * k, k, w, out + t * ldo, ldo);
+  for (; t + 3 <= n; t += 3) MicroKernel<R, 3>(x + t * ldx, ldx, k, w, ldw, out + t * ldo, ldo);
+  if (n - t == 2) MicroKernel<R, 2>(x + t * ldx, ldx, k, w, ldw, out + t * ldo, ldo);
+  if (n - t == 1) MicroKernel<R, 1>(x + t * ldx, ldx, k, w, ldw, out + t * ldo, ldo);
 }
 
 template <typename W>
-void Gemm(const float* x, int64_t n, int64_t k, const W* w, int64_t rows, float* out, int64_t ldo) {
+void Gemm(const float* x, int64_t ldx, int64_t n, int64_t k, const W* w, int64_t ldw, int64_t rows,
+          float* out, int64_t ldo) {
   int64_t r = 0;
-  for (; r + 4 <= rows; r += 4) RowStrip<4>(x, n, k, w + r * k, out + r, ldo);
-  for (; r < rows; ++r) RowStrip<1>(x, n, k, w + r * k, out + r, ldo);
+  for (; r + 4 <= rows; r += 4) RowStrip<4>(x, ldx, n, k, w + r * ldw, ldw, out + r, ldo);
+  for (; r < rows; ++r) RowStrip<1>(x, ldx, n, k, w + r * ldw, ldw, out + r, ldo);
 }
 
-void GemmBf16(const float* x, int64_t n, int64_t k, const uint16_t* w, int64_t rows, float* out,
-              int64_t ldo) {
-  Gemm(x, n, k, w, rows, out, ldo);
+void GemmBf16(const float* x, int64_t ldx, int64_t n, int64_t k, const uint16_t* w, int64_t ldw,
+              int64_t rows, float* out, int64_t ldo) {
+  Gemm(x, ldx, n, k, w, ldw, rows, out, ldo);
 }
-void GemmF32(const float* x, int64_t n, int64_t k, const float* w, int64_t rows, float* out,
-             int64_t ldo) {
-  Gemm(x, n, k, w, rows, out, ldo);
+void GemmF32(const float* x, int64_t ldx, int64_t n, int64_t k, const float* w, int64_t ldw,
+             int64_t rows, float* out, int64_t ldo) {
+  Gemm(x, ldx, n, k, w, ldw, rows, out, ldo);
 }
 
 void Bf16ToF32(const uint16_t* in, float* out, int64_t n) {
@@ -107,29 +118,58 @@ void F32ToBf16(const float* in, uint16_t* out, int64_t n) {
   for (; i < n; ++i) out[i] = FloatToBf16(in[i]);
 }
 
-float Dot(const float* a, const float* b, int64_t n) {
-  __m256 acc = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
-  float sum = HorizontalSum(acc);
-  for (; i < n; ++i) sum += a[i] * b[i];
-  return sum;
+// Up to 4 rows x one 8-wide column chunk per pass, positions ascending; tails are scalar.
+template <int R, typename V>
+inline void PvRows(const float* p, int64_t ldp, int64_t npos, const V* v, int64_t ldv, int64_t dv,
+                   float* acc, int64_t ldacc) {
+  int64_t d = 0;
+  for (; d + 8 <= dv; d += 8) {
+    __m256 a[R];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) a[r] = _mm256_loadu_ps(acc + r * ldacc + d);
+    for (int64_t j = 0; j < npos; ++j) {
+      const __m256 vv = LoadW(v + j * ldv + d);
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) a[r] = _mm256_fmadd_ps(_mm256_set1_ps(p[r * ldp + j]), vv, a[r]);
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) _mm256_storeu_ps(acc + r * ldacc + d, a[r]);
+  }
+  for (; d < dv; ++d) {
+    for (int r = 0; r < R; ++r) {
+      float s = acc[r * ldacc + d];
+      for (int64_t j = 0; j < npos; ++j) s += p[r * ldp + j] * ScalarW(v[j * ldv + d]);
+      acc[r * ldacc + d] = s;
+    }
+  }
 }
 
-void Axpy(float alpha, const float* x, float* y, int64_t n) {
-  const __m256 av = _mm256_set1_ps(alpha);
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-  }
-  for (; i < n; ++i) y[i] += alpha * x[i];
+template <typename V>
+void Pv(const float* p, int64_t ldp, int64_t rows, int64_t npos, const V* v, int64_t ldv,
+        int64_t dv, float* acc, int64_t ldacc) {
+  int64_t r = 0;
+  for (; r + 4 <= rows; r += 4)
+    PvRows<4>(p + r * ldp, ldp, npos, v, ldv, dv, acc + r * ldacc, ldacc);
+  for (; r < rows; ++r) PvRows<1>(p + r * ldp, ldp, npos, v, ldv, dv, acc + r * ldacc, ldacc);
+}
+void PvBf16(const float* p, int64_t ldp, int64_t rows, int64_t npos, const uint16_t* v, int64_t ldv,
+            int64_t dv, float* acc, int64_t ldacc) {
+  Pv(p, ldp, rows, npos, v, ldv, dv, acc, ldacc);
+}
+void PvF32(const float* p, int64_t ldp, int64_t rows, int64_t npos, const float* v, int64_t ldv,
+           int64_t dv, float* acc, int64_t ldacc) {
+  Pv(p, ldp, rows, npos, v, ldv, dv, acc, ldacc);
 }
 
 }  // namespace
 
 const KernelTable& Avx2Kernels() {
-  static const KernelTable table{GemmBf16, GemmF32, Bf16ToF32, F32ToBf16, Dot, Axpy};
+  static const KernelTable table{.gemm_bf16 = GemmBf16,
+                                 .gemm_f32 = GemmF32,
+                                 .bf16_to_f32 = Bf16ToF32,
+                                 .f32_to_bf16 = F32ToBf16,
+                                 .pv_bf16 = PvBf16,
+                                 .pv_f32 = PvF32};
   return table;
 }
 

@@ -8,11 +8,12 @@ namespace {
 // Eight partial sums, like an 8-lane vector, so the scalar path rounds like the AVX2 path would
 // for most inputs and the compiler can vectorise it.
 template <typename W, float (*Load)(W)>
-void Gemm(const float* x, int64_t n, int64_t k, const W* w, int64_t rows, float* out, int64_t ldo) {
+void Gemm(const float* x, int64_t ldx, int64_t n, int64_t k, const W* w, int64_t ldw, int64_t rows,
+          float* out, int64_t ldo) {
   for (int64_t r = 0; r < rows; ++r) {
-    const W* wr = w + r * k;
+    const W* wr = w + r * ldw;
     for (int64_t t = 0; t < n; ++t) {
-      const float* xt = x + t * k;
+      const float* xt = x + t * ldx;
       float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
       int64_t i = 0;
       for (; i + 8 <= k; i += 8) {
@@ -28,13 +29,13 @@ void Gemm(const float* x, int64_t n, int64_t k, const W* w, int64_t rows, float*
 float LoadBf16(uint16_t v) { return Bf16ToFloat(v); }
 float LoadF32(float v) { return v; }
 
-void GemmBf16(const float* x, int64_t n, int64_t k, const uint16_t* w, int64_t rows, float* out,
-              int64_t ldo) {
-  Gemm<uint16_t, LoadBf16>(x, n, k, w, rows, out, ldo);
+void GemmBf16(const float* x, int64_t ldx, int64_t n, int64_t k, const uint16_t* w, int64_t ldw,
+              int64_t rows, float* out, int64_t ldo) {
+  Gemm<uint16_t, LoadBf16>(x, ldx, n, k, w, ldw, rows, out, ldo);
 }
-void GemmF32(const float* x, int64_t n, int64_t k, const float* w, int64_t rows, float* out,
-             int64_t ldo) {
-  Gemm<float, LoadF32>(x, n, k, w, rows, out, ldo);
+void GemmF32(const float* x, int64_t ldx, int64_t n, int64_t k, const float* w, int64_t ldw,
+             int64_t rows, float* out, int64_t ldo) {
+  Gemm<float, LoadF32>(x, ldx, n, k, w, ldw, rows, out, ldo);
 }
 
 void Bf16ToF32(const uint16_t* in, float* out, int64_t n) {
@@ -43,24 +44,34 @@ void Bf16ToF32(const uint16_t* in, float* out, int64_t n) {
 void F32ToBf16(const float* in, uint16_t* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = FloatToBf16(in[i]);
 }
-float Dot(const float* a, const float* b, int64_t n) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    for (int j = 0; j < 8; ++j) acc[j] += a[i + j] * b[i + j];
+template <typename V, float (*Load)(V)>
+void Pv(const float* p, int64_t ldp, int64_t rows, int64_t npos, const V* v, int64_t ldv,
+        int64_t dv, float* acc, int64_t ldacc) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 0; j < npos; ++j) {
+      const float pr = p[r * ldp + j];
+      for (int64_t d = 0; d < dv; ++d) acc[r * ldacc + d] += pr * Load(v[j * ldv + d]);
+    }
   }
-  float sum = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-  for (; i < n; ++i) sum += a[i] * b[i];
-  return sum;
 }
-void Axpy(float alpha, const float* x, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+void PvBf16(const float* p, int64_t ldp, int64_t rows, int64_t npos, const uint16_t* v, int64_t ldv,
+            int64_t dv, float* acc, int64_t ldacc) {
+  Pv<uint16_t, LoadBf16>(p, ldp, rows, npos, v, ldv, dv, acc, ldacc);
+}
+void PvF32(const float* p, int64_t ldp, int64_t rows, int64_t npos, const float* v, int64_t ldv,
+           int64_t dv, float* acc, int64_t ldacc) {
+  Pv<float, LoadF32>(p, ldp, rows, npos, v, ldv, dv, acc, ldacc);
 }
 
 }  // namespace
 
 const KernelTable& ScalarKernels() {
-  static const KernelTable table{GemmBf16, GemmF32, Bf16ToF32, F32ToBf16, Dot, Axpy};
+  static const KernelTable table{.gemm_bf16 = GemmBf16,
+                                 .gemm_f32 = GemmF32,
+                                 .bf16_to_f32 = Bf16ToF32,
+                                 .f32_to_bf16 = F32ToBf16,
+                                 .pv_bf16 = PvBf16,
+                                 .pv_f32 = PvF32};
   return table;
 }
 

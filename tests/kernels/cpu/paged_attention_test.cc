@@ -88,6 +88,20 @@ TEST_P(PagedAttentionTest, MatchesContiguousReference) {
   ASSERT_TRUE(st.ok()) << st;
   EXPECT_TRUE(out.GuardsIntact());
 
+  // Batch invariance: each sequence alone gives bit-identical rows.
+  for (int64_t s = 0; s < num_seqs && num_seqs > 1; ++s) {
+    const int32_t q_len = c().seqs[s].q_len;
+    std::vector<int32_t> one_table(tables.begin() + s * max_blocks,
+                                   tables.begin() + (s + 1) * max_blocks);
+    runtime::PagedAttentionBatch alone{I32Tensor({0, q_len}, {2}), I32Tensor({lens[s]}, {1}),
+                                       I32Tensor(one_table, {1, max_blocks})};
+    Tensor q_one = *q.Slice(q_start[s], q_start[s] + q_len);
+    Tensor out_one = *Tensor::Empty(c().dtype, {q_len, hq, c().dv});
+    ASSERT_TRUE(backend_->PagedAttention(q_one, k_cache, v_cache, alone, scale, out_one).ok());
+    EXPECT_TRUE(TensorsEqual(out_one, *out.tensor().Slice(q_start[s], q_start[s] + q_len)))
+        << "sequence " << s;
+  }
+
   // Reference over the contiguous K/V as stored in the cache (so bf16 caches round the same).
   Tensor k_stored = *Tensor::Empty(c().cache_dtype, {all_tokens, hkv, c().dk});
   Tensor v_stored = *Tensor::Empty(c().cache_dtype, {all_tokens, hkv, c().dv});

@@ -1,0 +1,211 @@
+// Microbenchmarks of the CPU backend's ops, reporting bandwidth (GB/s of weights or KV read)
+// or GFLOP/s, next to the machine's measured memory read bandwidth (BM_MemoryReadBandwidth), so
+// the fraction of the limit is visible. The production symbols are timed (CpuBackend ops).
+//
+//   build-engine/bin/cpu_kernels_bench --benchmark_min_time=0.5
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "benchmark/benchmark.h"
+#include "common/dtype.h"
+#include "kernels/cpu/cpu_backend.h"
+
+namespace expertmesh {
+namespace {
+
+using kernels::cpu::CpuBackend;
+using kernels::cpu::CpuIsa;
+using runtime::Tensor;
+
+constexpr int kThreads = 2;
+
+std::unique_ptr<CpuBackend> MakeBackend(CpuIsa isa, int64_t blas_min_tokens = 64) {
+  kernels::cpu::CpuBackendOptions options;
+  options.num_threads = kThreads;
+  options.isa = isa;
+  options.blas_min_tokens = blas_min_tokens;
+  return std::move(*CpuBackend::Create(options));
+}
+
+Tensor Random(DType dtype, std::initializer_list<int64_t> shape, uint32_t seed) {
+  Tensor t = *Tensor::Empty(dtype, shape);
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    if (dtype == DType::kF32) {
+      t.data<float>()[i] = dist(rng);
+    } else {
+      t.data<uint16_t>()[i] = FloatToBf16(dist(rng));
+    }
+  }
+  return t;
+}
+
+void SetGbps(benchmark::State& state, double bytes_per_iter) {
+  state.counters["GB/s"] =
+      benchmark::Counter(bytes_per_iter * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+void SetGflops(benchmark::State& state, double flop_per_iter) {
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(flop_per_iter * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// The roof: summing a 256 MiB buffer with the same thread count, through the backend's pool.
+void BM_MemoryReadBandwidth(benchmark::State& state) {
+  const int64_t n = (256ll << 20) / 4;
+  std::vector<float> buf(n, 1.0f);
+  kernels::cpu::ThreadPool pool(kThreads);
+  for (auto _ : state) {
+    std::vector<double> partial(64, 0.0);
+    pool.ParallelFor(n, n / 64, [&](int64_t b, int64_t e) {
+      float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      for (int64_t i = b; i + 8 <= e; i += 8) {
+        for (int j = 0; j < 8; ++j) acc[j] += buf[i + j];
+      }
+      partial[b / (n / 64)] = acc[0] + acc[1] + acc[2] + acc[3] + acc[4] + acc[5] + acc[6] + acc[7];
+    });
+    benchmark::DoNotOptimize(partial.data());
+  }
+  SetGbps(state, static_cast<double>(n) * 4);
+}
+BENCHMARK(BM_MemoryReadBandwidth)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// Decode-sized linear: 64 MiB of bf16 weights (beyond the 32 MiB L3), args: tokens, isa.
+void BM_LinearDecode(benchmark::State& state) {
+  const int64_t n = state.range(0), in = 2048, out = 16384;
+  auto backend = MakeBackend(static_cast<CpuIsa>(state.range(1)));
+  Tensor w = Random(DType::kBF16, {out, in}, 1);
+  Tensor x = Random(DType::kF32, {n, in}, 2);
+  Tensor y = *Tensor::Empty(DType::kF32, {n, out});
+  for (auto _ : state) {
+    if (!backend->Linear(x, w, Tensor(), y).ok()) state.SkipWithError("linear failed");
+  }
+  SetGbps(state, static_cast<double>(w.nbytes()));
+  SetGflops(state, 2.0 * n * in * out);
+}
+BENCHMARK(BM_LinearDecode)
+    ->ArgsProduct({{1, 2, 4, 8, 16, 32}, {static_cast<int>(CpuIsa::kAvx2)}})
+    ->Args({1, static_cast<int>(CpuIsa::kScalar)})
+    ->Args({8, static_cast<int>(CpuIsa::kScalar)})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+// Prefill-sized linear: args tokens, blas_min_tokens (0 = streaming kernel only).
+void BM_LinearPrefill(benchmark::State& state) {
+  const int64_t n = state.range(0), in = 2048, out = 2048;
+  auto backend = MakeBackend(CpuIsa::kAvx2, state.range(1));
+  Tensor w = Random(DType::kBF16, {out, in}, 1);
+  Tensor x = Random(DType::kF32, {n, in}, 2);
+  Tensor y = *Tensor::Empty(DType::kF32, {n, out});
+  for (auto _ : state) {
+    if (!backend->Linear(x, w, Tensor(), y).ok()) state.SkipWithError("linear failed");
+  }
+  SetGflops(state, 2.0 * n * in * out);
+}
+BENCHMARK(BM_LinearPrefill)
+    ->ArgsProduct({{32, 64, 128, 512}, {0, 1}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+// One Qwen3-MoE-shaped expert layer's gate_up projection: 128 experts of [2*768, 2048] bf16
+// (768 MiB... too big for CI; scaled to 64 experts of [2*384, 1024]), top-8, args: tokens.
+void BM_MoeGroupedLinear(benchmark::State& state) {
+  const int64_t n = state.range(0), experts = 64, k = 8, hidden = 1024, inter2 = 768;
+  auto backend = MakeBackend(CpuIsa::kAvx2);
+  std::vector<Tensor> w;
+  for (int e = 0; e < experts; ++e) w.push_back(Random(DType::kBF16, {inter2, hidden}, 10 + e));
+  std::mt19937 rng(5);
+  Tensor ids = *Tensor::Empty(DType::kI32, {n, k});
+  std::vector<int> used(experts, 0);
+  for (int64_t t = 0; t < n; ++t) {
+    std::vector<int32_t> perm(experts);
+    for (int e = 0; e < experts; ++e) perm[e] = e;
+    std::shuffle(perm.begin(), perm.end(), rng);
+    for (int j = 0; j < k; ++j) {
+      ids.data<int32_t>()[t * k + j] = perm[j];
+      used[perm[j]] = 1;
+    }
+  }
+  Tensor x = Random(DType::kF32, {n, hidden}, 3);
+  Tensor px = *Tensor::Empty(DType::kF32, {n * k, hidden});
+  Tensor off = *Tensor::Empty(DType::kI32, {experts + 1});
+  Tensor slots = *Tensor::Empty(DType::kI32, {n * k});
+  Tensor y = *Tensor::Empty(DType::kF32, {n * k, inter2});
+  (void)backend->MoePermute(x, ids, experts, px, off, slots);
+  int64_t active = 0;
+  for (int u : used) active += u;
+  for (auto _ : state) {
+    if (!backend->MoeGroupedLinear(px, off, w, y).ok()) state.SkipWithError("grouped failed");
+  }
+  SetGbps(state, static_cast<double>(active) * inter2 * hidden * 2);
+  SetGflops(state, 2.0 * n * k * hidden * inter2);
+  state.counters["experts_used"] = static_cast<double>(active);
+}
+BENCHMARK(BM_MoeGroupedLinear)
+    ->Arg(1)
+    ->Arg(8)
+    ->Arg(32)
+    ->Arg(256)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+// Decode attention: args batch (sequences), context length; 16 q heads, 4 kv heads, dim 128.
+void BM_PagedAttentionDecode(benchmark::State& state) {
+  const int64_t seqs = state.range(0), ctx = state.range(1), hq = 16, hkv = 4, d = 128, bs = 16;
+  auto backend = MakeBackend(CpuIsa::kAvx2);
+  const int64_t blocks_per_seq = (ctx + bs - 1) / bs, blocks = seqs * blocks_per_seq;
+  Tensor kc = Random(DType::kBF16, {blocks, bs, hkv, d}, 1);
+  Tensor vc = Random(DType::kBF16, {blocks, bs, hkv, d}, 2);
+  Tensor q = Random(DType::kF32, {seqs, hq, d}, 3);
+  Tensor qs = *Tensor::Empty(DType::kI32, {seqs + 1});
+  Tensor lens = *Tensor::Empty(DType::kI32, {seqs});
+  Tensor tables = *Tensor::Empty(DType::kI32, {seqs, blocks_per_seq});
+  for (int64_t s = 0; s <= seqs; ++s) qs.data<int32_t>()[s] = static_cast<int32_t>(s);
+  for (int64_t s = 0; s < seqs; ++s) lens.data<int32_t>()[s] = static_cast<int32_t>(ctx);
+  for (int64_t i = 0; i < blocks; ++i) tables.data<int32_t>()[i] = static_cast<int32_t>(i);
+  Tensor out = *Tensor::Empty(DType::kF32, {seqs, hq, d});
+  runtime::PagedAttentionBatch batch{qs, lens, tables};
+  for (auto _ : state) {
+    if (!backend->PagedAttention(q, kc, vc, batch, 0.088f, out).ok()) state.SkipWithError("attn");
+  }
+  SetGbps(state, 2.0 * seqs * ctx * hkv * d * 2);
+}
+BENCHMARK(BM_PagedAttentionDecode)
+    ->Args({1, 1024})
+    ->Args({1, 4096})
+    ->Args({8, 1024})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+void BM_RmsNormResidual(benchmark::State& state) {
+  const int64_t n = state.range(0), h = 2048;
+  auto backend = MakeBackend(CpuIsa::kAvx2);
+  Tensor x = Random(DType::kF32, {n, h}, 1), r = Random(DType::kF32, {n, h}, 2);
+  Tensor w = Random(DType::kBF16, {h}, 3), out = *Tensor::Empty(DType::kF32, {n, h});
+  for (auto _ : state) {
+    if (!backend->RmsNorm(x, &r, w, 1e-6f, out).ok()) state.SkipWithError("norm");
+  }
+  SetGbps(state, 4.0 * n * h * 4);
+}
+BENCHMARK(BM_RmsNormResidual)->Arg(1)->Arg(512)->UseRealTime();
+
+void BM_MoeTopK(benchmark::State& state) {
+  const int64_t n = state.range(0), experts = 128;
+  auto backend = MakeBackend(CpuIsa::kAvx2);
+  Tensor logits = Random(DType::kF32, {n, experts}, 1);
+  Tensor ids = *Tensor::Empty(DType::kI32, {n, 8}), w = *Tensor::Empty(DType::kF32, {n, 8});
+  runtime::MoeRoutingParams p{.top_k = 8, .norm_topk_prob = true};
+  for (auto _ : state) {
+    if (!backend->MoeTopK(logits, Tensor(), p, ids, w).ok()) state.SkipWithError("topk");
+  }
+  state.SetItemsProcessed(state.iterations() * n);
+}
+BENCHMARK(BM_MoeTopK)->Arg(1)->Arg(256)->UseRealTime();
+
+}  // namespace
+}  // namespace expertmesh
+
+BENCHMARK_MAIN();
