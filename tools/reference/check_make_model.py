@@ -23,15 +23,35 @@ import transformers
 from safetensors import safe_open
 from tokenizers import Tokenizer
 
+QWEN_CHAT = ("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi there<|im_end|>\n"
+             "<|im_start|>assistant\nHello!<|im_end|>\n<|im_start|>user\n안녕? 🚀<|im_end|>\n"
+             "<|im_start|>assistant\n")
+# model_type and the exact rendering of CHAT (with a generation prompt); the same strings are the
+# expectations of tests/tools/make_model/chat_template_test.cc for expertmesh's interpreter.
 ARCHS = {
-    "llama": ("llama", ["<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>",
-                        "<|start_header_id|>assistant<|end_header_id|>\n\n"]),
-    "mixtral": ("mixtral", ["<s>[INST] Be brief.\n\nHi [/INST]"]),
-    "qwen2-moe": ("qwen2_moe", ["<|im_start|>user\nHi<|im_end|>\n", "<|im_start|>assistant\n"]),
-    "qwen3-moe": ("qwen3_moe", ["<|im_start|>user\nHi<|im_end|>\n", "<|im_start|>assistant\n"]),
-    "deepseek-v2": ("deepseek_v2", ["User: Hi\n\nAssistant:"]),
-    "deepseek-v3": ("deepseek_v3", ["<｜User｜>Hi<｜Assistant｜>"]),
+    "llama": ("llama",
+              "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
+              "<|start_header_id|>user<|end_header_id|>\n\nHi there<|eot_id|>"
+              "<|start_header_id|>assistant<|end_header_id|>\n\nHello!<|eot_id|>"
+              "<|start_header_id|>user<|end_header_id|>\n\n안녕? 🚀<|eot_id|>"
+              "<|start_header_id|>assistant<|end_header_id|>\n\n"),
+    "mixtral": ("mixtral",
+                "<s>[INST] Be brief.\n\nHi there [/INST]Hello!</s>[INST] 안녕? 🚀 [/INST]"),
+    "qwen2-moe": ("qwen2_moe", QWEN_CHAT),
+    "qwen3-moe": ("qwen3_moe", QWEN_CHAT),
+    "deepseek-v2": ("deepseek_v2",
+                    "<｜begin▁of▁sentence｜>Be brief.\n\nUser: Hi there\n\nAssistant: Hello!"
+                    "<｜end▁of▁sentence｜>User: 안녕? 🚀\n\nAssistant:"),
+    "deepseek-v3": ("deepseek_v3",
+                    "<｜begin▁of▁sentence｜>Be brief.<｜User｜>Hi there<｜Assistant｜>Hello!"
+                    "<｜end▁of▁sentence｜><｜User｜>안녕? 🚀<｜Assistant｜>"),
 }
+CHAT = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "Hi there"},
+    {"role": "assistant", "content": "Hello!"},
+    {"role": "user", "content": "안녕? 🚀"},
+]
 
 SAMPLE = (
     "The quick brown fox jumps over the lazy dog. 안녕하세요, 오늘 날씨가 좋네요! "
@@ -96,11 +116,8 @@ def check_model(model_dir, arch, model_type, expected_chat):
           f"{arch}: logits shape {tuple(logits.shape)}")
     check(bool(torch.isfinite(logits).all()), f"{arch}: non-finite logits")
 
-    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
-    rendered = hf_tokenizer.apply_chat_template(messages, tokenize=False,
-                                                add_generation_prompt=True)
-    for piece in expected_chat:
-        check(piece in rendered, f"{arch}: chat template output {rendered!r} lacks {piece!r}")
+    rendered = hf_tokenizer.apply_chat_template(CHAT, tokenize=False, add_generation_prompt=True)
+    check(rendered == expected_chat, f"{arch}: chat template renders {rendered!r}")
     return len(ours), logits.shape
 
 
