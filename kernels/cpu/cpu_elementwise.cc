@@ -52,6 +52,15 @@ void StoreScalar(Tensor& t, int64_t i, float v) {
 }
 
 namespace {
+// Copies `count` elements at `offset` of an f32/bf16 tensor into dst as f32.
+void LoadRow(const CpuContext& ctx, const Tensor& t, int64_t offset, int64_t count, float* dst) {
+  if (t.dtype() == DType::kF32) {
+    std::memcpy(dst, t.data<float>() + offset, static_cast<size_t>(count) * sizeof(float));
+  } else {
+    ctx.kernels->bf16_to_f32(t.data<uint16_t>() + offset, dst, count);
+  }
+}
+
 // fp32 -> the compute dtype and back: what storing an intermediate in that dtype does.
 inline float RoundTo(DType dtype, float v) {
   return dtype == DType::kBF16 ? Bf16ToFloat(FloatToBf16(v)) : v;
@@ -98,22 +107,26 @@ absl::Status CpuRmsNorm(const CpuContext& ctx, const Tensor& x, Tensor* residual
   std::vector<float> wscratch;
   const float* w = AsF32(ctx, weight, wscratch);
   ctx.pool->ParallelFor(rows, 4, [&](int64_t b, int64_t e) {
-    std::vector<float> h(static_cast<size_t>(dim));
+    std::vector<float> h(static_cast<size_t>(dim)), res(static_cast<size_t>(dim));
     for (int64_t r = b; r < e; ++r) {
       const int64_t base = r * dim;
-      for (int64_t i = 0; i < dim; ++i) h[i] = LoadScalar(x, base + i);
+      LoadRow(ctx, x, base, dim, h.data());
       if (residual != nullptr) {
         // HF: hidden = residual + hidden, in the model dtype; the sum is the new residual.
-        for (int64_t i = 0; i < dim; ++i) {
-          h[i] = RoundTo(residual->dtype(), h[i] + LoadScalar(*residual, base + i));
-        }
+        LoadRow(ctx, *residual, base, dim, res.data());
+        const DType rdt = residual->dtype();
+        for (int64_t i = 0; i < dim; ++i) h[i] = RoundTo(rdt, h[i] + res[i]);
         StoreF32(ctx, h.data(), *residual, base, dim);
       }
       double sum_sq = 0.0;
       for (int64_t i = 0; i < dim; ++i) sum_sq += static_cast<double>(h[i]) * h[i];
       const float variance = static_cast<float>(sum_sq / static_cast<double>(dim));
       const float inv_rms = 1.0f / std::sqrt(variance + eps);
-      for (int64_t i = 0; i < dim; ++i) h[i] = w[i] * RoundTo(cdt, h[i] * inv_rms);
+      if (cdt == DType::kF32) {
+        for (int64_t i = 0; i < dim; ++i) h[i] = w[i] * (h[i] * inv_rms);
+      } else {
+        for (int64_t i = 0; i < dim; ++i) h[i] = w[i] * RoundTo(cdt, h[i] * inv_rms);
+      }
       StoreF32(ctx, h.data(), out, base, dim);
     }
   });
@@ -124,14 +137,14 @@ absl::Status CpuSiluMul(const CpuContext& ctx, const Tensor& gate_up, Tensor& ou
   const int64_t n = out.dim(0), inter = out.dim(1);
   const DType cdt = out.dtype();
   ctx.pool->ParallelFor(n, 1, [&](int64_t b, int64_t e) {
-    std::vector<float> row(static_cast<size_t>(inter));
+    std::vector<float> row(static_cast<size_t>(2 * inter));
     for (int64_t t = b; t < e; ++t) {
-      const int64_t g0 = t * 2 * inter, u0 = g0 + inter;
+      LoadRow(ctx, gate_up, t * 2 * inter, 2 * inter, row.data());
       for (int64_t i = 0; i < inter; ++i) {
-        const float g = LoadScalar(gate_up, g0 + i);
+        const float g = row[i];
         // HF: act_fn(gate) is materialised in the model dtype before the multiply.
         const float silu = RoundTo(cdt, g / (1.0f + std::exp(-g)));
-        row[i] = silu * LoadScalar(gate_up, u0 + i);
+        row[i] = silu * row[inter + i];
       }
       StoreF32(ctx, row.data(), out, t * inter, inter);
     }
