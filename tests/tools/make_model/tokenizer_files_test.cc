@@ -23,8 +23,11 @@ class TokenizerFilesTest : public ::testing::TestWithParam<Architecture> {
   static std::string MakeTiny(Architecture arch) {
     MakeModelOptions options;
     options.arch = arch;
+    // One directory per test: CTest runs the cases of this suite in parallel processes.
+    const ::testing::TestInfo* test = ::testing::UnitTest::GetInstance()->current_test_info();
     options.out_dir = std::string(EXPERTMESH_BINARY_DIR) + "/test-scratch/make_model/tok-" +
-                      std::string(model::ArchitectureName(arch));
+                      std::string(model::ArchitectureName(arch)) + "-" +
+                      std::string(test->name()).substr(0, std::string(test->name()).find('/'));
     std::filesystem::remove_all(options.out_dir);
     absl::StatusOr<MakeModelResult> result = MakeModel(options);
     EXPECT_TRUE(result.ok()) << result.status();
