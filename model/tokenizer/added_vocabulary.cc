@@ -66,7 +66,7 @@ absl::StatusOr<std::unique_ptr<AddedVocabulary>> AddedVocabulary::FromJson(
     const json& tokens, const Normalizer* normalizer) {
   auto vocab = std::unique_ptr<AddedVocabulary>(new AddedVocabulary());
   ASSIGN_OR_RETURN(vocab->word_char_, Regex::Compile(R"(^\w$)"));
-  ASSIGN_OR_RETURN(vocab->trailing_space_, Regex::Compile(R"(\s+$)"));
+  ASSIGN_OR_RETURN(vocab->space_char_, Regex::Compile(R"(^\s$)"));
   ASSIGN_OR_RETURN(vocab->leading_space_, Regex::Compile(R"(^\s+)"));
   if (tokens.is_null()) return vocab;
   if (!tokens.is_array()) return absl::InvalidArgumentError("added_tokens must be an array");
@@ -156,10 +156,19 @@ absl::Status AddedVocabulary::Split(std::string_view text, bool normalized,
       if (word_before || word_after) continue;
     }
     if (token.lstrip) {
-      found.clear();
-      RETURN_IF_ERROR(
-          trailing_space_->FindAll(text.substr(start_offset, start - start_offset), &found));
-      if (!found.empty()) start = start_offset + found.back().first;
+      // Walk back over whitespace one character at a time (a `\s+$` search would be quadratic
+      // on long runs), stopping at the end of the previous segment.
+      while (start > start_offset) {
+        size_t char_start = start - 1;
+        while (char_start > start_offset &&
+               (static_cast<unsigned char>(text[char_start]) & 0xC0) == 0x80) {
+          --char_start;
+        }
+        found.clear();
+        RETURN_IF_ERROR(space_char_->FindAll(text.substr(char_start, start - char_start), &found));
+        if (found.empty()) break;
+        start = char_start;
+      }
     }
     if (token.rstrip) {
       found.clear();

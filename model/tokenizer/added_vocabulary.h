@@ -71,9 +71,9 @@ class AddedVocabulary {
   absl::flat_hash_map<std::string, size_t> by_content_;
   Matcher raw_matcher_;
   Matcher normalized_matcher_;
-  std::unique_ptr<Regex> word_char_;       // \w, for single_word
-  std::unique_ptr<Regex> trailing_space_;  // \s+$, for lstrip
-  std::unique_ptr<Regex> leading_space_;   // ^\s+, for rstrip
+  std::unique_ptr<Regex> word_char_;      // \w, for single_word
+  std::unique_ptr<Regex> space_char_;     // ^\s$, for lstrip
+  std::unique_ptr<Regex> leading_space_;  // ^\s+, for rstrip
 };
 
 }  // namespace expertmesh::tokenizer

@@ -16,7 +16,7 @@ using nlohmann::json;
 // Each thread caches the BPE result of recent words; a word seen again costs one hash lookup.
 // The cache belongs to one model at a time (keyed by instance id), so it needs no lock.
 constexpr size_t kMaxCachedWordBytes = 128;
-constexpr size_t kMaxCacheEntries = 1 << 16;
+constexpr size_t kMaxCacheEntries = 1 << 14;
 
 struct WordCache {
   uint64_t owner = 0;

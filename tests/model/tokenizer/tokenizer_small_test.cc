@@ -108,6 +108,9 @@ TEST(SmallTokenizerTest, AddedTokenFlags) {
   auto tok = BuildTokenizer(j);
   ASSERT_NE(tok, nullptr);
   EXPECT_THAT(EncodeOrDie(*tok, "a  <L>b"), ElementsAre('a', 300, 'b'));
+  // lstrip takes Unicode whitespace too (U+3000 ideographic space), but not other text.
+  EXPECT_THAT(EncodeOrDie(*tok, "a\xE3\x80\x80\t<L>b"), ElementsAre('a', 300, 'b'));
+  EXPECT_THAT(EncodeOrDie(*tok, "<L><L>"), ElementsAre(300, 300));
   EXPECT_THAT(EncodeOrDie(*tok, "a<R> \n b"), ElementsAre('a', 301, 'b'));
   EXPECT_THAT(EncodeOrDie(*tok, "a word"), ElementsAre('a', ' ', 302));
   EXPECT_THAT(EncodeOrDie(*tok, "swords"), ElementsAre('s', 'w', 'o', 'r', 'd', 's'));
