@@ -1,0 +1,103 @@
+#include "worker/comm/rendezvous_server.h"
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <unordered_map>
+
+#include "absl/strings/str_cat.h"
+#include "expertmesh/internal/v1/rendezvous.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+
+namespace expertmesh::comm {
+
+namespace pb = ::expertmesh::internal::v1;
+
+// Longest a single Get may block, whatever the client asks: keeps server threads bounded.
+constexpr int64_t kMaxWaitMs = 10 * 60 * 1000;
+
+class RendezvousService final : public pb::Rendezvous::Service {
+ public:
+  grpc::Status Set(grpc::ServerContext*, const pb::RendezvousSetRequest* request,
+                   pb::RendezvousSetResponse*) override {
+    if (request->key().empty()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "rendezvous Set: empty key");
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    values_[request->key()] = request->value();
+    cv_.notify_all();
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Get(grpc::ServerContext* context, const pb::RendezvousGetRequest* request,
+                   pb::RendezvousGetResponse* response) override {
+    int64_t wait_ms = std::clamp<int64_t>(request->wait_ms(), 0, kMaxWaitMs);
+    auto deadline = std::min(std::chrono::system_clock::now() + std::chrono::milliseconds(wait_ms),
+                             context->deadline());
+    std::unique_lock<std::mutex> lock(mu_);
+    while (true) {
+      if (stopping_) {
+        return grpc::Status(grpc::StatusCode::UNAVAILABLE, "rendezvous server shutting down");
+      }
+      auto it = values_.find(request->key());
+      if (it != values_.end()) {
+        response->set_value(it->second);
+        return grpc::Status::OK;
+      }
+      if (wait_ms == 0) {
+        return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                            absl::StrCat("rendezvous: key '", request->key(), "' not set"));
+      }
+      if (cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
+        return grpc::Status(
+            grpc::StatusCode::DEADLINE_EXCEEDED,
+            absl::StrCat("rendezvous: key '", request->key(), "' not set within ", wait_ms, " ms"));
+      }
+    }
+  }
+
+  void Stop() {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::unordered_map<std::string, std::string> values_;
+  bool stopping_ = false;
+};
+
+RendezvousServer::RendezvousServer(std::unique_ptr<RendezvousService> service,
+                                   std::unique_ptr<grpc::Server> server, int port)
+    : service_(std::move(service)), server_(std::move(server)), port_(port) {}
+
+RendezvousServer::~RendezvousServer() {
+  service_->Stop();
+  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  server_->Wait();
+}
+
+absl::StatusOr<std::unique_ptr<RendezvousServer>> RendezvousServer::Start(
+    const std::string& listen_host, int port) {
+  if (port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("rendezvous: port ", port, " out of range"));
+  }
+  std::string address = absl::StrCat(listen_host, ":", port);
+  auto service = std::make_unique<RendezvousService>();
+  int bound = 0;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &bound);
+  builder.RegisterService(service.get());
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || bound == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("rendezvous: cannot listen on ", address, " (in use or bad address?)"));
+  }
+  return std::unique_ptr<RendezvousServer>(
+      new RendezvousServer(std::move(service), std::move(server), bound));
+}
+
+}  // namespace expertmesh::comm
