@@ -1,0 +1,42 @@
+// What a caller submits to the scheduler, and what comes back per step.
+#ifndef EXPERTMESH_WORKER_SCHEDULER_REQUEST_H_
+#define EXPERTMESH_WORKER_SCHEDULER_REQUEST_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "worker/sampling/sampler.h"
+#include "worker/sampling/sampling_params.h"
+
+namespace expertmesh::scheduler {
+
+struct GenerationRequest {
+  std::string id;  // unique among live requests
+  std::vector<int32_t> prompt;
+  sampling::SamplingParams sampling;
+  int64_t max_tokens = 16;  // >= 1; prompt + max_tokens <= the context length
+  std::vector<int32_t> stop_token_ids;
+  bool ignore_eos = false;
+};
+
+enum class FinishReason {
+  kNone,    // still running
+  kStop,    // an eos token (unless ignore_eos) or a stop token id was generated
+  kLength,  // max_tokens reached, or the context is full
+};
+std::string_view FinishReasonName(FinishReason reason);
+
+// One request's result of a step that sampled for it.
+struct RequestUpdate {
+  std::string id;
+  sampling::SampledToken token;  // appended to the request's output
+  FinishReason finish = FinishReason::kNone;
+  int64_t num_output_tokens = 0;  // including this one
+};
+
+}  // namespace expertmesh::scheduler
+
+#endif  // EXPERTMESH_WORKER_SCHEDULER_REQUEST_H_

@@ -1,0 +1,54 @@
+// The work of one engine step, produced by Scheduler::Schedule() and run by the executor.
+//
+// For each ScheduledSequence the executor, in order:
+//   1. (once per step, before any KV write) copies every block_copies[i].src to .dst in every
+//      layer's K and V cache (copy-on-write of a shared partial block);
+//   2. runs token_ids at positions, writing their KV into slot block_table[p / block_size] *
+//      block_size + p % block_size for each position p, attending causally to positions
+//      [0, context_len) through block_table;
+//   3. if sample, samples one token from the logits of its last position with the request's
+//      sampling parameters and history.
+// Then it hands the sampled tokens, in plan order of the sequences with sample set, to
+// Scheduler::ProcessStepOutputs.
+#ifndef EXPERTMESH_WORKER_SCHEDULER_STEP_PLAN_H_
+#define EXPERTMESH_WORKER_SCHEDULER_STEP_PLAN_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "worker/kv/kv_cache_manager.h"
+#include "worker/sampling/sampler.h"
+#include "worker/sampling/sampling_params.h"
+
+namespace expertmesh::scheduler {
+
+struct ScheduledSequence {
+  std::string request_id;
+  kv::SeqId seq = 0;
+  std::vector<int32_t> token_ids;  // this step's tokens (a prefill chunk or one decode token)
+  std::vector<int32_t> positions;  // absolute positions of token_ids (consecutive)
+  std::vector<int32_t> block_table;
+  int64_t context_len = 0;        // tokens in the cache after this step (last position + 1)
+  bool is_prefill_chunk = false;  // false only for the decode of the last generated token
+  bool sample = false;            // the chunk reaches the end of the known tokens
+  // Valid until ProcessStepOutputs or Abort: what sampling needs.
+  const sampling::SamplingParams* sampling = nullptr;
+  sampling::SamplingHistory history;
+};
+
+struct StepPlan {
+  uint64_t step_id = 0;
+  std::vector<ScheduledSequence> sequences;   // decodes first, then prefill chunks
+  std::vector<kv::KvBlockCopy> block_copies;  // run before this step's KV writes
+  std::vector<std::string> admitted;          // joined the running batch this step
+  std::vector<std::string> preempted;         // lost their KV; back at the queue's front
+  int64_t num_tokens = 0;                     // sum of token_ids sizes, <= the token budget
+
+  bool empty() const { return sequences.empty(); }
+  int NumToSample() const;
+};
+
+}  // namespace expertmesh::scheduler
+
+#endif  // EXPERTMESH_WORKER_SCHEDULER_STEP_PLAN_H_
