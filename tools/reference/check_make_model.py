@@ -61,6 +61,30 @@ SAMPLE = (
 )
 
 
+# Texts whose `tokenizers` ids are recorded by --write-golden for the C++ tokenizer test.
+GOLDEN_TEXTS = [
+    SAMPLE,
+    "Hello, world! It's 2024-03-15 and we've got 1,250,000 reasons.",
+    "한국어 문장입니다. 띄어쓰기   여러 칸\n\n\t탭도 있어요.",
+    "繁體字と日本語のカタカナ、ひらがな。中文标点：，。！？",
+    "    if (x) {\n        return y;\n    }\n",
+    "🤖🤖 emoji 👩🏽‍💻 with ZWJ and skin tones 🏳️‍🌈",
+    "<|im_start|>user\nhi<|im_end|><｜User｜>[INST]<s></s><|eot_id|>",
+]
+
+
+def golden_record(model_dir):
+    raw = Tokenizer.from_file(str(pathlib.Path(model_dir) / "tokenizer.json"))
+    config = json.loads((pathlib.Path(model_dir) / "tokenizer.json").read_text())
+    return {
+        "num_merges": len(config["model"]["merges"]),
+        "cases": [{"text": text,
+                   "ids": raw.encode(text, add_special_tokens=False).ids,
+                   "ids_with_special": raw.encode(text, add_special_tokens=True).ids}
+                  for text in GOLDEN_TEXTS],
+    }
+
+
 def check(condition, message):
     if not condition:
         print(f"FAIL: {message}", flush=True)
@@ -125,12 +149,16 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--binary", required=True)
     parser.add_argument("--work", required=True, type=pathlib.Path)
+    parser.add_argument("--write-golden", type=pathlib.Path,
+                        help="write the `tokenizers` ids of GOLDEN_TEXTS per architecture here")
     args = parser.parse_args()
+    golden = {}
     print(f"transformers {transformers.__version__}, torch {torch.__version__}")
     for arch, (model_type, chat) in ARCHS.items():
         out = args.work / arch
         seconds = make(args.binary, arch, out)
         n_tokens, shape = check_model(out, arch, model_type, chat)
+        golden[arch] = golden_record(out)
         print(f"OK {arch:12s} made in {seconds:.2f}s; loaded with no missing/unexpected keys; "
               f"logits {tuple(shape)} finite; sample = {n_tokens} tokens, ids equal; "
               f"chat template renders", flush=True)
@@ -140,6 +168,9 @@ def main():
     check(len(shards) > 1, f"sharded: only {shards}")
     check_model(out, "qwen3-moe (sharded)", "qwen3_moe", ARCHS["qwen3-moe"][1])
     print(f"OK qwen3-moe sharded into {len(shards)} files loads the same way", flush=True)
+    if args.write_golden:
+        args.write_golden.write_text(json.dumps(golden, ensure_ascii=False, indent=1) + "\n")
+        print(f"wrote {args.write_golden}")
     print("check_make_model: all architectures load in transformers")
 
 

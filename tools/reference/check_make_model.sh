@@ -4,13 +4,19 @@
 # keys), runs a forward pass, loads the tokenizer (ids equal to the `tokenizers` library's) and
 # renders the chat template. Needs PyPI (torch is large, ~2.5 min to install); not run in CI.
 #
-# Usage: tools/reference/check_make_model.sh [path/to/expertmesh]
-#   Without an argument it builds and uses build/bin/expertmesh.
+# Usage: tools/reference/check_make_model.sh [path/to/expertmesh] [--write-golden FILE]
+#   Without an argument it builds and uses build/bin/expertmesh. --write-golden records the
+#   `tokenizers` ids of a few texts for every architecture (the committed copy is
+#   tests/tools/make_model/testdata/hf_token_ids.json; refresh it when the corpus changes).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VENV="${VENV:-$ROOT/.venv-reference}"
 
-BINARY="${1:-}"
+BINARY=""
+if [[ $# -gt 0 && "$1" != --* ]]; then
+  BINARY="$1"
+  shift
+fi
 if [[ -z "$BINARY" ]]; then
   BUILD_DIR="${BUILD_DIR:-$ROOT/build}"
   if [[ ! -f "$BUILD_DIR/build.ninja" ]]; then
@@ -36,4 +42,4 @@ fi
 
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
-"$VENV/bin/python" "$ROOT/tools/reference/check_make_model.py" --binary "$BINARY" --work "$WORK"
+"$VENV/bin/python" "$ROOT/tools/reference/check_make_model.py" --binary "$BINARY" --work "$WORK" "$@"
