@@ -179,6 +179,8 @@ nlohmann::ordered_json BuildConfigJson(Architecture arch, const ModelShape& shap
       break;
   }
   c["torch_dtype"] = dtype == DType::kF32 ? "float32" : "bfloat16";
+  // Published checkpoints carry the transformers version that wrote them; a 4.x value matches
+  // the key style used here (rope_theta / rope_scaling / torch_dtype, not rope_parameters).
   c["transformers_version"] = "4.51.0";
   return c;
 }
