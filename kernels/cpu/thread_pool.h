@@ -33,8 +33,9 @@ class ThreadPool {
 
   int num_threads() const { return num_threads_; }
 
-  // Calls fn(begin, end) over [0, n) in chunks of `grain` items, claimed dynamically by the
-  // caller and the workers; returns when all chunks are done. fn must not throw.
+  // Calls fn(begin, end) over [0, n) in chunks of at most `grain` items, claimed dynamically by
+  // the caller and the workers; returns when all chunks are done. With one thread, or n <= grain,
+  // the whole range is a single call. fn must not throw.
   void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
  private:
