@@ -1,7 +1,9 @@
 // Parity with Hugging Face `tokenizers` on real tokenizer files (DeepSeek-V3, Qwen2): the ids
 // recorded by tools/tokenizer/make_reference.py must come out exactly, decode must invert encode,
 // and decoding arbitrary id sequences must match HF's text (U+FFFD placement included).
+#include <atomic>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/file_util.h"
@@ -144,6 +146,24 @@ TEST_P(ParityTest, HeapMergeAgreesWithLinearMerge) {
     if (reference_.contains("post_processor")) continue;  // same model as the base reference
     EXPECT_EQ(*ids, Ids(c["ids"])) << text.substr(0, 200);
   }
+}
+
+TEST_P(ParityTest, ConcurrentEncodeMatches) {
+  // Each thread has its own word cache and regex scratch; results must not depend on that.
+  std::vector<std::thread> threads;
+  std::atomic<int> mismatches{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      const auto& cases = reference_["cases"];
+      for (size_t i = 0; i < cases.size(); ++i) {
+        const auto& c = cases[(i + 17 * t) % cases.size()];
+        auto ids = tokenizer_->Encode(c["text"].get<std::string>(), true);
+        if (!ids.ok() || *ids != Ids(c["ids_with_special"])) ++mismatches;
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  EXPECT_EQ(mismatches.load(), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(RealTokenizers, ParityTest,
