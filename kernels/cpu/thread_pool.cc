@@ -61,7 +61,15 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain,
   }
   wake_.notify_all();
   RunChunks();
-  while (active_.load(std::memory_order_acquire) != 0) CpuRelax();
+  // Wait for the workers still finishing a chunk; yield after a while so that on an
+  // oversubscribed machine a descheduled worker can get the core back.
+  for (int spins = 0; active_.load(std::memory_order_acquire) != 0; ++spins) {
+    if (spins < 4096) {
+      CpuRelax();
+    } else {
+      std::this_thread::yield();
+    }
+  }
   fn_ = nullptr;
 }
 
