@@ -60,23 +60,25 @@ class FaultyCommunicator final : public Communicator {
   // The injected result for this call, or nullopt to pass it through.
   std::optional<absl::Status> MaybeFault(absl::string_view op) {
     int call = calls_++;
-    if (inner_ == nullptr) {
-      return absl::UnavailableError(absl::StrCat("rank ", rank_, " vanished (injected)"));
-    }
+    // Like a real failure, an injected one breaks this rank's communicator for good.
+    if (!fired_.ok()) return fired_;
     if (rank_ != spec_.rank || call != spec_.call) return std::nullopt;
     std::string what = absl::StrCat("injected fault in ", op, " #", call, " on rank ", rank_);
     switch (spec_.mode) {
       case FaultSpec::Mode::kFail:
-        return absl::UnavailableError(what);
+        fired_ = absl::UnavailableError(what);
+        break;
       case FaultSpec::Mode::kHang:
         // Simulates a stuck rank, not synchronisation: nothing waits for this sleep to end.
         std::this_thread::sleep_for(absl::ToChronoNanoseconds(spec_.hang_for));
-        return absl::DeadlineExceededError(what);
+        fired_ = absl::DeadlineExceededError(what);
+        break;
       case FaultSpec::Mode::kVanish:
         inner_.reset();
-        return absl::UnavailableError(what);
+        fired_ = absl::UnavailableError(what);
+        break;
     }
-    return std::nullopt;
+    return fired_;
   }
 
   std::unique_ptr<Communicator> inner_;
@@ -84,6 +86,7 @@ class FaultyCommunicator final : public Communicator {
   const int rank_;
   const int world_;
   int calls_ = 0;
+  absl::Status fired_;
 };
 
 }  // namespace

@@ -1,7 +1,8 @@
 // A communicator wrapper that injects one fault, for fault-tolerance tests: on rank
 // `spec.rank` the `spec.call`-th collective (counting every call from 0) fails, hangs, or makes
 // the rank vanish as if its process had died. Other ranks and other calls pass straight
-// through to the wrapped communicator.
+// through to the wrapped communicator. After the fault fires, every later call on that rank
+// returns the same error (a failed communicator stays failed).
 #ifndef EXPERTMESH_WORKER_COMM_FAULTY_COMMUNICATOR_H_
 #define EXPERTMESH_WORKER_COMM_FAULTY_COMMUNICATOR_H_
 
@@ -19,7 +20,7 @@ struct FaultSpec {
     // Blocks for `hang_for` without communicating, then returns DEADLINE_EXCEEDED.
     kHang,
     // Destroys the wrapped communicator (closing its connections, as a dying process does) and
-    // returns UNAVAILABLE; every later call returns UNAVAILABLE too.
+    // returns UNAVAILABLE.
     kVanish,
   };
   int rank = 0;

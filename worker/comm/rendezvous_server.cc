@@ -89,6 +89,9 @@ absl::StatusOr<std::unique_ptr<RendezvousServer>> RendezvousServer::Start(
   auto service = std::make_unique<RendezvousService>();
   int bound = 0;
   grpc::ServerBuilder builder;
+  // gRPC sets SO_REUSEPORT by default: a second leader on the same port would then silently
+  // share it with the first and split the ranks between them.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &bound);
   builder.RegisterService(service.get());
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
