@@ -36,7 +36,7 @@ hf = json.load(open(sys.argv[2]))
 def ours_mb(prefix, name, threads=1):
     for b in ours["benchmarks"]:
         full = f"{prefix}/{name.replace('-', '_')}" + (f"/threads:{threads}" if threads > 1 else "")
-        if b["name"] == full:
+        if b["name"].replace("/real_time", "") == full:
             return b["bytes_per_second"] / 1e6
     return float("nan")
 def hf_mb(name, case):
