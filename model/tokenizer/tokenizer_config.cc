@@ -31,8 +31,9 @@ absl::Status ReadToken(const json& config, const char* key, std::string_view sou
   } else if (value.is_object() && value.contains("content") && value["content"].is_string()) {
     *out = value["content"].get<std::string>();
   } else {
-    return absl::InvalidArgumentError(absl::StrCat(
-        AbslView(source), ": \"", key, "\" must be a string or an object with a string \"content\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat(AbslView(source), ": \"", key,
+                     "\" must be a string or an object with a string \"content\""));
   }
   return absl::OkStatus();
 }
@@ -62,8 +63,9 @@ absl::Status ReadChatTemplates(const json& config, std::string_view source,
     for (const json& item : value) {
       if (!item.is_object() || !item.contains("name") || !item["name"].is_string() ||
           !item.contains("template") || !item["template"].is_string()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            AbslView(source), ": each chat_template entry must be {\"name\": str, \"template\": str}"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(AbslView(source),
+                         ": each chat_template entry must be {\"name\": str, \"template\": str}"));
       }
       (*out)[item["name"].get<std::string>()] = item["template"].get<std::string>();
     }
@@ -105,8 +107,8 @@ absl::StatusOr<TokenizerConfig> ParseTokenizerConfig(std::string_view tokenizer_
     if (config.contains("model_max_length") && !config["model_max_length"].is_null()) {
       const json& value = config["model_max_length"];
       if (!value.is_number() || value.get<double>() < 1) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(AbslView(config_source), ": \"model_max_length\" must be a positive number"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            AbslView(config_source), ": \"model_max_length\" must be a positive number"));
       }
       // transformers writes int(1e30) when a model sets no limit.
       if (value.get<double>() < 1e15) out.model_max_length = value.get<int64_t>();
