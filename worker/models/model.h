@@ -1,0 +1,125 @@
+// Model: one forward pass of a decoder-only transformer over a batch of sequences laid out for
+// the paged KV cache, written against runtime::Backend (no CPU or CUDA code here).
+//
+// Data flow of Forward():  token_ids -> embedding -> layers (attention over the paged cache,
+// dense MLP or MoE) -> final norm -> gather the rows in `logit_rows` -> lm_head -> logits.
+//
+// Weights stay in the checkpoint's storage dtype (bf16 in memory, zero-copy views of the mmapped
+// safetensors where nothing has to change; fp8 block-quantized weights are dequantized to bf16
+// at load; f32 tensors such as e_score_correction_bias stay f32). Activations use the compute
+// dtype: kF32 (exact, for golden parity with transformers' fp32 run over the same weights) or
+// kBF16 (fast; matches transformers' bf16 run within looser bounds). Logits are always f32.
+//
+// KV cache layout (see KvCacheSpec): per layer, k and v tensors of
+// [num_blocks, block_size, kv_heads, dim]. GQA models cache the rank's k and v heads. DeepSeek
+// (MLA) caches the compressed latent: one "head" of kv_lora_rank + qk_rope_head_dim values per
+// token (normalised c_kv, then the roped k_pe), and v is the same tensor as k
+// (KvCacheSpec::v_is_k); attention runs in the absorbed form (q_nope folded through kv_b_proj's
+// key part, the output through its value part), which is what model/plan's memory plan counts.
+//
+// Thread safety: one thread drives a Model (it owns scratch buffers).
+#ifndef EXPERTMESH_WORKER_MODELS_MODEL_H_
+#define EXPERTMESH_WORKER_MODELS_MODEL_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/dtype.h"
+#include "model/config/model_config.h"
+#include "worker/runtime/backend.h"
+#include "worker/runtime/tensor.h"
+
+namespace expertmesh::models {
+
+using runtime::Backend;
+using runtime::Tensor;
+
+// Called with every named intermediate of a forward pass (STYLE habit 10), e.g.
+// ("attn_out", 3, bf16[n, hidden]). Layer is -1 outside the decoder layers. The tensor is only
+// valid during the call (scratch memory); copy what you keep. Names: see each block's file.
+using TraceFn = std::function<void(std::string_view name, int layer, const Tensor& tensor)>;
+
+struct ModelOptions {
+  DType compute_dtype = DType::kF32;  // kF32 or kBF16
+  // Rows of the RoPE table (the longest context served). 0 = config max_position_embeddings.
+  int64_t max_positions = 0;
+  TraceFn trace;  // optional
+};
+
+// One step's batch. All tensors are i32 on the backend's device (host memory on the CPU).
+// `n` = tokens of the step, sequences concatenated in order.
+struct ForwardBatch {
+  Tensor token_ids;                        // [n] ids in [0, vocab)
+  Tensor positions;                        // [n] absolute positions in [0, max_positions)
+  runtime::PagedAttentionBatch attention;  // query_start [s+1], seq_lens [s], block_tables
+  Tensor slot_mapping;                     // [n] cache slot of each token (block*bs + offset)
+  Tensor logit_rows;                       // [m] token rows whose logits are wanted, m >= 1
+};
+
+// What the KV cache of this model looks like (identical for every layer).
+struct KvCacheSpec {
+  int64_t num_layers = 0;
+  int64_t kv_heads = 0;
+  int64_t k_dim = 0;
+  int64_t v_dim = 0;
+  bool v_is_k = false;  // MLA latent cache: v_cache is the k_cache tensor itself
+  DType dtype = DType::kF32;
+
+  // Bytes one token occupies across all layers (k and v, v counted once when v_is_k).
+  uint64_t BytesPerToken() const;
+};
+
+// The cache tensors, [num_blocks, block_size, kv_heads, dim] each; v[l] aliases k[l] when the
+// spec says v_is_k.
+struct KvCacheTensors {
+  std::vector<Tensor> k;
+  std::vector<Tensor> v;
+  int32_t num_blocks = 0;
+  int32_t block_size = 0;
+};
+
+// Allocates (zeroed) cache tensors on `backend`. InvalidArgument for non-positive sizes;
+// ResourceExhausted when the allocation fails.
+absl::StatusOr<KvCacheTensors> AllocateKvCache(Backend& backend, const KvCacheSpec& spec,
+                                               int32_t num_blocks, int32_t block_size);
+
+class Model {
+ public:
+  virtual ~Model() = default;
+
+  virtual const model::ModelConfig& config() const = 0;
+  virtual KvCacheSpec kv_cache_spec() const = 0;
+  virtual DType compute_dtype() const = 0;
+  // Rows of the RoPE table: positions must stay below this.
+  virtual int64_t max_positions() const = 0;
+  // Bytes of weights held in memory (views of the checkpoint plus converted copies).
+  virtual uint64_t weight_bytes() const = 0;
+  // Bytes of weights read for one token at decode: every dense weight, the lm_head row block,
+  // and top_k routed experts per MoE layer (the batch-1 roofline numerator).
+  virtual uint64_t active_weight_bytes_per_token() const = 0;
+
+  // Runs the batch, writing this step's k/v into `kv` at batch.slot_mapping and filling
+  // `logits` [m, vocab] f32 (allocated by the caller) for the rows in batch.logit_rows.
+  // Errors: InvalidArgument for inconsistent batch tensors (names the tensor), ids out of
+  // range, a cache that does not match kv_cache_spec(); whatever the backend reports.
+  virtual absl::Status Forward(const ForwardBatch& batch, KvCacheTensors& kv, Tensor& logits) = 0;
+
+  virtual void SetTrace(TraceFn trace) = 0;
+};
+
+// Loads `model_dir` (config.json + safetensors) for `backend`, which must outlive the model.
+// Errors: NotFound / InvalidArgument from the config and checkpoint readers (naming the file);
+// InvalidArgument for a checkpoint tensor of the wrong shape or dtype (naming it);
+// Unimplemented for a config feature the forward passes do not implement (naming it).
+absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& model_dir, Backend* backend,
+                                                 const ModelOptions& options);
+
+}  // namespace expertmesh::models
+
+#endif  // EXPERTMESH_WORKER_MODELS_MODEL_H_
