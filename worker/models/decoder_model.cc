@@ -1,0 +1,210 @@
+#include "worker/models/decoder_model.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace expertmesh::models {
+
+uint64_t KvCacheSpec::BytesPerToken() const {
+  const uint64_t per_layer = kv_heads * (k_dim + (v_is_k ? 0 : v_dim));
+  return num_layers * per_layer * DTypeSize(dtype);
+}
+
+absl::StatusOr<KvCacheTensors> AllocateKvCache(Backend& backend, const KvCacheSpec& spec,
+                                               int32_t num_blocks, int32_t block_size) {
+  if (num_blocks < 1 || block_size < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "kv cache: num_blocks ", num_blocks, " and block_size ", block_size, " must be positive"));
+  }
+  KvCacheTensors kv;
+  kv.num_blocks = num_blocks;
+  kv.block_size = block_size;
+  for (int64_t l = 0; l < spec.num_layers; ++l) {
+    ASSIGN_OR_RETURN(Tensor k, backend.Allocate(spec.dtype, {num_blocks, block_size, spec.kv_heads,
+                                                             spec.k_dim}));
+    std::fill_n(static_cast<char*>(k.raw_data()), k.nbytes(), 0);
+    Tensor v = k;
+    if (!spec.v_is_k) {
+      ASSIGN_OR_RETURN(
+          v, backend.Allocate(spec.dtype, {num_blocks, block_size, spec.kv_heads, spec.v_dim}));
+      std::fill_n(static_cast<char*>(v.raw_data()), v.nbytes(), 0);
+    }
+    kv.k.push_back(std::move(k));
+    kv.v.push_back(std::move(v));
+  }
+  return kv;
+}
+
+namespace {
+
+absl::Status CheckI32(const Tensor& t, std::string_view name, int64_t len) {
+  if (!t.defined() || t.dtype() != DType::kI32 || t.rank() != 1 || (len >= 0 && t.dim(0) != len)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("forward batch: ", std::string(name), " is ", t.DebugString(),
+                     ", expected i32[", len >= 0 ? absl::StrCat(len) : std::string("m"), "]"));
+  }
+  return absl::OkStatus();
+}
+
+class DecoderModel final : public Model {
+ public:
+  DecoderModel(const model::ModelConfig& config, Backend* backend, const ModelOptions& options,
+               DecoderParts parts, Tensor embed, Tensor final_norm, Tensor lm_head, Tensor rope,
+               uint64_t weight_bytes)
+      : config_(config),
+        backend_(backend),
+        cdt_(options.compute_dtype),
+        trace_(options.trace),
+        parts_(std::move(parts)),
+        embed_(std::move(embed)),
+        final_norm_(std::move(final_norm)),
+        lm_head_(std::move(lm_head)),
+        rope_(std::move(rope)),
+        weight_bytes_(weight_bytes),
+        workspace_(backend) {
+    parts_.kv.dtype = cdt_;
+  }
+
+  const model::ModelConfig& config() const override { return config_; }
+  KvCacheSpec kv_cache_spec() const override { return parts_.kv; }
+  DType compute_dtype() const override { return cdt_; }
+  int64_t max_positions() const override { return rope_.dim(0); }
+  uint64_t weight_bytes() const override { return weight_bytes_; }
+  uint64_t active_weight_bytes_per_token() const override {
+    uint64_t bytes = TensorBytes(lm_head_) + TensorBytes(final_norm_) +
+                     static_cast<uint64_t>(embed_.dim(1)) * DTypeSize(embed_.dtype());
+    for (const DecoderLayer& l : parts_.layers) {
+      bytes += TensorBytes(l.input_norm) + TensorBytes(l.post_norm) + l.attn->weight_bytes() +
+               l.ffn->active_weight_bytes();
+    }
+    return bytes;
+  }
+  void SetTrace(TraceFn trace) override { trace_ = std::move(trace); }
+
+  absl::Status Forward(const ForwardBatch& batch, KvCacheTensors& kv, Tensor& logits) override {
+    RETURN_IF_ERROR(CheckI32(batch.token_ids, "token_ids", -1));
+    const int64_t n = batch.token_ids.dim(0);
+    if (n < 1) return absl::InvalidArgumentError("forward batch: no tokens");
+    RETURN_IF_ERROR(CheckI32(batch.positions, "positions", n));
+    RETURN_IF_ERROR(CheckI32(batch.slot_mapping, "slot_mapping", n));
+    RETURN_IF_ERROR(CheckI32(batch.logit_rows, "logit_rows", -1));
+    const int64_t m = batch.logit_rows.dim(0);
+    const int64_t vocab = config_.vocab_size;
+    if (m < 1 || !logits.defined() || logits.dtype() != DType::kF32 || logits.rank() != 2 ||
+        logits.dim(0) != m || logits.dim(1) != vocab) {
+      return absl::InvalidArgumentError(absl::StrCat("forward: logits is ", logits.DebugString(),
+                                                     ", expected f32[", m, ", ", vocab, "]"));
+    }
+    const KvCacheSpec& spec = parts_.kv;
+    if (static_cast<int64_t>(kv.k.size()) != spec.num_layers || kv.v.size() != kv.k.size()) {
+      return absl::InvalidArgumentError(absl::StrCat("forward: kv cache has ", kv.k.size(),
+                                                     " layers, the model ", spec.num_layers));
+    }
+    const int64_t hidden = config_.hidden_size;
+    StepContext ctx;
+    ctx.backend = backend_;
+    ctx.workspace = &workspace_;
+    ctx.batch = &batch;
+    ctx.rope_cos_sin = &rope_;
+    ctx.trace = &trace_;
+    ctx.compute_dtype = cdt_;
+    ctx.num_tokens = n;
+    Backend& b = *backend_;
+
+    ASSIGN_OR_RETURN(Tensor residual, ctx.Scratch("residual", cdt_, {n, hidden}));
+    ASSIGN_OR_RETURN(Tensor normed, ctx.Scratch("normed", cdt_, {n, hidden}));
+    ASSIGN_OR_RETURN(Tensor out, ctx.Scratch("block_out", cdt_, {n, hidden}));
+    RETURN_IF_ERROR(b.Embedding(embed_, batch.token_ids, residual));
+    ctx.Trace("embed", -1, residual);
+    const float eps = static_cast<float>(config_.rms_norm_eps);
+    for (int l = 0; l < static_cast<int>(parts_.layers.size()); ++l) {
+      DecoderLayer& layer = parts_.layers[l];
+      RETURN_IF_ERROR(b.RmsNorm(l == 0 ? residual : out, l == 0 ? nullptr : &residual,
+                                layer.input_norm, eps, normed));
+      RETURN_IF_ERROR(layer.attn->Forward(ctx, l, normed, kv.k[l], kv.v[l], out));
+      RETURN_IF_ERROR(b.RmsNorm(out, &residual, layer.post_norm, eps, normed));
+      ctx.Trace("residual", l, residual);
+      RETURN_IF_ERROR(layer.ffn->Forward(ctx, l, normed, out));
+    }
+    RETURN_IF_ERROR(b.RmsNorm(out, &residual, final_norm_, eps, normed));
+    ctx.Trace("final_norm", -1, normed);
+    ASSIGN_OR_RETURN(Tensor rows, ctx.Scratch("logit_rows", cdt_, {m, hidden}));
+    RETURN_IF_ERROR(b.Embedding(normed, batch.logit_rows, rows));
+    ctx.Trace("logits_hidden", -1, rows);
+    RETURN_IF_ERROR(b.Linear(rows, lm_head_, Tensor(), logits));
+    ctx.Trace("logits", -1, logits);
+    return absl::OkStatus();
+  }
+
+ private:
+  model::ModelConfig config_;
+  Backend* backend_;
+  DType cdt_;
+  TraceFn trace_;
+  DecoderParts parts_;
+  Tensor embed_, final_norm_, lm_head_, rope_;
+  uint64_t weight_bytes_;
+  Workspace workspace_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Model>> MakeDecoderModel(const model::ModelConfig& c,
+                                                        WeightLoader& w, DecoderParts parts,
+                                                        Backend* backend,
+                                                        const ModelOptions& options) {
+  if (options.compute_dtype != DType::kF32 && options.compute_dtype != DType::kBF16) {
+    return absl::InvalidArgumentError(absl::StrCat("compute dtype must be f32 or bf16, got ",
+                                                   std::string(DTypeName(options.compute_dtype))));
+  }
+  ASSIGN_OR_RETURN(Tensor embed, w.Get("model.embed_tokens.weight", {c.vocab_size, c.hidden_size}));
+  ASSIGN_OR_RETURN(Tensor norm, w.Get("model.norm.weight", {c.hidden_size}));
+  Tensor lm_head = embed;
+  if (!c.tie_word_embeddings) {
+    ASSIGN_OR_RETURN(lm_head, w.Get("lm_head.weight", {c.vocab_size, c.hidden_size}));
+  }
+  int64_t max_positions =
+      options.max_positions > 0 ? options.max_positions : c.max_position_embeddings;
+  // Sliding-window attention is not implemented: serve only contexts the window covers, where
+  // it equals full attention.
+  if (c.sliding_window.has_value() && *c.sliding_window > 0) {
+    max_positions = std::min(max_positions, *c.sliding_window);
+  }
+  ASSIGN_OR_RETURN(runtime::RopeScaling scaling, RuntimeRopeScaling(c));
+  ASSIGN_OR_RETURN(Tensor rope, runtime::BuildRopeCache(scaling, parts.rotary_dim, max_positions));
+  const uint64_t weight_bytes = w.bytes_loaded();
+  return std::unique_ptr<Model>(
+      new DecoderModel(c, backend, options, std::move(parts), std::move(embed), std::move(norm),
+                       std::move(lm_head), std::move(rope), weight_bytes));
+}
+
+absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& model_dir, Backend* backend,
+                                                 const ModelOptions& options) {
+  ASSIGN_OR_RETURN(model::ModelConfig config, model::LoadModelConfig(model_dir));
+  ASSIGN_OR_RETURN(WeightLoader weights, WeightLoader::Open(model_dir, config));
+  absl::StatusOr<DecoderParts> parts;
+  switch (config.architecture) {
+    case model::Architecture::kLlama:
+      parts = BuildLlamaLayers(config, weights);
+      break;
+    case model::Architecture::kMixtral:
+      parts = BuildMixtralLayers(config, weights);
+      break;
+    case model::Architecture::kQwen2Moe:
+      parts = BuildQwen2MoeLayers(config, weights);
+      break;
+    case model::Architecture::kQwen3Moe:
+      parts = BuildQwen3MoeLayers(config, weights);
+      break;
+    case model::Architecture::kDeepseekV2:
+    case model::Architecture::kDeepseekV3:
+      parts = BuildDeepseekLayers(config, weights);
+      break;
+  }
+  if (!parts.ok()) return parts.status();
+  return MakeDecoderModel(config, weights, *std::move(parts), backend, options);
+}
+
+}  // namespace expertmesh::models

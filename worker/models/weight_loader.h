@@ -1,0 +1,73 @@
+// WeightLoader: checkpoint tensors as runtime::Tensors in the form the forward passes use.
+//
+//  - bf16 / f32 tensors: zero-copy views of the mmapped safetensors (they keep the checkpoint
+//    open); f16 is widened to an f32 copy (the backend's Linear takes bf16 or f32 weights).
+//  - fp8 e4m3 block-quantized weights (DeepSeek-V3): dequantized to a bf16 copy at load.
+//  - Fused weights (gate_proj | up_proj, which Backend::SiluMul expects as one [2*inter, hidden]
+//    matrix): a copy; the source pages are then released from this process (madvise) so the
+//    resident set counts those bytes once.
+// Every getter checks the shape against what the config implies and names the tensor and the
+// directory on error (NotFound when absent, InvalidArgument for a wrong shape or dtype).
+//
+// Host memory only for now: a device backend will upload these tensors (not yet needed).
+#ifndef EXPERTMESH_WORKER_MODELS_WEIGHT_LOADER_H_
+#define EXPERTMESH_WORKER_MODELS_WEIGHT_LOADER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "model/config/model_config.h"
+#include "model/safetensors/checkpoint.h"
+#include "worker/runtime/tensor.h"
+
+namespace expertmesh::models {
+
+class WeightLoader {
+ public:
+  // Opens the checkpoint of `model_dir`. Errors: those of model::Checkpoint::Open.
+  static absl::StatusOr<WeightLoader> Open(const std::string& model_dir,
+                                           const model::ModelConfig& config);
+
+  // The tensor `name` with exactly `shape`, as bf16 or f32 (see the file comment).
+  absl::StatusOr<runtime::Tensor> Get(std::string_view name, std::vector<int64_t> shape);
+  // As Get, but an undefined tensor when the checkpoint lacks `name`.
+  absl::StatusOr<runtime::Tensor> GetOptional(std::string_view name, std::vector<int64_t> shape);
+  // The tensor as fp32 values (any float dtype; fp8 dequantized), for derived weights.
+  absl::StatusOr<std::vector<float>> GetFloats(std::string_view name, std::vector<int64_t> shape);
+  // As Get, but always an f32 tensor (router correction bias).
+  absl::StatusOr<runtime::Tensor> GetF32(std::string_view name, std::vector<int64_t> shape);
+  // The row-wise concatenation of `names` (each [rows_i, cols]) as one [sum rows_i, cols]
+  // tensor in the storage dtype.
+  absl::StatusOr<runtime::Tensor> ConcatRows(const std::vector<std::string>& names,
+                                             const std::vector<int64_t>& rows, int64_t cols);
+  // A new tensor of the storage dtype from fp32 values (rounded to bf16 when that is the
+  // storage dtype). Used for weights derived at load (MLA's absorbed projections).
+  absl::StatusOr<runtime::Tensor> FromFloats(const std::vector<float>& values,
+                                             std::vector<int64_t> shape);
+
+  // bf16 for bf16, f16 and fp8 checkpoints, f32 for f32 ones: the dtype of converted copies.
+  DType storage_dtype() const { return storage_dtype_; }
+  // Bytes of all tensors handed out (views and copies).
+  uint64_t bytes_loaded() const { return bytes_loaded_; }
+  const std::string& dir() const { return checkpoint_->dir(); }
+
+ private:
+  WeightLoader(std::shared_ptr<model::Checkpoint> checkpoint, const model::ModelConfig& config);
+  absl::StatusOr<model::TensorView> View(std::string_view name,
+                                         const std::vector<int64_t>& shape) const;
+  // Writes view (any float dtype) rows into `out` of the storage dtype.
+  absl::Status Convert(const model::TensorView& view, std::string_view name, void* out) const;
+
+  std::shared_ptr<model::Checkpoint> checkpoint_;
+  model::ModelConfig config_;
+  DType storage_dtype_ = DType::kBF16;
+  uint64_t bytes_loaded_ = 0;
+};
+
+}  // namespace expertmesh::models
+
+#endif  // EXPERTMESH_WORKER_MODELS_WEIGHT_LOADER_H_

@@ -1,0 +1,37 @@
+// Scratch tensors reused from step to step: each named buffer grows to the largest size asked
+// for and is then handed out as a view, so a steady-state decode step allocates nothing.
+#ifndef EXPERTMESH_WORKER_MODELS_WORKSPACE_H_
+#define EXPERTMESH_WORKER_MODELS_WORKSPACE_H_
+
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+#include <string_view>
+
+#include <unordered_map>
+#include "absl/status/statusor.h"
+#include "worker/runtime/backend.h"
+
+namespace expertmesh::models {
+
+class Workspace {
+ public:
+  explicit Workspace(runtime::Backend* backend) : backend_(backend) {}
+
+  // A tensor of `dtype` and `shape` over the buffer called `name`. The view stays valid until
+  // the next Get of the same name (which may reallocate); use distinct names for tensors that
+  // are alive at the same time. Errors: those of Backend::Allocate.
+  absl::StatusOr<runtime::Tensor> Get(std::string_view name, DType dtype,
+                                      std::initializer_list<int64_t> shape);
+
+  uint64_t bytes() const { return bytes_; }
+
+ private:
+  runtime::Backend* backend_;
+  std::unordered_map<std::string, runtime::Tensor> buffers_;  // u8 [capacity]
+  uint64_t bytes_ = 0;
+};
+
+}  // namespace expertmesh::models
+
+#endif  // EXPERTMESH_WORKER_MODELS_WORKSPACE_H_
