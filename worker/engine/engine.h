@@ -1,0 +1,110 @@
+// Engine: one worker's inference loop on one backend — Scheduler (continuous batching, chunked
+// prefill, paged KV with prefix cache) + Model (forward pass) + the KV cache tensors + Sampler.
+//
+// Each Step():  plan = scheduler.Schedule()
+//               -> copy-on-write block copies in every layer's cache
+//               -> ForwardBatch from the plan (logits only for sequences that sample)
+//               -> model.Forward -> sample each such row with its request's parameters
+//               -> scheduler.ProcessStepOutputs -> one RequestOutput per sampled request.
+// Requests are validated on AddRequest (scheduler rules: empty prompt, too long, max_tokens,
+// sampling values, token ids): a bad request is refused there with INVALID_ARGUMENT and nothing
+// else changes, so the requests already in the batch are never affected.
+//
+// Thread safety: none; one thread owns the engine (the server's engine loop, or the CLI).
+#ifndef EXPERTMESH_WORKER_ENGINE_ENGINE_H_
+#define EXPERTMESH_WORKER_ENGINE_ENGINE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "worker/models/model.h"
+#include "worker/runtime/backend.h"
+#include "worker/sampling/sampler.h"
+#include "worker/scheduler/request.h"
+#include "worker/scheduler/scheduler.h"
+
+namespace expertmesh::engine {
+
+struct EngineOptions {
+  DType compute_dtype = DType::kBF16;      // kF32 for golden parity
+  int num_threads = 0;                     // CPU backend threads; 0 = all cores
+  uint64_t kv_cache_bytes = 256ull << 20;  // KV pool budget (the pool never exceeds it)
+  int32_t block_size = 16;
+  bool enable_prefix_caching = true;
+  int64_t max_num_batched_tokens = 2048;
+  int32_t max_num_seqs = 64;
+  int64_t max_model_len = 0;  // 0 = min(max_position_embeddings, 32768)
+  uint64_t seed = 0;          // for requests without a seed
+};
+
+struct RequestOutput {
+  std::string id;
+  sampling::SampledToken token;
+  scheduler::FinishReason finish = scheduler::FinishReason::kNone;
+  int64_t num_output_tokens = 0;
+};
+
+struct EngineStats {
+  scheduler::SchedulerStats scheduler;
+  uint64_t steps = 0;
+  uint64_t tokens_computed = 0;  // prompt + decode tokens run through the model
+  uint64_t tokens_generated = 0;
+};
+
+class Engine {
+ public:
+  // Loads `model_dir` on a new CPU backend. Errors: those of LoadModel, InvalidArgument for bad
+  // options (naming the field), or a KV budget that holds no block.
+  static absl::StatusOr<std::unique_ptr<Engine>> Create(const std::string& model_dir,
+                                                        const EngineOptions& options);
+  // Uses an existing backend and model (the model must run on `backend`).
+  static absl::StatusOr<std::unique_ptr<Engine>> Create(std::unique_ptr<runtime::Backend> backend,
+                                                        std::unique_ptr<models::Model> model,
+                                                        const EngineOptions& options);
+
+  // Queues a request (see the class comment). INVALID_ARGUMENT naming the problem;
+  // ALREADY_EXISTS for a live id.
+  absl::Status AddRequest(scheduler::GenerationRequest request);
+  // Drops a live request and frees its KV blocks at once. NOT_FOUND when it is not live.
+  absl::Status Abort(const std::string& id);
+  bool HasWork() const { return scheduler_->HasWork(); }
+
+  // Runs one step. Returns the tokens sampled in it (none for a step of prefill chunks that
+  // sample nothing). An error (backend failure) leaves the engine unusable for the live
+  // requests: the caller should abort them.
+  absl::StatusOr<std::vector<RequestOutput>> Step();
+
+  const model::ModelConfig& config() const { return model_->config(); }
+  models::Model& model() { return *model_; }
+  runtime::Backend& backend() { return *backend_; }
+  EngineStats Stats() const;
+  int64_t max_model_len() const { return max_model_len_; }
+  // Bytes of the KV cache tensors (<= options.kv_cache_bytes).
+  uint64_t kv_cache_bytes() const { return kv_bytes_; }
+  int32_t num_kv_blocks() const { return kv_tensors_.num_blocks; }
+  std::vector<uint64_t> CachedPrefixHashes(size_t max) const {
+    return kv_manager_->CachedPrefixHashes(max);
+  }
+
+ private:
+  Engine() = default;
+  absl::Status CopyBlocks(const std::vector<kv::KvBlockCopy>& copies);
+
+  std::unique_ptr<runtime::Backend> backend_;
+  std::unique_ptr<models::Model> model_;
+  std::unique_ptr<kv::KvCacheManager> kv_manager_;
+  std::unique_ptr<scheduler::Scheduler> scheduler_;
+  models::KvCacheTensors kv_tensors_;
+  sampling::Sampler sampler_;
+  uint64_t kv_bytes_ = 0;
+  int64_t max_model_len_ = 0;
+  uint64_t steps_ = 0, tokens_computed_ = 0, tokens_generated_ = 0;
+};
+
+}  // namespace expertmesh::engine
+
+#endif  // EXPERTMESH_WORKER_ENGINE_ENGINE_H_
