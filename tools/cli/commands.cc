@@ -6,6 +6,7 @@ std::vector<Command> AddAllCommands(CLI::App& parent) {
   return {
       AddMakeModelCommand(parent),
       AddInspectCommand(parent),
+      AddGenerateCommand(parent),
   };
 }
 
