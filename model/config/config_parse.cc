@@ -136,7 +136,13 @@ absl::Status ParseArchitectureFields(const JsonFields& f, ModelConfig& c) {
         c.qkv_bias = c.o_proj_bias = ValueOr(attention_bias, false);
         c.qk_norm = true;
       }
-      ASSIGN_OR_RETURN(c.num_experts, f.Int("num_experts"));
+      // transformers 5 writes Qwen3-MoE's expert count as num_local_experts.
+      ASSIGN_OR_RETURN(std::optional<int64_t> local_experts, f.OptionalInt("num_local_experts"));
+      if (local_experts.has_value() && !f.Has("num_experts")) {
+        c.num_experts = *local_experts;
+      } else {
+        ASSIGN_OR_RETURN(c.num_experts, f.Int("num_experts"));
+      }
       ASSIGN_OR_RETURN(c.num_experts_per_tok, f.Int("num_experts_per_tok"));
       ASSIGN_OR_RETURN(c.moe_intermediate_size, f.Int("moe_intermediate_size"));
       if (qwen2) {
