@@ -1,0 +1,51 @@
+// Plain request structs shared by the router's public APIs (gRPC and OpenAI HTTP) and its
+// core. The API layers fill them from their wire formats; request_validation.h checks them.
+#ifndef EXPERTMESH_ROUTER_GENERATION_PARAMS_H_
+#define EXPERTMESH_ROUTER_GENERATION_PARAMS_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "nlohmann/json.hpp"
+
+namespace expertmesh::router {
+
+// What to generate from: raw text, a chat (rendered with the model's chat template) or
+// already tokenized ids.
+struct PromptInput {
+  enum class Kind { kText, kChat, kTokens };
+  Kind kind = Kind::kText;
+  std::string text;
+  // JSON array of {"role", "content", ["name"]} objects, in order.
+  nlohmann::ordered_json messages = nlohmann::ordered_json::array();
+  bool add_generation_prompt = true;
+  std::vector<int32_t> token_ids;
+};
+
+// Sampling and stopping, as the client asked. Unset optionals take the worker's defaults.
+struct GenerationParams {
+  std::optional<float> temperature;
+  std::optional<float> top_p;
+  std::optional<int32_t> top_k;
+  std::optional<float> min_p;
+  std::optional<float> repetition_penalty;
+  std::optional<float> presence_penalty;
+  std::optional<float> frequency_penalty;
+  std::optional<uint64_t> seed;
+  std::optional<int64_t> max_tokens;
+  std::vector<std::string> stop;
+  std::vector<int32_t> stop_token_ids;
+  bool ignore_eos = false;
+  bool logprobs = false;
+  int64_t top_logprobs = 0;
+  int64_t n = 1;
+};
+
+// Why one choice ended (the public proto's FinishReason without "unspecified").
+enum class FinishReason { kStop, kLength, kStopString, kAbort, kError };
+
+}  // namespace expertmesh::router
+
+#endif  // EXPERTMESH_ROUTER_GENERATION_PARAMS_H_

@@ -1,0 +1,313 @@
+#include "router/grpc_service.h"
+
+#include <deque>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+
+namespace expertmesh::router {
+namespace {
+
+namespace pb = ::expertmesh::v1;
+
+absl::Status FromPublicRequest(const pb::GenerateRequest& r, PromptInput* input,
+                               GenerationParams* p) {
+  switch (r.prompt_case()) {
+    case pb::GenerateRequest::kText:
+      input->kind = PromptInput::Kind::kText;
+      input->text = r.text();
+      break;
+    case pb::GenerateRequest::kTokenIds:
+      input->kind = PromptInput::Kind::kTokens;
+      input->token_ids.assign(r.token_ids().ids().begin(), r.token_ids().ids().end());
+      break;
+    case pb::GenerateRequest::kChat: {
+      input->kind = PromptInput::Kind::kChat;
+      for (const pb::ChatMessage& m : r.chat().messages()) {
+        nlohmann::ordered_json msg{{"role", m.role()}, {"content", m.content()}};
+        if (!m.name().empty()) msg["name"] = m.name();
+        input->messages.push_back(std::move(msg));
+      }
+      input->add_generation_prompt =
+          r.chat().add_generation_prompt() ||
+          (!input->messages.empty() && input->messages.back()["role"] != "assistant");
+      break;
+    }
+    default:
+      return absl::InvalidArgumentError("GenerateRequest needs a prompt (text, chat or token_ids)");
+  }
+  const pb::SamplingParams& s = r.sampling();
+  if (s.has_temperature()) p->temperature = s.temperature();
+  if (s.has_top_p()) p->top_p = s.top_p();
+  if (s.has_top_k()) p->top_k = s.top_k();
+  if (s.has_min_p()) p->min_p = s.min_p();
+  if (s.has_repetition_penalty()) p->repetition_penalty = s.repetition_penalty();
+  if (s.has_presence_penalty()) p->presence_penalty = s.presence_penalty();
+  if (s.has_frequency_penalty()) p->frequency_penalty = s.frequency_penalty();
+  if (s.has_seed()) p->seed = s.seed();
+  if (r.stop().has_max_tokens()) p->max_tokens = r.stop().max_tokens();
+  p->stop.assign(r.stop().stop().begin(), r.stop().stop().end());
+  p->stop_token_ids.assign(r.stop().stop_token_ids().begin(), r.stop().stop_token_ids().end());
+  p->ignore_eos = r.stop().ignore_eos();
+  p->logprobs = r.logprobs() || r.top_logprobs() > 0;
+  p->top_logprobs = r.top_logprobs();
+  return absl::OkStatus();
+}
+
+pb::FinishReason ToPublic(FinishReason r) {
+  switch (r) {
+    case FinishReason::kStop:
+      return pb::FINISH_REASON_STOP;
+    case FinishReason::kLength:
+      return pb::FINISH_REASON_LENGTH;
+    case FinishReason::kStopString:
+      return pb::FINISH_REASON_STOP_STRING;
+    case FinishReason::kAbort:
+      return pb::FINISH_REASON_ABORT;
+    case FinishReason::kError:
+      return pb::FINISH_REASON_ERROR;
+  }
+  return pb::FINISH_REASON_UNSPECIFIED;
+}
+
+class GenerateReactor final : public grpc::ServerWriteReactor<pb::GenerateResponse> {
+ public:
+  GenerateReactor(InferenceService* service, RouterCore* core, grpc::CallbackServerContext* ctx,
+                  const pb::GenerateRequest& request, absl::Status auth)
+      : service_(service), core_(core) {
+    const auto chrono_deadline = ctx->deadline();
+    absl::Time deadline = absl::FromChrono(chrono_deadline);
+    if (deadline > absl::Now() + absl::Hours(24 * 365)) deadline = absl::InfiniteFuture();
+    service_->ThreadStarted();
+    std::thread([this, request, auth, deadline] {
+      InferenceService* service = service_;
+      Produce(request, auth, deadline);
+      service->ThreadEnded();
+    }).detach();
+  }
+
+  void OnWriteDone(bool ok) override {
+    bool finish = false;
+    {
+      absl::MutexLock lock(&mu_);
+      queue_.pop_front();
+      if (!ok) cancel_.Cancel();
+      if (!queue_.empty()) {
+        StartWrite(&queue_.front());
+      } else {
+        writing_ = false;
+        finish = producer_done_;
+      }
+    }
+    if (finish) Finish(final_status_);
+  }
+  void OnCancel() override { cancel_.Cancel(); }
+  void OnDone() override { delete this; }
+
+ private:
+  void Push(pb::GenerateResponse msg) {
+    absl::MutexLock lock(&mu_);
+    queue_.push_back(std::move(msg));
+    if (!writing_) {
+      writing_ = true;
+      StartWrite(&queue_.front());
+    }
+  }
+
+  // Last use of `this` by the producer: Finish may lead to OnDone and deletion at once.
+  void Done(const absl::Status& status) {
+    core_->metrics().CountRequest("grpc", "Generate", absl::StatusCodeToString(status.code()));
+    bool finish = false;
+    {
+      absl::MutexLock lock(&mu_);
+      producer_done_ = true;
+      final_status_ = ToGrpc(status);
+      finish = !writing_;
+    }
+    if (finish) Finish(final_status_);
+  }
+
+  void Produce(const pb::GenerateRequest& request, const absl::Status& auth, absl::Time deadline) {
+    const absl::Time arrival = absl::Now();
+    if (!auth.ok()) return Done(auth);
+    if (core_->draining()) return Done(absl::UnavailableError("the server is shutting down"));
+    PromptInput input;
+    GenerationParams params;
+    if (absl::Status s = FromPublicRequest(request, &input, &params); !s.ok()) return Done(s);
+    const std::string id =
+        request.request_id().empty() ? core_->NewRequestId() : request.request_id();
+    absl::StatusOr<PreparedRequest> prepared =
+        core_->Prepare(request.model(), input, params, id, deadline);
+    if (!prepared.ok()) return Done(prepared.status());
+    prepared->arrival = arrival;
+    const tokenizer::Tokenizer& tok = core_->model().tokenizer();
+    const bool with_logprobs = params.logprobs;
+    absl::StatusOr<std::vector<ChoiceResult>> results =
+        core_->Generate(*prepared, &cancel_, [&](uint32_t, const ChoiceDelta& delta) {
+          pb::GenerateResponse msg;
+          msg.set_request_id(id);
+          msg.set_text(delta.text);
+          for (const GeneratedTokenInfo& t : delta.tokens) {
+            pb::TokenDelta* d = msg.add_tokens();
+            d->set_token_id(t.id);
+            if (with_logprobs) d->set_logprob(t.logprob);
+            for (const auto& [top_id, lp] : t.top) {
+              pb::TopLogprob* top = d->add_top_logprobs();
+              top->set_token_id(top_id);
+              top->set_token(std::string(tok.TokenBytes(top_id)));
+              top->set_logprob(lp);
+            }
+          }
+          Push(std::move(msg));
+          return !cancel_.cancelled();
+        });
+    if (!results.ok()) return Done(results.status());
+    const ChoiceResult& r = results->front();
+    pb::GenerateResponse last;
+    last.set_request_id(id);
+    last.set_finish_reason(ToPublic(r.reason));
+    last.set_matched_stop(r.matched_stop);
+    last.mutable_usage()->set_prompt_tokens(static_cast<uint32_t>(prepared->prompt.size()));
+    last.mutable_usage()->set_completion_tokens(r.completion_tokens);
+    last.mutable_usage()->set_cached_prompt_tokens(r.cached_prompt_tokens);
+    Push(std::move(last));
+    if (r.reason == FinishReason::kError) return Done(absl::UnavailableError(r.error));
+    if (r.reason == FinishReason::kAbort && cancel_.cancelled()) {
+      return Done(absl::CancelledError(r.error));
+    }
+    Done(absl::OkStatus());
+  }
+
+  InferenceService* service_;
+  RouterCore* core_;
+  CancelToken cancel_;
+  absl::Mutex mu_;
+  std::deque<pb::GenerateResponse> queue_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool producer_done_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status final_status_;
+};
+
+}  // namespace
+
+grpc::Status ToGrpc(const absl::Status& status) {
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+InferenceService::~InferenceService() {
+  absl::MutexLock lock(&mu_);
+  mu_.Await(absl::Condition(
+      +[](int* n) { return *n == 0; }, &producers_));
+}
+
+void InferenceService::ThreadStarted() {
+  absl::MutexLock lock(&mu_);
+  ++producers_;
+}
+
+void InferenceService::ThreadEnded() {
+  absl::MutexLock lock(&mu_);
+  --producers_;
+}
+
+absl::Status InferenceService::Authorize(grpc::CallbackServerContext* context) const {
+  if (!keys_->enabled()) return absl::OkStatus();
+  const auto& md = context->client_metadata();
+  auto it = md.find("authorization");
+  const std::string value = it == md.end() ? "" : std::string(it->second.data(), it->second.size());
+  return keys_->Check(value);
+}
+
+grpc::ServerWriteReactor<pb::GenerateResponse>* InferenceService::Generate(
+    grpc::CallbackServerContext* context, const pb::GenerateRequest* request) {
+  return new GenerateReactor(this, core_, context, *request, Authorize(context));
+}
+
+grpc::ServerUnaryReactor* InferenceService::Tokenize(grpc::CallbackServerContext* context,
+                                                     const pb::TokenizeRequest* request,
+                                                     pb::TokenizeResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::Status status = Authorize(context);
+  PromptInput input;
+  if (status.ok() && !request->model().empty() &&
+      request->model() != core_->model().description().name) {
+    status = absl::NotFoundError(absl::StrCat("model '", request->model(), "' does not exist"));
+  }
+  if (request->has_chat()) {
+    input.kind = PromptInput::Kind::kChat;
+    for (const pb::ChatMessage& m : request->chat().messages()) {
+      input.messages.push_back({{"role", m.role()}, {"content", m.content()}});
+    }
+    input.add_generation_prompt = request->chat().add_generation_prompt();
+  } else {
+    input.text = request->text();
+  }
+  if (status.ok()) {
+    const tokenizer::Tokenizer& tok = core_->model().tokenizer();
+    absl::StatusOr<Prompt> prompt;
+    if (input.kind == PromptInput::Kind::kText) {
+      absl::StatusOr<std::vector<int32_t>> ids =
+          tok.Encode(input.text, request->add_special_tokens());
+      if (ids.ok())
+        prompt = Prompt{*std::move(ids), ""};
+      else
+        prompt = ids.status();
+    } else {
+      prompt = core_->model().BuildPrompt(input, core_->options().limits.max_chat_messages);
+    }
+    if (prompt.ok()) {
+      for (int32_t id : prompt->token_ids) {
+        response->add_token_ids(id);
+        const int32_t one[1] = {id};
+        response->add_tokens(tok.Decode(one, false));
+      }
+      response->set_rendered_prompt(prompt->rendered);
+    } else {
+      status = prompt.status();
+    }
+  }
+  core_->metrics().CountRequest("grpc", "Tokenize", absl::StatusCodeToString(status.code()));
+  reactor->Finish(ToGrpc(status));
+  return reactor;
+}
+
+void InferenceService::FillModelInfo(pb::ModelInfo* info) const {
+  const ModelDescription& d = core_->model().description();
+  info->set_name(d.name);
+  info->set_architecture(d.architecture);
+  info->set_max_context_length(static_cast<uint32_t>(d.context_length));
+  info->set_vocab_size(static_cast<uint32_t>(d.vocab_size));
+  info->set_total_parameters(d.total_parameters);
+  info->set_active_parameters_per_token(d.active_parameters);
+  for (int32_t id : d.eos_ids) info->add_eos_token_ids(id);
+  info->set_bos_token_id(d.bos_id);
+  info->set_has_chat_template(d.has_chat_template);
+  info->set_ready_worker_groups(static_cast<uint32_t>(core_->pool().HealthyCount()));
+}
+
+grpc::ServerUnaryReactor* InferenceService::ListModels(grpc::CallbackServerContext* context,
+                                                       const pb::ListModelsRequest*,
+                                                       pb::ListModelsResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::Status status = Authorize(context);
+  if (status.ok()) FillModelInfo(response->add_models());
+  reactor->Finish(ToGrpc(status));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* InferenceService::GetModelInfo(grpc::CallbackServerContext* context,
+                                                         const pb::GetModelInfoRequest* request,
+                                                         pb::ModelInfo* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::Status status = Authorize(context);
+  if (status.ok() && !request->model().empty() &&
+      request->model() != core_->model().description().name) {
+    status = absl::NotFoundError(absl::StrCat("model '", request->model(), "' does not exist"));
+  }
+  if (status.ok()) FillModelInfo(response);
+  reactor->Finish(ToGrpc(status));
+  return reactor;
+}
+
+}  // namespace expertmesh::router

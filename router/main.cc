@@ -1,0 +1,106 @@
+// expertmesh-router: the front door of an expertmesh cluster. Serves the OpenAI-compatible HTTP
+// API and the expertmesh.v1.Inference gRPC API, and routes to worker groups.
+//
+//   expertmesh-router --model-dir DIR --workers host:port,host:port
+//   expertmesh-router --model-dir DIR --workers dns:///workers.ns.svc:50051 --http-port 8000
+//
+// API keys come from --api-key-file or the EXPERTMESH_API_KEYS variable, never from a flag.
+#include <csignal>
+#include <cstdio>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_split.h"
+#include "common/logging.h"
+#include "router/router_server.h"
+
+namespace {
+
+volatile std::sig_atomic_t g_signal = 0;
+void OnSignal(int sig) { g_signal = sig; }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using expertmesh::router::RouterServerOptions;
+  RouterServerOptions o;
+  std::string workers;
+  std::string policy = "prefix";
+  std::string api_key_file;
+  double poll_ms = 500, grace_s = 30, timeout_s = 0;
+  CLI::App app{"expertmesh-router: OpenAI-compatible HTTP and gRPC front door"};
+  app.add_option("--model-dir", o.model_dir, "Model directory (tokenizer, config)")->required();
+  app.add_option("--model-name", o.model_name, "Name clients use (default: directory name)");
+  app.add_option("--workers", workers,
+                 "Worker group leaders: host:port list (comma-separated) or dns:///name:port")
+      ->required();
+  app.add_option("--host", o.host, "Address to listen on")->capture_default_str();
+  app.add_option("--http-port", o.http_port, "HTTP port (0: any free port, -1: off)")
+      ->capture_default_str();
+  app.add_option("--grpc-port", o.grpc_port, "gRPC port (0: any free port, -1: off)")
+      ->capture_default_str();
+  app.add_option("--routing", policy, "prefix | least-loaded | round-robin")->capture_default_str();
+  app.add_option("--poll-ms", poll_ms, "Worker health/load poll interval")->capture_default_str();
+  app.add_option("--max-active", o.core.max_active, "Concurrent generations")
+      ->capture_default_str();
+  app.add_option("--max-queued", o.core.max_queued, "Requests waiting for a slot before 429")
+      ->capture_default_str();
+  app.add_option("--max-group-queue", o.pool.routing.max_group_queue,
+                 "A group with this many queued requests is overloaded")
+      ->capture_default_str();
+  app.add_option("--max-request-bytes", o.core.limits.max_request_bytes, "Body size limit")
+      ->capture_default_str();
+  app.add_option("--max-prompt-tokens", o.core.limits.max_prompt_tokens,
+                 "Prompt limit (0: context length)")
+      ->capture_default_str();
+  app.add_option("--max-tokens-cap", o.core.limits.max_tokens_cap, "max_tokens limit (0: none)")
+      ->capture_default_str();
+  app.add_option("--request-timeout-s", timeout_s, "HTTP request time limit (0: none)");
+  app.add_option("--api-key-file", api_key_file, "File with API keys, one per line");
+  app.add_option("--tls-cert", o.tls_cert_file, "PEM certificate (enables TLS on both APIs)");
+  app.add_option("--tls-key", o.tls_key_file, "PEM private key");
+  app.add_option("--grace-s", grace_s, "Drain time on SIGTERM/SIGINT")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  auto fail = [](const absl::Status& s) {
+    std::fprintf(stderr, "expertmesh-router: %s\n", s.ToString().c_str());
+    return 1;
+  };
+  for (absl::string_view w : absl::StrSplit(workers, ',', absl::SkipWhitespace())) {
+    o.pool.targets.emplace_back(w);
+  }
+  absl::StatusOr<expertmesh::router::RoutingMode> mode =
+      expertmesh::router::ParseRoutingMode(policy);
+  if (!mode.ok()) return fail(mode.status());
+  o.pool.routing.mode = *mode;
+  o.pool.poll_interval = absl::Milliseconds(poll_ms);
+  if (timeout_s > 0) o.http_request_timeout = absl::Seconds(timeout_s);
+  absl::StatusOr<expertmesh::router::ApiKeys> keys =
+      expertmesh::router::ApiKeys::Load(api_key_file, "EXPERTMESH_API_KEYS");
+  if (!keys.ok()) return fail(keys.status());
+  o.api_keys = *std::move(keys);
+
+  std::signal(SIGPIPE, SIG_IGN);
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+  absl::StatusOr<std::unique_ptr<expertmesh::router::RouterServer>> server =
+      expertmesh::router::RouterServer::Start(o);
+  if (!server.ok()) return fail(server.status());
+  const bool tls = !o.tls_cert_file.empty();
+  std::printf("expertmesh-router: model %s, %zu worker target(s), %s routing\n",
+              (*server)->core().model().description().name.c_str(), o.pool.targets.size(),
+              policy.c_str());
+  if ((*server)->http_port() > 0) {
+    std::printf("expertmesh-router: HTTP listening on %s://%s:%d\n", tls ? "https" : "http",
+                o.host.c_str(), (*server)->http_port());
+  }
+  if ((*server)->grpc_port() > 0) {
+    std::printf("expertmesh-router: gRPC listening on %s:%d%s\n", o.host.c_str(),
+                (*server)->grpc_port(), tls ? " (TLS)" : "");
+  }
+  std::fflush(stdout);
+  while (g_signal == 0) pause();
+  EM_LOG_INFO("router: signal {}, draining for up to {} s", static_cast<int>(g_signal), grace_s);
+  (*server)->Shutdown(absl::Seconds(grace_s));
+  std::printf("expertmesh-router: stopped\n");
+  return 0;
+}

@@ -1,0 +1,96 @@
+#include "router/model_context.h"
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "model/config/model_config.h"
+#include "model/plan/model_plan.h"
+#include "router/request_validation.h"
+
+namespace expertmesh::router {
+
+absl::StatusOr<std::unique_ptr<ModelContext>> ModelContext::Load(const std::string& model_dir,
+                                                                 std::string name) {
+  std::unique_ptr<ModelContext> ctx(new ModelContext());
+  ASSIGN_OR_RETURN(ctx->tokenizer_, tokenizer::Tokenizer::LoadFromDirectory(model_dir));
+  ASSIGN_OR_RETURN(model::ModelConfig config, model::LoadModelConfig(model_dir));
+  if (const std::string* source = ctx->tokenizer_->config().ChatTemplate()) {
+    absl::StatusOr<chat::ChatTemplate> parsed = chat::ChatTemplate::Parse(*source);
+    if (!parsed.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          model_dir, "/tokenizer_config.json: chat_template: ", parsed.status().message()));
+    }
+    ctx->chat_template_ = *std::move(parsed);
+  }
+  ModelDescription& d = ctx->description_;
+  if (name.empty()) name = std::filesystem::path(model_dir).lexically_normal().filename();
+  if (name.empty()) name = std::filesystem::path(model_dir).parent_path().filename();
+  d.name = std::move(name);
+  d.architecture = std::string(model::ArchitectureName(config.architecture));
+  d.context_length = config.max_position_embeddings;
+  d.vocab_size = config.vocab_size;
+  const model::ParameterCounts counts = model::CountParameters(config);
+  d.total_parameters = counts.total;
+  d.active_parameters = counts.active_per_token;
+  d.eos_ids = ctx->tokenizer_->special_tokens().stop_ids;
+  d.bos_id = ctx->tokenizer_->bos_id();
+  d.has_chat_template = ctx->chat_template_.has_value();
+  return ctx;
+}
+
+absl::StatusOr<Prompt> ModelContext::BuildPrompt(const PromptInput& input,
+                                                 int64_t max_messages) const {
+  Prompt prompt;
+  switch (input.kind) {
+    case PromptInput::Kind::kText: {
+      absl::StatusOr<std::vector<int32_t>> ids = tokenizer_->Encode(input.text, true);
+      if (!ids.ok()) return InvalidParam("prompt", ids.status().message());
+      prompt.token_ids = *std::move(ids);
+      break;
+    }
+    case PromptInput::Kind::kTokens: {
+      for (int32_t id : input.token_ids) {
+        if (id < 0 || id >= description_.vocab_size) {
+          return InvalidParam("prompt",
+                              absl::StrCat("token id ", id, " is outside the vocabulary [0, ",
+                                           description_.vocab_size, ")"));
+        }
+      }
+      prompt.token_ids = input.token_ids;
+      break;
+    }
+    case PromptInput::Kind::kChat: {
+      if (!chat_template_.has_value()) {
+        return InvalidParam("messages", absl::StrCat("model ", description_.name,
+                                                     " has no chat template; use completions"));
+      }
+      if (!input.messages.is_array() || input.messages.empty()) {
+        return InvalidParam("messages", "messages must be a non-empty array");
+      }
+      if (static_cast<int64_t>(input.messages.size()) > max_messages) {
+        return InvalidParam("messages",
+                            absl::StrCat("at most ", max_messages, " messages are allowed, got ",
+                                         input.messages.size()));
+      }
+      chat::ChatRenderOptions options;
+      options.add_generation_prompt = input.add_generation_prompt;
+      options.bos_token = tokenizer_->special_tokens().bos_token;
+      options.eos_token = tokenizer_->special_tokens().eos_token;
+      absl::StatusOr<std::string> rendered =
+          chat::RenderChat(*chat_template_, input.messages, options);
+      if (!rendered.ok()) {
+        return InvalidParam("messages",
+                            absl::StrCat("chat template: ", rendered.status().message()));
+      }
+      absl::StatusOr<std::vector<int32_t>> ids = tokenizer_->Encode(*rendered, false);
+      if (!ids.ok()) return InvalidParam("messages", ids.status().message());
+      prompt.token_ids = *std::move(ids);
+      prompt.rendered = *std::move(rendered);
+      break;
+    }
+  }
+  return prompt;
+}
+
+}  // namespace expertmesh::router

@@ -1,0 +1,67 @@
+// Everything the router knows about the model it serves, loaded once from the model directory
+// (tokenizer.json, tokenizer_config.json, generation_config.json, config.json): tokenizer,
+// chat template, context length, model info. Turns a PromptInput into token ids.
+//
+// Thread safety: immutable after Load; every const method may run concurrently.
+#ifndef EXPERTMESH_ROUTER_MODEL_CONTEXT_H_
+#define EXPERTMESH_ROUTER_MODEL_CONTEXT_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "model/chat/chat_template.h"
+#include "model/tokenizer/tokenizer.h"
+#include "router/generation_params.h"
+
+namespace expertmesh::router {
+
+struct ModelDescription {
+  std::string name;
+  std::string architecture;
+  int64_t context_length = 0;
+  int64_t vocab_size = 0;
+  int64_t total_parameters = 0;
+  int64_t active_parameters = 0;
+  std::vector<int32_t> eos_ids;
+  int32_t bos_id = -1;
+  bool has_chat_template = false;
+};
+
+struct Prompt {
+  std::vector<int32_t> token_ids;
+  // The chat template's output (chat prompts only).
+  std::string rendered;
+};
+
+class ModelContext {
+ public:
+  // Loads `model_dir`. `name` is what clients call the model (empty: the directory's base
+  // name). Errors from the tokenizer / config loaders name the file and the problem;
+  // INVALID_ARGUMENT when the chat template does not parse.
+  static absl::StatusOr<std::unique_ptr<ModelContext>> Load(const std::string& model_dir,
+                                                            std::string name);
+
+  // Tokenizes `input`: text with the tokenizer's special tokens, chats rendered with the
+  // chat template and tokenized without adding special tokens (as transformers'
+  // apply_chat_template does). Token-id prompts are checked against the vocabulary.
+  // INVALID_ARGUMENT (param "prompt" / "messages") for malformed input, a chat without a
+  // template, or a message count over `max_messages`.
+  absl::StatusOr<Prompt> BuildPrompt(const PromptInput& input, int64_t max_messages) const;
+
+  const tokenizer::Tokenizer& tokenizer() const { return *tokenizer_; }
+  const ModelDescription& description() const { return description_; }
+
+ private:
+  ModelContext() = default;
+  std::unique_ptr<tokenizer::Tokenizer> tokenizer_;
+  std::optional<chat::ChatTemplate> chat_template_;
+  ModelDescription description_;
+};
+
+}  // namespace expertmesh::router
+
+#endif  // EXPERTMESH_ROUTER_MODEL_CONTEXT_H_

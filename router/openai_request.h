@@ -1,0 +1,30 @@
+// OpenAI request bodies (/v1/completions, /v1/chat/completions) -> the router's plain structs.
+// Unknown fields are ignored, as OpenAI-compatible servers do; known fields with the wrong
+// type are INVALID_ARGUMENT naming the field (payload kParamPayload).
+#ifndef EXPERTMESH_ROUTER_OPENAI_REQUEST_H_
+#define EXPERTMESH_ROUTER_OPENAI_REQUEST_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "nlohmann/json.hpp"
+#include "router/generation_params.h"
+
+namespace expertmesh::router {
+
+struct OpenAiRequest {
+  bool chat = false;
+  std::string model;
+  PromptInput input;
+  GenerationParams params;
+  bool stream = false;
+  bool include_usage = false;  // stream_options.include_usage
+};
+
+// Parses a body. `chat` selects the chat-completions schema. INVALID_ARGUMENT for malformed
+// JSON (message names the position) or bad field types / missing required fields.
+absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(const std::string& body, bool chat);
+
+}  // namespace expertmesh::router
+
+#endif  // EXPERTMESH_ROUTER_OPENAI_REQUEST_H_

@@ -1,0 +1,114 @@
+#include "router/request_validation.h"
+
+#include <cmath>
+
+#include "absl/strings/cord.h"
+#include "absl/strings/str_cat.h"
+
+namespace expertmesh::router {
+namespace {
+
+// Checks lo <= v <= hi (or lo < v with open_low) and that v is finite.
+absl::Status CheckRange(absl::string_view name, const std::optional<float>& v, double lo, double hi,
+                        bool open_low = false) {
+  if (!v.has_value()) return absl::OkStatus();
+  const double x = *v;
+  const bool low_ok = open_low ? x > lo : x >= lo;
+  if (!std::isfinite(x) || !low_ok || x > hi) {
+    return InvalidParam(
+        name, absl::StrCat(name, " must be in ", open_low ? "(" : "[", lo, ", ", hi, "], got ", x));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status InvalidParam(absl::string_view param, absl::string_view message) {
+  absl::Status status = absl::InvalidArgumentError(message);
+  status.SetPayload(kParamPayload, absl::Cord(param));
+  return status;
+}
+
+std::string ParamOf(const absl::Status& status) {
+  absl::optional<absl::Cord> param = status.GetPayload(kParamPayload);
+  return param.has_value() ? std::string(*param) : std::string();
+}
+
+absl::Status ValidateParams(const GenerationParams& p, const RouterLimits& limits) {
+  if (absl::Status s = CheckRange("temperature", p.temperature, 0, 100); !s.ok()) return s;
+  if (absl::Status s = CheckRange("top_p", p.top_p, 0, 1, /*open_low=*/true); !s.ok()) return s;
+  if (absl::Status s = CheckRange("min_p", p.min_p, 0, 1); !s.ok()) return s;
+  if (absl::Status s = CheckRange("repetition_penalty", p.repetition_penalty, 0, 10, true);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = CheckRange("presence_penalty", p.presence_penalty, -2, 2); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = CheckRange("frequency_penalty", p.frequency_penalty, -2, 2); !s.ok()) {
+    return s;
+  }
+  if (p.max_tokens.has_value() && *p.max_tokens < 1) {
+    return InvalidParam("max_tokens",
+                        absl::StrCat("max_tokens must be at least 1, got ", *p.max_tokens));
+  }
+  if (p.n < 1 || p.n > limits.max_n) {
+    return InvalidParam("n", absl::StrCat("n must be in [1, ", limits.max_n, "], got ", p.n));
+  }
+  if (p.top_logprobs < 0 || p.top_logprobs > 20) {
+    return InvalidParam("top_logprobs",
+                        absl::StrCat("top_logprobs must be in [0, 20], got ", p.top_logprobs));
+  }
+  if (static_cast<int64_t>(p.stop.size()) > limits.max_stop_strings) {
+    return InvalidParam("stop", absl::StrCat("at most ", limits.max_stop_strings,
+                                             " stop strings are allowed, got ", p.stop.size()));
+  }
+  for (const std::string& s : p.stop) {
+    if (s.empty()) return InvalidParam("stop", "stop strings must not be empty");
+    if (s.size() > limits.max_stop_string_bytes) {
+      return InvalidParam("stop",
+                          absl::StrCat("a stop string is ", s.size(), " bytes; the limit is ",
+                                       limits.max_stop_string_bytes));
+    }
+  }
+  if (static_cast<int64_t>(p.stop_token_ids.size()) > limits.max_stop_token_ids) {
+    return InvalidParam("stop_token_ids",
+                        absl::StrCat("at most ", limits.max_stop_token_ids, " stop token ids"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint32_t> ResolveMaxTokens(int64_t prompt_tokens,
+                                          const std::optional<int64_t>& requested,
+                                          int64_t context_length, const RouterLimits& limits) {
+  if (prompt_tokens <= 0) return InvalidParam("prompt", "the prompt is empty");
+  if (limits.max_prompt_tokens > 0 && prompt_tokens > limits.max_prompt_tokens) {
+    return InvalidParam(
+        "prompt", absl::StrCat("the prompt has ", prompt_tokens,
+                               " tokens; this server accepts at most ", limits.max_prompt_tokens));
+  }
+  if (prompt_tokens >= context_length) {
+    return InvalidParam("prompt", absl::StrCat("the prompt has ", prompt_tokens,
+                                               " tokens; the model's context length is ",
+                                               context_length, " tokens"));
+  }
+  const int64_t room = context_length - prompt_tokens;
+  int64_t max_tokens = requested.value_or(room);
+  if (requested.has_value() && prompt_tokens + *requested > context_length) {
+    return InvalidParam("max_tokens", absl::StrCat("the model's context length is ", context_length,
+                                                   " tokens; the prompt has ", prompt_tokens,
+                                                   " and max_tokens asks for ", *requested,
+                                                   " more. Reduce the prompt or max_tokens"));
+  }
+  if (limits.max_tokens_cap > 0 && max_tokens > limits.max_tokens_cap) {
+    if (requested.has_value()) {
+      return InvalidParam(
+          "max_tokens", absl::StrCat("max_tokens is ", *requested, "; this server allows at most ",
+                                     limits.max_tokens_cap));
+    }
+    max_tokens = limits.max_tokens_cap;
+  }
+  return static_cast<uint32_t>(max_tokens);
+}
+
+}  // namespace expertmesh::router
