@@ -7,6 +7,7 @@ std::vector<Command> AddAllCommands(CLI::App& parent) {
       AddMakeModelCommand(parent),
       AddInspectCommand(parent),
       AddGenerateCommand(parent),
+      AddServeCommand(parent),
   };
 }
 

@@ -11,6 +11,7 @@ namespace expertmesh::cli {
 
 Command AddMakeModelCommand(CLI::App& parent);
 Command AddInspectCommand(CLI::App& parent);
+Command AddServeCommand(CLI::App& parent);
 Command AddGenerateCommand(CLI::App& parent);
 
 // Adds every subcommand to `parent`, in the order `--help` lists them.

@@ -1,0 +1,338 @@
+// End to end with real processes on loopback: expertmesh-router in front of two
+// expertmesh-worker groups (one rank each) serving a tiny make-model model. Checks greedy
+// parity with the single-process engine over HTTP, 64 concurrent streams with correct usage,
+// and a worker killed mid-stream.
+#include <signal.h>
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "expertmesh/internal/v1/worker.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "httplib.h"
+#include "model/tokenizer/tokenizer.h"
+#include "nlohmann/json.hpp"
+#include "tools/cli/child_process.h"
+#include "tools/make_model/make_model.h"
+#include "worker/engine/engine.h"
+
+namespace expertmesh {
+namespace {
+
+using cli::ChildProcess;
+using Json = nlohmann::json;
+namespace api = ::expertmesh::internal::v1;
+
+const std::string kBin = std::string(EXPERTMESH_BINARY_DIR) + "/bin";
+constexpr absl::Duration kReady = absl::Seconds(60);
+
+// A child whose stdout lines are kept so a test can wait for one.
+struct Proc {
+  std::unique_ptr<ChildProcess> child;
+  absl::Mutex mu;
+  std::vector<std::string> lines ABSL_GUARDED_BY(mu);
+
+  // The text after `marker` on the first stdout line that has it, waiting up to `timeout`.
+  std::string WaitFor(const std::string& marker, absl::Duration timeout) {
+    absl::MutexLock lock(&mu);
+    std::string found;
+    auto has = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+      for (const std::string& l : lines) {
+        const size_t at = l.find(marker);
+        if (at != std::string::npos) {
+          found = l.substr(at + marker.size());
+          return true;
+        }
+      }
+      return false;
+    };
+    mu.AwaitWithTimeout(absl::Condition(&has), timeout);
+    return found;
+  }
+};
+
+std::unique_ptr<Proc> Launch(const std::string& name, const std::vector<std::string>& argv) {
+  auto proc = std::make_unique<Proc>();
+  Proc* p = proc.get();
+  absl::StatusOr<std::unique_ptr<ChildProcess>> child =
+      ChildProcess::Spawn(argv, [p, name](const std::string& line, bool is_stderr) {
+        if (is_stderr) {
+          std::fprintf(stderr, "[%s] %s\n", name.c_str(), line.c_str());
+          return;
+        }
+        absl::MutexLock lock(&p->mu);
+        p->lines.push_back(line);
+      });
+  EXPECT_TRUE(child.ok()) << child.status();
+  if (child.ok()) proc->child = *std::move(child);
+  return proc;
+}
+
+class ServingE2eTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    model_dir_ = new std::string(std::string(EXPERTMESH_BINARY_DIR) + "/e2e-scratch/tiny-qwen3");
+    make_model::MakeModelOptions options;
+    options.arch = *make_model::ParseArchName("qwen3-moe");
+    options.size = "tiny";
+    options.out_dir = *model_dir_;
+    options.seed = 7;
+    options.force = true;
+    absl::StatusOr<make_model::MakeModelResult> made = make_model::MakeModel(options);
+    ASSERT_TRUE(made.ok()) << made.status();
+  }
+  static void TearDownTestSuite() { delete model_dir_; }
+
+  void SetUp() override {
+    for (const char* bin : {"expertmesh-worker", "expertmesh-router"}) {
+      if (!std::filesystem::exists(kBin + "/" + bin)) {
+        GTEST_SKIP() << kBin << "/" << bin << " is not built";
+      }
+    }
+    for (int g = 0; g < 2; ++g) {
+      workers_.push_back(Launch(absl::StrCat("worker", g),
+                                {kBin + "/expertmesh-worker", "--model", *model_dir_, "--host",
+                                 "127.0.0.1", "--port", "0", "--kv-budget", "32MiB", "--threads",
+                                 "1", "--compute-dtype", "f32", "--grace-s", "2"}));
+    }
+    std::vector<std::string> addresses;
+    for (auto& w : workers_) {
+      addresses.push_back(w->WaitFor("listening on ", kReady));
+      ASSERT_FALSE(addresses.back().empty()) << "worker not ready";
+    }
+    worker_addresses_ = addresses;
+    router_ =
+        Launch("router", {kBin + "/expertmesh-router", "--model-dir", *model_dir_, "--workers",
+                          absl::StrJoin(addresses, ","), "--host", "127.0.0.1", "--http-port", "0",
+                          "--grpc-port", "-1", "--poll-ms", "100", "--grace-s", "2"});
+    const std::string url = router_->WaitFor("HTTP listening on http://", kReady);
+    ASSERT_FALSE(url.empty()) << "router not ready";
+    const std::vector<std::string> hp = absl::StrSplit(url, ':');
+    ASSERT_EQ(hp.size(), 2u);
+    http_port_ = std::stoi(hp[1]);
+    // Ready once the router sees its groups.
+    const absl::Time deadline = absl::Now() + kReady;
+    bool ready = false;
+    while (!ready && absl::Now() < deadline) {
+      httplib::Client client("127.0.0.1", http_port_);
+      auto res = client.Get("/readyz");
+      ready = res && res->status == 200;
+      if (!ready) absl::SleepFor(absl::Milliseconds(20));
+    }
+    ASSERT_TRUE(ready) << "router /readyz never 200";
+  }
+
+  void TearDown() override {
+    if (router_ && router_->child) router_->child->Signal(SIGTERM);
+    for (auto& w : workers_) {
+      if (w->child) w->child->Signal(SIGTERM);
+    }
+    if (router_ && router_->child) {
+      EXPECT_TRUE(router_->child->WaitFor(absl::Seconds(20)).has_value());
+    }
+    for (auto& w : workers_) {
+      if (w->child) w->child->WaitFor(absl::Seconds(20));
+    }
+  }
+
+  // The single-process engine's greedy continuation of `prompt`.
+  static std::vector<int32_t> ReferenceGreedy(const std::vector<int32_t>& prompt, int max_tokens) {
+    engine::EngineOptions options;
+    options.compute_dtype = DType::kF32;
+    options.num_threads = 1;
+    options.kv_cache_bytes = 32ull << 20;
+    absl::StatusOr<std::unique_ptr<engine::Engine>> engine =
+        engine::Engine::Create(*model_dir_, options);
+    EXPECT_TRUE(engine.ok()) << engine.status();
+    if (!engine.ok()) return {};
+    scheduler::GenerationRequest request;
+    request.id = "ref";
+    request.prompt = prompt;
+    request.sampling.temperature = 0;
+    request.max_tokens = max_tokens;
+    request.ignore_eos = true;
+    EXPECT_TRUE((*engine)->AddRequest(request).ok());
+    std::vector<int32_t> out;
+    while ((*engine)->HasWork()) {
+      absl::StatusOr<std::vector<engine::RequestOutput>> step = (*engine)->Step();
+      EXPECT_TRUE(step.ok()) << step.status();
+      if (!step.ok()) break;
+      for (const engine::RequestOutput& o : *step) out.push_back(o.token.token);
+    }
+    return out;
+  }
+
+  static Json CompletionBody(const std::vector<int32_t>& prompt, int max_tokens, bool stream) {
+    Json body = {{"model", "tiny-qwen3"}, {"prompt", prompt},   {"max_tokens", max_tokens},
+                 {"temperature", 0},      {"ignore_eos", true}, {"stream", stream}};
+    if (stream) body["stream_options"] = {{"include_usage", true}};
+    return body;
+  }
+
+  struct StreamOutcome {
+    std::string text;
+    int64_t completion_tokens = -1;
+    int64_t prompt_tokens = -1;
+    bool done = false;
+    std::string error;
+    int status = 0;
+  };
+
+  // Streams a completion; `on_first_chunk` runs once when the first text arrives.
+  StreamOutcome Stream(const Json& body, std::function<void()> on_first_chunk = nullptr) {
+    StreamOutcome out;
+    std::string buffer;
+    bool first = true;
+    httplib::Client client("127.0.0.1", http_port_);
+    client.set_read_timeout(60, 0);
+    httplib::Request req;
+    req.method = "POST";
+    req.path = "/v1/completions";
+    req.body = body.dump();
+    req.set_header("Content-Type", "application/json");
+    req.content_receiver = [&](const char* data, size_t len, uint64_t, uint64_t) {
+      buffer.append(data, len);
+      for (size_t nl; (nl = buffer.find("\n\n")) != std::string::npos;) {
+        std::string event = buffer.substr(0, nl);
+        buffer.erase(0, nl + 2);
+        if (event.rfind("data: ", 0) != 0) continue;
+        const std::string payload = event.substr(6);
+        if (payload == "[DONE]") {
+          out.done = true;
+          continue;
+        }
+        Json j = Json::parse(payload, nullptr, false);
+        if (j.is_discarded()) continue;
+        if (j.contains("error")) out.error = j["error"].dump();
+        if (j.contains("choices") && !j["choices"].empty()) {
+          out.text += j["choices"][0].value("text", "");
+          if (first && on_first_chunk) {
+            first = false;
+            on_first_chunk();
+          }
+        }
+        if (j.contains("usage") && j["usage"].is_object()) {
+          out.completion_tokens = j["usage"].value("completion_tokens", -1);
+          out.prompt_tokens = j["usage"].value("prompt_tokens", -1);
+        }
+      }
+      return true;
+    };
+    httplib::Response res;
+    httplib::Error error;
+    client.send(req, res, error);
+    out.status = res.status;
+    return out;
+  }
+
+  int RunningOn(const std::string& address) {
+    auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+    auto stub = api::Worker::NewStub(channel);
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    api::LoadReport report;
+    if (!stub->GetLoad(&context, {}, &report).ok()) return -1;
+    return static_cast<int>(report.running_requests() + report.queued_requests());
+  }
+
+  static std::string* model_dir_;
+  std::vector<std::unique_ptr<Proc>> workers_;
+  std::vector<std::string> worker_addresses_;
+  std::unique_ptr<Proc> router_;
+  int http_port_ = 0;
+};
+
+std::string* ServingE2eTest::model_dir_ = nullptr;
+
+std::vector<std::vector<int32_t>> Prompts() {
+  return {
+      {1, 2, 3, 4, 5}, {100, 200, 300}, {42}, {7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7}};
+}
+
+TEST_F(ServingE2eTest, GreedyOutputsEqualTheSingleProcessEngine) {
+  absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> tok =
+      tokenizer::Tokenizer::LoadFromDirectory(*model_dir_);
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  for (const std::vector<int32_t>& prompt : Prompts()) {
+    const std::vector<int32_t> expected = ReferenceGreedy(prompt, 12);
+    ASSERT_EQ(expected.size(), 12u);
+    httplib::Client client("127.0.0.1", http_port_);
+    auto res = client.Post("/v1/completions", CompletionBody(prompt, 12, false).dump(),
+                           "application/json");
+    ASSERT_TRUE(res);
+    ASSERT_EQ(res->status, 200) << res->body;
+    Json j = Json::parse(res->body);
+    EXPECT_EQ(j["choices"][0]["text"].get<std::string>(), (*tok)->Decode(expected, true))
+        << res->body;
+    EXPECT_EQ(j["usage"]["completion_tokens"].get<int64_t>(), 12);
+    EXPECT_EQ(j["usage"]["prompt_tokens"].get<int64_t>(), static_cast<int64_t>(prompt.size()));
+  }
+}
+
+TEST_F(ServingE2eTest, SixtyFourConcurrentStreamsCompleteWithCorrectUsage) {
+  const std::vector<std::vector<int32_t>> prompts = Prompts();
+  absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> tok =
+      tokenizer::Tokenizer::LoadFromDirectory(*model_dir_);
+  ASSERT_TRUE(tok.ok());
+  std::vector<std::string> expected_text;
+  for (const auto& p : prompts)
+    expected_text.push_back((*tok)->Decode(ReferenceGreedy(p, 16), true));
+  constexpr int kStreams = 64;
+  std::vector<StreamOutcome> outcomes(kStreams);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kStreams; ++i) {
+    threads.emplace_back(
+        [&, i] { outcomes[i] = Stream(CompletionBody(prompts[i % prompts.size()], 16, true)); });
+  }
+  for (std::thread& t : threads) t.join();
+  for (int i = 0; i < kStreams; ++i) {
+    const StreamOutcome& o = outcomes[i];
+    EXPECT_EQ(o.status, 200) << i;
+    EXPECT_TRUE(o.done) << i << " " << o.error;
+    EXPECT_TRUE(o.error.empty()) << i << " " << o.error;
+    EXPECT_EQ(o.completion_tokens, 16) << i;
+    EXPECT_EQ(o.prompt_tokens, static_cast<int64_t>(prompts[i % prompts.size()].size())) << i;
+    EXPECT_EQ(o.text, expected_text[i % prompts.size()]) << i;
+  }
+  // Nothing is left running on either group.
+  for (const std::string& address : worker_addresses_) EXPECT_EQ(RunningOn(address), 0);
+}
+
+TEST_F(ServingE2eTest, WorkerKilledMidStreamEndsThatStreamAndOthersAreServed) {
+  int killed = -1;
+  StreamOutcome victim = Stream(CompletionBody({5, 6, 7}, 4000, true), [&] {
+    // The stream is live: find the group running it and kill that process.
+    for (int g = 0; g < 2; ++g) {
+      if (RunningOn(worker_addresses_[g]) > 0) {
+        killed = g;
+        workers_[g]->child->Signal(SIGKILL);
+        return;
+      }
+    }
+  });
+  ASSERT_GE(killed, 0) << "no group reported the running request";
+  EXPECT_FALSE(victim.error.empty())
+      << "stream ended without an error; text size " << victim.text.size();
+  EXPECT_LT(victim.completion_tokens, 4000);
+  // New requests keep being served by the surviving group.
+  for (int i = 0; i < 4; ++i) {
+    httplib::Client client("127.0.0.1", http_port_);
+    auto res = client.Post("/v1/completions", CompletionBody({1, 2, 3}, 8, false).dump(),
+                           "application/json");
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 200) << res->body;
+  }
+  EXPECT_EQ(RunningOn(worker_addresses_[1 - killed]), 0);
+}
+
+}  // namespace
+}  // namespace expertmesh

@@ -1,0 +1,331 @@
+// `expertmesh serve MODEL_DIR`: a router plus local worker groups in one command.
+//
+// Starts --groups expertmesh-worker processes on free loopback ports, waits until each prints
+// its address, starts expertmesh-router pointed at them, waits for it to listen, and prints the
+// HTTP and gRPC addresses. Every line the children print is forwarded with a prefix
+// ("[worker0] ", "[router] "). Ctrl-C / SIGTERM stops the router first (it drains its
+// streams), then the workers; a child that dies on its own stops everything with an error.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "tools/cli/child_process.h"
+#include "tools/cli/commands.h"
+
+namespace expertmesh::cli {
+namespace {
+
+struct ServeFlags {
+  std::string model_dir;
+  int groups = 1;
+  int tp = 1;
+  int ep = 1;
+  std::string host = "127.0.0.1";
+  int http_port = 8000;
+  int grpc_port = 50051;
+  std::string kv_budget = "512MiB";
+  int threads = 0;
+  std::string compute_dtype = "bf16";
+  int max_running = 64;
+  std::string routing = "prefix";
+  std::string bin_dir;  // default: the directory of this program
+  double ready_timeout_s = 300;
+  double grace_s = 10;
+};
+
+// State shared by the reader/waiter threads and the main thread.
+struct Shared {
+  absl::Mutex mu;
+  std::vector<std::string> worker_addresses ABSL_GUARDED_BY(mu);  // "" until ready
+  std::string http_url ABSL_GUARDED_BY(mu);
+  std::string grpc_address ABSL_GUARDED_BY(mu);
+  bool router_ready ABSL_GUARDED_BY(mu) = false;
+  std::string died ABSL_GUARDED_BY(mu);  // first child that exited unasked
+  int signal ABSL_GUARDED_BY(mu) = 0;
+  bool stopping ABSL_GUARDED_BY(mu) = false;
+};
+
+absl::Mutex g_print_mu;
+void PrintLine(const std::string& prefix, const std::string& line, bool is_stderr) {
+  absl::MutexLock lock(&g_print_mu);
+  std::FILE* out = is_stderr ? stderr : stdout;
+  std::fprintf(out, "%s %s\n", prefix.c_str(), line.c_str());
+  std::fflush(out);
+}
+
+std::string AfterMarker(const std::string& line, const std::string& marker) {
+  const size_t at = line.find(marker);
+  return at == std::string::npos ? "" : line.substr(at + marker.size());
+}
+
+std::string DefaultBinDir() {
+  std::error_code ec;
+  std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? std::string(".") : self.parent_path().string();
+}
+
+class Launcher {
+ public:
+  explicit Launcher(const ServeFlags& flags) : f_(flags) {
+    absl::MutexLock lock(&shared_.mu);
+    shared_.worker_addresses.assign(f_.groups, "");
+  }
+
+  absl::Status Run() {
+    const std::string bin = f_.bin_dir.empty() ? DefaultBinDir() : f_.bin_dir;
+    const std::string worker_bin = absl::StrCat(bin, "/expertmesh-worker");
+    const std::string router_bin = absl::StrCat(bin, "/expertmesh-router");
+    for (const std::string& path : {worker_bin, router_bin}) {
+      if (access(path.c_str(), X_OK) != 0) {
+        return absl::NotFoundError(absl::StrCat(path, " not found (build it, or pass --bin-dir)"));
+      }
+    }
+    const absl::Time deadline = absl::Now() + absl::Seconds(f_.ready_timeout_s);
+    for (int g = 0; g < f_.groups; ++g) {
+      std::vector<std::string> argv = {worker_bin,
+                                       "--model",
+                                       f_.model_dir,
+                                       "--host",
+                                       "127.0.0.1",
+                                       "--port",
+                                       "0",
+                                       "--tp",
+                                       absl::StrCat(f_.tp),
+                                       "--ep",
+                                       absl::StrCat(f_.ep),
+                                       "--kv-budget",
+                                       f_.kv_budget,
+                                       "--threads",
+                                       absl::StrCat(f_.threads),
+                                       "--compute-dtype",
+                                       f_.compute_dtype,
+                                       "--max-running",
+                                       absl::StrCat(f_.max_running),
+                                       "--grace-s",
+                                       absl::StrCat(f_.grace_s)};
+      absl::Status started =
+          Start(absl::StrCat("worker", g), argv, [this, g](const std::string& l) {
+            const std::string address = AfterMarker(l, "listening on ");
+            if (address.empty()) return;
+            absl::MutexLock lock(&shared_.mu);
+            shared_.worker_addresses[g] = address;
+          });
+      if (!started.ok()) return Stop(started);
+    }
+    absl::Status ready = Await(deadline, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(shared_.mu) {
+      for (const std::string& a : shared_.worker_addresses) {
+        if (a.empty()) return false;
+      }
+      return true;
+    });
+    if (!ready.ok()) return Stop(ready);
+    std::vector<std::string> workers;
+    {
+      absl::MutexLock lock(&shared_.mu);
+      workers = shared_.worker_addresses;
+    }
+    std::vector<std::string> router_argv = {router_bin,
+                                            "--model-dir",
+                                            f_.model_dir,
+                                            "--workers",
+                                            absl::StrJoin(workers, ","),
+                                            "--host",
+                                            f_.host,
+                                            "--http-port",
+                                            absl::StrCat(f_.http_port),
+                                            "--grpc-port",
+                                            absl::StrCat(f_.grpc_port),
+                                            "--routing",
+                                            f_.routing,
+                                            "--grace-s",
+                                            absl::StrCat(f_.grace_s)};
+    absl::Status started = Start("router", router_argv, [this](const std::string& l) {
+      const std::string http = AfterMarker(l, "HTTP listening on ");
+      const std::string grpc = AfterMarker(l, "gRPC listening on ");
+      absl::MutexLock lock(&shared_.mu);
+      if (!http.empty()) shared_.http_url = http;
+      if (!grpc.empty()) shared_.grpc_address = grpc;
+      if ((f_.http_port < 0 || !shared_.http_url.empty()) &&
+          (f_.grpc_port < 0 || !shared_.grpc_address.empty())) {
+        shared_.router_ready = true;
+      }
+    });
+    if (!started.ok()) return Stop(started);
+    ready = Await(deadline, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(shared_.mu) {
+      return shared_.router_ready;
+    });
+    if (!ready.ok()) return Stop(ready);
+    {
+      absl::MutexLock lock(&shared_.mu);
+      absl::MutexLock print(&g_print_mu);
+      std::printf("expertmesh serve: ready: %d worker group(s) [%s]\n", f_.groups,
+                  absl::StrJoin(shared_.worker_addresses, ", ").c_str());
+      if (!shared_.http_url.empty()) {
+        std::printf("expertmesh serve: OpenAI-compatible HTTP API at %s/v1\n",
+                    shared_.http_url.c_str());
+      }
+      if (!shared_.grpc_address.empty()) {
+        std::printf("expertmesh serve: gRPC API (expertmesh.v1.Inference) at %s\n",
+                    shared_.grpc_address.c_str());
+      }
+      std::printf("expertmesh serve: Ctrl-C stops everything\n");
+      std::fflush(stdout);
+    }
+    // Serve until a signal or a child's death.
+    std::string died;
+    {
+      absl::MutexLock lock(&shared_.mu);
+      auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(shared_.mu) {
+        return shared_.signal != 0 || !shared_.died.empty();
+      };
+      shared_.mu.Await(absl::Condition(&done));
+      died = shared_.died;
+    }
+    return Stop(died.empty() ? absl::OkStatus() : absl::UnavailableError(died));
+  }
+
+  // Called by the signal thread.
+  void OnSignal(int sig) {
+    absl::MutexLock lock(&shared_.mu);
+    if (shared_.signal == 0) shared_.signal = sig;
+  }
+
+ private:
+  absl::Status Start(const std::string& name, const std::vector<std::string>& argv,
+                     std::function<void(const std::string&)> on_stdout) {
+    const std::string prefix = absl::StrCat("[", name, "]");
+    absl::StatusOr<std::unique_ptr<ChildProcess>> child =
+        ChildProcess::Spawn(argv, [prefix, on_stdout](const std::string& line, bool is_stderr) {
+          PrintLine(prefix, line, is_stderr);
+          if (!is_stderr) on_stdout(line);
+        });
+    if (!child.ok()) return child.status();
+    (*child)->OnExit([this, name](int status) {
+      absl::MutexLock lock(&shared_.mu);
+      if (!shared_.stopping && shared_.died.empty()) {
+        shared_.died = absl::StrCat(name, " ", DescribeWaitStatus(status));
+      }
+    });
+    children_.push_back(std::move(*child));
+    return absl::OkStatus();
+  }
+
+  // Waits for `ready`, a signal, a child's death or the deadline.
+  template <typename Ready>
+  absl::Status Await(absl::Time deadline, Ready ready) {
+    absl::MutexLock lock(&shared_.mu);
+    auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(shared_.mu) {
+      return ready() || shared_.signal != 0 || !shared_.died.empty();
+    };
+    if (!shared_.mu.AwaitWithDeadline(absl::Condition(&done), deadline)) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("not ready after ", f_.ready_timeout_s, " s (--ready-timeout-s)"));
+    }
+    if (!shared_.died.empty()) {
+      return absl::UnavailableError(absl::StrCat(shared_.died, " before it was ready"));
+    }
+    if (shared_.signal != 0) return absl::CancelledError("interrupted while starting");
+    return absl::OkStatus();
+  }
+
+  // Stops the router (last started) first, then the workers; SIGKILL after the grace period.
+  absl::Status Stop(absl::Status status) {
+    {
+      absl::MutexLock lock(&shared_.mu);
+      shared_.stopping = true;
+    }
+    PrintLine("expertmesh serve:", "stopping", false);
+    for (auto it = children_.rbegin(); it != children_.rend(); ++it) {
+      (*it)->Signal(SIGTERM);
+      if (!(*it)->WaitFor(absl::Seconds(f_.grace_s + 5)).has_value()) {
+        (*it)->Signal(SIGKILL);
+        (*it)->WaitFor(absl::Seconds(5));
+      }
+    }
+    children_.clear();
+    PrintLine("expertmesh serve:", "stopped", false);
+    return status;
+  }
+
+  const ServeFlags f_;
+  Shared shared_;
+  std::vector<std::unique_ptr<ChildProcess>> children_;
+};
+
+int g_signal_pipe[2] = {-1, -1};
+void OnSignal(int sig) {
+  const char byte = static_cast<char>(sig);
+  (void)!write(g_signal_pipe[1], &byte, 1);
+}
+
+absl::Status RunServe(const ServeFlags& flags) {
+  if (flags.groups < 1) return absl::InvalidArgumentError("--groups must be >= 1");
+  if (!std::filesystem::exists(std::filesystem::path(flags.model_dir) / "config.json")) {
+    return absl::NotFoundError(absl::StrCat(flags.model_dir, "/config.json not found"));
+  }
+  // A handler feeding a pipe, not sigwait: library threads started before main (BLAS pools)
+  // do not block signals.
+  if (pipe(g_signal_pipe) != 0) return absl::InternalError("serve: pipe failed");
+  struct sigaction action = {};
+  action.sa_handler = OnSignal;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
+  Launcher launcher(flags);
+  std::thread signals([&launcher] {
+    char byte = 0;
+    while (read(g_signal_pipe[0], &byte, 1) != 1) {
+    }
+    launcher.OnSignal(byte);
+    while (read(g_signal_pipe[0], &byte, 1) != 1) {
+    }
+    std::fprintf(stderr, "expertmesh serve: second signal, exiting now\n");
+    std::_Exit(128 + byte);  // children get SIGTERM through PR_SET_PDEATHSIG
+  });
+  signals.detach();
+  return launcher.Run();
+}
+
+}  // namespace
+
+Command AddServeCommand(CLI::App& parent) {
+  auto flags = std::make_shared<ServeFlags>();
+  CLI::App* app = parent.add_subcommand(
+      "serve", "Start a router and local worker groups for a model directory (Ctrl-C stops)");
+  app->add_option("model_dir", flags->model_dir, "Model directory")->required();
+  app->add_option("--groups", flags->groups, "Worker groups (one process each)")
+      ->capture_default_str();
+  app->add_option("--tp", flags->tp, "Tensor-parallel ranks per group")->capture_default_str();
+  app->add_option("--ep", flags->ep, "Expert-parallel ranks per group")->capture_default_str();
+  app->add_option("--host", flags->host, "Router listen address")->capture_default_str();
+  app->add_option("--http-port", flags->http_port, "HTTP port (0: any free port, -1: off)")
+      ->capture_default_str();
+  app->add_option("--grpc-port", flags->grpc_port, "gRPC port (0: any free port, -1: off)")
+      ->capture_default_str();
+  app->add_option("--kv-budget", flags->kv_budget, "KV cache per worker")->capture_default_str();
+  app->add_option("--threads", flags->threads, "CPU threads per worker (0: all cores)")
+      ->capture_default_str();
+  app->add_option("--compute-dtype", flags->compute_dtype, "f32 | bf16")->capture_default_str();
+  app->add_option("--max-running", flags->max_running, "Running sequences per worker")
+      ->capture_default_str();
+  app->add_option("--routing", flags->routing, "prefix | least-loaded | round-robin")
+      ->capture_default_str();
+  app->add_option("--bin-dir", flags->bin_dir,
+                  "Where expertmesh-worker and expertmesh-router are (default: beside this)");
+  app->add_option("--ready-timeout-s", flags->ready_timeout_s, "Startup time limit")
+      ->capture_default_str();
+  app->add_option("--grace-s", flags->grace_s, "Drain time on Ctrl-C")->capture_default_str();
+  return {app, [flags] { return RunServe(*flags); }};
+}
+
+}  // namespace expertmesh::cli
