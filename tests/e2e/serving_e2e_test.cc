@@ -340,6 +340,9 @@ TEST_F(ServingE2eTest, WorkerKilledMidStreamEndsThatStreamAndOthersAreServed) {
   ASSERT_GE(killed, 0) << "no group reported the running request";
   EXPECT_FALSE(victim.error.empty())
       << "stream ended without an error; text size " << victim.text.size();
+  EXPECT_NE(victim.error.find("failed after"), std::string::npos) << victim.error;
+  std::printf("killed worker%d mid-stream; the stream ended with: %s\n", killed,
+              victim.error.c_str());
   EXPECT_LT(victim.completion_tokens, 4000);
   // New requests keep being served by the surviving group.
   for (int i = 0; i < 4; ++i) {
