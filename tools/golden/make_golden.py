@@ -380,7 +380,6 @@ def attempt_one(spec, seed, out_root):
                  logit_std=[])
     for i, ids in enumerate(prompts()):
         pre32, dec32, tok32 = run_greedy(ref32, ids, NEW_TOKENS)
-        probe.close() if i == len(PROMPT_LENGTHS) - 1 else None
         pre64, dec64, tok64 = run_greedy(ref64, ids, NEW_TOKENS)
         pre16, dec16, tok16 = run_greedy(ref16, ids, NEW_TOKENS)
         # model.generate must agree with the manual cache loop (it never stops: eos is unset).
