@@ -46,6 +46,12 @@ int Admission::active() const {
   return active_;
 }
 
+bool Admission::WaitIdle(absl::Duration timeout) const {
+  absl::MutexLock lock(&mu_);
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return active_ == 0 && queued_ == 0; };
+  return mu_.AwaitWithTimeout(absl::Condition(&idle), timeout);
+}
+
 int Admission::queued() const {
   absl::MutexLock lock(&mu_);
   return queued_;

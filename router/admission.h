@@ -46,6 +46,8 @@ class Admission {
   absl::StatusOr<std::vector<Ticket>> Acquire(int slots, absl::Time deadline, CancelToken* cancel);
 
   int active() const;
+  // Waits until no slot is held (or `timeout` passes); returns whether it got there.
+  bool WaitIdle(absl::Duration timeout) const;
   int queued() const;
   int max_active() const { return max_active_; }
 

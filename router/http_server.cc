@@ -38,7 +38,8 @@ absl::StatusOr<int> HttpServer::Start() {
   server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   server_->set_tcp_nodelay(true);
   server_->set_keep_alive_max_count(100000);
-  server_->set_keep_alive_timeout(30);
+  // Idle keep-alive connections hold a pool thread and delay Stop() by up to this long.
+  server_->set_keep_alive_timeout(2);
   server_->set_payload_max_length(core_->options().limits.max_request_bytes);
   Register();
   int port = options_.port == 0

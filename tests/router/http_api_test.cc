@@ -46,8 +46,9 @@ TEST_F(HttpApiTest, ChatStreamEqualsChatJsonAndEndsWithUsage) {
   json full = json::parse(plain->body);
   const std::string content = full["choices"][0]["message"]["content"];
   // The fake worker echoes the rendered prompt's first tokens.
-  const std::vector<int32_t> sent(workers_[0]->last_request().prompt_token_ids().begin(),
-                                  workers_[0]->last_request().prompt_token_ids().end());
+  const internal_api::SubmitRequest submitted = workers_[0]->last_request();
+  const std::vector<int32_t> sent(submitted.prompt_token_ids().begin(),
+                                  submitted.prompt_token_ids().end());
   EXPECT_EQ(content, Decode({sent.begin(), sent.begin() + 12}));
   EXPECT_EQ(full["usage"]["completion_tokens"], 12);
   EXPECT_EQ(workers_[0]->last_request().sampling().seed(), 7u);
@@ -66,7 +67,9 @@ TEST_F(HttpApiTest, ChatStreamEqualsChatJsonAndEndsWithUsage) {
   for (size_t i = 0; i + 1 < events.size(); ++i) {
     EXPECT_EQ(events[i]["object"], "chat.completion.chunk");
     ASSERT_EQ(events[i]["choices"].size(), 1u);
-    if (i == 0) EXPECT_EQ(events[i]["choices"][0]["delta"]["role"], "assistant");
+    if (i == 0) {
+      EXPECT_EQ(events[i]["choices"][0]["delta"]["role"], "assistant");
+    }
     joined += events[i]["choices"][0]["delta"].value("content", "");
   }
   EXPECT_EQ(joined, content);
