@@ -106,7 +106,7 @@ class BadSafetensorsTest : public ::testing::TestWithParam<BadFileCase> {};
 // Each case goes through both entry points: the in-memory parser and Open on a real file.
 TEST_P(BadSafetensorsTest, ClearError) {
   const BadFileCase& c = GetParam();
-  const std::string path = testing::ScratchDir("bad") + "/" + c.name + ".safetensors";
+  const std::string path = testing::ScratchDir("bad_" + c.name) + "/" + c.name + ".safetensors";
   testing::WriteFile(path, c.contents);
   auto file = SafetensorsFile::Open(path);
   ASSERT_FALSE(file.ok());
