@@ -1,14 +1,17 @@
 // `expertmesh serve MODEL_DIR`: a router plus local worker groups in one command.
 //
-// Starts --groups expertmesh-worker processes on free loopback ports, waits until each prints
-// its address, starts expertmesh-router pointed at them, waits for it to listen, and prints the
-// HTTP and gRPC addresses. Every line the children print is forwarded with a prefix
+// Starts --groups worker groups of --tp x --ep expertmesh-worker processes each (rank 0 first,
+// on a free loopback rendezvous port; the other ranks join it), waits until every group's
+// leader prints its address, starts expertmesh-router pointed at the leaders, waits for it to
+// listen, and prints the HTTP and gRPC addresses. Every line the children print is forwarded with a
+// prefix
 // ("[worker0] ", "[router] "). Ctrl-C / SIGTERM stops the router first (it drains its
 // streams), then the workers; a child that dies on its own stops everything with an error.
 #include <signal.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -47,6 +50,7 @@ struct ServeFlags {
 struct Shared {
   absl::Mutex mu;
   std::vector<std::string> worker_addresses ABSL_GUARDED_BY(mu);  // "" until ready
+  std::vector<int> rendezvous_ports ABSL_GUARDED_BY(mu);          // 0 until the leader listens
   std::string http_url ABSL_GUARDED_BY(mu);
   std::string grpc_address ABSL_GUARDED_BY(mu);
   bool router_ready ABSL_GUARDED_BY(mu) = false;
@@ -79,6 +83,7 @@ class Launcher {
   explicit Launcher(const ServeFlags& flags) : f_(flags) {
     absl::MutexLock lock(&shared_.mu);
     shared_.worker_addresses.assign(f_.groups, "");
+    shared_.rendezvous_ports.assign(f_.groups, 0);
   }
 
   absl::Status Run() {
@@ -113,14 +118,40 @@ class Launcher {
                                        absl::StrCat(f_.max_running),
                                        "--grace-s",
                                        absl::StrCat(f_.grace_s)};
-      absl::Status started =
-          Start(absl::StrCat("worker", g), argv, [this, g](const std::string& l) {
-            const std::string address = AfterMarker(l, "listening on ");
-            if (address.empty()) return;
-            absl::MutexLock lock(&shared_.mu);
-            shared_.worker_addresses[g] = address;
-          });
+      const int world = f_.tp * f_.ep;
+      std::vector<std::string> leader_argv = argv;
+      if (world > 1) {
+        for (const char* a : {"--rank", "0", "--leader", "127.0.0.1:0"}) leader_argv.push_back(a);
+      }
+      const std::string name = world > 1 ? absl::StrCat("g", g, "r0") : absl::StrCat("worker", g);
+      absl::Status started = Start(name, leader_argv, [this, g](const std::string& l) {
+        const std::string port = AfterMarker(l, "rendezvous listening on port ");
+        const std::string address = AfterMarker(l, "expertmesh-worker: listening on ");
+        absl::MutexLock lock(&shared_.mu);
+        if (!port.empty()) shared_.rendezvous_ports[g] = std::atoi(port.c_str());
+        if (!address.empty()) shared_.worker_addresses[g] = address;
+      });
       if (!started.ok()) return Stop(started);
+      if (world == 1) continue;
+      absl::Status listening =
+          Await(deadline, [this, g]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(shared_.mu) {
+            return shared_.rendezvous_ports[g] != 0;
+          });
+      if (!listening.ok()) return Stop(listening);
+      int port = 0;
+      {
+        absl::MutexLock lock(&shared_.mu);
+        port = shared_.rendezvous_ports[g];
+      }
+      for (int r = 1; r < world; ++r) {
+        std::vector<std::string> follower_argv = argv;
+        for (const std::string& a : {std::string("--rank"), absl::StrCat(r),
+                                     std::string("--leader"), absl::StrCat("127.0.0.1:", port)}) {
+          follower_argv.push_back(a);
+        }
+        started = Start(absl::StrCat("g", g, "r", r), follower_argv, [](const std::string&) {});
+        if (!started.ok()) return Stop(started);
+      }
     }
     absl::Status ready = Await(deadline, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(shared_.mu) {
       for (const std::string& a : shared_.worker_addresses) {
@@ -161,6 +192,7 @@ class Launcher {
       }
     });
     if (!started.ok()) return Stop(started);
+    router_child_ = children_.back().get();
     ready = Await(deadline, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(shared_.mu) {
       return shared_.router_ready;
     });
@@ -245,13 +277,21 @@ class Launcher {
       shared_.stopping = true;
     }
     PrintLine("expertmesh serve:", "stopping", false);
-    for (auto it = children_.rbegin(); it != children_.rend(); ++it) {
-      (*it)->Signal(SIGTERM);
-      if (!(*it)->WaitFor(absl::Seconds(f_.grace_s + 5)).has_value()) {
-        (*it)->Signal(SIGKILL);
-        (*it)->WaitFor(absl::Seconds(5));
+    auto stop = [this](const std::vector<ChildProcess*>& children) {
+      for (ChildProcess* c : children) c->Signal(SIGTERM);
+      for (ChildProcess* c : children) {
+        if (!c->WaitFor(absl::Seconds(f_.grace_s + 5)).has_value()) {
+          c->Signal(SIGKILL);
+          c->WaitFor(absl::Seconds(5));
+        }
       }
-    }
+    };
+    // The router first (it drains its streams); then every worker at once: a group's other
+    // ranks ignore the signal and exit when their leader, having drained, tells them to.
+    std::vector<ChildProcess*> router, workers;
+    for (auto& c : children_) (c.get() == router_child_ ? router : workers).push_back(c.get());
+    stop(router);
+    stop(workers);
     children_.clear();
     PrintLine("expertmesh serve:", "stopped", false);
     return status;
@@ -260,6 +300,7 @@ class Launcher {
   const ServeFlags f_;
   Shared shared_;
   std::vector<std::unique_ptr<ChildProcess>> children_;
+  ChildProcess* router_child_ = nullptr;
 };
 
 int g_signal_pipe[2] = {-1, -1};
@@ -303,7 +344,7 @@ Command AddServeCommand(CLI::App& parent) {
   CLI::App* app = parent.add_subcommand(
       "serve", "Start a router and local worker groups for a model directory (Ctrl-C stops)");
   app->add_option("model_dir", flags->model_dir, "Model directory")->required();
-  app->add_option("--groups", flags->groups, "Worker groups (one process each)")
+  app->add_option("--groups", flags->groups, "Worker groups (tp x ep processes each)")
       ->capture_default_str();
   app->add_option("--tp", flags->tp, "Tensor-parallel ranks per group")->capture_default_str();
   app->add_option("--ep", flags->ep, "Expert-parallel ranks per group")->capture_default_str();

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "kernels/cpu/cpu_backend.h"
+#include "worker/engine/step_sync.h"
 #include "worker/kv/kv_pool_size.h"
 #include "worker/models/forward_batch.h"
 
@@ -76,32 +77,11 @@ EngineStats Engine::Stats() const {
   return {scheduler_->Stats(), steps_, tokens_computed_, tokens_generated_};
 }
 
-// Block copies are data movement through KvCacheWrite: the source block's rows written to the
-// destination block's slots (bit-exact, same dtype).
-absl::Status Engine::CopyBlocks(const std::vector<kv::KvBlockCopy>& copies) {
-  const int32_t bs = kv_tensors_.block_size;
-  ASSIGN_OR_RETURN(Tensor slots, Tensor::Empty(DType::kI32, {bs}));
-  for (const kv::KvBlockCopy& c : copies) {
-    for (int32_t i = 0; i < bs; ++i) slots.data<int32_t>()[i] = c.dst * bs + i;
-    for (size_t l = 0; l < kv_tensors_.k.size(); ++l) {
-      Tensor& k = kv_tensors_.k[l];
-      Tensor& v = kv_tensors_.v[l];
-      ASSIGN_OR_RETURN(Tensor ks, k.Slice(c.src, c.src + 1));
-      ASSIGN_OR_RETURN(Tensor vs, v.Slice(c.src, c.src + 1));
-      ASSIGN_OR_RETURN(ks, ks.Reshape({bs, k.dim(2), k.dim(3)}));
-      ASSIGN_OR_RETURN(vs, vs.Reshape({bs, v.dim(2), v.dim(3)}));
-      RETURN_IF_ERROR(backend_->KvCacheWrite(ks, vs, slots, k, v));
-    }
-  }
-  return absl::OkStatus();
-}
-
 absl::StatusOr<std::vector<RequestOutput>> Engine::Step() {
   scheduler::StepPlan plan = scheduler_->Schedule();
   std::vector<RequestOutput> outputs;
   if (plan.empty()) return outputs;
   ++steps_;
-  RETURN_IF_ERROR(CopyBlocks(plan.block_copies));
 
   std::vector<models::SequenceChunk> chunks;
   chunks.reserve(plan.sequences.size());
@@ -121,6 +101,8 @@ absl::StatusOr<std::vector<RequestOutput>> Engine::Step() {
   if (!any_sample) chunks.front().logits = models::SequenceChunk::Logits::kLast;
   ASSIGN_OR_RETURN(models::ForwardBatch batch,
                    models::MakeForwardBatch(chunks, kv_tensors_.block_size));
+  if (step_listener_) RETURN_IF_ERROR(step_listener_(plan.block_copies, batch));
+  RETURN_IF_ERROR(CopyKvBlocks(*backend_, kv_tensors_, plan.block_copies));
   ASSIGN_OR_RETURN(Tensor logits, Tensor::Empty(DType::kF32, {batch.logit_rows.dim(0),
                                                               model_->config().vocab_size}));
   RETURN_IF_ERROR(model_->Forward(batch, kv_tensors_, logits));

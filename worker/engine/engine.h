@@ -15,6 +15,7 @@
 #define EXPERTMESH_WORKER_ENGINE_ENGINE_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -78,6 +79,13 @@ class Engine {
   // requests: the caller should abort them.
   absl::StatusOr<std::vector<RequestOutput>> Step();
 
+  // Called in every step after the plan is made and before the KV block copies and the forward
+  // pass run here: the leader of a worker group hands them to the other ranks (step_sync.h).
+  // An error fails the step.
+  using StepListener = std::function<absl::Status(const std::vector<kv::KvBlockCopy>& copies,
+                                                  const models::ForwardBatch& batch)>;
+  void SetStepListener(StepListener listener) { step_listener_ = std::move(listener); }
+
   const model::ModelConfig& config() const { return model_->config(); }
   models::Model& model() { return *model_; }
   runtime::Backend& backend() { return *backend_; }
@@ -92,7 +100,6 @@ class Engine {
 
  private:
   Engine() = default;
-  absl::Status CopyBlocks(const std::vector<kv::KvBlockCopy>& copies);
 
   std::unique_ptr<runtime::Backend> backend_;
   std::unique_ptr<models::Model> model_;
@@ -100,6 +107,7 @@ class Engine {
   std::unique_ptr<scheduler::Scheduler> scheduler_;
   models::KvCacheTensors kv_tensors_;
   sampling::Sampler sampler_;
+  StepListener step_listener_;
   uint64_t kv_bytes_ = 0;
   int64_t max_model_len_ = 0;
   uint64_t steps_ = 0, tokens_computed_ = 0, tokens_generated_ = 0;

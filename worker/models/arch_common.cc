@@ -9,22 +9,46 @@ namespace expertmesh::models {
 
 std::string LayerPrefix(int layer) { return absl::StrCat("model.layers.", layer, "."); }
 
+absl::StatusOr<GqaHeadShard> ShardGqaHeads(const model::ModelConfig& c, const ShardSpec& shard) {
+  const int tp = shard.tp_size;
+  GqaHeadShard out;
+  ASSIGN_OR_RETURN(
+      out.q, ShardSpec::EvenSplit(c.num_attention_heads, tp, shard.tp_rank, "num_attention_heads"));
+  const int64_t kvh = c.num_key_value_heads;
+  if (kvh % tp == 0) {
+    ASSIGN_OR_RETURN(out.kv, ShardSpec::EvenSplit(kvh, tp, shard.tp_rank, "num_key_value_heads"));
+  } else if (tp % kvh == 0) {
+    // Fewer kv heads than ranks: each rank keeps the one kv head its query heads read.
+    const int64_t group = c.num_attention_heads / kvh;
+    out.kv = {out.q.begin / group, 1};
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_key_value_heads (", kvh, ") and tp (", tp, ") do not divide each other"));
+  }
+  return out;
+}
+
 absl::StatusOr<std::unique_ptr<AttentionBlock>> LoadGqaAttention(const model::ModelConfig& c,
                                                                  WeightLoader& w,
                                                                  const std::string& p) {
   const int64_t hd = c.head_dim, h = c.hidden_size;
   const int64_t qw = c.num_attention_heads * hd, kvw = c.num_key_value_heads * hd;
+  ASSIGN_OR_RETURN(GqaHeadShard heads, ShardGqaHeads(c, w.shard()));
+  const int64_t q0 = heads.q.begin * hd, qn = heads.q.count * hd;
+  const int64_t k0 = heads.kv.begin * hd, kn = heads.kv.count * hd;
   GqaAttentionWeights a;
-  ASSIGN_OR_RETURN(a.q, w.Get(p + "q_proj.weight", {qw, h}));
-  ASSIGN_OR_RETURN(a.k, w.Get(p + "k_proj.weight", {kvw, h}));
-  ASSIGN_OR_RETURN(a.v, w.Get(p + "v_proj.weight", {kvw, h}));
-  ASSIGN_OR_RETURN(a.o, w.Get(p + "o_proj.weight", {h, qw}));
+  // Column-parallel q/k/v (rows of the weights), row-parallel o (its columns).
+  ASSIGN_OR_RETURN(a.q, w.GetRows(p + "q_proj.weight", {qw, h}, q0, qn));
+  ASSIGN_OR_RETURN(a.k, w.GetRows(p + "k_proj.weight", {kvw, h}, k0, kn));
+  ASSIGN_OR_RETURN(a.v, w.GetRows(p + "v_proj.weight", {kvw, h}, k0, kn));
+  ASSIGN_OR_RETURN(a.o, w.GetCols(p + "o_proj.weight", {h, qw}, q0, qn));
   if (c.qkv_bias) {
-    ASSIGN_OR_RETURN(a.q_bias, w.Get(p + "q_proj.bias", {qw}));
-    ASSIGN_OR_RETURN(a.k_bias, w.Get(p + "k_proj.bias", {kvw}));
-    ASSIGN_OR_RETURN(a.v_bias, w.Get(p + "v_proj.bias", {kvw}));
+    ASSIGN_OR_RETURN(a.q_bias, w.GetRows(p + "q_proj.bias", {qw}, q0, qn));
+    ASSIGN_OR_RETURN(a.k_bias, w.GetRows(p + "k_proj.bias", {kvw}, k0, kn));
+    ASSIGN_OR_RETURN(a.v_bias, w.GetRows(p + "v_proj.bias", {kvw}, k0, kn));
   }
-  if (c.o_proj_bias) {
+  // The bias of a row-parallel projection is added once, by tp rank 0.
+  if (c.o_proj_bias && w.shard().tp_rank == 0) {
     ASSIGN_OR_RETURN(a.o_bias, w.Get(p + "o_proj.bias", {h}));
   }
   if (c.qk_norm) {
@@ -32,8 +56,8 @@ absl::StatusOr<std::unique_ptr<AttentionBlock>> LoadGqaAttention(const model::Mo
     ASSIGN_OR_RETURN(a.k_norm, w.Get(p + "k_norm.weight", {hd}));
   }
   GqaAttentionShape s;
-  s.heads = c.num_attention_heads;
-  s.kv_heads = c.num_key_value_heads;
+  s.heads = heads.q.count;
+  s.kv_heads = heads.kv.count;
   s.head_dim = hd;
   s.norm_eps = static_cast<float>(c.rms_norm_eps);
   s.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
@@ -44,23 +68,35 @@ absl::StatusOr<std::unique_ptr<AttentionBlock>> LoadGqaAttention(const model::Mo
 absl::StatusOr<GatedMlpWeights> LoadGatedMlp(const model::ModelConfig& c, WeightLoader& w,
                                              const std::string& p, int64_t inter, const char* gate,
                                              const char* up, const char* down) {
+  const ShardSpec& shard = w.shard();
+  const std::string down_name = absl::StrCat(p, down, ".weight");
+  ASSIGN_OR_RETURN(ShardSpec::Range slice,
+                   ShardSpec::EvenSplit(inter, shard.tp_size, shard.tp_rank,
+                                        absl::StrCat(down_name, " intermediate size")));
   GatedMlpWeights m;
-  ASSIGN_OR_RETURN(m.gate_up,
-                   w.ConcatRows({absl::StrCat(p, gate, ".weight"), absl::StrCat(p, up, ".weight")},
-                                {inter, inter}, c.hidden_size));
-  ASSIGN_OR_RETURN(m.down, w.Get(absl::StrCat(p, down, ".weight"), {c.hidden_size, inter}));
+  ASSIGN_OR_RETURN(
+      m.gate_up,
+      w.ConcatRowSlices({{absl::StrCat(p, gate, ".weight"), inter, slice.begin, slice.count},
+                         {absl::StrCat(p, up, ".weight"), inter, slice.begin, slice.count}},
+                        c.hidden_size));
+  ASSIGN_OR_RETURN(m.down, w.GetCols(down_name, {c.hidden_size, inter}, slice.begin, slice.count));
   return m;
 }
 
 absl::StatusOr<MoeWeights> LoadExperts(const model::ModelConfig& c, WeightLoader& w,
                                        const std::string& p, const char* gate, const char* up,
                                        const char* down) {
+  const ShardSpec& shard = w.shard();
   MoeWeights m;
   ASSIGN_OR_RETURN(m.router, w.Get(p + "gate.weight", {c.num_experts, c.hidden_size}));
   if (c.e_score_correction_bias) {
     ASSIGN_OR_RETURN(m.router_bias, w.GetF32(p + "gate.e_score_correction_bias", {c.num_experts}));
   }
-  for (int64_t e = 0; e < c.num_experts; ++e) {
+  ASSIGN_OR_RETURN(ShardSpec::Range experts, ShardSpec::EvenSplit(c.num_experts, shard.ep_size,
+                                                                  shard.ep_rank, "num_experts"));
+  m.num_experts = c.num_experts;
+  m.expert_begin = experts.begin;
+  for (int64_t e = experts.begin; e < experts.begin + experts.count; ++e) {
     ASSIGN_OR_RETURN(GatedMlpWeights x, LoadGatedMlp(c, w, absl::StrCat(p, "experts.", e, "."),
                                                      c.moe_intermediate_size, gate, up, down));
     m.gate_up.push_back(std::move(x.gate_up));
@@ -85,10 +121,11 @@ absl::Status LoadLayerNorms(const model::ModelConfig& c, WeightLoader& w, int la
   return absl::OkStatus();
 }
 
-KvCacheSpec GqaKvSpec(const model::ModelConfig& c) {
+absl::StatusOr<KvCacheSpec> GqaKvSpec(const model::ModelConfig& c, const ShardSpec& shard) {
+  ASSIGN_OR_RETURN(GqaHeadShard heads, ShardGqaHeads(c, shard));
   KvCacheSpec s;
   s.num_layers = c.num_hidden_layers;
-  s.kv_heads = c.num_key_value_heads;
+  s.kv_heads = heads.kv.count;
   s.k_dim = s.v_dim = c.head_dim;
   return s;
 }

@@ -42,6 +42,7 @@ class GqaAttention final : public AttentionBlock {
     ctx.Trace("attn", layer, attn);
     ASSIGN_OR_RETURN(Tensor attn2, attn.Reshape({n, s_.heads * hd}));
     RETURN_IF_ERROR(b.Linear(attn2, w_.o, w_.o_bias, out));
+    RETURN_IF_ERROR(ctx.AllReduceTp(out));
     ctx.Trace("attn_out", layer, out);
     return absl::OkStatus();
   }

@@ -80,6 +80,7 @@ class MlaAttention final : public AttentionBlock {
     ASSIGN_OR_RETURN(Tensor attn2, attn.Reshape({n, h * s_.v}));
     ctx.Trace("attn", layer, attn2);
     RETURN_IF_ERROR(b.Linear(attn2, w_.o, w_.o_bias, out));
+    RETURN_IF_ERROR(ctx.AllReduceTp(out));
     ctx.Trace("attn_out", layer, out);
     (void)v_cache;  // the latent cache is k_cache (KvCacheSpec::v_is_k)
     return absl::OkStatus();

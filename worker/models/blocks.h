@@ -19,6 +19,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "worker/models/model.h"
+#include "worker/models/shard.h"
 #include "worker/models/workspace.h"
 #include "worker/runtime/backend.h"
 
@@ -31,8 +32,16 @@ struct StepContext {
   const ForwardBatch* batch = nullptr;
   const Tensor* rope_cos_sin = nullptr;  // [max_positions, rotary_dim] f32
   const TraceFn* trace = nullptr;
+  // The group's collectives (see shard.h); nullptr or inactive in a group of one rank.
+  Collectives* collectives = nullptr;
   DType compute_dtype = DType::kF32;
   int64_t num_tokens = 0;  // n
+
+  bool sharded() const { return collectives != nullptr && collectives->active(); }
+  // Sums the tensor-parallel partial outputs of a row-parallel projection (no-op unsharded).
+  absl::Status AllReduceTp(Tensor& t) const {
+    return sharded() ? collectives->AllReduceTp(t) : absl::OkStatus();
+  }
 
   void Trace(std::string_view name, int layer, const Tensor& t) const {
     if (trace != nullptr && *trace) (*trace)(name, layer, t);
@@ -116,10 +125,14 @@ absl::Status RunGatedMlp(StepContext& ctx, int layer, std::string_view tag,
 
 // ---- Routed experts with optional shared experts.
 struct MoeWeights {
-  Tensor router;                // [experts, hidden]
-  Tensor router_bias;           // [experts] f32 (e_score_correction_bias) or undefined
-  std::vector<Tensor> gate_up;  // per expert [2*inter, hidden]
-  std::vector<Tensor> down;     // per expert [hidden, inter]
+  Tensor router;       // [experts, hidden] (all experts, on every rank)
+  Tensor router_bias;  // [experts] f32 (e_score_correction_bias) or undefined
+  // This rank's experts [expert_begin, expert_begin + gate_up.size()) of num_experts; each
+  // expert's intermediate dimension is this rank's tp slice.
+  int64_t num_experts = 0;
+  int64_t expert_begin = 0;
+  std::vector<Tensor> gate_up;  // per local expert [2*inter, hidden]
+  std::vector<Tensor> down;     // per local expert [hidden, inter]
   bool has_shared = false;
   GatedMlpWeights shared;
   Tensor shared_gate;  // [1, hidden] (Qwen2-MoE) or undefined

@@ -1,6 +1,7 @@
 #include "worker/models/decoder_model.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -53,7 +54,8 @@ class DecoderModel final : public Model {
   DecoderModel(const model::ModelConfig& config, Backend* backend, const ModelOptions& options,
                DecoderParts parts, Tensor embed, Tensor final_norm, Tensor lm_head, Tensor rope,
                uint64_t weight_bytes)
-      : config_(config),
+      : collectives_(options.shard, options.comm),
+        config_(config),
         backend_(backend),
         cdt_(options.compute_dtype),
         trace_(options.trace),
@@ -109,6 +111,7 @@ class DecoderModel final : public Model {
     ctx.batch = &batch;
     ctx.rope_cos_sin = &rope_;
     ctx.trace = &trace_;
+    ctx.collectives = &collectives_;
     ctx.compute_dtype = cdt_;
     ctx.num_tokens = n;
     Backend& b = *backend_;
@@ -116,7 +119,7 @@ class DecoderModel final : public Model {
     ASSIGN_OR_RETURN(Tensor residual, ctx.Scratch("residual", cdt_, {n, hidden}));
     ASSIGN_OR_RETURN(Tensor normed, ctx.Scratch("normed", cdt_, {n, hidden}));
     ASSIGN_OR_RETURN(Tensor out, ctx.Scratch("block_out", cdt_, {n, hidden}));
-    RETURN_IF_ERROR(b.Embedding(embed_, batch.token_ids, residual));
+    RETURN_IF_ERROR(Embed(ctx, batch.token_ids, residual));
     ctx.Trace("embed", -1, residual);
     const float eps = static_cast<float>(config_.rms_norm_eps);
     for (int l = 0; l < static_cast<int>(parts_.layers.size()); ++l) {
@@ -133,12 +136,67 @@ class DecoderModel final : public Model {
     ASSIGN_OR_RETURN(Tensor rows, ctx.Scratch("logit_rows", cdt_, {m, hidden}));
     RETURN_IF_ERROR(b.Embedding(normed, batch.logit_rows, rows));
     ctx.Trace("logits_hidden", -1, rows);
-    RETURN_IF_ERROR(b.Linear(rows, lm_head_, Tensor(), logits));
+    RETURN_IF_ERROR(LmHead(ctx, rows, logits));
     ctx.Trace("logits", -1, logits);
     return absl::OkStatus();
   }
 
  private:
+  // Vocab-parallel embedding (shard.h): this rank's table holds its vocabulary rows plus one
+  // zero row that every id outside them reads; the all-reduce adds the one non-zero row.
+  absl::Status Embed(StepContext& ctx, const Tensor& ids, Tensor& out) {
+    if (!collectives_.active()) return backend_->Embedding(embed_, ids, out);
+    const ShardSpec::Range rows = collectives_.spec().VocabRows(config_.vocab_size);
+    const int64_t n = ids.dim(0);
+    ASSIGN_OR_RETURN(Tensor local, ctx.Scratch("embed_local_ids", DType::kI32, {n}));
+    for (int64_t i = 0; i < n; ++i) {
+      const int32_t id = ids.data<int32_t>()[i];
+      if (id < 0 || id >= config_.vocab_size) {
+        return absl::InvalidArgumentError(absl::StrCat("forward: token id ", id, " at position ", i,
+                                                       " is outside [0, ", config_.vocab_size,
+                                                       ")"));
+      }
+      const int64_t r = id - rows.begin;
+      local.data<int32_t>()[i] = static_cast<int32_t>(r >= 0 && r < rows.count ? r : rows.count);
+    }
+    RETURN_IF_ERROR(backend_->Embedding(embed_, local, out));
+    return collectives_.AllReduceWorld(out);
+  }
+
+  // Vocab-parallel lm_head: each rank's logits slice, padded to ceil(V/world) columns, is
+  // all-gathered and laid out in vocabulary order.
+  absl::Status LmHead(StepContext& ctx, const Tensor& rows, Tensor& logits) {
+    if (!collectives_.active()) return backend_->Linear(rows, lm_head_, Tensor(), logits);
+    const ShardSpec& sh = collectives_.spec();
+    const int64_t vocab = config_.vocab_size, m = rows.dim(0);
+    const int64_t per = sh.VocabRowsPerRank(vocab);
+    const ShardSpec::Range mine = sh.VocabRows(vocab);
+    const int world = sh.world_size();
+    ASSIGN_OR_RETURN(Tensor send, ctx.Scratch("lm_head_send", DType::kF32, {m, per}));
+    std::memset(send.raw_data(), 0, send.nbytes());
+    if (mine.count > 0) {
+      ASSIGN_OR_RETURN(Tensor part, ctx.Scratch("lm_head_part", DType::kF32, {m, mine.count}));
+      RETURN_IF_ERROR(backend_->Linear(rows, lm_head_, Tensor(), part));
+      RETURN_IF_ERROR(backend_->Synchronize());
+      for (int64_t i = 0; i < m; ++i) {
+        std::memcpy(send.data<float>() + i * per, part.data<float>() + i * mine.count,
+                    mine.count * sizeof(float));
+      }
+    }
+    ASSIGN_OR_RETURN(Tensor all, ctx.Scratch("lm_head_all", DType::kF32, {world, m, per}));
+    RETURN_IF_ERROR(collectives_.AllGatherWorld(send, all));
+    for (int r = 0; r < world; ++r) {
+      const int64_t begin = std::min<int64_t>(vocab, per * r);
+      const int64_t count = std::min<int64_t>(vocab, begin + per) - begin;
+      for (int64_t i = 0; i < m && count > 0; ++i) {
+        std::memcpy(logits.data<float>() + i * vocab + begin, all.data<float>() + (r * m + i) * per,
+                    count * sizeof(float));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  Collectives collectives_;
   model::ModelConfig config_;
   Backend* backend_;
   DType cdt_;
@@ -159,12 +217,36 @@ absl::StatusOr<std::unique_ptr<Model>> MakeDecoderModel(const model::ModelConfig
     return absl::InvalidArgumentError(absl::StrCat("compute dtype must be f32 or bf16, got ",
                                                    std::string(DTypeName(options.compute_dtype))));
   }
-  ASSIGN_OR_RETURN(Tensor embed, w.Get("model.embed_tokens.weight", {c.vocab_size, c.hidden_size}));
-  ASSIGN_OR_RETURN(Tensor norm, w.Get("model.norm.weight", {c.hidden_size}));
-  Tensor lm_head = embed;
-  if (!c.tie_word_embeddings) {
-    ASSIGN_OR_RETURN(lm_head, w.Get("lm_head.weight", {c.vocab_size, c.hidden_size}));
+  Tensor embed, lm_head;
+  if (!options.shard.sharded()) {
+    ASSIGN_OR_RETURN(embed, w.Get("model.embed_tokens.weight", {c.vocab_size, c.hidden_size}));
+    lm_head = embed;
+    if (!c.tie_word_embeddings) {
+      ASSIGN_OR_RETURN(lm_head, w.Get("lm_head.weight", {c.vocab_size, c.hidden_size}));
+    }
+  } else {
+    // This rank's vocabulary rows, then one zero row for the ids other ranks hold.
+    const ShardSpec::Range rows = options.shard.VocabRows(c.vocab_size);
+    ASSIGN_OR_RETURN(embed, Tensor::Zeros(w.storage_dtype(), {rows.count + 1, c.hidden_size}));
+    if (rows.count > 0) {
+      ASSIGN_OR_RETURN(Tensor mine,
+                       w.GetRows("model.embed_tokens.weight", {c.vocab_size, c.hidden_size},
+                                 rows.begin, rows.count));
+      if (mine.dtype() != embed.dtype()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            w.dir(), ": model.embed_tokens.weight is ", std::string(DTypeName(mine.dtype())),
+            ", the checkpoint's dtype ", std::string(DTypeName(embed.dtype()))));
+      }
+      std::memcpy(embed.raw_data(), mine.raw_data(), mine.nbytes());
+      if (c.tie_word_embeddings) {
+        ASSIGN_OR_RETURN(lm_head, embed.Slice(0, rows.count));
+      } else {
+        ASSIGN_OR_RETURN(lm_head, w.GetRows("lm_head.weight", {c.vocab_size, c.hidden_size},
+                                            rows.begin, rows.count));
+      }
+    }
   }
+  ASSIGN_OR_RETURN(Tensor norm, w.Get("model.norm.weight", {c.hidden_size}));
   int64_t max_positions =
       options.max_positions > 0 ? options.max_positions : c.max_position_embeddings;
   // Sliding-window attention is not implemented: serve only contexts the window covers, where
@@ -183,7 +265,17 @@ absl::StatusOr<std::unique_ptr<Model>> MakeDecoderModel(const model::ModelConfig
 absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& model_dir, Backend* backend,
                                                  const ModelOptions& options) {
   ASSIGN_OR_RETURN(model::ModelConfig config, model::LoadModelConfig(model_dir));
+  RETURN_IF_ERROR(ValidateShardSpec(options.shard));
+  if (options.shard.sharded()) {
+    if (options.comm == nullptr || options.comm->world_size() != options.shard.world_size() ||
+        options.comm->rank() != options.shard.world_rank()) {
+      return absl::InvalidArgumentError(absl::StrCat("load model: ", options.shard.ToString(),
+                                                     " needs a communicator of that world size "
+                                                     "and rank"));
+    }
+  }
   ASSIGN_OR_RETURN(WeightLoader weights, WeightLoader::Open(model_dir, config));
+  weights.set_shard(options.shard);
   absl::StatusOr<DecoderParts> parts;
   switch (config.architecture) {
     case model::Architecture::kLlama:

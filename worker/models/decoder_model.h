@@ -51,7 +51,8 @@ std::string LayerPrefix(int layer);  // "model.layers.<layer>."
 absl::StatusOr<std::unique_ptr<AttentionBlock>> LoadGqaAttention(const model::ModelConfig& c,
                                                                  WeightLoader& w,
                                                                  const std::string& prefix);
-// gate/up (fused) and down of a SiLU-gated MLP of width `inter`, under `prefix` + names.
+// gate/up (fused) and down of a SiLU-gated MLP of width `inter` (this rank's tp slice of it),
+// under `prefix` + names.
 absl::StatusOr<GatedMlpWeights> LoadGatedMlp(const model::ModelConfig& c, WeightLoader& w,
                                              const std::string& prefix, int64_t inter,
                                              const char* gate = "gate_proj",
@@ -67,8 +68,14 @@ runtime::MoeRoutingParams SoftmaxRouting(const model::ModelConfig& c);
 // The layer's two norms.
 absl::Status LoadLayerNorms(const model::ModelConfig& c, WeightLoader& w, int layer,
                             DecoderLayer& out);
-// The KV spec of GQA attention.
-KvCacheSpec GqaKvSpec(const model::ModelConfig& c);
+// The KV spec of GQA attention on this rank (its share of the kv heads).
+absl::StatusOr<KvCacheSpec> GqaKvSpec(const model::ModelConfig& c, const ShardSpec& shard);
+// This rank's query heads and kv heads of GQA attention (see shard.h). InvalidArgument when
+// the heads do not split over tp.
+struct GqaHeadShard {
+  ShardSpec::Range q, kv;
+};
+absl::StatusOr<GqaHeadShard> ShardGqaHeads(const model::ModelConfig& c, const ShardSpec& shard);
 // model::RopeScaling -> the runtime's. Unimplemented for dynamic NTK scaling.
 absl::StatusOr<runtime::RopeScaling> RuntimeRopeScaling(const model::ModelConfig& c);
 

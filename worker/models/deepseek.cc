@@ -28,6 +28,11 @@ absl::StatusOr<std::unique_ptr<AttentionBlock>> LoadMla(const model::ModelConfig
   const int64_t h = c.num_attention_heads, hidden = c.hidden_size, rank = c.kv_lora_rank;
   const int64_t nope = c.qk_nope_head_dim, rope = c.qk_rope_head_dim, v = c.v_head_dim;
   const int64_t qk = nope + rope, lat = rank + rope;
+  // Heads split over tp (q_b's rows, o's columns, kv_b's per-head blocks); the latent path
+  // (q_a, kv_a and their norms) is per token and replicated.
+  const ShardSpec& shard = w.shard();
+  ASSIGN_OR_RETURN(ShardSpec::Range heads,
+                   ShardSpec::EvenSplit(h, shard.tp_size, shard.tp_rank, "num_attention_heads"));
   MlaAttentionWeights a;
   MlaAttentionShape s;
   if (c.q_lora_rank.has_value()) {
@@ -38,24 +43,27 @@ absl::StatusOr<std::unique_ptr<AttentionBlock>> LoadMla(const model::ModelConfig
       ASSIGN_OR_RETURN(a.q_a_bias, w.Get(p + "q_a_proj.bias", {qr}));
     }
     ASSIGN_OR_RETURN(a.q_a_norm, w.Get(p + "q_a_layernorm.weight", {qr}));
-    ASSIGN_OR_RETURN(a.q_b, w.Get(p + "q_b_proj.weight", {h * qk, qr}));
+    ASSIGN_OR_RETURN(
+        a.q_b, w.GetRows(p + "q_b_proj.weight", {h * qk, qr}, heads.begin * qk, heads.count * qk));
   } else {
-    ASSIGN_OR_RETURN(a.q_b, w.Get(p + "q_proj.weight", {h * qk, hidden}));
+    ASSIGN_OR_RETURN(a.q_b, w.GetRows(p + "q_proj.weight", {h * qk, hidden}, heads.begin * qk,
+                                      heads.count * qk));
   }
   ASSIGN_OR_RETURN(a.kv_a, w.Get(p + "kv_a_proj_with_mqa.weight", {lat, hidden}));
   if (c.qkv_bias) {
     ASSIGN_OR_RETURN(a.kv_a_bias, w.Get(p + "kv_a_proj_with_mqa.bias", {lat}));
   }
   ASSIGN_OR_RETURN(a.kv_a_norm, w.Get(p + "kv_a_layernorm.weight", {rank}));
-  ASSIGN_OR_RETURN(a.o, w.Get(p + "o_proj.weight", {hidden, h * v}));
-  if (c.o_proj_bias) {
+  ASSIGN_OR_RETURN(
+      a.o, w.GetCols(p + "o_proj.weight", {hidden, h * v}, heads.begin * v, heads.count * v));
+  if (c.o_proj_bias && shard.tp_rank == 0) {
     ASSIGN_OR_RETURN(a.o_bias, w.Get(p + "o_proj.bias", {hidden}));
   }
 
   // Absorbed per-head projections from kv_b_proj [h * (nope + v), rank].
   ASSIGN_OR_RETURN(std::vector<float> kv_b,
                    w.GetFloats(p + "kv_b_proj.weight", {h * (nope + v), rank}));
-  for (int64_t hd = 0; hd < h; ++hd) {
+  for (int64_t hd = heads.begin; hd < heads.begin + heads.count; ++hd) {
     const float* wk = kv_b.data() + hd * (nope + v) * rank;  // [nope, rank]
     const float* wv = wk + nope * rank;                      // [v, rank]
     std::vector<float> qa(static_cast<size_t>(lat * qk), 0.0f);
@@ -80,7 +88,7 @@ absl::StatusOr<std::unique_ptr<AttentionBlock>> LoadMla(const model::ModelConfig
   ASSIGN_OR_RETURN(a.rope_select, w.FromFloats(rsel, {lat, rope}));
   ASSIGN_OR_RETURN(a.ones, w.FromFloats(std::vector<float>(lat, 1.0f), {lat}));
 
-  s.heads = h;
+  s.heads = heads.count;
   s.kv_lora_rank = rank;
   s.nope = nope;
   s.rope = rope;

@@ -16,7 +16,7 @@ absl::StatusOr<DecoderParts> BuildLlamaLayers(const model::ModelConfig& c, Weigh
     layer.ffn = MakeGatedMlp(std::move(mlp));
     parts.layers.push_back(std::move(layer));
   }
-  parts.kv = GqaKvSpec(c);
+  ASSIGN_OR_RETURN(parts.kv, GqaKvSpec(c, w.shard()));
   parts.rotary_dim = static_cast<int>(c.head_dim);
   return parts;
 }

@@ -19,7 +19,7 @@ absl::StatusOr<DecoderParts> BuildMixtralLayers(const model::ModelConfig& c, Wei
     layer.ffn = MakeMoe(std::move(moe), routing);
     parts.layers.push_back(std::move(layer));
   }
-  parts.kv = GqaKvSpec(c);
+  ASSIGN_OR_RETURN(parts.kv, GqaKvSpec(c, w.shard()));
   parts.rotary_dim = static_cast<int>(c.head_dim);
   return parts;
 }

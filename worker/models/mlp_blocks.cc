@@ -1,4 +1,9 @@
 // Gated MLP and MoE blocks (see blocks.h).
+#include <algorithm>
+#include <cstring>
+#include <span>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "worker/models/blocks.h"
@@ -31,7 +36,8 @@ class GatedMlp final : public FfnBlock {
  public:
   explicit GatedMlp(GatedMlpWeights w) : w_(std::move(w)) {}
   absl::Status Forward(StepContext& ctx, int layer, const Tensor& x, Tensor& out) override {
-    return RunGatedMlp(ctx, layer, "mlp", w_, x, out);
+    RETURN_IF_ERROR(RunGatedMlp(ctx, layer, "mlp", w_, x, out));
+    return ctx.AllReduceTp(out);  // the down projection is row-parallel
   }
   uint64_t weight_bytes() const override { return MlpBytes(w_); }
   uint64_t active_weight_bytes() const override { return MlpBytes(w_); }
@@ -46,6 +52,9 @@ class Moe final : public FfnBlock {
   Moe(MoeWeights w, runtime::MoeRoutingParams routing) : w_(std::move(w)), routing_(routing) {}
 
   absl::Status Forward(StepContext& ctx, int layer, const Tensor& x, Tensor& out) override {
+    if (ctx.sharded() && ctx.collectives->spec().ep_size > 1) {
+      return ForwardExpertParallel(ctx, x, out);
+    }
     Backend& b = *ctx.backend;
     const int64_t n = x.dim(0);
     const int64_t hidden = x.dim(1);
@@ -75,15 +84,11 @@ class Moe final : public FfnBlock {
     RETURN_IF_ERROR(b.MoeGroupedLinear(act, offsets, w_.down, y));
 
     Tensor shared, shared_gate;
-    if (w_.has_shared) {
-      ASSIGN_OR_RETURN(shared, ctx.Scratch("moe_shared", cdt, {n, hidden}));
-      RETURN_IF_ERROR(RunGatedMlp(ctx, layer, "shared", w_.shared, x, shared));
-      if (w_.shared_gate.defined()) {
-        ASSIGN_OR_RETURN(shared_gate, ctx.Scratch("moe_shared_gate", cdt, {n, 1}));
-        RETURN_IF_ERROR(b.Linear(x, w_.shared_gate, Tensor(), shared_gate));
-      }
-    }
+    RETURN_IF_ERROR(RunShared(ctx, layer, x, shared, shared_gate));
     RETURN_IF_ERROR(b.MoeCombine(y, slots, ids, weights, shared, shared_gate, out));
+    // Tensor-parallel experts (ep 1): each rank holds a slice of every expert's intermediate
+    // dimension, so `out` is a partial sum (linear in the shared expert too).
+    RETURN_IF_ERROR(ctx.AllReduceTp(out));
     ctx.Trace("moe_out", layer, out);
     return absl::OkStatus();
   }
@@ -103,6 +108,144 @@ class Moe final : public FfnBlock {
   }
 
  private:
+  // The shared expert (and its gate) over the rows of x; undefined tensors when there is none.
+  absl::Status RunShared(StepContext& ctx, int layer, const Tensor& x, Tensor& shared,
+                         Tensor& shared_gate) {
+    if (!w_.has_shared) return absl::OkStatus();
+    const int64_t rows = x.dim(0), hidden = x.dim(1);
+    ASSIGN_OR_RETURN(shared, ctx.Scratch("moe_shared", ctx.compute_dtype, {rows, hidden}));
+    RETURN_IF_ERROR(RunGatedMlp(ctx, layer, "shared", w_.shared, x, shared));
+    if (w_.shared_gate.defined()) {
+      ASSIGN_OR_RETURN(shared_gate, ctx.Scratch("moe_shared_gate", ctx.compute_dtype, {rows, 1}));
+      RETURN_IF_ERROR(ctx.backend->Linear(x, w_.shared_gate, Tensor(), shared_gate));
+    }
+    return absl::OkStatus();
+  }
+
+  // Expert parallelism (see shard.h). Every rank holds the step's hidden states x; ep rank d
+  // takes the token share [n*d/ep, n*(d+1)/ep), routes it, and exchanges (token, choice) rows
+  // with the ranks of its tp index that own the chosen experts:
+  //   1. all-to-all of per-expert row counts, 2. all-to-all of the rows (grouped by expert,
+  //   so each destination's rows are contiguous), 3. the owner runs its experts on what it
+  //   received, 4. all-to-all of the outputs back, 5. the share is combined exactly as on one
+  //   rank (MoeCombine over the same permutation), 6. one world all-reduce assembles every
+  //   share and the tp partial sums.
+  absl::Status ForwardExpertParallel(StepContext& ctx, const Tensor& x, Tensor& out) {
+    Backend& b = *ctx.backend;
+    Collectives& coll = *ctx.collectives;
+    const ShardSpec& sh = coll.spec();
+    const int ep = sh.ep_size, tp = sh.tp_size, world = sh.world_size();
+    const int64_t n = x.dim(0), hidden = x.dim(1);
+    const int64_t experts = w_.num_experts;
+    const int64_t local = static_cast<int64_t>(w_.gate_up.size());
+    const int64_t k = routing_.top_k;
+    const int64_t inter = w_.down[0].dim(1);
+    const DType cdt = ctx.compute_dtype;
+    const size_t row_bytes = hidden * DTypeSize(cdt);
+    const int64_t lo = n * sh.ep_rank / ep, hi = n * (sh.ep_rank + 1) / ep, share = hi - lo;
+    auto peer = [&](int d) { return d * tp + sh.tp_rank; };
+
+    std::memset(out.raw_data(), 0, out.nbytes());
+    // 1. Route the share and group its rows by expert.
+    Tensor ids, weights, xp, slots;
+    std::vector<int32_t> counts_send(ep * local, 0);
+    std::vector<int64_t> rows_send(ep, 0);
+    if (share > 0) {
+      ASSIGN_OR_RETURN(Tensor xs, x.Slice(lo, hi));
+      ASSIGN_OR_RETURN(Tensor logits, ctx.Scratch("moe_logits", DType::kF32, {share, experts}));
+      RETURN_IF_ERROR(b.Linear(xs, w_.router, Tensor(), logits));
+      ASSIGN_OR_RETURN(ids, ctx.Scratch("moe_ids", DType::kI32, {share, k}));
+      ASSIGN_OR_RETURN(weights, ctx.Scratch("moe_weights", DType::kF32, {share, k}));
+      RETURN_IF_ERROR(b.MoeTopK(logits, w_.router_bias, routing_, ids, weights));
+      ASSIGN_OR_RETURN(xp, ctx.Scratch("moe_x", cdt, {share * k, hidden}));
+      ASSIGN_OR_RETURN(Tensor offsets, ctx.Scratch("moe_offsets", DType::kI32, {experts + 1}));
+      ASSIGN_OR_RETURN(slots, ctx.Scratch("moe_slots", DType::kI32, {share * k}));
+      RETURN_IF_ERROR(b.MoePermute(xs, ids, static_cast<int>(experts), xp, offsets, slots));
+      RETURN_IF_ERROR(b.Synchronize());
+      const int32_t* off = offsets.data<int32_t>();
+      for (int d = 0; d < ep; ++d) {
+        for (int64_t e = 0; e < local; ++e) {
+          counts_send[d * local + e] = off[d * local + e + 1] - off[d * local + e];
+          rows_send[d] += counts_send[d * local + e];
+        }
+      }
+    }
+    // 2. Per-expert counts, then the rows themselves (to the peers of this tp index only).
+    std::vector<int64_t> sc(world, 0), rc(world, 0);
+    for (int d = 0; d < ep; ++d) sc[peer(d)] = rc[peer(d)] = local;
+    std::vector<int32_t> counts_recv(ep * local, 0);
+    RETURN_IF_ERROR(coll.AllToAllWorld(std::as_bytes(std::span(counts_send)), sc,
+                                       std::as_writable_bytes(std::span(counts_recv)), rc,
+                                       DType::kI32));
+    std::vector<int64_t> rows_recv(ep, 0);
+    int64_t received = 0;
+    for (int d = 0; d < ep; ++d) {
+      for (int64_t e = 0; e < local; ++e) rows_recv[d] += counts_recv[d * local + e];
+      received += rows_recv[d];
+    }
+    for (int d = 0; d < ep; ++d) {
+      sc[peer(d)] = rows_send[d] * hidden;
+      rc[peer(d)] = rows_recv[d] * hidden;
+    }
+    ASSIGN_OR_RETURN(Tensor xr,
+                     ctx.Scratch("moe_ep_x", cdt, {std::max<int64_t>(received, 1), hidden}));
+    RETURN_IF_ERROR(coll.AllToAllWorld(
+        {static_cast<const std::byte*>(share > 0 ? xp.raw_data() : nullptr),
+         share > 0 ? xp.nbytes() : 0},
+        sc, {static_cast<std::byte*>(xr.raw_data()), received * row_bytes}, rc, cdt));
+
+    // 3. This rank's experts over the rows it received (grouped again by local expert).
+    ASSIGN_OR_RETURN(Tensor yr,
+                     ctx.Scratch("moe_ep_y", cdt, {std::max<int64_t>(received, 1), hidden}));
+    if (received > 0) {
+      ASSIGN_OR_RETURN(Tensor xrv, xr.Slice(0, received));
+      ASSIGN_OR_RETURN(Tensor yrv, yr.Slice(0, received));
+      ASSIGN_OR_RETURN(Tensor rid, ctx.Scratch("moe_ep_ids", DType::kI32, {received, 1}));
+      ASSIGN_OR_RETURN(Tensor ones, ctx.Scratch("moe_ep_ones", DType::kF32, {received, 1}));
+      int64_t r = 0;
+      for (int d = 0; d < ep; ++d) {
+        for (int64_t e = 0; e < local; ++e) {
+          for (int32_t i = 0; i < counts_recv[d * local + e]; ++i, ++r) {
+            rid.data<int32_t>()[r] = static_cast<int32_t>(e);
+            ones.data<float>()[r] = 1.0f;
+          }
+        }
+      }
+      ASSIGN_OR_RETURN(Tensor xg, ctx.Scratch("moe_ep_xg", cdt, {received, hidden}));
+      ASSIGN_OR_RETURN(Tensor goff, ctx.Scratch("moe_ep_offsets", DType::kI32, {local + 1}));
+      ASSIGN_OR_RETURN(Tensor gslots, ctx.Scratch("moe_ep_slots", DType::kI32, {received}));
+      RETURN_IF_ERROR(b.MoePermute(xrv, rid, static_cast<int>(local), xg, goff, gslots));
+      ASSIGN_OR_RETURN(Tensor gate_up, ctx.Scratch("moe_gate_up", cdt, {received, 2 * inter}));
+      RETURN_IF_ERROR(b.MoeGroupedLinear(xg, goff, w_.gate_up, gate_up));
+      ASSIGN_OR_RETURN(Tensor act, ctx.Scratch("moe_act", cdt, {received, inter}));
+      RETURN_IF_ERROR(b.SiluMul(gate_up, act));
+      ASSIGN_OR_RETURN(Tensor yg, ctx.Scratch("moe_y", cdt, {received, hidden}));
+      RETURN_IF_ERROR(b.MoeGroupedLinear(act, goff, w_.down, yg));
+      // Back to the order received (unit weights, one choice per row: exact data movement).
+      RETURN_IF_ERROR(b.MoeCombine(yg, gslots, rid, ones, Tensor(), Tensor(), yrv));
+      RETURN_IF_ERROR(b.Synchronize());
+    }
+    // 4. The outputs go back to the ranks that sent the rows, in the order they were sent.
+    for (int d = 0; d < ep; ++d) std::swap(sc[peer(d)], rc[peer(d)]);
+    ASSIGN_OR_RETURN(Tensor yback,
+                     ctx.Scratch("moe_ep_back", cdt, {std::max<int64_t>(share * k, 1), hidden}));
+    RETURN_IF_ERROR(coll.AllToAllWorld(
+        {static_cast<const std::byte*>(yr.raw_data()), received * row_bytes}, sc,
+        {static_cast<std::byte*>(yback.raw_data()), share * k * row_bytes}, rc, cdt));
+    // 5. Combine the share as a single rank would (plus this tp slice of the shared expert).
+    if (share > 0) {
+      ASSIGN_OR_RETURN(Tensor xs, x.Slice(lo, hi));
+      ASSIGN_OR_RETURN(Tensor y, yback.Slice(0, share * k));
+      Tensor shared, shared_gate;
+      RETURN_IF_ERROR(RunShared(ctx, -1, xs, shared, shared_gate));
+      ASSIGN_OR_RETURN(Tensor out_share, out.Slice(lo, hi));
+      RETURN_IF_ERROR(b.MoeCombine(y, slots, ids, weights, shared, shared_gate, out_share));
+      RETURN_IF_ERROR(b.Synchronize());
+    }
+    // 6. Every share, every tp partial sum.
+    return coll.AllReduceWorld(out);
+  }
+
   MoeWeights w_;
   runtime::MoeRoutingParams routing_;
 };

@@ -32,6 +32,8 @@
 #include "absl/status/statusor.h"
 #include "common/dtype.h"
 #include "model/config/model_config.h"
+#include "worker/comm/communicator.h"
+#include "worker/models/shard.h"
 #include "worker/runtime/backend.h"
 #include "worker/runtime/tensor.h"
 
@@ -50,6 +52,10 @@ struct ModelOptions {
   // Rows of the RoPE table (the longest context served). 0 = config max_position_embeddings.
   int64_t max_positions = 0;
   TraceFn trace;  // optional
+  // This rank's part of a worker group (shard.h) and the group's communicator, which must
+  // outlive the model (required when the group has several ranks).
+  ShardSpec shard;
+  comm::Communicator* comm = nullptr;
 };
 
 // One step's batch. All tensors are i32 on the backend's device (host memory on the CPU).

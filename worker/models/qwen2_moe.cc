@@ -32,7 +32,7 @@ absl::StatusOr<DecoderParts> BuildQwen2MoeLayers(const model::ModelConfig& c, We
     }
     parts.layers.push_back(std::move(layer));
   }
-  parts.kv = GqaKvSpec(c);
+  ASSIGN_OR_RETURN(parts.kv, GqaKvSpec(c, w.shard()));
   parts.rotary_dim = static_cast<int>(c.head_dim);
   return parts;
 }

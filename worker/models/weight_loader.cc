@@ -116,16 +116,92 @@ absl::Status WeightLoader::Convert(const model::TensorView& view, std::string_vi
   return absl::OkStatus();
 }
 
-absl::StatusOr<Tensor> WeightLoader::Get(std::string_view name, std::vector<int64_t> shape) {
+absl::StatusOr<Tensor> WeightLoader::Materialize(std::string_view name,
+                                                 const std::vector<int64_t>& shape) {
   ASSIGN_OR_RETURN(model::TensorView view, View(name, shape));
   if (view.dtype == DType::kBF16 || view.dtype == DType::kF32) {
-    bytes_loaded_ += view.data.size();
     return Tensor::View(const_cast<std::byte*>(view.data.data()), view.dtype, shape,
                         runtime::Device::kCpu, checkpoint_);
   }
   ASSIGN_OR_RETURN(Tensor t, Tensor::Empty(storage_dtype_, shape));
   RETURN_IF_ERROR(Convert(view, name, t.raw_data()));
   ReleasePages(view.data);
+  return t;
+}
+
+absl::StatusOr<Tensor> WeightLoader::Get(std::string_view name, std::vector<int64_t> shape) {
+  ASSIGN_OR_RETURN(Tensor t, Materialize(name, shape));
+  bytes_loaded_ += t.nbytes();
+  return t;
+}
+
+absl::StatusOr<Tensor> WeightLoader::GetRows(std::string_view name, std::vector<int64_t> shape,
+                                             int64_t begin, int64_t count) {
+  if (shape.empty() || begin < 0 || count < 0 || begin + count > shape[0]) {
+    return absl::InvalidArgumentError(absl::StrCat(dir(), ": tensor ", std::string(name),
+                                                   ": row slice [", begin, ", ", begin + count,
+                                                   ") outside ", ShapeStr(shape)));
+  }
+  if (begin == 0 && count == shape[0]) return Get(name, std::move(shape));
+  ASSIGN_OR_RETURN(model::TensorView view, View(name, shape));
+  const bool zero_copy = view.dtype == DType::kBF16 || view.dtype == DType::kF32;
+  ASSIGN_OR_RETURN(Tensor full, Materialize(name, shape));
+  ASSIGN_OR_RETURN(Tensor rows, full.Slice(begin, begin + count));
+  if (!zero_copy) {
+    // A converted copy: keep only the slice, not the whole converted tensor.
+    ASSIGN_OR_RETURN(Tensor own, Tensor::Empty(rows.dtype(), rows.shape()));
+    std::memcpy(own.raw_data(), rows.raw_data(), rows.nbytes());
+    rows = std::move(own);
+  }
+  bytes_loaded_ += rows.nbytes();
+  return rows;
+}
+
+absl::StatusOr<Tensor> WeightLoader::GetCols(std::string_view name, std::vector<int64_t> shape,
+                                             int64_t begin, int64_t count) {
+  if (shape.size() != 2 || begin < 0 || count < 0 || begin + count > shape[1]) {
+    return absl::InvalidArgumentError(absl::StrCat(dir(), ": tensor ", std::string(name),
+                                                   ": column slice [", begin, ", ", begin + count,
+                                                   ") outside ", ShapeStr(shape)));
+  }
+  if (begin == 0 && count == shape[1]) return Get(name, std::move(shape));
+  ASSIGN_OR_RETURN(Tensor full, Materialize(name, shape));
+  ASSIGN_OR_RETURN(Tensor out, Tensor::Empty(full.dtype(), {shape[0], count}));
+  const size_t es = DTypeSize(full.dtype());
+  const auto* src = static_cast<const std::byte*>(full.raw_data());
+  auto* dst = static_cast<std::byte*>(out.raw_data());
+  for (int64_t r = 0; r < shape[0]; ++r) {
+    std::memcpy(dst + r * count * es, src + (r * shape[1] + begin) * es, count * es);
+  }
+  bytes_loaded_ += out.nbytes();
+  return out;
+}
+
+absl::StatusOr<Tensor> WeightLoader::ConcatRowSlices(const std::vector<RowSlice>& parts,
+                                                     int64_t cols) {
+  int64_t total = 0;
+  for (const RowSlice& p : parts) total += p.count;
+  ASSIGN_OR_RETURN(Tensor t, Tensor::Empty(storage_dtype_, {total, cols}));
+  auto* dst = static_cast<std::byte*>(t.raw_data());
+  const size_t row_bytes = cols * DTypeSize(storage_dtype_);
+  for (const RowSlice& p : parts) {
+    if (p.begin < 0 || p.count < 0 || p.begin + p.count > p.rows) {
+      return absl::InvalidArgumentError(absl::StrCat(dir(), ": tensor ", p.name, ": row slice [",
+                                                     p.begin, ", ", p.begin + p.count, ") outside ",
+                                                     p.rows, " rows"));
+    }
+    ASSIGN_OR_RETURN(model::TensorView view, View(p.name, {p.rows, cols}));
+    if (view.dtype == storage_dtype_) {
+      std::memcpy(dst, view.data.data() + p.begin * row_bytes, p.count * row_bytes);
+    } else {
+      ASSIGN_OR_RETURN(Tensor full, Tensor::Empty(storage_dtype_, {p.rows, cols}));
+      RETURN_IF_ERROR(Convert(view, p.name, full.raw_data()));
+      std::memcpy(dst, static_cast<const std::byte*>(full.raw_data()) + p.begin * row_bytes,
+                  p.count * row_bytes);
+    }
+    ReleasePages(view.data);
+    dst += p.count * row_bytes;
+  }
   bytes_loaded_ += t.nbytes();
   return t;
 }
@@ -181,18 +257,9 @@ absl::StatusOr<Tensor> WeightLoader::GetF32(std::string_view name, std::vector<i
 
 absl::StatusOr<Tensor> WeightLoader::ConcatRows(const std::vector<std::string>& names,
                                                 const std::vector<int64_t>& rows, int64_t cols) {
-  int64_t total = 0;
-  for (int64_t r : rows) total += r;
-  ASSIGN_OR_RETURN(Tensor t, Tensor::Empty(storage_dtype_, {total, cols}));
-  auto* dst = static_cast<std::byte*>(t.raw_data());
-  for (size_t i = 0; i < names.size(); ++i) {
-    ASSIGN_OR_RETURN(model::TensorView view, View(names[i], {rows[i], cols}));
-    RETURN_IF_ERROR(Convert(view, names[i], dst));
-    ReleasePages(view.data);
-    dst += rows[i] * cols * DTypeSize(storage_dtype_);
-  }
-  bytes_loaded_ += t.nbytes();
-  return t;
+  std::vector<RowSlice> parts;
+  for (size_t i = 0; i < names.size(); ++i) parts.push_back({names[i], rows[i], 0, rows[i]});
+  return ConcatRowSlices(parts, cols);
 }
 
 absl::StatusOr<Tensor> WeightLoader::FromFloats(const std::vector<float>& values,

@@ -9,6 +9,9 @@
 // Every getter checks the shape against what the config implies and names the tensor and the
 // directory on error (NotFound when absent, InvalidArgument for a wrong shape or dtype).
 //
+// Tensor-parallel ranks take slices (GetRows, GetCols, ConcatRowSlices): a row slice of a bf16
+// or f32 tensor is still a zero-copy view; column slices and converted dtypes are copies.
+//
 // Host memory only for now: a device backend will upload these tensors (not yet needed).
 #ifndef EXPERTMESH_WORKER_MODELS_WEIGHT_LOADER_H_
 #define EXPERTMESH_WORKER_MODELS_WEIGHT_LOADER_H_
@@ -22,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "model/config/model_config.h"
 #include "model/safetensors/checkpoint.h"
+#include "worker/models/shard.h"
 #include "worker/runtime/tensor.h"
 
 namespace expertmesh::models {
@@ -44,6 +48,19 @@ class WeightLoader {
   // tensor in the storage dtype.
   absl::StatusOr<runtime::Tensor> ConcatRows(const std::vector<std::string>& names,
                                              const std::vector<int64_t>& rows, int64_t cols);
+  // Rows [begin, begin + count) of the tensor `name` whose full shape is `shape` (any rank).
+  absl::StatusOr<runtime::Tensor> GetRows(std::string_view name, std::vector<int64_t> shape,
+                                          int64_t begin, int64_t count);
+  // Columns [begin, begin + count) of the 2-D tensor `name` of full shape `shape` (a copy).
+  absl::StatusOr<runtime::Tensor> GetCols(std::string_view name, std::vector<int64_t> shape,
+                                          int64_t begin, int64_t count);
+  // Row slices of several [rows, cols] tensors, concatenated into one [sum count, cols].
+  struct RowSlice {
+    std::string name;
+    int64_t rows = 0;  // the tensor's full row count
+    int64_t begin = 0, count = 0;
+  };
+  absl::StatusOr<runtime::Tensor> ConcatRowSlices(const std::vector<RowSlice>& parts, int64_t cols);
   // A new tensor of the storage dtype from fp32 values (rounded to bf16 when that is the
   // storage dtype). Used for weights derived at load (MLA's absorbed projections).
   absl::StatusOr<runtime::Tensor> FromFloats(const std::vector<float>& values,
@@ -54,11 +71,19 @@ class WeightLoader {
   // Bytes of all tensors handed out (views and copies).
   uint64_t bytes_loaded() const { return bytes_loaded_; }
   const std::string& dir() const { return checkpoint_->dir(); }
+  bool Contains(std::string_view name) const { return checkpoint_->Contains(name); }
+
+  // Which part of the model this rank loads (the builders read it); a group of one by default.
+  const ShardSpec& shard() const { return shard_; }
+  void set_shard(const ShardSpec& shard) { shard_ = shard; }
 
  private:
   WeightLoader(std::shared_ptr<model::Checkpoint> checkpoint, const model::ModelConfig& config);
   absl::StatusOr<model::TensorView> View(std::string_view name,
                                          const std::vector<int64_t>& shape) const;
+  // The whole tensor as a view (bf16/f32) or a converted copy, not counted in bytes_loaded.
+  absl::StatusOr<runtime::Tensor> Materialize(std::string_view name,
+                                              const std::vector<int64_t>& shape);
   // Writes view (any float dtype) rows into `out` of the storage dtype.
   absl::Status Convert(const model::TensorView& view, std::string_view name, void* out) const;
 
@@ -66,6 +91,7 @@ class WeightLoader {
   model::ModelConfig config_;
   DType storage_dtype_ = DType::kBF16;
   uint64_t bytes_loaded_ = 0;
+  ShardSpec shard_;
 };
 
 }  // namespace expertmesh::models

@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -36,14 +37,18 @@ class EngineAdapter final : public StepEngine {
   bool HasWork() const override { return engine_->HasWork(); }
   absl::StatusOr<std::vector<StepOutput>> Step() override;
   EngineLoad Load() const override;
+  absl::Status Idle() override { return idle_hook_ ? idle_hook_() : absl::OkStatus(); }
 
   engine::Engine& engine() { return *engine_; }
+  // What Idle() runs: the group leader's heartbeat to the other ranks.
+  void SetIdleHook(std::function<absl::Status()> hook) { idle_hook_ = std::move(hook); }
 
  private:
   // Prompt tokens of `prompt` the prefix cache would serve now.
   int64_t CachedPrefixTokens(const std::vector<int32_t>& prompt) const;
 
   std::unique_ptr<engine::Engine> engine_;
+  std::function<absl::Status()> idle_hook_;
   const std::string model_name_;
   const int32_t block_size_;
   // Requests not yet admitted, FCFS, with their prompts (for the prefix computation).

@@ -113,6 +113,7 @@ void EngineLoop::Stop() {
 void EngineLoop::Run() {
   while (true) {
     const bool idle = !engine_->HasWork();
+    bool tick = false;
     std::deque<Pending> batch;
     bool stop = false;
     bool cut_off = false;
@@ -121,7 +122,9 @@ void EngineLoop::Run() {
       auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         return stop_ || cut_off_ || !queue_.empty();
       };
-      if (idle) mu_.Await(absl::Condition(&wake));
+      if (idle && !mu_.AwaitWithTimeout(absl::Condition(&wake), options_.idle_tick)) {
+        tick = true;
+      }
       batch.swap(queue_);
       stop = stop_;
       cut_off = cut_off_;
@@ -138,7 +141,15 @@ void EngineLoop::Run() {
       if (stop) return;
       continue;
     }
-    if (engine_->HasWork()) RunStep();
+    if (engine_->HasWork()) {
+      RunStep();
+    } else if (tick) {
+      absl::Status status = engine_->Idle();
+      if (!status.ok()) {
+        EM_LOG_ERROR("engine idle tick failed: {}", status.ToString());
+        if (options_.on_fatal) options_.on_fatal(status);
+      }
+    }
     Publish(applied_submits);
   }
 }
@@ -190,6 +201,7 @@ void EngineLoop::RunStep() {
     EM_LOG_ERROR("engine step {} failed: {}; aborting {} requests", steps_,
                  outputs.status().ToString(), sinks_.size());
     FailAll(absl::InternalError(absl::StrCat("engine step failed: ", outputs.status().message())));
+    if (options_.on_fatal) options_.on_fatal(outputs.status());
     return;
   }
   for (StepOutput& output : *outputs) {

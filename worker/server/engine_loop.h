@@ -34,6 +34,12 @@ struct EngineLoopOptions {
   int32_t max_queued = 1024;
   // Bound on LoadReport.cached_prefix_hashes.
   size_t max_prefix_hashes = 256;
+  // How long the loop sleeps without work before it calls StepEngine::Idle().
+  absl::Duration idle_tick = absl::Seconds(2);
+  // Called (on the engine thread) when Step() or Idle() fails, after the live requests got the
+  // error. A worker group of several ranks cannot recover from that (its ranks no longer run
+  // the same steps), so its worker exits; a single rank keeps serving when this is unset.
+  std::function<void(const absl::Status&)> on_fatal;
 };
 
 struct LoadSnapshot {

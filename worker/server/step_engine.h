@@ -67,6 +67,10 @@ class StepEngine {
   virtual absl::StatusOr<std::vector<StepOutput>> Step() = 0;
 
   virtual EngineLoad Load() const = 0;
+
+  // Called by the loop when it has had no work for EngineLoopOptions::idle_tick: the leader of
+  // a worker group keeps the other ranks' collectives alive. An error is fatal, as for Step().
+  virtual absl::Status Idle() { return absl::OkStatus(); }
 };
 
 }  // namespace expertmesh::server

@@ -1,7 +1,12 @@
-// expertmesh-worker: one rank of a worker group. Rank 0 (the only rank for now) loads the
-// model, runs the engine loop and serves the internal Worker gRPC API to routers.
+// expertmesh-worker: one rank of a worker group. Every rank loads its shard of the model
+// (tp x ep, see worker/models/shard.h); rank 0 also runs the engine loop, broadcasts each step
+// to the other ranks and serves the internal Worker gRPC API to routers.
 //
 //   expertmesh-worker --model DIR [--port 0] [--host 0.0.0.0] [--kv-budget 2GiB] ...
+//   expertmesh-worker --model DIR --tp 2 --rank R --leader HOST:PORT ...   (a group of two)
+// Group placement may also come from EXPERTMESH_* or LeaderWorkerSet variables
+// (worker/comm/group_config.h). A group that breaks (a rank died or timed out) cannot go on:
+// its ranks exit non-zero and are restarted together.
 //
 // Prints "expertmesh-worker: listening on HOST:PORT" on stdout once it serves (port 0 picks a
 // free port). SIGTERM/SIGINT: readiness NOT_SERVING at once, in-flight requests drain for
@@ -19,11 +24,18 @@
 #include "CLI/CLI.hpp"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "model/config/model_config.h"
+#include "worker/comm/comm_group.h"
 #include "worker/comm/group_config.h"
 #include "worker/engine/engine.h"
+#include "worker/engine/follower.h"
+#include "worker/engine/step_sync.h"
+#include "worker/models/model.h"
 #include "worker/server/byte_size.h"
 #include "worker/server/engine_adapter.h"
 #include "worker/server/engine_loop.h"
@@ -51,32 +63,35 @@ struct WorkerFlags {
   std::string device = "auto";
   int32_t max_queued = 1024;
   double grace_s = 30;
+  double comm_timeout_s = 30;
 };
 
-// Multi-rank groups need the sharded forward passes (and the step-plan broadcast from this
-// leader); say so plainly rather than serve something else.
-absl::Status CheckParallelism(const WorkerFlags& flags) {
+// The group this process is a rank of: flags > EXPERTMESH_* > LeaderWorkerSet environment
+// (group_config.h). Its size must be tp x ep.
+absl::StatusOr<comm::GroupConfig> ResolveGroup(const WorkerFlags& flags,
+                                               const comm::EnvLookup& env) {
   if (flags.tp < 1 || flags.ep < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("--tp ", flags.tp, " and --ep ", flags.ep, " must be >= 1"));
   }
-  constexpr const char* kMissing =
-      "need tensor/expert-parallel sharded forward passes (per-rank weight slices, TP "
-      "all-reduce, EP all-to-all) and the leader's step-plan broadcast, which are not "
-      "implemented yet; run each group as one rank (--tp 1 --ep 1)";
-  if (flags.tp > 1 || flags.ep > 1) {
-    return absl::UnimplementedError(absl::StrCat("worker groups of several ranks (--tp ", flags.tp,
-                                                 " --ep ", flags.ep, ") ", kMissing));
+  const int world = flags.tp * flags.ep;
+  // --tp x --ep gives the size when the environment does not; when it does, they must agree.
+  std::optional<int> world_flag;
+  if (world > 1 && !env("EXPERTMESH_WORLD_SIZE").has_value() &&
+      !env("LWS_GROUP_SIZE").has_value()) {
+    world_flag = world;
   }
-  // The environment (EXPERTMESH_*, LeaderWorkerSet) may describe a bigger group.
   ASSIGN_OR_RETURN(
       comm::GroupConfig group,
-      comm::ResolveGroupConfig({.leader = flags.leader, .rank = flags.rank}, comm::ProcessEnv()));
-  if (group.world_size > 1) {
-    return absl::UnimplementedError(
-        absl::StrCat("worker groups of several ranks (", group.source, ") ", kMissing));
+      comm::ResolveGroupConfig(
+          {.leader = flags.leader, .rank = flags.rank, .world_size = world_flag}, env));
+  if (group.world_size != world) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--tp ", flags.tp, " x --ep ", flags.ep, " = ", world, " ranks, but the group has ",
+        group.world_size, " (", group.source,
+        "); set EXPERTMESH_WORLD_SIZE / LWS_GROUP_SIZE to tp x ep, with one process per rank"));
   }
-  return absl::OkStatus();
+  return group;
 }
 
 absl::StatusOr<engine::EngineOptions> EngineOptionsFrom(const WorkerFlags& flags) {
@@ -100,6 +115,15 @@ absl::StatusOr<engine::EngineOptions> EngineOptionsFrom(const WorkerFlags& flags
   options.max_model_len = flags.max_model_len;
   options.block_size = flags.block_size;
   return options;
+}
+
+std::string ModelName(const WorkerFlags& flags) {
+  std::string name = flags.model_name;
+  if (name.empty()) {
+    name = std::filesystem::path(flags.model_dir).lexically_normal().filename().string();
+    if (name.empty()) name = std::filesystem::path(flags.model_dir).parent_path().filename();
+  }
+  return name;
 }
 
 // SIGINT/SIGTERM become bytes on a pipe that one thread reads (threads that libraries start
@@ -141,14 +165,14 @@ class SignalWatcher {
   int signal_ = 0;
 };
 
+absl::Status RunGroup(const WorkerFlags& flags, const comm::GroupConfig& group,
+                      SignalWatcher& signals);
+
 absl::Status Run(const WorkerFlags& flags, SignalWatcher& signals) {
-  RETURN_IF_ERROR(CheckParallelism(flags));
+  ASSIGN_OR_RETURN(comm::GroupConfig group, ResolveGroup(flags, comm::ProcessEnv()));
+  if (group.world_size > 1) return RunGroup(flags, group, signals);
   ASSIGN_OR_RETURN(engine::EngineOptions options, EngineOptionsFrom(flags));
-  std::string name = flags.model_name;
-  if (name.empty()) {
-    name = std::filesystem::path(flags.model_dir).lexically_normal().filename().string();
-    if (name.empty()) name = std::filesystem::path(flags.model_dir).parent_path().filename();
-  }
+  const std::string name = ModelName(flags);
   EM_LOG_INFO("worker: loading {} (compute {}, KV budget {} bytes)", flags.model_dir,
               flags.compute_dtype, options.kv_cache_bytes);
   ASSIGN_OR_RETURN(std::unique_ptr<engine::Engine> engine,
@@ -174,6 +198,124 @@ absl::Status Run(const WorkerFlags& flags, SignalWatcher& signals) {
               signals.signal(), loop.NumLive(), flags.grace_s);
   const int32_t cut = server->Shutdown(absl::Seconds(flags.grace_s));
   loop.Stop();
+  std::printf("expertmesh-worker: stopped (%d requests cut off)\n", cut);
+  std::fflush(stdout);
+  return absl::OkStatus();
+}
+
+// A rank of a worker group of several. Every rank loads its shard of the weights; rank 0 runs
+// the scheduler and the server and broadcasts each step, the others follow (follower.h).
+absl::Status RunGroup(const WorkerFlags& flags, const comm::GroupConfig& group,
+                      SignalWatcher& signals) {
+  ASSIGN_OR_RETURN(engine::EngineOptions options, EngineOptionsFrom(flags));
+  const models::ShardSpec shard{.tp_size = flags.tp,
+                                .tp_rank = group.rank % flags.tp,
+                                .ep_size = flags.ep,
+                                .ep_rank = group.rank / flags.tp};
+  EM_LOG_INFO("worker: {} of a tp {} x ep {} group ({}), joining through {}:{}", shard.ToString(),
+              flags.tp, flags.ep, group.source, group.leader_host, group.leader_port);
+  comm::JoinOptions join;
+  join.group = group;
+  join.timeout = absl::Seconds(flags.comm_timeout_s);
+  join.on_leader_listening = [](int port) {
+    // A launcher (expertmesh serve, tests) reads this to start the other ranks.
+    std::printf("expertmesh-worker: rendezvous listening on port %d\n", port);
+    std::fflush(stdout);
+  };
+  ASSIGN_OR_RETURN(std::unique_ptr<comm::CommGroup> comm_group, comm::CommGroup::Join(join));
+  comm::Communicator& comm = comm_group->comm();
+
+  ASSIGN_OR_RETURN(std::unique_ptr<kernels::cpu::CpuBackend> cpu,
+                   kernels::cpu::CpuBackend::Create({.num_threads = options.num_threads}));
+  std::unique_ptr<runtime::Backend> backend = std::move(cpu);
+  ASSIGN_OR_RETURN(model::ModelConfig config, model::LoadModelConfig(flags.model_dir));
+  models::ModelOptions mo;
+  mo.compute_dtype = options.compute_dtype;
+  mo.max_positions = options.max_model_len > 0
+                         ? options.max_model_len
+                         : std::min<int64_t>(config.max_position_embeddings, 32768);
+  mo.shard = shard;
+  mo.comm = &comm;
+  EM_LOG_INFO("worker: loading {} shard of {} (compute {})", shard.ToString(), flags.model_dir,
+              flags.compute_dtype);
+  ASSIGN_OR_RETURN(std::unique_ptr<models::Model> model,
+                   models::LoadModel(flags.model_dir, backend.get(), mo));
+
+  if (group.rank != 0) {
+    std::printf("expertmesh-worker: %s loaded (%llu weight bytes), following the leader\n",
+                shard.ToString().c_str(), static_cast<unsigned long long>(model->weight_bytes()));
+    std::fflush(stdout);
+    // Signals do not stop a follower: its leader drains the group and then says stop.
+    engine::FollowerStats stats;
+    absl::Status status = engine::RunFollower(*backend, *model, comm, &stats);
+    std::printf("expertmesh-worker: %s stopped after %llu steps\n", shard.ToString().c_str(),
+                static_cast<unsigned long long>(stats.steps));
+    std::fflush(stdout);
+    if (!status.ok()) {
+      return absl::Status(status.code(), absl::StrCat("rank ", group.rank,
+                                                      ": the group broke: ", status.message()));
+    }
+    return absl::OkStatus();
+  }
+
+  ASSIGN_OR_RETURN(std::unique_ptr<engine::Engine> engine,
+                   engine::Engine::Create(std::move(backend), std::move(model), options));
+  RETURN_IF_ERROR(engine::SendGeometry(comm, engine->num_kv_blocks(), options.block_size));
+  engine->SetStepListener(
+      [&comm](const std::vector<kv::KvBlockCopy>& copies, const models::ForwardBatch& batch) {
+        return engine::PublishToGroup(comm, engine::EncodeStep(copies, batch));
+      });
+  const int32_t kv_blocks = engine->num_kv_blocks();
+  const int64_t max_len = engine->max_model_len();
+  const std::string name = ModelName(flags);
+  auto adapter = std::make_unique<EngineAdapter>(std::move(engine), name);
+  adapter->SetIdleHook([&comm] { return engine::SendHeartbeat(comm); });
+
+  absl::Notification fatal;
+  absl::Mutex fatal_mu;
+  absl::Status fatal_status;
+  EngineLoopOptions loop_options{.max_queued = flags.max_queued};
+  loop_options.on_fatal = [&](const absl::Status& status) {
+    absl::MutexLock lock(&fatal_mu);
+    if (fatal.HasBeenNotified()) return;
+    fatal_status = status;
+    fatal.Notify();
+  };
+  EngineLoop loop(std::move(adapter), loop_options);
+  loop.Start();
+  ASSIGN_OR_RETURN(std::unique_ptr<WorkerServer> server,
+                   WorkerServer::Start(&loop, {.host = flags.host,
+                                               .port = flags.port,
+                                               .service = {.tp = flags.tp, .ep = flags.ep}}));
+  std::printf(
+      "expertmesh-worker: model %s, group of %d ranks (tp %d x ep %d), %d KV blocks, "
+      "context %lld\n",
+      name.c_str(), group.world_size, flags.tp, flags.ep, kv_blocks,
+      static_cast<long long>(max_len));
+  std::printf("expertmesh-worker: listening on %s:%d\n", flags.host.c_str(), server->port());
+  std::fflush(stdout);
+
+  while (!signals.first().WaitForNotificationWithTimeout(absl::Milliseconds(100))) {
+    if (fatal.HasBeenNotified()) break;
+  }
+  if (fatal.HasBeenNotified()) {
+    absl::Status status;
+    {
+      absl::MutexLock lock(&fatal_mu);
+      status = fatal_status;
+    }
+    EM_LOG_ERROR("worker: the group broke ({}); not serving, exiting", status.ToString());
+    // The live streams already got the error; give them a moment to reach the router.
+    server->Shutdown(absl::Seconds(1));
+    loop.Stop();
+    return absl::UnavailableError(absl::StrCat("worker group broke: ", status.message()));
+  }
+  EM_LOG_INFO("worker: signal {}: not serving, draining {} live requests for up to {} s",
+              signals.signal(), loop.NumLive(), flags.grace_s);
+  const int32_t cut = server->Shutdown(absl::Seconds(flags.grace_s));
+  loop.Stop();
+  absl::Status stop = engine::SendStop(comm);
+  if (!stop.ok()) EM_LOG_WARN("worker: telling the other ranks to stop: {}", stop.ToString());
   std::printf("expertmesh-worker: stopped (%d requests cut off)\n", cut);
   std::fflush(stdout);
   return absl::OkStatus();
@@ -208,6 +350,10 @@ int main(int argc, char** argv) {
   app.add_option("--threads", f.threads, "CPU threads (0: all cores)")->capture_default_str();
   app.add_option("--device", f.device, "cpu | auto")->capture_default_str();
   app.add_option("--grace-s", f.grace_s, "Drain time on SIGTERM/SIGINT")->capture_default_str();
+  app.add_option("--comm-timeout-s", f.comm_timeout_s,
+                 "Group join and collective timeout: a rank that does not take part within it "
+                 "breaks the group")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   std::signal(SIGPIPE, SIG_IGN);

@@ -1,0 +1,235 @@
+// Worker groups of several ranks (tp x ep) give the same greedy tokens as the single-process
+// engine, and logits within fp32 rounding of it, on every golden architecture. The ranks are
+// threads over the in-process fake communicator here (real processes over Gloo are covered by
+// the end-to-end tests); rank 0 runs the scheduler and broadcasts each step (step_sync.h).
+#include <map>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "worker/comm/fake_communicator.h"
+#include "worker/engine/engine.h"
+#include "worker/engine/follower.h"
+#include "worker/engine/step_sync.h"
+#include "worker/models/forward_batch.h"
+
+namespace expertmesh::engine {
+namespace {
+
+using scheduler::GenerationRequest;
+using Tokens = std::map<std::string, std::vector<int32_t>>;
+
+std::string GoldenModel(const std::string& arch) {
+  return absl::StrCat(EXPERTMESH_SOURCE_DIR, "/tests/golden/", arch, "/model");
+}
+
+std::vector<GenerationRequest> Requests(int64_t vocab) {
+  std::vector<GenerationRequest> out;
+  const int lens[] = {1, 5, 17, 40};
+  for (int i = 0; i < 4; ++i) {
+    GenerationRequest r;
+    r.id = absl::StrCat("r", i);
+    for (int j = 0; j < lens[i]; ++j) {
+      r.prompt.push_back(static_cast<int32_t>(2 + (j * 7919 + i * 104729) % (vocab - 2)));
+    }
+    r.sampling.temperature = 0;
+    r.max_tokens = 10;
+    r.ignore_eos = true;
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+EngineOptions Options() {
+  EngineOptions o;
+  o.compute_dtype = DType::kF32;
+  o.num_threads = 1;
+  o.block_size = 4;
+  o.max_num_batched_tokens = 24;  // chunked prefill across steps
+  o.max_model_len = 128;
+  o.kv_cache_bytes = 4u << 20;
+  return o;
+}
+
+absl::StatusOr<Tokens> RunToCompletion(Engine& e, const std::vector<GenerationRequest>& reqs) {
+  for (const GenerationRequest& r : reqs) {
+    absl::Status s = e.AddRequest(r);
+    if (!s.ok()) return s;
+  }
+  Tokens out;
+  for (int steps = 0; e.HasWork() && steps < 10000; ++steps) {
+    absl::StatusOr<std::vector<RequestOutput>> step = e.Step();
+    if (!step.ok()) return step.status();
+    for (const RequestOutput& o : *step) out[o.id].push_back(o.token.token);
+  }
+  return out;
+}
+
+Tokens SingleProcess(const std::string& dir) {
+  auto e = Engine::Create(dir, Options());
+  EXPECT_TRUE(e.ok()) << e.status();
+  if (!e.ok()) return {};
+  auto tokens = RunToCompletion(**e, Requests((*e)->config().vocab_size));
+  EXPECT_TRUE(tokens.ok()) << tokens.status();
+  return tokens.ok() ? *tokens : Tokens{};
+}
+
+absl::StatusOr<std::unique_ptr<models::Model>> LoadShard(const std::string& dir,
+                                                         runtime::Backend* backend, int tp, int ep,
+                                                         int rank, comm::Communicator* comm) {
+  models::ModelOptions mo;
+  mo.compute_dtype = DType::kF32;
+  mo.max_positions = 128;
+  mo.shard = {.tp_size = tp, .tp_rank = rank % tp, .ep_size = ep, .ep_rank = rank / tp};
+  mo.comm = comm;
+  return models::LoadModel(dir, backend, mo);
+}
+
+// Runs a group of tp x ep ranks as threads; returns the leader's tokens.
+Tokens Sharded(const std::string& dir, int tp, int ep) {
+  const int world = tp * ep;
+  auto comms = comm::CreateFakeGroup(world, absl::Seconds(60));
+  std::vector<absl::Status> follower_status(world);
+  std::vector<std::thread> followers;
+  for (int r = 1; r < world; ++r) {
+    followers.emplace_back([&, r] {
+      auto backend = kernels::cpu::CpuBackend::Create({.num_threads = 1});
+      if (!backend.ok()) {
+        follower_status[r] = backend.status();
+        return;
+      }
+      auto model = LoadShard(dir, backend->get(), tp, ep, r, comms[r].get());
+      if (!model.ok()) {
+        follower_status[r] = model.status();
+        return;
+      }
+      follower_status[r] = RunFollower(**backend, **model, *comms[r]);
+    });
+  }
+  Tokens tokens;
+  [&] {
+    auto cpu = kernels::cpu::CpuBackend::Create({.num_threads = 1});
+    ASSERT_TRUE(cpu.ok()) << cpu.status();
+    std::unique_ptr<runtime::Backend> backend = std::move(*cpu);
+    auto model = LoadShard(dir, backend.get(), tp, ep, 0, comms[0].get());
+    ASSERT_TRUE(model.ok()) << model.status();
+    auto e = Engine::Create(std::move(backend), std::move(*model), Options());
+    ASSERT_TRUE(e.ok()) << e.status();
+    comm::Communicator& c = *comms[0];
+    ASSERT_TRUE(SendGeometry(c, (*e)->num_kv_blocks(), Options().block_size).ok());
+    (*e)->SetStepListener(
+        [&c](const std::vector<kv::KvBlockCopy>& copies, const models::ForwardBatch& batch) {
+          return PublishToGroup(c, EncodeStep(copies, batch));
+        });
+    auto t = RunToCompletion(**e, Requests((*e)->config().vocab_size));
+    EXPECT_TRUE(t.ok()) << t.status();
+    if (t.ok()) tokens = *t;
+    EXPECT_TRUE(SendStop(c).ok());
+  }();
+  for (std::thread& t : followers) t.join();
+  for (int r = 1; r < world; ++r) EXPECT_TRUE(follower_status[r].ok()) << follower_status[r];
+  return tokens;
+}
+
+struct Case {
+  std::string arch;
+  int tp, ep;
+};
+
+class ShardedEngineTest : public ::testing::TestWithParam<Case> {};
+
+TEST_P(ShardedEngineTest, GreedyTokensEqualTheSingleProcessEngine) {
+  const Case& c = GetParam();
+  const std::string dir = GoldenModel(c.arch);
+  const Tokens alone = SingleProcess(dir);
+  ASSERT_EQ(alone.size(), 4u);
+  const Tokens group = Sharded(dir, c.tp, c.ep);
+  for (const auto& [id, tokens] : alone) {
+    EXPECT_EQ(tokens.size(), 10u);
+    auto it = group.find(id);
+    ASSERT_NE(it, group.end()) << id;
+    EXPECT_EQ(it->second, tokens) << id;
+  }
+}
+
+// Logits of one prefill step on a shard group against one rank: fp32 partial sums in another
+// order, so equal within rounding (max abs diff < 1e-4 on logits of magnitude ~1).
+TEST_P(ShardedEngineTest, PrefillLogitsMatchWithinFp32Rounding) {
+  const Case& c = GetParam();
+  const std::string dir = GoldenModel(c.arch);
+  const int world = c.tp * c.ep;
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 23; ++i) prompt.push_back(3 + (i * 31) % 500);
+  std::vector<int32_t> table = {0, 1, 2, 3, 4, 5};
+  models::SequenceChunk chunk{.tokens = prompt,
+                              .start_pos = 0,
+                              .block_table = table,
+                              .logits = models::SequenceChunk::Logits::kAll};
+  auto run = [&](runtime::Backend& b, models::Model& m) -> absl::StatusOr<std::vector<float>> {
+    auto kv = models::AllocateKvCache(b, m.kv_cache_spec(), 8, 4);
+    if (!kv.ok()) return kv.status();
+    auto batch = models::MakeForwardBatch(std::span(&chunk, 1), 4);
+    if (!batch.ok()) return batch.status();
+    auto logits = runtime::Tensor::Empty(DType::kF32, {23, m.config().vocab_size});
+    if (!logits.ok()) return logits.status();
+    absl::Status s = m.Forward(*batch, *kv, *logits);
+    if (!s.ok()) return s;
+    return std::vector<float>(logits->data<float>(), logits->data<float>() + logits->numel());
+  };
+  auto b1 = kernels::cpu::CpuBackend::Create({.num_threads = 1});
+  ASSERT_TRUE(b1.ok());
+  auto m1 = LoadShard(dir, b1->get(), 1, 1, 0, nullptr);
+  ASSERT_TRUE(m1.ok()) << m1.status();
+  auto ref = run(**b1, **m1);
+  ASSERT_TRUE(ref.ok()) << ref.status();
+
+  auto comms = comm::CreateFakeGroup(world, absl::Seconds(60));
+  std::vector<absl::StatusOr<std::vector<float>>> got(world, absl::UnknownError("not run"));
+  std::vector<std::thread> ranks;
+  for (int r = 0; r < world; ++r) {
+    ranks.emplace_back([&, r] {
+      auto b = kernels::cpu::CpuBackend::Create({.num_threads = 1});
+      if (!b.ok()) {
+        got[r] = b.status();
+        return;
+      }
+      auto m = LoadShard(dir, b->get(), c.tp, c.ep, r, comms[r].get());
+      if (!m.ok()) {
+        got[r] = m.status();
+        return;
+      }
+      got[r] = run(**b, **m);
+    });
+  }
+  for (std::thread& t : ranks) t.join();
+  for (int r = 0; r < world; ++r) {
+    ASSERT_TRUE(got[r].ok()) << "rank " << r << ": " << got[r].status();
+    ASSERT_EQ(got[r]->size(), ref->size());
+    float max_diff = 0;
+    for (size_t i = 0; i < ref->size(); ++i) {
+      max_diff = std::max(max_diff, std::abs((*got[r])[i] - (*ref)[i]));
+    }
+    EXPECT_LT(max_diff, 1e-4f) << "rank " << r;
+  }
+}
+
+std::vector<Case> Cases() {
+  std::vector<Case> out;
+  for (const char* arch :
+       {"llama", "mixtral", "qwen2_moe", "qwen3_moe", "deepseek_v2", "deepseek_v3"}) {
+    for (auto [tp, ep] : {std::pair{2, 1}, {4, 1}, {1, 2}, {1, 4}, {2, 2}}) {
+      out.push_back({arch, tp, ep});
+    }
+  }
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Golden, ShardedEngineTest, ::testing::ValuesIn(Cases()),
+                         [](const ::testing::TestParamInfo<Case>& info) {
+                           return absl::StrCat(info.param.arch, "_tp", info.param.tp, "_ep",
+                                               info.param.ep);
+                         });
+
+}  // namespace
+}  // namespace expertmesh::engine

@@ -1,0 +1,50 @@
+#include "worker/engine/follower.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "worker/engine/step_sync.h"
+
+namespace expertmesh::engine {
+
+absl::Status SendGeometry(comm::Communicator& comm, int32_t num_blocks, int32_t block_size) {
+  return PublishToGroup(comm, EncodeGeometry({num_blocks, block_size}));
+}
+
+absl::Status SendStop(comm::Communicator& comm) { return PublishToGroup(comm, EncodeStop()); }
+
+absl::Status SendHeartbeat(comm::Communicator& comm) {
+  return PublishToGroup(comm, EncodeHeartbeat());
+}
+
+absl::Status RunFollower(runtime::Backend& backend, models::Model& model, comm::Communicator& comm,
+                         FollowerStats* stats) {
+  ASSIGN_OR_RETURN(StepMessage first, ReceiveFromLeader(comm));
+  if (first.kind == StepMessage::Kind::kStop) return absl::OkStatus();
+  if (first.kind != StepMessage::Kind::kGeometry) {
+    return absl::InternalError("follower: the leader's first message is not the KV geometry");
+  }
+  ASSIGN_OR_RETURN(models::KvCacheTensors kv,
+                   models::AllocateKvCache(backend, model.kv_cache_spec(),
+                                           first.geometry.num_blocks, first.geometry.block_size));
+  const int64_t vocab = model.config().vocab_size;
+  while (true) {
+    ASSIGN_OR_RETURN(StepMessage msg, ReceiveFromLeader(comm));
+    if (msg.kind == StepMessage::Kind::kStop) return absl::OkStatus();
+    if (msg.kind == StepMessage::Kind::kHeartbeat) continue;
+    if (msg.kind != StepMessage::Kind::kStep) {
+      return absl::InternalError("follower: unexpected message from the leader");
+    }
+    RETURN_IF_ERROR(CopyKvBlocks(backend, kv, msg.copies));
+    ASSIGN_OR_RETURN(runtime::Tensor logits,
+                     runtime::Tensor::Empty(DType::kF32, {msg.batch.logit_rows.dim(0), vocab}));
+    absl::Status status = model.Forward(msg.batch, kv, logits);
+    if (!status.ok()) {
+      return absl::Status(status.code(), absl::StrCat("follower step ", stats ? stats->steps : 0,
+                                                      ": ", status.message()));
+    }
+    RETURN_IF_ERROR(backend.Synchronize());
+    if (stats != nullptr) ++stats->steps;
+  }
+}
+
+}  // namespace expertmesh::engine

@@ -1,0 +1,88 @@
+// How one rank of a worker group holds its part of the model, and the collectives the forward
+// pass meets in.
+//
+// A group is world = tp x ep ranks; world rank = ep_rank * tp + tp_rank.
+//  - Attention and dense MLPs are tensor-parallel over the tp ranks that share an ep index:
+//    heads (and the MLP's intermediate dimension) are split, the row-parallel output
+//    projection leaves partial sums, and AllReduceTp adds them. The ep replicas of that
+//    tp group compute the same thing; there is no tp sub-communicator yet, so AllReduceTp runs
+//    over the world with every rank of ep index > 0 contributing zeros (exact: x + 0 = x).
+//  - Routed experts are partitioned whole over the ep ranks (experts [ep_rank * E/ep, ...)),
+//    and each expert's intermediate dimension is split over tp. Each ep rank takes a share of
+//    the step's tokens, routes it, sends every (token, choice) row to the rank that owns the
+//    expert (AllToAll with uneven counts), gets the expert outputs back the same way, combines
+//    them, and one world AllReduce assembles all shares and the tp partial sums.
+//  - Embedding and lm_head are vocab-parallel over the whole world: rank r holds vocabulary
+//    rows [r * ceil(V/world), ...); the embedding is an AllReduce of per-rank lookups (one rank
+//    contributes each row, the rest zeros), the logits an AllGather of per-rank slices.
+// KV heads are split with the query heads; when there are fewer kv heads than tp ranks each
+// rank keeps the one its query heads use (replicated). MLA's latent cache is per token, not
+// per head, so every rank caches it whole.
+//
+// Host buffers only (the CPU backend); a device backend passes device pointers to NCCL.
+#ifndef EXPERTMESH_WORKER_MODELS_SHARD_H_
+#define EXPERTMESH_WORKER_MODELS_SHARD_H_
+
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "absl/status/status.h"
+#include "worker/comm/communicator.h"
+#include "worker/runtime/tensor.h"
+
+namespace expertmesh::models {
+
+struct ShardSpec {
+  int tp_size = 1, tp_rank = 0;
+  int ep_size = 1, ep_rank = 0;
+
+  int world_size() const { return tp_size * ep_size; }
+  int world_rank() const { return ep_rank * tp_size + tp_rank; }
+  bool sharded() const { return world_size() > 1; }
+  std::string ToString() const;
+
+  // [begin, begin + count) of `total` split evenly over `parts`; part `index`.
+  struct Range {
+    int64_t begin = 0, count = 0;
+  };
+  // Exact split: InvalidArgument (naming `what`) unless parts divides total.
+  static absl::StatusOr<Range> EvenSplit(int64_t total, int parts, int index,
+                                         std::string_view what);
+  // Vocabulary rows of this rank: ceil(V / world) each, the last rank may hold fewer (or none).
+  Range VocabRows(int64_t vocab) const;
+  int64_t VocabRowsPerRank(int64_t vocab) const;
+};
+
+// InvalidArgument unless 1 <= tp, ep and the ranks are in range.
+absl::Status ValidateShardSpec(const ShardSpec& spec);
+
+// The collectives of the forward pass over the group's world communicator (nullptr when the
+// group has one rank: every call is then a no-op). Tensors are contiguous host tensors of
+// f32/bf16 (sums) or any dtype (gathers, all-to-all).
+class Collectives {
+ public:
+  Collectives(const ShardSpec& spec, comm::Communicator* world) : spec_(spec), world_(world) {}
+
+  const ShardSpec& spec() const { return spec_; }
+  bool active() const { return world_ != nullptr && spec_.sharded(); }
+
+  // In place: t = sum over the tp ranks of this rank's ep index (see the file comment).
+  absl::Status AllReduceTp(runtime::Tensor& t);
+  // In place: t = sum over every rank.
+  absl::Status AllReduceWorld(runtime::Tensor& t);
+  // recv = concatenation of every rank's send, in world-rank order.
+  absl::Status AllGatherWorld(const runtime::Tensor& send, runtime::Tensor& recv);
+  // Uneven all-to-all in elements of `dtype` (see Communicator::AllToAll).
+  absl::Status AllToAllWorld(std::span<const std::byte> send, std::span<const int64_t> send_counts,
+                             std::span<std::byte> recv, std::span<const int64_t> recv_counts,
+                             DType dtype);
+
+ private:
+  ShardSpec spec_;
+  comm::Communicator* world_;
+};
+
+}  // namespace expertmesh::models
+
+#endif  // EXPERTMESH_WORKER_MODELS_SHARD_H_
