@@ -1,12 +1,14 @@
-// End to end with real processes on loopback: expertmesh-router in front of two
-// expertmesh-worker groups (one rank each) serving a tiny make-model model. Checks greedy
+// End to end with real processes on loopback: expertmesh-router in front of two worker groups
+// of two expertmesh-worker ranks each (group 0 tensor-parallel, tp 2; group 1 expert-parallel,
+// ep 2; Gloo over loopback between the ranks) serving a tiny make-model model. Checks greedy
 // parity with the single-process engine over HTTP, 64 concurrent streams with correct usage,
-// and a worker killed mid-stream.
+// a group leader killed mid-stream, and a group's other rank killed mid-stream.
 #include <signal.h>
 
 #include <atomic>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -100,14 +102,41 @@ class ServingE2eTest : public ::testing::Test {
       }
     }
     for (int g = 0; g < 2; ++g) {
-      workers_.push_back(Launch(absl::StrCat("worker", g),
-                                {kBin + "/expertmesh-worker", "--model", *model_dir_, "--host",
-                                 "127.0.0.1", "--port", "0", "--kv-budget", "32MiB", "--threads",
-                                 "1", "--compute-dtype", "f32", "--grace-s", "2"}));
+      // Group 0: --tp 2; group 1: --ep 2. Rank 0 picks a free rendezvous port and prints it.
+      std::vector<std::string> argv = {kBin + "/expertmesh-worker",
+                                       "--model",
+                                       *model_dir_,
+                                       "--host",
+                                       "127.0.0.1",
+                                       "--port",
+                                       "0",
+                                       "--kv-budget",
+                                       "32MiB",
+                                       "--threads",
+                                       "1",
+                                       "--compute-dtype",
+                                       "f32",
+                                       "--grace-s",
+                                       "2",
+                                       "--comm-timeout-s",
+                                       "10",
+                                       g == 0 ? "--tp" : "--ep",
+                                       "2"};
+      std::vector<std::string> leader = argv;
+      for (const char* a : {"--rank", "0", "--leader", "127.0.0.1:0"}) leader.push_back(a);
+      workers_.push_back(Launch(absl::StrCat("g", g, "r0"), leader));
+      const std::string port = workers_.back()->WaitFor("rendezvous listening on port ", kReady);
+      ASSERT_FALSE(port.empty()) << "group " << g << " leader did not listen";
+      std::vector<std::string> follower = argv;
+      for (const std::string& a : {std::string("--rank"), std::string("1"), std::string("--leader"),
+                                   absl::StrCat("127.0.0.1:", port)}) {
+        follower.push_back(a);
+      }
+      followers_.push_back(Launch(absl::StrCat("g", g, "r1"), follower));
     }
     std::vector<std::string> addresses;
     for (auto& w : workers_) {
-      addresses.push_back(w->WaitFor("listening on ", kReady));
+      addresses.push_back(w->WaitFor("expertmesh-worker: listening on ", kReady));
       ASSERT_FALSE(addresses.back().empty()) << "worker not ready";
     }
     worker_addresses_ = addresses;
@@ -142,6 +171,12 @@ class ServingE2eTest : public ::testing::Test {
     }
     for (auto& w : workers_) {
       if (w->child) w->child->WaitFor(absl::Seconds(20));
+    }
+    // The other ranks exit once their leader has drained and told them to stop (or died).
+    for (auto& f : followers_) {
+      if (f->child) {
+        EXPECT_TRUE(f->child->WaitFor(absl::Seconds(20)).has_value());
+      }
     }
   }
 
@@ -261,7 +296,8 @@ class ServingE2eTest : public ::testing::Test {
   }
 
   static std::string* model_dir_;
-  std::vector<std::unique_ptr<Proc>> workers_;
+  std::vector<std::unique_ptr<Proc>> workers_;    // each group's rank 0
+  std::vector<std::unique_ptr<Proc>> followers_;  // each group's rank 1
   std::vector<std::string> worker_addresses_;
   std::unique_ptr<Proc> router_;
   int http_port_ = 0;
@@ -345,6 +381,37 @@ TEST_F(ServingE2eTest, WorkerKilledMidStreamEndsThatStreamAndOthersAreServed) {
               victim.error.c_str());
   EXPECT_LT(victim.completion_tokens, 4000);
   // New requests keep being served by the surviving group.
+  for (int i = 0; i < 4; ++i) {
+    httplib::Client client("127.0.0.1", http_port_);
+    auto res = client.Post("/v1/completions", CompletionBody({1, 2, 3}, 8, false).dump(),
+                           "application/json");
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 200) << res->body;
+  }
+  EXPECT_EQ(RunningOn(worker_addresses_[1 - killed]), 0);
+}
+
+TEST_F(ServingE2eTest, OtherRankKilledMidStreamBreaksItsGroupOnly) {
+  int killed = -1;
+  StreamOutcome victim = Stream(CompletionBody({9, 8, 7}, 4000, true), [&] {
+    for (int g = 0; g < 2; ++g) {
+      if (RunningOn(worker_addresses_[g]) > 0) {
+        killed = g;
+        followers_[g]->child->Signal(SIGKILL);
+        return;
+      }
+    }
+  });
+  ASSERT_GE(killed, 0) << "no group reported the running request";
+  EXPECT_FALSE(victim.error.empty())
+      << "stream ended without an error; text size " << victim.text.size();
+  std::printf("killed rank 1 of group %d mid-stream; the stream ended with: %s\n", killed,
+              victim.error.c_str());
+  EXPECT_LT(victim.completion_tokens, 4000);
+  // The broken group's leader stops serving and exits instead of hanging.
+  const std::optional<int> leader_exit = workers_[killed]->child->WaitFor(absl::Seconds(15));
+  EXPECT_TRUE(leader_exit.has_value()) << "the leader of the broken group did not exit";
+  // The other group serves new requests.
   for (int i = 0; i < 4; ++i) {
     httplib::Client client("127.0.0.1", http_port_);
     auto res = client.Post("/v1/completions", CompletionBody({1, 2, 3}, 8, false).dump(),
