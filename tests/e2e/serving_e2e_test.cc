@@ -24,6 +24,7 @@
 #include "httplib.h"
 #include "model/tokenizer/tokenizer.h"
 #include "nlohmann/json.hpp"
+#include "tests/util/shared_model.h"
 #include "tools/cli/child_process.h"
 #include "tools/make_model/make_model.h"
 #include "worker/engine/engine.h"
@@ -89,8 +90,7 @@ class ServingE2eTest : public ::testing::Test {
     options.size = "tiny";
     options.out_dir = *model_dir_;
     options.seed = 7;
-    options.force = true;
-    absl::StatusOr<make_model::MakeModelResult> made = make_model::MakeModel(options);
+    absl::StatusOr<std::string> made = expertmesh::testing::MakeSharedModel(options);
     ASSERT_TRUE(made.ok()) << made.status();
   }
   static void TearDownTestSuite() { delete model_dir_; }

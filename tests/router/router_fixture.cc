@@ -5,6 +5,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
+#include "tests/util/shared_model.h"
 #include "tools/make_model/make_model.h"
 
 namespace expertmesh::router::testing {
@@ -31,9 +32,7 @@ const std::string& RouterFixture::ModelDir() {
     options.arch = model::Architecture::kQwen3Moe;
     options.size = "tiny";
     options.out_dir = out;
-    options.force = true;
-    std::filesystem::create_directories(out);
-    absl::StatusOr<make_model::MakeModelResult> made = make_model::MakeModel(options);
+    absl::StatusOr<std::string> made = expertmesh::testing::MakeSharedModel(options);
     if (!made.ok()) ADD_FAILURE() << made.status();
     return out;
   }();

@@ -9,29 +9,26 @@
 
 #include "absl/status/statusor.h"
 #include "model/config/model_config.h"
+#include "tests/util/shared_model.h"
 #include "tools/make_model/make_model.h"
 #include "worker/models/forward_batch.h"
 #include "worker/models/model.h"
 
 namespace expertmesh::models::testing {
 
-// Writes (once per process and name) a make-model checkpoint and returns its directory.
+// Writes (once, shared by all test processes) a make-model checkpoint and returns its directory.
 inline absl::StatusOr<std::string> MakeTestModel(model::Architecture arch, const std::string& size,
                                                  const std::string& tag,
                                                  make_model::ShapeOverrides overrides = {}) {
   const std::string dir = std::string(EXPERTMESH_BINARY_DIR) + "/test-scratch/models/" +
                           std::string(model::ArchitectureName(arch)) + "-" + size + "-" + tag;
-  if (std::filesystem::exists(dir + "/config.json")) return dir;
   make_model::MakeModelOptions options;
   options.arch = arch;
   options.size = size;
   options.overrides = overrides;
   options.out_dir = dir;
   options.seed = 7;
-  options.force = true;
-  absl::StatusOr<make_model::MakeModelResult> r = make_model::MakeModel(options);
-  if (!r.ok()) return r.status();
-  return dir;
+  return expertmesh::testing::MakeSharedModel(options);
 }
 
 // A block table of consecutive blocks starting at `first`.
