@@ -1,7 +1,7 @@
-// Decode throughput of the whole engine (scheduler + forward + sampling) on a make-model
-// Qwen3-MoE checkpoint, at batch 1 and batch 16, beside the memory-bandwidth roofline of batch 1:
-// bytes of weights one decode token reads (dense weights, lm_head, top_k experts per layer)
-// over the read bandwidth measured in the same run.
+// Throughput of the whole engine (scheduler + forward + sampling) on a make-model Qwen3-MoE
+// checkpoint: decode at batch 1, 8 and 32 and prefill, beside the memory-bandwidth roofline of
+// batch 1: bytes of weights one decode token reads (dense weights, lm_head, top_k experts per
+// layer) over the read bandwidth measured in the same run.
 //   engine_decode_bench MODEL_DIR [threads] [steps]
 #include <chrono>
 #include <cstdio>
@@ -72,6 +72,27 @@ double DecodeTokensPerSecond(expertmesh::engine::Engine& e, int batch, int steps
   return tokens / secs;
 }
 
+// Prompt tokens per second: `prompts` prompts of `len` tokens prefilled (chunked by the
+// scheduler's token budget) until each has its first token.
+double PrefillTokensPerSecond(expertmesh::engine::Engine& e, int prompts, int len) {
+  const int64_t vocab = e.config().vocab_size;
+  for (int r = 0; r < prompts; ++r) {
+    expertmesh::scheduler::GenerationRequest req;
+    req.id = "prefill-" + std::to_string(r);
+    for (int i = 0; i < len; ++i) req.prompt.push_back((i * 53 + r * 211 + 3) % vocab);
+    req.sampling.temperature = 0;
+    req.max_tokens = 1;
+    req.ignore_eos = true;
+    if (!e.AddRequest(req).ok()) std::abort();
+  }
+  const auto t0 = Clock::now();
+  while (e.HasWork()) {
+    if (!e.Step().ok()) std::abort();
+  }
+  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  return static_cast<double>(prompts) * len / secs;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -94,14 +115,18 @@ int main(int argc, char** argv) {
   const double active = static_cast<double>((*e)->model().active_weight_bytes_per_token());
   DecodeTokensPerSecond(**e, 1, 4);  // warm-up: page in the weights
   const double b1 = DecodeTokensPerSecond(**e, 1, steps);
-  const double b16 = DecodeTokensPerSecond(**e, 16, steps);
+  const double b8 = DecodeTokensPerSecond(**e, 8, steps);
+  const double b32 = DecodeTokensPerSecond(**e, 32, steps);
+  const double prefill = PrefillTokensPerSecond(**e, 8, 256);
   const double roofline = bw / active;
-  std::printf("weights %.1f MB, active per token %.1f MB, read bandwidth %.1f GB/s\n",
-              (*e)->model().weight_bytes() / 1e6, active / 1e6, bw / 1e9);
+  std::printf("weights %.1f MB, active per token %.1f MB, read bandwidth %.1f GB/s (%d threads)\n",
+              (*e)->model().weight_bytes() / 1e6, active / 1e6, bw / 1e9, threads);
   std::printf(
       "batch 1 roofline %.1f tok/s; decode batch 1: %.1f tok/s (%.0f%% of roofline, "
       "%.1f GB/s of weights)\n",
       roofline, b1, 100 * b1 / roofline, b1 * active / 1e9);
-  std::printf("decode batch 16: %.1f tok/s (%.1fx batch 1)\n", b16, b16 / b1);
+  std::printf("decode batch 8: %.1f tok/s (%.1fx batch 1)\n", b8, b8 / b1);
+  std::printf("decode batch 32: %.1f tok/s (%.1fx batch 1)\n", b32, b32 / b1);
+  std::printf("prefill (8 prompts x 256 tokens): %.1f tok/s\n", prefill);
   return 0;
 }
