@@ -295,6 +295,19 @@ class ServingE2eTest : public ::testing::Test {
     return static_cast<int>(report.running_requests() + report.queued_requests());
   }
 
+  // After group `broken` failed: new requests are served (by the other group) and none is left
+  // running there.
+  void ExpectTheOtherGroupServes(int broken) {
+    for (int i = 0; i < 4; ++i) {
+      httplib::Client client("127.0.0.1", http_port_);
+      auto res = client.Post("/v1/completions", CompletionBody({1, 2, 3}, 8, false).dump(),
+                             "application/json");
+      ASSERT_TRUE(res);
+      EXPECT_EQ(res->status, 200) << res->body;
+    }
+    EXPECT_EQ(RunningOn(worker_addresses_[1 - broken]), 0);
+  }
+
   static std::string* model_dir_;
   std::vector<std::unique_ptr<Proc>> workers_;    // each group's rank 0
   std::vector<std::unique_ptr<Proc>> followers_;  // each group's rank 1
@@ -380,15 +393,7 @@ TEST_F(ServingE2eTest, WorkerKilledMidStreamEndsThatStreamAndOthersAreServed) {
   std::printf("killed worker%d mid-stream; the stream ended with: %s\n", killed,
               victim.error.c_str());
   EXPECT_LT(victim.completion_tokens, 4000);
-  // New requests keep being served by the surviving group.
-  for (int i = 0; i < 4; ++i) {
-    httplib::Client client("127.0.0.1", http_port_);
-    auto res = client.Post("/v1/completions", CompletionBody({1, 2, 3}, 8, false).dump(),
-                           "application/json");
-    ASSERT_TRUE(res);
-    EXPECT_EQ(res->status, 200) << res->body;
-  }
-  EXPECT_EQ(RunningOn(worker_addresses_[1 - killed]), 0);
+  ExpectTheOtherGroupServes(killed);
 }
 
 TEST_F(ServingE2eTest, OtherRankKilledMidStreamBreaksItsGroupOnly) {
@@ -411,15 +416,7 @@ TEST_F(ServingE2eTest, OtherRankKilledMidStreamBreaksItsGroupOnly) {
   // The broken group's leader stops serving and exits instead of hanging.
   const std::optional<int> leader_exit = workers_[killed]->child->WaitFor(absl::Seconds(15));
   EXPECT_TRUE(leader_exit.has_value()) << "the leader of the broken group did not exit";
-  // The other group serves new requests.
-  for (int i = 0; i < 4; ++i) {
-    httplib::Client client("127.0.0.1", http_port_);
-    auto res = client.Post("/v1/completions", CompletionBody({1, 2, 3}, 8, false).dump(),
-                           "application/json");
-    ASSERT_TRUE(res);
-    EXPECT_EQ(res->status, 200) << res->body;
-  }
-  EXPECT_EQ(RunningOn(worker_addresses_[1 - killed]), 0);
+  ExpectTheOtherGroupServes(killed);
 }
 
 }  // namespace
