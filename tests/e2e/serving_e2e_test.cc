@@ -285,14 +285,20 @@ class ServingE2eTest : public ::testing::Test {
     return out;
   }
 
-  int RunningOn(const std::string& address) {
+  static std::optional<api::LoadReport> LoadOf(const std::string& address) {
     auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
     auto stub = api::Worker::NewStub(channel);
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
     api::LoadReport report;
-    if (!stub->GetLoad(&context, {}, &report).ok()) return -1;
-    return static_cast<int>(report.running_requests() + report.queued_requests());
+    if (!stub->GetLoad(&context, {}, &report).ok()) return std::nullopt;
+    return report;
+  }
+
+  int RunningOn(const std::string& address) {
+    std::optional<api::LoadReport> report = LoadOf(address);
+    if (!report) return -1;
+    return static_cast<int>(report->running_requests() + report->queued_requests());
   }
 
   // After group `broken` failed: new requests are served (by the other group) and none is left
@@ -372,6 +378,59 @@ TEST_F(ServingE2eTest, SixtyFourConcurrentStreamsCompleteWithCorrectUsage) {
   std::printf("connection retries (accept-queue overflow): %d\n", connection_retries_.load());
   // Nothing is left running on either group.
   for (const std::string& address : worker_addresses_) EXPECT_EQ(RunningOn(address), 0);
+}
+
+// Clients that hang up mid-stream abort their requests on the (real) workers, whose KV pools
+// return to full.
+TEST_F(ServingE2eTest, FiftyCancelledStreamsReturnTheKvPoolsToFull) {
+  constexpr int kStreams = 50;
+  std::atomic<int> started{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kStreams; ++i) {
+    threads.emplace_back([&, i] {
+      bool counted = false;
+      const absl::Time give_up = absl::Now() + absl::Seconds(30);
+      // Retried while nothing arrived: a burst of connects can overflow the accept queue.
+      for (int attempt = 0; attempt < 3 && !counted; ++attempt) {
+        httplib::Client client("127.0.0.1", http_port_);
+        client.set_read_timeout(60, 0);
+        httplib::Request req;
+        req.method = "POST";
+        req.path = "/v1/completions";
+        req.body = CompletionBody({3, 4, static_cast<int32_t>(5 + i)}, 4000, true).dump();
+        req.set_header("Content-Type", "application/json");
+        req.content_receiver = [&](const char*, size_t, uint64_t, uint64_t) {
+          if (!counted) {
+            counted = true;
+            started.fetch_add(1);
+          }
+          // Hang up once every stream is generating (or after a bound, so nothing hangs).
+          return started.load() < kStreams && absl::Now() < give_up;
+        };
+        httplib::Response res;
+        httplib::Error error;
+        client.send(req, res, error);
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(started.load(), kStreams);
+  for (const std::string& address : worker_addresses_) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(30);
+    std::optional<api::LoadReport> load;
+    while (absl::Now() < deadline) {
+      load = LoadOf(address);
+      if (load && load->running_requests() == 0 && load->queued_requests() == 0 &&
+          load->free_kv_blocks() == load->total_kv_blocks()) {
+        break;
+      }
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    ASSERT_TRUE(load.has_value()) << address;
+    EXPECT_EQ(load->running_requests() + load->queued_requests(), 0) << address;
+    EXPECT_EQ(load->free_kv_blocks(), load->total_kv_blocks()) << load->DebugString();
+    EXPECT_GT(load->total_kv_blocks(), 0);
+  }
 }
 
 TEST_F(ServingE2eTest, WorkerKilledMidStreamEndsThatStreamAndOthersAreServed) {
