@@ -9,10 +9,13 @@ and environment, the LeaderWorkerSet variables set as the controller sets them
 (LWS_LEADER_ADDRESS, LWS_GROUP_SIZE, LWS_WORKER_INDEX, POD_IP); the router starts with its
 Deployment's args and an API key file. Only what must differ off-cluster is rewritten:
 /models becomes a directory under --work, ports become free loopback ports, 0.0.0.0 and the
-Service name become 127.0.0.1. Then it checks what the probes and the autoscaler rely on:
-the leader answers grpc.health.v1 SERVING on --port, the router's /healthz and /readyz,
-a completion with the key (and 401 without), the HPA's metric on /metrics, and that every
-process exits 0 on SIGTERM within its terminationGracePeriodSeconds.
+Service name become 127.0.0.1. Then it checks what the probes, the autoscaler and the
+failure handling rely on: the leader answers grpc.health.v1 SERVING on --port; the router's
+/healthz and /readyz; a completion with the key (and 401 without); the HPA's metric on
+/metrics; a follower killed makes the leader exit non-zero (the container exit that makes
+LeaderWorkerSet recreate the group) and the router take the group out (/readyz 503); the
+group started again is found again; and every process exits 0 on SIGTERM within its
+terminationGracePeriodSeconds.
 Prints "smoke: N passed, M failed"; --counts FILE receives "N M".
 """
 import argparse
@@ -122,7 +125,7 @@ def main():
         return ok
 
     def start(name, command, env):
-        log = open(os.path.join(a.work, f"{name}.log"), "w", encoding="utf-8")
+        log = open(os.path.join(a.work, f"{name}.log"), "a", encoding="utf-8")
         p = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
         procs.append((name, p, log))
         return p
@@ -154,27 +157,34 @@ def main():
             "--port": lambda v: str(worker_port),
             "--host": lambda v: LOOPBACK,
         }
-        for index, spec in enumerate(templates):
-            c = spec["containers"][0]
-            env = dict(env_base)
-            for e in c.get("env", []):
-                if "value" in e:
-                    env[e["name"]] = str(e["value"])
-                elif e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "status.podIP":
-                    env[e["name"]] = LOOPBACK
-            env["EXPERTMESH_LEADER_PORT"] = str(rendezvous)
-            env.update(LWS_LEADER_ADDRESS=LOOPBACK, LWS_GROUP_SIZE=str(size),
-                       LWS_WORKER_INDEX=str(index))
-            command = [os.path.join(a.bin_dir, os.path.basename(c["command"][0]))]
-            start(f"rank{index}", command + rewrite(c["args"], worker_replace), env)
-        ranks = [p for _, p, _ in procs]
+        def start_group(generation):
+            """The group's pods, as LeaderWorkerSet (re)creates them: all ranks at once."""
+            started = []
+            for index, spec in enumerate(templates):
+                c = spec["containers"][0]
+                env = dict(env_base)
+                for e in c.get("env", []):
+                    if "value" in e:
+                        env[e["name"]] = str(e["value"])
+                    elif e.get("valueFrom", {}).get("fieldRef", {}).get(
+                            "fieldPath") == "status.podIP":
+                        env[e["name"]] = LOOPBACK
+                env["EXPERTMESH_LEADER_PORT"] = str(rendezvous)
+                env.update(LWS_LEADER_ADDRESS=LOOPBACK, LWS_GROUP_SIZE=str(size),
+                           LWS_WORKER_INDEX=str(index))
+                command = [os.path.join(a.bin_dir, os.path.basename(c["command"][0]))]
+                started.append(start(f"rank{index}", command + rewrite(c["args"],
+                                                                       worker_replace), env))
 
-        def leader_up():
-            if any(p.poll() is not None for p in ranks):
-                raise RuntimeError("a rank exited: " + log_text("rank0")[-1000:])
-            return re.search(r"listening on \S+:(\d+)", log_text("rank0"))
+            def leader_up():
+                if any(p.poll() is not None for p in started):
+                    raise RuntimeError("a rank exited: " + log_text("rank0")[-1000:])
+                return len(re.findall(r"listening on \S+:(\d+)", log_text("rank0"))) > generation
 
-        wait_for(leader_up, 120, "the leader to listen")
+            wait_for(leader_up, 120, "the leader to listen")
+            return started
+
+        ranks = start_group(0)
         check(f"group of {size} ranks" in log_text("rank0") or size == 1,
               f"the leader formed a group of {size} from the LeaderWorkerSet environment",
               log_text("rank0")[-500:])
@@ -222,13 +232,35 @@ def main():
             check(code == 200 and re.search(rf"^{metric} ", metrics, re.M),
                   f"/metrics exports the HPA's metric {metric}")
 
-        # 4. Termination as Kubernetes does it: SIGTERM to every pod of the group and the router.
-        for _, p, _ in procs:
+        # 4. A follower dies: the group breaks, the router takes it out; LeaderWorkerSet
+        #    recreates the group, the router finds it again.
+        if size > 1:
+            ranks[1].kill()
+            try:
+                rc = ranks[0].wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                rc = None
+            check(rc not in (0, None), "the leader exits non-zero when a follower dies "
+                  "(LeaderWorkerSet then recreates the group)", f"exit status {rc}")
+            down = wait_for(lambda: http("GET", base + "/readyz")[0] == 503 or None, 30,
+                            "router /readyz 503")
+            code, metrics = http("GET", base + "/metrics")
+            check(down and re.search(r"^expertmesh_worker_group_up\{[^}]*\} 0$", metrics, re.M),
+                  "the router takes the broken group out (/readyz 503, group_up 0)")
+            ranks = start_group(1)
+            up = wait_for(lambda: http("GET", base + "/readyz")[0] == 200 or None, 60,
+                          "router /readyz after the group is back")
+            code, text = http("POST", base + "/v1/completions", body, key)
+            check(up and code == 200, "the recreated group serves again", f"{code} {text[:300]}")
+
+        # 5. Termination as Kubernetes does it: SIGTERM to every pod of the group and the router.
+        live = [(name, p) for name, p, _ in procs if p.poll() is None]
+        for _, p in live:
             p.send_signal(signal.SIGTERM)
         periods = {"router": router_spec.get("terminationGracePeriodSeconds", 30)}
         for index, spec in enumerate(templates):
             periods[f"rank{index}"] = spec.get("terminationGracePeriodSeconds", 30)
-        for name, p, _ in procs:
+        for name, p in live:
             try:
                 rc = p.wait(timeout=periods[name])
             except subprocess.TimeoutExpired:

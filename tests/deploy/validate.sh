@@ -8,14 +8,16 @@
 #     check-jsonschema against the CRD's openAPIV3Schema (from shared/k8s, closed to unknown
 #     fields) and for unique list-map keys; a strictness self-test of both validators;
 #   - the invariants of tests/deploy/check_invariants.py, with their negative self-checks;
-#   - when the programs are built: the cpu-small overlay's commands run for real on loopback
-#     (tests/deploy/smoke_cpu_small.py).
+#   - when the programs are built: the cpu-small overlay's commands run for real on loopback,
+#     including a follower killed and its group recreated (tests/deploy/smoke_cpu_small.py).
 # Tools come from PyPI, pinned in tests/deploy/requirements.txt, in a virtualenv kept between
 # runs and rebuilt when that file changes.
 #
 # Environment: DEPLOY_VENV (default ${BUILD_DIR:-build}/deploy-venv), DEPLOY_OUT (rendered
 # files and logs, default ${BUILD_DIR:-build}/deploy-out), EXPERTMESH_BIN_DIR (built programs,
-# default ${BUILD_DIR:-build}/bin), EXPERTMESH_SHARED_DIR (default ../shared beside the repo).
+# default ${BUILD_DIR:-build}/bin), DEPLOY_REQUIRE_PROGRAMS=1 (fail instead of skipping the
+# cpu-small run when they are missing; CTest sets it), EXPERTMESH_SHARED_DIR (default
+# ../shared beside the repository).
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -181,6 +183,9 @@ if [[ -x "$BIN_DIR/expertmesh-worker" && -x "$BIN_DIR/expertmesh-router" &&
   timeout 300 "$PY" "$HERE/smoke_cpu_small.py" --rendered "$OUT/rendered/cpu-small.yaml" \
     --bin-dir "$BIN_DIR" --work "$OUT/smoke" --counts "$OUT/smoke.counts"
   add_counts "$OUT/smoke.counts"
+elif [[ "${DEPLOY_REQUIRE_PROGRAMS:-0}" == 1 ]]; then
+  echo "deploy: FAIL no built programs in $BIN_DIR for the cpu-small run"
+  failed=$((failed + 1))
 else
   echo "deploy: SKIPPED the cpu-small run: no built programs in $BIN_DIR"
 fi
