@@ -13,9 +13,10 @@
 # runtime, cuBLAS, NCCL and the driver libraries, which come from the NVIDIA base image and
 # the NVIDIA container toolkit.
 #
-# --check runs in the runtime image: every library resolves (except the driver's, mounted
-# when a GPU container starts), every program answers --help, and with "cuda" the NCCL
-# runtime is installed.
+# --check runs in the runtime image (and in CI on the staged build): every library resolves
+# (except the driver's, mounted when a GPU container starts), every library that the base
+# does not provide resolves inside DEST/lib, every program answers --help, and with "cuda"
+# the NCCL runtime is installed.
 set -euo pipefail
 
 PROGRAMS=(expertmesh expertmesh-router expertmesh-worker)
@@ -75,6 +76,13 @@ check() {
       unresolved+=("$lib")
     done
     ((${#unresolved[@]} == 0)) || die "$program: libraries not found: ${unresolved[*]}"
+    local name path outside=()
+    while read -r name path; do
+      [[ "$name" =~ $BASE_LIBS || "$path" != /* ]] && continue
+      [[ "$flavor" == cuda && "$name" =~ $CUDA_LIBS ]] && continue
+      [[ "$(readlink -f "$path")" == "$(readlink -f "$dest/lib")"/* ]] || outside+=("$path")
+    done < <(ldd "$dest/bin/$program" | awk '$2 == "=>" { print $1, $3 }')
+    ((${#outside[@]} == 0)) || die "$program: loads ${outside[*]} from outside $dest/lib"
     if [[ -z "$missing" ]]; then
       "$dest/bin/$program" --help >/dev/null || die "$program --help failed"
     else

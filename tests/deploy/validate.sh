@@ -8,8 +8,10 @@
 #     check-jsonschema against the CRD's openAPIV3Schema (from shared/k8s, closed to unknown
 #     fields) and for unique list-map keys; a strictness self-test of both validators;
 #   - the invariants of tests/deploy/check_invariants.py, with their negative self-checks;
-#   - when the programs are built: the cpu-small overlay's commands run for real on loopback,
-#     including a follower killed and its group recreated (tests/deploy/smoke_cpu_small.py).
+#   - when the programs are built: deploy/docker/stage-runtime.sh stages them as the image
+#     build does and checks the result; the cpu-small overlay's commands run for real on
+#     loopback, including a follower killed and its group recreated
+#     (tests/deploy/smoke_cpu_small.py).
 # Tools come from PyPI, pinned in tests/deploy/requirements.txt, in a virtualenv kept between
 # runs and rebuilt when that file changes.
 #
@@ -179,6 +181,11 @@ add_counts "$OUT/invariants.counts"
 
 if [[ -x "$BIN_DIR/expertmesh-worker" && -x "$BIN_DIR/expertmesh-router" &&
   -x "$BIN_DIR/expertmesh" ]]; then
+  echo "deploy: the built programs, staged as the images stage them"
+  step "stage-runtime.sh: programs and their libraries" \
+    deploy/docker/stage-runtime.sh "$(dirname "$BIN_DIR")" "$OUT/stage" debian
+  step "stage-runtime.sh --check: everything resolves inside the staged tree" \
+    deploy/docker/stage-runtime.sh --check "$OUT/stage" debian
   echo "deploy: the cpu-small overlay's commands, run on loopback"
   timeout 300 "$PY" "$HERE/smoke_cpu_small.py" --rendered "$OUT/rendered/cpu-small.yaml" \
     --bin-dir "$BIN_DIR" --work "$OUT/smoke" --counts "$OUT/smoke.counts"
