@@ -22,9 +22,10 @@ uint64_t RankBytes(const ModelConfig& c, const ParallelConfig& p, const Classifi
   switch (t.role) {
     case TensorRole::kEmbedding:
     case TensorRole::kLmHead: {
-      // Vocab-parallel: each rank holds ceil(vocab / tp) rows (the last one padded).
+      // Vocab-parallel over the whole group (worker/models/shard.h): each of the tp x ep ranks
+      // holds ceil(vocab / (tp x ep)) rows (the last one padded).
       const uint64_t vocab = static_cast<uint64_t>(c.vocab_size);
-      return bytes / vocab * CeilDiv(vocab, tp);
+      return bytes / vocab * CeilDiv(vocab, tp * static_cast<uint64_t>(p.ep));
     }
     case TensorRole::kAttentionKv: {
       const int64_t kv_on_rank = std::max<int64_t>(1, c.num_key_value_heads / p.tp);
