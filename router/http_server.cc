@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/logging.h"
 #include "httplib.h"
 #include "router/openai_handlers.h"
@@ -50,6 +51,13 @@ absl::StatusOr<int> HttpServer::Start() {
         absl::StrCat("cannot bind HTTP to ", options_.host, ":", options_.port));
   }
   thread_ = std::thread([this] { server_->listen_after_bind(); });
+  // Stop() before the listen loop runs would be lost (httplib's stop() is a no-op until then)
+  // and join() would wait forever: return only once it runs.
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (!server_->is_running() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
+  if (!server_->is_running()) {
+    return absl::InternalError("the HTTP server did not start listening within 30 s");
+  }
   return port;
 }
 

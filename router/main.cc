@@ -5,6 +5,8 @@
 //   expertmesh-router --model-dir DIR --workers dns:///workers.ns.svc:50051 --http-port 8000
 //
 // API keys come from --api-key-file or the EXPERTMESH_API_KEYS variable, never from a flag.
+#include <unistd.h>
+
 #include <csignal>
 #include <cstdio>
 
@@ -15,8 +17,13 @@
 
 namespace {
 
-volatile std::sig_atomic_t g_signal = 0;
-void OnSignal(int sig) { g_signal = sig; }
+// The handler writes the signal to a pipe that main() reads: a signal may be delivered to any
+// thread (gRPC's, httplib's), so waking main with pause() would miss it.
+int g_signal_pipe[2] = {-1, -1};
+void OnSignal(int sig) {
+  const char byte = static_cast<char>(sig);
+  (void)!write(g_signal_pipe[1], &byte, 1);
+}
 
 }  // namespace
 
@@ -80,6 +87,7 @@ int main(int argc, char** argv) {
   o.api_keys = *std::move(keys);
 
   std::signal(SIGPIPE, SIG_IGN);
+  if (pipe(g_signal_pipe) != 0) return fail(absl::InternalError("pipe() failed"));
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
   absl::StatusOr<std::unique_ptr<expertmesh::router::RouterServer>> server =
@@ -98,8 +106,10 @@ int main(int argc, char** argv) {
                 (*server)->grpc_port(), tls ? " (TLS)" : "");
   }
   std::fflush(stdout);
-  while (g_signal == 0) pause();
-  EM_LOG_INFO("router: signal {}, draining for up to {} s", static_cast<int>(g_signal), grace_s);
+  char signal = 0;
+  while (read(g_signal_pipe[0], &signal, 1) != 1) {
+  }
+  EM_LOG_INFO("router: signal {}, draining for up to {} s", static_cast<int>(signal), grace_s);
   (*server)->Shutdown(absl::Seconds(grace_s));
   std::printf("expertmesh-router: stopped\n");
   return 0;

@@ -68,7 +68,17 @@ bool WorkerGroup::Probe(absl::Duration timeout) {
     healthy = worker_->GetLoad(&load_context, internal_api::GetLoadRequest(), &report).ok();
   }
   absl::MutexLock lock(&mu_);
-  healthy_ = healthy;
+  if (healthy) {
+    missed_probes_ = 0;
+    healthy_ = true;
+  } else {
+    ++missed_probes_;
+    // An answer of NOT_SERVING (draining, a broken group) takes the group out at once. A probe
+    // that got no answer in time takes it out only on the kMissedProbesToMarkDown-th miss in a
+    // row, so one slow answer from a loaded host does not take a healthy group out; a group
+    // whose streams fail is marked down at once by MarkFailed.
+    if (health_status.ok() || missed_probes_ >= kMissedProbesToMarkDown) healthy_ = false;
+  }
   if (healthy) {
     auto cached = std::make_shared<absl::flat_hash_set<uint64_t>>(
         report.cached_prefix_hashes().begin(), report.cached_prefix_hashes().end());
@@ -76,7 +86,7 @@ bool WorkerGroup::Probe(absl::Duration timeout) {
     load_ = std::move(report);
     has_report_ = true;
   }
-  return healthy;
+  return healthy_;
 }
 
 void WorkerGroup::MarkFailed() {

@@ -34,6 +34,9 @@ struct GroupState {
   uint64_t failures = 0;
 };
 
+// Probes without an answer in a row that take a healthy group out.
+inline constexpr int kMissedProbesToMarkDown = 2;
+
 class WorkerGroup {
  public:
   WorkerGroup(std::string address, std::shared_ptr<grpc::ChannelCredentials> credentials);
@@ -76,6 +79,7 @@ class WorkerGroup {
   internal_api::LoadReport load_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const absl::flat_hash_set<uint64_t>> cached_ ABSL_GUARDED_BY(mu_);
   uint64_t failures_ ABSL_GUARDED_BY(mu_) = 0;
+  int missed_probes_ ABSL_GUARDED_BY(mu_) = 0;  // consecutive probes without an answer
 };
 
 // grpc::Status -> absl::Status with the same code and message.

@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -274,8 +275,12 @@ absl::Status RunGroup(const WorkerFlags& flags, const comm::GroupConfig& group,
   absl::Notification fatal;
   absl::Mutex fatal_mu;
   absl::Status fatal_status;
+  std::atomic<WorkerServer*> serving{nullptr};
   EngineLoopOptions loop_options{.max_queued = flags.max_queued};
   loop_options.on_fatal = [&](const absl::Status& status) {
+    // Readiness goes NOT_SERVING at once, before the main thread notices: routers must not
+    // send new requests to a group that can no longer run a step.
+    if (WorkerServer* s = serving.load()) s->SetServing(false);
     absl::MutexLock lock(&fatal_mu);
     if (fatal.HasBeenNotified()) return;
     fatal_status = status;
@@ -287,6 +292,8 @@ absl::Status RunGroup(const WorkerFlags& flags, const comm::GroupConfig& group,
                    WorkerServer::Start(&loop, {.host = flags.host,
                                                .port = flags.port,
                                                .service = {.tp = flags.tp, .ep = flags.ep}}));
+  serving.store(server.get());
+  if (fatal.HasBeenNotified()) server->SetServing(false);
   std::printf(
       "expertmesh-worker: model %s, group of %d ranks (tp %d x ep %d), %d KV blocks, "
       "context %lld\n",
@@ -307,12 +314,14 @@ absl::Status RunGroup(const WorkerFlags& flags, const comm::GroupConfig& group,
     EM_LOG_ERROR("worker: the group broke ({}); not serving, exiting", status.ToString());
     // The live streams already got the error; give them a moment to reach the router.
     server->Shutdown(absl::Seconds(1));
+    serving.store(nullptr);
     loop.Stop();
     return absl::UnavailableError(absl::StrCat("worker group broke: ", status.message()));
   }
   EM_LOG_INFO("worker: signal {}: not serving, draining {} live requests for up to {} s",
               signals.signal(), loop.NumLive(), flags.grace_s);
   const int32_t cut = server->Shutdown(absl::Seconds(flags.grace_s));
+  serving.store(nullptr);
   loop.Stop();
   absl::Status stop = engine::SendStop(comm);
   if (!stop.ok()) EM_LOG_WARN("worker: telling the other ranks to stop: {}", stop.ToString());

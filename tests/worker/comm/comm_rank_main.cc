@@ -7,6 +7,7 @@
 // bounds every wait. Exit codes: 0 all good, 1 wrong result, 2 join failed, 3 injected exit, 4 a
 // peer failure (UNAVAILABLE / DEADLINE_EXCEEDED), 5 any other error.
 #include <unistd.h>
+#include <csignal>
 
 #include <cstdio>
 #include <cstdlib>
@@ -148,4 +149,9 @@ int Main() {
 }  // namespace
 }  // namespace expertmesh::comm
 
-int main() { return expertmesh::comm::Main(); }
+int main() {
+  // As expertmesh-worker does: a peer that died must surface as an error from the collective
+  // (Gloo writes to its sockets without MSG_NOSIGNAL), not kill this rank with SIGPIPE.
+  std::signal(SIGPIPE, SIG_IGN);
+  return expertmesh::comm::Main();
+}
