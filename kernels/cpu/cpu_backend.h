@@ -21,7 +21,8 @@ struct CpuBackendOptions {
   // Kernel family; unset = the best this CPU runs. Tests force kScalar to cover the portable path.
   std::optional<CpuIsa> isa;
   // Linear/grouped-linear calls with at least this many tokens (per weight) go through OpenBLAS
-  // sgemm on fp32 copies of weight tiles; fewer use the streaming kernel. 0 disables BLAS.
+  // sgemm on fp32 copies of weight tiles; fewer use the streaming kernel. 0 disables BLAS, and
+  // so does an OpenBLAS running its pre-AVX2 kernels under a vector kernel family (slower).
   int64_t blas_min_tokens = 64;
 };
 

@@ -8,6 +8,8 @@ std::string_view CpuIsaName(CpuIsa isa) {
       return "scalar";
     case CpuIsa::kAvx2:
       return "avx2";
+    case CpuIsa::kAvx512:
+      return "avx512";
   }
   return "unknown";
 }
@@ -39,10 +41,15 @@ bool CpuSupports(CpuIsa isa) {
       return true;
     case CpuIsa::kAvx2:
       return f.avx2 && f.fma && f.f16c;
+    case CpuIsa::kAvx512:
+      return f.avx2 && f.fma && f.f16c && f.avx512f;
   }
   return false;
 }
 
-CpuIsa BestCpuIsa() { return CpuSupports(CpuIsa::kAvx2) ? CpuIsa::kAvx2 : CpuIsa::kScalar; }
+CpuIsa BestCpuIsa() {
+  if (CpuSupports(CpuIsa::kAvx512)) return CpuIsa::kAvx512;
+  return CpuSupports(CpuIsa::kAvx2) ? CpuIsa::kAvx2 : CpuIsa::kScalar;
+}
 
 }  // namespace expertmesh::kernels::cpu

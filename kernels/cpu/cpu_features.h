@@ -9,7 +9,8 @@ namespace expertmesh::kernels::cpu {
 
 // The kernel families a CpuBackend can run. kScalar is portable C++ (the compiler may still use
 // SSE2); kAvx2 needs AVX2 + FMA + F16C.
-enum class CpuIsa { kScalar, kAvx2 };
+// kAvx512: AVX2 + FMA + F16C + AVX-512F (the GEMM at 16 lanes, the rest as kAvx2).
+enum class CpuIsa { kScalar, kAvx2, kAvx512 };
 std::string_view CpuIsaName(CpuIsa isa);
 
 struct CpuFeatures {

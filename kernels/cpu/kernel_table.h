@@ -32,7 +32,8 @@ struct KernelTable {
 };
 
 const KernelTable& ScalarKernels();
-const KernelTable& Avx2Kernels();  // REQUIRES: CpuSupports(CpuIsa::kAvx2)
+const KernelTable& Avx2Kernels();    // REQUIRES: CpuSupports(CpuIsa::kAvx2)
+const KernelTable& Avx512Kernels();  // REQUIRES: CpuSupports(CpuIsa::kAvx512)
 const KernelTable& KernelsFor(CpuIsa isa);
 
 }  // namespace expertmesh::kernels::cpu

@@ -76,7 +76,15 @@ const KernelTable& ScalarKernels() {
 }
 
 const KernelTable& KernelsFor(CpuIsa isa) {
-  return isa == CpuIsa::kAvx2 ? Avx2Kernels() : ScalarKernels();
+  switch (isa) {
+    case CpuIsa::kAvx512:
+      return Avx512Kernels();
+    case CpuIsa::kAvx2:
+      return Avx2Kernels();
+    case CpuIsa::kScalar:
+      break;
+  }
+  return ScalarKernels();
 }
 
 }  // namespace expertmesh::kernels::cpu

@@ -20,7 +20,9 @@ using kernels::cpu::CpuBackend;
 using kernels::cpu::CpuIsa;
 using runtime::Tensor;
 
-inline std::vector<CpuIsa> AllCpuIsas() { return {CpuIsa::kScalar, CpuIsa::kAvx2}; }
+inline std::vector<CpuIsa> AllCpuIsas() {
+  return {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512};
+}
 
 inline std::string DTypeShort(DType d) {
   std::string s(DTypeName(d));
