@@ -10,6 +10,8 @@ std::string_view CpuIsaName(CpuIsa isa) {
       return "avx2";
     case CpuIsa::kAvx512:
       return "avx512";
+    case CpuIsa::kAvx512Bf16:
+      return "avx512bf16";
   }
   return "unknown";
 }
@@ -43,11 +45,14 @@ bool CpuSupports(CpuIsa isa) {
       return f.avx2 && f.fma && f.f16c;
     case CpuIsa::kAvx512:
       return f.avx2 && f.fma && f.f16c && f.avx512f;
+    case CpuIsa::kAvx512Bf16:
+      return f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bf16;
   }
   return false;
 }
 
 CpuIsa BestCpuIsa() {
+  if (CpuSupports(CpuIsa::kAvx512Bf16)) return CpuIsa::kAvx512Bf16;
   if (CpuSupports(CpuIsa::kAvx512)) return CpuIsa::kAvx512;
   return CpuSupports(CpuIsa::kAvx2) ? CpuIsa::kAvx2 : CpuIsa::kScalar;
 }

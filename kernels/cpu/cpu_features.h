@@ -9,8 +9,9 @@ namespace expertmesh::kernels::cpu {
 
 // The kernel families a CpuBackend can run. kScalar is portable C++ (the compiler may still use
 // SSE2); kAvx2 needs AVX2 + FMA + F16C.
-// kAvx512: AVX2 + FMA + F16C + AVX-512F (the GEMM at 16 lanes, the rest as kAvx2).
-enum class CpuIsa { kScalar, kAvx2, kAvx512 };
+// kAvx512: AVX2 + FMA + F16C + AVX-512F (the GEMM at 16 lanes, the rest as kAvx2);
+// kAvx512Bf16: also AVX512_BF16 (bf16 x bf16 dot products for bf16 activations).
+enum class CpuIsa { kScalar, kAvx2, kAvx512, kAvx512Bf16 };
 std::string_view CpuIsaName(CpuIsa isa);
 
 struct CpuFeatures {

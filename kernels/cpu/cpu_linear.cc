@@ -27,6 +27,8 @@ struct GemmJob {
   const Tensor* w;
   float* out;
   int64_t ldo;
+  // The same activations in bf16 when they are bf16 and the table has gemm_bf16_xbf16.
+  const uint16_t* x_bf16 = nullptr;
 };
 
 struct GemmTask {
@@ -35,6 +37,12 @@ struct GemmTask {
   int64_t row_end;
   bool blas;
 };
+
+// x's bf16 values when the kernels can multiply them as they are.
+const uint16_t* Bf16Activations(const CpuContext& ctx, const Tensor& x) {
+  if (x.dtype() != DType::kBF16 || ctx.kernels->gemm_bf16_xbf16 == nullptr) return nullptr;
+  return x.data<uint16_t>();
+}
 
 constexpr int64_t kStreamRowsPerTask = 16;  // multiple of the 4-row micro-kernel
 constexpr int64_t kBlasRowsPerTask = 128;
@@ -50,7 +58,11 @@ void RunTask(const CpuContext& ctx, const GemmJob& job, const GemmTask& task,
   const int64_t rows = task.row_end - task.row_begin;
   float* out = job.out + task.row_begin;
   if (!task.blas) {
-    if (job.w->dtype() == DType::kBF16) {
+    if (job.w->dtype() == DType::kBF16 && job.x_bf16 != nullptr) {
+      ctx.kernels->gemm_bf16_xbf16(job.x_bf16, job.k, job.n, job.k,
+                                   job.w->data<uint16_t>() + task.row_begin * job.k, job.k, rows,
+                                   out, job.ldo);
+    } else if (job.w->dtype() == DType::kBF16) {
       ctx.kernels->gemm_bf16(job.x, job.k, job.n, job.k,
                              job.w->data<uint16_t>() + task.row_begin * job.k, job.k, rows, out,
                              job.ldo);
@@ -108,7 +120,7 @@ absl::Status CpuLinear(const CpuContext& ctx, const Tensor& x, const Tensor& wei
     os.resize(static_cast<size_t>(n * m));
     of = os.data();
   }
-  RunJobs(ctx, {GemmJob{xf, n, k, &weight, of, m}});
+  RunJobs(ctx, {GemmJob{xf, n, k, &weight, of, m, Bf16Activations(ctx, x)}});
   if (bias.defined()) {
     std::vector<float> bs;
     const float* bf = AsF32(ctx, bias, bs);
@@ -152,7 +164,9 @@ absl::Status CpuMoeGroupedLinear(const CpuContext& ctx, const Tensor& x,
       return absl::InvalidArgumentError(
           absl::StrCat("moe_grouped_linear: expert ", e, " has ", ne, " rows but no weight"));
     }
-    jobs.push_back(GemmJob{xf + off[e] * k, ne, k, &weights[e], of + off[e] * m, m});
+    const uint16_t* xb = Bf16Activations(ctx, x);
+    jobs.push_back(GemmJob{xf + off[e] * k, ne, k, &weights[e], of + off[e] * m, m,
+                           xb == nullptr ? nullptr : xb + off[e] * k});
   }
   RunJobs(ctx, jobs);
   if (out.dtype() != DType::kF32) StoreF32(ctx, of, out, 0, rows * m);

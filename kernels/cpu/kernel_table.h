@@ -29,11 +29,18 @@ struct KernelTable {
                   int64_t ldv, int64_t dv, float* acc, int64_t ldacc);
   void (*pv_f32)(const float* p, int64_t ldp, int64_t rows, int64_t npos, const float* v,
                  int64_t ldv, int64_t dv, float* acc, int64_t ldacc);
+  // As gemm_bf16 with bf16 activations (bf16 compute mode), on CPUs with a bf16 dot-product
+  // instruction (AVX512_BF16); nullptr elsewhere. Products of bf16 values are exact in fp32,
+  // so this computes the same sums as widening x first, in another order (and with the
+  // instruction's denormals-are-zero).
+  void (*gemm_bf16_xbf16)(const uint16_t* x, int64_t ldx, int64_t n, int64_t k, const uint16_t* w,
+                          int64_t ldw, int64_t rows, float* out, int64_t ldo) = nullptr;
 };
 
 const KernelTable& ScalarKernels();
-const KernelTable& Avx2Kernels();    // REQUIRES: CpuSupports(CpuIsa::kAvx2)
-const KernelTable& Avx512Kernels();  // REQUIRES: CpuSupports(CpuIsa::kAvx512)
+const KernelTable& Avx2Kernels();        // REQUIRES: CpuSupports(CpuIsa::kAvx2)
+const KernelTable& Avx512Kernels();      // REQUIRES: CpuSupports(CpuIsa::kAvx512)
+const KernelTable& Avx512Bf16Kernels();  // REQUIRES: CpuSupports(CpuIsa::kAvx512Bf16)
 const KernelTable& KernelsFor(CpuIsa isa);
 
 }  // namespace expertmesh::kernels::cpu

@@ -77,6 +77,8 @@ const KernelTable& ScalarKernels() {
 
 const KernelTable& KernelsFor(CpuIsa isa) {
   switch (isa) {
+    case CpuIsa::kAvx512Bf16:
+      return Avx512Bf16Kernels();
     case CpuIsa::kAvx512:
       return Avx512Kernels();
     case CpuIsa::kAvx2:

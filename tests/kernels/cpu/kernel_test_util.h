@@ -21,7 +21,7 @@ using kernels::cpu::CpuIsa;
 using runtime::Tensor;
 
 inline std::vector<CpuIsa> AllCpuIsas() {
-  return {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512};
+  return {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Bf16};
 }
 
 inline std::string DTypeShort(DType d) {
