@@ -13,7 +13,7 @@ JOBS="${JOBS:-$(nproc)}"
 
 PACKAGES=(
   build-essential cmake ninja-build pkg-config ccache git ca-certificates
-  python3 python3-venv python3-pip clang libclang-rt-14-dev
+  python3 python3-venv python3-pip clang libclang-rt-14-dev iproute2 procps
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libgloo-dev libpcre2-dev libutf8proc-dev nlohmann-json3-dev libspdlog-dev libcli11-dev
   libcpp-httplib-dev libopenblas-dev libdnnl-dev ocl-icd-opencl-dev
