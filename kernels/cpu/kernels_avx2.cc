@@ -8,6 +8,7 @@
 
 #include "common/dtype.h"
 #include "kernels/cpu/kernel_table.h"
+#include "kernels/cpu/streaming_gemm.h"
 
 namespace expertmesh::kernels::cpu {
 namespace {
@@ -30,63 +31,28 @@ inline float HorizontalSum(__m256 v) {
   return _mm_cvtss_f32(u);
 }
 
-// R weight rows x T tokens.
-template <int R, int T, typename W>
-inline void MicroKernel(const float* x, int64_t ldx, int64_t k, const W* w, int64_t ldw, float* out,
-                        int64_t ldo) {
-  // The loops over R and T must unroll fully so acc and wv live in registers (-O2 does not
-  // unroll them by itself; without the pragmas the accumulators spill to the stack).
-  __m256 acc[R][T];
-#pragma GCC unroll 4
-  for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 4
-    for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
+// The streaming GEMM's SIMD policy (streaming_gemm.h): 8 fp32 lanes, bf16 widened in registers.
+struct Avx2Policy {
+  using Acc = __m256;
+  static constexpr int kStep = 8;
+  static Acc Zero() { return _mm256_setzero_ps(); }
+  template <typename W>
+  static __m256 LoadW(const W* w) {
+    return cpu::LoadW(w);
   }
-  int64_t i = 0;
-  for (; i + 8 <= k; i += 8) {
-    __m256 wv[R];
-#pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) wv[r] = LoadW(w + r * ldw + i);
-#pragma GCC unroll 4
-    for (int t = 0; t < T; ++t) {
-      const __m256 xv = _mm256_loadu_ps(x + t * ldx + i);
-#pragma GCC unroll 4
-      for (int r = 0; r < R; ++r) acc[r][t] = _mm256_fmadd_ps(wv[r], xv, acc[r][t]);
-    }
-  }
-  for (int r = 0; r < R; ++r) {
-    for (int t = 0; t < T; ++t) {
-      float sum = HorizontalSum(acc[r][t]);
-      for (int64_t j = i; j < k; ++j) sum += x[t * ldx + j] * ScalarW(w[r * ldw + j]);
-      out[t * ldo + r] = sum;
-    }
-  }
-}
+  static __m256 LoadX(const float* x) { return _mm256_loadu_ps(x); }
+  static Acc Madd(Acc acc, __m256 w, __m256 x) { return _mm256_fmadd_ps(w, x, acc); }
+  static float Sum(Acc acc) { return HorizontalSum(acc); }
+};
 
-template <int R, typename W>
-inline void RowStrip(const float* x, int64_t ldx, int64_t n, int64_t k, const W* w, int64_t ldw,
-                     float* out, int64_t ldo) {
-  int64_t t = 0;
-  for (; t + 3 <= n; t += 3) MicroKernel<R, 3>(x + t * ldx, ldx, k, w, ldw, out + t * ldo, ldo);
-  if (n - t == 2) MicroKernel<R, 2>(x + t * ldx, ldx, k, w, ldw, out + t * ldo, ldo);
-  if (n - t == 1) MicroKernel<R, 1>(x + t * ldx, ldx, k, w, ldw, out + t * ldo, ldo);
-}
-
-template <typename W>
-void Gemm(const float* x, int64_t ldx, int64_t n, int64_t k, const W* w, int64_t ldw, int64_t rows,
-          float* out, int64_t ldo) {
-  int64_t r = 0;
-  for (; r + 4 <= rows; r += 4) RowStrip<4>(x, ldx, n, k, w + r * ldw, ldw, out + r, ldo);
-  for (; r < rows; ++r) RowStrip<1>(x, ldx, n, k, w + r * ldw, ldw, out + r, ldo);
-}
-
+// Tokens in groups of 3: 12 accumulators + 4 weight vectors of the 16 registers.
 void GemmBf16(const float* x, int64_t ldx, int64_t n, int64_t k, const uint16_t* w, int64_t ldw,
               int64_t rows, float* out, int64_t ldo) {
-  Gemm(x, ldx, n, k, w, ldw, rows, out, ldo);
+  streaming::Gemm<Avx2Policy, 3>(x, ldx, n, k, w, ldw, rows, out, ldo);
 }
 void GemmF32(const float* x, int64_t ldx, int64_t n, int64_t k, const float* w, int64_t ldw,
              int64_t rows, float* out, int64_t ldo) {
-  Gemm(x, ldx, n, k, w, ldw, rows, out, ldo);
+  streaming::Gemm<Avx2Policy, 3>(x, ldx, n, k, w, ldw, rows, out, ldo);
 }
 
 void Bf16ToF32(const uint16_t* in, float* out, int64_t n) {

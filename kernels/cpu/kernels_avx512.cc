@@ -11,6 +11,7 @@
 
 #include "common/dtype.h"
 #include "kernels/cpu/kernel_table.h"
+#include "kernels/cpu/streaming_gemm.h"
 
 namespace expertmesh::kernels::cpu {
 namespace {
@@ -20,8 +21,6 @@ inline __m512 LoadW(const uint16_t* p) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
 }
 inline __m512 LoadW(const float* p) { return _mm512_loadu_ps(p); }
-inline float ScalarW(uint16_t v) { return Bf16ToFloat(v); }
-inline float ScalarW(float v) { return v; }
 
 // 16 lanes summed as a fixed tree (halves, then quarters ...): deterministic.
 inline float HorizontalSum(__m512 v) {
@@ -32,68 +31,27 @@ inline float HorizontalSum(__m512 v) {
   return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
 }
 
-template <int R, int T, typename W>
-inline void MicroKernel(const float* x, int64_t ldx, int64_t k, const W* w, int64_t ldw, float* out,
-                        int64_t ldo) {
-  __m512 acc[R][T];
-#pragma GCC unroll 4
-  for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 6
-    for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
+struct Avx512Policy {
+  using Acc = __m512;
+  static constexpr int kStep = 16;
+  static Acc Zero() { return _mm512_setzero_ps(); }
+  template <typename W>
+  static __m512 LoadW(const W* w) {
+    return cpu::LoadW(w);
   }
-  int64_t i = 0;
-  for (; i + 16 <= k; i += 16) {
-    __m512 wv[R];
-#pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) wv[r] = LoadW(w + r * ldw + i);
-#pragma GCC unroll 6
-    for (int t = 0; t < T; ++t) {
-      const __m512 xv = _mm512_loadu_ps(x + t * ldx + i);
-#pragma GCC unroll 4
-      for (int r = 0; r < R; ++r) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
-    }
-  }
-  for (int r = 0; r < R; ++r) {
-    for (int t = 0; t < T; ++t) {
-      float sum = HorizontalSum(acc[r][t]);
-      for (int64_t j = i; j < k; ++j) sum += x[t * ldx + j] * ScalarW(w[r * ldw + j]);
-      out[t * ldo + r] = sum;
-    }
-  }
-}
+  static __m512 LoadX(const float* x) { return _mm512_loadu_ps(x); }
+  static Acc Madd(Acc acc, __m512 w, __m512 x) { return _mm512_fmadd_ps(w, x, acc); }
+  static float Sum(Acc acc) { return HorizontalSum(acc); }
+};
 
-// Tokens in groups of 6 (24 accumulators + 4 weight vectors + 1 token vector of the 32
-// registers), then 4/3/2/1.
-template <int R, typename W>
-inline void RowStrip(const float* x, int64_t ldx, int64_t n, int64_t k, const W* w, int64_t ldw,
-                     float* out, int64_t ldo) {
-  int64_t t = 0;
-  for (; t + 6 <= n; t += 6) MicroKernel<R, 6>(x + t * ldx, ldx, k, w, ldw, out + t * ldo, ldo);
-  if (n - t == 5) {
-    MicroKernel<R, 4>(x + t * ldx, ldx, k, w, ldw, out + t * ldo, ldo);
-    t += 4;
-  }
-  for (; t + 4 <= n; t += 4) MicroKernel<R, 4>(x + t * ldx, ldx, k, w, ldw, out + t * ldo, ldo);
-  if (n - t == 3) MicroKernel<R, 3>(x + t * ldx, ldx, k, w, ldw, out + t * ldo, ldo);
-  if (n - t == 2) MicroKernel<R, 2>(x + t * ldx, ldx, k, w, ldw, out + t * ldo, ldo);
-  if (n - t == 1) MicroKernel<R, 1>(x + t * ldx, ldx, k, w, ldw, out + t * ldo, ldo);
-}
-
-template <typename W>
-void Gemm(const float* x, int64_t ldx, int64_t n, int64_t k, const W* w, int64_t ldw, int64_t rows,
-          float* out, int64_t ldo) {
-  int64_t r = 0;
-  for (; r + 4 <= rows; r += 4) RowStrip<4>(x, ldx, n, k, w + r * ldw, ldw, out + r, ldo);
-  for (; r < rows; ++r) RowStrip<1>(x, ldx, n, k, w + r * ldw, ldw, out + r, ldo);
-}
-
+// Tokens in groups of 6: 24 accumulators + 4 weight vectors + 1 token vector of 32 registers.
 void GemmBf16(const float* x, int64_t ldx, int64_t n, int64_t k, const uint16_t* w, int64_t ldw,
               int64_t rows, float* out, int64_t ldo) {
-  Gemm(x, ldx, n, k, w, ldw, rows, out, ldo);
+  streaming::Gemm<Avx512Policy, 6>(x, ldx, n, k, w, ldw, rows, out, ldo);
 }
 void GemmF32(const float* x, int64_t ldx, int64_t n, int64_t k, const float* w, int64_t ldw,
              int64_t rows, float* out, int64_t ldo) {
-  Gemm(x, ldx, n, k, w, ldw, rows, out, ldo);
+  streaming::Gemm<Avx512Policy, 6>(x, ldx, n, k, w, ldw, rows, out, ldo);
 }
 
 }  // namespace

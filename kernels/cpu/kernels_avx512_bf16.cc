@@ -8,6 +8,7 @@
 
 #include "common/dtype.h"
 #include "kernels/cpu/kernel_table.h"
+#include "kernels/cpu/streaming_gemm.h"
 
 namespace expertmesh::kernels::cpu {
 namespace {
@@ -24,58 +25,20 @@ inline float HorizontalSum(__m512 v) {
   return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
 }
 
-template <int R, int T>
-inline void MicroKernel(const uint16_t* x, int64_t ldx, int64_t k, const uint16_t* w, int64_t ldw,
-                        float* out, int64_t ldo) {
-  __m512 acc[R][T];
-#pragma GCC unroll 4
-  for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 6
-    for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
-  }
-  int64_t i = 0;
-  for (; i + 32 <= k; i += 32) {
-    __m512bh wv[R];
-#pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) wv[r] = Load32(w + r * ldw + i);
-#pragma GCC unroll 6
-    for (int t = 0; t < T; ++t) {
-      const __m512bh xv = Load32(x + t * ldx + i);
-#pragma GCC unroll 4
-      for (int r = 0; r < R; ++r) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], wv[r], xv);
-    }
-  }
-  for (int r = 0; r < R; ++r) {
-    for (int t = 0; t < T; ++t) {
-      float sum = HorizontalSum(acc[r][t]);
-      for (int64_t j = i; j < k; ++j) {
-        sum += Bf16ToFloat(x[t * ldx + j]) * Bf16ToFloat(w[r * ldw + j]);
-      }
-      out[t * ldo + r] = sum;
-    }
-  }
-}
-
-template <int R>
-inline void RowStrip(const uint16_t* x, int64_t ldx, int64_t n, int64_t k, const uint16_t* w,
-                     int64_t ldw, float* out, int64_t ldo) {
-  int64_t t = 0;
-  for (; t + 6 <= n; t += 6) MicroKernel<R, 6>(x + t * ldx, ldx, k, w, ldw, out + t * ldo, ldo);
-  if (n - t == 5) {
-    MicroKernel<R, 4>(x + t * ldx, ldx, k, w, ldw, out + t * ldo, ldo);
-    t += 4;
-  }
-  for (; t + 4 <= n; t += 4) MicroKernel<R, 4>(x + t * ldx, ldx, k, w, ldw, out + t * ldo, ldo);
-  if (n - t == 3) MicroKernel<R, 3>(x + t * ldx, ldx, k, w, ldw, out + t * ldo, ldo);
-  if (n - t == 2) MicroKernel<R, 2>(x + t * ldx, ldx, k, w, ldw, out + t * ldo, ldo);
-  if (n - t == 1) MicroKernel<R, 1>(x + t * ldx, ldx, k, w, ldw, out + t * ldo, ldo);
-}
+// 32 bf16 values (16 pairs) per step, for weights and activations alike.
+struct Avx512Bf16Policy {
+  using Acc = __m512;
+  static constexpr int kStep = 32;
+  static Acc Zero() { return _mm512_setzero_ps(); }
+  static __m512bh LoadW(const uint16_t* w) { return Load32(w); }
+  static __m512bh LoadX(const uint16_t* x) { return Load32(x); }
+  static Acc Madd(Acc acc, __m512bh w, __m512bh x) { return _mm512_dpbf16_ps(acc, w, x); }
+  static float Sum(Acc acc) { return HorizontalSum(acc); }
+};
 
 void GemmBf16XBf16(const uint16_t* x, int64_t ldx, int64_t n, int64_t k, const uint16_t* w,
                    int64_t ldw, int64_t rows, float* out, int64_t ldo) {
-  int64_t r = 0;
-  for (; r + 4 <= rows; r += 4) RowStrip<4>(x, ldx, n, k, w + r * ldw, ldw, out + r, ldo);
-  for (; r < rows; ++r) RowStrip<1>(x, ldx, n, k, w + r * ldw, ldw, out + r, ldo);
+  streaming::Gemm<Avx512Bf16Policy, 6>(x, ldx, n, k, w, ldw, rows, out, ldo);
 }
 
 }  // namespace
