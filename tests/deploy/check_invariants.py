@@ -74,6 +74,16 @@ def mut_parallelism(docs):
     set_flag(worker_container(docs), "--tp", "3")
 
 
+def mut_ranks_per_pod(docs):
+    # A pod of N GPUs told to run another number of ranks (or, on CPU, told to run 2).
+    c = worker_container(docs)
+    args = c.get("args") or []
+    if "--ranks-per-pod" in args:
+        args[args.index("--ranks-per-pod") + 1] = "3"
+    else:
+        c["args"] = args + ["--ranks-per-pod", "2"]
+
+
 def mut_rank_flag(docs):
     worker_container(docs)["args"] += ["--rank", "0"]
 
@@ -156,6 +166,7 @@ NEGATIVE = [
     (check_images, mut_untagged, "an image without a tag"),
     (check_parallelism, mut_parallelism, "--tp that does not match GPUs x size"),
     (check_parallelism, mut_rank_flag, "a per-pod --rank flag"),
+    (check_parallelism, mut_ranks_per_pod, "--ranks-per-pod that does not match GPUs per pod"),
     (check_parallelism, mut_restart_policy, "restartPolicy None"),
     (check_parallelism, mut_follower_drift, "followers that run other args than the leader"),
     (check_probes, mut_follower_probe, "a follower probed like the leader"),

@@ -154,6 +154,11 @@ def check_parallelism(docs, ctx):
             continue
         gpus = int((c.get("resources", {}).get("limits") or {}).get(GPU, 0))
         ranks_per_pod = gpus if gpus else 1  # one rank per GPU; a CPU pod is one rank
+        # The worker runs that many ranks only when told so (--ranks-per-pod, one process each).
+        told = int(flags.get("--ranks-per-pod", "1"))
+        if told != ranks_per_pod:
+            problems.append(f"{where}: {ranks_per_pod} rank(s) per pod (one per GPU) but "
+                            f"--ranks-per-pod {told}")
         if ranks_per_pod * pod.size != tp * ep:
             problems.append(f"{where}: {ranks_per_pod} rank(s) per pod x size {pod.size} = "
                             f"{ranks_per_pod * pod.size}, but --tp {tp} x --ep {ep} = {tp * ep}")

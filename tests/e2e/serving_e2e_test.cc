@@ -3,7 +3,11 @@
 // ep 2; Gloo over loopback between the ranks) serving a tiny make-model model. Checks greedy
 // parity with the single-process engine over HTTP, 64 concurrent streams with correct usage,
 // a group leader killed mid-stream, and a group's other rank killed mid-stream.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <filesystem>
@@ -95,7 +99,31 @@ class ServingE2eTest : public ::testing::Test {
   }
   static void TearDownTestSuite() { delete model_dir_; }
 
-  void SetUp() override {
+  void SetUp() override { StartTwoGroups(); }
+
+  // Waits for the router's HTTP port and /readyz.
+  void StartRouter(const std::vector<std::string>& addresses) {
+    router_ =
+        Launch("router", {kBin + "/expertmesh-router", "--model-dir", *model_dir_, "--workers",
+                          absl::StrJoin(addresses, ","), "--host", "127.0.0.1", "--http-port", "0",
+                          "--grpc-port", "-1", "--poll-ms", "100", "--grace-s", "2"});
+    const std::string url = router_->WaitFor("HTTP listening on http://", kReady);
+    ASSERT_FALSE(url.empty()) << "router not ready";
+    const std::vector<std::string> hp = absl::StrSplit(url, ':');
+    ASSERT_EQ(hp.size(), 2u);
+    http_port_ = std::stoi(hp[1]);
+    const absl::Time deadline = absl::Now() + kReady;
+    bool ready = false;
+    while (!ready && absl::Now() < deadline) {
+      httplib::Client client("127.0.0.1", http_port_);
+      auto res = client.Get("/readyz");
+      ready = res && res->status == 200;
+      if (!ready) absl::SleepFor(absl::Milliseconds(20));
+    }
+    ASSERT_TRUE(ready) << "router /readyz never 200";
+  }
+
+  void StartTwoGroups() {
     for (const char* bin : {"expertmesh-worker", "expertmesh-router"}) {
       if (!std::filesystem::exists(kBin + "/" + bin)) {
         GTEST_SKIP() << kBin << "/" << bin << " is not built";
@@ -140,25 +168,7 @@ class ServingE2eTest : public ::testing::Test {
       ASSERT_FALSE(addresses.back().empty()) << "worker not ready";
     }
     worker_addresses_ = addresses;
-    router_ =
-        Launch("router", {kBin + "/expertmesh-router", "--model-dir", *model_dir_, "--workers",
-                          absl::StrJoin(addresses, ","), "--host", "127.0.0.1", "--http-port", "0",
-                          "--grpc-port", "-1", "--poll-ms", "100", "--grace-s", "2"});
-    const std::string url = router_->WaitFor("HTTP listening on http://", kReady);
-    ASSERT_FALSE(url.empty()) << "router not ready";
-    const std::vector<std::string> hp = absl::StrSplit(url, ':');
-    ASSERT_EQ(hp.size(), 2u);
-    http_port_ = std::stoi(hp[1]);
-    // Ready once the router sees its groups.
-    const absl::Time deadline = absl::Now() + kReady;
-    bool ready = false;
-    while (!ready && absl::Now() < deadline) {
-      httplib::Client client("127.0.0.1", http_port_);
-      auto res = client.Get("/readyz");
-      ready = res && res->status == 200;
-      if (!ready) absl::SleepFor(absl::Milliseconds(20));
-    }
-    ASSERT_TRUE(ready) << "router /readyz never 200";
+    StartRouter(addresses);
   }
 
   void TearDown() override {
@@ -487,6 +497,74 @@ TEST_F(ServingE2eTest, OtherRankKilledMidStreamBreaksItsGroupOnly) {
   const std::optional<int> leader_exit = workers_[killed]->child->WaitFor(absl::Seconds(15));
   EXPECT_TRUE(leader_exit.has_value()) << "the leader of the broken group did not exit";
   ExpectTheOtherGroupServes(killed);
+}
+
+// One pod running a whole tp 2 group: `--ranks-per-pod 2` makes the worker a launcher of two
+// local ranks (EXPERTMESH_LOCAL_RANK 0 and 1), as a GPU pod runs one rank per GPU.
+class PodLauncherTest : public ServingE2eTest {
+ protected:
+  void SetUp() override {
+    // A free port for the rendezvous (the local ranks must agree on it before they start).
+    int port = 0;
+    {
+      const int fd = socket(AF_INET, SOCK_STREAM, 0);
+      ASSERT_GE(fd, 0);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      socklen_t len = sizeof(addr);
+      ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+      ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+      port = ntohs(addr.sin_port);
+      close(fd);
+    }
+    ASSERT_GT(port, 0);
+    workers_.push_back(Launch("pod", {kBin + "/expertmesh-worker",
+                                      "--model",
+                                      *model_dir_,
+                                      "--host",
+                                      "127.0.0.1",
+                                      "--port",
+                                      "0",
+                                      "--kv-budget",
+                                      "32MiB",
+                                      "--threads",
+                                      "1",
+                                      "--compute-dtype",
+                                      "f32",
+                                      "--grace-s",
+                                      "2",
+                                      "--tp",
+                                      "2",
+                                      "--ranks-per-pod",
+                                      "2",
+                                      "--leader",
+                                      absl::StrCat("127.0.0.1:", port)}));
+    const std::string address = workers_[0]->WaitFor("expertmesh-worker: listening on ", kReady);
+    ASSERT_FALSE(address.empty()) << "the pod's rank 0 did not serve";
+    EXPECT_EQ(workers_[0]->WaitFor("pod launcher started ", kReady), "2 local ranks");
+    worker_addresses_ = {address};
+    StartRouter(worker_addresses_);
+  }
+};
+
+TEST_F(PodLauncherTest, OnePodRunsAWholeGroupAndStopsOnSigterm) {
+  const std::vector<int32_t> prompt = {1, 2, 3, 4, 5};
+  absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> tok =
+      tokenizer::Tokenizer::LoadFromDirectory(*model_dir_);
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  httplib::Client client("127.0.0.1", http_port_);
+  auto res =
+      client.Post("/v1/completions", CompletionBody(prompt, 12, false).dump(), "application/json");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  EXPECT_EQ(Json::parse(res->body)["choices"][0]["text"].get<std::string>(),
+            (*tok)->Decode(ReferenceGreedy(prompt, 12), true));
+  // SIGTERM to the pod's process reaches both ranks; the leader drains and stops its follower.
+  workers_[0]->child->Signal(SIGTERM);
+  const std::optional<int> status = workers_[0]->child->WaitFor(absl::Seconds(20));
+  ASSERT_TRUE(status.has_value()) << "the pod did not stop";
+  EXPECT_EQ(*status, 0);
 }
 
 }  // namespace

@@ -97,6 +97,29 @@ absl::StatusOr<GroupConfig> ResolveGroupConfig(const GroupFlags& flags, const En
     sources.push_back(absl::StrCat("rank ", *r, " (", rank->from, ")"));
   }
 
+  // Several ranks per pod: the rank and size above count pods; this process is local rank
+  // `local_rank` of its pod.
+  std::optional<Sourced> per_pod =
+      First(ToString(flags.ranks_per_pod), "--ranks-per-pod", env, {"EXPERTMESH_RANKS_PER_POD"});
+  if (per_pod.has_value()) {
+    absl::StatusOr<int> n = ParseInt(*per_pod, 1, 1024);
+    if (!n.ok()) return n.status();
+    if (*n > 1) {
+      std::optional<Sourced> local =
+          First(ToString(flags.local_rank), "--local-rank", env, {"EXPERTMESH_LOCAL_RANK"});
+      if (!local.has_value()) {
+        return absl::InvalidArgumentError(absl::StrCat("ranks_per_pod ", *n, " (", per_pod->from,
+                                                       ") needs EXPERTMESH_LOCAL_RANK"));
+      }
+      absl::StatusOr<int> l = ParseInt(*local, 0, *n - 1);
+      if (!l.ok()) return l.status();
+      config.rank = config.rank * *n + *l;
+      config.world_size *= *n;
+      sources.push_back(absl::StrCat("local rank ", *l, " of ", *n, " per pod (", local->from, ", ",
+                                     per_pod->from, ")"));
+    }
+  }
+
   std::optional<Sourced> leader = First(flags.leader, "--leader", env, {"EXPERTMESH_LEADER"});
   if (leader.has_value()) {
     if (absl::Status s = ParseHostPort(*leader, config.leader_host, config.leader_port); !s.ok()) {

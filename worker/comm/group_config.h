@@ -4,7 +4,8 @@
 // Variables read: EXPERTMESH_LEADER (host:port), EXPERTMESH_RANK, EXPERTMESH_WORLD_SIZE,
 // EXPERTMESH_HOST, EXPERTMESH_LEADER_PORT (port to pair with LWS_LEADER_ADDRESS, default
 // kDefaultRendezvousPort), LWS_LEADER_ADDRESS (a host name, no port), LWS_GROUP_SIZE,
-// LWS_WORKER_INDEX, POD_IP (this pod's address, from the downward API).
+// LWS_WORKER_INDEX, POD_IP (this pod's address, from the downward API), EXPERTMESH_RANKS_PER_POD
+// and EXPERTMESH_LOCAL_RANK (several ranks per pod).
 #ifndef EXPERTMESH_WORKER_COMM_GROUP_CONFIG_H_
 #define EXPERTMESH_WORKER_COMM_GROUP_CONFIG_H_
 
@@ -23,6 +24,11 @@ struct GroupFlags {
   std::optional<int> rank;
   std::optional<int> world_size;
   std::optional<std::string> host;  // this rank's address as its peers reach it
+  // Several ranks in one pod (one per GPU): rank and world_size then count pods, and this
+  // process is rank pod_rank * ranks_per_pod + local_rank of pods * ranks_per_pod
+  // (EXPERTMESH_RANKS_PER_POD, EXPERTMESH_LOCAL_RANK).
+  std::optional<int> ranks_per_pod;
+  std::optional<int> local_rank;
 };
 
 struct GroupConfig {

@@ -12,6 +12,8 @@
 // free port). SIGTERM/SIGINT: readiness NOT_SERVING at once, in-flight requests drain for
 // --grace-s, then it exits; a second signal exits at once.
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -21,12 +23,14 @@
 #include <filesystem>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "CLI/CLI.hpp"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "kernels/cpu/cpu_backend.h"
@@ -65,6 +69,7 @@ struct WorkerFlags {
   int32_t max_queued = 1024;
   double grace_s = 30;
   double comm_timeout_s = 30;
+  std::optional<int> ranks_per_pod;
 };
 
 // The group this process is a rank of: flags > EXPERTMESH_* > LeaderWorkerSet environment
@@ -77,20 +82,28 @@ absl::StatusOr<comm::GroupConfig> ResolveGroup(const WorkerFlags& flags,
   }
   const int world = flags.tp * flags.ep;
   // --tp x --ep gives the size when the environment does not; when it does, they must agree.
+  // With several ranks per pod the size counts pods.
+  int per_pod = flags.ranks_per_pod.value_or(1);
+  if (!flags.ranks_per_pod.has_value()) {
+    if (std::optional<std::string> v = env("EXPERTMESH_RANKS_PER_POD"); v.has_value()) {
+      per_pod = std::max(1, std::atoi(v->c_str()));
+    }
+  }
   std::optional<int> world_flag;
   if (world > 1 && !env("EXPERTMESH_WORLD_SIZE").has_value() &&
-      !env("LWS_GROUP_SIZE").has_value()) {
-    world_flag = world;
+      !env("LWS_GROUP_SIZE").has_value() && world % per_pod == 0) {
+    world_flag = world / per_pod;
   }
   ASSIGN_OR_RETURN(
       comm::GroupConfig group,
       comm::ResolveGroupConfig(
           {.leader = flags.leader, .rank = flags.rank, .world_size = world_flag}, env));
   if (group.world_size != world) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--tp ", flags.tp, " x --ep ", flags.ep, " = ", world, " ranks, but the group has ",
-        group.world_size, " (", group.source,
-        "); set EXPERTMESH_WORLD_SIZE / LWS_GROUP_SIZE to tp x ep, with one process per rank"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--tp ", flags.tp, " x --ep ", flags.ep, " = ", world,
+                     " ranks, but the group has ", group.world_size, " (", group.source,
+                     "); pods per group (LWS_GROUP_SIZE / EXPERTMESH_WORLD_SIZE) x --ranks-per-pod "
+                     "must be tp x ep"));
   }
   return group;
 }
@@ -168,6 +181,64 @@ class SignalWatcher {
 
 absl::Status RunGroup(const WorkerFlags& flags, const comm::GroupConfig& group,
                       SignalWatcher& signals);
+
+// With several ranks per pod (one per GPU), the process the pod starts is a launcher: it runs
+// one copy of this program per local rank (EXPERTMESH_LOCAL_RANK = 0..n-1), passes signals on,
+// and when one rank exits with an error stops the others and exits with that error, so the
+// pod fails as a whole (and LeaderWorkerSet recreates the group).
+int RunPodLauncher(int ranks, char** argv, SignalWatcher& signals, double grace_s) {
+  std::vector<pid_t> children;
+  for (int i = 0; i < ranks; ++i) {
+    const pid_t pid = fork();
+    if (pid < 0) {
+      std::perror("expertmesh-worker: fork");
+      for (pid_t c : children) kill(c, SIGKILL);
+      return 1;
+    }
+    if (pid == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      setenv("EXPERTMESH_LOCAL_RANK", std::to_string(i).c_str(), 1);
+      setenv("EXPERTMESH_RANKS_PER_POD", std::to_string(ranks).c_str(), 1);
+      execv("/proc/self/exe", argv);
+      std::perror("expertmesh-worker: exec");
+      std::_Exit(127);
+    }
+    children.push_back(pid);
+  }
+  std::printf("expertmesh-worker: pod launcher started %d local ranks\n", ranks);
+  std::fflush(stdout);
+  int result = 0;
+  bool forwarded = false;
+  absl::Time kill_at = absl::InfiniteFuture();
+  size_t running = children.size();
+  while (running > 0) {
+    int status = 0;
+    const pid_t done = waitpid(-1, &status, WNOHANG);
+    if (done > 0) {
+      --running;
+      const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      if (code != 0 && result == 0) {
+        result = code;
+        std::fprintf(stderr, "expertmesh-worker: a local rank exited with %d; stopping the pod\n",
+                     code);
+        for (pid_t c : children) kill(c, SIGTERM);
+        kill_at = absl::Now() + absl::Seconds(grace_s + 5);
+      }
+      continue;
+    }
+    if (!forwarded && signals.first().HasBeenNotified()) {
+      forwarded = true;
+      for (pid_t c : children) kill(c, signals.signal());
+      kill_at = absl::Now() + absl::Seconds(grace_s + 5);
+    }
+    if (absl::Now() > kill_at) {
+      for (pid_t c : children) kill(c, SIGKILL);
+      kill_at = absl::InfiniteFuture();
+    }
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  return result;
+}
 
 absl::Status Run(const WorkerFlags& flags, SignalWatcher& signals) {
   ASSIGN_OR_RETURN(comm::GroupConfig group, ResolveGroup(flags, comm::ProcessEnv()));
@@ -359,6 +430,10 @@ int main(int argc, char** argv) {
   app.add_option("--threads", f.threads, "CPU threads (0: all cores)")->capture_default_str();
   app.add_option("--device", f.device, "cpu | auto")->capture_default_str();
   app.add_option("--grace-s", f.grace_s, "Drain time on SIGTERM/SIGINT")->capture_default_str();
+  app.add_option(
+      "--ranks-per-pod", f.ranks_per_pod,
+      "Ranks this pod runs, one process each (one per GPU); --rank and the "
+      "LeaderWorkerSet variables then count pods (default: EXPERTMESH_RANKS_PER_POD, 1)");
   app.add_option("--comm-timeout-s", f.comm_timeout_s,
                  "Group join and collective timeout: a rank that does not take part within it "
                  "breaks the group")
@@ -367,6 +442,14 @@ int main(int argc, char** argv) {
 
   std::signal(SIGPIPE, SIG_IGN);
   expertmesh::server::SignalWatcher signals;
+  int ranks_per_pod = f.ranks_per_pod.value_or(0);
+  if (ranks_per_pod == 0) {
+    const char* env = std::getenv("EXPERTMESH_RANKS_PER_POD");
+    ranks_per_pod = env != nullptr ? std::atoi(env) : 1;
+  }
+  if (ranks_per_pod > 1 && std::getenv("EXPERTMESH_LOCAL_RANK") == nullptr) {
+    return expertmesh::server::RunPodLauncher(ranks_per_pod, argv, signals, f.grace_s);
+  }
   absl::Status status = expertmesh::server::Run(f, signals);
   if (!status.ok()) {
     std::fprintf(stderr, "expertmesh-worker: %s\n", status.ToString().c_str());

@@ -52,6 +52,31 @@ TEST(GroupConfigTest, LeaderWorkerSetEnvironmentWithDefaultPort) {
   EXPECT_EQ(c->local_host, "10.1.2.3");
 }
 
+// Two pods of 8 GPUs, one rank per GPU: pod 1's local rank 3 is rank 11 of 16.
+TEST(GroupConfigTest, SeveralRanksPerPod) {
+  absl::StatusOr<GroupConfig> c =
+      ResolveGroupConfig({}, Env({{"LWS_LEADER_ADDRESS", "grp-0.grp.default"},
+                                  {"LWS_GROUP_SIZE", "2"},
+                                  {"LWS_WORKER_INDEX", "1"},
+                                  {"POD_IP", "10.1.2.3"},
+                                  {"EXPERTMESH_RANKS_PER_POD", "8"},
+                                  {"EXPERTMESH_LOCAL_RANK", "3"}}));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->rank, 11);
+  EXPECT_EQ(c->world_size, 16);
+  EXPECT_THAT(c->source, ::testing::HasSubstr("local rank 3 of 8"));
+  // One pod: its local ranks are the whole group.
+  c = ResolveGroupConfig({.leader = "127.0.0.1:4000", .ranks_per_pod = 2, .local_rank = 1},
+                         Env({}));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->rank, 1);
+  EXPECT_EQ(c->world_size, 2);
+  EXPECT_THAT(ResolveGroupConfig({.ranks_per_pod = 2}, Env({})).status().message(),
+              ::testing::HasSubstr("needs EXPERTMESH_LOCAL_RANK"));
+  EXPECT_THAT(ResolveGroupConfig({.ranks_per_pod = 2, .local_rank = 2}, Env({})).status().message(),
+              ::testing::HasSubstr("--local-rank"));
+}
+
 TEST(GroupConfigTest, PrecedenceFlagsThenExpertmeshThenLws) {
   auto env = Env({{"EXPERTMESH_RANK", "1"},
                   {"LWS_WORKER_INDEX", "3"},
