@@ -93,6 +93,32 @@ BENCHMARK(BM_LinearDecode)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
+// The same decode linear with bf16 activations (bf16 compute mode), per kernel family: on
+// AVX512_BF16 CPUs these run the bf16 x bf16 dot-product kernel. Args: tokens, CpuIsa.
+void BM_LinearDecodeBf16(benchmark::State& state) {
+  const int64_t n = state.range(0), in = 2048, out = 4096;
+  const auto isa = static_cast<CpuIsa>(state.range(1));
+  if (!expertmesh::kernels::cpu::CpuSupports(isa)) {
+    state.SkipWithError("this CPU lacks the kernel family");
+    return;
+  }
+  auto backend = MakeBackend(isa);
+  Tensor w = Random(DType::kBF16, {out, in}, 1);
+  Tensor x = Random(DType::kBF16, {n, in}, 2);
+  Tensor y = *Tensor::Empty(DType::kBF16, {n, out});
+  for (auto _ : state) {
+    if (!backend->Linear(x, w, Tensor(), y).ok()) state.SkipWithError("linear failed");
+  }
+  SetGbps(state, static_cast<double>(w.nbytes()));
+  SetGflops(state, 2.0 * n * in * out);
+}
+BENCHMARK(BM_LinearDecodeBf16)
+    ->ArgsProduct({{1, 8, 32},
+                   {static_cast<int>(CpuIsa::kAvx2), static_cast<int>(CpuIsa::kAvx512),
+                    static_cast<int>(CpuIsa::kAvx512Bf16)}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
 // Prefill-sized linear: args tokens, blas_min_tokens (0 = streaming kernel only).
 void BM_LinearPrefill(benchmark::State& state) {
   const int64_t n = state.range(0), in = 2048, out = 2048;

@@ -2,6 +2,7 @@
 
 #include <cblas.h>
 
+#include <cstdlib>
 #include <thread>
 
 #include "absl/strings/ascii.h"
@@ -31,7 +32,25 @@ bool OpenBlasHasVectorKernels() {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(const CpuBackendOptions& options) {
-  const CpuIsa isa = options.isa.value_or(BestCpuIsa());
+  CpuIsa isa = options.isa.value_or(BestCpuIsa());
+  // An operator (or a benchmark) may pin the kernel family: EXPERTMESH_CPU_ISA=avx2 etc.
+  if (!options.isa.has_value()) {
+    if (const char* forced = std::getenv("EXPERTMESH_CPU_ISA"); forced != nullptr && *forced) {
+      bool known = false;
+      for (CpuIsa candidate :
+           {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Bf16}) {
+        if (CpuIsaName(candidate) == forced) {
+          isa = candidate;
+          known = true;
+        }
+      }
+      if (!known) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("cpu backend: EXPERTMESH_CPU_ISA=", forced,
+                         " is not one of scalar, avx2, avx512, avx512bf16"));
+      }
+    }
+  }
   if (!CpuSupports(isa)) {
     return absl::FailedPreconditionError(absl::StrCat("cpu backend: this CPU does not support the ",
                                                       std::string(CpuIsaName(isa)), " kernels"));

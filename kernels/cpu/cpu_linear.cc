@@ -36,7 +36,15 @@ struct GemmTask {
   int64_t row_begin;
   int64_t row_end;
   bool blas;
+  bool bf16_dot;  // gemm_bf16_xbf16 on the bf16 activations
 };
+
+// Prefill-sized products (this many tokens per weight, or more) leave the streaming kernel for
+// OpenBLAS, or for the bf16 dot-product kernel where the activations are bf16 and the CPU has
+// one: measured on an AVX512_BF16 machine it is 25% faster than the AVX-512F streaming kernel
+// for prefill but slower at a few tokens per weight (MoE experts at batched decode). Below the
+// threshold every token takes the same path, so its output does not depend on its batch.
+constexpr int64_t kDefaultPrefillMinTokens = 64;
 
 // x's bf16 values when the kernels can multiply them as they are.
 const uint16_t* Bf16Activations(const CpuContext& ctx, const Tensor& x) {
@@ -57,12 +65,14 @@ void RunTask(const CpuContext& ctx, const GemmJob& job, const GemmTask& task,
              std::vector<float>& tile) {
   const int64_t rows = task.row_end - task.row_begin;
   float* out = job.out + task.row_begin;
+  if (task.bf16_dot) {
+    ctx.kernels->gemm_bf16_xbf16(job.x_bf16, job.k, job.n, job.k,
+                                 job.w->data<uint16_t>() + task.row_begin * job.k, job.k, rows, out,
+                                 job.ldo);
+    return;
+  }
   if (!task.blas) {
-    if (job.w->dtype() == DType::kBF16 && job.x_bf16 != nullptr) {
-      ctx.kernels->gemm_bf16_xbf16(job.x_bf16, job.k, job.n, job.k,
-                                   job.w->data<uint16_t>() + task.row_begin * job.k, job.k, rows,
-                                   out, job.ldo);
-    } else if (job.w->dtype() == DType::kBF16) {
+    if (job.w->dtype() == DType::kBF16) {
       ctx.kernels->gemm_bf16(job.x, job.k, job.n, job.k,
                              job.w->data<uint16_t>() + task.row_begin * job.k, job.k, rows, out,
                              job.ldo);
@@ -93,10 +103,14 @@ void RunJobs(const CpuContext& ctx, const std::vector<GemmJob>& jobs) {
     const GemmJob& job = jobs[j];
     if (job.n == 0) continue;
     const int64_t m = job.w->dim(0);
-    const bool blas = ctx.blas_min_tokens > 0 && job.n >= ctx.blas_min_tokens;
+    const int64_t prefill_min =
+        ctx.blas_min_tokens > 0 ? ctx.blas_min_tokens : kDefaultPrefillMinTokens;
+    const bool bf16_dot =
+        job.n >= prefill_min && job.x_bf16 != nullptr && job.w->dtype() == DType::kBF16;
+    const bool blas = !bf16_dot && ctx.blas_min_tokens > 0 && job.n >= ctx.blas_min_tokens;
     const int64_t step = blas ? kBlasRowsPerTask : kStreamRowsPerTask;
     for (int64_t r = 0; r < m; r += step) {
-      tasks.push_back({static_cast<int>(j), r, std::min(m, r + step), blas});
+      tasks.push_back({static_cast<int>(j), r, std::min(m, r + step), blas, bf16_dot});
     }
     if (blas) InitBlasThreadsOnce();
   }
