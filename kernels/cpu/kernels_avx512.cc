@@ -10,6 +10,7 @@
 #include <immintrin.h>
 
 #include "common/dtype.h"
+#include "kernels/cpu/avx512_sum.h"
 #include "kernels/cpu/kernel_table.h"
 #include "kernels/cpu/streaming_gemm.h"
 
@@ -22,15 +23,6 @@ inline __m512 LoadW(const uint16_t* p) {
 }
 inline __m512 LoadW(const float* p) { return _mm512_loadu_ps(p); }
 
-// 16 lanes summed as a fixed tree (halves, then quarters ...): deterministic.
-inline float HorizontalSum(__m512 v) {
-  const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v),
-                                 _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-  const __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-  const __m128 t = _mm_add_ps(q, _mm_movehl_ps(q, q));
-  return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
-}
-
 struct Avx512Policy {
   using Acc = __m512;
   static constexpr int kStep = 16;
@@ -41,7 +33,7 @@ struct Avx512Policy {
   }
   static __m512 LoadX(const float* x) { return _mm512_loadu_ps(x); }
   static Acc Madd(Acc acc, __m512 w, __m512 x) { return _mm512_fmadd_ps(w, x, acc); }
-  static float Sum(Acc acc) { return HorizontalSum(acc); }
+  static float Sum(Acc acc) { return Avx512HorizontalSum(acc); }
 };
 
 // Tokens in groups of 6: 24 accumulators + 4 weight vectors + 1 token vector of 32 registers.

@@ -7,6 +7,7 @@
 #include <immintrin.h>
 
 #include "common/dtype.h"
+#include "kernels/cpu/avx512_sum.h"
 #include "kernels/cpu/kernel_table.h"
 #include "kernels/cpu/streaming_gemm.h"
 
@@ -17,14 +18,6 @@ inline __m512bh Load32(const uint16_t* p) {
   return reinterpret_cast<__m512bh>(_mm512_loadu_si512(p));
 }
 
-inline float HorizontalSum(__m512 v) {
-  const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v),
-                                 _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-  const __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-  const __m128 t = _mm_add_ps(q, _mm_movehl_ps(q, q));
-  return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
-}
-
 // 32 bf16 values (16 pairs) per step, for weights and activations alike.
 struct Avx512Bf16Policy {
   using Acc = __m512;
@@ -33,7 +26,7 @@ struct Avx512Bf16Policy {
   static __m512bh LoadW(const uint16_t* w) { return Load32(w); }
   static __m512bh LoadX(const uint16_t* x) { return Load32(x); }
   static Acc Madd(Acc acc, __m512bh w, __m512bh x) { return _mm512_dpbf16_ps(acc, w, x); }
-  static float Sum(Acc acc) { return HorizontalSum(acc); }
+  static float Sum(Acc acc) { return Avx512HorizontalSum(acc); }
 };
 
 void GemmBf16XBf16(const uint16_t* x, int64_t ldx, int64_t n, int64_t k, const uint16_t* w,

@@ -101,6 +101,25 @@ class ServingE2eTest : public ::testing::Test {
 
   void SetUp() override { StartTwoGroups(); }
 
+  // A worker on loopback over the test model, small and deterministic (f32, one thread).
+  static std::vector<std::string> WorkerArgv() {
+    return {kBin + "/expertmesh-worker",
+            "--model",
+            *model_dir_,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--kv-budget",
+            "32MiB",
+            "--threads",
+            "1",
+            "--compute-dtype",
+            "f32",
+            "--grace-s",
+            "2"};
+  }
+
   // Waits for the router's HTTP port and /readyz.
   void StartRouter(const std::vector<std::string>& addresses) {
     router_ =
@@ -131,25 +150,10 @@ class ServingE2eTest : public ::testing::Test {
     }
     for (int g = 0; g < 2; ++g) {
       // Group 0: --tp 2; group 1: --ep 2. Rank 0 picks a free rendezvous port and prints it.
-      std::vector<std::string> argv = {kBin + "/expertmesh-worker",
-                                       "--model",
-                                       *model_dir_,
-                                       "--host",
-                                       "127.0.0.1",
-                                       "--port",
-                                       "0",
-                                       "--kv-budget",
-                                       "32MiB",
-                                       "--threads",
-                                       "1",
-                                       "--compute-dtype",
-                                       "f32",
-                                       "--grace-s",
-                                       "2",
-                                       "--comm-timeout-s",
-                                       "10",
-                                       g == 0 ? "--tp" : "--ep",
-                                       "2"};
+      std::vector<std::string> argv = WorkerArgv();
+      for (const char* a : {"--comm-timeout-s", "10", g == 0 ? "--tp" : "--ep", "2"}) {
+        argv.push_back(a);
+      }
       std::vector<std::string> leader = argv;
       for (const char* a : {"--rank", "0", "--leader", "127.0.0.1:0"}) leader.push_back(a);
       workers_.push_back(Launch(absl::StrCat("g", g, "r0"), leader));
@@ -519,27 +523,13 @@ class PodLauncherTest : public ServingE2eTest {
       close(fd);
     }
     ASSERT_GT(port, 0);
-    workers_.push_back(Launch("pod", {kBin + "/expertmesh-worker",
-                                      "--model",
-                                      *model_dir_,
-                                      "--host",
-                                      "127.0.0.1",
-                                      "--port",
-                                      "0",
-                                      "--kv-budget",
-                                      "32MiB",
-                                      "--threads",
-                                      "1",
-                                      "--compute-dtype",
-                                      "f32",
-                                      "--grace-s",
-                                      "2",
-                                      "--tp",
-                                      "2",
-                                      "--ranks-per-pod",
-                                      "2",
-                                      "--leader",
-                                      absl::StrCat("127.0.0.1:", port)}));
+    std::vector<std::string> argv = WorkerArgv();
+    for (const std::string& a :
+         {std::string("--tp"), std::string("2"), std::string("--ranks-per-pod"), std::string("2"),
+          std::string("--leader"), absl::StrCat("127.0.0.1:", port)}) {
+      argv.push_back(a);
+    }
+    workers_.push_back(Launch("pod", argv));
     const std::string address = workers_[0]->WaitFor("expertmesh-worker: listening on ", kReady);
     ASSERT_FALSE(address.empty()) << "the pod's rank 0 did not serve";
     EXPECT_EQ(workers_[0]->WaitFor("pod launcher started ", kReady), "2 local ranks");

@@ -65,8 +65,9 @@ absl::Status Collectives::AllGatherWorld(const runtime::Tensor& send, runtime::T
     std::memcpy(recv.raw_data(), send.raw_data(), send.nbytes());
     return absl::OkStatus();
   }
-  runtime::Tensor& s = const_cast<runtime::Tensor&>(send);
-  return world_->AllGather(Bytes(s), Bytes(recv), send.dtype());
+  const std::span<const std::byte> bytes(static_cast<const std::byte*>(send.raw_data()),
+                                         send.nbytes());
+  return world_->AllGather(bytes, Bytes(recv), send.dtype());
 }
 
 absl::Status Collectives::AllToAllWorld(std::span<const std::byte> send,

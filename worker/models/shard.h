@@ -28,6 +28,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "worker/comm/communicator.h"
 #include "worker/runtime/tensor.h"
 

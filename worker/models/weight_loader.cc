@@ -119,6 +119,12 @@ absl::Status WeightLoader::Convert(const model::TensorView& view, std::string_vi
 absl::StatusOr<Tensor> WeightLoader::Materialize(std::string_view name,
                                                  const std::vector<int64_t>& shape) {
   ASSIGN_OR_RETURN(model::TensorView view, View(name, shape));
+  return Materialize(view, name, shape);
+}
+
+absl::StatusOr<Tensor> WeightLoader::Materialize(const model::TensorView& view,
+                                                 std::string_view name,
+                                                 const std::vector<int64_t>& shape) {
   if (view.dtype == DType::kBF16 || view.dtype == DType::kF32) {
     return Tensor::View(const_cast<std::byte*>(view.data.data()), view.dtype, shape,
                         runtime::Device::kCpu, checkpoint_);
@@ -145,7 +151,7 @@ absl::StatusOr<Tensor> WeightLoader::GetRows(std::string_view name, std::vector<
   if (begin == 0 && count == shape[0]) return Get(name, std::move(shape));
   ASSIGN_OR_RETURN(model::TensorView view, View(name, shape));
   const bool zero_copy = view.dtype == DType::kBF16 || view.dtype == DType::kF32;
-  ASSIGN_OR_RETURN(Tensor full, Materialize(name, shape));
+  ASSIGN_OR_RETURN(Tensor full, Materialize(view, name, shape));
   ASSIGN_OR_RETURN(Tensor rows, full.Slice(begin, begin + count));
   if (!zero_copy) {
     // A converted copy: keep only the slice, not the whole converted tensor.

@@ -84,6 +84,8 @@ class WeightLoader {
   // The whole tensor as a view (bf16/f32) or a converted copy, not counted in bytes_loaded.
   absl::StatusOr<runtime::Tensor> Materialize(std::string_view name,
                                               const std::vector<int64_t>& shape);
+  absl::StatusOr<runtime::Tensor> Materialize(const model::TensorView& view, std::string_view name,
+                                              const std::vector<int64_t>& shape);
   // Writes view (any float dtype) rows into `out` of the storage dtype.
   absl::Status Convert(const model::TensorView& view, std::string_view name, void* out) const;
 

@@ -82,13 +82,8 @@ absl::StatusOr<comm::GroupConfig> ResolveGroup(const WorkerFlags& flags,
   }
   const int world = flags.tp * flags.ep;
   // --tp x --ep gives the size when the environment does not; when it does, they must agree.
-  // With several ranks per pod the size counts pods.
-  int per_pod = flags.ranks_per_pod.value_or(1);
-  if (!flags.ranks_per_pod.has_value()) {
-    if (std::optional<std::string> v = env("EXPERTMESH_RANKS_PER_POD"); v.has_value()) {
-      per_pod = std::max(1, std::atoi(v->c_str()));
-    }
-  }
+  // With several ranks per pod (main() settles the flag) the size counts pods.
+  const int per_pod = flags.ranks_per_pod.value_or(1);
   std::optional<int> world_flag;
   if (world > 1 && !env("EXPERTMESH_WORLD_SIZE").has_value() &&
       !env("LWS_GROUP_SIZE").has_value() && world % per_pod == 0) {
@@ -442,11 +437,12 @@ int main(int argc, char** argv) {
 
   std::signal(SIGPIPE, SIG_IGN);
   expertmesh::server::SignalWatcher signals;
-  int ranks_per_pod = f.ranks_per_pod.value_or(0);
-  if (ranks_per_pod == 0) {
-    const char* env = std::getenv("EXPERTMESH_RANKS_PER_POD");
-    ranks_per_pod = env != nullptr ? std::atoi(env) : 1;
+  if (!f.ranks_per_pod.has_value()) {
+    if (const char* env = std::getenv("EXPERTMESH_RANKS_PER_POD"); env != nullptr) {
+      f.ranks_per_pod = std::max(1, std::atoi(env));
+    }
   }
+  const int ranks_per_pod = f.ranks_per_pod.value_or(1);
   if (ranks_per_pod > 1 && std::getenv("EXPERTMESH_LOCAL_RANK") == nullptr) {
     return expertmesh::server::RunPodLauncher(ranks_per_pod, argv, signals, f.grace_s);
   }
