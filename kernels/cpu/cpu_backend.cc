@@ -3,10 +3,12 @@
 #include <cblas.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <thread>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "kernels/cpu/cpu_ops.h"
 
 namespace expertmesh::kernels::cpu {
@@ -69,6 +71,32 @@ CpuBackend::CpuBackend(CpuIsa isa, int num_threads, int64_t blas_min_tokens)
       name_(absl::StrCat("cpu-", std::string(CpuIsaName(isa)))),
       pool_(std::make_unique<ThreadPool>(num_threads)),
       ctx_{pool_.get(), &KernelsFor(isa), blas_min_tokens} {}
+
+namespace {
+absl::Status CheckCpu(const char* op, const Tensor& t) {
+  if (t.defined() && t.device() == runtime::Device::kCpu) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(op, ": ", t.DebugString(), " is not a tensor of the cpu backend"));
+}
+}  // namespace
+
+absl::Status CpuBackend::CopyFromHost(const void* host, Tensor& dst) {
+  RETURN_IF_ERROR(CheckCpu("copy_from_host", dst));
+  if (dst.nbytes() > 0) std::memcpy(dst.raw_data(), host, dst.nbytes());
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::CopyToHost(const Tensor& src, void* host) {
+  RETURN_IF_ERROR(CheckCpu("copy_to_host", src));
+  if (src.nbytes() > 0) std::memcpy(host, src.raw_data(), src.nbytes());
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::Zero(Tensor& t) {
+  RETURN_IF_ERROR(CheckCpu("zero", t));
+  if (t.nbytes() > 0) std::memset(t.raw_data(), 0, t.nbytes());
+  return absl::OkStatus();
+}
 
 absl::Status CpuBackend::DoEmbedding(const Tensor& table, const Tensor& ids, Tensor& out) {
   return CpuEmbedding(ctx_, table, ids, out);

@@ -47,6 +47,12 @@ class CpuBackend final : public runtime::Backend {
   using runtime::Backend::Allocate;
   absl::Status SetStream(runtime::Stream stream) override { return absl::OkStatus(); }
   absl::Status Synchronize() override { return absl::OkStatus(); }
+  absl::Status CopyFromHost(const void* host, runtime::Tensor& dst) override;
+  absl::Status CopyToHost(const runtime::Tensor& src, void* host) override;
+  absl::Status Zero(runtime::Tensor& t) override;
+  absl::StatusOr<runtime::Tensor> PrepareWeight(const runtime::Tensor& host) override {
+    return host;
+  }
 
   CpuIsa isa() const { return isa_; }
   int num_threads() const { return pool_->num_threads(); }

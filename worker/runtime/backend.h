@@ -134,6 +134,24 @@ class Backend {
   // Waits for every op enqueued so far.
   virtual absl::Status Synchronize() = 0;
 
+  // Moving data between the host and this backend's memory. The forward pass never touches a
+  // tensor's bytes directly, so it runs unchanged on a device backend; on the CPU these are
+  // plain copies.
+  //   CopyFromHost: dst (a tensor of this backend) = dst.nbytes() bytes read from `host`.
+  //     Ordered with the ops; `host` may be reused as soon as the call returns.
+  //   CopyToHost: src.nbytes() bytes of `src` into `host`, after every op enqueued so far;
+  //     complete when the call returns.
+  //   Zero: every byte of `t` (a tensor of this backend) set to 0, ordered with the ops.
+  // Errors: InvalidArgument for a tensor of another device.
+  virtual absl::Status CopyFromHost(const void* host, Tensor& dst) = 0;
+  virtual absl::Status CopyToHost(const Tensor& src, void* host) = 0;
+  virtual absl::Status Zero(Tensor& t) = 0;
+  // A weight as this backend's ops take it, from a host tensor (usually a view of mmapped
+  // checkpoint bytes): the CPU returns `host` itself; a device backend copies it once into its
+  // weight memory and returns the device tensor (the host tensor may then be released).
+  // Errors: ResourceExhausted when the weight memory is full.
+  virtual absl::StatusOr<Tensor> PrepareWeight(const Tensor& host) = 0;
+
   // out[t, :] = table[ids[t], :].
   //   table: [vocab, hidden] bf16|f32|f16;  ids: [n] i32;  out: [n, hidden] compute dtype.
   // Errors: InvalidArgument when an id is outside [0, vocab) (names the first bad position).
