@@ -14,18 +14,18 @@
 namespace expertmesh::cuda {
 
 struct KvCacheWriteArgs {
-  const void* k = nullptr;  // [num_tokens, kv_heads, k_dim] dtype
-  const void* v = nullptr;  // [num_tokens, kv_heads, v_dim] dtype
-  DType dtype = DType::kBF16;  // of k and v: kF32 or kBF16
+  const void* k = nullptr;                // [num_tokens, kv_heads, k_dim] dtype
+  const void* v = nullptr;                // [num_tokens, kv_heads, v_dim] dtype
+  DType dtype = DType::kBF16;             // of k and v: kF32 or kBF16
   const int32_t* slot_mapping = nullptr;  // [num_tokens]
-  void* k_cache = nullptr;  // [num_blocks, block_size, kv_heads, k_dim] cache_dtype
-  void* v_cache = nullptr;  // [num_blocks, block_size, kv_heads, v_dim] cache_dtype
-  DType cache_dtype = DType::kBF16;  // dtype (bit-exact copy) or kBF16 from kF32 (rounded)
+  void* k_cache = nullptr;                // [num_blocks, block_size, kv_heads, k_dim] cache_dtype
+  void* v_cache = nullptr;                // [num_blocks, block_size, kv_heads, v_dim] cache_dtype
+  DType cache_dtype = DType::kBF16;       // dtype (bit-exact copy) or kBF16 from kF32 (rounded)
   int64_t num_tokens = 0;
   int64_t kv_heads = 0;
   int64_t k_dim = 0;
   int64_t v_dim = 0;
-  int64_t num_slots = 0;  // num_blocks * block_size
+  int64_t num_slots = 0;            // num_blocks * block_size
   uint32_t* error_flags = nullptr;  // kErrorKvSlot; may be null
 };
 

@@ -29,7 +29,7 @@ struct MoeCombineArgs {
   int64_t num_tokens = 0;
   int64_t top_k = 0;
   int64_t hidden = 0;
-  void* workspace = nullptr;  // MoeCombineWorkspaceBytes(num_tokens * top_k) bytes, 4-aligned
+  void* workspace = nullptr;        // MoeCombineWorkspaceBytes(num_tokens * top_k) bytes, 4-aligned
   uint32_t* error_flags = nullptr;  // kErrorMoeExpertId; may be null
 };
 

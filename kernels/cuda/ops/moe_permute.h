@@ -18,14 +18,14 @@ namespace expertmesh::cuda {
 inline constexpr int kMoePermuteMaxExperts = 1024;
 
 struct MoePermuteArgs {
-  const void* x = nullptr;  // [num_tokens, hidden] dtype
-  DType dtype = DType::kBF16;  // kF32 or kBF16 (rows are copied bit-exactly)
+  const void* x = nullptr;            // [num_tokens, hidden] dtype
+  DType dtype = DType::kBF16;         // kF32 or kBF16 (rows are copied bit-exactly)
   const int32_t* topk_ids = nullptr;  // [num_tokens, top_k]
   int64_t num_tokens = 0;
   int64_t top_k = 0;
   int64_t hidden = 0;
   int num_experts = 0;
-  void* out_x = nullptr;             // [num_tokens * top_k, hidden] dtype
+  void* out_x = nullptr;              // [num_tokens * top_k, hidden] dtype
   int32_t* expert_offsets = nullptr;  // [num_experts + 1]
   int32_t* sorted_slots = nullptr;    // [num_tokens * top_k]
   uint32_t* error_flags = nullptr;    // kErrorMoeExpertId; may be null

@@ -14,8 +14,8 @@
 namespace expertmesh::cuda {
 
 struct RmsNormArgs {
-  const void* x = nullptr;  // [rows, dim] dtype
-  void* out = nullptr;      // [rows, dim] dtype; may alias x
+  const void* x = nullptr;     // [rows, dim] dtype
+  void* out = nullptr;         // [rows, dim] dtype; may alias x
   DType dtype = DType::kBF16;  // of x and out: kF32 or kBF16
   void* residual = nullptr;    // [rows, dim] residual_dtype, read and written; null = none.
                                // Must not alias out.

@@ -15,7 +15,7 @@ namespace expertmesh::cuda {
 enum class RopeStyleCode : uint8_t { kNeox = 0, kInterleaved = 1, kDeinterleaveNeox = 2 };
 
 struct RopeArgs {
-  const float* cos_sin = nullptr;   // [max_positions, rotary_dim] f32 (BuildRopeCache layout)
+  const float* cos_sin = nullptr;  // [max_positions, rotary_dim] f32 (BuildRopeCache layout)
   int64_t max_positions = 0;
   const int32_t* positions = nullptr;  // [num_tokens]
   int64_t num_tokens = 0;

@@ -35,10 +35,10 @@ struct SamplingArgs {
   const float* logits = nullptr;  // [rows, vocab], row r at logits + r * logits_stride
   int64_t rows = 0;
   int64_t vocab = 0;
-  int64_t logits_stride = 0;  // elements between rows; 0 = vocab
+  int64_t logits_stride = 0;                  // elements between rows; 0 = vocab
   const SamplingRowParams* params = nullptr;  // [rows] in device memory
   int32_t* tokens = nullptr;                  // [rows] the sampled token ids
-  void* workspace = nullptr;  // SamplingWorkspaceBytes(rows, vocab) bytes, 16-aligned
+  void* workspace = nullptr;        // SamplingWorkspaceBytes(rows, vocab) bytes, 16-aligned
   uint32_t* error_flags = nullptr;  // kErrorSampling; may be null
 };
 
