@@ -5,8 +5,9 @@
 namespace expertmesh::cuda {
 
 absl::Status CudaStatus(cudaError_t error, std::string_view what) {
-  std::string message =
-      absl::StrCat(what, ": ", cudaGetErrorName(error), " (", cudaGetErrorString(error), ")");
+  // std::string: Debian's absl has its own string_view, which std::string_view does not become.
+  std::string message = absl::StrCat(std::string(what), ": ", cudaGetErrorName(error), " (",
+                                     cudaGetErrorString(error), ")");
   if (error == cudaErrorMemoryAllocation) return absl::ResourceExhaustedError(message);
   return absl::InternalError(message);
 }
