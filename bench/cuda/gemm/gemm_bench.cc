@@ -1,0 +1,303 @@
+// GPU benchmark of kernels/cuda/gemm, one line per case (never asserts on timings):
+//  (a) the grouped expert GEMM at prefill sizes (Qwen3-30B-A3B: hidden 2048, moe_intermediate
+//      768, 128 experts, top-8) against one cuBLASLt dense bf16 GEMM of the same FLOPs measured
+//      in the same run: ratio = dense time / grouped time (target >= 0.8), plus TFLOP/s;
+//  (b) device copy bandwidth (cudaMemcpy D2D, read + write bytes) and the grouped GEMM at
+//      decode sizes (a few tokens per expert) as bytes of weights read / time against it.
+// Times are cudaEvent medians after warm-up. Decode runs rotate through 16 routings so each run
+// reads experts the previous ones did not (weights come from DRAM, not from L2).
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <memory>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "bench/cuda/gemm/bench_fill.h"
+#include "kernels/cuda/cuda_util.h"
+#include "kernels/cuda/gemm/cublaslt_linear.h"
+#include "kernels/cuda/gemm/moe_grouped_gemm.h"
+
+namespace expertmesh::cuda {
+namespace {
+
+#define BENCH_CHECK(expr)                                                      \
+  do {                                                                         \
+    const cudaError_t bench_err_ = (expr);                                     \
+    if (bench_err_ != cudaSuccess) {                                           \
+      std::fprintf(stderr, "%s: %s\n", #expr, cudaGetErrorString(bench_err_)); \
+      std::exit(1);                                                            \
+    }                                                                          \
+  } while (false)
+
+constexpr int kExperts = 128;
+constexpr int kTopK = 8;
+constexpr int64_t kHidden = 2048;
+constexpr int64_t kInter = 768;
+
+struct Proj {
+  const char* name;
+  int64_t n;  // out_features
+  int64_t k;  // in_features
+};
+constexpr Proj kProjs[] = {{"gate_up", 2 * kInter, kHidden}, {"down", kHidden, kInter}};
+
+void* DeviceAlloc(size_t bytes) {
+  void* p = nullptr;
+  BENCH_CHECK(cudaMalloc(&p, bytes));
+  return p;
+}
+
+// Median time in ms of run(i) over `reps` runs after `warmup` unrecorded ones.
+std::vector<float> TimeRuns(cudaStream_t stream, int warmup, int reps,
+                            const std::function<void(int)>& run) {
+  cudaEvent_t start, stop;
+  BENCH_CHECK(cudaEventCreate(&start));
+  BENCH_CHECK(cudaEventCreate(&stop));
+  for (int i = 0; i < warmup; ++i) run(i);
+  BENCH_CHECK(cudaStreamSynchronize(stream));
+  std::vector<float> ms(reps);
+  for (int i = 0; i < reps; ++i) {
+    BENCH_CHECK(cudaEventRecord(start, stream));
+    run(warmup + i);
+    BENCH_CHECK(cudaEventRecord(stop, stream));
+    BENCH_CHECK(cudaEventSynchronize(stop));
+    BENCH_CHECK(cudaEventElapsedTime(&ms[i], start, stop));
+  }
+  BENCH_CHECK(cudaEventDestroy(start));
+  BENCH_CHECK(cudaEventDestroy(stop));
+  return ms;
+}
+
+float Median(std::vector<float> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Random top-k routing of `tokens` tokens: per-expert row counts as offsets [E + 1].
+std::vector<int32_t> RandomOffsets(int64_t tokens, std::mt19937& rng) {
+  std::vector<int32_t> ids(kExperts);
+  std::iota(ids.begin(), ids.end(), 0);
+  std::vector<int32_t> counts(kExperts, 0);
+  for (int64_t t = 0; t < tokens; ++t) {
+    std::shuffle(ids.begin(), ids.end(), rng);
+    for (int j = 0; j < kTopK; ++j) ++counts[ids[j]];
+  }
+  std::vector<int32_t> offsets(kExperts + 1, 0);
+  std::partial_sum(counts.begin(), counts.end(), offsets.begin() + 1);
+  return offsets;
+}
+
+// One projection's expert weights: a contiguous [E, n, k] bf16 buffer and its pointer array.
+struct Experts {
+  void* storage = nullptr;
+  void* pointers = nullptr;  // device const void*[E]
+};
+
+Experts MakeExperts(const Proj& p, uint32_t seed, cudaStream_t stream) {
+  Experts e;
+  const size_t per = static_cast<size_t>(p.n * p.k);
+  e.storage = DeviceAlloc(per * kExperts * 2);
+  BENCH_CHECK(LaunchFillRandomBf16(e.storage, per * kExperts, seed, 0.05f, stream));
+  std::vector<const void*> ptrs(kExperts);
+  for (int i = 0; i < kExperts; ++i) ptrs[i] = static_cast<const char*>(e.storage) + i * per * 2;
+  e.pointers = DeviceAlloc(sizeof(void*) * kExperts);
+  BENCH_CHECK(
+      cudaMemcpy(e.pointers, ptrs.data(), sizeof(void*) * kExperts, cudaMemcpyHostToDevice));
+  return e;
+}
+
+double CopyBandwidthGBs(cudaStream_t stream) {
+  const size_t bytes = size_t{1} << 30;
+  void* a = DeviceAlloc(bytes);
+  void* b = DeviceAlloc(bytes);
+  BENCH_CHECK(cudaMemsetAsync(a, 1, bytes, stream));
+  const float ms = Median(TimeRuns(stream, 3, 10, [&](int) {
+    BENCH_CHECK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, stream));
+  }));
+  BENCH_CHECK(cudaFree(a));
+  BENCH_CHECK(cudaFree(b));
+  const double gbs = 2.0 * static_cast<double>(bytes) / (ms * 1e-3) / 1e9;
+  std::printf("copy_bandwidth bytes=%zu ms=%.3f read_plus_write_GBps=%.1f\n", bytes, ms, gbs);
+  return gbs;
+}
+
+const char* PathName(MoeGemmPath p) {
+  switch (p) {
+    case MoeGemmPath::kAuto:
+      return "auto";
+    case MoeGemmPath::kTensorCoreLarge:
+      return "tc128";
+    case MoeGemmPath::kTensorCoreSmall:
+      return "tc32";
+    case MoeGemmPath::kSimt:
+      return "simt";
+  }
+  return "?";
+}
+
+void Prefill(CublasLtLinear& linear, const Experts (&experts)[2], cudaStream_t stream,
+             uint32_t* flags) {
+  std::mt19937 rng(1);
+  for (int64_t tokens : {4096, 16384}) {
+    const int64_t m = tokens * kTopK;
+    const std::vector<int32_t> offsets = RandomOffsets(tokens, rng);
+    int32_t* d_offsets = static_cast<int32_t*>(DeviceAlloc(offsets.size() * 4));
+    BENCH_CHECK(cudaMemcpy(d_offsets, offsets.data(), offsets.size() * 4, cudaMemcpyHostToDevice));
+    for (int pi = 0; pi < 2; ++pi) {
+      const Proj& p = kProjs[pi];
+      void* x = DeviceAlloc(static_cast<size_t>(m * p.k) * 2);
+      void* out = DeviceAlloc(static_cast<size_t>(m * p.n) * 2);
+      BENCH_CHECK(LaunchFillRandomBf16(x, static_cast<size_t>(m * p.k), 7, 1.0f, stream));
+      const double flop = 2.0 * static_cast<double>(m) * p.n * p.k;
+
+      LinearArgs dense;
+      dense.x = x;
+      dense.weight = experts[pi].storage;  // expert 0's [n, k]
+      dense.out = out;
+      dense.n = m;
+      dense.in_features = p.k;
+      dense.out_features = p.n;
+      const float dense_ms = Median(TimeRuns(stream, 3, 10, [&](int) {
+        const absl::Status s = linear.Run(dense, stream);
+        if (!s.ok()) {
+          std::fprintf(stderr, "dense: %s\n", std::string(s.message()).c_str());
+          std::exit(1);
+        }
+      }));
+
+      for (MoeGemmPath path : {MoeGemmPath::kAuto, MoeGemmPath::kTensorCoreLarge}) {
+        MoeGroupedGemmArgs a;
+        a.x = x;
+        a.expert_offsets = d_offsets;
+        a.weights = static_cast<const void* const*>(experts[pi].pointers);
+        a.out = out;
+        a.m = m;
+        a.in_features = p.k;
+        a.out_features = p.n;
+        a.num_experts = kExperts;
+        a.error_flags = flags;
+        a.path = path;
+        const float ms = Median(
+            TimeRuns(stream, 3, 10, [&](int) { BENCH_CHECK(LaunchMoeGroupedGemm(a, stream)); }));
+        std::printf(
+            "grouped_prefill tokens=%lld proj=%s path=%s m=%lld n=%lld k=%lld experts=%d "
+            "grouped_ms=%.3f grouped_TFLOPs=%.1f dense_cublaslt_ms=%.3f dense_TFLOPs=%.1f "
+            "ratio_vs_dense=%.3f\n",
+            static_cast<long long>(tokens), p.name, PathName(path), static_cast<long long>(m),
+            static_cast<long long>(p.n), static_cast<long long>(p.k), kExperts, ms,
+            flop / (ms * 1e-3) / 1e12, dense_ms, flop / (dense_ms * 1e-3) / 1e12, dense_ms / ms);
+      }
+      BENCH_CHECK(cudaFree(x));
+      BENCH_CHECK(cudaFree(out));
+    }
+    BENCH_CHECK(cudaFree(d_offsets));
+  }
+}
+
+void Decode(const Experts (&experts)[2], double copy_gbs, cudaStream_t stream, uint32_t* flags) {
+  constexpr int kRoutings = 16;
+  std::mt19937 rng(2);
+  for (int64_t tokens : {1, 4, 16, 64, 256}) {
+    const int64_t m = tokens * kTopK;
+    // Distinct routings, each with its bytes of weights (experts with at least one row).
+    std::vector<int32_t*> d_offsets(kRoutings);
+    std::vector<int> active(kRoutings, 0);
+    for (int r = 0; r < kRoutings; ++r) {
+      const std::vector<int32_t> offsets = RandomOffsets(tokens, rng);
+      for (int e = 0; e < kExperts; ++e) active[r] += offsets[e + 1] > offsets[e] ? 1 : 0;
+      d_offsets[r] = static_cast<int32_t*>(DeviceAlloc(offsets.size() * 4));
+      BENCH_CHECK(
+          cudaMemcpy(d_offsets[r], offsets.data(), offsets.size() * 4, cudaMemcpyHostToDevice));
+    }
+    for (int pi = 0; pi < 2; ++pi) {
+      const Proj& p = kProjs[pi];
+      void* x = DeviceAlloc(static_cast<size_t>(m * p.k) * 2);
+      void* out = DeviceAlloc(static_cast<size_t>(m * p.n) * 2);
+      BENCH_CHECK(LaunchFillRandomBf16(x, static_cast<size_t>(m * p.k), 9, 1.0f, stream));
+      for (MoeGemmPath path :
+           {MoeGemmPath::kAuto, MoeGemmPath::kTensorCoreSmall, MoeGemmPath::kTensorCoreLarge}) {
+        MoeGroupedGemmArgs a;
+        a.x = x;
+        a.weights = static_cast<const void* const*>(experts[pi].pointers);
+        a.out = out;
+        a.m = m;
+        a.in_features = p.k;
+        a.out_features = p.n;
+        a.num_experts = kExperts;
+        a.error_flags = flags;
+        a.path = path;
+        constexpr int kWarmup = kRoutings;
+        std::vector<float> ms = TimeRuns(stream, kWarmup, 3 * kRoutings, [&](int i) {
+          a.expert_offsets = d_offsets[i % kRoutings];
+          BENCH_CHECK(LaunchMoeGroupedGemm(a, stream));
+        });
+        std::vector<float> gbs(ms.size());
+        double mean_active = 0;
+        for (size_t i = 0; i < ms.size(); ++i) {
+          const int r = static_cast<int>((kWarmup + i) % kRoutings);
+          const double bytes = static_cast<double>(active[r]) * p.n * p.k * 2 +
+                               static_cast<double>(m) * (p.k + p.n) * 2;
+          gbs[i] = static_cast<float>(bytes / (ms[i] * 1e-3) / 1e9);
+          mean_active += active[r];
+        }
+        mean_active /= static_cast<double>(ms.size());
+        const float median_gbs = Median(gbs);
+        std::printf(
+            "grouped_decode tokens=%lld proj=%s path=%s m=%lld active_experts=%.1f "
+            "median_ms=%.4f weights_GBps=%.1f ratio_vs_copy=%.3f\n",
+            static_cast<long long>(tokens), p.name, PathName(path), static_cast<long long>(m),
+            mean_active, Median(ms), median_gbs, median_gbs / copy_gbs);
+      }
+      BENCH_CHECK(cudaFree(x));
+      BENCH_CHECK(cudaFree(out));
+    }
+    for (int32_t* d : d_offsets) BENCH_CHECK(cudaFree(d));
+  }
+}
+
+int Main() {
+  if (!CudaDeviceAvailable()) {
+    std::printf("gemm_bench: no CUDA GPU on this machine; nothing measured\n");
+    return 0;
+  }
+  cudaDeviceProp prop{};
+  BENCH_CHECK(cudaGetDeviceProperties(&prop, 0));
+  std::printf("device name=\"%s\" sms=%d\n", prop.name, prop.multiProcessorCount);
+  cudaStream_t stream = nullptr;
+  BENCH_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  auto linear = CublasLtLinear::Create();
+  if (!linear.ok()) {
+    std::fprintf(stderr, "cublasLt: %s\n", std::string(linear.status().message()).c_str());
+    return 1;
+  }
+  uint32_t* flags = static_cast<uint32_t*>(DeviceAlloc(4));
+  BENCH_CHECK(cudaMemsetAsync(flags, 0, 4, stream));
+
+  const double copy_gbs = CopyBandwidthGBs(stream);
+  const Experts experts[2] = {MakeExperts(kProjs[0], 3, stream), MakeExperts(kProjs[1], 5, stream)};
+  BENCH_CHECK(cudaStreamSynchronize(stream));
+  Decode(experts, copy_gbs, stream, flags);
+  Prefill(**linear, experts, stream, flags);
+
+  uint32_t host_flags = 0;
+  BENCH_CHECK(cudaMemcpy(&host_flags, flags, 4, cudaMemcpyDeviceToHost));
+  if (host_flags != 0) std::printf("warning: error flags 0x%x set\n", host_flags);
+  for (const Experts& e : experts) {
+    BENCH_CHECK(cudaFree(e.storage));
+    BENCH_CHECK(cudaFree(e.pointers));
+  }
+  BENCH_CHECK(cudaFree(flags));
+  BENCH_CHECK(cudaStreamDestroy(stream));
+  return 0;
+}
+
+}  // namespace
+}  // namespace expertmesh::cuda
+
+int main() { return expertmesh::cuda::Main(); }
