@@ -34,7 +34,42 @@ struct SplitKParams {
   int64_t split_tokens;
   float* ws_o;   // [splits, num_tokens * q_heads, v_dim]
   float* ws_ml;  // [splits, num_tokens * q_heads, 2] (max, sum)
+  bool vec_k;    // K rows load 16 bytes at a time (dims and pointers allow it)
+  bool vec_v;
 };
+
+// T cache rows of `dim` elements (slots from slot_s; -1 gives zeros) into dst as fp32, row
+// stride ld. With `vec`, 16-byte loads (dim a multiple of 16 / sizeof(CT), cache 16-byte
+// aligned): fewer load instructions, more bytes in flight.
+template <typename CT, int T>
+__device__ __forceinline__ void LoadRows(const CT* cache, const int64_t* slot_s, int64_t kv_heads,
+                                         int64_t kvh, int dim, bool vec, float* dst, int ld) {
+  if (vec) {
+    constexpr int kVec = 16 / sizeof(CT);
+    const int chunks = dim / kVec;
+    for (int x = threadIdx.x; x < T * chunks; x += kThreads) {
+      const int jj = x / chunks, c = x % chunks;
+      const int64_t slot = slot_s[jj];
+      float* d = dst + jj * ld + c * kVec;
+      if (slot >= 0) {
+        const uint4 raw =
+            *reinterpret_cast<const uint4*>(cache + (slot * kv_heads + kvh) * dim + c * kVec);
+        const CT* e = reinterpret_cast<const CT*>(&raw);
+#pragma unroll
+        for (int i = 0; i < kVec; ++i) d[i] = ToFloat(e[i]);
+      } else {
+#pragma unroll
+        for (int i = 0; i < kVec; ++i) d[i] = 0.0f;
+      }
+    }
+  } else {
+    for (int x = threadIdx.x; x < T * dim; x += kThreads) {
+      const int jj = x / dim, d = x % dim;
+      const int64_t slot = slot_s[jj];
+      dst[jj * ld + d] = slot >= 0 ? ToFloat(cache[(slot * kv_heads + kvh) * dim + d]) : 0.0f;
+    }
+  }
+}
 
 __host__ __device__ bool KvSame(const PagedAttentionArgs& a) {
   return a.k_cache == a.v_cache && a.k_dim == a.v_dim;
@@ -108,18 +143,8 @@ __global__ void __launch_bounds__(kThreads)
     __syncthreads();  // the previous tile's readers are done (and the set-up above is visible)
     if (tid < T) slot_s[tid] = key0 + tid < k_stop ? CacheSlot(a, s, key0 + tid) : -1;
     __syncthreads();
-    for (int x = tid; x < T * dk; x += kThreads) {
-      const int jj = x / dk, d = x % dk;
-      const int64_t slot = slot_s[jj];
-      k_s[jj * ldk + d] = slot >= 0 ? ToFloat(k_cache[(slot * a.kv_heads + kvh) * dk + d]) : 0.0f;
-    }
-    if (!kv_same) {
-      for (int x = tid; x < T * dv; x += kThreads) {
-        const int jj = x / dv, d = x % dv;
-        const int64_t slot = slot_s[jj];
-        v_s[jj * ldv + d] = slot >= 0 ? ToFloat(v_cache[(slot * a.kv_heads + kvh) * dv + d]) : 0.0f;
-      }
-    }
+    LoadRows<CT, T>(k_cache, slot_s, a.kv_heads, kvh, dk, sp.vec_k, k_s, ldk);
+    if (!kv_same) LoadRows<CT, T>(v_cache, slot_s, a.kv_heads, kvh, dv, sp.vec_v, v_s, ldv);
     __syncthreads();
 
     // Scores: thread (j, rg) takes key j against rows rg, rg + kGroups, ...
@@ -127,12 +152,15 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int i = 0; i < kRowsPerThread; ++i) acc[i] = 0.0f;
     if (rg < nrows) {
+      // Rows past nrows are zeros; skipping them (warp-uniform when T = 32) saves the FMAs of
+      // a decode tile with fewer rows than kRows.
+      const int live = (nrows - rg + kGroups - 1) / kGroups;
       const float* kr = k_s + j * ldk;
       for (int d = 0; d < dk; ++d) {
         const float kv = kr[d];
 #pragma unroll
         for (int i = 0; i < kRowsPerThread; ++i) {
-          acc[i] = fmaf(q_s[(rg + kGroups * i) * dk + d], kv, acc[i]);
+          if (i < live) acc[i] = fmaf(q_s[(rg + kGroups * i) * dk + d], kv, acc[i]);
         }
       }
     }
@@ -232,6 +260,10 @@ cudaError_t Launch(const PagedAttentionArgs& a, const SplitKPlan& plan, cudaStre
   SplitKParams sp;
   sp.splits = plan.splits;
   sp.split_tokens = plan.split_tokens;
+  constexpr int kVec = 16 / sizeof(CT);
+  const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  sp.vec_k = a.k_dim % kVec == 0 && aligned(a.k_cache);
+  sp.vec_v = a.v_dim % kVec == 0 && aligned(a.v_cache);
   const int64_t num_q_rows = a.num_tokens * a.q_heads;
   sp.ws_o = static_cast<float*>(a.workspace);
   sp.ws_ml = sp.ws_o == nullptr ? nullptr : sp.ws_o + plan.splits * num_q_rows * a.v_dim;
