@@ -47,6 +47,10 @@ class Communicator {
   virtual int world_size() const = 0;
   // "single", "gloo", "fake", ... for logs.
   virtual std::string_view name() const = 0;
+  // Whether the collectives' buffers are device memory (NCCL) rather than host memory. Callers
+  // holding tensors of a device backend pass them directly to a device communicator and stage
+  // them through host memory for a host one (models::Collectives).
+  virtual bool device_buffers() const { return false; }
 
   // recv = elementwise sum of `send` over all ranks. dtype kF32 or kBF16 (bf16 is summed in
   // fp32 and rounded once to nearest even). send.size() == recv.size(); send.data() ==

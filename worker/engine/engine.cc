@@ -13,6 +13,15 @@ namespace expertmesh::engine {
 
 using runtime::Tensor;
 
+absl::StatusOr<Tensor> HostLogits(Tensor& buffer, int64_t rows, int64_t vocab) {
+  const int64_t need = rows * vocab;
+  if (!buffer.defined() || buffer.numel() < need) {
+    ASSIGN_OR_RETURN(buffer, Tensor::Empty(DType::kF32, {need}));
+  }
+  ASSIGN_OR_RETURN(Tensor t, buffer.Slice(0, need));
+  return t.Reshape({rows, vocab});
+}
+
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& model_dir,
                                                        const EngineOptions& options) {
   ASSIGN_OR_RETURN(std::unique_ptr<kernels::cpu::CpuBackend> cpu,
@@ -103,8 +112,9 @@ absl::StatusOr<std::vector<RequestOutput>> Engine::Step() {
                    models::MakeForwardBatch(chunks, kv_tensors_.block_size));
   if (step_listener_) RETURN_IF_ERROR(step_listener_(plan.block_copies, batch));
   RETURN_IF_ERROR(CopyKvBlocks(*backend_, kv_tensors_, plan.block_copies));
-  ASSIGN_OR_RETURN(Tensor logits, Tensor::Empty(DType::kF32, {batch.logit_rows.dim(0),
-                                                              model_->config().vocab_size}));
+  // Host logits (the sampler runs on the host; a device model copies them back itself).
+  ASSIGN_OR_RETURN(Tensor logits, HostLogits(logits_buffer_, batch.logit_rows.dim(0),
+                                             model_->config().vocab_size));
   RETURN_IF_ERROR(model_->Forward(batch, kv_tensors_, logits));
   RETURN_IF_ERROR(backend_->Synchronize());
 

@@ -111,7 +111,11 @@ class Engine {
   uint64_t kv_bytes_ = 0;
   int64_t max_model_len_ = 0;
   uint64_t steps_ = 0, tokens_computed_ = 0, tokens_generated_ = 0;
+  runtime::Tensor logits_buffer_;  // host f32, reused by every step (see HostLogits)
 };
+
+// A [rows, vocab] f32 host tensor over `buffer`, which grows (only) when it is too small.
+absl::StatusOr<runtime::Tensor> HostLogits(runtime::Tensor& buffer, int64_t rows, int64_t vocab);
 
 }  // namespace expertmesh::engine
 

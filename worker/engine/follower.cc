@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "worker/engine/engine.h"
 #include "worker/engine/step_sync.h"
 
 namespace expertmesh::engine {
@@ -27,6 +28,7 @@ absl::Status RunFollower(runtime::Backend& backend, models::Model& model, comm::
                    models::AllocateKvCache(backend, model.kv_cache_spec(),
                                            first.geometry.num_blocks, first.geometry.block_size));
   const int64_t vocab = model.config().vocab_size;
+  runtime::Tensor logits_buffer;  // reused by every step
   while (true) {
     ASSIGN_OR_RETURN(StepMessage msg, ReceiveFromLeader(comm));
     if (msg.kind == StepMessage::Kind::kStop) return absl::OkStatus();
@@ -36,7 +38,7 @@ absl::Status RunFollower(runtime::Backend& backend, models::Model& model, comm::
     }
     RETURN_IF_ERROR(CopyKvBlocks(backend, kv, msg.copies));
     ASSIGN_OR_RETURN(runtime::Tensor logits,
-                     runtime::Tensor::Empty(DType::kF32, {msg.batch.logit_rows.dim(0), vocab}));
+                     HostLogits(logits_buffer, msg.batch.logit_rows.dim(0), vocab));
     absl::Status status = model.Forward(msg.batch, kv, logits);
     if (!status.ok()) {
       return absl::Status(status.code(), absl::StrCat("follower step ", stats ? stats->steps : 0,

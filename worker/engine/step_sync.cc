@@ -1,6 +1,7 @@
 #include "worker/engine/step_sync.h"
 
 #include <cstring>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -171,13 +172,22 @@ absl::Status CopyKvBlocks(runtime::Backend& backend, models::KvCacheTensors& kv,
                           const std::vector<kv::KvBlockCopy>& copies) {
   if (copies.empty()) return absl::OkStatus();
   const int32_t bs = kv.block_size;
-  ASSIGN_OR_RETURN(Tensor slots, Tensor::Empty(DType::kI32, {bs}));
-  for (const kv::KvBlockCopy& c : copies) {
+  const int64_t nc = static_cast<int64_t>(copies.size());
+  // The destination slots of every copy, built on the host and copied to the backend once.
+  std::vector<int32_t> host_slots(static_cast<size_t>(nc * bs));
+  for (int64_t i = 0; i < nc; ++i) {
+    const kv::KvBlockCopy& c = copies[i];
     if (c.src < 0 || c.src >= kv.num_blocks || c.dst < 0 || c.dst >= kv.num_blocks) {
       return absl::InvalidArgumentError(absl::StrCat("kv block copy ", c.src, " -> ", c.dst,
                                                      " outside ", kv.num_blocks, " blocks"));
     }
-    for (int32_t i = 0; i < bs; ++i) slots.data<int32_t>()[i] = c.dst * bs + i;
+    for (int32_t j = 0; j < bs; ++j) host_slots[i * bs + j] = c.dst * bs + j;
+  }
+  ASSIGN_OR_RETURN(Tensor all_slots, backend.Allocate(DType::kI32, {nc * bs}));
+  RETURN_IF_ERROR(backend.CopyFromHost(host_slots.data(), all_slots));
+  for (int64_t i = 0; i < nc; ++i) {
+    const kv::KvBlockCopy& c = copies[i];
+    ASSIGN_OR_RETURN(Tensor slots, all_slots.Slice(i * bs, (i + 1) * bs));
     for (size_t l = 0; l < kv.k.size(); ++l) {
       Tensor& k = kv.k[l];
       Tensor& v = kv.v[l];

@@ -41,12 +41,9 @@ class MlaAttention final : public AttentionBlock {
       RETURN_IF_ERROR(b.Linear(x, w_.q_b, Tensor(), q));
     }
     ctx.Trace("q", layer, q);
-    ASSIGN_OR_RETURN(Tensor head_ids, ctx.Scratch("mla_head_ids", DType::kI32, {n * h, 1}));
-    ASSIGN_OR_RETURN(Tensor ones, ctx.Scratch("mla_ones", DType::kF32, {n * h, 1}));
-    for (int64_t i = 0; i < n * h; ++i) {
-      head_ids.data<int32_t>()[i] = static_cast<int32_t>(i % h);
-      ones.data<float>()[i] = 1.0f;
-    }
+    // Row t * h + head belongs to "expert" head; constants on the backend, made once.
+    ASSIGN_OR_RETURN(Tensor head_ids, ctx.workspace->RowIds(n * h, h));
+    ASSIGN_OR_RETURN(Tensor ones, ctx.workspace->Ones(n * h));
     ASSIGN_OR_RETURN(Tensor q_rows, q.Reshape({n * h, qk}));
     ASSIGN_OR_RETURN(Tensor q_lat, ctx.Scratch("mla_q_lat", cdt, {n * h, lat}));
     RETURN_IF_ERROR(PerHead(ctx, "mla_qabs", q_rows, head_ids, ones, w_.q_absorb, lat, q_lat));

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <iterator>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -25,12 +27,12 @@ absl::StatusOr<KvCacheTensors> AllocateKvCache(Backend& backend, const KvCacheSp
   for (int64_t l = 0; l < spec.num_layers; ++l) {
     ASSIGN_OR_RETURN(Tensor k, backend.Allocate(spec.dtype, {num_blocks, block_size, spec.kv_heads,
                                                              spec.k_dim}));
-    std::fill_n(static_cast<char*>(k.raw_data()), k.nbytes(), 0);
+    RETURN_IF_ERROR(backend.Zero(k));
     Tensor v = k;
     if (!spec.v_is_k) {
       ASSIGN_OR_RETURN(
           v, backend.Allocate(spec.dtype, {num_blocks, block_size, spec.kv_heads, spec.v_dim}));
-      std::fill_n(static_cast<char*>(v.raw_data()), v.nbytes(), 0);
+      RETURN_IF_ERROR(backend.Zero(v));
     }
     kv.k.push_back(std::move(k));
     kv.v.push_back(std::move(v));
@@ -49,12 +51,24 @@ absl::Status CheckI32(const Tensor& t, std::string_view name, int64_t len) {
   return absl::OkStatus();
 }
 
+// The batch is built on the host (MakeForwardBatch, step messages); Forward copies it to the
+// backend.
+absl::Status CheckHostI32(const Tensor& t, std::string_view name, int rank) {
+  if (!t.defined() || t.dtype() != DType::kI32 || t.rank() != rank ||
+      t.device() != runtime::Device::kCpu) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "forward batch: ", std::string(name), " is ", t.DebugString(), " on ",
+        std::string(DeviceName(t.device())), ", expected a host i32 tensor of rank ", rank));
+  }
+  return absl::OkStatus();
+}
+
 class DecoderModel final : public Model {
  public:
   DecoderModel(const model::ModelConfig& config, Backend* backend, const ModelOptions& options,
                DecoderParts parts, Tensor embed, Tensor final_norm, Tensor lm_head, Tensor rope,
                uint64_t weight_bytes)
-      : collectives_(options.shard, options.comm),
+      : collectives_(options.shard, options.comm, backend),
         config_(config),
         backend_(backend),
         cdt_(options.compute_dtype),
@@ -92,12 +106,22 @@ class DecoderModel final : public Model {
     RETURN_IF_ERROR(CheckI32(batch.positions, "positions", n));
     RETURN_IF_ERROR(CheckI32(batch.slot_mapping, "slot_mapping", n));
     RETURN_IF_ERROR(CheckI32(batch.logit_rows, "logit_rows", -1));
+    RETURN_IF_ERROR(CheckHostI32(batch.token_ids, "token_ids", 1));
+    RETURN_IF_ERROR(CheckHostI32(batch.positions, "positions", 1));
+    RETURN_IF_ERROR(CheckHostI32(batch.slot_mapping, "slot_mapping", 1));
+    RETURN_IF_ERROR(CheckHostI32(batch.logit_rows, "logit_rows", 1));
+    RETURN_IF_ERROR(CheckHostI32(batch.attention.query_start, "query_start", 1));
+    RETURN_IF_ERROR(CheckHostI32(batch.attention.seq_lens, "seq_lens", 1));
+    RETURN_IF_ERROR(CheckHostI32(batch.attention.block_tables, "block_tables", 2));
     const int64_t m = batch.logit_rows.dim(0);
     const int64_t vocab = config_.vocab_size;
     if (m < 1 || !logits.defined() || logits.dtype() != DType::kF32 || logits.rank() != 2 ||
-        logits.dim(0) != m || logits.dim(1) != vocab) {
-      return absl::InvalidArgumentError(absl::StrCat("forward: logits is ", logits.DebugString(),
-                                                     ", expected f32[", m, ", ", vocab, "]"));
+        logits.dim(0) != m || logits.dim(1) != vocab ||
+        (logits.device() != runtime::Device::kCpu && logits.device() != backend_->device())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("forward: logits is ", logits.DebugString(), " on ",
+                       std::string(DeviceName(logits.device())), ", expected f32[", m, ", ", vocab,
+                       "] on the host or the backend"));
     }
     const KvCacheSpec& spec = parts_.kv;
     if (static_cast<int64_t>(kv.k.size()) != spec.num_layers || kv.v.size() != kv.k.size()) {
@@ -108,7 +132,8 @@ class DecoderModel final : public Model {
     StepContext ctx;
     ctx.backend = backend_;
     ctx.workspace = &workspace_;
-    ctx.batch = &batch;
+    ASSIGN_OR_RETURN(const ForwardBatch dev, StageBatch(ctx, batch));
+    ctx.batch = &dev;
     ctx.rope_cos_sin = &rope_;
     ctx.trace = &trace_;
     ctx.collectives = &collectives_;
@@ -119,7 +144,7 @@ class DecoderModel final : public Model {
     ASSIGN_OR_RETURN(Tensor residual, ctx.Scratch("residual", cdt_, {n, hidden}));
     ASSIGN_OR_RETURN(Tensor normed, ctx.Scratch("normed", cdt_, {n, hidden}));
     ASSIGN_OR_RETURN(Tensor out, ctx.Scratch("block_out", cdt_, {n, hidden}));
-    RETURN_IF_ERROR(Embed(ctx, batch.token_ids, residual));
+    RETURN_IF_ERROR(Embed(ctx, batch.token_ids, dev.token_ids, residual));
     ctx.Trace("embed", -1, residual);
     const float eps = static_cast<float>(config_.rms_norm_eps);
     for (int l = 0; l < static_cast<int>(parts_.layers.size()); ++l) {
@@ -134,7 +159,7 @@ class DecoderModel final : public Model {
     RETURN_IF_ERROR(b.RmsNorm(out, &residual, final_norm_, eps, normed));
     ctx.Trace("final_norm", -1, normed);
     ASSIGN_OR_RETURN(Tensor rows, ctx.Scratch("logit_rows", cdt_, {m, hidden}));
-    RETURN_IF_ERROR(b.Embedding(normed, batch.logit_rows, rows));
+    RETURN_IF_ERROR(b.Embedding(normed, dev.logit_rows, rows));
     ctx.Trace("logits_hidden", -1, rows);
     RETURN_IF_ERROR(LmHead(ctx, rows, logits));
     ctx.Trace("logits", -1, logits);
@@ -142,58 +167,110 @@ class DecoderModel final : public Model {
   }
 
  private:
-  // Vocab-parallel embedding (shard.h): this rank's table holds its vocabulary rows plus one
-  // zero row that every id outside them reads; the all-reduce adds the one non-zero row.
-  absl::Status Embed(StepContext& ctx, const Tensor& ids, Tensor& out) {
+  // The step's batch in backend memory: the host batch itself on the CPU; otherwise its seven
+  // i32 tensors packed into one reused buffer with a single CopyFromHost.
+  absl::StatusOr<ForwardBatch> StageBatch(StepContext& ctx, const ForwardBatch& host) {
+    if (backend_->device() == runtime::Device::kCpu) return host;
+    const Tensor* parts[] = {&host.token_ids,
+                             &host.positions,
+                             &host.slot_mapping,
+                             &host.logit_rows,
+                             &host.attention.query_start,
+                             &host.attention.seq_lens,
+                             &host.attention.block_tables};
+    int64_t total = 0;
+    for (const Tensor* p : parts) total += p->numel();
+    batch_host_.resize(static_cast<size_t>(total));
+    int64_t off = 0;
+    for (const Tensor* p : parts) {
+      std::memcpy(batch_host_.data() + off, p->raw_data(), p->nbytes());
+      off += p->numel();
+    }
+    ASSIGN_OR_RETURN(Tensor all, ctx.Scratch("batch", DType::kI32, {total}));
+    RETURN_IF_ERROR(backend_->CopyFromHost(batch_host_.data(), all));
+    ForwardBatch dev;
+    Tensor* outs[] = {&dev.token_ids,
+                      &dev.positions,
+                      &dev.slot_mapping,
+                      &dev.logit_rows,
+                      &dev.attention.query_start,
+                      &dev.attention.seq_lens,
+                      &dev.attention.block_tables};
+    off = 0;
+    for (size_t i = 0; i < std::size(parts); ++i) {
+      ASSIGN_OR_RETURN(Tensor slice, all.Slice(off, off + parts[i]->numel()));
+      ASSIGN_OR_RETURN(*outs[i], slice.Reshape(parts[i]->shape()));
+      off += parts[i]->numel();
+    }
+    return dev;
+  }
+
+  // Vocab-parallel embedding (shard.h): this rank's table holds its vocabulary rows, then zero
+  // rows (at least one) that every id outside them reads; the all-reduce adds the one non-zero
+  // row. The local ids are computed from the host ids and copied to the backend.
+  absl::Status Embed(StepContext& ctx, const Tensor& host_ids, const Tensor& ids, Tensor& out) {
     if (!collectives_.active()) return backend_->Embedding(embed_, ids, out);
     const ShardSpec::Range rows = collectives_.spec().VocabRows(config_.vocab_size);
-    const int64_t n = ids.dim(0);
-    ASSIGN_OR_RETURN(Tensor local, ctx.Scratch("embed_local_ids", DType::kI32, {n}));
+    const int64_t n = host_ids.dim(0);
+    local_ids_host_.resize(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) {
-      const int32_t id = ids.data<int32_t>()[i];
+      const int32_t id = host_ids.data<int32_t>()[i];
       if (id < 0 || id >= config_.vocab_size) {
         return absl::InvalidArgumentError(absl::StrCat("forward: token id ", id, " at position ", i,
                                                        " is outside [0, ", config_.vocab_size,
                                                        ")"));
       }
       const int64_t r = id - rows.begin;
-      local.data<int32_t>()[i] = static_cast<int32_t>(r >= 0 && r < rows.count ? r : rows.count);
+      local_ids_host_[i] = static_cast<int32_t>(r >= 0 && r < rows.count ? r : rows.count);
     }
+    ASSIGN_OR_RETURN(Tensor local, ctx.Scratch("embed_local_ids", DType::kI32, {n}));
+    RETURN_IF_ERROR(backend_->CopyFromHost(local_ids_host_.data(), local));
     RETURN_IF_ERROR(backend_->Embedding(embed_, local, out));
     return collectives_.AllReduceWorld(out);
   }
 
-  // Vocab-parallel lm_head: each rank's logits slice, padded to ceil(V/world) columns, is
-  // all-gathered and laid out in vocabulary order.
+  // lm_head into `logits` (host or backend memory). Vocab-parallel: each rank's lm_head holds
+  // ceil(V/world) rows (zero-padded at the end of the vocabulary), so its logits slice has the
+  // same width on every rank; the slices are all-gathered and laid out in vocabulary order on
+  // the host.
   absl::Status LmHead(StepContext& ctx, const Tensor& rows, Tensor& logits) {
-    if (!collectives_.active()) return backend_->Linear(rows, lm_head_, Tensor(), logits);
+    const bool host_logits = logits.device() == runtime::Device::kCpu;
+    if (!collectives_.active()) {
+      if (logits.device() == backend_->device()) {
+        return backend_->Linear(rows, lm_head_, Tensor(), logits);
+      }
+      ASSIGN_OR_RETURN(Tensor dev,
+                       ctx.Scratch("logits", DType::kF32, {rows.dim(0), logits.dim(1)}));
+      RETURN_IF_ERROR(backend_->Linear(rows, lm_head_, Tensor(), dev));
+      return backend_->CopyToHost(dev, logits.raw_data());
+    }
     const ShardSpec& sh = collectives_.spec();
     const int64_t vocab = config_.vocab_size, m = rows.dim(0);
     const int64_t per = sh.VocabRowsPerRank(vocab);
-    const ShardSpec::Range mine = sh.VocabRows(vocab);
     const int world = sh.world_size();
     ASSIGN_OR_RETURN(Tensor send, ctx.Scratch("lm_head_send", DType::kF32, {m, per}));
-    std::memset(send.raw_data(), 0, send.nbytes());
-    if (mine.count > 0) {
-      ASSIGN_OR_RETURN(Tensor part, ctx.Scratch("lm_head_part", DType::kF32, {m, mine.count}));
-      RETURN_IF_ERROR(backend_->Linear(rows, lm_head_, Tensor(), part));
-      RETURN_IF_ERROR(backend_->Synchronize());
-      for (int64_t i = 0; i < m; ++i) {
-        std::memcpy(send.data<float>() + i * per, part.data<float>() + i * mine.count,
-                    mine.count * sizeof(float));
-      }
-    }
+    RETURN_IF_ERROR(backend_->Linear(rows, lm_head_, Tensor(), send));
     ASSIGN_OR_RETURN(Tensor all, ctx.Scratch("lm_head_all", DType::kF32, {world, m, per}));
     RETURN_IF_ERROR(collectives_.AllGatherWorld(send, all));
+    const float* src = all.data<float>();
+    if (all.device() != runtime::Device::kCpu) {
+      gathered_host_.resize(static_cast<size_t>(all.numel()));
+      RETURN_IF_ERROR(backend_->CopyToHost(all, gathered_host_.data()));
+      src = gathered_host_.data();
+    }
+    float* dst = logits.data<float>();
+    if (!host_logits) {
+      logits_host_.resize(static_cast<size_t>(logits.numel()));
+      dst = logits_host_.data();
+    }
     for (int r = 0; r < world; ++r) {
       const int64_t begin = std::min<int64_t>(vocab, per * r);
       const int64_t count = std::min<int64_t>(vocab, begin + per) - begin;
       for (int64_t i = 0; i < m && count > 0; ++i) {
-        std::memcpy(logits.data<float>() + i * vocab + begin, all.data<float>() + (r * m + i) * per,
-                    count * sizeof(float));
+        std::memcpy(dst + i * vocab + begin, src + (r * m + i) * per, count * sizeof(float));
       }
     }
-    return absl::OkStatus();
+    return host_logits ? absl::OkStatus() : backend_->CopyFromHost(dst, logits);
   }
 
   Collectives collectives_;
@@ -205,6 +282,9 @@ class DecoderModel final : public Model {
   Tensor embed_, final_norm_, lm_head_, rope_;
   uint64_t weight_bytes_;
   Workspace workspace_;
+  // Host staging reused from step to step (device backends; the sharded embedding).
+  std::vector<int32_t> batch_host_, local_ids_host_;
+  std::vector<float> gathered_host_, logits_host_;
 };
 
 }  // namespace
@@ -225,25 +305,18 @@ absl::StatusOr<std::unique_ptr<Model>> MakeDecoderModel(const model::ModelConfig
       ASSIGN_OR_RETURN(lm_head, w.Get("lm_head.weight", {c.vocab_size, c.hidden_size}));
     }
   } else {
-    // This rank's vocabulary rows, then one zero row for the ids other ranks hold.
+    // This rank's vocabulary rows, zero-padded to ceil(V/world) rows (+1 for the embedding:
+    // the row every id of another rank reads); see DecoderModel::Embed and LmHead.
     const ShardSpec::Range rows = options.shard.VocabRows(c.vocab_size);
-    ASSIGN_OR_RETURN(embed, Tensor::Zeros(w.storage_dtype(), {rows.count + 1, c.hidden_size}));
-    if (rows.count > 0) {
-      ASSIGN_OR_RETURN(Tensor mine,
-                       w.GetRows("model.embed_tokens.weight", {c.vocab_size, c.hidden_size},
-                                 rows.begin, rows.count));
-      if (mine.dtype() != embed.dtype()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            w.dir(), ": model.embed_tokens.weight is ", std::string(DTypeName(mine.dtype())),
-            ", the checkpoint's dtype ", std::string(DTypeName(embed.dtype()))));
-      }
-      std::memcpy(embed.raw_data(), mine.raw_data(), mine.nbytes());
-      if (c.tie_word_embeddings) {
-        ASSIGN_OR_RETURN(lm_head, embed.Slice(0, rows.count));
-      } else {
-        ASSIGN_OR_RETURN(lm_head, w.GetRows("lm_head.weight", {c.vocab_size, c.hidden_size},
-                                            rows.begin, rows.count));
-      }
+    const int64_t per = options.shard.VocabRowsPerRank(c.vocab_size);
+    ASSIGN_OR_RETURN(embed,
+                     w.GetRowsPadded("model.embed_tokens.weight", {c.vocab_size, c.hidden_size},
+                                     rows.begin, rows.count, per + 1));
+    if (c.tie_word_embeddings) {
+      ASSIGN_OR_RETURN(lm_head, embed.Slice(0, per));
+    } else {
+      ASSIGN_OR_RETURN(lm_head, w.GetRowsPadded("lm_head.weight", {c.vocab_size, c.hidden_size},
+                                                rows.begin, rows.count, per));
     }
   }
   ASSIGN_OR_RETURN(Tensor norm, w.Get("model.norm.weight", {c.hidden_size}));
@@ -255,7 +328,9 @@ absl::StatusOr<std::unique_ptr<Model>> MakeDecoderModel(const model::ModelConfig
     max_positions = std::min(max_positions, *c.sliding_window);
   }
   ASSIGN_OR_RETURN(runtime::RopeScaling scaling, RuntimeRopeScaling(c));
-  ASSIGN_OR_RETURN(Tensor rope, runtime::BuildRopeCache(scaling, parts.rotary_dim, max_positions));
+  ASSIGN_OR_RETURN(Tensor rope_host,
+                   runtime::BuildRopeCache(scaling, parts.rotary_dim, max_positions));
+  ASSIGN_OR_RETURN(Tensor rope, backend->PrepareWeight(rope_host));
   const uint64_t weight_bytes = w.bytes_loaded();
   return std::unique_ptr<Model>(
       new DecoderModel(c, backend, options, std::move(parts), std::move(embed), std::move(norm),
@@ -276,6 +351,7 @@ absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& model_dir, B
   }
   ASSIGN_OR_RETURN(WeightLoader weights, WeightLoader::Open(model_dir, config));
   weights.set_shard(options.shard);
+  weights.set_backend(backend);
   absl::StatusOr<DecoderParts> parts;
   switch (config.architecture) {
     case model::Architecture::kLlama:

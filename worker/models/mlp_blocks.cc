@@ -141,13 +141,13 @@ class Moe final : public FfnBlock {
     const int64_t k = routing_.top_k;
     const int64_t inter = w_.down[0].dim(1);
     const DType cdt = ctx.compute_dtype;
-    const size_t row_bytes = hidden * DTypeSize(cdt);
     const int64_t lo = n * sh.ep_rank / ep, hi = n * (sh.ep_rank + 1) / ep, share = hi - lo;
     auto peer = [&](int d) { return d * tp + sh.tp_rank; };
 
-    std::memset(out.raw_data(), 0, out.nbytes());
+    RETURN_IF_ERROR(b.Zero(out));
     // 1. Route the share and group its rows by expert.
-    Tensor ids, weights, xp, slots;
+    Tensor ids, weights, slots;
+    ASSIGN_OR_RETURN(Tensor xp, ctx.Scratch("moe_x", cdt, {share * k, hidden}));
     std::vector<int32_t> counts_send(ep * local, 0);
     std::vector<int64_t> rows_send(ep, 0);
     if (share > 0) {
@@ -157,12 +157,12 @@ class Moe final : public FfnBlock {
       ASSIGN_OR_RETURN(ids, ctx.Scratch("moe_ids", DType::kI32, {share, k}));
       ASSIGN_OR_RETURN(weights, ctx.Scratch("moe_weights", DType::kF32, {share, k}));
       RETURN_IF_ERROR(b.MoeTopK(logits, w_.router_bias, routing_, ids, weights));
-      ASSIGN_OR_RETURN(xp, ctx.Scratch("moe_x", cdt, {share * k, hidden}));
       ASSIGN_OR_RETURN(Tensor offsets, ctx.Scratch("moe_offsets", DType::kI32, {experts + 1}));
       ASSIGN_OR_RETURN(slots, ctx.Scratch("moe_slots", DType::kI32, {share * k}));
       RETURN_IF_ERROR(b.MoePermute(xs, ids, static_cast<int>(experts), xp, offsets, slots));
-      RETURN_IF_ERROR(b.Synchronize());
-      const int32_t* off = offsets.data<int32_t>();
+      offsets_host_.resize(static_cast<size_t>(experts + 1));
+      RETURN_IF_ERROR(b.CopyToHost(offsets, offsets_host_.data()));
+      const int32_t* off = offsets_host_.data();
       for (int d = 0; d < ep; ++d) {
         for (int64_t e = 0; e < local; ++e) {
           counts_send[d * local + e] = off[d * local + e + 1] - off[d * local + e];
@@ -174,9 +174,9 @@ class Moe final : public FfnBlock {
     std::vector<int64_t> sc(world, 0), rc(world, 0);
     for (int d = 0; d < ep; ++d) sc[peer(d)] = rc[peer(d)] = local;
     std::vector<int32_t> counts_recv(ep * local, 0);
-    RETURN_IF_ERROR(coll.AllToAllWorld(std::as_bytes(std::span(counts_send)), sc,
-                                       std::as_writable_bytes(std::span(counts_recv)), rc,
-                                       DType::kI32));
+    RETURN_IF_ERROR(coll.AllToAllHost(std::as_bytes(std::span(counts_send)), sc,
+                                      std::as_writable_bytes(std::span(counts_recv)), rc,
+                                      DType::kI32));
     std::vector<int64_t> rows_recv(ep, 0);
     int64_t received = 0;
     for (int d = 0; d < ep; ++d) {
@@ -189,10 +189,8 @@ class Moe final : public FfnBlock {
     }
     ASSIGN_OR_RETURN(Tensor xr,
                      ctx.Scratch("moe_ep_x", cdt, {std::max<int64_t>(received, 1), hidden}));
-    RETURN_IF_ERROR(coll.AllToAllWorld(
-        {static_cast<const std::byte*>(share > 0 ? xp.raw_data() : nullptr),
-         share > 0 ? xp.nbytes() : 0},
-        sc, {static_cast<std::byte*>(xr.raw_data()), received * row_bytes}, rc, cdt));
+    ASSIGN_OR_RETURN(Tensor xr_rows, xr.Slice(0, received));
+    RETURN_IF_ERROR(coll.AllToAllWorld(xp, sc, xr_rows, rc, cdt));
 
     // 3. This rank's experts over the rows it received (grouped again by local expert).
     ASSIGN_OR_RETURN(Tensor yr,
@@ -200,17 +198,19 @@ class Moe final : public FfnBlock {
     if (received > 0) {
       ASSIGN_OR_RETURN(Tensor xrv, xr.Slice(0, received));
       ASSIGN_OR_RETURN(Tensor yrv, yr.Slice(0, received));
-      ASSIGN_OR_RETURN(Tensor rid, ctx.Scratch("moe_ep_ids", DType::kI32, {received, 1}));
-      ASSIGN_OR_RETURN(Tensor ones, ctx.Scratch("moe_ep_ones", DType::kF32, {received, 1}));
+      // The local expert of each received row, from the counts (host), to the backend.
+      rid_host_.resize(static_cast<size_t>(received));
       int64_t r = 0;
       for (int d = 0; d < ep; ++d) {
         for (int64_t e = 0; e < local; ++e) {
           for (int32_t i = 0; i < counts_recv[d * local + e]; ++i, ++r) {
-            rid.data<int32_t>()[r] = static_cast<int32_t>(e);
-            ones.data<float>()[r] = 1.0f;
+            rid_host_[r] = static_cast<int32_t>(e);
           }
         }
       }
+      ASSIGN_OR_RETURN(Tensor rid, ctx.Scratch("moe_ep_ids", DType::kI32, {received, 1}));
+      RETURN_IF_ERROR(b.CopyFromHost(rid_host_.data(), rid));
+      ASSIGN_OR_RETURN(Tensor ones, ctx.workspace->Ones(received));
       ASSIGN_OR_RETURN(Tensor xg, ctx.Scratch("moe_ep_xg", cdt, {received, hidden}));
       ASSIGN_OR_RETURN(Tensor goff, ctx.Scratch("moe_ep_offsets", DType::kI32, {local + 1}));
       ASSIGN_OR_RETURN(Tensor gslots, ctx.Scratch("moe_ep_slots", DType::kI32, {received}));
@@ -223,15 +223,14 @@ class Moe final : public FfnBlock {
       RETURN_IF_ERROR(b.MoeGroupedLinear(act, goff, w_.down, yg));
       // Back to the order received (unit weights, one choice per row: exact data movement).
       RETURN_IF_ERROR(b.MoeCombine(yg, gslots, rid, ones, Tensor(), Tensor(), yrv));
-      RETURN_IF_ERROR(b.Synchronize());
     }
     // 4. The outputs go back to the ranks that sent the rows, in the order they were sent.
     for (int d = 0; d < ep; ++d) std::swap(sc[peer(d)], rc[peer(d)]);
     ASSIGN_OR_RETURN(Tensor yback,
                      ctx.Scratch("moe_ep_back", cdt, {std::max<int64_t>(share * k, 1), hidden}));
-    RETURN_IF_ERROR(coll.AllToAllWorld(
-        {static_cast<const std::byte*>(yr.raw_data()), received * row_bytes}, sc,
-        {static_cast<std::byte*>(yback.raw_data()), share * k * row_bytes}, rc, cdt));
+    ASSIGN_OR_RETURN(Tensor yr_rows, yr.Slice(0, received));
+    ASSIGN_OR_RETURN(Tensor yback_rows, yback.Slice(0, share * k));
+    RETURN_IF_ERROR(coll.AllToAllWorld(yr_rows, sc, yback_rows, rc, cdt));
     // 5. Combine the share as a single rank would (plus this tp slice of the shared expert).
     if (share > 0) {
       ASSIGN_OR_RETURN(Tensor xs, x.Slice(lo, hi));
@@ -240,7 +239,6 @@ class Moe final : public FfnBlock {
       RETURN_IF_ERROR(RunShared(ctx, -1, xs, shared, shared_gate));
       ASSIGN_OR_RETURN(Tensor out_share, out.Slice(lo, hi));
       RETURN_IF_ERROR(b.MoeCombine(y, slots, ids, weights, shared, shared_gate, out_share));
-      RETURN_IF_ERROR(b.Synchronize());
     }
     // 6. Every share, every tp partial sum.
     return coll.AllReduceWorld(out);
@@ -248,6 +246,8 @@ class Moe final : public FfnBlock {
 
   MoeWeights w_;
   runtime::MoeRoutingParams routing_;
+  // Host copies reused from step to step (expert parallelism).
+  std::vector<int32_t> offsets_host_, rid_host_;
 };
 
 }  // namespace

@@ -44,7 +44,8 @@ using runtime::Tensor;
 
 // Called with every named intermediate of a forward pass (STYLE habit 10), e.g.
 // ("attn_out", 3, bf16[n, hidden]). Layer is -1 outside the decoder layers. The tensor is only
-// valid during the call (scratch memory); copy what you keep. Names: see each block's file.
+// valid during the call (scratch memory) and lives on the backend (host memory on the CPU;
+// read it with Backend::CopyToHost elsewhere); copy what you keep. Names: see each block's file.
 using TraceFn = std::function<void(std::string_view name, int layer, const Tensor& tensor)>;
 
 struct ModelOptions {
@@ -58,8 +59,9 @@ struct ModelOptions {
   comm::Communicator* comm = nullptr;
 };
 
-// One step's batch. All tensors are i32 on the backend's device (host memory on the CPU).
-// `n` = tokens of the step, sequences concatenated in order.
+// One step's batch. All tensors are i32 host tensors (MakeForwardBatch builds them); Forward
+// copies them to the backend's memory (one CopyFromHost into reused buffers; nothing on the
+// CPU). `n` = tokens of the step, sequences concatenated in order.
 struct ForwardBatch {
   Tensor token_ids;                        // [n] ids in [0, vocab)
   Tensor positions;                        // [n] absolute positions in [0, max_positions)
@@ -111,7 +113,8 @@ class Model {
   virtual uint64_t active_weight_bytes_per_token() const = 0;
 
   // Runs the batch, writing this step's k/v into `kv` at batch.slot_mapping and filling
-  // `logits` [m, vocab] f32 (allocated by the caller) for the rows in batch.logit_rows.
+  // `logits` [m, vocab] f32 (allocated by the caller, on the host or on the backend; host logits
+  // of a device backend are complete when Forward returns) for the rows in batch.logit_rows.
   // Errors: InvalidArgument for inconsistent batch tensors (names the tensor), ids out of
   // range, a cache that does not match kv_cache_spec(); whatever the backend reports.
   virtual absl::Status Forward(const ForwardBatch& batch, KvCacheTensors& kv, Tensor& logits) = 0;
@@ -120,6 +123,8 @@ class Model {
 };
 
 // Loads `model_dir` (config.json + safetensors) for `backend`, which must outlive the model.
+// Every weight goes through Backend::PrepareWeight once (see weight_loader.h); constants the
+// forward pass needs (RoPE table, MLA selections) are made at load on the backend too.
 // Errors: NotFound / InvalidArgument from the config and checkpoint readers (naming the file);
 // InvalidArgument for a checkpoint tensor of the wrong shape or dtype (naming it);
 // Unimplemented for a config feature the forward passes do not implement (naming it).

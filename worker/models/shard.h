@@ -19,17 +19,18 @@
 // rank keeps the one its query heads use (replicated). MLA's latent cache is per token, not
 // per head, so every rank caches it whole.
 //
-// Host buffers only (the CPU backend); a device backend passes device pointers to NCCL.
 #ifndef EXPERTMESH_WORKER_MODELS_SHARD_H_
 #define EXPERTMESH_WORKER_MODELS_SHARD_H_
 
 #include <cstdint>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "worker/comm/communicator.h"
+#include "worker/runtime/backend.h"
 #include "worker/runtime/tensor.h"
 
 namespace expertmesh::models {
@@ -59,11 +60,18 @@ struct ShardSpec {
 absl::Status ValidateShardSpec(const ShardSpec& spec);
 
 // The collectives of the forward pass over the group's world communicator (nullptr when the
-// group has one rank: every call is then a no-op). Tensors are contiguous host tensors of
-// f32/bf16 (sums) or any dtype (gathers, all-to-all).
+// group has one rank: every call is then a no-op). Tensors are tensors of `backend` (f32/bf16
+// for sums, any dtype for gathers and all-to-all). Where the bytes travel:
+//  - CPU backend, host communicator (Gloo, fake): the tensors' memory itself;
+//  - device backend, device communicator (NCCL): device pointers, after Synchronize (the
+//    communicator completes before returning);
+//  - device backend, host communicator: staged through reused host buffers (CopyToHost,
+//    collective, CopyFromHost), e.g. two ranks sharing one GPU;
+//  - a CPU backend with a device communicator is refused (FailedPrecondition).
 class Collectives {
  public:
-  Collectives(const ShardSpec& spec, comm::Communicator* world) : spec_(spec), world_(world) {}
+  Collectives(const ShardSpec& spec, comm::Communicator* world, runtime::Backend* backend)
+      : spec_(spec), world_(world), backend_(backend) {}
 
   const ShardSpec& spec() const { return spec_; }
   bool active() const { return world_ != nullptr && spec_.sharded(); }
@@ -74,14 +82,30 @@ class Collectives {
   absl::Status AllReduceWorld(runtime::Tensor& t);
   // recv = concatenation of every rank's send, in world-rank order.
   absl::Status AllGatherWorld(const runtime::Tensor& send, runtime::Tensor& recv);
-  // Uneven all-to-all in elements of `dtype` (see Communicator::AllToAll).
-  absl::Status AllToAllWorld(std::span<const std::byte> send, std::span<const int64_t> send_counts,
-                             std::span<std::byte> recv, std::span<const int64_t> recv_counts,
+  // Uneven all-to-all in elements of `dtype` (see Communicator::AllToAll) of backend tensors;
+  // every byte of send is sent and every byte of recv received (slice them to the counts).
+  absl::Status AllToAllWorld(const runtime::Tensor& send, std::span<const int64_t> send_counts,
+                             runtime::Tensor& recv, std::span<const int64_t> recv_counts,
                              DType dtype);
+  // The same over host memory (small metadata such as per-expert row counts).
+  absl::Status AllToAllHost(std::span<const std::byte> send, std::span<const int64_t> send_counts,
+                            std::span<std::byte> recv, std::span<const int64_t> recv_counts,
+                            DType dtype);
 
  private:
+  // How backend tensors reach the communicator.
+  enum class Route { kDirect, kStageHost };
+  absl::StatusOr<Route> TensorRoute();
+  // A u8 tensor of the backend over `bytes` bytes (reused between calls).
+  absl::StatusOr<runtime::Tensor> DeviceStage(runtime::Tensor& buffer, size_t bytes);
+
   ShardSpec spec_;
   comm::Communicator* world_;
+  runtime::Backend* backend_;
+  // Host staging (device backend, host communicator) and device staging (host data, device
+  // communicator), grown to the largest collective seen.
+  std::vector<std::byte> host_send_, host_recv_;
+  runtime::Tensor dev_send_, dev_recv_;
 };
 
 }  // namespace expertmesh::models

@@ -136,9 +136,22 @@ absl::StatusOr<Tensor> WeightLoader::Materialize(const model::TensorView& view,
 }
 
 absl::StatusOr<Tensor> WeightLoader::Get(std::string_view name, std::vector<int64_t> shape) {
-  ASSIGN_OR_RETURN(Tensor t, Materialize(name, shape));
+  ASSIGN_OR_RETURN(model::TensorView view, View(name, shape));
+  ASSIGN_OR_RETURN(Tensor t, Materialize(view, name, shape));
   bytes_loaded_ += t.nbytes();
-  return t;
+  const bool mapped = t.raw_data() == view.data.data();
+  return Prepare(std::move(t), mapped);
+}
+
+absl::StatusOr<Tensor> WeightLoader::Prepare(Tensor host, bool mapped) {
+  if (backend_ == nullptr) return host;
+  ASSIGN_OR_RETURN(Tensor prepared, backend_->PrepareWeight(host));
+  // The backend made its own copy: a checkpoint view's pages need not stay resident (the
+  // mapping itself closes once the loader and the last view are gone).
+  if (mapped && prepared.raw_data() != host.raw_data()) {
+    ReleasePages({static_cast<const std::byte*>(host.raw_data()), host.nbytes()});
+  }
+  return prepared;
 }
 
 absl::StatusOr<Tensor> WeightLoader::GetRows(std::string_view name, std::vector<int64_t> shape,
@@ -160,7 +173,33 @@ absl::StatusOr<Tensor> WeightLoader::GetRows(std::string_view name, std::vector<
     rows = std::move(own);
   }
   bytes_loaded_ += rows.nbytes();
-  return rows;
+  return Prepare(std::move(rows), zero_copy);
+}
+
+absl::StatusOr<Tensor> WeightLoader::GetRowsPadded(std::string_view name,
+                                                   std::vector<int64_t> shape, int64_t begin,
+                                                   int64_t count, int64_t total_rows) {
+  if (total_rows == count) return GetRows(name, std::move(shape), begin, count);
+  if (shape.size() != 2 || total_rows < count || begin < 0 || count < 0 ||
+      begin + count > shape[0]) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(dir(), ": tensor ", std::string(name), ": padded row slice [", begin, ", ",
+                     begin + count, ") of ", total_rows, " rows outside ", ShapeStr(shape)));
+  }
+  ASSIGN_OR_RETURN(Tensor t, Tensor::Zeros(storage_dtype_, {total_rows, shape[1]}));
+  if (count > 0) {
+    ASSIGN_OR_RETURN(model::TensorView view, View(name, shape));
+    ASSIGN_OR_RETURN(Tensor full, Materialize(view, name, shape));
+    if (full.dtype() != storage_dtype_) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          dir(), ": tensor ", std::string(name), " is ", std::string(DTypeName(full.dtype())),
+          ", the checkpoint's dtype ", std::string(DTypeName(storage_dtype_))));
+    }
+    ASSIGN_OR_RETURN(Tensor rows, full.Slice(begin, begin + count));
+    std::memcpy(t.raw_data(), rows.raw_data(), rows.nbytes());
+  }
+  bytes_loaded_ += t.nbytes();
+  return Prepare(std::move(t), false);
 }
 
 absl::StatusOr<Tensor> WeightLoader::GetCols(std::string_view name, std::vector<int64_t> shape,
@@ -180,7 +219,7 @@ absl::StatusOr<Tensor> WeightLoader::GetCols(std::string_view name, std::vector<
     std::memcpy(dst + r * count * es, src + (r * shape[1] + begin) * es, count * es);
   }
   bytes_loaded_ += out.nbytes();
-  return out;
+  return Prepare(std::move(out), false);
 }
 
 absl::StatusOr<Tensor> WeightLoader::ConcatRowSlices(const std::vector<RowSlice>& parts,
@@ -209,7 +248,7 @@ absl::StatusOr<Tensor> WeightLoader::ConcatRowSlices(const std::vector<RowSlice>
     dst += p.count * row_bytes;
   }
   bytes_loaded_ += t.nbytes();
-  return t;
+  return Prepare(std::move(t), false);
 }
 
 absl::StatusOr<Tensor> WeightLoader::GetOptional(std::string_view name,
@@ -258,7 +297,7 @@ absl::StatusOr<Tensor> WeightLoader::GetF32(std::string_view name, std::vector<i
   ASSIGN_OR_RETURN(Tensor t, Tensor::Empty(DType::kF32, shape));
   std::memcpy(t.raw_data(), values.data(), values.size() * 4);
   bytes_loaded_ += t.nbytes();
-  return t;
+  return Prepare(std::move(t), false);
 }
 
 absl::StatusOr<Tensor> WeightLoader::ConcatRows(const std::vector<std::string>& names,
@@ -282,7 +321,7 @@ absl::StatusOr<Tensor> WeightLoader::FromFloats(const std::vector<float>& values
     }
   }
   bytes_loaded_ += t.nbytes();
-  return t;
+  return Prepare(std::move(t), false);
 }
 
 }  // namespace expertmesh::models

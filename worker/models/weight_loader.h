@@ -12,7 +12,10 @@
 // Tensor-parallel ranks take slices (GetRows, GetCols, ConcatRowSlices): a row slice of a bf16
 // or f32 tensor is still a zero-copy view; column slices and converted dtypes are copies.
 //
-// Host memory only for now: a device backend will upload these tensors (not yet needed).
+// With a backend (set_backend), every tensor handed out has been through
+// Backend::PrepareWeight: the CPU returns the host tensor itself (zero-copy views stay views);
+// a device backend copies it once into its weight memory, and the host copy is dropped (a
+// checkpoint view's pages are released from the resident set). Without one, host tensors.
 #ifndef EXPERTMESH_WORKER_MODELS_WEIGHT_LOADER_H_
 #define EXPERTMESH_WORKER_MODELS_WEIGHT_LOADER_H_
 
@@ -26,6 +29,7 @@
 #include "model/config/model_config.h"
 #include "model/safetensors/checkpoint.h"
 #include "worker/models/shard.h"
+#include "worker/runtime/backend.h"
 #include "worker/runtime/tensor.h"
 
 namespace expertmesh::models {
@@ -51,6 +55,11 @@ class WeightLoader {
   // Rows [begin, begin + count) of the tensor `name` whose full shape is `shape` (any rank).
   absl::StatusOr<runtime::Tensor> GetRows(std::string_view name, std::vector<int64_t> shape,
                                           int64_t begin, int64_t count);
+  // Rows [begin, begin + count) of the 2-D tensor `name` followed by zero rows, `total_rows`
+  // (>= count) in all, in the storage dtype: a copy unless total_rows == count (then GetRows).
+  // For vocab-parallel tables whose slices must all have the same row count.
+  absl::StatusOr<runtime::Tensor> GetRowsPadded(std::string_view name, std::vector<int64_t> shape,
+                                                int64_t begin, int64_t count, int64_t total_rows);
   // Columns [begin, begin + count) of the 2-D tensor `name` of full shape `shape` (a copy).
   absl::StatusOr<runtime::Tensor> GetCols(std::string_view name, std::vector<int64_t> shape,
                                           int64_t begin, int64_t count);
@@ -76,6 +85,8 @@ class WeightLoader {
   // Which part of the model this rank loads (the builders read it); a group of one by default.
   const ShardSpec& shard() const { return shard_; }
   void set_shard(const ShardSpec& shard) { shard_ = shard; }
+  // The backend the weights are prepared for (must outlive the loader); nullptr = host tensors.
+  void set_backend(runtime::Backend* backend) { backend_ = backend; }
 
  private:
   WeightLoader(std::shared_ptr<model::Checkpoint> checkpoint, const model::ModelConfig& config);
@@ -86,6 +97,8 @@ class WeightLoader {
                                               const std::vector<int64_t>& shape);
   absl::StatusOr<runtime::Tensor> Materialize(const model::TensorView& view, std::string_view name,
                                               const std::vector<int64_t>& shape);
+  // Hands `host` to the backend (see the file comment); `mapped`: it is a checkpoint view.
+  absl::StatusOr<runtime::Tensor> Prepare(runtime::Tensor host, bool mapped);
   // Writes view (any float dtype) rows into `out` of the storage dtype.
   absl::Status Convert(const model::TensorView& view, std::string_view name, void* out) const;
 
@@ -94,6 +107,7 @@ class WeightLoader {
   DType storage_dtype_ = DType::kBF16;
   uint64_t bytes_loaded_ = 0;
   ShardSpec shard_;
+  runtime::Backend* backend_ = nullptr;
 };
 
 }  // namespace expertmesh::models

@@ -2,12 +2,15 @@
 // engine, and logits within fp32 rounding of it, on every golden architecture. The ranks are
 // threads over the in-process fake communicator here (real processes over Gloo are covered by
 // the end-to-end tests); rank 0 runs the scheduler and broadcasts each step (step_sync.h).
+#include <cstring>
+#include <functional>
 #include <map>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_backend.h"
+#include "tests/util/fake_device_backend.h"
 #include "worker/comm/fake_communicator.h"
 #include "worker/engine/engine.h"
 #include "worker/engine/follower.h"
@@ -19,6 +22,19 @@ namespace {
 
 using scheduler::GenerationRequest;
 using Tokens = std::map<std::string, std::vector<int32_t>>;
+using BackendFactory = std::function<absl::StatusOr<std::unique_ptr<runtime::Backend>>()>;
+
+absl::StatusOr<std::unique_ptr<runtime::Backend>> CpuBackend() {
+  auto b = kernels::cpu::CpuBackend::Create({.num_threads = 1});
+  if (!b.ok()) return b.status();
+  return std::unique_ptr<runtime::Backend>(std::move(*b));
+}
+// Every op on the CPU, every tensor tagged as device memory (tests/util/fake_device_backend.h).
+absl::StatusOr<std::unique_ptr<runtime::Backend>> FakeDevice() {
+  auto b = expertmesh::testing::FakeDeviceBackend::Create({.num_threads = 1});
+  if (!b.ok()) return b.status();
+  return std::unique_ptr<runtime::Backend>(std::move(*b));
+}
 
 std::string GoldenModel(const std::string& arch) {
   return absl::StrCat(EXPERTMESH_SOURCE_DIR, "/tests/golden/", arch, "/model");
@@ -66,8 +82,23 @@ absl::StatusOr<Tokens> RunToCompletion(Engine& e, const std::vector<GenerationRe
   return out;
 }
 
-Tokens SingleProcess(const std::string& dir) {
-  auto e = Engine::Create(dir, Options());
+absl::StatusOr<std::unique_ptr<models::Model>> LoadShard(const std::string& dir,
+                                                         runtime::Backend* backend, int tp, int ep,
+                                                         int rank, comm::Communicator* comm);
+
+absl::StatusOr<std::unique_ptr<Engine>> MakeEngine(const std::string& dir,
+                                                   const BackendFactory& factory) {
+  if (!factory) return Engine::Create(dir, Options());
+  auto backend = factory();
+  if (!backend.ok()) return backend.status();
+  auto model = LoadShard(dir, backend->get(), 1, 1, 0, nullptr);
+  if (!model.ok()) return model.status();
+  return Engine::Create(std::move(*backend), std::move(*model), Options());
+}
+
+// The engine of one process (Engine::Create's own CPU backend unless `factory` is given).
+Tokens SingleProcess(const std::string& dir, const BackendFactory& factory = nullptr) {
+  auto e = MakeEngine(dir, factory);
   EXPECT_TRUE(e.ok()) << e.status();
   if (!e.ok()) return {};
   auto tokens = RunToCompletion(**e, Requests((*e)->config().vocab_size));
@@ -87,14 +118,14 @@ absl::StatusOr<std::unique_ptr<models::Model>> LoadShard(const std::string& dir,
 }
 
 // Runs a group of tp x ep ranks as threads; returns the leader's tokens.
-Tokens Sharded(const std::string& dir, int tp, int ep) {
+Tokens Sharded(const std::string& dir, int tp, int ep, const BackendFactory& factory = CpuBackend) {
   const int world = tp * ep;
   auto comms = comm::CreateFakeGroup(world, absl::Seconds(60));
   std::vector<absl::Status> follower_status(world);
   std::vector<std::thread> followers;
   for (int r = 1; r < world; ++r) {
     followers.emplace_back([&, r] {
-      auto backend = kernels::cpu::CpuBackend::Create({.num_threads = 1});
+      auto backend = factory();
       if (!backend.ok()) {
         follower_status[r] = backend.status();
         return;
@@ -109,9 +140,9 @@ Tokens Sharded(const std::string& dir, int tp, int ep) {
   }
   Tokens tokens;
   [&] {
-    auto cpu = kernels::cpu::CpuBackend::Create({.num_threads = 1});
-    ASSERT_TRUE(cpu.ok()) << cpu.status();
-    std::unique_ptr<runtime::Backend> backend = std::move(*cpu);
+    auto made = factory();
+    ASSERT_TRUE(made.ok()) << made.status();
+    std::unique_ptr<runtime::Backend> backend = std::move(*made);
     auto model = LoadShard(dir, backend.get(), tp, ep, 0, comms[0].get());
     ASSERT_TRUE(model.ok()) << model.status();
     auto e = Engine::Create(std::move(backend), std::move(*model), Options());
@@ -153,56 +184,69 @@ TEST_P(ShardedEngineTest, GreedyTokensEqualTheSingleProcessEngine) {
   }
 }
 
+// The logits of one 23-token prefill step (all rows), run by one rank on `backend`.
+absl::StatusOr<std::vector<float>> PrefillLogits(runtime::Backend& b, models::Model& m) {
+  static const std::vector<int32_t> prompt = [] {
+    std::vector<int32_t> p;
+    for (int i = 0; i < 23; ++i) p.push_back(3 + (i * 31) % 500);
+    return p;
+  }();
+  static const std::vector<int32_t> table = {0, 1, 2, 3, 4, 5};
+  models::SequenceChunk chunk{.tokens = prompt,
+                              .start_pos = 0,
+                              .block_table = table,
+                              .logits = models::SequenceChunk::Logits::kAll};
+  auto kv = models::AllocateKvCache(b, m.kv_cache_spec(), 8, 4);
+  if (!kv.ok()) return kv.status();
+  auto batch = models::MakeForwardBatch(std::span(&chunk, 1), 4);
+  if (!batch.ok()) return batch.status();
+  auto logits = runtime::Tensor::Empty(DType::kF32, {23, m.config().vocab_size});
+  if (!logits.ok()) return logits.status();
+  absl::Status s = m.Forward(*batch, *kv, *logits);
+  if (!s.ok()) return s;
+  return std::vector<float>(logits->data<float>(), logits->data<float>() + logits->numel());
+}
+
+// Every rank's prefill logits in a group of tp x ep ranks (threads) on `factory`'s backends.
+std::vector<absl::StatusOr<std::vector<float>>> GroupPrefillLogits(const std::string& dir, int tp,
+                                                                   int ep,
+                                                                   const BackendFactory& factory) {
+  const int world = tp * ep;
+  auto comms = comm::CreateFakeGroup(world, absl::Seconds(60));
+  std::vector<absl::StatusOr<std::vector<float>>> got(world, absl::UnknownError("not run"));
+  std::vector<std::thread> ranks;
+  for (int r = 0; r < world; ++r) {
+    ranks.emplace_back([&, r] {
+      auto b = factory();
+      if (!b.ok()) {
+        got[r] = b.status();
+        return;
+      }
+      auto m = LoadShard(dir, b->get(), tp, ep, r, comms[r].get());
+      if (!m.ok()) {
+        got[r] = m.status();
+        return;
+      }
+      got[r] = PrefillLogits(**b, **m);
+    });
+  }
+  for (std::thread& t : ranks) t.join();
+  return got;
+}
+
 // Logits of one prefill step on a shard group against one rank: fp32 partial sums in another
 // order, so equal within rounding (max abs diff < 1e-4 on logits of magnitude ~1).
 TEST_P(ShardedEngineTest, PrefillLogitsMatchWithinFp32Rounding) {
   const Case& c = GetParam();
   const std::string dir = GoldenModel(c.arch);
   const int world = c.tp * c.ep;
-  std::vector<int32_t> prompt;
-  for (int i = 0; i < 23; ++i) prompt.push_back(3 + (i * 31) % 500);
-  std::vector<int32_t> table = {0, 1, 2, 3, 4, 5};
-  models::SequenceChunk chunk{.tokens = prompt,
-                              .start_pos = 0,
-                              .block_table = table,
-                              .logits = models::SequenceChunk::Logits::kAll};
-  auto run = [&](runtime::Backend& b, models::Model& m) -> absl::StatusOr<std::vector<float>> {
-    auto kv = models::AllocateKvCache(b, m.kv_cache_spec(), 8, 4);
-    if (!kv.ok()) return kv.status();
-    auto batch = models::MakeForwardBatch(std::span(&chunk, 1), 4);
-    if (!batch.ok()) return batch.status();
-    auto logits = runtime::Tensor::Empty(DType::kF32, {23, m.config().vocab_size});
-    if (!logits.ok()) return logits.status();
-    absl::Status s = m.Forward(*batch, *kv, *logits);
-    if (!s.ok()) return s;
-    return std::vector<float>(logits->data<float>(), logits->data<float>() + logits->numel());
-  };
   auto b1 = kernels::cpu::CpuBackend::Create({.num_threads = 1});
   ASSERT_TRUE(b1.ok());
   auto m1 = LoadShard(dir, b1->get(), 1, 1, 0, nullptr);
   ASSERT_TRUE(m1.ok()) << m1.status();
-  auto ref = run(**b1, **m1);
+  auto ref = PrefillLogits(**b1, **m1);
   ASSERT_TRUE(ref.ok()) << ref.status();
-
-  auto comms = comm::CreateFakeGroup(world, absl::Seconds(60));
-  std::vector<absl::StatusOr<std::vector<float>>> got(world, absl::UnknownError("not run"));
-  std::vector<std::thread> ranks;
-  for (int r = 0; r < world; ++r) {
-    ranks.emplace_back([&, r] {
-      auto b = kernels::cpu::CpuBackend::Create({.num_threads = 1});
-      if (!b.ok()) {
-        got[r] = b.status();
-        return;
-      }
-      auto m = LoadShard(dir, b->get(), c.tp, c.ep, r, comms[r].get());
-      if (!m.ok()) {
-        got[r] = m.status();
-        return;
-      }
-      got[r] = run(**b, **m);
-    });
-  }
-  for (std::thread& t : ranks) t.join();
+  auto got = GroupPrefillLogits(dir, c.tp, c.ep, CpuBackend);
   for (int r = 0; r < world; ++r) {
     ASSERT_TRUE(got[r].ok()) << "rank " << r << ": " << got[r].status();
     ASSERT_EQ(got[r]->size(), ref->size());
@@ -213,6 +257,69 @@ TEST_P(ShardedEngineTest, PrefillLogitsMatchWithinFp32Rounding) {
     EXPECT_LT(max_diff, 1e-4f) << "rank " << r;
   }
 }
+
+// The same group on a device backend (FakeDeviceBackend: every tensor the forward pass forgot
+// to move would fail its device checks; collectives stage through host memory because the
+// communicator is a host one): logits bit-identical to the CPU group's, greedy tokens equal to
+// the single-process CPU engine's. tp 1 x ep 1 is one process on the device backend.
+class DeviceShardedEngineTest : public ::testing::TestWithParam<Case> {};
+
+TEST_P(DeviceShardedEngineTest, PrefillLogitsEqualTheCpuRunExactly) {
+  const Case& c = GetParam();
+  const std::string dir = GoldenModel(c.arch);
+  const int world = c.tp * c.ep;
+  std::vector<absl::StatusOr<std::vector<float>>> cpu, dev;
+  if (world == 1) {
+    for (const BackendFactory& f : {BackendFactory(CpuBackend), BackendFactory(FakeDevice)}) {
+      auto b = f();
+      ASSERT_TRUE(b.ok()) << b.status();
+      auto m = LoadShard(dir, b->get(), 1, 1, 0, nullptr);
+      ASSERT_TRUE(m.ok()) << m.status();
+      (cpu.empty() ? cpu : dev).push_back(PrefillLogits(**b, **m));
+    }
+  } else {
+    cpu = GroupPrefillLogits(dir, c.tp, c.ep, CpuBackend);
+    dev = GroupPrefillLogits(dir, c.tp, c.ep, FakeDevice);
+  }
+  for (int r = 0; r < world; ++r) {
+    ASSERT_TRUE(cpu[r].ok()) << "cpu rank " << r << ": " << cpu[r].status();
+    ASSERT_TRUE(dev[r].ok()) << "device rank " << r << ": " << dev[r].status();
+    ASSERT_EQ(dev[r]->size(), cpu[r]->size());
+    EXPECT_EQ(0, std::memcmp(dev[r]->data(), cpu[r]->data(), cpu[r]->size() * sizeof(float)))
+        << "rank " << r;
+  }
+}
+
+TEST_P(DeviceShardedEngineTest, GreedyTokensEqualTheCpuEngine) {
+  const Case& c = GetParam();
+  const std::string dir = GoldenModel(c.arch);
+  const Tokens alone = SingleProcess(dir);
+  ASSERT_EQ(alone.size(), 4u);
+  const Tokens dev =
+      c.tp * c.ep == 1 ? SingleProcess(dir, FakeDevice) : Sharded(dir, c.tp, c.ep, FakeDevice);
+  for (const auto& [id, tokens] : alone) {
+    auto it = dev.find(id);
+    ASSERT_NE(it, dev.end()) << id;
+    EXPECT_EQ(it->second, tokens) << id;
+  }
+}
+
+std::vector<Case> DeviceCases() {
+  std::vector<Case> out;
+  for (const char* arch :
+       {"llama", "mixtral", "qwen2_moe", "qwen3_moe", "deepseek_v2", "deepseek_v3"}) {
+    for (auto [tp, ep] : {std::pair{1, 1}, {2, 1}, {1, 2}, {2, 2}}) {
+      out.push_back({arch, tp, ep});
+    }
+  }
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Golden, DeviceShardedEngineTest, ::testing::ValuesIn(DeviceCases()),
+                         [](const ::testing::TestParamInfo<Case>& info) {
+                           return absl::StrCat(info.param.arch, "_tp", info.param.tp, "_ep",
+                                               info.param.ep);
+                         });
 
 std::vector<Case> Cases() {
   std::vector<Case> out;

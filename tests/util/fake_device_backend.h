@@ -1,0 +1,199 @@
+// FakeDeviceBackend: a test-only runtime::Backend that claims to be a CUDA device while running
+// every op on a CpuBackend. Its tensors are host memory tagged Device::kCuda, so any tensor the
+// forward pass forgot to move to the backend (a host weight, a host batch tensor, a host scratch
+// buffer) fails the Backend's device checks exactly as it would on a GPU, and results must equal
+// the plain CPU run bit for bit (same kernels, same order).
+//
+// What it cannot catch: a host read of a backend tensor's bytes (they are host memory here).
+// Counters tell tests how the model used the copy API (e.g. that a steady-state step does not
+// re-upload constants, and that weights went through PrepareWeight).
+#ifndef EXPERTMESH_TESTS_UTIL_FAKE_DEVICE_BACKEND_H_
+#define EXPERTMESH_TESTS_UTIL_FAKE_DEVICE_BACKEND_H_
+
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "worker/runtime/backend.h"
+
+namespace expertmesh::testing {
+
+struct FakeDeviceCounters {
+  uint64_t allocations = 0;
+  uint64_t copies_from_host = 0, bytes_from_host = 0;
+  uint64_t copies_to_host = 0, bytes_to_host = 0;
+  uint64_t zeros = 0;
+  uint64_t weights = 0, weight_bytes = 0;
+  uint64_t synchronizes = 0;
+};
+
+class FakeDeviceBackend final : public runtime::Backend {
+ public:
+  // Errors: those of CpuBackend::Create.
+  static absl::StatusOr<std::unique_ptr<FakeDeviceBackend>> Create(
+      const kernels::cpu::CpuBackendOptions& options = {.num_threads = 1}) {
+    absl::StatusOr<std::unique_ptr<kernels::cpu::CpuBackend>> cpu =
+        kernels::cpu::CpuBackend::Create(options);
+    if (!cpu.ok()) return cpu.status();
+    return std::unique_ptr<FakeDeviceBackend>(new FakeDeviceBackend(std::move(*cpu)));
+  }
+
+  std::string_view Name() const override { return "fake-cuda"; }
+  runtime::Device device() const override { return runtime::Device::kCuda; }
+  bool Supports(runtime::Op op) const override { return cpu_->Supports(op); }
+
+  absl::StatusOr<runtime::Tensor> Allocate(DType dtype, std::span<const int64_t> shape) override {
+    absl::StatusOr<runtime::Tensor> host = runtime::Tensor::Empty(dtype, shape);
+    if (!host.ok()) return host.status();
+    ++counters_.allocations;
+    return Tag(*host, runtime::Device::kCuda);
+  }
+  using runtime::Backend::Allocate;
+  absl::Status SetStream(runtime::Stream) override { return absl::OkStatus(); }
+  absl::Status Synchronize() override {
+    ++counters_.synchronizes;
+    return absl::OkStatus();
+  }
+
+  absl::Status CopyFromHost(const void* host, runtime::Tensor& dst) override {
+    if (absl::Status s = Check("copy_from_host", dst); !s.ok()) return s;
+    if (dst.nbytes() > 0) std::memcpy(dst.raw_data(), host, dst.nbytes());
+    ++counters_.copies_from_host;
+    counters_.bytes_from_host += dst.nbytes();
+    return absl::OkStatus();
+  }
+  absl::Status CopyToHost(const runtime::Tensor& src, void* host) override {
+    if (absl::Status s = Check("copy_to_host", src); !s.ok()) return s;
+    if (src.nbytes() > 0) std::memcpy(host, src.raw_data(), src.nbytes());
+    ++counters_.copies_to_host;
+    counters_.bytes_to_host += src.nbytes();
+    return absl::OkStatus();
+  }
+  absl::Status Zero(runtime::Tensor& t) override {
+    if (absl::Status s = Check("zero", t); !s.ok()) return s;
+    if (t.nbytes() > 0) std::memset(t.raw_data(), 0, t.nbytes());
+    ++counters_.zeros;
+    return absl::OkStatus();
+  }
+  // Always a copy, as a GPU backend makes one: the host tensor may be released afterwards.
+  absl::StatusOr<runtime::Tensor> PrepareWeight(const runtime::Tensor& host) override {
+    if (!host.defined() || host.device() != runtime::Device::kCpu) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("prepare_weight: ", host.DebugString(), " is not a host tensor"));
+    }
+    absl::StatusOr<runtime::Tensor> dev = Allocate(host.dtype(), host.shape());
+    if (!dev.ok()) return dev.status();
+    if (host.nbytes() > 0) std::memcpy(dev->raw_data(), host.raw_data(), host.nbytes());
+    ++counters_.weights;
+    counters_.weight_bytes += host.nbytes();
+    return dev;
+  }
+
+  const FakeDeviceCounters& counters() const { return counters_; }
+  void ResetCounters() { counters_ = {}; }
+
+ protected:
+  absl::Status DoEmbedding(const runtime::Tensor& table, const runtime::Tensor& ids,
+                           runtime::Tensor& out) override {
+    runtime::Tensor o = Cpu(out);
+    return cpu_->Embedding(Cpu(table), Cpu(ids), o);
+  }
+  absl::Status DoRmsNorm(const runtime::Tensor& x, runtime::Tensor* residual,
+                         const runtime::Tensor& weight, float eps, runtime::Tensor& out) override {
+    runtime::Tensor o = Cpu(out);
+    runtime::Tensor r = residual != nullptr ? Cpu(*residual) : runtime::Tensor();
+    return cpu_->RmsNorm(Cpu(x), residual != nullptr ? &r : nullptr, Cpu(weight), eps, o);
+  }
+  absl::Status DoRope(const runtime::Tensor& cos_sin, const runtime::Tensor& positions,
+                      const runtime::RopeParams& params, runtime::Tensor& q,
+                      runtime::Tensor& k) override {
+    runtime::Tensor qc = Cpu(q), kc = Cpu(k);
+    return cpu_->Rope(Cpu(cos_sin), Cpu(positions), params, qc, kc);
+  }
+  absl::Status DoLinear(const runtime::Tensor& x, const runtime::Tensor& weight,
+                        const runtime::Tensor& bias, runtime::Tensor& out) override {
+    runtime::Tensor o = Cpu(out);
+    return cpu_->Linear(Cpu(x), Cpu(weight), Cpu(bias), o);
+  }
+  absl::Status DoSiluMul(const runtime::Tensor& gate_up, runtime::Tensor& out) override {
+    runtime::Tensor o = Cpu(out);
+    return cpu_->SiluMul(Cpu(gate_up), o);
+  }
+  absl::Status DoMoeTopK(const runtime::Tensor& logits, const runtime::Tensor& bias,
+                         const runtime::MoeRoutingParams& params, runtime::Tensor& topk_ids,
+                         runtime::Tensor& topk_weights) override {
+    runtime::Tensor ids = Cpu(topk_ids), w = Cpu(topk_weights);
+    return cpu_->MoeTopK(Cpu(logits), Cpu(bias), params, ids, w);
+  }
+  absl::Status DoMoePermute(const runtime::Tensor& x, const runtime::Tensor& topk_ids,
+                            int num_experts, runtime::Tensor& out_x,
+                            runtime::Tensor& expert_offsets,
+                            runtime::Tensor& sorted_slots) override {
+    runtime::Tensor ox = Cpu(out_x), off = Cpu(expert_offsets), slots = Cpu(sorted_slots);
+    return cpu_->MoePermute(Cpu(x), Cpu(topk_ids), num_experts, ox, off, slots);
+  }
+  absl::Status DoMoeGroupedLinear(const runtime::Tensor& x, const runtime::Tensor& expert_offsets,
+                                  std::span<const runtime::Tensor> weights,
+                                  runtime::Tensor& out) override {
+    std::vector<runtime::Tensor> w;
+    w.reserve(weights.size());
+    for (const runtime::Tensor& t : weights) w.push_back(Cpu(t));
+    runtime::Tensor o = Cpu(out);
+    return cpu_->MoeGroupedLinear(Cpu(x), Cpu(expert_offsets), w, o);
+  }
+  absl::Status DoMoeCombine(const runtime::Tensor& y, const runtime::Tensor& sorted_slots,
+                            const runtime::Tensor& topk_ids, const runtime::Tensor& topk_weights,
+                            const runtime::Tensor& shared, const runtime::Tensor& shared_gate,
+                            runtime::Tensor& out) override {
+    runtime::Tensor o = Cpu(out);
+    return cpu_->MoeCombine(Cpu(y), Cpu(sorted_slots), Cpu(topk_ids), Cpu(topk_weights),
+                            Cpu(shared), Cpu(shared_gate), o);
+  }
+  absl::Status DoKvCacheWrite(const runtime::Tensor& k, const runtime::Tensor& v,
+                              const runtime::Tensor& slot_mapping, runtime::Tensor& k_cache,
+                              runtime::Tensor& v_cache) override {
+    runtime::Tensor kc = Cpu(k_cache), vc = Cpu(v_cache);
+    return cpu_->KvCacheWrite(Cpu(k), Cpu(v), Cpu(slot_mapping), kc, vc);
+  }
+  absl::Status DoPagedAttention(const runtime::Tensor& q, const runtime::Tensor& k_cache,
+                                const runtime::Tensor& v_cache,
+                                const runtime::PagedAttentionBatch& batch, float scale,
+                                runtime::Tensor& out) override {
+    runtime::PagedAttentionBatch b{Cpu(batch.query_start), Cpu(batch.seq_lens),
+                                   Cpu(batch.block_tables)};
+    runtime::Tensor o = Cpu(out);
+    return cpu_->PagedAttention(Cpu(q), Cpu(k_cache), Cpu(v_cache), b, scale, o);
+  }
+
+ private:
+  explicit FakeDeviceBackend(std::unique_ptr<kernels::cpu::CpuBackend> cpu)
+      : cpu_(std::move(cpu)) {}
+
+  // The same bytes under another device tag (undefined stays undefined). The view keeps the
+  // original tensor's buffer alive.
+  static runtime::Tensor Tag(const runtime::Tensor& t, runtime::Device device) {
+    if (!t.defined()) return t;
+    auto keep = std::make_shared<runtime::Tensor>(t);
+    return *runtime::Tensor::View(t.raw_data(), t.dtype(), t.shape(), device, std::move(keep));
+  }
+  // Ops have already checked that every tensor is a kCuda one (Backend's checks).
+  static runtime::Tensor Cpu(const runtime::Tensor& t) { return Tag(t, runtime::Device::kCpu); }
+
+  static absl::Status Check(const char* op, const runtime::Tensor& t) {
+    if (t.defined() && t.device() == runtime::Device::kCuda) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrCat(op, ": ", t.DebugString(), " on ",
+                                                   std::string(runtime::DeviceName(t.device())),
+                                                   " is not a tensor of the fake-cuda backend"));
+  }
+
+  std::unique_ptr<kernels::cpu::CpuBackend> cpu_;
+  FakeDeviceCounters counters_;
+};
+
+}  // namespace expertmesh::testing
+
+#endif  // EXPERTMESH_TESTS_UTIL_FAKE_DEVICE_BACKEND_H_
