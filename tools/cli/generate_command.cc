@@ -1,8 +1,10 @@
 // `expertmesh generate MODEL_DIR --prompt TEXT [--prompt ...] [--chat] [--max-tokens N]
-//  [--temperature T] [--top-p P] [--top-k K] [--seed S] [--compute-dtype f32|bf16] [--threads N]`
-// Runs every prompt in one continuously batched engine on the CPU and streams the text as it
-// is generated (one prompt: plain text; several: "[i] " prefixed lines when a prompt produces
-// text), then prints each request's finish reason and the decode speed to stderr.
+//  [--temperature T] [--top-p P] [--top-k K] [--seed S] [--compute-dtype f32|bf16] [--threads N]
+//  [--device cpu|cuda|auto] [--cuda-device N]`
+// Runs every prompt in one continuously batched engine (on the backend --device picks, see
+// worker/server/backend_select.h) and streams the text as it is generated (one prompt: plain text;
+// several: "[i] " prefixed lines when a prompt produces text), then prints each request's finish
+// reason and the decode speed to stderr.
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -12,10 +14,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "model/chat/chat_template.h"
+#include "model/config/model_config.h"
 #include "model/tokenizer/streaming_detokenizer.h"
 #include "model/tokenizer/tokenizer.h"
 #include "tools/cli/commands.h"
 #include "worker/engine/engine.h"
+#include "worker/models/model.h"
+#include "worker/server/backend_select.h"
 
 namespace expertmesh::cli {
 namespace {
@@ -32,7 +37,30 @@ struct GenerateFlags {
   std::string compute_dtype = "bf16";
   int threads = 0;
   uint64_t kv_cache_mb = 512;
+  std::string device = "auto";
+  int cuda_device = -1;
 };
+
+// The engine on the backend --device picks (the whole model: generate runs one rank).
+absl::StatusOr<std::unique_ptr<engine::Engine>> CreateEngine(const GenerateFlags& f,
+                                                             const engine::EngineOptions& options) {
+  absl::StatusOr<server::DeviceChoice> device = server::ChooseDevice(
+      {.device = f.device, .cuda_device = f.cuda_device, .local_rank = 0}, server::ProbeDevices());
+  if (!device.ok()) return device.status();
+  std::fprintf(stderr, "device: %s\n", device->reason.c_str());
+  absl::StatusOr<std::unique_ptr<runtime::Backend>> backend =
+      server::CreateBackend(*device, {.cpu_threads = f.threads});
+  if (!backend.ok()) return backend.status();
+  absl::StatusOr<model::ModelConfig> config = model::LoadModelConfig(f.dir);
+  if (!config.ok()) return config.status();
+  models::ModelOptions mo;
+  mo.compute_dtype = options.compute_dtype;
+  mo.max_positions = std::min<int64_t>(config->max_position_embeddings, 32768);
+  absl::StatusOr<std::unique_ptr<models::Model>> model =
+      models::LoadModel(f.dir, backend->get(), mo);
+  if (!model.ok()) return model.status();
+  return engine::Engine::Create(*std::move(backend), *std::move(model), options);
+}
 
 absl::StatusOr<std::vector<int32_t>> PromptIds(const GenerateFlags& f,
                                                const tokenizer::Tokenizer& tok,
@@ -72,7 +100,7 @@ absl::Status RunGenerate(const GenerateFlags& f) {
   absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> tok =
       tokenizer::Tokenizer::LoadFromDirectory(f.dir);
   if (!tok.ok()) return tok.status();
-  absl::StatusOr<std::unique_ptr<engine::Engine>> engine = engine::Engine::Create(f.dir, options);
+  absl::StatusOr<std::unique_ptr<engine::Engine>> engine = CreateEngine(f, options);
   if (!engine.ok()) return engine.status();
   engine::Engine& e = **engine;
 
@@ -135,7 +163,7 @@ absl::Status RunGenerate(const GenerateFlags& f) {
 Command AddGenerateCommand(CLI::App& parent) {
   auto f = std::make_shared<GenerateFlags>();
   CLI::App* app = parent.add_subcommand(
-      "generate", "Generate text for one or more prompts on the CPU, streaming to stdout");
+      "generate", "Generate text for one or more prompts, streaming to stdout");
   app->add_option("dir", f->dir, "Model directory (config.json, *.safetensors, tokenizer.json)")
       ->required();
   app->add_option("--prompt", f->prompts, "Prompt text (repeat for a batch)")->required();
@@ -148,6 +176,10 @@ Command AddGenerateCommand(CLI::App& parent) {
   app->add_option("--seed", f->seed, "Seed of prompt 0 (prompt i uses seed + i)");
   app->add_option("--compute-dtype", f->compute_dtype, "Activation dtype: f32 or bf16");
   app->add_option("--threads", f->threads, "CPU threads (0 = all cores)");
+  app->add_option("--device", f->device,
+                  "cpu | cuda | auto (auto: CUDA when built in and a GPU is visible)");
+  app->add_option("--cuda-device", f->cuda_device,
+                  "GPU index, modulo the visible GPUs (-1: the first)");
   app->add_option("--kv-cache-mb", f->kv_cache_mb, "KV cache budget in MiB")
       ->check(CLI::PositiveNumber);
   return {app, [f]() { return RunGenerate(*f); }};

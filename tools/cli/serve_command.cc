@@ -3,10 +3,11 @@
 // Starts --groups worker groups of --tp x --ep expertmesh-worker processes each (rank 0 first,
 // on a free loopback rendezvous port; the other ranks join it), waits until every group's
 // leader prints its address, starts expertmesh-router pointed at the leaders, waits for it to
-// listen, and prints the HTTP and gRPC addresses. Every line the children print is forwarded with a
-// prefix
-// ("[worker0] ", "[router] "). Ctrl-C / SIGTERM stops the router first (it drains its
-// streams), then the workers; a child that dies on its own stops everything with an error.
+// listen, and prints the HTTP and gRPC addresses. --device goes to every worker, and worker i
+// gets --cuda-device i (each wraps it onto the GPUs it sees). Every line the children print is
+// forwarded with a prefix ("[worker0] ", "[router] "). Ctrl-C / SIGTERM stops the router first (it
+// drains its streams), then the workers; a child that dies on its own stops everything with an
+// error.
 #include <signal.h>
 #include <unistd.h>
 
@@ -39,6 +40,7 @@ struct ServeFlags {
   std::string kv_budget = "512MiB";
   int threads = 0;
   std::string compute_dtype = "bf16";
+  std::string device = "auto";
   int max_running = 64;
   std::string routing = "prefix";
   std::string bin_dir;  // default: the directory of this program
@@ -117,9 +119,20 @@ class Launcher {
                                        "--max-running",
                                        absl::StrCat(f_.max_running),
                                        "--grace-s",
-                                       absl::StrCat(f_.grace_s)};
+                                       absl::StrCat(f_.grace_s),
+                                       "--device",
+                                       f_.device};
       const int world = f_.tp * f_.ep;
-      std::vector<std::string> leader_argv = argv;
+      // Worker i of this machine runs on GPU i (mod the GPUs it sees), so ranks spread over the
+      // GPUs; with fewer GPUs than ranks some share one and their group talks over Gloo.
+      auto on_gpu = [&](std::vector<std::string> args, int rank) {
+        for (const std::string& a :
+             {std::string("--cuda-device"), absl::StrCat(g * world + rank)}) {
+          args.push_back(a);
+        }
+        return args;
+      };
+      std::vector<std::string> leader_argv = on_gpu(argv, 0);
       if (world > 1) {
         for (const char* a : {"--rank", "0", "--leader", "127.0.0.1:0"}) leader_argv.push_back(a);
       }
@@ -144,7 +157,7 @@ class Launcher {
         port = shared_.rendezvous_ports[g];
       }
       for (int r = 1; r < world; ++r) {
-        std::vector<std::string> follower_argv = argv;
+        std::vector<std::string> follower_argv = on_gpu(argv, r);
         for (const std::string& a : {std::string("--rank"), absl::StrCat(r),
                                      std::string("--leader"), absl::StrCat("127.0.0.1:", port)}) {
           follower_argv.push_back(a);
@@ -357,6 +370,10 @@ Command AddServeCommand(CLI::App& parent) {
   app->add_option("--threads", flags->threads, "CPU threads per worker (0: all cores)")
       ->capture_default_str();
   app->add_option("--compute-dtype", flags->compute_dtype, "f32 | bf16")->capture_default_str();
+  app->add_option("--device", flags->device,
+                  "Worker backend: cpu | cuda | auto (each worker on its own GPU where there are "
+                  "enough)")
+      ->capture_default_str();
   app->add_option("--max-running", flags->max_running, "Running sequences per worker")
       ->capture_default_str();
   app->add_option("--routing", flags->routing, "prefix | least-loaded | round-robin")

@@ -4,6 +4,9 @@
 //
 //   expertmesh-worker --model DIR [--port 0] [--host 0.0.0.0] [--kv-budget 2GiB] ...
 //   expertmesh-worker --model DIR --tp 2 --rank R --leader HOST:PORT ...   (a group of two)
+//   expertmesh-worker --model DIR --device cuda [--cuda-device N] ...     (on a GPU)
+// --device cpu|cuda|auto picks the backend (backend_select.h); a group whose ranks each have a
+// GPU exchanges activations over NCCL, any other group over Gloo (group_comm_select.h).
 // Group placement may also come from EXPERTMESH_* or LeaderWorkerSet variables
 // (worker/comm/group_config.h). A group that breaks (a rank died or timed out) cannot go on:
 // its ranks exit non-zero and are restarted together.
@@ -33,7 +36,6 @@
 #include "absl/time/clock.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
-#include "kernels/cpu/cpu_backend.h"
 #include "model/config/model_config.h"
 #include "worker/comm/comm_group.h"
 #include "worker/comm/group_config.h"
@@ -41,9 +43,11 @@
 #include "worker/engine/follower.h"
 #include "worker/engine/step_sync.h"
 #include "worker/models/model.h"
+#include "worker/server/backend_select.h"
 #include "worker/server/byte_size.h"
 #include "worker/server/engine_adapter.h"
 #include "worker/server/engine_loop.h"
+#include "worker/server/group_comm_select.h"
 #include "worker/server/worker_server.h"
 
 namespace expertmesh::server {
@@ -66,6 +70,7 @@ struct WorkerFlags {
   std::string compute_dtype = "bf16";
   int threads = 0;
   std::string device = "auto";
+  int cuda_device = -1;
   int32_t max_queued = 1024;
   double grace_s = 30;
   double comm_timeout_s = 30;
@@ -113,10 +118,6 @@ absl::StatusOr<engine::EngineOptions> EngineOptionsFrom(const WorkerFlags& flags
     return absl::InvalidArgumentError(
         absl::StrCat("--compute-dtype must be f32 or bf16, got ", flags.compute_dtype));
   }
-  if (flags.device != "cpu" && flags.device != "auto") {
-    return absl::UnimplementedError(absl::StrCat(
-        "--device ", flags.device, ": only the CPU backend is built into this worker (cpu|auto)"));
-  }
   ASSIGN_OR_RETURN(options.kv_cache_bytes, ParseByteSize(flags.kv_budget, "--kv-budget"));
   options.num_threads = flags.threads;
   options.max_num_batched_tokens = flags.max_batched_tokens;
@@ -124,6 +125,35 @@ absl::StatusOr<engine::EngineOptions> EngineOptionsFrom(const WorkerFlags& flags
   options.max_model_len = flags.max_model_len;
   options.block_size = flags.block_size;
   return options;
+}
+
+// The backend this rank runs on (--device, --cuda-device, the pod's local rank).
+absl::StatusOr<DeviceChoice> ChooseWorkerDevice(const WorkerFlags& flags) {
+  ASSIGN_OR_RETURN(DeviceChoice choice, ChooseDevice({.device = flags.device,
+                                                      .cuda_device = flags.cuda_device,
+                                                      .local_rank = LocalRankFromEnv()},
+                                                     ProbeDevices()));
+  EM_LOG_INFO("worker: device {}", choice.reason);
+  return choice;
+}
+
+// This rank's shard of the model on `backend` (the whole model in a group of one).
+absl::StatusOr<std::unique_ptr<models::Model>> LoadShard(const WorkerFlags& flags,
+                                                         const engine::EngineOptions& options,
+                                                         runtime::Backend& backend,
+                                                         const models::ShardSpec& shard,
+                                                         comm::Communicator* comm) {
+  ASSIGN_OR_RETURN(model::ModelConfig config, model::LoadModelConfig(flags.model_dir));
+  models::ModelOptions mo;
+  mo.compute_dtype = options.compute_dtype;
+  mo.max_positions = options.max_model_len > 0
+                         ? options.max_model_len
+                         : std::min<int64_t>(config.max_position_embeddings, 32768);
+  mo.shard = shard;
+  mo.comm = comm;
+  EM_LOG_INFO("worker: loading {} shard of {} on {} (compute {})", shard.ToString(),
+              flags.model_dir, std::string(backend.Name()), flags.compute_dtype);
+  return models::LoadModel(flags.model_dir, &backend, mo);
 }
 
 std::string ModelName(const WorkerFlags& flags) {
@@ -239,11 +269,15 @@ absl::Status Run(const WorkerFlags& flags, SignalWatcher& signals) {
   ASSIGN_OR_RETURN(comm::GroupConfig group, ResolveGroup(flags, comm::ProcessEnv()));
   if (group.world_size > 1) return RunGroup(flags, group, signals);
   ASSIGN_OR_RETURN(engine::EngineOptions options, EngineOptionsFrom(flags));
+  ASSIGN_OR_RETURN(DeviceChoice device, ChooseWorkerDevice(flags));
   const std::string name = ModelName(flags);
-  EM_LOG_INFO("worker: loading {} (compute {}, KV budget {} bytes)", flags.model_dir,
-              flags.compute_dtype, options.kv_cache_bytes);
+  EM_LOG_INFO("worker: KV budget {} bytes", options.kv_cache_bytes);
+  ASSIGN_OR_RETURN(std::unique_ptr<runtime::Backend> backend,
+                   CreateBackend(device, {.cpu_threads = options.num_threads}));
+  ASSIGN_OR_RETURN(std::unique_ptr<models::Model> model,
+                   LoadShard(flags, options, *backend, models::ShardSpec{}, nullptr));
   ASSIGN_OR_RETURN(std::unique_ptr<engine::Engine> engine,
-                   engine::Engine::Create(flags.model_dir, options));
+                   engine::Engine::Create(std::move(backend), std::move(model), options));
   const int32_t kv_blocks = engine->num_kv_blocks();
   const int64_t max_len = engine->max_model_len();
   if (signals.first().HasBeenNotified()) return absl::OkStatus();
@@ -275,6 +309,7 @@ absl::Status Run(const WorkerFlags& flags, SignalWatcher& signals) {
 absl::Status RunGroup(const WorkerFlags& flags, const comm::GroupConfig& group,
                       SignalWatcher& signals) {
   ASSIGN_OR_RETURN(engine::EngineOptions options, EngineOptionsFrom(flags));
+  ASSIGN_OR_RETURN(DeviceChoice device, ChooseWorkerDevice(flags));
   const models::ShardSpec shard{.tp_size = flags.tp,
                                 .tp_rank = group.rank % flags.tp,
                                 .ep_size = flags.ep,
@@ -290,23 +325,16 @@ absl::Status RunGroup(const WorkerFlags& flags, const comm::GroupConfig& group,
     std::fflush(stdout);
   };
   ASSIGN_OR_RETURN(std::unique_ptr<comm::CommGroup> comm_group, comm::CommGroup::Join(join));
-  comm::Communicator& comm = comm_group->comm();
+  ASSIGN_OR_RETURN(std::unique_ptr<runtime::Backend> backend,
+                   CreateBackend(device, {.cpu_threads = options.num_threads}));
+  // Every rank learns where the others run; NCCL when each has a GPU of its own. Declared after
+  // comm_group: the NCCL communicator uses the Gloo one and is destroyed first.
+  ASSIGN_OR_RETURN(GroupComm group_comm, SelectGroupComm(device, comm_group->comm(), join.timeout));
+  EM_LOG_INFO("worker: {}", group_comm.choice.reason);
+  comm::Communicator& comm = group_comm.nccl ? *group_comm.nccl : comm_group->comm();
 
-  ASSIGN_OR_RETURN(std::unique_ptr<kernels::cpu::CpuBackend> cpu,
-                   kernels::cpu::CpuBackend::Create({.num_threads = options.num_threads}));
-  std::unique_ptr<runtime::Backend> backend = std::move(cpu);
-  ASSIGN_OR_RETURN(model::ModelConfig config, model::LoadModelConfig(flags.model_dir));
-  models::ModelOptions mo;
-  mo.compute_dtype = options.compute_dtype;
-  mo.max_positions = options.max_model_len > 0
-                         ? options.max_model_len
-                         : std::min<int64_t>(config.max_position_embeddings, 32768);
-  mo.shard = shard;
-  mo.comm = &comm;
-  EM_LOG_INFO("worker: loading {} shard of {} (compute {})", shard.ToString(), flags.model_dir,
-              flags.compute_dtype);
   ASSIGN_OR_RETURN(std::unique_ptr<models::Model> model,
-                   models::LoadModel(flags.model_dir, backend.get(), mo));
+                   LoadShard(flags, options, *backend, shard, &comm));
 
   if (group.rank != 0) {
     std::printf("expertmesh-worker: %s loaded (%llu weight bytes), following the leader\n",
@@ -423,7 +451,14 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--compute-dtype", f.compute_dtype, "f32 | bf16")->capture_default_str();
   app.add_option("--threads", f.threads, "CPU threads (0: all cores)")->capture_default_str();
-  app.add_option("--device", f.device, "cpu | auto")->capture_default_str();
+  app.add_option("--device", f.device,
+                 "cpu | cuda | auto (auto: the CUDA backend when it is built in and a GPU is "
+                 "visible, else the CPU)")
+      ->capture_default_str();
+  app.add_option("--cuda-device", f.cuda_device,
+                 "GPU index, taken modulo the visible GPUs (-1: the local rank in the pod, "
+                 "EXPERTMESH_LOCAL_RANK)")
+      ->capture_default_str();
   app.add_option("--grace-s", f.grace_s, "Drain time on SIGTERM/SIGINT")->capture_default_str();
   app.add_option(
       "--ranks-per-pod", f.ranks_per_pod,
