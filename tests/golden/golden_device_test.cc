@@ -8,6 +8,7 @@
 //     tokens are the same;
 //   - a steady-state decode step allocates nothing on the backend and crosses the bus twice:
 //     one CopyFromHost (the packed batch) and one CopyToHost (the logits).
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 
@@ -121,6 +122,49 @@ TEST_P(GoldenDeviceTest, MixedBatchLogitsEqualTheCpuBackendExactly) {
       EXPECT_EQ(after.copies_to_host - before.copies_to_host, 1u) << "decode step " << k;
     }
   }
+}
+
+// Decode steps as recorded graphs (decode_graph.h) on a fake device that emulates recording and
+// replay: batches of every size from all sequences down to one (padded to power-of-two buckets,
+// e.g. 3 -> 4 rows), teacher-forced, give the CPU's logits exactly; from the second step of a
+// bucket on, the step is a replay (same tensors touched in the same order, nothing allocated,
+// one copy each way).
+TEST_P(GoldenDeviceTest, DecodeGraphsGiveTheEagerLogits) {
+  fake_->set_graphs(true);
+  const size_t n = seqs_.size();
+  std::vector<std::vector<int32_t>> tables(n), toks(n);
+  std::vector<SequenceChunk> prefill;
+  for (size_t i = 0; i < n; ++i) {
+    for (int b = 0; b < 10; ++b) tables[i].push_back(static_cast<int32_t>(i) * 10 + b);
+    prefill.push_back({seqs_[i].input_ids, 0, tables[i], Logits::kLast});
+  }
+  ExpectIdentical(prefill, "prefill");
+  std::vector<size_t> done(n, 0);  // decode tokens fed to sequence i so far
+  const size_t budget = seqs_[0].greedy_tokens.size();
+  int replays_checked = 0;
+  for (size_t k = 0; k < 3 * n; ++k) {
+    const size_t rows = n - (k % n);  // n, n-1, ..., 1, n, ...
+    std::vector<SequenceChunk> step;
+    for (size_t i = 0; i < rows; ++i) {
+      if (done[i] >= std::min(budget, seqs_[i].greedy_tokens.size())) continue;
+      toks[i] = {seqs_[i].greedy_tokens[done[i]]};
+      step.push_back({toks[i], static_cast<int64_t>(seqs_[i].input_ids.size() + done[i]), tables[i],
+                      Logits::kLast});
+      ++done[i];
+    }
+    if (step.empty()) break;
+    const expertmesh::testing::FakeDeviceCounters before = fake_->counters();
+    ExpectIdentical(step, "graph decode step " + std::to_string(k));
+    const expertmesh::testing::FakeDeviceCounters& after = fake_->counters();
+    if (after.graph_replays > before.graph_replays) {
+      ++replays_checked;
+      EXPECT_EQ(after.allocations, before.allocations) << "graph decode step " << k;
+      EXPECT_EQ(after.copies_from_host - before.copies_from_host, 1u) << "step " << k;
+      EXPECT_EQ(after.copies_to_host - before.copies_to_host, 1u) << "step " << k;
+    }
+  }
+  EXPECT_GT(fake_->counters().graph_recordings, 0u);
+  EXPECT_GT(replays_checked, 0);
 }
 
 // The device checks are live: a host tensor handed to the fake backend's op is refused.

@@ -7,10 +7,18 @@
 // What it cannot catch: a host read of a backend tensor's bytes (they are host memory here).
 // Counters tell tests how the model used the copy API (e.g. that a steady-state step does not
 // re-upload constants, and that weights went through PrepareWeight).
+//
+// With set_graphs(true) it also stands in for CUDA graphs (Backend::RunGraph): the first call
+// with a key "records" (runs body, refusing Allocate, copies, Synchronize and PrepareWeight as a
+// capture would, and logs every tensor each op touches: address, dtype, shape); later calls
+// "replay" by running body again under the same refusals and failing unless it touches exactly
+// the recorded tensors in the recorded order, which is what a real replay would do.
 #ifndef EXPERTMESH_TESTS_UTIL_FAKE_DEVICE_BACKEND_H_
 #define EXPERTMESH_TESTS_UTIL_FAKE_DEVICE_BACKEND_H_
 
 #include <cstring>
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -29,6 +37,7 @@ struct FakeDeviceCounters {
   uint64_t zeros = 0;
   uint64_t weights = 0, weight_bytes = 0;
   uint64_t synchronizes = 0;
+  uint64_t graph_recordings = 0, graph_replays = 0;
 };
 
 class FakeDeviceBackend final : public runtime::Backend {
@@ -47,6 +56,7 @@ class FakeDeviceBackend final : public runtime::Backend {
   bool Supports(runtime::Op op) const override { return cpu_->Supports(op); }
 
   absl::StatusOr<runtime::Tensor> Allocate(DType dtype, std::span<const int64_t> shape) override {
+    if (absl::Status s = RefuseInGraph("allocate"); !s.ok()) return s;
     absl::StatusOr<runtime::Tensor> host = runtime::Tensor::Empty(dtype, shape);
     if (!host.ok()) return host.status();
     ++counters_.allocations;
@@ -55,11 +65,13 @@ class FakeDeviceBackend final : public runtime::Backend {
   using runtime::Backend::Allocate;
   absl::Status SetStream(runtime::Stream) override { return absl::OkStatus(); }
   absl::Status Synchronize() override {
+    if (absl::Status s = RefuseInGraph("synchronize"); !s.ok()) return s;
     ++counters_.synchronizes;
     return absl::OkStatus();
   }
 
   absl::Status CopyFromHost(const void* host, runtime::Tensor& dst) override {
+    if (absl::Status s = RefuseInGraph("copy_from_host"); !s.ok()) return s;
     if (absl::Status s = Check("copy_from_host", dst); !s.ok()) return s;
     if (dst.nbytes() > 0) std::memcpy(dst.raw_data(), host, dst.nbytes());
     ++counters_.copies_from_host;
@@ -67,6 +79,7 @@ class FakeDeviceBackend final : public runtime::Backend {
     return absl::OkStatus();
   }
   absl::Status CopyToHost(const runtime::Tensor& src, void* host) override {
+    if (absl::Status s = RefuseInGraph("copy_to_host"); !s.ok()) return s;
     if (absl::Status s = Check("copy_to_host", src); !s.ok()) return s;
     if (src.nbytes() > 0) std::memcpy(host, src.raw_data(), src.nbytes());
     ++counters_.copies_to_host;
@@ -75,12 +88,14 @@ class FakeDeviceBackend final : public runtime::Backend {
   }
   absl::Status Zero(runtime::Tensor& t) override {
     if (absl::Status s = Check("zero", t); !s.ok()) return s;
+    (void)Cpu(t);  // logged inside a graph (a memset node)
     if (t.nbytes() > 0) std::memset(t.raw_data(), 0, t.nbytes());
     ++counters_.zeros;
     return absl::OkStatus();
   }
   // Always a copy, as a GPU backend makes one: the host tensor may be released afterwards.
   absl::StatusOr<runtime::Tensor> PrepareWeight(const runtime::Tensor& host) override {
+    if (absl::Status s = RefuseInGraph("prepare_weight"); !s.ok()) return s;
     if (!host.defined() || host.device() != runtime::Device::kCpu) {
       return absl::InvalidArgumentError(
           absl::StrCat("prepare_weight: ", host.DebugString(), " is not a host tensor"));
@@ -91,6 +106,31 @@ class FakeDeviceBackend final : public runtime::Backend {
     ++counters_.weights;
     counters_.weight_bytes += host.nbytes();
     return dev;
+  }
+
+  void set_graphs(bool on) { graphs_ = on; }
+  bool SupportsGraphs() const override { return graphs_; }
+  absl::Status RunGraph(int64_t key, const std::function<absl::Status()>& body) override {
+    if (!graphs_) return body();
+    auto it = recordings_.find(key);
+    const bool replay = it != recordings_.end();
+    log_.clear();
+    in_graph_ = true;
+    absl::Status s = body();
+    in_graph_ = false;
+    if (!s.ok()) return s;
+    if (!replay) {
+      recordings_.emplace(key, std::move(log_));
+      ++counters_.graph_recordings;
+      return absl::OkStatus();
+    }
+    if (log_ != it->second) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "graph ", key, ": the replayed step touches other tensors than the recorded one (",
+          log_.size(), " tensor uses, recorded ", it->second.size(), ")"));
+    }
+    ++counters_.graph_replays;
+    return absl::OkStatus();
   }
 
   const FakeDeviceCounters& counters() const { return counters_; }
@@ -180,8 +220,28 @@ class FakeDeviceBackend final : public runtime::Backend {
     auto keep = std::make_shared<runtime::Tensor>(t);
     return *runtime::Tensor::View(t.raw_data(), t.dtype(), t.shape(), device, std::move(keep));
   }
-  // Ops have already checked that every tensor is a kCuda one (Backend's checks).
-  static runtime::Tensor Cpu(const runtime::Tensor& t) { return Tag(t, runtime::Device::kCpu); }
+  // Ops have already checked that every tensor is a kCuda one (Backend's checks). Inside a
+  // graph, every tensor an op touches is logged.
+  runtime::Tensor Cpu(const runtime::Tensor& t) {
+    if (in_graph_) {
+      TensorUse use{t.defined() ? t.raw_data() : nullptr, t.dtype(), {}};
+      if (t.defined()) use.shape.assign(t.shape().begin(), t.shape().end());
+      log_.push_back(std::move(use));
+    }
+    return Tag(t, runtime::Device::kCpu);
+  }
+  absl::Status RefuseInGraph(const char* what) const {
+    if (!in_graph_) return absl::OkStatus();
+    return absl::FailedPreconditionError(
+        absl::StrCat(what, " inside a recorded graph (Backend::RunGraph)"));
+  }
+
+  struct TensorUse {
+    const void* data;
+    DType dtype;
+    std::vector<int64_t> shape;
+    bool operator==(const TensorUse&) const = default;
+  };
 
   static absl::Status Check(const char* op, const runtime::Tensor& t) {
     if (t.defined() && t.device() == runtime::Device::kCuda) return absl::OkStatus();
@@ -192,6 +252,9 @@ class FakeDeviceBackend final : public runtime::Backend {
 
   std::unique_ptr<kernels::cpu::CpuBackend> cpu_;
   FakeDeviceCounters counters_;
+  bool graphs_ = false, in_graph_ = false;
+  std::vector<TensorUse> log_;
+  std::map<int64_t, std::vector<TensorUse>> recordings_;
 };
 
 }  // namespace expertmesh::testing

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "worker/models/decode_graph.h"
 
 namespace expertmesh::models {
 
@@ -79,7 +80,8 @@ class DecoderModel final : public Model {
         lm_head_(std::move(lm_head)),
         rope_(std::move(rope)),
         weight_bytes_(weight_bytes),
-        workspace_(backend) {
+        workspace_(backend),
+        decode_graphs_(backend, options.decode_graph_max_batch) {
     parts_.kv.dtype = cdt_;
   }
 
@@ -128,23 +130,50 @@ class DecoderModel final : public Model {
       return absl::InvalidArgumentError(absl::StrCat("forward: kv cache has ", kv.k.size(),
                                                      " layers, the model ", spec.num_layers));
     }
-    const int64_t hidden = config_.hidden_size;
-    StepContext ctx;
-    ctx.backend = backend_;
-    ctx.workspace = &workspace_;
+    if (!collectives_.active() && !trace_ && logits.device() == runtime::Device::kCpu &&
+        decode_graphs_.Accepts(batch)) {
+      return decode_graphs_.Run(
+          batch, vocab,
+          [&](const ForwardBatch& dev, const ForwardBatch& host, Workspace& ws, Tensor& out) {
+            StepContext ctx = Context(ws, dev);
+            return RunLayers(ctx, host, kv, out);
+          },
+          logits);
+    }
+    StepContext ctx = Context(workspace_, batch);
     ASSIGN_OR_RETURN(const ForwardBatch dev, StageBatch(ctx, batch));
     ctx.batch = &dev;
+    return RunLayers(ctx, batch, kv, logits);
+  }
+
+ private:
+  // A step's context over `batch` (in backend memory) with scratch from `workspace`.
+  StepContext Context(Workspace& workspace, const ForwardBatch& batch) {
+    StepContext ctx;
+    ctx.backend = backend_;
+    ctx.workspace = &workspace;
+    ctx.batch = &batch;
     ctx.rope_cos_sin = &rope_;
     ctx.trace = &trace_;
     ctx.collectives = &collectives_;
     ctx.compute_dtype = cdt_;
-    ctx.num_tokens = n;
+    ctx.num_tokens = batch.token_ids.dim(0);
+    return ctx;
+  }
+
+  // Embedding, the decoder layers, the final norm and lm_head over ctx.batch (`host`: the same
+  // batch on the host), writing `logits` (host or backend memory).
+  absl::Status RunLayers(StepContext& ctx, const ForwardBatch& host, KvCacheTensors& kv,
+                         Tensor& logits) {
+    const ForwardBatch& dev = *ctx.batch;
+    const int64_t n = ctx.num_tokens, m = dev.logit_rows.dim(0);
+    const int64_t hidden = config_.hidden_size;
     Backend& b = *backend_;
 
     ASSIGN_OR_RETURN(Tensor residual, ctx.Scratch("residual", cdt_, {n, hidden}));
     ASSIGN_OR_RETURN(Tensor normed, ctx.Scratch("normed", cdt_, {n, hidden}));
     ASSIGN_OR_RETURN(Tensor out, ctx.Scratch("block_out", cdt_, {n, hidden}));
-    RETURN_IF_ERROR(Embed(ctx, batch.token_ids, dev.token_ids, residual));
+    RETURN_IF_ERROR(Embed(ctx, host.token_ids, dev.token_ids, residual));
     ctx.Trace("embed", -1, residual);
     const float eps = static_cast<float>(config_.rms_norm_eps);
     for (int l = 0; l < static_cast<int>(parts_.layers.size()); ++l) {
@@ -166,7 +195,6 @@ class DecoderModel final : public Model {
     return absl::OkStatus();
   }
 
- private:
   // The step's batch in backend memory: the host batch itself on the CPU; otherwise its seven
   // i32 tensors packed into one reused buffer with a single CopyFromHost.
   absl::StatusOr<ForwardBatch> StageBatch(StepContext& ctx, const ForwardBatch& host) {
@@ -282,6 +310,7 @@ class DecoderModel final : public Model {
   Tensor embed_, final_norm_, lm_head_, rope_;
   uint64_t weight_bytes_;
   Workspace workspace_;
+  DecodeGraphs decode_graphs_;
   // Host staging reused from step to step (device backends; the sharded embedding).
   std::vector<int32_t> batch_host_, local_ids_host_;
   std::vector<float> gathered_host_, logits_host_;

@@ -57,6 +57,10 @@ struct ModelOptions {
   // outlive the model (required when the group has several ranks).
   ShardSpec shard;
   comm::Communicator* comm = nullptr;
+  // Decode steps of up to this many sequences run as recorded graphs on a backend that
+  // records them (CUDA graphs; decode_graph.h), in power-of-two buckets; 0 = never. Single-rank
+  // models without a trace only.
+  int decode_graph_max_batch = 64;
 };
 
 // One step's batch. All tensors are i32 host tensors (MakeForwardBatch builds them); Forward

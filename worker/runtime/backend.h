@@ -24,6 +24,7 @@
 #define EXPERTMESH_WORKER_RUNTIME_BACKEND_H_
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string_view>
 
@@ -151,6 +152,20 @@ class Backend {
   // weight memory and returns the device tensor (the host tensor may then be released).
   // Errors: ResourceExhausted when the weight memory is full.
   virtual absl::StatusOr<Tensor> PrepareWeight(const Tensor& host) = 0;
+
+  // Record-and-replay of a step's ops (CUDA graphs), for steps that repeat with the same shapes
+  // such as decode at a given batch size. RunGraph runs `body`; a backend that SupportsGraphs()
+  // records body's ops the first time it sees `key` and replays the recording on later calls
+  // with that key instead of calling body. So body must be replayable: only ops (and Zero) on
+  // tensors whose addresses stay fixed while the key is in use, the same ops for every call
+  // with the key, per-step inputs written with CopyFromHost before RunGraph; no Allocate, no
+  // copies, no Synchronize inside (a recording backend may refuse them: FailedPrecondition).
+  // Keys are the caller's; two callers sharing a backend must not share keys.
+  // Default (the CPU): runs body every time.
+  virtual bool SupportsGraphs() const { return false; }
+  virtual absl::Status RunGraph(int64_t key, const std::function<absl::Status()>& body) {
+    return body();
+  }
 
   // out[t, :] = table[ids[t], :].
   //   table: [vocab, hidden] bf16|f32|f16;  ids: [n] i32;  out: [n, hidden] compute dtype.

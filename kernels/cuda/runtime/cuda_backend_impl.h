@@ -49,6 +49,11 @@ class CudaBackend final : public runtime::Backend {
 
   // See CaptureOrReplay in cuda_backend.h.
   absl::Status CaptureOrReplay(int64_t key, const std::function<absl::Status()>& body);
+  // Backend::RunGraph as CUDA graphs: CaptureOrReplay.
+  bool SupportsGraphs() const override { return true; }
+  absl::Status RunGraph(int64_t key, const std::function<absl::Status()>& body) override {
+    return CaptureOrReplay(key, body);
+  }
   void ClearGraphs() { graphs_.Clear(); }
   bool capturing() const { return capturing_; }
 
