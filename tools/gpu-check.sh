@@ -4,11 +4,12 @@
 #
 #   tools/gpu-check.sh stage [--build DIR]                       (build machine, no GPU needed)
 #     Builds, through /tmp/expertmesh-build.lock with 2 jobs, every target of tests/kernels/cuda
-#     and bench/cuda, every gtest binary labelled `cuda` (wherever it lives) and the expertmesh
-#     CLI (for make-model); strips the binaries and packs them with the shared libraries they
-#     need that a GPU image lacks (what ldd lists, minus glibc, the driver, cuBLAS/cuBLASLt and
+#     and bench/cuda, every gtest binary labelled `cuda` (wherever it lives), the expertmesh
+#     CLI (make-model, serve, bench) and the worker and router that `expertmesh serve` starts;
+#     strips the binaries and packs them with the shared libraries they need that a GPU image
+#     lacks (what ldd lists, minus glibc, the driver, cuBLAS/cuBLASLt and
 #     NCCL, which come from the GPU machine) into DIR/gpu-carry/payload.tar.xz plus
-#     DIR/gpu-carry/manifest (about 11 MiB; a device call carries at most 64 MiB with the
+#     DIR/gpu-carry/manifest (about 19 MiB; a device call carries at most 64 MiB with the
 #     working tree). DIR defaults to build.
 #
 #   tools/gpu-check.sh run [--carry DIR] [--build DIR] [--steps a,b] [--deadline S]
@@ -28,8 +29,9 @@
 #                 cuda_serving_bench (the engine) beside tools/gpu/hf_bench.py (transformers,
 #                 bf16, same prompts), plus transformers' decode/prefill numbers          ≤ 200 s
 #       kernels   gemm_bench and attention_bench                                         ≤ 60 s
-#       cli-bench whether `expertmesh bench` exists (the CLI has no bench subcommand yet, so the
-#                 serving numbers are the engine's, in process, without HTTP and the router)
+#       cli-bench `expertmesh serve --device cuda` (router + one worker) and `expertmesh bench`
+#                 against it over HTTP on the serving step's schedules and lengths: the numbers
+#                 beside the in-process engine's and transformers'                       ≤ 120 s
 #       memcheck  compute-sanitizer memcheck over every `cuda` test binary, sharing the time
 #                 left (a binary cut off by its share is INCOMPLETE, not passed; gVisor
 #                 machines refuse the sanitizer: NOT RUN)
@@ -120,9 +122,9 @@ stage() {
   mapfile -t tests < <(cuda_test_binaries "$build")
   ((${#tests[@]})) || die "no test labelled cuda in $build"
   mapfile -t targets < <({ cuda_targets "$build"; printf '%s\n' "${tests[@]}"; } | sort -u)
-  echo "gpu-check stage: building ${targets[*]} expertmesh"
-  (cd "$REPO" && flock "$LOCK" cmake --build "$build" -j2 --target "${targets[@]}" expertmesh) ||
-    die "build failed"
+  echo "gpu-check stage: building ${targets[*]} expertmesh expertmesh-worker expertmesh-router"
+  (cd "$REPO" && flock "$LOCK" cmake --build "$build" -j2 --target "${targets[@]}" expertmesh \
+    expertmesh-worker expertmesh-router) || die "build failed"
   local b
   for b in "${tests[@]}"; do
     [[ -x "$build/bin/$b" ]] || die "test target $b built no $build/bin/$b"
@@ -135,7 +137,7 @@ stage() {
   local carry="$build/gpu-carry" tmp
   tmp="$(mktemp -d)"
   mkdir -p "$tmp/bin" "$tmp/lib"
-  local -a all=("${tests[@]}" "${benches[@]}" expertmesh)
+  local -a all=("${tests[@]}" "${benches[@]}" expertmesh expertmesh-worker expertmesh-router)
   for b in "${all[@]}"; do
     strip -o "$tmp/bin/$b" "$build/bin/$b" || die "strip $b failed"
   done
@@ -496,11 +498,103 @@ step_memcheck() {
 }
 
 step_cli_bench() {
-  ours "$BIN/expertmesh" --help >"$LOGS/cli-bench.log" 2>&1
-  if grep -qE '^ +bench ' "$LOGS/cli-bench.log"; then
-    verdict "NOT RUN" "expertmesh bench exists now: wire it into tools/gpu-check.sh (serve on CUDA)"
+  local b
+  for b in expertmesh-worker expertmesh-router; do
+    [[ -x "$BIN/$b" ]] || { verdict "NOT RUN" "$b not carried (stage again)"; return; }
+  done
+  if ! ours "$BIN/expertmesh" bench --help >"$LOGS/cli-bench-help.log" 2>&1; then
+    verdict FAIL "the carried expertmesh has no bench subcommand"
+    return
+  fi
+  ensure_model || return
+  # Loading the checkpoint onto the GPU and three schedules take about a minute; less than that
+  # would only cut the run off.
+  if (($(left) < 60)); then
+    verdict "NOT RUN" "$(left) s left, needs 60 (rerun with --steps cli-bench --deadline 150)"
+    return
+  fi
+  # The serving step's schedules (the same arrivals as cuda_serving_bench and hf_bench.py; made
+  # again, identically, when that step did not run in this call).
+  local p=256 o=64 n=24 rate scheds=()
+  for rate in 4 16 inf; do
+    if [[ ! -f "$LOGS/schedule_$rate.txt" ]]; then
+      python3 "$REPO/tools/gpu/schedule.py" --rate "$rate" --count "$n" --seed 1 \
+        --out "$LOGS/schedule_$rate.txt" || { verdict FAIL "schedule.py failed"; return; }
+    fi
+    scheds+=(--schedule "$LOGS/schedule_$rate.txt")
+  done
+  # Router + one worker group on the GPU, on a free port; `timeout` bounds it whatever happens
+  # (it passes its SIGTERM on to serve, which stops the router, then the worker).
+  local serve_log="$LOGS/cli-serve.log" url="" serve_pid t0
+  t0=$(now)
+  : >"$serve_log"
+  timeout --kill-after=10 "$(left)" env LD_LIBRARY_PATH="$ENVLIB" "$BIN/expertmesh" serve \
+    "$MODEL_DIR" --device cuda --http-port 0 --grpc-port -1 --kv-budget 4GiB --max-running 64 \
+    --grace-s 2 --ready-timeout-s $(($(left) - 30)) >"$serve_log" 2>&1 &
+  serve_pid=$!
+  while (($(left) > 25)) && kill -0 "$serve_pid" 2>/dev/null; do
+    url="$(grep -oE 'OpenAI-compatible HTTP API at http://[^ ]+' "$serve_log" | head -1 |
+      awk '{print $NF}')"
+    [[ -n "$url" ]] && break
+    sleep 1
+  done
+  local rc=0 ready_s=$(($(now) - t0))
+  if [[ -z "$url" ]]; then
+    if kill -0 "$serve_pid" 2>/dev/null; then
+      verdict INCOMPLETE "expertmesh serve not ready in time"
+    else
+      verdict FAIL "expertmesh serve exited before it was ready"
+    fi
   else
-    verdict N/A "the expertmesh CLI has no bench subcommand; cuda_serving_bench measures the engine's serving loop in process instead (no HTTP, no router)"
+    timed $(($(left) - 15)) "$LOGS/cli_bench.log" env LD_LIBRARY_PATH="$ENVLIB" \
+      "$BIN/expertmesh" bench --url "$url" "${scheds[@]}" --prompt-tokens "$p" \
+      --output-tokens "$o" --model-dir "$MODEL_DIR" --warmup 4 --max-concurrency 64 \
+      --request-timeout-s 60 --json "$LOGS/cli_bench.json"
+    rc=$?
+  fi
+  kill -TERM "$serve_pid" 2>/dev/null
+  local i
+  for ((i = 0; i < 20; ++i)); do
+    kill -0 "$serve_pid" 2>/dev/null || break
+    sleep 1
+  done
+  kill -KILL "$serve_pid" 2>/dev/null
+  wait "$serve_pid" 2>/dev/null
+  if [[ -z "$url" ]]; then
+    tail -30 "$serve_log" >"$LOGS/cli-serve-tail.log"
+    log_block "$LOGS/cli-serve-tail.log"
+    return
+  fi
+  echo "\`expertmesh bench\` over HTTP against \`expertmesh serve --device cuda\` (router + one worker, ready in ${ready_s} s): the serving step's schedules, $p-token prompts, $o output tokens (ignore_eos), 4 warm-up requests first. \`expertmesh_http\` beside the in-process engine and transformers:" | section
+  echo | section
+  python3 "$REPO/tools/gpu/compare.py" "$LOGS/serving_bench.log" "$LOGS/hf_bench.log" \
+    "$LOGS/cli_bench.log" | sed -n '/^### Serving/,$p' | section
+  echo | section
+  log_block "$LOGS/cli_bench.log" '^(==|  |serving|expertmesh bench|warm-up)'
+  if ((rc == 124 || rc == 137)); then
+    verdict INCOMPLETE "expertmesh bench cut off"
+  elif [[ ! -f "$LOGS/cli_bench.json" ]]; then
+    verdict FAIL "expertmesh bench exited $rc without results"
+  else
+    local summary
+    summary="$(python3 - "$LOGS/cli_bench.json" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+parts = [f"{r['schedule'].split()[0]}: {r['completed']}/{r['requests']}, "
+         f"{r['output_throughput']:.0f} tok/s, TTFT p50 {r['ttft_ms']['p50']:.0f} ms"
+         for r in j["results"]]
+print(f"{j.get('failed', 0)} " + "; ".join(parts))
+PY
+)"
+    if [[ -z "$summary" ]]; then
+      verdict FAIL "unreadable $LOGS/cli_bench.json"
+    elif [[ "${summary%% *}" != 0 ]]; then
+      verdict FAIL "${summary%% *} requests failed: ${summary#* }"
+    elif ((rc != 0)); then
+      verdict FAIL "expertmesh bench exited $rc: ${summary#* }"
+    else
+      verdict PASS "${summary#* }"
+    fi
   fi
 }
 
@@ -547,7 +641,7 @@ run_main() {
   run_step model 150 step_model
   run_step serving 200 step_serving
   run_step kernels 60 step_kernels
-  run_step cli-bench 10 step_cli_bench
+  run_step cli-bench 120 step_cli_bench
   run_step memcheck 100000 step_memcheck
   write_results "$results"
   echo

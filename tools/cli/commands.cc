@@ -8,6 +8,7 @@ std::vector<Command> AddAllCommands(CLI::App& parent) {
       AddInspectCommand(parent),
       AddGenerateCommand(parent),
       AddServeCommand(parent),
+      AddBenchCommand(parent),
   };
 }
 

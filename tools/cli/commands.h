@@ -13,6 +13,7 @@ Command AddMakeModelCommand(CLI::App& parent);
 Command AddInspectCommand(CLI::App& parent);
 Command AddServeCommand(CLI::App& parent);
 Command AddGenerateCommand(CLI::App& parent);
+Command AddBenchCommand(CLI::App& parent);
 
 // Adds every subcommand to `parent`, in the order `--help` lists them.
 std::vector<Command> AddAllCommands(CLI::App& parent);
