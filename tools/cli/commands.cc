@@ -4,11 +4,8 @@ namespace expertmesh::cli {
 
 std::vector<Command> AddAllCommands(CLI::App& parent) {
   return {
-      AddMakeModelCommand(parent),
-      AddInspectCommand(parent),
-      AddGenerateCommand(parent),
-      AddServeCommand(parent),
-      AddBenchCommand(parent),
+      AddMakeModelCommand(parent), AddInspectCommand(parent), AddGenerateCommand(parent),
+      AddServeCommand(parent),     AddBenchCommand(parent),
   };
 }
 
