@@ -21,16 +21,10 @@ std::atomic<int64_t> next_graphs_id{1};
 // sequences of one token each and block tables `width` wide.
 absl::StatusOr<ForwardBatch> Unpack(const Tensor& packed, int64_t rows, int64_t width) {
   ForwardBatch b;
-  Tensor* fields[] = {&b.token_ids,
-                      &b.positions,
-                      &b.slot_mapping,
-                      &b.logit_rows,
-                      &b.attention.query_start,
-                      &b.attention.seq_lens,
-                      &b.attention.block_tables};
+  const auto fields = b.fields();
   const int64_t lens[] = {rows, rows, rows, rows, rows + 1, rows, rows * width};
   int64_t off = 0;
-  for (size_t i = 0; i < std::size(fields); ++i) {
+  for (size_t i = 0; i < fields.size(); ++i) {
     ASSIGN_OR_RETURN(*fields[i], packed.Slice(off, off + lens[i]));
     off += lens[i];
   }

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <iterator>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -199,36 +198,24 @@ class DecoderModel final : public Model {
   // i32 tensors packed into one reused buffer with a single CopyFromHost.
   absl::StatusOr<ForwardBatch> StageBatch(StepContext& ctx, const ForwardBatch& host) {
     if (backend_->device() == runtime::Device::kCpu) return host;
-    const Tensor* parts[] = {&host.token_ids,
-                             &host.positions,
-                             &host.slot_mapping,
-                             &host.logit_rows,
-                             &host.attention.query_start,
-                             &host.attention.seq_lens,
-                             &host.attention.block_tables};
     int64_t total = 0;
-    for (const Tensor* p : parts) total += p->numel();
+    for (const Tensor* p : host.fields()) total += p->numel();
     batch_host_.resize(static_cast<size_t>(total));
     int64_t off = 0;
-    for (const Tensor* p : parts) {
+    for (const Tensor* p : host.fields()) {
       std::memcpy(batch_host_.data() + off, p->raw_data(), p->nbytes());
       off += p->numel();
     }
     ASSIGN_OR_RETURN(Tensor all, ctx.Scratch("batch", DType::kI32, {total}));
     RETURN_IF_ERROR(backend_->CopyFromHost(batch_host_.data(), all));
     ForwardBatch dev;
-    Tensor* outs[] = {&dev.token_ids,
-                      &dev.positions,
-                      &dev.slot_mapping,
-                      &dev.logit_rows,
-                      &dev.attention.query_start,
-                      &dev.attention.seq_lens,
-                      &dev.attention.block_tables};
     off = 0;
-    for (size_t i = 0; i < std::size(parts); ++i) {
-      ASSIGN_OR_RETURN(Tensor slice, all.Slice(off, off + parts[i]->numel()));
-      ASSIGN_OR_RETURN(*outs[i], slice.Reshape(parts[i]->shape()));
-      off += parts[i]->numel();
+    const auto in = host.fields();
+    const auto out = dev.fields();
+    for (size_t i = 0; i < in.size(); ++i) {
+      ASSIGN_OR_RETURN(Tensor slice, all.Slice(off, off + in[i]->numel()));
+      ASSIGN_OR_RETURN(*out[i], slice.Reshape(in[i]->shape()));
+      off += in[i]->numel();
     }
     return dev;
   }

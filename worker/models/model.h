@@ -21,6 +21,7 @@
 #ifndef EXPERTMESH_WORKER_MODELS_MODEL_H_
 #define EXPERTMESH_WORKER_MODELS_MODEL_H_
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -72,6 +73,27 @@ struct ForwardBatch {
   runtime::PagedAttentionBatch attention;  // query_start [s+1], seq_lens [s], block_tables
   Tensor slot_mapping;                     // [n] cache slot of each token (block*bs + offset)
   Tensor logit_rows;                       // [m] token rows whose logits are wanted, m >= 1
+
+  // The seven tensors in the order a packed copy of the batch stores them one after another
+  // (DecoderModel's staging to the backend, decode_graph.h).
+  std::array<Tensor*, 7> fields() {
+    return {&token_ids,
+            &positions,
+            &slot_mapping,
+            &logit_rows,
+            &attention.query_start,
+            &attention.seq_lens,
+            &attention.block_tables};
+  }
+  std::array<const Tensor*, 7> fields() const {
+    return {&token_ids,
+            &positions,
+            &slot_mapping,
+            &logit_rows,
+            &attention.query_start,
+            &attention.seq_lens,
+            &attention.block_tables};
+  }
 };
 
 // What the KV cache of this model looks like (identical for every layer).
