@@ -2,8 +2,17 @@
 // checkpoint: decode at batch 1, 8 and 32 and prefill, beside the memory-bandwidth roofline of
 // batch 1: bytes of weights one decode token reads (dense weights, lm_head, top_k experts per
 // layer) over the read bandwidth measured in the same run.
-//   engine_decode_bench MODEL_DIR [threads] [steps]
+//   engine_decode_bench MODEL_DIR [threads] [steps] [batch]
+// With `batch`, only decode at that batch size is run (for profilers: no bandwidth passes, no
+// other batch sizes in the profile).
+//
+// On a shared host both the bandwidth and the decode speed drift by tens of percent within
+// seconds, so the measurements are interleaved: kRounds rounds of (read bandwidth, batch 1,
+// batch 8, batch 32), each batch timed over steps / kRounds steps. Batch 1's fraction of the
+// roofline is taken per round, against the bandwidth measured just before it, and the median
+// round is reported; the batch ratios come from the totals of the same rounds.
 #include <immintrin.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <chrono>
@@ -52,43 +61,71 @@ uint64_t SumScalar(const uint64_t* p, size_t n) {
   return s0 + s1 + s2 + s3;
 }
 
-// Read bandwidth (bytes/s): sum a 1 GiB buffer with `threads` threads, best of 5.
-double MeasureReadBandwidth(int threads) {
-  const size_t n = (1ull << 30) / sizeof(uint64_t);
-  // 64-byte aligned, so every thread's slice starts on a cache line.
-  std::unique_ptr<uint64_t, decltype(&std::free)> buf(
-      static_cast<uint64_t*>(std::aligned_alloc(64, n * sizeof(uint64_t))), &std::free);
-  std::fill_n(buf.get(), n, 1);
-  const bool avx2 = __builtin_cpu_supports("avx2");
-  double best = 0;
-  for (int rep = 0; rep < 5; ++rep) {
-    std::vector<uint64_t> sums(threads);
-    const auto t0 = Clock::now();
-    std::vector<std::thread> pool;
-    for (int t = 0; t < threads; ++t) {
-      pool.emplace_back([&, t] {
-        const size_t begin = n * t / threads / 32 * 32, end = n * (t + 1) / threads / 32 * 32;
-        const uint64_t* p = buf.get() + begin;
-        sums[t] = avx2 ? SumAvx2(p, end - begin) : SumScalar(p, end - begin);
-      });
-    }
-    for (auto& th : pool) th.join();
-    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
-    if (sums[0] == 42) std::puts("");  // keep the loads
-    best = std::max(best, n * sizeof(uint64_t) / s);
+// Read bandwidth (bytes/s): sums a 1 GiB buffer with `threads` threads, best of `passes`.
+class ReadBandwidthProbe {
+ public:
+  explicit ReadBandwidthProbe(int threads)
+      // Aligned to 2 MiB and in transparent huge pages where the kernel has them, as the CPU
+      // backend keeps its weights (weight_arena.h): the roof is the best this memory can do.
+      : threads_(threads),
+        buf_(static_cast<uint64_t*>(std::aligned_alloc(2 << 20, kWords * sizeof(uint64_t))),
+             &std::free) {
+    (void)madvise(buf_.get(), kWords * sizeof(uint64_t), MADV_HUGEPAGE);
+    std::fill_n(buf_.get(), kWords, 1);
   }
-  return best;
+
+  double Measure(int passes) const {
+    const bool avx2 = __builtin_cpu_supports("avx2");
+    double best = 0;
+    for (int rep = 0; rep < passes; ++rep) {
+      std::vector<uint64_t> sums(threads_);
+      const auto t0 = Clock::now();
+      std::vector<std::thread> pool;
+      for (int t = 0; t < threads_; ++t) {
+        pool.emplace_back([&, t] {
+          const size_t begin = kWords * t / threads_ / 32 * 32;
+          const size_t end = kWords * (t + 1) / threads_ / 32 * 32;
+          const uint64_t* p = buf_.get() + begin;
+          sums[t] = avx2 ? SumAvx2(p, end - begin) : SumScalar(p, end - begin);
+        });
+      }
+      for (auto& th : pool) th.join();
+      const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+      if (sums[0] == 42) std::puts("");  // keep the loads
+      best = std::max(best, kWords * sizeof(uint64_t) / s);
+    }
+    return best;
+  }
+
+ private:
+  static constexpr size_t kWords = (size_t{1} << 30) / sizeof(uint64_t);
+  int threads_;
+  std::unique_ptr<uint64_t, decltype(&std::free)> buf_;
+};
+
+constexpr int kRounds = 4;
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-// Tokens per second of decode steps with `batch` requests already past their prefill.
-double DecodeTokensPerSecond(expertmesh::engine::Engine& e, int batch, int steps) {
+struct Timed {
+  int64_t tokens = 0;
+  double seconds = 0;
+  double rate() const { return seconds > 0 ? tokens / seconds : 0; }
+};
+
+// Decode steps with `batch` requests already past their prefill (which is not timed).
+Timed TimeDecode(expertmesh::engine::Engine& e, int batch, int steps) {
   const int64_t vocab = e.config().vocab_size;
   static int round = 0;
   ++round;
   for (int r = 0; r < batch; ++r) {
     expertmesh::scheduler::GenerationRequest req;
     req.id = std::to_string(round) + "-" + std::to_string(r);
-    for (int i = 0; i < 32; ++i) req.prompt.push_back((i * 37 + r * 101 + round * 7) % vocab);
+    for (int i = 0; i < 16; ++i) req.prompt.push_back((i * 37 + r * 101 + round * 7) % vocab);
     req.sampling.temperature = 0;
     req.max_tokens = steps + 2;
     req.ignore_eos = true;
@@ -105,7 +142,7 @@ double DecodeTokensPerSecond(expertmesh::engine::Engine& e, int batch, int steps
   }
   const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   while (e.HasWork()) (void)e.Step();
-  return tokens / secs;
+  return {tokens, secs};
 }
 
 // Prompt tokens per second: `prompts` prompts of `len` tokens prefilled (chunked by the
@@ -133,11 +170,11 @@ double PrefillTokensPerSecond(expertmesh::engine::Engine& e, int prompts, int le
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: %s MODEL_DIR [threads] [steps]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s MODEL_DIR [threads] [steps] [batch]\n", argv[0]);
     return 2;
   }
   const int threads = argc > 2 ? std::atoi(argv[2]) : 2;
-  const int steps = argc > 3 ? std::atoi(argv[3]) : 32;
+  const int steps = argc > 3 ? std::atoi(argv[3]) : 64;
   expertmesh::engine::EngineOptions o;
   o.compute_dtype = expertmesh::DType::kBF16;
   o.num_threads = threads;
@@ -147,27 +184,47 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", e.status().ToString().c_str());
     return 1;
   }
-  double bw = MeasureReadBandwidth(threads);
+  if (argc > 4) {
+    const int batch = std::atoi(argv[4]);
+    TimeDecode(**e, batch, 4);  // warm-up: page in the weights
+    std::printf("decode batch %d: %.1f tok/s\n", batch, TimeDecode(**e, batch, steps).rate());
+    return 0;
+  }
+  const ReadBandwidthProbe probe(threads);
   const double active = static_cast<double>((*e)->model().active_weight_bytes_per_token());
-  DecodeTokensPerSecond(**e, 1, 4);  // warm-up: page in the weights
-  const double b1 = DecodeTokensPerSecond(**e, 1, steps);
-  const double b8 = DecodeTokensPerSecond(**e, 8, steps);
-  const double b32 = DecodeTokensPerSecond(**e, 32, steps);
+  TimeDecode(**e, 1, 4);  // warm-up: page in the weights
+  const int round_steps = std::max(1, steps / kRounds);
+  Timed b1, b8, b32;
+  std::vector<double> fractions, bandwidths;
+  for (int round = 0; round < kRounds; ++round) {
+    const double bw = probe.Measure(3);
+    const Timed r1 = TimeDecode(**e, 1, round_steps);
+    fractions.push_back(r1.rate() * active / bw);
+    bandwidths.push_back(bw);
+    std::printf("round %d: read bandwidth %.1f GB/s, batch 1 %.1f tok/s (%.0f%% of its roofline)\n",
+                round + 1, bw / 1e9, r1.rate(), 100 * fractions.back());
+    b1.tokens += r1.tokens;
+    b1.seconds += r1.seconds;
+    const Timed r8 = TimeDecode(**e, 8, round_steps);
+    b8.tokens += r8.tokens;
+    b8.seconds += r8.seconds;
+    const Timed r32 = TimeDecode(**e, 32, round_steps);
+    b32.tokens += r32.tokens;
+    b32.seconds += r32.seconds;
+  }
   const double prefill = PrefillTokensPerSecond(**e, 8, 256);
-  // The machine's bandwidth drifts on shared hosts: the roof is the best of two measurements,
-  // one on each side of the decode runs.
-  bw = std::max(bw, MeasureReadBandwidth(threads));
-  const double roofline = bw / active;
+  const double fraction = Median(fractions);
+  const double bw = Median(bandwidths);
   std::printf(
-      "weights %.1f MB, active per token %.1f MB, read bandwidth %.1f GB/s (%d threads, best of 10 "
-      "passes)\n",
-      (*e)->model().weight_bytes() / 1e6, active / 1e6, bw / 1e9, threads);
+      "weights %.1f MB, active per token %.1f MB, read bandwidth %.1f GB/s (%d threads, median "
+      "of %d rounds, each the best of 3 passes)\n",
+      (*e)->model().weight_bytes() / 1e6, active / 1e6, bw / 1e9, threads, kRounds);
   std::printf(
-      "batch 1 roofline %.1f tok/s; decode batch 1: %.1f tok/s (%.0f%% of roofline, "
-      "%.1f GB/s of weights)\n",
-      roofline, b1, 100 * b1 / roofline, b1 * active / 1e9);
-  std::printf("decode batch 8: %.1f tok/s (%.1fx batch 1)\n", b8, b8 / b1);
-  std::printf("decode batch 32: %.1f tok/s (%.1fx batch 1)\n", b32, b32 / b1);
+      "batch 1 roofline %.1f tok/s; decode batch 1: %.1f tok/s (%.0f%% of roofline, median "
+      "round; %.1f GB/s of weights)\n",
+      bw / active, b1.rate(), 100 * fraction, b1.rate() * active / 1e9);
+  std::printf("decode batch 8: %.1f tok/s (%.1fx batch 1)\n", b8.rate(), b8.rate() / b1.rate());
+  std::printf("decode batch 32: %.1f tok/s (%.1fx batch 1)\n", b32.rate(), b32.rate() / b1.rate());
   std::printf("prefill (8 prompts x 256 tokens): %.1f tok/s\n", prefill);
   return 0;
 }

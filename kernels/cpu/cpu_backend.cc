@@ -63,14 +63,16 @@ absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(const CpuBackendO
   if (isa != CpuIsa::kScalar && blas_min_tokens > 0 && !OpenBlasHasVectorKernels()) {
     blas_min_tokens = 0;
   }
-  return std::unique_ptr<CpuBackend>(new CpuBackend(isa, threads, blas_min_tokens));
+  const bool copy_weights = options.copy_weights.value_or(TransparentHugePagesAvailable());
+  return std::unique_ptr<CpuBackend>(new CpuBackend(isa, threads, blas_min_tokens, copy_weights));
 }
 
-CpuBackend::CpuBackend(CpuIsa isa, int num_threads, int64_t blas_min_tokens)
+CpuBackend::CpuBackend(CpuIsa isa, int num_threads, int64_t blas_min_tokens, bool copy_weights)
     : isa_(isa),
       name_(absl::StrCat("cpu-", std::string(CpuIsaName(isa)))),
       pool_(std::make_unique<ThreadPool>(num_threads)),
-      ctx_{pool_.get(), &KernelsFor(isa), blas_min_tokens} {}
+      ctx_{pool_.get(), &KernelsFor(isa), blas_min_tokens},
+      weights_(copy_weights ? std::make_unique<WeightArena>() : nullptr) {}
 
 namespace {
 absl::Status CheckCpu(const char* op, const Tensor& t) {
@@ -79,6 +81,12 @@ absl::Status CheckCpu(const char* op, const Tensor& t) {
       absl::StrCat(op, ": ", t.DebugString(), " is not a tensor of the cpu backend"));
 }
 }  // namespace
+
+absl::StatusOr<Tensor> CpuBackend::PrepareWeight(const Tensor& host) {
+  if (!host.defined() || weights_ == nullptr) return host;
+  RETURN_IF_ERROR(CheckCpu("prepare_weight", host));
+  return weights_->Copy(host);
+}
 
 absl::Status CpuBackend::CopyFromHost(const void* host, Tensor& dst) {
   RETURN_IF_ERROR(CheckCpu("copy_from_host", dst));

@@ -11,6 +11,7 @@
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/kernel_table.h"
 #include "kernels/cpu/thread_pool.h"
+#include "kernels/cpu/weight_arena.h"
 #include "worker/runtime/backend.h"
 
 namespace expertmesh::kernels::cpu {
@@ -24,6 +25,9 @@ struct CpuBackendOptions {
   // sgemm on fp32 copies of weight tiles; fewer use the streaming kernel. 0 disables BLAS, and
   // so does an OpenBLAS running its pre-AVX2 kernels under a vector kernel family (slower).
   int64_t blas_min_tokens = 64;
+  // Weights copied into huge-page memory (weight_arena.h) rather than used in place from the
+  // checkpoint's mapping; unset = when this kernel offers transparent huge pages.
+  std::optional<bool> copy_weights;
 };
 
 // The per-backend state every CPU op needs.
@@ -50,9 +54,7 @@ class CpuBackend final : public runtime::Backend {
   absl::Status CopyFromHost(const void* host, runtime::Tensor& dst) override;
   absl::Status CopyToHost(const runtime::Tensor& src, void* host) override;
   absl::Status Zero(runtime::Tensor& t) override;
-  absl::StatusOr<runtime::Tensor> PrepareWeight(const runtime::Tensor& host) override {
-    return host;
-  }
+  absl::StatusOr<runtime::Tensor> PrepareWeight(const runtime::Tensor& host) override;
 
   CpuIsa isa() const { return isa_; }
   int num_threads() const { return pool_->num_threads(); }
@@ -91,12 +93,14 @@ class CpuBackend final : public runtime::Backend {
                                 runtime::Tensor& out) override;
 
  private:
-  CpuBackend(CpuIsa isa, int num_threads, int64_t blas_min_tokens);
+  CpuBackend(CpuIsa isa, int num_threads, int64_t blas_min_tokens, bool copy_weights);
 
   CpuIsa isa_;
   std::string name_;
   std::unique_ptr<ThreadPool> pool_;
   CpuContext ctx_;
+  // Set when weights are copied (CpuBackendOptions::copy_weights).
+  std::unique_ptr<WeightArena> weights_;
 };
 
 }  // namespace expertmesh::kernels::cpu
