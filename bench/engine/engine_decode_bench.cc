@@ -29,12 +29,19 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 // Sum of n words with 256-bit loads and eight independent accumulators, so the loop is bound by
-// memory, not by the adds (a scalar loop can fall short of what the GEMMs' vector loads reach).
+// memory, not by the adds (a scalar loop can fall short of what the GEMMs' vector loads reach),
+// and a software prefetch 4 KiB ahead as the GEMMs do (measured: 2-9% above the hardware
+// prefetcher alone; without it the GEMMs outran their own "roof").
 __attribute__((target("avx2"))) uint64_t SumAvx2(const uint64_t* p, size_t n) {
+  constexpr size_t kPrefetchWords = 4096 / sizeof(uint64_t);
   __m256i acc[8];
   for (__m256i& a : acc) a = _mm256_setzero_si256();
   size_t i = 0;
   for (; i + 32 <= n; i += 32) {
+    // 32 words are four cache lines; prefetching past the end is harmless (it never faults).
+    for (int line = 0; line < 4; ++line) {
+      _mm_prefetch(reinterpret_cast<const char*>(p + i + kPrefetchWords + 8 * line), _MM_HINT_T0);
+    }
     for (int j = 0; j < 8; ++j) {
       acc[j] = _mm256_add_epi64(acc[j],
                                 _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i + 4 * j)));

@@ -1,6 +1,7 @@
 // Linear (x @ W^T) and the per-expert grouped linear of MoE layers.
 //
-// Two paths, chosen per weight by the number of tokens multiplying it:
+// bf16 activations on a CPU with AVX512_BF16 take the bf16 dot-product kernel for any token
+// count. Otherwise there are two paths, chosen per weight by the number of tokens multiplying it:
 //  - few tokens (decode): the KernelTable GEMM streams each weight row once from memory,
 //    widening bf16 in registers; memory-bound, so it aims at the DRAM bandwidth.
 //  - many tokens (prefill): compute-bound; each task widens a tile of weight rows to fp32 and
@@ -39,12 +40,13 @@ struct GemmTask {
   bool bf16_dot;  // gemm_bf16_xbf16 on the bf16 activations
 };
 
-// Prefill-sized products (this many tokens per weight, or more) leave the streaming kernel for
-// OpenBLAS, or for the bf16 dot-product kernel where the activations are bf16 and the CPU has
-// one: measured on an AVX512_BF16 machine it is 25% faster than the AVX-512F streaming kernel
-// for prefill but slower at a few tokens per weight (MoE experts at batched decode). Below the
-// threshold every token takes the same path, so its output does not depend on its batch.
-constexpr int64_t kDefaultPrefillMinTokens = 64;
+// Where the activations are bf16 and the CPU has a bf16 dot-product kernel, every product uses
+// it, whatever its token count: it multiplies the stored values as they are, two pairs per lane
+// and instruction. Measured on Zen 5 (2 threads, bench-1b) against the AVX-512F kernel on the
+// widened values: batch 1 the same (memory-bound), batch 8 +8%, batch 32 +35%, prefill +25%.
+// Otherwise prefill-sized products (blas_min_tokens per weight or more) go through OpenBLAS.
+// Either way, one token's path does not depend on how many others share its weight, so its
+// output does not depend on its batch.
 
 // x's bf16 values when the kernels can multiply them as they are.
 const uint16_t* Bf16Activations(const CpuContext& ctx, const Tensor& x) {
@@ -52,13 +54,14 @@ const uint16_t* Bf16Activations(const CpuContext& ctx, const Tensor& x) {
   return x.data<uint16_t>();
 }
 
-// Streaming tasks are contiguous row ranges as large as load balance allows: about
-// kStreamTasksPerThread per thread over all the call's jobs, none under kMinStreamTaskBytes of
-// weights. Each core then reads long runs of consecutive memory, which its prefetchers follow;
-// small tasks handed out in turn interleave the cores' reads and starve them (measured on Zen 5
-// with 2 threads: a one-token GEMM of k = 384 read 24 GB/s in 16-row tasks, 39 GB/s in halves).
-constexpr int64_t kStreamTasksPerThread = 4;
-constexpr int64_t kMinStreamTaskBytes = 256 << 10;
+// Streaming tasks are contiguous row ranges as large as load balance allows, so that each core
+// reads long runs of consecutive memory, which its prefetchers follow; small tasks handed out in
+// turn interleave the cores' reads and starve them (measured on Zen 5 with 2 threads: a
+// one-token GEMM of k = 384 read 24 GB/s in 16-row tasks, 39 GB/s in halves). Sizes are guided:
+// each task takes 1 / (2 x threads) of the call's streaming weight bytes not yet handed out
+// (none under kMinStreamTaskBytes), so the first tasks are long and the last ones short enough
+// that the threads finish together.
+constexpr int64_t kMinStreamTaskBytes = 64 << 10;
 constexpr int64_t kBlasRowsPerTask = 128;
 
 // Rows per streaming task of a job with rows of `row_bytes`: a multiple of the 4-row micro-kernel.
@@ -109,10 +112,8 @@ void RunTask(const CpuContext& ctx, const GemmJob& job, const GemmTask& task,
 }
 
 void RunJobs(const CpuContext& ctx, const std::vector<GemmJob>& jobs) {
-  const int64_t prefill_min =
-      ctx.blas_min_tokens > 0 ? ctx.blas_min_tokens : kDefaultPrefillMinTokens;
-  const auto uses_bf16_dot = [&](const GemmJob& job) {
-    return job.n >= prefill_min && job.x_bf16 != nullptr && job.w->dtype() == DType::kBF16;
+  const auto uses_bf16_dot = [](const GemmJob& job) {
+    return job.x_bf16 != nullptr && job.w->dtype() == DType::kBF16;
   };
   const auto uses_blas = [&](const GemmJob& job) {
     return !uses_bf16_dot(job) && ctx.blas_min_tokens > 0 && job.n >= ctx.blas_min_tokens;
@@ -121,8 +122,7 @@ void RunJobs(const CpuContext& ctx, const std::vector<GemmJob>& jobs) {
   for (const GemmJob& job : jobs) {
     if (job.n > 0 && !uses_blas(job)) stream_bytes += job.w->nbytes();
   }
-  const int64_t stream_task_bytes = std::max(
-      kMinStreamTaskBytes, stream_bytes / (kStreamTasksPerThread * ctx.pool->num_threads()));
+  const int64_t guide = 2 * ctx.pool->num_threads();
   std::vector<GemmTask> tasks;
   for (size_t j = 0; j < jobs.size(); ++j) {
     const GemmJob& job = jobs[j];
@@ -130,10 +130,15 @@ void RunJobs(const CpuContext& ctx, const std::vector<GemmJob>& jobs) {
     const int64_t m = job.w->dim(0);
     const bool bf16_dot = uses_bf16_dot(job);
     const bool blas = uses_blas(job);
-    const int64_t step =
-        blas ? kBlasRowsPerTask : StreamRowsPerTask(stream_task_bytes, job.w->nbytes() / m);
-    for (int64_t r = 0; r < m; r += step) {
-      tasks.push_back({static_cast<int>(j), r, std::min(m, r + step), blas, bf16_dot});
+    const int64_t row_bytes = static_cast<int64_t>(job.w->nbytes()) / m;
+    for (int64_t r = 0; r < m;) {
+      const int64_t rows =
+          blas ? kBlasRowsPerTask
+               : StreamRowsPerTask(std::max(kMinStreamTaskBytes, stream_bytes / guide), row_bytes);
+      const int64_t end = std::min(m, r + rows);
+      tasks.push_back({static_cast<int>(j), r, end, blas, bf16_dot});
+      if (!blas) stream_bytes -= (end - r) * row_bytes;
+      r = end;
     }
     if (blas) InitBlasThreadsOnce();
   }
