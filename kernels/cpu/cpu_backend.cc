@@ -85,7 +85,7 @@ absl::Status CheckCpu(const char* op, const Tensor& t) {
 absl::StatusOr<Tensor> CpuBackend::PrepareWeight(const Tensor& host) {
   if (!host.defined() || weights_ == nullptr) return host;
   RETURN_IF_ERROR(CheckCpu("prepare_weight", host));
-  return weights_->Copy(host);
+  return weights_->Copy(host, pool_.get());
 }
 
 absl::Status CpuBackend::CopyFromHost(const void* host, Tensor& dst) {

@@ -1,6 +1,7 @@
 // The CPU implementation of runtime::Backend: multi-threaded (ThreadPool), vectorised with
 // run-time ISA dispatch (KernelTable: AVX2 or portable scalar), bf16 weights widened to fp32 in
 // registers, fp32 accumulation, OpenBLAS sgemm for token counts where compute dominates.
+// Weights are copied once into huge-page memory (weight_arena.h) unless told otherwise.
 #ifndef EXPERTMESH_KERNELS_CPU_CPU_BACKEND_H_
 #define EXPERTMESH_KERNELS_CPU_CPU_BACKEND_H_
 

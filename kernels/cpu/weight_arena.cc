@@ -1,7 +1,9 @@
 #include "kernels/cpu/weight_arena.h"
 
 #include <sys/mman.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -14,6 +16,18 @@ namespace expertmesh::kernels::cpu {
 namespace {
 
 constexpr size_t kHugePage = size_t{2} << 20;
+
+// Maps a page-cache source in one call before it is copied: faulting it in 4 KiB at a time
+// during the memcpy cost seconds of system time for a 2.5 GB checkpoint. Advice only (kernels
+// before 5.14 refuse it, and anonymous sources need none).
+void PrefaultForReading(const void* src, size_t bytes) {
+#ifdef MADV_POPULATE_READ
+  static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(src) / page * page;
+  const uintptr_t end = reinterpret_cast<uintptr_t>(src) + bytes;
+  (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_READ);
+#endif
+}
 
 }  // namespace
 
@@ -61,7 +75,7 @@ absl::StatusOr<std::shared_ptr<WeightArena::Chunk>> WeightArena::NewChunk(size_t
   return chunk;
 }
 
-absl::StatusOr<runtime::Tensor> WeightArena::Copy(const runtime::Tensor& host) {
+absl::StatusOr<runtime::Tensor> WeightArena::Copy(const runtime::Tensor& host, ThreadPool* pool) {
   const size_t bytes = host.nbytes();
   std::shared_ptr<Chunk> chunk;
   size_t offset = 0;
@@ -90,7 +104,23 @@ absl::StatusOr<runtime::Tensor> WeightArena::Copy(const runtime::Tensor& host) {
     }
   }
   std::byte* data = chunk->base + offset;
-  if (bytes > 0) std::memcpy(data, host.raw_data(), bytes);
+  if (bytes > 0) {
+    PrefaultForReading(host.raw_data(), bytes);
+    // Most of a copy's time is the kernel zeroing the fresh huge pages as they are first
+    // written (measured: 76% of a 2.5 GB load in a VM), so the pieces go to all threads.
+    const auto* src = static_cast<const std::byte*>(host.raw_data());
+    const int64_t pieces = static_cast<int64_t>((bytes + kHugePage - 1) / kHugePage);
+    const auto copy = [&](int64_t begin, int64_t end) {
+      const size_t from = static_cast<size_t>(begin) * kHugePage;
+      const size_t to = std::min(bytes, static_cast<size_t>(end) * kHugePage);
+      std::memcpy(data + from, src + from, to - from);
+    };
+    if (pool != nullptr) {
+      pool->ParallelFor(pieces, 1, copy);
+    } else {
+      copy(0, pieces);
+    }
+  }
   return runtime::Tensor::View(data, host.dtype(), host.shape(), runtime::Device::kCpu,
                                std::shared_ptr<const void>(chunk, chunk.get()));
 }

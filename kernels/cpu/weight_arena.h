@@ -14,6 +14,7 @@
 #include <mutex>
 
 #include "absl/status/statusor.h"
+#include "kernels/cpu/thread_pool.h"
 #include "worker/runtime/tensor.h"
 
 namespace expertmesh::kernels::cpu {
@@ -26,9 +27,10 @@ class WeightArena {
   // Chunks are this large, or as large as a weight that does not fit one.
   explicit WeightArena(size_t chunk_bytes = size_t{64} << 20);
 
-  // A contiguous copy of the CPU tensor `host` in the arena. The copy keeps its chunk alive;
-  // the arena may be destroyed before it. Errors: ResourceExhausted (mmap failed).
-  absl::StatusOr<runtime::Tensor> Copy(const runtime::Tensor& host);
+  // A contiguous copy of the CPU tensor `host` in the arena, made by `pool`'s threads when given.
+  // The copy keeps its chunk alive; the arena may be destroyed before it.
+  // Errors: ResourceExhausted (mmap failed).
+  absl::StatusOr<runtime::Tensor> Copy(const runtime::Tensor& host, ThreadPool* pool = nullptr);
 
   // Bytes handed out so far (copies plus alignment padding).
   size_t bytes_used() const;

@@ -13,9 +13,11 @@
 // or f32 tensor is still a zero-copy view; column slices and converted dtypes are copies.
 //
 // With a backend (set_backend), every tensor handed out has been through
-// Backend::PrepareWeight: the CPU returns the host tensor itself (zero-copy views stay views);
-// a device backend copies it once into its weight memory, and the host copy is dropped (a
-// checkpoint view's pages are released from the resident set). Without one, host tensors.
+// Backend::PrepareWeight: the CPU copies it into huge-page memory (kernels/cpu/weight_arena.h),
+// or returns the host tensor itself when told not to or without transparent huge pages
+// (zero-copy views stay views); a device backend copies it once into its weight memory. After a
+// copy the host tensor is dropped (a checkpoint view's pages are released from the resident
+// set). Without a backend, host tensors.
 #ifndef EXPERTMESH_WORKER_MODELS_WEIGHT_LOADER_H_
 #define EXPERTMESH_WORKER_MODELS_WEIGHT_LOADER_H_
 

@@ -79,6 +79,16 @@ TEST(WeightArena, WeightLargerThanAChunkGetsItsOwnAndTheChunkKeepsFilling) {
             reinterpret_cast<uintptr_t>(small_a.raw_data()) + small_a.nbytes());
 }
 
+TEST(WeightArena, CopiesByThePoolsThreadsAreExact) {
+  ThreadPool pool(2);
+  WeightArena arena(size_t{4} << 20);
+  // Pieces of 2 MiB: several whole ones and a partial last one, at an unaligned size.
+  const Tensor host = Filled(DType::kBF16, {5, (3 << 20) / 5 + 77}, 6);
+  ExpectSameContents(host, *arena.Copy(host, &pool));
+  const Tensor small = Filled(DType::kF32, {3, 5}, 7);
+  ExpectSameContents(small, *arena.Copy(small, &pool));
+}
+
 TEST(WeightArena, CopiesOutliveTheArena) {
   const Tensor host = Filled(DType::kBF16, {64, 64}, 9);
   Tensor copy;
