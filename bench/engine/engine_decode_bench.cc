@@ -122,6 +122,11 @@ struct Timed {
   int64_t tokens = 0;
   double seconds = 0;
   double rate() const { return seconds > 0 ? tokens / seconds : 0; }
+  Timed& operator+=(const Timed& other) {
+    tokens += other.tokens;
+    seconds += other.seconds;
+    return *this;
+  }
 };
 
 // Decode steps with `batch` requests already past their prefill (which is not timed).
@@ -210,14 +215,9 @@ int main(int argc, char** argv) {
     bandwidths.push_back(bw);
     std::printf("round %d: read bandwidth %.1f GB/s, batch 1 %.1f tok/s (%.0f%% of its roofline)\n",
                 round + 1, bw / 1e9, r1.rate(), 100 * fractions.back());
-    b1.tokens += r1.tokens;
-    b1.seconds += r1.seconds;
-    const Timed r8 = TimeDecode(**e, 8, round_steps);
-    b8.tokens += r8.tokens;
-    b8.seconds += r8.seconds;
-    const Timed r32 = TimeDecode(**e, 32, round_steps);
-    b32.tokens += r32.tokens;
-    b32.seconds += r32.seconds;
+    b1 += r1;
+    b8 += TimeDecode(**e, 8, round_steps);
+    b32 += TimeDecode(**e, 32, round_steps);
   }
   const double prefill = PrefillTokensPerSecond(**e, 8, 256);
   const double fraction = Median(fractions);

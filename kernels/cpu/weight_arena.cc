@@ -1,7 +1,6 @@
 #include "kernels/cpu/weight_arena.h"
 
 #include <sys/mman.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -17,17 +16,7 @@ namespace {
 
 constexpr size_t kHugePage = size_t{2} << 20;
 
-// Maps a page-cache source in one call before it is copied: faulting it in 4 KiB at a time
-// during the memcpy cost seconds of system time for a 2.5 GB checkpoint. Advice only (kernels
-// before 5.14 refuse it, and anonymous sources need none).
-void PrefaultForReading(const void* src, size_t bytes) {
-#ifdef MADV_POPULATE_READ
-  static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  const uintptr_t begin = reinterpret_cast<uintptr_t>(src) / page * page;
-  const uintptr_t end = reinterpret_cast<uintptr_t>(src) + bytes;
-  (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_READ);
-#endif
-}
+size_t RoundUp(size_t n, size_t multiple) { return (n + multiple - 1) / multiple * multiple; }
 
 }  // namespace
 
@@ -50,11 +39,10 @@ struct WeightArena::Chunk {
   }
 };
 
-WeightArena::WeightArena(size_t chunk_bytes)
-    : chunk_bytes_((std::max(chunk_bytes, kHugePage) + kHugePage - 1) / kHugePage * kHugePage) {}
+WeightArena::WeightArena(size_t chunk_bytes) : chunk_bytes_(RoundUp(chunk_bytes, kHugePage)) {}
 
 absl::StatusOr<std::shared_ptr<WeightArena::Chunk>> WeightArena::NewChunk(size_t min_bytes) {
-  const size_t size = std::max(chunk_bytes_, (min_bytes + kHugePage - 1) / kHugePage * kHugePage);
+  const size_t size = std::max(chunk_bytes_, RoundUp(min_bytes, kHugePage));
   // Map one huge page more than needed and trim both ends to a huge-page boundary.
   const size_t mapped = size + kHugePage;
   void* raw = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -63,7 +51,7 @@ absl::StatusOr<std::shared_ptr<WeightArena::Chunk>> WeightArena::NewChunk(size_t
         absl::StrCat("cpu weights: cannot map ", size, " bytes: ", std::strerror(errno)));
   }
   const uintptr_t begin = reinterpret_cast<uintptr_t>(raw);
-  const uintptr_t aligned = (begin + kHugePage - 1) / kHugePage * kHugePage;
+  const uintptr_t aligned = RoundUp(begin, kHugePage);
   if (aligned > begin) munmap(raw, aligned - begin);
   const uintptr_t end = begin + mapped;
   if (end > aligned + size) munmap(reinterpret_cast<void*>(aligned + size), end - aligned - size);
@@ -81,8 +69,7 @@ absl::StatusOr<runtime::Tensor> WeightArena::Copy(const runtime::Tensor& host, T
   size_t offset = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    const size_t align = runtime::kCpuAlignment;
-    if (current_ != nullptr) offset = (current_->used + align - 1) / align * align;
+    if (current_ != nullptr) offset = RoundUp(current_->used, runtime::kCpuAlignment);
     if (current_ == nullptr || offset + bytes > current_->size) {
       absl::StatusOr<std::shared_ptr<Chunk>> fresh = NewChunk(bytes);
       if (!fresh.ok()) return fresh.status();
@@ -105,11 +92,10 @@ absl::StatusOr<runtime::Tensor> WeightArena::Copy(const runtime::Tensor& host, T
   }
   std::byte* data = chunk->base + offset;
   if (bytes > 0) {
-    PrefaultForReading(host.raw_data(), bytes);
     // Most of a copy's time is the kernel zeroing the fresh huge pages as they are first
     // written (measured: 76% of a 2.5 GB load in a VM), so the pieces go to all threads.
     const auto* src = static_cast<const std::byte*>(host.raw_data());
-    const int64_t pieces = static_cast<int64_t>((bytes + kHugePage - 1) / kHugePage);
+    const int64_t pieces = static_cast<int64_t>(RoundUp(bytes, kHugePage) / kHugePage);
     const auto copy = [&](int64_t begin, int64_t end) {
       const size_t from = static_cast<size_t>(begin) * kHugePage;
       const size_t to = std::min(bytes, static_cast<size_t>(end) * kHugePage);

@@ -5,10 +5,11 @@
 // dense MLP or MoE) -> final norm -> gather the rows in `logit_rows` -> lm_head -> logits.
 //
 // Weights stay in the checkpoint's storage dtype (bf16 in memory: views of the mmapped
-// safetensors where nothing has to change, until the backend's PrepareWeight copies them; fp8 block-quantized weights are dequantized to bf16
-// at load; f32 tensors such as e_score_correction_bias stay f32). Activations use the compute
-// dtype: kF32 (exact, for golden parity with transformers' fp32 run over the same weights) or
-// kBF16 (fast; matches transformers' bf16 run within looser bounds). Logits are always f32.
+// safetensors where nothing has to change, until the backend's PrepareWeight copies them; fp8
+// block-quantized weights are dequantized to bf16 at load; f32 tensors such as
+// e_score_correction_bias stay f32). Activations use the compute dtype: kF32 (exact, for golden
+// parity with transformers' fp32 run over the same weights) or kBF16 (fast; matches transformers'
+// bf16 run within looser bounds). Logits are always f32.
 //
 // KV cache layout (see KvCacheSpec): per layer, k and v tensors of
 // [num_blocks, block_size, kv_heads, dim]. GQA models cache the rank's k and v heads. DeepSeek
