@@ -89,6 +89,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<pb::GenerateRespon
 
   void OnWriteDone(bool ok) override {
     bool finish = false;
+    grpc::Status final_status;
     {
       absl::MutexLock lock(&mu_);
       queue_.pop_front();
@@ -98,9 +99,10 @@ class GenerateReactor final : public grpc::ServerWriteReactor<pb::GenerateRespon
       } else {
         writing_ = false;
         finish = producer_done_;
+        if (finish) final_status = final_status_;
       }
     }
-    if (finish) Finish(final_status_);
+    if (finish) Finish(std::move(final_status));
   }
   void OnCancel() override { cancel_.Cancel(); }
   void OnDone() override { delete this; }
@@ -118,14 +120,15 @@ class GenerateReactor final : public grpc::ServerWriteReactor<pb::GenerateRespon
   // Last use of `this` by the producer: Finish may lead to OnDone and deletion at once.
   void Done(const absl::Status& status) {
     core_->metrics().CountRequest("grpc", "Generate", absl::StatusCodeToString(status.code()));
+    const grpc::Status final_status = ToGrpc(status);
     bool finish = false;
     {
       absl::MutexLock lock(&mu_);
       producer_done_ = true;
-      final_status_ = ToGrpc(status);
+      final_status_ = final_status;
       finish = !writing_;
     }
-    if (finish) Finish(final_status_);
+    if (finish) Finish(final_status);
   }
 
   void Produce(const pb::GenerateRequest& request, const absl::Status& auth, absl::Time deadline) {
@@ -186,7 +189,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<pb::GenerateRespon
   std::deque<pb::GenerateResponse> queue_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool producer_done_ ABSL_GUARDED_BY(mu_) = false;
-  grpc::Status final_status_;
+  grpc::Status final_status_ ABSL_GUARDED_BY(mu_);  // set once, with producer_done_
 };
 
 }  // namespace

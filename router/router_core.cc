@@ -80,6 +80,8 @@ absl::StatusOr<std::vector<ChoiceResult>> RouterCore::Generate(
   }
   metrics_.AddPromptTokens(request.prompt.size() * n);
 
+  // Serialises the choices' on_delta calls (the contract: never concurrently); it guards the
+  // caller's state, no local here, so there is nothing to annotate.
   absl::Mutex out_mu;
   std::vector<absl::StatusOr<ChoiceResult>> results(n, absl::UnknownError("not run"));
   auto run_choice = [&](int index) {

@@ -3,7 +3,7 @@
 //
 // kPrefixAffinity (the default): among healthy groups that are not overloaded, the one whose
 // reported prefix cache holds the longest run of the prompt's leading KV blocks wins (block
-// hashes from worker/kv/kv_block_hash.h, the same values the workers report); with no cached
+// hashes from model/plan/kv_block_hash.h, the same values the workers report); with no cached
 // prefix anywhere, the least loaded group wins. kLeastLoaded ignores prefixes; kRoundRobin
 // ignores load (a baseline for benchmarks).
 #ifndef EXPERTMESH_ROUTER_ROUTING_POLICY_H_

@@ -9,7 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
-#include "worker/kv/kv_block_hash.h"
+#include "model/plan/kv_block_hash.h"
 
 namespace expertmesh::router {
 
@@ -169,7 +169,7 @@ absl::StatusOr<std::shared_ptr<WorkerGroup>> WorkerPool::Pick(
   absl::flat_hash_map<uint32_t, std::vector<uint64_t>> hashes;
   auto hash_fn = [&](uint32_t block_size) -> std::span<const uint64_t> {
     auto [it, inserted] = hashes.try_emplace(block_size);
-    if (inserted) it->second = kv::HashFullKvBlocks(prompt, static_cast<int>(block_size));
+    if (inserted) it->second = model::HashFullKvBlocks(prompt, static_cast<int>(block_size));
     return it->second;
   };
   absl::StatusOr<RoutingDecision> decision =

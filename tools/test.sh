@@ -8,6 +8,8 @@ BUILD_DIR="${BUILD_DIR:-$ROOT/build}"
 export BUILD_DIR
 
 "$ROOT/tools/setup.sh"
+# Clang's thread-safety analysis over every non-CUDA translation unit (ABSL_GUARDED_BY et al.).
+"$ROOT/tools/thread_safety_check.sh" "$BUILD_DIR"
 "$ROOT/tools/tokenizer/fetch_reference_tokenizers.sh" "$BUILD_DIR/test-data/tokenizers"
 
 # --no-tests=error: an empty or mis-registered suite fails instead of passing vacuously.

@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/util/cpu_engine.h"
 #include "worker/engine/engine.h"
 
 namespace {
@@ -189,9 +190,8 @@ int main(int argc, char** argv) {
   const int steps = argc > 3 ? std::atoi(argv[3]) : 64;
   expertmesh::engine::EngineOptions o;
   o.compute_dtype = expertmesh::DType::kBF16;
-  o.num_threads = threads;
   o.max_model_len = 1024;
-  auto e = expertmesh::engine::Engine::Create(argv[1], o);
+  auto e = expertmesh::testing::LoadCpuEngine(argv[1], o, threads);
   if (!e.ok()) {
     std::fprintf(stderr, "%s\n", e.status().ToString().c_str());
     return 1;

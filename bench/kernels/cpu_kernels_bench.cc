@@ -16,9 +16,9 @@
 namespace expertmesh {
 namespace {
 
+using kernels::Tensor;
 using kernels::cpu::CpuBackend;
 using kernels::cpu::CpuIsa;
-using runtime::Tensor;
 
 constexpr int kThreads = 2;
 
@@ -193,7 +193,7 @@ void BM_PagedAttentionDecode(benchmark::State& state) {
   for (int64_t s = 0; s < seqs; ++s) lens.data<int32_t>()[s] = static_cast<int32_t>(ctx);
   for (int64_t i = 0; i < blocks; ++i) tables.data<int32_t>()[i] = static_cast<int32_t>(i);
   Tensor out = *Tensor::Empty(DType::kF32, {seqs, hq, d});
-  runtime::PagedAttentionBatch batch{qs, lens, tables};
+  kernels::PagedAttentionBatch batch{qs, lens, tables};
   for (auto _ : state) {
     if (!backend->PagedAttention(q, kc, vc, batch, 0.088f, out).ok()) state.SkipWithError("attn");
   }
@@ -223,7 +223,7 @@ void BM_MoeTopK(benchmark::State& state) {
   auto backend = MakeBackend(CpuIsa::kAvx2);
   Tensor logits = Random(DType::kF32, {n, experts}, 1);
   Tensor ids = *Tensor::Empty(DType::kI32, {n, 8}), w = *Tensor::Empty(DType::kF32, {n, 8});
-  runtime::MoeRoutingParams p{.top_k = 8, .norm_topk_prob = true};
+  kernels::MoeRoutingParams p{.top_k = 8, .norm_topk_prob = true};
   for (auto _ : state) {
     if (!backend->MoeTopK(logits, Tensor(), p, ids, w).ok()) state.SkipWithError("topk");
   }

@@ -42,8 +42,8 @@
 #include "bench/router/bench_util.h"
 #include "expertmesh/internal/v1/worker.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
+#include "model/plan/kv_block_hash.h"
 #include "tools/make_model/make_model.h"
-#include "worker/kv/kv_block_hash.h"
 
 namespace expertmesh::bench {
 namespace {
@@ -186,7 +186,7 @@ std::vector<int64_t> CachedSystemBlocks(const std::string& address, const Worklo
                                              report.cached_prefix_hashes().end());
   for (size_t i = 0; i < w.systems.size(); ++i) {
     out[i] = 0;
-    for (uint64_t h : kv::HashFullKvBlocks(w.systems[i], static_cast<int>(block))) {
+    for (uint64_t h : model::HashFullKvBlocks(w.systems[i], static_cast<int>(block))) {
       if (cached.contains(h)) ++out[i];
     }
   }

@@ -43,7 +43,10 @@ absl::Status CpuKvCacheWrite(const CpuContext& ctx, const Tensor& k, const Tenso
                                                      capacity, " slots"));
     }
   }
-  for (auto [src, dst] : {std::pair<const Tensor*, Tensor*>{&k, &k_cache}, {&v, &v_cache}}) {
+  for (const auto& io : {std::pair<const Tensor*, Tensor*>{&k, &k_cache}, {&v, &v_cache}}) {
+    // Not a structured binding: clang < 16 cannot capture one in the lambda below.
+    const Tensor* src = io.first;
+    Tensor* dst = io.second;
     const int64_t row = src->dim(1) * src->dim(2);
     const bool same = src->dtype() == dst->dtype();
     const size_t bytes = static_cast<size_t>(row) * DTypeSize(dst->dtype());
@@ -63,7 +66,7 @@ absl::Status CpuKvCacheWrite(const CpuContext& ctx, const Tensor& k, const Tenso
 }
 
 absl::Status CpuPagedAttention(const CpuContext& ctx, const Tensor& q, const Tensor& k_cache,
-                               const Tensor& v_cache, const runtime::PagedAttentionBatch& batch,
+                               const Tensor& v_cache, const kernels::PagedAttentionBatch& batch,
                                float scale, Tensor& out) {
   const int64_t n = q.dim(0), q_heads = q.dim(1), dk = q.dim(2), dv = v_cache.dim(3);
   const int64_t num_blocks = k_cache.dim(0), block_size = k_cache.dim(1), kv_heads = k_cache.dim(2);

@@ -13,7 +13,7 @@
 
 namespace expertmesh::kernels::cpu {
 
-using runtime::Tensor;
+using kernels::Tensor;
 
 namespace {
 
@@ -76,7 +76,7 @@ CpuBackend::CpuBackend(CpuIsa isa, int num_threads, int64_t blas_min_tokens, boo
 
 namespace {
 absl::Status CheckCpu(const char* op, const Tensor& t) {
-  if (t.defined() && t.device() == runtime::Device::kCpu) return absl::OkStatus();
+  if (t.defined() && t.device() == kernels::Device::kCpu) return absl::OkStatus();
   return absl::InvalidArgumentError(
       absl::StrCat(op, ": ", t.DebugString(), " is not a tensor of the cpu backend"));
 }
@@ -114,7 +114,7 @@ absl::Status CpuBackend::DoRmsNorm(const Tensor& x, Tensor* residual, const Tens
   return CpuRmsNorm(ctx_, x, residual, weight, eps, out);
 }
 absl::Status CpuBackend::DoRope(const Tensor& cos_sin, const Tensor& positions,
-                                const runtime::RopeParams& params, Tensor& q, Tensor& k) {
+                                const kernels::RopeParams& params, Tensor& q, Tensor& k) {
   return CpuRope(ctx_, cos_sin, positions, params, q, k);
 }
 absl::Status CpuBackend::DoLinear(const Tensor& x, const Tensor& weight, const Tensor& bias,
@@ -125,7 +125,7 @@ absl::Status CpuBackend::DoSiluMul(const Tensor& gate_up, Tensor& out) {
   return CpuSiluMul(ctx_, gate_up, out);
 }
 absl::Status CpuBackend::DoMoeTopK(const Tensor& logits, const Tensor& bias,
-                                   const runtime::MoeRoutingParams& params, Tensor& topk_ids,
+                                   const kernels::MoeRoutingParams& params, Tensor& topk_ids,
                                    Tensor& topk_weights) {
   return CpuMoeTopK(ctx_, logits, bias, params, topk_ids, topk_weights);
 }
@@ -150,9 +150,22 @@ absl::Status CpuBackend::DoKvCacheWrite(const Tensor& k, const Tensor& v,
 }
 absl::Status CpuBackend::DoPagedAttention(const Tensor& q, const Tensor& k_cache,
                                           const Tensor& v_cache,
-                                          const runtime::PagedAttentionBatch& batch, float scale,
+                                          const kernels::PagedAttentionBatch& batch, float scale,
                                           Tensor& out) {
   return CpuPagedAttention(ctx_, q, k_cache, v_cache, batch, scale, out);
+}
+absl::Status CpuBackend::DoSampleTokens(const Tensor& logits,
+                                        std::span<const kernels::SamplingRow> params,
+                                        Tensor& tokens) {
+  const size_t vocab = static_cast<size_t>(logits.dim(1));
+  for (size_t r = 0; r < params.size(); ++r) {
+    const std::span<const float> row(logits.data<float>() + r * vocab, vocab);
+    if (absl::Status s = CheckSamplingLogits(row); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("sample_tokens: row ", r, ": ", s.message()));
+    }
+    tokens.data<int32_t>()[r] = sampler_.Sample(row, params[r]);
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace expertmesh::kernels::cpu

@@ -1,4 +1,4 @@
-// The CPU implementation of runtime::Backend: multi-threaded (ThreadPool), vectorised with
+// The CPU implementation of kernels::Backend: multi-threaded (ThreadPool), vectorised with
 // run-time ISA dispatch (KernelTable: AVX2 or portable scalar), bf16 weights widened to fp32 in
 // registers, fp32 accumulation, OpenBLAS sgemm for token counts where compute dominates.
 // Weights are copied once into huge-page memory (weight_arena.h) unless told otherwise.
@@ -9,11 +9,12 @@
 #include <optional>
 
 #include "absl/status/statusor.h"
+#include "kernels/backend.h"
 #include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/cpu_sampling.h"
 #include "kernels/cpu/kernel_table.h"
 #include "kernels/cpu/thread_pool.h"
 #include "kernels/cpu/weight_arena.h"
-#include "worker/runtime/backend.h"
 
 namespace expertmesh::kernels::cpu {
 
@@ -38,60 +39,63 @@ struct CpuContext {
   int64_t blas_min_tokens;
 };
 
-class CpuBackend final : public runtime::Backend {
+class CpuBackend final : public kernels::Backend {
  public:
   // Errors: FailedPrecondition when options.isa is not supported by this CPU.
   static absl::StatusOr<std::unique_ptr<CpuBackend>> Create(const CpuBackendOptions& options);
 
   std::string_view Name() const override { return name_; }
-  runtime::Device device() const override { return runtime::Device::kCpu; }
-  bool Supports(runtime::Op op) const override { return true; }
-  absl::StatusOr<runtime::Tensor> Allocate(DType dtype, std::span<const int64_t> shape) override {
-    return runtime::Tensor::Empty(dtype, shape);
+  kernels::Device device() const override { return kernels::Device::kCpu; }
+  bool Supports(kernels::Op op) const override { return true; }
+  absl::StatusOr<kernels::Tensor> Allocate(DType dtype, std::span<const int64_t> shape) override {
+    return kernels::Tensor::Empty(dtype, shape);
   }
-  using runtime::Backend::Allocate;
-  absl::Status SetStream(runtime::Stream stream) override { return absl::OkStatus(); }
+  using kernels::Backend::Allocate;
+  absl::Status SetStream(kernels::Stream stream) override { return absl::OkStatus(); }
   absl::Status Synchronize() override { return absl::OkStatus(); }
-  absl::Status CopyFromHost(const void* host, runtime::Tensor& dst) override;
-  absl::Status CopyToHost(const runtime::Tensor& src, void* host) override;
-  absl::Status Zero(runtime::Tensor& t) override;
-  absl::StatusOr<runtime::Tensor> PrepareWeight(const runtime::Tensor& host) override;
+  absl::Status CopyFromHost(const void* host, kernels::Tensor& dst) override;
+  absl::Status CopyToHost(const kernels::Tensor& src, void* host) override;
+  absl::Status Zero(kernels::Tensor& t) override;
+  absl::StatusOr<kernels::Tensor> PrepareWeight(const kernels::Tensor& host) override;
 
   CpuIsa isa() const { return isa_; }
   int num_threads() const { return pool_->num_threads(); }
 
  protected:
-  absl::Status DoEmbedding(const runtime::Tensor& table, const runtime::Tensor& ids,
-                           runtime::Tensor& out) override;
-  absl::Status DoRmsNorm(const runtime::Tensor& x, runtime::Tensor* residual,
-                         const runtime::Tensor& weight, float eps, runtime::Tensor& out) override;
-  absl::Status DoRope(const runtime::Tensor& cos_sin, const runtime::Tensor& positions,
-                      const runtime::RopeParams& params, runtime::Tensor& q,
-                      runtime::Tensor& k) override;
-  absl::Status DoLinear(const runtime::Tensor& x, const runtime::Tensor& weight,
-                        const runtime::Tensor& bias, runtime::Tensor& out) override;
-  absl::Status DoSiluMul(const runtime::Tensor& gate_up, runtime::Tensor& out) override;
-  absl::Status DoMoeTopK(const runtime::Tensor& logits, const runtime::Tensor& bias,
-                         const runtime::MoeRoutingParams& params, runtime::Tensor& topk_ids,
-                         runtime::Tensor& topk_weights) override;
-  absl::Status DoMoePermute(const runtime::Tensor& x, const runtime::Tensor& topk_ids,
-                            int num_experts, runtime::Tensor& out_x,
-                            runtime::Tensor& expert_offsets,
-                            runtime::Tensor& sorted_slots) override;
-  absl::Status DoMoeGroupedLinear(const runtime::Tensor& x, const runtime::Tensor& expert_offsets,
-                                  std::span<const runtime::Tensor> weights,
-                                  runtime::Tensor& out) override;
-  absl::Status DoMoeCombine(const runtime::Tensor& y, const runtime::Tensor& sorted_slots,
-                            const runtime::Tensor& topk_ids, const runtime::Tensor& topk_weights,
-                            const runtime::Tensor& shared, const runtime::Tensor& shared_gate,
-                            runtime::Tensor& out) override;
-  absl::Status DoKvCacheWrite(const runtime::Tensor& k, const runtime::Tensor& v,
-                              const runtime::Tensor& slot_mapping, runtime::Tensor& k_cache,
-                              runtime::Tensor& v_cache) override;
-  absl::Status DoPagedAttention(const runtime::Tensor& q, const runtime::Tensor& k_cache,
-                                const runtime::Tensor& v_cache,
-                                const runtime::PagedAttentionBatch& batch, float scale,
-                                runtime::Tensor& out) override;
+  absl::Status DoEmbedding(const kernels::Tensor& table, const kernels::Tensor& ids,
+                           kernels::Tensor& out) override;
+  absl::Status DoRmsNorm(const kernels::Tensor& x, kernels::Tensor* residual,
+                         const kernels::Tensor& weight, float eps, kernels::Tensor& out) override;
+  absl::Status DoRope(const kernels::Tensor& cos_sin, const kernels::Tensor& positions,
+                      const kernels::RopeParams& params, kernels::Tensor& q,
+                      kernels::Tensor& k) override;
+  absl::Status DoLinear(const kernels::Tensor& x, const kernels::Tensor& weight,
+                        const kernels::Tensor& bias, kernels::Tensor& out) override;
+  absl::Status DoSiluMul(const kernels::Tensor& gate_up, kernels::Tensor& out) override;
+  absl::Status DoMoeTopK(const kernels::Tensor& logits, const kernels::Tensor& bias,
+                         const kernels::MoeRoutingParams& params, kernels::Tensor& topk_ids,
+                         kernels::Tensor& topk_weights) override;
+  absl::Status DoMoePermute(const kernels::Tensor& x, const kernels::Tensor& topk_ids,
+                            int num_experts, kernels::Tensor& out_x,
+                            kernels::Tensor& expert_offsets,
+                            kernels::Tensor& sorted_slots) override;
+  absl::Status DoMoeGroupedLinear(const kernels::Tensor& x, const kernels::Tensor& expert_offsets,
+                                  std::span<const kernels::Tensor> weights,
+                                  kernels::Tensor& out) override;
+  absl::Status DoMoeCombine(const kernels::Tensor& y, const kernels::Tensor& sorted_slots,
+                            const kernels::Tensor& topk_ids, const kernels::Tensor& topk_weights,
+                            const kernels::Tensor& shared, const kernels::Tensor& shared_gate,
+                            kernels::Tensor& out) override;
+  absl::Status DoKvCacheWrite(const kernels::Tensor& k, const kernels::Tensor& v,
+                              const kernels::Tensor& slot_mapping, kernels::Tensor& k_cache,
+                              kernels::Tensor& v_cache) override;
+  absl::Status DoPagedAttention(const kernels::Tensor& q, const kernels::Tensor& k_cache,
+                                const kernels::Tensor& v_cache,
+                                const kernels::PagedAttentionBatch& batch, float scale,
+                                kernels::Tensor& out) override;
+  absl::Status DoSampleTokens(const kernels::Tensor& logits,
+                              std::span<const kernels::SamplingRow> params,
+                              kernels::Tensor& tokens) override;
 
  private:
   CpuBackend(CpuIsa isa, int num_threads, int64_t blas_min_tokens, bool copy_weights);
@@ -102,6 +106,7 @@ class CpuBackend final : public runtime::Backend {
   CpuContext ctx_;
   // Set when weights are copied (CpuBackendOptions::copy_weights).
   std::unique_ptr<WeightArena> weights_;
+  RowSampler sampler_;
 };
 
 }  // namespace expertmesh::kernels::cpu

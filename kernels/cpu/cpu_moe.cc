@@ -22,11 +22,11 @@ void TopIndices(const float* values, int n, int count, std::vector<int>& order, 
   std::copy(order.begin(), order.begin() + count, out);
 }
 
-void RouteToken(const float* logits, const float* bias, const runtime::MoeRoutingParams& p,
+void RouteToken(const float* logits, const float* bias, const kernels::MoeRoutingParams& p,
                 int experts, int32_t* ids, float* weights) {
   std::vector<float> scores(experts), choice(experts);
   std::vector<int> order, picked(p.top_k);
-  if (p.scoring == runtime::MoeScoring::kSoftmax) {
+  if (p.scoring == kernels::MoeScoring::kSoftmax) {
     float max = logits[0];
     for (int e = 1; e < experts; ++e) max = std::max(max, logits[e]);
     float sum = 0.0f;
@@ -42,7 +42,7 @@ void RouteToken(const float* logits, const float* bias, const runtime::MoeRoutin
     std::vector<int> top2(2), kept(p.topk_groups);
     for (int g = 0; g < p.num_groups; ++g) {
       const float* c = choice.data() + g * per_group;
-      if (p.group_score == runtime::MoeGroupScore::kMax) {
+      if (p.group_score == kernels::MoeGroupScore::kMax) {
         group_score[g] = *std::max_element(c, c + per_group);
       } else {
         TopIndices(c, per_group, 2, order, top2.data());
@@ -72,7 +72,7 @@ void RouteToken(const float* logits, const float* bias, const runtime::MoeRoutin
 }  // namespace
 
 absl::Status CpuMoeTopK(const CpuContext& ctx, const Tensor& logits, const Tensor& bias,
-                        const runtime::MoeRoutingParams& params, Tensor& topk_ids,
+                        const kernels::MoeRoutingParams& params, Tensor& topk_ids,
                         Tensor& topk_weights) {
   const int64_t n = logits.dim(0);
   const int experts = static_cast<int>(logits.dim(1));

@@ -1,5 +1,5 @@
 // The CPU ops behind CpuBackend's Do* methods, one family per .cc file. Arguments are already
-// validated by runtime::Backend (shapes, dtypes); these check only data (ids, slots, blocks).
+// validated by kernels::Backend (shapes, dtypes); these check only data (ids, slots, blocks).
 #ifndef EXPERTMESH_KERNELS_CPU_CPU_OPS_H_
 #define EXPERTMESH_KERNELS_CPU_CPU_OPS_H_
 
@@ -7,12 +7,12 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "kernels/backend.h"
 #include "kernels/cpu/cpu_backend.h"
-#include "worker/runtime/backend.h"
 
 namespace expertmesh::kernels::cpu {
 
-using runtime::Tensor;
+using kernels::Tensor;
 
 // Rows of an f32 or bf16 tensor as f32: the data itself for f32, else a converted copy in
 // `scratch`. `t` is viewed as [rows, cols] (its numel must be rows*cols).
@@ -31,7 +31,7 @@ absl::Status CpuRmsNorm(const CpuContext& ctx, const Tensor& x, Tensor* residual
 absl::Status CpuSiluMul(const CpuContext& ctx, const Tensor& gate_up, Tensor& out);
 // cpu_rope.cc
 absl::Status CpuRope(const CpuContext& ctx, const Tensor& cos_sin, const Tensor& positions,
-                     const runtime::RopeParams& params, Tensor& q, Tensor& k);
+                     const kernels::RopeParams& params, Tensor& q, Tensor& k);
 // cpu_linear.cc
 absl::Status CpuLinear(const CpuContext& ctx, const Tensor& x, const Tensor& weight,
                        const Tensor& bias, Tensor& out);
@@ -40,7 +40,7 @@ absl::Status CpuMoeGroupedLinear(const CpuContext& ctx, const Tensor& x,
                                  Tensor& out);
 // cpu_moe.cc
 absl::Status CpuMoeTopK(const CpuContext& ctx, const Tensor& logits, const Tensor& bias,
-                        const runtime::MoeRoutingParams& params, Tensor& topk_ids,
+                        const kernels::MoeRoutingParams& params, Tensor& topk_ids,
                         Tensor& topk_weights);
 absl::Status CpuMoePermute(const CpuContext& ctx, const Tensor& x, const Tensor& topk_ids,
                            int num_experts, Tensor& out_x, Tensor& expert_offsets,
@@ -52,7 +52,7 @@ absl::Status CpuMoeCombine(const CpuContext& ctx, const Tensor& y, const Tensor&
 absl::Status CpuKvCacheWrite(const CpuContext& ctx, const Tensor& k, const Tensor& v,
                              const Tensor& slot_mapping, Tensor& k_cache, Tensor& v_cache);
 absl::Status CpuPagedAttention(const CpuContext& ctx, const Tensor& q, const Tensor& k_cache,
-                               const Tensor& v_cache, const runtime::PagedAttentionBatch& batch,
+                               const Tensor& v_cache, const kernels::PagedAttentionBatch& batch,
                                float scale, Tensor& out);
 
 }  // namespace expertmesh::kernels::cpu

@@ -1,4 +1,4 @@
-// Rotary embedding in place, for the three pairings of runtime::RopeStyle.
+// Rotary embedding in place, for the three pairings of kernels::RopeStyle.
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -8,7 +8,7 @@ namespace expertmesh::kernels::cpu {
 namespace {
 
 // Rotates the slice [offset, offset + r) of every head of token t.
-void RotateToken(const float* cs, const runtime::RopeParams& p, Tensor& x, int64_t t,
+void RotateToken(const float* cs, const kernels::RopeParams& p, Tensor& x, int64_t t,
                  std::vector<float>& slice, std::vector<float>& rotated) {
   const int64_t heads = x.dim(1), head_dim = x.dim(2);
   const int r = p.rotary_dim, half = r / 2;
@@ -18,9 +18,9 @@ void RotateToken(const float* cs, const runtime::RopeParams& p, Tensor& x, int64
     const int64_t base = (t * heads + h) * head_dim + p.rotary_offset;
     for (int i = 0; i < r; ++i) slice[i] = LoadScalar(x, base + i);
     switch (p.style) {
-      case runtime::RopeStyle::kNeox:
-      case runtime::RopeStyle::kDeinterleaveNeox: {
-        if (p.style == runtime::RopeStyle::kDeinterleaveNeox) {
+      case kernels::RopeStyle::kNeox:
+      case kernels::RopeStyle::kDeinterleaveNeox: {
+        if (p.style == kernels::RopeStyle::kDeinterleaveNeox) {
           // HF apply_rotary_pos_emb_interleave: view(d/2, 2).transpose -> evens, then odds.
           for (int i = 0; i < half; ++i) {
             rotated[i] = slice[2 * i];
@@ -35,7 +35,7 @@ void RotateToken(const float* cs, const runtime::RopeParams& p, Tensor& x, int64
         }
         break;
       }
-      case runtime::RopeStyle::kInterleaved:
+      case kernels::RopeStyle::kInterleaved:
         for (int i = 0; i < half; ++i) {
           const float x1 = slice[2 * i], x2 = slice[2 * i + 1];
           rotated[2 * i] = x1 * cos[i] - x2 * sin[i];
@@ -50,7 +50,7 @@ void RotateToken(const float* cs, const runtime::RopeParams& p, Tensor& x, int64
 }  // namespace
 
 absl::Status CpuRope(const CpuContext& ctx, const Tensor& cos_sin, const Tensor& positions,
-                     const runtime::RopeParams& params, Tensor& q, Tensor& k) {
+                     const kernels::RopeParams& params, Tensor& q, Tensor& k) {
   const int64_t n = positions.dim(0), max_pos = cos_sin.dim(0);
   const int32_t* pos = positions.data<int32_t>();
   for (int64_t t = 0; t < n; ++t) {

@@ -24,13 +24,30 @@ ThreadPool::ThreadPool(int num_threads) : num_threads_(std::max(1, num_threads))
 }
 
 ThreadPool::~ThreadPool() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
-    generation_.fetch_add(1, std::memory_order_release);
-  }
-  wake_.notify_all();
+  stop_.store(true, std::memory_order_relaxed);  // published by Publish's generation_ bump
+  Publish();
   for (std::thread& t : workers_) t.join();
+}
+
+// The wake-up handshake, without a lock while no worker sleeps. Sleep() increments sleepers_
+// and then re-reads generation_; Publish() bumps generation_ and then reads sleepers_. All four
+// are seq_cst, so they are in one total order and at least one side sees the other's write:
+// either the worker sees the new generation and does not wait, or Publish sees the sleeper and
+// signals. The sleeper increments sleepers_ holding mu_ and keeps holding it until Wait releases
+// it, so Publish's Lock (after it saw the sleeper) cannot slip in between the sleeper's check
+// and its Wait: the signal cannot be lost.
+void ThreadPool::Publish() {
+  generation_.fetch_add(1, std::memory_order_seq_cst);
+  if (sleepers_.load(std::memory_order_seq_cst) == 0) return;
+  { absl::MutexLock lock(&mu_); }
+  wake_.SignalAll();
+}
+
+void ThreadPool::Sleep(uint64_t seen) {
+  absl::MutexLock lock(&mu_);
+  sleepers_.fetch_add(1, std::memory_order_seq_cst);
+  while (generation_.load(std::memory_order_seq_cst) == seen) wake_.Wait(&mu_);
+  sleepers_.fetch_sub(1, std::memory_order_relaxed);
 }
 
 void ThreadPool::RunChunks() {
@@ -54,12 +71,7 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain,
   grain_ = grain;
   next_.store(0, std::memory_order_relaxed);
   active_.store(num_threads_ - 1, std::memory_order_relaxed);
-  {
-    // The lock orders the job fields before a sleeping worker's wake-up check.
-    std::lock_guard<std::mutex> lock(mu_);
-    generation_.fetch_add(1, std::memory_order_release);
-  }
-  wake_.notify_all();
+  Publish();  // the job fields above are released by its generation_ bump
   RunChunks();
   // Wait for the workers still finishing a chunk; yield after a while so that on an
   // oversubscribed machine a descheduled worker can get the core back.
@@ -82,16 +94,14 @@ void ThreadPool::WorkerLoop() {
     while (generation_.load(std::memory_order_acquire) == seen) {
       CpuRelax();
       if (++polls % 256 == 0 && std::chrono::steady_clock::now() > spin_until) {
-        std::unique_lock<std::mutex> lock(mu_);
-        wake_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+        Sleep(seen);
         break;
       }
     }
     seen = generation_.load(std::memory_order_acquire);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (stop_) return;
-    }
+    // Set before the destructor's bump that this worker just saw; false for every job bump
+    // (the destructor runs only after the last ParallelFor, which waits for every worker).
+    if (stop_.load(std::memory_order_relaxed)) return;
     RunChunks();
     active_.fetch_sub(1, std::memory_order_acq_rel);
   }

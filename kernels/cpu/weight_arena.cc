@@ -63,13 +63,13 @@ absl::StatusOr<std::shared_ptr<WeightArena::Chunk>> WeightArena::NewChunk(size_t
   return chunk;
 }
 
-absl::StatusOr<runtime::Tensor> WeightArena::Copy(const runtime::Tensor& host, ThreadPool* pool) {
+absl::StatusOr<kernels::Tensor> WeightArena::Copy(const kernels::Tensor& host, ThreadPool* pool) {
   const size_t bytes = host.nbytes();
   std::shared_ptr<Chunk> chunk;
   size_t offset = 0;
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (current_ != nullptr) offset = RoundUp(current_->used, runtime::kCpuAlignment);
+    absl::MutexLock lock(&mu_);
+    if (current_ != nullptr) offset = RoundUp(current_->used, kernels::kCpuAlignment);
     if (current_ == nullptr || offset + bytes > current_->size) {
       absl::StatusOr<std::shared_ptr<Chunk>> fresh = NewChunk(bytes);
       if (!fresh.ok()) return fresh.status();
@@ -107,12 +107,12 @@ absl::StatusOr<runtime::Tensor> WeightArena::Copy(const runtime::Tensor& host, T
       copy(0, pieces);
     }
   }
-  return runtime::Tensor::View(data, host.dtype(), host.shape(), runtime::Device::kCpu,
+  return kernels::Tensor::View(data, host.dtype(), host.shape(), kernels::Device::kCpu,
                                std::shared_ptr<const void>(chunk, chunk.get()));
 }
 
 size_t WeightArena::bytes_used() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return bytes_used_;
 }
 

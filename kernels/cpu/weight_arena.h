@@ -11,11 +11,12 @@
 
 #include <cstddef>
 #include <memory>
-#include <mutex>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "kernels/cpu/thread_pool.h"
-#include "worker/runtime/tensor.h"
+#include "kernels/tensor.h"
 
 namespace expertmesh::kernels::cpu {
 
@@ -30,19 +31,22 @@ class WeightArena {
   // A contiguous copy of the CPU tensor `host` in the arena, made by `pool`'s threads when given.
   // The copy keeps its chunk alive; the arena may be destroyed before it.
   // Errors: ResourceExhausted (mmap failed).
-  absl::StatusOr<runtime::Tensor> Copy(const runtime::Tensor& host, ThreadPool* pool = nullptr);
+  absl::StatusOr<kernels::Tensor> Copy(const kernels::Tensor& host, ThreadPool* pool = nullptr)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Bytes handed out so far (copies plus alignment padding).
-  size_t bytes_used() const;
+  size_t bytes_used() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   struct Chunk;
   absl::StatusOr<std::shared_ptr<Chunk>> NewChunk(size_t min_bytes);
 
   const size_t chunk_bytes_;
-  mutable std::mutex mu_;
-  std::shared_ptr<Chunk> current_;
-  size_t bytes_used_ = 0;
+  mutable absl::Mutex mu_;
+  // The chunk being filled; its `used` is guarded by mu_ too (Copy reserves its range under
+  // mu_ and copies into it after unlocking).
+  std::shared_ptr<Chunk> current_ ABSL_GUARDED_BY(mu_);
+  size_t bytes_used_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace expertmesh::kernels::cpu

@@ -6,8 +6,11 @@
 #define EXPERTMESH_MODEL_PLAN_PARALLEL_CONFIG_H_
 
 #include <cstdint>
+#include <string>
+#include <string_view>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace expertmesh::model {
 
@@ -17,6 +20,15 @@ struct ExpertRange {
   bool Contains(int64_t expert) const { return expert >= first && expert < first + count; }
 };
 
+// [begin, begin + count) of some dimension.
+struct IndexRange {
+  int64_t begin = 0, count = 0;
+};
+
+// Part `index` of `total` split evenly over `parts`. InvalidArgument (naming `what`) unless parts
+// divides total.
+absl::StatusOr<IndexRange> EvenSplit(int64_t total, int parts, int index, std::string_view what);
+
 struct ParallelConfig {
   int tp = 1;
   int ep = 1;
@@ -25,6 +37,13 @@ struct ParallelConfig {
   int WorldSize() const { return tp * ep; }
   int TpRank() const { return rank % tp; }
   int EpRank() const { return rank / tp; }
+  bool Sharded() const { return WorldSize() > 1; }
+  // "rank R/W (tp T/tp, ep E/ep)", for logs and messages.
+  std::string ToString() const;
+  // Vocabulary rows of this rank (vocab-parallel embedding and lm_head): ceil(V / world) each,
+  // the last rank may hold fewer (or none).
+  IndexRange VocabRows(int64_t vocab) const;
+  int64_t VocabRowsPerRank(int64_t vocab) const;
   // The routed experts rank `rank` holds. REQUIRES: Validate() ok, num_experts % ep == 0.
   ExpertRange ExpertsOnRank(int64_t num_experts) const;
   // The EP rank owning `expert`. REQUIRES: num_experts % ep == 0.

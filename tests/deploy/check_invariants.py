@@ -236,7 +236,7 @@ def adapter_metrics(repo):
 
 def context(repo, bin_dir):
     programs = {
-        "expertmesh-worker": source_flags(repo, "worker/server/worker_main.cc"),
+        "expertmesh-worker": source_flags(repo, "worker/startup/worker_main.cc"),
         "expertmesh-router": source_flags(repo, "router/main.cc"),
         "expertmesh make-model": source_flags(repo, "tools/cli/make_model_command.cc"),
         "expertmesh inspect": source_flags(repo, "tools/cli/inspect_command.cc"),

@@ -149,7 +149,7 @@ def quantity(value):
 
 
 def byte_size(text):
-    """The worker's --kv-budget syntax (worker/server/byte_size.h): 512MiB, 2GiB, 1GB."""
+    """The worker's --kv-budget syntax (worker/startup/byte_size.h): 512MiB, 2GiB, 1GB."""
     m = re.match(r"^([0-9.]+)\s*([KMGT]i?B|B)?$", str(text))
     if not m:
         raise ValueError(f"not a byte size: {text!r}")

@@ -28,6 +28,7 @@
 #include "httplib.h"
 #include "model/tokenizer/tokenizer.h"
 #include "nlohmann/json.hpp"
+#include "tests/util/cpu_engine.h"
 #include "tests/util/shared_model.h"
 #include "tools/cli/child_process.h"
 #include "tools/make_model/make_model.h"
@@ -198,10 +199,9 @@ class ServingE2eTest : public ::testing::Test {
   static std::vector<int32_t> ReferenceGreedy(const std::vector<int32_t>& prompt, int max_tokens) {
     engine::EngineOptions options;
     options.compute_dtype = DType::kF32;
-    options.num_threads = 1;
     options.kv_cache_bytes = 32ull << 20;
     absl::StatusOr<std::unique_ptr<engine::Engine>> engine =
-        engine::Engine::Create(*model_dir_, options);
+        expertmesh::testing::LoadCpuEngine(*model_dir_, options, /*threads=*/1);
     EXPECT_TRUE(engine.ok()) << engine.status();
     if (!engine.ok()) return {};
     scheduler::GenerationRequest request;

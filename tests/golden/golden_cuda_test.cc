@@ -37,7 +37,7 @@
 #include "common/file_util.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_backend.h"
-#include "kernels/cuda/runtime/cuda_backend.h"
+#include "kernels/cuda/backend/cuda_backend.h"
 #include "model/safetensors/safetensors_file.h"
 #include "tests/kernels/cuda/cuda_test_util.h"
 #include "tests/util/tensor_compare.h"

@@ -181,7 +181,7 @@ TEST(FakeDeviceBackendTest, RefusesHostTensors) {
             absl::StatusCode::kInvalidArgument);
   auto w = (*fake)->PrepareWeight(host_w);
   ASSERT_TRUE(w.ok()) << w.status();
-  EXPECT_EQ(w->device(), runtime::Device::kCuda);
+  EXPECT_EQ(w->device(), kernels::Device::kCuda);
   EXPECT_NE(w->raw_data(), host_w.raw_data());
   EXPECT_TRUE((*fake)->Linear(x, *w, Tensor(), out).ok());
 }

@@ -2,7 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "grpcpp/health_check_service_interface.h"
-#include "worker/kv/kv_block_hash.h"
+#include "model/plan/kv_block_hash.h"
 
 namespace expertmesh::router::testing {
 
@@ -78,7 +78,7 @@ grpc::Status FakeWorker::Submit(grpc::ServerContext* context, const iv1::SubmitR
   const uint32_t blocks =
       (static_cast<uint32_t>(prompt.size()) + request->max_tokens() + options_.kv_block_size - 1) /
       options_.kv_block_size;
-  const std::vector<uint64_t> hashes = kv::HashFullKvBlocks(prompt, options_.kv_block_size);
+  const std::vector<uint64_t> hashes = model::HashFullKvBlocks(prompt, options_.kv_block_size);
   uint32_t cached_tokens = 0;
   {
     absl::MutexLock lock(&mu_);

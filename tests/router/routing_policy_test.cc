@@ -3,12 +3,13 @@
 #include <numeric>
 
 #include "gtest/gtest.h"
-#include "worker/kv/kv_block_hash.h"
+#include "model/plan/kv_block_hash.h"
+#include "worker/kv/kv_cache_manager.h"
 
 namespace expertmesh::router {
 namespace {
 
-// The block hash as worker/kv/kv_block_hash.h documents it, written out independently: the
+// The block hash as model/plan/kv_block_hash.h documents it, written out independently: the
 // router's prefix affinity only works if routers and workers agree on these values.
 uint64_t Mix(uint64_t x) {
   x ^= x >> 30;
@@ -39,19 +40,41 @@ std::vector<int32_t> Tokens(int n, int first) {
 TEST(PrefixHash, RouterHashesEqualTheWorkerKvHashes) {
   for (int len : {0, 15, 16, 17, 64, 100}) {
     const std::vector<int32_t> t = Tokens(len, 7);
-    EXPECT_EQ(kv::HashFullKvBlocks(t, 16), DocumentedHashes(t, 16)) << len;
+    EXPECT_EQ(model::HashFullKvBlocks(t, 16), DocumentedHashes(t, 16)) << len;
+  }
+}
+
+// The contract between router and worker: after a worker's prefix cache (worker/kv) has run a
+// prompt, it reports the hashes of exactly the blocks the router looks for when it routes that
+// prompt (router/worker_pool.cc hashes it with the same model/plan function).
+TEST(PrefixHash, WorkerCacheReportsTheBlocksTheRouterLooksFor) {
+  for (int block : {1, 4, 16}) {
+    for (int len : {1, 15, 16, 17, 64, 100}) {
+      absl::StatusOr<kv::KvCacheManager> worker = kv::KvCacheManager::Create(
+          {.num_blocks = 256, .block_size = block, .enable_prefix_caching = true});
+      ASSERT_TRUE(worker.ok()) << worker.status();
+      const std::vector<int32_t> prompt = Tokens(len, 3);
+      ASSERT_TRUE(worker->Commit(worker->PlanAllocation(1, len)).ok());
+      worker->MarkComputed(1, prompt, len);
+      const std::vector<uint64_t> reported = worker->CachedPrefixHashes(1000);
+      const absl::flat_hash_set<uint64_t> cached(reported.begin(), reported.end());
+      const std::vector<uint64_t> routed = model::HashFullKvBlocks(prompt, block);
+      EXPECT_EQ(cached.size(), static_cast<size_t>(len / block)) << block << " " << len;
+      EXPECT_EQ(MatchedPrefixBlocks(routed, cached), static_cast<size_t>(len / block))
+          << block << " " << len;
+    }
   }
 }
 
 TEST(PrefixHash, MatchedBlocksCountsTheLeadingRun) {
-  const std::vector<uint64_t> h = kv::HashFullKvBlocks(Tokens(64, 1), 16);
+  const std::vector<uint64_t> h = model::HashFullKvBlocks(Tokens(64, 1), 16);
   absl::flat_hash_set<uint64_t> cached = {h[0], h[1]};
   EXPECT_EQ(MatchedPrefixBlocks(h, cached), 2u);
   EXPECT_EQ(MatchedPrefixBlocks(h, {}), 0u);
   // A different first block changes every later hash (chaining): no match.
   std::vector<int32_t> other = Tokens(64, 1);
   other[0] = 999;
-  EXPECT_EQ(MatchedPrefixBlocks(kv::HashFullKvBlocks(other, 16), cached), 0u);
+  EXPECT_EQ(MatchedPrefixBlocks(model::HashFullKvBlocks(other, 16), cached), 0u);
 }
 
 class ChooseGroupTest : public ::testing::Test {
@@ -73,7 +96,7 @@ class ChooseGroupTest : public ::testing::Test {
     std::unique_ptr<bool[]> ex(new bool[groups.size()]);
     for (size_t i = 0; i < groups.size(); ++i) ex[i] = excluded[i];
     auto fn = [this](uint32_t bs) -> std::span<const uint64_t> {
-      hashes_ = kv::HashFullKvBlocks(prompt_, static_cast<int>(bs));
+      hashes_ = model::HashFullKvBlocks(prompt_, static_cast<int>(bs));
       return hashes_;
     };
     return ChooseGroup(groups, std::span<const bool>(ex.get(), groups.size()), fn, options, rr);
@@ -89,7 +112,7 @@ TEST_F(ChooseGroupTest, LeastLoadedWins) {
 }
 
 TEST_F(ChooseGroupTest, PrefixAffinityBeatsSlightlyLowerLoad) {
-  const auto hashes = kv::HashFullKvBlocks(prompt_, 16);
+  const auto hashes = model::HashFullKvBlocks(prompt_, 16);
   absl::flat_hash_set<uint64_t> cached(hashes.begin(), hashes.begin() + 2);
   std::vector<GroupView> groups = {Group(0, 0), Group(1, 2)};
   groups[1].cached_prefixes = &cached;
@@ -103,7 +126,7 @@ TEST_F(ChooseGroupTest, PrefixAffinityBeatsSlightlyLowerLoad) {
 }
 
 TEST_F(ChooseGroupTest, AffinityGivesWayWhenTheCachedGroupIsOverloadedOrFarBusier) {
-  const auto hashes = kv::HashFullKvBlocks(prompt_, 16);
+  const auto hashes = model::HashFullKvBlocks(prompt_, 16);
   absl::flat_hash_set<uint64_t> cached(hashes.begin(), hashes.end());
   RoutingOptions options;
   options.max_group_queue = 4;
@@ -116,7 +139,7 @@ TEST_F(ChooseGroupTest, AffinityGivesWayWhenTheCachedGroupIsOverloadedOrFarBusie
 }
 
 TEST_F(ChooseGroupTest, LongestCachedPrefixWins) {
-  const auto hashes = kv::HashFullKvBlocks(prompt_, 16);
+  const auto hashes = model::HashFullKvBlocks(prompt_, 16);
   absl::flat_hash_set<uint64_t> one(hashes.begin(), hashes.begin() + 1);
   absl::flat_hash_set<uint64_t> three(hashes.begin(), hashes.end());
   std::vector<GroupView> groups = {Group(0, 0), Group(0, 0), Group(0, 0)};

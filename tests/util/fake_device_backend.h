@@ -1,4 +1,4 @@
-// FakeDeviceBackend: a test-only runtime::Backend that claims to be a CUDA device while running
+// FakeDeviceBackend: a test-only kernels::Backend that claims to be a CUDA device while running
 // every op on a CpuBackend. Its tensors are host memory tagged Device::kCuda, so any tensor the
 // forward pass forgot to move to the backend (a host weight, a host batch tensor, a host scratch
 // buffer) fails the Backend's device checks exactly as it would on a GPU, and results must equal
@@ -25,8 +25,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "kernels/backend.h"
 #include "kernels/cpu/cpu_backend.h"
-#include "worker/runtime/backend.h"
 
 namespace expertmesh::testing {
 
@@ -40,7 +40,7 @@ struct FakeDeviceCounters {
   uint64_t graph_recordings = 0, graph_replays = 0;
 };
 
-class FakeDeviceBackend final : public runtime::Backend {
+class FakeDeviceBackend final : public kernels::Backend {
  public:
   // Errors: those of CpuBackend::Create.
   static absl::StatusOr<std::unique_ptr<FakeDeviceBackend>> Create(
@@ -52,25 +52,25 @@ class FakeDeviceBackend final : public runtime::Backend {
   }
 
   std::string_view Name() const override { return "fake-cuda"; }
-  runtime::Device device() const override { return runtime::Device::kCuda; }
-  bool Supports(runtime::Op op) const override { return cpu_->Supports(op); }
+  kernels::Device device() const override { return kernels::Device::kCuda; }
+  bool Supports(kernels::Op op) const override { return cpu_->Supports(op); }
 
-  absl::StatusOr<runtime::Tensor> Allocate(DType dtype, std::span<const int64_t> shape) override {
+  absl::StatusOr<kernels::Tensor> Allocate(DType dtype, std::span<const int64_t> shape) override {
     if (absl::Status s = RefuseInGraph("allocate"); !s.ok()) return s;
-    absl::StatusOr<runtime::Tensor> host = runtime::Tensor::Empty(dtype, shape);
+    absl::StatusOr<kernels::Tensor> host = kernels::Tensor::Empty(dtype, shape);
     if (!host.ok()) return host.status();
     ++counters_.allocations;
-    return Tag(*host, runtime::Device::kCuda);
+    return Tag(*host, kernels::Device::kCuda);
   }
-  using runtime::Backend::Allocate;
-  absl::Status SetStream(runtime::Stream) override { return absl::OkStatus(); }
+  using kernels::Backend::Allocate;
+  absl::Status SetStream(kernels::Stream) override { return absl::OkStatus(); }
   absl::Status Synchronize() override {
     if (absl::Status s = RefuseInGraph("synchronize"); !s.ok()) return s;
     ++counters_.synchronizes;
     return absl::OkStatus();
   }
 
-  absl::Status CopyFromHost(const void* host, runtime::Tensor& dst) override {
+  absl::Status CopyFromHost(const void* host, kernels::Tensor& dst) override {
     if (absl::Status s = RefuseInGraph("copy_from_host"); !s.ok()) return s;
     if (absl::Status s = Check("copy_from_host", dst); !s.ok()) return s;
     if (dst.nbytes() > 0) std::memcpy(dst.raw_data(), host, dst.nbytes());
@@ -78,7 +78,7 @@ class FakeDeviceBackend final : public runtime::Backend {
     counters_.bytes_from_host += dst.nbytes();
     return absl::OkStatus();
   }
-  absl::Status CopyToHost(const runtime::Tensor& src, void* host) override {
+  absl::Status CopyToHost(const kernels::Tensor& src, void* host) override {
     if (absl::Status s = RefuseInGraph("copy_to_host"); !s.ok()) return s;
     if (absl::Status s = Check("copy_to_host", src); !s.ok()) return s;
     if (src.nbytes() > 0) std::memcpy(host, src.raw_data(), src.nbytes());
@@ -86,7 +86,7 @@ class FakeDeviceBackend final : public runtime::Backend {
     counters_.bytes_to_host += src.nbytes();
     return absl::OkStatus();
   }
-  absl::Status Zero(runtime::Tensor& t) override {
+  absl::Status Zero(kernels::Tensor& t) override {
     if (absl::Status s = Check("zero", t); !s.ok()) return s;
     (void)Cpu(t);  // logged inside a graph (a memset node)
     if (t.nbytes() > 0) std::memset(t.raw_data(), 0, t.nbytes());
@@ -94,13 +94,13 @@ class FakeDeviceBackend final : public runtime::Backend {
     return absl::OkStatus();
   }
   // Always a copy, as a GPU backend makes one: the host tensor may be released afterwards.
-  absl::StatusOr<runtime::Tensor> PrepareWeight(const runtime::Tensor& host) override {
+  absl::StatusOr<kernels::Tensor> PrepareWeight(const kernels::Tensor& host) override {
     if (absl::Status s = RefuseInGraph("prepare_weight"); !s.ok()) return s;
-    if (!host.defined() || host.device() != runtime::Device::kCpu) {
+    if (!host.defined() || host.device() != kernels::Device::kCpu) {
       return absl::InvalidArgumentError(
           absl::StrCat("prepare_weight: ", host.DebugString(), " is not a host tensor"));
     }
-    absl::StatusOr<runtime::Tensor> dev = Allocate(host.dtype(), host.shape());
+    absl::StatusOr<kernels::Tensor> dev = Allocate(host.dtype(), host.shape());
     if (!dev.ok()) return dev.status();
     if (host.nbytes() > 0) std::memcpy(dev->raw_data(), host.raw_data(), host.nbytes());
     ++counters_.weights;
@@ -137,76 +137,82 @@ class FakeDeviceBackend final : public runtime::Backend {
   void ResetCounters() { counters_ = {}; }
 
  protected:
-  absl::Status DoEmbedding(const runtime::Tensor& table, const runtime::Tensor& ids,
-                           runtime::Tensor& out) override {
-    runtime::Tensor o = Cpu(out);
+  absl::Status DoEmbedding(const kernels::Tensor& table, const kernels::Tensor& ids,
+                           kernels::Tensor& out) override {
+    kernels::Tensor o = Cpu(out);
     return cpu_->Embedding(Cpu(table), Cpu(ids), o);
   }
-  absl::Status DoRmsNorm(const runtime::Tensor& x, runtime::Tensor* residual,
-                         const runtime::Tensor& weight, float eps, runtime::Tensor& out) override {
-    runtime::Tensor o = Cpu(out);
-    runtime::Tensor r = residual != nullptr ? Cpu(*residual) : runtime::Tensor();
+  absl::Status DoRmsNorm(const kernels::Tensor& x, kernels::Tensor* residual,
+                         const kernels::Tensor& weight, float eps, kernels::Tensor& out) override {
+    kernels::Tensor o = Cpu(out);
+    kernels::Tensor r = residual != nullptr ? Cpu(*residual) : kernels::Tensor();
     return cpu_->RmsNorm(Cpu(x), residual != nullptr ? &r : nullptr, Cpu(weight), eps, o);
   }
-  absl::Status DoRope(const runtime::Tensor& cos_sin, const runtime::Tensor& positions,
-                      const runtime::RopeParams& params, runtime::Tensor& q,
-                      runtime::Tensor& k) override {
-    runtime::Tensor qc = Cpu(q), kc = Cpu(k);
+  absl::Status DoRope(const kernels::Tensor& cos_sin, const kernels::Tensor& positions,
+                      const kernels::RopeParams& params, kernels::Tensor& q,
+                      kernels::Tensor& k) override {
+    kernels::Tensor qc = Cpu(q), kc = Cpu(k);
     return cpu_->Rope(Cpu(cos_sin), Cpu(positions), params, qc, kc);
   }
-  absl::Status DoLinear(const runtime::Tensor& x, const runtime::Tensor& weight,
-                        const runtime::Tensor& bias, runtime::Tensor& out) override {
-    runtime::Tensor o = Cpu(out);
+  absl::Status DoLinear(const kernels::Tensor& x, const kernels::Tensor& weight,
+                        const kernels::Tensor& bias, kernels::Tensor& out) override {
+    kernels::Tensor o = Cpu(out);
     return cpu_->Linear(Cpu(x), Cpu(weight), Cpu(bias), o);
   }
-  absl::Status DoSiluMul(const runtime::Tensor& gate_up, runtime::Tensor& out) override {
-    runtime::Tensor o = Cpu(out);
+  absl::Status DoSiluMul(const kernels::Tensor& gate_up, kernels::Tensor& out) override {
+    kernels::Tensor o = Cpu(out);
     return cpu_->SiluMul(Cpu(gate_up), o);
   }
-  absl::Status DoMoeTopK(const runtime::Tensor& logits, const runtime::Tensor& bias,
-                         const runtime::MoeRoutingParams& params, runtime::Tensor& topk_ids,
-                         runtime::Tensor& topk_weights) override {
-    runtime::Tensor ids = Cpu(topk_ids), w = Cpu(topk_weights);
+  absl::Status DoMoeTopK(const kernels::Tensor& logits, const kernels::Tensor& bias,
+                         const kernels::MoeRoutingParams& params, kernels::Tensor& topk_ids,
+                         kernels::Tensor& topk_weights) override {
+    kernels::Tensor ids = Cpu(topk_ids), w = Cpu(topk_weights);
     return cpu_->MoeTopK(Cpu(logits), Cpu(bias), params, ids, w);
   }
-  absl::Status DoMoePermute(const runtime::Tensor& x, const runtime::Tensor& topk_ids,
-                            int num_experts, runtime::Tensor& out_x,
-                            runtime::Tensor& expert_offsets,
-                            runtime::Tensor& sorted_slots) override {
-    runtime::Tensor ox = Cpu(out_x), off = Cpu(expert_offsets), slots = Cpu(sorted_slots);
+  absl::Status DoMoePermute(const kernels::Tensor& x, const kernels::Tensor& topk_ids,
+                            int num_experts, kernels::Tensor& out_x,
+                            kernels::Tensor& expert_offsets,
+                            kernels::Tensor& sorted_slots) override {
+    kernels::Tensor ox = Cpu(out_x), off = Cpu(expert_offsets), slots = Cpu(sorted_slots);
     return cpu_->MoePermute(Cpu(x), Cpu(topk_ids), num_experts, ox, off, slots);
   }
-  absl::Status DoMoeGroupedLinear(const runtime::Tensor& x, const runtime::Tensor& expert_offsets,
-                                  std::span<const runtime::Tensor> weights,
-                                  runtime::Tensor& out) override {
-    std::vector<runtime::Tensor> w;
+  absl::Status DoMoeGroupedLinear(const kernels::Tensor& x, const kernels::Tensor& expert_offsets,
+                                  std::span<const kernels::Tensor> weights,
+                                  kernels::Tensor& out) override {
+    std::vector<kernels::Tensor> w;
     w.reserve(weights.size());
-    for (const runtime::Tensor& t : weights) w.push_back(Cpu(t));
-    runtime::Tensor o = Cpu(out);
+    for (const kernels::Tensor& t : weights) w.push_back(Cpu(t));
+    kernels::Tensor o = Cpu(out);
     return cpu_->MoeGroupedLinear(Cpu(x), Cpu(expert_offsets), w, o);
   }
-  absl::Status DoMoeCombine(const runtime::Tensor& y, const runtime::Tensor& sorted_slots,
-                            const runtime::Tensor& topk_ids, const runtime::Tensor& topk_weights,
-                            const runtime::Tensor& shared, const runtime::Tensor& shared_gate,
-                            runtime::Tensor& out) override {
-    runtime::Tensor o = Cpu(out);
+  absl::Status DoMoeCombine(const kernels::Tensor& y, const kernels::Tensor& sorted_slots,
+                            const kernels::Tensor& topk_ids, const kernels::Tensor& topk_weights,
+                            const kernels::Tensor& shared, const kernels::Tensor& shared_gate,
+                            kernels::Tensor& out) override {
+    kernels::Tensor o = Cpu(out);
     return cpu_->MoeCombine(Cpu(y), Cpu(sorted_slots), Cpu(topk_ids), Cpu(topk_weights),
                             Cpu(shared), Cpu(shared_gate), o);
   }
-  absl::Status DoKvCacheWrite(const runtime::Tensor& k, const runtime::Tensor& v,
-                              const runtime::Tensor& slot_mapping, runtime::Tensor& k_cache,
-                              runtime::Tensor& v_cache) override {
-    runtime::Tensor kc = Cpu(k_cache), vc = Cpu(v_cache);
+  absl::Status DoKvCacheWrite(const kernels::Tensor& k, const kernels::Tensor& v,
+                              const kernels::Tensor& slot_mapping, kernels::Tensor& k_cache,
+                              kernels::Tensor& v_cache) override {
+    kernels::Tensor kc = Cpu(k_cache), vc = Cpu(v_cache);
     return cpu_->KvCacheWrite(Cpu(k), Cpu(v), Cpu(slot_mapping), kc, vc);
   }
-  absl::Status DoPagedAttention(const runtime::Tensor& q, const runtime::Tensor& k_cache,
-                                const runtime::Tensor& v_cache,
-                                const runtime::PagedAttentionBatch& batch, float scale,
-                                runtime::Tensor& out) override {
-    runtime::PagedAttentionBatch b{Cpu(batch.query_start), Cpu(batch.seq_lens),
+  absl::Status DoPagedAttention(const kernels::Tensor& q, const kernels::Tensor& k_cache,
+                                const kernels::Tensor& v_cache,
+                                const kernels::PagedAttentionBatch& batch, float scale,
+                                kernels::Tensor& out) override {
+    kernels::PagedAttentionBatch b{Cpu(batch.query_start), Cpu(batch.seq_lens),
                                    Cpu(batch.block_tables)};
-    runtime::Tensor o = Cpu(out);
+    kernels::Tensor o = Cpu(out);
     return cpu_->PagedAttention(Cpu(q), Cpu(k_cache), Cpu(v_cache), b, scale, o);
+  }
+  absl::Status DoSampleTokens(const kernels::Tensor& logits,
+                              std::span<const kernels::SamplingRow> params,
+                              kernels::Tensor& tokens) override {
+    kernels::Tensor t = Cpu(tokens);
+    return cpu_->SampleTokens(Cpu(logits), params, t);
   }
 
  private:
@@ -215,20 +221,20 @@ class FakeDeviceBackend final : public runtime::Backend {
 
   // The same bytes under another device tag (undefined stays undefined). The view keeps the
   // original tensor's buffer alive.
-  static runtime::Tensor Tag(const runtime::Tensor& t, runtime::Device device) {
+  static kernels::Tensor Tag(const kernels::Tensor& t, kernels::Device device) {
     if (!t.defined()) return t;
-    auto keep = std::make_shared<runtime::Tensor>(t);
-    return *runtime::Tensor::View(t.raw_data(), t.dtype(), t.shape(), device, std::move(keep));
+    auto keep = std::make_shared<kernels::Tensor>(t);
+    return *kernels::Tensor::View(t.raw_data(), t.dtype(), t.shape(), device, std::move(keep));
   }
   // Ops have already checked that every tensor is a kCuda one (Backend's checks). Inside a
   // graph, every tensor an op touches is logged.
-  runtime::Tensor Cpu(const runtime::Tensor& t) {
+  kernels::Tensor Cpu(const kernels::Tensor& t) {
     if (in_graph_) {
       TensorUse use{t.defined() ? t.raw_data() : nullptr, t.dtype(), {}};
       if (t.defined()) use.shape.assign(t.shape().begin(), t.shape().end());
       log_.push_back(std::move(use));
     }
-    return Tag(t, runtime::Device::kCpu);
+    return Tag(t, kernels::Device::kCpu);
   }
   absl::Status RefuseInGraph(const char* what) const {
     if (!in_graph_) return absl::OkStatus();
@@ -243,10 +249,10 @@ class FakeDeviceBackend final : public runtime::Backend {
     bool operator==(const TensorUse&) const = default;
   };
 
-  static absl::Status Check(const char* op, const runtime::Tensor& t) {
-    if (t.defined() && t.device() == runtime::Device::kCuda) return absl::OkStatus();
+  static absl::Status Check(const char* op, const kernels::Tensor& t) {
+    if (t.defined() && t.device() == kernels::Device::kCuda) return absl::OkStatus();
     return absl::InvalidArgumentError(absl::StrCat(op, ": ", t.DebugString(), " on ",
-                                                   std::string(runtime::DeviceName(t.device())),
+                                                   std::string(kernels::DeviceName(t.device())),
                                                    " is not a tensor of the fake-cuda backend"));
   }
 

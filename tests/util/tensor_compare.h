@@ -16,7 +16,7 @@
 
 #include "common/dtype.h"
 #include "gtest/gtest.h"
-#include "worker/runtime/tensor.h"
+#include "kernels/tensor.h"
 
 namespace expertmesh::testing {
 
@@ -27,7 +27,7 @@ struct Tolerance {
 };
 
 // Every element of a CPU tensor as a double (float dtypes and integer dtypes).
-inline std::vector<double> ToDoubles(const runtime::Tensor& t) {
+inline std::vector<double> ToDoubles(const kernels::Tensor& t) {
   std::vector<double> out(static_cast<size_t>(t.numel()));
   for (int64_t i = 0; i < t.numel(); ++i) {
     switch (t.dtype()) {
@@ -119,14 +119,14 @@ inline ::testing::AssertionResult ValuesClose(std::span<const int64_t> shape,
   return ::testing::AssertionSuccess() << "max |diff| " << max_abs << ", cosine " << cosine;
 }
 
-inline ::testing::AssertionResult TensorsClose(const runtime::Tensor& actual,
+inline ::testing::AssertionResult TensorsClose(const kernels::Tensor& actual,
                                                const std::vector<double>& expected,
                                                const Tolerance& tol) {
   return ValuesClose(actual.shape(), ToDoubles(actual), expected, tol);
 }
 
-inline ::testing::AssertionResult TensorsClose(const runtime::Tensor& actual,
-                                               const runtime::Tensor& expected,
+inline ::testing::AssertionResult TensorsClose(const kernels::Tensor& actual,
+                                               const kernels::Tensor& expected,
                                                const Tolerance& tol) {
   if (actual.dtype() != expected.dtype() || !actual.SameShape(expected)) {
     return ::testing::AssertionFailure()
@@ -136,8 +136,8 @@ inline ::testing::AssertionResult TensorsClose(const runtime::Tensor& actual,
 }
 
 // Bit-exact equality of dtype, shape and bytes; names the first differing element.
-inline ::testing::AssertionResult TensorsEqual(const runtime::Tensor& actual,
-                                               const runtime::Tensor& expected) {
+inline ::testing::AssertionResult TensorsEqual(const kernels::Tensor& actual,
+                                               const kernels::Tensor& expected) {
   if (actual.dtype() != expected.dtype() || !actual.SameShape(expected)) {
     return ::testing::AssertionFailure()
            << "actual " << actual.DebugString() << " vs expected " << expected.DebugString();
@@ -166,12 +166,12 @@ class GuardedTensor {
     int64_t n = 1;
     for (int64_t d : shape) n *= d;
     bytes_ = static_cast<size_t>(n) * DTypeSize(dtype);
-    buffer_ = *runtime::Tensor::Empty(DType::kU8, {static_cast<int64_t>(bytes_ + 2 * kGuardBytes)});
+    buffer_ = *kernels::Tensor::Empty(DType::kU8, {static_cast<int64_t>(bytes_ + 2 * kGuardBytes)});
     std::memset(buffer_.raw_data(), kPattern, bytes_ + 2 * kGuardBytes);
     tensor_ =
-        *runtime::Tensor::View(static_cast<char*>(buffer_.raw_data()) + kGuardBytes, dtype, shape);
+        *kernels::Tensor::View(static_cast<char*>(buffer_.raw_data()) + kGuardBytes, dtype, shape);
   }
-  runtime::Tensor& tensor() { return tensor_; }
+  kernels::Tensor& tensor() { return tensor_; }
   // True when no byte outside the tensor was written.
   ::testing::AssertionResult GuardsIntact() const {
     const unsigned char* p = static_cast<const unsigned char*>(buffer_.raw_data());
@@ -187,8 +187,8 @@ class GuardedTensor {
 
  private:
   size_t bytes_ = 0;
-  runtime::Tensor buffer_;
-  runtime::Tensor tensor_;
+  kernels::Tensor buffer_;
+  kernels::Tensor tensor_;
 };
 
 }  // namespace expertmesh::testing

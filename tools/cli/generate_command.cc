@@ -2,7 +2,7 @@
 //  [--temperature T] [--top-p P] [--top-k K] [--seed S] [--compute-dtype f32|bf16] [--threads N]
 //  [--device cpu|cuda|auto] [--cuda-device N]`
 // Runs every prompt in one continuously batched engine (on the backend --device picks, see
-// worker/server/backend_select.h) and streams the text as it is generated (one prompt: plain text;
+// worker/startup/backend_select.h) and streams the text as it is generated (one prompt: plain text;
 // several: "[i] " prefixed lines when a prompt produces text), then prints each request's finish
 // reason and the decode speed to stderr.
 #include <chrono>
@@ -20,7 +20,7 @@
 #include "tools/cli/commands.h"
 #include "worker/engine/engine.h"
 #include "worker/models/model.h"
-#include "worker/server/backend_select.h"
+#include "worker/startup/backend_select.h"
 
 namespace expertmesh::cli {
 namespace {
@@ -48,18 +48,10 @@ absl::StatusOr<std::unique_ptr<engine::Engine>> CreateEngine(const GenerateFlags
       {.device = f.device, .cuda_device = f.cuda_device, .local_rank = 0}, server::ProbeDevices());
   if (!device.ok()) return device.status();
   std::fprintf(stderr, "device: %s\n", device->reason.c_str());
-  absl::StatusOr<std::unique_ptr<runtime::Backend>> backend =
+  absl::StatusOr<std::unique_ptr<kernels::Backend>> backend =
       server::CreateBackend(*device, {.cpu_threads = f.threads});
   if (!backend.ok()) return backend.status();
-  absl::StatusOr<model::ModelConfig> config = model::LoadModelConfig(f.dir);
-  if (!config.ok()) return config.status();
-  models::ModelOptions mo;
-  mo.compute_dtype = options.compute_dtype;
-  mo.max_positions = std::min<int64_t>(config->max_position_embeddings, 32768);
-  absl::StatusOr<std::unique_ptr<models::Model>> model =
-      models::LoadModel(f.dir, backend->get(), mo);
-  if (!model.ok()) return model.status();
-  return engine::Engine::Create(*std::move(backend), *std::move(model), options);
+  return engine::Engine::Load(f.dir, *std::move(backend), options);
 }
 
 absl::StatusOr<std::vector<int32_t>> PromptIds(const GenerateFlags& f,
@@ -94,7 +86,6 @@ absl::Status RunGenerate(const GenerateFlags& f) {
     return absl::InvalidArgumentError(
         absl::StrCat("generate: --compute-dtype must be f32 or bf16, got ", f.compute_dtype));
   }
-  options.num_threads = f.threads;
   options.kv_cache_bytes = f.kv_cache_mb << 20;
   options.seed = f.seed;
   absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> tok =

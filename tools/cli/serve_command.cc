@@ -61,6 +61,7 @@ struct Shared {
   bool stopping ABSL_GUARDED_BY(mu) = false;
 };
 
+// Guards no data: keeps the children's relayed lines whole on our stdout/stderr.
 absl::Mutex g_print_mu;
 void PrintLine(const std::string& prefix, const std::string& line, bool is_stderr) {
   absl::MutexLock lock(&g_print_mu);

@@ -7,29 +7,26 @@
 #include <cstdint>
 #include <string_view>
 
+#include "common/splitmix64.h"
+
 namespace expertmesh::make_model {
 
-// SplitMix64 step: used to expand a seed into xoshiro state and to hash names into seeds.
-inline uint64_t SplitMix64(uint64_t& state) {
-  uint64_t z = (state += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
+// SplitMix64 steps expand a seed into xoshiro state and hash names into seeds.
+using ::expertmesh::SplitMix64Next;
 
 // A seed derived from a base seed and a string (a tensor name), so that every tensor's values
 // depend only on (seed, name): the same model whether written as one file or sharded.
 inline uint64_t DeriveSeed(uint64_t seed, std::string_view name) {
   uint64_t h = 0xcbf29ce484222325ull ^ seed;  // FNV-1a over the name, then mixed
   for (unsigned char c : name) h = (h ^ c) * 0x100000001b3ull;
-  return SplitMix64(h);
+  return SplitMix64Next(h);
 }
 
 // xoshiro256** (Blackman & Vigna): 64-bit outputs, period 2^256 - 1.
 class Xoshiro256 {
  public:
   explicit Xoshiro256(uint64_t seed) {
-    for (uint64_t& word : s_) word = SplitMix64(seed);
+    for (uint64_t& word : s_) word = SplitMix64Next(seed);
   }
 
   uint64_t Next() {

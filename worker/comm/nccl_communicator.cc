@@ -229,9 +229,11 @@ class NcclCommunicator final : public Communicator {
     RETURN_IF_ERROR(CheckBuffers("AllReduce", send, recv));
     const size_t n = send.size() / DTypeSize(dtype);
     if (n == 0) return Usable();  // every rank sees the same size: all skip together
-    return Run("AllReduce", stream, [&](cudaStream_t s, absl::string_view what) -> absl::Status {
+    // Run calls it with mu_ held.
+    const auto enqueue = [&](cudaStream_t s, absl::string_view what)
+                             ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
       if (dtype == DType::kF32) {
-        return Group(what, [&] {
+        return Group(what, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
           return ncclAllReduce(send.data(), recv.data(), n, ncclFloat32, ncclSum, comm_, s);
         });
       }
@@ -240,12 +242,14 @@ class NcclCommunicator final : public Communicator {
       ASSIGN_OR_RETURN(float* acc, scratch.Allocate(n));
       EXPERTMESH_CUDA_RETURN_IF_ERROR(
           LaunchBf16ToF32(reinterpret_cast<const uint16_t*>(send.data()), acc, n, s));
-      RETURN_IF_ERROR(
-          Group(what, [&] { return ncclAllReduce(acc, acc, n, ncclFloat32, ncclSum, comm_, s); }));
+      RETURN_IF_ERROR(Group(what, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return ncclAllReduce(acc, acc, n, ncclFloat32, ncclSum, comm_, s);
+      }));
       EXPERTMESH_CUDA_RETURN_IF_ERROR(
           LaunchF32ToBf16(acc, reinterpret_cast<uint16_t*>(recv.data()), n, s));
       return absl::OkStatus();
-    });
+    };
+    return Run("AllReduce", stream, enqueue);
   }
 
   absl::Status AllGather(std::span<const std::byte> send, std::span<std::byte> recv, DType dtype,
@@ -253,11 +257,12 @@ class NcclCommunicator final : public Communicator {
     RETURN_IF_ERROR(CheckAllGatherArgs(world_size_, send, recv, dtype));
     RETURN_IF_ERROR(CheckBuffers("AllGather", send, recv));
     if (send.empty()) return Usable();
-    return Run("AllGather", stream, [&](cudaStream_t s, absl::string_view what) {
-      return Group(what, [&] {
-        return ncclAllGather(send.data(), recv.data(), send.size(), ncclUint8, comm_, s);
-      });
-    });
+    return Run("AllGather", stream,
+               [&](cudaStream_t s, absl::string_view what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+                 return Group(what, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+                   return ncclAllGather(send.data(), recv.data(), send.size(), ncclUint8, comm_, s);
+                 });
+               });
   }
 
   absl::Status ReduceScatter(std::span<const std::byte> send, std::span<std::byte> recv,
@@ -266,27 +271,29 @@ class NcclCommunicator final : public Communicator {
     RETURN_IF_ERROR(CheckBuffers("ReduceScatter", send, recv));
     const size_t n = recv.size() / DTypeSize(dtype);
     if (n == 0) return Usable();
-    return Run(
-        "ReduceScatter", stream, [&](cudaStream_t s, absl::string_view what) -> absl::Status {
-          if (dtype == DType::kF32) {
-            return Group(what, [&] {
-              return ncclReduceScatter(send.data(), recv.data(), n, ncclFloat32, ncclSum, comm_, s);
-            });
-          }
-          const size_t total = n * static_cast<size_t>(world_size_);
-          Scratch scratch(resources_.pool->get(), s);
-          ASSIGN_OR_RETURN(float* acc, scratch.Allocate(total));
-          EXPERTMESH_CUDA_RETURN_IF_ERROR(
-              LaunchBf16ToF32(reinterpret_cast<const uint16_t*>(send.data()), acc, total, s));
-          // In place: NCCL's recvbuff == sendbuff + rank * recvcount form.
-          float* mine = acc + static_cast<size_t>(rank_) * n;
-          RETURN_IF_ERROR(Group(what, [&] {
-            return ncclReduceScatter(acc, mine, n, ncclFloat32, ncclSum, comm_, s);
-          }));
-          EXPERTMESH_CUDA_RETURN_IF_ERROR(
-              LaunchF32ToBf16(mine, reinterpret_cast<uint16_t*>(recv.data()), n, s));
-          return absl::OkStatus();
+    // Run calls it with mu_ held.
+    const auto enqueue = [&](cudaStream_t s, absl::string_view what)
+                             ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
+      if (dtype == DType::kF32) {
+        return Group(what, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return ncclReduceScatter(send.data(), recv.data(), n, ncclFloat32, ncclSum, comm_, s);
         });
+      }
+      const size_t total = n * static_cast<size_t>(world_size_);
+      Scratch scratch(resources_.pool->get(), s);
+      ASSIGN_OR_RETURN(float* acc, scratch.Allocate(total));
+      EXPERTMESH_CUDA_RETURN_IF_ERROR(
+          LaunchBf16ToF32(reinterpret_cast<const uint16_t*>(send.data()), acc, total, s));
+      // In place: NCCL's recvbuff == sendbuff + rank * recvcount form.
+      float* mine = acc + static_cast<size_t>(rank_) * n;
+      RETURN_IF_ERROR(Group(what, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return ncclReduceScatter(acc, mine, n, ncclFloat32, ncclSum, comm_, s);
+      }));
+      EXPERTMESH_CUDA_RETURN_IF_ERROR(
+          LaunchF32ToBf16(mine, reinterpret_cast<uint16_t*>(recv.data()), n, s));
+      return absl::OkStatus();
+    };
+    return Run("ReduceScatter", stream, enqueue);
   }
 
   absl::Status AllToAll(std::span<const std::byte> send, std::span<const int64_t> send_counts,
@@ -304,7 +311,9 @@ class NcclCommunicator final : public Communicator {
     // Point-to-point: a rank that exchanges nothing with anyone has nothing to enqueue, and its
     // peers post nothing for it either (send_counts[q] on p == recv_counts[p] on q).
     if (send_offset.back() == 0 && recv_offset.back() == 0) return Usable();
-    return Run("AllToAll", stream, [&](cudaStream_t s, absl::string_view what) -> absl::Status {
+    // Run calls it with mu_ held.
+    const auto enqueue = [&](cudaStream_t s, absl::string_view what)
+                             ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
       const size_t self_bytes = send_offset[rank_ + 1] - send_offset[rank_];
       if (self_bytes > 0) {
         EXPERTMESH_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(recv.data() + recv_offset[rank_],
@@ -316,7 +325,7 @@ class NcclCommunicator final : public Communicator {
         if (p != rank_ && (send_counts[p] > 0 || recv_counts[p] > 0)) peers = true;
       }
       if (!peers) return absl::OkStatus();
-      return Group(what, [&] {
+      return Group(what, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         for (int p = 0; p < world_size_; ++p) {
           if (p == rank_) continue;
           const size_t out = send_offset[p + 1] - send_offset[p];
@@ -334,7 +343,8 @@ class NcclCommunicator final : public Communicator {
         }
         return ncclSuccess;
       });
-    });
+    };
+    return Run("AllToAll", stream, enqueue);
   }
 
   absl::Status Broadcast(std::span<std::byte> data, DType dtype, int root,
@@ -342,11 +352,13 @@ class NcclCommunicator final : public Communicator {
     RETURN_IF_ERROR(CheckBroadcastArgs(world_size_, data, dtype, root));
     RETURN_IF_ERROR(CheckBuffers("Broadcast", data, {}));
     if (data.empty()) return Usable();
-    return Run("Broadcast", stream, [&](cudaStream_t s, absl::string_view what) {
-      return Group(what, [&] {
-        return ncclBroadcast(data.data(), data.data(), data.size(), ncclUint8, root, comm_, s);
-      });
-    });
+    return Run("Broadcast", stream,
+               [&](cudaStream_t s, absl::string_view what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+                 return Group(what, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+                   return ncclBroadcast(data.data(), data.data(), data.size(), ncclUint8, root,
+                                        comm_, s);
+                 });
+               });
   }
 
   // Host bytes (the step plan) travel over the host communicator: no kernel launch, no device

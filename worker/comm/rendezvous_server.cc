@@ -2,11 +2,12 @@
 
 #include <algorithm>
 #include <chrono>
-#include <condition_variable>
-#include <mutex>
 #include <unordered_map>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "expertmesh/internal/v1/rendezvous.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 
@@ -20,22 +21,23 @@ constexpr int64_t kMaxWaitMs = 10 * 60 * 1000;
 class RendezvousService final : public pb::Rendezvous::Service {
  public:
   grpc::Status Set(grpc::ServerContext*, const pb::RendezvousSetRequest* request,
-                   pb::RendezvousSetResponse*) override {
+                   pb::RendezvousSetResponse*) override ABSL_LOCKS_EXCLUDED(mu_) {
     if (request->key().empty()) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "rendezvous Set: empty key");
     }
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     values_[request->key()] = request->value();
-    cv_.notify_all();
+    cv_.SignalAll();
     return grpc::Status::OK;
   }
 
   grpc::Status Get(grpc::ServerContext* context, const pb::RendezvousGetRequest* request,
-                   pb::RendezvousGetResponse* response) override {
+                   pb::RendezvousGetResponse* response) override ABSL_LOCKS_EXCLUDED(mu_) {
     int64_t wait_ms = std::clamp<int64_t>(request->wait_ms(), 0, kMaxWaitMs);
-    auto deadline = std::min(std::chrono::system_clock::now() + std::chrono::milliseconds(wait_ms),
-                             context->deadline());
-    std::unique_lock<std::mutex> lock(mu_);
+    const absl::Time deadline = absl::FromChrono(
+        std::min(std::chrono::system_clock::now() + std::chrono::milliseconds(wait_ms),
+                 context->deadline()));
+    absl::MutexLock lock(&mu_);
     while (true) {
       if (stopping_) {
         return grpc::Status(grpc::StatusCode::UNAVAILABLE, "rendezvous server shutting down");
@@ -49,7 +51,7 @@ class RendezvousService final : public pb::Rendezvous::Service {
         return grpc::Status(grpc::StatusCode::NOT_FOUND,
                             absl::StrCat("rendezvous: key '", request->key(), "' not set"));
       }
-      if (cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
+      if (cv_.WaitWithDeadline(&mu_, deadline)) {  // true: timed out
         return grpc::Status(
             grpc::StatusCode::DEADLINE_EXCEEDED,
             absl::StrCat("rendezvous: key '", request->key(), "' not set within ", wait_ms, " ms"));
@@ -57,17 +59,17 @@ class RendezvousService final : public pb::Rendezvous::Service {
     }
   }
 
-  void Stop() {
-    std::lock_guard<std::mutex> lock(mu_);
+  void Stop() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
     stopping_ = true;
-    cv_.notify_all();
+    cv_.SignalAll();
   }
 
  private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::unordered_map<std::string, std::string> values_;
-  bool stopping_ = false;
+  absl::Mutex mu_;
+  absl::CondVar cv_;  // signalled when values_ or stopping_ change
+  std::unordered_map<std::string, std::string> values_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 RendezvousServer::RendezvousServer(std::unique_ptr<RendezvousService> service,

@@ -4,29 +4,18 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
-#include "kernels/cpu/cpu_backend.h"
 #include "worker/engine/step_sync.h"
 #include "worker/kv/kv_pool_size.h"
 #include "worker/models/forward_batch.h"
 
 namespace expertmesh::engine {
 
-using runtime::Tensor;
+using kernels::Tensor;
 
-absl::StatusOr<Tensor> HostLogits(Tensor& buffer, int64_t rows, int64_t vocab) {
-  const int64_t need = rows * vocab;
-  if (!buffer.defined() || buffer.numel() < need) {
-    ASSIGN_OR_RETURN(buffer, Tensor::Empty(DType::kF32, {need}));
-  }
-  ASSIGN_OR_RETURN(Tensor t, buffer.Slice(0, need));
-  return t.Reshape({rows, vocab});
-}
-
-absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& model_dir,
-                                                       const EngineOptions& options) {
-  ASSIGN_OR_RETURN(std::unique_ptr<kernels::cpu::CpuBackend> cpu,
-                   kernels::cpu::CpuBackend::Create({.num_threads = options.num_threads}));
-  std::unique_ptr<runtime::Backend> backend = std::move(cpu);
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Load(const std::string& model_dir,
+                                                     std::unique_ptr<kernels::Backend> backend,
+                                                     const EngineOptions& options) {
+  if (backend == nullptr) return absl::InvalidArgumentError("engine: no backend");
   ASSIGN_OR_RETURN(model::ModelConfig config, model::LoadModelConfig(model_dir));
   models::ModelOptions mo;
   mo.compute_dtype = options.compute_dtype;
@@ -38,7 +27,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& model_
   return Create(std::move(backend), std::move(model), options);
 }
 
-absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::unique_ptr<runtime::Backend> backend,
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::unique_ptr<kernels::Backend> backend,
                                                        std::unique_ptr<models::Model> model,
                                                        const EngineOptions& options) {
   if (options.block_size < 1) {
@@ -112,34 +101,72 @@ absl::StatusOr<std::vector<RequestOutput>> Engine::Step() {
                    models::MakeForwardBatch(chunks, kv_tensors_.block_size));
   if (step_listener_) RETURN_IF_ERROR(step_listener_(plan.block_copies, batch));
   RETURN_IF_ERROR(CopyKvBlocks(*backend_, kv_tensors_, plan.block_copies));
-  // Host logits (the sampler runs on the host; a device model copies them back itself).
-  ASSIGN_OR_RETURN(Tensor logits, HostLogits(logits_buffer_, batch.logit_rows.dim(0),
-                                             model_->config().vocab_size));
-  RETURN_IF_ERROR(model_->Forward(batch, kv_tensors_, logits));
-  RETURN_IF_ERROR(backend_->Synchronize());
+  ASSIGN_OR_RETURN(const Tensor logits, model_->ForwardOnBackend(batch, kv_tensors_));
+  ASSIGN_OR_RETURN(std::vector<sampling::SampledToken> sampled, SampleStep(plan, logits));
+  ASSIGN_OR_RETURN(std::vector<scheduler::RequestUpdate> updates,
+                   scheduler_->ProcessStepOutputs(plan, sampled));
+  outputs.reserve(updates.size());
+  for (scheduler::RequestUpdate& u : updates) {
+    ++tokens_generated_;
+    outputs.push_back({std::move(u.id), std::move(u.token), u.finish, u.num_output_tokens,
+                       u.cached_prompt_tokens});
+  }
+  return outputs;
+}
 
+absl::StatusOr<std::vector<sampling::SampledToken>> Engine::SampleStep(
+    const scheduler::StepPlan& plan, const Tensor& logits) {
+  sampling_rows_.clear();
+  for (const scheduler::ScheduledSequence& s : plan.sequences) {
+    if (s.sample) sampling_rows_.push_back(s.sampling->Row(s.history.output.size()));
+  }
+  const int64_t rows = static_cast<int64_t>(sampling_rows_.size());
   std::vector<sampling::SampledToken> sampled;
-  const int64_t vocab = model_->config().vocab_size;
+  if (rows == 0) {  // a step of prompt chunks: its one logits row is unused
+    RETURN_IF_ERROR(backend_->Synchronize());
+    return sampled;
+  }
+  if (!backend_tokens_.defined() || backend_tokens_.dim(0) < rows) {
+    ASSIGN_OR_RETURN(backend_tokens_, backend_->Allocate(DType::kI32, {rows}));
+  }
+  ASSIGN_OR_RETURN(const Tensor row_logits, logits.Slice(0, rows));
+  ASSIGN_OR_RETURN(Tensor tokens, backend_tokens_.Slice(0, rows));
+  absl::Status drawn = backend_->SampleTokens(row_logits, sampling_rows_, tokens);
+  host_tokens_.resize(static_cast<size_t>(rows));
+  if (drawn.ok()) drawn = backend_->CopyToHost(tokens, host_tokens_.data());
+  if (drawn.ok()) drawn = backend_->Synchronize();  // a device reports bad rows here
+  if (!drawn.ok()) {
+    return absl::InternalError(absl::StrCat("engine: sampling failed: ", drawn.message()));
+  }
+
+  const int64_t vocab = logits.dim(1);
+  sampled.reserve(static_cast<size_t>(rows));
   int64_t row = 0;
   for (const scheduler::ScheduledSequence& s : plan.sequences) {
     if (!s.sample) continue;
-    std::span<const float> l(logits.data<float>() + row * vocab, static_cast<size_t>(vocab));
+    const sampling::SamplingParams& p = *s.sampling;
+    if (!p.HasPenalties() && !p.logprobs) {
+      sampled.push_back({.token = host_tokens_[row++]});
+      continue;
+    }
+    std::span<const float> l;
+    if (logits.device() == kernels::Device::kCpu) {
+      l = {logits.data<float>() + row * vocab, static_cast<size_t>(vocab)};
+    } else {
+      ASSIGN_OR_RETURN(const Tensor one, logits.Slice(row, row + 1));
+      host_row_.resize(static_cast<size_t>(vocab));
+      RETURN_IF_ERROR(backend_->CopyToHost(one, host_row_.data()));
+      l = host_row_;
+    }
     ++row;
-    absl::StatusOr<sampling::SampledToken> t = sampler_.Sample(l, *s.sampling, s.history);
+    absl::StatusOr<sampling::SampledToken> t = sampler_.Sample(l, p, s.history);
     if (!t.ok()) {
       return absl::InternalError(absl::StrCat("engine: sampling request ", s.request_id,
                                               " failed: ", t.status().message()));
     }
     sampled.push_back(*std::move(t));
   }
-  ASSIGN_OR_RETURN(std::vector<scheduler::RequestUpdate> updates,
-                   scheduler_->ProcessStepOutputs(plan, sampled));
-  outputs.reserve(updates.size());
-  for (scheduler::RequestUpdate& u : updates) {
-    ++tokens_generated_;
-    outputs.push_back({std::move(u.id), std::move(u.token), u.finish, u.num_output_tokens});
-  }
-  return outputs;
+  return sampled;
 }
 
 }  // namespace expertmesh::engine

@@ -17,13 +17,14 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "kernels/backend.h"
 #include "worker/models/model.h"
-#include "worker/runtime/backend.h"
 #include "worker/sampling/sampler.h"
 #include "worker/scheduler/request.h"
 #include "worker/scheduler/scheduler.h"
@@ -32,7 +33,6 @@ namespace expertmesh::engine {
 
 struct EngineOptions {
   DType compute_dtype = DType::kBF16;      // kF32 for golden parity
-  int num_threads = 0;                     // CPU backend threads; 0 = all cores
   uint64_t kv_cache_bytes = 256ull << 20;  // KV pool budget (the pool never exceeds it)
   int32_t block_size = 16;
   bool enable_prefix_caching = true;
@@ -47,6 +47,7 @@ struct RequestOutput {
   sampling::SampledToken token;
   scheduler::FinishReason finish = scheduler::FinishReason::kNone;
   int64_t num_output_tokens = 0;
+  std::optional<int64_t> cached_prompt_tokens;  // first token only (scheduler::RequestUpdate)
 };
 
 struct EngineStats {
@@ -58,12 +59,15 @@ struct EngineStats {
 
 class Engine {
  public:
-  // Loads `model_dir` on a new CPU backend. Errors: those of LoadModel, InvalidArgument for bad
-  // options (naming the field), or a KV budget that holds no block.
-  static absl::StatusOr<std::unique_ptr<Engine>> Create(const std::string& model_dir,
-                                                        const EngineOptions& options);
-  // Uses an existing backend and model (the model must run on `backend`).
-  static absl::StatusOr<std::unique_ptr<Engine>> Create(std::unique_ptr<runtime::Backend> backend,
+  // Loads `model_dir` onto `backend` (the caller chose it: the worker's --device, or a test's
+  // CPU backend) with the options' compute dtype and context length. Errors: those of LoadModel
+  // and of Create.
+  static absl::StatusOr<std::unique_ptr<Engine>> Load(const std::string& model_dir,
+                                                      std::unique_ptr<kernels::Backend> backend,
+                                                      const EngineOptions& options);
+  // Uses an existing backend and model (the model must run on `backend`). Errors:
+  // InvalidArgument for bad options (naming the field), or a KV budget that holds no block.
+  static absl::StatusOr<std::unique_ptr<Engine>> Create(std::unique_ptr<kernels::Backend> backend,
                                                         std::unique_ptr<models::Model> model,
                                                         const EngineOptions& options);
 
@@ -88,7 +92,7 @@ class Engine {
 
   const model::ModelConfig& config() const { return model_->config(); }
   models::Model& model() { return *model_; }
-  runtime::Backend& backend() { return *backend_; }
+  kernels::Backend& backend() { return *backend_; }
   EngineStats Stats() const;
   int64_t max_model_len() const { return max_model_len_; }
   // Bytes of the KV cache tensors (<= options.kv_cache_bytes).
@@ -101,7 +105,15 @@ class Engine {
  private:
   Engine() = default;
 
-  std::unique_ptr<runtime::Backend> backend_;
+  // The tokens of the plan's sampling sequences from `logits` [rows, vocab] (backend memory, one
+  // row per sampling sequence in plan order). Every row is drawn where the logits are
+  // (Backend::SampleTokens), so one copy of [rows] token ids reaches the host; a request with
+  // penalties or logprobs also copies its own logits row, for the host sampler that has its
+  // history (worker/sampling/sampler.h; its draw is the same code as the CPU backend's).
+  absl::StatusOr<std::vector<sampling::SampledToken>> SampleStep(const scheduler::StepPlan& plan,
+                                                                 const kernels::Tensor& logits);
+
+  std::unique_ptr<kernels::Backend> backend_;
   std::unique_ptr<models::Model> model_;
   std::unique_ptr<kv::KvCacheManager> kv_manager_;
   std::unique_ptr<scheduler::Scheduler> scheduler_;
@@ -111,11 +123,13 @@ class Engine {
   uint64_t kv_bytes_ = 0;
   int64_t max_model_len_ = 0;
   uint64_t steps_ = 0, tokens_computed_ = 0, tokens_generated_ = 0;
-  runtime::Tensor logits_buffer_;  // host f32, reused by every step (see HostLogits)
+  // Sampling (SampleStep): per-row draws, the backend's token ids and their host copy, and a
+  // host copy of one logits row for a request the host sampler must take.
+  std::vector<kernels::SamplingRow> sampling_rows_;
+  kernels::Tensor backend_tokens_;
+  std::vector<int32_t> host_tokens_;
+  std::vector<float> host_row_;
 };
-
-// A [rows, vocab] f32 host tensor over `buffer`, which grows (only) when it is too small.
-absl::StatusOr<runtime::Tensor> HostLogits(runtime::Tensor& buffer, int64_t rows, int64_t vocab);
 
 }  // namespace expertmesh::engine
 

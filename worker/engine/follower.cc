@@ -17,7 +17,7 @@ absl::Status SendHeartbeat(comm::Communicator& comm) {
   return PublishToGroup(comm, EncodeHeartbeat());
 }
 
-absl::Status RunFollower(runtime::Backend& backend, models::Model& model, comm::Communicator& comm,
+absl::Status RunFollower(kernels::Backend& backend, models::Model& model, comm::Communicator& comm,
                          FollowerStats* stats) {
   ASSIGN_OR_RETURN(StepMessage first, ReceiveFromLeader(comm));
   if (first.kind == StepMessage::Kind::kStop) return absl::OkStatus();
@@ -27,8 +27,6 @@ absl::Status RunFollower(runtime::Backend& backend, models::Model& model, comm::
   ASSIGN_OR_RETURN(models::KvCacheTensors kv,
                    models::AllocateKvCache(backend, model.kv_cache_spec(),
                                            first.geometry.num_blocks, first.geometry.block_size));
-  const int64_t vocab = model.config().vocab_size;
-  runtime::Tensor logits_buffer;  // reused by every step
   while (true) {
     ASSIGN_OR_RETURN(StepMessage msg, ReceiveFromLeader(comm));
     if (msg.kind == StepMessage::Kind::kStop) return absl::OkStatus();
@@ -37,9 +35,8 @@ absl::Status RunFollower(runtime::Backend& backend, models::Model& model, comm::
       return absl::InternalError("follower: unexpected message from the leader");
     }
     RETURN_IF_ERROR(CopyKvBlocks(backend, kv, msg.copies));
-    ASSIGN_OR_RETURN(runtime::Tensor logits,
-                     HostLogits(logits_buffer, msg.batch.logit_rows.dim(0), vocab));
-    absl::Status status = model.Forward(msg.batch, kv, logits);
+    // The logits stay where they were computed: only the leader samples.
+    absl::Status status = model.ForwardOnBackend(msg.batch, kv).status();
     if (!status.ok()) {
       return absl::Status(status.code(), absl::StrCat("follower step ", stats ? stats->steps : 0,
                                                       ": ", status.message()));

@@ -9,9 +9,9 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "kernels/backend.h"
 #include "worker/comm/communicator.h"
 #include "worker/models/model.h"
-#include "worker/runtime/backend.h"
 
 namespace expertmesh::engine {
 
@@ -20,7 +20,7 @@ struct FollowerStats {
 };
 
 // OK after a stop message; the first error otherwise.
-absl::Status RunFollower(runtime::Backend& backend, models::Model& model, comm::Communicator& comm,
+absl::Status RunFollower(kernels::Backend& backend, models::Model& model, comm::Communicator& comm,
                          FollowerStats* stats = nullptr);
 
 // Leader side of the start-up handshake and the shutdown.

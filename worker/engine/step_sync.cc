@@ -9,7 +9,7 @@
 namespace expertmesh::engine {
 namespace {
 
-using runtime::Tensor;
+using kernels::Tensor;
 
 constexpr int32_t kMagic = 0x454d5350;  // "EMSP"
 
@@ -168,7 +168,7 @@ absl::StatusOr<StepMessage> ReceiveFromLeader(comm::Communicator& comm) {
   return DecodeStepMessage(bytes);
 }
 
-absl::Status CopyKvBlocks(runtime::Backend& backend, models::KvCacheTensors& kv,
+absl::Status CopyKvBlocks(kernels::Backend& backend, models::KvCacheTensors& kv,
                           const std::vector<kv::KvBlockCopy>& copies) {
   if (copies.empty()) return absl::OkStatus();
   const int32_t bs = kv.block_size;

@@ -55,7 +55,7 @@ absl::Status PublishToGroup(comm::Communicator& comm, std::string bytes);
 absl::StatusOr<StepMessage> ReceiveFromLeader(comm::Communicator& comm);
 
 // Copies whole KV blocks (copy-on-write) in every layer: bit-exact data movement.
-absl::Status CopyKvBlocks(runtime::Backend& backend, models::KvCacheTensors& kv,
+absl::Status CopyKvBlocks(kernels::Backend& backend, models::KvCacheTensors& kv,
                           const std::vector<kv::KvBlockCopy>& copies);
 
 }  // namespace expertmesh::engine

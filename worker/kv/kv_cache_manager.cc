@@ -3,7 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "worker/kv/kv_block_hash.h"
+#include "model/plan/kv_block_hash.h"
 
 namespace expertmesh::kv {
 
@@ -25,10 +25,10 @@ KvPrefixHit KvCacheManager::FindCachedPrefix(std::span<const int32_t> tokens) co
   const int64_t bs = block_size();
   // At least the last token is recomputed: the step needs its logits.
   const int64_t max_blocks = (static_cast<int64_t>(tokens.size()) - 1) / bs;
-  uint64_t parent = kRootBlockHash;
+  uint64_t parent = model::kRootBlockHash;
   for (int64_t i = 0; i < max_blocks; ++i) {
     auto block_tokens = tokens.subspan(i * bs, bs);
-    const uint64_t hash = HashKvBlock(parent, block_tokens);
+    const uint64_t hash = model::HashKvBlock(parent, block_tokens);
     std::optional<int32_t> block = pool_.Lookup(hash, block_tokens);
     if (!block.has_value()) break;
     hit.blocks.push_back(*block);
@@ -123,8 +123,8 @@ void KvCacheManager::MarkComputed(SeqId seq, std::span<const int32_t> tokens,
   while (s.hashes.size() < full_blocks) {
     const size_t i = s.hashes.size();
     auto block_tokens = tokens.subspan(i * bs, bs);
-    const uint64_t parent = i == 0 ? kRootBlockHash : s.hashes[i - 1];
-    const uint64_t hash = HashKvBlock(parent, block_tokens);
+    const uint64_t parent = i == 0 ? model::kRootBlockHash : s.hashes[i - 1];
+    const uint64_t hash = model::HashKvBlock(parent, block_tokens);
     s.hashes.push_back(hash);
     if (prefix_caching_ && !pool_.is_hashed(s.blocks[i])) {
       pool_.Register(s.blocks[i], hash, block_tokens);

@@ -9,14 +9,15 @@ namespace expertmesh::models {
 
 std::string LayerPrefix(int layer) { return absl::StrCat("model.layers.", layer, "."); }
 
-absl::StatusOr<GqaHeadShard> ShardGqaHeads(const model::ModelConfig& c, const ShardSpec& shard) {
-  const int tp = shard.tp_size;
+absl::StatusOr<GqaHeadShard> ShardGqaHeads(const model::ModelConfig& c,
+                                           const model::ParallelConfig& shard) {
+  const int tp = shard.tp;
   GqaHeadShard out;
   ASSIGN_OR_RETURN(
-      out.q, ShardSpec::EvenSplit(c.num_attention_heads, tp, shard.tp_rank, "num_attention_heads"));
+      out.q, model::EvenSplit(c.num_attention_heads, tp, shard.TpRank(), "num_attention_heads"));
   const int64_t kvh = c.num_key_value_heads;
   if (kvh % tp == 0) {
-    ASSIGN_OR_RETURN(out.kv, ShardSpec::EvenSplit(kvh, tp, shard.tp_rank, "num_key_value_heads"));
+    ASSIGN_OR_RETURN(out.kv, model::EvenSplit(kvh, tp, shard.TpRank(), "num_key_value_heads"));
   } else if (tp % kvh == 0) {
     // Fewer kv heads than ranks: each rank keeps the one kv head its query heads read.
     const int64_t group = c.num_attention_heads / kvh;
@@ -48,7 +49,7 @@ absl::StatusOr<std::unique_ptr<AttentionBlock>> LoadGqaAttention(const model::Mo
     ASSIGN_OR_RETURN(a.v_bias, w.GetRows(p + "v_proj.bias", {kvw}, k0, kn));
   }
   // The bias of a row-parallel projection is added once, by tp rank 0.
-  if (c.o_proj_bias && w.shard().tp_rank == 0) {
+  if (c.o_proj_bias && w.shard().TpRank() == 0) {
     ASSIGN_OR_RETURN(a.o_bias, w.Get(p + "o_proj.bias", {h}));
   }
   if (c.qk_norm) {
@@ -61,18 +62,18 @@ absl::StatusOr<std::unique_ptr<AttentionBlock>> LoadGqaAttention(const model::Mo
   s.head_dim = hd;
   s.norm_eps = static_cast<float>(c.rms_norm_eps);
   s.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
-  s.rope = {runtime::RopeStyle::kNeox, static_cast<int>(hd), 0};
+  s.rope = {kernels::RopeStyle::kNeox, static_cast<int>(hd), 0};
   return MakeGqaAttention(std::move(a), s);
 }
 
 absl::StatusOr<GatedMlpWeights> LoadGatedMlp(const model::ModelConfig& c, WeightLoader& w,
                                              const std::string& p, int64_t inter, const char* gate,
                                              const char* up, const char* down) {
-  const ShardSpec& shard = w.shard();
+  const model::ParallelConfig& shard = w.shard();
   const std::string down_name = absl::StrCat(p, down, ".weight");
-  ASSIGN_OR_RETURN(ShardSpec::Range slice,
-                   ShardSpec::EvenSplit(inter, shard.tp_size, shard.tp_rank,
-                                        absl::StrCat(down_name, " intermediate size")));
+  ASSIGN_OR_RETURN(model::IndexRange slice,
+                   model::EvenSplit(inter, shard.tp, shard.TpRank(),
+                                    absl::StrCat(down_name, " intermediate size")));
   GatedMlpWeights m;
   ASSIGN_OR_RETURN(
       m.gate_up,
@@ -86,14 +87,14 @@ absl::StatusOr<GatedMlpWeights> LoadGatedMlp(const model::ModelConfig& c, Weight
 absl::StatusOr<MoeWeights> LoadExperts(const model::ModelConfig& c, WeightLoader& w,
                                        const std::string& p, const char* gate, const char* up,
                                        const char* down) {
-  const ShardSpec& shard = w.shard();
+  const model::ParallelConfig& shard = w.shard();
   MoeWeights m;
   ASSIGN_OR_RETURN(m.router, w.Get(p + "gate.weight", {c.num_experts, c.hidden_size}));
   if (c.e_score_correction_bias) {
     ASSIGN_OR_RETURN(m.router_bias, w.GetF32(p + "gate.e_score_correction_bias", {c.num_experts}));
   }
-  ASSIGN_OR_RETURN(ShardSpec::Range experts, ShardSpec::EvenSplit(c.num_experts, shard.ep_size,
-                                                                  shard.ep_rank, "num_experts"));
+  ASSIGN_OR_RETURN(model::IndexRange experts,
+                   model::EvenSplit(c.num_experts, shard.ep, shard.EpRank(), "num_experts"));
   m.num_experts = c.num_experts;
   m.expert_begin = experts.begin;
   for (int64_t e = experts.begin; e < experts.begin + experts.count; ++e) {
@@ -105,9 +106,9 @@ absl::StatusOr<MoeWeights> LoadExperts(const model::ModelConfig& c, WeightLoader
   return m;
 }
 
-runtime::MoeRoutingParams SoftmaxRouting(const model::ModelConfig& c) {
-  runtime::MoeRoutingParams r;
-  r.scoring = runtime::MoeScoring::kSoftmax;
+kernels::MoeRoutingParams SoftmaxRouting(const model::ModelConfig& c) {
+  kernels::MoeRoutingParams r;
+  r.scoring = kernels::MoeScoring::kSoftmax;
   r.top_k = static_cast<int>(c.num_experts_per_tok);
   r.norm_topk_prob = c.norm_topk_prob;
   return r;
@@ -121,7 +122,8 @@ absl::Status LoadLayerNorms(const model::ModelConfig& c, WeightLoader& w, int la
   return absl::OkStatus();
 }
 
-absl::StatusOr<KvCacheSpec> GqaKvSpec(const model::ModelConfig& c, const ShardSpec& shard) {
+absl::StatusOr<KvCacheSpec> GqaKvSpec(const model::ModelConfig& c,
+                                      const model::ParallelConfig& shard) {
   ASSIGN_OR_RETURN(GqaHeadShard heads, ShardGqaHeads(c, shard));
   KvCacheSpec s;
   s.num_layers = c.num_hidden_layers;
@@ -130,22 +132,22 @@ absl::StatusOr<KvCacheSpec> GqaKvSpec(const model::ModelConfig& c, const ShardSp
   return s;
 }
 
-absl::StatusOr<runtime::RopeScaling> RuntimeRopeScaling(const model::ModelConfig& c) {
-  runtime::RopeScaling r;
+absl::StatusOr<kernels::RopeScaling> RuntimeRopeScaling(const model::ModelConfig& c) {
+  kernels::RopeScaling r;
   r.theta = c.rope_theta;
   const model::RopeScaling& s = c.rope_scaling;
   r.factor = s.factor;
   r.original_max_position_embeddings = s.original_max_position_embeddings;
   switch (s.type) {
     case model::RopeScalingType::kNone:
-      r.type = runtime::RopeScalingType::kDefault;
+      r.type = kernels::RopeScalingType::kDefault;
       r.factor = 1.0;
       break;
     case model::RopeScalingType::kLinear:
-      r.type = runtime::RopeScalingType::kLinear;
+      r.type = kernels::RopeScalingType::kLinear;
       break;
     case model::RopeScalingType::kYarn:
-      r.type = runtime::RopeScalingType::kYarn;
+      r.type = kernels::RopeScalingType::kYarn;
       r.beta_fast = s.beta_fast;
       r.beta_slow = s.beta_slow;
       r.mscale = s.mscale;
@@ -156,7 +158,7 @@ absl::StatusOr<runtime::RopeScaling> RuntimeRopeScaling(const model::ModelConfig
       }
       break;
     case model::RopeScalingType::kLlama3:
-      r.type = runtime::RopeScalingType::kLlama3;
+      r.type = kernels::RopeScalingType::kLlama3;
       r.low_freq_factor = s.low_freq_factor;
       r.high_freq_factor = s.high_freq_factor;
       break;

@@ -63,7 +63,7 @@ class MlaAttention final : public AttentionBlock {
     RETURN_IF_ERROR(b.RmsNorm(latent_c, &latent, w_.ones, 1.0f, discard));
     ASSIGN_OR_RETURN(Tensor latent3, latent.Reshape({n, 1, lat}));
 
-    const runtime::RopeParams rp{s_.rope_style, static_cast<int>(rope), static_cast<int>(rank)};
+    const kernels::RopeParams rp{s_.rope_style, static_cast<int>(rope), static_cast<int>(rank)};
     RETURN_IF_ERROR(b.Rope(*ctx.rope_cos_sin, ctx.batch->positions, rp, q3, latent3));
     ctx.Trace("q_absorbed", layer, q3);
     ctx.Trace("kv_latent", layer, latent3);

@@ -18,10 +18,10 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "kernels/backend.h"
 #include "worker/models/model.h"
 #include "worker/models/shard.h"
 #include "worker/models/workspace.h"
-#include "worker/runtime/backend.h"
 
 namespace expertmesh::models {
 
@@ -82,7 +82,7 @@ struct GqaAttentionShape {
   int64_t heads = 0, kv_heads = 0, head_dim = 0;
   float norm_eps = 1e-6f;
   float scale = 1.0f;
-  runtime::RopeParams rope;
+  kernels::RopeParams rope;
 };
 std::unique_ptr<AttentionBlock> MakeGqaAttention(GqaAttentionWeights weights,
                                                  GqaAttentionShape shape);
@@ -107,7 +107,7 @@ struct MlaAttentionShape {
   int64_t nope = 0, rope = 0, v = 0;
   float norm_eps = 1e-6f;
   float scale = 1.0f;  // qk_head_dim^-0.5 times DeepSeek's mscale^2
-  runtime::RopeStyle rope_style = runtime::RopeStyle::kInterleaved;
+  kernels::RopeStyle rope_style = kernels::RopeStyle::kInterleaved;
 };
 absl::StatusOr<std::unique_ptr<AttentionBlock>> MakeMlaAttention(MlaAttentionWeights weights,
                                                                  MlaAttentionShape shape);
@@ -137,7 +137,7 @@ struct MoeWeights {
   GatedMlpWeights shared;
   Tensor shared_gate;  // [1, hidden] (Qwen2-MoE) or undefined
 };
-std::unique_ptr<FfnBlock> MakeMoe(MoeWeights weights, runtime::MoeRoutingParams routing);
+std::unique_ptr<FfnBlock> MakeMoe(MoeWeights weights, kernels::MoeRoutingParams routing);
 
 uint64_t TensorBytes(const Tensor& t);
 

@@ -55,8 +55,8 @@ bool DecodeGraphs::Accepts(const ForwardBatch& batch) const {
   return starts[n] == n;
 }
 
-absl::Status DecodeGraphs::Run(const ForwardBatch& batch, int64_t vocab, const Body& body,
-                               Tensor& host_logits) {
+absl::StatusOr<Tensor> DecodeGraphs::Run(const ForwardBatch& batch, int64_t vocab,
+                                         const Body& body) {
   const int64_t n = batch.token_ids.dim(0);
   const int64_t rows = std::min<int64_t>(NextPowerOfTwo(n), max_batch_);
   const int64_t width_in = batch.attention.block_tables.dim(1);
@@ -103,8 +103,7 @@ absl::Status DecodeGraphs::Run(const ForwardBatch& batch, int64_t vocab, const B
     RETURN_IF_ERROR(step());
     g.warmed_up = true;
   }
-  ASSIGN_OR_RETURN(const Tensor real, g.logits.Slice(0, n));
-  return backend_->CopyToHost(real, host_logits.raw_data());
+  return g.logits.Slice(0, n);
 }
 
 }  // namespace expertmesh::models

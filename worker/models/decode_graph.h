@@ -24,9 +24,9 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "kernels/backend.h"
 #include "worker/models/model.h"
 #include "worker/models/workspace.h"
-#include "worker/runtime/backend.h"
 
 namespace expertmesh::models {
 
@@ -46,9 +46,10 @@ class DecodeGraphs {
   // and there are at most max_batch sequences.
   bool Accepts(const ForwardBatch& batch) const;
 
-  // Runs the padded step (see the file comment) and copies the real rows' logits into
-  // `host_logits` [n, vocab] f32 (host memory). Errors: those of the backend and of `body`.
-  absl::Status Run(const ForwardBatch& batch, int64_t vocab, const Body& body, Tensor& host_logits);
+  // Runs the padded step (see the file comment) and returns the real rows' logits [n, vocab]
+  // f32: a view of the bucket's buffer in backend memory, valid until the next Run. Errors:
+  // those of the backend and of `body`.
+  absl::StatusOr<Tensor> Run(const ForwardBatch& batch, int64_t vocab, const Body& body);
 
   // Buckets that have been used so far (for tests and logs).
   size_t num_buckets() const { return buckets_.size(); }

@@ -55,7 +55,7 @@ absl::Status CheckI32(const Tensor& t, std::string_view name, int64_t len) {
 // backend.
 absl::Status CheckHostI32(const Tensor& t, std::string_view name, int rank) {
   if (!t.defined() || t.dtype() != DType::kI32 || t.rank() != rank ||
-      t.device() != runtime::Device::kCpu) {
+      t.device() != kernels::Device::kCpu) {
     return absl::InvalidArgumentError(absl::StrCat(
         "forward batch: ", std::string(name), " is ", t.DebugString(), " on ",
         std::string(DeviceName(t.device())), ", expected a host i32 tensor of rank ", rank));
@@ -101,6 +101,41 @@ class DecoderModel final : public Model {
   void SetTrace(TraceFn trace) override { trace_ = std::move(trace); }
 
   absl::Status Forward(const ForwardBatch& batch, KvCacheTensors& kv, Tensor& logits) override {
+    RETURN_IF_ERROR(CheckBatch(batch, kv));
+    const int64_t m = batch.logit_rows.dim(0);
+    const int64_t vocab = config_.vocab_size;
+    if (!logits.defined() || logits.dtype() != DType::kF32 || logits.rank() != 2 ||
+        logits.dim(0) != m || logits.dim(1) != vocab ||
+        (logits.device() != kernels::Device::kCpu && logits.device() != backend_->device())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("forward: logits is ", logits.DebugString(), " on ",
+                       std::string(DeviceName(logits.device())), ", expected f32[", m, ", ", vocab,
+                       "] on the host or the backend"));
+    }
+    // Graph steps write into the graph's own buffer: host logits are copied out of it; backend
+    // logits in the caller's tensor take the eager path (ForwardOnBackend avoids the copy).
+    if (logits.device() == kernels::Device::kCpu && GraphStep(batch)) {
+      ASSIGN_OR_RETURN(const Tensor graph_logits, RunGraphStep(batch, kv));
+      return backend_->CopyToHost(graph_logits, logits.raw_data());
+    }
+    return RunEager(batch, kv, logits);
+  }
+
+  absl::StatusOr<Tensor> ForwardOnBackend(const ForwardBatch& batch, KvCacheTensors& kv) override {
+    RETURN_IF_ERROR(CheckBatch(batch, kv));
+    if (GraphStep(batch)) return RunGraphStep(batch, kv);
+    const int64_t m = batch.logit_rows.dim(0);
+    if (!backend_logits_.defined() || backend_logits_.dim(0) < m) {
+      backend_logits_ = Tensor();  // released before the larger one is allocated
+      ASSIGN_OR_RETURN(backend_logits_, backend_->Allocate(DType::kF32, {m, config_.vocab_size}));
+    }
+    ASSIGN_OR_RETURN(Tensor logits, backend_logits_.Slice(0, m));
+    RETURN_IF_ERROR(RunEager(batch, kv, logits));
+    return logits;
+  }
+
+ private:
+  absl::Status CheckBatch(const ForwardBatch& batch, const KvCacheTensors& kv) const {
     RETURN_IF_ERROR(CheckI32(batch.token_ids, "token_ids", -1));
     const int64_t n = batch.token_ids.dim(0);
     if (n < 1) return absl::InvalidArgumentError("forward batch: no tokens");
@@ -114,38 +149,36 @@ class DecoderModel final : public Model {
     RETURN_IF_ERROR(CheckHostI32(batch.attention.query_start, "query_start", 1));
     RETURN_IF_ERROR(CheckHostI32(batch.attention.seq_lens, "seq_lens", 1));
     RETURN_IF_ERROR(CheckHostI32(batch.attention.block_tables, "block_tables", 2));
-    const int64_t m = batch.logit_rows.dim(0);
-    const int64_t vocab = config_.vocab_size;
-    if (m < 1 || !logits.defined() || logits.dtype() != DType::kF32 || logits.rank() != 2 ||
-        logits.dim(0) != m || logits.dim(1) != vocab ||
-        (logits.device() != runtime::Device::kCpu && logits.device() != backend_->device())) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("forward: logits is ", logits.DebugString(), " on ",
-                       std::string(DeviceName(logits.device())), ", expected f32[", m, ", ", vocab,
-                       "] on the host or the backend"));
+    if (batch.logit_rows.dim(0) < 1) {
+      return absl::InvalidArgumentError("forward batch: no logit rows");
     }
     const KvCacheSpec& spec = parts_.kv;
     if (static_cast<int64_t>(kv.k.size()) != spec.num_layers || kv.v.size() != kv.k.size()) {
       return absl::InvalidArgumentError(absl::StrCat("forward: kv cache has ", kv.k.size(),
                                                      " layers, the model ", spec.num_layers));
     }
-    if (!collectives_.active() && !trace_ && logits.device() == runtime::Device::kCpu &&
-        decode_graphs_.Accepts(batch)) {
-      return decode_graphs_.Run(
-          batch, vocab,
-          [&](const ForwardBatch& dev, const ForwardBatch& host, Workspace& ws, Tensor& out) {
-            StepContext ctx = Context(ws, dev);
-            return RunLayers(ctx, host, kv, out);
-          },
-          logits);
-    }
+    return absl::OkStatus();
+  }
+
+  // Decode steps of a single rank replay as graphs (decode_graph.h).
+  bool GraphStep(const ForwardBatch& batch) const {
+    return !collectives_.active() && !trace_ && decode_graphs_.Accepts(batch);
+  }
+  absl::StatusOr<Tensor> RunGraphStep(const ForwardBatch& batch, KvCacheTensors& kv) {
+    return decode_graphs_.Run(
+        batch, config_.vocab_size,
+        [&](const ForwardBatch& dev, const ForwardBatch& host, Workspace& ws, Tensor& out) {
+          StepContext ctx = Context(ws, dev);
+          return RunLayers(ctx, host, kv, out);
+        });
+  }
+  absl::Status RunEager(const ForwardBatch& batch, KvCacheTensors& kv, Tensor& logits) {
     StepContext ctx = Context(workspace_, batch);
     ASSIGN_OR_RETURN(const ForwardBatch dev, StageBatch(ctx, batch));
     ctx.batch = &dev;
     return RunLayers(ctx, batch, kv, logits);
   }
 
- private:
   // A step's context over `batch` (in backend memory) with scratch from `workspace`.
   StepContext Context(Workspace& workspace, const ForwardBatch& batch) {
     StepContext ctx;
@@ -197,7 +230,7 @@ class DecoderModel final : public Model {
   // The step's batch in backend memory: the host batch itself on the CPU; otherwise its seven
   // i32 tensors packed into one reused buffer with a single CopyFromHost.
   absl::StatusOr<ForwardBatch> StageBatch(StepContext& ctx, const ForwardBatch& host) {
-    if (backend_->device() == runtime::Device::kCpu) return host;
+    if (backend_->device() == kernels::Device::kCpu) return host;
     int64_t total = 0;
     for (const Tensor* p : host.fields()) total += p->numel();
     batch_host_.resize(static_cast<size_t>(total));
@@ -225,7 +258,7 @@ class DecoderModel final : public Model {
   // row. The local ids are computed from the host ids and copied to the backend.
   absl::Status Embed(StepContext& ctx, const Tensor& host_ids, const Tensor& ids, Tensor& out) {
     if (!collectives_.active()) return backend_->Embedding(embed_, ids, out);
-    const ShardSpec::Range rows = collectives_.spec().VocabRows(config_.vocab_size);
+    const model::IndexRange rows = collectives_.spec().VocabRows(config_.vocab_size);
     const int64_t n = host_ids.dim(0);
     local_ids_host_.resize(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) {
@@ -249,7 +282,7 @@ class DecoderModel final : public Model {
   // same width on every rank; the slices are all-gathered and laid out in vocabulary order on
   // the host.
   absl::Status LmHead(StepContext& ctx, const Tensor& rows, Tensor& logits) {
-    const bool host_logits = logits.device() == runtime::Device::kCpu;
+    const bool host_logits = logits.device() == kernels::Device::kCpu;
     if (!collectives_.active()) {
       if (logits.device() == backend_->device()) {
         return backend_->Linear(rows, lm_head_, Tensor(), logits);
@@ -259,16 +292,16 @@ class DecoderModel final : public Model {
       RETURN_IF_ERROR(backend_->Linear(rows, lm_head_, Tensor(), dev));
       return backend_->CopyToHost(dev, logits.raw_data());
     }
-    const ShardSpec& sh = collectives_.spec();
+    const model::ParallelConfig& sh = collectives_.spec();
     const int64_t vocab = config_.vocab_size, m = rows.dim(0);
     const int64_t per = sh.VocabRowsPerRank(vocab);
-    const int world = sh.world_size();
+    const int world = sh.WorldSize();
     ASSIGN_OR_RETURN(Tensor send, ctx.Scratch("lm_head_send", DType::kF32, {m, per}));
     RETURN_IF_ERROR(backend_->Linear(rows, lm_head_, Tensor(), send));
     ASSIGN_OR_RETURN(Tensor all, ctx.Scratch("lm_head_all", DType::kF32, {world, m, per}));
     RETURN_IF_ERROR(collectives_.AllGatherWorld(send, all));
     const float* src = all.data<float>();
-    if (all.device() != runtime::Device::kCpu) {
+    if (all.device() != kernels::Device::kCpu) {
       gathered_host_.resize(static_cast<size_t>(all.numel()));
       RETURN_IF_ERROR(backend_->CopyToHost(all, gathered_host_.data()));
       src = gathered_host_.data();
@@ -301,6 +334,7 @@ class DecoderModel final : public Model {
   // Host staging reused from step to step (device backends; the sharded embedding).
   std::vector<int32_t> batch_host_, local_ids_host_;
   std::vector<float> gathered_host_, logits_host_;
+  Tensor backend_logits_;  // ForwardOnBackend's eager-step logits, grown to the largest step
 };
 
 }  // namespace
@@ -314,7 +348,7 @@ absl::StatusOr<std::unique_ptr<Model>> MakeDecoderModel(const model::ModelConfig
                                                    std::string(DTypeName(options.compute_dtype))));
   }
   Tensor embed, lm_head;
-  if (!options.shard.sharded()) {
+  if (!options.shard.Sharded()) {
     ASSIGN_OR_RETURN(embed, w.Get("model.embed_tokens.weight", {c.vocab_size, c.hidden_size}));
     lm_head = embed;
     if (!c.tie_word_embeddings) {
@@ -323,7 +357,7 @@ absl::StatusOr<std::unique_ptr<Model>> MakeDecoderModel(const model::ModelConfig
   } else {
     // This rank's vocabulary rows, zero-padded to ceil(V/world) rows (+1 for the embedding:
     // the row every id of another rank reads); see DecoderModel::Embed and LmHead.
-    const ShardSpec::Range rows = options.shard.VocabRows(c.vocab_size);
+    const model::IndexRange rows = options.shard.VocabRows(c.vocab_size);
     const int64_t per = options.shard.VocabRowsPerRank(c.vocab_size);
     ASSIGN_OR_RETURN(embed,
                      w.GetRowsPadded("model.embed_tokens.weight", {c.vocab_size, c.hidden_size},
@@ -343,9 +377,9 @@ absl::StatusOr<std::unique_ptr<Model>> MakeDecoderModel(const model::ModelConfig
   if (c.sliding_window.has_value() && *c.sliding_window > 0) {
     max_positions = std::min(max_positions, *c.sliding_window);
   }
-  ASSIGN_OR_RETURN(runtime::RopeScaling scaling, RuntimeRopeScaling(c));
+  ASSIGN_OR_RETURN(kernels::RopeScaling scaling, RuntimeRopeScaling(c));
   ASSIGN_OR_RETURN(Tensor rope_host,
-                   runtime::BuildRopeCache(scaling, parts.rotary_dim, max_positions));
+                   kernels::BuildRopeCache(scaling, parts.rotary_dim, max_positions));
   ASSIGN_OR_RETURN(Tensor rope, backend->PrepareWeight(rope_host));
   const uint64_t weight_bytes = w.bytes_loaded();
   return std::unique_ptr<Model>(
@@ -356,10 +390,10 @@ absl::StatusOr<std::unique_ptr<Model>> MakeDecoderModel(const model::ModelConfig
 absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& model_dir, Backend* backend,
                                                  const ModelOptions& options) {
   ASSIGN_OR_RETURN(model::ModelConfig config, model::LoadModelConfig(model_dir));
-  RETURN_IF_ERROR(ValidateShardSpec(options.shard));
-  if (options.shard.sharded()) {
-    if (options.comm == nullptr || options.comm->world_size() != options.shard.world_size() ||
-        options.comm->rank() != options.shard.world_rank()) {
+  RETURN_IF_ERROR(options.shard.Validate());
+  if (options.shard.Sharded()) {
+    if (options.comm == nullptr || options.comm->world_size() != options.shard.WorldSize() ||
+        options.comm->rank() != options.shard.rank) {
       return absl::InvalidArgumentError(absl::StrCat("load model: ", options.shard.ToString(),
                                                      " needs a communicator of that world size "
                                                      "and rank"));

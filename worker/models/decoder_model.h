@@ -16,11 +16,11 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "kernels/rope_cache.h"
 #include "model/config/model_config.h"
 #include "worker/models/blocks.h"
 #include "worker/models/model.h"
 #include "worker/models/weight_loader.h"
-#include "worker/runtime/rope_cache.h"
 
 namespace expertmesh::models {
 
@@ -64,20 +64,22 @@ absl::StatusOr<MoeWeights> LoadExperts(const model::ModelConfig& c, WeightLoader
                                        const std::string& prefix, const char* gate = "gate_proj",
                                        const char* up = "up_proj", const char* down = "down_proj");
 // Softmax top-k routing per config (no groups).
-runtime::MoeRoutingParams SoftmaxRouting(const model::ModelConfig& c);
+kernels::MoeRoutingParams SoftmaxRouting(const model::ModelConfig& c);
 // The layer's two norms.
 absl::Status LoadLayerNorms(const model::ModelConfig& c, WeightLoader& w, int layer,
                             DecoderLayer& out);
 // The KV spec of GQA attention on this rank (its share of the kv heads).
-absl::StatusOr<KvCacheSpec> GqaKvSpec(const model::ModelConfig& c, const ShardSpec& shard);
+absl::StatusOr<KvCacheSpec> GqaKvSpec(const model::ModelConfig& c,
+                                      const model::ParallelConfig& shard);
 // This rank's query heads and kv heads of GQA attention (see shard.h). InvalidArgument when
 // the heads do not split over tp.
 struct GqaHeadShard {
-  ShardSpec::Range q, kv;
+  model::IndexRange q, kv;
 };
-absl::StatusOr<GqaHeadShard> ShardGqaHeads(const model::ModelConfig& c, const ShardSpec& shard);
+absl::StatusOr<GqaHeadShard> ShardGqaHeads(const model::ModelConfig& c,
+                                           const model::ParallelConfig& shard);
 // model::RopeScaling -> the runtime's. Unimplemented for dynamic NTK scaling.
-absl::StatusOr<runtime::RopeScaling> RuntimeRopeScaling(const model::ModelConfig& c);
+absl::StatusOr<kernels::RopeScaling> RuntimeRopeScaling(const model::ModelConfig& c);
 
 // Builds the model from parts. Exposed for the loader only.
 absl::StatusOr<std::unique_ptr<Model>> MakeDecoderModel(const model::ModelConfig& config,

@@ -24,15 +24,15 @@ constexpr float kLatentNormEps = 1e-6f;
 
 absl::StatusOr<std::unique_ptr<AttentionBlock>> LoadMla(const model::ModelConfig& c,
                                                         WeightLoader& w, const std::string& p,
-                                                        float scale, runtime::RopeStyle style) {
+                                                        float scale, kernels::RopeStyle style) {
   const int64_t h = c.num_attention_heads, hidden = c.hidden_size, rank = c.kv_lora_rank;
   const int64_t nope = c.qk_nope_head_dim, rope = c.qk_rope_head_dim, v = c.v_head_dim;
   const int64_t qk = nope + rope, lat = rank + rope;
   // Heads split over tp (q_b's rows, o's columns, kv_b's per-head blocks); the latent path
   // (q_a, kv_a and their norms) is per token and replicated.
-  const ShardSpec& shard = w.shard();
-  ASSIGN_OR_RETURN(ShardSpec::Range heads,
-                   ShardSpec::EvenSplit(h, shard.tp_size, shard.tp_rank, "num_attention_heads"));
+  const model::ParallelConfig& shard = w.shard();
+  ASSIGN_OR_RETURN(model::IndexRange heads,
+                   model::EvenSplit(h, shard.tp, shard.TpRank(), "num_attention_heads"));
   MlaAttentionWeights a;
   MlaAttentionShape s;
   if (c.q_lora_rank.has_value()) {
@@ -56,7 +56,7 @@ absl::StatusOr<std::unique_ptr<AttentionBlock>> LoadMla(const model::ModelConfig
   ASSIGN_OR_RETURN(a.kv_a_norm, w.Get(p + "kv_a_layernorm.weight", {rank}));
   ASSIGN_OR_RETURN(
       a.o, w.GetCols(p + "o_proj.weight", {hidden, h * v}, heads.begin * v, heads.count * v));
-  if (c.o_proj_bias && shard.tp_rank == 0) {
+  if (c.o_proj_bias && shard.TpRank() == 0) {
     ASSIGN_OR_RETURN(a.o_bias, w.Get(p + "o_proj.bias", {hidden}));
   }
 
@@ -107,24 +107,24 @@ absl::StatusOr<DecoderParts> BuildDeepseekLayers(const model::ModelConfig& c, We
     return absl::UnimplementedError(
         absl::StrCat(w.dir(), ": DeepSeek without MLA (kv_lora_rank 0) is not implemented"));
   }
-  ASSIGN_OR_RETURN(runtime::RopeScaling scaling, RuntimeRopeScaling(c));
+  ASSIGN_OR_RETURN(kernels::RopeScaling scaling, RuntimeRopeScaling(c));
   double scale = 1.0 / std::sqrt(static_cast<double>(c.qk_nope_head_dim + c.qk_rope_head_dim));
-  if (v3) scale *= runtime::DeepseekSoftmaxScaleMultiplier(scaling);
-  const runtime::RopeStyle style =
-      v3 ? runtime::RopeStyle::kDeinterleaveNeox : runtime::RopeStyle::kInterleaved;
+  if (v3) scale *= kernels::DeepseekSoftmaxScaleMultiplier(scaling);
+  const kernels::RopeStyle style =
+      v3 ? kernels::RopeStyle::kDeinterleaveNeox : kernels::RopeStyle::kInterleaved;
 
-  runtime::MoeRoutingParams routing;
+  kernels::MoeRoutingParams routing;
   routing.top_k = static_cast<int>(c.num_experts_per_tok);
   routing.routed_scaling_factor = static_cast<float>(c.routed_scaling_factor);
   if (v3) {
-    routing.scoring = runtime::MoeScoring::kSigmoid;
-    routing.group_score = runtime::MoeGroupScore::kTop2Sum;
+    routing.scoring = kernels::MoeScoring::kSigmoid;
+    routing.group_score = kernels::MoeGroupScore::kTop2Sum;
     routing.num_groups = static_cast<int>(c.n_group);
     routing.topk_groups = static_cast<int>(c.topk_group);
     routing.norm_topk_prob = c.norm_topk_prob;
   } else {
-    routing.scoring = runtime::MoeScoring::kSoftmax;
-    routing.group_score = runtime::MoeGroupScore::kMax;
+    routing.scoring = kernels::MoeScoring::kSoftmax;
+    routing.group_score = kernels::MoeGroupScore::kMax;
     const bool grouped = c.topk_method == model::TopkMethod::kGroupLimitedGreedy;
     routing.num_groups = grouped ? static_cast<int>(c.n_group) : 1;
     routing.topk_groups = grouped ? static_cast<int>(c.topk_group) : 1;

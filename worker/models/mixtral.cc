@@ -8,7 +8,7 @@ namespace expertmesh::models {
 
 absl::StatusOr<DecoderParts> BuildMixtralLayers(const model::ModelConfig& c, WeightLoader& w) {
   DecoderParts parts;
-  runtime::MoeRoutingParams routing = SoftmaxRouting(c);
+  kernels::MoeRoutingParams routing = SoftmaxRouting(c);
   routing.norm_topk_prob = true;  // MixtralSparseMoeBlock always renormalises
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     DecoderLayer layer;

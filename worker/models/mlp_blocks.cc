@@ -49,10 +49,10 @@ class GatedMlp final : public FfnBlock {
 // HF order: router logits -> top-k -> experts over their tokens -> weighted sum (+ shared).
 class Moe final : public FfnBlock {
  public:
-  Moe(MoeWeights w, runtime::MoeRoutingParams routing) : w_(std::move(w)), routing_(routing) {}
+  Moe(MoeWeights w, kernels::MoeRoutingParams routing) : w_(std::move(w)), routing_(routing) {}
 
   absl::Status Forward(StepContext& ctx, int layer, const Tensor& x, Tensor& out) override {
-    if (ctx.sharded() && ctx.collectives->spec().ep_size > 1) {
+    if (ctx.sharded() && ctx.collectives->spec().ep > 1) {
       return ForwardExpertParallel(ctx, x, out);
     }
     Backend& b = *ctx.backend;
@@ -133,16 +133,16 @@ class Moe final : public FfnBlock {
   absl::Status ForwardExpertParallel(StepContext& ctx, const Tensor& x, Tensor& out) {
     Backend& b = *ctx.backend;
     Collectives& coll = *ctx.collectives;
-    const ShardSpec& sh = coll.spec();
-    const int ep = sh.ep_size, tp = sh.tp_size, world = sh.world_size();
+    const model::ParallelConfig& sh = coll.spec();
+    const int ep = sh.ep, tp = sh.tp, world = sh.WorldSize();
     const int64_t n = x.dim(0), hidden = x.dim(1);
     const int64_t experts = w_.num_experts;
     const int64_t local = static_cast<int64_t>(w_.gate_up.size());
     const int64_t k = routing_.top_k;
     const int64_t inter = w_.down[0].dim(1);
     const DType cdt = ctx.compute_dtype;
-    const int64_t lo = n * sh.ep_rank / ep, hi = n * (sh.ep_rank + 1) / ep, share = hi - lo;
-    auto peer = [&](int d) { return d * tp + sh.tp_rank; };
+    const int64_t lo = n * sh.EpRank() / ep, hi = n * (sh.EpRank() + 1) / ep, share = hi - lo;
+    auto peer = [&](int d) { return d * tp + sh.TpRank(); };
 
     RETURN_IF_ERROR(b.Zero(out));
     // 1. Route the share and group its rows by expert.
@@ -245,7 +245,7 @@ class Moe final : public FfnBlock {
   }
 
   MoeWeights w_;
-  runtime::MoeRoutingParams routing_;
+  kernels::MoeRoutingParams routing_;
   // Host copies reused from step to step (expert parallelism).
   std::vector<int32_t> offsets_host_, rid_host_;
 };
@@ -256,7 +256,7 @@ std::unique_ptr<FfnBlock> MakeGatedMlp(GatedMlpWeights weights) {
   return std::make_unique<GatedMlp>(std::move(weights));
 }
 
-std::unique_ptr<FfnBlock> MakeMoe(MoeWeights weights, runtime::MoeRoutingParams routing) {
+std::unique_ptr<FfnBlock> MakeMoe(MoeWeights weights, kernels::MoeRoutingParams routing) {
   return std::make_unique<Moe>(std::move(weights), routing);
 }
 

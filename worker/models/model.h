@@ -1,5 +1,5 @@
 // Model: one forward pass of a decoder-only transformer over a batch of sequences laid out for
-// the paged KV cache, written against runtime::Backend (no CPU or CUDA code here).
+// the paged KV cache, written against kernels::Backend (no CPU or CUDA code here).
 //
 // Data flow of Forward():  token_ids -> embedding -> layers (attention over the paged cache,
 // dense MLP or MoE) -> final norm -> gather the rows in `logit_rows` -> lm_head -> logits.
@@ -33,16 +33,16 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/dtype.h"
+#include "kernels/backend.h"
+#include "kernels/tensor.h"
 #include "model/config/model_config.h"
 #include "worker/comm/communicator.h"
 #include "worker/models/shard.h"
-#include "worker/runtime/backend.h"
-#include "worker/runtime/tensor.h"
 
 namespace expertmesh::models {
 
-using runtime::Backend;
-using runtime::Tensor;
+using kernels::Backend;
+using kernels::Tensor;
 
 // Called with every named intermediate of a forward pass (STYLE habit 10), e.g.
 // ("attn_out", 3, bf16[n, hidden]). Layer is -1 outside the decoder layers. The tensor is only
@@ -57,7 +57,7 @@ struct ModelOptions {
   TraceFn trace;  // optional
   // This rank's part of a worker group (shard.h) and the group's communicator, which must
   // outlive the model (required when the group has several ranks).
-  ShardSpec shard;
+  model::ParallelConfig shard;
   comm::Communicator* comm = nullptr;
   // Decode steps of up to this many sequences run as recorded graphs on a backend that
   // records them (CUDA graphs; decode_graph.h), in power-of-two buckets; 0 = never. Single-rank
@@ -71,7 +71,7 @@ struct ModelOptions {
 struct ForwardBatch {
   Tensor token_ids;                        // [n] ids in [0, vocab)
   Tensor positions;                        // [n] absolute positions in [0, max_positions)
-  runtime::PagedAttentionBatch attention;  // query_start [s+1], seq_lens [s], block_tables
+  kernels::PagedAttentionBatch attention;  // query_start [s+1], seq_lens [s], block_tables
   Tensor slot_mapping;                     // [n] cache slot of each token (block*bs + offset)
   Tensor logit_rows;                       // [m] token rows whose logits are wanted, m >= 1
 
@@ -145,6 +145,11 @@ class Model {
   // Errors: InvalidArgument for inconsistent batch tensors (names the tensor), ids out of
   // range, a cache that does not match kv_cache_spec(); whatever the backend reports.
   virtual absl::Status Forward(const ForwardBatch& batch, KvCacheTensors& kv, Tensor& logits) = 0;
+  // Runs the batch as Forward does and returns its logits [m, vocab] f32 where they were
+  // computed, in backend memory (for Backend::SampleTokens: nothing crosses to the host), owned
+  // by the model and valid until its next Forward. Errors as Forward.
+  virtual absl::StatusOr<Tensor> ForwardOnBackend(const ForwardBatch& batch,
+                                                  KvCacheTensors& kv) = 0;
 
   virtual void SetTrace(TraceFn trace) = 0;
 };

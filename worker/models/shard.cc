@@ -9,48 +9,14 @@
 namespace expertmesh::models {
 namespace {
 
-std::span<std::byte> Bytes(runtime::Tensor& t) {
+std::span<std::byte> Bytes(kernels::Tensor& t) {
   return {static_cast<std::byte*>(t.raw_data()), t.nbytes()};
 }
 
 }  // namespace
 
-std::string ShardSpec::ToString() const {
-  return absl::StrCat("rank ", world_rank(), "/", world_size(), " (tp ", tp_rank, "/", tp_size,
-                      ", ep ", ep_rank, "/", ep_size, ")");
-}
-
-absl::StatusOr<ShardSpec::Range> ShardSpec::EvenSplit(int64_t total, int parts, int index,
-                                                      std::string_view what) {
-  if (parts < 1 || total % parts != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        std::string(what), " (", total, ") does not divide evenly over ", parts, " ranks"));
-  }
-  const int64_t per = total / parts;
-  return Range{per * index, per};
-}
-
-int64_t ShardSpec::VocabRowsPerRank(int64_t vocab) const {
-  const int w = world_size();
-  return (vocab + w - 1) / w;
-}
-
-ShardSpec::Range ShardSpec::VocabRows(int64_t vocab) const {
-  const int64_t per = VocabRowsPerRank(vocab);
-  const int64_t begin = std::min<int64_t>(vocab, per * world_rank());
-  return {begin, std::min<int64_t>(vocab, begin + per) - begin};
-}
-
-absl::Status ValidateShardSpec(const ShardSpec& s) {
-  if (s.tp_size < 1 || s.ep_size < 1 || s.tp_rank < 0 || s.tp_rank >= s.tp_size || s.ep_rank < 0 ||
-      s.ep_rank >= s.ep_size) {
-    return absl::InvalidArgumentError(absl::StrCat("shard: invalid ", s.ToString()));
-  }
-  return absl::OkStatus();
-}
-
 absl::StatusOr<Collectives::Route> Collectives::TensorRoute() {
-  const bool host_tensors = backend_->device() == runtime::Device::kCpu;
+  const bool host_tensors = backend_->device() == kernels::Device::kCpu;
   if (host_tensors == !world_->device_buffers()) return Route::kDirect;
   if (!host_tensors) return Route::kStageHost;
   return absl::FailedPreconditionError(absl::StrCat(
@@ -58,7 +24,7 @@ absl::StatusOr<Collectives::Route> Collectives::TensorRoute() {
       " communicator takes device buffers, but the backend is ", std::string(backend_->Name())));
 }
 
-absl::StatusOr<runtime::Tensor> Collectives::DeviceStage(runtime::Tensor& buffer, size_t bytes) {
+absl::StatusOr<kernels::Tensor> Collectives::DeviceStage(kernels::Tensor& buffer, size_t bytes) {
   const int64_t need = static_cast<int64_t>(bytes);
   if (!buffer.defined() || buffer.numel() < need) {
     ASSIGN_OR_RETURN(buffer, backend_->Allocate(DType::kU8, {std::max<int64_t>(need, 1)}));
@@ -66,13 +32,13 @@ absl::StatusOr<runtime::Tensor> Collectives::DeviceStage(runtime::Tensor& buffer
   return buffer.Slice(0, need);
 }
 
-absl::Status Collectives::AllReduceTp(runtime::Tensor& t) {
-  if (!active() || spec_.tp_size == 1) return absl::OkStatus();
-  if (spec_.ep_size > 1 && spec_.ep_rank > 0) RETURN_IF_ERROR(backend_->Zero(t));
+absl::Status Collectives::AllReduceTp(kernels::Tensor& t) {
+  if (!active() || spec_.tp == 1) return absl::OkStatus();
+  if (spec_.ep > 1 && spec_.EpRank() > 0) RETURN_IF_ERROR(backend_->Zero(t));
   return AllReduceWorld(t);
 }
 
-absl::Status Collectives::AllReduceWorld(runtime::Tensor& t) {
+absl::Status Collectives::AllReduceWorld(kernels::Tensor& t) {
   if (!active()) return absl::OkStatus();
   ASSIGN_OR_RETURN(Route route, TensorRoute());
   if (route == Route::kDirect) {
@@ -87,7 +53,7 @@ absl::Status Collectives::AllReduceWorld(runtime::Tensor& t) {
   return backend_->CopyFromHost(b.data(), t);
 }
 
-absl::Status Collectives::AllGatherWorld(const runtime::Tensor& send, runtime::Tensor& recv) {
+absl::Status Collectives::AllGatherWorld(const kernels::Tensor& send, kernels::Tensor& recv) {
   if (!active()) return absl::FailedPreconditionError("shard: all-gather in a group of one rank");
   ASSIGN_OR_RETURN(Route route, TensorRoute());
   if (route == Route::kDirect) {
@@ -104,8 +70,8 @@ absl::Status Collectives::AllGatherWorld(const runtime::Tensor& send, runtime::T
   return backend_->CopyFromHost(host_recv_.data(), recv);
 }
 
-absl::Status Collectives::AllToAllWorld(const runtime::Tensor& send,
-                                        std::span<const int64_t> send_counts, runtime::Tensor& recv,
+absl::Status Collectives::AllToAllWorld(const kernels::Tensor& send,
+                                        std::span<const int64_t> send_counts, kernels::Tensor& recv,
                                         std::span<const int64_t> recv_counts, DType dtype) {
   if (!active()) {
     return absl::FailedPreconditionError("shard: all-to-all in a group of one rank");
@@ -134,11 +100,11 @@ absl::Status Collectives::AllToAllHost(std::span<const std::byte> send,
   if (!world_->device_buffers()) {
     return world_->AllToAll(send, send_counts, recv, recv_counts, dtype);
   }
-  if (backend_->device() == runtime::Device::kCpu) {
+  if (backend_->device() == kernels::Device::kCpu) {
     RETURN_IF_ERROR(TensorRoute().status());  // the refusal of this combination
   }
-  ASSIGN_OR_RETURN(runtime::Tensor ds, DeviceStage(dev_send_, send.size()));
-  ASSIGN_OR_RETURN(runtime::Tensor dr, DeviceStage(dev_recv_, recv.size()));
+  ASSIGN_OR_RETURN(kernels::Tensor ds, DeviceStage(dev_send_, send.size()));
+  ASSIGN_OR_RETURN(kernels::Tensor dr, DeviceStage(dev_recv_, recv.size()));
   RETURN_IF_ERROR(backend_->CopyFromHost(send.data(), ds));
   RETURN_IF_ERROR(backend_->Synchronize());
   RETURN_IF_ERROR(world_->AllToAll({static_cast<const std::byte*>(ds.raw_data()), send.size()},

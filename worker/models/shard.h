@@ -1,7 +1,7 @@
 // How one rank of a worker group holds its part of the model, and the collectives the forward
 // pass meets in.
 //
-// A group is world = tp x ep ranks; world rank = ep_rank * tp + tp_rank.
+// A group is world = tp x ep ranks; model::ParallelConfig (model/plan) does the rank arithmetic.
 //  - Attention and dense MLPs are tensor-parallel over the tp ranks that share an ep index:
 //    heads (and the MLP's intermediate dimension) are split, the row-parallel output
 //    projection leaves partial sums, and AllReduceTp adds them. The ep replicas of that
@@ -29,35 +29,12 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "kernels/backend.h"
+#include "kernels/tensor.h"
+#include "model/plan/parallel_config.h"
 #include "worker/comm/communicator.h"
-#include "worker/runtime/backend.h"
-#include "worker/runtime/tensor.h"
 
 namespace expertmesh::models {
-
-struct ShardSpec {
-  int tp_size = 1, tp_rank = 0;
-  int ep_size = 1, ep_rank = 0;
-
-  int world_size() const { return tp_size * ep_size; }
-  int world_rank() const { return ep_rank * tp_size + tp_rank; }
-  bool sharded() const { return world_size() > 1; }
-  std::string ToString() const;
-
-  // [begin, begin + count) of `total` split evenly over `parts`; part `index`.
-  struct Range {
-    int64_t begin = 0, count = 0;
-  };
-  // Exact split: InvalidArgument (naming `what`) unless parts divides total.
-  static absl::StatusOr<Range> EvenSplit(int64_t total, int parts, int index,
-                                         std::string_view what);
-  // Vocabulary rows of this rank: ceil(V / world) each, the last rank may hold fewer (or none).
-  Range VocabRows(int64_t vocab) const;
-  int64_t VocabRowsPerRank(int64_t vocab) const;
-};
-
-// InvalidArgument unless 1 <= tp, ep and the ranks are in range.
-absl::Status ValidateShardSpec(const ShardSpec& spec);
 
 // The collectives of the forward pass over the group's world communicator (nullptr when the
 // group has one rank: every call is then a no-op). Tensors are tensors of `backend` (f32/bf16
@@ -70,22 +47,23 @@ absl::Status ValidateShardSpec(const ShardSpec& spec);
 //  - a CPU backend with a device communicator is refused (FailedPrecondition).
 class Collectives {
  public:
-  Collectives(const ShardSpec& spec, comm::Communicator* world, runtime::Backend* backend)
+  Collectives(const model::ParallelConfig& spec, comm::Communicator* world,
+              kernels::Backend* backend)
       : spec_(spec), world_(world), backend_(backend) {}
 
-  const ShardSpec& spec() const { return spec_; }
-  bool active() const { return world_ != nullptr && spec_.sharded(); }
+  const model::ParallelConfig& spec() const { return spec_; }
+  bool active() const { return world_ != nullptr && spec_.Sharded(); }
 
   // In place: t = sum over the tp ranks of this rank's ep index (see the file comment).
-  absl::Status AllReduceTp(runtime::Tensor& t);
+  absl::Status AllReduceTp(kernels::Tensor& t);
   // In place: t = sum over every rank.
-  absl::Status AllReduceWorld(runtime::Tensor& t);
+  absl::Status AllReduceWorld(kernels::Tensor& t);
   // recv = concatenation of every rank's send, in world-rank order.
-  absl::Status AllGatherWorld(const runtime::Tensor& send, runtime::Tensor& recv);
+  absl::Status AllGatherWorld(const kernels::Tensor& send, kernels::Tensor& recv);
   // Uneven all-to-all in elements of `dtype` (see Communicator::AllToAll) of backend tensors;
   // every byte of send is sent and every byte of recv received (slice them to the counts).
-  absl::Status AllToAllWorld(const runtime::Tensor& send, std::span<const int64_t> send_counts,
-                             runtime::Tensor& recv, std::span<const int64_t> recv_counts,
+  absl::Status AllToAllWorld(const kernels::Tensor& send, std::span<const int64_t> send_counts,
+                             kernels::Tensor& recv, std::span<const int64_t> recv_counts,
                              DType dtype);
   // The same over host memory (small metadata such as per-expert row counts).
   absl::Status AllToAllHost(std::span<const std::byte> send, std::span<const int64_t> send_counts,
@@ -97,15 +75,15 @@ class Collectives {
   enum class Route { kDirect, kStageHost };
   absl::StatusOr<Route> TensorRoute();
   // A u8 tensor of the backend over `bytes` bytes (reused between calls).
-  absl::StatusOr<runtime::Tensor> DeviceStage(runtime::Tensor& buffer, size_t bytes);
+  absl::StatusOr<kernels::Tensor> DeviceStage(kernels::Tensor& buffer, size_t bytes);
 
-  ShardSpec spec_;
+  model::ParallelConfig spec_;
   comm::Communicator* world_;
-  runtime::Backend* backend_;
+  kernels::Backend* backend_;
   // Host staging (device backend, host communicator) and device staging (host data, device
   // communicator), grown to the largest collective seen.
   std::vector<std::byte> host_send_, host_recv_;
-  runtime::Tensor dev_send_, dev_recv_;
+  kernels::Tensor dev_send_, dev_recv_;
 };
 
 }  // namespace expertmesh::models

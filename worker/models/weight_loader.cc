@@ -13,7 +13,7 @@
 namespace expertmesh::models {
 namespace {
 
-using runtime::Tensor;
+using kernels::Tensor;
 
 std::string ShapeStr(const std::vector<int64_t>& shape) {
   return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
@@ -127,7 +127,7 @@ absl::StatusOr<Tensor> WeightLoader::Materialize(const model::TensorView& view,
                                                  const std::vector<int64_t>& shape) {
   if (view.dtype == DType::kBF16 || view.dtype == DType::kF32) {
     return Tensor::View(const_cast<std::byte*>(view.data.data()), view.dtype, shape,
-                        runtime::Device::kCpu, checkpoint_);
+                        kernels::Device::kCpu, checkpoint_);
   }
   ASSIGN_OR_RETURN(Tensor t, Tensor::Empty(storage_dtype_, shape));
   RETURN_IF_ERROR(Convert(view, name, t.raw_data()));

@@ -1,4 +1,4 @@
-// WeightLoader: checkpoint tensors as runtime::Tensors in the form the forward passes use.
+// WeightLoader: checkpoint tensors as kernels::Tensors in the form the forward passes use.
 //
 //  - bf16 / f32 tensors: zero-copy views of the mmapped safetensors (they keep the checkpoint
 //    open); f16 is widened to an f32 copy (the backend's Linear takes bf16 or f32 weights).
@@ -28,11 +28,11 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "kernels/backend.h"
+#include "kernels/tensor.h"
 #include "model/config/model_config.h"
 #include "model/safetensors/checkpoint.h"
 #include "worker/models/shard.h"
-#include "worker/runtime/backend.h"
-#include "worker/runtime/tensor.h"
 
 namespace expertmesh::models {
 
@@ -43,27 +43,27 @@ class WeightLoader {
                                            const model::ModelConfig& config);
 
   // The tensor `name` with exactly `shape`, as bf16 or f32 (see the file comment).
-  absl::StatusOr<runtime::Tensor> Get(std::string_view name, std::vector<int64_t> shape);
+  absl::StatusOr<kernels::Tensor> Get(std::string_view name, std::vector<int64_t> shape);
   // As Get, but an undefined tensor when the checkpoint lacks `name`.
-  absl::StatusOr<runtime::Tensor> GetOptional(std::string_view name, std::vector<int64_t> shape);
+  absl::StatusOr<kernels::Tensor> GetOptional(std::string_view name, std::vector<int64_t> shape);
   // The tensor as fp32 values (any float dtype; fp8 dequantized), for derived weights.
   absl::StatusOr<std::vector<float>> GetFloats(std::string_view name, std::vector<int64_t> shape);
   // As Get, but always an f32 tensor (router correction bias).
-  absl::StatusOr<runtime::Tensor> GetF32(std::string_view name, std::vector<int64_t> shape);
+  absl::StatusOr<kernels::Tensor> GetF32(std::string_view name, std::vector<int64_t> shape);
   // The row-wise concatenation of `names` (each [rows_i, cols]) as one [sum rows_i, cols]
   // tensor in the storage dtype.
-  absl::StatusOr<runtime::Tensor> ConcatRows(const std::vector<std::string>& names,
+  absl::StatusOr<kernels::Tensor> ConcatRows(const std::vector<std::string>& names,
                                              const std::vector<int64_t>& rows, int64_t cols);
   // Rows [begin, begin + count) of the tensor `name` whose full shape is `shape` (any rank).
-  absl::StatusOr<runtime::Tensor> GetRows(std::string_view name, std::vector<int64_t> shape,
+  absl::StatusOr<kernels::Tensor> GetRows(std::string_view name, std::vector<int64_t> shape,
                                           int64_t begin, int64_t count);
   // Rows [begin, begin + count) of the 2-D tensor `name` followed by zero rows, `total_rows`
   // (>= count) in all, in the storage dtype: a copy unless total_rows == count (then GetRows).
   // For vocab-parallel tables whose slices must all have the same row count.
-  absl::StatusOr<runtime::Tensor> GetRowsPadded(std::string_view name, std::vector<int64_t> shape,
+  absl::StatusOr<kernels::Tensor> GetRowsPadded(std::string_view name, std::vector<int64_t> shape,
                                                 int64_t begin, int64_t count, int64_t total_rows);
   // Columns [begin, begin + count) of the 2-D tensor `name` of full shape `shape` (a copy).
-  absl::StatusOr<runtime::Tensor> GetCols(std::string_view name, std::vector<int64_t> shape,
+  absl::StatusOr<kernels::Tensor> GetCols(std::string_view name, std::vector<int64_t> shape,
                                           int64_t begin, int64_t count);
   // Row slices of several [rows, cols] tensors, concatenated into one [sum count, cols].
   struct RowSlice {
@@ -71,10 +71,10 @@ class WeightLoader {
     int64_t rows = 0;  // the tensor's full row count
     int64_t begin = 0, count = 0;
   };
-  absl::StatusOr<runtime::Tensor> ConcatRowSlices(const std::vector<RowSlice>& parts, int64_t cols);
+  absl::StatusOr<kernels::Tensor> ConcatRowSlices(const std::vector<RowSlice>& parts, int64_t cols);
   // A new tensor of the storage dtype from fp32 values (rounded to bf16 when that is the
   // storage dtype). Used for weights derived at load (MLA's absorbed projections).
-  absl::StatusOr<runtime::Tensor> FromFloats(const std::vector<float>& values,
+  absl::StatusOr<kernels::Tensor> FromFloats(const std::vector<float>& values,
                                              std::vector<int64_t> shape);
 
   // bf16 for bf16, f16 and fp8 checkpoints, f32 for f32 ones: the dtype of converted copies.
@@ -85,22 +85,22 @@ class WeightLoader {
   bool Contains(std::string_view name) const { return checkpoint_->Contains(name); }
 
   // Which part of the model this rank loads (the builders read it); a group of one by default.
-  const ShardSpec& shard() const { return shard_; }
-  void set_shard(const ShardSpec& shard) { shard_ = shard; }
+  const model::ParallelConfig& shard() const { return shard_; }
+  void set_shard(const model::ParallelConfig& shard) { shard_ = shard; }
   // The backend the weights are prepared for (must outlive the loader); nullptr = host tensors.
-  void set_backend(runtime::Backend* backend) { backend_ = backend; }
+  void set_backend(kernels::Backend* backend) { backend_ = backend; }
 
  private:
   WeightLoader(std::shared_ptr<model::Checkpoint> checkpoint, const model::ModelConfig& config);
   absl::StatusOr<model::TensorView> View(std::string_view name,
                                          const std::vector<int64_t>& shape) const;
   // The whole tensor as a view (bf16/f32) or a converted copy, not counted in bytes_loaded.
-  absl::StatusOr<runtime::Tensor> Materialize(std::string_view name,
+  absl::StatusOr<kernels::Tensor> Materialize(std::string_view name,
                                               const std::vector<int64_t>& shape);
-  absl::StatusOr<runtime::Tensor> Materialize(const model::TensorView& view, std::string_view name,
+  absl::StatusOr<kernels::Tensor> Materialize(const model::TensorView& view, std::string_view name,
                                               const std::vector<int64_t>& shape);
   // Hands `host` to the backend (see the file comment); `mapped`: it is a checkpoint view.
-  absl::StatusOr<runtime::Tensor> Prepare(runtime::Tensor host, bool mapped);
+  absl::StatusOr<kernels::Tensor> Prepare(kernels::Tensor host, bool mapped);
   // Writes view (any float dtype) rows into `out` of the storage dtype.
   absl::Status Convert(const model::TensorView& view, std::string_view name, void* out) const;
 
@@ -108,8 +108,8 @@ class WeightLoader {
   model::ModelConfig config_;
   DType storage_dtype_ = DType::kBF16;
   uint64_t bytes_loaded_ = 0;
-  ShardSpec shard_;
-  runtime::Backend* backend_ = nullptr;
+  model::ParallelConfig shard_;
+  kernels::Backend* backend_ = nullptr;
 };
 
 }  // namespace expertmesh::models

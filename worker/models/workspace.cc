@@ -8,12 +8,12 @@
 
 namespace expertmesh::models {
 
-absl::StatusOr<runtime::Tensor> Workspace::Get(std::string_view name, DType dtype,
+absl::StatusOr<kernels::Tensor> Workspace::Get(std::string_view name, DType dtype,
                                                std::initializer_list<int64_t> shape) {
   int64_t numel = 1;
   for (int64_t d : shape) numel *= d;
   const int64_t need = std::max<int64_t>(1, numel * static_cast<int64_t>(DTypeSize(dtype)));
-  runtime::Tensor& buf = buffers_[std::string(name)];
+  kernels::Tensor& buf = buffers_[std::string(name)];
   if (!buf.defined() || buf.numel() < need) {
     // Grow by 1.5x so slowly rising batch sizes do not reallocate every step.
     const int64_t cap = buf.defined() ? std::max(need, buf.numel() * 3 / 2) : need;
@@ -21,14 +21,14 @@ absl::StatusOr<runtime::Tensor> Workspace::Get(std::string_view name, DType dtyp
     ASSIGN_OR_RETURN(buf, backend_->Allocate(DType::kU8, {cap}));
     bytes_ += buf.nbytes();
   }
-  return runtime::Tensor::View(buf.raw_data(), dtype,
+  return kernels::Tensor::View(buf.raw_data(), dtype,
                                std::span<const int64_t>(shape.begin(), shape.size()), buf.device());
 }
 
 template <typename T, typename Fill>
-absl::StatusOr<runtime::Tensor> Workspace::Constant(const std::string& key, DType dtype,
+absl::StatusOr<kernels::Tensor> Workspace::Constant(const std::string& key, DType dtype,
                                                     int64_t count, Fill fill) {
-  runtime::Tensor& buf = constants_[key];
+  kernels::Tensor& buf = constants_[key];
   if (!buf.defined() || buf.dim(0) < count) {
     const int64_t cap =
         std::max<int64_t>({count, 1, buf.defined() ? buf.dim(0) * 3 / 2 : int64_t{0}});
@@ -39,11 +39,11 @@ absl::StatusOr<runtime::Tensor> Workspace::Constant(const std::string& key, DTyp
     bytes_ += buf.nbytes();
     RETURN_IF_ERROR(backend_->CopyFromHost(host.data(), buf));
   }
-  ASSIGN_OR_RETURN(runtime::Tensor rows, buf.Slice(0, count));
+  ASSIGN_OR_RETURN(kernels::Tensor rows, buf.Slice(0, count));
   return rows.Reshape({count, 1});
 }
 
-absl::StatusOr<runtime::Tensor> Workspace::RowIds(int64_t count, int64_t period) {
+absl::StatusOr<kernels::Tensor> Workspace::RowIds(int64_t count, int64_t period) {
   return Constant<int32_t>(absl::StrCat("row_ids/", period), DType::kI32, count,
                            [period](int32_t* p, int64_t n) {
                              for (int64_t i = 0; i < n; ++i) {
@@ -52,7 +52,7 @@ absl::StatusOr<runtime::Tensor> Workspace::RowIds(int64_t count, int64_t period)
                            });
 }
 
-absl::StatusOr<runtime::Tensor> Workspace::Ones(int64_t count) {
+absl::StatusOr<kernels::Tensor> Workspace::Ones(int64_t count) {
   return Constant<float>("ones", DType::kF32, count, [](float* p, int64_t n) {
     for (int64_t i = 0; i < n; ++i) p[i] = 1.0f;
   });

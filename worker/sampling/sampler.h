@@ -7,6 +7,7 @@
 //      comparable across temperatures. OpenAI documents logprobs only as "the log probability
 //      of the token"; we state ours here.
 //   2. penalties: repetition (prompt + output), then frequency and presence (output).
+//   3-4. the draw of Backend::SampleTokens (kernels/cpu/cpu_sampling.h, the same code):
 //   3. greedy (temperature < kGreedyTemperature): argmax, lowest token id on ties.
 //   4. otherwise logits / temperature -> softmax -> min_p -> top_k -> top_p (over the
 //      probabilities renormalised after min_p and top_k) -> one draw u = CounterRandom(seed,
@@ -24,6 +25,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/splitmix64.h"
+#include "kernels/cpu/cpu_sampling.h"
 #include "worker/sampling/sampling_params.h"
 
 namespace expertmesh::sampling {
@@ -49,24 +52,21 @@ struct SamplingHistory {
   std::span<const int32_t> output;  // tokens generated so far
 };
 
-// A uniform 64-bit value that depends only on (seed, counter): a counter-based generator,
-// so draws need no state carried between steps. Deterministic across platforms.
-uint64_t CounterRandom(uint64_t seed, uint64_t counter);
-// CounterRandom mapped to [0, 1) with 53 random bits.
-double CounterUniform(uint64_t seed, uint64_t counter);
+// The random stream of draws (common/splitmix64.h): a uniform value that depends only on
+// (seed, counter), so draws need no state carried between steps, and a GPU draw uses the same.
+using ::expertmesh::CounterRandom;
+using ::expertmesh::CounterUniform;
 
 // A kept token and its probability under the final (filtered, renormalised) distribution.
-struct TokenProb {
-  int32_t token = 0;
-  double prob = 0;
-};
+using kernels::cpu::TokenProb;
 
 class Sampler {
  public:
   // Samples the next token. `logits`: [vocab] fp32 for this request. History token ids must
   // be in [0, vocab).
-  // Errors: INVALID_ARGUMENT for invalid params (ValidateSamplingParams), empty logits, a NaN
-  // logit, no finite logit, or a history token outside the vocabulary.
+  // REQUIRES: params passed ValidateSamplingParams (the scheduler checks each request once, when
+  // it is submitted). Errors: INVALID_ARGUMENT for empty logits, a NaN logit, no finite logit,
+  // or a history token outside the vocabulary.
   absl::StatusOr<SampledToken> Sample(std::span<const float> logits, const SamplingParams& params,
                                       const SamplingHistory& history);
 
@@ -80,13 +80,12 @@ class Sampler {
   absl::Status Prepare(std::span<const float> logits, const SamplingParams& params,
                        const SamplingHistory& history);
   void ApplyPenalties(const SamplingParams& params, const SamplingHistory& history);
-  void Filter(const SamplingParams& params);
 
-  std::vector<float> logits_;     // penalised logits
-  std::vector<int32_t> counts_;   // occurrences in the output
-  std::vector<uint8_t> seen_;     // token in prompt or output
-  std::vector<int32_t> touched_;  // tokens whose counts_/seen_ are set (for reset)
-  std::vector<TokenProb> kept_;   // filtered distribution
+  std::vector<float> logits_;             // penalised logits
+  std::vector<int32_t> counts_;           // occurrences in the output
+  std::vector<uint8_t> seen_;             // token in prompt or output
+  std::vector<int32_t> touched_;          // tokens whose counts_/seen_ are set (for reset)
+  kernels::cpu::RowSampler row_sampler_;  // steps 3-4, shared with the CPU backend
 };
 
 }  // namespace expertmesh::sampling

@@ -19,13 +19,14 @@
 #include <optional>
 
 #include "absl/status/status.h"
+#include "kernels/backend.h"
 
 namespace expertmesh::sampling {
 
 // The most alternatives a request may ask for (OpenAI's limit).
 inline constexpr int kMaxTopLogprobs = 20;
 // Temperatures below this are greedy (as vLLM: tiny temperatures overflow exp()).
-inline constexpr float kGreedyTemperature = 1e-5f;
+inline constexpr float kGreedyTemperature = kernels::kGreedyTemperature;
 
 struct SamplingParams {
   float temperature = 1.0f;
@@ -40,6 +41,20 @@ struct SamplingParams {
   int32_t top_logprobs = 0;
 
   bool IsGreedy() const { return temperature < kGreedyTemperature; }
+  // Whether the draw needs the request's history (penalties), which only the host sampler has.
+  bool HasPenalties() const {
+    return repetition_penalty != 1.0f || presence_penalty != 0.0f || frequency_penalty != 0.0f;
+  }
+  // The backend's draw for this request's next token (`generated` tokens so far); the seed must
+  // be set (the scheduler draws one at submission).
+  kernels::SamplingRow Row(uint64_t generated) const {
+    return {.temperature = temperature,
+            .top_k = top_k,
+            .top_p = top_p,
+            .min_p = min_p,
+            .seed = seed.value_or(0),
+            .counter = generated};
+  }
 };
 
 // OK, or INVALID_ARGUMENT naming the field, its allowed range and the value given:

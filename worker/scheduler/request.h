@@ -35,6 +35,9 @@ struct RequestUpdate {
   sampling::SampledToken token;  // appended to the request's output
   FinishReason finish = FinishReason::kNone;
   int64_t num_output_tokens = 0;  // including this one
+  // On the request's first token only: prompt tokens whose KV came from the prefix cache when
+  // it was first admitted (OpenAI usage.prompt_tokens_details.cached_tokens).
+  std::optional<int64_t> cached_prompt_tokens;
 };
 
 }  // namespace expertmesh::scheduler

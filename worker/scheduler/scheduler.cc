@@ -90,6 +90,7 @@ void Scheduler::ScheduleWaiting(std::vector<Entry>& entries, int64_t& budget, St
     waiting_.pop_front();
     running_.push_back(s);
     s->num_computed = hit.num_tokens;
+    if (s->cached_prompt_tokens < 0) s->cached_prompt_tokens = hit.num_tokens;
     num_prefix_hit_tokens_ += hit.num_tokens;
     entries.push_back({s, num_new, *std::move(copies)});
     budget -= num_new;
@@ -196,6 +197,7 @@ absl::StatusOr<std::vector<RequestUpdate>> Scheduler::ProcessStepOutputs(
                          .token = *token,
                          .finish = CheckStop(*s, token->token),
                          .num_output_tokens = s->NumOutput()};
+    if (update.num_output_tokens == 1) update.cached_prompt_tokens = s->cached_prompt_tokens;
     if (update.finish != FinishReason::kNone) Remove(s);
     updates.push_back(std::move(update));
   }

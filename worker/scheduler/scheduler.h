@@ -94,6 +94,8 @@ class Scheduler {
     kv::SeqId seq = 0;
     std::vector<int32_t> tokens;  // prompt + output
     int64_t num_computed = 0;     // tokens whose KV is in the cache
+    // Prompt tokens the prefix cache supplied at the first admission (-1: not admitted yet).
+    int64_t cached_prompt_tokens = -1;
     int64_t NumOutput() const {
       return static_cast<int64_t>(tokens.size() - request.prompt.size());
     }

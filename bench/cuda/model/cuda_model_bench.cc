@@ -1,4 +1,4 @@
-// GPU benchmark of the whole forward pass (worker/models on kernels/cuda/runtime), one line per
+// GPU benchmark of the whole forward pass (worker/models on kernels/cuda/backend), one line per
 // measurement; it never asserts on timings. MODEL_DIR is a Hugging Face checkpoint with random
 // bf16 weights: tools/gpu-check.sh writes a Qwen3-30B-A3B-shaped one with `expertmesh make-model`
 // (hidden 2048, 32 q / 4 kv heads of 128, 128 experts of width 768, top-8, vocab 151936), with
@@ -35,15 +35,15 @@
 #include "absl/strings/str_cat.h"
 #include "bench/cuda/model/model_bench_util.h"
 #include "common/status_macros.h"
-#include "kernels/cuda/runtime/cuda_backend.h"
+#include "kernels/cuda/backend/cuda_backend.h"
 #include "worker/models/forward_batch.h"
 #include "worker/models/model.h"
 
 namespace expertmesh::bench {
 namespace {
 
+using kernels::Tensor;
 using models::SequenceChunk;
-using runtime::Tensor;
 using Clock = std::chrono::steady_clock;
 constexpr int32_t kBlockSize = 16;
 
@@ -224,7 +224,7 @@ class ModelBench {
   }
 
   Flags flags_;
-  std::unique_ptr<runtime::Backend> backend_;
+  std::unique_ptr<kernels::Backend> backend_;
   std::unique_ptr<models::Model> model_;
   models::KvCacheTensors kv_;
   double load_seconds_ = 0;

@@ -1,4 +1,4 @@
-// Serving benchmark of the engine on one GPU (worker/engine on kernels/cuda/runtime): requests
+// Serving benchmark of the engine on one GPU (worker/engine on kernels/cuda/backend): requests
 // arrive on the schedules tools/gpu/schedule.py writes (Poisson arrivals at a request rate, or
 // all at once), the engine runs continuous batching, and per schedule it prints one line of
 // output throughput, TTFT and TPOT. tools/gpu/hf_bench.py measures the same quantities for
@@ -26,7 +26,7 @@
 #include "absl/strings/str_cat.h"
 #include "bench/cuda/model/model_bench_util.h"
 #include "common/status_macros.h"
-#include "kernels/cuda/runtime/cuda_backend.h"
+#include "kernels/cuda/backend/cuda_backend.h"
 #include "worker/engine/engine.h"
 
 namespace expertmesh::bench {
@@ -71,7 +71,7 @@ class ServingBench {
  public:
   static absl::StatusOr<std::unique_ptr<ServingBench>> Create(const Flags& f) {
     auto b = std::unique_ptr<ServingBench>(new ServingBench(f));
-    ASSIGN_OR_RETURN(std::unique_ptr<runtime::Backend> backend, cuda::CreateCudaBackend({}));
+    ASSIGN_OR_RETURN(std::unique_ptr<kernels::Backend> backend, cuda::CreateCudaBackend({}));
     models::ModelOptions mo;
     mo.compute_dtype = DType::kBF16;
     mo.max_positions = f.prompt_len + f.output_len + 16;

@@ -28,15 +28,24 @@ __device__ __forceinline__ uint32_t SmemAddr(const void* p) {
 }
 
 // 16 bytes global -> shared, asynchronously; zeros when !valid (nothing is read then).
+// The cp.async statements carry a "memory" clobber, as kernels/cuda/gemm/moe_grouped_gemm_mma.cu's
+// do: the copy writes shared memory behind the compiler's back, so without it the compiler may
+// keep a plain C++ read of the destination in a register across the wait (or move it above),
+// or sink a plain store to it below the copy. Today every shared read here is an ldmatrix asm,
+// which volatile asm ordering already keeps after the wait; the clobber keeps that true for
+// any C++ access added later.
 __device__ __forceinline__ void CpAsync16(void* dst, const void* src, bool valid) {
   const int bytes = valid ? 16 : 0;
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(SmemAddr(dst)), "l"(src),
-               "r"(bytes));
+               "r"(bytes)
+               : "memory");
 }
-__device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void CpAsyncCommit() {
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
 template <int N>
 __device__ __forceinline__ void CpAsyncWait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
 __device__ __forceinline__ void Ldmatrix4(uint32_t (&r)[4], const void* p) {

@@ -1,4 +1,4 @@
-// Causal paged attention on the GPU (runtime::Backend::PagedAttention): the queries of a step
+// Causal paged attention on the GPU (kernels::Backend::PagedAttention): the queries of a step
 // against the paged KV cache, for prefill, chunked prefill, decode and MLA's latent cache alike.
 // Sequence s owns query rows [query_start[s], query_start[s+1]); its row i sits at absolute
 // position seq_lens[s] - q_len + i and sees cache positions [0, that position]. Softmax in fp32,

@@ -1,4 +1,4 @@
-// Dense linear through cuBLASLt: out = x @ W^T (+ bias), runtime::Backend::Linear semantics,
+// Dense linear through cuBLASLt: out = x @ W^T (+ bias), kernels::Backend::Linear semantics,
 // fp32 accumulation (CUBLAS_COMPUTE_32F: no TF32 for f32 inputs, so f32 results match the CPU
 // reference to fp32 summation order).
 //
@@ -53,7 +53,7 @@ class CublasLtLinear {
   CublasLtLinear(const CublasLtLinear&) = delete;
   CublasLtLinear& operator=(const CublasLtLinear&) = delete;
 
-  // Enqueues the product on `stream`. Shapes are the caller's to validate (runtime::Backend
+  // Enqueues the product on `stream`. Shapes are the caller's to validate (kernels::Backend
   // does). Errors: Unimplemented for a dtype other than f32/bf16 or a size over INT32_MAX;
   // Internal for a cuBLASLt or launch failure.
   absl::Status Run(const LinearArgs& args, cudaStream_t stream);

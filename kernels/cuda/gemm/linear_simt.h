@@ -1,4 +1,4 @@
-// Dense linear (runtime::Backend::Linear): out = x @ W^T (+ bias), fp32 accumulation.
+// Dense linear (kernels::Backend::Linear): out = x @ W^T (+ bias), fp32 accumulation.
 // LinearArgs is shared with CublasLtLinear (cublaslt_linear.h), which serves the bf16 and pure
 // f32 products; this header's launcher is the fp32 SIMT fallback for everything else (f32
 // activations with bf16 weights in exact mode, bias/output dtype mixes cuBLASLt lacks).

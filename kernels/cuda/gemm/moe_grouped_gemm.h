@@ -1,4 +1,4 @@
-// The per-expert linear of MoE layers on the GPU (runtime::Backend::MoeGroupedLinear):
+// The per-expert linear of MoE layers on the GPU (kernels::Backend::MoeGroupedLinear):
 //   out[r] = x[r] @ W_e^T   for expert_offsets[e] <= r < expert_offsets[e + 1],
 // one launch for all experts of a layer, fp32 accumulation, a bf16 output rounded once.
 //

@@ -1,4 +1,4 @@
-// Embedding lookup on the GPU: out[t, :] = table[ids[t], :] (runtime::Backend::Embedding).
+// Embedding lookup on the GPU: out[t, :] = table[ids[t], :] (kernels::Backend::Embedding).
 #ifndef EXPERTMESH_KERNELS_CUDA_OPS_EMBEDDING_H_
 #define EXPERTMESH_KERNELS_CUDA_OPS_EMBEDDING_H_
 

@@ -1,5 +1,5 @@
 // Stores a step's keys and values into the paged KV cache on the GPU
-// (runtime::Backend::KvCacheWrite): k_cache[slot / block_size, slot % block_size] = k[t] for
+// (kernels::Backend::KvCacheWrite): k_cache[slot / block_size, slot % block_size] = k[t] for
 // slot = slot_mapping[t] >= 0; the same for v. Negative slots (padding) are skipped.
 #ifndef EXPERTMESH_KERNELS_CUDA_OPS_KV_CACHE_WRITE_H_
 #define EXPERTMESH_KERNELS_CUDA_OPS_KV_CACHE_WRITE_H_

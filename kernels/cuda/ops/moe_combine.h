@@ -1,5 +1,5 @@
 // Weighted sum of each token's expert outputs plus an optional (gated) shared expert, on the GPU
-// (runtime::Backend::MoeCombine):
+// (kernels::Backend::MoeCombine):
 //   out[t] = sum_j w[t, j] * y[row of slot t*k+j]  (j in ascending (expert id, j) order, fp32)
 //            + (shared_gate ? sigmoid(shared_gate[t]) : 1) * shared[t].
 #ifndef EXPERTMESH_KERNELS_CUDA_OPS_MOE_COMBINE_H_

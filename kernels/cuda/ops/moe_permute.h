@@ -1,4 +1,4 @@
-// Groups token copies by expert on the GPU (runtime::Backend::MoePermute): slot s = t * top_k + j
+// Groups token copies by expert on the GPU (kernels::Backend::MoePermute): slot s = t * top_k + j
 // is token t's j-th choice; rows are ordered by expert, then by slot (stable). Offsets are
 // computed on the device (histogram, exclusive scan, stable scatter) without host reads, and
 // the order never depends on atomics, so the result is bit-identical to the CPU backend's.

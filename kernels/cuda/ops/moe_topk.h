@@ -1,5 +1,5 @@
-// MoE router top-k on the GPU, one warp per token, in one kernel (runtime::Backend::MoeTopK;
-// see runtime::MoeRoutingParams for the semantics, which this follows exactly).
+// MoE router top-k on the GPU, one warp per token, in one kernel (kernels::Backend::MoeTopK;
+// see kernels::MoeRoutingParams for the semantics, which this follows exactly).
 #ifndef EXPERTMESH_KERNELS_CUDA_OPS_MOE_TOPK_H_
 #define EXPERTMESH_KERNELS_CUDA_OPS_MOE_TOPK_H_
 
@@ -12,7 +12,7 @@
 
 namespace expertmesh::cuda {
 
-// Same values and meaning as runtime::MoeScoring / runtime::MoeGroupScore.
+// Same values and meaning as kernels::MoeScoring / kernels::MoeGroupScore.
 enum class MoeScoringCode : uint8_t { kSoftmax = 0, kSigmoid = 1 };
 enum class MoeGroupScoreCode : uint8_t { kMax = 0, kTop2Sum = 1 };
 

@@ -1,4 +1,4 @@
-// RMSNorm with an optional fused residual add on the GPU (runtime::Backend::RmsNorm):
+// RMSNorm with an optional fused residual add on the GPU (kernels::Backend::RmsNorm):
 //   if residual: residual = round_to(residual_dtype, x + residual); h = residual; else h = x;
 //   out = weight * round_to(dtype, h * rsqrt(mean(h^2) + eps)).
 #ifndef EXPERTMESH_KERNELS_CUDA_OPS_RMS_NORM_H_

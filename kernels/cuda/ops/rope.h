@@ -1,4 +1,4 @@
-// Rotary embedding in place on q and (optionally) k (runtime::Backend::Rope).
+// Rotary embedding in place on q and (optionally) k (kernels::Backend::Rope).
 #ifndef EXPERTMESH_KERNELS_CUDA_OPS_ROPE_H_
 #define EXPERTMESH_KERNELS_CUDA_OPS_ROPE_H_
 
@@ -11,7 +11,7 @@
 
 namespace expertmesh::cuda {
 
-// Same values and meaning as runtime::RopeStyle (this header cannot include backend.h).
+// Same values and meaning as kernels::RopeStyle (this header cannot include backend.h).
 enum class RopeStyleCode : uint8_t { kNeox = 0, kInterleaved = 1, kDeinterleaveNeox = 2 };
 
 struct RopeArgs {

@@ -20,8 +20,8 @@
 #include <climits>
 #include <cstdint>
 
+#include "common/splitmix64.h"
 #include "kernels/cuda/error_flags.h"
-#include "kernels/cuda/ops/counter_random.h"
 #include "kernels/cuda/ops/device_util.cuh"
 #include "kernels/cuda/ops/sampling.h"
 
@@ -526,7 +526,7 @@ __global__ void __launch_bounds__(kThreads)
       total = Mass(c, m, sh);
     }
   }
-  const int32_t token = Draw(c, m, total, CounterUniformHD(p.seed, p.counter), sh);
+  const int32_t token = Draw(c, m, total, ::expertmesh::CounterUniform(p.seed, p.counter), sh);
   if (threadIdx.x == 0) a.tokens[r] = token;
 }
 

@@ -1,4 +1,4 @@
-// out = silu(gate_up[:, :inter]) * gate_up[:, inter:] on the GPU (runtime::Backend::SiluMul).
+// out = silu(gate_up[:, :inter]) * gate_up[:, inter:] on the GPU (kernels::Backend::SiluMul).
 #ifndef EXPERTMESH_KERNELS_CUDA_OPS_SILU_MUL_H_
 #define EXPERTMESH_KERNELS_CUDA_OPS_SILU_MUL_H_
 

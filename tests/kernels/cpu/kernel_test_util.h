@@ -16,9 +16,9 @@
 
 namespace expertmesh::testing {
 
+using kernels::Tensor;
 using kernels::cpu::CpuBackend;
 using kernels::cpu::CpuIsa;
-using runtime::Tensor;
 
 inline std::vector<CpuIsa> AllCpuIsas() {
   return {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Bf16};

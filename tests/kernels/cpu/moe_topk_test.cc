@@ -10,9 +10,9 @@
 namespace expertmesh::testing {
 namespace {
 
-using runtime::MoeGroupScore;
-using runtime::MoeRoutingParams;
-using runtime::MoeScoring;
+using kernels::MoeGroupScore;
+using kernels::MoeRoutingParams;
+using kernels::MoeScoring;
 
 struct TopKCase {
   std::string name;

@@ -79,7 +79,7 @@ TEST_P(PagedAttentionTest, MatchesContiguousReference) {
   }
 
   Tensor q = RandomTensor(c().dtype, {n, hq, c().dk}, rng);
-  runtime::PagedAttentionBatch batch{I32Tensor(q_start, {num_seqs + 1}),
+  kernels::PagedAttentionBatch batch{I32Tensor(q_start, {num_seqs + 1}),
                                      I32Tensor(lens, {num_seqs}),
                                      I32Tensor(tables, {num_seqs, max_blocks})};
   const float scale = 1.0f / std::sqrt(static_cast<float>(c().dk));
@@ -93,7 +93,7 @@ TEST_P(PagedAttentionTest, MatchesContiguousReference) {
     const int32_t q_len = c().seqs[s].q_len;
     std::vector<int32_t> one_table(tables.begin() + s * max_blocks,
                                    tables.begin() + (s + 1) * max_blocks);
-    runtime::PagedAttentionBatch alone{I32Tensor({0, q_len}, {2}), I32Tensor({lens[s]}, {1}),
+    kernels::PagedAttentionBatch alone{I32Tensor({0, q_len}, {2}), I32Tensor({lens[s]}, {1}),
                                        I32Tensor(one_table, {1, max_blocks})};
     Tensor q_one = *q.Slice(q_start[s], q_start[s] + q_len);
     Tensor out_one = *Tensor::Empty(c().dtype, {q_len, hq, c().dv});
@@ -188,13 +188,13 @@ TEST(PagedAttentionErrors, BadBatchDescriptions) {
          vc = *Tensor::Zeros(DType::kF32, {4, 4, 1, 8});
   Tensor out = *Tensor::Empty(DType::kF32, {2, 2, 8});
   // Block id 9 of a 4-block pool.
-  runtime::PagedAttentionBatch bad_block{I32Tensor({0, 2}, {2}), I32Tensor({6}, {1}),
+  kernels::PagedAttentionBatch bad_block{I32Tensor({0, 2}, {2}), I32Tensor({6}, {1}),
                                          I32Tensor({0, 9}, {1, 2})};
   absl::Status s = backend->PagedAttention(q, kc, vc, bad_block, 0.3f, out);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("has id 9"), std::string_view::npos) << s;
   // seq_len shorter than the number of queries.
-  runtime::PagedAttentionBatch short_seq{I32Tensor({0, 2}, {2}), I32Tensor({1}, {1}),
+  kernels::PagedAttentionBatch short_seq{I32Tensor({0, 2}, {2}), I32Tensor({1}, {1}),
                                          I32Tensor({0, 1}, {1, 2})};
   EXPECT_EQ(backend->PagedAttention(q, kc, vc, short_seq, 0.3f, out).code(),
             absl::StatusCode::kInvalidArgument);

@@ -5,15 +5,15 @@
 #include <numbers>
 #include <random>
 
+#include "kernels/rope_cache.h"
 #include "tests/kernels/cpu/kernel_test_util.h"
-#include "worker/runtime/rope_cache.h"
 
 namespace expertmesh::testing {
 namespace {
 
-using runtime::RopeScaling;
-using runtime::RopeScalingType;
-using runtime::RopeStyle;
+using kernels::RopeScaling;
+using kernels::RopeScalingType;
+using kernels::RopeStyle;
 
 // HF's inverse frequencies, in double.
 std::vector<double> ReferenceInvFreq(const RopeScaling& s, int dim) {
@@ -65,9 +65,9 @@ class RopeCacheTest : public ::testing::TestWithParam<CacheCase> {};
 TEST_P(RopeCacheTest, TableMatchesHfFormulas) {
   const CacheCase& c = GetParam();
   const int64_t positions = 64;
-  absl::StatusOr<Tensor> table = runtime::BuildRopeCache(c.scaling, c.dim, positions);
+  absl::StatusOr<Tensor> table = kernels::BuildRopeCache(c.scaling, c.dim, positions);
   ASSERT_TRUE(table.ok()) << table.status();
-  EXPECT_NEAR(runtime::RopeAttentionScaling(c.scaling), c.attention_scaling, 1e-12);
+  EXPECT_NEAR(kernels::RopeAttentionScaling(c.scaling), c.attention_scaling, 1e-12);
   const std::vector<double> inv = ReferenceInvFreq(c.scaling, c.dim);
   std::vector<double> ref(positions * c.dim);
   for (int64_t p = 0; p < positions; ++p) {
@@ -119,15 +119,15 @@ INSTANTIATE_TEST_SUITE_P(Cpu, RopeCacheTest, ::testing::ValuesIn(kCacheCases),
 
 TEST(RopeCache, DeepseekSoftmaxScale) {
   const double m = 0.1 * 1.0 * std::log(40.0) + 1.0;
-  EXPECT_NEAR(runtime::DeepseekSoftmaxScaleMultiplier(Yarn(10000, 40, 4096, 1.0, 1.0)), m * m,
+  EXPECT_NEAR(kernels::DeepseekSoftmaxScaleMultiplier(Yarn(10000, 40, 4096, 1.0, 1.0)), m * m,
               1e-12);
-  EXPECT_EQ(runtime::DeepseekSoftmaxScaleMultiplier(RopeScaling{}), 1.0);
+  EXPECT_EQ(kernels::DeepseekSoftmaxScaleMultiplier(RopeScaling{}), 1.0);
 }
 
 TEST(RopeCache, RejectsBadConfigs) {
-  EXPECT_FALSE(runtime::BuildRopeCache(RopeScaling{}, 63, 8).ok());
-  EXPECT_FALSE(runtime::BuildRopeCache(Yarn(10000, 40, 0, 1, 1), 64, 8).ok());
-  EXPECT_FALSE(runtime::BuildRopeCache(RopeScaling{.theta = -1}, 64, 8).ok());
+  EXPECT_FALSE(kernels::BuildRopeCache(RopeScaling{}, 63, 8).ok());
+  EXPECT_FALSE(kernels::BuildRopeCache(Yarn(10000, 40, 0, 1, 1), 64, 8).ok());
+  EXPECT_FALSE(kernels::BuildRopeCache(RopeScaling{.theta = -1}, 64, 8).ok());
 }
 
 // --- Applying the rotation ---
@@ -170,7 +170,7 @@ std::vector<double> ReferenceRotate(std::vector<double> x, const double* cos, co
 
 TEST_P(RopeApplyTest, MatchesHfReference) {
   std::mt19937 rng(static_cast<unsigned>(c().n + c().head_dim));
-  Tensor table = *runtime::BuildRopeCache(RopeScaling{}, c().rotary_dim, 4096);
+  Tensor table = *kernels::BuildRopeCache(RopeScaling{}, c().rotary_dim, 4096);
   std::vector<int32_t> pos(c().n);
   for (auto& p : pos) p = static_cast<int32_t>(rng() % 4096);
   Tensor positions = I32Tensor(pos, {c().n});
@@ -179,7 +179,7 @@ TEST_P(RopeApplyTest, MatchesHfReference) {
       c().k_heads > 0 ? RandomTensor(c().dtype, {c().n, c().k_heads, c().head_dim}, rng) : Tensor();
   const std::vector<double> q0 = ToDoubles(q),
                             k0 = k.defined() ? ToDoubles(k) : std::vector<double>();
-  runtime::RopeParams params{c().style, c().rotary_dim, c().offset};
+  kernels::RopeParams params{c().style, c().rotary_dim, c().offset};
   ASSERT_TRUE(backend_->Rope(table, positions, params, q, k).ok());
 
   const std::vector<double> cs = ToDoubles(table);
@@ -225,7 +225,7 @@ TEST(RopeStyles, DeinterleavedScoresEqualInterleavedScores) {
   // interleaved RoPE give the same attention.
   auto backend = *CpuBackend::Create({});
   std::mt19937 rng(3);
-  Tensor table = *runtime::BuildRopeCache(RopeScaling{}, 64, 128);
+  Tensor table = *kernels::BuildRopeCache(RopeScaling{}, 64, 128);
   Tensor positions = I32Tensor({5, 77}, {2});
   Tensor q = RandomTensor(DType::kF32, {2, 1, 64}, rng),
          k = RandomTensor(DType::kF32, {2, 1, 64}, rng);
@@ -244,7 +244,7 @@ TEST(RopeStyles, DeinterleavedScoresEqualInterleavedScores) {
 
 TEST(RopeErrors, PositionOutsideTable) {
   auto backend = *CpuBackend::Create({});
-  Tensor table = *runtime::BuildRopeCache(RopeScaling{}, 8, 16);
+  Tensor table = *kernels::BuildRopeCache(RopeScaling{}, 8, 16);
   Tensor q = *Tensor::Zeros(DType::kF32, {1, 1, 8});
   Tensor k;
   absl::Status s = backend->Rope(table, I32Tensor({16}, {1}), {RopeStyle::kNeox, 8, 0}, q, k);

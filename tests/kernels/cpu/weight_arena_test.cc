@@ -13,7 +13,7 @@
 namespace expertmesh::kernels::cpu {
 namespace {
 
-using runtime::Tensor;
+using kernels::Tensor;
 
 Tensor Filled(DType dtype, std::initializer_list<int64_t> shape, uint32_t seed) {
   Tensor t = *Tensor::Empty(dtype, shape);
@@ -39,20 +39,20 @@ TEST(WeightArena, CopiesAreExactAlignedAndPackedInOrder) {
   for (size_t i = 0; i < hosts.size(); ++i) {
     ExpectSameContents(hosts[i], copies[i]);
     EXPECT_NE(copies[i].raw_data(), hosts[i].raw_data());
-    EXPECT_EQ(reinterpret_cast<uintptr_t>(copies[i].raw_data()) % runtime::kCpuAlignment, 0u);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(copies[i].raw_data()) % kernels::kCpuAlignment, 0u);
     if (i > 0) {
       // One after another in the same chunk, each starting at the next aligned address.
       const auto prev_end =
           reinterpret_cast<uintptr_t>(copies[i - 1].raw_data()) + copies[i - 1].nbytes();
       const auto begin = reinterpret_cast<uintptr_t>(copies[i].raw_data());
       EXPECT_GE(begin, prev_end);
-      EXPECT_LT(begin - prev_end, runtime::kCpuAlignment);
+      EXPECT_LT(begin - prev_end, kernels::kCpuAlignment);
     }
   }
   size_t total = 0;
   for (const Tensor& c : copies) total += c.nbytes();
   EXPECT_GE(arena.bytes_used(), total);
-  EXPECT_LT(arena.bytes_used(), total + copies.size() * runtime::kCpuAlignment);
+  EXPECT_LT(arena.bytes_used(), total + copies.size() * kernels::kCpuAlignment);
 }
 
 TEST(WeightArena, ChunksStartOnHugePageBoundariesAndFillUp) {

@@ -10,7 +10,7 @@
 
 #include "gtest/gtest.h"
 #include "kernels/cuda/cuda_util.h"
-#include "worker/runtime/tensor.h"
+#include "kernels/tensor.h"
 
 namespace expertmesh::testing {
 
@@ -34,10 +34,10 @@ class CudaTestWithParam : public ::testing::TestWithParam<Param> {
 // A device copy of a host tensor (same dtype and shape); the buffer owns the memory.
 struct DeviceTensor {
   cuda::DeviceBuffer buffer;
-  runtime::Tensor tensor;  // a kCuda view of `buffer`
+  kernels::Tensor tensor;  // a kCuda view of `buffer`
 };
 
-inline DeviceTensor ToDevice(const runtime::Tensor& host) {
+inline DeviceTensor ToDevice(const kernels::Tensor& host) {
   DeviceTensor d;
   auto buffer = cuda::DeviceBuffer::Allocate(host.nbytes());
   EXPECT_TRUE(buffer.ok()) << buffer.status();
@@ -48,8 +48,8 @@ inline DeviceTensor ToDevice(const runtime::Tensor& host) {
   }
   // A zero-byte tensor still needs a non-null pointer for View().
   static char empty;
-  auto view = runtime::Tensor::View(host.nbytes() > 0 ? d.buffer.get() : &empty, host.dtype(),
-                                    host.shape(), runtime::Device::kCuda);
+  auto view = kernels::Tensor::View(host.nbytes() > 0 ? d.buffer.get() : &empty, host.dtype(),
+                                    host.shape(), kernels::Device::kCuda);
   EXPECT_TRUE(view.ok()) << view.status();
   d.tensor = *view;
   return d;
@@ -57,15 +57,15 @@ inline DeviceTensor ToDevice(const runtime::Tensor& host) {
 
 // An uninitialised device tensor of the given dtype and shape.
 inline DeviceTensor DeviceEmpty(DType dtype, std::initializer_list<int64_t> shape) {
-  auto host = runtime::Tensor::Zeros(dtype, shape);
+  auto host = kernels::Tensor::Zeros(dtype, shape);
   EXPECT_TRUE(host.ok()) << host.status();
   return ToDevice(*host);
 }
 
 // A host copy of a device tensor (synchronises the device first).
-inline runtime::Tensor ToHost(const runtime::Tensor& device) {
+inline kernels::Tensor ToHost(const kernels::Tensor& device) {
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-  auto host = runtime::Tensor::Empty(device.dtype(), device.shape());
+  auto host = kernels::Tensor::Empty(device.dtype(), device.shape());
   EXPECT_TRUE(host.ok()) << host.status();
   if (device.nbytes() > 0) {
     EXPECT_EQ(

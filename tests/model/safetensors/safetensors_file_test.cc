@@ -4,7 +4,6 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "model/safetensors/tensor_slice.h"
 #include "tests/model/safetensors/safetensors_writer.h"
 
 namespace expertmesh::model {
@@ -50,46 +49,6 @@ TEST(SafetensorsFileTest, ViewsAreZeroCopyAndCorrect) {
   auto missing = (*file)->Get("nope");
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(missing.status().message(), HasSubstr("a.safetensors"));
-}
-
-TEST(SafetensorsFileTest, RowAndColumnSlices) {
-  const std::string dir = testing::ScratchDir("slices");
-  std::vector<float> w(4 * 6);
-  for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<float>(i);
-  testing::WriteFile(dir + "/a.safetensors", BuildFile({{"w", DType::kF32, {4, 6}, Bytes(w)}}));
-  auto file = SafetensorsFile::Open(dir + "/a.safetensors");
-  ASSERT_TRUE(file.ok()) << file.status();
-  TensorView view = *(*file)->Get("w");
-
-  // Rank 1 of tp=2 over rows: rows 2..3, pointing into the mapping.
-  auto rows = SliceRows(view, 2, 2);
-  ASSERT_TRUE(rows.ok());
-  EXPECT_THAT(rows->shape, ElementsAre(2, 6));
-  EXPECT_EQ(rows->data.data(), view.data.data() + 2 * 6 * 4);
-  EXPECT_THAT(ToFloats(rows->data), ElementsAre(12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23));
-
-  // Rank 1 of tp=3 over columns: columns 2..3 of each row, copied.
-  auto bytes = SliceBytes(view, 1, 2);
-  ASSERT_TRUE(bytes.ok());
-  EXPECT_EQ(*bytes, 4u * 2 * 4);
-  std::vector<float> cols(8);
-  ASSERT_TRUE(
-      ReadSlice(view, 1, 2, 2, {reinterpret_cast<std::byte*>(cols.data()), cols.size() * 4}).ok());
-  EXPECT_THAT(cols, ElementsAre(2, 3, 8, 9, 14, 15, 20, 21));
-
-  // ReadSlice along dim 0 equals the zero-copy row slice.
-  std::vector<float> row_copy(12);
-  ASSERT_TRUE(ReadSlice(view, 0, 2, 2, {reinterpret_cast<std::byte*>(row_copy.data()), 48}).ok());
-  EXPECT_EQ(row_copy, ToFloats(rows->data));
-
-  // Bad requests name the tensor.
-  EXPECT_THAT(SliceRows(view, 3, 2).status().message(), HasSubstr("tensor 'w': slice [3, 5)"));
-  EXPECT_THAT(SliceBytes(view, 2, 1).status().message(), HasSubstr("dim 2 outside"));
-  EXPECT_THAT(ReadSlice(view, 1, 5, 2, {reinterpret_cast<std::byte*>(cols.data()), 32}).message(),
-              HasSubstr("outside [0, 6)"));
-  EXPECT_THAT(ReadSlice(view, 1, 0, 2, {reinterpret_cast<std::byte*>(cols.data()), 8}).message(),
-              HasSubstr("output buffer has 8 bytes, the slice needs 32"));
-  EXPECT_EQ(SliceRows(view, -1, 1).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 struct BadFileCase {

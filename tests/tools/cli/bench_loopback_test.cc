@@ -308,7 +308,7 @@ class BenchProgramTest : public BenchLoopbackTest {
     std::vector<std::string> argv = {EXPERTMESH_CLI, "bench"};
     argv.insert(argv.end(), args.begin(), args.end());
     auto run = std::make_shared<Run>();
-    auto mu = std::make_shared<absl::Mutex>();
+    auto mu = std::make_shared<absl::Mutex>();  // guards *run (shared with the reader threads)
     absl::StatusOr<std::unique_ptr<ChildProcess>> child =
         ChildProcess::Spawn(argv, [run, mu](const std::string& line, bool is_stderr) {
           absl::MutexLock lock(mu.get());

@@ -4,7 +4,7 @@
 #include <thread>
 
 #include "gloo/rendezvous/hash_store.h"
-#include "worker/comm/fake_communicator.h"
+#include "tests/worker/comm/fake_communicator.h"
 #include "worker/comm/gloo_communicator.h"
 
 namespace expertmesh::comm::testing {

@@ -24,7 +24,7 @@
 #include "gtest/gtest.h"
 #include "kernels/cuda/cuda_util.h"
 #include "tests/kernels/cuda/cuda_test_util.h"
-#include "worker/comm/fake_communicator.h"
+#include "tests/worker/comm/fake_communicator.h"
 #include "worker/comm/single_communicator.h"
 
 namespace expertmesh::comm {

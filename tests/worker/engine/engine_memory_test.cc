@@ -6,6 +6,7 @@
 #include <string>
 
 #include "gtest/gtest.h"
+#include "tests/util/cpu_engine.h"
 #include "tests/worker/models/model_test_util.h"
 #include "worker/engine/engine.h"
 
@@ -41,10 +42,9 @@ TEST(EngineMemoryTest, RssWithinWeightsPlusKvPlusOverhead) {
 
   EngineOptions options;
   options.compute_dtype = DType::kBF16;
-  options.num_threads = 2;
   options.kv_cache_bytes = 64ull << 20;
   options.max_model_len = 1024;
-  auto e = Engine::Create(*dir, options);
+  auto e = expertmesh::testing::LoadCpuEngine(*dir, options, /*threads=*/2);
   ASSERT_TRUE(e.ok()) << e.status();
   EXPECT_LE((*e)->kv_cache_bytes(), options.kv_cache_bytes);
   EXPECT_GT((*e)->kv_cache_bytes(), options.kv_cache_bytes * 9 / 10);

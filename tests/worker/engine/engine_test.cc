@@ -3,6 +3,7 @@
 #include <map>
 
 #include "gtest/gtest.h"
+#include "tests/util/cpu_engine.h"
 #include "tests/worker/models/model_test_util.h"
 #include "worker/engine/engine.h"
 
@@ -37,13 +38,12 @@ class EngineTest : public ::testing::Test {
   std::unique_ptr<Engine> Make(bool prefix_caching = true, int64_t budget_tokens = 2048) {
     EngineOptions o;
     o.compute_dtype = DType::kF32;
-    o.num_threads = 2;
     o.block_size = 4;
     o.enable_prefix_caching = prefix_caching;
     o.max_num_batched_tokens = 64;  // forces chunked prefill
     o.max_model_len = 256;
     o.kv_cache_bytes = 16u << 20;
-    auto e = Engine::Create(dir_, o);
+    auto e = expertmesh::testing::LoadCpuEngine(dir_, o, /*threads=*/2);
     EXPECT_TRUE(e.ok()) << e.status();
     return e.ok() ? std::move(*e) : nullptr;
   }

@@ -10,8 +10,9 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_backend.h"
+#include "tests/util/cpu_engine.h"
 #include "tests/util/fake_device_backend.h"
-#include "worker/comm/fake_communicator.h"
+#include "tests/worker/comm/fake_communicator.h"
 #include "worker/engine/engine.h"
 #include "worker/engine/follower.h"
 #include "worker/engine/step_sync.h"
@@ -22,18 +23,18 @@ namespace {
 
 using scheduler::GenerationRequest;
 using Tokens = std::map<std::string, std::vector<int32_t>>;
-using BackendFactory = std::function<absl::StatusOr<std::unique_ptr<runtime::Backend>>()>;
+using BackendFactory = std::function<absl::StatusOr<std::unique_ptr<kernels::Backend>>()>;
 
-absl::StatusOr<std::unique_ptr<runtime::Backend>> CpuBackend() {
+absl::StatusOr<std::unique_ptr<kernels::Backend>> CpuBackend() {
   auto b = kernels::cpu::CpuBackend::Create({.num_threads = 1});
   if (!b.ok()) return b.status();
-  return std::unique_ptr<runtime::Backend>(std::move(*b));
+  return std::unique_ptr<kernels::Backend>(std::move(*b));
 }
 // Every op on the CPU, every tensor tagged as device memory (tests/util/fake_device_backend.h).
-absl::StatusOr<std::unique_ptr<runtime::Backend>> FakeDevice() {
+absl::StatusOr<std::unique_ptr<kernels::Backend>> FakeDevice() {
   auto b = expertmesh::testing::FakeDeviceBackend::Create({.num_threads = 1});
   if (!b.ok()) return b.status();
-  return std::unique_ptr<runtime::Backend>(std::move(*b));
+  return std::unique_ptr<kernels::Backend>(std::move(*b));
 }
 
 std::string GoldenModel(const std::string& arch) {
@@ -60,7 +61,6 @@ std::vector<GenerationRequest> Requests(int64_t vocab) {
 EngineOptions Options() {
   EngineOptions o;
   o.compute_dtype = DType::kF32;
-  o.num_threads = 1;
   o.block_size = 4;
   o.max_num_batched_tokens = 24;  // chunked prefill across steps
   o.max_model_len = 128;
@@ -83,12 +83,12 @@ absl::StatusOr<Tokens> RunToCompletion(Engine& e, const std::vector<GenerationRe
 }
 
 absl::StatusOr<std::unique_ptr<models::Model>> LoadShard(const std::string& dir,
-                                                         runtime::Backend* backend, int tp, int ep,
+                                                         kernels::Backend* backend, int tp, int ep,
                                                          int rank, comm::Communicator* comm);
 
 absl::StatusOr<std::unique_ptr<Engine>> MakeEngine(const std::string& dir,
                                                    const BackendFactory& factory) {
-  if (!factory) return Engine::Create(dir, Options());
+  if (!factory) return expertmesh::testing::LoadCpuEngine(dir, Options(), /*threads=*/1);
   auto backend = factory();
   if (!backend.ok()) return backend.status();
   auto model = LoadShard(dir, backend->get(), 1, 1, 0, nullptr);
@@ -107,12 +107,12 @@ Tokens SingleProcess(const std::string& dir, const BackendFactory& factory = nul
 }
 
 absl::StatusOr<std::unique_ptr<models::Model>> LoadShard(const std::string& dir,
-                                                         runtime::Backend* backend, int tp, int ep,
+                                                         kernels::Backend* backend, int tp, int ep,
                                                          int rank, comm::Communicator* comm) {
   models::ModelOptions mo;
   mo.compute_dtype = DType::kF32;
   mo.max_positions = 128;
-  mo.shard = {.tp_size = tp, .tp_rank = rank % tp, .ep_size = ep, .ep_rank = rank / tp};
+  mo.shard = {.tp = tp, .ep = ep, .rank = rank};
   mo.comm = comm;
   return models::LoadModel(dir, backend, mo);
 }
@@ -142,7 +142,7 @@ Tokens Sharded(const std::string& dir, int tp, int ep, const BackendFactory& fac
   [&] {
     auto made = factory();
     ASSERT_TRUE(made.ok()) << made.status();
-    std::unique_ptr<runtime::Backend> backend = std::move(*made);
+    std::unique_ptr<kernels::Backend> backend = std::move(*made);
     auto model = LoadShard(dir, backend.get(), tp, ep, 0, comms[0].get());
     ASSERT_TRUE(model.ok()) << model.status();
     auto e = Engine::Create(std::move(backend), std::move(*model), Options());
@@ -185,7 +185,7 @@ TEST_P(ShardedEngineTest, GreedyTokensEqualTheSingleProcessEngine) {
 }
 
 // The logits of one 23-token prefill step (all rows), run by one rank on `backend`.
-absl::StatusOr<std::vector<float>> PrefillLogits(runtime::Backend& b, models::Model& m) {
+absl::StatusOr<std::vector<float>> PrefillLogits(kernels::Backend& b, models::Model& m) {
   static const std::vector<int32_t> prompt = [] {
     std::vector<int32_t> p;
     for (int i = 0; i < 23; ++i) p.push_back(3 + (i * 31) % 500);
@@ -200,7 +200,7 @@ absl::StatusOr<std::vector<float>> PrefillLogits(runtime::Backend& b, models::Mo
   if (!kv.ok()) return kv.status();
   auto batch = models::MakeForwardBatch(std::span(&chunk, 1), 4);
   if (!batch.ok()) return batch.status();
-  auto logits = runtime::Tensor::Empty(DType::kF32, {23, m.config().vocab_size});
+  auto logits = kernels::Tensor::Empty(DType::kF32, {23, m.config().vocab_size});
   if (!logits.ok()) return logits.status();
   absl::Status s = m.Forward(*batch, *kv, *logits);
   if (!s.ok()) return s;

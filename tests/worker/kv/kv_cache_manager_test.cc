@@ -8,7 +8,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "worker/kv/kv_block_hash.h"
+#include "model/plan/kv_block_hash.h"
 
 namespace expertmesh::kv {
 namespace {
@@ -110,7 +110,7 @@ TEST_F(KvCacheManagerTest, PrefixHitSkipsCachedFullBlocksAndKeepsOneTokenToCompu
   KvPrefixHit hit = kv_->FindCachedPrefix(prompt);
   EXPECT_EQ(hit.num_tokens, 8);
   EXPECT_THAT(hit.blocks, ElementsAre(0, 1));
-  EXPECT_EQ(hit.hashes, HashFullKvBlocks(prompt, 4));
+  EXPECT_EQ(hit.hashes, model::HashFullKvBlocks(prompt, 4));
   // Exactly two full blocks: the last one is recomputed for its logits.
   EXPECT_EQ(kv_->FindCachedPrefix(Range(0, 8)).num_tokens, 4);
   // A different second block only hits the first.
@@ -201,11 +201,11 @@ TEST_F(KvCacheManagerTest, CachedPrefixHashesAreMostRecentFirst) {
   Prefill(2, Range(100, 5));
   std::vector<uint64_t> hashes = kv_->CachedPrefixHashes(10);
   ASSERT_EQ(hashes.size(), 2u);
-  EXPECT_EQ(hashes[0], HashFullKvBlocks(Range(100, 5), 4)[0]);
-  EXPECT_EQ(hashes[1], HashFullKvBlocks(Range(0, 5), 4)[0]);
+  EXPECT_EQ(hashes[0], model::HashFullKvBlocks(Range(100, 5), 4)[0]);
+  EXPECT_EQ(hashes[1], model::HashFullKvBlocks(Range(0, 5), 4)[0]);
   // A hit makes the older prefix the most recent.
   Prefill(3, Range(0, 6));
-  EXPECT_EQ(kv_->CachedPrefixHashes(1), HashFullKvBlocks(Range(0, 5), 4));
+  EXPECT_EQ(kv_->CachedPrefixHashes(1), model::HashFullKvBlocks(Range(0, 5), 4));
   KvCacheStats stats = kv_->Stats();
   EXPECT_EQ(stats.total_blocks, 16);
   EXPECT_EQ(stats.block_size, 4);

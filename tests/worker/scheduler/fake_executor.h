@@ -13,13 +13,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
-#include "worker/kv/kv_block_hash.h"
+#include "model/plan/kv_block_hash.h"
 #include "worker/scheduler/step_plan.h"
 
 namespace expertmesh::scheduler {
 
 inline int32_t FakeNextToken(const std::vector<int32_t>& context, int64_t vocab) {
-  return static_cast<int32_t>(kv::HashKvBlock(kv::kRootBlockHash, context) % vocab);
+  return static_cast<int32_t>(model::HashKvBlock(model::kRootBlockHash, context) % vocab);
 }
 
 // The tokens a request generates with no cache at all: greedy continuation of FakeNextToken

@@ -18,16 +18,16 @@
 
 #include "common/dtype.h"
 #include "gtest/gtest.h"
+#include "kernels/backend.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cuda/attention/paged_attention.h"
 #include "kernels/cuda/error_flags.h"
 #include "tests/kernels/cuda/cuda_test_util.h"
-#include "worker/runtime/backend.h"
 
 namespace expertmesh::cuda {
 namespace {
 
-using runtime::Tensor;
+using kernels::Tensor;
 using testing::CudaTestWithParam;
 using testing::DeviceTensor;
 using testing::ToDevice;
@@ -135,7 +135,7 @@ std::vector<float> CpuReference(const AttnCase& c, const Inputs& in) {
   auto backend = kernels::cpu::CpuBackend::Create({});
   EXPECT_TRUE(backend.ok()) << backend.status();
   Tensor out = Make(c.q_dtype, {in.n, c.q_heads, c.v_dim});
-  runtime::PagedAttentionBatch batch{in.query_start, in.seq_lens, in.block_tables};
+  kernels::PagedAttentionBatch batch{in.query_start, in.seq_lens, in.block_tables};
   const absl::Status st =
       (*backend)->PagedAttention(in.q, in.k_cache, in.v_cache, batch, in.scale, out);
   EXPECT_TRUE(st.ok()) << st;

@@ -21,8 +21,9 @@
 #include "absl/strings/str_cat.h"
 #include "gloo/rendezvous/hash_store.h"
 #include "gtest/gtest.h"
-#include "kernels/cuda/runtime/cuda_backend.h"
+#include "kernels/cuda/backend/cuda_backend.h"
 #include "tests/kernels/cuda/cuda_test_util.h"
+#include "tests/util/cpu_engine.h"
 #include "worker/comm/gloo_communicator.h"
 #include "worker/engine/engine.h"
 #include "worker/engine/follower.h"
@@ -45,18 +46,18 @@ std::string GoldenModel(const std::string& arch) {
   return absl::StrCat(EXPERTMESH_SOURCE_DIR, "/tests/golden/", arch, "/model");
 }
 
-absl::StatusOr<std::unique_ptr<runtime::Backend>> NewCudaBackend() {
+absl::StatusOr<std::unique_ptr<kernels::Backend>> NewCudaBackend() {
   // Two of these share the GPU: keep the scratch small (the golden models are tiny).
   return cuda::CreateCudaBackend({.device = 0, .workspace_bytes = size_t{64} << 20});
 }
 
 absl::StatusOr<std::unique_ptr<models::Model>> LoadShard(const std::string& dir,
-                                                         runtime::Backend* backend, int tp, int ep,
+                                                         kernels::Backend* backend, int tp, int ep,
                                                          int rank, comm::Communicator* comm) {
   models::ModelOptions mo;
   mo.compute_dtype = DType::kF32;
   mo.max_positions = 128;
-  mo.shard = {.tp_size = tp, .tp_rank = rank % tp, .ep_size = ep, .ep_rank = rank / tp};
+  mo.shard = {.tp = tp, .ep = ep, .rank = rank};
   mo.comm = comm;
   return models::LoadModel(dir, backend, mo);
 }
@@ -109,7 +110,6 @@ std::vector<GenerationRequest> Requests(int64_t vocab) {
 EngineOptions Options() {
   EngineOptions o;
   o.compute_dtype = DType::kF32;
-  o.num_threads = 1;
   o.block_size = 4;
   o.max_num_batched_tokens = 24;  // chunked prefill across steps
   o.max_model_len = 128;
@@ -131,7 +131,7 @@ absl::StatusOr<Tokens> RunToCompletion(Engine& e) {
 }
 
 // The logits of one 23-token prefill step (all rows) of `m` on `b`.
-absl::StatusOr<std::vector<float>> PrefillLogits(runtime::Backend& b, models::Model& m) {
+absl::StatusOr<std::vector<float>> PrefillLogits(kernels::Backend& b, models::Model& m) {
   std::vector<int32_t> prompt;
   for (int i = 0; i < 23; ++i) prompt.push_back(3 + (i * 31) % 500);
   const std::vector<int32_t> table = {0, 1, 2, 3, 4, 5};
@@ -143,7 +143,7 @@ absl::StatusOr<std::vector<float>> PrefillLogits(runtime::Backend& b, models::Mo
   if (!kv.ok()) return kv.status();
   auto batch = models::MakeForwardBatch(std::span(&chunk, 1), 4);
   if (!batch.ok()) return batch.status();
-  auto logits = runtime::Tensor::Empty(DType::kF32, {23, m.config().vocab_size});
+  auto logits = kernels::Tensor::Empty(DType::kF32, {23, m.config().vocab_size});
   if (!logits.ok()) return logits.status();
   if (absl::Status s = m.Forward(*batch, *kv, *logits); !s.ok()) return s;
   return std::vector<float>(logits->data<float>(), logits->data<float>() + logits->numel());
@@ -188,7 +188,7 @@ TEST_P(ShardedCudaTest, PrefillLogitsOfEveryRankMatchOneRank) {
 TEST_P(ShardedCudaTest, GreedyTokensEqualOneRankAndTheCpuEngine) {
   const Case& c = GetParam();
   const std::string dir = GoldenModel(c.arch);
-  auto cpu = Engine::Create(dir, Options());
+  auto cpu = expertmesh::testing::LoadCpuEngine(dir, Options(), /*threads=*/1);
   ASSERT_TRUE(cpu.ok()) << cpu.status();
   auto cpu_tokens = RunToCompletion(**cpu);
   ASSERT_TRUE(cpu_tokens.ok()) << cpu_tokens.status();

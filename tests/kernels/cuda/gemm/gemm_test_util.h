@@ -19,11 +19,11 @@
 
 #include "common/dtype.h"
 #include "gtest/gtest.h"
-#include "worker/runtime/tensor.h"
+#include "kernels/tensor.h"
 
 namespace expertmesh::testing {
 
-using runtime::Tensor;
+using kernels::Tensor;
 
 inline std::string DTypeShort(DType d) {
   switch (d) {

@@ -20,7 +20,7 @@
 namespace expertmesh::cuda {
 namespace {
 
-using runtime::Tensor;
+using kernels::Tensor;
 using testing::CudaTest;
 using testing::CudaTestWithParam;
 using testing::DeviceFlags;

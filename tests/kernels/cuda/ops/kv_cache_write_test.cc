@@ -24,7 +24,7 @@
 namespace expertmesh::cuda {
 namespace {
 
-using runtime::Tensor;
+using kernels::Tensor;
 using testing::CudaTest;
 using testing::CudaTestWithParam;
 using testing::DeviceFlags;

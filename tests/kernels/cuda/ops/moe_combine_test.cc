@@ -26,7 +26,7 @@
 namespace expertmesh::cuda {
 namespace {
 
-using runtime::Tensor;
+using kernels::Tensor;
 using testing::CudaTest;
 using testing::CudaTestWithParam;
 using testing::DeviceFlags;

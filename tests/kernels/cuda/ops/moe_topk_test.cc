@@ -22,18 +22,18 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "kernels/backend.h"
 #include "kernels/cuda/ops/moe_topk.h"
 #include "tests/kernels/cuda/cuda_test_util.h"
 #include "tests/kernels/cuda/ops/ops_test_util.h"
-#include "worker/runtime/backend.h"
 
 namespace expertmesh::cuda {
 namespace {
 
-using runtime::MoeGroupScore;
-using runtime::MoeRoutingParams;
-using runtime::MoeScoring;
-using runtime::Tensor;
+using kernels::MoeGroupScore;
+using kernels::MoeRoutingParams;
+using kernels::MoeScoring;
+using kernels::Tensor;
 using testing::CudaTest;
 using testing::CudaTestWithParam;
 using testing::DeviceTensor;

@@ -17,12 +17,12 @@
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cuda/cuda_util.h"
+#include "kernels/tensor.h"
 #include "tests/kernels/cuda/cuda_test_util.h"
-#include "worker/runtime/tensor.h"
 
 namespace expertmesh::testing {
 
-using runtime::Tensor;
+using kernels::Tensor;
 
 inline std::string DTypeShort(DType d) {
   switch (d) {

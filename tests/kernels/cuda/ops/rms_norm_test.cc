@@ -26,7 +26,7 @@
 namespace expertmesh::cuda {
 namespace {
 
-using runtime::Tensor;
+using kernels::Tensor;
 using testing::CudaTestWithParam;
 using testing::DeviceTensor;
 

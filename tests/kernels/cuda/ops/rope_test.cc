@@ -14,20 +14,20 @@
 
 #include "common/dtype.h"
 #include "gtest/gtest.h"
+#include "kernels/backend.h"
 #include "kernels/cuda/error_flags.h"
 #include "kernels/cuda/ops/rope.h"
+#include "kernels/rope_cache.h"
 #include "tests/kernels/cuda/cuda_test_util.h"
 #include "tests/kernels/cuda/ops/ops_test_util.h"
-#include "worker/runtime/backend.h"
-#include "worker/runtime/rope_cache.h"
 
 namespace expertmesh::cuda {
 namespace {
 
-using runtime::RopeScaling;
-using runtime::RopeScalingType;
-using runtime::RopeStyle;
-using runtime::Tensor;
+using kernels::RopeScaling;
+using kernels::RopeScalingType;
+using kernels::RopeStyle;
+using kernels::Tensor;
 using testing::CudaTest;
 using testing::CudaTestWithParam;
 using testing::DeviceFlags;
@@ -102,7 +102,7 @@ struct Inputs {
 
 Inputs Build(const RopeCase& c, uint32_t seed) {
   Inputs in;
-  auto table = runtime::BuildRopeCache(c.scaling, c.rotary_dim, c.max_positions);
+  auto table = kernels::BuildRopeCache(c.scaling, c.rotary_dim, c.max_positions);
   EXPECT_TRUE(table.ok()) << table.status();
   in.cos_sin = *table;
   std::mt19937 rng(seed);
@@ -166,7 +166,7 @@ TEST_P(RopeGpuTest, MatchesCpu) {
   const Inputs in = Build(c, 17u + static_cast<uint32_t>(c.name.size()));
   Tensor want_q = testing::Clone(in.q), want_k = in.k.defined() ? testing::Clone(in.k) : Tensor();
   auto cpu = testing::CpuReference();
-  const runtime::RopeParams params{c.style, c.rotary_dim, c.rotary_offset};
+  const kernels::RopeParams params{c.style, c.rotary_dim, c.rotary_offset};
   ASSERT_TRUE(cpu->Rope(in.cos_sin, in.positions, params, want_q, want_k).ok());
   const GpuRun r = RunGpu(c, in);
   EXPECT_EQ(r.flags, 0u);

@@ -24,10 +24,10 @@
 #include <string>
 #include <vector>
 
+#include "common/splitmix64.h"
 #include "gtest/gtest.h"
 #include "kernels/cuda/cuda_util.h"
 #include "kernels/cuda/error_flags.h"
-#include "kernels/cuda/ops/counter_random.h"
 #include "kernels/cuda/ops/sampling.h"
 #include "tests/kernels/cuda/cuda_test_util.h"
 #include "worker/sampling/sampler.h"
@@ -484,19 +484,6 @@ TEST_F(SamplingGpuTest, BadRowsSetTheErrorFlag) {
 
 // ---------------------------------------------------------------------------------------------
 // Host-only cases: they need no GPU.
-
-TEST(SamplingHostTest, CounterRandomIsTheSamplersStream) {
-  std::mt19937_64 rng(1);
-  std::vector<uint64_t> seeds = {0, 1, 42, ~uint64_t{0}, uint64_t{1} << 63};
-  for (int i = 0; i < 20; ++i) seeds.push_back(rng());
-  for (uint64_t seed : seeds) {
-    for (uint64_t counter = 0; counter < 2000; ++counter) {
-      const uint64_t c = counter < 1000 ? counter : rng();
-      ASSERT_EQ(CounterRandomHD(seed, c), sampling::CounterRandom(seed, c)) << seed << " " << c;
-      ASSERT_EQ(CounterUniformHD(seed, c), sampling::CounterUniform(seed, c)) << seed << " " << c;
-    }
-  }
-}
 
 TEST(SamplingHostTest, GreedyThresholdIsTheSamplers) {
   EXPECT_EQ(kSamplingGreedyTemperature, sampling::kGreedyTemperature);

@@ -1,0 +1,144 @@
+#include "kernels/tensor.h"
+
+#include <cctype>
+#include <cstdlib>
+#include <cstring>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace expertmesh::kernels {
+
+std::string_view DeviceName(Device device) {
+  switch (device) {
+    case Device::kCpu:
+      return "cpu";
+    case Device::kCuda:
+      return "cuda";
+  }
+  return "unknown";
+}
+
+absl::Status Tensor::CheckShape(std::span<const int64_t> shape) {
+  if (shape.size() > static_cast<size_t>(kMaxTensorRank)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor rank ", shape.size(), " exceeds the maximum ", kMaxTensorRank));
+  }
+  for (int64_t d : shape) {
+    if (d < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("negative dimension in shape [", absl::StrJoin(shape, ", "), "]"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Tensor> Tensor::Empty(DType dtype, std::span<const int64_t> shape) {
+  if (absl::Status s = CheckShape(shape); !s.ok()) return s;
+  Tensor t;
+  t.defined_ = true;
+  t.dtype_ = dtype;
+  t.device_ = Device::kCpu;
+  t.rank_ = static_cast<int>(shape.size());
+  for (size_t i = 0; i < shape.size(); ++i) t.shape_[i] = shape[i];
+  // aligned_alloc needs a size that is a multiple of the alignment, and at least one line so
+  // that empty tensors still have a valid, unique pointer.
+  size_t bytes = t.nbytes();
+  size_t rounded = (bytes + kCpuAlignment - 1) / kCpuAlignment * kCpuAlignment;
+  if (rounded == 0) rounded = kCpuAlignment;
+  void* p = std::aligned_alloc(kCpuAlignment, rounded);
+  if (p == nullptr) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cannot allocate ", rounded, " bytes for tensor ", t.DebugString()));
+  }
+  t.data_ = p;
+  t.owner_ = std::shared_ptr<const void>(p, [](const void* q) { std::free(const_cast<void*>(q)); });
+  return t;
+}
+
+absl::StatusOr<Tensor> Tensor::Zeros(DType dtype, std::span<const int64_t> shape) {
+  absl::StatusOr<Tensor> t = Empty(dtype, shape);
+  if (t.ok()) std::memset(t->data_, 0, t->nbytes());
+  return t;
+}
+
+absl::StatusOr<Tensor> Tensor::View(void* data, DType dtype, std::span<const int64_t> shape,
+                                    Device device, std::shared_ptr<const void> keep_alive) {
+  if (absl::Status s = CheckShape(shape); !s.ok()) return s;
+  Tensor t;
+  t.defined_ = true;
+  t.dtype_ = dtype;
+  t.device_ = device;
+  t.rank_ = static_cast<int>(shape.size());
+  for (size_t i = 0; i < shape.size(); ++i) t.shape_[i] = shape[i];
+  if (data == nullptr && t.numel() != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("null data for a non-empty tensor view ", t.DebugString()));
+  }
+  t.data_ = data;
+  t.owner_ = std::move(keep_alive);
+  return t;
+}
+
+int64_t Tensor::stride(int i) const {
+  if (i < 0) i += rank_;
+  int64_t s = 1;
+  for (int j = rank_ - 1; j > i; --j) s *= shape_[j];
+  return s;
+}
+
+int64_t Tensor::numel() const {
+  if (!defined_) return 0;
+  int64_t n = 1;
+  for (int i = 0; i < rank_; ++i) n *= shape_[i];
+  return n;
+}
+
+absl::StatusOr<Tensor> Tensor::Reshape(std::span<const int64_t> shape) const {
+  if (absl::Status s = CheckShape(shape); !s.ok()) return s;
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  if (!defined_ || n != numel()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot reshape ", DebugString(), " to [", absl::StrJoin(shape, ", "), "]"));
+  }
+  Tensor t = *this;
+  t.rank_ = static_cast<int>(shape.size());
+  for (size_t i = 0; i < shape.size(); ++i) t.shape_[i] = shape[i];
+  return t;
+}
+
+absl::StatusOr<Tensor> Tensor::Slice(int64_t begin, int64_t end) const {
+  if (!defined_ || rank_ == 0 || begin < 0 || end < begin || end > shape_[0]) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("slice [", begin, ", ", end, ") out of range for ", DebugString()));
+  }
+  Tensor t = *this;
+  t.shape_[0] = end - begin;
+  t.data_ = static_cast<char*>(data_) + static_cast<size_t>(begin * stride(0)) * DTypeSize(dtype_);
+  return t;
+}
+
+bool Tensor::SameShape(const Tensor& other) const {
+  if (rank_ != other.rank_) return false;
+  for (int i = 0; i < rank_; ++i) {
+    if (shape_[i] != other.shape_[i]) return false;
+  }
+  return true;
+}
+
+std::string Tensor::ShapeString() const {
+  return absl::StrCat("[", absl::StrJoin(shape(), ", "), "]");
+}
+
+std::string Tensor::DebugString() const {
+  if (!defined_) return "undefined";
+  std::string name(DTypeName(dtype_));
+  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  std::string s = absl::StrCat(name, ShapeString());
+  if (device_ != Device::kCpu) absl::StrAppend(&s, "@", std::string(DeviceName(device_)));
+  return s;
+}
+
+}  // namespace expertmesh::kernels

@@ -1,0 +1,167 @@
+#include "worker/service/worker_service.h"
+
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "absl/synchronization/mutex.h"
+#include "worker/service/proto_convert.h"
+
+namespace expertmesh::server {
+namespace {
+
+using internal_api::SubmitResponse;
+
+grpc::Status ToGrpc(const absl::Status& status) {
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+// Adds `next` to a queued message that has not been written yet (the client is slower than
+// the engine): one message then carries several tokens.
+void Coalesce(SubmitResponse& queued, SubmitResponse next) {
+  for (auto& token : *next.mutable_tokens()) *queued.add_tokens() = std::move(token);
+  if (next.stop_reason() != internal_api::STOP_REASON_UNSPECIFIED) {
+    queued.set_stop_reason(next.stop_reason());
+  }
+}
+
+// The stream's state, shared by the engine loop (Deliver) and the gRPC reactor (write
+// completions, cancel). Every reactor operation happens under mu_, so the loop never touches
+// a reactor that OnDone has released.
+class StreamSink final : public RequestSink {
+ public:
+  explicit StreamSink(grpc::ServerWriteReactor<SubmitResponse>* reactor) : reactor_(reactor) {}
+
+  void Deliver(StreamEvent event) override {
+    absl::MutexLock lock(&mu_);
+    if (reactor_ == nullptr || final_.has_value() || finishing_) return;
+    if (!event.tokens.empty() || event.end != StreamEnd::kNone ||
+        event.cached_prompt_tokens.has_value()) {
+      SubmitResponse response = ToProto(event);
+      if (!pending_.empty()) {
+        Coalesce(pending_.back(), std::move(response));
+      } else {
+        pending_.push_back(std::move(response));
+      }
+    }
+    if (!event.error.ok()) {
+      final_ = ToGrpc(event.error);
+    } else if (event.end != StreamEnd::kNone) {
+      final_ = grpc::Status::OK;
+    }
+    PumpLocked();
+  }
+
+  void OnWriteDone(bool ok) {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    if (!ok) cancelled_ = true;
+    PumpLocked();
+  }
+
+  void OnCancel() {
+    absl::MutexLock lock(&mu_);
+    cancelled_ = true;
+    PumpLocked();
+  }
+
+  void Detach() {
+    absl::MutexLock lock(&mu_);
+    reactor_ = nullptr;
+  }
+
+ private:
+  // Starts the next write, or finishes the call once everything queued is written.
+  void PumpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (reactor_ == nullptr || writing_ || finishing_) return;
+    if (cancelled_) {
+      finishing_ = true;
+      reactor_->Finish(grpc::Status(grpc::StatusCode::CANCELLED, "request cancelled"));
+      return;
+    }
+    if (!pending_.empty()) {
+      current_ = std::move(pending_.front());
+      pending_.pop_front();
+      writing_ = true;
+      reactor_->StartWrite(&current_);
+      return;
+    }
+    if (final_.has_value()) {
+      finishing_ = true;
+      reactor_->Finish(*final_);
+    }
+  }
+
+  absl::Mutex mu_;
+  grpc::ServerWriteReactor<SubmitResponse>* reactor_ ABSL_GUARDED_BY(mu_) ABSL_PT_GUARDED_BY(mu_);
+  std::deque<SubmitResponse> pending_ ABSL_GUARDED_BY(mu_);
+  SubmitResponse current_ ABSL_GUARDED_BY(mu_);  // the message being written
+  std::optional<grpc::Status> final_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finishing_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+class SubmitStream final : public grpc::ServerWriteReactor<SubmitResponse> {
+ public:
+  SubmitStream(EngineLoop* loop, const internal_api::SubmitRequest& request)
+      : loop_(loop), id_(request.request_id()), sink_(std::make_shared<StreamSink>(this)) {
+    absl::Status status = loop_->Submit(FromProto(request), sink_);
+    if (!status.ok()) sink_->Deliver(StreamEvent{.error = status});
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) loop_->Cancel(id_, sink_.get());
+    sink_->OnWriteDone(ok);
+  }
+
+  void OnCancel() override {
+    loop_->Cancel(id_, sink_.get());
+    sink_->OnCancel();
+  }
+
+  void OnDone() override {
+    sink_->Detach();
+    delete this;
+  }
+
+ private:
+  EngineLoop* const loop_;
+  const std::string id_;
+  const std::shared_ptr<StreamSink> sink_;
+};
+
+}  // namespace
+
+grpc::ServerWriteReactor<SubmitResponse>* WorkerService::Submit(
+    grpc::CallbackServerContext* /*context*/, const internal_api::SubmitRequest* request) {
+  return new SubmitStream(loop_, *request);
+}
+
+grpc::ServerUnaryReactor* WorkerService::Abort(grpc::CallbackServerContext* context,
+                                               const internal_api::AbortRequest* request,
+                                               internal_api::AbortResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (request->request_id().empty()) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "Abort: empty request_id"));
+    return reactor;
+  }
+  loop_->Abort(request->request_id(), [reactor, response](bool aborted) {
+    response->set_aborted(aborted);
+    reactor->Finish(grpc::Status::OK);
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* WorkerService::GetLoad(grpc::CallbackServerContext* context,
+                                                 const internal_api::GetLoadRequest* /*request*/,
+                                                 internal_api::LoadReport* response) {
+  *response = ToLoadReport(loop_->Load(), loop_->info(), options_.tp, options_.ep);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+}  // namespace expertmesh::server

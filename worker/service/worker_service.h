@@ -1,0 +1,48 @@
+// The internal gRPC `expertmesh.internal.v1.Worker` service of a group leader, over an
+// EngineLoop (callback API: no thread is held per stream).
+//   Submit  server-streaming: the request goes to the engine loop; tokens come back as the
+//           steps produce them (coalesced when the client reads slower than the engine).
+//           INVALID_ARGUMENT / ALREADY_EXISTS from the engine's validation, UNAVAILABLE while
+//           draining, RESOURCE_EXHAUSTED when the queue is full, INTERNAL when a step fails.
+//           Cancelling the call (client gone, deadline) aborts the request and frees its KV.
+//   Abort   by request id; aborted=false when it was not live. The stream ends with a last
+//           message carrying STOP_REASON_ABORTED.
+//   GetLoad the loop's latest load snapshot.
+#ifndef EXPERTMESH_WORKER_SERVICE_WORKER_SERVICE_H_
+#define EXPERTMESH_WORKER_SERVICE_WORKER_SERVICE_H_
+
+#include "expertmesh/internal/v1/worker.grpc.pb.h"
+#include "worker/serving/engine_loop.h"
+
+namespace expertmesh::server {
+
+struct WorkerServiceOptions {
+  int tp = 1;  // reported in LoadReport
+  int ep = 1;
+};
+
+class WorkerService final : public ::expertmesh::internal::v1::Worker::CallbackService {
+ public:
+  // `loop` must outlive the service.
+  WorkerService(EngineLoop* loop, WorkerServiceOptions options) : loop_(loop), options_(options) {}
+
+  grpc::ServerWriteReactor<::expertmesh::internal::v1::SubmitResponse>* Submit(
+      grpc::CallbackServerContext* context,
+      const ::expertmesh::internal::v1::SubmitRequest* request) override;
+
+  grpc::ServerUnaryReactor* Abort(grpc::CallbackServerContext* context,
+                                  const ::expertmesh::internal::v1::AbortRequest* request,
+                                  ::expertmesh::internal::v1::AbortResponse* response) override;
+
+  grpc::ServerUnaryReactor* GetLoad(grpc::CallbackServerContext* context,
+                                    const ::expertmesh::internal::v1::GetLoadRequest* request,
+                                    ::expertmesh::internal::v1::LoadReport* response) override;
+
+ private:
+  EngineLoop* const loop_;
+  const WorkerServiceOptions options_;
+};
+
+}  // namespace expertmesh::server
+
+#endif  // EXPERTMESH_WORKER_SERVICE_WORKER_SERVICE_H_

@@ -1,0 +1,88 @@
+// expertmesh-worker: one rank of a worker group. Every rank loads its shard of the model
+// (tp x ep, see worker/models/shard.h); rank 0 also runs the engine loop, broadcasts each step
+// to the other ranks and serves the internal Worker gRPC API to routers.
+//
+//   expertmesh-worker --model DIR [--port 0] [--host 0.0.0.0] [--kv-budget 2GiB] ...
+//   expertmesh-worker --model DIR --tp 2 --rank R --leader HOST:PORT ...   (a group of two)
+//   expertmesh-worker --model DIR --device cuda [--cuda-device N] ...     (on a GPU)
+// --device cpu|cuda|auto picks the backend (backend_select.h); a group whose ranks each have a
+// GPU exchanges activations over NCCL, any other group over Gloo (group_comm_select.h).
+// Group placement may also come from EXPERTMESH_* or LeaderWorkerSet variables
+// (worker/comm/group_config.h). A group that breaks (a rank died or timed out) cannot go on:
+// its ranks exit non-zero and are restarted together.
+//
+// Prints "expertmesh-worker: listening on HOST:PORT" on stdout once it serves (port 0 picks a
+// free port). SIGTERM/SIGINT: readiness NOT_SERVING at once, in-flight requests drain for
+// --grace-s, then it exits; a second signal exits at once.
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+
+#include "CLI/CLI.hpp"
+#include "absl/status/status.h"
+#include "worker/startup/pod_launcher.h"
+#include "worker/startup/signal_watcher.h"
+#include "worker/startup/worker_flags.h"
+#include "worker/startup/worker_run.h"
+
+int main(int argc, char** argv) {
+  expertmesh::server::WorkerFlags f;
+  CLI::App app{"expertmesh-worker: one rank of a worker group (serves the internal Worker API)"};
+  app.add_option("--model", f.model_dir, "Model directory (config.json + safetensors)")->required();
+  app.add_option("--model-name", f.model_name, "Name in load reports (default: directory name)");
+  app.add_option("--host", f.host, "Address to listen on")->capture_default_str();
+  app.add_option("--port", f.port, "Port (0: a free port, printed)")->capture_default_str();
+  app.add_option("--tp", f.tp, "Tensor-parallel ranks of the group")->capture_default_str();
+  app.add_option("--ep", f.ep, "Expert-parallel ranks of the group")->capture_default_str();
+  app.add_option("--rank", f.rank, "This rank (default: EXPERTMESH_RANK / LWS_WORKER_INDEX / 0)");
+  app.add_option("--leader", f.leader, "Group leader host:port for rendezvous");
+  app.add_option("--kv-budget", f.kv_budget, "KV cache memory (e.g. 512MiB, 2GiB)")
+      ->capture_default_str();
+  app.add_option("--max-batched-tokens", f.max_batched_tokens, "Token budget per step")
+      ->capture_default_str();
+  app.add_option("--max-running", f.max_running, "Running sequences at most")
+      ->capture_default_str();
+  app.add_option("--max-model-len", f.max_model_len, "Context length (0: model's, capped)")
+      ->capture_default_str();
+  app.add_option("--block-size", f.block_size, "Tokens per KV block")->capture_default_str();
+  app.add_option("--max-queued", f.max_queued, "Waiting requests before RESOURCE_EXHAUSTED")
+      ->capture_default_str();
+  app.add_option("--compute-dtype", f.compute_dtype, "f32 | bf16")->capture_default_str();
+  app.add_option("--threads", f.threads, "CPU threads (0: all cores)")->capture_default_str();
+  app.add_option("--device", f.device,
+                 "cpu | cuda | auto (auto: the CUDA backend when it is built in and a GPU is "
+                 "visible, else the CPU)")
+      ->capture_default_str();
+  app.add_option("--cuda-device", f.cuda_device,
+                 "GPU index, taken modulo the visible GPUs (-1: the local rank in the pod, "
+                 "EXPERTMESH_LOCAL_RANK)")
+      ->capture_default_str();
+  app.add_option("--grace-s", f.grace_s, "Drain time on SIGTERM/SIGINT")->capture_default_str();
+  app.add_option(
+      "--ranks-per-pod", f.ranks_per_pod,
+      "Ranks this pod runs, one process each (one per GPU); --rank and the "
+      "LeaderWorkerSet variables then count pods (default: EXPERTMESH_RANKS_PER_POD, 1)");
+  app.add_option("--comm-timeout-s", f.comm_timeout_s,
+                 "Group join and collective timeout: a rank that does not take part within it "
+                 "breaks the group")
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  std::signal(SIGPIPE, SIG_IGN);
+  expertmesh::server::SignalWatcher signals;
+  if (!f.ranks_per_pod.has_value()) {
+    if (const char* env = std::getenv("EXPERTMESH_RANKS_PER_POD"); env != nullptr) {
+      f.ranks_per_pod = std::max(1, std::atoi(env));
+    }
+  }
+  const int ranks_per_pod = f.ranks_per_pod.value_or(1);
+  if (ranks_per_pod > 1 && std::getenv("EXPERTMESH_LOCAL_RANK") == nullptr) {
+    return expertmesh::server::RunPodLauncher(ranks_per_pod, argv, signals, f.grace_s);
+  }
+  absl::Status status = expertmesh::server::RunWorker(f, signals);
+  if (!status.ok()) {
+    std::fprintf(stderr, "expertmesh-worker: %s\n", status.ToString().c_str());
+    return 1;
+  }
+  return 0;
+}
