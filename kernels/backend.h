@@ -30,6 +30,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "kernels/sampling_row.h"
 #include "kernels/tensor.h"
 
 namespace expertmesh::kernels {
@@ -114,21 +115,6 @@ struct PagedAttentionBatch {
   Tensor query_start;   // [num_seqs + 1] i32, query_start[0] = 0, non-decreasing, last = n
   Tensor seq_lens;      // [num_seqs] i32, >= q_len of the sequence
   Tensor block_tables;  // [num_seqs, max_blocks_per_seq] i32 block ids into the cache
-};
-
-// Below this temperature a row is sampled greedily (argmax, lowest id on ties).
-inline constexpr float kGreedyTemperature = 1e-5f;
-
-// One row's draw for SampleTokens, already validated by the caller (the request's parameters,
-// worker/sampling/sampling_params.h). Penalties are not here: a caller that needs them applies
-// them to that row's logits itself (they need the request's history).
-struct SamplingRow {
-  float temperature = 1.0f;  // < kGreedyTemperature: greedy
-  int32_t top_k = 0;         // <= 0 or >= vocab: off
-  float top_p = 1.0f;        // in (0, 1]; 1: off
-  float min_p = 0.0f;        // in [0, 1]; 0: off
-  uint64_t seed = 0;
-  uint64_t counter = 0;  // tokens the request has generated so far: the index of this draw
 };
 
 class Backend {

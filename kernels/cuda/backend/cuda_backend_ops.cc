@@ -2,7 +2,6 @@
 // kernels::Backend has checked shapes, dtypes and devices; what is left here is the mapping, and
 // turning a launcher's "not implemented" (cudaErrorInvalidValue) into Unimplemented.
 #include <algorithm>
-#include <cstddef>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -339,17 +338,6 @@ absl::Status CudaBackend::DoPagedAttention(const Tensor& q, const Tensor& k_cach
   return LaunchStatus(Op::kPagedAttention, LaunchPagedAttention(a, stream_));
 }
 
-// The kernel reads kernels::SamplingRow as it is: the two structs must stay the same layout.
-static_assert(sizeof(SamplingRowParams) == sizeof(kernels::SamplingRow));
-static_assert(offsetof(SamplingRowParams, temperature) ==
-              offsetof(kernels::SamplingRow, temperature));
-static_assert(offsetof(SamplingRowParams, top_k) == offsetof(kernels::SamplingRow, top_k));
-static_assert(offsetof(SamplingRowParams, top_p) == offsetof(kernels::SamplingRow, top_p));
-static_assert(offsetof(SamplingRowParams, min_p) == offsetof(kernels::SamplingRow, min_p));
-static_assert(offsetof(SamplingRowParams, seed) == offsetof(kernels::SamplingRow, seed));
-static_assert(offsetof(SamplingRowParams, counter) == offsetof(kernels::SamplingRow, counter));
-static_assert(kSamplingGreedyTemperature == kernels::kGreedyTemperature);
-
 absl::Status CudaBackend::DoSampleTokens(const Tensor& logits,
                                          std::span<const kernels::SamplingRow> params,
                                          Tensor& tokens) {
@@ -365,7 +353,7 @@ absl::Status CudaBackend::DoSampleTokens(const Tensor& logits,
   a.logits = logits.data<const float>();
   a.rows = rows;
   a.vocab = vocab;
-  a.params = static_cast<const SamplingRowParams*>(device_params.raw_data());
+  a.params = static_cast<const kernels::SamplingRow*>(device_params.raw_data());
   a.tokens = tokens.data<int32_t>();
   a.workspace = scratch.raw_data();
   a.error_flags = error_flags();

@@ -487,7 +487,7 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t r = blockIdx.x;
   const float* row = a.logits + r * stride;
   const int32_t vocab = static_cast<int32_t>(a.vocab);
-  const SamplingRowParams p = a.params[r];
+  const kernels::SamplingRow p = a.params[r];
 
   const bool bad = RowStats(row, vocab, sh);
   if (bad || !(sh.max_logit > -INFINITY)) {
@@ -497,7 +497,7 @@ __global__ void __launch_bounds__(kThreads)
     }
     return;
   }
-  if (p.temperature < kSamplingGreedyTemperature) {
+  if (p.temperature < kernels::kGreedyTemperature) {
     if (threadIdx.x == 0) a.tokens[r] = sh.argmax;
     return;
   }

@@ -1,6 +1,6 @@
 // Batched next-token sampling on the GPU: steps 3-4 of sampling::Sampler (worker/sampling/
 // sampler.h) for fp32 logits [rows, vocab], one thread block per row:
-//   greedy (temperature < kSamplingGreedyTemperature): argmax, lowest id on ties;
+//   greedy (temperature < kernels::kGreedyTemperature): argmax, lowest id on ties;
 //   otherwise e = exp((logit - max) / T) in double, kept if e > 0 and e >= min_p, then top_k
 //   (most likely first, lower id on ties), then top_p over the renormalised kept mass, then
 //   one inverse-CDF draw u = CounterUniform(seed, counter) over the kept tokens in id order.
@@ -22,29 +22,17 @@
 #include <cstdint>
 
 #include "common/dtype.h"
+#include "kernels/sampling_row.h"
 
 namespace expertmesh::cuda {
-
-// sampling::kGreedyTemperature (this header cannot include the sampler's); tests compare them.
-inline constexpr float kSamplingGreedyTemperature = 1e-5f;
-
-// Per-row parameters, already validated (sampling::ValidateSamplingParams).
-struct SamplingRowParams {
-  float temperature = 1.0f;  // < kSamplingGreedyTemperature: greedy
-  int32_t top_k = 0;         // <= 0 or >= vocab: off
-  float top_p = 1.0f;        // in (0, 1]; 1: off
-  float min_p = 0.0f;        // in [0, 1]; 0: off
-  uint64_t seed = 0;
-  uint64_t counter = 0;  // tokens generated so far by the request (the draw's index)
-};
 
 struct SamplingArgs {
   const float* logits = nullptr;  // [rows, vocab], row r at logits + r * logits_stride
   int64_t rows = 0;
   int64_t vocab = 0;
-  int64_t logits_stride = 0;                  // elements between rows; 0 = vocab
-  const SamplingRowParams* params = nullptr;  // [rows] in device memory
-  int32_t* tokens = nullptr;                  // [rows] the sampled token ids
+  int64_t logits_stride = 0;                     // elements between rows; 0 = vocab
+  const kernels::SamplingRow* params = nullptr;  // [rows] in device memory
+  int32_t* tokens = nullptr;                     // [rows] the sampled token ids
   void* workspace = nullptr;        // SamplingWorkspaceBytes(rows, vocab) bytes, 16-aligned
   uint32_t* error_flags = nullptr;  // kErrorSampling; may be null
 };

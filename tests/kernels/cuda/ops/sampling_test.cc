@@ -43,9 +43,9 @@ constexpr float kInf = std::numeric_limits<float>::infinity();
 // ---------------------------------------------------------------------------------------------
 // Host reference and boundary detection.
 
-SamplingRowParams Params(float temperature, int32_t top_k = 0, float top_p = 1.0f,
-                         float min_p = 0.0f) {
-  SamplingRowParams p;
+kernels::SamplingRow Params(float temperature, int32_t top_k = 0, float top_p = 1.0f,
+                            float min_p = 0.0f) {
+  kernels::SamplingRow p;
   p.temperature = temperature;
   p.top_k = top_k;
   p.top_p = top_p;
@@ -54,7 +54,7 @@ SamplingRowParams Params(float temperature, int32_t top_k = 0, float top_p = 1.0
 }
 
 // The host sampler's token for one row; -1 when it rejects the row.
-int32_t HostToken(std::span<const float> row, const SamplingRowParams& p) {
+int32_t HostToken(std::span<const float> row, const kernels::SamplingRow& p) {
   sampling::SamplingParams sp;
   sp.temperature = p.temperature;
   sp.top_k = p.top_k;
@@ -69,8 +69,8 @@ int32_t HostToken(std::span<const float> row, const SamplingRowParams& p) {
 
 // Whether the host's decision for a sampled row lies within rounding distance of a boundary the
 // GPU may resolve differently (see the top of the file and sampling.h).
-bool NearBoundary(std::span<const float> row, const SamplingRowParams& p) {
-  if (p.temperature < kSamplingGreedyTemperature) return false;
+bool NearBoundary(std::span<const float> row, const kernels::SamplingRow& p) {
+  if (p.temperature < kernels::kGreedyTemperature) return false;
   float mx = -kInf;
   for (float l : row) mx = std::max(mx, l);
   const double inv_t = 1.0 / p.temperature;
@@ -129,11 +129,11 @@ struct GpuResult {
 
 // rows x vocab logits laid out with `stride` floats between rows.
 GpuResult RunGpu(const std::vector<float>& logits, int64_t vocab, int64_t stride,
-                 const std::vector<SamplingRowParams>& params) {
+                 const std::vector<kernels::SamplingRow>& params) {
   const int64_t rows = static_cast<int64_t>(params.size());
   EXPECT_EQ(static_cast<int64_t>(logits.size()), rows * stride);
   auto d_logits = DeviceBuffer::Allocate(logits.size() * sizeof(float));
-  auto d_params = DeviceBuffer::Allocate(params.size() * sizeof(SamplingRowParams));
+  auto d_params = DeviceBuffer::Allocate(params.size() * sizeof(kernels::SamplingRow));
   auto d_tokens = DeviceBuffer::Allocate(params.size() * sizeof(int32_t));
   const size_t ws_bytes = SamplingWorkspaceBytes(rows, vocab);
   auto d_ws = DeviceBuffer::Allocate(ws_bytes);
@@ -145,7 +145,7 @@ GpuResult RunGpu(const std::vector<float>& logits, int64_t vocab, int64_t stride
   EXPECT_EQ(cudaMemcpy(d_logits->get(), logits.data(), logits.size() * sizeof(float),
                        cudaMemcpyHostToDevice),
             cudaSuccess);
-  EXPECT_EQ(cudaMemcpy(d_params->get(), params.data(), params.size() * sizeof(SamplingRowParams),
+  EXPECT_EQ(cudaMemcpy(d_params->get(), params.data(), params.size() * sizeof(kernels::SamplingRow),
                        cudaMemcpyHostToDevice),
             cudaSuccess);
   // Poison: tokens a row forgets to write, and workspace read before it is written, show up.
@@ -157,7 +157,7 @@ GpuResult RunGpu(const std::vector<float>& logits, int64_t vocab, int64_t stride
   a.rows = rows;
   a.vocab = vocab;
   a.logits_stride = stride == vocab ? 0 : stride;
-  a.params = d_params->as<SamplingRowParams>();
+  a.params = d_params->as<kernels::SamplingRow>();
   a.tokens = d_tokens->as<int32_t>();
   a.workspace = d_ws->get();
   a.error_flags = d_flags->as<uint32_t>();
@@ -227,7 +227,7 @@ void FillRow(Pattern pattern, std::mt19937_64& rng, float* row, int64_t vocab) {
 }
 
 // The parameter sets every vocabulary is sampled with (seed and counter set per row).
-std::vector<SamplingRowParams> ParameterSets(int64_t vocab) {
+std::vector<kernels::SamplingRow> ParameterSets(int64_t vocab) {
   const int32_t v = static_cast<int32_t>(vocab);
   return {
       Params(0.0f),                              // greedy
@@ -251,7 +251,7 @@ std::vector<SamplingRowParams> ParameterSets(int64_t vocab) {
 
 struct Batch {
   std::vector<float> logits;
-  std::vector<SamplingRowParams> params;
+  std::vector<kernels::SamplingRow> params;
   std::vector<std::string> labels;
 };
 
@@ -259,11 +259,11 @@ Batch BuildBatch(int64_t vocab, int seeds_per_set, uint64_t seed) {
   Batch b;
   std::mt19937_64 rng(seed);
   std::uniform_int_distribution<uint64_t> counter(0, 1000);
-  const std::vector<SamplingRowParams> sets = ParameterSets(vocab);
+  const std::vector<kernels::SamplingRow> sets = ParameterSets(vocab);
   for (Pattern pattern : kPatterns) {
     for (size_t s = 0; s < sets.size(); ++s) {
       for (int k = 0; k < seeds_per_set; ++k) {
-        SamplingRowParams p = sets[s];
+        kernels::SamplingRow p = sets[s];
         p.seed = rng();
         p.counter = counter(rng);
         const size_t at = b.logits.size();
@@ -352,9 +352,9 @@ TEST_F(SamplingGpuTest, FiltersBreakTiesByLowerId) {
   const int64_t vocab = 1000;
   Batch b;
   for (uint64_t counter = 0; counter < 200; ++counter) {
-    for (const SamplingRowParams& base :
+    for (const kernels::SamplingRow& base :
          {Params(1.0f, 300), Params(1.0f, 0, 0.3f), Params(0.9f, 260, 0.8f)}) {
-      SamplingRowParams p = base;
+      kernels::SamplingRow p = base;
       p.seed = 99;
       p.counter = counter;
       const size_t at = b.logits.size();
@@ -404,7 +404,7 @@ TEST_F(SamplingGpuTest, DrawsFollowTheHostDistribution) {
   std::normal_distribution<float> gauss(0.0f, 1.5f);
   std::vector<float> row(vocab);
   for (float& l : row) l = gauss(rng);
-  SamplingRowParams base = Params(0.9f, 20, 0.9f, 0.01f);
+  kernels::SamplingRow base = Params(0.9f, 20, 0.9f, 0.01f);
   base.seed = 7;
 
   sampling::SamplingParams sp;
@@ -422,7 +422,7 @@ TEST_F(SamplingGpuTest, DrawsFollowTheHostDistribution) {
 
   Batch b;
   for (int64_t i = 0; i < draws; ++i) {
-    SamplingRowParams p = base;
+    kernels::SamplingRow p = base;
     p.counter = static_cast<uint64_t>(i);
     b.logits.insert(b.logits.end(), row.begin(), row.end());
     b.params.push_back(p);
@@ -454,10 +454,10 @@ TEST_F(SamplingGpuTest, BadRowsSetTheErrorFlag) {
   const int64_t vocab = 3001;
   Batch b;
   std::mt19937_64 rng(11);
-  const std::vector<SamplingRowParams> params = {Params(0.8f, 40), Params(1.0f), Params(0.0f),
-                                                 Params(1.0f, 0, 0.9f), Params(0.0f)};
-  for (const SamplingRowParams& base : params) {
-    SamplingRowParams p = base;
+  const std::vector<kernels::SamplingRow> params = {Params(0.8f, 40), Params(1.0f), Params(0.0f),
+                                                    Params(1.0f, 0, 0.9f), Params(0.0f)};
+  for (const kernels::SamplingRow& base : params) {
+    kernels::SamplingRow p = base;
     p.seed = rng();
     const size_t at = b.logits.size();
     b.logits.resize(at + vocab);
@@ -484,10 +484,6 @@ TEST_F(SamplingGpuTest, BadRowsSetTheErrorFlag) {
 
 // ---------------------------------------------------------------------------------------------
 // Host-only cases: they need no GPU.
-
-TEST(SamplingHostTest, GreedyThresholdIsTheSamplers) {
-  EXPECT_EQ(kSamplingGreedyTemperature, sampling::kGreedyTemperature);
-}
 
 TEST(SamplingHostTest, WorkspaceHoldsAKeyAndAnIdPerTokenPerRow) {
   for (int64_t rows : {1, 3, 64}) {
