@@ -1,5 +1,6 @@
 #include "common/dtype.h"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <utility>
@@ -66,6 +67,29 @@ uint16_t FloatToF16(float value) {
   uint32_t rebased = abs_bits - (112u << 23);
   uint32_t rounding = 0xfffu + ((rebased >> 13) & 1u);
   return sign | static_cast<uint16_t>((rebased + rounding) >> 13);
+}
+
+uint8_t FloatToF8E4M3(float value) {
+  const uint8_t sign = std::signbit(value) ? 0x80u : 0x00u;
+  if (std::isnan(value)) return sign | 0x7fu;
+  const float a = std::fabs(value);
+  if (a >= 448.0f) return sign | 0x7eu;  // saturate at the largest finite value
+  // The e4m3 grid around a: exponent e (normal for a >= 2^-6, else the subnormal step 2^-9),
+  // 3 mantissa bits, so the step is 2^(e-3); rint rounds half to even.
+  int e = 0;
+  std::frexp(a, &e);  // a = m * 2^e, m in [0.5, 1): the leading bit is 2^(e-1)
+  const int exponent = std::max(e - 1, -6);
+  const float step = std::ldexp(1.0f, exponent - 3);
+  const float q = std::rint(a / step) * step;  // may round up into the next binade
+  if (q == 0.0f) return sign;
+  int qe = 0;
+  std::frexp(q, &qe);
+  const int biased = std::max(qe - 1, -6) + 7;
+  const bool subnormal = q < 0x1p-6f;
+  const uint32_t mantissa =
+      subnormal ? static_cast<uint32_t>(q / 0x1p-9f)
+                : static_cast<uint32_t>((q / std::ldexp(1.0f, qe - 1) - 1.0f) * 8.0f);
+  return sign | static_cast<uint8_t>(((subnormal ? 0 : biased) << 3) | mantissa);
 }
 
 float F8E4M3ToFloat(uint8_t bits) {

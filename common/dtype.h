@@ -71,6 +71,9 @@ uint16_t FloatToF16(float value);
 
 // float8 e4m3fn -> fp32 (exact).
 float F8E4M3ToFloat(uint8_t bits);
+// fp32 -> float8 e4m3fn, round to nearest even; magnitudes past the largest finite value (448)
+// saturate to +-448, NaN becomes the NaN pattern (0x7f with the sign).
+uint8_t FloatToF8E4M3(float value);
 
 }  // namespace expertmesh
 

@@ -19,6 +19,7 @@ bool IsWeight(DType d) { return d == DType::kF32 || d == DType::kBF16; }
 class Checker {
  public:
   Checker(Op op, Device device) : op_(op), device_(device) {}
+  Op op() const { return op_; }
 
   // Checks definedness, device and rank, and (if given) each dim (-1 = any).
   absl::Status Shape(const std::string& name, const Tensor& t,
@@ -63,6 +64,24 @@ class Checker {
       return _s;                              \
     }                                         \
   } while (0)
+
+// A Linear / MoeGroupedLinear weight: bf16 or f32, or fp8 with its block scales where the backend
+// multiplies fp8 weights (Backend::SupportsFp8Weights).
+absl::Status CheckLinearWeight(Checker& c, const std::string& name, const Tensor& weight,
+                               const Backend& backend) {
+  if (weight.dtype() != DType::kF8E4M3) {
+    return c.Dtype(name, weight, IsWeight(weight.dtype()), "bf16, f32 or fp8 e4m3");
+  }
+  if (!backend.SupportsFp8Weights()) {
+    return absl::UnimplementedError(
+        StrCat(std::string(OpName(c.op())), ": ", name, " ", weight.DebugString(), ": backend ",
+               std::string(backend.Name()), " does not multiply fp8 weights"));
+  }
+  if (weight.block_scales() == nullptr) {
+    return c.Error(name, StrCat(weight.DebugString(), " is fp8 without block scales"));
+  }
+  return absl::OkStatus();
+}
 
 }  // namespace
 
@@ -159,7 +178,7 @@ absl::Status Backend::Linear(const Tensor& x, const Tensor& weight, const Tensor
   EM_CHECK(c.Shape("x", x, {-1, -1}));
   EM_CHECK(c.Dtype("x", x, IsCompute(x.dtype()), "f32 or bf16"));
   EM_CHECK(c.Shape("weight", weight, {-1, x.dim(1)}));
-  EM_CHECK(c.Dtype("weight", weight, IsWeight(weight.dtype()), "bf16 or f32"));
+  EM_CHECK(CheckLinearWeight(c, "weight", weight, *this));
   if (bias.defined()) {
     EM_CHECK(c.Shape("bias", bias, {weight.dim(0)}));
     EM_CHECK(c.Dtype("bias", bias, IsWeight(bias.dtype()), "bf16 or f32"));
@@ -249,7 +268,7 @@ absl::Status Backend::MoeGroupedLinear(const Tensor& x, const Tensor& expert_off
     if (!weights[e].defined()) continue;
     std::string name = StrCat("weights[", e, "]");
     EM_CHECK(c.Shape(name, weights[e], {out.dim(1), x.dim(1)}));
-    EM_CHECK(c.Dtype(name, weights[e], IsWeight(weights[e].dtype()), "bf16 or f32"));
+    EM_CHECK(CheckLinearWeight(c, name, weights[e], *this));
   }
   return DoMoeGroupedLinear(x, expert_offsets, weights, out);
 }

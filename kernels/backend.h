@@ -10,7 +10,10 @@
 //  - The "compute dtype" of activations is kF32 (exact mode, used for golden parity) or kBF16
 //    (fast mode). Arithmetic is in fp32; a bf16 output is rounded once, to nearest even.
 //  - Weights are kBF16 or kF32 (kF16 where stated), always [out_features, in_features] as in
-//    Hugging Face checkpoints, so mmapped safetensors can be used without a copy.
+//    Hugging Face checkpoints, so mmapped safetensors can be used without a copy. Linear and
+//    MoeGroupedLinear also take kF8E4M3 weights with block scales on backends that
+//    SupportsFp8Weights(): each product is computed as with the dequantized weight (stored value
+//    times its block's scale), in fp32.
 //  - Output tensors are allocated by the caller (Backend::Allocate) and fully overwritten
 //    unless stated. Inputs and outputs must not overlap unless an op says they may.
 //  - Ops run in order on the backend's current stream. On the CPU backend they have finished
@@ -125,6 +128,9 @@ class Backend {
   virtual Device device() const = 0;
   // Whether this backend implements `op` at all (dtype limits are reported per call).
   virtual bool Supports(Op op) const = 0;
+  // Whether Linear and MoeGroupedLinear take fp8 e4m3 weights with block scales (Tensor::
+  // block_scales), multiplying them as stored (the weight loader widens them otherwise).
+  virtual bool SupportsFp8Weights() const { return false; }
 
   // Allocates an uninitialised tensor in this backend's memory.
   // Errors: InvalidArgument (bad shape), ResourceExhausted (out of memory).

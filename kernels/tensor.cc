@@ -103,9 +103,47 @@ absl::StatusOr<Tensor> Tensor::Reshape(std::span<const int64_t> shape) const {
     return absl::InvalidArgumentError(
         absl::StrCat("cannot reshape ", DebugString(), " to [", absl::StrJoin(shape, ", "), "]"));
   }
+  if (block_scales_ != nullptr && (shape.size() != 2 || shape[0] != shape_[0])) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot reshape the block-quantized ",
+                                                   DebugString(), " (its scales are 2-D)"));
+  }
   Tensor t = *this;
   t.rank_ = static_cast<int>(shape.size());
   for (size_t i = 0; i < shape.size(); ++i) t.shape_[i] = shape[i];
+  return t;
+}
+
+absl::StatusOr<Tensor> Tensor::WithBlockScales(BlockScales scales) const {
+  if (!defined_ || dtype_ != DType::kF8E4M3 || rank_ != 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("block scales need a 2-D fp8 tensor, got ", DebugString()));
+  }
+  const Tensor* grid = scales.scales.get();
+  if (grid == nullptr || !grid->defined() || grid->dtype() != DType::kF32 || grid->rank() != 2 ||
+      grid->device() != device_) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("block scales of ", DebugString(), " must be a 2-D f32 tensor on ",
+                     std::string(DeviceName(device_)), ", got ",
+                     grid == nullptr ? std::string("none") : grid->DebugString()));
+  }
+  if (scales.block_rows < 1 || scales.block_cols < 1 || scales.row_offset < 0 ||
+      scales.col_offset < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("block scales of ", DebugString(), ": bad block ", scales.block_rows, "x",
+                     scales.block_cols, " or offset ", scales.row_offset, ",", scales.col_offset));
+  }
+  const int64_t need_rows =
+      (scales.row_offset + shape_[0] + scales.block_rows - 1) / scales.block_rows;
+  const int64_t need_cols =
+      (scales.col_offset + shape_[1] + scales.block_cols - 1) / scales.block_cols;
+  if (grid->dim(0) < need_rows || grid->dim(1) < need_cols) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("block scales ", grid->DebugString(), " do not cover ", DebugString(), " in ",
+                     scales.block_rows, "x", scales.block_cols, " blocks (need [", need_rows, ", ",
+                     need_cols, "])"));
+  }
+  Tensor t = *this;
+  t.block_scales_ = std::make_shared<const BlockScales>(std::move(scales));
   return t;
 }
 
@@ -117,6 +155,11 @@ absl::StatusOr<Tensor> Tensor::Slice(int64_t begin, int64_t end) const {
   Tensor t = *this;
   t.shape_[0] = end - begin;
   t.data_ = static_cast<char*>(data_) + static_cast<size_t>(begin * stride(0)) * DTypeSize(dtype_);
+  if (block_scales_ != nullptr && begin != 0) {
+    auto moved = std::make_shared<BlockScales>(*block_scales_);
+    moved->row_offset += begin;
+    t.block_scales_ = std::move(moved);
+  }
   return t;
 }
 

@@ -27,6 +27,21 @@ enum class Device : uint8_t { kCpu, kCuda };
 std::string_view DeviceName(Device device);
 
 inline constexpr int kMaxTensorRank = 5;
+
+class Tensor;
+
+// The scales of a block-quantized 2-D weight (fp8 e4m3, DeepSeek-V3's format): element [r][c]
+// of the weight is its stored value times
+//   scales[(r + row_offset) / block_rows][(c + col_offset) / block_cols]
+// The offsets say where the weight starts inside the checkpoint's block grid, so a tensor- or
+// expert-parallel slice that cuts through a block keeps the right scales.
+struct BlockScales {
+  std::shared_ptr<const Tensor> scales;  // [row blocks, col blocks] f32, same device as weight
+  int64_t block_rows = 128;
+  int64_t block_cols = 128;
+  int64_t row_offset = 0;
+  int64_t col_offset = 0;
+};
 // Every CPU allocation is aligned to this many bytes (one cache line, one AVX-512 vector).
 inline constexpr size_t kCpuAlignment = 64;
 
@@ -86,9 +101,16 @@ class Tensor {
   absl::StatusOr<Tensor> Reshape(std::initializer_list<int64_t> shape) const {
     return Reshape(std::span<const int64_t>(shape.begin(), shape.size()));
   }
-  // Rows [begin, end) of the outermost dimension, as a view sharing this tensor's buffer.
+  // Rows [begin, end) of the outermost dimension, as a view sharing this tensor's buffer (a
+  // block-quantized tensor keeps its scales, with the row offset moved by `begin`).
   // Errors: InvalidArgument for rank 0 or a range outside [0, dim(0)].
   absl::StatusOr<Tensor> Slice(int64_t begin, int64_t end) const;
+
+  // Block-quantized weights (dtype kF8E4M3): the block scales, or null for a plain tensor.
+  const BlockScales* block_scales() const { return block_scales_.get(); }
+  // This tensor with `scales` attached. Errors: InvalidArgument unless this is a 2-D fp8 tensor
+  // and the scales are an f32 [row blocks, col blocks] grid on the same device covering it.
+  absl::StatusOr<Tensor> WithBlockScales(BlockScales scales) const;
 
   bool SameShape(const Tensor& other) const;
   // "bf16[4, 128]" ("undefined" for an undefined tensor); for error messages.
@@ -105,6 +127,7 @@ class Tensor {
   std::array<int64_t, kMaxTensorRank> shape_{};
   void* data_ = nullptr;
   std::shared_ptr<const void> owner_;  // the allocation, or the view's keep-alive handle
+  std::shared_ptr<const BlockScales> block_scales_;
 };
 
 }  // namespace expertmesh::kernels

@@ -85,7 +85,13 @@ absl::Status CheckCpu(const char* op, const Tensor& t) {
 absl::StatusOr<Tensor> CpuBackend::PrepareWeight(const Tensor& host) {
   if (!host.defined() || weights_ == nullptr) return host;
   RETURN_IF_ERROR(CheckCpu("prepare_weight", host));
-  return weights_->Copy(host, pool_.get());
+  ASSIGN_OR_RETURN(Tensor copy, weights_->Copy(host, pool_.get()));
+  // The block scales of an fp8 weight are small (one per 128 x 128 block): they stay where they
+  // are and go with the copy.
+  if (const BlockScales* scales = host.block_scales(); scales != nullptr) {
+    return copy.WithBlockScales(*scales);
+  }
+  return copy;
 }
 
 absl::Status CpuBackend::CopyFromHost(const void* host, Tensor& dst) {

@@ -1,11 +1,13 @@
 // Linear (x @ W^T) and the per-expert grouped linear of MoE layers.
 //
 // bf16 activations on a CPU with AVX512_BF16 take the bf16 dot-product kernel for any token
-// count. Otherwise there are two paths, chosen per weight by the number of tokens multiplying it:
+// count (bf16 weights). Otherwise there are two paths, chosen per weight by the number of tokens
+// multiplying it:
 //  - few tokens (decode): the KernelTable GEMM streams each weight row once from memory,
-//    widening bf16 in registers; memory-bound, so it aims at the DRAM bandwidth.
-//  - many tokens (prefill): compute-bound; each task widens a tile of weight rows to fp32 and
-//    calls OpenBLAS sgemm on it, single-threaded (this backend's pool owns the cores).
+//    widening bf16 (or fp8 e4m3 times its block scale) in registers; memory-bound, so it aims
+//    at the DRAM bandwidth, and fp8 weights read half the bytes.
+//  - many tokens (prefill): compute-bound; each task widens (dequantizes) a tile of weight rows
+//    to fp32 and calls OpenBLAS sgemm on it, single-threaded (this backend's pool owns the cores).
 // Both write each output element from exactly one task, so results do not depend on threads.
 #include <cblas.h>
 
@@ -69,6 +71,35 @@ int64_t StreamRowsPerTask(int64_t task_bytes, int64_t row_bytes) {
   return std::max<int64_t>(4, task_bytes / std::max<int64_t>(1, row_bytes) / 4 * 4);
 }
 
+// The kernels' view of an fp8 weight's block scales, starting at weight row `row_begin`.
+Fp8Scales ScalesOf(const Tensor& w, int64_t row_begin) {
+  const BlockScales& b = *w.block_scales();
+  return {.scales = b.scales->data<float>(),
+          .ld = b.scales->dim(1),
+          .block_rows = b.block_rows,
+          .block_cols = b.block_cols,
+          .row_offset = b.row_offset + row_begin,
+          .col_offset = b.col_offset};
+}
+
+// Rows [row_begin, row_end) of an fp8 weight as fp32 values (scales applied) into `tile`.
+void DequantizeFp8Rows(const CpuContext& ctx, const Tensor& w, int64_t row_begin, int64_t row_end,
+                       std::vector<float>& tile) {
+  const int64_t k = w.dim(1);
+  tile.resize(static_cast<size_t>((row_end - row_begin) * k));
+  const Fp8Scales scales = ScalesOf(w, row_begin);
+  for (int64_t r = 0; r < row_end - row_begin; ++r) {
+    const uint8_t* row = w.data<uint8_t>() + (row_begin + r) * k;
+    const float* scale_row = scales.Row(r);
+    for (int64_t i = 0; i < k;) {
+      const int64_t block = (i + scales.col_offset) / scales.block_cols;
+      const int64_t end = std::min(k, (block + 1) * scales.block_cols - scales.col_offset);
+      ctx.kernels->f8_to_f32(row + i, scale_row[block], tile.data() + r * k + i, end - i);
+      i = end;
+    }
+  }
+}
+
 void InitBlasThreadsOnce() {
   static std::once_flag once;
   // Calls come from our pool's threads; OpenBLAS must not start (and spin) threads of its own.
@@ -86,7 +117,11 @@ void RunTask(const CpuContext& ctx, const GemmJob& job, const GemmTask& task,
     return;
   }
   if (!task.blas) {
-    if (job.w->dtype() == DType::kBF16) {
+    if (job.w->dtype() == DType::kF8E4M3) {
+      ctx.kernels->gemm_f8(job.x, job.k, job.n, job.k,
+                           job.w->data<uint8_t>() + task.row_begin * job.k, job.k, rows,
+                           ScalesOf(*job.w, task.row_begin), out, job.ldo);
+    } else if (job.w->dtype() == DType::kBF16) {
       ctx.kernels->gemm_bf16(job.x, job.k, job.n, job.k,
                              job.w->data<uint16_t>() + task.row_begin * job.k, job.k, rows, out,
                              job.ldo);
@@ -98,7 +133,10 @@ void RunTask(const CpuContext& ctx, const GemmJob& job, const GemmTask& task,
     return;
   }
   const float* w = nullptr;
-  if (job.w->dtype() == DType::kBF16) {
+  if (job.w->dtype() == DType::kF8E4M3) {
+    DequantizeFp8Rows(ctx, *job.w, task.row_begin, task.row_end, tile);
+    w = tile.data();
+  } else if (job.w->dtype() == DType::kBF16) {
     tile.resize(static_cast<size_t>(rows * job.k));
     ctx.kernels->bf16_to_f32(job.w->data<uint16_t>() + task.row_begin * job.k, tile.data(),
                              rows * job.k);

@@ -10,6 +10,20 @@
 
 namespace expertmesh::kernels::cpu {
 
+// The block scales of an fp8 weight as the kernels read them (kernels::BlockScales with raw
+// pointers): weight element [r][i] is its e4m3 value times
+//   scales[((r + row_offset) / block_rows) * ld + (i + col_offset) / block_cols].
+struct Fp8Scales {
+  const float* scales = nullptr;
+  int64_t ld = 0;  // scale columns per scale row
+  int64_t block_rows = 128;
+  int64_t block_cols = 128;
+  int64_t row_offset = 0;
+  int64_t col_offset = 0;
+  // The scale row of weight row r.
+  const float* Row(int64_t r) const { return scales + ((r + row_offset) / block_rows) * ld; }
+};
+
 struct KernelTable {
   // out[t * ldo + r] = sum_i x[t * ldx + i] * w[r * ldw + i] for t < n, r < rows, i < k,
   // accumulated in fp32 in a fixed order (independent of n: a token's result does not depend on
@@ -19,6 +33,13 @@ struct KernelTable {
                     int64_t ldw, int64_t rows, float* out, int64_t ldo);
   void (*gemm_f32)(const float* x, int64_t ldx, int64_t n, int64_t k, const float* w, int64_t ldw,
                    int64_t rows, float* out, int64_t ldo);
+  // As gemm_bf16 with fp8 e4m3 weights [rows, ldw] (one byte each) multiplied by their block
+  // scales: each weight is its value times its scale, rounded once to fp32 (as dequantizing it
+  // first would give), summed in an order independent of n.
+  void (*gemm_f8)(const float* x, int64_t ldx, int64_t n, int64_t k, const uint8_t* w, int64_t ldw,
+                  int64_t rows, const Fp8Scales& scales, float* out, int64_t ldo);
+  // out[i] = e4m3 value of in[i] times `scale`, for n elements (a prefill tile for sgemm).
+  void (*f8_to_f32)(const uint8_t* in, float scale, float* out, int64_t n);
   // Conversions of n elements; f32 -> bf16 rounds to nearest even, NaN stays NaN.
   void (*bf16_to_f32)(const uint16_t* in, float* out, int64_t n);
   void (*f32_to_bf16)(const float* in, uint16_t* out, int64_t n);

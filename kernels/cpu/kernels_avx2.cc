@@ -6,6 +6,9 @@
 // time; further token groups re-read the same 4-row strip from L1/L2.
 #include <immintrin.h>
 
+#include <cmath>
+#include <limits>
+
 #include "common/dtype.h"
 #include "kernels/cpu/kernel_table.h"
 #include "kernels/cpu/streaming_gemm.h"
@@ -18,6 +21,15 @@ inline __m256 LoadW(const uint16_t* p) {
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16));
 }
 inline __m256 LoadW(const float* p) { return _mm256_loadu_ps(p); }
+// 8 e4m3 values as fp32, each times 2^-120: sign-extending the byte to 32 bits and shifting it
+// left by 20 puts the sign in bit 31 (with copies in 30..27, masked off) and exponent|mantissa
+// in bits 26..20, the top of an fp32 exponent of 4 bits less bias and its mantissa: an exact
+// fp32 for normals and subnormals alike. (The e4m3 NaN pattern reads as 480 * 2^-120.)
+inline __m256 LoadW8(const uint8_t* p) {
+  const __m256i v = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_castsi256_ps(
+      _mm256_and_si256(_mm256_slli_epi32(v, 20), _mm256_set1_epi32(static_cast<int>(0x87f00000u))));
+}
 inline float ScalarW(uint16_t v) { return Bf16ToFloat(v); }
 inline float ScalarW(float v) { return v; }
 
@@ -43,6 +55,8 @@ struct Avx2Policy {
   static __m256 LoadX(const float* x) { return _mm256_loadu_ps(x); }
   static Acc Madd(Acc acc, __m256 w, __m256 x) { return _mm256_fmadd_ps(w, x, acc); }
   static float Sum(Acc acc) { return HorizontalSum(acc); }
+  static __m256 LoadW8(const uint8_t* w) { return cpu::LoadW8(w); }
+  static __m256 Mul(__m256 w, float s) { return _mm256_mul_ps(w, _mm256_set1_ps(s)); }
 };
 
 // Tokens in groups of 3: 12 accumulators + 4 weight vectors of the 16 registers.
@@ -53,6 +67,25 @@ void GemmBf16(const float* x, int64_t ldx, int64_t n, int64_t k, const uint16_t*
 void GemmF32(const float* x, int64_t ldx, int64_t n, int64_t k, const float* w, int64_t ldw,
              int64_t rows, float* out, int64_t ldo) {
   streaming::Gemm<Avx2Policy, 3>(x, ldx, n, k, w, ldw, rows, out, ldo);
+}
+
+void GemmF8(const float* x, int64_t ldx, int64_t n, int64_t k, const uint8_t* w, int64_t ldw,
+            int64_t rows, const Fp8Scales& scales, float* out, int64_t ldo) {
+  streaming::GemmFp8<Avx2Policy, 3>(x, ldx, n, k, w, ldw, rows, scales, out, ldo);
+}
+
+void F8ToF32(const uint8_t* in, float scale, float* out, int64_t n) {
+  // Two roundings would differ from the reference: fold 2^120 into the scale when it stays
+  // finite (one exact product), else apply it first.
+  const float folded = scale * 0x1p120f;
+  const bool fold = std::fabs(folded) <= std::numeric_limits<float>::max();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = LoadW8(in + i);
+    if (!fold) v = _mm256_mul_ps(v, _mm256_set1_ps(0x1p120f));
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(v, _mm256_set1_ps(fold ? folded : scale)));
+  }
+  for (; i < n; ++i) out[i] = F8E4M3ToFloat(in[i]) * scale;
 }
 
 void Bf16ToF32(const uint16_t* in, float* out, int64_t n) {
@@ -132,6 +165,8 @@ void PvF32(const float* p, int64_t ldp, int64_t rows, int64_t npos, const float*
 const KernelTable& Avx2Kernels() {
   static const KernelTable table{.gemm_bf16 = GemmBf16,
                                  .gemm_f32 = GemmF32,
+                                 .gemm_f8 = GemmF8,
+                                 .f8_to_f32 = F8ToF32,
                                  .bf16_to_f32 = Bf16ToF32,
                                  .f32_to_bf16 = F32ToBf16,
                                  .pv_bf16 = PvBf16,

@@ -38,6 +38,28 @@ void GemmF32(const float* x, int64_t ldx, int64_t n, int64_t k, const float* w, 
   Gemm<float, LoadF32>(x, ldx, n, k, w, ldw, rows, out, ldo);
 }
 
+void GemmF8(const float* x, int64_t ldx, int64_t n, int64_t k, const uint8_t* w, int64_t ldw,
+            int64_t rows, const Fp8Scales& scales, float* out, int64_t ldo) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint8_t* wr = w + r * ldw;
+    const float* sr = scales.Row(r);
+    for (int64_t t = 0; t < n; ++t) {
+      const float* xt = x + t * ldx;
+      float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      for (int64_t i = 0; i < k; ++i) {
+        const float wv = F8E4M3ToFloat(wr[i]) * sr[(i + scales.col_offset) / scales.block_cols];
+        acc[i % 8] += xt[i] * wv;
+      }
+      out[t * ldo + r] =
+          ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    }
+  }
+}
+
+void F8ToF32(const uint8_t* in, float scale, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = F8E4M3ToFloat(in[i]) * scale;
+}
+
 void Bf16ToF32(const uint16_t* in, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = Bf16ToFloat(in[i]);
 }
@@ -68,6 +90,8 @@ void PvF32(const float* p, int64_t ldp, int64_t rows, int64_t npos, const float*
 const KernelTable& ScalarKernels() {
   static const KernelTable table{.gemm_bf16 = GemmBf16,
                                  .gemm_f32 = GemmF32,
+                                 .gemm_f8 = GemmF8,
+                                 .f8_to_f32 = F8ToF32,
                                  .bf16_to_f32 = Bf16ToF32,
                                  .f32_to_bf16 = F32ToBf16,
                                  .pv_bf16 = PvBf16,

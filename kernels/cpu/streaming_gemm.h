@@ -8,6 +8,9 @@
 //     template <typename X> static auto LoadX(const X* x);     // kStep activations
 //     static Acc Madd(Acc acc, WVec w, XVec x);                 // acc += w * x, per lane
 //     static float Sum(Acc acc);                                 // fixed lane order
+//     // fp8 weights only:
+//     static WVec LoadW8(const uint8_t* w);  // kStep e4m3 values, each times 2^-120 (exact)
+//     static WVec Mul(WVec w, float s);      // w * s, per lane
 //   };
 // R weight rows x T tokens per micro-kernel; tokens go in groups of kMaxTokens, then smaller
 // ones. Every token's sum runs in the same order whatever its group, so a token's output does
@@ -21,9 +24,13 @@
 #ifndef EXPERTMESH_KERNELS_CPU_STREAMING_GEMM_H_
 #define EXPERTMESH_KERNELS_CPU_STREAMING_GEMM_H_
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <limits>
 
 #include "common/dtype.h"
+#include "kernels/cpu/kernel_table.h"
 
 namespace expertmesh::kernels::cpu::streaming {
 
@@ -66,43 +73,130 @@ inline void MicroKernel(const X* x, int64_t ldx, int64_t k, const W* w, int64_t 
   }
 }
 
-// One strip of R rows over all n tokens: groups of kMaxTokens (3 or 6), then the rest. Only the
-// first group prefetches `next`: the later ones find this strip's rows in cache already.
-template <typename P, int R, int kMaxTokens, typename X, typename W>
-inline void RowStrip(const X* x, int64_t ldx, int64_t n, int64_t k, const W* w, int64_t ldw,
-                     float* out, int64_t ldo, const W* next) {
+// Calls group.template operator()<T>(t) for the token groups of n tokens: groups of kMaxTokens
+// (3 or 6), then the rest in one smaller group (6 leaves 4 + 1..., 3 leaves 2 or 1).
+template <int kMaxTokens, typename Group>
+inline void ForTokenGroups(int64_t n, const Group& group) {
   static_assert(kMaxTokens == 3 || kMaxTokens == 6);
   int64_t t = 0;
-  for (; t + kMaxTokens <= n; t += kMaxTokens) {
-    MicroKernel<P, R, kMaxTokens>(x + t * ldx, ldx, k, w, ldw, out + t * ldo, ldo, next);
-    next = nullptr;
-  }
+  for (; t + kMaxTokens <= n; t += kMaxTokens) group.template operator()<kMaxTokens>(t);
   if constexpr (kMaxTokens == 6) {
     if (n - t >= 4) {
-      MicroKernel<P, R, 4>(x + t * ldx, ldx, k, w, ldw, out + t * ldo, ldo, next);
+      group.template operator()<4>(t);
       t += 4;
-      next = nullptr;
     }
   }
-  if (n - t == 3) MicroKernel<P, R, 3>(x + t * ldx, ldx, k, w, ldw, out + t * ldo, ldo, next);
-  if (n - t == 2) MicroKernel<P, R, 2>(x + t * ldx, ldx, k, w, ldw, out + t * ldo, ldo, next);
-  if (n - t == 1) MicroKernel<P, R, 1>(x + t * ldx, ldx, k, w, ldw, out + t * ldo, ldo, next);
+  if (n - t == 3) group.template operator()<3>(t);
+  if (n - t == 2) group.template operator()<2>(t);
+  if (n - t == 1) group.template operator()<1>(t);
 }
 
-// out[t * ldo + r] = sum_i x[t * ldx + i] * w[r * ldw + i] (see KernelTable::gemm_bf16).
+// Calls strip.template operator()<R>(r, next) for strips of 4 rows, then single rows. `next` is
+// the first row of the following 4-row strip while it is whole (what to prefetch), else -1: the
+// rows after the last one are not ours to fetch.
+template <typename Strip>
+inline void ForRowStrips(int64_t rows, const Strip& strip) {
+  int64_t r = 0;
+  for (; r + 4 <= rows; r += 4) strip.template operator()<4>(r, r + 8 <= rows ? r + 4 : -1);
+  for (; r < rows; ++r) strip.template operator()<1>(r, -1);
+}
+
+// out[t * ldo + r] = sum_i x[t * ldx + i] * w[r * ldw + i] (see KernelTable::gemm_bf16). Only a
+// strip's first token group prefetches the next strip: the later ones find this strip's rows in
+// cache already.
 template <typename P, int kMaxTokens, typename X, typename W>
 void Gemm(const X* x, int64_t ldx, int64_t n, int64_t k, const W* w, int64_t ldw, int64_t rows,
           float* out, int64_t ldo) {
-  int64_t r = 0;
-  for (; r + 4 <= rows; r += 4) {
-    // The next strip, while it is whole; the rows after the last one are not ours to fetch.
-    const W* next = r + 8 <= rows ? w + (r + 4) * ldw : nullptr;
-    RowStrip<P, 4, kMaxTokens>(x, ldx, n, k, w + r * ldw, ldw, out + r, ldo, next);
+  ForRowStrips(rows, [&]<int R>(int64_t r, int64_t next_row) {
+    const W* next = next_row < 0 ? nullptr : w + next_row * ldw;
+    ForTokenGroups<kMaxTokens>(n, [&]<int T>(int64_t t) {
+      MicroKernel<P, R, T>(x + t * ldx, ldx, k, w + r * ldw, ldw, out + t * ldo + r, ldo, next);
+      next = nullptr;
+    });
+  });
+}
+
+// The fp8 e4m3 micro-kernel: R rows of block-quantized weights x T tokens. k runs in segments
+// that stay inside one scale block; in each, a row's weights are widened in registers
+// (P::LoadW8: the stored value times 2^-120, exact) and multiplied by the row's block scale
+// times 2^120 (exact while that stays finite, else in two steps), so every weight is
+// value * scale rounded once, as the dequantized reference. Segment tails (a slice that starts
+// mid-block) are summed in scalar, apart from the vector lanes: the order depends on k and the
+// offsets only, never on T, so batching invariance holds.
+template <typename P, int R, int T, typename X>
+inline void MicroKernelFp8(const X* x, int64_t ldx, int64_t k, const uint8_t* w, int64_t ldw,
+                           const float* const (&scale_rows)[R], int64_t block_cols,
+                           int64_t col_offset, float* out, int64_t ldo, const uint8_t* next) {
+  typename P::Acc acc[R][T];
+  float tail[R][T];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 6
+    for (int t = 0; t < T; ++t) {
+      acc[r][t] = P::Zero();
+      tail[r][t] = 0.0f;
+    }
   }
-  for (; r < rows; ++r) {
-    RowStrip<P, 1, kMaxTokens>(x, ldx, n, k, w + r * ldw, ldw, out + r, ldo,
-                               static_cast<const W*>(nullptr));
+  constexpr float kUnbias = 0x1p120f;  // undoes LoadW8's 2^-120
+  int64_t i = 0;
+  while (i < k) {
+    const int64_t block = (i + col_offset) / block_cols;
+    const int64_t segment_end = std::min(k, (block + 1) * block_cols - col_offset);
+    float mult[R];
+    bool two_step = false;
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      mult[r] = scale_rows[r][block] * kUnbias;
+      two_step |= !(std::fabs(mult[r]) <= std::numeric_limits<float>::max());
+    }
+    if (two_step) {
+      for (int r = 0; r < R; ++r) mult[r] = scale_rows[r][block];
+    }
+    for (; i + P::kStep <= segment_end; i += P::kStep) {
+      if (next != nullptr) {
+#pragma GCC unroll 4
+        for (int r = 0; r < R; ++r) __builtin_prefetch(next + r * ldw + i, 0, 3);
+      }
+      decltype(P::LoadW8(w)) wv[R];
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) {
+        wv[r] = P::LoadW8(w + r * ldw + i);
+        if (two_step) wv[r] = P::Mul(wv[r], kUnbias);
+        wv[r] = P::Mul(wv[r], mult[r]);
+      }
+#pragma GCC unroll 6
+      for (int t = 0; t < T; ++t) {
+        const auto xv = P::LoadX(x + t * ldx + i);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; ++r) acc[r][t] = P::Madd(acc[r][t], wv[r], xv);
+      }
+    }
+    for (; i < segment_end; ++i) {
+      for (int r = 0; r < R; ++r) {
+        const float wval = F8E4M3ToFloat(w[r * ldw + i]) * scale_rows[r][block];
+        for (int t = 0; t < T; ++t) tail[r][t] += ToFloat(x[t * ldx + i]) * wval;
+      }
+    }
   }
+  for (int r = 0; r < R; ++r) {
+    for (int t = 0; t < T; ++t) out[t * ldo + r] = P::Sum(acc[r][t]) + tail[r][t];
+  }
+}
+
+// As Gemm with fp8 e4m3 weights and their block scales (see KernelTable::gemm_f8).
+template <typename P, int kMaxTokens, typename X>
+void GemmFp8(const X* x, int64_t ldx, int64_t n, int64_t k, const uint8_t* w, int64_t ldw,
+             int64_t rows, const Fp8Scales& scales, float* out, int64_t ldo) {
+  ForRowStrips(rows, [&]<int R>(int64_t r, int64_t next_row) {
+    const uint8_t* next = next_row < 0 ? nullptr : w + next_row * ldw;
+    const float* scale_rows[R];
+    for (int j = 0; j < R; ++j) scale_rows[j] = scales.Row(r + j);
+    ForTokenGroups<kMaxTokens>(n, [&]<int T>(int64_t t) {
+      MicroKernelFp8<P, R, T>(x + t * ldx, ldx, k, w + r * ldw, ldw, scale_rows, scales.block_cols,
+                              scales.col_offset, out + t * ldo + r, ldo, next);
+      next = nullptr;
+    });
+  });
 }
 
 }  // namespace expertmesh::kernels::cpu::streaming

@@ -52,5 +52,29 @@ TEST(DTypeTest, F8E4M3DecodesKnownValues) {
   EXPECT_TRUE(std::isnan(F8E4M3ToFloat(0x7f)));
 }
 
+TEST(DTypeTest, FloatToF8E4M3RoundTripsEveryValueAndRoundsToNearestEven) {
+  for (int b = 0; b < 256; ++b) {
+    const uint8_t bits = static_cast<uint8_t>(b);
+    if ((bits & 0x7f) == 0x7f) {  // NaN
+      EXPECT_EQ(FloatToF8E4M3(F8E4M3ToFloat(bits)) & 0x7f, 0x7f);
+      continue;
+    }
+    EXPECT_EQ(FloatToF8E4M3(F8E4M3ToFloat(bits)), bits) << b;
+    // Halfway to the next larger magnitude rounds to the even mantissa of the two.
+    const uint8_t next = static_cast<uint8_t>(bits + 1);
+    if ((bits & 0x7f) < 0x7e) {
+      const float mid = 0.5f * (F8E4M3ToFloat(bits) + F8E4M3ToFloat(next));
+      const uint8_t even = (bits & 1) == 0 ? bits : next;
+      EXPECT_EQ(FloatToF8E4M3(mid), even) << b;
+      EXPECT_EQ(FloatToF8E4M3(std::nextafter(mid, 0.0f)), bits) << b;
+    }
+  }
+  EXPECT_EQ(FloatToF8E4M3(1000.0f), 0x7e);  // saturates at 448
+  EXPECT_EQ(FloatToF8E4M3(-449.0f), 0xfe);
+  EXPECT_EQ(FloatToF8E4M3(1e-9f), 0x00);     // below half the smallest subnormal
+  EXPECT_EQ(FloatToF8E4M3(0x1p-10f), 0x00);  // exactly half of 2^-9: ties to even (zero)
+  EXPECT_EQ(FloatToF8E4M3(0x1.8p-10f), 0x01);
+}
+
 }  // namespace
 }  // namespace expertmesh

@@ -54,6 +54,7 @@ class FakeDeviceBackend final : public kernels::Backend {
   std::string_view Name() const override { return "fake-cuda"; }
   kernels::Device device() const override { return kernels::Device::kCuda; }
   bool Supports(kernels::Op op) const override { return cpu_->Supports(op); }
+  bool SupportsFp8Weights() const override { return cpu_->SupportsFp8Weights(); }
 
   absl::StatusOr<kernels::Tensor> Allocate(DType dtype, std::span<const int64_t> shape) override {
     if (absl::Status s = RefuseInGraph("allocate"); !s.ok()) return s;
@@ -105,6 +106,14 @@ class FakeDeviceBackend final : public kernels::Backend {
     if (host.nbytes() > 0) std::memcpy(dev->raw_data(), host.raw_data(), host.nbytes());
     ++counters_.weights;
     counters_.weight_bytes += host.nbytes();
+    if (const kernels::BlockScales* scales = host.block_scales(); scales != nullptr) {
+      // The scales move to the device with their weight, as a GPU backend would copy them.
+      absl::StatusOr<kernels::Tensor> grid = PrepareWeight(*scales->scales);
+      if (!grid.ok()) return grid.status();
+      kernels::BlockScales moved = *scales;
+      moved.scales = std::make_shared<const kernels::Tensor>(*std::move(grid));
+      return dev->WithBlockScales(std::move(moved));
+    }
     return dev;
   }
 
@@ -224,7 +233,14 @@ class FakeDeviceBackend final : public kernels::Backend {
   static kernels::Tensor Tag(const kernels::Tensor& t, kernels::Device device) {
     if (!t.defined()) return t;
     auto keep = std::make_shared<kernels::Tensor>(t);
-    return *kernels::Tensor::View(t.raw_data(), t.dtype(), t.shape(), device, std::move(keep));
+    kernels::Tensor view =
+        *kernels::Tensor::View(t.raw_data(), t.dtype(), t.shape(), device, std::move(keep));
+    if (const kernels::BlockScales* scales = t.block_scales(); scales != nullptr) {
+      kernels::BlockScales retagged = *scales;
+      retagged.scales = std::make_shared<const kernels::Tensor>(Tag(*scales->scales, device));
+      return *view.WithBlockScales(std::move(retagged));
+    }
+    return view;
   }
   // Ops have already checked that every tensor is a kCuda one (Backend's checks). Inside a
   // graph, every tensor an op touches is logged.

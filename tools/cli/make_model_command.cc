@@ -44,9 +44,11 @@ absl::Status Run(const MakeModelFlags& flags) {
     options.dtype = DType::kBF16;
   } else if (flags.dtype == "f32" || flags.dtype == "float32") {
     options.dtype = DType::kF32;
+  } else if (flags.dtype == "fp8" || flags.dtype == "f8_e4m3") {
+    options.dtype = DType::kF8E4M3;
   } else {
     return absl::InvalidArgumentError(
-        absl::StrCat("--dtype ", flags.dtype, " not supported (bf16 or f32)"));
+        absl::StrCat("--dtype ", flags.dtype, " not supported (bf16, f32 or fp8)"));
   }
   if (!flags.shard_size.empty()) {
     ASSIGN_OR_RETURN(options.shard_size, make_model::ParseByteSize(flags.shard_size));
@@ -87,7 +89,10 @@ Command AddMakeModelCommand(CLI::App& parent) {
       ->capture_default_str();
   app->add_option("--out", flags->out, "Output directory")->required();
   app->add_option("--seed", flags->seed, "Random seed")->capture_default_str();
-  app->add_option("--dtype", flags->dtype, "Weight dtype: bf16 or f32")->capture_default_str();
+  app->add_option("--dtype", flags->dtype,
+                  "Weight dtype: bf16, f32, or fp8 (e4m3 linear weights with 128x128 block "
+                  "scales, as DeepSeek-V3 publishes; the rest bf16)")
+      ->capture_default_str();
   app->add_option("--shard-size", flags->shard_size,
                   "Split weights into files of at most this size (e.g. 500MB)");
   app->add_option("--corpus", flags->corpus,

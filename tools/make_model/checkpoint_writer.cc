@@ -1,10 +1,15 @@
 #include "tools/make_model/checkpoint_writer.h"
 
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
+#include "model/safetensors/fp8_quantize.h"
 #include "nlohmann/json.hpp"
 #include "tools/make_model/weight_init.h"
 
@@ -16,6 +21,59 @@ std::string ShardName(size_t index, size_t count) {
   std::snprintf(name, sizeof(name), "model-%05zu-of-%05zu.safetensors", index + 1, count);
   return name;
 }
+
+// Bytes already computed, handed out piece by piece.
+class BufferSource : public TensorSource {
+ public:
+  explicit BufferSource(std::vector<std::byte> bytes) : bytes_(std::move(bytes)) {}
+  void Fill(std::span<std::byte> out) override {
+    std::memcpy(out.data(), bytes_.data() + offset_, out.size());
+    offset_ += out.size();
+  }
+
+ private:
+  std::vector<std::byte> bytes_;
+  size_t offset_ = 0;
+};
+
+// The tensors of an fp8 checkpoint: a weight takes the values its bf16 twin (same seed) is drawn
+// from, in f32, quantized in 128 x 128 blocks (model/safetensors/fp8_quantize.h); its
+// `_scale_inv`, which the layout lists right after it, is kept until that tensor is written.
+class Fp8Sources {
+ public:
+  Fp8Sources(uint64_t seed, float init_std) : seed_(seed), init_std_(init_std) {}
+
+  bool Has(const std::string& name) const { return scales_.contains(name); }
+
+  std::unique_ptr<TensorSource> Source(const TensorToWrite& t) {
+    if (auto it = scales_.find(t.name); it != scales_.end()) {
+      std::vector<std::byte> bytes(it->second.size() * sizeof(float));
+      std::memcpy(bytes.data(), it->second.data(), bytes.size());
+      scales_.erase(it);
+      return std::make_unique<BufferSource>(std::move(bytes));
+    }
+    const int64_t rows = t.shape.at(0), cols = t.shape.at(1);
+    std::vector<float> values(static_cast<size_t>(rows * cols));
+    MakeInitSource({t.name, DType::kF32, t.shape}, seed_, init_std_)
+        ->Fill({reinterpret_cast<std::byte*>(values.data()), values.size() * sizeof(float)});
+    const model::Fp8BlockSize block{128, 128};
+    std::vector<std::byte> bytes(values.size());
+    std::vector<float> scales(static_cast<size_t>(((rows + block.rows - 1) / block.rows) *
+                                                  ((cols + block.cols - 1) / block.cols)));
+    // Drawn values are finite and the sizes match by construction: the status is always ok.
+    const absl::Status s =
+        model::QuantizeFp8Blocks(values, rows, cols, block,
+                                 {reinterpret_cast<uint8_t*>(bytes.data()), bytes.size()}, scales);
+    if (!s.ok()) std::abort();
+    scales_[t.name + "_scale_inv"] = std::move(scales);
+    return std::make_unique<BufferSource>(std::move(bytes));
+  }
+
+ private:
+  uint64_t seed_;
+  float init_std_;
+  absl::flat_hash_map<std::string, std::vector<float>> scales_;
+};
 
 }  // namespace
 
@@ -37,14 +95,22 @@ std::vector<std::vector<TensorToWrite>> PlanShards(const std::vector<TensorToWri
 
 absl::StatusOr<std::vector<TensorToWrite>> TensorsToWrite(
     const std::vector<model::TensorSpec>& specs, DType dtype) {
+  // An fp8 checkpoint holds its unquantized tensors in bf16, as DeepSeek-V3 does.
+  const DType plain = dtype == DType::kF8E4M3 ? DType::kBF16 : dtype;
   std::vector<TensorToWrite> tensors;
   tensors.reserve(specs.size());
+  bool any_fp8 = false;
   for (const model::TensorSpec& spec : specs) {
-    if (spec.fp8_block_quantized) {
+    if (spec.fp8_block_quantized && dtype != DType::kF8E4M3) {
       return absl::InvalidArgumentError(
-          absl::StrCat("make-model does not write fp8 checkpoints (tensor ", spec.name, ")"));
+          absl::StrCat("tensor ", spec.name, " is fp8 in the config's layout (quantization_config)",
+                       " but the checkpoint dtype is ", std::string(DTypeName(dtype))));
     }
-    tensors.push_back({spec.name, model::CheckpointDType(spec, dtype), spec.shape});
+    any_fp8 |= spec.fp8_block_quantized;
+    tensors.push_back({spec.name, model::CheckpointDType(spec, plain), spec.shape});
+  }
+  if (dtype == DType::kF8E4M3 && !any_fp8) {
+    return absl::InvalidArgumentError("an fp8 checkpoint needs a config with quantization_config");
   }
   return tensors;
 }
@@ -60,7 +126,11 @@ absl::StatusOr<CheckpointSummary> WriteCheckpoint(const std::string& dir,
     for (int64_t d : t.shape) n *= d;
     summary.num_parameters += n;
   }
-  const auto sources = [&](const TensorToWrite& t) { return MakeInitSource(t, seed, init_std); };
+  Fp8Sources fp8(seed, init_std);
+  const auto sources = [&](const TensorToWrite& t) -> std::unique_ptr<TensorSource> {
+    if (t.dtype == DType::kF8E4M3 || fp8.Has(t.name)) return fp8.Source(t);
+    return MakeInitSource(t, seed, init_std);
+  };
   if (shard_size == 0) {
     RETURN_IF_ERROR(WriteSafetensorsFile(dir + "/model.safetensors", tensors, sources));
     summary.files.push_back("model.safetensors");

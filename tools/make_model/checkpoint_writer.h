@@ -26,8 +26,9 @@ struct CheckpointSummary {
 std::vector<std::vector<TensorToWrite>> PlanShards(const std::vector<TensorToWrite>& tensors,
                                                    uint64_t shard_size);
 
-// The on-disk tensors for `specs` in a checkpoint of `dtype` (fp32 exceptions kept).
-// INVALID_ARGUMENT when a spec asks for fp8 quantization, which make-model does not write.
+// The on-disk tensors for `specs` in a checkpoint of `dtype` (fp32 exceptions kept). With
+// kF8E4M3 the specs' fp8 weights are e4m3 (with f32 `_scale_inv`) and the rest bf16.
+// INVALID_ARGUMENT when the specs' fp8 layout and `dtype` disagree.
 absl::StatusOr<std::vector<TensorToWrite>> TensorsToWrite(
     const std::vector<model::TensorSpec>& specs, DType dtype);
 

@@ -117,9 +117,10 @@ absl::StatusOr<uint64_t> ParseByteSize(std::string_view text) {
 }
 
 absl::StatusOr<MakeModelResult> MakeModel(const MakeModelOptions& options) {
-  if (options.dtype != DType::kBF16 && options.dtype != DType::kF32) {
+  if (options.dtype != DType::kBF16 && options.dtype != DType::kF32 &&
+      options.dtype != DType::kF8E4M3) {
     return absl::InvalidArgumentError(absl::StrCat("dtype ", std::string(DTypeName(options.dtype)),
-                                                   " not supported (bf16 or f32)"));
+                                                   " not supported (bf16, f32 or fp8)"));
   }
   ASSIGN_OR_RETURN(ModelShape preset, PresetShape(options.size));
   ASSIGN_OR_RETURN(ModelShape shape, ApplyOverrides(preset, options.overrides));

@@ -28,7 +28,7 @@ struct MakeModelOptions {
   ShapeOverrides overrides;
   std::string out_dir;
   uint64_t seed = 0;
-  DType dtype = DType::kBF16;  // kBF16 or kF32
+  DType dtype = DType::kBF16;  // kBF16, kF32, or kF8E4M3 (fp8 linear weights, bf16 others)
   uint64_t shard_size = 0;     // max bytes per safetensors file; 0 = one model.safetensors
   bool force = false;          // write into a non-empty out_dir (files of the same name replaced)
   std::string corpus_dir;      // empty: the built-in corpus

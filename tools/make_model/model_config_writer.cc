@@ -179,6 +179,14 @@ nlohmann::ordered_json BuildConfigJson(Architecture arch, const ModelShape& shap
       break;
   }
   c["torch_dtype"] = dtype == DType::kF32 ? "float32" : "bfloat16";
+  if (dtype == DType::kF8E4M3) {
+    // As DeepSeek-V3 and Qwen3-FP8 publish it: linear weights in e4m3 with a 128 x 128 block
+    // scale each, everything else in torch_dtype.
+    c["quantization_config"] = {{"activation_scheme", "dynamic"},
+                                {"fmt", "e4m3"},
+                                {"quant_method", "fp8"},
+                                {"weight_block_size", {128, 128}}};
+  }
   // Published checkpoints carry the transformers version that wrote them; a 4.x value matches
   // the key style used here (rope_theta / rope_scaling / torch_dtype, not rope_parameters).
   c["transformers_version"] = "4.51.0";

@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -122,9 +123,75 @@ absl::StatusOr<Tensor> WeightLoader::Materialize(std::string_view name,
   return Materialize(view, name, shape);
 }
 
+bool WeightLoader::KeepsFp8() const {
+  return backend_ != nullptr && backend_->SupportsFp8Weights();
+}
+
+model::Fp8BlockSize WeightLoader::Fp8Block() const {
+  model::Fp8BlockSize block;
+  if (config_.fp8_quantization.has_value()) {
+    block.rows = config_.fp8_quantization->block_rows;
+    block.cols = config_.fp8_quantization->block_cols;
+  }
+  return block;
+}
+
+absl::StatusOr<kernels::BlockScales> WeightLoader::ScalesOf(const model::TensorView& weight,
+                                                            std::string_view name) const {
+  const std::string scale_name = absl::StrCat(std::string(name), "_scale_inv");
+  auto bad = [&](auto&&... what) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(dir(), ": fp8 tensor ", std::string(name), ": ", what...));
+  };
+  if (weight.shape.size() != 2) return bad("must be 2-D, has shape ", ShapeStr(weight.shape));
+  if (!checkpoint_->Contains(scale_name)) return bad("its scale ", scale_name, " is missing");
+  ASSIGN_OR_RETURN(model::TensorView scale, checkpoint_->Get(scale_name));
+  const model::Fp8BlockSize block = Fp8Block();
+  const std::vector<int64_t> want = {(weight.shape[0] + block.rows - 1) / block.rows,
+                                     (weight.shape[1] + block.cols - 1) / block.cols};
+  if (scale.shape != want) {
+    return bad(scale_name, " has shape ", ShapeStr(scale.shape), ", ", block.rows, "x", block.cols,
+               " blocks of ", ShapeStr(weight.shape), " need ", ShapeStr(want));
+  }
+  ASSIGN_OR_RETURN(Tensor grid, Tensor::Empty(DType::kF32, want));
+  float* out = grid.data<float>();
+  for (int64_t i = 0; i < grid.numel(); ++i) {
+    uint16_t bits16;
+    switch (scale.dtype) {
+      case DType::kF32:
+        std::memcpy(&out[i], scale.data.data() + 4 * i, 4);
+        break;
+      case DType::kBF16:
+        std::memcpy(&bits16, scale.data.data() + 2 * i, 2);
+        out[i] = Bf16ToFloat(bits16);
+        break;
+      case DType::kF16:
+        std::memcpy(&bits16, scale.data.data() + 2 * i, 2);
+        out[i] = F16ToFloat(bits16);
+        break;
+      default:
+        return bad(scale_name, " has dtype ", std::string(DTypeName(scale.dtype)),
+                   " (expected F32, BF16 or F16)");
+    }
+    if (!std::isfinite(out[i]) || out[i] < 0) {
+      return bad(scale_name, " element ", i, " is ", out[i], " (scales must be finite, >= 0)");
+    }
+  }
+  return kernels::BlockScales{.scales = std::make_shared<const Tensor>(std::move(grid)),
+                              .block_rows = block.rows,
+                              .block_cols = block.cols};
+}
+
 absl::StatusOr<Tensor> WeightLoader::Materialize(const model::TensorView& view,
                                                  std::string_view name,
                                                  const std::vector<int64_t>& shape) {
+  if (view.dtype == DType::kF8E4M3 && KeepsFp8()) {
+    // As published: the mmapped e4m3 bytes, with their block scales.
+    ASSIGN_OR_RETURN(kernels::BlockScales scales, ScalesOf(view, name));
+    ASSIGN_OR_RETURN(Tensor t, Tensor::View(const_cast<std::byte*>(view.data.data()), view.dtype,
+                                            shape, kernels::Device::kCpu, checkpoint_));
+    return t.WithBlockScales(std::move(scales));
+  }
   if (view.dtype == DType::kBF16 || view.dtype == DType::kF32) {
     return Tensor::View(const_cast<std::byte*>(view.data.data()), view.dtype, shape,
                         kernels::Device::kCpu, checkpoint_);
@@ -163,7 +230,8 @@ absl::StatusOr<Tensor> WeightLoader::GetRows(std::string_view name, std::vector<
   }
   if (begin == 0 && count == shape[0]) return Get(name, std::move(shape));
   ASSIGN_OR_RETURN(model::TensorView view, View(name, shape));
-  const bool zero_copy = view.dtype == DType::kBF16 || view.dtype == DType::kF32;
+  const bool zero_copy = view.dtype == DType::kBF16 || view.dtype == DType::kF32 ||
+                         (view.dtype == DType::kF8E4M3 && KeepsFp8());
   ASSIGN_OR_RETURN(Tensor full, Materialize(view, name, shape));
   ASSIGN_OR_RETURN(Tensor rows, full.Slice(begin, begin + count));
   if (!zero_copy) {
@@ -218,6 +286,12 @@ absl::StatusOr<Tensor> WeightLoader::GetCols(std::string_view name, std::vector<
   for (int64_t r = 0; r < shape[0]; ++r) {
     std::memcpy(dst + r * count * es, src + (r * shape[1] + begin) * es, count * es);
   }
+  if (const kernels::BlockScales* scales = full.block_scales(); scales != nullptr) {
+    // The copied columns start `begin` columns into the checkpoint's block grid.
+    kernels::BlockScales moved = *scales;
+    moved.col_offset += begin;
+    ASSIGN_OR_RETURN(out, out.WithBlockScales(std::move(moved)));
+  }
   bytes_loaded_ += out.nbytes();
   return Prepare(std::move(out), false);
 }
@@ -226,6 +300,10 @@ absl::StatusOr<Tensor> WeightLoader::ConcatRowSlices(const std::vector<RowSlice>
                                                      int64_t cols) {
   int64_t total = 0;
   for (const RowSlice& p : parts) total += p.count;
+  if (!parts.empty() && KeepsFp8()) {
+    ASSIGN_OR_RETURN(model::TensorView first, View(parts[0].name, {parts[0].rows, cols}));
+    if (first.dtype == DType::kF8E4M3) return ConcatFp8RowSlices(parts, cols, total);
+  }
   ASSIGN_OR_RETURN(Tensor t, Tensor::Empty(storage_dtype_, {total, cols}));
   auto* dst = static_cast<std::byte*>(t.raw_data());
   const size_t row_bytes = cols * DTypeSize(storage_dtype_);
@@ -247,6 +325,61 @@ absl::StatusOr<Tensor> WeightLoader::ConcatRowSlices(const std::vector<RowSlice>
     ReleasePages(view.data);
     dst += p.count * row_bytes;
   }
+  bytes_loaded_ += t.nbytes();
+  return Prepare(std::move(t), false);
+}
+
+// fp8 parts stay fp8: their bytes are concatenated and so are their scales. When every part
+// starts on a block row and all but the last fill whole block rows, the scale rows concatenate
+// too; otherwise (a tensor-parallel slice through a block) each weight row gets its own scale
+// row (block_rows 1), which costs 4 bytes per block_cols weights.
+absl::StatusOr<Tensor> WeightLoader::ConcatFp8RowSlices(const std::vector<RowSlice>& parts,
+                                                        int64_t cols, int64_t total) {
+  const model::Fp8BlockSize block = Fp8Block();
+  const int64_t grid_cols = (cols + block.cols - 1) / block.cols;
+  bool aligned = true;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const bool last = i + 1 == parts.size();
+    aligned &= parts[i].begin % block.rows == 0 && (last || parts[i].count % block.rows == 0);
+  }
+  const int64_t block_rows = aligned ? block.rows : 1;
+  const int64_t grid_rows = (total + block_rows - 1) / block_rows;
+  ASSIGN_OR_RETURN(Tensor t, Tensor::Empty(DType::kF8E4M3, {total, cols}));
+  ASSIGN_OR_RETURN(Tensor grid, Tensor::Empty(DType::kF32, {grid_rows, grid_cols}));
+  int64_t row = 0;
+  for (const RowSlice& p : parts) {
+    if (p.begin < 0 || p.count < 0 || p.begin + p.count > p.rows) {
+      return absl::InvalidArgumentError(absl::StrCat(dir(), ": tensor ", p.name, ": row slice [",
+                                                     p.begin, ", ", p.begin + p.count, ") outside ",
+                                                     p.rows, " rows"));
+    }
+    ASSIGN_OR_RETURN(model::TensorView view, View(p.name, {p.rows, cols}));
+    if (view.dtype != DType::kF8E4M3) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(dir(), ": tensor ", p.name, " is ", std::string(DTypeName(view.dtype)),
+                       " but is fused with fp8 tensors (", parts[0].name, ")"));
+    }
+    ASSIGN_OR_RETURN(kernels::BlockScales scales, ScalesOf(view, p.name));
+    std::memcpy(t.data<uint8_t>() + row * cols, view.data.data() + p.begin * cols, p.count * cols);
+    const float* src = scales.scales->data<float>();
+    float* dst = grid.data<float>();
+    if (aligned) {
+      const int64_t first = p.begin / block.rows;
+      const int64_t n = (p.count + block.rows - 1) / block.rows;
+      std::memcpy(dst + (row / block.rows) * grid_cols, src + first * grid_cols,
+                  n * grid_cols * sizeof(float));
+    } else {
+      for (int64_t r = 0; r < p.count; ++r) {
+        std::memcpy(dst + (row + r) * grid_cols, src + ((p.begin + r) / block.rows) * grid_cols,
+                    grid_cols * sizeof(float));
+      }
+    }
+    ReleasePages(view.data);
+    row += p.count;
+  }
+  ASSIGN_OR_RETURN(t, t.WithBlockScales({.scales = std::make_shared<const Tensor>(std::move(grid)),
+                                         .block_rows = block_rows,
+                                         .block_cols = block.cols}));
   bytes_loaded_ += t.nbytes();
   return Prepare(std::move(t), false);
 }
@@ -309,12 +442,15 @@ absl::StatusOr<Tensor> WeightLoader::ConcatRows(const std::vector<std::string>& 
 
 absl::StatusOr<Tensor> WeightLoader::FromFloats(const std::vector<float>& values,
                                                 std::vector<int64_t> shape) {
-  ASSIGN_OR_RETURN(Tensor t, Tensor::Empty(storage_dtype_, shape));
+  // Values from an fp8 checkpoint (e4m3 times an fp32 scale) are not bf16 numbers: keep them
+  // exact. They are rearrangements of small tensors (MLA's kv_b_proj), well under 1% of a model.
+  const DType dtype = config_.fp8_quantization.has_value() ? DType::kF32 : storage_dtype_;
+  ASSIGN_OR_RETURN(Tensor t, Tensor::Empty(dtype, shape));
   if (t.numel() != static_cast<int64_t>(values.size())) {
     return absl::InternalError("FromFloats: element count mismatch");
   }
   for (size_t i = 0; i < values.size(); ++i) {
-    if (storage_dtype_ == DType::kF32) {
+    if (dtype == DType::kF32) {
       t.data<float>()[i] = values[i];
     } else {
       t.data<uint16_t>()[i] = FloatToBf16(values[i]);

@@ -2,7 +2,10 @@
 //
 //  - bf16 / f32 tensors: zero-copy views of the mmapped safetensors (they keep the checkpoint
 //    open); f16 is widened to an f32 copy (the backend's Linear takes bf16 or f32 weights).
-//  - fp8 e4m3 block-quantized weights (DeepSeek-V3): dequantized to a bf16 copy at load.
+//  - fp8 e4m3 block-quantized weights (DeepSeek-V3, Qwen3-FP8): on a backend that
+//    SupportsFp8Weights, kept as published (zero-copy views of the e4m3 bytes, with their
+//    `_scale_inv` grid as kernels::BlockScales; slices keep the right scales); on others, and
+//    for weights derived at load (MLA's absorbed projections, GetFloats), dequantized to bf16.
 //  - Fused weights (gate_proj | up_proj, which Backend::SiluMul expects as one [2*inter, hidden]
 //    matrix): a copy; the source pages are then released from this process (madvise) so the
 //    resident set counts those bytes once.
@@ -32,6 +35,7 @@
 #include "kernels/tensor.h"
 #include "model/config/model_config.h"
 #include "model/safetensors/checkpoint.h"
+#include "model/safetensors/fp8_dequant.h"
 #include "worker/models/shard.h"
 
 namespace expertmesh::models {
@@ -73,7 +77,8 @@ class WeightLoader {
   };
   absl::StatusOr<kernels::Tensor> ConcatRowSlices(const std::vector<RowSlice>& parts, int64_t cols);
   // A new tensor of the storage dtype from fp32 values (rounded to bf16 when that is the
-  // storage dtype). Used for weights derived at load (MLA's absorbed projections).
+  // storage dtype; f32 for an fp8 checkpoint, whose dequantized values bf16 cannot hold). Used
+  // for weights derived at load (MLA's absorbed projections).
   absl::StatusOr<kernels::Tensor> FromFloats(const std::vector<float>& values,
                                              std::vector<int64_t> shape);
 
@@ -101,6 +106,16 @@ class WeightLoader {
                                               const std::vector<int64_t>& shape);
   // Hands `host` to the backend (see the file comment); `mapped`: it is a checkpoint view.
   absl::StatusOr<kernels::Tensor> Prepare(kernels::Tensor host, bool mapped);
+  // Whether fp8 weights stay fp8 (the backend multiplies them as stored) or are widened.
+  bool KeepsFp8() const;
+  model::Fp8BlockSize Fp8Block() const;
+  // The f32 block-scale grid of the fp8 tensor `name` (its `<name>_scale_inv`, F32, BF16 or
+  // F16). Errors name the tensor: a missing scale, a wrong shape or dtype, a NaN or infinite or
+  // negative scale.
+  absl::StatusOr<kernels::BlockScales> ScalesOf(const model::TensorView& weight,
+                                                std::string_view name) const;
+  absl::StatusOr<kernels::Tensor> ConcatFp8RowSlices(const std::vector<RowSlice>& parts,
+                                                     int64_t cols, int64_t total);
   // Writes view (any float dtype) rows into `out` of the storage dtype.
   absl::Status Convert(const model::TensorView& view, std::string_view name, void* out) const;
 

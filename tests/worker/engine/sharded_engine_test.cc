@@ -12,7 +12,9 @@
 #include "kernels/cpu/cpu_backend.h"
 #include "tests/util/cpu_engine.h"
 #include "tests/util/fake_device_backend.h"
+#include "tests/util/shared_model.h"
 #include "tests/worker/comm/fake_communicator.h"
+#include "tools/make_model/make_model.h"
 #include "worker/engine/engine.h"
 #include "worker/engine/follower.h"
 #include "worker/engine/step_sync.h"
@@ -37,8 +39,26 @@ absl::StatusOr<std::unique_ptr<kernels::Backend>> FakeDevice() {
   return std::unique_ptr<kernels::Backend>(std::move(*b));
 }
 
+// A golden model by architecture name, or for "fp8_<arch>" an fp8 checkpoint made by make-model
+// with widths whose tensor-parallel halves cut through 128 x 128 scale blocks (hidden 320,
+// expert width 192: each rank of tp 2 gets 96 rows of a block).
 std::string GoldenModel(const std::string& arch) {
-  return absl::StrCat(EXPERTMESH_SOURCE_DIR, "/tests/golden/", arch, "/model");
+  if (!arch.starts_with("fp8_")) {
+    return absl::StrCat(EXPERTMESH_SOURCE_DIR, "/tests/golden/", arch, "/model");
+  }
+  make_model::MakeModelOptions options;
+  options.arch =
+      arch == "fp8_deepseek_v3" ? model::Architecture::kDeepseekV3 : model::Architecture::kQwen3Moe;
+  options.size = "tiny";
+  options.overrides.hidden_size = 320;
+  options.overrides.moe_intermediate_size = 192;
+  options.overrides.intermediate_size = 384;
+  options.dtype = DType::kF8E4M3;
+  options.seed = 5;
+  options.out_dir = absl::StrCat(EXPERTMESH_BINARY_DIR, "/test-scratch/models/sharded-", arch);
+  absl::StatusOr<std::string> dir = expertmesh::testing::MakeSharedModel(options);
+  EXPECT_TRUE(dir.ok()) << dir.status();
+  return dir.ok() ? *dir : std::string();
 }
 
 std::vector<GenerationRequest> Requests(int64_t vocab) {
@@ -306,8 +326,8 @@ TEST_P(DeviceShardedEngineTest, GreedyTokensEqualTheCpuEngine) {
 
 std::vector<Case> DeviceCases() {
   std::vector<Case> out;
-  for (const char* arch :
-       {"llama", "mixtral", "qwen2_moe", "qwen3_moe", "deepseek_v2", "deepseek_v3"}) {
+  for (const char* arch : {"llama", "mixtral", "qwen2_moe", "qwen3_moe", "deepseek_v2",
+                           "deepseek_v3", "fp8_qwen3_moe", "fp8_deepseek_v3"}) {
     for (auto [tp, ep] : {std::pair{1, 1}, {2, 1}, {1, 2}, {2, 2}}) {
       out.push_back({arch, tp, ep});
     }
@@ -323,8 +343,8 @@ INSTANTIATE_TEST_SUITE_P(Golden, DeviceShardedEngineTest, ::testing::ValuesIn(De
 
 std::vector<Case> Cases() {
   std::vector<Case> out;
-  for (const char* arch :
-       {"llama", "mixtral", "qwen2_moe", "qwen3_moe", "deepseek_v2", "deepseek_v3"}) {
+  for (const char* arch : {"llama", "mixtral", "qwen2_moe", "qwen3_moe", "deepseek_v2",
+                           "deepseek_v3", "fp8_qwen3_moe", "fp8_deepseek_v3"}) {
     for (auto [tp, ep] : {std::pair{2, 1}, {4, 1}, {1, 2}, {1, 4}, {2, 2}}) {
       out.push_back({arch, tp, ep});
     }
