@@ -1,5 +1,7 @@
 #include "kernels/tensor.h"
 
+#include <sys/mman.h>
+
 #include <cctype>
 #include <cstdlib>
 #include <cstring>
@@ -9,6 +11,12 @@
 #include "absl/strings/str_join.h"
 
 namespace expertmesh::kernels {
+namespace {
+
+// Host tensors of at least this size get a mapping of their own (see Empty).
+constexpr size_t kMapThresholdBytes = size_t{1} << 20;
+
+}  // namespace
 
 std::string_view DeviceName(Device device) {
   switch (device) {
@@ -42,9 +50,23 @@ absl::StatusOr<Tensor> Tensor::Empty(DType dtype, std::span<const int64_t> shape
   t.device_ = Device::kCpu;
   t.rank_ = static_cast<int>(shape.size());
   for (size_t i = 0; i < shape.size(); ++i) t.shape_[i] = shape[i];
+  size_t bytes = t.nbytes();
+  if (bytes >= kMapThresholdBytes) {
+    // Large buffers are their own mappings, returned to the system when freed: from the heap,
+    // a freed temporary (a weight staged before its backend copy) stays resident as long as
+    // any later small allocation sits above it, which long-lived ones (block scales) do.
+    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("cannot map ", bytes, " bytes for tensor ", t.DebugString()));
+    }
+    t.data_ = p;
+    t.owner_ = std::shared_ptr<const void>(
+        p, [bytes](const void* q) { munmap(const_cast<void*>(q), bytes); });
+    return t;
+  }
   // aligned_alloc needs a size that is a multiple of the alignment, and at least one line so
   // that empty tensors still have a valid, unique pointer.
-  size_t bytes = t.nbytes();
   size_t rounded = (bytes + kCpuAlignment - 1) / kCpuAlignment * kCpuAlignment;
   if (rounded == 0) rounded = kCpuAlignment;
   void* p = std::aligned_alloc(kCpuAlignment, rounded);
