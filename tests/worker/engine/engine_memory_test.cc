@@ -113,7 +113,8 @@ TEST(EngineMemoryTest, Fp8ModelHoldsItsCheckpointBytes) {
   // 16 MiB for the process's own tables; a widened copy of the fp8 weights would be 200 MB more.
   const double ckpt = static_cast<double>(checkpoint);
   EXPECT_LE(static_cast<double>(loaded), 1.05 * ckpt + static_cast<double>(kv + (16ull << 20)));
-  EXPECT_LE(static_cast<double>(grew), 1.10 * (1.05 * ckpt + static_cast<double>(kv + kOverheadBytes)));
+  EXPECT_LE(static_cast<double>(grew),
+            1.10 * (1.05 * ckpt + static_cast<double>(kv + kOverheadBytes)));
 }
 
 }  // namespace

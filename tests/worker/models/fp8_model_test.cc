@@ -4,10 +4,13 @@
 // value * scale in f32 (what a reference dequantizes to), loaded as a plain f32 model. Shapes
 // with partial edge blocks, tensor-parallel slices through a block (tp 2 of widths that are not
 // multiples of 2 x 128) and expert parallelism are covered through the sharded engine test.
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -59,6 +62,53 @@ class BytesSource : public make_model::TensorSource {
   std::vector<float> values_;
   size_t offset_ = 0;
 };
+
+// One tensor of a rewritten checkpoint: its name, dtype, shape and bytes.
+struct RawTensor {
+  std::string name;
+  DType dtype;
+  std::vector<int64_t> shape;
+  std::vector<std::byte> bytes;
+};
+
+class RawSource : public make_model::TensorSource {
+ public:
+  explicit RawSource(const std::vector<std::byte>* bytes) : bytes_(bytes) {}
+  void Fill(std::span<std::byte> out) override {
+    std::memcpy(out.data(), bytes_->data() + offset_, out.size());
+    offset_ += out.size();
+  }
+
+ private:
+  const std::vector<std::byte>* bytes_;
+  size_t offset_ = 0;
+};
+
+// Copies the checkpoint of `dir` (config.json and tensors) into `out`, passing the tensors
+// through `edit`, which may change or drop them.
+absl::Status RewriteCheckpoint(const std::string& dir, const std::string& out,
+                               const std::function<void(std::vector<RawTensor>&)>& edit) {
+  fs::create_directories(out);
+  fs::copy_file(dir + "/config.json", out + "/config.json", fs::copy_options::overwrite_existing);
+  absl::StatusOr<std::unique_ptr<model::Checkpoint>> ckpt = model::Checkpoint::Open(dir);
+  if (!ckpt.ok()) return ckpt.status();
+  std::vector<RawTensor> tensors;
+  for (const std::string& name : (*ckpt)->TensorNames()) {
+    absl::StatusOr<model::TensorView> view = (*ckpt)->Get(name);
+    if (!view.ok()) return view.status();
+    tensors.push_back({name, view->dtype, view->shape,
+                       std::vector<std::byte>(view->data.begin(), view->data.end())});
+  }
+  edit(tensors);
+  std::vector<make_model::TensorToWrite> specs;
+  for (const RawTensor& t : tensors) specs.push_back({t.name, t.dtype, t.shape});
+  size_t next = 0;
+  return make_model::WriteSafetensorsFile(
+      out + "/model.safetensors", specs,
+      [&](const make_model::TensorToWrite&) -> std::unique_ptr<make_model::TensorSource> {
+        return std::make_unique<RawSource>(&tensors[next++].bytes);
+      });
+}
 
 // The dequantized f32 twin of the fp8 checkpoint in `dir`, written next to it.
 absl::StatusOr<std::string> DequantizedTwin(const std::string& dir) {
@@ -163,6 +213,78 @@ TEST_P(Fp8ModelTest, LogitsMatchTheDequantizedTwinOverPrefillAndDecode) {
     EXPECT_TRUE(expertmesh::testing::TensorsClose(*a, expertmesh::testing::ToDoubles(*b), tol))
         << "step at position " << start;
     start += len;
+  }
+}
+
+// Bad fp8 checkpoints are refused at load with an error naming the tensor.
+TEST(Fp8CheckpointErrors, EachDefectIsNamed) {
+  absl::StatusOr<std::string> dir =
+      MakeFp8Model({"qwen3_moe_errors", model::Architecture::kQwen3Moe, {}});
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  auto backend = kernels::cpu::CpuBackend::Create({.num_threads = 1});
+  ASSERT_TRUE(backend.ok());
+  const std::string target = "model.layers.0.self_attn.q_proj.weight";
+  const struct {
+    std::string name;
+    std::function<void(std::vector<RawTensor>&)> edit;
+    std::string expect;
+  } cases[] = {
+      {"missing_scale",
+       [&](std::vector<RawTensor>& ts) {
+         std::erase_if(ts, [&](const RawTensor& t) { return t.name == target + "_scale_inv"; });
+       },
+       "_scale_inv is missing"},
+      {"scale_shape",
+       [&](std::vector<RawTensor>& ts) {
+         for (RawTensor& t : ts) {
+           if (t.name == target + "_scale_inv") {
+             t.shape = {1, 1, 1};
+             t.bytes.resize(4);
+           }
+         }
+       },
+       "need [1, 1]"},
+      {"nan_scale",
+       [&](std::vector<RawTensor>& ts) {
+         for (RawTensor& t : ts) {
+           if (t.name == target + "_scale_inv") {
+             const float nan = std::nanf("");
+             std::memcpy(t.bytes.data(), &nan, 4);
+           }
+         }
+       },
+       "is nan"},
+      {"scale_dtype",
+       [&](std::vector<RawTensor>& ts) {
+         for (RawTensor& t : ts) {
+           if (t.name == target + "_scale_inv") t.dtype = DType::kI32;
+         }
+       },
+       "dtype I32"},
+  };
+  for (const auto& c : cases) {
+    const std::string out = *dir + "-bad-" + c.name;
+    ASSERT_TRUE(RewriteCheckpoint(*dir, out, c.edit).ok()) << c.name;
+    auto m = LoadModel(out, backend->get(), {.compute_dtype = DType::kF32});
+    ASSERT_FALSE(m.ok()) << c.name;
+    EXPECT_NE(m.status().message().find(target), std::string_view::npos)
+        << c.name << ": " << m.status();
+    EXPECT_NE(m.status().message().find(c.expect), std::string_view::npos)
+        << c.name << ": " << m.status();
+  }
+  // An unsupported format or block shape in the config is refused before any tensor is read.
+  for (const auto& [key, value, expect] :
+       {std::tuple{"fmt", nlohmann::json("e5m2"), "e5m2"},
+        std::tuple{"weight_block_size", nlohmann::json({128, 0}), "weight_block_size"}}) {
+    const std::string out = *dir + "-bad-config";
+    ASSERT_TRUE(RewriteCheckpoint(*dir, out, [](std::vector<RawTensor>&) {}).ok());
+    std::ifstream in(out + "/config.json");
+    nlohmann::json config = nlohmann::json::parse(in);
+    config["quantization_config"][key] = value;
+    std::ofstream(out + "/config.json") << config.dump(2);
+    auto m = LoadModel(out, backend->get(), {.compute_dtype = DType::kF32});
+    ASSERT_FALSE(m.ok()) << key;
+    EXPECT_NE(m.status().message().find(expect), std::string_view::npos) << m.status();
   }
 }
 
