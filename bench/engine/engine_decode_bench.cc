@@ -2,7 +2,9 @@
 // checkpoint: decode at batch 1, 8 and 32 and prefill, beside the memory-bandwidth roofline of
 // batch 1: bytes of weights one decode token reads (dense weights, lm_head, top_k experts per
 // layer) over the read bandwidth measured in the same run.
-//   engine_decode_bench MODEL_DIR [threads] [steps] [batch]
+//   engine_decode_bench MODEL_DIR[,MODEL_DIR...] [threads] [steps] [batch]
+// Several comma-separated models (e.g. one checkpoint in bf16 and in fp8) are measured in the
+// same rounds, side by side, and their speeds reported as ratios to the first.
 // With `batch`, only decode at that batch size is run (for profilers: no bandwidth passes, no
 // other batch sizes in the profile).
 //
@@ -19,6 +21,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -179,11 +182,34 @@ double PrefillTokensPerSecond(expertmesh::engine::Engine& e, int prompts, int le
   return static_cast<double>(prompts) * len / secs;
 }
 
+// One model under test and what its rounds measured.
+struct Subject {
+  std::string dir;
+  std::unique_ptr<expertmesh::engine::Engine> engine;
+  double active = 0;  // weight bytes one decode token reads
+  Timed b1, b8, b32;
+  std::vector<double> fractions;
+  double prefill = 0;
+};
+
+std::vector<std::string> SplitDirs(const std::string& arg) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= arg.size()) {
+    const size_t comma = arg.find(',', start);
+    out.push_back(
+        arg.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: %s MODEL_DIR [threads] [steps] [batch]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s MODEL_DIR[,MODEL_DIR...] [threads] [steps] [batch]\n", argv[0]);
     return 2;
   }
   const int threads = argc > 2 ? std::atoi(argv[2]) : 2;
@@ -191,47 +217,74 @@ int main(int argc, char** argv) {
   expertmesh::engine::EngineOptions o;
   o.compute_dtype = expertmesh::DType::kBF16;
   o.max_model_len = 1024;
-  auto e = expertmesh::testing::LoadCpuEngine(argv[1], o, threads);
-  if (!e.ok()) {
-    std::fprintf(stderr, "%s\n", e.status().ToString().c_str());
-    return 1;
+  std::vector<Subject> subjects;
+  for (const std::string& dir : SplitDirs(argv[1])) {
+    auto e = expertmesh::testing::LoadCpuEngine(dir, o, threads);
+    if (!e.ok()) {
+      std::fprintf(stderr, "%s: %s\n", dir.c_str(), e.status().ToString().c_str());
+      return 1;
+    }
+    Subject s;
+    s.dir = dir;
+    s.engine = *std::move(e);
+    s.active = static_cast<double>(s.engine->model().active_weight_bytes_per_token());
+    subjects.push_back(std::move(s));
   }
   if (argc > 4) {
     const int batch = std::atoi(argv[4]);
-    TimeDecode(**e, batch, 4);  // warm-up: page in the weights
-    std::printf("decode batch %d: %.1f tok/s\n", batch, TimeDecode(**e, batch, steps).rate());
+    for (Subject& s : subjects) {
+      TimeDecode(*s.engine, batch, 4);  // warm-up: page in the weights
+      std::printf("%s: decode batch %d: %.1f tok/s\n", s.dir.c_str(), batch,
+                  TimeDecode(*s.engine, batch, steps).rate());
+    }
     return 0;
   }
   const ReadBandwidthProbe probe(threads);
-  const double active = static_cast<double>((*e)->model().active_weight_bytes_per_token());
-  TimeDecode(**e, 1, 4);  // warm-up: page in the weights
+  for (Subject& s : subjects) TimeDecode(*s.engine, 1, 4);  // warm-up: page in the weights
   const int round_steps = std::max(1, steps / kRounds);
-  Timed b1, b8, b32;
-  std::vector<double> fractions, bandwidths;
+  std::vector<double> bandwidths;
+  // Every round measures the bandwidth, then each model in turn: models compared side by side
+  // see the same drift.
   for (int round = 0; round < kRounds; ++round) {
     const double bw = probe.Measure(3);
-    const Timed r1 = TimeDecode(**e, 1, round_steps);
-    fractions.push_back(r1.rate() * active / bw);
     bandwidths.push_back(bw);
-    std::printf("round %d: read bandwidth %.1f GB/s, batch 1 %.1f tok/s (%.0f%% of its roofline)\n",
-                round + 1, bw / 1e9, r1.rate(), 100 * fractions.back());
-    b1 += r1;
-    b8 += TimeDecode(**e, 8, round_steps);
-    b32 += TimeDecode(**e, 32, round_steps);
+    for (Subject& s : subjects) {
+      const Timed r1 = TimeDecode(*s.engine, 1, round_steps);
+      s.fractions.push_back(r1.rate() * s.active / bw);
+      std::printf(
+          "round %d: read bandwidth %.1f GB/s, %s batch 1 %.1f tok/s (%.0f%% of its "
+          "roofline)\n",
+          round + 1, bw / 1e9, s.dir.c_str(), r1.rate(), 100 * s.fractions.back());
+      s.b1 += r1;
+      s.b8 += TimeDecode(*s.engine, 8, round_steps);
+      s.b32 += TimeDecode(*s.engine, 32, round_steps);
+    }
   }
-  const double prefill = PrefillTokensPerSecond(**e, 8, 256);
-  const double fraction = Median(fractions);
+  for (Subject& s : subjects) s.prefill = PrefillTokensPerSecond(*s.engine, 8, 256);
   const double bw = Median(bandwidths);
   std::printf(
-      "weights %.1f MB, active per token %.1f MB, read bandwidth %.1f GB/s (%d threads, median "
-      "of %d rounds, each the best of 3 passes)\n",
-      (*e)->model().weight_bytes() / 1e6, active / 1e6, bw / 1e9, threads, kRounds);
-  std::printf(
-      "batch 1 roofline %.1f tok/s; decode batch 1: %.1f tok/s (%.0f%% of roofline, median "
-      "round; %.1f GB/s of weights)\n",
-      bw / active, b1.rate(), 100 * fraction, b1.rate() * active / 1e9);
-  std::printf("decode batch 8: %.1f tok/s (%.1fx batch 1)\n", b8.rate(), b8.rate() / b1.rate());
-  std::printf("decode batch 32: %.1f tok/s (%.1fx batch 1)\n", b32.rate(), b32.rate() / b1.rate());
-  std::printf("prefill (8 prompts x 256 tokens): %.1f tok/s\n", prefill);
+      "read bandwidth %.1f GB/s (%d threads, median of %d rounds, each the best of 3 "
+      "passes)\n",
+      bw / 1e9, threads, kRounds);
+  for (const Subject& s : subjects) {
+    std::printf("== %s\n", s.dir.c_str());
+    std::printf("weights %.1f MB, active per token %.1f MB\n",
+                s.engine->model().weight_bytes() / 1e6, s.active / 1e6);
+    std::printf(
+        "batch 1 roofline %.1f tok/s; decode batch 1: %.1f tok/s (%.0f%% of roofline, median "
+        "round; %.1f GB/s of weights)\n",
+        bw / s.active, s.b1.rate(), 100 * Median(s.fractions), s.b1.rate() * s.active / 1e9);
+    std::printf("decode batch 8: %.1f tok/s (%.1fx batch 1)\n", s.b8.rate(),
+                s.b8.rate() / s.b1.rate());
+    std::printf("decode batch 32: %.1f tok/s (%.1fx batch 1)\n", s.b32.rate(),
+                s.b32.rate() / s.b1.rate());
+    std::printf("prefill (8 prompts x 256 tokens): %.1f tok/s\n", s.prefill);
+  }
+  for (size_t i = 1; i < subjects.size(); ++i) {
+    const Subject &a = subjects[i], &b = subjects[0];
+    std::printf("%s vs %s: batch 1 %.2fx, batch 8 %.2fx, batch 32 %.2fx, prefill %.2fx\n",
+                a.dir.c_str(), b.dir.c_str(), a.b1.rate() / b.b1.rate(), a.b8.rate() / b.b8.rate(),
+                a.b32.rate() / b.b32.rate(), a.prefill / b.prefill);
+  }
   return 0;
 }

@@ -189,7 +189,8 @@ TEST(FakeDeviceBackendTest, RefusesHostTensors) {
 INSTANTIATE_TEST_SUITE_P(Golden, GoldenDeviceTest,
                          ::testing::Combine(::testing::Values("llama", "mixtral", "qwen2_moe",
                                                               "qwen3_moe", "deepseek_v2",
-                                                              "deepseek_v3"),
+                                                              "deepseek_v3", "qwen3_moe_fp8",
+                                                              "deepseek_v3_fp8"),
                                             ::testing::Values(DType::kF32, DType::kBF16)),
                          [](const auto& info) {
                            return std::get<0>(info.param) +

@@ -4,6 +4,7 @@
 # Needs PyPI the first time (torch is large, ~2.5 min to install); never run by CI or the server.
 #
 # Usage: tools/golden/make_golden.sh [--arch llama ...] [--out DIR]
+#        tools/golden/make_golden.sh --fp8 [--out DIR]   (the FP8 checkpoints, make_golden_fp8.py)
 #   Defaults to every architecture and --out tests/golden. Reuses the virtualenv of
 #   tools/reference/check_make_model.sh (.venv-reference) when it holds the same pins, otherwise
 #   makes .venv-golden. VENV=path overrides.
@@ -29,8 +30,12 @@ if ! has_pins "$VENV"; then
   "$VENV/bin/python" -m pip install -q "${PINS[@]}"
 fi
 
-ARGS=("$@")
+SCRIPT="$ROOT/tools/golden/make_golden.py"
+ARGS=()
+for arg in "$@"; do
+  if [[ "$arg" == "--fp8" ]]; then SCRIPT="$ROOT/tools/golden/make_golden_fp8.py"; else ARGS+=("$arg"); fi
+done
 if [[ " ${ARGS[*]:-} " != *" --out "* ]]; then
   ARGS+=(--out "$ROOT/tests/golden")
 fi
-HF_HUB_OFFLINE=1 exec "$VENV/bin/python" "$ROOT/tools/golden/make_golden.py" "${ARGS[@]}"
+HF_HUB_OFFLINE=1 exec "$VENV/bin/python" "$SCRIPT" "${ARGS[@]}"
