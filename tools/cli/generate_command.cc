@@ -35,6 +35,7 @@ struct GenerateFlags {
   int32_t top_k = 0;
   uint64_t seed = 0;
   std::string compute_dtype = "bf16";
+  std::string quantize = "none";
   int threads = 0;
   uint64_t kv_cache_mb = 512;
   std::string device = "auto";
@@ -86,6 +87,11 @@ absl::Status RunGenerate(const GenerateFlags& f) {
     return absl::InvalidArgumentError(
         absl::StrCat("generate: --compute-dtype must be f32 or bf16, got ", f.compute_dtype));
   }
+  if (f.quantize != "none" && f.quantize != "fp8") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("generate: --quantize must be none or fp8, got ", f.quantize));
+  }
+  options.quantize_fp8 = f.quantize == "fp8";
   options.kv_cache_bytes = f.kv_cache_mb << 20;
   options.seed = f.seed;
   absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> tok =
@@ -166,6 +172,8 @@ Command AddGenerateCommand(CLI::App& parent) {
   app->add_option("--top-k", f->top_k, "Keep the k most likely tokens (0 = off)");
   app->add_option("--seed", f->seed, "Seed of prompt 0 (prompt i uses seed + i)");
   app->add_option("--compute-dtype", f->compute_dtype, "Activation dtype: f32 or bf16");
+  app->add_option("--quantize", f->quantize,
+                  "none | fp8: quantize linear weights to fp8 (128x128 blocks) at load");
   app->add_option("--threads", f->threads, "CPU threads (0 = all cores)");
   app->add_option("--device", f->device,
                   "cpu | cuda | auto (auto: CUDA when built in and a GPU is visible)");

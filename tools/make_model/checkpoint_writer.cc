@@ -36,8 +36,9 @@ class BufferSource : public TensorSource {
   size_t offset_ = 0;
 };
 
-// The tensors of an fp8 checkpoint: a weight takes the values its bf16 twin (same seed) is drawn
-// from, in f32, quantized in 128 x 128 blocks (model/safetensors/fp8_quantize.h); its
+// The tensors of an fp8 checkpoint: a weight takes the values its bf16 twin (same seed) holds,
+// quantized in 128 x 128 blocks (model/safetensors/fp8_quantize.h), so the checkpoint equals the
+// bf16 twin quantized at load (`--quantize fp8`) byte for byte; its
 // `_scale_inv`, which the layout lists right after it, is kept until that tensor is written.
 class Fp8Sources {
  public:
@@ -56,6 +57,7 @@ class Fp8Sources {
     std::vector<float> values(static_cast<size_t>(rows * cols));
     MakeInitSource({t.name, DType::kF32, t.shape}, seed_, init_std_)
         ->Fill({reinterpret_cast<std::byte*>(values.data()), values.size() * sizeof(float)});
+    for (float& v : values) v = Bf16ToFloat(FloatToBf16(v));
     const model::Fp8BlockSize block{128, 128};
     std::vector<std::byte> bytes(values.size());
     std::vector<float> scales(static_cast<size_t>(((rows + block.rows - 1) / block.rows) *

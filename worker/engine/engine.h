@@ -40,6 +40,7 @@ struct EngineOptions {
   int32_t max_num_seqs = 64;
   int64_t max_model_len = 0;  // 0 = min(max_position_embeddings, 32768)
   uint64_t seed = 0;          // for requests without a seed
+  bool quantize_fp8 = false;  // models::ModelOptions::quantize_fp8 (Load only)
 };
 
 struct RequestOutput {

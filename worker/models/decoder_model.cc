@@ -402,6 +402,7 @@ absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& model_dir, B
   ASSIGN_OR_RETURN(WeightLoader weights, WeightLoader::Open(model_dir, config));
   weights.set_shard(options.shard);
   weights.set_backend(backend);
+  if (options.quantize_fp8) RETURN_IF_ERROR(weights.QuantizeLinearWeightsToFp8());
   absl::StatusOr<DecoderParts> parts;
   switch (config.architecture) {
     case model::Architecture::kLlama:

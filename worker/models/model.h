@@ -63,6 +63,11 @@ struct ModelOptions {
   // records them (CUDA graphs; decode_graph.h), in power-of-two buckets; 0 = never. Single-rank
   // models without a trace only.
   int decode_graph_max_batch = 64;
+  // Quantize a bf16/f16/f32 checkpoint's linear weights (attention and MLP projections; never
+  // the router, norms, embedding or lm_head) to fp8 e4m3 with 128 x 128 block scales at load, as
+  // published FP8 checkpoints hold them, on a backend that multiplies fp8 weights: half the
+  // memory and half the bytes per decoded token of bf16. Ignored for a checkpoint already fp8.
+  bool quantize_fp8 = false;
 };
 
 // One step's batch. All tensors are i32 host tensors (MakeForwardBatch builds them); Forward

@@ -9,7 +9,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
+#include "model/config/weight_layout.h"
 #include "model/safetensors/fp8_dequant.h"
+#include "model/safetensors/fp8_quantize.h"
 
 namespace expertmesh::models {
 namespace {
@@ -127,6 +129,49 @@ bool WeightLoader::KeepsFp8() const {
   return backend_ != nullptr && backend_->SupportsFp8Weights();
 }
 
+absl::Status WeightLoader::QuantizeLinearWeightsToFp8() {
+  if (!KeepsFp8()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        dir(), ": quantizing to fp8 at load needs a backend that multiplies fp8 weights, not ",
+        backend_ == nullptr ? std::string("host tensors") : std::string(backend_->Name())));
+  }
+  if (config_.fp8_quantization.has_value()) return absl::OkStatus();  // already fp8
+  model::ModelConfig quantized = config_;
+  quantized.fp8_quantization = model::Fp8Quantization{};
+  for (const model::TensorSpec& spec : model::ExpectedTensors(quantized)) {
+    if (spec.fp8_block_quantized) quantize_.insert(spec.name);
+  }
+  return absl::OkStatus();
+}
+
+bool WeightLoader::IsFp8(const model::TensorView& view, std::string_view name) const {
+  if (!KeepsFp8()) return false;
+  return view.dtype == DType::kF8E4M3 ||
+         quantize_.contains(absl::string_view(name.data(), name.size()));
+}
+
+absl::StatusOr<Tensor> WeightLoader::QuantizeToFp8(const model::TensorView& view,
+                                                   std::string_view name,
+                                                   const std::vector<int64_t>& shape) {
+  if (shape.size() != 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(dir(), ": tensor ", std::string(name), " is not 2-D: cannot quantize it"));
+  }
+  ASSIGN_OR_RETURN(std::vector<float> values, GetFloats(name, shape));
+  const model::Fp8BlockSize block = Fp8Block();
+  ASSIGN_OR_RETURN(Tensor q, Tensor::Empty(DType::kF8E4M3, shape));
+  ASSIGN_OR_RETURN(Tensor grid,
+                   Tensor::Empty(DType::kF32, {(shape[0] + block.rows - 1) / block.rows,
+                                               (shape[1] + block.cols - 1) / block.cols}));
+  RETURN_IF_ERROR(model::QuantizeFp8Blocks(
+      values, shape[0], shape[1], block, {q.data<uint8_t>(), static_cast<size_t>(q.numel())},
+      {grid.data<float>(), static_cast<size_t>(grid.numel())}));
+  ReleasePages(view.data);
+  return q.WithBlockScales({.scales = std::make_shared<const Tensor>(std::move(grid)),
+                            .block_rows = block.rows,
+                            .block_cols = block.cols});
+}
+
 model::Fp8BlockSize WeightLoader::Fp8Block() const {
   model::Fp8BlockSize block;
   if (config_.fp8_quantization.has_value()) {
@@ -185,6 +230,7 @@ absl::StatusOr<kernels::BlockScales> WeightLoader::ScalesOf(const model::TensorV
 absl::StatusOr<Tensor> WeightLoader::Materialize(const model::TensorView& view,
                                                  std::string_view name,
                                                  const std::vector<int64_t>& shape) {
+  if (view.dtype != DType::kF8E4M3 && IsFp8(view, name)) return QuantizeToFp8(view, name, shape);
   if (view.dtype == DType::kF8E4M3 && KeepsFp8()) {
     // As published: the mmapped e4m3 bytes, with their block scales.
     ASSIGN_OR_RETURN(kernels::BlockScales scales, ScalesOf(view, name));
@@ -230,14 +276,19 @@ absl::StatusOr<Tensor> WeightLoader::GetRows(std::string_view name, std::vector<
   }
   if (begin == 0 && count == shape[0]) return Get(name, std::move(shape));
   ASSIGN_OR_RETURN(model::TensorView view, View(name, shape));
-  const bool zero_copy = view.dtype == DType::kBF16 || view.dtype == DType::kF32 ||
-                         (view.dtype == DType::kF8E4M3 && KeepsFp8());
+  const bool zero_copy =
+      view.dtype == DType::kF8E4M3
+          ? KeepsFp8()
+          : (view.dtype == DType::kBF16 || view.dtype == DType::kF32) && !IsFp8(view, name);
   ASSIGN_OR_RETURN(Tensor full, Materialize(view, name, shape));
   ASSIGN_OR_RETURN(Tensor rows, full.Slice(begin, begin + count));
   if (!zero_copy) {
     // A converted copy: keep only the slice, not the whole converted tensor.
     ASSIGN_OR_RETURN(Tensor own, Tensor::Empty(rows.dtype(), rows.shape()));
     std::memcpy(own.raw_data(), rows.raw_data(), rows.nbytes());
+    if (const kernels::BlockScales* scales = rows.block_scales(); scales != nullptr) {
+      ASSIGN_OR_RETURN(own, own.WithBlockScales(*scales));
+    }
     rows = std::move(own);
   }
   bytes_loaded_ += rows.nbytes();
@@ -300,9 +351,9 @@ absl::StatusOr<Tensor> WeightLoader::ConcatRowSlices(const std::vector<RowSlice>
                                                      int64_t cols) {
   int64_t total = 0;
   for (const RowSlice& p : parts) total += p.count;
-  if (!parts.empty() && KeepsFp8()) {
+  if (!parts.empty()) {
     ASSIGN_OR_RETURN(model::TensorView first, View(parts[0].name, {parts[0].rows, cols}));
-    if (first.dtype == DType::kF8E4M3) return ConcatFp8RowSlices(parts, cols, total);
+    if (IsFp8(first, parts[0].name)) return ConcatFp8RowSlices(parts, cols, total);
   }
   ASSIGN_OR_RETURN(Tensor t, Tensor::Empty(storage_dtype_, {total, cols}));
   auto* dst = static_cast<std::byte*>(t.raw_data());
@@ -354,13 +405,16 @@ absl::StatusOr<Tensor> WeightLoader::ConcatFp8RowSlices(const std::vector<RowSli
                                                      p.rows, " rows"));
     }
     ASSIGN_OR_RETURN(model::TensorView view, View(p.name, {p.rows, cols}));
-    if (view.dtype != DType::kF8E4M3) {
+    if (!IsFp8(view, p.name)) {
       return absl::InvalidArgumentError(
           absl::StrCat(dir(), ": tensor ", p.name, " is ", std::string(DTypeName(view.dtype)),
                        " but is fused with fp8 tensors (", parts[0].name, ")"));
     }
-    ASSIGN_OR_RETURN(kernels::BlockScales scales, ScalesOf(view, p.name));
-    std::memcpy(t.data<uint8_t>() + row * cols, view.data.data() + p.begin * cols, p.count * cols);
+    // The part as fp8 with its scales: the checkpoint's bytes, or quantized now.
+    ASSIGN_OR_RETURN(Tensor part, Materialize(view, p.name, {p.rows, cols}));
+    const kernels::BlockScales& scales = *part.block_scales();
+    std::memcpy(t.data<uint8_t>() + row * cols, part.data<uint8_t>() + p.begin * cols,
+                p.count * cols);
     const float* src = scales.scales->data<float>();
     float* dst = grid.data<float>();
     if (aligned) {

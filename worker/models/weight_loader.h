@@ -30,6 +30,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "kernels/backend.h"
 #include "kernels/tensor.h"
@@ -94,6 +95,12 @@ class WeightLoader {
   void set_shard(const model::ParallelConfig& shard) { shard_ = shard; }
   // The backend the weights are prepared for (must outlive the loader); nullptr = host tensors.
   void set_backend(kernels::Backend* backend) { backend_ = backend; }
+  // From now on the linear weights a published FP8 checkpoint would quantize (the fp8 tensors of
+  // model::ExpectedTensors under a 128 x 128 quantization_config) are quantized at load with
+  // model::QuantizeFp8Blocks, the function make-model writes FP8 checkpoints with. A no-op for a
+  // checkpoint that is already fp8. FailedPrecondition unless set_backend was given a backend
+  // that SupportsFp8Weights.
+  absl::Status QuantizeLinearWeightsToFp8();
 
  private:
   WeightLoader(std::shared_ptr<model::Checkpoint> checkpoint, const model::ModelConfig& config);
@@ -116,6 +123,12 @@ class WeightLoader {
                                                 std::string_view name) const;
   absl::StatusOr<kernels::Tensor> ConcatFp8RowSlices(const std::vector<RowSlice>& parts,
                                                      int64_t cols, int64_t total);
+  // Whether `view` (of tensor `name`) is handed out as fp8: stored so, or quantized at load.
+  bool IsFp8(const model::TensorView& view, std::string_view name) const;
+  // The tensor quantized to fp8 in 128 x 128 blocks (a copy with its scales).
+  absl::StatusOr<kernels::Tensor> QuantizeToFp8(const model::TensorView& view,
+                                                std::string_view name,
+                                                const std::vector<int64_t>& shape);
   // Writes view (any float dtype) rows into `out` of the storage dtype.
   absl::Status Convert(const model::TensorView& view, std::string_view name, void* out) const;
 
@@ -125,6 +138,8 @@ class WeightLoader {
   uint64_t bytes_loaded_ = 0;
   model::ParallelConfig shard_;
   kernels::Backend* backend_ = nullptr;
+  // Names of the weights quantized at load (QuantizeLinearWeightsToFp8).
+  absl::flat_hash_set<std::string> quantize_;
 };
 
 }  // namespace expertmesh::models

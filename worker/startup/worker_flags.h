@@ -24,6 +24,7 @@ struct WorkerFlags {
   int64_t max_model_len = 0;
   int32_t block_size = 16;
   std::string compute_dtype = "bf16";
+  std::string quantize = "none";  // none | fp8
   int threads = 0;
   std::string device = "auto";
   int cuda_device = -1;

@@ -48,6 +48,10 @@ int main(int argc, char** argv) {
   app.add_option("--max-queued", f.max_queued, "Waiting requests before RESOURCE_EXHAUSTED")
       ->capture_default_str();
   app.add_option("--compute-dtype", f.compute_dtype, "f32 | bf16")->capture_default_str();
+  app.add_option("--quantize", f.quantize,
+                 "none | fp8: quantize a bf16 checkpoint's linear weights to fp8 (128x128 "
+                 "blocks) at load, on a backend with fp8 kernels (the CPU today)")
+      ->capture_default_str();
   app.add_option("--threads", f.threads, "CPU threads (0: all cores)")->capture_default_str();
   app.add_option("--device", f.device,
                  "cpu | cuda | auto (auto: the CUDA backend when it is built in and a GPU is "

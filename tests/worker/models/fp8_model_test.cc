@@ -288,6 +288,55 @@ TEST(Fp8CheckpointErrors, EachDefectIsNamed) {
   }
 }
 
+// --quantize fp8 and make-model --dtype fp8 share one quantizer: a bf16 checkpoint quantized at
+// load holds exactly the bytes and scales of the fp8 checkpoint made from the same values, so
+// the logits are bit-identical. (DeepSeek's absorbed MLA projections are derived from the
+// unquantized kv_b_proj at load, so there the two differ slightly; not compared here.)
+TEST(Fp8QuantizeAtLoad, EqualsTheFp8CheckpointOfTheSameValues) {
+  for (model::Architecture arch : {model::Architecture::kQwen3Moe, model::Architecture::kLlama}) {
+    make_model::MakeModelOptions options;
+    options.arch = arch;
+    options.size = "tiny";
+    options.overrides.hidden_size = 320;
+    options.overrides.moe_intermediate_size = 192;
+    options.overrides.intermediate_size = 384;
+    options.seed = 23;
+    const std::string base = std::string(EXPERTMESH_BINARY_DIR) + "/test-scratch/models/quant-" +
+                             std::string(model::ArchitectureName(arch));
+    options.out_dir = base + "-bf16";
+    absl::StatusOr<std::string> bf16 = expertmesh::testing::MakeSharedModel(options);
+    options.dtype = DType::kF8E4M3;
+    options.out_dir = base + "-fp8";
+    absl::StatusOr<std::string> fp8 = expertmesh::testing::MakeSharedModel(options);
+    ASSERT_TRUE(bf16.ok() && fp8.ok()) << bf16.status() << fp8.status();
+
+    auto backend = kernels::cpu::CpuBackend::Create({.num_threads = 2});
+    ASSERT_TRUE(backend.ok());
+    auto quantized =
+        LoadModel(*bf16, backend->get(), {.compute_dtype = DType::kF32, .quantize_fp8 = true});
+    auto published = LoadModel(*fp8, backend->get(), {.compute_dtype = DType::kF32});
+    auto plain = LoadModel(*bf16, backend->get(), {.compute_dtype = DType::kF32});
+    ASSERT_TRUE(quantized.ok()) << quantized.status();
+    ASSERT_TRUE(published.ok()) << published.status();
+    ASSERT_TRUE(plain.ok()) << plain.status();
+    EXPECT_EQ((*quantized)->weight_bytes(), (*published)->weight_bytes());
+    EXPECT_LT((*quantized)->weight_bytes(), (*plain)->weight_bytes());
+
+    std::vector<int32_t> tokens;
+    for (int i = 0; i < 9; ++i) tokens.push_back(static_cast<int32_t>(3 + i * 31));
+    const std::vector<int32_t> table = Blocks(0, 4);
+    const std::vector<SequenceChunk> chunk = {
+        {.tokens = tokens, .start_pos = 0, .block_table = table, .logits = Logits::kLast}};
+    auto kv_a = AllocateKvCache(**backend, (*quantized)->kv_cache_spec(), 8, 4);
+    auto kv_b = AllocateKvCache(**backend, (*published)->kv_cache_spec(), 8, 4);
+    ASSERT_TRUE(kv_a.ok() && kv_b.ok());
+    auto a = RunStep(**quantized, *kv_a, chunk);
+    auto b = RunStep(**published, *kv_b, chunk);
+    ASSERT_TRUE(a.ok() && b.ok());
+    EXPECT_TRUE(expertmesh::testing::TensorsEqual(*a, *b)) << model::ArchitectureName(arch);
+  }
+}
+
 make_model::ShapeOverrides Wide() {
   // Widths with whole 128-blocks and partial ones: hidden 320 = 2 x 128 + 64.
   make_model::ShapeOverrides o;
