@@ -1,27 +1,10 @@
 #include "router/request_validation.h"
 
-#include <cmath>
-
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
+#include "model/request/sampling_rules.h"
 
 namespace expertmesh::router {
-namespace {
-
-// Checks lo <= v <= hi (or lo < v with open_low) and that v is finite.
-absl::Status CheckRange(absl::string_view name, const std::optional<float>& v, double lo, double hi,
-                        bool open_low = false) {
-  if (!v.has_value()) return absl::OkStatus();
-  const double x = *v;
-  const bool low_ok = open_low ? x > lo : x >= lo;
-  if (!std::isfinite(x) || !low_ok || x > hi) {
-    return InvalidParam(
-        name, absl::StrCat(name, " must be in ", open_low ? "(" : "[", lo, ", ", hi, "], got ", x));
-  }
-  return absl::OkStatus();
-}
-
-}  // namespace
 
 absl::Status InvalidParam(absl::string_view param, absl::string_view message) {
   absl::Status status = absl::InvalidArgumentError(message);
@@ -35,29 +18,24 @@ std::string ParamOf(const absl::Status& status) {
 }
 
 absl::Status ValidateParams(const GenerationParams& p, const RouterLimits& limits) {
-  if (absl::Status s = CheckRange("temperature", p.temperature, 0, 100); !s.ok()) return s;
-  if (absl::Status s = CheckRange("top_p", p.top_p, 0, 1, /*open_low=*/true); !s.ok()) return s;
-  if (absl::Status s = CheckRange("min_p", p.min_p, 0, 1); !s.ok()) return s;
-  if (absl::Status s = CheckRange("repetition_penalty", p.repetition_penalty, 0, 10, true);
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = CheckRange("presence_penalty", p.presence_penalty, -2, 2); !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = CheckRange("frequency_penalty", p.frequency_penalty, -2, 2); !s.ok()) {
-    return s;
-  }
+  // The sampling ranges are the worker's too (model/request/sampling_rules.h).
+  const std::optional<model::SamplingRuleViolation> bad =
+      model::CheckSamplingValues({.temperature = p.temperature,
+                                  .top_k = p.top_k,
+                                  .top_p = p.top_p,
+                                  .min_p = p.min_p,
+                                  .repetition_penalty = p.repetition_penalty,
+                                  .presence_penalty = p.presence_penalty,
+                                  .frequency_penalty = p.frequency_penalty,
+                                  .top_logprobs = p.top_logprobs,
+                                  .logprobs = p.logprobs || p.top_logprobs > 0});
+  if (bad.has_value()) return InvalidParam(bad->parameter, bad->message);
   if (p.max_tokens.has_value() && *p.max_tokens < 1) {
     return InvalidParam("max_tokens",
                         absl::StrCat("max_tokens must be at least 1, got ", *p.max_tokens));
   }
   if (p.n < 1 || p.n > limits.max_n) {
     return InvalidParam("n", absl::StrCat("n must be in [1, ", limits.max_n, "], got ", p.n));
-  }
-  if (p.top_logprobs < 0 || p.top_logprobs > 20) {
-    return InvalidParam("top_logprobs",
-                        absl::StrCat("top_logprobs must be in [0, 20], got ", p.top_logprobs));
   }
   if (static_cast<int64_t>(p.stop.size()) > limits.max_stop_strings) {
     return InvalidParam("stop", absl::StrCat("at most ", limits.max_stop_strings,

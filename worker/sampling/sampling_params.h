@@ -20,11 +20,12 @@
 
 #include "absl/status/status.h"
 #include "kernels/backend.h"
+#include "model/request/sampling_rules.h"
 
 namespace expertmesh::sampling {
 
 // The most alternatives a request may ask for (OpenAI's limit).
-inline constexpr int kMaxTopLogprobs = 20;
+inline constexpr int kMaxTopLogprobs = model::kMaxTopLogprobs;
 // Temperatures below this are greedy (as vLLM: tiny temperatures overflow exp()).
 inline constexpr float kGreedyTemperature = kernels::kGreedyTemperature;
 
@@ -57,10 +58,10 @@ struct SamplingParams {
   }
 };
 
-// OK, or INVALID_ARGUMENT naming the field, its allowed range and the value given:
-// temperature finite and >= 0; top_k >= -1; top_p in (0, 1]; min_p in [0, 1];
-// repetition_penalty finite and > 0; presence/frequency_penalty in [-2, 2];
-// top_logprobs in [0, kMaxTopLogprobs] and only with logprobs.
+// OK, or INVALID_ARGUMENT naming the field, its allowed range and the value given, by the rules
+// the router applies to public requests too (model/request/sampling_rules.h): the scheduler
+// checks each request once, when it is submitted, so that no value its kernels cannot draw with
+// reaches a step shared with other requests.
 absl::Status ValidateSamplingParams(const SamplingParams& params);
 
 }  // namespace expertmesh::sampling

@@ -37,7 +37,7 @@ INSTANTIATE_TEST_SUITE_P(
     All, BadSamplingParamsTest,
     ::testing::Values(
         BadCase{"negative_temperature", With([](auto& p) { p.temperature = -0.5f; }),
-                "temperature must be finite and >= 0, got -0.5"},
+                "temperature must be in [0, 100], got -0.5"},
         BadCase{"nan_temperature", With([](auto& p) { p.temperature = std::nanf(""); }),
                 "temperature"},
         BadCase{"inf_temperature",
