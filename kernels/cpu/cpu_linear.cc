@@ -111,6 +111,12 @@ void RunTask(const CpuContext& ctx, const GemmJob& job, const GemmTask& task,
   const int64_t rows = task.row_end - task.row_begin;
   float* out = job.out + task.row_begin;
   if (task.bf16_dot) {
+    if (job.w->dtype() == DType::kF8E4M3) {
+      ctx.kernels->gemm_f8_xbf16(job.x_bf16, job.k, job.n, job.k,
+                                 job.w->data<uint8_t>() + task.row_begin * job.k, job.k, rows,
+                                 ScalesOf(*job.w, task.row_begin), out, job.ldo);
+      return;
+    }
     ctx.kernels->gemm_bf16_xbf16(job.x_bf16, job.k, job.n, job.k,
                                  job.w->data<uint16_t>() + task.row_begin * job.k, job.k, rows, out,
                                  job.ldo);
@@ -150,8 +156,10 @@ void RunTask(const CpuContext& ctx, const GemmJob& job, const GemmTask& task,
 }
 
 void RunJobs(const CpuContext& ctx, const std::vector<GemmJob>& jobs) {
-  const auto uses_bf16_dot = [](const GemmJob& job) {
-    return job.x_bf16 != nullptr && job.w->dtype() == DType::kBF16;
+  const auto uses_bf16_dot = [&](const GemmJob& job) {
+    return job.x_bf16 != nullptr &&
+           (job.w->dtype() == DType::kBF16 ||
+            (job.w->dtype() == DType::kF8E4M3 && ctx.kernels->gemm_f8_xbf16 != nullptr));
   };
   const auto uses_blas = [&](const GemmJob& job) {
     return !uses_bf16_dot(job) && ctx.blas_min_tokens > 0 && job.n >= ctx.blas_min_tokens;

@@ -56,6 +56,12 @@ struct KernelTable {
   // instruction's denormals-are-zero).
   void (*gemm_bf16_xbf16)(const uint16_t* x, int64_t ldx, int64_t n, int64_t k, const uint16_t* w,
                           int64_t ldw, int64_t rows, float* out, int64_t ldo) = nullptr;
+  // gemm_f8 with bf16 activations on AVX512_BF16 (nullptr elsewhere): the e4m3 weights become
+  // bf16 in registers (exact, but for e4m3 subnormals, which the instruction reads as zero), the
+  // products of a scale block are summed exactly and then scaled once per block.
+  void (*gemm_f8_xbf16)(const uint16_t* x, int64_t ldx, int64_t n, int64_t k, const uint8_t* w,
+                        int64_t ldw, int64_t rows, const Fp8Scales& scales, float* out,
+                        int64_t ldo) = nullptr;
 };
 
 const KernelTable& ScalarKernels();

@@ -6,6 +6,11 @@
 // CpuSupports(CpuIsa::kAvx512Bf16).
 #include <immintrin.h>
 
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
 #include "common/dtype.h"
 #include "kernels/cpu/avx512_sum.h"
 #include "kernels/cpu/kernel_table.h"
@@ -34,12 +39,180 @@ void GemmBf16XBf16(const uint16_t* x, int64_t ldx, int64_t n, int64_t k, const u
   streaming::Gemm<Avx512Bf16Policy, 6>(x, ldx, n, k, w, ldw, rows, out, ldo);
 }
 
+// 32 e4m3 values as bf16, each times 2^-120: sign-extending the byte to 16 bits and shifting it
+// left by 4 puts the sign in bit 15 (copies in 14..11, masked off) and exponent|mantissa in
+// bits 10..4, a bf16 with the exponent 120 less; exact for normal e4m3 values. The e4m3
+// subnormals (|v| < 2^-6, below 1/28000 of the block's largest weight) become bf16 subnormals,
+// which VDPBF16PS reads as zero: the one approximation of this path, far below bf16 activations'.
+inline __m512i LoadW8AsBf16(const uint8_t* p) {
+  const __m512i v = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  return _mm512_and_si512(_mm512_slli_epi16(v, 4), _mm512_set1_epi16(static_cast<short>(0x87f0)));
+}
+
+// The weights come out 2^120 too small; products that small would fall below fp32's normal
+// range, which VDPBF16PS flushes to zero. So the activations go in 2^100 too large (exact: their
+// exponent field + 100; zeros, subnormals, infinities and NaNs as they are): products are
+// 2^-20 off, which the block scale takes back.
+constexpr int kActivationBias = 100;
+constexpr float kProductUnbias = 0x1p20f;
+
+void BiasActivations(const uint16_t* x, int64_t n, int64_t ldx, int64_t k,
+                     std::vector<uint16_t>& out) {
+  out.resize(static_cast<size_t>(n * k));
+  const __m512i exponent = _mm512_set1_epi16(0x7f80);
+  const __m512i bias = _mm512_set1_epi16(static_cast<short>(kActivationBias << 7));
+  for (int64_t t = 0; t < n; ++t) {
+    const uint16_t* src = x + t * ldx;
+    uint16_t* dst = out.data() + t * k;
+    int64_t i = 0;
+    for (; i + 32 <= k; i += 32) {
+      const __m512i v = _mm512_loadu_si512(src + i);
+      const __m512i e = _mm512_and_si512(v, exponent);
+      const __mmask32 normal =
+          _mm512_test_epi16_mask(v, exponent) & ~_mm512_cmpeq_epi16_mask(e, exponent);
+      _mm512_storeu_si512(dst + i, _mm512_mask_add_epi16(v, normal, v, bias));
+    }
+    for (; i < k; ++i) {
+      const uint16_t e = src[i] & 0x7f80;
+      dst[i] =
+          e != 0 && e != 0x7f80 ? static_cast<uint16_t>(src[i] + (kActivationBias << 7)) : src[i];
+    }
+  }
+}
+
+// fp8 weights x bf16 activations: per scale-block segment of k, each (row, token) sums the
+// exact products of the segment in its own accumulator (VDPBF16PS, two pairs per lane), which
+// then enters the token's total times the row's block scale (x 2^20, or in two steps where that
+// overflows). The order depends only on k and the block offsets, never on the token count.
+// Where a micro-kernel's bf16 weights come from: e4m3 bytes widened as they are read (one token
+// group: nothing to share), or a strip already widened once into scratch (several groups).
+struct Fp8Weights {
+  const uint8_t* w;
+  int64_t ldw;
+  __m512bh Load(int r, int64_t i) const {
+    return reinterpret_cast<__m512bh>(LoadW8AsBf16(w + r * ldw + i));
+  }
+};
+struct WidenedWeights {
+  const uint16_t* w;
+  int64_t ldw;
+  __m512bh Load(int r, int64_t i) const { return Load32(w + r * ldw + i); }
+};
+
+template <int R, int T, typename Weights>
+void MicroKernelFp8Bf16(const uint16_t* x, int64_t ldx, int64_t k, const uint8_t* w, int64_t ldw,
+                        const Weights& weights, const float* const (&scale_rows)[R],
+                        int64_t block_cols, int64_t col_offset, float* out, int64_t ldo,
+                        const uint8_t* next) {
+  constexpr float kUnbias = kProductUnbias;
+  __m512 acc[R][T];
+  float tail[R][T];
+  for (int r = 0; r < R; ++r) {
+    for (int t = 0; t < T; ++t) {
+      acc[r][t] = _mm512_setzero_ps();
+      tail[r][t] = 0.0f;
+    }
+  }
+  int64_t i = 0;
+  while (i < k) {
+    const int64_t block = (i + col_offset) / block_cols;
+    const int64_t segment_end = std::min(k, (block + 1) * block_cols - col_offset);
+    __m512 part[R][T];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 3
+      for (int t = 0; t < T; ++t) part[r][t] = _mm512_setzero_ps();
+    }
+    for (; i + 32 <= segment_end; i += 32) {
+      if (next != nullptr) {
+#pragma GCC unroll 4
+        for (int r = 0; r < R; ++r) __builtin_prefetch(next + r * ldw + i, 0, 3);
+      }
+      __m512bh wv[R];
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) wv[r] = weights.Load(r, i);
+#pragma GCC unroll 3
+      for (int t = 0; t < T; ++t) {
+        const __m512bh xv = Load32(x + t * ldx + i);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; ++r) part[r][t] = _mm512_dpbf16_ps(part[r][t], wv[r], xv);
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      const float scale = scale_rows[r][block];
+      const float folded = scale * kUnbias;
+      const bool two_step = !(std::fabs(folded) <= std::numeric_limits<float>::max());
+      for (int t = 0; t < T; ++t) {
+        __m512 p = part[r][t];
+        if (two_step) p = _mm512_mul_ps(p, _mm512_set1_ps(kUnbias));
+        acc[r][t] = _mm512_fmadd_ps(p, _mm512_set1_ps(two_step ? scale : folded), acc[r][t]);
+      }
+    }
+    for (; i < segment_end; ++i) {
+      for (int r = 0; r < R; ++r) {
+        const float wval = F8E4M3ToFloat(w[r * ldw + i]) * scale_rows[r][block];
+        for (int t = 0; t < T; ++t) {
+          tail[r][t] += Bf16ToFloat(x[t * ldx + i]) * 0x1p-100f * wval;  // undo the bias
+        }
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int t = 0; t < T; ++t) out[t * ldo + r] = Avx512HorizontalSum(acc[r][t]) + tail[r][t];
+  }
+}
+
+// Tokens in groups of 3: 12 segment and 12 total accumulators, 4 weight vectors and a token
+// vector of the 32 registers.
+void GemmF8XBf16(const uint16_t* x_in, int64_t ldx_in, int64_t n, int64_t k, const uint8_t* w,
+                 int64_t ldw, int64_t rows, const Fp8Scales& scales, float* out, int64_t ldo) {
+  thread_local std::vector<uint16_t> biased, widened;
+  BiasActivations(x_in, n, ldx_in, k, biased);
+  const uint16_t* x = biased.data();
+  const int64_t ldx = k;
+  // With more than one token group, a strip is widened to bf16 once and every group reads it
+  // (the same values in the same order as widening on the fly: outputs do not change).
+  const bool widen_once = n > 3;
+  if (widen_once) widened.resize(static_cast<size_t>(4 * k));
+  streaming::ForRowStrips(rows, [&]<int R>(int64_t r, int64_t next_row) {
+    const uint8_t* next = next_row < 0 ? nullptr : w + next_row * ldw;
+    const float* scale_rows[R];
+    for (int j = 0; j < R; ++j) scale_rows[j] = scales.Row(r + j);
+    const uint8_t* strip = w + r * ldw;
+    if (widen_once) {
+      for (int j = 0; j < R; ++j) {
+        int64_t i = 0;
+        for (; i + 32 <= k; i += 32) {
+          _mm512_storeu_si512(widened.data() + j * k + i, LoadW8AsBf16(strip + j * ldw + i));
+        }
+        for (; i < k; ++i) {  // the same bits as LoadW8AsBf16, one at a time
+          const int16_t v = static_cast<int8_t>(strip[j * ldw + i]);
+          widened[j * k + i] = static_cast<uint16_t>((v * 16) & 0x87f0);
+        }
+      }
+    }
+    streaming::ForTokenGroups<3>(n, [&]<int T>(int64_t t) {
+      if (widen_once) {
+        MicroKernelFp8Bf16<R, T>(x + t * ldx, ldx, k, strip, ldw, WidenedWeights{widened.data(), k},
+                                 scale_rows, scales.block_cols, scales.col_offset,
+                                 out + t * ldo + r, ldo, nullptr);
+      } else {
+        MicroKernelFp8Bf16<R, T>(x + t * ldx, ldx, k, strip, ldw, Fp8Weights{strip, ldw},
+                                 scale_rows, scales.block_cols, scales.col_offset,
+                                 out + t * ldo + r, ldo, next);
+      }
+      next = nullptr;
+    });
+  });
+}
+
 }  // namespace
 
 const KernelTable& Avx512Bf16Kernels() {
   static const KernelTable table = [] {
     KernelTable t = Avx512Kernels();
     t.gemm_bf16_xbf16 = GemmBf16XBf16;
+    t.gemm_f8_xbf16 = GemmF8XBf16;
     return t;
   }();
   return table;
