@@ -34,6 +34,23 @@ void ReleasePages(std::span<const std::byte> bytes) {
   if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
+// Element i of a bf16, f16 or f32 view as fp32 (any other dtype reads as f32: callers check).
+float FloatAt(const model::TensorView& view, int64_t i) {
+  uint16_t bits16;
+  float value = 0;
+  switch (view.dtype) {
+    case DType::kBF16:
+      std::memcpy(&bits16, view.data.data() + 2 * i, 2);
+      return Bf16ToFloat(bits16);
+    case DType::kF16:
+      std::memcpy(&bits16, view.data.data() + 2 * i, 2);
+      return F16ToFloat(bits16);
+    default:
+      std::memcpy(&value, view.data.data() + 4 * i, 4);
+      return value;
+  }
+}
+
 }  // namespace
 
 WeightLoader::WeightLoader(std::shared_ptr<model::Checkpoint> checkpoint,
@@ -198,26 +215,14 @@ absl::StatusOr<kernels::BlockScales> WeightLoader::ScalesOf(const model::TensorV
     return bad(scale_name, " has shape ", ShapeStr(scale.shape), ", ", block.rows, "x", block.cols,
                " blocks of ", ShapeStr(weight.shape), " need ", ShapeStr(want));
   }
+  if (scale.dtype != DType::kF32 && scale.dtype != DType::kBF16 && scale.dtype != DType::kF16) {
+    return bad(scale_name, " has dtype ", std::string(DTypeName(scale.dtype)),
+               " (expected F32, BF16 or F16)");
+  }
   ASSIGN_OR_RETURN(Tensor grid, Tensor::Empty(DType::kF32, want));
   float* out = grid.data<float>();
   for (int64_t i = 0; i < grid.numel(); ++i) {
-    uint16_t bits16;
-    switch (scale.dtype) {
-      case DType::kF32:
-        std::memcpy(&out[i], scale.data.data() + 4 * i, 4);
-        break;
-      case DType::kBF16:
-        std::memcpy(&bits16, scale.data.data() + 2 * i, 2);
-        out[i] = Bf16ToFloat(bits16);
-        break;
-      case DType::kF16:
-        std::memcpy(&bits16, scale.data.data() + 2 * i, 2);
-        out[i] = F16ToFloat(bits16);
-        break;
-      default:
-        return bad(scale_name, " has dtype ", std::string(DTypeName(scale.dtype)),
-                   " (expected F32, BF16 or F16)");
-    }
+    out[i] = FloatAt(scale, i);
     if (!std::isfinite(out[i]) || out[i] < 0) {
       return bad(scale_name, " element ", i, " is ", out[i], " (scales must be finite, >= 0)");
     }
@@ -461,21 +466,7 @@ absl::StatusOr<std::vector<float>> WeightLoader::GetFloats(std::string_view name
         std::span<std::byte>(reinterpret_cast<std::byte*>(out.data()), out.size() * 4)));
     return out;
   }
-  for (size_t i = 0; i < out.size(); ++i) {
-    uint16_t bits16;
-    switch (view.dtype) {
-      case DType::kBF16:
-        std::memcpy(&bits16, view.data.data() + 2 * i, 2);
-        out[i] = Bf16ToFloat(bits16);
-        break;
-      case DType::kF16:
-        std::memcpy(&bits16, view.data.data() + 2 * i, 2);
-        out[i] = F16ToFloat(bits16);
-        break;
-      default:
-        std::memcpy(&out[i], view.data.data() + 4 * i, 4);
-    }
-  }
+  for (size_t i = 0; i < out.size(); ++i) out[i] = FloatAt(view, static_cast<int64_t>(i));
   return out;
 }
 
