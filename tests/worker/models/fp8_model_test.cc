@@ -4,6 +4,7 @@
 // value * scale in f32 (what a reference dequantizes to), loaded as a plain f32 model. Shapes
 // with partial edge blocks, tensor-parallel slices through a block (tp 2 of widths that are not
 // multiples of 2 x 128) and expert parallelism are covered through the sharded engine test.
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -47,21 +48,6 @@ absl::StatusOr<std::string> MakeFp8Model(const Fp8Case& c) {
   options.out_dir = std::string(EXPERTMESH_BINARY_DIR) + "/test-scratch/models/fp8-" + c.name;
   return expertmesh::testing::MakeSharedModel(options);
 }
-
-// Copies `bytes` out piece by piece (safetensors_writer's source interface).
-class BytesSource : public make_model::TensorSource {
- public:
-  explicit BytesSource(std::vector<float> values) : values_(std::move(values)) {}
-  void Fill(std::span<std::byte> out) override {
-    std::memcpy(out.data(), reinterpret_cast<const std::byte*>(values_.data()) + offset_,
-                out.size());
-    offset_ += out.size();
-  }
-
- private:
-  std::vector<float> values_;
-  size_t offset_ = 0;
-};
 
 // One tensor of a rewritten checkpoint: its name, dtype, shape and bytes.
 struct RawTensor {
@@ -110,54 +96,53 @@ absl::Status RewriteCheckpoint(const std::string& dir, const std::string& out,
       });
 }
 
-// The dequantized f32 twin of the fp8 checkpoint in `dir`, written next to it.
+model::TensorView ViewOf(const RawTensor& t) { return {t.name, t.dtype, t.shape, t.bytes}; }
+
+// The dequantized f32 twin of the fp8 checkpoint in `dir`, written next to it: every fp8 weight
+// replaced by its value times its block scale (model::DequantizeFp8), the rest widened to f32,
+// quantization_config gone.
 absl::StatusOr<std::string> DequantizedTwin(const std::string& dir) {
   const std::string out = dir + "-dequantized";
-  fs::create_directories(out);
-  absl::StatusOr<std::unique_ptr<model::Checkpoint>> ckpt = model::Checkpoint::Open(dir);
-  if (!ckpt.ok()) return ckpt.status();
   std::ifstream config_in(dir + "/config.json");
   nlohmann::json config = nlohmann::json::parse(config_in);
   const model::Fp8BlockSize block{config["quantization_config"]["weight_block_size"][0],
                                   config["quantization_config"]["weight_block_size"][1]};
+  absl::Status status;
+  absl::Status written = RewriteCheckpoint(dir, out, [&](std::vector<RawTensor>& tensors) {
+    std::vector<RawTensor> twin;
+    for (const RawTensor& t : tensors) {
+      if (t.name.ends_with("_scale_inv")) continue;
+      std::vector<float> v(static_cast<size_t>(ViewOf(t).NumElements()));
+      if (t.dtype == DType::kF8E4M3) {
+        const auto scale = std::find_if(tensors.begin(), tensors.end(), [&](const RawTensor& s) {
+          return s.name == t.name + "_scale_inv";
+        });
+        absl::StatusOr<std::vector<float>> dq =
+            model::DequantizeFp8(ViewOf(t), ViewOf(*scale), block);
+        if (!dq.ok()) status = dq.status();
+        if (dq.ok()) v = *std::move(dq);
+      } else {
+        for (size_t i = 0; i < v.size(); ++i) {
+          uint16_t bits;
+          if (t.dtype == DType::kBF16) {
+            std::memcpy(&bits, t.bytes.data() + 2 * i, 2);
+            v[i] = Bf16ToFloat(bits);
+          } else {
+            std::memcpy(&v[i], t.bytes.data() + 4 * i, 4);
+          }
+        }
+      }
+      const auto* raw = reinterpret_cast<const std::byte*>(v.data());
+      twin.push_back({t.name, DType::kF32, t.shape,
+                      std::vector<std::byte>(raw, raw + v.size() * sizeof(float))});
+    }
+    tensors = std::move(twin);
+  });
+  if (!written.ok()) return written;
+  if (!status.ok()) return status;
   config.erase("quantization_config");
   config["torch_dtype"] = "float32";
   std::ofstream(out + "/config.json") << config.dump(2);
-
-  std::vector<make_model::TensorToWrite> tensors;
-  std::vector<std::vector<float>> values;
-  for (const std::string& name : (*ckpt)->TensorNames()) {
-    if (name.ends_with("_scale_inv")) continue;
-    absl::StatusOr<model::TensorView> view = (*ckpt)->Get(name);
-    if (!view.ok()) return view.status();
-    std::vector<float> v(static_cast<size_t>(view->NumElements()));
-    if (view->dtype == DType::kF8E4M3) {
-      absl::StatusOr<model::TensorView> scale = (*ckpt)->Get(name + "_scale_inv");
-      if (!scale.ok()) return scale.status();
-      absl::StatusOr<std::vector<float>> dq = model::DequantizeFp8(*view, *scale, block);
-      if (!dq.ok()) return dq.status();
-      v = *std::move(dq);
-    } else {
-      for (size_t i = 0; i < v.size(); ++i) {
-        uint16_t bits;
-        if (view->dtype == DType::kBF16) {
-          std::memcpy(&bits, view->data.data() + 2 * i, 2);
-          v[i] = Bf16ToFloat(bits);
-        } else {
-          std::memcpy(&v[i], view->data.data() + 4 * i, 4);
-        }
-      }
-    }
-    tensors.push_back({name, DType::kF32, view->shape});
-    values.push_back(std::move(v));
-  }
-  size_t next = 0;
-  absl::Status written = make_model::WriteSafetensorsFile(
-      out + "/model.safetensors", tensors,
-      [&](const make_model::TensorToWrite&) -> std::unique_ptr<make_model::TensorSource> {
-        return std::make_unique<BytesSource>(std::move(values[next++]));
-      });
-  if (!written.ok()) return written;
   return out;
 }
 
