@@ -71,6 +71,7 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(
   std::unique_ptr<CudaBackend> b(new CudaBackend());
   b->device_ = options.device;
   b->name_ = absl::StrCat("cuda:", options.device);
+  b->fp8_w8a8_min_rows_ = options.fp8_w8a8_min_rows;
   RETURN_IF_ERROR(b->Enter());
   EXPERTMESH_CUDA_RETURN_IF_ERROR(
       cudaDeviceGetAttribute(&b->num_sms_, cudaDevAttrMultiProcessorCount, b->device_));
@@ -201,6 +202,7 @@ absl::StatusOr<Tensor> CudaBackend::PrepareWeight(const Tensor& host) {
   if (host.device() == kernels::Device::kCuda) return host;
   RETURN_IF_ERROR(RefuseWhileCapturing("PrepareWeight"));
   RETURN_IF_ERROR(Enter());
+  if (host.block_scales() != nullptr) return PrepareFp8Weight(host);
   ASSIGN_OR_RETURN(Tensor dev, weights_.Allocate(host.dtype(), host.shape()));
   if (host.nbytes() > 0) {
     // Ordered after earlier work on the stream (a weight may be replaced between steps) and

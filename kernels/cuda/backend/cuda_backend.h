@@ -3,7 +3,8 @@
 //
 // Memory (see kernels/cuda/backend/device_memory.h for the details):
 //  - Weights (PrepareWeight) are copied once into a weight arena: large cudaMalloc chunks,
-//    bump-allocated, 256-byte aligned, kept for the backend's lifetime; dtypes are kept as given.
+//    bump-allocated, 256-byte aligned, kept for the backend's lifetime; dtypes are kept as given
+//    (fp8 e4m3 weights stay one byte each, with their block scales trimmed to the weight).
 //  - Activations (Allocate) come from a caching pool: a tensor's block returns to the pool when
 //    the last copy of the tensor (and of every view of it) dies, and the next Allocate of a
 //    similar size reuses it. The model's Workspace allocates its scratch buffers once, so a
@@ -40,6 +41,10 @@ struct CudaBackendOptions {
   size_t workspace_bytes = size_t{256} << 20;
   // Pinned host staging buffer for CopyFromHost (grows when a bigger copy comes).
   size_t staging_bytes = size_t{16} << 20;
+  // fp8 weights (SupportsFp8Weights): products of at least this many rows quantize their
+  // activations to e4m3 and run FP8 x FP8 on tensor cores (W8A8, docs/fp8.md); 0 keeps W8A16
+  // everywhere. Off by default until the W8A8 path has been validated on a GPU.
+  int64_t fp8_w8a8_min_rows = 0;
 };
 
 // A CUDA backend on options.device.

@@ -20,6 +20,7 @@
 #include "kernels/cuda/backend/device_memory.h"
 #include "kernels/cuda/backend/host_staging.h"
 #include "kernels/cuda/cuda_util.h"
+#include "kernels/cuda/gemm/fp8_gemm.h"
 
 namespace expertmesh::cuda {
 
@@ -36,6 +37,8 @@ class CudaBackend final : public kernels::Backend {
   std::string_view Name() const override { return name_; }
   kernels::Device device() const override { return kernels::Device::kCuda; }
   bool Supports(kernels::Op op) const override;
+  // fp8 e4m3 weights with block scales stay fp8 on the device (kernels/cuda/gemm/fp8_gemm.h).
+  bool SupportsFp8Weights() const override { return true; }
   absl::StatusOr<kernels::Tensor> Allocate(DType dtype, std::span<const int64_t> shape) override;
   using kernels::Backend::Allocate;
   // Stream{nullptr} = the backend's own stream. Work enqueued on the previous stream is waited
@@ -125,6 +128,17 @@ class CudaBackend final : public kernels::Backend {
   // A device array of the experts' weight pointers (null for undefined ones), built once per
   // distinct list of pointers and cached, so captured graphs see stable addresses.
   absl::StatusOr<const void* const*> ExpertPointers(std::span<const kernels::Tensor> weights);
+  // The same for the experts' fp8 block scales (Fp8Scales, zero for undefined experts).
+  absl::StatusOr<const Fp8Scales*> ExpertScales(std::span<const kernels::Tensor> weights);
+  // A device copy of `bytes`, made once per distinct contents (see ExpertPointers).
+  absl::StatusOr<const void*> DeviceTable(std::string key);
+  // fp8 Linear / MoeGroupedLinear (DoLinear and DoMoeGroupedLinear route fp8 weights here).
+  absl::Status Fp8Linear(const kernels::Tensor& x, const kernels::Tensor& weight,
+                         const kernels::Tensor& bias, kernels::Tensor& out);
+  absl::Status Fp8GroupedLinear(const kernels::Tensor& x, const kernels::Tensor& expert_offsets,
+                                std::span<const kernels::Tensor> weights, kernels::Tensor& out);
+  // PrepareWeight of an fp8 host weight: its bytes and its trimmed scales.
+  absl::StatusOr<kernels::Tensor> PrepareFp8Weight(const kernels::Tensor& host);
 
   std::string name_;
   int device_ = 0;
@@ -144,6 +158,8 @@ class CudaBackend final : public kernels::Backend {
   bool capturing_ = false;
   std::unique_ptr<CublasLtLinear> linear_;
   absl::flat_hash_map<std::vector<uintptr_t>, DeviceBuffer> expert_pointers_;
+  absl::flat_hash_map<std::string, DeviceBuffer> device_tables_;
+  int64_t fp8_w8a8_min_rows_ = 0;
 };
 
 }  // namespace expertmesh::cuda

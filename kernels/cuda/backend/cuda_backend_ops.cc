@@ -150,6 +150,7 @@ absl::Status CudaBackend::DoRope(const Tensor& cos_sin, const Tensor& positions,
 
 absl::Status CudaBackend::DoLinear(const Tensor& x, const Tensor& weight, const Tensor& bias,
                                    Tensor& out) {
+  if (weight.dtype() == DType::kF8E4M3) return Fp8Linear(x, weight, bias, out);
   LinearArgs a;
   a.x = x.raw_data();
   a.x_dtype = x.dtype();
@@ -237,6 +238,9 @@ absl::Status CudaBackend::DoMoeGroupedLinear(const Tensor& x, const Tensor& expe
       return absl::UnimplementedError(
           "moe_grouped_linear: the cuda backend needs one dtype for all experts' weights");
     }
+  }
+  if (first != nullptr && first->dtype() == DType::kF8E4M3) {
+    return Fp8GroupedLinear(x, expert_offsets, weights, out);
   }
   if (x.dim(0) == 0) return absl::OkStatus();
   MoeGroupedGemmArgs a;

@@ -21,6 +21,7 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/gemm/mma_util.cuh"
 #include "kernels/cuda/gemm/moe_grouped_gemm_internal.h"
 #include "kernels/cuda/gemm/moe_tile_scheduler.cuh"
 
@@ -55,85 +56,6 @@ using LargeConfig = MmaConfig<128, 128, 2, 4, 3, 2>;
 // Decode-sized groups (a few rows per expert): 4 warps of 32x32, 4 stages of mostly weights in
 // flight to cover DRAM latency, 80 KB, two CTAs per SM.
 using SmallConfig = MmaConfig<32, 128, 1, 4, 4, 2>;
-
-__device__ __forceinline__ uint32_t SmemAddress(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-// 16 bytes global -> shared, asynchronously; src_bytes 0 writes zeros and reads nothing.
-__device__ __forceinline__ void CpAsync16(uint32_t dst, const void* src, int src_bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-               "r"(src_bytes)
-               : "memory");
-}
-__device__ __forceinline__ void CpAsyncCommit() {
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-template <int kPending>
-__device__ __forceinline__ void CpAsyncWait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
-}
-
-__device__ __forceinline__ void LdMatrixX4(uint32_t (&r)[4], uint32_t addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
-
-__device__ __forceinline__ void MmaBf16(float (&c)[4], const uint32_t (&a)[4],
-                                        const uint32_t (&b)[2]) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
-      "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
-
-// Byte offset of 16-byte chunk `chunk` of row `row` in a swizzled tile.
-__device__ __forceinline__ uint32_t Swizzle(int row, int chunk) {
-  return static_cast<uint32_t>(row * 128 + ((chunk ^ (row & 7)) << 4));
-}
-
-// Copies rows [row0, row0 + kRows) x k [k0, k0 + 64) of a row-major [*, k] bf16 matrix into a
-// swizzled tile; rows >= row_end and k >= k are zero-filled.
-template <int kRows, int kThreads>
-__device__ __forceinline__ void LoadTile(uint32_t tile, const __nv_bfloat16* __restrict__ src,
-                                         int row0, int row_end, int k0, int k) {
-#pragma unroll
-  for (int j = 0; j < (kRows * 8) / kThreads; ++j) {
-    const int i = static_cast<int>(threadIdx.x) + j * kThreads;
-    const int r = i >> 3;
-    const int c = i & 7;
-    const int row = row0 + r;
-    const int kk = k0 + c * 8;
-    const bool ok = row < row_end && kk < k;
-    const __nv_bfloat16* p = ok ? src + static_cast<size_t>(row) * k + kk : src;
-    CpAsync16(tile + Swizzle(r, c), p, ok ? 16 : 0);
-  }
-}
-
-template <bool kOutF32>
-__device__ __forceinline__ void StorePair(void* out, int row, int col, int n, bool n_even, float v0,
-                                          float v1) {
-  const size_t index = static_cast<size_t>(row) * n + col;
-  if constexpr (kOutF32) {
-    float* o = static_cast<float*>(out) + index;
-    if (n_even) {
-      *reinterpret_cast<float2*>(o) = make_float2(v0, v1);  // col even, n even: 8-byte aligned
-    } else {
-      if (col < n) o[0] = v0;
-      if (col + 1 < n) o[1] = v1;
-    }
-  } else {
-    __nv_bfloat16* o = static_cast<__nv_bfloat16*>(out) + index;
-    if (n_even) {
-      *reinterpret_cast<__nv_bfloat162*>(o) = __floats2bfloat162_rn(v0, v1);
-    } else {
-      if (col < n) o[0] = __float2bfloat16_rn(v0);
-      if (col + 1 < n) o[1] = __float2bfloat16_rn(v1);
-    }
-  }
-}
 
 template <typename Cfg, bool kOutF32>
 __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kCtasPerSm)

@@ -37,7 +37,8 @@ struct MoeTile {
 // scan over 32 experts at a time, about a microsecond for 1024 experts); ends with a barrier.
 // Experts whose rows have no weight get no tiles and set kErrorMissingExpertWeight; offsets
 // that do not run non-decreasingly from 0 to m set kErrorExpertOffsets. Only CTA 0 reports, so
-// the flag word sees one atomic per launch.
+// the flag word sees one atomic per launch. Null offsets mean one expert owning rows [0, m);
+// null weights mean every expert has one.
 template <int kTileM>
 __device__ void BuildMoeSchedule(const int32_t* __restrict__ offsets,
                                  const void* const* __restrict__ weights, int num_experts, int m,
@@ -51,12 +52,13 @@ __device__ void BuildMoeSchedule(const int32_t* __restrict__ offsets,
       const int e = base + lane;
       int tiles = 0;
       if (e < num_experts) {
-        const int a = offsets[e];
-        const int b = offsets[e + 1];
+        // No offsets: one expert with every row (a dense product through the same kernels).
+        const int a = offsets != nullptr ? offsets[e] : 0;
+        const int b = offsets != nullptr ? offsets[e + 1] : m;
         bad_offsets |= a > b || (e == 0 && a != 0) || (e == num_experts - 1 && b != m);
         const int begin = min(max(a, 0), m);
         int end = min(max(b, begin), m);
-        if (end > begin && weights[e] == nullptr) {
+        if (end > begin && weights != nullptr && weights[e] == nullptr) {
           missing_weight = true;
           end = begin;
         }

@@ -35,13 +35,11 @@ struct SimtSmem {
   float b[kSimtTileK][kSimtTile + 1];
 };
 
-// Rows [row_begin, row_end) of x (row stride k) times columns [n_begin, n_begin + 64) ∩ [0, n)
-// of w (rows of w, stride k). `bias` may be null. All 256 threads must call it (it has
-// barriers); `smem` must not be in use by anyone else.
-template <typename XT, typename WT, typename BT, typename OT>
-__device__ void SimtGemmTile(const XT* __restrict__ x, const WT* __restrict__ w,
-                             const BT* __restrict__ bias, OT* __restrict__ out, int row_begin,
-                             int row_end, int n_begin, int n, int k, SimtSmem& smem) {
+// As SimtGemmTile, with weights read through `w(col, kk)` (col < n, kk < k).
+template <typename XT, typename WReader, typename BT, typename OT>
+__device__ void SimtGemmTileWith(const XT* __restrict__ x, const WReader& w,
+                                 const BT* __restrict__ bias, OT* __restrict__ out, int row_begin,
+                                 int row_end, int n_begin, int n, int k, SimtSmem& smem) {
   const int tid = static_cast<int>(threadIdx.x);
   const int tx = tid % 16;
   const int ty = tid / 16;
@@ -62,8 +60,7 @@ __device__ void SimtGemmTile(const XT* __restrict__ x, const WT* __restrict__ w,
       const int col = n_begin + r;
       smem.a[kk][r] =
           (row < row_end && kg < k) ? LoadAsFloat(x + static_cast<size_t>(row) * k + kg) : 0.0f;
-      smem.b[kk][r] =
-          (col < n && kg < k) ? LoadAsFloat(w + static_cast<size_t>(col) * k + kg) : 0.0f;
+      smem.b[kk][r] = (col < n && kg < k) ? w(col, kg) : 0.0f;
     }
     __syncthreads();
 #pragma unroll
@@ -97,6 +94,27 @@ __device__ void SimtGemmTile(const XT* __restrict__ x, const WT* __restrict__ w,
   }
 }
 
+// A row-major [n, k] weight of f32 or bf16: element (col, kk) as a float. SimtGemmTile reads
+// weights through such a reader, so block-quantized ones (fp8_gemm_simt.cu) share the tile.
+template <typename WT>
+struct PlainWeightReader {
+  const WT* __restrict__ w;
+  int k;
+  __device__ __forceinline__ float operator()(int col, int kk) const {
+    return LoadAsFloat(w + static_cast<size_t>(col) * k + kk);
+  }
+};
+
+// Rows [row_begin, row_end) of x (row stride k) times columns [n_begin, n_begin + 64) ∩ [0, n)
+// of w (rows of w, stride k). `bias` may be null. All 256 threads must call it (it has
+// barriers); `smem` must not be in use by anyone else.
+template <typename XT, typename WT, typename BT, typename OT>
+__device__ void SimtGemmTile(const XT* __restrict__ x, const WT* __restrict__ w,
+                             const BT* __restrict__ bias, OT* __restrict__ out, int row_begin,
+                             int row_end, int n_begin, int n, int k, SimtSmem& smem) {
+  SimtGemmTileWith(x, PlainWeightReader<WT>{w, k}, bias, out, row_begin, row_end, n_begin, n, k,
+                   smem);
+}
 }  // namespace expertmesh::cuda::gemm_internal
 
 #endif  // EXPERTMESH_KERNELS_CUDA_GEMM_SIMT_TILE_CUH_

@@ -1,0 +1,239 @@
+// W8A16 on tensor cores, for products with many rows per expert: bf16 x times fp8 weights with
+// mma.sync m16n8k16 bf16, fp32 accumulators.
+//
+// The bf16 grouped GEMM's pipeline (moe_grouped_gemm_mma.cu) with one change on the weight side:
+// each stage copies the weight tile's e4m3 bytes (kTileN rows x 64 k, half the bytes of bf16)
+// with cp.async into a plain staging area; when the stage is consumed, the CTA dequantizes it
+// once into a swizzled bf16 tile, each weight as bf16(q * s) with its block's scale, and the
+// warps multiply from that tile exactly as the bf16 kernel does. Device memory traffic for the
+// weights is one byte per weight per m-tile; the scale lookups for a stage are issued before
+// waiting for its bytes. Numerically this is the bf16-widened weight of the old load path (one
+// bf16 rounding of q * s), with fp32 accumulation.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "kernels/cuda/gemm/fp8_common.cuh"
+#include "kernels/cuda/gemm/fp8_gemm_internal.h"
+#include "kernels/cuda/gemm/mma_util.cuh"
+#include "kernels/cuda/gemm/moe_tile_scheduler.cuh"
+
+namespace expertmesh::cuda::gemm_internal {
+namespace {
+
+template <int kTileM_, int kWarpsM_, int kWarpsN_, int kStages_, int kCtasPerSm_>
+struct Config {
+  static constexpr int kTileM = kTileM_;
+  static constexpr int kTileN = 128;
+  static constexpr int kTileK = 64;
+  static constexpr int kWarpsM = kWarpsM_;
+  static constexpr int kWarpsN = kWarpsN_;
+  static constexpr int kStages = kStages_;
+  static constexpr int kCtasPerSm = kCtasPerSm_;
+  static constexpr int kThreads = kWarpsM * kWarpsN * 32;
+  static constexpr int kWarpM = kTileM / kWarpsM;
+  static constexpr int kWarpN = kTileN / kWarpsN;
+  static constexpr int kMi = kWarpM / 16;
+  static constexpr int kNi = kWarpN / 8;
+  static constexpr int kABytes = kTileM * 128;       // bf16 x, swizzled 128-byte rows
+  static constexpr int kRawBytes = kTileN * kTileK;  // e4m3 weights, plain 64-byte rows
+  static constexpr int kStageBytes = kABytes + kRawBytes;
+  static constexpr int kWeightTileBytes = kTileN * 128;  // dequantized bf16, swizzled
+  static constexpr int kSmemBytes = kStages * kStageBytes + kWeightTileBytes;
+  // 16-byte weight chunks per thread per stage (kTileN rows x 4 chunks).
+  static constexpr int kChunks = kTileN * 4 / kThreads;
+  static_assert(kWarpM % 16 == 0 && kWarpN % 16 == 0, "warp tile of whole ldmatrix.x4 loads");
+  static_assert((kTileM * 8) % kThreads == 0 && (kTileN * 4) % kThreads == 0, "even copies");
+};
+
+using LargeConfig = Config<128, 2, 4, 3, 2>;  // 88 KB of shared memory
+using SmallConfig = Config<32, 1, 4, 4, 2>;   // 64 KB
+
+// 16 floats -> 16 bf16 (round to nearest even), as two 16-byte words.
+__device__ __forceinline__ void PackBf16(const float (&f)[16], uint4& lo, uint4& hi) {
+  uint32_t w[8];
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    const __nv_bfloat162 b = __floats2bfloat162_rn(f[2 * i], f[2 * i + 1]);
+    w[i] = *reinterpret_cast<const uint32_t*>(&b);
+  }
+  lo = make_uint4(w[0], w[1], w[2], w[3]);
+  hi = make_uint4(w[4], w[5], w[6], w[7]);
+}
+
+template <typename Cfg, bool kOutF32>
+__global__ void __launch_bounds__(Cfg::kThreads, Cfg::kCtasPerSm)
+    Fp8MmaKernel(const __nv_bfloat16* __restrict__ x, const int32_t* __restrict__ offsets,
+                 Fp8Source src, void* __restrict__ out, int m, int k, int n, int num_experts,
+                 uint32_t* error_flags) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  __shared__ MoeSchedule schedule;
+  BuildMoeSchedule<Cfg::kTileM>(offsets, src.weights, num_experts, m, error_flags, schedule);
+
+  const int n_tiles = (n + Cfg::kTileN - 1) / Cfg::kTileN;
+  const int num_items = MoeNumItems(schedule, num_experts, n_tiles);
+  const int k_tiles = (k + Cfg::kTileK - 1) / Cfg::kTileK;
+  const int tid = static_cast<int>(threadIdx.x);
+  const int lane = tid & 31;
+  const int warp = tid >> 5;
+  const int warp_m = warp / Cfg::kWarpsN;
+  const int warp_n = warp % Cfg::kWarpsN;
+  const bool n_even = (n & 1) == 0;
+  const uint32_t smem_base = SmemAddress(smem);
+  unsigned char* const weight_tile = smem + Cfg::kStages * Cfg::kStageBytes;
+  const uint32_t b_tile = smem_base + Cfg::kStages * Cfg::kStageBytes;
+
+  for (int item = static_cast<int>(blockIdx.x); item < num_items;
+       item += static_cast<int>(gridDim.x)) {
+    const MoeTile tile =
+        LocateMoeTile<Cfg::kTileM, Cfg::kTileN>(schedule, num_experts, n_tiles, item);
+    const Fp8Weight w = src.At(tile.expert);
+    auto load_stage = [&](int stage, int kt) {
+      const uint32_t a = smem_base + stage * Cfg::kStageBytes;
+      LoadTile<Cfg::kTileM, Cfg::kThreads>(a, x, tile.row_begin, tile.row_end, kt * Cfg::kTileK, k);
+      const uint32_t raw = a + Cfg::kABytes;
+#pragma unroll
+      for (int j = 0; j < Cfg::kChunks; ++j) {
+        const int i = tid + j * Cfg::kThreads;
+        const int r = i >> 2;
+        const int c = i & 3;
+        const int row = tile.n_begin + r;
+        const int kk = kt * Cfg::kTileK + c * 16;
+        const bool ok = row < n && kk < k;
+        const uint8_t* p = ok ? w.data + static_cast<size_t>(row) * k + kk : w.data;
+        CpAsync16(raw + r * Cfg::kTileK + c * 16, p, ok ? 16 : 0);
+      }
+    };
+
+    float acc[Cfg::kMi][Cfg::kNi][4];
+#pragma unroll
+    for (int i = 0; i < Cfg::kMi; ++i) {
+#pragma unroll
+      for (int j = 0; j < Cfg::kNi; ++j) {
+#pragma unroll
+        for (int c = 0; c < 4; ++c) acc[i][j][c] = 0.0f;
+      }
+    }
+
+#pragma unroll
+    for (int s = 0; s < Cfg::kStages - 1; ++s) {
+      if (s < k_tiles) load_stage(s, s);
+      CpAsyncCommit();
+    }
+    for (int kt = 0; kt < k_tiles; ++kt) {
+      // This thread's chunks' scales, fetched while the stage's bytes are still in flight.
+      ChunkScales cs[Cfg::kChunks];
+#pragma unroll
+      for (int j = 0; j < Cfg::kChunks; ++j) {
+        const int i = tid + j * Cfg::kThreads;
+        const int row = tile.n_begin + (i >> 2);
+        const int kk = kt * Cfg::kTileK + (i & 3) * 16;
+        cs[j] = ChunkScales{0.0f, 0.0f, 16};
+        if (row < n && kk < k) cs[j] = ChunkScalesAt(w.scales, row, kk);
+      }
+      // As the bf16 kernel: stage kt has landed for everyone, and every warp is done with the
+      // previous iteration (its stage and the dequantized tile may be overwritten).
+      CpAsyncWait<Cfg::kStages - 2>();
+      __syncthreads();
+      const int next = kt + Cfg::kStages - 1;
+      if (next < k_tiles) load_stage(next % Cfg::kStages, next);
+      CpAsyncCommit();
+
+      const unsigned char* raw = smem + (kt % Cfg::kStages) * Cfg::kStageBytes + Cfg::kABytes;
+#pragma unroll
+      for (int j = 0; j < Cfg::kChunks; ++j) {
+        const int i = tid + j * Cfg::kThreads;
+        const int r = i >> 2;
+        const int c = i & 3;
+        const uint4 q = *reinterpret_cast<const uint4*>(raw + r * Cfg::kTileK + c * 16);
+        float f[16];
+        DequantChunk16(q, cs[j], f);
+        uint4 lo;
+        uint4 hi;
+        PackBf16(f, lo, hi);
+        *reinterpret_cast<uint4*>(weight_tile + Swizzle(r, 2 * c)) = lo;
+        *reinterpret_cast<uint4*>(weight_tile + Swizzle(r, 2 * c + 1)) = hi;
+      }
+      __syncthreads();
+
+      const uint32_t a_tile = smem_base + (kt % Cfg::kStages) * Cfg::kStageBytes;
+#pragma unroll
+      for (int ks = 0; ks < Cfg::kTileK / 16; ++ks) {
+        uint32_t a_frag[Cfg::kMi][4];
+        uint32_t b_frag[Cfg::kNi][2];
+#pragma unroll
+        for (int i = 0; i < Cfg::kMi; ++i) {
+          const int r = warp_m * Cfg::kWarpM + i * 16 + (lane & 15);
+          LdMatrixX4(a_frag[i], a_tile + Swizzle(r, ks * 2 + (lane >> 4)));
+        }
+#pragma unroll
+        for (int j = 0; j < Cfg::kNi / 2; ++j) {
+          const int r = warp_n * Cfg::kWarpN + j * 16 + ((lane >> 4) << 3) + (lane & 7);
+          uint32_t t[4];
+          LdMatrixX4(t, b_tile + Swizzle(r, ks * 2 + ((lane >> 3) & 1)));
+          b_frag[2 * j][0] = t[0];
+          b_frag[2 * j][1] = t[1];
+          b_frag[2 * j + 1][0] = t[2];
+          b_frag[2 * j + 1][1] = t[3];
+        }
+#pragma unroll
+        for (int i = 0; i < Cfg::kMi; ++i) {
+#pragma unroll
+          for (int j = 0; j < Cfg::kNi; ++j) MmaBf16(acc[i][j], a_frag[i], b_frag[j]);
+        }
+      }
+    }
+    CpAsyncWait<0>();
+    __syncthreads();
+
+#pragma unroll
+    for (int i = 0; i < Cfg::kMi; ++i) {
+      const int row = tile.row_begin + warp_m * Cfg::kWarpM + i * 16 + (lane >> 2);
+#pragma unroll
+      for (int j = 0; j < Cfg::kNi; ++j) {
+        const int col = tile.n_begin + warp_n * Cfg::kWarpN + j * 8 + (lane & 3) * 2;
+        if (col >= n) continue;
+        if (row < tile.row_end) {
+          StorePair<kOutF32>(out, row, col, n, n_even, acc[i][j][0], acc[i][j][1]);
+        }
+        if (row + 8 < tile.row_end) {
+          StorePair<kOutF32>(out, row + 8, col, n, n_even, acc[i][j][2], acc[i][j][3]);
+        }
+      }
+    }
+  }
+}
+
+template <typename Cfg, bool kOutF32>
+cudaError_t LaunchWith(const Fp8GemmArgs& a, int num_sms, cudaStream_t stream) {
+  auto* kernel = &Fp8MmaKernel<Cfg, kOutF32>;
+  cudaError_t err =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes);
+  if (err != cudaSuccess) return err;
+  const int64_t n_tiles = (a.n + Cfg::kTileN - 1) / Cfg::kTileN;
+  const int64_t max_items = ((a.m + Cfg::kTileM - 1) / Cfg::kTileM + a.num_experts) * n_tiles;
+  int64_t grid = static_cast<int64_t>(num_sms) * Cfg::kCtasPerSm;
+  if (grid > max_items) grid = max_items;
+  if (grid < 1) grid = 1;
+  kernel<<<static_cast<unsigned>(grid), Cfg::kThreads, Cfg::kSmemBytes, stream>>>(
+      static_cast<const __nv_bfloat16*>(a.x), a.expert_offsets, SourceOf(a), a.out,
+      static_cast<int>(a.m), static_cast<int>(a.k), static_cast<int>(a.n), a.num_experts,
+      a.error_flags);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+cudaError_t LaunchFp8MmaW8A16(const Fp8GemmArgs& args, bool small_tile, int num_sms,
+                              cudaStream_t stream) {
+  const bool f32 = args.out_dtype == DType::kF32;
+  if (!small_tile) {
+    return f32 ? LaunchWith<LargeConfig, true>(args, num_sms, stream)
+               : LaunchWith<LargeConfig, false>(args, num_sms, stream);
+  }
+  return f32 ? LaunchWith<SmallConfig, true>(args, num_sms, stream)
+             : LaunchWith<SmallConfig, false>(args, num_sms, stream);
+}
+
+}  // namespace expertmesh::cuda::gemm_internal
