@@ -78,9 +78,11 @@ inline double Bf16Ulp(double v) {
 
 // Compares `got` (f32 or bf16) with the f32 reference `ref` under the tolerance above; `rows`
 // limits the comparison to a set of rows when not empty ([rows, cols] layout).
+// `extra` adds extra * s to each bound (a kernel that rounds its operands, e.g. fp8 weights
+// dequantized to bf16: 2^-9 s).
 inline ::testing::AssertionResult GemmClose(const Tensor& got, const Tensor& ref,
-                                            const Tensor& scale,
-                                            const std::vector<bool>& rows = {}) {
+                                            const Tensor& scale, const std::vector<bool>& rows = {},
+                                            double extra = 0.0) {
   const int64_t numel = ref.numel();
   const int64_t cols = ref.rank() == 2 ? ref.dim(1) : numel;
   const bool bf16 = got.dtype() == DType::kBF16;
@@ -92,7 +94,7 @@ inline ::testing::AssertionResult GemmClose(const Tensor& got, const Tensor& ref
     const double g = ValueAt(got, i);
     const double r = ref.data<float>()[i];
     const double s = scale.data<float>()[i];
-    const double tol = 1e-4 * std::fabs(r) + 2e-5 * s + (bf16 ? Bf16Ulp(r) : 0.0) + 1e-30;
+    const double tol = 1e-4 * std::fabs(r) + (2e-5 + extra) * s + (bf16 ? Bf16Ulp(r) : 0.0) + 1e-30;
     const double err = std::fabs(g - r);
     if (!std::isfinite(g) || !(err <= tol)) {
       if (bad < 5) {
