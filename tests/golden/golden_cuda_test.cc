@@ -2,7 +2,9 @@
 // against the CPU backend running the same checkpoint and against transformers' reference, for
 // each architecture and compute dtype, with decode steps as CUDA graphs (the model's default,
 // worker/models/decode_graph.h: batches padded to power-of-two buckets, then replayed) and op by
-// op (ModelOptions::decode_graph_max_batch 0). Without a GPU every case reports SKIPPED.
+// op (ModelOptions::decode_graph_max_batch 0). The fp8 models (qwen3_moe_fp8, deepseek_v3_fp8)
+// keep their e4m3 weights on the device (kernels/cuda/gemm/fp8_gemm.h). Without a GPU every case
+// reports SKIPPED.
 //
 // Runs (decode teacher-forced along the reference's fp32 greedy tokens, so one early difference
 // cannot hide later ones):
@@ -323,7 +325,8 @@ TEST_P(GoldenCudaTest, MixedBatchOfAllSequences) {
 INSTANTIATE_TEST_SUITE_P(Golden, GoldenCudaTest,
                          ::testing::Combine(::testing::Values("llama", "mixtral", "qwen2_moe",
                                                               "qwen3_moe", "deepseek_v2",
-                                                              "deepseek_v3"),
+                                                              "deepseek_v3", "qwen3_moe_fp8",
+                                                              "deepseek_v3_fp8"),
                                             ::testing::Values(DType::kF32, DType::kBF16),
                                             ::testing::Bool()),
                          [](const auto& info) {

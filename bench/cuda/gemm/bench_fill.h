@@ -17,6 +17,10 @@ namespace expertmesh::cuda {
 cudaError_t LaunchFillRandomBf16(void* data, size_t count, uint32_t seed, float scale,
                                  cudaStream_t stream);
 
+// data[i] = a hash of (seed, i) as an e4m3 byte, never NaN (0x7f / 0xff become 0x7e / 0xfe) nor
+// zero.
+cudaError_t LaunchFillRandomE4m3(void* data, size_t count, uint32_t seed, cudaStream_t stream);
+
 }  // namespace expertmesh::cuda
 
 #endif  // EXPERTMESH_BENCH_CUDA_GEMM_BENCH_FILL_H_
