@@ -14,6 +14,8 @@ endif()
 find_package(CLI11 CONFIG REQUIRED)
 find_package(Protobuf REQUIRED)
 find_package(gRPC CONFIG REQUIRED)
+# libssl-dev comes with libgrpc-dev; the router hashes API keys with its SHA-256.
+find_package(OpenSSL REQUIRED COMPONENTS Crypto)
 if(EXPERTMESH_BUILD_TESTS)
   find_package(GTest CONFIG REQUIRED)
   include(GoogleTest)

@@ -1,5 +1,8 @@
 #include "router/api_keys.h"
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
 #include <cstdlib>
 
 #include "absl/strings/ascii.h"
@@ -7,19 +10,52 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/file_util.h"
+#include "common/logging.h"
 
 namespace expertmesh::router {
 namespace {
 
-// Compares without an early exit, so timing does not reveal how much of a key matched.
-bool ConstantTimeEqual(const std::string& a, const std::string& b) {
-  if (a.size() != b.size()) return false;
-  unsigned char diff = 0;
-  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return diff == 0;
+// Labels keep the digest used for comparison and the cache salt apart: knowing a tenant's
+// salt (workers see it) tells nothing about the digest, let alone the key.
+constexpr absl::string_view kCompareLabel = "expertmesh api key v1";
+constexpr absl::string_view kSaltLabel = "expertmesh prefix-cache salt v1";
+
+std::array<uint8_t, 32> Sha256(absl::string_view label, absl::string_view key) {
+  std::array<uint8_t, 32> out{};
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  unsigned int length = 0;
+  // The label ends with a NUL so that (label, key) pairs cannot run into each other.
+  const bool ok = ctx != nullptr && EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr) == 1 &&
+                  EVP_DigestUpdate(ctx, label.data(), label.size()) == 1 &&
+                  EVP_DigestUpdate(ctx, "", 1) == 1 &&
+                  EVP_DigestUpdate(ctx, key.data(), key.size()) == 1 &&
+                  EVP_DigestFinal_ex(ctx, out.data(), &length) == 1 && length == out.size();
+  EVP_MD_CTX_free(ctx);
+  if (!ok) {
+    // Only an out-of-memory OpenSSL gets here; an all-zero digest would accept any key.
+    EM_LOG_ERROR("router: SHA-256 failed; cannot check API keys");
+    std::abort();
+  }
+  return out;
 }
 
 }  // namespace
+
+std::optional<absl::string_view> BearerToken(absl::string_view authorization) {
+  authorization = absl::StripAsciiWhitespace(authorization);
+  constexpr absl::string_view kScheme = "bearer";
+  if (authorization.size() <= kScheme.size() ||
+      !absl::EqualsIgnoreCase(authorization.substr(0, kScheme.size()), kScheme) ||
+      !absl::ascii_isspace(static_cast<unsigned char>(authorization[kScheme.size()]))) {
+    return std::nullopt;
+  }
+  return absl::StripAsciiWhitespace(authorization.substr(kScheme.size()));
+}
+
+ApiKeys::ApiKeys(const std::vector<std::string>& keys) {
+  digests_.reserve(keys.size());
+  for (const std::string& k : keys) digests_.push_back(Sha256(kCompareLabel, k));
+}
 
 absl::StatusOr<ApiKeys> ApiKeys::Load(const std::string& file, const std::string& env_var) {
   std::vector<std::string> keys;
@@ -39,26 +75,45 @@ absl::StatusOr<ApiKeys> ApiKeys::Load(const std::string& file, const std::string
   }
   if (!env_var.empty()) {
     if (const char* value = std::getenv(env_var.c_str())) {
-      for (absl::string_view k : absl::StrSplit(value, ',', absl::SkipWhitespace())) {
-        keys.emplace_back(absl::StripAsciiWhitespace(k));
+      size_t from_env = 0;
+      for (absl::string_view k : absl::StrSplit(value, ',')) {
+        k = absl::StripAsciiWhitespace(k);
+        if (k.empty()) continue;
+        keys.emplace_back(k);
+        ++from_env;
+      }
+      if (from_env == 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(env_var, " is set but holds no key; unset it to run without API keys"));
       }
     }
   }
-  return ApiKeys(std::move(keys));
+  return ApiKeys(keys);
 }
 
-absl::Status ApiKeys::Check(const std::string& authorization) const {
-  if (keys_.empty()) return absl::OkStatus();
-  constexpr absl::string_view kBearer = "Bearer ";
-  if (!absl::StartsWith(authorization, kBearer)) {
+absl::Status ApiKeys::Check(absl::string_view authorization) const {
+  if (digests_.empty()) return absl::OkStatus();
+  const std::optional<absl::string_view> key = BearerToken(authorization);
+  if (!key.has_value() || key->empty()) {
     return absl::UnauthenticatedError("missing API key: send it as 'Authorization: Bearer <key>'");
   }
-  const std::string key(
-      absl::StripAsciiWhitespace(absl::string_view(authorization).substr(kBearer.size())));
-  bool ok = false;
-  for (const std::string& k : keys_) ok |= ConstantTimeEqual(k, key);
-  if (!ok) return absl::UnauthenticatedError("incorrect API key provided");
+  // Digests have one length, so neither the length of the key sent nor how much of it matched
+  // shows in the time taken; every configured key is compared.
+  const std::array<uint8_t, 32> sent = Sha256(kCompareLabel, *key);
+  int matches = 0;
+  for (const std::array<uint8_t, 32>& d : digests_) {
+    matches |= CRYPTO_memcmp(d.data(), sent.data(), sent.size()) == 0 ? 1 : 0;
+  }
+  if (matches == 0) return absl::UnauthenticatedError("incorrect API key provided");
   return absl::OkStatus();
+}
+
+std::string ApiKeys::TenantSalt(absl::string_view authorization) const {
+  if (digests_.empty() || shared_prefix_cache_) return "";
+  const std::optional<absl::string_view> key = BearerToken(authorization);
+  if (!key.has_value()) return "";
+  const std::array<uint8_t, 32> salt = Sha256(kSaltLabel, *key);
+  return std::string(reinterpret_cast<const char*>(salt.data()), salt.size());
 }
 
 }  // namespace expertmesh::router

@@ -3,6 +3,7 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "common/logging.h"
 #include "model/tokenizer/streaming_detokenizer.h"
 #include "router/stop_matcher.h"
@@ -35,7 +36,14 @@ internal_api::SubmitRequest MakeSubmit(const PreparedRequest& r, uint32_t index,
   s.set_max_tokens(r.max_tokens);
   s.mutable_stop_token_ids()->Assign(p.stop_token_ids.begin(), p.stop_token_ids.end());
   s.set_ignore_eos(p.ignore_eos);
+  s.set_cache_salt(r.cache_salt);
   return s;
+}
+
+// A worker's error as the client may see it: the worker names requests by their internal id,
+// which must not leave the router (clients know only their public id).
+absl::Status ForClient(const absl::Status& s, const std::string& internal_id) {
+  return absl::Status(s.code(), absl::StrReplaceAll(s.message(), {{internal_id, "the request"}}));
 }
 
 // Errors after which another group may succeed.
@@ -58,7 +66,8 @@ absl::StatusOr<ChoiceResult> Generator::Run(
   absl::Status last_error;
   for (int attempt = 0; attempt < options_.max_attempts; ++attempt) {
     if (cancel && cancel->cancelled()) return absl::CancelledError("request cancelled");
-    absl::StatusOr<std::shared_ptr<WorkerGroup>> picked = pool_->Pick(request.prompt, tried);
+    absl::StatusOr<std::shared_ptr<WorkerGroup>> picked =
+        pool_->Pick(request.prompt, tried, request.cache_salt);
     if (!picked.ok()) {
       if (tried.empty()) return picked.status();
       break;  // Nothing left to try: report the failure that made us retry.
@@ -165,18 +174,22 @@ absl::StatusOr<ChoiceResult> Generator::Run(
     // The worker failed.
     metrics_->CountWorkerFailure();
     if (GroupBroken(status)) group->MarkFailed();
+    // Group addresses and internal ids go to the log; the client's text has neither.
+    const absl::Status client_status = ForClient(status, submit.request_id());
     if (result.completion_tokens > 0) {
       result.reason = FinishReason::kError;
-      result.error = absl::StrCat("worker group ", group->address(), " failed after ",
-                                  result.completion_tokens, " tokens: ", status.message());
-      EM_LOG_WARN("router: request {}: {}", request.request_id, result.error);
+      result.error = absl::StrCat("the worker group failed after ", result.completion_tokens,
+                                  " tokens: ", client_status.message());
+      EM_LOG_WARN("router: request {}: worker group {} failed after {} tokens: {}",
+                  request.request_id, group->address(), result.completion_tokens,
+                  status.ToString());
       return result;
     }
-    if (!Retryable(status)) return status;
+    if (!Retryable(status)) return client_status;
     EM_LOG_WARN("router: request {}: worker group {} failed before the first token ({}); retrying",
                 request.request_id, group->address(), status.ToString());
-    last_error = absl::Status(status.code(), absl::StrCat("worker group ", group->address(),
-                                                          " failed: ", status.message()));
+    last_error = absl::Status(status.code(),
+                              absl::StrCat("a worker group failed: ", client_status.message()));
   }
   return absl::UnavailableError(absl::StrCat(
       "request failed on ", tried.size(), " worker group(s); last error: ", last_error.message()));

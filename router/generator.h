@@ -24,7 +24,10 @@ namespace expertmesh::router {
 
 // A validated, tokenized request.
 struct PreparedRequest {
+  // Internal id (RouterCore::NewRequestId): the workers' key, never shown to the client.
   std::string request_id;
+  // The tenant's prefix-cache salt (ApiKeys::TenantSalt); empty shares the cache.
+  std::string cache_salt;
   std::vector<int32_t> prompt;
   GenerationParams params;
   uint32_t max_tokens = 0;

@@ -1,7 +1,8 @@
 #include "router/grpc_service.h"
 
+#include <algorithm>
 #include <deque>
-#include <thread>
+#include <memory>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -71,43 +72,62 @@ pb::FinishReason ToPublic(FinishReason r) {
   return pb::FINISH_REASON_UNSPECIFIED;
 }
 
+// Longest request_id a client may ask to have echoed.
+constexpr size_t kMaxClientRequestIdBytes = 256;
+
 class GenerateReactor final : public grpc::ServerWriteReactor<pb::GenerateResponse> {
  public:
   GenerateReactor(InferenceService* service, RouterCore* core, grpc::CallbackServerContext* ctx,
-                  const pb::GenerateRequest& request, absl::Status auth)
-      : service_(service), core_(core) {
-    const auto chrono_deadline = ctx->deadline();
-    absl::Time deadline = absl::FromChrono(chrono_deadline);
-    if (deadline > absl::Now() + absl::Hours(24 * 365)) deadline = absl::InfiniteFuture();
-    service_->ThreadStarted();
-    std::thread([this, request, auth, deadline] {
-      InferenceService* service = service_;
-      Produce(request, auth, deadline);
-      service->ThreadEnded();
-    }).detach();
+                  const pb::GenerateRequest& request, const absl::Status& auth)
+      : core_(core) {
+    Start(service, ctx, request, auth);
   }
 
-  void OnWriteDone(bool ok) override {
-    bool finish = false;
-    grpc::Status final_status;
-    {
-      absl::MutexLock lock(&mu_);
-      queue_.pop_front();
-      if (!ok) cancel_.Cancel();
-      if (!queue_.empty()) {
-        StartWrite(&queue_.front());
-      } else {
-        writing_ = false;
-        finish = producer_done_;
-        if (finish) final_status = final_status_;
-      }
-    }
-    if (finish) Finish(std::move(final_status));
-  }
+  void OnWriteDone(bool ok) override;
   void OnCancel() override { cancel_.Cancel(); }
   void OnDone() override { delete this; }
 
  private:
+  // What the producer needs from the call, copied off the gRPC thread's request.
+  struct Job {
+    std::string model;
+    PromptInput input;
+    GenerationParams params;
+    std::string echo_id;     // the client's request_id, or a fresh public id
+    std::string cache_salt;  // the tenant's prefix-cache salt
+    absl::Time arrival;
+    absl::Time deadline;
+  };
+
+  // On the gRPC thread: only cheap, bounded checks; tokenizing waits for admission. A Finish
+  // called here (through Done) is held by gRPC until the reactor is bound to the call.
+  void Start(InferenceService* service, grpc::CallbackServerContext* ctx,
+             const pb::GenerateRequest& request, const absl::Status& auth) {
+    const absl::Time arrival = absl::Now();
+    const auto chrono_deadline = ctx->deadline();
+    absl::Time deadline = absl::FromChrono(chrono_deadline);
+    if (deadline > absl::Now() + absl::Hours(24 * 365)) deadline = absl::InfiniteFuture();
+    if (!auth.ok()) return Done(auth);
+    if (core_->draining()) return Done(absl::UnavailableError("the server is shutting down"));
+    if (request.request_id().size() > kMaxClientRequestIdBytes) {
+      return Done(absl::InvalidArgumentError(
+          absl::StrCat("request_id is longer than ", kMaxClientRequestIdBytes, " bytes")));
+    }
+    auto job = std::make_shared<Job>();
+    if (absl::Status s = FromPublicRequest(request, &job->input, &job->params); !s.ok()) {
+      return Done(s);
+    }
+    job->model = request.model();
+    job->echo_id = request.request_id().empty() ? core_->NewPublicId() : request.request_id();
+    job->cache_salt = service->keys().TenantSalt(InferenceService::AuthorizationOf(ctx));
+    job->arrival = arrival;
+    job->deadline = deadline;
+    if (!service->ScheduleProducer([this, job] { Produce(*job); })) {
+      return Done(absl::ResourceExhaustedError(
+          "the server is at capacity (too many concurrent Generate calls); retry later"));
+    }
+  }
+
   void Push(pb::GenerateResponse msg) {
     absl::MutexLock lock(&mu_);
     queue_.push_back(std::move(msg));
@@ -131,23 +151,29 @@ class GenerateReactor final : public grpc::ServerWriteReactor<pb::GenerateRespon
     if (finish) Finish(final_status);
   }
 
-  void Produce(const pb::GenerateRequest& request, const absl::Status& auth, absl::Time deadline) {
-    const absl::Time arrival = absl::Now();
-    if (!auth.ok()) return Done(auth);
-    if (core_->draining()) return Done(absl::UnavailableError("the server is shutting down"));
-    PromptInput input;
-    GenerationParams params;
-    if (absl::Status s = FromPublicRequest(request, &input, &params); !s.ok()) return Done(s);
-    const std::string id =
-        request.request_id().empty() ? core_->NewRequestId() : request.request_id();
+  // On a producer thread: admission first, so a flood of calls waits (or is refused) before
+  // any of them costs tokenization, then Prepare, then the generation on the slots it holds.
+  void Produce(const Job& job) {
+    const int slots =
+        static_cast<int>(std::clamp<int64_t>(job.params.n, 1, core_->options().limits.max_n));
+    absl::StatusOr<std::vector<Admission::Ticket>> tickets =
+        core_->admission().Acquire(slots, job.deadline, &cancel_);
+    if (!tickets.ok()) return Done(tickets.status());
     absl::StatusOr<PreparedRequest> prepared =
-        core_->Prepare(request.model(), input, params, id, deadline);
+        core_->Prepare(job.model, job.input, job.params, core_->NewRequestId(), job.deadline);
     if (!prepared.ok()) return Done(prepared.status());
-    prepared->arrival = arrival;
+    prepared->arrival = job.arrival;
+    prepared->cache_salt = job.cache_salt;
+    if (tickets->size() != static_cast<size_t>(prepared->params.n)) {
+      return Done(absl::InternalError("admission slots do not match the number of choices"));
+    }
+    const std::string& id = job.echo_id;
+    const GenerationParams& params = job.params;
     const tokenizer::Tokenizer& tok = core_->model().tokenizer();
     const bool with_logprobs = params.logprobs;
-    absl::StatusOr<std::vector<ChoiceResult>> results =
-        core_->Generate(*prepared, &cancel_, [&](uint32_t, const ChoiceDelta& delta) {
+    absl::StatusOr<std::vector<ChoiceResult>> results = core_->Generate(
+        *prepared, &cancel_,
+        [&](uint32_t, const ChoiceDelta& delta) {
           pb::GenerateResponse msg;
           msg.set_request_id(id);
           msg.set_text(delta.text);
@@ -164,7 +190,8 @@ class GenerateReactor final : public grpc::ServerWriteReactor<pb::GenerateRespon
           }
           Push(std::move(msg));
           return !cancel_.cancelled();
-        });
+        },
+        &*tickets);
     if (!results.ok()) return Done(results.status());
     const ChoiceResult& r = results->front();
     pb::GenerateResponse last;
@@ -182,7 +209,6 @@ class GenerateReactor final : public grpc::ServerWriteReactor<pb::GenerateRespon
     Done(absl::OkStatus());
   }
 
-  InferenceService* service_;
   RouterCore* core_;
   CancelToken cancel_;
   absl::Mutex mu_;
@@ -192,34 +218,46 @@ class GenerateReactor final : public grpc::ServerWriteReactor<pb::GenerateRespon
   grpc::Status final_status_ ABSL_GUARDED_BY(mu_);  // set once, with producer_done_
 };
 
+void GenerateReactor::OnWriteDone(bool ok) {
+  bool finish = false;
+  grpc::Status final_status;
+  {
+    absl::MutexLock lock(&mu_);
+    queue_.pop_front();
+    if (!ok) cancel_.Cancel();
+    if (!queue_.empty()) {
+      StartWrite(&queue_.front());
+    } else {
+      writing_ = false;
+      finish = producer_done_;
+      if (finish) final_status = final_status_;
+    }
+  }
+  if (finish) Finish(std::move(final_status));
+}
+
 }  // namespace
 
 grpc::Status ToGrpc(const absl::Status& status) {
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
-InferenceService::~InferenceService() {
-  absl::MutexLock lock(&mu_);
-  mu_.Await(absl::Condition(
-      +[](int* n) { return *n == 0; }, &producers_));
-}
+InferenceService::InferenceService(RouterCore* core, const ApiKeys* keys)
+    : core_(core),
+      keys_(keys),
+      producers_(std::max(1, core->options().max_active + core->options().max_queued)) {}
 
-void InferenceService::ThreadStarted() {
-  absl::MutexLock lock(&mu_);
-  ++producers_;
-}
+InferenceService::~InferenceService() = default;
 
-void InferenceService::ThreadEnded() {
-  absl::MutexLock lock(&mu_);
-  --producers_;
+std::string InferenceService::AuthorizationOf(const grpc::CallbackServerContext* context) {
+  const auto& md = context->client_metadata();
+  auto it = md.find("authorization");
+  return it == md.end() ? "" : std::string(it->second.data(), it->second.size());
 }
 
 absl::Status InferenceService::Authorize(grpc::CallbackServerContext* context) const {
   if (!keys_->enabled()) return absl::OkStatus();
-  const auto& md = context->client_metadata();
-  auto it = md.find("authorization");
-  const std::string value = it == md.end() ? "" : std::string(it->second.data(), it->second.size());
-  return keys_->Check(value);
+  return keys_->Check(AuthorizationOf(context));
 }
 
 grpc::ServerWriteReactor<pb::GenerateResponse>* InferenceService::Generate(

@@ -6,6 +6,7 @@
 #include "common/status_macros.h"
 #include "model/config/model_config.h"
 #include "model/plan/model_plan.h"
+#include "router/chat_prompt.h"
 #include "router/request_validation.h"
 
 namespace expertmesh::router {
@@ -77,16 +78,13 @@ absl::StatusOr<Prompt> ModelContext::BuildPrompt(const PromptInput& input,
       options.add_generation_prompt = input.add_generation_prompt;
       options.bos_token = tokenizer_->special_tokens().bos_token;
       options.eos_token = tokenizer_->special_tokens().eos_token;
-      absl::StatusOr<std::string> rendered =
-          chat::RenderChat(*chat_template_, input.messages, options);
-      if (!rendered.ok()) {
-        return InvalidParam("messages",
-                            absl::StrCat("chat template: ", rendered.status().message()));
-      }
-      absl::StatusOr<std::vector<int32_t>> ids = tokenizer_->Encode(*rendered, false);
-      if (!ids.ok()) return InvalidParam("messages", ids.status().message());
-      prompt.token_ids = *std::move(ids);
-      prompt.rendered = *std::move(rendered);
+      // Special tokens come only from the template, never from message text (finding 7 of
+      // issue 15): router/chat_prompt.h.
+      absl::StatusOr<RenderedChat> chat =
+          RenderChatPrompt(*chat_template_, *tokenizer_, input.messages, options);
+      if (!chat.ok()) return InvalidParam("messages", chat.status().message());
+      prompt.token_ids = std::move(chat->token_ids);
+      prompt.rendered = std::move(chat->text);
       break;
     }
   }

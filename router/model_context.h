@@ -47,9 +47,10 @@ class ModelContext {
 
   // Tokenizes `input`: text with the tokenizer's special tokens, chats rendered with the
   // chat template and tokenized without adding special tokens (as transformers'
-  // apply_chat_template does). Token-id prompts are checked against the vocabulary.
-  // INVALID_ARGUMENT (param "prompt" / "messages") for malformed input, a chat without a
-  // template, or a message count over `max_messages`.
+  // apply_chat_template does), special tokens matched only in the template's own text, never
+  // in what the messages say (router/chat_prompt.h). Token-id prompts are checked against the
+  // vocabulary. INVALID_ARGUMENT (param "prompt" / "messages") for malformed input, a chat without
+  // a template, or a message count over `max_messages`.
   absl::StatusOr<Prompt> BuildPrompt(const PromptInput& input, int64_t max_messages) const;
 
   const tokenizer::Tokenizer& tokenizer() const { return *tokenizer_; }

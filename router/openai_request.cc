@@ -1,13 +1,21 @@
 #include "router/openai_request.h"
 
+#include <limits>
+
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "router/json_body.h"
 #include "router/request_validation.h"
 
 namespace expertmesh::router {
 namespace {
 
 using Json = nlohmann::ordered_json;
+
+constexpr int64_t kInt32Min = std::numeric_limits<int32_t>::min();
+constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
+constexpr int64_t kInt64Min = std::numeric_limits<int64_t>::min();
+constexpr int64_t kInt64Max = std::numeric_limits<int64_t>::max();
 
 const Json* Field(const Json& body, const char* name) {
   auto it = body.find(name);
@@ -19,16 +27,47 @@ absl::Status TypeError(const char* name, const char* expected) {
   return InvalidParam(name, absl::StrCat("'", name, "' must be ", expected));
 }
 
+// A JSON integer as int64, refused (not wrapped or truncated) outside [lo, hi]: nlohmann's
+// get<int32_t>() of 4294967297 is 1, and get<int64_t>() of 2^64 - 1 is -1.
+absl::Status ReadInteger(const Json& v, const char* name, int64_t lo, int64_t hi, int64_t* out) {
+  if (!v.is_number_integer()) return TypeError(name, "an integer");
+  const bool in_range = v.is_number_unsigned() ? v.get<uint64_t>() <= static_cast<uint64_t>(hi)
+                                               : v.get<int64_t>() >= lo && v.get<int64_t>() <= hi;
+  if (!in_range) {
+    return InvalidParam(name, absl::StrCat("'", name, "' must be an integer in [", lo, ", ", hi,
+                                           "], got ", v.dump()));
+  }
+  *out = v.is_number_unsigned() ? static_cast<int64_t>(v.get<uint64_t>()) : v.get<int64_t>();
+  return absl::OkStatus();
+}
+
+// An optional integer field, range-checked before it is narrowed to T.
 template <typename T>
-absl::Status ReadNumber(const Json& body, const char* name, std::optional<T>* out) {
+absl::Status ReadInt(const Json& body, const char* name, int64_t lo, int64_t hi,
+                     std::optional<T>* out) {
   const Json* v = Field(body, name);
   if (v == nullptr) return absl::OkStatus();
-  if constexpr (std::is_floating_point_v<T>) {
-    if (!v->is_number()) return TypeError(name, "a number");
-  } else {
-    if (!v->is_number_integer()) return TypeError(name, "an integer");
-  }
-  *out = v->get<T>();
+  int64_t value = 0;
+  RETURN_IF_ERROR(ReadInteger(*v, name, lo, hi, &value));
+  *out = static_cast<T>(value);
+  return absl::OkStatus();
+}
+
+// An optional number field. Doubles that overflow float become infinite, which the sampling
+// rules refuse with the field's name.
+absl::Status ReadFloat(const Json& body, const char* name, std::optional<float>* out) {
+  const Json* v = Field(body, name);
+  if (v == nullptr) return absl::OkStatus();
+  if (!v->is_number()) return TypeError(name, "a number");
+  *out = static_cast<float>(v->get<double>());
+  return absl::OkStatus();
+}
+
+// Token ids: int32 on the wire to the worker; the vocabulary check comes later.
+absl::Status ReadTokenId(const Json& v, const char* name, int32_t* out) {
+  int64_t id = 0;
+  RETURN_IF_ERROR(ReadInteger(v, name, 0, std::numeric_limits<int32_t>::max(), &id));
+  *out = static_cast<int32_t>(id);
   return absl::OkStatus();
 }
 
@@ -72,7 +111,9 @@ absl::Status ReadPrompt(const Json& body, PromptInput* input) {
     input->kind = PromptInput::Kind::kTokens;
     for (const Json& t : *v) {
       if (!t.is_number_integer()) return TypeError("prompt", "a string or an array of token ids");
-      input->token_ids.push_back(t.get<int32_t>());
+      int32_t id = 0;
+      RETURN_IF_ERROR(ReadTokenId(t, "prompt", &id));
+      input->token_ids.push_back(id);
     }
     return absl::OkStatus();
   }
@@ -127,18 +168,9 @@ absl::Status ReadMessages(const Json& body, PromptInput* input) {
 }  // namespace
 
 absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(const std::string& body_text, bool chat) {
-  Json body = Json::parse(body_text, nullptr, /*allow_exceptions=*/false);
-  if (body.is_discarded()) {
-    // Re-parse with exceptions only to get the position; caught here at the boundary.
-    std::string detail = "the request body is not valid JSON";
-    try {
-      Json unused = Json::parse(body_text);
-      (void)unused;
-    } catch (const nlohmann::json::exception& e) {
-      detail = absl::StrCat(detail, ": ", e.what());
-    }
-    return InvalidParam("", detail);
-  }
+  absl::StatusOr<Json> parsed = ParseJsonBody(body_text);
+  if (!parsed.ok()) return InvalidParam("", parsed.status().message());
+  const Json& body = *parsed;
   if (!body.is_object()) return InvalidParam("", "the request body must be a JSON object");
   OpenAiRequest r;
   r.chat = chat;
@@ -148,40 +180,46 @@ absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(const std::string& body_text, b
   }
   RETURN_IF_ERROR(chat ? ReadMessages(body, &r.input) : ReadPrompt(body, &r.input));
   GenerationParams& p = r.params;
-  RETURN_IF_ERROR(ReadNumber(body, "temperature", &p.temperature));
-  RETURN_IF_ERROR(ReadNumber(body, "top_p", &p.top_p));
-  RETURN_IF_ERROR(ReadNumber(body, "top_k", &p.top_k));
-  RETURN_IF_ERROR(ReadNumber(body, "min_p", &p.min_p));
-  RETURN_IF_ERROR(ReadNumber(body, "repetition_penalty", &p.repetition_penalty));
-  RETURN_IF_ERROR(ReadNumber(body, "presence_penalty", &p.presence_penalty));
-  RETURN_IF_ERROR(ReadNumber(body, "frequency_penalty", &p.frequency_penalty));
-  RETURN_IF_ERROR(ReadNumber(body, "max_tokens", &p.max_tokens));
+  RETURN_IF_ERROR(ReadFloat(body, "temperature", &p.temperature));
+  RETURN_IF_ERROR(ReadFloat(body, "top_p", &p.top_p));
+  RETURN_IF_ERROR(ReadInt(body, "top_k", kInt32Min, kInt32Max, &p.top_k));
+  RETURN_IF_ERROR(ReadFloat(body, "min_p", &p.min_p));
+  RETURN_IF_ERROR(ReadFloat(body, "repetition_penalty", &p.repetition_penalty));
+  RETURN_IF_ERROR(ReadFloat(body, "presence_penalty", &p.presence_penalty));
+  RETURN_IF_ERROR(ReadFloat(body, "frequency_penalty", &p.frequency_penalty));
+  // Counts are refused below 1 / above the context by ValidateParams and ResolveMaxTokens;
+  // here they only have to fit the type without wrapping.
+  RETURN_IF_ERROR(ReadInt(body, "max_tokens", kInt64Min, kInt64Max, &p.max_tokens));
   if (chat) {
     std::optional<int64_t> max_completion_tokens;
-    RETURN_IF_ERROR(ReadNumber(body, "max_completion_tokens", &max_completion_tokens));
+    RETURN_IF_ERROR(
+        ReadInt(body, "max_completion_tokens", kInt64Min, kInt64Max, &max_completion_tokens));
     if (max_completion_tokens.has_value()) p.max_tokens = max_completion_tokens;
   }
   if (const Json* seed = Field(body, "seed")) {
+    // Any 64-bit value, signed or not, names a seed; only its bits matter.
     if (!seed->is_number_integer()) return TypeError("seed", "an integer");
     p.seed = seed->is_number_unsigned() ? seed->get<uint64_t>()
                                         : static_cast<uint64_t>(seed->get<int64_t>());
   }
   std::optional<int64_t> n;
-  RETURN_IF_ERROR(ReadNumber(body, "n", &n));
+  RETURN_IF_ERROR(ReadInt(body, "n", kInt64Min, kInt64Max, &n));
   p.n = n.value_or(1);
   RETURN_IF_ERROR(ReadStop(body, &p));
   if (const Json* ids = Field(body, "stop_token_ids")) {
     if (!ids->is_array()) return TypeError("stop_token_ids", "an array of integers");
     for (const Json& id : *ids) {
       if (!id.is_number_integer()) return TypeError("stop_token_ids", "an array of integers");
-      p.stop_token_ids.push_back(id.get<int32_t>());
+      int32_t token = 0;
+      RETURN_IF_ERROR(ReadTokenId(id, "stop_token_ids", &token));
+      p.stop_token_ids.push_back(token);
     }
   }
   RETURN_IF_ERROR(ReadBool(body, "ignore_eos", &p.ignore_eos));
   if (chat) {
     RETURN_IF_ERROR(ReadBool(body, "logprobs", &p.logprobs));
     std::optional<int64_t> top;
-    RETURN_IF_ERROR(ReadNumber(body, "top_logprobs", &top));
+    RETURN_IF_ERROR(ReadInt(body, "top_logprobs", kInt64Min, kInt64Max, &top));
     p.top_logprobs = top.value_or(0);
     if (p.top_logprobs > 0 && !p.logprobs) {
       return InvalidParam("top_logprobs", "'top_logprobs' needs 'logprobs': true");
@@ -189,7 +227,7 @@ absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(const std::string& body_text, b
   } else {
     // Completions: logprobs is the number of alternatives (0..5 in OpenAI; we allow 20).
     std::optional<int64_t> lp;
-    RETURN_IF_ERROR(ReadNumber(body, "logprobs", &lp));
+    RETURN_IF_ERROR(ReadInt(body, "logprobs", kInt64Min, kInt64Max, &lp));
     if (lp.has_value()) {
       p.logprobs = true;
       p.top_logprobs = *lp;

@@ -1,5 +1,7 @@
 #include "router/request_validation.h"
 
+#include <limits>
+
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "model/request/sampling_rules.h"
@@ -72,7 +74,9 @@ absl::StatusOr<uint32_t> ResolveMaxTokens(int64_t prompt_tokens,
   }
   const int64_t room = context_length - prompt_tokens;
   int64_t max_tokens = requested.value_or(room);
-  if (requested.has_value() && prompt_tokens + *requested > context_length) {
+  // Compared with the room left, never with prompt + max_tokens: that sum overflows for a
+  // max_tokens near 2^63.
+  if (requested.has_value() && *requested > room) {
     return InvalidParam("max_tokens", absl::StrCat("the model's context length is ", context_length,
                                                    " tokens; the prompt has ", prompt_tokens,
                                                    " and max_tokens asks for ", *requested,
@@ -85,6 +89,10 @@ absl::StatusOr<uint32_t> ResolveMaxTokens(int64_t prompt_tokens,
                                      limits.max_tokens_cap));
     }
     max_tokens = limits.max_tokens_cap;
+  }
+  if (max_tokens > std::numeric_limits<uint32_t>::max()) {
+    return InvalidParam("max_tokens", absl::StrCat("max_tokens is ", max_tokens,
+                                                   "; the largest supported is 4294967295"));
   }
   return static_cast<uint32_t>(max_tokens);
 }

@@ -1,10 +1,10 @@
 #include "router/router_core.h"
 
-#include <random>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "router/request_ids.h"
 
 namespace expertmesh::router {
 
@@ -14,12 +14,11 @@ RouterCore::RouterCore(std::unique_ptr<ModelContext> model, WorkerPool* pool,
       pool_(pool),
       options_(options),
       admission_(options.max_active, options.max_queued),
-      generator_(pool, model_.get(), &metrics_, options.generator),
-      id_salt_(std::random_device{}()) {}
+      generator_(pool, model_.get(), &metrics_, options.generator) {}
 
-std::string RouterCore::NewRequestId() {
-  return absl::StrCat("req-", next_id_.fetch_add(1), "-", absl::Hex(id_salt_));
-}
+std::string RouterCore::NewRequestId() const { return NewInternalRequestId(); }
+
+std::string RouterCore::NewPublicId() const { return NewPublicRequestId(); }
 
 absl::StatusOr<PreparedRequest> RouterCore::Prepare(const std::string& model_name,
                                                     const PromptInput& input,

@@ -56,8 +56,11 @@ class RouterCore {
       const PreparedRequest& request, CancelToken* cancel, const DeltaFn& on_delta,
       std::vector<Admission::Ticket>* tickets = nullptr);
 
-  // Makes a unique request id ("req-<n>-<random>").
-  std::string NewRequestId();
+  // A fresh internal request id (router/request_ids.h): the workers' key for the request.
+  // Never show it to a client and never take one from a client.
+  std::string NewRequestId() const;
+  // A fresh id to show the client (response "id", X-Request-Id), unrelated to the internal one.
+  std::string NewPublicId() const;
 
   // Shutdown, step 1: refuse new requests (readiness false).
   void StartDraining() { draining_.store(true); }
@@ -81,8 +84,6 @@ class RouterCore {
   Admission admission_;
   Generator generator_;
   std::atomic<bool> draining_{false};
-  std::atomic<uint64_t> next_id_{0};
-  uint64_t id_salt_;
 
   mutable absl::Mutex mu_;
   absl::flat_hash_set<CancelToken*> inflight_ ABSL_GUARDED_BY(mu_);

@@ -144,7 +144,8 @@ size_t WorkerPool::HealthyCount() const {
 }
 
 absl::StatusOr<std::shared_ptr<WorkerGroup>> WorkerPool::Pick(
-    std::span<const int32_t> prompt, const std::vector<std::shared_ptr<WorkerGroup>>& tried) {
+    std::span<const int32_t> prompt, const std::vector<std::shared_ptr<WorkerGroup>>& tried,
+    std::string_view cache_salt) {
   std::vector<std::shared_ptr<WorkerGroup>> groups = Groups();
   std::vector<GroupState> states;
   std::vector<GroupView> views;
@@ -167,9 +168,12 @@ absl::StatusOr<std::shared_ptr<WorkerGroup>> WorkerPool::Pick(
     views.push_back(v);
   }
   absl::flat_hash_map<uint32_t, std::vector<uint64_t>> hashes;
+  const uint64_t root = model::KvRootHash(cache_salt);
   auto hash_fn = [&](uint32_t block_size) -> std::span<const uint64_t> {
     auto [it, inserted] = hashes.try_emplace(block_size);
-    if (inserted) it->second = model::HashFullKvBlocks(prompt, static_cast<int>(block_size));
+    if (inserted) {
+      it->second = model::HashFullKvBlocks(prompt, static_cast<int>(block_size), SIZE_MAX, root);
+    }
     return it->second;
   };
   absl::StatusOr<RoutingDecision> decision =

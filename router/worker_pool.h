@@ -10,6 +10,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -51,9 +52,11 @@ class WorkerPool {
   // One discovery + probe round, synchronously (tests use it instead of waiting).
   void PollOnce();
 
-  // Picks a group for a prompt, skipping `tried`. Errors as ChooseGroup.
+  // Picks a group for a prompt, skipping `tried`. Prefix affinity hashes the prompt under the
+  // request's prefix-cache salt, as the workers cache it. Errors as ChooseGroup.
   absl::StatusOr<std::shared_ptr<WorkerGroup>> Pick(
-      std::span<const int32_t> prompt, const std::vector<std::shared_ptr<WorkerGroup>>& tried);
+      std::span<const int32_t> prompt, const std::vector<std::shared_ptr<WorkerGroup>>& tried,
+      std::string_view cache_salt = {});
 
   std::vector<std::shared_ptr<WorkerGroup>> Groups() const;
   size_t HealthyCount() const;

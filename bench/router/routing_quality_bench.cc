@@ -201,7 +201,8 @@ void WarmUp(const std::string& address, int index) {
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
   iv1::SubmitRequest req;
-  req.set_request_id(absl::StrCat("warmup-", index));
+  // Workers accept only router-format ids (model/request/request_id.h).
+  req.set_request_id(absl::StrFormat("rq-%032x", index));
   for (int i = 0; i < 48; ++i) req.add_prompt_token_ids(260 + (i * 7 + index * 13) % 40);
   req.set_max_tokens(4);
   req.set_ignore_eos(true);

@@ -35,6 +35,10 @@ class Checker {
   void Positive(int64_t value, std::string_view field) {
     Require(value > 0, field, absl::StrCat("must be positive, got ", value));
   }
+  void AtMost(int64_t value, int64_t limit, std::string_view field) {
+    Require(value <= limit, field,
+            absl::StrCat(value, " is beyond any supported model (at most ", limit, ")"));
+  }
   absl::Status status() const { return status_; }
 
  private:
@@ -138,6 +142,20 @@ absl::Status ModelConfig::Validate(std::string_view source_name) const {
   c.Positive(num_key_value_heads, "num_key_value_heads");
   c.Positive(head_dim, "head_dim");
   c.Positive(max_position_embeddings, "max_position_embeddings");
+  // Sizes far beyond every published model (DeepSeek-V3: 61 layers, 256 experts, hidden 7168)
+  // are refused here: `inspect`, the planner and the loaders build per-layer and per-expert
+  // tables from them, and a config.json saying 1e9 layers must be an error, not gigabytes.
+  c.AtMost(vocab_size, kMaxConfigVocab, "vocab_size");
+  c.AtMost(hidden_size, kMaxConfigWidth, "hidden_size");
+  c.AtMost(intermediate_size, kMaxConfigWidth, "intermediate_size");
+  c.AtMost(moe_intermediate_size, kMaxConfigWidth, "moe_intermediate_size");
+  c.AtMost(shared_expert_intermediate_size, kMaxConfigWidth, "shared_expert_intermediate_size");
+  c.AtMost(num_hidden_layers, kMaxConfigLayers, "num_hidden_layers");
+  c.AtMost(num_attention_heads, kMaxConfigHeads, "num_attention_heads");
+  c.AtMost(num_key_value_heads, kMaxConfigHeads, "num_key_value_heads");
+  c.AtMost(head_dim, kMaxConfigWidth, "head_dim");
+  c.AtMost(num_experts, kMaxConfigExperts, "num_experts");
+  c.AtMost(max_position_embeddings, kMaxConfigContext, "max_position_embeddings");
   c.Require(num_key_value_heads <= 0 || num_attention_heads % num_key_value_heads == 0,
             "num_key_value_heads",
             absl::StrCat(num_key_value_heads, " does not divide num_attention_heads ",

@@ -67,6 +67,15 @@ struct Fp8Quantization {
   std::string activation_scheme;  // "dynamic" in DeepSeek-V3
 };
 
+// Upper bounds ModelConfig::Validate() puts on sizes: well above every published model,
+// far below what would make per-layer or per-expert tables exhaust memory.
+inline constexpr int64_t kMaxConfigLayers = 1024;
+inline constexpr int64_t kMaxConfigExperts = 16384;
+inline constexpr int64_t kMaxConfigHeads = 4096;
+inline constexpr int64_t kMaxConfigWidth = int64_t{1} << 20;
+inline constexpr int64_t kMaxConfigVocab = int64_t{1} << 24;
+inline constexpr int64_t kMaxConfigContext = int64_t{1} << 27;
+
 struct ModelConfig {
   Architecture architecture = Architecture::kLlama;
   std::string model_type;  // config.json model_type, e.g. "deepseek_v3" (informational)

@@ -12,12 +12,20 @@
 
 #include <cstdint>
 #include <span>
+#include <string_view>
 #include <vector>
 
 namespace expertmesh::model {
 
-// The "parent" of the first block of every sequence.
+// The "parent" of the first block of every sequence without a cache salt.
 inline constexpr uint64_t kRootBlockHash = 0x6a09e667f3bcc908ULL;
+
+// The parent of the first block for requests with `cache_salt` (per-tenant prefix caching:
+// blocks hashed under different salts never match, so one tenant cannot probe another's
+// cached prompts). kRootBlockHash for an empty salt; otherwise
+//   h = kRootBlockHash ^ (0x9e3779b97f4a7c15 * (salt bytes + 1));
+//   for each salt byte b: h = Mix64(h ^ b);  result = Mix64(h + 0xa4093822299f31d0).
+uint64_t KvRootHash(std::string_view cache_salt);
 
 // Hash of one block's tokens chained with the hash of the block before it:
 //   h = parent ^ (0x9e3779b97f4a7c15 * (count + 1));
@@ -27,9 +35,11 @@ inline constexpr uint64_t kRootBlockHash = 0x6a09e667f3bcc908ULL;
 uint64_t HashKvBlock(uint64_t parent_hash, std::span<const int32_t> tokens);
 
 // The chained hashes of the full blocks of `tokens` (a trailing partial block has none), at
-// most `max_blocks` of them. REQUIRES: block_size > 0.
+// most `max_blocks` of them, block 0 chained to `root` (KvRootHash of the request's salt).
+// REQUIRES: block_size > 0.
 std::vector<uint64_t> HashFullKvBlocks(std::span<const int32_t> tokens, int block_size,
-                                       size_t max_blocks = SIZE_MAX);
+                                       size_t max_blocks = SIZE_MAX,
+                                       uint64_t root = kRootBlockHash);
 
 }  // namespace expertmesh::model
 

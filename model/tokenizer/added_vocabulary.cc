@@ -1,5 +1,6 @@
 #include "model/tokenizer/added_vocabulary.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -116,7 +117,9 @@ const AddedToken* AddedVocabulary::FindByContent(std::string_view content) const
 }
 
 absl::Status AddedVocabulary::Split(std::string_view text, bool normalized,
-                                    std::vector<Segment>* out) const {
+                                    std::vector<Segment>* out,
+                                    std::span<const TextRange> literal) const {
+  size_t next_literal = 0;  // first range that may still overlap a match (matches move right)
   const Matcher& matcher = normalized ? normalized_matcher_ : raw_matcher_;
   thread_local std::vector<std::pair<size_t, size_t>> found;
   size_t start_offset = 0;  // end of the last emitted segment
@@ -136,6 +139,10 @@ absl::Status AddedVocabulary::Split(std::string_view text, bool normalized,
     size_t start = pos;
     size_t stop = pos + length;
     pos = stop;  // matches never overlap, even when this one is discarded
+    if (token.special) {
+      while (next_literal < literal.size() && literal[next_literal].end <= start) ++next_literal;
+      if (next_literal < literal.size() && literal[next_literal].begin < stop) continue;
+    }
     if (token.single_word) {
       bool word_before = false, word_after = false;
       if (start > 0) {
@@ -182,6 +189,39 @@ absl::Status AddedVocabulary::Split(std::string_view text, bool normalized,
   }
   if (start_offset < text.size()) out->push_back({text.substr(start_offset), -1});
   return absl::OkStatus();
+}
+
+std::vector<TextRange> AddedVocabulary::FindSpecialSpellings(std::string_view text) const {
+  std::vector<TextRange> found;
+  for (const Matcher* matcher : {&raw_matcher_, &normalized_matcher_}) {
+    if (matcher->edges.empty()) continue;
+    size_t pos = 0;
+    while (pos < text.size()) {
+      if (!matcher->first_byte[static_cast<unsigned char>(text[pos])]) {
+        ++pos;
+        continue;
+      }
+      const auto [length, index] = matcher->LongestAt(text, pos);
+      if (index >= 0 && tokens_[index].special) {
+        found.push_back({pos, pos + length});
+        pos += length;
+      } else {
+        ++pos;
+      }
+    }
+  }
+  // Two sorted passes: merge into one sorted list of disjoint ranges.
+  std::sort(found.begin(), found.end(),
+            [](const TextRange& a, const TextRange& b) { return a.begin < b.begin; });
+  std::vector<TextRange> merged;
+  for (const TextRange& r : found) {
+    if (!merged.empty() && r.begin < merged.back().end) {
+      merged.back().end = std::max(merged.back().end, r.end);
+    } else {
+      merged.push_back(r);
+    }
+  }
+  return merged;
 }
 
 }  // namespace expertmesh::tokenizer

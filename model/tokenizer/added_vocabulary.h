@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -29,6 +30,12 @@ struct AddedToken {
   bool special = false;
 };
 
+// Bytes [begin, end) of an input.
+struct TextRange {
+  size_t begin = 0;
+  size_t end = 0;
+};
+
 // A piece of input: either plain text (token_id < 0) or one matched added token.
 struct Segment {
   std::string_view text;
@@ -44,8 +51,16 @@ class AddedVocabulary {
                                                                    const Normalizer* normalizer);
 
   // Splits `text` on tokens whose normalized flag equals `normalized`; appends the segments
-  // (views into `text`) in order. Plain segments are never empty.
-  absl::Status Split(std::string_view text, bool normalized, std::vector<Segment>* out) const;
+  // (views into `text`) in order. Plain segments are never empty. A special token whose match
+  // overlaps one of `literal` (sorted, disjoint) stays plain text there, as HF's
+  // split_special_tokens does for a whole input.
+  absl::Status Split(std::string_view text, bool normalized, std::vector<Segment>* out,
+                     std::span<const TextRange> literal = {}) const;
+
+  // Where `text` spells a special token's content (raw or normalized form), ignoring
+  // single_word/lstrip/rstrip: sorted, disjoint ranges, found leftmost-longest in one pass
+  // per form. Linear in the text.
+  std::vector<TextRange> FindSpecialSpellings(std::string_view text) const;
 
   const std::vector<AddedToken>& tokens() const { return tokens_; }
   // The added token with this id, or nullptr.

@@ -162,7 +162,8 @@ absl::Status Tokenizer::EncodeNormalized(std::string_view text, std::vector<int3
   return absl::OkStatus();
 }
 
-absl::Status Tokenizer::EncodePlain(std::string_view text, std::vector<int32_t>* ids) const {
+absl::Status Tokenizer::EncodePlain(std::string_view text, bool match_special,
+                                    std::vector<int32_t>* ids) const {
   // A plain piece of the raw text: normalize, then split on normalized added tokens.
   std::string normalized;
   std::string_view view = text;
@@ -172,7 +173,9 @@ absl::Status Tokenizer::EncodePlain(std::string_view text, std::vector<int32_t>*
     view = normalized;
   }
   std::vector<Segment> segments;
-  RETURN_IF_ERROR(added_->Split(view, /*normalized=*/true, &segments));
+  const TextRange whole[1] = {{0, view.size()}};
+  RETURN_IF_ERROR(added_->Split(view, /*normalized=*/true, &segments,
+                                match_special ? std::span<const TextRange>() : whole));
   for (const Segment& segment : segments) {
     if (segment.token_id >= 0) {
       ids->push_back(segment.token_id);
@@ -185,6 +188,12 @@ absl::Status Tokenizer::EncodePlain(std::string_view text, std::vector<int32_t>*
 
 absl::StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text,
                                                        bool add_special_tokens) const {
+  return Encode(text, add_special_tokens, {});
+}
+
+absl::StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text,
+                                                       bool add_special_tokens,
+                                                       std::span<const TextRange> literal) const {
   if (const size_t bad = FindInvalidUtf8(text); bad != std::string_view::npos) {
     return absl::InvalidArgumentError(
         absl::StrCat("Encode: input is not valid UTF-8 (byte offset ", bad, ")"));
@@ -193,13 +202,18 @@ absl::StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text,
   ids.reserve(text.size() / 3 + 8);
   if (add_special_tokens) ids = post_processor_.prefix;
   std::vector<Segment> segments;
-  RETURN_IF_ERROR(added_->Split(text, /*normalized=*/false, &segments));
+  RETURN_IF_ERROR(added_->Split(text, /*normalized=*/false, &segments, literal));
+  size_t next_literal = 0;  // segments come in order, so one pass over the ranges
   for (const Segment& segment : segments) {
     if (segment.token_id >= 0) {
       ids.push_back(segment.token_id);
-    } else {
-      RETURN_IF_ERROR(EncodePlain(segment.text, &ids));
+      continue;
     }
+    const size_t begin = static_cast<size_t>(segment.text.data() - text.data());
+    const size_t end = begin + segment.text.size();
+    while (next_literal < literal.size() && literal[next_literal].end <= begin) ++next_literal;
+    const bool touches_literal = next_literal < literal.size() && literal[next_literal].begin < end;
+    RETURN_IF_ERROR(EncodePlain(segment.text, /*match_special=*/!touches_literal, &ids));
   }
   if (add_special_tokens) {
     ids.insert(ids.end(), post_processor_.suffix.begin(), post_processor_.suffix.end());

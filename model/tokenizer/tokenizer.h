@@ -57,6 +57,14 @@ class Tokenizer {
   // Rust strings, which cannot hold such text); INTERNAL if a regex fails at match time.
   absl::StatusOr<std::vector<int32_t>> Encode(std::string_view text, bool add_special_tokens) const;
 
+  // As Encode, but special added tokens are not matched where they overlap `literal` (sorted,
+  // disjoint byte ranges of `text`): text a user wrote inside a rendered chat is tokenized as
+  // text even when it spells "<|im_end|>", while the template's own special tokens around it
+  // still become special ids. Plain pieces that need normalizing and touch a literal range are
+  // normalized without special-token matching.
+  absl::StatusOr<std::vector<int32_t>> Encode(std::string_view text, bool add_special_tokens,
+                                              std::span<const TextRange> literal) const;
+
   // Text of `ids`: bytes of each token concatenated, invalid UTF-8 replaced by U+FFFD like
   // Rust's from_utf8_lossy. Unknown ids are skipped, as HF does; with skip_special_tokens,
   // added tokens marked special are skipped too.
@@ -83,7 +91,8 @@ class Tokenizer {
 
  private:
   Tokenizer() = default;
-  absl::Status EncodePlain(std::string_view text, std::vector<int32_t>* ids) const;
+  absl::Status EncodePlain(std::string_view text, bool match_special,
+                           std::vector<int32_t>* ids) const;
   absl::Status EncodeNormalized(std::string_view text, std::vector<int32_t>* ids) const;
   void ResolveSpecialTokens();
 

@@ -78,7 +78,9 @@ grpc::Status FakeWorker::Submit(grpc::ServerContext* context, const iv1::SubmitR
   const uint32_t blocks =
       (static_cast<uint32_t>(prompt.size()) + request->max_tokens() + options_.kv_block_size - 1) /
       options_.kv_block_size;
-  const std::vector<uint64_t> hashes = model::HashFullKvBlocks(prompt, options_.kv_block_size);
+  // Hashed under the request's salt, as the real worker's prefix cache does.
+  const std::vector<uint64_t> hashes = model::HashFullKvBlocks(
+      prompt, options_.kv_block_size, SIZE_MAX, model::KvRootHash(request->cache_salt()));
   uint32_t cached_tokens = 0;
   {
     absl::MutexLock lock(&mu_);

@@ -19,13 +19,14 @@ absl::StatusOr<KvCacheManager> KvCacheManager::Create(const KvCacheConfig& confi
   return KvCacheManager(config);
 }
 
-KvPrefixHit KvCacheManager::FindCachedPrefix(std::span<const int32_t> tokens) const {
+KvPrefixHit KvCacheManager::FindCachedPrefix(std::span<const int32_t> tokens, uint64_t root) const {
   KvPrefixHit hit;
+  hit.root = root;
   if (!prefix_caching_ || tokens.empty()) return hit;
   const int64_t bs = block_size();
   // At least the last token is recomputed: the step needs its logits.
   const int64_t max_blocks = (static_cast<int64_t>(tokens.size()) - 1) / bs;
-  uint64_t parent = model::kRootBlockHash;
+  uint64_t parent = root;
   for (int64_t i = 0; i < max_blocks; ++i) {
     auto block_tokens = tokens.subspan(i * bs, bs);
     const uint64_t hash = model::HashKvBlock(parent, block_tokens);
@@ -93,6 +94,7 @@ absl::StatusOr<std::vector<KvBlockCopy>> KvCacheManager::Commit(const KvAllocati
       pool_.Ref(b);
       pool_.Touch(b);
     }
+    s.root = plan.prefix.root;
     s.blocks = plan.prefix.blocks;
     s.hashes = plan.prefix.hashes;
     s.num_tokens = plan.prefix.num_tokens;
@@ -123,7 +125,7 @@ void KvCacheManager::MarkComputed(SeqId seq, std::span<const int32_t> tokens,
   while (s.hashes.size() < full_blocks) {
     const size_t i = s.hashes.size();
     auto block_tokens = tokens.subspan(i * bs, bs);
-    const uint64_t parent = i == 0 ? model::kRootBlockHash : s.hashes[i - 1];
+    const uint64_t parent = i == 0 ? s.root : s.hashes[i - 1];
     const uint64_t hash = model::HashKvBlock(parent, block_tokens);
     s.hashes.push_back(hash);
     if (prefix_caching_ && !pool_.is_hashed(s.blocks[i])) {

@@ -21,6 +21,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "model/plan/kv_block_hash.h"
 #include "worker/kv/kv_block_pool.h"
 
 namespace expertmesh::kv {
@@ -35,6 +36,9 @@ struct KvCacheConfig {
 
 // The longest cached prefix of a prompt, in whole blocks.
 struct KvPrefixHit {
+  // The parent of block 0 (model::KvRootHash of the request's cache salt); a new sequence
+  // hashes its blocks under it, so tenants with different salts never share blocks.
+  uint64_t root = model::kRootBlockHash;
   std::vector<int32_t> blocks;
   std::vector<uint64_t> hashes;  // chained hash of each block
   int64_t num_tokens = 0;        // blocks.size() * block_size
@@ -78,9 +82,11 @@ class KvCacheManager {
     return static_cast<int32_t>((tokens + block_size() - 1) / block_size());
   }
 
-  // The longest cached prefix of `tokens` in full blocks, leaving at least one token to
-  // compute (its logits are needed). Empty when prefix caching is off. No side effects.
-  KvPrefixHit FindCachedPrefix(std::span<const int32_t> tokens) const;
+  // The longest cached prefix of `tokens` in full blocks hashed under `root`, leaving at least
+  // one token to compute (its logits are needed). Empty (but for `root`) when prefix caching
+  // is off. No side effects.
+  KvPrefixHit FindCachedPrefix(std::span<const int32_t> tokens,
+                               uint64_t root = model::kRootBlockHash) const;
 
   // Plans room for `num_new_tokens` more tokens of `seq`. A sequence not yet known starts with
   // `prefix` (pass {} for none); a known one must pass an empty prefix. No side effects.
@@ -120,6 +126,7 @@ class KvCacheManager {
 
  private:
   struct Sequence {
+    uint64_t root = model::kRootBlockHash;  // parent hash of block 0
     std::vector<int32_t> blocks;
     std::vector<uint64_t> hashes;  // chained hashes of the leading computed full blocks
     int64_t num_tokens = 0;        // slots allocated (computed plus scheduled)

@@ -13,6 +13,9 @@
 
 namespace expertmesh::scheduler {
 
+// Longest accepted GenerationRequest::cache_salt (routers send 32 bytes).
+inline constexpr size_t kMaxCacheSaltBytes = 64;
+
 struct GenerationRequest {
   std::string id;  // unique among live requests
   std::vector<int32_t> prompt;
@@ -20,6 +23,9 @@ struct GenerationRequest {
   int64_t max_tokens = 16;  // >= 1; prompt + max_tokens <= the context length
   std::vector<int32_t> stop_token_ids;
   bool ignore_eos = false;
+  // Per-tenant prefix-cache salt (model::KvRootHash): cached blocks are shared only between
+  // requests with equal salts. Empty: the shared cache.
+  std::string cache_salt;
 };
 
 enum class FinishReason {

@@ -52,6 +52,9 @@ absl::Status Scheduler::Validate(const GenerationRequest& r) const {
   auto bad = [&](auto&&... parts) {
     return absl::InvalidArgumentError(absl::StrCat("request ", r.id, ": ", parts...));
   };
+  if (r.cache_salt.size() > kMaxCacheSaltBytes) {
+    return bad("cache salt is ", r.cache_salt.size(), " bytes (at most ", kMaxCacheSaltBytes, ")");
+  }
   const int64_t prompt_len = static_cast<int64_t>(r.prompt.size());
   if (prompt_len == 0) return bad("empty prompt");
   if (prompt_len >= config_.max_model_len) {

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "model/plan/kv_block_hash.h"
 
 namespace expertmesh::scheduler {
 
@@ -80,7 +81,8 @@ void Scheduler::ScheduleWaiting(std::vector<Entry>& entries, int64_t& budget, St
   while (!waiting_.empty() && budget > 0 &&
          static_cast<int32_t>(running_.size()) < config_.max_num_seqs) {
     Sequence* s = waiting_.front();
-    kv::KvPrefixHit hit = kv_->FindCachedPrefix(s->tokens);
+    kv::KvPrefixHit hit =
+        kv_->FindCachedPrefix(s->tokens, model::KvRootHash(s->request.cache_salt));
     const int64_t remaining = static_cast<int64_t>(s->tokens.size()) - hit.num_tokens;
     const int64_t num_new = std::min(remaining, budget);
     kv::KvAllocationPlan alloc = kv_->PlanAllocation(s->seq, num_new, hit);

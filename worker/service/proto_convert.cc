@@ -22,6 +22,7 @@ scheduler::GenerationRequest FromProto(const internal_api::SubmitRequest& reques
   out.max_tokens = request.max_tokens();
   out.stop_token_ids.assign(request.stop_token_ids().begin(), request.stop_token_ids().end());
   out.ignore_eos = request.ignore_eos();
+  out.cache_salt = request.cache_salt();
   return out;
 }
 

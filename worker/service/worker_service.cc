@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/synchronization/mutex.h"
+#include "model/request/request_id.h"
 #include "worker/service/proto_convert.h"
 
 namespace expertmesh::server {
@@ -133,10 +134,24 @@ class SubmitStream final : public grpc::ServerWriteReactor<SubmitResponse> {
   const std::shared_ptr<StreamSink> sink_;
 };
 
+// A Submit refused before it reaches the engine: finishes at once, writes nothing.
+class RefusedStream final : public grpc::ServerWriteReactor<SubmitResponse> {
+ public:
+  void OnDone() override { delete this; }
+};
+
 }  // namespace
 
 grpc::ServerWriteReactor<SubmitResponse>* WorkerService::Submit(
     grpc::CallbackServerContext* /*context*/, const internal_api::SubmitRequest* request) {
+  // Only ids a router minted (model/request/request_id.h) may key a live request, so no id a
+  // client chose can collide with, or later abort, another client's request.
+  if (!request->request_id().empty() && !model::IsRouterRequestId(request->request_id())) {
+    grpc::ServerWriteReactor<SubmitResponse>* refused = new RefusedStream();
+    refused->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                 "Submit: the request id was not made by a router"));
+    return refused;
+  }
   return new SubmitStream(loop_, *request);
 }
 
@@ -146,6 +161,11 @@ grpc::ServerUnaryReactor* WorkerService::Abort(grpc::CallbackServerContext* cont
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (request->request_id().empty()) {
     reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "Abort: empty request_id"));
+    return reactor;
+  }
+  if (!model::IsRouterRequestId(request->request_id())) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                 "Abort: the request id was not made by a router"));
     return reactor;
   }
   loop_->Abort(request->request_id(), [reactor, response](bool aborted) {

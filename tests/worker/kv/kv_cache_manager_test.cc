@@ -32,8 +32,9 @@ class KvCacheManagerTest : public ::testing::Test {
   }
   void Check() { ASSERT_TRUE(kv_->CheckInvariants().ok()) << kv_->CheckInvariants(); }
   // Admits `seq` with its whole prompt in one step (after any prefix hit) and marks it computed.
-  std::vector<KvBlockCopy> Prefill(SeqId seq, const std::vector<int32_t>& prompt) {
-    KvPrefixHit hit = kv_->FindCachedPrefix(prompt);
+  std::vector<KvBlockCopy> Prefill(SeqId seq, const std::vector<int32_t>& prompt,
+                                   uint64_t root = model::kRootBlockHash) {
+    KvPrefixHit hit = kv_->FindCachedPrefix(prompt, root);
     KvAllocationPlan plan =
         kv_->PlanAllocation(seq, static_cast<int64_t>(prompt.size()) - hit.num_tokens, hit);
     EXPECT_TRUE(plan.fits);
@@ -210,6 +211,32 @@ TEST_F(KvCacheManagerTest, CachedPrefixHashesAreMostRecentFirst) {
   EXPECT_EQ(stats.total_blocks, 16);
   EXPECT_EQ(stats.block_size, 4);
   EXPECT_EQ(stats.free_blocks, 16 - 2 - 2 - 1);  // seq 3 shares block 0 with seq 1
+}
+
+// Issue 15, finding 6: blocks cached under one tenant's salt never serve another tenant (or
+// the unsalted cache), and the hashes a worker reports are the salted ones routers compute.
+TEST_F(KvCacheManagerTest, CacheSaltsKeepTenantsApart) {
+  Make(32);
+  const uint64_t alice = model::KvRootHash("alice-salt");
+  const uint64_t bob = model::KvRootHash("bob-salt");
+  EXPECT_NE(alice, bob);
+  EXPECT_EQ(model::KvRootHash(""), model::kRootBlockHash);
+  const std::vector<int32_t> prompt = Range(0, 13);
+  Prefill(1, prompt, alice);
+  EXPECT_EQ(kv_->FindCachedPrefix(prompt, alice).num_tokens, 12);
+  EXPECT_EQ(kv_->FindCachedPrefix(prompt, bob).num_tokens, 0);
+  EXPECT_EQ(kv_->FindCachedPrefix(prompt).num_tokens, 0);
+  EXPECT_THAT(kv_->CachedPrefixHashes(10),
+              ::testing::UnorderedElementsAreArray(model::HashFullKvBlocks(prompt, 4, 3, alice)));
+  // Bob computes his own copy; both stay cached, each under its own salt.
+  Prefill(2, prompt, bob);
+  EXPECT_EQ(kv_->FindCachedPrefix(prompt, bob).num_tokens, 12);
+  const std::vector<int32_t>& alice_blocks = kv_->block_table(1);
+  EXPECT_EQ(kv_->FindCachedPrefix(prompt, alice).blocks,
+            std::vector<int32_t>(alice_blocks.begin(), alice_blocks.begin() + 3));
+  kv_->Free(1);
+  kv_->Free(2);
+  Check();
 }
 
 // Random admissions, chunked appends, forks, computes and frees; invariants after each step

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "expertmesh/internal/v1/worker.grpc.pb.h"
 #include "gmock/gmock.h"
@@ -35,10 +36,16 @@ struct StreamResult {
   grpc::Status status;
 };
 
+// The router-format id (model/request/request_id.h) a test names `name`; "" stays empty.
+std::string RouterId(const std::string& name) {
+  if (name.empty()) return name;
+  return absl::StrFormat("rq-%016x%016x", std::hash<std::string>{}(name), name.size());
+}
+
 api::SubmitRequest MakeRequest(const std::string& id, std::vector<int32_t> prompt,
                                uint32_t max_tokens) {
   api::SubmitRequest request;
-  request.set_request_id(id);
+  request.set_request_id(RouterId(id));
   for (int32_t t : prompt) request.add_prompt_token_ids(t);
   request.set_max_tokens(max_tokens);
   request.mutable_sampling()->set_top_p(1.0f);
@@ -250,7 +257,7 @@ TEST_F(WorkerServiceTest, AbortRpcEndsTheStreamWithAborted) {
   {
     grpc::ClientContext context;
     api::AbortRequest request;
-    request.set_request_id("x");
+    request.set_request_id(RouterId("x"));
     api::AbortResponse response;
     ASSERT_TRUE(stub_->Abort(&context, request, &response).ok());
     EXPECT_TRUE(response.aborted());
@@ -261,7 +268,7 @@ TEST_F(WorkerServiceTest, AbortRpcEndsTheStreamWithAborted) {
   {
     grpc::ClientContext context;
     api::AbortRequest request;
-    request.set_request_id("x");
+    request.set_request_id(RouterId("x"));
     api::AbortResponse response;
     ASSERT_TRUE(stub_->Abort(&context, request, &response).ok());
     EXPECT_FALSE(response.aborted());
@@ -432,6 +439,37 @@ TEST_F(WorkerServiceTest, DrainLetsInFlightStreamsFinishAndRefusesNewOnes) {
   EXPECT_EQ(cut.load(), 0);
   EXPECT_TRUE(inflight.status.ok());
   EXPECT_THAT(inflight.tokens, ElementsAreArray(Expected(2, 5)));
+}
+
+// Issue 15, finding 3: ids that a client could have chosen never key a worker request, so
+// Abort cannot reach another client's request through a guessed or reused id.
+TEST_F(WorkerServiceTest, SubmitAndAbortRefuseIdsNoRouterMade) {
+  Start();
+  api::SubmitRequest client_chosen = MakeRequest("victim", {1, 2, 3}, 3);
+  client_chosen.set_request_id("victim");
+  StreamResult refused = Run(client_chosen);
+  EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(refused.tokens.empty());
+
+  engine_->SetStepBudget(1);
+  StreamResult live;
+  std::thread t([&] { live = Run(MakeRequest("live", {4, 5, 6}, 4)); });
+  ASSERT_TRUE(WaitForLoad([](const api::LoadReport& l) { return l.running_requests() == 1; }));
+  for (const std::string& id : {std::string("live"), RouterId("live") + "x", std::string("rq-1")}) {
+    grpc::ClientContext context;
+    api::AbortRequest request;
+    request.set_request_id(id);
+    api::AbortResponse response;
+    EXPECT_EQ(stub_->Abort(&context, request, &response).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT)
+        << id;
+    EXPECT_FALSE(response.aborted()) << id;
+  }
+  engine_->SetStepBudget(std::nullopt);
+  t.join();
+  EXPECT_TRUE(live.status.ok()) << live.status.error_message();
+  EXPECT_EQ(live.stop, api::STOP_REASON_MAX_TOKENS);
+  EXPECT_THAT(live.tokens, ElementsAreArray(Expected(6, 4)));
 }
 
 }  // namespace
