@@ -1,15 +1,98 @@
 #include "router/http_server.h"
 
-#include <filesystem>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
-#include "common/logging.h"
-#include "httplib.h"
 #include "router/openai_handlers.h"
 #include "router/openai_response.h"
 
 namespace expertmesh::router {
+namespace {
+
+// OpenAI's error object for what the front door answers itself.
+std::string RenderFrontDoorError(int http_status, std::string_view code, std::string_view text) {
+  const std::string message(text);
+  absl::Status status;
+  switch (http_status) {
+    case 401:
+      status = absl::UnauthenticatedError(message);
+      break;
+    case 404:
+      status = absl::NotFoundError(message);
+      break;
+    case 503:
+      status = absl::UnavailableError(message);
+      break;
+    default:
+      status = absl::InvalidArgumentError(message);
+  }
+  Json body = ErrorJson(status);
+  body["error"]["code"] = std::string(code);
+  return Dump(body);
+}
+
+void Models(RouterCore* core, const http::HttpRequest& req, http::ResponseWriter& res) {
+  const ModelDescription& d = core->model().description();
+  Json model{{"id", d.name},
+             {"object", "model"},
+             {"created", 0},
+             {"owned_by", "expertmesh"},
+             {"max_model_len", d.context_length}};
+  constexpr std::string_view kOne = "/v1/models/";
+  if (req.path.size() > kOne.size()) {
+    const std::string id = req.path.substr(kOne.size());
+    if (id != d.name) {
+      Json body =
+          ErrorJson(absl::NotFoundError(absl::StrCat("The model '", id, "' does not exist")));
+      body["error"]["code"] = "model_not_found";
+      body["error"]["param"] = "model";
+      res.Respond(404, "application/json", Dump(body));
+      core->metrics().CountRequest("http", "/v1/models/{id}", "404");
+      return;
+    }
+    res.Respond(200, "application/json", Dump(model));
+    core->metrics().CountRequest("http", "/v1/models/{id}", "200");
+    return;
+  }
+  res.Respond(200, "application/json",
+              Dump(Json{{"object", "list"}, {"data", Json::array({model})}}));
+  core->metrics().CountRequest("http", "/v1/models", "200");
+}
+
+void Health(const http::HttpRequest&, http::ResponseWriter& res) {
+  res.Respond(200, "text/plain", "ok\n");
+}
+
+void Ready(RouterCore* core, http::ResponseWriter& res) {
+  const bool ready = core->Ready();
+  res.Respond(ready ? 200 : 503, "text/plain",
+              ready ? "ready\n" : (core->draining() ? "draining\n" : "no healthy worker group\n"));
+}
+
+void Metrics(RouterCore* core, http::ResponseWriter& res) {
+  res.Respond(200, "text/plain; version=0.0.4",
+              core->metrics().Render(core->pool().Groups(), core->admission().active(),
+                                     core->admission().queued()));
+}
+
+// Probes and metrics: never blocking, so they run on the I/O threads and answer even when
+// every handler thread is busy.
+std::vector<http::Route> MonitoringRoutes(RouterCore* core, bool metrics_need_key) {
+  std::vector<http::Route> routes;
+  for (const char* path : {"/healthz", "/health"}) {
+    routes.push_back({"GET", path, false, false, true, Health});
+  }
+  routes.push_back(
+      {"GET", "/readyz", false, false, true,
+       [core](const http::HttpRequest&, http::ResponseWriter& res) { Ready(core, res); }});
+  routes.push_back(
+      {"GET", "/metrics", metrics_need_key, false, true,
+       [core](const http::HttpRequest&, http::ResponseWriter& res) { Metrics(core, res); }});
+  return routes;
+}
+
+}  // namespace
 
 HttpServer::HttpServer(RouterCore* core, const ApiKeys* keys, HttpServerOptions options)
     : core_(core), keys_(keys), options_(std::move(options)) {}
@@ -17,126 +100,71 @@ HttpServer::HttpServer(RouterCore* core, const ApiKeys* keys, HttpServerOptions 
 HttpServer::~HttpServer() { Stop(); }
 
 absl::StatusOr<int> HttpServer::Start() {
-  if (!options_.tls_cert_file.empty() || !options_.tls_key_file.empty()) {
-    for (const std::string& f : {options_.tls_cert_file, options_.tls_key_file}) {
-      if (f.empty() || !std::filesystem::exists(f)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("TLS needs both a certificate and a key file; cannot read '", f, "'"));
-      }
-    }
-    auto tls = std::make_unique<httplib::SSLServer>(options_.tls_cert_file.c_str(),
-                                                    options_.tls_key_file.c_str());
-    if (!tls->is_valid()) {
-      return absl::InvalidArgumentError(absl::StrCat("TLS certificate ", options_.tls_cert_file,
-                                                     " or key ", options_.tls_key_file,
-                                                     " is not valid PEM"));
-    }
-    server_ = std::move(tls);
-  } else {
-    server_ = std::make_unique<httplib::Server>();
+  http::FrontDoorHooks hooks;
+  hooks.authorize = [keys = keys_](std::string_view authorization) {
+    return keys->Check(absl::string_view(authorization.data(), authorization.size()));
+  };
+  hooks.render_error = RenderFrontDoorError;
+  hooks.count = [core = core_](std::string_view route, int status) {
+    core->metrics().CountRequest("http", std::string(route), std::to_string(status));
+  };
+
+  http::FrontDoorOptions o;
+  o.name = "http";
+  o.host = options_.host;
+  o.port = options_.port;
+  o.tls_cert_file = options_.tls_cert_file;
+  o.tls_key_file = options_.tls_key_file;
+  o.limits = options_.limits;
+  o.limits.max_body_bytes = core_->options().limits.max_request_bytes;
+  o.io_threads = options_.io_threads;
+  // A generation holds its handler thread while it waits for admission and while it runs.
+  o.handler_threads = core_->options().max_active + core_->options().max_queued + 16;
+  o.max_queued_handlers = 64;
+  o.retry_after_seconds = core_->options().retry_after_seconds;
+
+  std::vector<http::Route> routes = MonitoringRoutes(core_, /*metrics_need_key=*/true);
+  for (bool chat : {false, true}) {
+    routes.push_back({"POST", chat ? "/v1/chat/completions" : "/v1/completions", true, true, false,
+                      [this, chat](const http::HttpRequest& req, http::ResponseWriter& res) {
+                        HandleOpenAiGeneration(core_, *keys_, chat, options_.request_timeout, req,
+                                               res);
+                      }});
   }
-  const size_t threads = static_cast<size_t>(core_->options().max_active) + 32;
-  server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  server_->set_tcp_nodelay(true);
-  server_->set_keep_alive_max_count(100000);
-  // Idle keep-alive connections hold a pool thread and delay Stop() by up to this long.
-  server_->set_keep_alive_timeout(2);
-  server_->set_payload_max_length(core_->options().limits.max_request_bytes);
-  Register();
-  int port = options_.port == 0
-                 ? server_->bind_to_any_port(options_.host)
-                 : (server_->bind_to_port(options_.host, options_.port) ? options_.port : -1);
-  if (port < 0) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot bind HTTP to ", options_.host, ":", options_.port));
+  for (const char* path : {"/v1/models", "/v1/models/*"}) {
+    routes.push_back({"GET", path, true, false, true,
+                      [core = core_](const http::HttpRequest& req, http::ResponseWriter& res) {
+                        Models(core, req, res);
+                      }});
   }
-  thread_ = std::thread([this] { server_->listen_after_bind(); });
-  // Stop() before the listen loop runs would be lost (httplib's stop() is a no-op until then)
-  // and join() would wait forever: return only once it runs.
-  const absl::Time deadline = absl::Now() + absl::Seconds(30);
-  while (!server_->is_running() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
-  if (!server_->is_running()) {
-    return absl::InternalError("the HTTP server did not start listening within 30 s");
+  public_ = std::make_unique<http::FrontDoor>(o, std::move(routes), hooks);
+  absl::StatusOr<int> port = public_->Start();
+  if (!port.ok()) return port.status();
+
+  if (options_.admin_port >= 0) {
+    http::FrontDoorOptions a;
+    a.name = "http-admin";
+    a.host = options_.admin_host;
+    a.port = options_.admin_port;
+    a.limits.max_body_bytes = 0;
+    a.limits.max_connections = 64;
+    a.limits.max_connections_per_client = 0;
+    a.io_threads = 1;
+    a.handler_threads = 1;
+    a.max_queued_handlers = 0;
+    admin_ = std::make_unique<http::FrontDoor>(a, MonitoringRoutes(core_, false), hooks);
+    absl::StatusOr<int> admin_port = admin_->Start();
+    if (!admin_port.ok()) return admin_port.status();
+    admin_port_ = *admin_port;
   }
-  return port;
+  return *port;
 }
 
 void HttpServer::Stop() {
-  if (server_) server_->stop();
-  if (thread_.joinable()) thread_.join();
+  if (public_) public_->Stop();
+  if (admin_) admin_->Stop();
 }
 
-void HttpServer::Register() {
-  httplib::Server& s = *server_;
-  auto json_error = [](httplib::Response& res, const absl::Status& status) {
-    res.status = HttpStatusFor(status);
-    if (res.status == 429 || res.status == 503) res.set_header("Retry-After", "1");
-    res.set_content(Dump(ErrorJson(status)), "application/json");
-  };
-  // Errors httplib raises itself (413 body too large, 404 unknown path) get OpenAI's shape.
-  s.set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request& req,
-                                                                  httplib::Response& res) {
-    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-    absl::Status status;
-    if (res.status == 413) {
-      status = absl::InvalidArgumentError(absl::StrCat("request body too large; the limit is ",
-                                                       core_->options().limits.max_request_bytes,
-                                                       " bytes"));
-    } else if (res.status == 404) {
-      status = absl::NotFoundError(absl::StrCat("no route ", req.method, " ", req.path));
-    } else {
-      status = absl::UnknownError(absl::StrCat("HTTP ", res.status));
-    }
-    Json body = ErrorJson(status);
-    if (res.status == 404) body["error"]["code"] = "not_found";
-    if (res.status == 413) body["error"]["code"] = "request_too_large";
-    res.set_content(Dump(body), "application/json");
-    return httplib::Server::HandlerResponse::Handled;
-  }));
-  s.set_exception_handler(
-      [json_error](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
-        json_error(res, absl::InternalError("internal error while handling the request"));
-      });
-  auto authorized = [this, json_error](const httplib::Request& req, httplib::Response& res) {
-    absl::Status status = keys_->Check(req.get_header_value("Authorization"));
-    if (status.ok()) return true;
-    json_error(res, status);
-    core_->metrics().CountRequest("http", req.path, "401");
-    return false;
-  };
-  for (bool chat : {false, true}) {
-    const char* path = chat ? "/v1/chat/completions" : "/v1/completions";
-    s.Post(path, [this, chat, authorized](const httplib::Request& req, httplib::Response& res) {
-      if (!authorized(req, res)) return;
-      HandleOpenAiGeneration(core_, chat, options_.request_timeout, req, res);
-    });
-  }
-  s.Get("/v1/models", [this, authorized](const httplib::Request& req, httplib::Response& res) {
-    if (!authorized(req, res)) return;
-    const ModelDescription& d = core_->model().description();
-    Json model{{"id", d.name},
-               {"object", "model"},
-               {"created", 0},
-               {"owned_by", "expertmesh"},
-               {"max_model_len", d.context_length}};
-    res.set_content(Dump(Json{{"object", "list"}, {"data", Json::array({model})}}),
-                    "application/json");
-  });
-  s.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content("ok\n", "text/plain");
-  });
-  s.Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
-    const bool ready = core_->Ready();
-    res.status = ready ? 200 : 503;
-    res.set_content(
-        ready ? "ready\n" : (core_->draining() ? "draining\n" : "no healthy worker group\n"),
-        "text/plain");
-  });
-  s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    res.set_content(core_->metrics().Render(core_->pool().Groups(), core_->admission().active(),
-                                            core_->admission().queued()),
-                    "text/plain; version=0.0.4");
-  });
-}
+int HttpServer::open_connections() const { return public_ ? public_->open_connections() : 0; }
 
 }  // namespace expertmesh::router

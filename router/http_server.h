@@ -1,24 +1,24 @@
-// The OpenAI-compatible HTTP API (cpp-httplib): POST /v1/completions, POST /v1/chat/completions
-// (JSON or SSE streaming), GET /v1/models, /healthz, /readyz, /metrics. Errors use OpenAI's
-// error object and status codes (400, 401, 404, 413, 429 + Retry-After, 503).
+// The OpenAI-compatible HTTP API on the front door (router/http/front_door.h):
+// POST /v1/completions, POST /v1/chat/completions (JSON or SSE streaming), GET /v1/models,
+// GET /v1/models/{id}, probes GET /healthz, /health, /readyz, and GET /metrics. Errors use
+// OpenAI's error object and status codes (400, 401, 404, 405, 408, 413, 415, 429 + Retry-After,
+// 431, 503).
 //
-// Every SSE stream holds one pool thread for its whole life, so the pool is sized for the
-// router's max_active streams plus headroom for short requests.
+// With API keys configured, every route but the probes needs a key on the public port,
+// /metrics included. An optional admin listener (admin_port) serves /metrics and the probes
+// without a key; bind it where only the cluster's monitoring reaches (docs/security.md).
 #ifndef EXPERTMESH_ROUTER_HTTP_SERVER_H_
 #define EXPERTMESH_ROUTER_HTTP_SERVER_H_
 
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "router/api_keys.h"
+#include "router/http/front_door.h"
+#include "router/http/http_limits.h"
 #include "router/router_core.h"
-
-namespace httplib {
-class Server;
-}
 
 namespace expertmesh::router {
 
@@ -30,6 +30,12 @@ struct HttpServerOptions {
   std::string tls_key_file;
   // Per-request time limit; infinite by default (OpenAI clients send no deadline).
   absl::Duration request_timeout = absl::InfiniteDuration();
+  // max_body_bytes is taken from the core's limits.
+  http::HttpLimits limits;
+  int io_threads = 2;
+  // The admin listener: -1 none, 0 any free port.
+  std::string admin_host = "127.0.0.1";
+  int admin_port = -1;
 };
 
 class HttpServer {
@@ -37,20 +43,22 @@ class HttpServer {
   HttpServer(RouterCore* core, const ApiKeys* keys, HttpServerOptions options);
   ~HttpServer();
 
-  // Binds and starts serving on a background thread. Returns the bound port.
-  // INVALID_ARGUMENT for unreadable TLS files, UNAVAILABLE when the port cannot be bound.
+  // Binds and starts serving. Returns the bound public port (admin_port() has the other).
+  // INVALID_ARGUMENT for unreadable TLS files, UNAVAILABLE when a port cannot be bound.
   absl::StatusOr<int> Start();
-  // Stops accepting; in-flight handlers finish first (RouterCore::Drain ends them).
+  // Stops accepting; open responses end (RouterCore::Drain ends their generations first).
   void Stop();
 
- private:
-  void Register();
+  int admin_port() const { return admin_port_; }
+  int open_connections() const;
 
+ private:
   RouterCore* core_;
   const ApiKeys* keys_;
   HttpServerOptions options_;
-  std::unique_ptr<httplib::Server> server_;
-  std::thread thread_;
+  std::unique_ptr<http::FrontDoor> public_;
+  std::unique_ptr<http::FrontDoor> admin_;
+  int admin_port_ = -1;
 };
 
 }  // namespace expertmesh::router

@@ -65,6 +65,24 @@ int main(int argc, char** argv) {
   app.add_option("--api-key-file", api_key_file, "File with API keys, one per line");
   app.add_option("--tls-cert", o.tls_cert_file, "PEM certificate (enables TLS on both APIs)");
   app.add_option("--tls-key", o.tls_key_file, "PEM private key");
+  app.add_option("--admin-host", o.admin_host,
+                 "Address of the admin listener (/metrics and probes, no API key)")
+      ->capture_default_str();
+  app.add_option("--admin-port", o.admin_port, "Admin HTTP port (0: any free port, -1: off)")
+      ->capture_default_str();
+  app.add_option("--max-connections", o.http_limits.max_connections, "Open HTTP connections")
+      ->capture_default_str();
+  app.add_option("--max-connections-per-client", o.http_limits.max_connections_per_client,
+                 "Open HTTP connections from one address (0: no cap; use 0 behind a proxy)")
+      ->capture_default_str();
+  double head_timeout_s = absl::ToDoubleSeconds(o.http_limits.head_timeout);
+  app.add_option("--http-head-timeout-s", head_timeout_s,
+                 "Time a client has to send a request's headers")
+      ->capture_default_str();
+  bool shared_prefix_cache = false;
+  app.add_flag("--shared-prefix-cache", shared_prefix_cache,
+               "One prefix cache for all API keys (default: one per key, so no client can probe "
+               "another's prompts through cache hits)");
   app.add_option("--grace-s", grace_s, "Drain time on SIGTERM/SIGINT")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
@@ -81,10 +99,12 @@ int main(int argc, char** argv) {
   o.pool.routing.mode = *mode;
   o.pool.poll_interval = absl::Milliseconds(poll_ms);
   if (timeout_s > 0) o.http_request_timeout = absl::Seconds(timeout_s);
+  o.http_limits.head_timeout = absl::Seconds(head_timeout_s);
   absl::StatusOr<expertmesh::router::ApiKeys> keys =
       expertmesh::router::ApiKeys::Load(api_key_file, "EXPERTMESH_API_KEYS");
   if (!keys.ok()) return fail(keys.status());
   o.api_keys = *std::move(keys);
+  o.api_keys.set_shared_prefix_cache(shared_prefix_cache);
 
   std::signal(SIGPIPE, SIG_IGN);
   if (pipe(g_signal_pipe) != 0) return fail(absl::InternalError("pipe() failed"));
@@ -100,6 +120,10 @@ int main(int argc, char** argv) {
   if ((*server)->http_port() > 0) {
     std::printf("expertmesh-router: HTTP listening on %s://%s:%d\n", tls ? "https" : "http",
                 o.host.c_str(), (*server)->http_port());
+  }
+  if ((*server)->admin_port() > 0) {
+    std::printf("expertmesh-router: admin HTTP (/metrics, probes) on http://%s:%d\n",
+                o.admin_host.c_str(), (*server)->admin_port());
   }
   if ((*server)->grpc_port() > 0) {
     std::printf("expertmesh-router: gRPC listening on %s:%d%s\n", o.host.c_str(),

@@ -3,7 +3,6 @@
 #include <memory>
 
 #include "absl/strings/str_cat.h"
-#include "httplib.h"
 #include "router/openai_request.h"
 #include "router/openai_response.h"
 
@@ -16,27 +15,37 @@ struct StreamState {
   ResponseContext ctx;
   bool include_usage = false;
   std::string endpoint;
-  CancelToken cancel;
+  CancelToken* cancel;
   std::vector<Admission::Ticket> tickets;
 };
 
 void SendError(RouterCore* core, const std::string& endpoint, const absl::Status& status,
-               httplib::Response& res) {
-  res.status = HttpStatusFor(status);
-  if (res.status == 429 || res.status == 503) {
-    res.set_header("Retry-After", std::to_string(core->options().retry_after_seconds));
+               http::ResponseWriter& res, http::HeaderList headers = {}) {
+  const int code = HttpStatusFor(status);
+  if (code == 429 || code == 503) {
+    headers.emplace_back("Retry-After", std::to_string(core->options().retry_after_seconds));
   }
-  res.set_content(Dump(ErrorJson(status)), "application/json");
-  core->metrics().CountRequest("http", endpoint, std::to_string(res.status));
+  res.Respond(code, "application/json", Dump(ErrorJson(status)), std::move(headers));
+  core->metrics().CountRequest("http", endpoint, std::to_string(code));
 }
 
-bool WriteEvent(httplib::DataSink& sink, const Json& json) {
-  const std::string event = absl::StrCat("data: ", Dump(json), "\n\n");
-  return sink.write(event.data(), event.size());
+bool WriteEvent(http::ResponseWriter& sink, const Json& json) {
+  return sink.Write(absl::StrCat("data: ", Dump(json), "\n\n"));
 }
 
-// Runs the generation inside httplib's content provider (on the connection's pool thread).
-void Stream(StreamState& st, httplib::DataSink& sink) {
+// What the client may call this request: its own X-Request-Id when it sent a sane one
+// (echoed, never used inside the cluster), else the response's public id.
+std::string EchoedRequestId(const http::HttpRequest& req, const std::string& public_id) {
+  const std::string_view sent = req.Header("x-request-id");
+  if (sent.empty() || sent.size() > 128) return public_id;
+  for (char c : sent) {
+    if (c < 0x21 || c > 0x7e) return public_id;
+  }
+  return std::string(sent);
+}
+
+// Runs the generation on the handler thread, writing each event as it comes.
+void Stream(StreamState& st, http::ResponseWriter& sink) {
   const uint32_t n = static_cast<uint32_t>(st.request.params.n);
   std::vector<bool> started(n, false);
   auto on_delta = [&](uint32_t index, const ChoiceDelta& delta) {
@@ -45,13 +54,13 @@ void Stream(StreamState& st, httplib::DataSink& sink) {
     return WriteEvent(sink, StreamChunk(st.ctx, index, &delta, nullptr, first));
   };
   absl::StatusOr<std::vector<ChoiceResult>> results =
-      st.core->Generate(st.request, &st.cancel, on_delta, &st.tickets);
+      st.core->Generate(st.request, st.cancel, on_delta, &st.tickets);
   if (!results.ok()) {
     if (!absl::IsCancelled(results.status())) WriteEvent(sink, ErrorJson(results.status()));
     st.core->metrics().CountRequest("http", st.endpoint,
                                     std::to_string(HttpStatusFor(results.status())));
-    sink.write("data: [DONE]\n\n", 14);
-    sink.done();
+    sink.Write("data: [DONE]\n\n");
+    sink.EndStream();
     return;
   }
   uint32_t completion = 0, cached = 0;
@@ -68,15 +77,16 @@ void Stream(StreamState& st, httplib::DataSink& sink) {
     WriteEvent(sink, UsageChunk(st.ctx, static_cast<uint32_t>(st.request.prompt.size()), completion,
                                 cached));
   }
-  sink.write("data: [DONE]\n\n", 14);
-  sink.done();
+  sink.Write("data: [DONE]\n\n");
+  sink.EndStream();
   st.core->metrics().CountRequest("http", st.endpoint, error.empty() ? "200" : "503");
 }
 
 }  // namespace
 
-void HandleOpenAiGeneration(RouterCore* core, bool chat, absl::Duration timeout,
-                            const httplib::Request& req, httplib::Response& res) {
+void HandleOpenAiGeneration(RouterCore* core, const ApiKeys& keys, bool chat,
+                            absl::Duration timeout, const http::HttpRequest& req,
+                            http::ResponseWriter& res) {
   const std::string endpoint = chat ? "/v1/chat/completions" : "/v1/completions";
   const absl::Time arrival = absl::Now();
   if (core->draining()) {
@@ -90,47 +100,50 @@ void HandleOpenAiGeneration(RouterCore* core, bool chat, absl::Duration timeout,
       core->Prepare(parsed->model, parsed->input, parsed->params, core->NewRequestId(), deadline);
   if (!prepared.ok()) return SendError(core, endpoint, prepared.status(), res);
   prepared->arrival = arrival;
+  const std::string_view authorization = req.Header("authorization");
+  prepared->cache_salt =
+      keys.TenantSalt(absl::string_view(authorization.data(), authorization.size()));
   if (core->pool().HealthyCount() == 0) {
     return SendError(core, endpoint, absl::UnavailableError("no healthy worker group"), res);
   }
+  const std::string public_id = core->NewPublicId();
   ResponseContext ctx;
   ctx.chat = chat;
-  ctx.id = absl::StrCat(chat ? "chatcmpl-" : "cmpl-", prepared->request_id);
+  ctx.id = absl::StrCat(chat ? "chatcmpl-" : "cmpl-", public_id);
   ctx.model = core->model().description().name;
   ctx.created = absl::ToUnixSeconds(arrival);
   ctx.tokenizer = &core->model().tokenizer();
   ctx.logprobs = parsed->params.logprobs;
-  res.set_header("X-Request-Id", prepared->request_id);
+  http::HeaderList headers = {{"X-Request-Id", EchoedRequestId(req, ctx.id)}};
+
+  // The client going away (or the server stopping) cancels the request wherever it is:
+  // waiting for admission, generating, or streaming.
+  CancelToken cancel;
+  CancelRegistration on_gone(&res.client_gone(), [&cancel] { cancel.Cancel(); });
 
   if (parsed->stream) {
-    auto st = std::make_shared<StreamState>();
+    // Admitted before the head is sent, so a refusal is still a plain 429 with Retry-After.
     absl::StatusOr<std::vector<Admission::Ticket>> tickets =
-        core->admission().Acquire(static_cast<int>(parsed->params.n), deadline, &st->cancel);
-    if (!tickets.ok()) return SendError(core, endpoint, tickets.status(), res);
-    st->core = core;
-    st->request = *std::move(prepared);
-    st->ctx = ctx;
-    st->include_usage = parsed->include_usage;
-    st->endpoint = endpoint;
-    st->tickets = *std::move(tickets);
-    res.set_header("Cache-Control", "no-cache");
-    res.set_header("X-Accel-Buffering", "no");
-    res.set_chunked_content_provider(
-        "text/event-stream",
-        [st](size_t, httplib::DataSink& sink) {
-          Stream(*st, sink);
-          return true;
-        },
-        [st](bool success) {
-          if (!success) st->cancel.Cancel();
-        });
+        core->admission().Acquire(static_cast<int>(parsed->params.n), deadline, &cancel);
+    if (!tickets.ok()) return SendError(core, endpoint, tickets.status(), res, headers);
+    StreamState st;
+    st.core = core;
+    st.request = *std::move(prepared);
+    st.ctx = ctx;
+    st.include_usage = parsed->include_usage;
+    st.endpoint = endpoint;
+    st.cancel = &cancel;
+    st.tickets = *std::move(tickets);
+    headers.emplace_back("Cache-Control", "no-cache");
+    headers.emplace_back("X-Accel-Buffering", "no");
+    res.BeginStream(200, "text/event-stream", std::move(headers));
+    Stream(st, res);
     return;
   }
 
   const size_t n = static_cast<size_t>(parsed->params.n);
   std::vector<std::string> texts(n);
   std::vector<std::vector<GeneratedTokenInfo>> tokens(n);
-  CancelToken cancel;
   absl::StatusOr<std::vector<ChoiceResult>> results =
       core->Generate(*prepared, &cancel, [&](uint32_t index, const ChoiceDelta& delta) {
         texts[index] += delta.text;
@@ -139,15 +152,16 @@ void HandleOpenAiGeneration(RouterCore* core, bool chat, absl::Duration timeout,
         }
         return true;
       });
-  if (!results.ok()) return SendError(core, endpoint, results.status(), res);
+  if (!results.ok()) return SendError(core, endpoint, results.status(), res, headers);
   for (const ChoiceResult& r : *results) {
     if (r.reason == FinishReason::kError) {
-      return SendError(core, endpoint, absl::UnavailableError(r.error), res);
+      return SendError(core, endpoint, absl::UnavailableError(r.error), res, headers);
     }
   }
-  res.set_content(Dump(FullResponse(ctx, texts, tokens, *results,
-                                    static_cast<uint32_t>(prepared->prompt.size()))),
-                  "application/json");
+  res.Respond(200, "application/json",
+              Dump(FullResponse(ctx, texts, tokens, *results,
+                                static_cast<uint32_t>(prepared->prompt.size()))),
+              std::move(headers));
   core->metrics().CountRequest("http", endpoint, "200");
 }
 

@@ -1,10 +1,10 @@
 #include "router/router_server.h"
 
 #include "absl/strings/str_cat.h"
-#include "common/file_util.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "router/grpc_credentials.h"
 
 namespace expertmesh::router {
 
@@ -18,6 +18,9 @@ absl::StatusOr<std::unique_ptr<RouterServer>> RouterServer::Start(RouterServerOp
   RETURN_IF_ERROR(server->pool_->Start());
   server->core_ = std::make_unique<RouterCore>(std::move(model), server->pool_.get(), o.core);
 
+  // Before either API starts, so half a TLS pair stops both (the HTTP side checks it too).
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
+                   GrpcServerCredentials(o.tls_cert_file, o.tls_key_file));
   if (o.http_port >= 0) {
     HttpServerOptions http;
     http.host = o.host;
@@ -25,18 +28,13 @@ absl::StatusOr<std::unique_ptr<RouterServer>> RouterServer::Start(RouterServerOp
     http.tls_cert_file = o.tls_cert_file;
     http.tls_key_file = o.tls_key_file;
     http.request_timeout = o.http_request_timeout;
+    http.limits = o.http_limits;
+    http.admin_host = o.admin_host;
+    http.admin_port = o.admin_port;
     server->http_ = std::make_unique<HttpServer>(server->core_.get(), &o.api_keys, http);
     ASSIGN_OR_RETURN(server->http_port_, server->http_->Start());
   }
   if (o.grpc_port >= 0) {
-    std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
-    if (!o.tls_cert_file.empty()) {
-      ASSIGN_OR_RETURN(std::string cert, ReadFileToString(o.tls_cert_file));
-      ASSIGN_OR_RETURN(std::string key, ReadFileToString(o.tls_key_file));
-      grpc::SslServerCredentialsOptions ssl;
-      ssl.pem_key_cert_pairs.push_back({key, cert});
-      credentials = grpc::SslServerCredentials(ssl);
-    }
     grpc::EnableDefaultHealthCheckService(true);
     server->service_ = std::make_unique<InferenceService>(server->core_.get(), &o.api_keys);
     grpc::ServerBuilder builder;

@@ -30,6 +30,11 @@ struct RouterServerOptions {
   WorkerPoolOptions pool;
   RouterCoreOptions core;
   absl::Duration http_request_timeout = absl::InfiniteDuration();
+  // Connection, header, body and time limits of the HTTP front door (body size from core).
+  http::HttpLimits http_limits;
+  // Admin HTTP listener (/metrics and probes, no key): -1 none, 0 any free port.
+  std::string admin_host = "127.0.0.1";
+  int admin_port = -1;
 };
 
 class RouterServer {
@@ -40,6 +45,9 @@ class RouterServer {
 
   int http_port() const { return http_port_; }
   int grpc_port() const { return grpc_port_; }
+  int admin_port() const { return http_ ? http_->admin_port() : -1; }
+  // Open HTTP connections on the public port (0 without HTTP).
+  int http_connections() const { return http_ ? http_->open_connections() : 0; }
   RouterCore& core() { return *core_; }
   WorkerPool& pool() { return *pool_; }
 

@@ -16,7 +16,7 @@ PACKAGES=(
   python3 python3-venv python3-pip clang libclang-rt-14-dev iproute2 procps
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libgloo-dev libpcre2-dev libutf8proc-dev nlohmann-json3-dev libspdlog-dev libcli11-dev
-  libcpp-httplib-dev libopenblas-dev libdnnl-dev ocl-icd-opencl-dev
+  libcpp-httplib-dev libboost1.81-dev libssl-dev libopenblas-dev libdnnl-dev ocl-icd-opencl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 

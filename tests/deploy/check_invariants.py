@@ -39,6 +39,13 @@ def first(kind, docs):
     return next(d for d in docs if d.get("kind") == kind)
 
 
+def workers_policy(docs):
+    # The NetworkPolicy that guards the workers (the router has its own).
+    return next(d for d in docs if d.get("kind") == "NetworkPolicy"
+                and "leaderworkerset.sigs.k8s.io/name" in
+                d["spec"].get("podSelector", {}).get("matchLabels", {}))
+
+
 def worker_container(docs):
     return workers(docs)[0].main()
 
@@ -113,13 +120,13 @@ def mut_hpa_metric(docs):
 
 
 def mut_open_internal_port(docs):
-    np = first("NetworkPolicy", docs)
+    np = workers_policy(docs)
     np["spec"]["ingress"].append({"from": [{"namespaceSelector": {}}],
                                   "ports": [{"protocol": "TCP", "port": 50000, "endPort": 50100}]})
 
 
 def mut_no_peer_rule(docs):
-    np = first("NetworkPolicy", docs)
+    np = workers_policy(docs)
     np["spec"]["ingress"] = [r for r in np["spec"]["ingress"]
                              if not any(port_in(p, RENDEZVOUS_DEFAULT_PORT)
                                         for p in r.get("ports", []))]
@@ -216,8 +223,12 @@ def router_gauges(repo):
 
 
 def router_paths(repo):
+    # The probe and metrics routes are string literals of one path segment in the route table.
     with open(os.path.join(repo, "router/http_server.cc"), encoding="utf-8") as f:
-        return set(re.findall(r's\.Get\("(/[a-z]+)"', f.read()))
+        paths = set(re.findall(r'"(/[a-z]+)"', f.read()))
+    if "/readyz" not in paths:
+        raise SystemExit("no /readyz route found in router/http_server.cc: has it changed?")
+    return paths
 
 
 def adapter_metrics(repo):

@@ -151,7 +151,7 @@ def main():
         check(r.returncode == 0 and "already" in r.stdout, "model job is idempotent", r.stdout)
 
         # 2. One group: every rank with its template's command, args and environment.
-        worker_port, rendezvous, http_port, grpc_port = free_ports(4)
+        worker_port, rendezvous, http_port, grpc_port, admin_port = free_ports(5)
         worker_replace = {
             "--model": lambda v: v.replace("/models", models, 1),
             "--port": lambda v: str(worker_port),
@@ -208,12 +208,16 @@ def main():
             "--host": lambda v: LOOPBACK,
             "--http-port": lambda v: str(http_port),
             "--grpc-port": lambda v: str(grpc_port),
+            "--admin-host": lambda v: LOOPBACK,
+            "--admin-port": lambda v: str(admin_port),
             "--api-key-file": lambda v: key_file,
         }
         router_cmd = [os.path.join(a.bin_dir, os.path.basename(router_c["command"][0]))]
         router = start("router", router_cmd + rewrite(router_c["args"], router_replace),
                        env_base)
         base = f"http://{LOOPBACK}:{http_port}"
+        # Prometheus scrapes the admin port (the pod's annotation); the public port asks for a key.
+        admin = f"http://{LOOPBACK}:{admin_port}"
         wait_for(lambda: router.poll() is None and http("GET", base + "/healthz")[0] == 200,
                  60, "router /healthz")
         check(True, "router /healthz (liveness probe)")
@@ -227,7 +231,9 @@ def main():
         check(ok, "a completion with the API key", f"{code} {text[:300]}")
         code, _ = http("POST", base + "/v1/completions", body)
         check(code == 401, "401 without the API key", str(code))
-        code, metrics = http("GET", base + "/metrics")
+        code, _ = http("GET", base + "/metrics")
+        check(code == 401, "/metrics on the public port asks for the API key", str(code))
+        code, metrics = http("GET", admin + "/metrics")
         for metric in hpa_metrics:
             check(code == 200 and re.search(rf"^{metric} ", metrics, re.M),
                   f"/metrics exports the HPA's metric {metric}")
@@ -244,7 +250,7 @@ def main():
                   "(LeaderWorkerSet then recreates the group)", f"exit status {rc}")
             down = wait_for(lambda: http("GET", base + "/readyz")[0] == 503 or None, 30,
                             "router /readyz 503")
-            code, metrics = http("GET", base + "/metrics")
+            code, metrics = http("GET", admin + "/metrics")
             check(down and re.search(r"^expertmesh_worker_group_up\{[^}]*\} 0$", metrics, re.M),
                   "the router takes the broken group out (/readyz 503, group_up 0)")
             ranks = start_group(1)

@@ -21,6 +21,15 @@ class TenantCacheTest : public RouterFixture {
     return call.messages.empty() ? 0 : call.last().usage().cached_prompt_tokens();
   }
 
+  // The same over HTTP: usage.prompt_tokens_details.cached_tokens.
+  uint32_t HttpCachedTokens(const std::string& key) {
+    httplib::Result r = Post("/v1/completions", {{"prompt", prompt_}, {"max_tokens", 1}}, key);
+    EXPECT_TRUE(r && r->status == 200) << (r ? r->body : "no response");
+    if (!r || r->status != 200) return 0;
+    const nlohmann::json body = nlohmann::json::parse(r->body);
+    return body["usage"].value("/prompt_tokens_details/cached_tokens"_json_pointer, 0u);
+  }
+
   // Long enough for several 16-token blocks.
   const std::string prompt_ =
       "The secret code word of the night shift is pelican, and nobody else may know it. "
@@ -35,6 +44,15 @@ TEST_F(TenantCacheTest, OneTenantNeverHitsAnothersCache) {
   EXPECT_GT(CachedTokens("sk-alice"), 0u);  // alice's own cache works
   EXPECT_EQ(CachedTokens("sk-bob"), 0u);
   EXPECT_GT(CachedTokens("sk-bob"), 0u);
+  EXPECT_NE(workers_[0]->last_request().cache_salt(), "");
+}
+
+TEST_F(TenantCacheTest, HttpTenantsAreKeptApartToo) {
+  StartWorkers(1);
+  StartRouter([](RouterServerOptions& o) { o.api_keys = ApiKeys({"sk-alice", "sk-bob"}); });
+  EXPECT_EQ(HttpCachedTokens("sk-alice"), 0u);
+  EXPECT_GT(HttpCachedTokens("sk-alice"), 0u);
+  EXPECT_EQ(HttpCachedTokens("sk-bob"), 0u);
   EXPECT_NE(workers_[0]->last_request().cache_salt(), "");
 }
 
