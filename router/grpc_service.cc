@@ -245,7 +245,7 @@ grpc::Status ToGrpc(const absl::Status& status) {
 InferenceService::InferenceService(RouterCore* core, const ApiKeys* keys)
     : core_(core),
       keys_(keys),
-      producers_(std::max(1, core->options().max_active + core->options().max_queued)) {}
+      producers_(std::max(1, core->options().max_active + core->options().max_queued), 0) {}
 
 InferenceService::~InferenceService() = default;
 

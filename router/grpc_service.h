@@ -13,9 +13,9 @@
 #include <functional>
 #include <string>
 
+#include "common/bounded_executor.h"
 #include "expertmesh/v1/inference.grpc.pb.h"
 #include "router/api_keys.h"
-#include "router/producer_pool.h"
 #include "router/router_core.h"
 
 namespace expertmesh::router {
@@ -41,7 +41,7 @@ class InferenceService final : public ::expertmesh::v1::Inference::CallbackServi
 
   // Runs `task` on the producer pool; false when the pool is full.
   bool ScheduleProducer(std::function<void()> task) {
-    return producers_.TrySchedule(std::move(task));
+    return producers_.TrySubmit(std::move(task));
   }
   const ApiKeys& keys() const { return *keys_; }
 
@@ -56,7 +56,7 @@ class InferenceService final : public ::expertmesh::v1::Inference::CallbackServi
   const ApiKeys* keys_;
   // As many producers as admission can hold (running plus queued); declared last so that it
   // is destroyed, and its threads joined, first.
-  ProducerPool producers_;
+  BoundedExecutor producers_;
 };
 
 grpc::Status ToGrpc(const absl::Status& status);

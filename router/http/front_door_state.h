@@ -9,7 +9,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
-#include "router/http/bounded_executor.h"
+#include "common/bounded_executor.h"
 #include "router/http/connection_limiter.h"
 #include "router/http/front_door.h"
 #include "router/http/response_channel.h"

@@ -1,9 +1,12 @@
 #include "router/http/http_session.h"
 
+#include <sys/socket.h>
+
 #include <chrono>
 #include <iterator>
 #include <memory>
 #include <optional>
+#include <type_traits>
 #include <utility>
 
 #include <boost/asio/as_tuple.hpp>
@@ -233,27 +236,33 @@ net::awaitable<bool> Respond(FrontDoorState& s, Stream& stream, beast::flat_buff
         ok = !ec;
         if (!ok) channel->MarkGone();
         streaming = true;
+        if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
+          if (ok) {
+            const int fd = stream.socket().native_handle();
+            channel->EnableDirectSend([fd](const char* data, size_t size) -> long {
+              return ::send(fd, data, size, MSG_NOSIGNAL | MSG_DONTWAIT);
+            });
+          }
+        }
       }
     }
-    if (streaming && ok && !watch->peer_closed && !out.data.empty()) {
-      Lowest(stream).expires_after(ToChrono(limits.write_timeout));
-      auto [ec, n] = co_await net::async_write(
-          stream, bhttp::make_chunk(net::const_buffer(out.data.data(), out.data.size())), kNoThrow);
-      ok = !ec;
-      if (!ok) channel->MarkGone();
-    }
-    if (out.finished) {
-      if (streaming && ok && !watch->peer_closed) {
+    if (streaming && !out.data.empty()) {  // chunk frames, from the channel
+      if (ok && !watch->peer_closed) {
         Lowest(stream).expires_after(ToChrono(limits.write_timeout));
-        auto [ec, n] = co_await net::async_write(stream, bhttp::make_chunk_last(), kNoThrow);
+        auto [ec, n] = co_await net::async_write(
+            stream, net::const_buffer(out.data.data(), out.data.size()), kNoThrow);
         ok = !ec;
+        if (!ok) channel->MarkGone();
       }
-      break;
+      channel->WriteDone();
     }
+    if (out.finished) break;
     if (!out.head.has_value() && out.data.empty()) {
       co_await wake->async_wait(kNoThrow);  // a post from the handler's Write or Finish
     }
   }
+  // The socket may close once this returns: no direct send may be under way or follow.
+  channel->DisableDirectSend();
   s.Untrack(channel.get());
 
   if (watch->active) {

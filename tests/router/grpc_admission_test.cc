@@ -7,7 +7,6 @@
 #include <vector>
 
 #include "absl/synchronization/notification.h"
-#include "router/producer_pool.h"
 #include "tests/router/grpc_call.h"
 #include "tests/router/router_fixture.h"
 
@@ -15,31 +14,6 @@ namespace expertmesh::router::testing {
 namespace {
 
 namespace pb = ::expertmesh::v1;
-
-TEST(ProducerPool, NeverMoreThreadsThanItsBound) {
-  ProducerPool pool(3);
-  absl::Notification release;
-  std::atomic<int> ran{0};
-  int accepted = 0;
-  for (int i = 0; i < 10; ++i) {
-    accepted += pool.TrySchedule([&] {
-      release.WaitForNotification();
-      ran.fetch_add(1);
-    });
-  }
-  EXPECT_EQ(accepted, 3);
-  EXPECT_LE(pool.threads(), 3);
-  release.Notify();
-  while (pool.pending() > 0) std::this_thread::yield();
-  EXPECT_EQ(ran.load(), 3);
-  // Threads are reused, not added.
-  for (int i = 0; i < 20; ++i) {
-    while (!pool.TrySchedule([&] { ran.fetch_add(1); })) std::this_thread::yield();
-  }
-  while (pool.pending() > 0) std::this_thread::yield();
-  EXPECT_EQ(ran.load(), 23);
-  EXPECT_LE(pool.threads(), 3);
-}
 
 class GrpcAdmissionTest : public RouterFixture {};
 
@@ -73,7 +47,7 @@ TEST_F(GrpcAdmissionTest, AdmissionComesBeforeTokenizing) {
 }
 
 // A flood ends in answers, every call either served or refused at once; the producers it may
-// start are bounded by admission's capacity (ProducerPool above).
+// start are bounded by admission's capacity (common/bounded_executor.h, tested in tests/common).
 TEST_F(GrpcAdmissionTest, FloodIsServedOrRefused) {
   StartWorkers(1);
   workers_[0]->SetTokenDelay(absl::Milliseconds(20));

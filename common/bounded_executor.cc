@@ -1,10 +1,10 @@
-#include "router/producer_pool.h"
+#include "common/bounded_executor.h"
 
 #include <utility>
 
-namespace expertmesh::router {
+namespace expertmesh {
 
-ProducerPool::~ProducerPool() {
+BoundedExecutor::~BoundedExecutor() {
   std::vector<std::thread> threads;
   {
     absl::MutexLock lock(&mu_);
@@ -14,32 +14,31 @@ ProducerPool::~ProducerPool() {
   for (std::thread& t : threads) t.join();
 }
 
-bool ProducerPool::TrySchedule(std::function<void()> task) {
+bool BoundedExecutor::TrySubmit(std::function<void()> task) {
   absl::MutexLock lock(&mu_);
-  if (stop_ || accepted_ >= max_threads_) return false;
+  if (stop_ || accepted_ >= max_threads_ + max_queued_) return false;
   ++accepted_;
   queue_.push_back(std::move(task));
-  // Every queued task beyond the idle threads gets a thread of its own, so a task never waits
-  // behind another. A new thread counts as idle from here on, so threads = idle + running
-  // <= accepted_ <= max_threads_.
-  if (idle_ < static_cast<int>(queue_.size())) {
+  // A queued task beyond the idle threads gets a new thread while there may be more. A new
+  // thread counts as idle from here on, so threads = idle + running <= max_threads_.
+  if (idle_ < static_cast<int>(queue_.size()) && static_cast<int>(threads_.size()) < max_threads_) {
     ++idle_;
     threads_.emplace_back([this] { Loop(); });
   }
   return true;
 }
 
-int ProducerPool::pending() const {
+int BoundedExecutor::pending() const {
   absl::MutexLock lock(&mu_);
   return accepted_;
 }
 
-int ProducerPool::threads() const {
+int BoundedExecutor::threads() const {
   absl::MutexLock lock(&mu_);
   return static_cast<int>(threads_.size());
 }
 
-void ProducerPool::Loop() {
+void BoundedExecutor::Loop() {
   mu_.Lock();
   while (true) {  // idle_ counts this thread here
     auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_ || !queue_.empty(); };
@@ -58,4 +57,4 @@ void ProducerPool::Loop() {
   mu_.Unlock();
 }
 
-}  // namespace expertmesh::router
+}  // namespace expertmesh
