@@ -1,8 +1,5 @@
 #include "router/api_keys.h"
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-
 #include <cstdlib>
 
 #include "absl/strings/ascii.h"
@@ -10,7 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/file_util.h"
-#include "common/logging.h"
+#include "common/secret_digest.h"
 
 namespace expertmesh::router {
 namespace {
@@ -20,41 +17,11 @@ namespace {
 constexpr absl::string_view kCompareLabel = "expertmesh api key v1";
 constexpr absl::string_view kSaltLabel = "expertmesh prefix-cache salt v1";
 
-std::array<uint8_t, 32> Sha256(absl::string_view label, absl::string_view key) {
-  std::array<uint8_t, 32> out{};
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  unsigned int length = 0;
-  // The label ends with a NUL so that (label, key) pairs cannot run into each other.
-  const bool ok = ctx != nullptr && EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr) == 1 &&
-                  EVP_DigestUpdate(ctx, label.data(), label.size()) == 1 &&
-                  EVP_DigestUpdate(ctx, "", 1) == 1 &&
-                  EVP_DigestUpdate(ctx, key.data(), key.size()) == 1 &&
-                  EVP_DigestFinal_ex(ctx, out.data(), &length) == 1 && length == out.size();
-  EVP_MD_CTX_free(ctx);
-  if (!ok) {
-    // Only an out-of-memory OpenSSL gets here; an all-zero digest would accept any key.
-    EM_LOG_ERROR("router: SHA-256 failed; cannot check API keys");
-    std::abort();
-  }
-  return out;
-}
-
 }  // namespace
-
-std::optional<absl::string_view> BearerToken(absl::string_view authorization) {
-  authorization = absl::StripAsciiWhitespace(authorization);
-  constexpr absl::string_view kScheme = "bearer";
-  if (authorization.size() <= kScheme.size() ||
-      !absl::EqualsIgnoreCase(authorization.substr(0, kScheme.size()), kScheme) ||
-      !absl::ascii_isspace(static_cast<unsigned char>(authorization[kScheme.size()]))) {
-    return std::nullopt;
-  }
-  return absl::StripAsciiWhitespace(authorization.substr(kScheme.size()));
-}
 
 ApiKeys::ApiKeys(const std::vector<std::string>& keys) {
   digests_.reserve(keys.size());
-  for (const std::string& k : keys) digests_.push_back(Sha256(kCompareLabel, k));
+  for (const std::string& k : keys) digests_.push_back(DigestSecret(kCompareLabel, k));
 }
 
 absl::StatusOr<ApiKeys> ApiKeys::Load(const std::string& file, const std::string& env_var) {
@@ -99,11 +66,9 @@ absl::Status ApiKeys::Check(absl::string_view authorization) const {
   }
   // Digests have one length, so neither the length of the key sent nor how much of it matched
   // shows in the time taken; every configured key is compared.
-  const std::array<uint8_t, 32> sent = Sha256(kCompareLabel, *key);
+  const SecretDigest sent = DigestSecret(kCompareLabel, *key);
   int matches = 0;
-  for (const std::array<uint8_t, 32>& d : digests_) {
-    matches |= CRYPTO_memcmp(d.data(), sent.data(), sent.size()) == 0 ? 1 : 0;
-  }
+  for (const SecretDigest& d : digests_) matches |= SecretDigestsEqual(d, sent) ? 1 : 0;
   if (matches == 0) return absl::UnauthenticatedError("incorrect API key provided");
   return absl::OkStatus();
 }
@@ -112,7 +77,7 @@ std::string ApiKeys::TenantSalt(absl::string_view authorization) const {
   if (digests_.empty() || shared_prefix_cache_) return "";
   const std::optional<absl::string_view> key = BearerToken(authorization);
   if (!key.has_value()) return "";
-  const std::array<uint8_t, 32> salt = Sha256(kSaltLabel, *key);
+  const SecretDigest salt = DigestSecret(kSaltLabel, *key);
   return std::string(reinterpret_cast<const char*>(salt.data()), salt.size());
 }
 

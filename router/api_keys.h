@@ -17,6 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/secret_digest.h"
 
 namespace expertmesh::router {
 
@@ -48,15 +49,9 @@ class ApiKeys {
   bool shared_prefix_cache() const { return shared_prefix_cache_; }
 
  private:
-  using Digest = std::array<uint8_t, 32>;
-
-  std::vector<Digest> digests_;  // SHA-256 of each key; the keys themselves are not kept
+  std::vector<SecretDigest> digests_;  // SHA-256 of each key; the keys themselves are not kept
   bool shared_prefix_cache_ = false;
 };
-
-// The key in an "Authorization: Bearer <key>" value (scheme matched case-insensitively,
-// surrounding whitespace removed), or nullopt when the value has another form.
-std::optional<absl::string_view> BearerToken(absl::string_view authorization);
 
 }  // namespace expertmesh::router
 

@@ -4,7 +4,8 @@
 //   expertmesh-router --model-dir DIR --workers host:port,host:port
 //   expertmesh-router --model-dir DIR --workers dns:///workers.ns.svc:50051 --http-port 8000
 //
-// API keys come from --api-key-file or the EXPERTMESH_API_KEYS variable, never from a flag.
+// API keys come from --api-key-file or the EXPERTMESH_API_KEYS variable, never from a flag;
+// so does the workers' internal token (--internal-token-file or EXPERTMESH_INTERNAL_TOKEN).
 #include <unistd.h>
 
 #include <csignal>
@@ -12,6 +13,8 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_split.h"
+#include "common/grpc_credentials.h"
+#include "common/internal_token.h"
 #include "common/logging.h"
 #include "router/router_server.h"
 
@@ -65,6 +68,14 @@ int main(int argc, char** argv) {
   app.add_option("--api-key-file", api_key_file, "File with API keys, one per line");
   app.add_option("--tls-cert", o.tls_cert_file, "PEM certificate (enables TLS on both APIs)");
   app.add_option("--tls-key", o.tls_key_file, "PEM private key");
+  std::string internal_token_file, worker_ca;
+  app.add_option("--internal-token-file", internal_token_file,
+                 "File with the worker groups' internal token (default: "
+                 "EXPERTMESH_INTERNAL_TOKEN; none: workers must not ask for one)");
+  app.add_option("--worker-ca", worker_ca,
+                 "PEM CA certificate(s): reach the workers over TLS, trusting only these");
+  app.add_option("--worker-tls-server-name", o.pool.connect.tls_server_name,
+                 "Name the workers' certificates carry (default: the host dialled)");
   app.add_option("--admin-host", o.admin_host,
                  "Address of the admin listener (/metrics and probes, no API key)")
       ->capture_default_str();
@@ -105,6 +116,14 @@ int main(int argc, char** argv) {
   if (!keys.ok()) return fail(keys.status());
   o.api_keys = *std::move(keys);
   o.api_keys.set_shared_prefix_cache(shared_prefix_cache);
+  absl::StatusOr<expertmesh::InternalToken> token =
+      expertmesh::InternalToken::Load(internal_token_file, expertmesh::kInternalTokenEnv);
+  if (!token.ok()) return fail(token.status());
+  o.pool.connect.token = *std::move(token);
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> worker_credentials =
+      expertmesh::GrpcChannelCredentials(worker_ca);
+  if (!worker_credentials.ok()) return fail(worker_credentials.status());
+  o.pool.connect.credentials = *std::move(worker_credentials);
 
   std::signal(SIGPIPE, SIG_IGN);
   if (pipe(g_signal_pipe) != 0) return fail(absl::InternalError("pipe() failed"));

@@ -1,10 +1,10 @@
 #include "router/router_server.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/grpc_credentials.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "grpcpp/health_check_service_interface.h"
-#include "router/grpc_credentials.h"
 
 namespace expertmesh::router {
 

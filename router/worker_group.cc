@@ -1,6 +1,7 @@
 #include "router/worker_group.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/grpc_token.h"
 
 namespace expertmesh::router {
 
@@ -8,14 +9,19 @@ absl::Status FromGrpc(const grpc::Status& status) {
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
 }
 
-WorkerGroup::WorkerGroup(std::string address, std::shared_ptr<grpc::ChannelCredentials> credentials)
-    : address_(std::move(address)) {
+WorkerGroup::WorkerGroup(std::string address, const WorkerConnectOptions& connect)
+    : address_(std::move(address)), token_(connect.token) {
   grpc::ChannelArguments args;
   // Reconnect quickly when a group comes back; the health poll is the real detector.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
-  channel_ = grpc::CreateCustomChannel(address_, credentials, args);
+  if (!connect.tls_server_name.empty()) {
+    args.SetSslTargetNameOverride(connect.tls_server_name);
+  }
+  channel_ = grpc::CreateCustomChannel(
+      address_, connect.credentials ? connect.credentials : grpc::InsecureChannelCredentials(),
+      args);
   worker_ = internal_api::Worker::NewStub(channel_);
   health_ = grpc::health::v1::Health::NewStub(channel_);
 }
@@ -23,6 +29,7 @@ WorkerGroup::WorkerGroup(std::string address, std::shared_ptr<grpc::ChannelCrede
 absl::Status WorkerGroup::Submit(
     const internal_api::SubmitRequest& request, grpc::ClientContext* context,
     const std::function<bool(const internal_api::SubmitResponse&)>& on_message) {
+  AddCallToken(token_, *context);
   std::unique_ptr<grpc::ClientReader<internal_api::SubmitResponse>> reader =
       worker_->Submit(context, request);
   internal_api::SubmitResponse response;
@@ -42,6 +49,7 @@ absl::Status WorkerGroup::Submit(
 absl::Status WorkerGroup::Abort(const std::string& request_id, absl::Duration timeout) {
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  AddCallToken(token_, context);
   internal_api::AbortRequest request;
   request.set_request_id(request_id);
   internal_api::AbortResponse response;
@@ -65,6 +73,7 @@ bool WorkerGroup::Probe(absl::Duration timeout) {
   if (healthy) {
     grpc::ClientContext load_context;
     load_context.set_deadline(deadline);
+    AddCallToken(token_, load_context);
     healthy = worker_->GetLoad(&load_context, internal_api::GetLoadRequest(), &report).ok();
   }
   absl::MutexLock lock(&mu_);

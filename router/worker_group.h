@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/internal_token.h"
 #include "expertmesh/internal/v1/worker.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
@@ -34,12 +35,23 @@ struct GroupState {
   uint64_t failures = 0;
 };
 
+// How the router reaches worker groups and proves itself to them.
+struct WorkerConnectOptions {
+  // Plaintext when null; TLS trusting the workers' CA (GrpcChannelCredentials(--worker-ca)).
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  // With TLS: the name the workers' certificates carry, when it is not the host of the
+  // address dialled (dns:/// targets are dialled by resolved IP). Empty: that host.
+  std::string tls_server_name;
+  // Sent with every Worker call (Submit, Abort, GetLoad); the health check needs none.
+  InternalToken token;
+};
+
 // Probes without an answer in a row that take a healthy group out.
 inline constexpr int kMissedProbesToMarkDown = 2;
 
 class WorkerGroup {
  public:
-  WorkerGroup(std::string address, std::shared_ptr<grpc::ChannelCredentials> credentials);
+  WorkerGroup(std::string address, const WorkerConnectOptions& connect);
 
   const std::string& address() const { return address_; }
 
@@ -68,6 +80,7 @@ class WorkerGroup {
 
  private:
   const std::string address_;
+  const InternalToken token_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<internal_api::Worker::Stub> worker_;
   std::unique_ptr<grpc::health::v1::Health::Stub> health_;

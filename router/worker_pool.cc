@@ -55,9 +55,7 @@ absl::StatusOr<std::vector<std::string>> ResolveTarget(const std::string& target
   return addresses;
 }
 
-WorkerPool::WorkerPool(WorkerPoolOptions options) : options_(std::move(options)) {
-  if (options_.credentials == nullptr) options_.credentials = grpc::InsecureChannelCredentials();
-}
+WorkerPool::WorkerPool(WorkerPoolOptions options) : options_(std::move(options)) {}
 
 WorkerPool::~WorkerPool() { Stop(); }
 
@@ -109,7 +107,7 @@ void WorkerPool::Rediscover() {
       next.push_back(it->second);
     } else {
       EM_LOG_INFO("router: worker group {} discovered", a);
-      next.push_back(std::make_shared<WorkerGroup>(a, options_.credentials));
+      next.push_back(std::make_shared<WorkerGroup>(a, options_.connect));
     }
   }
   groups_ = std::move(next);

@@ -30,9 +30,9 @@ struct WorkerPoolOptions {
   absl::Duration poll_interval = absl::Milliseconds(500);
   absl::Duration probe_timeout = absl::Seconds(1);
   RoutingOptions routing;
-  // Credentials for the router -> worker channels (insecure by default: workers sit on a
-  // private network).
-  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  // TLS and the internal token for the router -> worker channels (plaintext and no token by
+  // default).
+  WorkerConnectOptions connect;
 };
 
 // "host:port" strings that `target` stands for: itself, or for dns:///host:port every address

@@ -26,7 +26,7 @@ import yaml
 from checkers import (CHECKERS, check_adapter_rule, check_discovery, check_flags, check_grace,
                       check_hpa, check_images, check_networkpolicy, check_parallelism,
                       check_ports_and_disruption, check_probes, check_resources,
-                      check_secrets, check_security, port_in)
+                      check_internal_token, check_secrets, check_security, port_in)
 from manifests import (LWS_INDEX_LABEL, RENDEZVOUS_DEFAULT_PORT, followers, leaders,
                        objects, routers, workers)
 
@@ -149,6 +149,23 @@ def mut_api_key_flag(docs):
     router_container(docs)["args"] += ["--api-key", "sk-123"]
 
 
+def mut_follower_without_token(docs):
+    c = followers(docs)[0].main()
+    c["env"] = [e for e in c.get("env", []) if e["name"] != "EXPERTMESH_INTERNAL_TOKEN"]
+
+
+def mut_router_other_token(docs):
+    for e in router_container(docs).get("env", []):
+        if e["name"] == "EXPERTMESH_INTERNAL_TOKEN":
+            e["valueFrom"]["secretKeyRef"]["name"] = "another-token"
+
+
+def mut_worker_host(docs):
+    c = worker_container(docs)
+    i = c["args"].index("--host")
+    del c["args"][i:i + 2]
+
+
 def mut_root(docs):
     routers(docs)[0].spec["securityContext"]["runAsNonRoot"] = False
 
@@ -185,8 +202,11 @@ NEGATIVE = [
     (check_discovery, mut_discovery, "--workers pointed at the wrong Service"),
     (check_discovery, mut_leader_selector, "a discovery Service over all pods"),
     (check_secrets, mut_api_key_flag, "an API key on the command line"),
+    (check_internal_token, mut_follower_without_token, "a rank without the internal token"),
+    (check_internal_token, mut_router_other_token, "a router holding another group token"),
     (check_security, mut_root, "a pod allowed to run as root"),
     (check_ports_and_disruption, mut_router_host, "a router listening on loopback"),
+    (check_ports_and_disruption, mut_worker_host, "a worker left on its loopback default"),
     (check_flags, mut_unknown_flag, "a flag the worker does not have"),
     (check_adapter_rule, mut_adapter, "an adapter rule without pod/namespace mapping"),
 ]

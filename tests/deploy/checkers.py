@@ -423,6 +423,50 @@ def check_secrets(docs, ctx):
     return problems
 
 
+def internal_token_source(pod):
+    """Where a router or worker pod gets the internal token: ("env", secret name) for
+    EXPERTMESH_INTERNAL_TOKEN from a secretKeyRef, ("file", secret name) for
+    --internal-token-file in a mounted Secret, or a problem string."""
+    c, flags = pod.main(), pod.flags()
+    env = {e["name"]: e for e in c.get("env", [])}
+    token_env = env.get("EXPERTMESH_INTERNAL_TOKEN")
+    token_file = flags.get("--internal-token-file")
+    if token_file is not None:
+        volumes = {v["name"]: v for v in pod.spec.get("volumes", [])}
+        mounts = [m for m in c.get("volumeMounts", [])
+                  if str(token_file).startswith(m["mountPath"].rstrip("/") + "/")]
+        secret = volumes.get(mounts[0]["name"], {}).get("secret") if mounts else None
+        if not secret:
+            return f"--internal-token-file {token_file} is not in a mounted Secret"
+        return ("file", secret.get("secretName"))
+    if token_env is None:
+        return ("no internal token (EXPERTMESH_INTERNAL_TOKEN from a Secret or "
+                "--internal-token-file): the Worker API and the rendezvous would accept anyone")
+    ref = token_env.get("valueFrom", {}).get("secretKeyRef")
+    if ref is None:
+        return "EXPERTMESH_INTERNAL_TOKEN is not from a Secret"
+    return ("env", ref.get("name"))
+
+
+def check_internal_token(docs, ctx):
+    """Every router and every rank holds the group credential, all from one Secret."""
+    problems = []
+    secrets = {}
+    for pod in routers(docs) + workers(docs):
+        for arg in pod.main().get("args", []):
+            if re.match(r"^--internal-token(=|$)", str(arg)):
+                problems.append(f"{pod.where()}: the internal token passed as the flag {arg}")
+        source = internal_token_source(pod)
+        if isinstance(source, str):
+            problems.append(f"{pod.where()}: {source}")
+        else:
+            secrets.setdefault(source[1], []).append(pod.where())
+    if len(secrets) > 1:
+        problems.append("routers and workers take the internal token from different Secrets: "
+                        + "; ".join(f"{name}: {', '.join(w)}" for name, w in secrets.items()))
+    return problems
+
+
 def check_security(docs, ctx):
     problems = []
     for pod in pods(docs):
@@ -458,8 +502,11 @@ def check_ports_and_disruption(docs, ctx):
             problems.append(f"{r.where()}: --host {flags.get('--host')}: the router listens on "
                             "127.0.0.1 by default, unreachable from other pods")
     for w in workers(docs):
-        if w.flags().get("--host", "0.0.0.0") != "0.0.0.0":
-            problems.append(f"{w.where()}: --host is not 0.0.0.0")
+        # The worker listens on 127.0.0.1 unless told: routers and other ranks could not reach
+        # its API or its group's rendezvous.
+        if w.flags().get("--host") != "0.0.0.0":
+            problems.append(f"{w.where()}: --host {w.flags().get('--host')} is not 0.0.0.0 "
+                            "(the worker's default is 127.0.0.1)")
     for role, chosen in (("router", routers(docs)), ("worker", workers(docs))):
         if not any(selects(pdb["spec"]["selector"], p.labels)
                    for pdb in objects(docs, "PodDisruptionBudget") for p in chosen):
@@ -510,5 +557,6 @@ def check_adapter_rule(docs, ctx):
 
 
 CHECKERS = [check_resources, check_probes, check_images, check_parallelism, check_hpa,
-            check_networkpolicy, check_grace, check_discovery, check_secrets, check_security,
+            check_networkpolicy, check_grace, check_discovery, check_secrets,
+            check_internal_token, check_security,
             check_ports_and_disruption, check_flags, check_adapter_rule]

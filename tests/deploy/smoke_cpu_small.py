@@ -114,6 +114,8 @@ def main():
     models = os.path.join(a.work, "models")
     os.makedirs(models, exist_ok=True)
     env_base = dict(os.environ, PATH=a.bin_dir + os.pathsep + os.environ.get("PATH", ""))
+    env_base.pop("EXPERTMESH_INTERNAL_TOKEN", None)
+    internal_token = os.urandom(32).hex()
     passed = failed = 0
     procs = []
 
@@ -150,6 +152,22 @@ def main():
                            text=True, timeout=60, check=False)
         check(r.returncode == 0 and "already" in r.stdout, "model job is idempotent", r.stdout)
 
+        # The Secrets the pods read their environment from, as the cluster would hold them.
+        secrets = {("expertmesh-internal-token", "token"): internal_token}
+
+        def container_env(c):
+            env = dict(env_base)
+            for e in c.get("env", []):
+                source = e.get("valueFrom", {})
+                if "value" in e:
+                    env[e["name"]] = str(e["value"])
+                elif source.get("fieldRef", {}).get("fieldPath") == "status.podIP":
+                    env[e["name"]] = LOOPBACK
+                elif "secretKeyRef" in source:
+                    ref = source["secretKeyRef"]
+                    env[e["name"]] = secrets[(ref["name"], ref["key"])]
+            return env
+
         # 2. One group: every rank with its template's command, args and environment.
         worker_port, rendezvous, http_port, grpc_port, admin_port = free_ports(5)
         worker_replace = {
@@ -162,13 +180,7 @@ def main():
             started = []
             for index, spec in enumerate(templates):
                 c = spec["containers"][0]
-                env = dict(env_base)
-                for e in c.get("env", []):
-                    if "value" in e:
-                        env[e["name"]] = str(e["value"])
-                    elif e.get("valueFrom", {}).get("fieldRef", {}).get(
-                            "fieldPath") == "status.podIP":
-                        env[e["name"]] = LOOPBACK
+                env = container_env(c)
                 env["EXPERTMESH_LEADER_PORT"] = str(rendezvous)
                 env.update(LWS_LEADER_ADDRESS=LOOPBACK, LWS_GROUP_SIZE=str(size),
                            LWS_WORKER_INDEX=str(index))
@@ -195,6 +207,21 @@ def main():
               "the leader answers grpc.health.v1 SERVING on --port (startup/readiness probe)")
         with socket.create_connection((LOOPBACK, worker_port), timeout=5):
             check(True, "the leader accepts TCP on --port (liveness probe)")
+        # The Worker API asks for the group's token (the health check above needs none).
+        get_load = channel.unary_unary("/expertmesh.internal.v1.Worker/GetLoad",
+                                       request_serializer=None, response_deserializer=None)
+        try:
+            get_load(b"", timeout=10)
+            check(False, "the Worker API refuses a call without the internal token")
+        except grpc.RpcError as e:
+            check(e.code() == grpc.StatusCode.UNAUTHENTICATED,
+                  "the Worker API refuses a call without the internal token", str(e.code()))
+        try:
+            get_load(b"", timeout=10,
+                     metadata=(("authorization", f"Bearer {internal_token}"),))
+            check(True, "the Worker API serves a call with the internal token")
+        except grpc.RpcError as e:
+            check(False, "the Worker API serves a call with the internal token", str(e))
 
         # 3. The router, with an API key file as the Secret would mount it.
         key = "sk-smoke-" + os.urandom(8).hex()
@@ -214,7 +241,7 @@ def main():
         }
         router_cmd = [os.path.join(a.bin_dir, os.path.basename(router_c["command"][0]))]
         router = start("router", router_cmd + rewrite(router_c["args"], router_replace),
-                       env_base)
+                       container_env(router_c))
         base = f"http://{LOOPBACK}:{http_port}"
         # Prometheus scrapes the admin port (the pod's annotation); the public port asks for a key.
         admin = f"http://{LOOPBACK}:{admin_port}"

@@ -1,6 +1,6 @@
 // Issue 15, low items and finding 6: API key checks and the tenant's prefix-cache salt.
 #include "router/api_keys.h"
-#include "router/grpc_credentials.h"
+#include "common/grpc_credentials.h"
 
 #include <cstdlib>
 

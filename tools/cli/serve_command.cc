@@ -5,9 +5,11 @@
 // leader prints its address, starts expertmesh-router pointed at the leaders, waits for it to
 // listen, and prints the HTTP and gRPC addresses. --device goes to every worker, and worker i
 // gets --cuda-device i (each wraps it onto the GPUs it sees). Every line the children print is
-// forwarded with a prefix ("[worker0] ", "[router] "). Ctrl-C / SIGTERM stops the router first (it
-// drains its streams), then the workers; a child that dies on its own stops everything with an
-// error.
+// forwarded with a prefix ("[worker0] ", "[router] "). Workers listen on loopback only, and
+// every router->worker call and rendezvous call carries a fresh random internal token, passed
+// to the children in EXPERTMESH_INTERNAL_TOKEN (an environment variable: argv shows in `ps`).
+// Ctrl-C / SIGTERM stops the router first (it drains its streams), then the workers; a child that
+// dies on its own stops everything with an error.
 #include <signal.h>
 #include <unistd.h>
 
@@ -23,6 +25,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
+#include "common/internal_token.h"
 #include "tools/cli/child_process.h"
 #include "tools/cli/commands.h"
 
@@ -336,6 +339,17 @@ absl::Status RunServe(const ServeFlags& flags) {
   sigemptyset(&action.sa_mask);
   sigaction(SIGINT, &action, nullptr);
   sigaction(SIGTERM, &action, nullptr);
+  // One token for this run's router and workers. One already in the environment is kept, so
+  // a user can reach the workers with it; a blank one is refused below, as the workers would.
+  if (std::getenv(kInternalTokenEnv) == nullptr) {
+    absl::StatusOr<std::string> token = GenerateInternalToken();
+    if (!token.ok()) return token.status();
+    setenv(kInternalTokenEnv, token->c_str(), 1);
+  }
+  if (absl::StatusOr<InternalToken> token = InternalToken::Load("", kInternalTokenEnv);
+      !token.ok()) {
+    return token.status();
+  }
   Launcher launcher(flags);
   std::thread signals([&launcher] {
     char byte = 0;

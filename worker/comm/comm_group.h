@@ -1,7 +1,8 @@
 // Forming a worker group: the leader (rank 0) starts the rendezvous server, every rank
-// (the leader too, over loopback) publishes and reads addresses through it, and the Gloo mesh
-// is connected. The server keeps running for the group's lifetime: later exchanges (the NCCL
-// unique id) use the same store through rendezvous().
+// (the leader too) publishes and reads addresses through it, and the Gloo mesh is connected.
+// Once every rank is connected the store has done its work (the NCCL unique id, later, goes
+// over the Gloo communicator): the leader closes the rendezvous port, so nothing can register
+// into a formed group or read its addresses afterwards.
 #ifndef EXPERTMESH_WORKER_COMM_COMM_GROUP_H_
 #define EXPERTMESH_WORKER_COMM_COMM_GROUP_H_
 
@@ -11,17 +12,19 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/internal_token.h"
 #include "worker/comm/communicator.h"
 #include "worker/comm/group_config.h"
-#include "worker/comm/rendezvous_client.h"
-#include "worker/comm/rendezvous_server.h"
 
 namespace expertmesh::comm {
 
 struct JoinOptions {
   GroupConfig group;
-  // Where the leader's rendezvous server listens (its port is group.leader_port, 0 = free).
-  std::string listen_host = "0.0.0.0";
+  // Where the leader's rendezvous server listens (its port is group.leader_port, 0 = free):
+  // the worker's --host. The other ranks must reach it at group.leader_host.
+  std::string listen_host = "127.0.0.1";
+  // The group's credential: the rendezvous server asks every call for it, every rank sends it.
+  InternalToken token;
   // Bound on the whole join and on every later collective.
   absl::Duration timeout = absl::Seconds(60);
   // Leader only: called with the bound port once the server listens, before waiting for the
@@ -31,25 +34,24 @@ struct JoinOptions {
 
 class CommGroup {
  public:
-  // A group of one gets the `single` communicator and no rendezvous. Errors: those of
-  // RendezvousServer::Start and CreateGlooCommunicator (DEADLINE_EXCEEDED names the rank that
-  // did not join).
+  // A group of one gets the `single` communicator and no rendezvous. Returns once every rank
+  // has joined (a barrier after the mesh is connected), with the rendezvous port closed.
+  // Errors: those of RendezvousServer::Start and CreateGlooCommunicator (DEADLINE_EXCEEDED
+  // names the rank that did not join; UNAUTHENTICATED: a rank with another token; ALREADY_EXISTS:
+  // two ranks with one rank number).
   static absl::StatusOr<std::unique_ptr<CommGroup>> Join(const JoinOptions& options);
   ~CommGroup();
 
   Communicator& comm() { return *comm_; }
-  // The group's store; nullptr in a group of one.
-  RendezvousClient* rendezvous() { return client_.get(); }
-  // The leader's bound rendezvous port; 0 on other ranks.
-  int rendezvous_port() const { return server_ ? server_->port() : 0; }
+  // The port the leader's rendezvous server listened on while the group formed (closed now);
+  // 0 on other ranks.
+  int rendezvous_port() const { return rendezvous_port_; }
 
  private:
   CommGroup() = default;
 
-  // Destroyed in reverse: communicator, then client, then server.
-  std::unique_ptr<RendezvousServer> server_;
-  std::unique_ptr<RendezvousClient> client_;
   std::unique_ptr<Communicator> comm_;
+  int rendezvous_port_ = 0;
 };
 
 }  // namespace expertmesh::comm

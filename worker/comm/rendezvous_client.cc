@@ -2,6 +2,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/grpc_token.h"
 #include "expertmesh/internal/v1/rendezvous.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "worker/comm/gloo_error.h"
@@ -27,17 +28,21 @@ absl::Status FromGrpc(const grpc::Status& status, absl::string_view what,
                       absl::StrCat(what, " at leader ", target, ": ", message));
 }
 
-void PrepareContext(grpc::ClientContext& context, absl::Duration timeout) {
+void PrepareContext(grpc::ClientContext& context, absl::Duration timeout,
+                    const InternalToken& token) {
   // Waits through "leader not listening yet" instead of failing at once.
   context.set_wait_for_ready(true);
   context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  AddCallToken(token, context);
 }
 
 }  // namespace
 
-RendezvousClient::RendezvousClient(std::string target, absl::Duration connect_timeout)
+RendezvousClient::RendezvousClient(std::string target, absl::Duration connect_timeout,
+                                   InternalToken token)
     : target_(std::move(target)),
       connect_timeout_(connect_timeout),
+      token_(std::move(token)),
       stub_(pb::Rendezvous::NewStub(
           grpc::CreateChannel(target_, grpc::InsecureChannelCredentials()))) {}
 
@@ -49,7 +54,7 @@ absl::Status RendezvousClient::Set(const std::string& key, const std::string& va
   request.set_value(value);
   pb::RendezvousSetResponse response;
   grpc::ClientContext context;
-  PrepareContext(context, connect_timeout_);
+  PrepareContext(context, connect_timeout_, token_);
   return FromGrpc(stub_->Set(&context, request, &response), absl::StrCat("set '", key, "'"),
                   target_);
 }
@@ -60,7 +65,7 @@ absl::StatusOr<std::string> RendezvousClient::Get(const std::string& key, absl::
   request.set_wait_ms(std::max<int64_t>(absl::ToInt64Milliseconds(wait), 0));
   pb::RendezvousGetResponse response;
   grpc::ClientContext context;
-  PrepareContext(context, std::max(wait, connect_timeout_) + kReplySlack);
+  PrepareContext(context, std::max(wait, connect_timeout_) + kReplySlack, token_);
   grpc::Status status = stub_->Get(&context, request, &response);
   if (!status.ok()) return FromGrpc(status, absl::StrCat("get '", key, "'"), target_);
   return std::move(*response.mutable_value());

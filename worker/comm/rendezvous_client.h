@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/internal_token.h"
 #include "expertmesh/internal/v1/rendezvous.grpc.pb.h"
 #include "gloo/rendezvous/store.h"
 
@@ -17,14 +18,14 @@ namespace expertmesh::comm {
 // of a group start in any order), so a rank may start before its leader.
 class RendezvousClient {
  public:
-  // target: "host:port" of the leader's RendezvousServer.
-  RendezvousClient(std::string target, absl::Duration connect_timeout);
+  // target: "host:port" of the leader's RendezvousServer. `token` goes with every call.
+  RendezvousClient(std::string target, absl::Duration connect_timeout, InternalToken token = {});
   ~RendezvousClient();
 
   const std::string& target() const { return target_; }
 
-  // DEADLINE_EXCEEDED if the leader cannot be reached in time; other gRPC failures keep their
-  // code.
+  // DEADLINE_EXCEEDED if the leader cannot be reached in time; ALREADY_EXISTS when the key is
+  // set already; other gRPC failures (UNAUTHENTICATED: a wrong token) keep their code.
   absl::Status Set(const std::string& key, const std::string& value);
 
   // The value of `key`, waiting up to `wait` for it to be set. DEADLINE_EXCEEDED names the key
@@ -38,6 +39,7 @@ class RendezvousClient {
  private:
   std::string target_;
   absl::Duration connect_timeout_;
+  InternalToken token_;
   std::unique_ptr<internal::v1::Rendezvous::Stub> stub_;
 };
 

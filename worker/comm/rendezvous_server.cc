@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/grpc_token.h"
 #include "expertmesh/internal/v1/rendezvous.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 
@@ -20,19 +21,33 @@ constexpr int64_t kMaxWaitMs = 10 * 60 * 1000;
 
 class RendezvousService final : public pb::Rendezvous::Service {
  public:
-  grpc::Status Set(grpc::ServerContext*, const pb::RendezvousSetRequest* request,
+  explicit RendezvousService(InternalToken token) : token_(std::move(token)) {}
+
+  grpc::Status Set(grpc::ServerContext* context, const pb::RendezvousSetRequest* request,
                    pb::RendezvousSetResponse*) override ABSL_LOCKS_EXCLUDED(mu_) {
+    if (grpc::Status auth = CheckCallToken(token_, *context, "rendezvous Set"); !auth.ok()) {
+      return auth;
+    }
     if (request->key().empty()) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "rendezvous Set: empty key");
     }
     absl::MutexLock lock(&mu_);
-    values_[request->key()] = request->value();
+    // First writer wins: a rank registers once, and a second registration (a stray process,
+    // or someone on the network) must not redirect the others to another address.
+    if (!values_.try_emplace(request->key(), request->value()).second) {
+      return grpc::Status(grpc::StatusCode::ALREADY_EXISTS,
+                          absl::StrCat("rendezvous Set: '", request->key(),
+                                       "' is already set (two ranks with one rank number?)"));
+    }
     cv_.SignalAll();
     return grpc::Status::OK;
   }
 
   grpc::Status Get(grpc::ServerContext* context, const pb::RendezvousGetRequest* request,
                    pb::RendezvousGetResponse* response) override ABSL_LOCKS_EXCLUDED(mu_) {
+    if (grpc::Status auth = CheckCallToken(token_, *context, "rendezvous Get"); !auth.ok()) {
+      return auth;
+    }
     int64_t wait_ms = std::clamp<int64_t>(request->wait_ms(), 0, kMaxWaitMs);
     const absl::Time deadline = absl::FromChrono(
         std::min(std::chrono::system_clock::now() + std::chrono::milliseconds(wait_ms),
@@ -66,6 +81,7 @@ class RendezvousService final : public pb::Rendezvous::Service {
   }
 
  private:
+  const InternalToken token_;
   absl::Mutex mu_;
   absl::CondVar cv_;  // signalled when values_ or stopping_ change
   std::unordered_map<std::string, std::string> values_ ABSL_GUARDED_BY(mu_);
@@ -83,12 +99,12 @@ RendezvousServer::~RendezvousServer() {
 }
 
 absl::StatusOr<std::unique_ptr<RendezvousServer>> RendezvousServer::Start(
-    const std::string& listen_host, int port) {
+    const std::string& listen_host, int port, InternalToken token) {
   if (port < 0 || port > 65535) {
     return absl::InvalidArgumentError(absl::StrCat("rendezvous: port ", port, " out of range"));
   }
   std::string address = absl::StrCat(listen_host, ":", port);
-  auto service = std::make_unique<RendezvousService>();
+  auto service = std::make_unique<RendezvousService>(std::move(token));
   int bound = 0;
   grpc::ServerBuilder builder;
   // gRPC sets SO_REUSEPORT by default: a second leader on the same port would then silently

@@ -1,6 +1,8 @@
 // The leader's rendezvous store: a key/value map served over gRPC
-// (expertmesh.internal.v1.Rendezvous) for the lifetime of the group. Ranks publish transport
-// addresses (Gloo) and the leader the NCCL unique id; readers may wait for a key to appear.
+// (expertmesh.internal.v1.Rendezvous) while the group forms. Ranks publish their transport
+// addresses (Gloo); readers may wait for a key to appear. A key is set once: a second Set of
+// it is refused, so nobody can replace a rank's address with their own. With a token every
+// call must carry it. CommGroup destroys the server, closing the port, once the group formed.
 #ifndef EXPERTMESH_WORKER_COMM_RENDEZVOUS_SERVER_H_
 #define EXPERTMESH_WORKER_COMM_RENDEZVOUS_SERVER_H_
 
@@ -8,6 +10,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/internal_token.h"
 
 namespace grpc {
 class Server;
@@ -20,10 +23,11 @@ class RendezvousService;
 class RendezvousServer {
  public:
   // Listens on listen_host:port; port 0 picks a free port (see port()). UNAVAILABLE when the
-  // address cannot be bound.
+  // address cannot be bound. With `token` enabled, calls without it are UNAUTHENTICATED.
   static absl::StatusOr<std::unique_ptr<RendezvousServer>> Start(const std::string& listen_host,
-                                                                 int port);
-  // Wakes every waiting Get (they fail with UNAVAILABLE) and stops serving.
+                                                                 int port,
+                                                                 InternalToken token = {});
+  // Wakes every waiting Get (they fail with UNAVAILABLE), stops serving and closes the port.
   ~RendezvousServer();
 
   // The bound port.

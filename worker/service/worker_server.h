@@ -18,10 +18,10 @@
 namespace expertmesh::server {
 
 struct WorkerServerOptions {
-  std::string host = "0.0.0.0";
+  std::string host = "127.0.0.1";
   int port = 0;  // 0 = a free port (see port())
   WorkerServiceOptions service;
-  // Internal port: insecure unless given (workers sit on a private network).
+  // Plaintext unless given (GrpcServerCredentials(--tls-cert, --tls-key) for TLS).
   std::shared_ptr<grpc::ServerCredentials> credentials;
 };
 

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/synchronization/mutex.h"
+#include "common/grpc_token.h"
 #include "model/request/request_id.h"
 #include "worker/service/proto_convert.h"
 
@@ -143,7 +144,12 @@ class RefusedStream final : public grpc::ServerWriteReactor<SubmitResponse> {
 }  // namespace
 
 grpc::ServerWriteReactor<SubmitResponse>* WorkerService::Submit(
-    grpc::CallbackServerContext* /*context*/, const internal_api::SubmitRequest* request) {
+    grpc::CallbackServerContext* context, const internal_api::SubmitRequest* request) {
+  if (grpc::Status auth = CheckCallToken(options_.token, *context, "Worker.Submit"); !auth.ok()) {
+    grpc::ServerWriteReactor<SubmitResponse>* refused = new RefusedStream();
+    refused->Finish(auth);
+    return refused;
+  }
   // Only ids a router minted (model/request/request_id.h) may key a live request, so no id a
   // client chose can collide with, or later abort, another client's request.
   if (!request->request_id().empty() && !model::IsRouterRequestId(request->request_id())) {
@@ -159,6 +165,10 @@ grpc::ServerUnaryReactor* WorkerService::Abort(grpc::CallbackServerContext* cont
                                                const internal_api::AbortRequest* request,
                                                internal_api::AbortResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (grpc::Status auth = CheckCallToken(options_.token, *context, "Worker.Abort"); !auth.ok()) {
+    reactor->Finish(auth);
+    return reactor;
+  }
   if (request->request_id().empty()) {
     reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "Abort: empty request_id"));
     return reactor;
@@ -178,8 +188,13 @@ grpc::ServerUnaryReactor* WorkerService::Abort(grpc::CallbackServerContext* cont
 grpc::ServerUnaryReactor* WorkerService::GetLoad(grpc::CallbackServerContext* context,
                                                  const internal_api::GetLoadRequest* /*request*/,
                                                  internal_api::LoadReport* response) {
-  *response = ToLoadReport(loop_->Load(), loop_->info(), options_.tp, options_.ep);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  // The report names cached prefix hashes and load: nothing for a caller without the token.
+  if (grpc::Status auth = CheckCallToken(options_.token, *context, "Worker.GetLoad"); !auth.ok()) {
+    reactor->Finish(auth);
+    return reactor;
+  }
+  *response = ToLoadReport(loop_->Load(), loop_->info(), options_.tp, options_.ep);
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

@@ -8,9 +8,12 @@
 //   Abort   by request id; aborted=false when it was not live. The stream ends with a last
 //           message carrying STOP_REASON_ABORTED.
 //   GetLoad the loop's latest load snapshot.
+// With an internal token configured every call must carry it (UNAUTHENTICATED otherwise,
+// before anything else is looked at); grpc.health.v1 stays open for the kubelet's probes.
 #ifndef EXPERTMESH_WORKER_SERVICE_WORKER_SERVICE_H_
 #define EXPERTMESH_WORKER_SERVICE_WORKER_SERVICE_H_
 
+#include "common/internal_token.h"
 #include "expertmesh/internal/v1/worker.grpc.pb.h"
 #include "worker/serving/engine_loop.h"
 
@@ -19,12 +22,15 @@ namespace expertmesh::server {
 struct WorkerServiceOptions {
   int tp = 1;  // reported in LoadReport
   int ep = 1;
+  // The group's credential (internal_token.h); disabled: every caller is served.
+  InternalToken token;
 };
 
 class WorkerService final : public ::expertmesh::internal::v1::Worker::CallbackService {
  public:
   // `loop` must outlive the service.
-  WorkerService(EngineLoop* loop, WorkerServiceOptions options) : loop_(loop), options_(options) {}
+  WorkerService(EngineLoop* loop, WorkerServiceOptions options)
+      : loop_(loop), options_(std::move(options)) {}
 
   grpc::ServerWriteReactor<::expertmesh::internal::v1::SubmitResponse>* Submit(
       grpc::CallbackServerContext* context,

@@ -12,7 +12,7 @@ namespace expertmesh::server {
 struct WorkerFlags {
   std::string model_dir;
   std::string model_name;
-  std::string host = "0.0.0.0";
+  std::string host = "127.0.0.1";
   int port = 0;
   int tp = 1;
   int ep = 1;
@@ -32,6 +32,11 @@ struct WorkerFlags {
   double grace_s = 30;
   double comm_timeout_s = 30;
   std::optional<int> ranks_per_pod;
+  // The group's credential (common/internal_token.h); default: EXPERTMESH_INTERNAL_TOKEN.
+  std::string internal_token_file;
+  // PEM certificate and key: the Worker API over TLS.
+  std::string tls_cert_file;
+  std::string tls_key_file;
 };
 
 }  // namespace expertmesh::server

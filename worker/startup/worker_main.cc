@@ -2,7 +2,7 @@
 // (tp x ep, see worker/models/shard.h); rank 0 also runs the engine loop, broadcasts each step
 // to the other ranks and serves the internal Worker gRPC API to routers.
 //
-//   expertmesh-worker --model DIR [--port 0] [--host 0.0.0.0] [--kv-budget 2GiB] ...
+//   expertmesh-worker --model DIR [--port 0] [--host 127.0.0.1] [--kv-budget 2GiB] ...
 //   expertmesh-worker --model DIR --tp 2 --rank R --leader HOST:PORT ...   (a group of two)
 //   expertmesh-worker --model DIR --device cuda [--cuda-device N] ...     (on a GPU)
 // --device cpu|cuda|auto picks the backend (backend_select.h); a group whose ranks each have a
@@ -10,6 +10,11 @@
 // Group placement may also come from EXPERTMESH_* or LeaderWorkerSet variables
 // (worker/comm/group_config.h). A group that breaks (a rank died or timed out) cannot go on:
 // its ranks exit non-zero and are restarted together.
+//
+// The Worker API and the group's rendezvous listen on --host (default loopback: pass the pod's
+// address or 0.0.0.0 where routers and other ranks must reach it). Both ask every call for the
+// internal token (--internal-token-file or EXPERTMESH_INTERNAL_TOKEN) when one is set; the
+// Worker API speaks TLS with --tls-cert/--tls-key. The rendezvous closes once the group formed.
 //
 // Prints "expertmesh-worker: listening on HOST:PORT" on stdout once it serves (port 0 picks a
 // free port). SIGTERM/SIGINT: readiness NOT_SERVING at once, in-flight requests drain for
@@ -30,7 +35,9 @@ int main(int argc, char** argv) {
   CLI::App app{"expertmesh-worker: one rank of a worker group (serves the internal Worker API)"};
   app.add_option("--model", f.model_dir, "Model directory (config.json + safetensors)")->required();
   app.add_option("--model-name", f.model_name, "Name in load reports (default: directory name)");
-  app.add_option("--host", f.host, "Address to listen on")->capture_default_str();
+  app.add_option("--host", f.host,
+                 "Address the Worker API and the group's rendezvous listen on (0.0.0.0: all)")
+      ->capture_default_str();
   app.add_option("--port", f.port, "Port (0: a free port, printed)")->capture_default_str();
   app.add_option("--tp", f.tp, "Tensor-parallel ranks of the group")->capture_default_str();
   app.add_option("--ep", f.ep, "Expert-parallel ranks of the group")->capture_default_str();
@@ -70,6 +77,11 @@ int main(int argc, char** argv) {
                  "Group join and collective timeout: a rank that does not take part within it "
                  "breaks the group")
       ->capture_default_str();
+  app.add_option("--internal-token-file", f.internal_token_file,
+                 "File with the group's internal token, asked of routers and ranks (default: "
+                 "EXPERTMESH_INTERNAL_TOKEN; none: no check, with a warning)");
+  app.add_option("--tls-cert", f.tls_cert_file, "PEM certificate: serve the Worker API over TLS");
+  app.add_option("--tls-key", f.tls_key_file, "PEM private key of --tls-cert");
   CLI11_PARSE(app, argc, argv);
 
   std::signal(SIGPIPE, SIG_IGN);

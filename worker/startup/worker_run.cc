@@ -12,6 +12,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "common/grpc_credentials.h"
+#include "common/internal_token.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "model/config/model_config.h"
@@ -115,6 +117,10 @@ absl::StatusOr<std::unique_ptr<models::Model>> LoadShard(const WorkerFlags& flag
   return models::LoadModel(flags.model_dir, &backend, mo);
 }
 
+bool IsLoopbackHost(const std::string& host) {
+  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
 std::string ModelName(const WorkerFlags& flags) {
   std::string name = flags.model_name;
   if (name.empty()) {
@@ -124,14 +130,35 @@ std::string ModelName(const WorkerFlags& flags) {
   return name;
 }
 
+// How routers and ranks prove themselves, and the Worker API's TLS: checked before anything
+// is loaded, so a bad file fails the start at once.
+struct Credentials {
+  InternalToken token;
+  std::shared_ptr<grpc::ServerCredentials> server;
+};
+
+absl::StatusOr<Credentials> LoadCredentials(const WorkerFlags& flags) {
+  Credentials c;
+  ASSIGN_OR_RETURN(c.token, InternalToken::Load(flags.internal_token_file, kInternalTokenEnv));
+  ASSIGN_OR_RETURN(c.server, GrpcServerCredentials(flags.tls_cert_file, flags.tls_key_file));
+  if (!c.token.enabled()) {
+    EM_LOG_WARN(
+        "worker: no internal token (--internal-token-file or {}): anyone who reaches {} can "
+        "submit, abort and read load, and join the group's rendezvous",
+        kInternalTokenEnv, flags.host);
+  }
+  return c;
+}
+
 absl::Status RunGroup(const WorkerFlags& flags, const comm::GroupConfig& group,
-                      SignalWatcher& signals);
+                      const Credentials& credentials, SignalWatcher& signals);
 
 }  // namespace
 
 absl::Status RunWorker(const WorkerFlags& flags, SignalWatcher& signals) {
   ASSIGN_OR_RETURN(comm::GroupConfig group, ResolveGroup(flags, comm::ProcessEnv()));
-  if (group.world_size > 1) return RunGroup(flags, group, signals);
+  ASSIGN_OR_RETURN(Credentials credentials, LoadCredentials(flags));
+  if (group.world_size > 1) return RunGroup(flags, group, credentials, signals);
   ASSIGN_OR_RETURN(engine::EngineOptions options, EngineOptionsFrom(flags));
   ASSIGN_OR_RETURN(DeviceChoice device, ChooseWorkerDevice(flags));
   const std::string name = ModelName(flags);
@@ -149,10 +176,13 @@ absl::Status RunWorker(const WorkerFlags& flags, SignalWatcher& signals) {
   EngineLoop loop(std::make_unique<EngineAdapter>(std::move(engine), name),
                   {.max_queued = flags.max_queued});
   loop.Start();
-  ASSIGN_OR_RETURN(std::unique_ptr<WorkerServer> server,
-                   WorkerServer::Start(&loop, {.host = flags.host,
-                                               .port = flags.port,
-                                               .service = {.tp = flags.tp, .ep = flags.ep}}));
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<WorkerServer> server,
+      WorkerServer::Start(&loop,
+                          {.host = flags.host,
+                           .port = flags.port,
+                           .service = {.tp = flags.tp, .ep = flags.ep, .token = credentials.token},
+                           .credentials = credentials.server}));
   std::printf("expertmesh-worker: model %s, %d KV blocks, context %lld\n", name.c_str(), kv_blocks,
               static_cast<long long>(max_len));
   std::printf("expertmesh-worker: listening on %s:%d\n", flags.host.c_str(), server->port());
@@ -173,7 +203,7 @@ namespace {
 // A rank of a worker group of several. Every rank loads its shard of the weights; rank 0 runs
 // the scheduler and the server and broadcasts each step, the others follow (follower.h).
 absl::Status RunGroup(const WorkerFlags& flags, const comm::GroupConfig& group,
-                      SignalWatcher& signals) {
+                      const Credentials& credentials, SignalWatcher& signals) {
   ASSIGN_OR_RETURN(engine::EngineOptions options, EngineOptionsFrom(flags));
   ASSIGN_OR_RETURN(DeviceChoice device, ChooseWorkerDevice(flags));
   const model::ParallelConfig shard{.tp = flags.tp, .ep = flags.ep, .rank = group.rank};
@@ -181,6 +211,14 @@ absl::Status RunGroup(const WorkerFlags& flags, const comm::GroupConfig& group,
               flags.tp, flags.ep, group.source, group.leader_host, group.leader_port);
   comm::JoinOptions join;
   join.group = group;
+  join.listen_host = flags.host;
+  join.token = credentials.token;
+  if (group.rank == 0 && IsLoopbackHost(flags.host) && !IsLoopbackHost(group.leader_host)) {
+    EM_LOG_WARN(
+        "worker: the rendezvous listens on --host {}, but the other ranks look for it at {}: "
+        "pass --host 0.0.0.0 (or this host's address) for a group across machines",
+        flags.host, group.leader_host);
+  }
   join.timeout = absl::Seconds(flags.comm_timeout_s);
   join.on_leader_listening = [](int port) {
     // A launcher (expertmesh serve, tests) reads this to start the other ranks.
@@ -245,10 +283,13 @@ absl::Status RunGroup(const WorkerFlags& flags, const comm::GroupConfig& group,
   };
   EngineLoop loop(std::move(adapter), loop_options);
   loop.Start();
-  ASSIGN_OR_RETURN(std::unique_ptr<WorkerServer> server,
-                   WorkerServer::Start(&loop, {.host = flags.host,
-                                               .port = flags.port,
-                                               .service = {.tp = flags.tp, .ep = flags.ep}}));
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<WorkerServer> server,
+      WorkerServer::Start(&loop,
+                          {.host = flags.host,
+                           .port = flags.port,
+                           .service = {.tp = flags.tp, .ep = flags.ep, .token = credentials.token},
+                           .credentials = credentials.server}));
   serving.store(server.get());
   if (fatal.HasBeenNotified()) server->SetServing(false);
   std::printf(

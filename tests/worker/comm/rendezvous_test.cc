@@ -1,8 +1,11 @@
-// The leader's rendezvous store over gRPC: set/get, waiting, bounded waits naming the key.
+// The leader's rendezvous store over gRPC: set/get, waiting, bounded waits naming the key;
+// a key set once (no second registration of a rank), the group's token on every call, the
+// configured listen address (issue 15, finding 5).
 #include <thread>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/util/listening_sockets.h"
 #include "worker/comm/rendezvous_client.h"
 #include "worker/comm/rendezvous_server.h"
 
@@ -25,13 +28,49 @@ class RendezvousTest : public ::testing::Test {
   std::unique_ptr<RendezvousClient> client_;
 };
 
-TEST_F(RendezvousTest, SetThenGetAndOverwrite) {
-  ASSERT_TRUE(client_->Set("nccl/unique_id", std::string("\0\1\2binary", 9)).ok());
-  absl::StatusOr<std::string> v = client_->Get("nccl/unique_id", absl::ZeroDuration());
+TEST_F(RendezvousTest, SetThenGet) {
+  ASSERT_TRUE(client_->Set("gloo/0", std::string("\0\1\2binary", 9)).ok());
+  absl::StatusOr<std::string> v = client_->Get("gloo/0", absl::ZeroDuration());
   ASSERT_TRUE(v.ok()) << v.status();
   EXPECT_EQ(*v, std::string("\0\1\2binary", 9));
-  ASSERT_TRUE(client_->Set("nccl/unique_id", "second").ok());
-  EXPECT_EQ(*client_->Get("nccl/unique_id", absl::ZeroDuration()), "second");
+}
+
+// A rank's address, once registered, cannot be replaced: a second registration (another
+// process claiming the rank) is refused and the first address stays.
+TEST_F(RendezvousTest, SecondRegistrationOfARankIsRefused) {
+  ASSERT_TRUE(client_->Set("gloo/1", "10.0.0.2:4000").ok());
+  RendezvousClient intruder(Target(server_->port()), absl::Seconds(5));
+  absl::Status second = intruder.Set("gloo/1", "10.6.6.6:4000");
+  EXPECT_TRUE(absl::IsAlreadyExists(second)) << second;
+  EXPECT_THAT(std::string(second.message()), ::testing::HasSubstr("'gloo/1'"));
+  EXPECT_TRUE(absl::IsAlreadyExists(client_->Set("gloo/1", "10.0.0.2:4000")));
+  EXPECT_EQ(*client_->Get("gloo/1", absl::ZeroDuration()), "10.0.0.2:4000");
+}
+
+TEST_F(RendezvousTest, ListensOnTheGivenHostOnly) {
+  EXPECT_THAT(expertmesh::testing::ListeningAddresses(server_->port()),
+              ::testing::ElementsAre("127.0.0.1"));
+}
+
+// With a token, every call must carry it: a registration or lookup without it, or with
+// another, is refused and changes nothing.
+TEST(RendezvousTokenTest, CallsWithoutTheTokenAreRefused) {
+  absl::StatusOr<std::unique_ptr<RendezvousServer>> server =
+      RendezvousServer::Start("127.0.0.1", 0, *InternalToken::FromString("group-token"));
+  ASSERT_TRUE(server.ok()) << server.status();
+  const std::string target = "127.0.0.1:" + std::to_string((*server)->port());
+  RendezvousClient none(target, absl::Seconds(5));
+  RendezvousClient wrong(target, absl::Seconds(5), *InternalToken::FromString("other-token"));
+  RendezvousClient right(target, absl::Seconds(5), *InternalToken::FromString("group-token"));
+  for (RendezvousClient* c : {&none, &wrong}) {
+    absl::Status set = c->Set("gloo/1", "10.6.6.6:4000");
+    EXPECT_TRUE(absl::IsUnauthenticated(set)) << set;
+    EXPECT_TRUE(absl::IsUnauthenticated(c->Get("gloo/0", absl::ZeroDuration()).status()));
+  }
+  EXPECT_TRUE(absl::IsNotFound(right.Get("gloo/1", absl::ZeroDuration()).status()));
+  ASSERT_TRUE(right.Set("gloo/0", "10.0.0.1:4000").ok());
+  EXPECT_TRUE(absl::IsUnauthenticated(none.Get("gloo/0", absl::ZeroDuration()).status()));
+  EXPECT_EQ(*right.Get("gloo/0", absl::ZeroDuration()), "10.0.0.1:4000");
 }
 
 TEST_F(RendezvousTest, MissingKeyWithoutWaitIsNotFound) {

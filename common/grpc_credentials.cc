@@ -1,10 +1,11 @@
-#include "router/grpc_credentials.h"
+#include "common/grpc_credentials.h"
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
-#include "grpcpp/security/server_credentials.h"
 
-namespace expertmesh::router {
+namespace expertmesh {
 
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> GrpcServerCredentials(
     const std::string& cert_file, const std::string& key_file) {
@@ -22,4 +23,18 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> GrpcServerCredentials(
   return grpc::SslServerCredentials(ssl);
 }
 
-}  // namespace expertmesh::router
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> GrpcChannelCredentials(
+    const std::string& ca_file) {
+  if (ca_file.empty()) return grpc::InsecureChannelCredentials();
+  ASSIGN_OR_RETURN(std::string ca, ReadFileToString(ca_file));
+  // gRPC would take an empty root set as "use the system's roots": never what a private CA
+  // file means.
+  if (!absl::StrContains(ca, "-----BEGIN CERTIFICATE-----")) {
+    return absl::InvalidArgumentError(absl::StrCat(ca_file, " holds no PEM certificate"));
+  }
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = std::move(ca);
+  return grpc::SslCredentials(ssl);
+}
+
+}  // namespace expertmesh
