@@ -13,7 +13,7 @@ if [[ ! -f "$FUZZ_BUILD_DIR/build.ninja" ]]; then
 fi
 cmake --build "$FUZZ_BUILD_DIR" -j "$(nproc)"
 
-for target in safetensors_header_fuzz tokenizer_fuzz; do
+for target in safetensors_header_fuzz tokenizer_fuzz openai_request_fuzz http_front_door_fuzz; do
   seeds="$ROOT/tests/fuzz/seeds/$target"
   work="$FUZZ_BUILD_DIR/corpus/$target"
   mkdir -p "$work"

@@ -1,0 +1,119 @@
+// libFuzzer target for the router's HTTP front door (router/http): each input is what one
+// client sends on one connection (then it half-closes), against a front door running in this
+// process with small limits and routes like the router's (keyed JSON POST, streaming, inline
+// GET). ASan and UBSan watch the parser, the head checks, the chunked body counting, the
+// response channel and the connection's coroutines; the answer must be HTTP or nothing.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "router/http/front_door.h"
+
+namespace {
+
+using expertmesh::router::http::FrontDoor;
+using expertmesh::router::http::FrontDoorHooks;
+using expertmesh::router::http::FrontDoorOptions;
+using expertmesh::router::http::HttpRequest;
+using expertmesh::router::http::ResponseWriter;
+using expertmesh::router::http::Route;
+
+void Check(bool condition, const char* what) {
+  if (!condition) {
+    fprintf(stderr, "http_front_door_fuzz: violated: %s\n", what);
+    abort();
+  }
+}
+
+int Port() {
+  static const int port = [] {
+    FrontDoorOptions o;
+    o.limits.max_body_bytes = 4096;
+    o.limits.max_header_bytes = 2048;
+    o.limits.max_header_fields = 16;
+    o.limits.head_timeout = absl::Milliseconds(500);
+    o.limits.body_timeout = absl::Milliseconds(500);
+    o.limits.idle_timeout = absl::Milliseconds(500);
+    o.limits.write_timeout = absl::Milliseconds(500);
+    o.limits.max_requests_per_connection = 8;
+    o.handler_threads = 2;
+    o.max_queued_handlers = 2;
+    std::vector<Route> routes;
+    routes.push_back({"POST", "/v1/completions", true, true, false,
+                      [](const HttpRequest& req, ResponseWriter& res) {
+                        res.Respond(200, "application/json",
+                                    absl::StrCat("{\"bytes\":", req.body.size(), "}"));
+                      }});
+    routes.push_back({"POST", "/v1/chat/completions", true, true, false,
+                      [](const HttpRequest& req, ResponseWriter& res) {
+                        res.BeginStream(200, "text/event-stream");
+                        for (size_t i = 0; i < req.body.size() % 5; ++i) {
+                          if (!res.Write(absl::StrCat("data: ", i, "\n\n"))) break;
+                        }
+                        res.EndStream();
+                      }});
+    routes.push_back({"GET", "/healthz", false, false, true,
+                      [](const HttpRequest&, ResponseWriter& res) {
+                        res.Respond(200, "text/plain", "ok\n");
+                      }});
+    routes.push_back({"GET", "/v1/models/*", true, false, true,
+                      [](const HttpRequest& req, ResponseWriter& res) {
+                        res.Respond(200, "application/json", req.path);
+                      }});
+    FrontDoorHooks hooks;
+    hooks.authorize = [](std::string_view auth) {
+      return auth == "Bearer k" ? absl::OkStatus() : absl::UnauthenticatedError("no key");
+    };
+    static FrontDoor* door = new FrontDoor(o, std::move(routes), hooks);  // lives for the run
+    absl::StatusOr<int> port = door->Start();
+    Check(port.ok(), "the front door did not start");
+    return *port;
+  }();
+  return port;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const int port = Port();
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  Check(fd >= 0, "socket");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  Check(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0, "connect");
+  size_t sent = 0;
+  while (sent < size) {
+    const ssize_t n = send(fd, data + sent, size - sent, MSG_NOSIGNAL);
+    if (n <= 0) break;  // the server closed early (a refusal): fine
+    sent += static_cast<size_t>(n);
+  }
+  shutdown(fd, SHUT_WR);
+  std::string answer;
+  char buf[4096];
+  for (int waited = 0; waited < 3000;) {
+    pollfd p{fd, POLLIN, 0};
+    const int ready = poll(&p, 1, 100);
+    if (ready <= 0) {
+      waited += 100;
+      continue;
+    }
+    const ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0) break;
+    if (answer.size() < 65536) answer.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  Check(answer.empty() || answer.rfind("HTTP/1.1 ", 0) == 0, "an answer that is not HTTP/1.1");
+  return 0;
+}
