@@ -19,47 +19,15 @@
 #include <vector>
 
 #include "bench/cuda/attention/attention_fill.h"
+#include "bench/cuda/bench_util.h"
 #include "kernels/cuda/attention/paged_attention.h"
 
 namespace expertmesh::cuda {
 namespace {
 
-#define BENCH_CHECK(expr)                                                      \
-  do {                                                                         \
-    const cudaError_t bench_err_ = (expr);                                     \
-    if (bench_err_ != cudaSuccess) {                                           \
-      std::fprintf(stderr, "%s: %s\n", #expr, cudaGetErrorString(bench_err_)); \
-      std::exit(1);                                                            \
-    }                                                                          \
-  } while (false)
+void* DeviceAlloc(size_t bytes) { return bench::DeviceAlloc(std::max<size_t>(bytes, 16)); }
 
-void* DeviceAlloc(size_t bytes) {
-  void* p = nullptr;
-  BENCH_CHECK(cudaMalloc(&p, std::max<size_t>(bytes, 16)));
-  return p;
-}
-
-// Median time in ms of `run` over `reps` runs after `warmup` unrecorded ones.
-float MedianMs(cudaStream_t stream, int warmup, int reps, const std::function<void()>& run) {
-  cudaEvent_t start, stop;
-  BENCH_CHECK(cudaEventCreate(&start));
-  BENCH_CHECK(cudaEventCreate(&stop));
-  for (int i = 0; i < warmup; ++i) run();
-  std::vector<float> ms;
-  for (int i = 0; i < reps; ++i) {
-    BENCH_CHECK(cudaEventRecord(start, stream));
-    run();
-    BENCH_CHECK(cudaEventRecord(stop, stream));
-    BENCH_CHECK(cudaEventSynchronize(stop));
-    float t = 0.0f;
-    BENCH_CHECK(cudaEventElapsedTime(&t, start, stop));
-    ms.push_back(t);
-  }
-  BENCH_CHECK(cudaEventDestroy(start));
-  BENCH_CHECK(cudaEventDestroy(stop));
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
-}
+using bench::MedianMs;
 
 struct Case {
   const char* name;

@@ -20,21 +20,13 @@
 #include <random>
 #include <vector>
 
+#include "bench/cuda/bench_util.h"
 #include "bench/cuda/gemm/bench_fill.h"
 #include "kernels/cuda/gemm/fp8_gemm.h"
 #include "kernels/cuda/gemm/moe_grouped_gemm.h"
 
 namespace expertmesh::cuda {
 namespace {
-
-#define BENCH_CHECK(expr)                                                      \
-  do {                                                                         \
-    const cudaError_t bench_err_ = (expr);                                     \
-    if (bench_err_ != cudaSuccess) {                                           \
-      std::fprintf(stderr, "%s: %s\n", #expr, cudaGetErrorString(bench_err_)); \
-      std::exit(1);                                                            \
-    }                                                                          \
-  } while (false)
 
 constexpr int kExperts = 128;
 constexpr int kTopK = 8;
@@ -47,42 +39,11 @@ struct Proj {
 };
 constexpr Proj kProjs[] = {{"gate_up", 2 * 768, 2048}, {"down", 2048, 768}};
 
-void* DeviceAlloc(size_t bytes) {
-  void* p = nullptr;
-  BENCH_CHECK(cudaMalloc(&p, bytes));
-  return p;
-}
-
-float MedianMs(cudaStream_t stream, int warmup, int reps, const std::function<void(int)>& run) {
-  cudaEvent_t start, stop;
-  BENCH_CHECK(cudaEventCreate(&start));
-  BENCH_CHECK(cudaEventCreate(&stop));
-  for (int i = 0; i < warmup; ++i) run(i);
-  std::vector<float> ms(reps);
-  for (int i = 0; i < reps; ++i) {
-    BENCH_CHECK(cudaEventRecord(start, stream));
-    run(warmup + i);
-    BENCH_CHECK(cudaEventRecord(stop, stream));
-    BENCH_CHECK(cudaEventSynchronize(stop));
-    BENCH_CHECK(cudaEventElapsedTime(&ms[i], start, stop));
-  }
-  BENCH_CHECK(cudaEventDestroy(start));
-  BENCH_CHECK(cudaEventDestroy(stop));
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
-}
+using bench::DeviceAlloc;
+using bench::MedianMs;
 
 std::vector<int32_t> RandomOffsets(int64_t tokens, std::mt19937& rng) {
-  std::vector<int32_t> ids(kExperts);
-  std::iota(ids.begin(), ids.end(), 0);
-  std::vector<int32_t> counts(kExperts, 0);
-  for (int64_t t = 0; t < tokens; ++t) {
-    std::shuffle(ids.begin(), ids.end(), rng);
-    for (int j = 0; j < kTopK; ++j) ++counts[ids[j]];
-  }
-  std::vector<int32_t> offsets(kExperts + 1, 0);
-  std::partial_sum(counts.begin(), counts.end(), offsets.begin() + 1);
-  return offsets;
+  return bench::RandomOffsets(tokens, kExperts, kTopK, rng);
 }
 
 int Active(const std::vector<int32_t>& offsets) {
@@ -164,21 +125,6 @@ MoeGroupedGemmArgs Bf16Args(const Proj& p, const Experts& e, const void* x, cons
   a.out_features = p.n;
   a.num_experts = kExperts;
   return a;
-}
-
-double CopyBandwidthGBs(cudaStream_t stream) {
-  const size_t bytes = size_t{1} << 30;
-  void* a = DeviceAlloc(bytes);
-  void* b = DeviceAlloc(bytes);
-  BENCH_CHECK(cudaMemsetAsync(a, 1, bytes, stream));
-  const float ms = MedianMs(stream, 2, 7, [&](int) {
-    BENCH_CHECK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, stream));
-  });
-  BENCH_CHECK(cudaFree(a));
-  BENCH_CHECK(cudaFree(b));
-  const double gbs = 2.0 * static_cast<double>(bytes) / (ms * 1e-3) / 1e9;
-  std::printf("copy_bandwidth bytes=%zu ms=%.3f read_plus_write_GBps=%.1f\n", bytes, ms, gbs);
-  return gbs;
 }
 
 double NominalFp8PeakTflops() {
@@ -326,7 +272,7 @@ int Main() {
   }
   cudaStream_t stream;
   BENCH_CHECK(cudaStreamCreate(&stream));
-  const double copy_gbs = CopyBandwidthGBs(stream);
+  const double copy_gbs = bench::CopyBandwidthGBs(stream, 2, 7);
   const double peak = NominalFp8PeakTflops();
   std::mt19937 rng(17);
   const Experts experts[2] = {MakeExperts(kProjs[0], 1, rng, stream),

@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/cuda/bench_util.h"
 #include "bench/cuda/gemm/bench_fill.h"
 #include "kernels/cuda/cuda_util.h"
 #include "kernels/cuda/gemm/cublaslt_linear.h"
@@ -33,15 +34,6 @@
 
 namespace expertmesh::cuda {
 namespace {
-
-#define BENCH_CHECK(expr)                                                      \
-  do {                                                                         \
-    const cudaError_t bench_err_ = (expr);                                     \
-    if (bench_err_ != cudaSuccess) {                                           \
-      std::fprintf(stderr, "%s: %s\n", #expr, cudaGetErrorString(bench_err_)); \
-      std::exit(1);                                                            \
-    }                                                                          \
-  } while (false)
 
 constexpr int kExperts = 128;
 constexpr int kTopK = 8;
@@ -55,50 +47,13 @@ struct Proj {
 };
 constexpr Proj kProjs[] = {{"gate_up", 2 * kInter, kHidden}, {"down", kHidden, kInter}};
 
-void* DeviceAlloc(size_t bytes) {
-  void* p = nullptr;
-  BENCH_CHECK(cudaMalloc(&p, bytes));
-  return p;
-}
-
-// Median time in ms of run(i) over `reps` runs after `warmup` unrecorded ones.
-std::vector<float> TimeRuns(cudaStream_t stream, int warmup, int reps,
-                            const std::function<void(int)>& run) {
-  cudaEvent_t start, stop;
-  BENCH_CHECK(cudaEventCreate(&start));
-  BENCH_CHECK(cudaEventCreate(&stop));
-  for (int i = 0; i < warmup; ++i) run(i);
-  BENCH_CHECK(cudaStreamSynchronize(stream));
-  std::vector<float> ms(reps);
-  for (int i = 0; i < reps; ++i) {
-    BENCH_CHECK(cudaEventRecord(start, stream));
-    run(warmup + i);
-    BENCH_CHECK(cudaEventRecord(stop, stream));
-    BENCH_CHECK(cudaEventSynchronize(stop));
-    BENCH_CHECK(cudaEventElapsedTime(&ms[i], start, stop));
-  }
-  BENCH_CHECK(cudaEventDestroy(start));
-  BENCH_CHECK(cudaEventDestroy(stop));
-  return ms;
-}
-
-float Median(std::vector<float> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
+using bench::DeviceAlloc;
+using bench::Median;
+using bench::TimeRuns;
 
 // Random top-k routing of `tokens` tokens: per-expert row counts as offsets [E + 1].
 std::vector<int32_t> RandomOffsets(int64_t tokens, std::mt19937& rng) {
-  std::vector<int32_t> ids(kExperts);
-  std::iota(ids.begin(), ids.end(), 0);
-  std::vector<int32_t> counts(kExperts, 0);
-  for (int64_t t = 0; t < tokens; ++t) {
-    std::shuffle(ids.begin(), ids.end(), rng);
-    for (int j = 0; j < kTopK; ++j) ++counts[ids[j]];
-  }
-  std::vector<int32_t> offsets(kExperts + 1, 0);
-  std::partial_sum(counts.begin(), counts.end(), offsets.begin() + 1);
-  return offsets;
+  return bench::RandomOffsets(tokens, kExperts, kTopK, rng);
 }
 
 // One projection's expert weights: a contiguous [E, n, k] bf16 buffer and its pointer array.
@@ -118,21 +73,6 @@ Experts MakeExperts(const Proj& p, uint32_t seed, cudaStream_t stream) {
   BENCH_CHECK(
       cudaMemcpy(e.pointers, ptrs.data(), sizeof(void*) * kExperts, cudaMemcpyHostToDevice));
   return e;
-}
-
-double CopyBandwidthGBs(cudaStream_t stream) {
-  const size_t bytes = size_t{1} << 30;
-  void* a = DeviceAlloc(bytes);
-  void* b = DeviceAlloc(bytes);
-  BENCH_CHECK(cudaMemsetAsync(a, 1, bytes, stream));
-  const float ms = Median(TimeRuns(stream, 3, 10, [&](int) {
-    BENCH_CHECK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, stream));
-  }));
-  BENCH_CHECK(cudaFree(a));
-  BENCH_CHECK(cudaFree(b));
-  const double gbs = 2.0 * static_cast<double>(bytes) / (ms * 1e-3) / 1e9;
-  std::printf("copy_bandwidth bytes=%zu ms=%.3f read_plus_write_GBps=%.1f\n", bytes, ms, gbs);
-  return gbs;
 }
 
 const char* PathName(MoeGemmPath p) {
@@ -363,7 +303,7 @@ int Main(int argc, char** argv) {
   uint32_t* flags = static_cast<uint32_t*>(DeviceAlloc(4));
   BENCH_CHECK(cudaMemsetAsync(flags, 0, 4, stream));
 
-  const double copy_gbs = CopyBandwidthGBs(stream);
+  const double copy_gbs = bench::CopyBandwidthGBs(stream, 3, 10);
   const Experts experts[2] = {MakeExperts(kProjs[0], 3, stream), MakeExperts(kProjs[1], 5, stream)};
   BENCH_CHECK(cudaStreamSynchronize(stream));
   Decode(experts, copy_gbs, stream, flags);

@@ -80,12 +80,7 @@ absl::Status CudaBackend::Fp8Linear(const Tensor& x, const Tensor& weight, const
   a.weight = weight.raw_data();
   a.weight_scales = Fp8ScalesOf(weight);
   SummarizeFp8Scales({&weight, 1}, a);
-  if (bias.defined()) {
-    a.bias = bias.raw_data();
-    a.bias_dtype = bias.dtype();
-  }
-  a.out = out.raw_data();
-  a.out_dtype = out.dtype();
+  SetBiasAndOut(bias, out, a);
   a.m = x.dim(0);
   a.k = x.dim(1);
   a.n = weight.dim(0);

@@ -29,6 +29,17 @@ class CublasLtLinear;  // kernels/cuda/gemm/cublaslt_linear.h (owns the cuBLASLt
 // Turns set bits of the error-flag word into InvalidArgument naming the op(s); OK for 0.
 absl::Status ErrorFlagsStatus(uint32_t flags);
 
+// The optional bias and the output of a linear's launch arguments (LinearArgs, Fp8GemmArgs).
+template <typename LinearLikeArgs>
+void SetBiasAndOut(const kernels::Tensor& bias, kernels::Tensor& out, LinearLikeArgs& a) {
+  if (bias.defined()) {
+    a.bias = bias.raw_data();
+    a.bias_dtype = bias.dtype();
+  }
+  a.out = out.raw_data();
+  a.out_dtype = out.dtype();
+}
+
 class CudaBackend final : public kernels::Backend {
  public:
   static absl::StatusOr<std::unique_ptr<CudaBackend>> Create(const CudaBackendOptions& options);

@@ -156,12 +156,7 @@ absl::Status CudaBackend::DoLinear(const Tensor& x, const Tensor& weight, const 
   a.x_dtype = x.dtype();
   a.weight = weight.raw_data();
   a.weight_dtype = weight.dtype();
-  if (bias.defined()) {
-    a.bias = bias.raw_data();
-    a.bias_dtype = bias.dtype();
-  }
-  a.out = out.raw_data();
-  a.out_dtype = out.dtype();
+  SetBiasAndOut(bias, out, a);
   a.n = x.dim(0);
   a.in_features = x.dim(1);
   a.out_features = weight.dim(0);

@@ -6,6 +6,7 @@
 
 #include "kernels/cuda/gemm/fp8_gemm_internal.h"
 #include "kernels/cuda/gemm/moe_grouped_gemm.h"
+#include "kernels/cuda/gemm/moe_grouped_gemm_internal.h"
 
 namespace expertmesh::cuda {
 namespace {
@@ -90,13 +91,10 @@ cudaError_t LaunchFp8Gemm(const Fp8GemmArgs& args, cudaStream_t stream) {
   if (path == Fp8GemmPath::kAuto) return cudaErrorInvalidValue;  // a forced path cannot run
   if (args.m == 0 || args.n == 0) return cudaSuccess;
 
-  int num_sms = args.num_sms;
-  if (num_sms <= 0) {
-    int device = 0;
-    cudaError_t err = cudaGetDevice(&device);
-    if (err != cudaSuccess) return err;
-    err = cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, device);
-    if (err != cudaSuccess) return err;
+  int num_sms = 0;
+  if (const cudaError_t err = gemm_internal::ResolveNumSms(args.num_sms, &num_sms);
+      err != cudaSuccess) {
+    return err;
   }
   switch (path) {
     case Fp8GemmPath::kGemv:

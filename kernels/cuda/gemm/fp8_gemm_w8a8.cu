@@ -70,25 +70,15 @@ __global__ void __launch_bounds__(256)
   if (lane == 0) xs[static_cast<size_t>(row) * blocks + b] = scale;
 }
 
-struct Cfg {
-  static constexpr int kTileM = 128;
-  static constexpr int kTileN = 128;
-  static constexpr int kTileK = 128;  // e4m3: one 128-byte swizzled row, one scale block
-  static constexpr int kWarpsM = 2;
-  static constexpr int kWarpsN = 4;
-  static constexpr int kStages = 4;
-  static constexpr int kThreads = kWarpsM * kWarpsN * 32;
-  static constexpr int kWarpM = kTileM / kWarpsM;
-  static constexpr int kWarpN = kTileN / kWarpsN;
-  static constexpr int kMi = kWarpM / 16;
-  static constexpr int kNi = kWarpN / 8;
+// kTileK = 128: e4m3, one 128-byte swizzled row and one scale block.
+struct Cfg : MmaTiling<128, 128, 128, 2, 4, 4, 1> {
   static constexpr int kABytes = kTileM * 128;
   static constexpr int kStageBytes = (kTileM + kTileN) * 128;
   static constexpr int kSmemBytes = kStages * kStageBytes;  // 128 KB: one CTA per SM
 };
 
 template <bool kOutF32>
-__global__ void __launch_bounds__(Cfg::kThreads, 1)
+__global__ void __launch_bounds__(Cfg::kThreads, Cfg::kCtasPerSm)
     Fp8W8A8Kernel(const uint8_t* __restrict__ xq, const float* __restrict__ xs,
                   const int32_t* __restrict__ offsets, Fp8Source src, void* __restrict__ out, int m,
                   int k, int n, int num_experts, uint32_t* error_flags) {
@@ -124,63 +114,15 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
     const int col0 = tile.n_begin + warp_n * Cfg::kWarpN + (lane & 3) * 2;
 
     float acc[Cfg::kMi][Cfg::kNi][4];
-#pragma unroll
-    for (int i = 0; i < Cfg::kMi; ++i) {
-#pragma unroll
-      for (int j = 0; j < Cfg::kNi; ++j) {
-#pragma unroll
-        for (int c = 0; c < 4; ++c) acc[i][j][c] = 0.0f;
-      }
-    }
-
-#pragma unroll
-    for (int s = 0; s < Cfg::kStages - 1; ++s) {
-      if (s < k_tiles) load_stage(s, s);
-      CpAsyncCommit();
-    }
+    ZeroAccumulators(acc);
+    PipelinePrologue<Cfg::kStages>(k_tiles, load_stage);
     for (int kt = 0; kt < k_tiles; ++kt) {
-      CpAsyncWait<Cfg::kStages - 2>();
-      __syncthreads();
-      const int next = kt + Cfg::kStages - 1;
-      if (next < k_tiles) load_stage(next % Cfg::kStages, next);
-      CpAsyncCommit();
-
+      PipelineAdvance<Cfg::kStages>(kt, k_tiles, load_stage);
       float part[Cfg::kMi][Cfg::kNi][4];
-#pragma unroll
-      for (int i = 0; i < Cfg::kMi; ++i) {
-#pragma unroll
-        for (int j = 0; j < Cfg::kNi; ++j) {
-#pragma unroll
-          for (int c = 0; c < 4; ++c) part[i][j][c] = 0.0f;
-        }
-      }
+      ZeroAccumulators(part);
       const uint32_t a_tile = smem_base + (kt % Cfg::kStages) * Cfg::kStageBytes;
-      const uint32_t b_tile = a_tile + Cfg::kABytes;
-#pragma unroll
-      for (int ks = 0; ks < Cfg::kTileK / 32; ++ks) {
-        uint32_t a_frag[Cfg::kMi][4];
-        uint32_t b_frag[Cfg::kNi][2];
-#pragma unroll
-        for (int i = 0; i < Cfg::kMi; ++i) {
-          const int r = warp_m * Cfg::kWarpM + i * 16 + (lane & 15);
-          LdMatrixX4(a_frag[i], a_tile + Swizzle(r, ks * 2 + (lane >> 4)));
-        }
-#pragma unroll
-        for (int j = 0; j < Cfg::kNi / 2; ++j) {
-          const int r = warp_n * Cfg::kWarpN + j * 16 + ((lane >> 4) << 3) + (lane & 7);
-          uint32_t t[4];
-          LdMatrixX4(t, b_tile + Swizzle(r, ks * 2 + ((lane >> 3) & 1)));
-          b_frag[2 * j][0] = t[0];
-          b_frag[2 * j][1] = t[1];
-          b_frag[2 * j + 1][0] = t[2];
-          b_frag[2 * j + 1][1] = t[3];
-        }
-#pragma unroll
-        for (int i = 0; i < Cfg::kMi; ++i) {
-#pragma unroll
-          for (int j = 0; j < Cfg::kNi; ++j) MmaE4m3(part[i][j], a_frag[i], b_frag[j]);
-        }
-      }
+      WarpTileMma<Cfg, MmaOperands::kE4m3>(part, a_tile, a_tile + Cfg::kABytes, warp_m, warp_n,
+                                           lane);
       // Promotion: c0, c1 are (row 0, cols 0/1), c2, c3 (row 1, cols 0/1) of the fragment. The
       // scales are read after the products to keep registers for the fragments (they are L1
       // hits: a tile's rows and columns reuse them on every k step).
@@ -210,24 +152,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
         }
       }
     }
-    CpAsyncWait<0>();
-    __syncthreads();
-
-#pragma unroll
-    for (int i = 0; i < Cfg::kMi; ++i) {
-      const int row = row0 + 16 * i;
-#pragma unroll
-      for (int j = 0; j < Cfg::kNi; ++j) {
-        const int col = col0 + 8 * j;
-        if (col >= n) continue;
-        if (row < tile.row_end) {
-          StorePair<kOutF32>(out, row, col, n, n_even, acc[i][j][0], acc[i][j][1]);
-        }
-        if (row + 8 < tile.row_end) {
-          StorePair<kOutF32>(out, row + 8, col, n, n_even, acc[i][j][2], acc[i][j][3]);
-        }
-      }
-    }
+    PipelineDrain();
+    StoreAccumulators<Cfg, kOutF32>(out, acc, row0, col0, tile.row_end, n, n_even);
   }
 }
 
@@ -238,12 +164,9 @@ cudaError_t LaunchGemm(const Fp8GemmArgs& a, const uint8_t* xq, const float* xs,
   cudaError_t err =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes);
   if (err != cudaSuccess) return err;
-  const int64_t n_tiles = (a.n + Cfg::kTileN - 1) / Cfg::kTileN;
-  const int64_t max_items = ((a.m + Cfg::kTileM - 1) / Cfg::kTileM + a.num_experts) * n_tiles;
-  int64_t grid = num_sms;
-  if (grid > max_items) grid = max_items;
-  if (grid < 1) grid = 1;
-  kernel<<<static_cast<unsigned>(grid), Cfg::kThreads, Cfg::kSmemBytes, stream>>>(
+  const unsigned grid =
+      MoeGridSize<Cfg::kTileM, Cfg::kTileN>(a.m, a.n, a.num_experts, num_sms, Cfg::kCtasPerSm);
+  kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(
       xq, xs, a.expert_offsets, SourceOf(a), a.out, static_cast<int>(a.m), static_cast<int>(a.k),
       static_cast<int>(a.n), a.num_experts, a.error_flags);
   return cudaGetLastError();

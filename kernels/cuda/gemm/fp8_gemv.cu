@@ -16,6 +16,7 @@
 
 #include "kernels/cuda/gemm/fp8_common.cuh"
 #include "kernels/cuda/gemm/fp8_gemm_internal.h"
+#include "kernels/cuda/gemm/fp8_launch.cuh"
 #include "kernels/cuda/gemm/moe_tile_scheduler.cuh"
 
 namespace expertmesh::cuda::gemm_internal {
@@ -145,39 +146,21 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-template <typename XT, typename BT, typename OT>
-cudaError_t Launch(const Fp8GemmArgs& a, int num_sms, cudaStream_t stream) {
-  const int64_t n_tiles = (a.n + kTileN - 1) / kTileN;
-  const int64_t max_items = ((a.m + kTileM - 1) / kTileM + a.num_experts) * n_tiles;
-  int64_t grid = static_cast<int64_t>(num_sms) * kCtasPerSm;
-  if (grid > max_items) grid = max_items;
-  if (grid < 1) grid = 1;
-  Fp8GemvKernel<XT, BT, OT><<<static_cast<unsigned>(grid), kThreads, 0, stream>>>(
-      static_cast<const XT*>(a.x), a.expert_offsets, SourceOf(a), static_cast<const BT*>(a.bias),
-      static_cast<OT*>(a.out), static_cast<int>(a.m), static_cast<int>(a.k), static_cast<int>(a.n),
-      a.num_experts, a.error_flags);
-  return cudaGetLastError();
-}
-
-template <typename XT, typename BT>
-cudaError_t DispatchOut(const Fp8GemmArgs& a, int num_sms, cudaStream_t stream) {
-  return a.out_dtype == DType::kF32 ? Launch<XT, BT, float>(a, num_sms, stream)
-                                    : Launch<XT, BT, __nv_bfloat16>(a, num_sms, stream);
-}
-
-template <typename XT>
-cudaError_t DispatchBias(const Fp8GemmArgs& a, int num_sms, cudaStream_t stream) {
-  if (a.bias == nullptr || a.bias_dtype == DType::kF32) {
-    return DispatchOut<XT, float>(a, num_sms, stream);
+struct Path {
+  static constexpr int kTileM = gemm_internal::kTileM;
+  static constexpr int kTileN = gemm_internal::kTileN;
+  static constexpr int kThreads = gemm_internal::kThreads;
+  static constexpr int kCtasPerSm = gemm_internal::kCtasPerSm;
+  template <typename XT, typename BT, typename OT>
+  static auto Kernel() {
+    return &Fp8GemvKernel<XT, BT, OT>;
   }
-  return DispatchOut<XT, __nv_bfloat16>(a, num_sms, stream);
-}
+};
 
 }  // namespace
 
 cudaError_t LaunchFp8Gemv(const Fp8GemmArgs& args, int num_sms, cudaStream_t stream) {
-  return args.x_dtype == DType::kF32 ? DispatchBias<float>(args, num_sms, stream)
-                                     : DispatchBias<__nv_bfloat16>(args, num_sms, stream);
+  return LaunchFp8ByDtype<Path>(args, num_sms, stream);
 }
 
 }  // namespace expertmesh::cuda::gemm_internal

@@ -23,6 +23,19 @@ bool TensorCoreEligible(const MoeGroupedGemmArgs& a) {
 
 }  // namespace
 
+namespace gemm_internal {
+
+cudaError_t ResolveNumSms(int requested, int* num_sms) {
+  *num_sms = requested;
+  if (requested > 0) return cudaSuccess;
+  int device = 0;
+  cudaError_t err = cudaGetDevice(&device);
+  if (err != cudaSuccess) return err;
+  return cudaDeviceGetAttribute(num_sms, cudaDevAttrMultiProcessorCount, device);
+}
+
+}  // namespace gemm_internal
+
 cudaError_t LaunchMoeGroupedGemm(const MoeGroupedGemmArgs& args, cudaStream_t stream) {
   if (!IsF32OrBf16(args.x_dtype) || !IsF32OrBf16(args.weight_dtype) ||
       !IsF32OrBf16(args.out_dtype)) {
@@ -37,13 +50,10 @@ cudaError_t LaunchMoeGroupedGemm(const MoeGroupedGemmArgs& args, cudaStream_t st
   // Nothing to write. (The offsets of an empty batch are not checked: no kernel runs.)
   if (args.m == 0 || args.out_features == 0) return cudaSuccess;
 
-  int num_sms = args.num_sms;
-  if (num_sms <= 0) {
-    int device = 0;
-    cudaError_t err = cudaGetDevice(&device);
-    if (err != cudaSuccess) return err;
-    err = cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, device);
-    if (err != cudaSuccess) return err;
+  int num_sms = 0;
+  if (const cudaError_t err = gemm_internal::ResolveNumSms(args.num_sms, &num_sms);
+      err != cudaSuccess) {
+    return err;
   }
 
   const bool tensor_cores = TensorCoreEligible(args);

@@ -19,6 +19,10 @@ cudaError_t LaunchMoeGemmMma(const MoeGroupedGemmArgs& args, MmaTile tile, int n
 // Any f32/bf16 mix, any shape.
 cudaError_t LaunchMoeGemmSimt(const MoeGroupedGemmArgs& args, int num_sms, cudaStream_t stream);
 
+// The SM count the persistent grids are sized for: `requested` when positive, else the current
+// device's multiprocessor count (shared with LaunchFp8Gemm).
+cudaError_t ResolveNumSms(int requested, int* num_sms);
+
 }  // namespace expertmesh::cuda::gemm_internal
 
 #endif  // EXPERTMESH_KERNELS_CUDA_GEMM_MOE_GROUPED_GEMM_INTERNAL_H_

@@ -29,25 +29,13 @@ namespace expertmesh::cuda::gemm_internal {
 namespace {
 
 template <int kTileM_, int kTileN_, int kWarpsM_, int kWarpsN_, int kStages_, int kCtasPerSm_>
-struct MmaConfig {
-  static constexpr int kTileM = kTileM_;
-  static constexpr int kTileN = kTileN_;
-  static constexpr int kTileK = 64;
-  static constexpr int kWarpsM = kWarpsM_;
-  static constexpr int kWarpsN = kWarpsN_;
-  static constexpr int kStages = kStages_;
-  static constexpr int kCtasPerSm = kCtasPerSm_;
-  static constexpr int kThreads = kWarpsM * kWarpsN * 32;
-  static constexpr int kWarpM = kTileM / kWarpsM;
-  static constexpr int kWarpN = kTileN / kWarpsN;
-  static constexpr int kMi = kWarpM / 16;       // m16 fragments per warp
-  static constexpr int kNi = kWarpN / 8;        // n8 fragments per warp
-  static constexpr int kRowBytes = kTileK * 2;  // 128: one swizzled smem row
-  static constexpr int kABytes = kTileM * kRowBytes;
-  static constexpr int kStageBytes = (kTileM + kTileN) * kRowBytes;
-  static constexpr int kSmemBytes = kStages * kStageBytes;
-  static_assert(kWarpM % 16 == 0 && kWarpN % 16 == 0, "warp tile of whole ldmatrix.x4 loads");
-  static_assert((kTileM * 8) % kThreads == 0 && (kTileN * 8) % kThreads == 0,
+struct MmaConfig : MmaTiling<kTileM_, kTileN_, 64, kWarpsM_, kWarpsN_, kStages_, kCtasPerSm_> {
+  using T = MmaTiling<kTileM_, kTileN_, 64, kWarpsM_, kWarpsN_, kStages_, kCtasPerSm_>;
+  static constexpr int kRowBytes = T::kTileK * 2;  // 128: one swizzled smem row
+  static constexpr int kABytes = T::kTileM * kRowBytes;
+  static constexpr int kStageBytes = (T::kTileM + T::kTileN) * kRowBytes;
+  static constexpr int kSmemBytes = T::kStages * kStageBytes;
+  static_assert((T::kTileM * 8) % T::kThreads == 0 && (T::kTileN * 8) % T::kThreads == 0,
                 "every thread copies the same number of 16-byte chunks");
 };
 
@@ -89,79 +77,18 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kCtasPerSm)
     };
 
     float acc[Cfg::kMi][Cfg::kNi][4];
-#pragma unroll
-    for (int i = 0; i < Cfg::kMi; ++i) {
-#pragma unroll
-      for (int j = 0; j < Cfg::kNi; ++j) {
-#pragma unroll
-        for (int c = 0; c < 4; ++c) acc[i][j][c] = 0.0f;
-      }
-    }
-
-    // Group g of cp.async loads k-tile g (empty groups past the end keep the count uniform).
-#pragma unroll
-    for (int s = 0; s < Cfg::kStages - 1; ++s) {
-      if (s < k_tiles) load_stage(s, s);
-      CpAsyncCommit();
-    }
+    ZeroAccumulators(acc);
+    PipelinePrologue<Cfg::kStages>(k_tiles, load_stage);
     for (int kt = 0; kt < k_tiles; ++kt) {
-      // At most kStages - 2 groups pending: group kt (this k-tile) has landed, for this thread;
-      // the barrier makes it everyone's, and also tells that every warp is done with the stage
-      // read in iteration kt - 1, which the prefetch below overwrites.
-      CpAsyncWait<Cfg::kStages - 2>();
-      __syncthreads();
-      const int next = kt + Cfg::kStages - 1;
-      if (next < k_tiles) load_stage(next % Cfg::kStages, next);
-      CpAsyncCommit();
-
+      PipelineAdvance<Cfg::kStages>(kt, k_tiles, load_stage);
       const uint32_t a_tile = smem_base + (kt % Cfg::kStages) * Cfg::kStageBytes;
-      const uint32_t b_tile = a_tile + Cfg::kABytes;
-#pragma unroll
-      for (int ks = 0; ks < Cfg::kTileK / 16; ++ks) {
-        uint32_t a_frag[Cfg::kMi][4];
-        uint32_t b_frag[Cfg::kNi][2];
-#pragma unroll
-        for (int i = 0; i < Cfg::kMi; ++i) {
-          const int r = warp_m * Cfg::kWarpM + i * 16 + (lane & 15);
-          LdMatrixX4(a_frag[i], a_tile + Swizzle(r, ks * 2 + (lane >> 4)));
-        }
-#pragma unroll
-        for (int j = 0; j < Cfg::kNi / 2; ++j) {
-          const int r = warp_n * Cfg::kWarpN + j * 16 + ((lane >> 4) << 3) + (lane & 7);
-          uint32_t t[4];
-          LdMatrixX4(t, b_tile + Swizzle(r, ks * 2 + ((lane >> 3) & 1)));
-          b_frag[2 * j][0] = t[0];
-          b_frag[2 * j][1] = t[1];
-          b_frag[2 * j + 1][0] = t[2];
-          b_frag[2 * j + 1][1] = t[3];
-        }
-#pragma unroll
-        for (int i = 0; i < Cfg::kMi; ++i) {
-#pragma unroll
-          for (int j = 0; j < Cfg::kNi; ++j) MmaBf16(acc[i][j], a_frag[i], b_frag[j]);
-        }
-      }
+      WarpTileMma<Cfg, MmaOperands::kBf16>(acc, a_tile, a_tile + Cfg::kABytes, warp_m, warp_n,
+                                           lane);
     }
-    // Nothing real is pending (only empty groups), but drain anyway; the barrier keeps the next
-    // item's prologue from overwriting a stage another warp still reads.
-    CpAsyncWait<0>();
-    __syncthreads();
-
-#pragma unroll
-    for (int i = 0; i < Cfg::kMi; ++i) {
-      const int row = tile.row_begin + warp_m * Cfg::kWarpM + i * 16 + (lane >> 2);
-#pragma unroll
-      for (int j = 0; j < Cfg::kNi; ++j) {
-        const int col = tile.n_begin + warp_n * Cfg::kWarpN + j * 8 + (lane & 3) * 2;
-        if (col >= n) continue;
-        if (row < tile.row_end) {
-          StorePair<kOutF32>(out, row, col, n, n_even, acc[i][j][0], acc[i][j][1]);
-        }
-        if (row + 8 < tile.row_end) {
-          StorePair<kOutF32>(out, row + 8, col, n, n_even, acc[i][j][2], acc[i][j][3]);
-        }
-      }
-    }
+    PipelineDrain();
+    StoreAccumulators<Cfg, kOutF32>(out, acc, tile.row_begin + warp_m * Cfg::kWarpM + (lane >> 2),
+                                    tile.n_begin + warp_n * Cfg::kWarpN + (lane & 3) * 2,
+                                    tile.row_end, n, n_even);
   }
 }
 
@@ -171,14 +98,9 @@ cudaError_t LaunchWith(const MoeGroupedGemmArgs& a, int num_sms, cudaStream_t st
   cudaError_t err =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes);
   if (err != cudaSuccess) return err;
-  // Never more CTAs than the most work items there can be (every expert adds at most one
-  // partial m-tile), so decode-sized launches stay small.
-  const int64_t n_tiles = (a.out_features + Cfg::kTileN - 1) / Cfg::kTileN;
-  const int64_t max_items = ((a.m + Cfg::kTileM - 1) / Cfg::kTileM + a.num_experts) * n_tiles;
-  int64_t grid = static_cast<int64_t>(num_sms) * Cfg::kCtasPerSm;
-  if (grid > max_items) grid = max_items;
-  if (grid < 1) grid = 1;
-  kernel<<<static_cast<unsigned>(grid), Cfg::kThreads, Cfg::kSmemBytes, stream>>>(
+  const unsigned grid = MoeGridSize<Cfg::kTileM, Cfg::kTileN>(a.m, a.out_features, a.num_experts,
+                                                              num_sms, Cfg::kCtasPerSm);
+  kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(
       static_cast<const __nv_bfloat16*>(a.x), a.expert_offsets, a.weights, a.out,
       static_cast<int>(a.m), static_cast<int>(a.in_features), static_cast<int>(a.out_features),
       a.num_experts, a.error_flags);

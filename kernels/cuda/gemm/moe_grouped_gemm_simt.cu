@@ -36,12 +36,9 @@ __global__ void __launch_bounds__(kSimtThreads)
 
 template <typename XT, typename WT, typename OT>
 cudaError_t Launch(const MoeGroupedGemmArgs& a, int num_sms, cudaStream_t stream) {
-  const int64_t n_tiles = (a.out_features + kSimtTile - 1) / kSimtTile;
-  const int64_t max_items = ((a.m + kSimtTile - 1) / kSimtTile + a.num_experts) * n_tiles;
-  int64_t grid = static_cast<int64_t>(num_sms) * kSimtCtasPerSm;
-  if (grid > max_items) grid = max_items;
-  if (grid < 1) grid = 1;
-  MoeGemmSimtKernel<XT, WT, OT><<<static_cast<unsigned>(grid), kSimtThreads, 0, stream>>>(
+  const unsigned grid = MoeGridSize<kSimtTile, kSimtTile>(a.m, a.out_features, a.num_experts,
+                                                          num_sms, kSimtCtasPerSm);
+  MoeGemmSimtKernel<XT, WT, OT><<<grid, kSimtThreads, 0, stream>>>(
       static_cast<const XT*>(a.x), a.expert_offsets, a.weights, static_cast<OT*>(a.out),
       static_cast<int>(a.m), static_cast<int>(a.in_features), static_cast<int>(a.out_features),
       a.num_experts, a.error_flags);

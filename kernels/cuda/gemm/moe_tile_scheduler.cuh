@@ -117,6 +117,19 @@ __device__ inline MoeTile LocateMoeTile(const MoeSchedule& s, int num_experts, i
   return t;
 }
 
+// Host side: the grid of a persistent launch over kTileM x kTileN items, `ctas_per_sm` CTAs per
+// SM but never more than the most work items there can be (every expert adds at most one
+// partial m-tile), so decode-sized launches stay small; at least one.
+template <int kTileM, int kTileN>
+inline unsigned MoeGridSize(int64_t m, int64_t n, int num_experts, int num_sms, int ctas_per_sm) {
+  const int64_t n_tiles = (n + kTileN - 1) / kTileN;
+  const int64_t max_items = ((m + kTileM - 1) / kTileM + num_experts) * n_tiles;
+  int64_t grid = static_cast<int64_t>(num_sms) * ctas_per_sm;
+  if (grid > max_items) grid = max_items;
+  if (grid < 1) grid = 1;
+  return static_cast<unsigned>(grid);
+}
+
 }  // namespace expertmesh::cuda::gemm_internal
 
 #endif  // EXPERTMESH_KERNELS_CUDA_GEMM_MOE_TILE_SCHEDULER_CUH_

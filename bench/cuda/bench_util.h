@@ -1,0 +1,106 @@
+// Host helpers shared by the CUDA benchmarks (plain executables printing one line per case):
+// exiting on a CUDA error, device allocation, cudaEvent timing, device copy bandwidth, and the
+// random top-k routings of the grouped GEMM benchmarks.
+#ifndef EXPERTMESH_BENCH_CUDA_BENCH_UTIL_H_
+#define EXPERTMESH_BENCH_CUDA_BENCH_UTIL_H_
+
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <numeric>
+#include <random>
+#include <vector>
+
+// Prints the failing expression and exits 1 unless `expr` returns cudaSuccess.
+#define BENCH_CHECK(expr)                                                      \
+  do {                                                                         \
+    const cudaError_t bench_err_ = (expr);                                     \
+    if (bench_err_ != cudaSuccess) {                                           \
+      std::fprintf(stderr, "%s: %s\n", #expr, cudaGetErrorString(bench_err_)); \
+      std::exit(1);                                                            \
+    }                                                                          \
+  } while (false)
+
+namespace expertmesh::cuda::bench {
+
+inline void* DeviceAlloc(size_t bytes) {
+  void* p = nullptr;
+  BENCH_CHECK(cudaMalloc(&p, bytes));
+  return p;
+}
+
+// Times in ms of run(i) for i = warmup .. warmup + reps - 1, after `warmup` unrecorded runs.
+inline std::vector<float> TimeRuns(cudaStream_t stream, int warmup, int reps,
+                                   const std::function<void(int)>& run) {
+  cudaEvent_t start, stop;
+  BENCH_CHECK(cudaEventCreate(&start));
+  BENCH_CHECK(cudaEventCreate(&stop));
+  for (int i = 0; i < warmup; ++i) run(i);
+  BENCH_CHECK(cudaStreamSynchronize(stream));
+  std::vector<float> ms(reps);
+  for (int i = 0; i < reps; ++i) {
+    BENCH_CHECK(cudaEventRecord(start, stream));
+    run(warmup + i);
+    BENCH_CHECK(cudaEventRecord(stop, stream));
+    BENCH_CHECK(cudaEventSynchronize(stop));
+    BENCH_CHECK(cudaEventElapsedTime(&ms[i], start, stop));
+  }
+  BENCH_CHECK(cudaEventDestroy(start));
+  BENCH_CHECK(cudaEventDestroy(stop));
+  return ms;
+}
+
+inline float Median(std::vector<float> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Median time in ms of `run` over `reps` runs after `warmup` unrecorded ones.
+inline float MedianMs(cudaStream_t stream, int warmup, int reps,
+                      const std::function<void(int)>& run) {
+  return Median(TimeRuns(stream, warmup, reps, run));
+}
+inline float MedianMs(cudaStream_t stream, int warmup, int reps, const std::function<void()>& run) {
+  return MedianMs(stream, warmup, reps, [&](int) { run(); });
+}
+
+// cudaMemcpy device to device of 1 GiB, as bytes read + written per second (GB/s); prints one
+// copy_bandwidth line.
+inline double CopyBandwidthGBs(cudaStream_t stream, int warmup, int reps) {
+  const size_t bytes = size_t{1} << 30;
+  void* a = DeviceAlloc(bytes);
+  void* b = DeviceAlloc(bytes);
+  BENCH_CHECK(cudaMemsetAsync(a, 1, bytes, stream));
+  const float ms = MedianMs(stream, warmup, reps, [&](int) {
+    BENCH_CHECK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, stream));
+  });
+  BENCH_CHECK(cudaFree(a));
+  BENCH_CHECK(cudaFree(b));
+  const double gbs = 2.0 * static_cast<double>(bytes) / (ms * 1e-3) / 1e9;
+  std::printf("copy_bandwidth bytes=%zu ms=%.3f read_plus_write_GBps=%.1f\n", bytes, ms, gbs);
+  return gbs;
+}
+
+// Random top-k routing of `tokens` tokens over `experts` experts: per-expert row counts as
+// offsets [experts + 1].
+inline std::vector<int32_t> RandomOffsets(int64_t tokens, int experts, int top_k,
+                                          std::mt19937& rng) {
+  std::vector<int32_t> ids(experts);
+  std::iota(ids.begin(), ids.end(), 0);
+  std::vector<int32_t> counts(experts, 0);
+  for (int64_t t = 0; t < tokens; ++t) {
+    std::shuffle(ids.begin(), ids.end(), rng);
+    for (int j = 0; j < top_k; ++j) ++counts[ids[j]];
+  }
+  std::vector<int32_t> offsets(experts + 1, 0);
+  std::partial_sum(counts.begin(), counts.end(), offsets.begin() + 1);
+  return offsets;
+}
+
+}  // namespace expertmesh::cuda::bench
+
+#endif  // EXPERTMESH_BENCH_CUDA_BENCH_UTIL_H_
