@@ -35,6 +35,9 @@ struct GenerationParams {
   std::optional<float> frequency_penalty;
   std::optional<uint64_t> seed;
   std::optional<int64_t> max_tokens;
+  // Used when max_tokens is unset, cut to the room the prompt leaves (a default the client did
+  // not write never fails a request); unset: up to the context. /v1/completions sets 16.
+  std::optional<int64_t> default_max_tokens;
   std::vector<std::string> stop;
   std::vector<int32_t> stop_token_ids;
   bool ignore_eos = false;

@@ -2,7 +2,10 @@
 
 #include <filesystem>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 #include "model/config/model_config.h"
 #include "model/plan/model_plan.h"
@@ -10,6 +13,38 @@
 #include "router/request_validation.h"
 
 namespace expertmesh::router {
+namespace {
+
+// The roles every chat template this server meets is written for. A template cannot be asked
+// which roles it handles: most render an unknown role as if it were a known one (a ChatML
+// template prints "<|im_start|>wizard" as readily as "<|im_start|>user"), so the model sees a
+// turn it was never trained on and a client can forge speakers. The OpenAI chat API's roles are
+// the rule: system, user, assistant, tool, developer (newer clients' "system"), and function
+// (the deprecated function-calling role older clients still send).
+constexpr const char* kStandardRoles[] = {"system", "user",      "assistant",
+                                          "tool",   "developer", "function"};
+
+bool IsIdentifier(absl::string_view s) {
+  if (s.empty() || s.size() > 32 || absl::ascii_isdigit(s[0])) return false;
+  for (char c : s) {
+    if (!absl::ascii_isalnum(c) && c != '_') return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool ModelContext::IsKnownRole(absl::string_view role) const {
+  for (const char* known : kStandardRoles) {
+    if (role == known) return true;
+  }
+  // A template that names a role of its own as a quoted literal handles it (Llama 3.1's
+  // message.role == "ipython" for tool output). Only identifier-like names qualify, so that a
+  // role spelled like one of the template's special tokens never matches its text.
+  if (!IsIdentifier(role)) return false;
+  return absl::StrContains(chat_template_source_, absl::StrCat("'", role, "'")) ||
+         absl::StrContains(chat_template_source_, absl::StrCat("\"", role, "\""));
+}
 
 absl::StatusOr<std::unique_ptr<ModelContext>> ModelContext::Load(const std::string& model_dir,
                                                                  std::string name) {
@@ -23,6 +58,7 @@ absl::StatusOr<std::unique_ptr<ModelContext>> ModelContext::Load(const std::stri
           model_dir, "/tokenizer_config.json: chat_template: ", parsed.status().message()));
     }
     ctx->chat_template_ = *std::move(parsed);
+    ctx->chat_template_source_ = *source;
   }
   ModelDescription& d = ctx->description_;
   if (name.empty()) name = std::filesystem::path(model_dir).lexically_normal().filename();
@@ -73,6 +109,26 @@ absl::StatusOr<Prompt> ModelContext::BuildPrompt(const PromptInput& input,
         return InvalidParam("messages",
                             absl::StrCat("at most ", max_messages, " messages are allowed, got ",
                                          input.messages.size()));
+      }
+      for (size_t i = 0; i < input.messages.size(); ++i) {
+        const nlohmann::ordered_json& message = input.messages[i];
+        const auto role = message.find("role");
+        if (!message.is_object() || role == message.end() || !role->is_string()) {
+          return InvalidParam("messages", absl::StrCat("message ", i, " needs a string 'role'"));
+        }
+        const std::string& name = role->get_ref<const std::string&>();
+        if (!IsKnownRole(name)) {
+          // The role is the client's text: cut short and quoted through dump(), so that the
+          // error stays small and control bytes stay escaped.
+          const std::string quoted =
+              nlohmann::ordered_json(name.substr(0, 64))
+                  .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+          return InvalidParam("messages",
+                              absl::StrCat("message ", i, " has role ", quoted,
+                                           ", which the chat template does not know; the roles "
+                                           "are ",
+                                           absl::StrJoin(kStandardRoles, ", ")));
+        }
       }
       chat::ChatRenderOptions options;
       options.add_generation_prompt = input.add_generation_prompt;

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "model/chat/chat_template.h"
 #include "model/tokenizer/tokenizer.h"
 #include "router/generation_params.h"
@@ -50,8 +51,12 @@ class ModelContext {
   // apply_chat_template does), special tokens matched only in the template's own text, never
   // in what the messages say (router/chat_prompt.h). Token-id prompts are checked against the
   // vocabulary. INVALID_ARGUMENT (param "prompt" / "messages") for malformed input, a chat without
-  // a template, or a message count over `max_messages`.
+  // a template, a message count over `max_messages`, or a message whose role IsKnownRole refuses.
   absl::StatusOr<Prompt> BuildPrompt(const PromptInput& input, int64_t max_messages) const;
+
+  // Whether chat messages may have `role`: the OpenAI roles (system, user, assistant, tool,
+  // developer, function), or a name the chat template spells as a quoted literal.
+  bool IsKnownRole(absl::string_view role) const;
 
   const tokenizer::Tokenizer& tokenizer() const { return *tokenizer_; }
   const ModelDescription& description() const { return description_; }
@@ -60,6 +65,7 @@ class ModelContext {
   ModelContext() = default;
   std::unique_ptr<tokenizer::Tokenizer> tokenizer_;
   std::optional<chat::ChatTemplate> chat_template_;
+  std::string chat_template_source_;  // for IsKnownRole; empty without a template
   ModelDescription description_;
 };
 

@@ -14,6 +14,7 @@ struct StreamState {
   PreparedRequest request;
   ResponseContext ctx;
   bool include_usage = false;
+  std::string echo;  // sent as each choice's first text (completions with "echo")
   std::string endpoint;
   CancelToken* cancel;
   std::vector<Admission::Ticket> tickets;
@@ -48,6 +49,13 @@ std::string EchoedRequestId(const http::HttpRequest& req, const std::string& pub
 void Stream(StreamState& st, http::ResponseWriter& sink) {
   const uint32_t n = static_cast<uint32_t>(st.request.params.n);
   std::vector<bool> started(n, false);
+  if (!st.echo.empty()) {
+    // Its own chunk ahead of the generation, so a choice that ends without a token still has it.
+    const ChoiceDelta echo{.text = st.echo};
+    for (uint32_t i = 0; i < n; ++i) {
+      WriteEvent(sink, StreamChunk(st.ctx, i, &echo, nullptr, false));
+    }
+  }
   auto on_delta = [&](uint32_t index, const ChoiceDelta& delta) {
     const bool first = st.ctx.chat && !started[index];
     started[index] = true;
@@ -99,6 +107,14 @@ void HandleOpenAiGeneration(RouterCore* core, const ApiKeys& keys, bool chat,
   absl::StatusOr<PreparedRequest> prepared =
       core->Prepare(parsed->model, parsed->input, parsed->params, core->NewRequestId(), deadline);
   if (!prepared.ok()) return SendError(core, endpoint, prepared.status(), res);
+  std::string echo;
+  if (parsed->echo) {
+    // The prompt as the client sent it; token ids (checked against the vocabulary by Prepare)
+    // as their text, special tokens included, so the echo shows what the model read.
+    echo = parsed->input.kind == PromptInput::Kind::kTokens
+               ? core->model().tokenizer().Decode(parsed->input.token_ids, false)
+               : parsed->input.text;
+  }
   prepared->arrival = arrival;
   const std::string_view authorization = req.Header("authorization");
   prepared->cache_salt =
@@ -131,6 +147,7 @@ void HandleOpenAiGeneration(RouterCore* core, const ApiKeys& keys, bool chat,
     st.request = *std::move(prepared);
     st.ctx = ctx;
     st.include_usage = parsed->include_usage;
+    st.echo = std::move(echo);
     st.endpoint = endpoint;
     st.cancel = &cancel;
     st.tickets = *std::move(tickets);
@@ -142,7 +159,7 @@ void HandleOpenAiGeneration(RouterCore* core, const ApiKeys& keys, bool chat,
   }
 
   const size_t n = static_cast<size_t>(parsed->params.n);
-  std::vector<std::string> texts(n);
+  std::vector<std::string> texts(n, echo);
   std::vector<std::vector<GeneratedTokenInfo>> tokens(n);
   absl::StatusOr<std::vector<ChoiceResult>> results =
       core->Generate(*prepared, &cancel, [&](uint32_t index, const ChoiceDelta& delta) {

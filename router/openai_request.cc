@@ -190,6 +190,10 @@ absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(const std::string& body_text, b
   // Counts are refused below 1 / above the context by ValidateParams and ResolveMaxTokens;
   // here they only have to fit the type without wrapping.
   RETURN_IF_ERROR(ReadInt(body, "max_tokens", kInt64Min, kInt64Max, &p.max_tokens));
+  // Completions without max_tokens generate 16 tokens, as OpenAI's and vLLM's do: a client
+  // written for them gets a short answer, not a generation that fills the context. Chat has no
+  // such default in either, so it keeps "up to the context".
+  if (!chat) p.default_max_tokens = kCompletionsDefaultMaxTokens;
   if (chat) {
     std::optional<int64_t> max_completion_tokens;
     RETURN_IF_ERROR(
@@ -238,9 +242,16 @@ absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(const std::string& body_text, b
     if (!so->is_object()) return TypeError("stream_options", "an object");
     RETURN_IF_ERROR(ReadBool(*so, "include_usage", &r.include_usage));
   }
-  if (const Json* echo = Field(body, "echo");
-      echo != nullptr && echo->is_boolean() && echo->get<bool>()) {
-    return InvalidParam("echo", "'echo' is not supported");
+  RETURN_IF_ERROR(ReadBool(body, "echo", &r.echo));
+  if (r.echo && chat) {
+    return InvalidParam("echo", "'echo' is supported on /v1/completions only");
+  }
+  if (r.echo && p.logprobs) {
+    // Echo with logprobs means logprobs of the prompt tokens too, which the engine does not
+    // return yet; answering with the completion's alone would misalign every offset.
+    return InvalidParam("echo",
+                        "'echo' with 'logprobs' needs the prompt tokens' logprobs, which this "
+                        "server does not return yet; send one of them");
   }
   return r;
 }

@@ -4,6 +4,7 @@
 #ifndef EXPERTMESH_ROUTER_OPENAI_REQUEST_H_
 #define EXPERTMESH_ROUTER_OPENAI_REQUEST_H_
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -19,7 +20,13 @@ struct OpenAiRequest {
   GenerationParams params;
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
+  // Completions only: prepend the prompt's text to every choice's text. Refused with logprobs
+  // (the prompt tokens' logprobs are not available) and on chat.
+  bool echo = false;
 };
+
+// max_tokens of a /v1/completions request that does not set it (OpenAI's and vLLM's value).
+inline constexpr int64_t kCompletionsDefaultMaxTokens = 16;
 
 // Parses a body. `chat` selects the chat-completions schema. INVALID_ARGUMENT for malformed
 // JSON (message names the position) or bad field types / missing required fields.

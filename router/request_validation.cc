@@ -1,5 +1,6 @@
 #include "router/request_validation.h"
 
+#include <algorithm>
 #include <limits>
 
 #include "absl/strings/cord.h"
@@ -60,7 +61,8 @@ absl::Status ValidateParams(const GenerationParams& p, const RouterLimits& limit
 
 absl::StatusOr<uint32_t> ResolveMaxTokens(int64_t prompt_tokens,
                                           const std::optional<int64_t>& requested,
-                                          int64_t context_length, const RouterLimits& limits) {
+                                          int64_t context_length, const RouterLimits& limits,
+                                          std::optional<int64_t> default_max_tokens) {
   if (prompt_tokens <= 0) return InvalidParam("prompt", "the prompt is empty");
   if (limits.max_prompt_tokens > 0 && prompt_tokens > limits.max_prompt_tokens) {
     return InvalidParam(
@@ -73,7 +75,7 @@ absl::StatusOr<uint32_t> ResolveMaxTokens(int64_t prompt_tokens,
                                                context_length, " tokens"));
   }
   const int64_t room = context_length - prompt_tokens;
-  int64_t max_tokens = requested.value_or(room);
+  int64_t max_tokens = requested.value_or(std::min(room, default_max_tokens.value_or(room)));
   // Compared with the room left, never with prompt + max_tokens: that sum overflows for a
   // max_tokens near 2^63.
   if (requested.has_value() && *requested > room) {

@@ -35,12 +35,14 @@ struct RouterLimits {
 absl::Status ValidateParams(const GenerationParams& params, const RouterLimits& limits);
 
 // The max_tokens to send to the worker for a prompt of `prompt_tokens` tokens, given the
-// model's context length. Unset max_tokens means "up to the context length" (and the cap).
+// model's context length. Unset `requested` means `default_max_tokens` cut to the room the
+// prompt leaves, or without a default "up to the context length" (both under the cap).
 // INVALID_ARGUMENT (param "messages"/"prompt" or "max_tokens") when the prompt leaves no
 // room, is over limits.max_prompt_tokens, or prompt + max_tokens exceeds the context.
 absl::StatusOr<uint32_t> ResolveMaxTokens(int64_t prompt_tokens,
                                           const std::optional<int64_t>& requested,
-                                          int64_t context_length, const RouterLimits& limits);
+                                          int64_t context_length, const RouterLimits& limits,
+                                          std::optional<int64_t> default_max_tokens = std::nullopt);
 
 // An INVALID_ARGUMENT status for `param` with `message`.
 absl::Status InvalidParam(absl::string_view param, absl::string_view message);

@@ -41,9 +41,9 @@ absl::StatusOr<PreparedRequest> RouterCore::Prepare(const std::string& model_nam
   }
   ASSIGN_OR_RETURN(Prompt prompt, model_->BuildPrompt(input, options_.limits.max_chat_messages));
   PreparedRequest r;
-  ASSIGN_OR_RETURN(r.max_tokens,
-                   ResolveMaxTokens(static_cast<int64_t>(prompt.token_ids.size()),
-                                    params.max_tokens, d.context_length, options_.limits));
+  ASSIGN_OR_RETURN(r.max_tokens, ResolveMaxTokens(static_cast<int64_t>(prompt.token_ids.size()),
+                                                  params.max_tokens, d.context_length,
+                                                  options_.limits, params.default_max_tokens));
   r.request_id = std::move(request_id);
   r.prompt = std::move(prompt.token_ids);
   r.params = params;

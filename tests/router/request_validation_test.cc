@@ -59,6 +59,15 @@ TEST(ResolveMaxTokens, DefaultsToTheRoomLeft) {
   EXPECT_EQ(*ResolveMaxTokens(10, std::nullopt, 100, capped), 32u);
 }
 
+TEST(ResolveMaxTokens, ADefaultIsCutToTheRoomAndTheCapNeverRefused) {
+  EXPECT_EQ(*ResolveMaxTokens(10, std::nullopt, 100, {}, 16), 16u);
+  EXPECT_EQ(*ResolveMaxTokens(95, std::nullopt, 100, {}, 16), 5u);
+  EXPECT_EQ(*ResolveMaxTokens(10, 40, 100, {}, 16), 40u);  // what the client asks wins
+  RouterLimits capped;
+  capped.max_tokens_cap = 8;
+  EXPECT_EQ(*ResolveMaxTokens(10, std::nullopt, 100, capped, 16), 8u);
+}
+
 TEST(ResolveMaxTokens, RejectsPromptsThatDoNotFit) {
   absl::StatusOr<uint32_t> r = ResolveMaxTokens(100, std::nullopt, 100, {});
   ASSERT_TRUE(absl::IsInvalidArgument(r.status()));

@@ -1,7 +1,9 @@
 #include "worker/startup/backend_select.h"
 
 #include <cstdlib>
+#include <filesystem>
 #include <string>
+#include <system_error>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -38,7 +40,7 @@ absl::StatusOr<DeviceChoice> ChooseDevice(const DeviceRequest& request, const De
           "-DEXPERTMESH_CUDA=ON on a machine with the CUDA toolkit)");
     }
     return DeviceChoice{.kind = BackendKind::kCpu,
-                        .reason = "auto: CPU (this binary has no CUDA backend)"};
+                        .reason = "auto: running on the CPU (this binary has no CUDA backend)"};
   }
   if (probe.gpu_count < 1) {
     const std::string why =
@@ -47,7 +49,17 @@ absl::StatusOr<DeviceChoice> ChooseDevice(const DeviceRequest& request, const De
       return absl::FailedPreconditionError(
           absl::StrCat("--device cuda: no usable GPU on this machine (", why, ")"));
     }
-    return DeviceChoice{.kind = BackendKind::kCpu, .reason = absl::StrCat("auto: CPU (", why, ")")};
+    if (!probe.nvidia_driver_loaded) {
+      // The runtime's error here (cudaErrorInsufficientDriver, as it names a missing driver)
+      // is left out: on a machine without a GPU it reads like a failure, and nothing failed.
+      return DeviceChoice{.kind = BackendKind::kCpu,
+                          .reason = "auto: no GPU on this machine, running on the CPU"};
+    }
+    return DeviceChoice{
+        .kind = BackendKind::kCpu,
+        .reason = absl::StrCat("auto: an NVIDIA driver is loaded but no GPU is usable (", why,
+                               "); running on the CPU"),
+        .warn = true};
   }
   const int wanted = request.cuda_device >= 0 ? request.cuda_device : request.local_rank;
   const int device = wanted % probe.gpu_count;
@@ -62,6 +74,8 @@ absl::StatusOr<DeviceChoice> ChooseDevice(const DeviceRequest& request, const De
 
 DeviceProbe ProbeDevices() {
   DeviceProbe probe;
+  std::error_code error;
+  probe.nvidia_driver_loaded = std::filesystem::exists("/proc/driver/nvidia", error);
 #if EXPERTMESH_HAVE_CUDA
   probe.cuda_built = true;
   absl::StatusOr<std::vector<cuda::DeviceInfo>> devices = cuda::ListDevices();

@@ -6,7 +6,9 @@
 //   cpu   the CPU backend.
 //   cuda  the CUDA backend; an error naming why when this binary has no CUDA backend built in or
 //         the machine has no usable GPU.
-//   auto  CUDA when it is built in and a GPU is visible, else the CPU.
+//   auto  CUDA when it is built in and a GPU is visible, else the CPU. A machine with no NVIDIA
+//         driver loaded is the ordinary CPU case (one info line); one whose driver is loaded
+//         but whose GPUs the runtime cannot use is misconfigured (a warning with the reason).
 // The GPU: --cuda-device N picks device N mod the visible count (a launcher can number its
 // processes 0, 1, 2, ... without knowing how many GPUs there are); the default (-1) is the
 // process's local rank in its pod (EXPERTMESH_LOCAL_RANK, 0 when unset), also wrapped. Ranks that
@@ -30,6 +32,9 @@ struct DeviceProbe {
   bool cuda_built = false;    // the binary has the CUDA backend
   int gpu_count = 0;          // visible CUDA devices
   std::string no_gpu_reason;  // why gpu_count is 0, in the driver's words (for messages)
+  // An NVIDIA kernel driver is loaded (/proc/driver/nvidia exists). Without one, the CUDA
+  // runtime's cudaErrorInsufficientDriver only means "no GPU here", not a fault.
+  bool nvidia_driver_loaded = false;
 };
 
 struct DeviceRequest {
@@ -42,6 +47,9 @@ struct DeviceChoice {
   BackendKind kind = BackendKind::kCpu;
   int cuda_device = -1;  // kCuda only: the device index
   std::string reason;    // one line for the startup log, e.g. "auto: CUDA device 1 of 8"
+  // Log `reason` as a warning: auto fell back to the CPU although the machine has an NVIDIA
+  // driver, so a GPU was probably meant to be used.
+  bool warn = false;
 };
 
 // INVALID_ARGUMENT for a --device that is not cpu|cuda|auto or a --cuda-device below -1;

@@ -93,7 +93,11 @@ absl::StatusOr<DeviceChoice> ChooseWorkerDevice(const WorkerFlags& flags) {
                                                       .cuda_device = flags.cuda_device,
                                                       .local_rank = LocalRankFromEnv()},
                                                      ProbeDevices()));
-  EM_LOG_INFO("worker: device {}", choice.reason);
+  if (choice.warn) {
+    EM_LOG_WARN("worker: device {}", choice.reason);
+  } else {
+    EM_LOG_INFO("worker: device {}", choice.reason);
+  }
   return choice;
 }
 

@@ -99,6 +99,31 @@ class ClientsTest(unittest.TestCase):
             self.client.completions.create(model="tiny", prompt="x", temperature=-3)
         self.assertIn("temperature", str(e.exception))
 
+    def test_completion_defaults_and_echo(self):
+        import openai
+        prompt = "Echo brings the prompt back."
+        # Without max_tokens: 16 tokens, as OpenAI's and vLLM's completions.
+        r = self.client.completions.create(model="tiny", prompt=prompt)
+        self.assertEqual(r.usage.completion_tokens, 16)
+        plain = self.client.completions.create(model="tiny", prompt=prompt, max_tokens=4)
+        echoed = self.client.completions.create(model="tiny", prompt=prompt, max_tokens=4,
+                                                echo=True)
+        self.assertEqual(echoed.choices[0].text, prompt + plain.choices[0].text)
+        chunks = list(self.client.completions.create(model="tiny", prompt=prompt, max_tokens=4,
+                                                     echo=True, stream=True))
+        self.assertEqual("".join(c.choices[0].text for c in chunks), echoed.choices[0].text)
+        with self.assertRaises(openai.BadRequestError) as e:
+            self.client.completions.create(model="tiny", prompt=prompt, max_tokens=4, echo=True,
+                                           logprobs=1)
+        self.assertIn("logprobs", str(e.exception))
+
+    def test_unknown_role(self):
+        import openai
+        with self.assertRaises(openai.BadRequestError) as e:
+            self.client.chat.completions.create(
+                model="tiny", messages=[{"role": "wizard", "content": "hi"}], max_tokens=2)
+        self.assertIn("wizard", str(e.exception))
+
     def test_grpc(self):
         out = tempfile.mkdtemp(dir=SCRATCH)
         from grpc_tools import protoc

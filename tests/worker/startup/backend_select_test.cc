@@ -14,11 +14,18 @@ namespace expertmesh::server {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 const DeviceProbe kNoCuda{.cuda_built = false};
 const DeviceProbe kCudaNoGpu{.cuda_built = true,
                              .gpu_count = 0,
                              .no_gpu_reason = "cudaGetDeviceCount: cudaErrorInsufficientDriver"};
+// A GPU machine whose runtime cannot use its GPUs (a driver older than the runtime).
+const DeviceProbe kCudaBrokenDriver{
+    .cuda_built = true,
+    .gpu_count = 0,
+    .no_gpu_reason = "cudaGetDeviceCount: cudaErrorInsufficientDriver",
+    .nvidia_driver_loaded = true};
 const DeviceProbe kCudaEightGpus{.cuda_built = true, .gpu_count = 8};
 
 TEST(ChooseDeviceTest, CpuIsAlwaysTheCpu) {
@@ -38,7 +45,31 @@ TEST(ChooseDeviceTest, AutoFallsBackToTheCpuAndSaysWhy) {
   absl::StatusOr<DeviceChoice> no_gpu = ChooseDevice({.device = "auto"}, kCudaNoGpu);
   ASSERT_TRUE(no_gpu.ok()) << no_gpu.status();
   EXPECT_EQ(no_gpu->kind, BackendKind::kCpu);
-  EXPECT_THAT(no_gpu->reason, HasSubstr("cudaErrorInsufficientDriver"));
+  EXPECT_THAT(no_gpu->reason, HasSubstr("running on the CPU"));
+}
+
+TEST(ChooseDeviceTest, AutoWithoutADriverIsAnInfoLineWithoutTheRuntimeError) {
+  // No NVIDIA driver: the ordinary CPU machine. The runtime's error code would read as a
+  // failure to a new user, so the line says where it runs instead.
+  absl::StatusOr<DeviceChoice> no_gpu = ChooseDevice({.device = "auto"}, kCudaNoGpu);
+  ASSERT_TRUE(no_gpu.ok()) << no_gpu.status();
+  EXPECT_FALSE(no_gpu->warn);
+  EXPECT_THAT(no_gpu->reason, Not(HasSubstr("cudaError")));
+  EXPECT_THAT(no_gpu->reason, HasSubstr("no GPU on this machine"));
+
+  // A loaded driver that the runtime cannot use is a misconfigured GPU machine: a warning with
+  // the runtime's reason.
+  absl::StatusOr<DeviceChoice> broken = ChooseDevice({.device = "auto"}, kCudaBrokenDriver);
+  ASSERT_TRUE(broken.ok()) << broken.status();
+  EXPECT_EQ(broken->kind, BackendKind::kCpu);
+  EXPECT_TRUE(broken->warn);
+  EXPECT_THAT(broken->reason, HasSubstr("cudaErrorInsufficientDriver"));
+  EXPECT_THAT(broken->reason, HasSubstr("running on the CPU"));
+
+  // A CPU-only build is never a warning.
+  absl::StatusOr<DeviceChoice> not_built = ChooseDevice({.device = "auto"}, kNoCuda);
+  ASSERT_TRUE(not_built.ok()) << not_built.status();
+  EXPECT_FALSE(not_built->warn);
 }
 
 TEST(ChooseDeviceTest, AutoPicksCudaWhenBuiltAndAGpuIsVisible) {
