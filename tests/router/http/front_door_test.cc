@@ -2,6 +2,8 @@
 // router buffers what the client sends, and a misbehaving client never stops the others.
 #include "router/http/front_door.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <memory>
@@ -347,7 +349,8 @@ TEST_F(FrontDoorTest, SlowHeaderFloodLeavesOthersServed) {
 
 // HTTPS: TLS 1.2+ with the configured certificate; a plaintext client gets no HTTP answer.
 TEST_F(FrontDoorTest, ServesTlsWhenGivenACertificate) {
-  const std::string dir = std::string(EXPERTMESH_BINARY_DIR) + "/test-scratch/front_door_tls";
+  const std::string dir =
+      absl::StrCat(EXPERTMESH_BINARY_DIR, "/test-scratch/front_door_tls/", getpid());
   const std::string cert = dir + "/cert.pem", key = dir + "/key.pem";
   const std::string make = absl::StrCat(
       "mkdir -p ", dir, " && openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost",

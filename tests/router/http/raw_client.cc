@@ -54,60 +54,52 @@ bool RawClient::Send(std::string_view data) {
   return fd_ >= 0;
 }
 
-std::string RawClient::ReadAll(absl::Duration timeout) {
-  std::string out;
+// Reads until `done(received)` holds, the peer closes (true) or `timeout` passes (false).
+bool RawClient::ReadUntil(absl::Duration timeout, std::string* out,
+                          const std::function<bool(const std::string&)>& done) {
   const absl::Time deadline = absl::Now() + timeout;
   char buf[16384];
-  while (fd_ >= 0) {
-    const absl::Duration left = deadline - absl::Now();
-    if (left <= absl::ZeroDuration()) break;
-    pollfd p{fd_, POLLIN, 0};
-    if (poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1) <= 0) continue;
-    const ssize_t n = recv(fd_, buf, sizeof(buf), 0);
-    if (n <= 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  return out;
-}
-
-std::string RawClient::ReadResponse(absl::Duration timeout) {
-  std::string out;
-  const absl::Time deadline = absl::Now() + timeout;
-  char buf[16384];
-  while (fd_ >= 0) {
-    const size_t head_end = out.find("\r\n\r\n");
-    if (head_end != std::string::npos) {
-      size_t length = 0;
-      for (absl::string_view line : absl::StrSplit(out.substr(0, head_end), "\r\n")) {
-        if (absl::StartsWithIgnoreCase(line, "content-length:")) {
-          (void)absl::SimpleAtoi(absl::StripAsciiWhitespace(line.substr(15)), &length);
-        }
-      }
-      if (out.size() >= head_end + 4 + length) break;
-    }
-    const absl::Duration left = deadline - absl::Now();
-    if (left <= absl::ZeroDuration()) break;
-    pollfd p{fd_, POLLIN, 0};
-    if (poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1) <= 0) continue;
-    const ssize_t n = recv(fd_, buf, sizeof(buf), 0);
-    if (n <= 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  return out;
-}
-
-bool RawClient::PeerClosed(absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  char buf[4096];
-  while (fd_ >= 0) {
+  while (fd_ >= 0 && !done(*out)) {
     const absl::Duration left = deadline - absl::Now();
     if (left <= absl::ZeroDuration()) return false;
     pollfd p{fd_, POLLIN, 0};
     if (poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1) <= 0) continue;
     const ssize_t n = recv(fd_, buf, sizeof(buf), 0);
     if (n <= 0) return true;
+    out->append(buf, static_cast<size_t>(n));
   }
   return true;
+}
+
+std::string RawClient::ReadAll(absl::Duration timeout) {
+  std::string out;
+  ReadUntil(timeout, &out, [](const std::string&) { return false; });
+  return out;
+}
+
+std::string RawClient::ReadResponse(absl::Duration timeout) {
+  std::string out;
+  ReadUntil(timeout, &out, [](const std::string& received) {
+    const size_t head_end = received.find("\r\n\r\n");
+    if (head_end == std::string::npos) return false;
+    size_t length = 0;
+    for (absl::string_view line : absl::StrSplit(received.substr(0, head_end), "\r\n")) {
+      if (absl::StartsWithIgnoreCase(line, "content-length:")) {
+        (void)absl::SimpleAtoi(absl::StripAsciiWhitespace(line.substr(15)), &length);
+      }
+    }
+    return received.size() >= head_end + 4 + length;
+  });
+  return out;
+}
+
+bool RawClient::PeerClosed(absl::Duration timeout) {
+  std::string ignored;
+  // Anything the server still sends is read and dropped; only the end of stream counts.
+  return ReadUntil(timeout, &ignored, [&ignored](const std::string&) {
+    ignored.clear();
+    return false;
+  });
 }
 
 int StatusOf(std::string_view response) {

@@ -3,6 +3,7 @@
 #ifndef EXPERTMESH_TESTS_ROUTER_HTTP_RAW_CLIENT_H_
 #define EXPERTMESH_TESTS_ROUTER_HTTP_RAW_CLIENT_H_
 
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -31,6 +32,9 @@ class RawClient {
   void Close();
 
  private:
+  bool ReadUntil(absl::Duration timeout, std::string* out,
+                 const std::function<bool(const std::string&)>& done);
+
   int fd_ = -1;
 };
 

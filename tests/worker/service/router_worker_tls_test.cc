@@ -2,6 +2,8 @@
 // WorkerServer over TLS with the internal token, end to end: the certificate is checked
 // against the CA the router trusts and the name it expects, and the token rides along.
 // Certificates are made at test time with the openssl CLI.
+#include <unistd.h>
+
 #include <cstdlib>
 #include <memory>
 #include <string>
@@ -30,8 +32,10 @@ struct Cert {
   std::string cert, key;
 };
 Cert MakeCert(const std::string& name, const std::string& san) {
+  // One directory per process: CTest runs this binary's cases in parallel, and a case whose
+  // certificate another case rewrote mid-handshake fails verification.
   const std::string dir =
-      absl::StrCat(EXPERTMESH_BINARY_DIR, "/test-scratch/router_worker_tls/", name);
+      absl::StrCat(EXPERTMESH_BINARY_DIR, "/test-scratch/router_worker_tls/", getpid(), "/", name);
   Cert c{dir + "/cert.pem", dir + "/key.pem"};
   const std::string make = absl::StrCat(
       "mkdir -p ", dir, " && openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=", name,
