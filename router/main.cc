@@ -17,6 +17,7 @@
 #include "common/grpc_credentials.h"
 #include "common/internal_token.h"
 #include "common/logging.h"
+#include "common/malloc_policy.h"
 #include "router/router_server.h"
 
 namespace {
@@ -35,6 +36,9 @@ int main(int argc, char** argv) {
   // Debian's abseil checks every Mutex acquisition for lock-order cycles (a debug aid that
   // showed as the router's hottest absl symbol per streamed token); the tests keep it on.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  // A huge prompt's buffers go back to the system when its request ends, whichever handler
+  // thread tokenized it (tests/model/tokenizer/tokenizer_memory_test.cc).
+  expertmesh::ReturnLargeFreedBlocksToTheSystem();
   using expertmesh::router::RouterServerOptions;
   RouterServerOptions o;
   std::string workers;

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "model/tokenizer/scratch.h"
 #include "model/tokenizer/utf8.h"
 
 namespace expertmesh::tokenizer {
@@ -122,6 +123,7 @@ absl::Status AddedVocabulary::Split(std::string_view text, bool normalized,
   size_t next_literal = 0;  // first range that may still overlap a match (matches move right)
   const Matcher& matcher = normalized ? normalized_matcher_ : raw_matcher_;
   thread_local std::vector<std::pair<size_t, size_t>> found;
+  const TrimScratchOnExit trim_found(found);
   size_t start_offset = 0;  // end of the last emitted segment
   size_t pos = 0;
   if (matcher.edges.empty()) pos = text.size();

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "model/tokenizer/byte_level.h"
+#include "model/tokenizer/scratch.h"
 
 namespace expertmesh::tokenizer {
 namespace {
@@ -152,6 +153,7 @@ std::string_view BpeModel::IdToToken(int32_t id) const {
 void BpeModel::MergeLinear(std::vector<int32_t>* symbols) const {
   std::vector<int32_t>& s = *symbols;
   thread_local std::vector<const Merge*> pair;
+  const TrimScratchOnExit trim_pair(pair);
   pair.resize(s.size());
   for (size_t i = 0; i + 1 < s.size(); ++i) pair[i] = FindMerge(s[i], s[i + 1]);
   size_t n = s.size();
@@ -228,6 +230,7 @@ void BpeModel::EncodeUncached(std::string_view word, std::vector<int32_t>* ids) 
     }
   }
   thread_local std::vector<int32_t> symbols;
+  const TrimScratchOnExit trim_symbols(symbols);
   symbols.clear();
   for (char c : word) {
     // Like HF with no unk_token, a byte whose symbol is not in the vocab is dropped.

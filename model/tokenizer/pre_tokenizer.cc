@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "model/tokenizer/normalizer.h"
+#include "model/tokenizer/scratch.h"
 #include "model/tokenizer/utf8.h"
 
 namespace expertmesh::tokenizer {
@@ -110,6 +111,9 @@ absl::Status PreTokenizer::ApplyRegex(const Step& step, std::string_view piece,
   thread_local std::vector<std::pair<size_t, size_t>> matches;
   thread_local std::vector<Range> ranges;
   thread_local std::vector<Range> merged;
+  const TrimScratchOnExit trim_matches(matches);
+  const TrimScratchOnExit trim_ranges(ranges);
+  const TrimScratchOnExit trim_merged(merged);
   matches.clear();
   RETURN_IF_ERROR(step.regex->FindAll(piece, &matches));
   // Cover the piece with alternating gap / match ranges, as HF's Pattern::find_matches does.
@@ -180,6 +184,7 @@ absl::Status PreTokenizer::ApplyRegex(const Step& step, std::string_view piece,
 absl::Status PreTokenizer::Split(std::string_view text, std::vector<std::string_view>* words,
                                  std::deque<std::string>* storage) const {
   thread_local std::vector<std::string_view> scratch;
+  const TrimScratchOnExit trim_scratch(scratch);
   words->clear();
   if (text.empty()) return absl::OkStatus();
   words->push_back(text);

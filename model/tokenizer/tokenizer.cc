@@ -8,6 +8,7 @@
 #include "common/file_util.h"
 #include "common/status_macros.h"
 #include "model/tokenizer/byte_level.h"
+#include "model/tokenizer/scratch.h"
 #include "model/tokenizer/utf8.h"
 #include "nlohmann/json.hpp"
 
@@ -156,6 +157,7 @@ void Tokenizer::ResolveSpecialTokens() {
 
 absl::Status Tokenizer::EncodeNormalized(std::string_view text, std::vector<int32_t>* ids) const {
   thread_local std::vector<std::string_view> words;
+  const TrimScratchOnExit trim_words(words);
   std::deque<std::string> storage;
   RETURN_IF_ERROR(pre_tokenizer_->Split(text, &words, &storage));
   for (std::string_view word : words) model_->EncodeWord(word, ids);
