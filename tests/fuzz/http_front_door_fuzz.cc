@@ -62,14 +62,13 @@ int Port() {
                         }
                         res.EndStream();
                       }});
-    routes.push_back({"GET", "/healthz", false, false, true,
-                      [](const HttpRequest&, ResponseWriter& res) {
-                        res.Respond(200, "text/plain", "ok\n");
-                      }});
-    routes.push_back({"GET", "/v1/models/*", true, false, true,
-                      [](const HttpRequest& req, ResponseWriter& res) {
-                        res.Respond(200, "application/json", req.path);
-                      }});
+    routes.push_back(
+        {"GET", "/healthz", false, false, true,
+         [](const HttpRequest&, ResponseWriter& res) { res.Respond(200, "text/plain", "ok\n"); }});
+    routes.push_back(
+        {"GET", "/v1/models/*", true, false, true, [](const HttpRequest& req, ResponseWriter& res) {
+           res.Respond(200, "application/json", req.path);
+         }});
     FrontDoorHooks hooks;
     hooks.authorize = [](std::string_view auth) {
       return auth == "Bearer k" ? absl::OkStatus() : absl::UnauthenticatedError("no key");
