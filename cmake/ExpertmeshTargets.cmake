@@ -15,9 +15,14 @@ endfunction()
 # EXPERTMESH_BINARY_DIR.
 function(expertmesh_test)
   cmake_parse_arguments(ARG "" "NAME" "SOURCES;DEPS;LABELS" ${ARGN})
+  if(NOT TARGET expertmesh_test_main)
+    # One main for every test binary (tests/util/test_main.cc), compiled once.
+    add_library(expertmesh_test_main STATIC ${PROJECT_SOURCE_DIR}/tests/util/test_main.cc)
+    target_link_libraries(expertmesh_test_main PUBLIC GTest::gtest PRIVATE expertmesh_warnings)
+  endif()
   add_executable(${ARG_NAME} ${ARG_SOURCES})
   target_link_libraries(${ARG_NAME} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gmock
-                                            GTest::gtest_main expertmesh_warnings)
+                                            expertmesh_test_main expertmesh_warnings)
   target_include_directories(${ARG_NAME} PRIVATE ${PROJECT_SOURCE_DIR} ${PROJECT_BINARY_DIR})
   target_compile_definitions(${ARG_NAME} PRIVATE
     EXPERTMESH_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
