@@ -1,9 +1,11 @@
 #include "worker/comm/comm_group.h"
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "worker/comm/gloo_communicator.h"
 #include "worker/comm/rendezvous_client.h"
 #include "worker/comm/rendezvous_server.h"
+#include "worker/comm/shm_bootstrap.h"
 #include "worker/comm/single_communicator.h"
 
 namespace expertmesh::comm {
@@ -16,13 +18,23 @@ std::string HostPort(const std::string& host, int port) {
 
 }  // namespace
 
+absl::StatusOr<CommTransport> ParseCommTransport(absl::string_view name) {
+  const std::string lower = absl::AsciiStrToLower(name);
+  if (lower == "auto" || lower.empty()) return CommTransport::kAuto;
+  if (lower == "gloo") return CommTransport::kGloo;
+  if (lower == "shm") return CommTransport::kShm;
+  return absl::InvalidArgumentError(
+      absl::StrCat("comm transport '", name, "' is not one of auto, gloo, shm"));
+}
+
 CommGroup::~CommGroup() = default;
 
 absl::StatusOr<std::unique_ptr<CommGroup>> CommGroup::Join(const JoinOptions& options) {
   const GroupConfig& config = options.group;
   std::unique_ptr<CommGroup> group(new CommGroup());
   if (config.world_size == 1) {
-    group->comm_ = CreateSingleCommunicator();
+    group->mesh_ = CreateSingleCommunicator();
+    group->transport_reason_ = "single: a group of one";
     return group;
   }
   std::string target = HostPort(config.leader_host, config.leader_port);
@@ -53,7 +65,18 @@ absl::StatusOr<std::unique_ptr<CommGroup>> CommGroup::Join(const JoinOptions& op
   if (absl::Status s = (*comm)->Barrier(); !s.ok()) {
     return absl::Status(s.code(), absl::StrCat("after connecting the group: ", s.message()));
   }
-  group->comm_ = *std::move(comm);
+  group->mesh_ = *std::move(comm);
+  absl::StatusOr<ShmProbeResult> probe =
+      ProbeSharedMemory(*group->mesh_, {.use_shm = options.transport != CommTransport::kGloo,
+                                        .require_shm = options.transport == CommTransport::kShm,
+                                        .shm = {.timeout = options.timeout}});
+  if (!probe.ok()) {
+    return absl::Status(probe.status().code(),
+                        absl::StrCat("choosing the group's transport: ", probe.status().message()));
+  }
+  group->shm_ = std::move(probe->comm);
+  group->transport_reason_ = std::move(probe->reason);
+  group->local_ranks_ = probe->local_ranks;
   return group;
 }
 

@@ -1,9 +1,13 @@
 #include "worker/startup/backend_select.h"
 
+#include <sched.h>
+
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <system_error>
+#include <thread>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -113,6 +117,17 @@ int LocalRankFromEnv() {
   int rank = 0;
   if (value == nullptr || !absl::SimpleAtoi(value, &rank) || rank < 0) return 0;
   return rank;
+}
+
+int CpuThreadsForRank(int requested, int local_ranks, int cores) {
+  if (requested > 0 || local_ranks <= 1) return requested;
+  return std::max(1, cores / local_ranks);
+}
+
+int AvailableCores() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
 
 }  // namespace expertmesh::server

@@ -75,6 +75,17 @@ absl::StatusOr<std::unique_ptr<kernels::Backend>> CreateBackend(const DeviceChoi
 // Reads EXPERTMESH_LOCAL_RANK (0 when unset or not a number >= 0).
 int LocalRankFromEnv();
 
+// CPU backend threads for one rank. `requested` > 0 (--threads) is kept. 0 means "the cores":
+// with `local_ranks` ranks of the group on this host, each rank gets its share, cores /
+// local_ranks (at least 1), so that the ranks' compute threads together do not outnumber the
+// cores; alone on the host it stays 0 (all cores). Oversubscribed, a rank's pool threads spin
+// on a core its peer needs to reach the next collective, and every collective waits for the
+// slowest rank.
+int CpuThreadsForRank(int requested, int local_ranks, int cores);
+
+// The cores this process may run on (its affinity mask), at least 1.
+int AvailableCores();
+
 }  // namespace expertmesh::server
 
 #endif  // EXPERTMESH_WORKER_STARTUP_BACKEND_SELECT_H_

@@ -1,10 +1,10 @@
 // Which communicator a worker group's forward pass uses. Every group forms over the host
-// communicator first (Gloo, comm_group.h). When every rank runs the CUDA backend on a GPU of
-// its own, the group also forms an NCCL communicator and the models hand it device tensors
-// directly; otherwise (a rank on the CPU, two ranks wrapped onto one GPU, or no NCCL in this
-// binary) the tensors stay on the host communicator and device ranks stage them through host
-// memory (models::Collectives). ChooseGroupComm is the pure rule; SelectGroupComm runs it on
-// the group, so that every rank makes the same choice.
+// communicator first (shared memory on one host, else Gloo: comm_group.h). When every rank runs the
+// CUDA backend on a GPU of its own, the group also forms an NCCL communicator and the models hand
+// it device tensors directly; otherwise (a rank on the CPU, two ranks wrapped onto one GPU, or no
+// NCCL in this binary) the tensors stay on the host communicator and device ranks stage them
+// through host memory (models::Collectives). ChooseGroupComm is the pure rule; SelectGroupComm runs
+// it on the group, so that every rank makes the same choice.
 #ifndef EXPERTMESH_WORKER_STARTUP_GROUP_COMM_SELECT_H_
 #define EXPERTMESH_WORKER_STARTUP_GROUP_COMM_SELECT_H_
 

@@ -31,6 +31,8 @@ struct WorkerFlags {
   int32_t max_queued = 1024;
   double grace_s = 30;
   double comm_timeout_s = 30;
+  // auto | gloo | shm (worker/comm/comm_group.h); default: EXPERTMESH_COMM_TRANSPORT, else auto.
+  std::string comm_transport = "auto";
   std::optional<int> ranks_per_pod;
   // The group's credential (common/internal_token.h); default: EXPERTMESH_INTERNAL_TOKEN.
   std::string internal_token_file;

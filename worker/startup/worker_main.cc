@@ -6,7 +6,8 @@
 //   expertmesh-worker --model DIR --tp 2 --rank R --leader HOST:PORT ...   (a group of two)
 //   expertmesh-worker --model DIR --device cuda [--cuda-device N] ...     (on a GPU)
 // --device cpu|cuda|auto picks the backend (backend_select.h); a group whose ranks each have a
-// GPU exchanges activations over NCCL, any other group over Gloo (group_comm_select.h).
+// GPU exchanges activations over NCCL, any other group over shared memory when all its ranks
+// run on one host and over Gloo otherwise (group_comm_select.h, worker/comm/comm_group.h).
 // Group placement may also come from EXPERTMESH_* or LeaderWorkerSet variables
 // (worker/comm/group_config.h). A group that breaks (a rank died or timed out) cannot go on:
 // its ranks exit non-zero and are restarted together.
@@ -76,6 +77,11 @@ int main(int argc, char** argv) {
   app.add_option("--comm-timeout-s", f.comm_timeout_s,
                  "Group join and collective timeout: a rank that does not take part within it "
                  "breaks the group")
+      ->capture_default_str();
+  app.add_option("--comm-transport", f.comm_transport,
+                 "Collectives of a group: auto (shared memory when every rank is on this host, "
+                 "else Gloo over TCP), gloo, or shm (fail unless all ranks share this host)")
+      ->envname("EXPERTMESH_COMM_TRANSPORT")
       ->capture_default_str();
   app.add_option("--internal-token-file", f.internal_token_file,
                  "File with the group's internal token, asked of routers and ranks (default: "

@@ -224,14 +224,24 @@ absl::Status RunGroup(const WorkerFlags& flags, const comm::GroupConfig& group,
         flags.host, group.leader_host);
   }
   join.timeout = absl::Seconds(flags.comm_timeout_s);
+  ASSIGN_OR_RETURN(join.transport, comm::ParseCommTransport(flags.comm_transport));
   join.on_leader_listening = [](int port) {
     // A launcher (expertmesh serve, tests) reads this to start the other ranks.
     std::printf("expertmesh-worker: rendezvous listening on port %d\n", port);
     std::fflush(stdout);
   };
   ASSIGN_OR_RETURN(std::unique_ptr<comm::CommGroup> comm_group, comm::CommGroup::Join(join));
+  EM_LOG_INFO("worker: group transport {}", comm_group->transport_reason());
+  const int cores = AvailableCores();
+  const int cpu_threads = CpuThreadsForRank(flags.threads, comm_group->local_ranks(), cores);
+  if (cpu_threads != flags.threads) {
+    EM_LOG_INFO(
+        "worker: {} ranks of the group share this host's {} cores: {} CPU thread(s) each "
+        "(--threads overrides)",
+        comm_group->local_ranks(), cores, cpu_threads);
+  }
   ASSIGN_OR_RETURN(std::unique_ptr<kernels::Backend> backend,
-                   CreateBackend(device, {.cpu_threads = flags.threads}));
+                   CreateBackend(device, {.cpu_threads = cpu_threads}));
   // Every rank learns where the others run; NCCL when each has a GPU of its own. Declared after
   // comm_group: the NCCL communicator uses the Gloo one and is destroyed first.
   ASSIGN_OR_RETURN(GroupComm group_comm, SelectGroupComm(device, comm_group->comm(), join.timeout));

@@ -281,7 +281,8 @@ TEST_P(CollectivesTest, InvalidArgumentsKeepCommunicatorUsable) {
 INSTANTIATE_TEST_SUITE_P(Transports, CollectivesTest,
                          ::testing::Combine(::testing::Values(Transport::kFake,
                                                               Transport::kGlooHashStore,
-                                                              Transport::kGlooGrpc),
+                                                              Transport::kGlooGrpc, Transport::kShm,
+                                                              Transport::kShmJoin),
                                             ::testing::Values(2, 4)),
                          [](const auto& info) {
                            return testing::TransportName(std::get<0>(info.param)) + "_" +

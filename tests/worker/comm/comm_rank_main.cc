@@ -2,10 +2,13 @@
 // comes from the environment (EXPERTMESH_* or LWS_*), exactly as a worker finds it. The leader
 // prints "PORT <n>" once its rendezvous server listens. Every collective is checked against a
 // reference computed locally from the same deterministic inputs.
+// After joining it prints "TRANSPORT <communicator name> local_ranks <n>: <reason>".
 // Test knobs: EXPERTMESH_TEST_EXIT_AT=<k> makes this rank _exit(3) once it has completed k
-// collectives (its peers are then inside the next one, waiting for it); EXPERTMESH_TEST_TIMEOUT_MS
-// bounds every wait. Exit codes: 0 all good, 1 wrong result, 2 join failed, 3 injected exit, 4 a
-// peer failure (UNAVAILABLE / DEADLINE_EXCEEDED), 5 any other error.
+// collectives (its peers are then inside the next one, waiting for it); EXPERTMESH_TEST_HANG_AT=<k>
+// makes it print "HANGING" there and sleep until killed; EXPERTMESH_TEST_TIMEOUT_MS bounds every
+// wait; EXPERTMESH_COMM_TRANSPORT picks the transport as for a worker. Exit codes: 0 all good,
+// 1 wrong result, 2 join failed, 3 injected exit, 4 a peer failure (UNAVAILABLE /
+// DEADLINE_EXCEEDED), 5 any other error.
 #include <unistd.h>
 #include <csignal>
 
@@ -16,6 +19,7 @@
 #include <vector>
 
 #include "absl/strings/numbers.h"
+#include "common/dtype.h"
 #include "worker/comm/comm_group.h"
 #include "worker/comm/group_config.h"
 
@@ -36,7 +40,8 @@ int32_t Value(int src, int dst, int64_t i) { return src * 10000 + dst * 100 + i;
 
 class Checker {
  public:
-  Checker(Communicator& comm, int exit_at) : comm_(comm), exit_at_(exit_at) {}
+  Checker(Communicator& comm, int exit_at, int hang_at)
+      : comm_(comm), exit_at_(exit_at), hang_at_(hang_at) {}
 
   // Returns the exit code.
   int Run() {
@@ -81,6 +86,62 @@ class Checker {
         return Wrong("BroadcastBytes", 0);
       }
       if (int rc = Call(comm_.Barrier())) return rc;
+      if (int rc = MoreCollectives(round)) return rc;
+    }
+    return 0;
+  }
+
+  // bf16 reductions, ReduceScatter, Broadcast, and messages of several MiB (more than one
+  // chunk of the shared-memory transport). Small integers: every sum is exact in any order.
+  int MoreCollectives(int round) {
+    int world = comm_.world_size(), rank = comm_.rank();
+    std::vector<uint16_t> h(3001);
+    for (size_t i = 0; i < h.size(); ++i) h[i] = FloatToBf16(Input(rank, i + round));
+    if (int rc = Call(comm_.AllReduce(In(h), Out(h), DType::kBF16))) return rc;
+    for (size_t i = 0; i < h.size(); ++i) {
+      float want = 0;
+      for (int r = 0; r < world; ++r) want += Input(r, i + round);
+      if (Bf16ToFloat(h[i]) != want) return Wrong("AllReduce bf16", i);
+    }
+    const size_t chunk = 777;
+    std::vector<float> rs_in(chunk * world), rs_out(chunk);
+    for (size_t i = 0; i < rs_in.size(); ++i) rs_in[i] = Input(rank, i);
+    if (int rc = Call(comm_.ReduceScatter(In(rs_in), Out(rs_out), DType::kF32))) return rc;
+    for (size_t i = 0; i < chunk; ++i) {
+      float want = 0;
+      for (int r = 0; r < world; ++r) want += Input(r, rank * chunk + i);
+      if (rs_out[i] != want) return Wrong("ReduceScatter f32", i);
+    }
+    std::vector<uint16_t> rsh_in(chunk * world), rsh_out(chunk);
+    for (size_t i = 0; i < rsh_in.size(); ++i) rsh_in[i] = FloatToBf16(Input(rank, i));
+    if (int rc = Call(comm_.ReduceScatter(In(rsh_in), Out(rsh_out), DType::kBF16))) return rc;
+    for (size_t i = 0; i < chunk; ++i) {
+      float want = 0;
+      for (int r = 0; r < world; ++r) want += Input(r, rank * chunk + i);
+      if (Bf16ToFloat(rsh_out[i]) != want) return Wrong("ReduceScatter bf16", i);
+    }
+    const int root = round % world;
+    std::vector<int32_t> b(2049);
+    for (size_t i = 0; i < b.size(); ++i) b[i] = rank == root ? Value(root, round, i) : -1;
+    if (int rc = Call(comm_.Broadcast(Out(b), DType::kI32, root))) return rc;
+    for (size_t i = 0; i < b.size(); ++i) {
+      if (b[i] != Value(root, round, i)) return Wrong("Broadcast", i);
+    }
+    // 3 MiB: three rounds of a 1 MiB chunk.
+    std::vector<float> big(3 << 18);
+    for (size_t i = 0; i < big.size(); ++i) big[i] = Input(rank, i);
+    if (int rc = Call(comm_.AllReduce(In(big), Out(big), DType::kF32))) return rc;
+    for (size_t i = 0; i < big.size(); ++i) {
+      float want = 0;
+      for (int r = 0; r < world; ++r) want += Input(r, i);
+      if (big[i] != want) return Wrong("AllReduce 3 MiB", i);
+    }
+    std::vector<int32_t> part(1 << 19, rank + round), gathered(part.size() * world);
+    if (int rc = Call(comm_.AllGather(In(part), Out(gathered), DType::kI32))) return rc;
+    for (size_t i = 0; i < gathered.size(); ++i) {
+      if (gathered[i] != static_cast<int32_t>(i / part.size()) + round) {
+        return Wrong("AllGather 2 MiB", i);
+      }
     }
     return 0;
   }
@@ -107,6 +168,11 @@ class Checker {
       std::fflush(stdout);
       _exit(3);
     }
+    if (calls_ == hang_at_) {
+      std::printf("HANGING rank %d before collective %d\n", comm_.rank(), calls_);
+      std::fflush(stdout);
+      while (true) pause();
+    }
     return 0;
   }
 
@@ -118,6 +184,7 @@ class Checker {
 
   Communicator& comm_;
   int exit_at_;
+  int hang_at_;
   int calls_ = 0;
 };
 
@@ -131,6 +198,14 @@ int Main() {
   options.group = *config;
   options.listen_host = "127.0.0.1";
   options.timeout = absl::Milliseconds(EnvInt("EXPERTMESH_TEST_TIMEOUT_MS", 20000));
+  if (const char* transport = std::getenv(kCommTransportEnv); transport != nullptr) {
+    absl::StatusOr<CommTransport> parsed = ParseCommTransport(transport);
+    if (!parsed.ok()) {
+      std::printf("CONFIG_ERROR %s\n", parsed.status().ToString().c_str());
+      return 2;
+    }
+    options.transport = *parsed;
+  }
   options.on_leader_listening = [](int port) {
     std::printf("PORT %d\n", port);
     std::fflush(stdout);
@@ -140,7 +215,12 @@ int Main() {
     std::printf("JOIN_ERROR rank %d: %s\n", config->rank, group.status().ToString().c_str());
     return 2;
   }
-  int rc = Checker((*group)->comm(), EnvInt("EXPERTMESH_TEST_EXIT_AT", -1)).Run();
+  std::printf("TRANSPORT %s local_ranks %d: %s\n", std::string((*group)->comm().name()).c_str(),
+              (*group)->local_ranks(), (*group)->transport_reason().c_str());
+  std::fflush(stdout);
+  int rc = Checker((*group)->comm(), EnvInt("EXPERTMESH_TEST_EXIT_AT", -1),
+                   EnvInt("EXPERTMESH_TEST_HANG_AT", -1))
+               .Run();
   std::printf("DONE rank %d rc %d\n", config->rank, rc);
   std::fflush(stdout);
   return rc;  // the group is torn down normally, also after a failure

@@ -3,9 +3,12 @@
 #include <future>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "gloo/rendezvous/hash_store.h"
 #include "tests/worker/comm/fake_communicator.h"
 #include "worker/comm/gloo_communicator.h"
+#include "worker/comm/shm_communicator.h"
+#include "worker/comm/shm_segment.h"
 
 namespace expertmesh::comm::testing {
 
@@ -17,6 +20,10 @@ std::string TransportName(Transport transport) {
       return "gloo_hashstore";
     case Transport::kGlooGrpc:
       return "gloo_grpc";
+    case Transport::kShm:
+      return "shm";
+    case Transport::kShmJoin:
+      return "shm_join";
   }
   return "unknown";
 }
@@ -40,7 +47,28 @@ absl::StatusOr<ThreadGroup> MakeThreadGroup(Transport transport, int world_size,
     return group;
   }
   std::vector<absl::Status> results;
-  if (transport == Transport::kGlooHashStore) {
+  if (transport == Transport::kShm) {
+    absl::StatusOr<std::unique_ptr<ShmSegment>> leader =
+        ShmSegment::Create(world_size, kTestShmChunkBytes);
+    if (!leader.ok()) return leader.status();
+    const ShmOffer offer = (*leader)->offer();
+    group.comms.resize(world_size);
+    results = RunOnRanks(world_size, [&](int r) -> absl::Status {
+      std::unique_ptr<ShmSegment> segment;
+      if (r == 0) {
+        segment = *std::move(leader);
+      } else {
+        absl::StatusOr<std::unique_ptr<ShmSegment>> opened = ShmSegment::Open(offer, r);
+        if (!opened.ok()) return opened.status();
+        segment = *std::move(opened);
+      }
+      absl::StatusOr<std::unique_ptr<Communicator>> comm =
+          CreateShmCommunicator(std::move(segment), {.timeout = timeout});
+      if (!comm.ok()) return comm.status();
+      group.comms[r] = *std::move(comm);
+      return absl::OkStatus();
+    });
+  } else if (transport == Transport::kGlooHashStore) {
     gloo::rendezvous::HashStore store;
     group.comms.resize(world_size);
     results = RunOnRanks(world_size, [&](int r) -> absl::Status {
@@ -65,6 +93,8 @@ absl::StatusOr<ThreadGroup> MakeThreadGroup(Transport transport, int world_size,
                                   .local_host = "127.0.0.1"};
       options.listen_host = "127.0.0.1";
       options.timeout = timeout;
+      options.transport =
+          transport == Transport::kGlooGrpc ? CommTransport::kGloo : CommTransport::kAuto;
       if (r == 0) {
         options.on_leader_listening = [&](int p) {
           port_sent = true;
@@ -82,6 +112,18 @@ absl::StatusOr<ThreadGroup> MakeThreadGroup(Transport transport, int world_size,
   }
   for (const absl::Status& s : results) {
     if (!s.ok()) return s;
+  }
+  // The transport each kind promises, so that a test cannot pass on the wrong one.
+  const std::string_view want = transport == Transport::kFake ? "fake"
+                                : transport == Transport::kShm || transport == Transport::kShmJoin
+                                    ? "shm"
+                                    : "gloo";
+  for (int r = 0; r < world_size; ++r) {
+    if (group.rank(r).name() != want) {
+      return absl::InternalError(absl::StrCat(TransportName(transport), ": rank ", r, " got ",
+                                              std::string(group.rank(r).name()), ", not ",
+                                              std::string(want)));
+    }
   }
   return group;
 }

@@ -111,7 +111,8 @@ TEST_P(FaultTest, FailingRankLeavesOthersToTimeOut) {
 
 INSTANTIATE_TEST_SUITE_P(Transports, FaultTest,
                          ::testing::Combine(::testing::Values(Transport::kFake,
-                                                              Transport::kGlooHashStore),
+                                                              Transport::kGlooHashStore,
+                                                              Transport::kShm),
                                             ::testing::Values(2, 4)),
                          [](const auto& info) {
                            return testing::TransportName(std::get<0>(info.param)) + "_" +

@@ -1,6 +1,8 @@
 // Real processes: 2-4 copies of comm_rank_main form a group over loopback through the
-// leader's gRPC rendezvous (port 0, reported on the leader's stdout), as workers do. Every wait
-// is bounded; children still running at the deadline are killed and the test fails.
+// leader's gRPC rendezvous (port 0, reported on the leader's stdout), as workers do. On one host
+// the group picks the shared-memory transport by itself; EXPERTMESH_COMM_TRANSPORT=gloo keeps
+// Gloo, and both run every test that is about the transport. Every wait is bounded; children
+// still running at the deadline are killed and the test fails.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -12,6 +14,7 @@
 #include <chrono>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -67,20 +70,43 @@ int MsLeft(Clock::time_point deadline) {
   return left.count() > 0 ? static_cast<int>(left.count()) : 0;
 }
 
-// Reads the child's stdout until a line starting with "PORT " appears; -1 on EOF or deadline.
-int ReadPort(Child& child, Clock::time_point deadline) {
+// Reads the child's stdout until a whole line starting with `marker` has arrived; returns the
+// rest of that line, or nullopt on EOF or deadline.
+std::optional<std::string> ReadUntil(Child& child, const std::string& marker,
+                                     Clock::time_point deadline) {
   while (true) {
-    size_t at = child.output.find("PORT ");
-    if (at != std::string::npos && child.output.find('\n', at) != std::string::npos) {
-      return std::atoi(child.output.c_str() + at + 5);
+    size_t at = child.output.find(marker);
+    if (at != std::string::npos && (at == 0 || child.output[at - 1] == '\n')) {
+      size_t end = child.output.find('\n', at);
+      if (end != std::string::npos) {
+        return child.output.substr(at + marker.size(), end - at - marker.size());
+      }
     }
     pollfd p{child.out_fd, POLLIN, 0};
-    if (poll(&p, 1, MsLeft(deadline)) <= 0) return -1;
+    if (poll(&p, 1, MsLeft(deadline)) <= 0) return std::nullopt;
     char buf[512];
     ssize_t n = read(child.out_fd, buf, sizeof(buf));
-    if (n <= 0) return -1;
+    if (n <= 0) return std::nullopt;
     child.output.append(buf, n);
   }
+}
+
+// The port in the leader's "PORT <n>" line; -1 on EOF or deadline.
+int ReadPort(Child& child, Clock::time_point deadline) {
+  std::optional<std::string> port = ReadUntil(child, "PORT ", deadline);
+  return port.has_value() ? std::atoi(port->c_str()) : -1;
+}
+
+// The shared-memory segment named in a "TRANSPORT shm ..." line, or "".
+std::string SegmentName(const std::string& output) {
+  size_t at = output.find("segment /expertmesh-");
+  if (at == std::string::npos) return "";
+  at += std::strlen("segment ");
+  return output.substr(at, output.find(' ', at) - at);
+}
+
+bool InDevShm(const std::string& segment) {
+  return access(("/dev/shm" + segment).c_str(), F_OK) == 0;
 }
 
 // Waits for every child to exit (collecting their output) until the deadline, then kills the
@@ -180,18 +206,54 @@ std::vector<Child> StartGroup(int world, bool lws,
   return children;
 }
 
-class MultiProcessTest : public ::testing::TestWithParam<int> {};
-
-TEST_P(MultiProcessTest, GroupRunsEveryCollective) {
-  int world = GetParam();
-  auto deadline = Clock::now() + kDeadline;
-  std::vector<Child> children = StartGroup(world, /*lws=*/false, {}, deadline);
-  ASSERT_TRUE(WaitAll(children, deadline)) << "ranks still running at the deadline\n"
-                                           << Describe(children);
-  for (const Child& c : children) EXPECT_EQ(c.exit_code, 0) << Describe(children);
+// "" lets the group choose (shared memory on this host); "gloo" forces Gloo.
+std::map<int, std::map<std::string, std::string>> TransportEnv(int world,
+                                                               const std::string& transport) {
+  std::map<int, std::map<std::string, std::string>> extra;
+  for (int r = 0; r < world; ++r) {
+    if (!transport.empty()) extra[r]["EXPERTMESH_COMM_TRANSPORT"] = transport;
+  }
+  return extra;
 }
 
-INSTANTIATE_TEST_SUITE_P(Worlds, MultiProcessTest, ::testing::Values(2, 3, 4));
+std::string ExpectedTransport(const std::string& transport) {
+  return transport.empty() ? "shm" : transport;
+}
+
+std::string TransportParamName(const std::string& transport) {
+  return transport.empty() ? "auto" : transport;
+}
+
+class MultiProcessTest : public ::testing::TestWithParam<std::tuple<int, std::string>> {};
+
+TEST_P(MultiProcessTest, GroupRunsEveryCollective) {
+  auto [world, transport] = GetParam();
+  auto deadline = Clock::now() + kDeadline;
+  std::vector<Child> children =
+      StartGroup(world, /*lws=*/false, TransportEnv(world, transport), deadline);
+  ASSERT_TRUE(WaitAll(children, deadline)) << "ranks still running at the deadline\n"
+                                           << Describe(children);
+  for (const Child& c : children) {
+    EXPECT_EQ(c.exit_code, 0) << Describe(children);
+    EXPECT_THAT(c.output, ::testing::HasSubstr("TRANSPORT " + ExpectedTransport(transport) +
+                                               " local_ranks " + std::to_string(world)))
+        << Describe(children);
+  }
+  // The segment was unlinked as soon as every rank had attached: nothing is left behind.
+  if (ExpectedTransport(transport) == "shm") {
+    std::string segment = SegmentName(children[0].output);
+    ASSERT_FALSE(segment.empty()) << Describe(children);
+    EXPECT_FALSE(InDevShm(segment)) << segment;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Worlds, MultiProcessTest,
+                         ::testing::Combine(::testing::Values(2, 3, 4),
+                                            ::testing::Values(std::string(), std::string("gloo"))),
+                         [](const auto& info) {
+                           return TransportParamName(std::get<1>(info.param)) + "_" +
+                                  std::to_string(std::get<0>(info.param)) + "ranks";
+                         });
 
 TEST(MultiProcessLwsTest, RanksFindTheLeaderFromLeaderWorkerSetVariables) {
   auto deadline = Clock::now() + kDeadline;
@@ -202,9 +264,9 @@ TEST(MultiProcessLwsTest, RanksFindTheLeaderFromLeaderWorkerSetVariables) {
 
 // A rank exits while its peers are inside a collective: they report a peer failure within
 // the communicator timeout and exit cleanly (code 4), no hang and no crash.
-void ExpectPeersFail(int world, int dying_rank) {
+void ExpectPeersFail(int world, int dying_rank, const std::string& transport) {
   auto deadline = Clock::now() + kDeadline;
-  std::map<int, std::map<std::string, std::string>> extra;
+  std::map<int, std::map<std::string, std::string>> extra = TransportEnv(world, transport);
   for (int r = 0; r < world; ++r) extra[r]["EXPERTMESH_TEST_TIMEOUT_MS"] = "3000";
   extra[dying_rank]["EXPERTMESH_TEST_EXIT_AT"] = "5";
   auto start = Clock::now();
@@ -220,7 +282,88 @@ void ExpectPeersFail(int world, int dying_rank) {
   }
 }
 
-TEST(MultiProcessFaultTest, WorkerExitMidCollective) { ExpectPeersFail(3, 2); }
-TEST(MultiProcessFaultTest, LeaderExitMidCollective) { ExpectPeersFail(4, 0); }
+class MultiProcessFaultTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(MultiProcessFaultTest, WorkerExitMidCollective) { ExpectPeersFail(3, 2, GetParam()); }
+TEST_P(MultiProcessFaultTest, LeaderExitMidCollective) { ExpectPeersFail(4, 0, GetParam()); }
+
+// SIGKILL, the way an out-of-memory kill ends a rank: its peers, waiting for it in the next
+// collective, fail with UNAVAILABLE long before the communicator timeout (20 s here).
+TEST_P(MultiProcessFaultTest, KilledRankFailsTheOthersWithUnavailableQuickly) {
+  const int world = 3, victim = 1;
+  auto deadline = Clock::now() + kDeadline;
+  std::map<int, std::map<std::string, std::string>> extra = TransportEnv(world, GetParam());
+  for (int r = 0; r < world; ++r) extra[r]["EXPERTMESH_TEST_TIMEOUT_MS"] = "20000";
+  extra[victim]["EXPERTMESH_TEST_HANG_AT"] = "7";
+  std::vector<Child> children = StartGroup(world, /*lws=*/false, extra, deadline);
+  ASSERT_TRUE(ReadUntil(children[victim], "HANGING", deadline).has_value()) << Describe(children);
+  ASSERT_EQ(kill(children[victim].pid, SIGKILL), 0);
+  auto killed_at = Clock::now();
+  for (int r = 0; r < world; ++r) {
+    if (r == victim) continue;
+    ASSERT_TRUE(ReadUntil(children[r], "COMM_ERROR", deadline)) << Describe(children);
+  }
+  auto reaction = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - killed_at);
+  ASSERT_TRUE(WaitAll(children, deadline)) << Describe(children);
+  EXPECT_LT(reaction.count(), 5000) << Describe(children);
+  for (int r = 0; r < world; ++r) {
+    if (r == victim) {
+      EXPECT_EQ(children[r].exit_code, 128 + SIGKILL);
+      continue;
+    }
+    EXPECT_EQ(children[r].exit_code, 4) << Describe(children);
+    EXPECT_THAT(children[r].output, ::testing::HasSubstr("UNAVAILABLE")) << Describe(children);
+  }
+}
+
+// A rank that lives but stops taking part: its peers give up after the timeout (2 s) with
+// DEADLINE_EXCEEDED.
+TEST_P(MultiProcessFaultTest, HungRankGivesDeadlineExceeded) {
+  const int world = 3, victim = 2;
+  auto deadline = Clock::now() + kDeadline;
+  std::map<int, std::map<std::string, std::string>> extra = TransportEnv(world, GetParam());
+  for (int r = 0; r < world; ++r) extra[r]["EXPERTMESH_TEST_TIMEOUT_MS"] = "2000";
+  extra[victim]["EXPERTMESH_TEST_HANG_AT"] = "4";
+  std::vector<Child> children = StartGroup(world, /*lws=*/false, extra, deadline);
+  ASSERT_TRUE(ReadUntil(children[victim], "HANGING", deadline).has_value()) << Describe(children);
+  auto hung_at = Clock::now();
+  for (int r = 0; r < world; ++r) {
+    if (r == victim) continue;
+    ASSERT_TRUE(ReadUntil(children[r], "COMM_ERROR", deadline)) << Describe(children);
+  }
+  auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - hung_at);
+  kill(children[victim].pid, SIGKILL);
+  ASSERT_TRUE(WaitAll(children, deadline)) << Describe(children);
+  EXPECT_GE(waited.count(), 1500) << Describe(children);  // not before the timeout
+  EXPECT_LT(waited.count(), 2000 + 8000) << Describe(children);
+  for (int r = 0; r < world; ++r) {
+    if (r == victim) continue;
+    EXPECT_EQ(children[r].exit_code, 4) << Describe(children);
+    EXPECT_THAT(children[r].output, ::testing::HasSubstr("DEADLINE_EXCEEDED"))
+        << Describe(children);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Transports, MultiProcessFaultTest,
+                         ::testing::Values(std::string(), std::string("gloo")),
+                         [](const auto& info) { return TransportParamName(info.param); });
+
+// The leader, which created the segment, is killed once the group runs: the name was unlinked
+// when every rank attached, so /dev/shm holds nothing of the group (the memory goes with the
+// last mapping), and the other rank fails with UNAVAILABLE.
+TEST(MultiProcessShmTest, KilledLeaderLeavesNothingInDevShm) {
+  auto deadline = Clock::now() + kDeadline;
+  std::map<int, std::map<std::string, std::string>> extra = TransportEnv(2, "");
+  extra[0]["EXPERTMESH_TEST_HANG_AT"] = "1";
+  std::vector<Child> children = StartGroup(2, /*lws=*/false, extra, deadline);
+  ASSERT_TRUE(ReadUntil(children[0], "HANGING", deadline).has_value()) << Describe(children);
+  const std::string segment = SegmentName(children[0].output);
+  ASSERT_FALSE(segment.empty()) << Describe(children);
+  ASSERT_EQ(kill(children[0].pid, SIGKILL), 0);
+  ASSERT_TRUE(WaitAll(children, deadline)) << Describe(children);
+  EXPECT_FALSE(InDevShm(segment)) << segment;
+  EXPECT_EQ(children[1].exit_code, 4) << Describe(children);
+  EXPECT_THAT(children[1].output, ::testing::HasSubstr("UNAVAILABLE")) << Describe(children);
+}
 
 }  // namespace

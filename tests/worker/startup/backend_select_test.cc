@@ -141,6 +141,16 @@ TEST(ChooseGroupCommTest, NcclOnlyWhenEveryRankHasItsOwnGpu) {
   EXPECT_EQ(ChooseGroupComm(one, true).kind, CommKind::kHost);
 }
 
+TEST(CpuThreadsForRankTest, RanksOnOneHostShareItsCores) {
+  EXPECT_EQ(CpuThreadsForRank(0, 1, 16), 0);  // alone: all cores, as before
+  EXPECT_EQ(CpuThreadsForRank(0, 2, 2), 1);
+  EXPECT_EQ(CpuThreadsForRank(0, 2, 16), 8);
+  EXPECT_EQ(CpuThreadsForRank(0, 3, 16), 5);
+  EXPECT_EQ(CpuThreadsForRank(0, 4, 2), 1);  // never 0 threads
+  EXPECT_EQ(CpuThreadsForRank(2, 2, 2), 2);  // --threads wins
+  EXPECT_GE(AvailableCores(), 1);
+}
+
 TEST(ThisMachineTest, ProbeAndAutoAgree) {
   const DeviceProbe probe = ProbeDevices();
   EXPECT_EQ(probe.cuda_built, EXPERTMESH_HAVE_CUDA != 0);
