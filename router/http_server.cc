@@ -36,7 +36,7 @@ void Models(RouterCore* core, const http::HttpRequest& req, http::ResponseWriter
   const ModelDescription& d = core->model().description();
   Json model{{"id", d.name},
              {"object", "model"},
-             {"created", 0},
+             {"created", d.created},
              {"owned_by", "expertmesh"},
              {"max_model_len", d.context_length}};
   constexpr std::string_view kOne = "/v1/models/";

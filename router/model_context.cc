@@ -1,11 +1,14 @@
 #include "router/model_context.h"
 
+#include <chrono>
 #include <filesystem>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/status_macros.h"
 #include "model/config/model_config.h"
 #include "model/plan/model_plan.h"
@@ -73,6 +76,15 @@ absl::StatusOr<std::unique_ptr<ModelContext>> ModelContext::Load(const std::stri
   d.eos_ids = ctx->tokenizer_->special_tokens().stop_ids;
   d.bos_id = ctx->tokenizer_->bos_id();
   d.has_chat_template = ctx->chat_template_.has_value();
+  d.created = absl::ToUnixSeconds(absl::Now());
+  std::error_code error;
+  const auto written =
+      std::filesystem::last_write_time(std::filesystem::path(model_dir) / "config.json", error);
+  if (!error) {
+    d.created = std::chrono::duration_cast<std::chrono::seconds>(
+                    std::chrono::file_clock::to_sys(written).time_since_epoch())
+                    .count();
+  }
   return ctx;
 }
 

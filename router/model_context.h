@@ -30,6 +30,9 @@ struct ModelDescription {
   std::vector<int32_t> eos_ids;
   int32_t bos_id = -1;
   bool has_chat_template = false;
+  // OpenAI's model "created": Unix seconds of the checkpoint's config.json (when the model was
+  // written), or of loading when the file time cannot be read.
+  int64_t created = 0;
 };
 
 struct Prompt {

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 SCRATCH, ROUTER, FAKE_WORKER, PROTO_DIR = sys.argv[1:5]
@@ -50,6 +51,16 @@ class ClientsTest(unittest.TestCase):
 
     def test_models(self):
         self.assertEqual([m.id for m in self.client.models.list()], ["tiny"])
+
+    def test_models_retrieve(self):
+        import openai
+        model = self.client.models.retrieve("tiny")
+        self.assertEqual((model.id, model.object, model.owned_by), ("tiny", "model", "expertmesh"))
+        # When the checkpoint was written: after 2020, not in the future.
+        self.assertGreater(model.created, 1577836800)
+        self.assertLessEqual(model.created, time.time() + 5)
+        with self.assertRaises(openai.NotFoundError):
+            self.client.models.retrieve("no-such-model")
 
     def test_completion(self):
         prompt = "The quick brown fox jumps over the lazy dog."
