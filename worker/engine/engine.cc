@@ -60,6 +60,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::unique_ptr<kernels::
     if (id >= 0 && id < sc.vocab_size) sc.eos_token_ids.push_back(static_cast<int32_t>(id));
   }
   sc.seed = options.seed;
+  sc.max_prompt_logprob_tokens = options.max_prompt_logprob_tokens;
   ASSIGN_OR_RETURN(e->scheduler_, scheduler::Scheduler::Create(sc, e->kv_manager_.get()));
   e->backend_ = std::move(backend);
   e->model_ = std::move(model);
@@ -84,7 +85,7 @@ absl::StatusOr<std::vector<RequestOutput>> Engine::Step() {
 
   std::vector<models::SequenceChunk> chunks;
   chunks.reserve(plan.sequences.size());
-  bool any_sample = false;
+  bool any_rows = false;
   for (const scheduler::ScheduledSequence& s : plan.sequences) {
     models::SequenceChunk c;
     c.tokens = s.token_ids;
@@ -92,25 +93,31 @@ absl::StatusOr<std::vector<RequestOutput>> Engine::Step() {
     c.block_table = s.block_table;
     c.logits =
         s.sample ? models::SequenceChunk::Logits::kLast : models::SequenceChunk::Logits::kNone;
-    any_sample |= s.sample;
+    if (s.NumPromptLogprobs() > 0) {
+      c.extra_logits_begin = s.prompt_logprobs_begin - c.start_pos;
+      c.extra_logits_end = s.prompt_logprobs_end - c.start_pos;
+    }
+    any_rows |= s.sample || s.NumPromptLogprobs() > 0;
     chunks.push_back(c);
     tokens_computed_ += s.token_ids.size();
   }
   // A step of mid-prompt chunks samples nothing, but the batch needs one logits row.
-  if (!any_sample) chunks.front().logits = models::SequenceChunk::Logits::kLast;
+  if (!any_rows) chunks.front().logits = models::SequenceChunk::Logits::kLast;
   ASSIGN_OR_RETURN(models::ForwardBatch batch,
                    models::MakeForwardBatch(chunks, kv_tensors_.block_size));
   if (step_listener_) RETURN_IF_ERROR(step_listener_(plan.block_copies, batch));
   RETURN_IF_ERROR(CopyKvBlocks(*backend_, kv_tensors_, plan.block_copies));
   ASSIGN_OR_RETURN(const Tensor logits, model_->ForwardOnBackend(batch, kv_tensors_));
   ASSIGN_OR_RETURN(std::vector<sampling::SampledToken> sampled, SampleStep(plan, logits));
+  ASSIGN_OR_RETURN(std::vector<std::vector<sampling::PromptLogprob>> scored,
+                   ScorePrompts(plan, logits, /*first_row=*/plan.NumToSample()));
   ASSIGN_OR_RETURN(std::vector<scheduler::RequestUpdate> updates,
-                   scheduler_->ProcessStepOutputs(plan, sampled));
+                   scheduler_->ProcessStepOutputs(plan, sampled, scored));
   outputs.reserve(updates.size());
   for (scheduler::RequestUpdate& u : updates) {
     ++tokens_generated_;
     outputs.push_back({std::move(u.id), std::move(u.token), u.finish, u.num_output_tokens,
-                       u.cached_prompt_tokens});
+                       u.cached_prompt_tokens, std::move(u.prompt_logprobs)});
   }
   return outputs;
 }
@@ -168,6 +175,49 @@ absl::StatusOr<std::vector<sampling::SampledToken>> Engine::SampleStep(
     sampled.push_back(*std::move(t));
   }
   return sampled;
+}
+
+absl::StatusOr<std::vector<std::vector<sampling::PromptLogprob>>> Engine::ScorePrompts(
+    const scheduler::StepPlan& plan, const Tensor& logits, int64_t first_row) {
+  std::vector<std::vector<sampling::PromptLogprob>> scored;
+  const int64_t vocab = logits.dim(1);
+  const bool on_host = logits.device() == kernels::Device::kCpu;
+  // Device rows come over in blocks of at most ~8 MiB of host memory (at least one row).
+  const int64_t block_rows = std::max<int64_t>(1, (int64_t{8} << 20) / (vocab * 4));
+  int64_t row = first_row;
+  for (const scheduler::ScheduledSequence& s : plan.sequences) {
+    const int64_t count = s.NumPromptLogprobs();
+    if (count <= 0) continue;
+    std::vector<sampling::PromptLogprob>& out = scored.emplace_back();
+    out.reserve(static_cast<size_t>(count));
+    for (int64_t done = 0; done < count;) {
+      const int64_t rows = on_host ? count - done : std::min(block_rows, count - done);
+      const float* base = nullptr;
+      if (on_host) {
+        base = logits.data<float>() + (row + done) * vocab;
+      } else {
+        ASSIGN_OR_RETURN(const Tensor block, logits.Slice(row + done, row + done + rows));
+        host_rows_.resize(static_cast<size_t>(rows * vocab));
+        RETURN_IF_ERROR(backend_->CopyToHost(block, host_rows_.data()));
+        base = host_rows_.data();
+      }
+      for (int64_t i = 0; i < rows; ++i) {
+        const int64_t pos = s.prompt_logprobs_begin + done + i;  // scores prompt token pos + 1
+        absl::StatusOr<sampling::PromptLogprob> p =
+            sampling::ScoreToken({base + i * vocab, static_cast<size_t>(vocab)},
+                                 s.history.prompt[pos + 1], s.prompt_top_logprobs, score_scratch_);
+        if (!p.ok()) {
+          return absl::InternalError(absl::StrCat("engine: prompt logprobs of request ",
+                                                  s.request_id, " at position ", pos,
+                                                  " failed: ", p.status().message()));
+        }
+        out.push_back(*std::move(p));
+      }
+      done += rows;
+    }
+    row += count;
+  }
+  return scored;
 }
 
 }  // namespace expertmesh::engine

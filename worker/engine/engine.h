@@ -3,8 +3,10 @@
 //
 // Each Step():  plan = scheduler.Schedule()
 //               -> copy-on-write block copies in every layer's cache
-//               -> ForwardBatch from the plan (logits only for sequences that sample)
+//               -> ForwardBatch from the plan (logits only for sequences that sample, and
+//                  for the prompt positions of requests that asked for prompt logprobs)
 //               -> model.Forward -> sample each such row with its request's parameters
+//               -> score the prompt rows (k + 1 numbers kept per position, nothing more)
 //               -> scheduler.ProcessStepOutputs -> one RequestOutput per sampled request.
 // Requests are validated on AddRequest (scheduler rules: empty prompt, too long, max_tokens,
 // sampling values, token ids): a bad request is refused there with INVALID_ARGUMENT and nothing
@@ -41,6 +43,9 @@ struct EngineOptions {
   int64_t max_model_len = 0;  // 0 = min(max_position_embeddings, 32768)
   uint64_t seed = 0;          // for requests without a seed
   bool quantize_fp8 = false;  // models::ModelOptions::quantize_fp8 (Load only)
+  // scheduler::SchedulerConfig::max_prompt_logprob_tokens: bounds a step's logits rows for
+  // prompt logprobs (rows x vocab x 4 bytes of backend memory).
+  int64_t max_prompt_logprob_tokens = 256;
 };
 
 struct RequestOutput {
@@ -49,6 +54,8 @@ struct RequestOutput {
   scheduler::FinishReason finish = scheduler::FinishReason::kNone;
   int64_t num_output_tokens = 0;
   std::optional<int64_t> cached_prompt_tokens;  // first token only (scheduler::RequestUpdate)
+  // First token only, for a request with prompt_logprobs: prompt tokens 1..n-1.
+  std::vector<sampling::PromptLogprob> prompt_logprobs;
 };
 
 struct EngineStats {
@@ -113,6 +120,12 @@ class Engine {
   // history (worker/sampling/sampler.h; its draw is the same code as the CPU backend's).
   absl::StatusOr<std::vector<sampling::SampledToken>> SampleStep(const scheduler::StepPlan& plan,
                                                                  const kernels::Tensor& logits);
+  // The prompt tokens the plan scores (ScheduledSequence::prompt_logprobs_begin/end), one
+  // vector per sequence with a non-empty range, from `logits` rows first_row.. (laid out by
+  // MakeForwardBatch after the sampling rows). Device rows come to the host a bounded block at
+  // a time; only k + 1 numbers per position are kept.
+  absl::StatusOr<std::vector<std::vector<sampling::PromptLogprob>>> ScorePrompts(
+      const scheduler::StepPlan& plan, const kernels::Tensor& logits, int64_t first_row);
 
   std::unique_ptr<kernels::Backend> backend_;
   std::unique_ptr<models::Model> model_;
@@ -130,6 +143,10 @@ class Engine {
   kernels::Tensor backend_tokens_;
   std::vector<int32_t> host_tokens_;
   std::vector<float> host_row_;
+  // Prompt scoring (ScorePrompts): a host copy of a block of device logits rows, and the
+  // top-k scratch.
+  std::vector<float> host_rows_;
+  std::vector<sampling::TokenProb> score_scratch_;
 };
 
 }  // namespace expertmesh::engine

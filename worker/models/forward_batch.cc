@@ -24,10 +24,19 @@ absl::StatusOr<ForwardBatch> MakeForwardBatch(std::span<const SequenceChunk> chu
           "forward batch: sequence ", s, " needs ", len, " slots but its block table has ",
           c.block_table.size(), " blocks of ", block_size));
     }
-    n += static_cast<int64_t>(c.tokens.size());
-    m += c.logits == SequenceChunk::Logits::kAll    ? static_cast<int64_t>(c.tokens.size())
-         : c.logits == SequenceChunk::Logits::kLast ? 1
-                                                    : 0;
+    const int64_t q = static_cast<int64_t>(c.tokens.size());
+    const int64_t extra = c.extra_logits_end - c.extra_logits_begin;
+    const int64_t extra_limit = c.logits == SequenceChunk::Logits::kLast ? q - 1 : q;
+    if (extra != 0 && (extra < 0 || c.extra_logits_begin < 0 || c.extra_logits_end > extra_limit ||
+                       c.logits == SequenceChunk::Logits::kAll)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "forward batch: sequence ", s, " has extra logit rows [", c.extra_logits_begin, ", ",
+          c.extra_logits_end, ") outside its ", q, " tokens or overlapping its other rows"));
+    }
+    n += q;
+    m += extra + (c.logits == SequenceChunk::Logits::kAll    ? q
+                  : c.logits == SequenceChunk::Logits::kLast ? 1
+                                                             : 0);
     max_blocks = std::max<int64_t>(max_blocks, static_cast<int64_t>(c.block_table.size()));
   }
   if (m == 0) return absl::InvalidArgumentError("forward batch: no sequence wants logits");
@@ -66,6 +75,12 @@ absl::StatusOr<ForwardBatch> MakeForwardBatch(std::span<const SequenceChunk> chu
     std::copy(c.block_table.begin(), c.block_table.end(), tables + s * max_blocks);
   }
   qs[seqs] = static_cast<int32_t>(t);
+  for (int64_t s = 0; s < seqs; ++s) {
+    const SequenceChunk& c = chunks[s];
+    for (int64_t i = c.extra_logits_begin; i < c.extra_logits_end; ++i) {
+      rows[r++] = qs[s] + static_cast<int32_t>(i);
+    }
+  }
   return b;
 }
 

@@ -22,6 +22,41 @@ absl::Status CheckHistory(std::span<const int32_t> tokens, size_t vocab, const c
 
 }  // namespace
 
+absl::StatusOr<PromptLogprob> ScoreToken(std::span<const float> logits, int32_t token,
+                                         int32_t top_k, std::vector<TokenProb>& scratch) {
+  if (logits.empty()) return absl::InvalidArgumentError("sampling: empty logits");
+  if (token < 0 || static_cast<size_t>(token) >= logits.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sampling: token ", token, " outside vocab ", logits.size()));
+  }
+  RETURN_IF_ERROR(kernels::cpu::CheckSamplingLogits(logits));
+  // One pass for the maximum, one for the sum and the rank: log_softmax in double, as a
+  // reference log_softmax over the row computes it.
+  float max_logit = -std::numeric_limits<float>::infinity();
+  for (float l : logits) max_logit = std::max(max_logit, l);
+  const float own = logits[token];
+  double sum = 0;
+  int32_t higher = 0;
+  for (float l : logits) {
+    sum += std::exp(static_cast<double>(l) - max_logit);
+    higher += l > own ? 1 : 0;
+  }
+  const double lse = max_logit + std::log(sum);
+  PromptLogprob out{.token = token, .logprob = static_cast<float>(own - lse), .rank = higher + 1};
+  if (top_k > 0) {
+    scratch.resize(logits.size());
+    for (size_t i = 0; i < logits.size(); ++i) scratch[i] = {static_cast<int32_t>(i), logits[i]};
+    const size_t n = std::min<size_t>(static_cast<size_t>(top_k), scratch.size());
+    std::partial_sort(scratch.begin(), scratch.begin() + n, scratch.end(),
+                      kernels::cpu::MoreLikely);
+    out.top_logprobs.reserve(n);
+    for (size_t i = 0; i < n; ++i) {
+      out.top_logprobs.push_back({scratch[i].token, static_cast<float>(scratch[i].prob - lse)});
+    }
+  }
+  return out;
+}
+
 absl::Status Sampler::Prepare(std::span<const float> logits, const SamplingParams& params,
                               const SamplingHistory& history) {
   if (logits.empty()) return absl::InvalidArgumentError("sampling: empty logits");
@@ -82,21 +117,11 @@ absl::StatusOr<SampledToken> Sampler::Sample(std::span<const float> logits,
   SampledToken out;
   out.token = row_sampler_.Sample(logits_, params.Row(history.output.size()));
   if (params.logprobs) {
-    float max_logit = -std::numeric_limits<float>::infinity();
-    for (float l : logits) max_logit = std::max(max_logit, l);
-    double sum = 0;
-    for (float l : logits) sum += std::exp(static_cast<double>(l) - max_logit);
-    const double lse = max_logit + std::log(sum);
-    out.logprob = static_cast<float>(logits[out.token] - lse);
-    if (params.top_logprobs > 0) {
-      std::vector<TokenProb> all(logits.size());
-      for (size_t i = 0; i < logits.size(); ++i) all[i] = {static_cast<int32_t>(i), logits[i]};
-      const size_t n = std::min<size_t>(params.top_logprobs, all.size());
-      std::partial_sort(all.begin(), all.begin() + n, all.end(), kernels::cpu::MoreLikely);
-      for (size_t i = 0; i < n; ++i) {
-        out.top_logprobs.push_back({all[i].token, static_cast<float>(all[i].prob - lse)});
-      }
-    }
+    // Prepare checked the row, so scoring a token the draw returned cannot fail.
+    ASSIGN_OR_RETURN(PromptLogprob scored,
+                     ScoreToken(logits, out.token, params.top_logprobs, top_scratch_));
+    out.logprob = scored.logprob;
+    out.top_logprobs = std::move(scored.top_logprobs);
   }
   return out;
 }

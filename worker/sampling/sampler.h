@@ -46,6 +46,18 @@ struct SampledToken {
   std::vector<TokenLogprob> top_logprobs;
 };
 
+// One prompt token scored by the logits of the position before it (vLLM's prompt_logprobs):
+// the same raw-logit numbers as SampledToken's, plus the token's rank, which vLLM reports for
+// prompt tokens.
+struct PromptLogprob {
+  int32_t token = 0;  // the prompt token
+  float logprob = 0;  // log P(token | the prompt tokens before it), raw logits
+  int32_t rank = 0;   // 1 + the number of tokens with a strictly higher logit
+  // The k most likely tokens at this position, as SampledToken::top_logprobs.
+  std::vector<TokenLogprob> top_logprobs;
+  bool operator==(const PromptLogprob&) const = default;
+};
+
 // A request's token history, for penalties and for the step counter of the random stream.
 struct SamplingHistory {
   std::span<const int32_t> prompt;
@@ -59,6 +71,13 @@ using ::expertmesh::CounterUniform;
 
 // A kept token and its probability under the final (filtered, renormalised) distribution.
 using kernels::cpu::TokenProb;
+
+// Scores `token` under one row of raw logits [vocab]: its log_softmax value, its rank and the
+// `top_k` most likely tokens (most likely first, lower id first on ties). `scratch` is reused
+// between calls. INVALID_ARGUMENT for empty logits, a NaN, no finite logit, or a token outside
+// the row.
+absl::StatusOr<PromptLogprob> ScoreToken(std::span<const float> logits, int32_t token,
+                                         int32_t top_k, std::vector<TokenProb>& scratch);
 
 class Sampler {
  public:
@@ -86,6 +105,7 @@ class Sampler {
   std::vector<uint8_t> seen_;             // token in prompt or output
   std::vector<int32_t> touched_;          // tokens whose counts_/seen_ are set (for reset)
   kernels::cpu::RowSampler row_sampler_;  // steps 3-4, shared with the CPU backend
+  std::vector<TokenProb> top_scratch_;    // step 1's top_logprobs
 };
 
 }  // namespace expertmesh::sampling

@@ -26,6 +26,11 @@ struct GenerationRequest {
   // Per-tenant prefix-cache salt (model::KvRootHash): cached blocks are shared only between
   // requests with equal salts. Empty: the shared cache.
   std::string cache_salt;
+  // vLLM's prompt_logprobs: when set (0..kMaxTopLogprobs alternatives), the engine scores every
+  // prompt token i >= 1 under the logits of position i - 1 and returns them with the first
+  // token (RequestUpdate::prompt_logprobs). Such a request never starts from cached prefix
+  // blocks, since they have no logits: its whole prompt is computed.
+  std::optional<int32_t> prompt_logprobs;
 };
 
 enum class FinishReason {
@@ -44,6 +49,9 @@ struct RequestUpdate {
   // On the request's first token only: prompt tokens whose KV came from the prefix cache when
   // it was first admitted (OpenAI usage.prompt_tokens_details.cached_tokens).
   std::optional<int64_t> cached_prompt_tokens;
+  // On the request's first token only, when it asked for prompt_logprobs: prompt tokens 1..n-1
+  // in order (prompt token 0 has no logprob).
+  std::vector<sampling::PromptLogprob> prompt_logprobs;
 };
 
 }  // namespace expertmesh::scheduler

@@ -25,15 +25,22 @@ int StepPlan::NumToSample() const {
                                         [](const ScheduledSequence& s) { return s.sample; }));
 }
 
+int StepPlan::NumWithPromptLogprobs() const {
+  return static_cast<int>(
+      std::count_if(sequences.begin(), sequences.end(),
+                    [](const ScheduledSequence& s) { return s.NumPromptLogprobs() > 0; }));
+}
+
 absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(const SchedulerConfig& config,
                                                              kv::KvCacheManager* kv) {
   if (kv == nullptr) return absl::InvalidArgumentError("scheduler: no KV cache manager");
   if (config.max_num_batched_tokens < 1 || config.max_num_seqs < 1 || config.max_model_len < 1 ||
-      config.vocab_size < 1) {
+      config.vocab_size < 1 || config.max_prompt_logprob_tokens < 1) {
     return absl::InvalidArgumentError(absl::StrCat(
         "scheduler: max_num_batched_tokens (", config.max_num_batched_tokens, "), max_num_seqs (",
-        config.max_num_seqs, "), max_model_len (", config.max_model_len, ") and vocab_size (",
-        config.vocab_size, ") must all be >= 1"));
+        config.max_num_seqs, "), max_model_len (", config.max_model_len, "), vocab_size (",
+        config.vocab_size, ") and max_prompt_logprob_tokens (", config.max_prompt_logprob_tokens,
+        ") must all be >= 1"));
   }
   for (int32_t eos : config.eos_token_ids) {
     if (eos < 0 || eos >= config.vocab_size) {
@@ -80,6 +87,12 @@ absl::Status Scheduler::Validate(const GenerationRequest& r) const {
   }
   if (absl::Status s = sampling::ValidateSamplingParams(r.sampling); !s.ok()) {
     return bad(s.message());
+  }
+  // The bound of top_logprobs: each scored position keeps prompt_logprobs + 1 numbers.
+  if (r.prompt_logprobs.has_value() &&
+      (*r.prompt_logprobs < 0 || *r.prompt_logprobs > sampling::kMaxTopLogprobs)) {
+    return bad("prompt_logprobs must be in [0, ", sampling::kMaxTopLogprobs, "], got ",
+               *r.prompt_logprobs);
   }
   // Preemption can always make room for one request, but never more than the whole pool.
   const int32_t blocks = kv_->BlocksForTokens(prompt_len + r.max_tokens);

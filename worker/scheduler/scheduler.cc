@@ -77,14 +77,24 @@ bool Scheduler::ScheduleRunning(Sequence* s, int64_t num_new, std::vector<Entry>
   }
 }
 
+int64_t Scheduler::ChunkLimit(const Sequence& s, int64_t budget) const {
+  return s.PromptLogprobsPending() ? std::min(budget, config_.max_prompt_logprob_tokens) : budget;
+}
+
 void Scheduler::ScheduleWaiting(std::vector<Entry>& entries, int64_t& budget, StepPlan& plan) {
   while (!waiting_.empty() && budget > 0 &&
          static_cast<int32_t>(running_.size()) < config_.max_num_seqs) {
     Sequence* s = waiting_.front();
+    // Cached prefix blocks hold KV but no logits: a request still owed prompt logprobs
+    // recomputes its whole prompt instead of reusing them (its own blocks still enter the
+    // cache for others). Once they are all scored (e.g. re-admitted after a preemption that
+    // came after its prompt) it reuses the cache as any request does.
     kv::KvPrefixHit hit =
-        kv_->FindCachedPrefix(s->tokens, model::KvRootHash(s->request.cache_salt));
+        s->PromptLogprobsPending()
+            ? kv::KvPrefixHit{.root = model::KvRootHash(s->request.cache_salt)}
+            : kv_->FindCachedPrefix(s->tokens, model::KvRootHash(s->request.cache_salt));
     const int64_t remaining = static_cast<int64_t>(s->tokens.size()) - hit.num_tokens;
-    const int64_t num_new = std::min(remaining, budget);
+    const int64_t num_new = std::min(remaining, ChunkLimit(*s, budget));
     kv::KvAllocationPlan alloc = kv_->PlanAllocation(s->seq, num_new, hit);
     if (!alloc.fits) break;  // strict FCFS: nobody overtakes the head of the queue
     absl::StatusOr<std::vector<kv::KvBlockCopy>> copies = kv_->Commit(alloc);
@@ -121,7 +131,7 @@ StepPlan Scheduler::Schedule() {
                       [&](const Entry& e) { return e.seq == s && !e.removed; })) {
         continue;
       }
-      ScheduleRunning(s, std::min(remaining(s), budget), entries, budget, plan);
+      ScheduleRunning(s, std::min(remaining(s), ChunkLimit(*s, budget)), entries, budget, plan);
     }
   }
   if (plan.preempted.empty()) ScheduleWaiting(entries, budget, plan);
@@ -146,6 +156,15 @@ StepPlan Scheduler::Schedule() {
     out.sampling = &s.request.sampling;
     out.history = {s.request.prompt,
                    std::span<const int32_t>(s.tokens).subspan(s.request.prompt.size())};
+    if (s.PromptLogprobsPending()) {
+      // Positions are scored in order: nothing before num_prompt_scored is in this chunk
+      // unless it is a recompute, which skips what was already scored.
+      out.prompt_logprobs_begin = std::max(s.num_computed, s.num_prompt_scored);
+      out.prompt_logprobs_end =
+          std::min<int64_t>(out.context_len, static_cast<int64_t>(s.request.prompt.size()) - 1);
+      out.prompt_logprobs_end = std::max(out.prompt_logprobs_end, out.prompt_logprobs_begin);
+      out.prompt_top_logprobs = *s.request.prompt_logprobs;
+    }
     plan.block_copies.insert(plan.block_copies.end(), e.copies.begin(), e.copies.end());
     plan.num_tokens += e.num_new;
     plan.sequences.push_back(std::move(out));
@@ -166,7 +185,8 @@ FinishReason Scheduler::CheckStop(const Sequence& s, int32_t token) const {
 }
 
 absl::StatusOr<std::vector<RequestUpdate>> Scheduler::ProcessStepOutputs(
-    const StepPlan& plan, std::span<const sampling::SampledToken> sampled) {
+    const StepPlan& plan, std::span<const sampling::SampledToken> sampled,
+    std::span<const std::vector<sampling::PromptLogprob>> prompt_logprobs) {
   if (plan.step_id == 0 || plan.step_id != pending_step_) {
     return absl::FailedPreconditionError(absl::StrCat(
         "scheduler: step ", plan.step_id, " is not the pending step (", pending_step_, ")"));
@@ -182,24 +202,48 @@ absl::StatusOr<std::vector<RequestUpdate>> Scheduler::ProcessStepOutputs(
                                                      " outside vocab ", config_.vocab_size));
     }
   }
+  if (static_cast<int>(prompt_logprobs.size()) != plan.NumWithPromptLogprobs()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("scheduler: step ", plan.step_id, " expects prompt logprobs for ",
+                     plan.NumWithPromptLogprobs(), " sequences, got ", prompt_logprobs.size()));
+  }
+  for (size_t i = 0, next = 0; i < plan.sequences.size(); ++i) {
+    const ScheduledSequence& step = plan.sequences[i];
+    if (step.NumPromptLogprobs() <= 0) continue;
+    if (static_cast<int64_t>(prompt_logprobs[next++].size()) != step.NumPromptLogprobs()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("scheduler: step ", plan.step_id, " expects ", step.NumPromptLogprobs(),
+                       " prompt logprobs for request ", step.request_id));
+    }
+  }
   pending_step_ = 0;
   std::vector<RequestUpdate> updates;
-  size_t next_sample = 0;
+  size_t next_sample = 0, next_prompt = 0;
   for (const ScheduledSequence& step : plan.sequences) {
     const sampling::SampledToken* token = step.sample ? &sampled[next_sample++] : nullptr;
+    const std::vector<sampling::PromptLogprob>* scored =
+        step.NumPromptLogprobs() > 0 ? &prompt_logprobs[next_prompt++] : nullptr;
     auto it = by_id_.find(step.request_id);
     // Aborted since Schedule() (or replaced by a new request under the same id).
     if (it == by_id_.end() || it->second->seq != step.seq) continue;
     Sequence* s = it->second.get();
     s->num_computed = step.context_len;
     kv_->MarkComputed(s->seq, s->tokens, s->num_computed);
+    if (scored != nullptr) {
+      s->prompt_logprobs.insert(s->prompt_logprobs.end(), scored->begin(), scored->end());
+      s->num_prompt_scored = step.prompt_logprobs_end;
+    }
     if (token == nullptr) continue;
     s->tokens.push_back(token->token);
     RequestUpdate update{.id = s->request.id,
                          .token = *token,
                          .finish = CheckStop(*s, token->token),
                          .num_output_tokens = s->NumOutput()};
-    if (update.num_output_tokens == 1) update.cached_prompt_tokens = s->cached_prompt_tokens;
+    if (update.num_output_tokens == 1) {
+      update.cached_prompt_tokens = s->cached_prompt_tokens;
+      update.prompt_logprobs = std::move(s->prompt_logprobs);
+      s->prompt_logprobs = {};
+    }
     if (update.finish != FinishReason::kNone) Remove(s);
     updates.push_back(std::move(update));
   }

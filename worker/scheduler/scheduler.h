@@ -40,6 +40,10 @@ struct SchedulerConfig {
   int64_t vocab_size = 0;
   std::vector<int32_t> eos_token_ids;
   uint64_t seed = 0;  // seeds requests that bring none
+  // Tokens per step of a request whose prompt logprobs are still being scored: every such
+  // token needs a [vocab] f32 logits row, so this bounds the step's logits memory
+  // (rows x vocab x 4 bytes on the backend) however long the prompt is.
+  int64_t max_prompt_logprob_tokens = 256;
 };
 
 struct SchedulerStats {
@@ -76,11 +80,15 @@ class Scheduler {
   // set, in plan order. Appends tokens, checks stop conditions (eos unless ignore_eos, stop
   // token ids, max_tokens, context length) and frees finished requests. Returns one update
   // per sampled sequence that is still live.
+  // `prompt_logprobs` holds, for each sequence of `plan` with a non-empty prompt_logprobs range
+  // (in plan order), that range's scored prompt tokens; they are kept with the request and
+  // returned in the update of its first token.
   // FAILED_PRECONDITION if `plan` is not the last plan scheduled or was already processed;
-  // INVALID_ARGUMENT when the number of tokens is wrong or a token is outside the vocabulary
-  // (then nothing is applied).
+  // INVALID_ARGUMENT when the number of tokens or of scored prompt tokens is wrong or a token
+  // is outside the vocabulary (then nothing is applied).
   absl::StatusOr<std::vector<RequestUpdate>> ProcessStepOutputs(
-      const StepPlan& plan, std::span<const sampling::SampledToken> sampled);
+      const StepPlan& plan, std::span<const sampling::SampledToken> sampled,
+      std::span<const std::vector<sampling::PromptLogprob>> prompt_logprobs = {});
 
   bool HasWork() const { return !waiting_.empty() || !running_.empty(); }
   SchedulerStats Stats() const;
@@ -96,8 +104,17 @@ class Scheduler {
     int64_t num_computed = 0;     // tokens whose KV is in the cache
     // Prompt tokens the prefix cache supplied at the first admission (-1: not admitted yet).
     int64_t cached_prompt_tokens = -1;
+    // Prompt logprobs: positions scored so far (they survive a preemption, so a recompute
+    // never scores a position twice), and the results until the first token carries them.
+    int64_t num_prompt_scored = 0;
+    std::vector<sampling::PromptLogprob> prompt_logprobs;
     int64_t NumOutput() const {
       return static_cast<int64_t>(tokens.size() - request.prompt.size());
+    }
+    // Positions 0 .. prompt - 2 each score the next prompt token.
+    bool PromptLogprobsPending() const {
+      return request.prompt_logprobs.has_value() &&
+             num_prompt_scored < static_cast<int64_t>(request.prompt.size()) - 1;
     }
   };
   struct Entry {  // a sequence scheduled in the step being built
@@ -117,6 +134,9 @@ class Scheduler {
   void Preempt(Sequence* victim, std::vector<Entry>& entries, int64_t& budget, StepPlan& plan);
   void ScheduleWaiting(std::vector<Entry>& entries, int64_t& budget, StepPlan& plan);
   FinishReason CheckStop(const Sequence& s, int32_t token) const;
+  // The most tokens `s` may compute in one step (max_prompt_logprob_tokens while its prompt
+  // logprobs are pending).
+  int64_t ChunkLimit(const Sequence& s, int64_t budget) const;
   void Remove(Sequence* s);
 
   SchedulerConfig config_;

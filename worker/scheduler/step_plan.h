@@ -7,9 +7,13 @@
 //      block_size + p % block_size for each position p, attending causally to positions
 //      [0, context_len) through block_table;
 //   3. if sample, samples one token from the logits of its last position with the request's
-//      sampling parameters and history.
-// Then it hands the sampled tokens, in plan order of the sequences with sample set, to
-// Scheduler::ProcessStepOutputs.
+//      sampling parameters and history;
+//   4. for each position p in [prompt_logprobs_begin, prompt_logprobs_end), scores prompt token
+//      p + 1 (history.prompt[p + 1]) under the logits of position p, with prompt_top_logprobs
+//      alternatives (sampling::ScoreToken).
+// Then it hands the sampled tokens, in plan order of the sequences with sample set, and the
+// scored prompt tokens, in plan order of the sequences with a non-empty prompt_logprobs range,
+// to Scheduler::ProcessStepOutputs.
 #ifndef EXPERTMESH_WORKER_SCHEDULER_STEP_PLAN_H_
 #define EXPERTMESH_WORKER_SCHEDULER_STEP_PLAN_H_
 
@@ -35,6 +39,12 @@ struct ScheduledSequence {
   // Valid until ProcessStepOutputs or Abort: what sampling needs.
   const sampling::SamplingParams* sampling = nullptr;
   sampling::SamplingHistory history;
+  // Prompt logprobs (GenerationRequest::prompt_logprobs): absolute positions of this chunk whose
+  // logits score the next prompt token, each scored once per request; empty when begin == end.
+  int64_t prompt_logprobs_begin = 0;
+  int64_t prompt_logprobs_end = 0;
+  int32_t prompt_top_logprobs = 0;
+  int64_t NumPromptLogprobs() const { return prompt_logprobs_end - prompt_logprobs_begin; }
 };
 
 struct StepPlan {
@@ -47,6 +57,8 @@ struct StepPlan {
 
   bool empty() const { return sequences.empty(); }
   int NumToSample() const;
+  // Sequences with a non-empty prompt_logprobs range.
+  int NumWithPromptLogprobs() const;
 };
 
 }  // namespace expertmesh::scheduler

@@ -73,6 +73,8 @@ std::vector<GenerationRequest> Requests(int64_t vocab) {
     r.sampling.temperature = 0;
     r.max_tokens = 10;
     r.ignore_eos = true;
+    // Prompt logprobs put every prompt position's logits row in the broadcast batch.
+    if (i == 2) r.prompt_logprobs = 3;
     out.push_back(std::move(r));
   }
   return out;
@@ -97,7 +99,16 @@ absl::StatusOr<Tokens> RunToCompletion(Engine& e, const std::vector<GenerationRe
   for (int steps = 0; e.HasWork() && steps < 10000; ++steps) {
     absl::StatusOr<std::vector<RequestOutput>> step = e.Step();
     if (!step.ok()) return step.status();
-    for (const RequestOutput& o : *step) out[o.id].push_back(o.token.token);
+    for (const RequestOutput& o : *step) {
+      out[o.id].push_back(o.token.token);
+      // The scored prompt tokens' ranks and top ids (their logprobs differ across groups
+      // within fp32 rounding, as the logits do).
+      for (const sampling::PromptLogprob& p : o.prompt_logprobs) {
+        std::vector<int32_t>& scored = out[o.id + "/prompt"];
+        scored.push_back(p.rank);
+        for (const sampling::TokenLogprob& t : p.top_logprobs) scored.push_back(t.token);
+      }
+    }
   }
   return out;
 }
@@ -194,10 +205,13 @@ TEST_P(ShardedEngineTest, GreedyTokensEqualTheSingleProcessEngine) {
   const Case& c = GetParam();
   const std::string dir = GoldenModel(c.arch);
   const Tokens alone = SingleProcess(dir);
-  ASSERT_EQ(alone.size(), 4u);
+  ASSERT_EQ(alone.size(), 5u);  // four requests and r2's scored prompt
+  EXPECT_EQ(alone.at("r2/prompt").size(), 16u * 4u);
   const Tokens group = Sharded(dir, c.tp, c.ep);
   for (const auto& [id, tokens] : alone) {
-    EXPECT_EQ(tokens.size(), 10u);
+    if (!id.ends_with("/prompt")) {
+      EXPECT_EQ(tokens.size(), 10u);
+    }
     auto it = group.find(id);
     ASSERT_NE(it, group.end()) << id;
     EXPECT_EQ(it->second, tokens) << id;
@@ -314,7 +328,7 @@ TEST_P(DeviceShardedEngineTest, GreedyTokensEqualTheCpuEngine) {
   const Case& c = GetParam();
   const std::string dir = GoldenModel(c.arch);
   const Tokens alone = SingleProcess(dir);
-  ASSERT_EQ(alone.size(), 4u);
+  ASSERT_EQ(alone.size(), 5u);  // four requests and r2's scored prompt
   const Tokens dev =
       c.tp * c.ep == 1 ? SingleProcess(dir, FakeDevice) : Sharded(dir, c.tp, c.ep, FakeDevice);
   for (const auto& [id, tokens] : alone) {
