@@ -1,5 +1,7 @@
 #include "worker/comm/shm_communicator.h"
 
+#include <sched.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -48,6 +50,10 @@ const char* OpName(uint32_t op) {
 bool Reached(uint32_t posted, uint32_t target) {
   return static_cast<int32_t>(posted - target) >= 0;
 }
+
+// Polls of a peer's word with a pause instruction between them (a few microseconds: a peer
+// that is about to arrive) before the wait yields the core between polls.
+constexpr uint32_t kPausePolls = 128;
 
 inline void CpuRelax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -304,7 +310,11 @@ class ShmCommunicator final : public Communicator {
         if (Aborted()) return AbortStatus();
         if (absl::Now() >= spin_until) break;
       }
-      CpuRelax();
+      if (i < kPausePolls) {
+        CpuRelax();
+      } else {
+        sched_yield();
+      }
     }
     while (true) {
       if (Aborted()) return AbortStatus();

@@ -11,9 +11,9 @@
 // all contributions itself in rank order (in fp32 for bf16, rounded once), so all ranks hold
 // bit-identical results. Messages larger than a chunk take several rounds.
 //
-// Waiting: a short spin (ShmOptions::spin), then futex sleeps. A sleeping rank wakes at least
-// every liveness_interval to check that the peer it waits for still lives (its lock, see
-// ShmSegment::Alive) and has not closed its communicator; a vanished peer gives UNAVAILABLE
+// Waiting: a short poll that yields the core (ShmOptions::spin), then futex sleeps. A sleeping rank
+// wakes at least every liveness_interval to check that the peer it waits for still lives (its lock,
+// see ShmSegment::Alive) and has not closed its communicator; a vanished peer gives UNAVAILABLE
 // within that interval, a live but absent one DEADLINE_EXCEEDED after the timeout. The first
 // rank that fails records why in the segment and wakes everyone: its peers fail at once with its
 // code (they would only wait for it in vain), and every later call on any rank fails too.
@@ -32,10 +32,13 @@ namespace expertmesh::comm {
 struct ShmOptions {
   // Bound on every wait for a peer (and on waiting for all ranks to attach).
   absl::Duration timeout = absl::Seconds(30);
-  // Busy-wait before sleeping. Long enough to catch a peer that is a few microseconds behind
-  // (the usual case between two ranks of one forward pass), short enough that a rank does not
-  // take a core from its peer's computation on a machine with few cores.
-  absl::Duration spin = absl::Microseconds(50);
+  // How long a rank polls for its peers before it sleeps: a few microseconds with a pause
+  // between polls, then with sched_yield between polls, so that on a machine with fewer cores
+  // than busy threads (two ranks, their leader's gRPC and the router on 2 cores) every other
+  // runnable thread gets the core first, while an idle core costs a poll a microsecond. Long
+  // enough to cover the leader's work between two decode steps (sampling, streaming the token,
+  // scheduling), so that the followers do not sleep and pay a wake-up per step.
+  absl::Duration spin = absl::Microseconds(200);
   // How often a sleeping rank checks its peer's liveness.
   absl::Duration liveness_interval = absl::Milliseconds(20);
 };

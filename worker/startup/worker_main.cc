@@ -60,7 +60,9 @@ int main(int argc, char** argv) {
                  "none | fp8: quantize a bf16 checkpoint's linear weights to fp8 (128x128 "
                  "blocks) at load, on a backend with fp8 kernels (the CPU today)")
       ->capture_default_str();
-  app.add_option("--threads", f.threads, "CPU threads (0: all cores)")->capture_default_str();
+  app.add_option("--threads", f.threads,
+                 "CPU threads (0: all cores, divided among the group's ranks on this host)")
+      ->capture_default_str();
   app.add_option("--device", f.device,
                  "cpu | cuda | auto (auto: the CUDA backend when it is built in and a GPU is "
                  "visible, else the CPU)")
