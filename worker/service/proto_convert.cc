@@ -23,6 +23,11 @@ scheduler::GenerationRequest FromProto(const internal_api::SubmitRequest& reques
   out.stop_token_ids.assign(request.stop_token_ids().begin(), request.stop_token_ids().end());
   out.ignore_eos = request.ignore_eos();
   out.cache_salt = request.cache_salt();
+  if (request.has_prompt_logprobs()) {
+    // Clamped only so that a huge value stays huge (and is refused by the engine's validation).
+    out.prompt_logprobs =
+        static_cast<int32_t>(std::min<uint32_t>(request.prompt_logprobs(), 1u << 30));
+  }
   return out;
 }
 
@@ -47,6 +52,17 @@ internal_api::SubmitResponse ToProto(const StreamEvent& event) {
     out->set_token_id(token.token);
     out->set_logprob(token.logprob);
     for (const sampling::TokenLogprob& top : token.top_logprobs) {
+      internal_api::TopToken* t = out->add_top();
+      t->set_token_id(top.token);
+      t->set_logprob(top.logprob);
+    }
+  }
+  for (const sampling::PromptLogprob& p : event.prompt_logprobs) {
+    internal_api::PromptTokenLogprob* out = response.add_prompt_logprobs();
+    out->set_token_id(p.token);
+    out->set_logprob(p.logprob);
+    out->set_rank(p.rank);
+    for (const sampling::TokenLogprob& top : p.top_logprobs) {
       internal_api::TopToken* t = out->add_top();
       t->set_token_id(top.token);
       t->set_logprob(top.logprob);

@@ -24,6 +24,13 @@ grpc::Status ToGrpc(const absl::Status& status) {
 // the engine): one message then carries several tokens.
 void Coalesce(SubmitResponse& queued, SubmitResponse next) {
   for (auto& token : *next.mutable_tokens()) *queued.add_tokens() = std::move(token);
+  // A request's first event carries these and is never queued behind another today; moving
+  // them anyway keeps Coalesce lossless whatever the order of events.
+  for (auto& scored : *next.mutable_prompt_logprobs()) {
+    *queued.add_prompt_logprobs() = std::move(scored);
+  }
+  if (next.cached_prompt_tokens() != 0)
+    queued.set_cached_prompt_tokens(next.cached_prompt_tokens());
   if (next.stop_reason() != internal_api::STOP_REASON_UNSPECIFIED) {
     queued.set_stop_reason(next.stop_reason());
   }

@@ -27,7 +27,8 @@ absl::StatusOr<std::vector<StepOutput>> EngineAdapter::Step() {
   for (engine::RequestOutput& output : *outputs) {
     StepOutput out{.id = output.id,
                    .finish = output.finish,
-                   .cached_prompt_tokens = output.cached_prompt_tokens};
+                   .cached_prompt_tokens = output.cached_prompt_tokens,
+                   .prompt_logprobs = std::move(output.prompt_logprobs)};
     out.tokens.push_back(std::move(output.token));
     result.push_back(std::move(out));
   }

@@ -209,6 +209,7 @@ void EngineLoop::RunStep() {
     if (it == sinks_.end()) continue;  // cancelled while the step ran
     StreamEvent event{.tokens = std::move(output.tokens),
                       .cached_prompt_tokens = output.cached_prompt_tokens,
+                      .prompt_logprobs = std::move(output.prompt_logprobs),
                       .end = EndFor(output.finish)};
     if (event.IsLast()) {
       EndRequest(output.id, std::move(event));

@@ -22,6 +22,8 @@ enum class StreamEnd {
 struct StreamEvent {
   std::vector<sampling::SampledToken> tokens;
   std::optional<int64_t> cached_prompt_tokens;  // on the request's first event
+  // On the request's first event, when it asked for prompt logprobs: prompt tokens 1..n-1.
+  std::vector<sampling::PromptLogprob> prompt_logprobs;
   StreamEnd end = StreamEnd::kNone;
   // Non-OK ends the stream with this error (rejected request, engine failure, shutdown).
   absl::Status error;

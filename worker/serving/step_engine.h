@@ -25,6 +25,8 @@ struct StepOutput {
   // Set on the step that admitted the request (its first tokens): prompt tokens whose KV came
   // from the prefix cache.
   std::optional<int64_t> cached_prompt_tokens;
+  // With the first tokens of a request that asked for prompt logprobs: prompt tokens 1..n-1.
+  std::vector<sampling::PromptLogprob> prompt_logprobs;
 };
 
 // Capacity and load, as LoadReport carries them.

@@ -33,6 +33,8 @@ struct StreamResult {
   api::StopReason stop = api::STOP_REASON_UNSPECIFIED;
   int messages = 0;
   uint32_t cached_prompt_tokens = 0;
+  // Each message's scored prompt tokens.
+  std::vector<std::vector<api::PromptTokenLogprob>> prompt_logprobs;
   grpc::Status status;
 };
 
@@ -93,6 +95,8 @@ class WorkerServiceTest : public ::testing::Test {
     while (reader->Read(&response)) {
       if (result.messages++ == 0) result.cached_prompt_tokens = response.cached_prompt_tokens();
       for (const api::GeneratedToken& t : response.tokens()) result.tokens.push_back(t.token_id());
+      result.prompt_logprobs.emplace_back(response.prompt_logprobs().begin(),
+                                          response.prompt_logprobs().end());
       if (response.stop_reason() != api::STOP_REASON_UNSPECIFIED)
         result.stop = response.stop_reason();
     }
@@ -151,6 +155,38 @@ TEST_F(WorkerServiceTest, SecondRunOfAPromptReportsCachedTokens) {
   ASSERT_TRUE(r.status.ok());
   EXPECT_EQ(r.cached_prompt_tokens, 8u);  // two full blocks of 4
   EXPECT_THAT(r.tokens, ElementsAreArray(Expected(10, 2)));
+}
+
+TEST_F(WorkerServiceTest, PromptLogprobsComeWithTheFirstMessageAndSkipTheCache) {
+  Start({.max_batched_tokens = 4});  // the prompt is scored over several chunks
+  const std::vector<int32_t> prompt = {1, 2, 3, 9, 5, 6, 7, 8, 9, 10};
+  ASSERT_TRUE(Run(MakeRequest("warm", prompt, 2)).status.ok());
+  api::SubmitRequest request = MakeRequest("scored", prompt, 3);
+  request.set_prompt_logprobs(2);
+  StreamResult r = Run(request);
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.cached_prompt_tokens, 0u) << "cached blocks have no logits";
+  ASSERT_GE(r.prompt_logprobs.size(), 1u);
+  ASSERT_EQ(r.prompt_logprobs[0].size(), prompt.size() - 1);
+  for (size_t m = 1; m < r.prompt_logprobs.size(); ++m) EXPECT_TRUE(r.prompt_logprobs[m].empty());
+  for (size_t i = 1; i < prompt.size(); ++i) {
+    const api::PromptTokenLogprob& got = r.prompt_logprobs[0][i - 1];
+    const sampling::PromptLogprob want =
+        testing::FakePromptLogprob(prompt[i - 1], prompt[i], 2, 1000);
+    EXPECT_EQ(got.token_id(), prompt[i]);
+    EXPECT_EQ(got.logprob(), want.logprob) << i;
+    EXPECT_EQ(got.rank(), want.rank) << i;
+    ASSERT_EQ(got.top_size(), 2);
+    EXPECT_EQ(got.top(1).token_id(), want.top_logprobs[1].token);
+  }
+  EXPECT_EQ(r.prompt_logprobs[0][2].rank(), 6) << "9 after 3: 4 is likeliest, then 5..8";
+  EXPECT_THAT(r.tokens, ElementsAreArray(Expected(10, 3)));
+
+  api::SubmitRequest bad = MakeRequest("bad", prompt, 3);
+  bad.set_prompt_logprobs(21);
+  StreamResult refused = Run(bad);
+  EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(refused.status.error_message(), HasSubstr("prompt_logprobs"));
 }
 
 TEST_F(WorkerServiceTest, BadRequestsAreInvalidArgumentAndOthersKeepRunning) {

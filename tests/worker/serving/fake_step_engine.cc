@@ -82,8 +82,16 @@ absl::StatusOr<std::vector<StepOutput>> FakeStepEngine::Step() {
   }
   scheduler::StepPlan plan = scheduler_->Schedule();
   std::vector<sampling::SampledToken> sampled;
+  std::vector<std::vector<sampling::PromptLogprob>> scored;
   std::vector<StepOutput> outputs;
   for (const scheduler::ScheduledSequence& seq : plan.sequences) {
+    if (seq.NumPromptLogprobs() > 0) {
+      std::vector<sampling::PromptLogprob>& out = scored.emplace_back();
+      for (int64_t p = seq.prompt_logprobs_begin; p < seq.prompt_logprobs_end; ++p) {
+        out.push_back(FakePromptLogprob(seq.history.prompt[p], seq.history.prompt[p + 1],
+                                        seq.prompt_top_logprobs, config_.vocab_size));
+      }
+    }
     // A newly admitted request's first chunk starts right after its prefix-cache hit.
     if (!reported_cached_.contains(seq.request_id)) {
       first_position_.try_emplace(seq.request_id, seq.positions.front());
@@ -100,7 +108,7 @@ absl::StatusOr<std::vector<StepOutput>> FakeStepEngine::Step() {
     outputs.push_back(std::move(out));
   }
   absl::StatusOr<std::vector<scheduler::RequestUpdate>> updates =
-      scheduler_->ProcessStepOutputs(plan, sampled);
+      scheduler_->ProcessStepOutputs(plan, sampled, scored);
   if (!updates.ok()) return updates.status();
   // Updates come in plan order of the sampled sequences that are still live.
   std::vector<StepOutput> result;
@@ -108,6 +116,7 @@ absl::StatusOr<std::vector<StepOutput>> FakeStepEngine::Step() {
     for (StepOutput& out : outputs) {
       if (out.id != update.id) continue;
       out.tokens.push_back(update.token);
+      out.prompt_logprobs = std::move(update.prompt_logprobs);
       out.finish = update.finish;
       if (update.finish != scheduler::FinishReason::kNone) reported_cached_.erase(out.id);
       result.push_back(std::move(out));

@@ -35,6 +35,17 @@ struct FakeEngineConfig {
 // The token the fake model produces after `last`.
 inline int32_t FakeNextToken(int32_t last, int32_t vocab) { return (last + 1) % vocab; }
 
+// The fake model's prompt logprobs: after `prev`, token FakeNextToken(prev) + d (mod vocab) has
+// rank d + 1 and logprob -0.5 (d + 1); `token` is scored with the k most likely alternatives.
+inline sampling::PromptLogprob FakePromptLogprob(int32_t prev, int32_t token, int32_t k,
+                                                 int32_t vocab) {
+  const int32_t next = FakeNextToken(prev, vocab);
+  const int32_t d = ((token - next) % vocab + vocab) % vocab;
+  sampling::PromptLogprob p{.token = token, .logprob = -0.5f * (d + 1), .rank = d + 1};
+  for (int32_t j = 0; j < k; ++j) p.top_logprobs.push_back({(next + j) % vocab, -0.5f * (j + 1)});
+  return p;
+}
+
 class FakeStepEngine final : public StepEngine {
  public:
   static std::unique_ptr<FakeStepEngine> Create(const FakeEngineConfig& config);
