@@ -119,6 +119,33 @@ BENCHMARK(BM_LinearDecodeBf16)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
+// bf16 x bf16 linear from one token to a prefill, AVX512_BF16 dot products against AMX tiles:
+// 64 MiB of weights (2048 x 16384), so that few tokens read them from memory. Args: tokens,
+// CpuIsa. Run with --benchmark_repetitions=3 --benchmark_enable_random_interleaving to
+// alternate the families on a loaded machine.
+void BM_LinearBf16Families(benchmark::State& state) {
+  const int64_t n = state.range(0), in = 2048, out = 16384;
+  const auto isa = static_cast<CpuIsa>(state.range(1));
+  if (!expertmesh::kernels::cpu::CpuSupports(isa)) {
+    state.SkipWithError("this CPU lacks the kernel family");
+    return;
+  }
+  auto backend = MakeBackend(isa);
+  Tensor w = Random(DType::kBF16, {out, in}, 1);
+  Tensor x = Random(DType::kBF16, {n, in}, 2);
+  Tensor y = *Tensor::Empty(DType::kBF16, {n, out});
+  for (auto _ : state) {
+    if (!backend->Linear(x, w, Tensor(), y).ok()) state.SkipWithError("linear failed");
+  }
+  SetGbps(state, static_cast<double>(w.nbytes()));
+  SetGflops(state, 2.0 * n * in * out);
+}
+BENCHMARK(BM_LinearBf16Families)
+    ->ArgsProduct({{1, 2, 4, 8, 16, 32, 64, 256, 1024},
+                   {static_cast<int>(CpuIsa::kAvx512Bf16), static_cast<int>(CpuIsa::kAmx)}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
 // Prefill-sized linear: args tokens, blas_min_tokens (0 = streaming kernel only).
 void BM_LinearPrefill(benchmark::State& state) {
   const int64_t n = state.range(0), in = 2048, out = 2048;
@@ -138,9 +165,16 @@ BENCHMARK(BM_LinearPrefill)
 
 // One Qwen3-MoE-shaped expert layer's gate_up projection: 128 experts of [2*768, 2048] bf16
 // (768 MiB... too big for CI; scaled to 64 experts of [2*384, 1024]), top-8, args: tokens.
+// Args: tokens, CpuIsa, activations bf16 (1) or f32 (0).
 void BM_MoeGroupedLinear(benchmark::State& state) {
   const int64_t n = state.range(0), experts = 64, k = 8, hidden = 1024, inter2 = 768;
-  auto backend = MakeBackend(CpuIsa::kAvx2);
+  const auto isa = static_cast<CpuIsa>(state.range(1));
+  const DType act = state.range(2) != 0 ? DType::kBF16 : DType::kF32;
+  if (!expertmesh::kernels::cpu::CpuSupports(isa)) {
+    state.SkipWithError("this CPU lacks the kernel family");
+    return;
+  }
+  auto backend = MakeBackend(isa);
   std::vector<Tensor> w;
   for (int e = 0; e < experts; ++e) w.push_back(Random(DType::kBF16, {inter2, hidden}, 10 + e));
   std::mt19937 rng(5);
@@ -155,11 +189,11 @@ void BM_MoeGroupedLinear(benchmark::State& state) {
       used[perm[j]] = 1;
     }
   }
-  Tensor x = Random(DType::kF32, {n, hidden}, 3);
-  Tensor px = *Tensor::Empty(DType::kF32, {n * k, hidden});
+  Tensor x = Random(act, {n, hidden}, 3);
+  Tensor px = *Tensor::Empty(act, {n * k, hidden});
   Tensor off = *Tensor::Empty(DType::kI32, {experts + 1});
   Tensor slots = *Tensor::Empty(DType::kI32, {n * k});
-  Tensor y = *Tensor::Empty(DType::kF32, {n * k, inter2});
+  Tensor y = *Tensor::Empty(act, {n * k, inter2});
   (void)backend->MoePermute(x, ids, experts, px, off, slots);
   int64_t active = 0;
   for (int u : used) active += u;
@@ -171,10 +205,10 @@ void BM_MoeGroupedLinear(benchmark::State& state) {
   state.counters["experts_used"] = static_cast<double>(active);
 }
 BENCHMARK(BM_MoeGroupedLinear)
-    ->Arg(1)
-    ->Arg(8)
-    ->Arg(32)
-    ->Arg(256)
+    ->ArgsProduct({{1, 8, 32, 256}, {static_cast<int>(CpuIsa::kAvx2)}, {0}})
+    ->ArgsProduct({{1, 8, 32, 256, 1024},
+                   {static_cast<int>(CpuIsa::kAvx512Bf16), static_cast<int>(CpuIsa::kAmx)},
+                   {1}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 

@@ -40,7 +40,7 @@ absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(const CpuBackendO
     if (const char* forced = std::getenv("EXPERTMESH_CPU_ISA"); forced != nullptr && *forced) {
       bool known = false;
       for (CpuIsa candidate :
-           {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Bf16}) {
+           {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Bf16, CpuIsa::kAmx}) {
         if (CpuIsaName(candidate) == forced) {
           isa = candidate;
           known = true;
@@ -49,7 +49,7 @@ absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(const CpuBackendO
       if (!known) {
         return absl::InvalidArgumentError(
             absl::StrCat("cpu backend: EXPERTMESH_CPU_ISA=", forced,
-                         " is not one of scalar, avx2, avx512, avx512bf16"));
+                         " is not one of scalar, avx2, avx512, avx512bf16, amx"));
       }
     }
   }
@@ -64,14 +64,16 @@ absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(const CpuBackendO
     blas_min_tokens = 0;
   }
   const bool copy_weights = options.copy_weights.value_or(TransparentHugePagesAvailable());
-  return std::unique_ptr<CpuBackend>(new CpuBackend(isa, threads, blas_min_tokens, copy_weights));
+  return std::unique_ptr<CpuBackend>(new CpuBackend(
+      isa, threads, blas_min_tokens, std::max<int64_t>(0, options.amx_min_tokens), copy_weights));
 }
 
-CpuBackend::CpuBackend(CpuIsa isa, int num_threads, int64_t blas_min_tokens, bool copy_weights)
+CpuBackend::CpuBackend(CpuIsa isa, int num_threads, int64_t blas_min_tokens, int64_t amx_min_tokens,
+                       bool copy_weights)
     : isa_(isa),
       name_(absl::StrCat("cpu-", std::string(CpuIsaName(isa)))),
       pool_(std::make_unique<ThreadPool>(num_threads)),
-      ctx_{pool_.get(), &KernelsFor(isa), blas_min_tokens},
+      ctx_{pool_.get(), &KernelsFor(isa), blas_min_tokens, amx_min_tokens},
       weights_(copy_weights ? std::make_unique<WeightArena>() : nullptr) {}
 
 namespace {

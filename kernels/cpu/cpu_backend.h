@@ -18,6 +18,8 @@
 
 namespace expertmesh::kernels::cpu {
 
+inline constexpr int64_t kDefaultAmxMinTokens = 1;
+
 struct CpuBackendOptions {
   // Threads including the caller; 0 = std::thread::hardware_concurrency().
   int num_threads = 0;
@@ -27,6 +29,10 @@ struct CpuBackendOptions {
   // sgemm on fp32 copies of weight tiles; fewer use the streaming kernel. 0 disables BLAS, and
   // so does an OpenBLAS running its pre-AVX2 kernels under a vector kernel family (slower).
   int64_t blas_min_tokens = 64;
+  // On the AMX family, bf16 x bf16 products with at least this many tokens per weight take the
+  // tile GEMM, fewer the AVX512_BF16 streaming kernel; 0 disables the tiles. See cpu_linear.cc
+  // for the measurement behind the default and what it means for batching invariance.
+  int64_t amx_min_tokens = kDefaultAmxMinTokens;
   // Weights copied into huge-page memory (weight_arena.h) rather than used in place from the
   // checkpoint's mapping; unset = when this kernel offers transparent huge pages.
   std::optional<bool> copy_weights;
@@ -37,6 +43,7 @@ struct CpuContext {
   ThreadPool* pool;
   const KernelTable* kernels;
   int64_t blas_min_tokens;
+  int64_t amx_min_tokens;
 };
 
 class CpuBackend final : public kernels::Backend {
@@ -100,7 +107,8 @@ class CpuBackend final : public kernels::Backend {
                               kernels::Tensor& tokens) override;
 
  private:
-  CpuBackend(CpuIsa isa, int num_threads, int64_t blas_min_tokens, bool copy_weights);
+  CpuBackend(CpuIsa isa, int num_threads, int64_t blas_min_tokens, int64_t amx_min_tokens,
+             bool copy_weights);
 
   CpuIsa isa_;
   std::string name_;

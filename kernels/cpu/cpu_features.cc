@@ -1,6 +1,21 @@
 #include "kernels/cpu/cpu_features.h"
 
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "common/logging.h"
+
 namespace expertmesh::kernels::cpu {
+namespace {
+
+// From the kernel's uapi (asm/prctl.h) and fpu/xstate: not in glibc 2.36's headers.
+constexpr int kArchReqXcompPerm = 0x1023;
+constexpr int kXfeatureXtileData = 18;
+
+}  // namespace
 
 std::string_view CpuIsaName(CpuIsa isa) {
   switch (isa) {
@@ -12,6 +27,8 @@ std::string_view CpuIsaName(CpuIsa isa) {
       return "avx512";
     case CpuIsa::kAvx512Bf16:
       return "avx512bf16";
+    case CpuIsa::kAmx:
+      return "amx";
   }
   return "unknown";
 }
@@ -30,10 +47,40 @@ const CpuFeatures& DetectCpuFeatures() {
     f.f16c = (ecx >> 29) & 1u;
     __asm__ volatile("cpuid" : "=a"(eax), "=b"(ebx), "=c"(ecx), "=d"(edx) : "a"(7), "c"(1));
     f.avx512bf16 = f.avx512f && ((eax >> 5) & 1u);
+    __asm__ volatile("cpuid" : "=a"(eax), "=b"(ebx), "=c"(ecx), "=d"(edx) : "a"(7), "c"(0));
+    const bool amx_tile = (edx >> 24) & 1u;
+    const bool amx_bf16 = (edx >> 22) & 1u;
+    // The OS must save the tile configuration and data (XCR0 bits 17 and 18) for AMX to be
+    // usable; XGETBV needs OSXSAVE (CPUID.1:ECX bit 27).
+    __asm__ volatile("cpuid" : "=a"(eax), "=b"(ebx), "=c"(ecx), "=d"(edx) : "a"(1), "c"(0));
+    bool os_tiles = false;
+    if ((ecx >> 27) & 1u) {
+      unsigned xcr0_lo, xcr0_hi;
+      __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+      os_tiles = ((xcr0_lo >> 17) & 3u) == 3u;
+    }
+    f.amx_tile = amx_tile && os_tiles;
+    f.amx_bf16 = f.amx_tile && amx_bf16;
 #endif
     return f;
   }();
   return features;
+}
+
+bool AmxPermitted() {
+  static const bool permitted = [] {
+    const CpuFeatures& f = DetectCpuFeatures();
+    if (!f.amx_tile || !f.amx_bf16) return false;
+    if (syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtileData) != 0) {
+      EM_LOG_INFO(
+          "cpu backend: the CPU has AMX but Linux refused the tile state (arch_prctl "
+          "ARCH_REQ_XCOMP_PERM: {}); the amx kernels are unavailable",
+          std::strerror(errno));
+      return false;
+    }
+    return true;
+  }();
+  return permitted;
 }
 
 bool CpuSupports(CpuIsa isa) {
@@ -47,11 +94,14 @@ bool CpuSupports(CpuIsa isa) {
       return f.avx2 && f.fma && f.f16c && f.avx512f;
     case CpuIsa::kAvx512Bf16:
       return f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bf16;
+    case CpuIsa::kAmx:
+      return CpuSupports(CpuIsa::kAvx512Bf16) && f.amx_bf16 && AmxPermitted();
   }
   return false;
 }
 
 CpuIsa BestCpuIsa() {
+  if (CpuSupports(CpuIsa::kAmx)) return CpuIsa::kAmx;
   if (CpuSupports(CpuIsa::kAvx512Bf16)) return CpuIsa::kAvx512Bf16;
   if (CpuSupports(CpuIsa::kAvx512)) return CpuIsa::kAvx512;
   return CpuSupports(CpuIsa::kAvx2) ? CpuIsa::kAvx2 : CpuIsa::kScalar;

@@ -11,7 +11,9 @@ namespace expertmesh::kernels::cpu {
 // SSE2); kAvx2 needs AVX2 + FMA + F16C.
 // kAvx512: AVX2 + FMA + F16C + AVX-512F (the GEMM at 16 lanes, the rest as kAvx2);
 // kAvx512Bf16: also AVX512_BF16 (bf16 x bf16 dot products for bf16 activations).
-enum class CpuIsa { kScalar, kAvx2, kAvx512, kAvx512Bf16 };
+// kAmx: also AMX-TILE + AMX-BF16, enabled by the OS for this process (bf16 tile GEMMs; the rest
+// as kAvx512Bf16).
+enum class CpuIsa { kScalar, kAvx2, kAvx512, kAvx512Bf16, kAmx };
 std::string_view CpuIsaName(CpuIsa isa);
 
 struct CpuFeatures {
@@ -20,9 +22,18 @@ struct CpuFeatures {
   bool f16c = false;
   bool avx512f = false;
   bool avx512bf16 = false;
+  bool amx_tile = false;  // CPUID says so and the OS saves the tile state (XCR0 bits 17, 18)
+  bool amx_bf16 = false;
 };
 const CpuFeatures& DetectCpuFeatures();
 
+// Whether this process may execute AMX instructions. Linux hands out the 8 KiB tile state only
+// on request: the first call asks once for the whole process (arch_prctl ARCH_REQ_XCOMP_PERM for
+// XFEATURE_XTILEDATA) and logs, at info level, why the answer is no when the CPU has AMX.
+// Thread-safe; later calls return the first answer.
+bool AmxPermitted();
+
+// For kAmx this includes AmxPermitted() (and so asks the OS on first use).
 bool CpuSupports(CpuIsa isa);
 // The best family this CPU runs.
 CpuIsa BestCpuIsa();

@@ -1,8 +1,10 @@
 // Linear (x @ W^T) and the per-expert grouped linear of MoE layers.
 //
-// bf16 activations on a CPU with AVX512_BF16 take the bf16 dot-product kernel for any token
-// count (bf16 weights). Otherwise there are two paths, chosen per weight by the number of tokens
-// multiplying it:
+// bf16 activations with bf16 weights on the AMX family take the tile GEMM (kernels_amx.cc) when
+// at least amx_min_tokens tokens multiply the weight; their activations are packed into the
+// tile layout once per product, before the tasks run. bf16 activations on a CPU with
+// AVX512_BF16 otherwise take the bf16 dot-product kernel for any token count (bf16 weights).
+// Otherwise there are two paths, chosen per weight by the number of tokens multiplying it:
 //  - few tokens (decode): the KernelTable GEMM streams each weight row once from memory,
 //    widening bf16 (or fp8 e4m3 times its block scale) in registers; memory-bound, so it aims
 //    at the DRAM bandwidth, and fp8 weights read half the bytes.
@@ -32,6 +34,8 @@ struct GemmJob {
   int64_t ldo;
   // The same activations in bf16 when they are bf16 and the table has gemm_bf16_xbf16.
   const uint16_t* x_bf16 = nullptr;
+  // x_bf16 in the AMX tile layout (amx_pack_x), when the job takes the AMX kernel.
+  const uint16_t* x_packed = nullptr;
 };
 
 struct GemmTask {
@@ -40,6 +44,7 @@ struct GemmTask {
   int64_t row_end;
   bool blas;
   bool bf16_dot;  // gemm_bf16_xbf16 on the bf16 activations
+  bool amx;       // amx_gemm_bf16 on the packed activations
 };
 
 // Where the activations are bf16 and the CPU has a bf16 dot-product kernel, every product uses
@@ -110,6 +115,12 @@ void RunTask(const CpuContext& ctx, const GemmJob& job, const GemmTask& task,
              std::vector<float>& tile) {
   const int64_t rows = task.row_end - task.row_begin;
   float* out = job.out + task.row_begin;
+  if (task.amx) {
+    ctx.kernels->amx_gemm_bf16(job.x_packed, job.n, job.k,
+                               job.w->data<uint16_t>() + task.row_begin * job.k, job.k, rows, out,
+                               job.ldo);
+    return;
+  }
   if (task.bf16_dot) {
     if (job.w->dtype() == DType::kF8E4M3) {
       ctx.kernels->gemm_f8_xbf16(job.x_bf16, job.k, job.n, job.k,
@@ -155,19 +166,63 @@ void RunTask(const CpuContext& ctx, const GemmJob& job, const GemmTask& task,
               w, static_cast<int>(job.k), 0.0f, out, static_cast<int>(job.ldo));
 }
 
-void RunJobs(const CpuContext& ctx, const std::vector<GemmJob>& jobs) {
+// Packs the activations of the jobs that take the AMX kernel, each 16-token block by one task,
+// into one buffer, and points the jobs at their part.
+void PackAmxActivations(const CpuContext& ctx, std::vector<GemmJob>& jobs,
+                        const std::vector<bool>& amx, std::vector<uint16_t>& packed) {
+  struct Piece {
+    size_t job;
+    int64_t block;
+  };
+  std::vector<Piece> pieces;
+  std::vector<int64_t> offsets(jobs.size(), 0);
+  int64_t total = 0;
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    if (!amx[j]) continue;
+    offsets[j] = total;
+    total += AmxPackedXElements(jobs[j].n, jobs[j].k);
+    for (int64_t b = 0; b * kAmxTileTokens < jobs[j].n; ++b) pieces.push_back({j, b});
+  }
+  if (pieces.empty()) return;
+  packed.resize(static_cast<size_t>(total));
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    if (amx[j]) jobs[j].x_packed = packed.data() + offsets[j];
+  }
+  ctx.pool->ParallelFor(static_cast<int64_t>(pieces.size()), 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const GemmJob& job = jobs[pieces[i].job];
+      const int64_t t0 = pieces[i].block * kAmxTileTokens;
+      const int64_t tokens = std::min<int64_t>(kAmxTileTokens, job.n - t0);
+      ctx.kernels->amx_pack_x(
+          job.x_bf16 + t0 * job.k, job.k, tokens, job.k,
+          packed.data() + offsets[pieces[i].job] + AmxPackedXElements(t0, job.k));
+    }
+  });
+}
+
+void RunJobs(const CpuContext& ctx, std::vector<GemmJob>& jobs) {
+  const auto uses_amx = [&](const GemmJob& job) {
+    return job.x_bf16 != nullptr && job.w->dtype() == DType::kBF16 &&
+           ctx.kernels->amx_gemm_bf16 != nullptr && ctx.amx_min_tokens > 0 &&
+           job.n >= ctx.amx_min_tokens;
+  };
   const auto uses_bf16_dot = [&](const GemmJob& job) {
-    return job.x_bf16 != nullptr &&
+    return job.x_bf16 != nullptr && !uses_amx(job) &&
            (job.w->dtype() == DType::kBF16 ||
             (job.w->dtype() == DType::kF8E4M3 && ctx.kernels->gemm_f8_xbf16 != nullptr));
   };
   const auto uses_blas = [&](const GemmJob& job) {
-    return !uses_bf16_dot(job) && ctx.blas_min_tokens > 0 && job.n >= ctx.blas_min_tokens;
+    return !uses_amx(job) && !uses_bf16_dot(job) && ctx.blas_min_tokens > 0 &&
+           job.n >= ctx.blas_min_tokens;
   };
+  std::vector<bool> amx(jobs.size(), false);
   int64_t stream_bytes = 0;
-  for (const GemmJob& job : jobs) {
-    if (job.n > 0 && !uses_blas(job)) stream_bytes += job.w->nbytes();
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    amx[j] = jobs[j].n > 0 && uses_amx(jobs[j]);
+    if (jobs[j].n > 0 && !uses_blas(jobs[j])) stream_bytes += jobs[j].w->nbytes();
   }
+  std::vector<uint16_t> packed;
+  PackAmxActivations(ctx, jobs, amx, packed);
   const int64_t guide = 2 * ctx.pool->num_threads();
   std::vector<GemmTask> tasks;
   for (size_t j = 0; j < jobs.size(); ++j) {
@@ -178,11 +233,13 @@ void RunJobs(const CpuContext& ctx, const std::vector<GemmJob>& jobs) {
     const bool blas = uses_blas(job);
     const int64_t row_bytes = static_cast<int64_t>(job.w->nbytes()) / m;
     for (int64_t r = 0; r < m;) {
-      const int64_t rows =
+      int64_t rows =
           blas ? kBlasRowsPerTask
                : StreamRowsPerTask(std::max(kMinStreamTaskBytes, stream_bytes / guide), row_bytes);
+      // AMX tasks take whole 32-row blocks (two tiles), the kernel's unit.
+      if (amx[j]) rows = std::max<int64_t>(32, rows / 32 * 32);
       const int64_t end = std::min(m, r + rows);
-      tasks.push_back({static_cast<int>(j), r, end, blas, bf16_dot});
+      tasks.push_back({static_cast<int>(j), r, end, blas, bf16_dot, amx[j]});
       if (!blas) stream_bytes -= (end - r) * row_bytes;
       r = end;
     }
@@ -208,7 +265,8 @@ absl::Status CpuLinear(const CpuContext& ctx, const Tensor& x, const Tensor& wei
     os.resize(static_cast<size_t>(n * m));
     of = os.data();
   }
-  RunJobs(ctx, {GemmJob{xf, n, k, &weight, of, m, Bf16Activations(ctx, x)}});
+  std::vector<GemmJob> jobs{GemmJob{xf, n, k, &weight, of, m, Bf16Activations(ctx, x)}};
+  RunJobs(ctx, jobs);
   if (bias.defined()) {
     std::vector<float> bs;
     const float* bf = AsF32(ctx, bias, bs);

@@ -1,6 +1,6 @@
 // The inner loops that differ per instruction set, as a table of function pointers chosen once
-// per backend (scalar or AVX2). Everything else in kernels/cpu is ISA-independent and calls
-// through this table.
+// per backend (scalar, AVX2, AVX-512, AVX512_BF16 or AMX). Everything else in kernels/cpu is
+// ISA-independent and calls through this table.
 #ifndef EXPERTMESH_KERNELS_CPU_KERNEL_TABLE_H_
 #define EXPERTMESH_KERNELS_CPU_KERNEL_TABLE_H_
 
@@ -23,6 +23,18 @@ struct Fp8Scales {
   // The scale row of weight row r.
   const float* Row(int64_t r) const { return scales + ((r + row_offset) / block_rows) * ld; }
 };
+
+// The AMX kernels' layout of packed activations (KernelTable::amx_pack_x): blocks of
+// kAmxTileTokens tokens, each a run of k tiles of kAmxTileK values; one tile is
+// kAmxTileK / 2 rows of kAmxTileTokens (x[t][2p], x[t][2p + 1]) pairs. Zero-padded in tokens and k.
+inline constexpr int kAmxTileK = 32;
+inline constexpr int kAmxTileTokens = 16;
+inline constexpr int64_t kAmxPackedTileElems = kAmxTileK * kAmxTileTokens;
+// bf16 elements amx_pack_x writes for n tokens of k values.
+inline int64_t AmxPackedXElements(int64_t n, int64_t k) {
+  return (n + kAmxTileTokens - 1) / kAmxTileTokens * ((k + kAmxTileK - 1) / kAmxTileK) *
+         kAmxPackedTileElems;
+}
 
 struct KernelTable {
   // out[t * ldo + r] = sum_i x[t * ldx + i] * w[r * ldw + i] for t < n, r < rows, i < k,
@@ -62,12 +74,25 @@ struct KernelTable {
   void (*gemm_f8_xbf16)(const uint16_t* x, int64_t ldx, int64_t n, int64_t k, const uint8_t* w,
                         int64_t ldw, int64_t rows, const Fp8Scales& scales, float* out,
                         int64_t ldo) = nullptr;
+  // The AMX family's bf16 x bf16 GEMM (nullptr elsewhere), in two steps so that activations
+  // are packed once per product however many threads multiply them:
+  //  - amx_pack_x: x [n, ldx] bf16 into `packed` (AmxPackedXElements(n, k) values, layout above).
+  //  - amx_gemm_bf16: out[t * ldo + r] = sum_i x[t][i] * w[r * ldw + i] for t < n, r < rows from
+  //    the packed x, in fp32 tiles (TDPBF16PS). Each output is the same chain of tile products
+  //    over k in ascending order whatever n, t or rows (batching invariance); the order inside
+  //    one instruction is the hardware's, so the bits differ from gemm_bf16_xbf16's.
+  //    The calling thread must be allowed to use AMX (CpuSupports(CpuIsa::kAmx) asked Linux).
+  void (*amx_pack_x)(const uint16_t* x, int64_t ldx, int64_t n, int64_t k,
+                     uint16_t* packed) = nullptr;
+  void (*amx_gemm_bf16)(const uint16_t* packed_x, int64_t n, int64_t k, const uint16_t* w,
+                        int64_t ldw, int64_t rows, float* out, int64_t ldo) = nullptr;
 };
 
 const KernelTable& ScalarKernels();
 const KernelTable& Avx2Kernels();        // REQUIRES: CpuSupports(CpuIsa::kAvx2)
 const KernelTable& Avx512Kernels();      // REQUIRES: CpuSupports(CpuIsa::kAvx512)
 const KernelTable& Avx512Bf16Kernels();  // REQUIRES: CpuSupports(CpuIsa::kAvx512Bf16)
+const KernelTable& AmxKernels();         // REQUIRES: CpuSupports(CpuIsa::kAmx)
 const KernelTable& KernelsFor(CpuIsa isa);
 
 }  // namespace expertmesh::kernels::cpu

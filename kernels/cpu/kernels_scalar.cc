@@ -101,6 +101,8 @@ const KernelTable& ScalarKernels() {
 
 const KernelTable& KernelsFor(CpuIsa isa) {
   switch (isa) {
+    case CpuIsa::kAmx:
+      return AmxKernels();
     case CpuIsa::kAvx512Bf16:
       return Avx512Bf16Kernels();
     case CpuIsa::kAvx512:

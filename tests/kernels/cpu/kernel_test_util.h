@@ -21,7 +21,7 @@ using kernels::cpu::CpuBackend;
 using kernels::cpu::CpuIsa;
 
 inline std::vector<CpuIsa> AllCpuIsas() {
-  return {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Bf16};
+  return {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Bf16, CpuIsa::kAmx};
 }
 
 inline std::string DTypeShort(DType d) {
