@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "worker/comm/comm_util.h"
 #include "worker/comm/futex.h"
+#include "worker/comm/shm_reduce.h"
 
 namespace expertmesh::comm {
 namespace {
@@ -82,7 +83,7 @@ class ShmCommunicator final : public Communicator {
         // part starts on a cache line and holds whole elements of any dtype.
         part_(chunk_ / world_ / 64 * 64),
         options_(options),
-        scratch_(chunk_ / sizeof(uint16_t)) {}
+        sources_(world_) {}
 
   // Tells the peers this rank is gone: one waiting for it fails now instead of at its timeout.
   ~ShmCommunicator() override {
@@ -371,22 +372,8 @@ class ShmCommunicator final : public Communicator {
 
   // out[0, len) = sum over ranks q, in rank order, of the `len` bytes at `offset` of q's half.
   void Reduce(size_t offset, size_t len, DType dtype, std::byte* out) {
-    const size_t n = len / DTypeSize(dtype);
-    if (dtype == DType::kF32 && reinterpret_cast<uintptr_t>(out) % alignof(float) == 0) {
-      float* o = reinterpret_cast<float*>(out);
-      const float* first = reinterpret_cast<const float*>(Theirs(0) + offset);
-      std::copy(first, first + n, o);
-      for (int q = 1; q < world_; ++q) {
-        const float* s = reinterpret_cast<const float*>(Theirs(q) + offset);
-        for (size_t i = 0; i < n; ++i) o[i] += s[i];
-      }
-      return;
-    }
-    // bf16 (and unaligned f32): sum in fp32, round once.
-    float* acc = scratch_.data();
-    std::fill(acc, acc + n, 0.0f);
-    for (int q = 0; q < world_; ++q) AccumulateF32(acc, Theirs(q) + offset, n, dtype);
-    StoreFromF32(acc, out, n, dtype);
+    for (int q = 0; q < world_; ++q) sources_[q] = Theirs(q) + offset;
+    SumInRankOrder(sources_.data(), world_, len / DTypeSize(dtype), dtype, out);
   }
 
   bool Aborted() const { return seg_->header().abort_code.load(std::memory_order_acquire) != 0; }
@@ -427,8 +414,8 @@ class ShmCommunicator final : public Communicator {
   const size_t chunk_;
   const size_t part_;
   const ShmOptions options_;
-  std::vector<float> scratch_;  // fp32 accumulator of one chunk (bf16 reductions)
-  uint32_t seq_ = 0;            // rounds this rank has completed
+  std::vector<const std::byte*> sources_;  // Reduce's per-rank pointers
+  uint32_t seq_ = 0;                       // rounds this rank has completed
   ErrorLatch latch_;
 };
 

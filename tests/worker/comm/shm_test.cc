@@ -5,6 +5,9 @@
 // processes in multiprocess_test.cc.
 #include <unistd.h>
 
+#include <cmath>
+#include <cstring>
+#include <limits>
 #include <string>
 #include <thread>
 #include <vector>
@@ -15,6 +18,7 @@
 #include "tests/worker/comm/fake_communicator.h"
 #include "worker/comm/shm_bootstrap.h"
 #include "worker/comm/shm_communicator.h"
+#include "worker/comm/shm_reduce.h"
 #include "worker/comm/shm_segment.h"
 
 namespace expertmesh::comm {
@@ -181,6 +185,46 @@ TEST(ShmCommunicatorTest, ALeavingRankFailsItsWaitingPeersAtOnce) {
   for (int r : {0, 2}) {
     EXPECT_TRUE(absl::IsUnavailable(results[r])) << r << ": " << results[r];
   }
+}
+
+// The vectorized sum (and its AVX2 clone, where the CPU has AVX2) against a scalar left-to-right
+// sum, bit for bit: several blocks plus a tail, an output at an odd address, NaN and infinity.
+TEST(ShmReduceTest, SumsInRankOrderBitExactly) {
+  const size_t n = 2500;
+  const int ranks = 3;
+  std::vector<std::vector<float>> f(ranks, std::vector<float>(n));
+  std::vector<std::vector<uint16_t>> h(ranks, std::vector<uint16_t>(n));
+  for (int q = 0; q < ranks; ++q) {
+    for (size_t i = 0; i < n; ++i) {
+      f[q][i] = std::ldexp(static_cast<float>((i * 7919 + q * 104729) % 2001) - 1000.0f,
+                           static_cast<int>(i % 9) - 4);
+      h[q][i] = FloatToBf16(f[q][i]);
+    }
+  }
+  f[1][17] = std::numeric_limits<float>::quiet_NaN();
+  f[2][18] = std::numeric_limits<float>::infinity();
+  h[1][19] = 0x7fc1;  // a bf16 NaN
+  std::vector<float> want_f(n);
+  std::vector<uint16_t> want_h(n);
+  for (size_t i = 0; i < n; ++i) {
+    float a = f[0][i], b = Bf16ToFloat(h[0][i]);
+    for (int q = 1; q < ranks; ++q) {
+      a += f[q][i];
+      b += Bf16ToFloat(h[q][i]);
+    }
+    want_f[i] = a;
+    want_h[i] = FloatToBf16(b);
+  }
+  std::vector<const std::byte*> fs, hs;
+  for (int q = 0; q < ranks; ++q) {
+    fs.push_back(reinterpret_cast<const std::byte*>(f[q].data()));
+    hs.push_back(reinterpret_cast<const std::byte*>(h[q].data()));
+  }
+  std::vector<std::byte> out(n * sizeof(float) + 1);
+  SumInRankOrder(fs.data(), ranks, n, DType::kF32, out.data() + 1);
+  EXPECT_EQ(std::memcmp(out.data() + 1, want_f.data(), n * sizeof(float)), 0);
+  SumInRankOrder(hs.data(), ranks, n, DType::kBF16, out.data() + 1);
+  EXPECT_EQ(std::memcmp(out.data() + 1, want_h.data(), n * sizeof(uint16_t)), 0);
 }
 
 // A host communicator whose BroadcastBytes hands rank `victim` another offer: as if that rank
