@@ -14,6 +14,8 @@
 #   tp2 gloo           Gloo, each rank on its share of the cores (--threads 0 now does that)
 #   tp2 shm            the default on one host: shared memory, each rank on its share
 # Environment: BUILD_DIR (default build), EXTRA (more `expertmesh serve` flags).
+# On a machine other jobs load, give the benchmark its own scheduling group with a larger share
+# (root): setsid bash -c 'echo -10 > /proc/self/autogroup; bench/worker/tp_decode_bench.sh ...'
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 BUILD_DIR="${BUILD_DIR:-$ROOT/build}"
