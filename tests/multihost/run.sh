@@ -251,8 +251,13 @@ json_field() {  # json_field JSON KEY
   "$PY" -c 'import json,sys; v=json.loads(sys.argv[1]).get(sys.argv[2]); print("" if v is None else (v if isinstance(v,str) else json.dumps(v)))' "$1" "$2"
 }
 
+# Each rank also gets a /dev/shm of its own, as separate machines (and pods) have: `ip netns
+# exec` runs the command in a fresh mount namespace, where this tmpfs hides the machine's. The
+# group must find out by itself that its ranks do not share a host, and keep its collectives on
+# Gloo (on one /dev/shm it would pick shared memory, and cutting the link would cut nothing).
 start_rank() {  # start_rank INDEX NS POD_IP LOG: one rank, placed by LWS variables only
-  ip netns exec "$2" env -i PATH="$PATH" HOME="${HOME:-/root}" \
+  ip netns exec "$2" sh -c 'mount -t tmpfs -o size=16m,mode=1777 em-host-shm /dev/shm && exec "$@"' \
+    sh env -i PATH="$PATH" HOME="${HOME:-/root}" \
     LWS_LEADER_ADDRESS="$NAME_A" LWS_GROUP_SIZE=2 LWS_WORKER_INDEX="$1" POD_IP="$3" \
     EXPERTMESH_LEADER_PORT="$RDZV_PORT" \
     "$BIN/expertmesh-worker" --model "$MODEL" --host 0.0.0.0 --port "$WORKER_PORT" --tp 2 \
@@ -420,6 +425,10 @@ pass "group: rank 0 on $NAME_A and rank 1 on $NAME_B joined through LWS_* variab
 grep -q "LWS_LEADER_ADDRESS" "$LEADER_LOG" && grep -q "POD_IP" "$FOLLOWER_LOG" \
   && pass "group: both ranks report their placement from LWS_WORKER_INDEX/LWS_LEADER_ADDRESS/POD_IP" \
   || fail "group: rank logs do not show LWS placement ($(grep -h 'joining through' "$LEADER_LOG" "$FOLLOWER_LOG" | head -2))"
+grep -q "group transport gloo: 1 of 2 ranks share the leader's /dev/shm" "$LEADER_LOG" \
+  && grep -q "group transport gloo" "$FOLLOWER_LOG" \
+  && pass "group: ranks on two hosts chose Gloo by themselves (the follower could not open the leader's shared memory)" \
+  || fail "group: transport not Gloo across hosts ($(grep -h 'group transport' "$LEADER_LOG" "$FOLLOWER_LOG" | head -2))"
 # The Gloo pairs run over the real interfaces: the leader holds TCP connections to host B.
 if in_ns "$NS_A" ss -tn state established 2>/dev/null | grep -q "$IP_B:"; then
   pass "group: host A has established TCP connections to host B ($IP_B)"
