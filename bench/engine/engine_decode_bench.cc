@@ -4,7 +4,9 @@
 // layer) over the read bandwidth measured in the same run.
 //   engine_decode_bench MODEL_DIR[,MODEL_DIR...] [threads] [steps] [batch]
 // Several comma-separated models (e.g. one checkpoint in bf16 and in fp8) are measured in the
-// same rounds, side by side, and their speeds reported as ratios to the first.
+// same rounds, side by side, and their speeds reported as ratios to the first. A model written
+// DIR@FAMILY runs on that CPU kernel family (the EXPERTMESH_CPU_ISA names: avx512bf16, amx, ...),
+// so `m@avx512bf16,m@amx` compares two families on one model in one run (each loads its copy).
 // With `batch`, only decode at that batch size is run (for profilers: no bandwidth passes, no
 // other batch sizes in the profile).
 //
@@ -189,8 +191,30 @@ struct Subject {
   double active = 0;  // weight bytes one decode token reads
   Timed b1, b8, b32;
   std::vector<double> fractions;
-  double prefill = 0;
+  double prefill = 0;  // total over the prefill passes
+  std::vector<double> prefill_passes;
 };
+
+// DIR or DIR@FAMILY: the engine over DIR on a CPU backend of that kernel family (or the one
+// EXPERTMESH_CPU_ISA / the CPU picks).
+absl::StatusOr<std::unique_ptr<expertmesh::engine::Engine>> LoadSubject(
+    const std::string& spec, const expertmesh::engine::EngineOptions& options, int threads) {
+  using expertmesh::kernels::cpu::CpuIsa;
+  const size_t at = spec.find('@');
+  if (at == std::string::npos) return expertmesh::testing::LoadCpuEngine(spec, options, threads);
+  const std::string family = spec.substr(at + 1);
+  expertmesh::kernels::cpu::CpuBackendOptions backend_options{.num_threads = threads};
+  for (CpuIsa isa :
+       {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Bf16, CpuIsa::kAmx}) {
+    if (expertmesh::kernels::cpu::CpuIsaName(isa) == family) backend_options.isa = isa;
+  }
+  if (!backend_options.isa.has_value()) {
+    return absl::InvalidArgumentError("unknown kernel family " + family);
+  }
+  auto backend = expertmesh::kernels::cpu::CpuBackend::Create(backend_options);
+  if (!backend.ok()) return backend.status();
+  return expertmesh::engine::Engine::Load(spec.substr(0, at), *std::move(backend), options);
+}
 
 std::vector<std::string> SplitDirs(const std::string& arg) {
   std::vector<std::string> out;
@@ -219,7 +243,7 @@ int main(int argc, char** argv) {
   o.max_model_len = 1024;
   std::vector<Subject> subjects;
   for (const std::string& dir : SplitDirs(argv[1])) {
-    auto e = expertmesh::testing::LoadCpuEngine(dir, o, threads);
+    auto e = LoadSubject(dir, o, threads);
     if (!e.ok()) {
       std::fprintf(stderr, "%s: %s\n", dir.c_str(), e.status().ToString().c_str());
       return 1;
@@ -260,14 +284,29 @@ int main(int argc, char** argv) {
       s.b32 += TimeDecode(*s.engine, 32, round_steps);
     }
   }
-  for (Subject& s : subjects) s.prefill = PrefillTokensPerSecond(*s.engine, 8, 256);
+  // Prefill in alternating passes (A B A B), so that subjects compared see the same drift.
+  constexpr int kPrefillPasses = 2;
+  for (int pass = 0; pass < kPrefillPasses; ++pass) {
+    for (Subject& s : subjects) {
+      s.prefill_passes.push_back(PrefillTokensPerSecond(*s.engine, 8, 256));
+      std::printf("prefill pass %d: %s %.1f tok/s\n", pass + 1, s.dir.c_str(),
+                  s.prefill_passes.back());
+    }
+  }
+  for (Subject& s : subjects) {
+    // The rate over all passes: tokens over total time.
+    double secs = 0;
+    for (double rate : s.prefill_passes) secs += 8.0 * 256 / rate;
+    s.prefill = kPrefillPasses * 8.0 * 256 / secs;
+  }
   const double bw = Median(bandwidths);
   std::printf(
       "read bandwidth %.1f GB/s (%d threads, median of %d rounds, each the best of 3 "
       "passes)\n",
       bw / 1e9, threads, kRounds);
   for (const Subject& s : subjects) {
-    std::printf("== %s\n", s.dir.c_str());
+    std::printf("== %s (backend %s)\n", s.dir.c_str(),
+                std::string(s.engine->backend().Name()).c_str());
     std::printf("weights %.1f MB, active per token %.1f MB\n",
                 s.engine->model().weight_bytes() / 1e6, s.active / 1e6);
     std::printf(

@@ -1,9 +1,10 @@
 // Linear (x @ W^T) and the per-expert grouped linear of MoE layers.
 //
-// bf16 activations with bf16 weights on the AMX family take the tile GEMM (kernels_amx.cc) when
-// at least amx_min_tokens tokens multiply the weight; their activations are packed into the
-// tile layout once per product, before the tasks run. bf16 activations on a CPU with
-// AVX512_BF16 otherwise take the bf16 dot-product kernel for any token count (bf16 weights).
+// bf16 activations with bf16 weights (or fp8 weights whose scale blocks start on whole 32-wide
+// k tiles) on the AMX family take the tile GEMM (kernels_amx.cc, kernels_amx_fp8.cc) when at
+// least amx_min_tokens tokens multiply the weight; their activations are packed into the tile
+// layout once per product, before the tasks run. bf16 activations on a CPU with AVX512_BF16
+// otherwise take the bf16 dot-product kernel for any token count.
 // Otherwise there are two paths, chosen per weight by the number of tokens multiplying it:
 //  - few tokens (decode): the KernelTable GEMM streams each weight row once from memory,
 //    widening bf16 (or fp8 e4m3 times its block scale) in registers; memory-bound, so it aims
@@ -44,8 +45,16 @@ struct GemmTask {
   int64_t row_end;
   bool blas;
   bool bf16_dot;  // gemm_bf16_xbf16 on the bf16 activations
-  bool amx;       // amx_gemm_bf16 on the packed activations
+  bool amx;       // amx_gemm_bf16 / amx_gemm_f8 on the packed activations
 };
+
+// The AMX threshold (CpuBackendOptions::amx_min_tokens) defaults to 1: tiles for every token
+// count. A tile product gives other bits than the AVX512_BF16 kernel (kernels_amx.cc), so any
+// threshold above 1 would make a token's output depend on how many others share its weight,
+// and measurement says none is needed: one token through the tiles reads its weights from
+// memory as fast as the streaming kernel (the weights are the A operand, read in place; 2048 x
+// 16384 bf16, 2 threads, a loaded 2-vCPU Xeon: see README "Benchmarks"), and from 8 tokens on
+// the tiles are faster.
 
 // Where the activations are bf16 and the CPU has a bf16 dot-product kernel, every product uses
 // it, whatever its token count: it multiplies the stored values as they are, two pairs per lane
@@ -116,6 +125,12 @@ void RunTask(const CpuContext& ctx, const GemmJob& job, const GemmTask& task,
   const int64_t rows = task.row_end - task.row_begin;
   float* out = job.out + task.row_begin;
   if (task.amx) {
+    if (job.w->dtype() == DType::kF8E4M3) {
+      ctx.kernels->amx_gemm_f8(job.x_packed, job.n, job.k,
+                               job.w->data<uint8_t>() + task.row_begin * job.k, job.k, rows,
+                               ScalesOf(*job.w, task.row_begin), out, job.ldo);
+      return;
+    }
     ctx.kernels->amx_gemm_bf16(job.x_packed, job.n, job.k,
                                job.w->data<uint16_t>() + task.row_begin * job.k, job.k, rows, out,
                                job.ldo);
@@ -202,9 +217,16 @@ void PackAmxActivations(const CpuContext& ctx, std::vector<GemmJob>& jobs,
 
 void RunJobs(const CpuContext& ctx, std::vector<GemmJob>& jobs) {
   const auto uses_amx = [&](const GemmJob& job) {
-    return job.x_bf16 != nullptr && job.w->dtype() == DType::kBF16 &&
-           ctx.kernels->amx_gemm_bf16 != nullptr && ctx.amx_min_tokens > 0 &&
-           job.n >= ctx.amx_min_tokens;
+    if (job.x_bf16 == nullptr || ctx.kernels->amx_gemm_bf16 == nullptr || ctx.amx_min_tokens <= 0 ||
+        job.n < ctx.amx_min_tokens) {
+      return false;
+    }
+    if (job.w->dtype() == DType::kBF16) return true;
+    // fp8 weights whose scale blocks start on whole k tiles (every checkpoint's 128-wide blocks,
+    // sliced by tensor parallelism at multiples of 32); others keep the AVX512_BF16 kernel.
+    if (job.w->dtype() != DType::kF8E4M3 || ctx.kernels->amx_gemm_f8 == nullptr) return false;
+    const BlockScales& b = *job.w->block_scales();
+    return b.block_cols % kAmxTileK == 0 && b.col_offset % kAmxTileK == 0;
   };
   const auto uses_bf16_dot = [&](const GemmJob& job) {
     return job.x_bf16 != nullptr && !uses_amx(job) &&

@@ -86,6 +86,12 @@ struct KernelTable {
                      uint16_t* packed) = nullptr;
   void (*amx_gemm_bf16)(const uint16_t* packed_x, int64_t n, int64_t k, const uint16_t* w,
                         int64_t ldw, int64_t rows, float* out, int64_t ldo) = nullptr;
+  // amx_gemm_bf16 with fp8 e4m3 weights [rows, ldw] and their block scales: each scale block's
+  // products summed in fp32 tiles, then added to the output times the block's scale (one fused
+  // multiply-add); e4m3 subnormals read as zero. REQUIRES: scales.block_cols and
+  // scales.col_offset multiples of kAmxTileK (so scale blocks start on whole tiles).
+  void (*amx_gemm_f8)(const uint16_t* packed_x, int64_t n, int64_t k, const uint8_t* w, int64_t ldw,
+                      int64_t rows, const Fp8Scales& scales, float* out, int64_t ldo) = nullptr;
 };
 
 const KernelTable& ScalarKernels();

@@ -12,6 +12,7 @@
 // these values never are), and against the scalar family within the sum of both bounds.
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <random>
 
 #include "kernels/cpu/cpu_features.h"
@@ -200,6 +201,92 @@ TEST(AmxGroupedLinear, UnevenExpertCountsIncludingZero) {
     EXPECT_TRUE(TensorsEqual(block, alone)) << "expert " << e;
   }
 }
+
+// fp8 e4m3 weights [m, k] with a 128 x 128 scale grid, cut at (row_offset, col_offset) of their
+// checkpoint tensor. Normal e4m3 values of magnitude below 4 (exponent field 1..8): the AMX path
+// reads e4m3 subnormals as zero (kernel_table.h), and checkpoints hold about 1 in 10^4 of them.
+Tensor Fp8Weight(int64_t m, int64_t k, int64_t row_offset, int64_t col_offset, std::mt19937& rng) {
+  Tensor w = *Tensor::Empty(DType::kF8E4M3, {m, k});
+  std::uniform_int_distribution<int> exponent(1, 8), mantissa(0, 7), sign(0, 1);
+  for (int64_t i = 0; i < w.numel(); ++i) {
+    w.data<uint8_t>()[i] =
+        static_cast<uint8_t>((sign(rng) << 7) | (exponent(rng) << 3) | mantissa(rng));
+  }
+  auto grid = std::make_shared<Tensor>(
+      *Tensor::Empty(DType::kF32, {(row_offset + m + 127) / 128, (col_offset + k + 127) / 128}));
+  std::uniform_real_distribution<float> scale(0.02f, 0.1f);
+  for (int64_t i = 0; i < grid->numel(); ++i) grid->data<float>()[i] = scale(rng);
+  return *w.WithBlockScales({.scales = grid,
+                             .block_rows = 128,
+                             .block_cols = 128,
+                             .row_offset = row_offset,
+                             .col_offset = col_offset});
+}
+
+// The dequantized weight as a bf16-free double tensor for Multiply: each weight its e4m3 value
+// times its block scale.
+Tensor Dequantized(const Tensor& w) {
+  const kernels::BlockScales& s = *w.block_scales();
+  const int64_t rows = w.dim(0), cols = w.dim(1), ld = s.scales->dim(1);
+  Tensor out = *Tensor::Empty(DType::kF32, {rows, cols});
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < cols; ++i) {
+      const float scale = s.scales->data<float>()[((r + s.row_offset) / s.block_rows) * ld +
+                                                  (i + s.col_offset) / s.block_cols];
+      out.data<float>()[r * cols + i] = F8E4M3ToFloat(w.data<uint8_t>()[r * cols + i]) * scale;
+    }
+  }
+  return out;
+}
+
+struct AmxFp8Case {
+  std::string name;
+  int64_t n, k, m, row_offset, col_offset;
+  friend void PrintTo(const AmxFp8Case& c, std::ostream* os) {
+    *os << c.name << " (n " << c.n << ", k " << c.k << ", rows " << c.m << ", offsets "
+        << c.row_offset << ", " << c.col_offset << ")";
+  }
+};
+
+class AmxFp8LinearTest : public ::testing::TestWithParam<AmxFp8Case> {};
+
+// Each scale block's products are summed exactly-ish in fp32 tiles and scaled once, so the
+// error is that of an fp32 sum of k terms plus one rounding per block: within the bound of
+// Multiply (2 (k - 1) u sum |x w|) widened to 2 (k + 2) u for the scaling.
+TEST_P(AmxFp8LinearTest, MatchesTheDequantizedReference) {
+  SKIP_WITHOUT_AMX();
+  const AmxFp8Case& c = GetParam();
+  std::mt19937 rng(static_cast<unsigned>(5 + c.n * 31 + c.k));
+  const Tensor w = Fp8Weight(c.m, c.k, c.row_offset, c.col_offset, rng);
+  const Tensor x = RandomTensor(DType::kBF16, {c.n, c.k}, rng);
+  auto amx = MakeBackend(CpuIsa::kAmx);
+  ASSERT_NE(amx, nullptr);
+  GuardedTensor out(DType::kF32, {c.n, c.m});
+  const absl::Status s = amx->Linear(x, w, Tensor(), out.tensor());
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_TRUE(out.GuardsIntact());
+  Reference ref = Multiply(x, Dequantized(w), 0, c.n);
+  for (double& b : ref.bound) b *= static_cast<double>(c.k + 2) / std::max<int64_t>(c.k - 1, 1);
+  EXPECT_TRUE(WithinBound(out.tensor(), ref));
+  // A token's output does not depend on its batch.
+  for (int64_t t = 0; t < c.n; ++t) {
+    Tensor one = *Tensor::Empty(DType::kF32, {1, c.m});
+    ASSERT_TRUE(amx->Linear(*x.Slice(t, t + 1), w, Tensor(), one).ok());
+    ASSERT_TRUE(TensorsEqual(one, *out.tensor().Slice(t, t + 1))) << "token " << t;
+  }
+}
+
+const AmxFp8Case kAmxFp8Cases[] = {
+    {"decode1", 1, 256, 40, 0, 0},
+    {"k300_tail", 5, 300, 37, 0, 0},               // a partial last scale block and k tile
+    {"col_offset32_rows47", 17, 200, 47, 96, 32},  // scale blocks start mid-tile-run
+    {"k131_offsets", 33, 131, 20, 5, 64},          // rows straddle a 128-row scale block
+    {"tokens64_col96", 64, 384, 70, 0, 96},
+    {"tokens100", 100, 130, 33, 64, 0},
+};
+
+INSTANTIATE_TEST_SUITE_P(Cpu, AmxFp8LinearTest, ::testing::ValuesIn(kAmxFp8Cases),
+                         [](const auto& info) { return info.param.name; });
 
 // Below amx_min_tokens the AMX family keeps the AVX512_BF16 streaming kernel; both paths stay
 // within the bound. Their bits differ, which is why the default threshold is 1 (see
