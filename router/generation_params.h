@@ -43,6 +43,9 @@ struct GenerationParams {
   bool ignore_eos = false;
   bool logprobs = false;
   int64_t top_logprobs = 0;
+  // Score the prompt tokens with this many alternatives (vLLM's prompt_logprobs, 0..20); the
+  // worker then computes the whole prompt (no prefix-cache reuse). Unset: off.
+  std::optional<int64_t> prompt_logprobs;
   int64_t n = 1;
 };
 

@@ -37,6 +37,9 @@ internal_api::SubmitRequest MakeSubmit(const PreparedRequest& r, uint32_t index,
   s.mutable_stop_token_ids()->Assign(p.stop_token_ids.begin(), p.stop_token_ids.end());
   s.set_ignore_eos(p.ignore_eos);
   s.set_cache_salt(r.cache_salt);
+  if (p.prompt_logprobs.has_value()) {
+    s.set_prompt_logprobs(static_cast<uint32_t>(*p.prompt_logprobs));
+  }
   return s;
 }
 
@@ -96,6 +99,13 @@ absl::StatusOr<ChoiceResult> Generator::Run(
       status = group->Submit(submit, &context, [&](const internal_api::SubmitResponse& msg) {
         if (result.completion_tokens == 0) result.cached_prompt_tokens = msg.cached_prompt_tokens();
         ChoiceDelta delta;
+        for (const internal_api::PromptTokenLogprob& p : msg.prompt_logprobs()) {
+          PromptTokenInfo info{{p.token_id(), p.logprob(), {}}, p.rank()};
+          for (const internal_api::TopToken& top : p.top()) {
+            info.token.top.emplace_back(top.token_id(), top.logprob());
+          }
+          delta.prompt_logprobs.push_back(std::move(info));
+        }
         for (const internal_api::GeneratedToken& t : msg.tokens()) {
           const absl::Time now = absl::Now();
           if (result.completion_tokens == 0) {

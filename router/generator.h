@@ -41,10 +41,18 @@ struct GeneratedTokenInfo {
   std::vector<std::pair<int32_t, float>> top;  // (token id, logprob), most likely first
 };
 
+// A prompt token scored under the logits of the position before it (prompt logprobs).
+struct PromptTokenInfo {
+  GeneratedTokenInfo token;
+  int32_t rank = 0;  // 1 + the number of tokens more likely than it
+};
+
 // Output since the previous delta. `text` is whole UTF-8 characters, stop strings removed.
 struct ChoiceDelta {
   std::string text;
   std::vector<GeneratedTokenInfo> tokens;
+  // In the first delta of a request with params.prompt_logprobs: prompt tokens 1..n-1.
+  std::vector<PromptTokenInfo> prompt_logprobs;
 };
 
 struct ChoiceResult {

@@ -53,6 +53,7 @@ absl::Status FromPublicRequest(const pb::GenerateRequest& r, PromptInput* input,
   p->ignore_eos = r.stop().ignore_eos();
   p->logprobs = r.logprobs() || r.top_logprobs() > 0;
   p->top_logprobs = r.top_logprobs();
+  if (r.has_prompt_logprobs()) p->prompt_logprobs = r.prompt_logprobs();
   return absl::OkStatus();
 }
 
@@ -177,6 +178,19 @@ class GenerateReactor final : public grpc::ServerWriteReactor<pb::GenerateRespon
           pb::GenerateResponse msg;
           msg.set_request_id(id);
           msg.set_text(delta.text);
+          for (const PromptTokenInfo& p : delta.prompt_logprobs) {
+            pb::PromptLogprob* out = msg.add_prompt_logprobs();
+            out->set_token_id(p.token.id);
+            out->set_token(std::string(tok.TokenBytes(p.token.id)));
+            out->set_logprob(p.token.logprob);
+            out->set_rank(p.rank);
+            for (const auto& [top_id, lp] : p.token.top) {
+              pb::TopLogprob* top = out->add_top_logprobs();
+              top->set_token_id(top_id);
+              top->set_token(std::string(tok.TokenBytes(top_id)));
+              top->set_logprob(lp);
+            }
+          }
           for (const GeneratedTokenInfo& t : delta.tokens) {
             pb::TokenDelta* d = msg.add_tokens();
             d->set_token_id(t.id);

@@ -45,21 +45,43 @@ std::string EchoedRequestId(const http::HttpRequest& req, const std::string& pub
   return std::string(sent);
 }
 
+// Bytes of the token texts of `tokens` (completions' text_offset advances by them).
+size_t TokenTextBytes(const tokenizer::Tokenizer& tok, const std::vector<GeneratedTokenInfo>& t) {
+  size_t bytes = 0;
+  for (const GeneratedTokenInfo& info : t) bytes += tok.TokenBytes(info.id).size();
+  return bytes;
+}
+
 // Runs the generation on the handler thread, writing each event as it comes.
 void Stream(StreamState& st, http::ResponseWriter& sink) {
   const uint32_t n = static_cast<uint32_t>(st.request.params.n);
-  std::vector<bool> started(n, false);
-  if (!st.echo.empty()) {
-    // Its own chunk ahead of the generation, so a choice that ends without a token still has it.
-    const ChoiceDelta echo{.text = st.echo};
-    for (uint32_t i = 0; i < n; ++i) {
-      WriteEvent(sink, StreamChunk(st.ctx, i, &echo, nullptr, false));
+  std::vector<bool> started(n, false), echoed(n, false);
+  std::vector<size_t> offsets(n, 0);  // each choice's logprobs text_offset so far
+  const ChoiceDelta echo{.text = st.echo};
+  // The echo is each choice's own first chunk. With logprobs it waits for the choice's first
+  // delta, which brings the prompt's logprobs; without, it goes ahead of the generation, so a
+  // choice that ends without a token still has it.
+  auto send_echo = [&](uint32_t i, const std::vector<PromptTokenInfo>& scored) {
+    echoed[i] = true;
+    if (st.echo.empty()) return true;
+    Json chunk = StreamChunk(st.ctx, i, &echo, nullptr, false);
+    if (st.ctx.echo_logprobs) {
+      chunk["choices"][0]["logprobs"] = EchoLogprobsJson(st.ctx, st.request.prompt, scored, {});
+      for (int32_t id : st.request.prompt) offsets[i] += st.ctx.tokenizer->TokenBytes(id).size();
     }
+    return WriteEvent(sink, chunk);
+  };
+  if (!st.ctx.echo_logprobs) {
+    for (uint32_t i = 0; i < n; ++i) send_echo(i, {});
   }
   auto on_delta = [&](uint32_t index, const ChoiceDelta& delta) {
+    if (!echoed[index] && !send_echo(index, delta.prompt_logprobs)) return false;
     const bool first = st.ctx.chat && !started[index];
     started[index] = true;
-    return WriteEvent(sink, StreamChunk(st.ctx, index, &delta, nullptr, first));
+    const bool ok =
+        WriteEvent(sink, StreamChunk(st.ctx, index, &delta, nullptr, first, offsets[index]));
+    offsets[index] += TokenTextBytes(*st.ctx.tokenizer, delta.tokens);
+    return ok;
   };
   absl::StatusOr<std::vector<ChoiceResult>> results =
       st.core->Generate(st.request, st.cancel, on_delta, &st.tickets);
@@ -75,6 +97,7 @@ void Stream(StreamState& st, http::ResponseWriter& sink) {
   std::string error;
   for (uint32_t i = 0; i < n; ++i) {
     const ChoiceResult& r = (*results)[i];
+    if (!echoed[i]) send_echo(i, {});  // a choice that ended before its first delta
     WriteEvent(sink, StreamChunk(st.ctx, i, nullptr, &r, st.ctx.chat && !started[i]));
     completion += r.completion_tokens;
     cached = std::max(cached, r.cached_prompt_tokens);
@@ -130,6 +153,9 @@ void HandleOpenAiGeneration(RouterCore* core, const ApiKeys& keys, bool chat,
   ctx.created = absl::ToUnixSeconds(arrival);
   ctx.tokenizer = &core->model().tokenizer();
   ctx.logprobs = parsed->params.logprobs;
+  ctx.echo_logprobs = parsed->echo && parsed->params.logprobs;
+  ctx.top_logprobs = parsed->params.top_logprobs;
+  ctx.prompt_logprobs = parsed->prompt_logprobs;
   http::HeaderList headers = {{"X-Request-Id", EchoedRequestId(req, ctx.id)}};
 
   // The client going away (or the server stopping) cancels the request wherever it is:
@@ -161,9 +187,12 @@ void HandleOpenAiGeneration(RouterCore* core, const ApiKeys& keys, bool chat,
   const size_t n = static_cast<size_t>(parsed->params.n);
   std::vector<std::string> texts(n, echo);
   std::vector<std::vector<GeneratedTokenInfo>> tokens(n);
+  std::vector<std::vector<PromptTokenInfo>> scored(n);
   absl::StatusOr<std::vector<ChoiceResult>> results =
       core->Generate(*prepared, &cancel, [&](uint32_t index, const ChoiceDelta& delta) {
         texts[index] += delta.text;
+        scored[index].insert(scored[index].end(), delta.prompt_logprobs.begin(),
+                             delta.prompt_logprobs.end());
         if (ctx.logprobs) {
           tokens[index].insert(tokens[index].end(), delta.tokens.begin(), delta.tokens.end());
         }
@@ -176,8 +205,7 @@ void HandleOpenAiGeneration(RouterCore* core, const ApiKeys& keys, bool chat,
     }
   }
   res.Respond(200, "application/json",
-              Dump(FullResponse(ctx, texts, tokens, *results,
-                                static_cast<uint32_t>(prepared->prompt.size()))),
+              Dump(FullResponse(ctx, texts, tokens, *results, prepared->prompt, scored)),
               std::move(headers));
   core->metrics().CountRequest("http", endpoint, "200");
 }

@@ -1,5 +1,6 @@
 #include "router/openai_request.h"
 
+#include <algorithm>
 #include <limits>
 
 #include "absl/strings/str_cat.h"
@@ -246,12 +247,17 @@ absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(const std::string& body_text, b
   if (r.echo && chat) {
     return InvalidParam("echo", "'echo' is supported on /v1/completions only");
   }
+  // Range-checked with the other sampling values (request_validation.h); here only the type.
+  RETURN_IF_ERROR(ReadInt(body, "prompt_logprobs", kInt64Min, kInt64Max, &r.prompt_logprobs));
+  if (r.prompt_logprobs.has_value() && r.stream) {
+    // As vLLM: the list is one piece of the final response, not a stream of deltas.
+    return InvalidParam("prompt_logprobs", "'prompt_logprobs' is not available with 'stream'");
+  }
+  p.prompt_logprobs = r.prompt_logprobs;
   if (r.echo && p.logprobs) {
-    // Echo with logprobs means logprobs of the prompt tokens too, which the engine does not
-    // return yet; answering with the completion's alone would misalign every offset.
-    return InvalidParam("echo",
-                        "'echo' with 'logprobs' needs the prompt tokens' logprobs, which this "
-                        "server does not return yet; send one of them");
+    // The echoed prompt's tokens get logprobs too, with as many alternatives as the
+    // completion's (vLLM: prompt_logprobs defaults to logprobs under echo).
+    p.prompt_logprobs = std::max(p.prompt_logprobs.value_or(0), p.top_logprobs);
   }
   return r;
 }

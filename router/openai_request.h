@@ -20,9 +20,13 @@ struct OpenAiRequest {
   GenerationParams params;
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
-  // Completions only: prepend the prompt's text to every choice's text. Refused with logprobs
-  // (the prompt tokens' logprobs are not available) and on chat.
+  // Completions only (refused on chat): prepend the prompt's text to every choice's text. With
+  // logprobs, choices[].logprobs starts with the prompt's tokens (params.prompt_logprobs is set
+  // so the worker scores them), as OpenAI's legacy API and vLLM do.
   bool echo = false;
+  // vLLM's prompt_logprobs as the client sent it (0..20): the choice (completions) or the
+  // response (chat) carries a "prompt_logprobs" list. Refused with stream, as vLLM does.
+  std::optional<int64_t> prompt_logprobs;
 };
 
 // max_tokens of a /v1/completions request that does not set it (OpenAI's and vLLM's value).

@@ -1,5 +1,7 @@
 #include "router/openai_response.h"
 
+#include <algorithm>
+
 #include "router/request_validation.h"
 
 namespace expertmesh::router {
@@ -19,6 +21,48 @@ Json Bytes(std::string_view s) {
   for (unsigned char c : s) b.push_back(static_cast<int>(c));
   return b;
 }
+
+// -inf (a token the model rules out) as the finite value OpenAI and vLLM send: JSON has no
+// infinities.
+float Finite(float logprob) { return std::max(logprob, -9999.0f); }
+
+// The four parallel arrays of completions logprobs, built token by token.
+class CompletionLogprobs {
+ public:
+  CompletionLogprobs(const tokenizer::Tokenizer& tok, size_t text_offset)
+      : tok_(tok), offset_(text_offset) {}
+  // `scored` null: the token has no logprob (the first prompt token); else at most `top` of
+  // its alternatives are listed.
+  void Add(int32_t id, const GeneratedTokenInfo* scored, size_t top) {
+    std::string text(tok_.TokenBytes(id));
+    offsets_.push_back(offset_);
+    offset_ += text.size();
+    toks_.push_back(std::move(text));
+    if (scored == nullptr) {
+      lps_.push_back(nullptr);
+      tops_.push_back(nullptr);
+      return;
+    }
+    lps_.push_back(Finite(scored->logprob));
+    Json alternatives = Json::object();
+    for (size_t j = 0; j < scored->top.size() && j < top; ++j) {
+      alternatives[std::string(tok_.TokenBytes(scored->top[j].first))] =
+          Finite(scored->top[j].second);
+    }
+    tops_.push_back(std::move(alternatives));
+  }
+  Json ToJson() {
+    return Json{{"tokens", std::move(toks_)},
+                {"token_logprobs", std::move(lps_)},
+                {"top_logprobs", std::move(tops_)},
+                {"text_offset", std::move(offsets_)}};
+  }
+
+ private:
+  const tokenizer::Tokenizer& tok_;
+  size_t offset_;
+  Json toks_ = Json::array(), lps_ = Json::array(), tops_ = Json::array(), offsets_ = Json::array();
+};
 
 Json Skeleton(const ResponseContext& ctx, bool chunk) {
   Json j = Json::object();
@@ -47,7 +91,8 @@ const char* FinishReasonName(FinishReason reason) {
   return "stop";
 }
 
-Json LogprobsJson(const ResponseContext& ctx, const std::vector<GeneratedTokenInfo>& tokens) {
+Json LogprobsJson(const ResponseContext& ctx, const std::vector<GeneratedTokenInfo>& tokens,
+                  size_t text_offset) {
   const tokenizer::Tokenizer& tok = *ctx.tokenizer;
   if (ctx.chat) {
     Json content = Json::array();
@@ -66,24 +111,56 @@ Json LogprobsJson(const ResponseContext& ctx, const std::vector<GeneratedTokenIn
     }
     return Json{{"content", std::move(content)}};
   }
-  Json toks = Json::array(), lps = Json::array(), tops = Json::array(), offsets = Json::array();
-  size_t offset = 0;
-  for (const GeneratedTokenInfo& t : tokens) {
-    std::string text(tok.TokenBytes(t.id));
-    toks.push_back(text);
-    lps.push_back(t.logprob);
-    Json top = Json::object();
-    for (const auto& [id, lp] : t.top) top[std::string(tok.TokenBytes(id))] = lp;
-    tops.push_back(std::move(top));
-    offsets.push_back(offset);
-    offset += text.size();
+  CompletionLogprobs out(tok, text_offset);
+  for (const GeneratedTokenInfo& t : tokens) out.Add(t.id, &t, t.top.size());
+  return out.ToJson();
+}
+
+Json EchoLogprobsJson(const ResponseContext& ctx, const std::vector<int32_t>& prompt,
+                      const std::vector<PromptTokenInfo>& scored,
+                      const std::vector<GeneratedTokenInfo>& tokens) {
+  CompletionLogprobs out(*ctx.tokenizer, 0);
+  const size_t top = static_cast<size_t>(std::max<int64_t>(ctx.top_logprobs, 0));
+  for (size_t i = 0; i < prompt.size(); ++i) {
+    // The worker scored prompt tokens 1..n-1, maybe with more alternatives than asked here
+    // (an explicit prompt_logprobs above logprobs).
+    const GeneratedTokenInfo* s = i >= 1 && i - 1 < scored.size() ? &scored[i - 1].token : nullptr;
+    out.Add(prompt[i], s, top);
   }
-  return Json{
-      {"tokens", toks}, {"token_logprobs", lps}, {"top_logprobs", tops}, {"text_offset", offsets}};
+  for (const GeneratedTokenInfo& t : tokens) out.Add(t.id, &t, t.top.size());
+  return out.ToJson();
+}
+
+Json PromptLogprobsJson(const ResponseContext& ctx, const std::vector<int32_t>& prompt,
+                        const std::vector<PromptTokenInfo>& scored) {
+  const tokenizer::Tokenizer& tok = *ctx.tokenizer;
+  const size_t k = static_cast<size_t>(std::max<int64_t>(ctx.prompt_logprobs.value_or(0), 0));
+  Json list = Json::array();
+  for (size_t i = 0; i < prompt.size(); ++i) {
+    if (i == 0 || i - 1 >= scored.size()) {
+      list.push_back(nullptr);
+      continue;
+    }
+    const PromptTokenInfo& p = scored[i - 1];
+    Json entry = Json::object();
+    auto add = [&](int32_t id, float logprob, int32_t rank) {
+      const std::string key = std::to_string(id);
+      if (entry.contains(key)) return;
+      entry[key] = Json{{"logprob", Finite(logprob)},
+                        {"rank", rank},
+                        {"decoded_token", std::string(tok.TokenBytes(id))}};
+    };
+    add(p.token.id, p.token.logprob, p.rank);
+    for (size_t j = 0; j < p.token.top.size() && j < k; ++j) {
+      add(p.token.top[j].first, p.token.top[j].second, static_cast<int32_t>(j + 1));
+    }
+    list.push_back(std::move(entry));
+  }
+  return list;
 }
 
 Json StreamChunk(const ResponseContext& ctx, uint32_t index, const ChoiceDelta* delta,
-                 const ChoiceResult* finish, bool first) {
+                 const ChoiceResult* finish, bool first, size_t text_offset) {
   Json j = Skeleton(ctx, true);
   Json choice = Json::object();
   choice["index"] = index;
@@ -97,7 +174,7 @@ Json StreamChunk(const ResponseContext& ctx, uint32_t index, const ChoiceDelta* 
     choice["text"] = text;
   }
   choice["logprobs"] = (ctx.logprobs && delta && !delta->tokens.empty())
-                           ? LogprobsJson(ctx, delta->tokens)
+                           ? LogprobsJson(ctx, delta->tokens, text_offset)
                            : Json(nullptr);
   choice["finish_reason"] = finish ? Json(FinishReasonName(finish->reason)) : Json(nullptr);
   if (finish && finish->reason == FinishReason::kStopString) {
@@ -117,7 +194,13 @@ Json UsageChunk(const ResponseContext& ctx, uint32_t prompt_tokens, uint32_t com
 
 Json FullResponse(const ResponseContext& ctx, const std::vector<std::string>& texts,
                   const std::vector<std::vector<GeneratedTokenInfo>>& tokens,
-                  const std::vector<ChoiceResult>& results, uint32_t prompt_tokens) {
+                  const std::vector<ChoiceResult>& results, const std::vector<int32_t>& prompt,
+                  const std::vector<std::vector<PromptTokenInfo>>& scored) {
+  const uint32_t prompt_tokens = static_cast<uint32_t>(prompt.size());
+  static const std::vector<PromptTokenInfo> kNone;
+  auto scored_of = [&](size_t i) -> const std::vector<PromptTokenInfo>& {
+    return i < scored.size() ? scored[i] : kNone;
+  };
   Json j = Skeleton(ctx, false);
   Json choices = Json::array();
   uint32_t completion = 0, cached = 0;
@@ -129,15 +212,24 @@ Json FullResponse(const ResponseContext& ctx, const std::vector<std::string>& te
     } else {
       c["text"] = texts[i];
     }
-    c["logprobs"] = ctx.logprobs ? LogprobsJson(ctx, tokens[i]) : Json(nullptr);
+    c["logprobs"] = !ctx.logprobs       ? Json(nullptr)
+                    : ctx.echo_logprobs ? EchoLogprobsJson(ctx, prompt, scored_of(i), tokens[i])
+                                        : LogprobsJson(ctx, tokens[i]);
     c["finish_reason"] = FinishReasonName(results[i].reason);
     if (results[i].reason == FinishReason::kStopString) c["stop_reason"] = results[i].matched_stop;
+    // vLLM's places: each choice of a completion, the response of a chat (below).
+    if (ctx.prompt_logprobs.has_value() && !ctx.chat) {
+      c["prompt_logprobs"] = PromptLogprobsJson(ctx, prompt, scored_of(i));
+    }
     choices.push_back(std::move(c));
     completion += results[i].completion_tokens;
     cached = std::max(cached, results[i].cached_prompt_tokens);
   }
   j["choices"] = std::move(choices);
   j["usage"] = Usage(prompt_tokens, completion, cached);
+  if (ctx.prompt_logprobs.has_value() && ctx.chat) {
+    j["prompt_logprobs"] = PromptLogprobsJson(ctx, prompt, scored_of(0));
+  }
   return j;
 }
 

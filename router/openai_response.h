@@ -25,6 +25,12 @@ struct ResponseContext {
   int64_t created = 0;
   const tokenizer::Tokenizer* tokenizer = nullptr;
   bool logprobs = false;
+  // Completions with echo and logprobs: choices[].logprobs begins with the prompt's tokens,
+  // each with top_logprobs alternatives.
+  bool echo_logprobs = false;
+  int64_t top_logprobs = 0;
+  // vLLM's prompt_logprobs field, with this many alternatives (unset: not asked).
+  std::optional<int64_t> prompt_logprobs;
 };
 
 // "stop", "length", or "abort"/"error" for the router's own endings.
@@ -32,21 +38,39 @@ const char* FinishReasonName(FinishReason reason);
 
 // Logprobs of `tokens` in the chat ({"content": [...]}) or completions (tokens /
 // token_logprobs / top_logprobs) layout.
-Json LogprobsJson(const ResponseContext& ctx, const std::vector<GeneratedTokenInfo>& tokens);
+// Completions' text_offset counts token bytes from `text_offset`.
+Json LogprobsJson(const ResponseContext& ctx, const std::vector<GeneratedTokenInfo>& tokens,
+                  size_t text_offset = 0);
+
+// Completions logprobs of an echoed prompt followed by generated `tokens`: prompt token i >= 1
+// has its logprob and top_logprobs from scored[i - 1]; the first prompt token (or one the worker
+// did not score) has null for both, as in OpenAI's legacy API and vLLM.
+Json EchoLogprobsJson(const ResponseContext& ctx, const std::vector<int32_t>& prompt,
+                      const std::vector<PromptTokenInfo>& scored,
+                      const std::vector<GeneratedTokenInfo>& tokens);
+
+// vLLM's prompt_logprobs list: null for the first prompt token, then per prompt token a map
+// {"<token id>": {"logprob", "rank", "decoded_token"}} of the token itself followed by the
+// ctx.prompt_logprobs most likely tokens (a token listed once).
+Json PromptLogprobsJson(const ResponseContext& ctx, const std::vector<int32_t>& prompt,
+                        const std::vector<PromptTokenInfo>& scored);
 
 // One streamed chunk for choice `index`: a delta (text, tokens) or, with `finish`, the final
-// chunk of that choice. `first` adds the assistant role to a chat delta.
+// chunk of that choice. `first` adds the assistant role to a chat delta. `text_offset`: the
+// choice's text bytes sent before this chunk (completions' logprobs.text_offset).
 Json StreamChunk(const ResponseContext& ctx, uint32_t index, const ChoiceDelta* delta,
-                 const ChoiceResult* finish, bool first);
+                 const ChoiceResult* finish, bool first, size_t text_offset = 0);
 
 // The usage-only chunk sent last when stream_options.include_usage is set.
 Json UsageChunk(const ResponseContext& ctx, uint32_t prompt_tokens, uint32_t completion_tokens,
                 uint32_t cached_tokens);
 
-// A whole non-streaming response. texts[i] and tokens[i] are choice i's output.
+// A whole non-streaming response. texts[i] and tokens[i] are choice i's output; scored[i] its
+// scored prompt tokens (prompt logprobs; may be empty when not asked) of `prompt`.
 Json FullResponse(const ResponseContext& ctx, const std::vector<std::string>& texts,
                   const std::vector<std::vector<GeneratedTokenInfo>>& tokens,
-                  const std::vector<ChoiceResult>& results, uint32_t prompt_tokens);
+                  const std::vector<ChoiceResult>& results, const std::vector<int32_t>& prompt,
+                  const std::vector<std::vector<PromptTokenInfo>>& scored = {});
 
 // HTTP status for a status code: 400, 401, 404, 413, 429, 503, 504, 499 (cancelled), 500.
 int HttpStatusFor(const absl::Status& status);

@@ -33,6 +33,13 @@ absl::Status ValidateParams(const GenerationParams& p, const RouterLimits& limit
                                   .top_logprobs = p.top_logprobs,
                                   .logprobs = p.logprobs || p.top_logprobs > 0});
   if (bad.has_value()) return InvalidParam(bad->parameter, bad->message);
+  // The same bound as top_logprobs: each prompt position returns prompt_logprobs + 1 numbers.
+  if (p.prompt_logprobs.has_value() &&
+      (*p.prompt_logprobs < 0 || *p.prompt_logprobs > model::kMaxTopLogprobs)) {
+    return InvalidParam("prompt_logprobs",
+                        absl::StrCat("prompt_logprobs must be in [0, ", model::kMaxTopLogprobs,
+                                     "], got ", *p.prompt_logprobs));
+  }
   if (p.max_tokens.has_value() && *p.max_tokens < 1) {
     return InvalidParam("max_tokens",
                         absl::StrCat("max_tokens must be at least 1, got ", *p.max_tokens));

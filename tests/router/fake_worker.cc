@@ -70,6 +70,20 @@ bool FakeWorker::WaitFor(const std::function<bool(const FakeWorker&)>& fn,
   }
 }
 
+iv1::PromptTokenLogprob FakePromptLogprob(const std::vector<int32_t>& prompt, size_t i,
+                                          uint32_t k) {
+  iv1::PromptTokenLogprob p;
+  p.set_token_id(prompt[i]);
+  p.set_logprob(-0.125f * static_cast<float>(i));
+  p.set_rank(1 + static_cast<int32_t>(i % 3));
+  for (uint32_t j = 0; j < k; ++j) {
+    iv1::TopToken* top = p.add_top();
+    top->set_token_id(static_cast<int32_t>(j + 1));
+    top->set_logprob(-0.5f * static_cast<float>(j) - 0.25f);
+  }
+  return p;
+}
+
 grpc::Status FakeWorker::Submit(grpc::ServerContext* context, const iv1::SubmitRequest* request,
                                 grpc::ServerWriter<iv1::SubmitResponse>* writer) {
   submitted_.fetch_add(1);
@@ -125,7 +139,13 @@ grpc::Status FakeWorker::Submit(grpc::ServerContext* context, const iv1::SubmitR
       return grpc::Status(grpc::StatusCode::UNAVAILABLE, "fake worker: rank died");
     }
     iv1::SubmitResponse response;
-    if (i == 0) response.set_cached_prompt_tokens(cached_tokens);
+    if (i == 0 && request->has_prompt_logprobs()) {
+      for (size_t p = 1; p < prompt.size(); ++p) {
+        *response.add_prompt_logprobs() = FakePromptLogprob(prompt, p, request->prompt_logprobs());
+      }
+    } else if (i == 0) {
+      response.set_cached_prompt_tokens(cached_tokens);
+    }
     iv1::GeneratedToken* t = response.add_tokens();
     const int32_t id = prompt[i % prompt.size()];
     t->set_token_id(id);

@@ -2,6 +2,8 @@
 // grpc.health.v1 over loopback with a deterministic token stream (the prompt's tokens echoed
 // in a cycle, so the output text is predictable), a prefix cache of prompt block hashes, and
 // injectable faults: fail before the first token, die after k tokens, slow tokens, unhealthy.
+// Prompt logprobs come with the first token (FakePromptLogprob) and, as on a real worker, such
+// a request reports no cached prompt tokens.
 // It records what it saw (submits, client cancellations, Abort calls) and lets tests wait for
 // those events without sleeping.
 #ifndef EXPERTMESH_TESTS_ROUTER_FAKE_WORKER_H_
@@ -23,6 +25,11 @@
 namespace expertmesh::router::testing {
 
 namespace iv1 = ::expertmesh::internal::v1;
+
+// What the fake worker reports for prompt token i >= 1 of a request with prompt_logprobs = k:
+// logprob -0.125 i, rank 1 + i % 3, and alternatives j = 0..k-1 of token id j + 1 with logprob
+// -0.5 j - 0.25.
+iv1::PromptTokenLogprob FakePromptLogprob(const std::vector<int32_t>& prompt, size_t i, uint32_t k);
 
 struct FakeWorkerOptions {
   uint32_t kv_block_size = 16;

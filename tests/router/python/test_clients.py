@@ -111,7 +111,6 @@ class ClientsTest(unittest.TestCase):
         self.assertIn("temperature", str(e.exception))
 
     def test_completion_defaults_and_echo(self):
-        import openai
         prompt = "Echo brings the prompt back."
         # Without max_tokens: 16 tokens, as OpenAI's and vLLM's completions.
         r = self.client.completions.create(model="tiny", prompt=prompt)
@@ -123,10 +122,43 @@ class ClientsTest(unittest.TestCase):
         chunks = list(self.client.completions.create(model="tiny", prompt=prompt, max_tokens=4,
                                                      echo=True, stream=True))
         self.assertEqual("".join(c.choices[0].text for c in chunks), echoed.choices[0].text)
-        with self.assertRaises(openai.BadRequestError) as e:
-            self.client.completions.create(model="tiny", prompt=prompt, max_tokens=4, echo=True,
-                                           logprobs=1)
-        self.assertIn("logprobs", str(e.exception))
+
+    def test_echo_with_logprobs(self):
+        prompt = "Echo brings the prompt back."
+        plain = self.client.completions.create(model="tiny", prompt=prompt, max_tokens=4)
+        r = self.client.completions.create(model="tiny", prompt=prompt, max_tokens=4, echo=True,
+                                           logprobs=2)
+        self.assertEqual(r.choices[0].text, prompt + plain.choices[0].text)
+        lp = r.choices[0].logprobs
+        # Prompt tokens first, then the 4 generated; the first prompt token has no logprob.
+        n = len(lp.tokens)
+        self.assertGreater(n, 4)
+        self.assertEqual(len(lp.token_logprobs), n)
+        self.assertEqual(len(lp.top_logprobs), n)
+        self.assertEqual(len(lp.text_offset), n)
+        self.assertIsNone(lp.token_logprobs[0])
+        self.assertIsNone(lp.top_logprobs[0])
+        for i in range(1, n):
+            self.assertIsInstance(lp.token_logprobs[i], float)
+            self.assertEqual(len(lp.top_logprobs[i]), 2)
+        self.assertEqual(lp.text_offset[0], 0)
+        for i in range(1, n):
+            self.assertEqual(lp.text_offset[i], lp.text_offset[i - 1] + len(lp.tokens[i - 1]))
+        # The fake worker scores prompt token i at -0.125 i (tests/router/fake_worker.h).
+        self.assertAlmostEqual(lp.token_logprobs[1], -0.125)
+        chunks = list(self.client.completions.create(model="tiny", prompt=prompt, max_tokens=4,
+                                                     echo=True, logprobs=2, stream=True))
+        streamed = [t for c in chunks if c.choices and c.choices[0].logprobs
+                    for t in c.choices[0].logprobs.tokens]
+        self.assertEqual(streamed, lp.tokens)
+        self.assertEqual(chunks[0].choices[0].text, prompt)
+        # vLLM's extra parameter comes back as its list in the choice.
+        v = self.client.completions.create(model="tiny", prompt=prompt, max_tokens=1,
+                                           extra_body={"prompt_logprobs": 1})
+        scored = v.choices[0].model_extra["prompt_logprobs"]
+        self.assertIsNone(scored[0])
+        self.assertEqual(len(scored), n - 4)
+        self.assertEqual(set(scored[1][next(iter(scored[1]))]), {"logprob", "rank", "decoded_token"})
 
     def test_unknown_role(self):
         import openai
