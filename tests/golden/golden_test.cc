@@ -10,18 +10,22 @@
 //     margin is at least the stated greedy_margin (bf16: and where transformers' own bf16 run
 //     still agreed with its fp32 run, since bf16 rounding flips some wide-margin steps there too);
 //   - batch of 1 (each sequence alone) and one mixed batch of all sequences (different lengths)
-//     stepping together.
+//     stepping together;
+//   - the engine's prompt logprobs (all sequences in one batch, chunked prefill) against a
+//     log_softmax of the reference prefill logits, fp32 compute.
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "common/file_util.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "model/safetensors/safetensors_file.h"
 #include "tests/util/tensor_compare.h"
+#include "worker/engine/engine.h"
 #include "worker/models/forward_batch.h"
 #include "worker/models/model.h"
 
@@ -258,6 +262,57 @@ TEST_P(GoldenTest, MixedBatchOfAllSequences) {
     }
   }
   EndSequence("mixed batch");
+}
+
+// Prompt token i's logprob under transformers' logits: log_softmax of prefill row i - 1. An
+// error of e in every logit moves a log_softmax value by at most 2e, hence twice the fp32 bound.
+TEST_P(GoldenTest, PromptLogprobsMatchTheReferencePrefillLogits) {
+  if (cdt_ != DType::kF32) GTEST_SKIP() << "fp32 compute only: the bf16 bounds are per sequence";
+  auto backend = kernels::cpu::CpuBackend::Create({.num_threads = 2});
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  auto model = LoadModel(golden_.model_dir, backend->get(), {.compute_dtype = DType::kF32});
+  ASSERT_TRUE(model.ok()) << model.status();
+  engine::EngineOptions options;
+  options.compute_dtype = DType::kF32;
+  options.block_size = kBlockSize;
+  options.max_num_batched_tokens = 24;  // the sequences' prompts in several chunks
+  options.kv_cache_bytes = 8u << 20;
+  auto e = engine::Engine::Create(*std::move(backend), *std::move(model), options);
+  ASSERT_TRUE(e.ok()) << e.status();
+  for (size_t i = 0; i < golden_.seqs.size(); ++i) {
+    scheduler::GenerationRequest r;
+    r.id = std::to_string(i);
+    r.prompt = golden_.seqs[i].input_ids;
+    r.sampling.temperature = 0;
+    r.max_tokens = 1;
+    r.prompt_logprobs = 2;
+    ASSERT_TRUE((*e)->AddRequest(r).ok());
+  }
+  std::map<std::string, std::vector<sampling::PromptLogprob>> got;
+  while ((*e)->HasWork()) {
+    auto step = (*e)->Step();
+    ASSERT_TRUE(step.ok()) << step.status();
+    for (engine::RequestOutput& o : *step) got[o.id] = std::move(o.prompt_logprobs);
+  }
+  const double tol = 2 * golden_.tol[0].atol;
+  for (size_t i = 0; i < golden_.seqs.size(); ++i) {
+    const Sequence& s = golden_.seqs[i];
+    const std::vector<sampling::PromptLogprob>& scored = got[std::to_string(i)];
+    ASSERT_EQ(scored.size(), s.input_ids.size() - 1) << "seq " << i;
+    const int64_t vocab = s.prefill.dim(1);
+    for (size_t t = 1; t < s.input_ids.size(); ++t) {
+      const float* row = s.prefill.data<float>() + (t - 1) * vocab;
+      const double max = *std::max_element(row, row + vocab);
+      double sum = 0;
+      for (int64_t v = 0; v < vocab; ++v) sum += std::exp(row[v] - max);
+      const double lse = max + std::log(sum);
+      EXPECT_NEAR(scored[t - 1].logprob, row[s.input_ids[t]] - lse, tol)
+          << "seq " << i << " prompt token " << t;
+      const int32_t top = scored[t - 1].top_logprobs[0].token;
+      EXPECT_NEAR(scored[t - 1].top_logprobs[0].logprob, row[top] - lse, tol);
+      EXPECT_NEAR(row[top], max, tol) << "seq " << i << " token " << t << ": the top is the max";
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Golden, GoldenTest,
