@@ -1,6 +1,7 @@
 // Collective communication between the ranks of one worker group (tensor- and expert-parallel
 // activations, the leader's step plan). One interface, several transports: `single` (world 1),
-// `gloo` (TCP, CPU buffers), an in-process fake for tests, and later `nccl` (device buffers).
+// `shm` (shared memory, every rank on one host), `gloo` (TCP, CPU buffers), `nccl` (device
+// buffers), and an in-process fake for tests. docs/collectives.md says which a group uses.
 //
 // Contract shared by every implementation:
 // - Threads: a Communicator is NOT thread-safe. One thread at a time issues its calls, and every
