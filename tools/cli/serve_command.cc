@@ -1,15 +1,23 @@
 // `expertmesh serve MODEL_DIR`: a router plus local worker groups in one command.
 //
-// Starts --groups worker groups of --tp x --ep expertmesh-worker processes each (rank 0 first,
-// on a free loopback rendezvous port; the other ranks join it), waits until every group's
-// leader prints its address, starts expertmesh-router pointed at the leaders, waits for it to
-// listen, and prints the HTTP and gRPC addresses. --device goes to every worker, and worker i
-// gets --cuda-device i (each wraps it onto the GPUs it sees). Every line the children print is
-// forwarded with a prefix ("[worker0] ", "[router] "). Workers listen on loopback only, and
-// every router->worker call and rendezvous call carries a fresh random internal token, passed
-// to the children in EXPERTMESH_INTERNAL_TOKEN (an environment variable: argv shows in `ps`).
-// Ctrl-C / SIGTERM stops the router first (it drains its streams), then the workers; a child that
-// dies on its own stops everything with an error.
+// Starts --groups worker groups of --tp x --ep expertmesh-worker processes each, every group
+// under a GroupSupervisor (rank 0 first, on a free loopback rendezvous port; the other ranks
+// join it), waits until every group's leader prints its address, starts expertmesh-router
+// pointed at the leaders, waits for it to listen, and prints the HTTP and gRPC addresses.
+// --device goes to every worker, and worker i gets --cuda-device i (each wraps it onto the GPUs
+// it sees). Every line the children print is forwarded with a prefix ("[worker0] ",
+// "[router] "). Workers listen on loopback only, and every router->worker call and rendezvous
+// call carries a fresh random internal token, passed to the children in
+// EXPERTMESH_INTERNAL_TOKEN (an environment variable: argv shows in `ps`).
+//
+// Outside Kubernetes nothing else restarts a failed group, so serve does: when a rank of a
+// group that served dies, the group's other ranks are stopped and the group is started again
+// on the same port after a backoff (--restart-delay-s doubling up to --max-restart-delay-s,
+// reset once the group has served a minute), while the router and the other groups go on
+// serving; the router takes the group out on its first failed stream or health check and back
+// in when its health check passes again. A group that fails its very first start, or the
+// router dying, stops everything with an error. Ctrl-C / SIGTERM stops the router first (it
+// drains its streams), then the workers.
 #include <signal.h>
 #include <unistd.h>
 
@@ -28,6 +36,7 @@
 #include "common/internal_token.h"
 #include "tools/cli/child_process.h"
 #include "tools/cli/commands.h"
+#include "tools/cli/group_supervisor.h"
 
 namespace expertmesh::cli {
 namespace {
@@ -49,17 +58,21 @@ struct ServeFlags {
   std::string bin_dir;  // default: the directory of this program
   double ready_timeout_s = 300;
   double grace_s = 10;
+  double restart_delay_s = 1;
+  double max_restart_delay_s = 30;
 };
 
-// State shared by the reader/waiter threads and the main thread.
+// How long a restarted group must serve before its next failure waits restart_delay_s again.
+constexpr absl::Duration kRestartBackoffReset = absl::Seconds(60);
+
+// State shared by the reader/waiter/supervisor threads and the main thread.
 struct Shared {
   absl::Mutex mu;
-  std::vector<std::string> worker_addresses ABSL_GUARDED_BY(mu);  // "" until ready
-  std::vector<int> rendezvous_ports ABSL_GUARDED_BY(mu);          // 0 until the leader listens
+  std::vector<std::string> worker_addresses ABSL_GUARDED_BY(mu);  // "" until first ready
   std::string http_url ABSL_GUARDED_BY(mu);
   std::string grpc_address ABSL_GUARDED_BY(mu);
   bool router_ready ABSL_GUARDED_BY(mu) = false;
-  std::string died ABSL_GUARDED_BY(mu);  // first child that exited unasked
+  std::string died ABSL_GUARDED_BY(mu);  // the router's exit, or a group's failed first start
   int signal ABSL_GUARDED_BY(mu) = 0;
   bool stopping ABSL_GUARDED_BY(mu) = false;
 };
@@ -89,7 +102,6 @@ class Launcher {
   explicit Launcher(const ServeFlags& flags) : f_(flags) {
     absl::MutexLock lock(&shared_.mu);
     shared_.worker_addresses.assign(f_.groups, "");
-    shared_.rendezvous_ports.assign(f_.groups, 0);
   }
 
   absl::Status Run() {
@@ -103,73 +115,9 @@ class Launcher {
     }
     const absl::Time deadline = absl::Now() + absl::Seconds(f_.ready_timeout_s);
     for (int g = 0; g < f_.groups; ++g) {
-      std::vector<std::string> argv = {worker_bin,
-                                       "--model",
-                                       f_.model_dir,
-                                       "--host",
-                                       "127.0.0.1",
-                                       "--port",
-                                       "0",
-                                       "--tp",
-                                       absl::StrCat(f_.tp),
-                                       "--ep",
-                                       absl::StrCat(f_.ep),
-                                       "--kv-budget",
-                                       f_.kv_budget,
-                                       "--threads",
-                                       absl::StrCat(f_.threads),
-                                       "--compute-dtype",
-                                       f_.compute_dtype,
-                                       "--max-running",
-                                       absl::StrCat(f_.max_running),
-                                       "--grace-s",
-                                       absl::StrCat(f_.grace_s),
-                                       "--device",
-                                       f_.device};
-      const int world = f_.tp * f_.ep;
-      // Worker i of this machine runs on GPU i (mod the GPUs it sees), so ranks spread over the
-      // GPUs; with fewer GPUs than ranks some share one and their group talks over Gloo.
-      auto on_gpu = [&](std::vector<std::string> args, int rank) {
-        for (const std::string& a :
-             {std::string("--cuda-device"), absl::StrCat(g * world + rank)}) {
-          args.push_back(a);
-        }
-        return args;
-      };
-      std::vector<std::string> leader_argv = on_gpu(argv, 0);
-      if (world > 1) {
-        for (const char* a : {"--rank", "0", "--leader", "127.0.0.1:0"}) leader_argv.push_back(a);
-      }
-      const std::string name = world > 1 ? absl::StrCat("g", g, "r0") : absl::StrCat("worker", g);
-      absl::Status started = Start(name, leader_argv, [this, g](const std::string& l) {
-        const std::string port = AfterMarker(l, "rendezvous listening on port ");
-        const std::string address = AfterMarker(l, "expertmesh-worker: listening on ");
-        absl::MutexLock lock(&shared_.mu);
-        if (!port.empty()) shared_.rendezvous_ports[g] = std::atoi(port.c_str());
-        if (!address.empty()) shared_.worker_addresses[g] = address;
-      });
-      if (!started.ok()) return Stop(started);
-      if (world == 1) continue;
-      absl::Status listening =
-          Await(deadline, [this, g]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(shared_.mu) {
-            return shared_.rendezvous_ports[g] != 0;
-          });
-      if (!listening.ok()) return Stop(listening);
-      int port = 0;
-      {
-        absl::MutexLock lock(&shared_.mu);
-        port = shared_.rendezvous_ports[g];
-      }
-      for (int r = 1; r < world; ++r) {
-        std::vector<std::string> follower_argv = on_gpu(argv, r);
-        for (const std::string& a : {std::string("--rank"), absl::StrCat(r),
-                                     std::string("--leader"), absl::StrCat("127.0.0.1:", port)}) {
-          follower_argv.push_back(a);
-        }
-        started = Start(absl::StrCat("g", g, "r", r), follower_argv, [](const std::string&) {});
-        if (!started.ok()) return Stop(started);
-      }
+      groups_.push_back(std::make_unique<GroupSupervisor>(GroupOptions(g, worker_bin)));
     }
+    for (auto& group : groups_) group->Start();
     absl::Status ready = Await(deadline, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(shared_.mu) {
       for (const std::string& a : shared_.worker_addresses) {
         if (a.empty()) return false;
@@ -197,19 +145,8 @@ class Launcher {
                                             f_.routing,
                                             "--grace-s",
                                             absl::StrCat(f_.grace_s)};
-    absl::Status started = Start("router", router_argv, [this](const std::string& l) {
-      const std::string http = AfterMarker(l, "HTTP listening on ");
-      const std::string grpc = AfterMarker(l, "gRPC listening on ");
-      absl::MutexLock lock(&shared_.mu);
-      if (!http.empty()) shared_.http_url = http;
-      if (!grpc.empty()) shared_.grpc_address = grpc;
-      if ((f_.http_port < 0 || !shared_.http_url.empty()) &&
-          (f_.grpc_port < 0 || !shared_.grpc_address.empty())) {
-        shared_.router_ready = true;
-      }
-    });
+    absl::Status started = StartRouter(router_argv);
     if (!started.ok()) return Stop(started);
-    router_child_ = children_.back().get();
     ready = Await(deadline, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(shared_.mu) {
       return shared_.router_ready;
     });
@@ -230,7 +167,7 @@ class Launcher {
       std::printf("expertmesh serve: Ctrl-C stops everything\n");
       std::fflush(stdout);
     }
-    // Serve until a signal or a child's death.
+    // Serve until a signal or the router's death; the supervisors restart failed groups.
     std::string died;
     {
       absl::MutexLock lock(&shared_.mu);
@@ -250,26 +187,75 @@ class Launcher {
   }
 
  private:
-  absl::Status Start(const std::string& name, const std::vector<std::string>& argv,
-                     std::function<void(const std::string&)> on_stdout) {
-    const std::string prefix = absl::StrCat("[", name, "]");
+  GroupSupervisorOptions GroupOptions(int g, const std::string& worker_bin) {
+    GroupSupervisorOptions o;
+    o.group = g;
+    o.world = f_.tp * f_.ep;
+    o.argv = [this, g, worker_bin, world = o.world](int rank, int rendezvous_port, int port) {
+      std::vector<std::string> argv = {
+          worker_bin, "--model", f_.model_dir, "--host", "127.0.0.1", "--port", absl::StrCat(port),
+          "--tp", absl::StrCat(f_.tp), "--ep", absl::StrCat(f_.ep), "--kv-budget", f_.kv_budget,
+          "--threads", absl::StrCat(f_.threads), "--compute-dtype", f_.compute_dtype,
+          "--max-running", absl::StrCat(f_.max_running), "--grace-s", absl::StrCat(f_.grace_s),
+          "--device", f_.device,
+          // Worker i of this machine runs on GPU i (mod the GPUs
+          // it sees), so ranks spread over the GPUs; with fewer
+          // GPUs than ranks some share one and their group talks
+          // over Gloo.
+          "--cuda-device", absl::StrCat(g * world + rank)};
+      if (world > 1) {
+        for (const std::string& a :
+             {std::string("--rank"), absl::StrCat(rank), std::string("--leader"),
+              absl::StrCat("127.0.0.1:", rendezvous_port)}) {
+          argv.push_back(a);
+        }
+      }
+      return argv;
+    };
+    o.backoff.initial_delay = absl::Seconds(f_.restart_delay_s);
+    o.backoff.max_delay = absl::Seconds(f_.max_restart_delay_s);
+    o.backoff.reset_after = kRestartBackoffReset;
+    o.ready_timeout = absl::Seconds(f_.ready_timeout_s);
+    o.stop_grace = absl::Seconds(f_.grace_s + 5);
+    o.print = PrintLine;
+    o.on_first_start = [this, g](const absl::StatusOr<std::string>& address) {
+      absl::MutexLock lock(&shared_.mu);
+      if (address.ok()) {
+        shared_.worker_addresses[g] = *address;
+      } else if (!shared_.stopping && shared_.died.empty()) {
+        shared_.died = absl::StrCat("group ", g, ": ", address.status().message());
+      }
+    };
+    return o;
+  }
+
+  absl::Status StartRouter(const std::vector<std::string>& argv) {
     absl::StatusOr<std::unique_ptr<ChildProcess>> child =
-        ChildProcess::Spawn(argv, [prefix, on_stdout](const std::string& line, bool is_stderr) {
-          PrintLine(prefix, line, is_stderr);
-          if (!is_stderr) on_stdout(line);
+        ChildProcess::Spawn(argv, [this](const std::string& line, bool is_stderr) {
+          PrintLine("[router]", line, is_stderr);
+          if (is_stderr) return;
+          const std::string http = AfterMarker(line, "HTTP listening on ");
+          const std::string grpc = AfterMarker(line, "gRPC listening on ");
+          absl::MutexLock lock(&shared_.mu);
+          if (!http.empty()) shared_.http_url = http;
+          if (!grpc.empty()) shared_.grpc_address = grpc;
+          if ((f_.http_port < 0 || !shared_.http_url.empty()) &&
+              (f_.grpc_port < 0 || !shared_.grpc_address.empty())) {
+            shared_.router_ready = true;
+          }
         });
     if (!child.ok()) return child.status();
-    (*child)->OnExit([this, name](int status) {
+    (*child)->OnExit([this](int status) {
       absl::MutexLock lock(&shared_.mu);
       if (!shared_.stopping && shared_.died.empty()) {
-        shared_.died = absl::StrCat(name, " ", DescribeWaitStatus(status));
+        shared_.died = absl::StrCat("router ", DescribeWaitStatus(status));
       }
     });
-    children_.push_back(std::move(*child));
+    router_ = std::move(*child);
     return absl::OkStatus();
   }
 
-  // Waits for `ready`, a signal, a child's death or the deadline.
+  // Waits for `ready`, a signal, a fatal death or the deadline.
   template <typename Ready>
   absl::Status Await(absl::Time deadline, Ready ready) {
     absl::MutexLock lock(&shared_.mu);
@@ -281,43 +267,39 @@ class Launcher {
           absl::StrCat("not ready after ", f_.ready_timeout_s, " s (--ready-timeout-s)"));
     }
     if (!shared_.died.empty()) {
-      return absl::UnavailableError(absl::StrCat(shared_.died, " before it was ready"));
+      return absl::UnavailableError(absl::StrCat(shared_.died, " (before serve was ready)"));
     }
     if (shared_.signal != 0) return absl::CancelledError("interrupted while starting");
     return absl::OkStatus();
   }
 
-  // Stops the router (last started) first, then the workers; SIGKILL after the grace period.
+  // Stops the router first (it drains its streams), then every group at once: a group's other
+  // ranks ignore the signal and exit when their leader, having drained, tells them to.
   absl::Status Stop(absl::Status status) {
     {
       absl::MutexLock lock(&shared_.mu);
       shared_.stopping = true;
     }
     PrintLine("expertmesh serve:", "stopping", false);
-    auto stop = [this](const std::vector<ChildProcess*>& children) {
-      for (ChildProcess* c : children) c->Signal(SIGTERM);
-      for (ChildProcess* c : children) {
-        if (!c->WaitFor(absl::Seconds(f_.grace_s + 5)).has_value()) {
-          c->Signal(SIGKILL);
-          c->WaitFor(absl::Seconds(5));
-        }
+    if (router_ != nullptr) {
+      router_->Signal(SIGTERM);
+      if (!router_->WaitFor(absl::Seconds(f_.grace_s + 5)).has_value()) {
+        router_->Signal(SIGKILL);
+        router_->WaitFor(absl::Seconds(5));
       }
-    };
-    // The router first (it drains its streams); then every worker at once: a group's other
-    // ranks ignore the signal and exit when their leader, having drained, tells them to.
-    std::vector<ChildProcess*> router, workers;
-    for (auto& c : children_) (c.get() == router_child_ ? router : workers).push_back(c.get());
-    stop(router);
-    stop(workers);
-    children_.clear();
+      router_.reset();
+    }
+    for (auto& group : groups_) group->RequestStop();
+    for (auto& group : groups_) group->Wait();
+    groups_.clear();
     PrintLine("expertmesh serve:", "stopped", false);
     return status;
   }
 
   const ServeFlags f_;
   Shared shared_;
-  std::vector<std::unique_ptr<ChildProcess>> children_;
-  ChildProcess* router_child_ = nullptr;
+  std::vector<std::unique_ptr<GroupSupervisor>> groups_;
+  std::unique_ptr<ChildProcess> router_;
 };
 
 int g_signal_pipe[2] = {-1, -1};
@@ -328,6 +310,15 @@ void OnSignal(int sig) {
 
 absl::Status RunServe(const ServeFlags& flags) {
   if (flags.groups < 1) return absl::InvalidArgumentError("--groups must be >= 1");
+  if (absl::Status backoff =
+          RestartBackoffOptions{.initial_delay = absl::Seconds(flags.restart_delay_s),
+                                .max_delay = absl::Seconds(flags.max_restart_delay_s),
+                                .reset_after = kRestartBackoffReset}
+              .Validate();
+      !backoff.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--restart-delay-s / --max-restart-delay-s: ", backoff.message()));
+  }
   if (!std::filesystem::exists(std::filesystem::path(flags.model_dir) / "config.json")) {
     return absl::NotFoundError(absl::StrCat(flags.model_dir, "/config.json not found"));
   }
@@ -398,6 +389,13 @@ Command AddServeCommand(CLI::App& parent) {
   app->add_option("--ready-timeout-s", flags->ready_timeout_s, "Startup time limit")
       ->capture_default_str();
   app->add_option("--grace-s", flags->grace_s, "Drain time on Ctrl-C")->capture_default_str();
+  app->add_option("--restart-delay-s", flags->restart_delay_s,
+                  "Wait before restarting a worker group that failed; doubles on each failure "
+                  "in a row, back to this once the group served a minute")
+      ->capture_default_str();
+  app->add_option("--max-restart-delay-s", flags->max_restart_delay_s,
+                  "Longest wait before restarting a failed worker group")
+      ->capture_default_str();
   return {app, [flags] { return RunServe(*flags); }};
 }
 
