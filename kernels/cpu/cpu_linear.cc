@@ -70,6 +70,14 @@ const uint16_t* Bf16Activations(const CpuContext& ctx, const Tensor& x) {
   return x.data<uint16_t>();
 }
 
+// Whether every product with weight `w` multiplies bf16 activations as they are (then no fp32
+// copy of them is needed: for a prefill that copy is twice the activations' bytes, written and
+// read for nothing).
+bool MultipliesBf16Activations(const CpuContext& ctx, const Tensor& w) {
+  return w.dtype() == DType::kBF16 ||
+         (w.dtype() == DType::kF8E4M3 && ctx.kernels->gemm_f8_xbf16 != nullptr);
+}
+
 // Streaming tasks are contiguous row ranges as large as load balance allows, so that each core
 // reads long runs of consecutive memory, which its prefetchers follow; small tasks handed out in
 // turn interleave the cores' reads and starve them (measured on Zen 5 with 2 threads: a
@@ -243,7 +251,9 @@ void RunJobs(const CpuContext& ctx, std::vector<GemmJob>& jobs) {
     amx[j] = jobs[j].n > 0 && uses_amx(jobs[j]);
     if (jobs[j].n > 0 && !uses_blas(jobs[j])) stream_bytes += jobs[j].w->nbytes();
   }
-  std::vector<uint16_t> packed;
+  // Kept across calls (RunJobs runs on the backend's one calling thread): a prefill's packed
+  // activations are megabytes, and a fresh allocation each call would fault its pages in again.
+  thread_local std::vector<uint16_t> packed;
   PackAmxActivations(ctx, jobs, amx, packed);
   const int64_t guide = 2 * ctx.pool->num_threads();
   std::vector<GemmTask> tasks;
@@ -279,7 +289,9 @@ absl::Status CpuLinear(const CpuContext& ctx, const Tensor& x, const Tensor& wei
                        const Tensor& bias, Tensor& out) {
   const int64_t n = x.dim(0), k = x.dim(1), m = weight.dim(0);
   std::vector<float> xs, os;
-  const float* xf = AsF32(ctx, x, xs);
+  const uint16_t* xb = Bf16Activations(ctx, x);
+  const float* xf =
+      xb != nullptr && MultipliesBf16Activations(ctx, weight) ? nullptr : AsF32(ctx, x, xs);
   float* of = nullptr;
   if (out.dtype() == DType::kF32) {
     of = out.data<float>();
@@ -287,7 +299,7 @@ absl::Status CpuLinear(const CpuContext& ctx, const Tensor& x, const Tensor& wei
     os.resize(static_cast<size_t>(n * m));
     of = os.data();
   }
-  std::vector<GemmJob> jobs{GemmJob{xf, n, k, &weight, of, m, Bf16Activations(ctx, x)}};
+  std::vector<GemmJob> jobs{GemmJob{xf, n, k, &weight, of, m, xb}};
   RunJobs(ctx, jobs);
   if (bias.defined()) {
     std::vector<float> bs;
@@ -312,7 +324,6 @@ absl::Status CpuMoeGroupedLinear(const CpuContext& ctx, const Tensor& x,
                      off[0], " .. ", off[experts]));
   }
   std::vector<float> xs, os;
-  const float* xf = AsF32(ctx, x, xs);
   float* of = nullptr;
   if (out.dtype() == DType::kF32) {
     of = out.data<float>();
@@ -320,7 +331,10 @@ absl::Status CpuMoeGroupedLinear(const CpuContext& ctx, const Tensor& x,
     os.resize(static_cast<size_t>(rows * m));
     of = os.data();
   }
+  const uint16_t* xb = Bf16Activations(ctx, x);
+  bool need_f32 = xb == nullptr;
   std::vector<GemmJob> jobs;
+  std::vector<int64_t> first_rows;  // each job's first row of x
   for (int64_t e = 0; e < experts; ++e) {
     if (off[e + 1] < off[e]) {
       return absl::InvalidArgumentError(
@@ -332,9 +346,15 @@ absl::Status CpuMoeGroupedLinear(const CpuContext& ctx, const Tensor& x,
       return absl::InvalidArgumentError(
           absl::StrCat("moe_grouped_linear: expert ", e, " has ", ne, " rows but no weight"));
     }
-    const uint16_t* xb = Bf16Activations(ctx, x);
-    jobs.push_back(GemmJob{xf + off[e] * k, ne, k, &weights[e], of + off[e] * m, m,
+    need_f32 |= !MultipliesBf16Activations(ctx, weights[e]);
+    // The fp32 activations, when any job needs them, are set below.
+    jobs.push_back(GemmJob{nullptr, ne, k, &weights[e], of + off[e] * m, m,
                            xb == nullptr ? nullptr : xb + off[e] * k});
+    first_rows.push_back(off[e]);
+  }
+  if (need_f32) {
+    const float* xf = AsF32(ctx, x, xs);
+    for (size_t j = 0; j < jobs.size(); ++j) jobs[j].x = xf + first_rows[j] * k;
   }
   RunJobs(ctx, jobs);
   if (out.dtype() != DType::kF32) StoreF32(ctx, of, out, 0, rows * m);

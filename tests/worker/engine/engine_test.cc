@@ -35,9 +35,10 @@ class EngineTest : public ::testing::Test {
     ASSERT_TRUE(dir.ok()) << dir.status();
     dir_ = *dir;
   }
-  std::unique_ptr<Engine> Make(bool prefix_caching = true, int64_t budget_tokens = 2048) {
+  std::unique_ptr<Engine> Make(bool prefix_caching = true, int64_t budget_tokens = 2048,
+                               DType compute_dtype = DType::kF32) {
     EngineOptions o;
-    o.compute_dtype = DType::kF32;
+    o.compute_dtype = compute_dtype;
     o.block_size = 4;
     o.enable_prefix_caching = prefix_caching;
     o.max_num_batched_tokens = 64;  // forces chunked prefill
@@ -77,6 +78,39 @@ TEST_F(EngineTest, SameGreedyTokensAloneAndInABatchOf16) {
     auto alone = RunAll(*alone_engine);
     EXPECT_EQ(alone[reqs[i].id], together[reqs[i].id]) << reqs[i].id;
     EXPECT_EQ(static_cast<int64_t>(alone[reqs[i].id].size()), reqs[i].max_tokens);
+  }
+}
+
+// The same in bf16 compute, comparing each token's raw-logit log-probability bit for bit (a
+// change anywhere in the logits changes it): the products then run on the family's bf16 kernels
+// (on a CPU with AMX, the tiles for every token count), which must not depend on the batch
+// either. With a tile threshold above one token (AVX512_BF16 for fewer) this fails.
+TEST_F(EngineTest, SameLogprobsAloneAndInABatchOf16InBf16) {
+  const auto run = [](Engine& e) {
+    std::map<std::string, std::vector<std::pair<int32_t, float>>> out;
+    for (int steps = 0; e.HasWork() && steps < 10000; ++steps) {
+      auto r = e.Step();
+      EXPECT_TRUE(r.ok()) << r.status();
+      if (!r.ok()) break;
+      for (const RequestOutput& o : *r) out[o.id].emplace_back(o.token.token, o.token.logprob);
+    }
+    return out;
+  };
+  auto batch = Make(/*prefix_caching=*/true, 2048, DType::kBF16);
+  ASSERT_NE(batch, nullptr);
+  const int64_t vocab = batch->config().vocab_size;
+  std::vector<GenerationRequest> reqs;
+  for (int i = 0; i < 16; ++i) {
+    reqs.push_back(Greedy("r" + std::to_string(i), Prompt(3 + 7 * i, vocab, i), 6 + i % 5));
+    reqs.back().sampling.logprobs = true;
+    ASSERT_TRUE(batch->AddRequest(reqs.back()).ok());
+  }
+  auto together = run(*batch);
+  for (int i = 0; i < 16; i += 3) {
+    auto alone_engine = Make(/*prefix_caching=*/false, 2048, DType::kBF16);
+    ASSERT_TRUE(alone_engine->AddRequest(reqs[i]).ok());
+    auto alone = run(*alone_engine);
+    EXPECT_EQ(alone[reqs[i].id], together[reqs[i].id]) << reqs[i].id;
   }
 }
 
