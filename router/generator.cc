@@ -183,7 +183,7 @@ absl::StatusOr<ChoiceResult> Generator::Run(
     }
     // The worker failed.
     metrics_->CountWorkerFailure();
-    if (GroupBroken(status)) group->MarkFailed();
+    if (GroupBroken(status)) group->MarkFailed(status);
     // Group addresses and internal ids go to the log; the client's text has neither.
     const absl::Status client_status = ForClient(status, submit.request_id());
     if (result.completion_tokens > 0) {

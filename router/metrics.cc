@@ -128,20 +128,24 @@ std::string RouterMetrics::Render(const std::vector<std::shared_ptr<WorkerGroup>
       absl::StrAppend(&out, name, "{group=\"", address, "\"} ", value_of(s), "\n");
     }
   };
+  // A down group's load report is dropped (WorkerGroup::SetDownLocked), so its scheduler and
+  // KV gauges read 0 rather than the last numbers of a group that may be gone. router_inflight
+  // is this router's own live count of streams still open to the group, never stale.
   gauge("expertmesh_worker_group_up", "1 when the group passes health checks.",
         [](const GroupState& s) { return s.healthy ? 1 : 0; });
-  gauge("expertmesh_worker_group_queued_requests", "Requests waiting in the group's scheduler.",
+  gauge("expertmesh_worker_group_queued_requests",
+        "Requests waiting in the group's scheduler (0 while down).",
         [](const GroupState& s) { return s.load.queued_requests(); });
-  gauge("expertmesh_worker_group_running_requests", "Requests running in the group.",
+  gauge("expertmesh_worker_group_running_requests", "Requests running in the group (0 while down).",
         [](const GroupState& s) { return s.load.running_requests(); });
   gauge("expertmesh_worker_group_router_inflight", "Requests this router has on the group.",
         [](const GroupState& s) { return s.router_inflight; });
-  gauge("expertmesh_worker_group_kv_usage_ratio", "Fraction of the group's KV blocks in use.",
-        [](const GroupState& s) {
+  gauge("expertmesh_worker_group_kv_usage_ratio",
+        "Fraction of the group's KV blocks in use (0 while down).", [](const GroupState& s) {
           const double total = s.load.total_kv_blocks();
           return Number(total == 0 ? 0.0 : 1.0 - s.load.free_kv_blocks() / total);
         });
-  gauge("expertmesh_worker_group_free_kv_blocks", "Free KV blocks in the group.",
+  gauge("expertmesh_worker_group_free_kv_blocks", "Free KV blocks in the group (0 while down).",
         [](const GroupState& s) { return s.load.free_kv_blocks(); });
   return out;
 }

@@ -1,7 +1,10 @@
 #include "router/worker_group.h"
 
+#include <utility>
+
 #include "absl/strings/str_cat.h"
 #include "common/grpc_token.h"
+#include "common/logging.h"
 
 namespace expertmesh::router {
 
@@ -57,6 +60,11 @@ absl::Status WorkerGroup::Abort(const std::string& request_id, absl::Duration ti
 }
 
 bool WorkerGroup::Probe(absl::Duration timeout) {
+  uint64_t failures_before = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    failures_before = failures_;
+  }
   const auto deadline = absl::ToChronoTime(absl::Now() + timeout);
   grpc::ClientContext health_context;
   health_context.set_deadline(deadline);
@@ -67,41 +75,95 @@ bool WorkerGroup::Probe(absl::Duration timeout) {
   grpc::health::v1::HealthCheckResponse health_response;
   const grpc::Status health_status =
       health_->Check(&health_context, health_request, &health_response);
-  bool healthy = health_status.ok() &&
-                 health_response.status() == grpc::health::v1::HealthCheckResponse::SERVING;
+  std::string failure;  // why this probe failed; empty when it passed
+  if (!health_status.ok()) {
+    failure = absl::StrCat("health check failed: ", FromGrpc(health_status).ToString());
+  } else if (health_response.status() != grpc::health::v1::HealthCheckResponse::SERVING) {
+    failure = absl::StrCat(
+        "health check answered ",
+        grpc::health::v1::HealthCheckResponse::ServingStatus_Name(health_response.status()));
+  }
   internal_api::LoadReport report;
-  if (healthy) {
+  if (failure.empty()) {
     grpc::ClientContext load_context;
     load_context.set_deadline(deadline);
     AddCallToken(token_, load_context);
-    healthy = worker_->GetLoad(&load_context, internal_api::GetLoadRequest(), &report).ok();
+    const grpc::Status load =
+        worker_->GetLoad(&load_context, internal_api::GetLoadRequest(), &report);
+    if (!load.ok()) failure = absl::StrCat("load report failed: ", FromGrpc(load).ToString());
   }
-  absl::MutexLock lock(&mu_);
-  if (healthy) {
-    missed_probes_ = 0;
-    healthy_ = true;
-  } else {
-    ++missed_probes_;
-    // An answer of NOT_SERVING (draining, a broken group) takes the group out at once. A probe
-    // that got no answer in time takes it out only on the kMissedProbesToMarkDown-th miss in a
-    // row, so one slow answer from a loaded host does not take a healthy group out; a group
-    // whose streams fail is marked down at once by MarkFailed.
-    if (health_status.ok() || missed_probes_ >= kMissedProbesToMarkDown) healthy_ = false;
+  std::string change;
+  bool healthy = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (failure.empty()) {
+      missed_probes_ = 0;
+      // A stream failed while this probe was out: its answer may predate the failure, so the
+      // next probe decides (otherwise the group would flap down, up, down in the log).
+      if (failures_ == failures_before) {
+        change = SetUpLocked();
+        auto cached = std::make_shared<absl::flat_hash_set<uint64_t>>(
+            report.cached_prefix_hashes().begin(), report.cached_prefix_hashes().end());
+        cached_ = std::move(cached);
+        load_ = std::move(report);
+        has_report_ = true;
+      }
+    } else {
+      ++missed_probes_;
+      // An answer of NOT_SERVING (draining, a broken group) takes the group out at once. A
+      // probe that got no answer in time takes it out only on the kMissedProbesToMarkDown-th
+      // miss in a row, so one slow answer from a loaded host does not take a healthy group
+      // out; a group whose streams fail is marked down at once by MarkFailed.
+      if (health_status.ok()) {
+        change = SetDownLocked(failure);
+      } else if (missed_probes_ >= kMissedProbesToMarkDown) {
+        change = SetDownLocked(absl::StrCat(failure, " (", missed_probes_, " probes in a row)"));
+      }
+    }
+    healthy = healthy_;
   }
-  if (healthy) {
-    auto cached = std::make_shared<absl::flat_hash_set<uint64_t>>(
-        report.cached_prefix_hashes().begin(), report.cached_prefix_hashes().end());
-    cached_ = std::move(cached);
-    load_ = std::move(report);
-    has_report_ = true;
+  if (!change.empty()) {
+    if (healthy) {
+      EM_LOG_INFO("{}", change);
+    } else {
+      EM_LOG_WARN("{}", change);
+    }
   }
-  return healthy_;
+  return healthy;
 }
 
-void WorkerGroup::MarkFailed() {
-  absl::MutexLock lock(&mu_);
+void WorkerGroup::MarkFailed(const absl::Status& why) {
+  std::string change;
+  {
+    absl::MutexLock lock(&mu_);
+    ++failures_;
+    change = SetDownLocked(absl::StrCat("a stream failed: ", why.ToString()));
+  }
+  if (!change.empty()) EM_LOG_WARN("{}", change);
+}
+
+std::string WorkerGroup::SetUpLocked() {
+  healthy_ = true;
+  if (reported_ == Reported::kUp) return "";
+  const Reported was = std::exchange(reported_, Reported::kUp);
+  if (was == Reported::kUnknown) return absl::StrCat("router: worker group ", address_, " is up");
+  return absl::StrCat(
+      "router: worker group ", address_, " is up again after ",
+      absl::FormatDuration(absl::Trunc(absl::Now() - down_since_, absl::Milliseconds(1))),
+      " down (", down_reason_, ")");
+}
+
+std::string WorkerGroup::SetDownLocked(const std::string& reason) {
   healthy_ = false;
-  ++failures_;
+  has_report_ = false;
+  load_ = internal_api::LoadReport();
+  cached_.reset();
+  if (reported_ == Reported::kDown) return "";
+  reported_ = Reported::kDown;
+  down_since_ = absl::Now();
+  down_reason_ = reason;
+  return absl::StrCat("router: worker group ", address_, " is down: ", reason,
+                      "; routing to the other groups until it passes a health check");
 }
 
 GroupState WorkerGroup::State() const {

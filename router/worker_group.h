@@ -25,7 +25,8 @@ namespace expertmesh::router {
 
 namespace internal_api = ::expertmesh::internal::v1;
 
-// A copy of what the router knows about a group, for routing and metrics.
+// A copy of what the router knows about a group, for routing and metrics. While the group is
+// down, `load` is empty and `has_report` false: a dead group has no load to report.
 struct GroupState {
   bool healthy = false;
   bool has_report = false;
@@ -69,9 +70,9 @@ class WorkerGroup {
   // says SERVING and GetLoad answers. Returns the new health.
   bool Probe(absl::Duration timeout);
 
-  // Marks the group down at once (a stream failed with a transport error); Probe brings it
-  // back when it answers healthy again.
-  void MarkFailed();
+  // Marks the group down at once (a stream failed with `why`, a transport error); Probe brings
+  // it back when it answers healthy again.
+  void MarkFailed(const absl::Status& why);
 
   GroupState State() const;
 
@@ -86,7 +87,18 @@ class WorkerGroup {
   std::unique_ptr<grpc::health::v1::Health::Stub> health_;
   std::atomic<int> inflight_{0};
 
+  // What the router last said about the group: every change is logged once, with its reason.
+  enum class Reported { kUnknown, kUp, kDown };
+  // Returns the line to log for the change (empty: no change). While down the group's load
+  // report and cached prefixes are dropped, so /metrics and routing never use a dead group's
+  // last numbers, and a restarted group (empty cache) starts from what it reports anew.
+  std::string SetUpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string SetDownLocked(const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   mutable absl::Mutex mu_;
+  Reported reported_ ABSL_GUARDED_BY(mu_) = Reported::kUnknown;
+  absl::Time down_since_ ABSL_GUARDED_BY(mu_);
+  std::string down_reason_ ABSL_GUARDED_BY(mu_);
   bool healthy_ ABSL_GUARDED_BY(mu_) = false;
   bool has_report_ ABSL_GUARDED_BY(mu_) = false;
   internal_api::LoadReport load_ ABSL_GUARDED_BY(mu_);

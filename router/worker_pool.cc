@@ -116,16 +116,11 @@ void WorkerPool::Rediscover() {
 void WorkerPool::PollOnce() {
   Rediscover();
   std::vector<std::shared_ptr<WorkerGroup>> groups = Groups();
-  // Probe in parallel so one hung group does not delay the others' state.
+  // Probe in parallel so one hung group does not delay the others' state. Each group logs its
+  // own transitions (with the reason), including those a failed stream causes.
   std::vector<std::thread> probes;
   for (auto& g : groups) {
-    probes.emplace_back([this, g] {
-      const bool was = g->State().healthy;
-      const bool now = g->Probe(options_.probe_timeout);
-      if (was != now) {
-        EM_LOG_INFO("router: worker group {} is {}", g->address(), now ? "up" : "down");
-      }
-    });
+    probes.emplace_back([this, g] { g->Probe(options_.probe_timeout); });
   }
   for (auto& t : probes) t.join();
 }
