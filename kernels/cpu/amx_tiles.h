@@ -50,6 +50,11 @@ struct WeightBlock {
   int64_t ldw;
   int64_t full_tiles;
   const uint16_t* tail;  // nullptr: k is a multiple of kTileK
+  // The next block's weights (same stride), prefetched at the offsets being read; nullptr: none.
+  // A one-token product is a stream of weights read once, and 32 rows read side by side are
+  // more streams than the hardware prefetcher follows well (measured in the engine at batch 1:
+  // 0.78x the AVX512_BF16 kernel's speed without this).
+  const uint16_t* prefetch = nullptr;
 };
 
 // C tiles for MA x 16 weight rows and NB x 16 tokens over all of k, stored to `c`
@@ -66,6 +71,11 @@ inline void MicroKernel(const WeightBlock& wb, const uint16_t* b, int64_t b_bloc
   const int64_t tiles = wb.full_tiles + (wb.tail != nullptr ? 1 : 0);
   for (int64_t kt = 0; kt < tiles; ++kt) {
     const bool tail = kt == wb.full_tiles;
+    if (wb.prefetch != nullptr && !tail) {
+      for (int r = 0; r < MA * kTileRows; ++r) {
+        __builtin_prefetch(wb.prefetch + r * wb.ldw + kt * kTileK, 0, 3);
+      }
+    }
     const uint16_t* a = tail ? wb.tail : wb.w + kt * kTileK;
     const int64_t stride = tail ? kTileK * 2 : a_stride;
     const uint16_t* bk = b + kt * kAmxPackedTileElems;

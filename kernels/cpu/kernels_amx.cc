@@ -80,9 +80,13 @@ void GemmPacked(const uint16_t* packed_x, int64_t n, int64_t k, const uint16_t* 
   const int64_t b_block = k_tiles * kAmxPackedTileElems;  // elements per packed token block
   if (k_tail) tail_block.resize(kBlockRows * kTileK);
   amx::WeightBlock wb{};
+  // Only a row block's first token blocks prefetch the next block (the later ones find this
+  // block in cache), and only a whole next block of this call (the rows after it are not ours).
+  const uint16_t* next = nullptr;
   amx::ForBlocks(
       n, rows,
       [&](int64_t r, int rows_here) {
+        next = r + 2 * kBlockRows <= rows ? w + (r + kBlockRows) * ldw : nullptr;
         wb = {w + r * ldw, ldw, full_tiles, nullptr};
         if (rows_here < kBlockRows) {
           // The last rows of the call, zero-padded to a whole block so that no tile load reads
@@ -97,6 +101,8 @@ void GemmPacked(const uint16_t* packed_x, int64_t n, int64_t k, const uint16_t* 
       },
       [&](int64_t r, int rows_here, int64_t tb, int nb) {
         const int ma = rows_here > kTileRows ? 2 : 1;
+        wb.prefetch = next;
+        next = nullptr;
         amx::RunMicroKernel(ma, nb, wb, packed_x + tb * b_block, b_block, c.data());
         amx::StoreBlock(c.data(), ma, nb, rows_here, n, tb * kTileRows, out + r, ldo);
       });
