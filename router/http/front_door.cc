@@ -191,6 +191,8 @@ void FrontDoor::Stop() {
   m.ioc->stop();
   for (std::thread& t : m.threads) t.join();
   m.threads.clear();
+  // Ends the open responses and drops the state's references to them, so none of them (nor
+  // the strand and timer its wake-up holds) outlives the io_context reset below.
   m.state->EndAll();
   m.state->executor.reset();  // joins the handler threads
   m.acceptor.reset();

@@ -41,7 +41,8 @@ struct FrontDoorState {
     return nullptr;
   }
 
-  // Open responses, so Stop can end them.
+  // Open responses, so Stop can end them. Nothing here may outlive the io_context that
+  // the channels' wake-ups post to: see EndAll.
   void Track(const std::shared_ptr<ResponseChannel>& channel) {
     absl::MutexLock lock(&mu);
     live.emplace(channel.get(), channel);
@@ -50,13 +51,20 @@ struct FrontDoorState {
     absl::MutexLock lock(&mu);
     live.erase(channel);
   }
+  // Ends every open response and forgets it. Stop calls this once the I/O threads are gone:
+  // a connection stopped mid-response never resumes to Untrack, and its channel holds the
+  // connection's wake-up (a strand executor and a timer of the io_context). Kept here, it
+  // would be destroyed with this state, after the io_context: a use after free of Asio's
+  // services that locked a freed pthread mutex (glibc's tpp.c assertion in router_e2e_test).
+  // Forgotten here, the last owner is the connection's coroutine frame, which the io_context
+  // destroys while its services still exist.
   void EndAll() {
-    std::vector<std::shared_ptr<ResponseChannel>> open;
+    absl::flat_hash_map<const ResponseChannel*, std::shared_ptr<ResponseChannel>> open;
     {
       absl::MutexLock lock(&mu);
-      for (const auto& [ptr, channel] : live) open.push_back(channel);
+      open.swap(live);
     }
-    for (const auto& channel : open) channel->MarkGone();
+    for (const auto& [ptr, channel] : open) channel->MarkGone();
   }
 
   const FrontDoorOptions& options;
