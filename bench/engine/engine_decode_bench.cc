@@ -3,30 +3,49 @@
 // batch 1: bytes of weights one decode token reads (dense weights, lm_head, top_k experts per
 // layer) over the read bandwidth measured in the same run.
 //   engine_decode_bench MODEL_DIR[,MODEL_DIR...] [threads] [steps] [batch]
+//   engine_decode_bench --prefill-tokens N[,N...] [--rounds R] MODEL_DIR[,...] [threads]
+//   options anywhere: --probe-gib G (read bandwidth probe size, default 4)
 // Several comma-separated models (e.g. one checkpoint in bf16 and in fp8) are measured in the
 // same rounds, side by side, and their speeds reported as ratios to the first. A model written
 // DIR@FAMILY runs on that CPU kernel family (the EXPERTMESH_CPU_ISA names: avx512bf16, amx, ...),
 // so `m@avx512bf16,m@amx` compares two families on one model in one run (each loads its copy).
-// With `batch`, only decode at that batch size is run (for profilers: no bandwidth passes, no
-// other batch sizes in the profile).
+// Every entry prints the family it runs with. With `batch`, only decode at that batch size is
+// run (for profilers: no bandwidth passes, no other batch sizes in the profile).
+// With --prefill-tokens, only the prefill of one N-token prompt is timed (time to first token
+// and N / that time, the figure `llama-bench -p N` reports), R rounds (default 3) alternating
+// the models, medians reported; the prompt is chunked by the engine's default token budget.
 //
 // On a shared host both the bandwidth and the decode speed drift by tens of percent within
 // seconds, so the measurements are interleaved: kRounds rounds of (read bandwidth, batch 1,
 // batch 8, batch 32), each batch timed over steps / kRounds steps. Batch 1's fraction of the
 // roofline is taken per round, against the bandwidth measured just before it, and the median
-// round is reported; the batch ratios come from the totals of the same rounds.
+// round is reported; the batch ratios come from the totals of the same rounds. Every timed line
+// carries the 1-minute load average, the drift's usual cause here.
+//
+// The roofline is only as good as its probe. A probe whose buffer the last-level cache holds a
+// good part of measures the cache, and a CPU with a large LLC (300 MiB on the virtualised Xeon)
+// also keeps part of the weights every decode token reads (attention, router, lm_head) between
+// tokens, so decode can read "weights" faster than memory delivers them. The probe therefore
+// reads a buffer of at least 4 GiB and 4x the LLC (bounded by half the available memory, said
+// when it is), and a fraction above 100% is printed with that reason, never bare.
 #include <immintrin.h>
 #include <sys/mman.h>
+
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/cpu_features.h"
 #include "tests/util/cpu_engine.h"
 #include "worker/engine/engine.h"
 
@@ -37,27 +56,34 @@ using Clock = std::chrono::steady_clock;
 // Sum of n words with 256-bit loads and eight independent accumulators, so the loop is bound by
 // memory, not by the adds (a scalar loop can fall short of what the GEMMs' vector loads reach),
 // and a software prefetch 4 KiB ahead as the GEMMs do (measured: 2-9% above the hardware
-// prefetcher alone; without it the GEMMs outran their own "roof").
+// prefetcher alone; without it the GEMMs outran their own "roof"). The n words are read as
+// kStreams interleaved sequential streams, 256 bytes of each in turn, as a decode GEMM's 4-row
+// strip reads four weight rows at once: more lines in flight than one stream keeps.
+constexpr int kStreams = 4;
+
 __attribute__((target("avx2"))) uint64_t SumAvx2(const uint64_t* p, size_t n) {
   constexpr size_t kPrefetchWords = 4096 / sizeof(uint64_t);
   __m256i acc[8];
   for (__m256i& a : acc) a = _mm256_setzero_si256();
-  size_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    // 32 words are four cache lines; prefetching past the end is harmless (it never faults).
-    for (int line = 0; line < 4; ++line) {
-      _mm_prefetch(reinterpret_cast<const char*>(p + i + kPrefetchWords + 8 * line), _MM_HINT_T0);
-    }
-    for (int j = 0; j < 8; ++j) {
-      acc[j] = _mm256_add_epi64(acc[j],
-                                _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i + 4 * j)));
+  const size_t per_stream = n / kStreams / 32 * 32;
+  for (size_t i = 0; i < per_stream; i += 32) {
+    for (int stream = 0; stream < kStreams; ++stream) {
+      const uint64_t* q = p + stream * per_stream + i;
+      // 32 words are four cache lines; prefetching past the end is harmless (it never faults).
+      for (int line = 0; line < 4; ++line) {
+        _mm_prefetch(reinterpret_cast<const char*>(q + kPrefetchWords + 8 * line), _MM_HINT_T0);
+      }
+      for (int j = 0; j < 8; ++j) {
+        acc[j] = _mm256_add_epi64(acc[j],
+                                  _mm256_load_si256(reinterpret_cast<const __m256i*>(q + 4 * j)));
+      }
     }
   }
   for (int j = 1; j < 8; ++j) acc[0] = _mm256_add_epi64(acc[0], acc[j]);
   alignas(32) uint64_t lanes[4];
   _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), acc[0]);
   uint64_t s = lanes[0] + lanes[1] + lanes[2] + lanes[3];
-  for (; i < n; ++i) s += p[i];
+  for (size_t i = kStreams * per_stream; i < n; ++i) s += p[i];
   return s;
 }
 
@@ -74,18 +100,79 @@ uint64_t SumScalar(const uint64_t* p, size_t n) {
   return s0 + s1 + s2 + s3;
 }
 
-// Read bandwidth (bytes/s): sums a 1 GiB buffer with `threads` threads, best of `passes`.
+// Size of the largest data or unified cache cpu0 sees (the LLC), 0 if unknown: sysfs first
+// (it names the level), sysconf as the fallback.
+uint64_t LastLevelCacheBytes() {
+  uint64_t best = 0;
+  int best_level = 0;
+  for (int index = 0; index < 16; ++index) {
+    const std::string dir = "/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(index);
+    std::ifstream level_file(dir + "/level"), type_file(dir + "/type"), size_file(dir + "/size");
+    int level = 0;
+    std::string type, size;
+    if (!(level_file >> level) || !(type_file >> type) || !(size_file >> size)) continue;
+    if (type == "Instruction" || size.empty()) continue;
+    uint64_t bytes = std::strtoull(size.c_str(), nullptr, 10);
+    if (size.back() == 'K') bytes <<= 10;
+    if (size.back() == 'M') bytes <<= 20;
+    if (level > best_level || (level == best_level && bytes > best)) {
+      best_level = level;
+      best = bytes;
+    }
+  }
+  if (best == 0) {
+    const long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE), l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    best = static_cast<uint64_t>(std::max<long>({l3, l2, 0}));
+  }
+  return best;
+}
+
+// MemAvailable from /proc/meminfo in bytes, 0 if unknown.
+uint64_t AvailableMemoryBytes() {
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  uint64_t kib = 0;
+  std::string unit;
+  while (meminfo >> key >> kib >> unit) {
+    if (key == "MemAvailable:") return kib << 10;
+  }
+  return 0;
+}
+
+// The 1-minute load average, for the record beside each timing.
+double LoadAverage() {
+  double load = -1;
+  std::ifstream("/proc/loadavg") >> load;
+  return load;
+}
+
+// Read bandwidth (bytes/s): sums a buffer well above the LLC with `threads` threads, best of
+// `passes`.
 class ReadBandwidthProbe {
  public:
-  explicit ReadBandwidthProbe(int threads)
-      // Aligned to 2 MiB and in transparent huge pages where the kernel has them, as the CPU
-      // backend keeps its weights (weight_arena.h): the roof is the best this memory can do.
-      : threads_(threads),
-        buf_(static_cast<uint64_t*>(std::aligned_alloc(2 << 20, kWords * sizeof(uint64_t))),
-             &std::free) {
-    (void)madvise(buf_.get(), kWords * sizeof(uint64_t), MADV_HUGEPAGE);
-    std::fill_n(buf_.get(), kWords, 1);
+  // Aligned to 2 MiB and in transparent huge pages where the kernel has them, as the CPU
+  // backend keeps its weights (weight_arena.h): the roof is the best this memory can do.
+  ReadBandwidthProbe(int threads, uint64_t wanted_bytes, uint64_t llc_bytes)
+      : threads_(threads), llc_bytes_(llc_bytes) {
+    // At least 4x the LLC, so that at most a quarter of a pass can be served by the cache.
+    bytes_ = std::max<uint64_t>(wanted_bytes, 4 * llc_bytes);
+    const uint64_t available = AvailableMemoryBytes();
+    if (available > 0 && bytes_ > available / 2) {
+      bytes_ = available / 2;
+      bounded_ = true;
+    }
+    bytes_ = std::max<uint64_t>(bytes_ >> 21, 1) << 21;
+    words_ = bytes_ / sizeof(uint64_t);
+    buf_ = {static_cast<uint64_t*>(std::aligned_alloc(2 << 20, bytes_)), &std::free};
+    if (buf_ == nullptr) std::abort();
+    (void)madvise(buf_.get(), bytes_, MADV_HUGEPAGE);
+    // Each thread faults in the half it reads (the fill of 4 GiB takes seconds on one core).
+    RunThreads([&](int t, uint64_t* p, size_t n) { std::fill_n(p, n, 1); });
   }
+
+  uint64_t bytes() const { return bytes_; }
+  bool bounded() const { return bounded_; }
+  uint64_t llc_bytes() const { return llc_bytes_; }
 
   double Measure(int passes) const {
     const bool avx2 = __builtin_cpu_supports("avx2");
@@ -93,27 +180,37 @@ class ReadBandwidthProbe {
     for (int rep = 0; rep < passes; ++rep) {
       std::vector<uint64_t> sums(threads_);
       const auto t0 = Clock::now();
-      std::vector<std::thread> pool;
-      for (int t = 0; t < threads_; ++t) {
-        pool.emplace_back([&, t] {
-          const size_t begin = kWords * t / threads_ / 32 * 32;
-          const size_t end = kWords * (t + 1) / threads_ / 32 * 32;
-          const uint64_t* p = buf_.get() + begin;
-          sums[t] = avx2 ? SumAvx2(p, end - begin) : SumScalar(p, end - begin);
-        });
-      }
-      for (auto& th : pool) th.join();
+      RunThreads([&](int t, const uint64_t* p, size_t n) {
+        sums[t] = avx2 ? SumAvx2(p, n) : SumScalar(p, n);
+      });
       const double s = std::chrono::duration<double>(Clock::now() - t0).count();
       if (sums[0] == 42) std::puts("");  // keep the loads
-      best = std::max(best, kWords * sizeof(uint64_t) / s);
+      best = std::max(best, bytes_ / s);
     }
     return best;
   }
 
  private:
-  static constexpr size_t kWords = (size_t{1} << 30) / sizeof(uint64_t);
+  // fn(thread, first word, word count) on each thread's contiguous share, joined.
+  template <typename Fn>
+  void RunThreads(Fn fn) const {
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads_; ++t) {
+      pool.emplace_back([&, t] {
+        const size_t begin = words_ * t / threads_ / 32 * 32;
+        const size_t end = words_ * (t + 1) / threads_ / 32 * 32;
+        fn(t, buf_.get() + begin, end - begin);
+      });
+    }
+    for (auto& th : pool) th.join();
+  }
+
   int threads_;
-  std::unique_ptr<uint64_t, decltype(&std::free)> buf_;
+  uint64_t llc_bytes_;
+  uint64_t bytes_ = 0;
+  size_t words_ = 0;
+  bool bounded_ = false;
+  std::unique_ptr<uint64_t, decltype(&std::free)> buf_{nullptr, &std::free};
 };
 
 constexpr int kRounds = 4;
@@ -164,13 +261,17 @@ Timed TimeDecode(expertmesh::engine::Engine& e, int batch, int steps) {
 }
 
 // Prompt tokens per second: `prompts` prompts of `len` tokens prefilled (chunked by the
-// scheduler's token budget) until each has its first token.
+// scheduler's token budget) until each has its first token. Each call's prompts are new token
+// sequences, so a later pass never finds an earlier one's blocks (the engine also runs with
+// prefix caching off).
 double PrefillTokensPerSecond(expertmesh::engine::Engine& e, int prompts, int len) {
   const int64_t vocab = e.config().vocab_size;
+  static int call = 0;
+  ++call;
   for (int r = 0; r < prompts; ++r) {
     expertmesh::scheduler::GenerationRequest req;
-    req.id = "prefill-" + std::to_string(r);
-    for (int i = 0; i < len; ++i) req.prompt.push_back((i * 53 + r * 211 + 3) % vocab);
+    req.id = "prefill-" + std::to_string(call) + "-" + std::to_string(r);
+    for (int i = 0; i < len; ++i) req.prompt.push_back((i * 53 + r * 211 + call * 17 + 3) % vocab);
     req.sampling.temperature = 0;
     req.max_tokens = 1;
     req.ignore_eos = true;
@@ -184,16 +285,50 @@ double PrefillTokensPerSecond(expertmesh::engine::Engine& e, int prompts, int le
   return static_cast<double>(prompts) * len / secs;
 }
 
+// Seconds from submitting one `len`-token prompt to its first sampled token (what
+// `llama-bench -p len` times, plus one sampling), the request alone in the engine.
+double TimeToFirstToken(expertmesh::engine::Engine& e, int len) {
+  const int64_t vocab = e.config().vocab_size;
+  static int call = 0;
+  ++call;
+  expertmesh::scheduler::GenerationRequest req;
+  req.id = "ttft-" + std::to_string(call);
+  for (int i = 0; i < len; ++i) req.prompt.push_back((i * 53 + call * 211 + 5) % vocab);
+  req.sampling.temperature = 0;
+  req.max_tokens = 1;
+  req.ignore_eos = true;
+  const auto t0 = Clock::now();
+  if (!e.AddRequest(req).ok()) std::abort();
+  while (e.HasWork()) {
+    if (!e.Step().ok()) std::abort();
+  }
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
 // One model under test and what its rounds measured.
 struct Subject {
   std::string dir;
+  std::string family;  // the CPU kernel family it runs, and whether it was asked for
   std::unique_ptr<expertmesh::engine::Engine> engine;
   double active = 0;  // weight bytes one decode token reads
   Timed b1, b8, b32;
   std::vector<double> fractions;
   double prefill = 0;  // total over the prefill passes
   std::vector<double> prefill_passes;
+  std::vector<std::vector<double>> ttft;  // [prefill length][round] seconds
 };
+
+// "amx (asked: @amx)", "amx (EXPERTMESH_CPU_ISA)" or "amx (the best this CPU runs)".
+std::string FamilyOf(const std::string& spec, expertmesh::engine::Engine& e) {
+  const auto* cpu = dynamic_cast<const expertmesh::kernels::cpu::CpuBackend*>(&e.backend());
+  if (cpu == nullptr) return std::string(e.backend().Name());
+  std::string name(expertmesh::kernels::cpu::CpuIsaName(cpu->isa()));
+  const size_t at = spec.find('@');
+  if (at != std::string::npos) return name + " (asked: " + spec.substr(at) + ")";
+  const char* env = std::getenv("EXPERTMESH_CPU_ISA");
+  if (env != nullptr && *env != '\0') return name + " (EXPERTMESH_CPU_ISA=" + env + ")";
+  return name + " (the best this CPU runs)";
+}
 
 // DIR or DIR@FAMILY: the engine over DIR on a CPU backend of that kernel family (or the one
 // EXPERTMESH_CPU_ISA / the CPU picks).
@@ -229,20 +364,75 @@ std::vector<std::string> SplitDirs(const std::string& arg) {
   return out;
 }
 
+std::vector<int> ParseInts(const std::string& arg) {
+  std::vector<int> out;
+  for (const std::string& item : SplitDirs(arg)) {
+    const int v = std::atoi(item.c_str());
+    if (v <= 0) return {};
+    out.push_back(v);
+  }
+  return out;
+}
+
+// The note printed beside any batch-1 fraction above 100%: why the probe is not a limit then.
+void PrintAboveProbeReason(const ReadBandwidthProbe& probe, double active_bytes) {
+  std::printf(
+      "note: above the probe: the probe is not a limit here, for either of two reasons. (1) It "
+      "streams %.1f GiB that no cache holds, while of the %.0f MB a decode token reads, the "
+      "weights every token reads (attention, router, norms, lm_head) can stay in the %.0f MiB "
+      "last-level cache between tokens (%.0f%% of a token's bytes fit in it): part of the "
+      "bytes counted come from the cache, not from memory. (2) On a shared host the probe and "
+      "the decode after it saw different contention (compare the load and the bandwidth of "
+      "the other rounds).\n",
+      probe.bytes() / double(1 << 30), active_bytes / 1e6, probe.llc_bytes() / double(1 << 20),
+      100 * std::min(1.0, probe.llc_bytes() / active_bytes));
+}
+
+int Usage(const char* argv0) {
+  std::fprintf(stderr,
+               "usage: %s [--prefill-tokens N[,N...]] [--rounds R] [--probe-gib G] "
+               "MODEL_DIR[@FAMILY][,MODEL_DIR...] [threads] [steps] [batch]\n",
+               argv0);
+  return 2;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2) {
-    std::fprintf(stderr, "usage: %s MODEL_DIR[,MODEL_DIR...] [threads] [steps] [batch]\n", argv[0]);
-    return 2;
+  std::vector<std::string> positional;
+  std::vector<int> prefill_lengths;
+  int prefill_rounds = 3;
+  double probe_gib = 4;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    const bool has_value = i + 1 < argc;
+    if (arg == "--prefill-tokens" && has_value) {
+      prefill_lengths = ParseInts(argv[++i]);
+      if (prefill_lengths.empty()) return Usage(argv[0]);
+    } else if (arg == "--rounds" && has_value) {
+      prefill_rounds = std::atoi(argv[++i]);
+      if (prefill_rounds <= 0) return Usage(argv[0]);
+    } else if (arg == "--probe-gib" && has_value) {
+      probe_gib = std::atof(argv[++i]);
+      if (probe_gib <= 0) return Usage(argv[0]);
+    } else if (arg.rfind("--", 0) == 0) {
+      return Usage(argv[0]);
+    } else {
+      positional.push_back(arg);
+    }
   }
-  const int threads = argc > 2 ? std::atoi(argv[2]) : 2;
-  const int steps = argc > 3 ? std::atoi(argv[3]) : 64;
+  if (positional.empty()) return Usage(argv[0]);
+  const int threads = positional.size() > 1 ? std::atoi(positional[1].c_str()) : 2;
+  const int steps = positional.size() > 2 ? std::atoi(positional[2].c_str()) : 64;
   expertmesh::engine::EngineOptions o;
   o.compute_dtype = expertmesh::DType::kBF16;
   o.max_model_len = 1024;
+  for (int len : prefill_lengths) o.max_model_len = std::max<int64_t>(o.max_model_len, len + 16);
+  // Every timed prompt is new, and a bench must not measure a cache hit by accident (the
+  // 8 x 256 prefill passes once repeated the same prompts, so a later pass could skip work).
+  o.enable_prefix_caching = false;
   std::vector<Subject> subjects;
-  for (const std::string& dir : SplitDirs(argv[1])) {
+  for (const std::string& dir : SplitDirs(positional[0])) {
     auto e = LoadSubject(dir, o, threads);
     if (!e.ok()) {
       std::fprintf(stderr, "%s: %s\n", dir.c_str(), e.status().ToString().c_str());
@@ -251,19 +441,72 @@ int main(int argc, char** argv) {
     Subject s;
     s.dir = dir;
     s.engine = *std::move(e);
+    s.family = FamilyOf(dir, *s.engine);
     s.active = static_cast<double>(s.engine->model().active_weight_bytes_per_token());
+    std::printf("%s: kernel family %s, %d threads, weights %.1f MB\n", dir.c_str(),
+                s.family.c_str(), threads, s.engine->model().weight_bytes() / 1e6);
     subjects.push_back(std::move(s));
   }
-  if (argc > 4) {
-    const int batch = std::atoi(argv[4]);
+  std::fflush(stdout);
+
+  if (!prefill_lengths.empty()) {
+    // One prompt at a time, the models alternated within each round and length, so that the
+    // models compared see the same drift. A short prompt first pages in the weights.
     for (Subject& s : subjects) {
-      TimeDecode(*s.engine, batch, 4);  // warm-up: page in the weights
-      std::printf("%s: decode batch %d: %.1f tok/s\n", s.dir.c_str(), batch,
-                  TimeDecode(*s.engine, batch, steps).rate());
+      TimeToFirstToken(*s.engine, 64);
+      s.ttft.resize(prefill_lengths.size());
+    }
+    for (int round = 0; round < prefill_rounds; ++round) {
+      for (size_t l = 0; l < prefill_lengths.size(); ++l) {
+        for (Subject& s : subjects) {
+          const int len = prefill_lengths[l];
+          const double secs = TimeToFirstToken(*s.engine, len);
+          s.ttft[l].push_back(secs);
+          std::printf(
+              "round %d: prefill %d tokens: %s %.3f s to first token, %.1f tok/s (load %.2f)\n",
+              round + 1, len, s.dir.c_str(), secs, len / secs, LoadAverage());
+          std::fflush(stdout);
+        }
+      }
+    }
+    for (size_t l = 0; l < prefill_lengths.size(); ++l) {
+      const int len = prefill_lengths[l];
+      for (const Subject& s : subjects) {
+        const double med = Median(s.ttft[l]);
+        std::printf(
+            "== %s [%s]: prefill of one %d-token prompt: %.3f s to first token, %.1f tok/s "
+            "(median of %d rounds; best %.1f tok/s)\n",
+            s.dir.c_str(), s.family.c_str(), len, med, len / med, prefill_rounds,
+            len / *std::min_element(s.ttft[l].begin(), s.ttft[l].end()));
+      }
+      for (size_t i = 1; i < subjects.size(); ++i) {
+        std::printf("%s vs %s: prefill %d %.2fx\n", subjects[i].dir.c_str(),
+                    subjects[0].dir.c_str(), len,
+                    Median(subjects[0].ttft[l]) / Median(subjects[i].ttft[l]));
+      }
     }
     return 0;
   }
-  const ReadBandwidthProbe probe(threads);
+
+  if (positional.size() > 3) {
+    const int batch = std::atoi(positional[3].c_str());
+    for (Subject& s : subjects) {
+      TimeDecode(*s.engine, batch, 4);  // warm-up: page in the weights
+      std::printf("%s [%s]: decode batch %d: %.1f tok/s (load %.2f)\n", s.dir.c_str(),
+                  s.family.c_str(), batch, TimeDecode(*s.engine, batch, steps).rate(),
+                  LoadAverage());
+    }
+    return 0;
+  }
+  const ReadBandwidthProbe probe(threads, static_cast<uint64_t>(probe_gib * (1 << 30)),
+                                 LastLevelCacheBytes());
+  std::printf(
+      "read bandwidth probe: %.1f GiB buffer (%.1fx the %.0f MiB last-level cache%s), %d "
+      "threads x %d interleaved streams, software prefetch, best of 3 passes per round\n",
+      probe.bytes() / double(1 << 30),
+      probe.bytes() / double(std::max<uint64_t>(probe.llc_bytes(), 1)),
+      probe.llc_bytes() / double(1 << 20),
+      probe.bounded() ? "; bounded to half the available memory" : "", threads, kStreams);
   for (Subject& s : subjects) TimeDecode(*s.engine, 1, 4);  // warm-up: page in the weights
   const int round_steps = std::max(1, steps / kRounds);
   std::vector<double> bandwidths;
@@ -277,8 +520,10 @@ int main(int argc, char** argv) {
       s.fractions.push_back(r1.rate() * s.active / bw);
       std::printf(
           "round %d: read bandwidth %.1f GB/s, %s batch 1 %.1f tok/s (%.0f%% of its "
-          "roofline)\n",
-          round + 1, bw / 1e9, s.dir.c_str(), r1.rate(), 100 * s.fractions.back());
+          "roofline%s) (load %.2f)\n",
+          round + 1, bw / 1e9, s.dir.c_str(), r1.rate(), 100 * s.fractions.back(),
+          s.fractions.back() > 1 ? ": above the probe, see the note" : "", LoadAverage());
+      std::fflush(stdout);
       s.b1 += r1;
       s.b8 += TimeDecode(*s.engine, 8, round_steps);
       s.b32 += TimeDecode(*s.engine, 32, round_steps);
@@ -289,8 +534,8 @@ int main(int argc, char** argv) {
   for (int pass = 0; pass < kPrefillPasses; ++pass) {
     for (Subject& s : subjects) {
       s.prefill_passes.push_back(PrefillTokensPerSecond(*s.engine, 8, 256));
-      std::printf("prefill pass %d: %s %.1f tok/s\n", pass + 1, s.dir.c_str(),
-                  s.prefill_passes.back());
+      std::printf("prefill pass %d: %s %.1f tok/s (load %.2f)\n", pass + 1, s.dir.c_str(),
+                  s.prefill_passes.back(), LoadAverage());
     }
   }
   for (Subject& s : subjects) {
@@ -302,22 +547,31 @@ int main(int argc, char** argv) {
   const double bw = Median(bandwidths);
   std::printf(
       "read bandwidth %.1f GB/s (%d threads, median of %d rounds, each the best of 3 "
-      "passes)\n",
-      bw / 1e9, threads, kRounds);
+      "passes over %.1f GiB)\n",
+      bw / 1e9, threads, kRounds, probe.bytes() / double(1 << 30));
+  bool above_probe = false;
   for (const Subject& s : subjects) {
-    std::printf("== %s (backend %s)\n", s.dir.c_str(),
-                std::string(s.engine->backend().Name()).c_str());
+    const double fraction = Median(s.fractions);
+    std::printf("== %s (backend %s, kernel family %s)\n", s.dir.c_str(),
+                std::string(s.engine->backend().Name()).c_str(), s.family.c_str());
     std::printf("weights %.1f MB, active per token %.1f MB\n",
                 s.engine->model().weight_bytes() / 1e6, s.active / 1e6);
     std::printf(
-        "batch 1 roofline %.1f tok/s; decode batch 1: %.1f tok/s (%.0f%% of roofline, median "
+        "batch 1 roofline %.1f tok/s; decode batch 1: %.1f tok/s (%.0f%% of roofline%s, median "
         "round; %.1f GB/s of weights)\n",
-        bw / s.active, s.b1.rate(), 100 * Median(s.fractions), s.b1.rate() * s.active / 1e9);
+        bw / s.active, s.b1.rate(), 100 * fraction,
+        fraction > 1 ? ": above the probe, see the note" : "", s.b1.rate() * s.active / 1e9);
     std::printf("decode batch 8: %.1f tok/s (%.1fx batch 1)\n", s.b8.rate(),
                 s.b8.rate() / s.b1.rate());
     std::printf("decode batch 32: %.1f tok/s (%.1fx batch 1)\n", s.b32.rate(),
                 s.b32.rate() / s.b1.rate());
     std::printf("prefill (8 prompts x 256 tokens): %.1f tok/s\n", s.prefill);
+    for (double f : s.fractions) above_probe = above_probe || f > 1;
+  }
+  if (above_probe) {
+    double active = 0;
+    for (const Subject& s : subjects) active = std::max(active, s.active);
+    PrintAboveProbeReason(probe, active);
   }
   for (size_t i = 1; i < subjects.size(); ++i) {
     const Subject &a = subjects[i], &b = subjects[0];
