@@ -106,6 +106,7 @@ absl::Status ParseQuantization(const JsonFields& f, ModelConfig& c) {
   fp8.block_cols = block[1];
   ASSIGN_OR_RETURN(std::optional<std::string> scheme, qf.OptionalString("activation_scheme"));
   fp8.activation_scheme = ValueOr<std::string>(scheme, "dynamic");
+  ASSIGN_OR_RETURN(fp8.modules_to_not_convert, qf.StringList("modules_to_not_convert"));
   c.fp8_quantization = fp8;
   return absl::OkStatus();
 }

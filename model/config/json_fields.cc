@@ -86,6 +86,18 @@ absl::StatusOr<std::string> JsonFields::String(std::string_view key) const {
   return std::move(**value);
 }
 
+absl::StatusOr<std::vector<std::string>> JsonFields::StringList(std::string_view key) const {
+  const nlohmann::json* value = Find(key);
+  std::vector<std::string> out;
+  if (value == nullptr) return out;
+  if (!value->is_array()) return TypeError(key, "a list of strings", *value);
+  for (const nlohmann::json& item : *value) {
+    if (!item.is_string()) return TypeError(key, "a list of strings", *value);
+    out.push_back(item.get<std::string>());
+  }
+  return out;
+}
+
 absl::StatusOr<std::vector<int64_t>> JsonFields::IntOrIntList(std::string_view key) const {
   const nlohmann::json* value = Find(key);
   std::vector<int64_t> out;

@@ -43,6 +43,8 @@ class JsonFields {
   absl::StatusOr<std::optional<std::string>> OptionalString(std::string_view key) const;
   // An int or a list of ints ([] when missing or null).
   absl::StatusOr<std::vector<int64_t>> IntOrIntList(std::string_view key) const;
+  // A list of strings ([] when missing or null).
+  absl::StatusOr<std::vector<std::string>> StringList(std::string_view key) const;
   // A nested object: nullptr when missing or null; INVALID_ARGUMENT when not an object.
   absl::StatusOr<const nlohmann::json*> OptionalObject(std::string_view key) const;
 

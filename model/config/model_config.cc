@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "model/config/json_fields.h"
+#include "model/config/module_filter.h"
 
 namespace expertmesh::model {
 namespace {
@@ -171,6 +172,12 @@ absl::Status ModelConfig::Validate(std::string_view source_name) const {
   if (fp8_quantization.has_value()) {
     c.Positive(fp8_quantization->block_rows, "quantization_config.weight_block_size[0]");
     c.Positive(fp8_quantization->block_cols, "quantization_config.weight_block_size[1]");
+    if (absl::StatusOr<ModuleFilter> filter =
+            ModuleFilter::Create(fp8_quantization->modules_to_not_convert);
+        !filter.ok()) {
+      c.Require(false, "quantization_config.modules_to_not_convert",
+                std::string(filter.status().message()));
+    }
   }
   if (bos_token_id.has_value()) {
     c.Require(*bos_token_id >= 0 && *bos_token_id < vocab_size, "bos_token_id",

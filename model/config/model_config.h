@@ -65,6 +65,10 @@ struct Fp8Quantization {
   int64_t block_rows = 128;
   int64_t block_cols = 128;
   std::string activation_scheme;  // "dynamic" in DeepSeek-V3
+  // Modules whose weights stay in the checkpoint dtype (no scale), matched as transformers
+  // does (model/config/module_filter.h). Published Qwen3-FP8 configs list their routers and
+  // lm_head, which are never quantized anyway; a checkpoint may also keep whole layers in bf16.
+  std::vector<std::string> modules_to_not_convert;
 };
 
 // Upper bounds ModelConfig::Validate() puts on sizes: well above every published model,

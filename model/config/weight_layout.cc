@@ -1,6 +1,7 @@
 #include "model/config/weight_layout.h"
 
 #include "absl/strings/str_cat.h"
+#include "model/config/module_filter.h"
 
 namespace expertmesh::model {
 namespace {
@@ -10,17 +11,24 @@ namespace {
 // stay in the checkpoint dtype, as in DeepSeek-V3.
 class SpecList {
  public:
-  explicit SpecList(const ModelConfig& config) : config_(config) {}
+  explicit SpecList(const ModelConfig& config) : config_(config) {
+    if (config.fp8_quantization.has_value()) {
+      // Validate() compiled these patterns already, so this cannot fail.
+      unconverted_ = ModuleFilter::Create(config.fp8_quantization->modules_to_not_convert)
+                         .value_or(ModuleFilter());
+    }
+  }
 
   // A tensor never quantized (norm, bias, router, embedding).
   void Plain(std::string name, std::vector<int64_t> shape, bool fp32 = false) {
     specs_.push_back({std::move(name), std::move(shape), fp32, false});
   }
 
-  // A Linear weight [out, in]; fp8 with its scale_inv when the config says so.
+  // A Linear weight [out, in]; fp8 with its scale_inv when the config says so and does not
+  // name the module in modules_to_not_convert.
   void Linear(const std::string& prefix, int64_t out, int64_t in, bool bias = false) {
     const std::string weight = prefix + ".weight";
-    if (config_.fp8_quantization.has_value()) {
+    if (config_.fp8_quantization.has_value() && !unconverted_.Excludes(prefix)) {
       const Fp8Quantization& q = *config_.fp8_quantization;
       specs_.push_back({weight, {out, in}, false, true});
       specs_.push_back({weight + "_scale_inv",
@@ -47,6 +55,7 @@ class SpecList {
   static int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
   const ModelConfig& config_;
+  ModuleFilter unconverted_;
   std::vector<TensorSpec> specs_;
 };
 

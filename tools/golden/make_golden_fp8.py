@@ -21,6 +21,7 @@ import sys
 
 import safetensors.torch
 import torch
+from transformers.quantizers.quantizers_utils import should_convert_module
 
 import make_golden as mg
 
@@ -38,10 +39,16 @@ QUANTIZED_SUFFIXES = ("q_proj.weight", "k_proj.weight", "v_proj.weight", "o_proj
 WIDE = dict(hidden_size=192, moe_intermediate_size=160, intermediate_size=320)
 
 SPECS = [
+    # Qwen3-FP8 configs list their routers and lm_head in modules_to_not_convert; this one also
+    # keeps layer 0's experts and layer 1's attention in bf16, matched by transformers' own
+    # should_convert_module.
     dict(base="qwen3_moe", dir="qwen3_moe_fp8", seed=204,
          config=WIDE,
+         keep=["lm_head", "model.layers.0.mlp.gate", "model.layers.1.mlp.gate",
+               "model.layers.0.mlp.experts", "model.layers.1.self_attn"],
          exercises="Qwen3-MoE in FP8 as published (e4m3 weights, F32 128x128 block scales, "
-                   "partial edge blocks: hidden 192, experts 160 wide), reference on the "
+                   "partial edge blocks: hidden 192, experts 160 wide; modules_to_not_convert "
+                   "keeps layer 0's experts and layer 1's attention in bf16), reference on the "
                    "dequantized weights"),
     dict(base="deepseek_v3", dir="deepseek_v3_fp8", seed=206,
          config=dict(WIDE, q_lora_rank=144, kv_lora_rank=96),
@@ -73,16 +80,19 @@ def dequantize(q, scale):
     return q.to(torch.float32) * expanded
 
 
-def to_fp8_checkpoint(model_dir):
+def to_fp8_checkpoint(model_dir, keep):
     """Rewrites the bf16 checkpoint in `model_dir` in the published FP8 layout and returns the
-    dequantized weights (name -> f32 tensor) the reference runs on."""
+    dequantized weights (name -> f32 tensor) the reference runs on. Modules matched by `keep`
+    (modules_to_not_convert) stay bf16."""
     dequantized = {}
     for fname in sorted(f for f in os.listdir(model_dir) if f.endswith(".safetensors")):
         path = os.path.join(model_dir, fname)
         tensors = safetensors.torch.load_file(path)
         out = {}
         for name, t in tensors.items():
-            if t.dim() == 2 and name.endswith(QUANTIZED_SUFFIXES):
+            module = name.removesuffix(".weight")
+            if (t.dim() == 2 and name.endswith(QUANTIZED_SUFFIXES)
+                    and should_convert_module(module, keep or None)):
                 q, scale = quantize(t)
                 out[name] = q
                 out[name + "_scale_inv"] = scale
@@ -95,6 +105,8 @@ def to_fp8_checkpoint(model_dir):
         cfg = json.load(f)
     cfg["quantization_config"] = dict(activation_scheme="dynamic", fmt="e4m3",
                                       quant_method="fp8", weight_block_size=[BLOCK, BLOCK])
+    if keep:
+        cfg["quantization_config"]["modules_to_not_convert"] = keep
     with open(os.path.join(model_dir, "config.json"), "w") as f:
         json.dump(cfg, f, indent=2)
     return dequantized
@@ -112,7 +124,7 @@ def main():
 
     def build(spec, seed, out_root):
         model_dir = real_build(spec, seed, out_root)
-        weights = to_fp8_checkpoint(model_dir)
+        weights = to_fp8_checkpoint(model_dir, spec.get("keep", []))
         # The reference model: the same directory with the dequantized weights, in a scratch
         # directory next to it (never committed), loadable by transformers as a plain model.
         twin = model_dir + "-dequantized"
@@ -173,7 +185,7 @@ def main():
         base = base_specs[fp8_spec["base"]]
         spec = dict(base, dir=fp8_spec["dir"], seed=fp8_spec["seed"],
                     config=dict(base["config"], **fp8_spec["config"]),
-                    exercises=fp8_spec["exercises"])
+                    exercises=fp8_spec["exercises"], keep=fp8_spec.get("keep", []))
         ref = mg.make_one(spec, args.out)
         shutil.rmtree(os.path.join(args.out, spec["dir"], "model-dequantized"),
                       ignore_errors=True)

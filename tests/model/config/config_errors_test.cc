@@ -150,7 +150,22 @@ INSTANTIATE_TEST_SUITE_P(
                     j["quantization_config"] = {{"quant_method", "fp8"},
                                                 {"weight_block_size", {0, 128}}};
                   },
-                  "weight_block_size[0]"}),
+                  "weight_block_size[0]"},
+        ErrorCase{"Fp8ModulesNotAList", "tiny_deepseek_v3.json",
+                  [](Json& j) {
+                    j["quantization_config"] = {{"quant_method", "fp8"},
+                                                {"weight_block_size", {128, 128}},
+                                                {"modules_to_not_convert", "lm_head"}};
+                  },
+                  "'quantization_config.modules_to_not_convert': expected a list of strings"},
+        ErrorCase{"Fp8ModulePatternNotARegex", "tiny_deepseek_v3.json",
+                  [](Json& j) {
+                    j["quantization_config"] = {{"quant_method", "fp8"},
+                                                {"weight_block_size", {128, 128}},
+                                                {"modules_to_not_convert", {"lm_head", "layers.(1"}}};
+                  },
+                  "'quantization_config.modules_to_not_convert': module pattern 'layers.(1' is "
+                  "not a regular expression"}),
     [](const ::testing::TestParamInfo<ErrorCase>& info) { return info.param.name; });
 
 TEST(ConfigErrorTest, NotAnObject) {

@@ -1,4 +1,5 @@
 #include "model/config/weight_layout.h"
+#include "model/config/module_filter.h"
 
 #include <fstream>
 #include <map>
@@ -151,6 +152,53 @@ TEST(WeightLayoutTest, DeepseekV3Fp8Scales) {
       EXPECT_EQ(list[i + 1].name, list[i].name + "_scale_inv");
     }
   }
+}
+
+// Qwen3-FP8 and DeepSeek-style configs name modules left in the checkpoint dtype; those have no
+// scale, every other linear weight stays e4m3 (published configs list routers and lm_head; here
+// a whole layer's attention, one projection by suffix and one expert by regex).
+TEST(WeightLayoutTest, ModulesToNotConvertStayInTheCheckpointDtype) {
+  ModelConfig config = Load("deepseek_v3.json");
+  config.fp8_quantization->modules_to_not_convert = {"lm_head", "model.layers.1.self_attn",
+                                                     "shared_experts.down_proj",
+                                                     "model.layers.4.mlp.experts.1[0-9]"};
+  ASSERT_TRUE(config.Validate().ok()) << config.Validate();
+  auto specs = ByName(ExpectedTensors(config));
+  auto fp8 = [&](const std::string& module) {
+    const TensorSpec& s = specs.at(module + ".weight");
+    EXPECT_EQ(specs.contains(module + ".weight_scale_inv"), s.fp8_block_quantized) << module;
+    return s.fp8_block_quantized;
+  };
+  EXPECT_FALSE(fp8("model.layers.1.self_attn.q_a_proj"));
+  EXPECT_FALSE(fp8("model.layers.1.self_attn.o_proj"));
+  EXPECT_EQ(CheckpointDType(specs.at("model.layers.1.self_attn.o_proj.weight"), config.torch_dtype),
+            DType::kBF16);
+  EXPECT_TRUE(fp8("model.layers.0.self_attn.o_proj"));
+  EXPECT_TRUE(fp8("model.layers.11.self_attn.o_proj"));  // "layers.1" ends at a dot, not "11"
+  EXPECT_FALSE(fp8("model.layers.5.mlp.shared_experts.down_proj"));
+  EXPECT_TRUE(fp8("model.layers.5.mlp.shared_experts.up_proj"));
+  EXPECT_FALSE(fp8("model.layers.4.mlp.experts.12.gate_proj"));
+  EXPECT_TRUE(fp8("model.layers.4.mlp.experts.1.gate_proj"));
+  EXPECT_TRUE(fp8("model.layers.4.mlp.experts.120.gate_proj"));  // the regex ends at a dot
+  EXPECT_TRUE(fp8("model.layers.5.mlp.experts.12.gate_proj"));
+}
+
+TEST(ModuleFilterTest, MatchesAsTransformersDoes) {
+  auto filter =
+      ModuleFilter::Create({"model.layers.1", "mlp.gate", "o_proj", "layers\\.[2-3]\\.mlp"});
+  ASSERT_TRUE(filter.ok()) << filter.status();
+  EXPECT_TRUE(filter->Excludes("model.layers.1"));
+  EXPECT_TRUE(filter->Excludes("model.layers.1.self_attn.q_proj"));
+  EXPECT_FALSE(filter->Excludes("model.layers.11.self_attn.q_proj"));
+  EXPECT_TRUE(filter->Excludes("model.layers.7.mlp.gate"));  // suffix
+  EXPECT_FALSE(filter->Excludes("model.layers.7.mlp.gate_proj"));
+  EXPECT_TRUE(filter->Excludes("model.layers.7.self_attn.o_proj"));
+  EXPECT_FALSE(filter->Excludes("model.layers.7.self_attn.q_proj"));
+  // A regex matches from the start of the name only: "layers.[2-3].mlp" is not a prefix of
+  // "model.layers.2.mlp...", so only names that start with it are excluded.
+  EXPECT_FALSE(filter->Excludes("model.layers.2.mlp.experts.0.up_proj"));
+  EXPECT_TRUE(filter->Excludes("layers.3.mlp.experts.0.up_proj"));
+  EXPECT_FALSE(ModuleFilter().Excludes("lm_head"));
 }
 
 }  // namespace
