@@ -116,8 +116,12 @@ void AppendPlan(const ModelConfig& c, const RankMemoryPlan& plan, int64_t kv_tok
                         FormatBytes(plan.kv_bytes_per_token));
   absl::StrAppendFormat(&out, "  %-24s %14s %14s\n", absl::StrCat("kv cache x ", kv_tokens), "",
                         FormatBytes(plan.KvBytes(kv_tokens)));
-  absl::StrAppendFormat(&out, "  %-24s %14s %14s\n", "weights + kv cache", "",
-                        FormatBytes(plan.weight_bytes + plan.KvBytes(kv_tokens)));
+  absl::StrAppendFormat(&out, "  %-24s %14s %14s\n",
+                        absl::StrCat("rope table x ", plan.rope_positions), "",
+                        FormatBytes(plan.rope_table_bytes));
+  absl::StrAppendFormat(
+      &out, "  %-24s %14s %14s\n", "weights + rope + kv cache", "",
+      FormatBytes(plan.weight_bytes + plan.rope_table_bytes + plan.KvBytes(kv_tokens)));
   if (c.IsMoe() && p.ep > 1) {
     for (int e = 0; e < p.ep; ++e) {
       ExpertRange r = ParallelConfig{p.tp, p.ep, e * p.tp}.ExpertsOnRank(c.num_experts);

@@ -118,6 +118,28 @@ absl::Status ValidateParallelism(const ModelConfig& c, const ParallelConfig& p) 
   return absl::OkStatus();
 }
 
+// What the loader keeps of one MLA layer in place of kv_b_proj (worker/models/deepseek.cc):
+// per head on this rank, the absorbed query projection [rank + rope, nope + rope] and value
+// projection [v, rank + rope], plus the latent and rope selectors and a ones vector, all in
+// the storage dtype (f32 for an fp8 checkpoint: e4m3 times a scale is not a bf16 number).
+uint64_t MlaDerivedBytesPerLayer(const ModelConfig& c, const ParallelConfig& p) {
+  const uint64_t heads = static_cast<uint64_t>(c.num_attention_heads / p.tp);
+  const uint64_t rank = static_cast<uint64_t>(c.kv_lora_rank);
+  const uint64_t rope = static_cast<uint64_t>(c.qk_rope_head_dim);
+  const uint64_t nope = static_cast<uint64_t>(c.qk_nope_head_dim);
+  const uint64_t v = static_cast<uint64_t>(c.v_head_dim);
+  const uint64_t latent = rank + rope;
+  const uint64_t elements =
+      heads * (latent * (nope + rope) + v * latent) + latent * rank + latent * rope + latent;
+  const bool f32 = c.fp8_quantization.has_value() || c.torch_dtype == DType::kF32;
+  return elements * (f32 ? 4 : 2);
+}
+
+bool IsMlaKvB(const ModelConfig& c, const std::string& name) {
+  return c.UsesMla() && (name.ends_with("self_attn.kv_b_proj.weight") ||
+                         name.ends_with("self_attn.kv_b_proj.weight_scale_inv"));
+}
+
 absl::StatusOr<RankMemoryPlan> PlanRankMemory(const ModelConfig& c, const ParallelConfig& p,
                                               DType kv_dtype) {
   absl::Status status = ValidateParallelism(c, p);
@@ -130,12 +152,23 @@ absl::StatusOr<RankMemoryPlan> PlanRankMemory(const ModelConfig& c, const Parall
     const ClassifiedTensor t = ClassifyTensor(spec.name);
     const uint64_t bytes =
         static_cast<uint64_t>(spec.NumElements()) * DTypeSize(CheckpointDType(spec, c.torch_dtype));
-    const uint64_t on_rank = RankBytes(c, p, t, bytes, plan.experts);
+    // kv_b_proj itself is read once at load and replaced by its derived projections.
+    const uint64_t on_rank =
+        IsMlaKvB(c, spec.name)
+            ? (spec.name.ends_with(".weight") ? MlaDerivedBytesPerLayer(c, p) : 0)
+            : RankBytes(c, p, t, bytes, plan.experts);
     plan.model_bytes_by_role[static_cast<size_t>(t.role)] += bytes;
     plan.model_bytes += bytes;
     plan.weight_bytes_by_role[static_cast<size_t>(t.role)] += on_rank;
     plan.weight_bytes += on_rank;
   }
+  // As worker/models/decoder_model.cc builds it: a sliding window caps the positions served.
+  plan.rope_positions = c.max_position_embeddings;
+  if (c.sliding_window.has_value() && *c.sliding_window > 0) {
+    plan.rope_positions = std::min(plan.rope_positions, *c.sliding_window);
+  }
+  const int64_t rotary_dim = c.UsesMla() ? c.qk_rope_head_dim : c.head_dim;
+  plan.rope_table_bytes = static_cast<uint64_t>(plan.rope_positions * rotary_dim) * 4;
   const uint64_t layers = static_cast<uint64_t>(c.num_hidden_layers);
   const uint64_t elem = DTypeSize(kv_dtype);
   if (c.UsesMla()) {

@@ -39,8 +39,10 @@ absl::Status ValidateParallelism(const ModelConfig& config, const ParallelConfig
 
 struct RankMemoryPlan {
   ParallelConfig parallel;
-  ExpertRange experts;                                           // routed experts on this rank
-  std::array<uint64_t, kNumTensorRoles> weight_bytes_by_role{};  // bytes this rank loads
+  ExpertRange experts;  // routed experts on this rank
+  // Bytes this rank keeps after loading: its slices of the checkpoint's tensors, except that
+  // MLA's kv_b_proj is replaced by the absorbed per-head projections derived from it.
+  std::array<uint64_t, kNumTensorRoles> weight_bytes_by_role{};
   uint64_t weight_bytes = 0;
   std::array<uint64_t, kNumTensorRoles> model_bytes_by_role{};  // whole model, for comparison
   uint64_t model_bytes = 0;
@@ -49,6 +51,10 @@ struct RankMemoryPlan {
   // latent (kv_lora_rank + qk_rope_head_dim) per layer on every tp rank; GQA caches k and v of
   // the rank's kv heads (max(1, kv_heads / tp)).
   uint64_t kv_bytes_per_token = 0;
+  // The RoPE table the model builds at load ([positions, rotary dim] f32, copied to the device
+  // with the weights), for the config's max_position_embeddings (less with --max-model-len).
+  int64_t rope_positions = 0;
+  uint64_t rope_table_bytes = 0;
 
   uint64_t KvBytes(int64_t tokens) const { return kv_bytes_per_token * tokens; }
 };

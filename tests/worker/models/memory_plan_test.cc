@@ -1,0 +1,104 @@
+// The memory plan (model::PlanRankMemory, which `expertmesh inspect` and docs/deploy.md print)
+// against what a rank really keeps after loading: the bytes a device backend received
+// (tests/util/fake_device_backend.h counts every PrepareWeight, fp8 scale grids and the RoPE
+// table included) and the model's own count of its weights, within 5%, for fp8 and bf16
+// checkpoints, GQA and MLA, one rank and ranks of tp / ep / tp x ep groups whose slices cut fp8
+// scale blocks.
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "gtest/gtest.h"
+#include "model/config/model_config.h"
+#include "model/plan/model_plan.h"
+#include "tests/util/fake_device_backend.h"
+#include "tests/util/shared_model.h"
+#include "tests/worker/comm/fake_communicator.h"
+#include "worker/models/model.h"
+
+namespace expertmesh::models {
+namespace {
+
+struct PlanCase {
+  std::string name;
+  model::Architecture arch;
+  DType dtype;
+  int tp, ep, rank;
+};
+
+// Widths whose tp halves cut 128 x 128 scale blocks (hidden 320, experts 192 wide).
+absl::StatusOr<std::string> MakeModel(const PlanCase& c) {
+  make_model::MakeModelOptions options;
+  options.arch = c.arch;
+  options.size = "tiny";
+  options.overrides.hidden_size = 320;
+  options.overrides.moe_intermediate_size = 192;
+  options.overrides.intermediate_size = 384;
+  options.dtype = c.dtype;
+  options.seed = 11;
+  options.out_dir = absl::StrCat(EXPERTMESH_BINARY_DIR, "/test-scratch/models/memory-plan-",
+                                 std::string(model::ArchitectureName(c.arch)),
+                                 c.dtype == DType::kF8E4M3 ? "-fp8" : "-bf16");
+  return expertmesh::testing::MakeSharedModel(options);
+}
+
+class MemoryPlanTest : public ::testing::TestWithParam<PlanCase> {};
+
+TEST_P(MemoryPlanTest, RankKeepsWhatThePlanSays) {
+  const PlanCase& c = GetParam();
+  absl::StatusOr<std::string> dir = MakeModel(c);
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  absl::StatusOr<model::ModelConfig> config = model::LoadModelConfig(*dir);
+  ASSERT_TRUE(config.ok()) << config.status();
+  const model::ParallelConfig parallel{.tp = c.tp, .ep = c.ep, .rank = c.rank};
+  absl::StatusOr<model::RankMemoryPlan> plan =
+      model::PlanRankMemory(*config, parallel, config->torch_dtype);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+
+  absl::StatusOr<std::unique_ptr<expertmesh::testing::FakeDeviceBackend>> device =
+      expertmesh::testing::FakeDeviceBackend::Create();
+  ASSERT_TRUE(device.ok()) << device.status();
+  std::vector<std::unique_ptr<comm::Communicator>> group =
+      comm::CreateFakeGroup(parallel.WorldSize(), absl::Seconds(10));
+  ModelOptions options;
+  options.compute_dtype = DType::kBF16;
+  options.shard = parallel;
+  options.comm = parallel.Sharded() ? group[c.rank].get() : nullptr;
+  options.decode_graph_max_batch = 0;
+  absl::StatusOr<std::unique_ptr<Model>> model = LoadModel(*dir, device->get(), options);
+  ASSERT_TRUE(model.ok()) << model.status();
+
+  // The device also receives the RoPE table the plan lists beside the weights.
+  const double planned = static_cast<double>(plan->weight_bytes + plan->rope_table_bytes);
+  const double on_device = static_cast<double>((*device)->counters().weight_bytes);
+  const double counted = static_cast<double>((*model)->weight_bytes());
+  std::printf(
+      "%s: plan %.3f MB, device received %.3f MB (%.2f%%), model counts %.3f MB of %.3f MB planned "
+      "weights\n",
+      c.name.c_str(), planned / 1e6, on_device / 1e6, 100.0 * (on_device / planned - 1),
+      counted / 1e6, plan->weight_bytes / 1e6);
+  EXPECT_NEAR(on_device / planned, 1.0, 0.05);
+  EXPECT_NEAR(counted / static_cast<double>(plan->weight_bytes), 1.0, 0.05);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Models, MemoryPlanTest,
+    ::testing::Values(
+        PlanCase{"qwen3_fp8", model::Architecture::kQwen3Moe, DType::kF8E4M3, 1, 1, 0},
+        PlanCase{"qwen3_fp8_tp2_rank1", model::Architecture::kQwen3Moe, DType::kF8E4M3, 2, 1, 1},
+        PlanCase{"qwen3_fp8_ep2_rank1", model::Architecture::kQwen3Moe, DType::kF8E4M3, 1, 2, 1},
+        PlanCase{"qwen3_bf16_tp2_rank0", model::Architecture::kQwen3Moe, DType::kBF16, 2, 1, 0},
+        PlanCase{"deepseek_v3_fp8", model::Architecture::kDeepseekV3, DType::kF8E4M3, 1, 1, 0},
+        PlanCase{"deepseek_v3_fp8_tp2ep2_rank2", model::Architecture::kDeepseekV3, DType::kF8E4M3,
+                 2, 2, 2},
+        PlanCase{"deepseek_v3_bf16", model::Architecture::kDeepseekV3, DType::kBF16, 1, 1, 0},
+        PlanCase{"deepseek_v3_bf16_tp2_rank1", model::Architecture::kDeepseekV3, DType::kBF16, 2, 1,
+                 1}),
+    [](const ::testing::TestParamInfo<PlanCase>& info) { return info.param.name; });
+
+}  // namespace
+}  // namespace expertmesh::models
