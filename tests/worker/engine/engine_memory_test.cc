@@ -8,6 +8,8 @@
 #include <string>
 
 #include "gtest/gtest.h"
+#include "model/config/model_config.h"
+#include "model/plan/model_plan.h"
 #include "tests/util/cpu_engine.h"
 #include "tests/util/shared_model.h"
 #include "tests/worker/models/model_test_util.h"
@@ -101,14 +103,26 @@ TEST(EngineMemoryTest, Fp8ModelHoldsItsCheckpointBytes) {
   auto dir = expertmesh::testing::MakeSharedModel(options);
   ASSERT_TRUE(dir.ok()) << dir.status();
   const uint64_t checkpoint = std::filesystem::file_size(*dir + "/model.safetensors");
+  // The plan `expertmesh inspect` prints for this rank (model/plan/model_plan.h).
+  absl::StatusOr<model::ModelConfig> config = model::LoadModelConfig(*dir);
+  ASSERT_TRUE(config.ok()) << config.status();
+  absl::StatusOr<model::RankMemoryPlan> plan =
+      model::PlanRankMemory(*config, model::ParallelConfig{}, DType::kBF16);
+  ASSERT_TRUE(plan.ok()) << plan.status();
   uint64_t weights = 0, kv = 0, grew = 0, loaded = 0;
   LoadAndRun(*dir, &weights, &kv, &grew, &loaded);
   std::printf(
-      "fp8 checkpoint %.1f MB, weights %.1f MB, kv %.1f MB, rss growth %.1f MB after load, "
-      "%.1f MB after running\n",
-      checkpoint / 1e6, weights / 1e6, kv / 1e6, loaded / 1e6, grew / 1e6);
+      "fp8 checkpoint %.1f MB, planned weights %.1f MB, weights %.1f MB, kv %.1f MB, rss growth "
+      "%.1f MB after load, %.1f MB after running\n",
+      checkpoint / 1e6, plan->weight_bytes / 1e6, weights / 1e6, kv / 1e6, loaded / 1e6,
+      grew / 1e6);
   EXPECT_LE(static_cast<double>(weights), 1.05 * static_cast<double>(checkpoint));
   EXPECT_GT(static_cast<double>(weights), 0.90 * static_cast<double>(checkpoint));
+  EXPECT_NEAR(static_cast<double>(weights) / static_cast<double>(plan->weight_bytes), 1.0, 0.05);
+  // Resident after load: the plan's weights and RoPE table within 5%, plus the KV pool and
+  // 16 MiB for the process's own tables.
+  const double planned = static_cast<double>(plan->weight_bytes + plan->rope_table_bytes);
+  EXPECT_LE(static_cast<double>(loaded), 1.05 * planned + static_cast<double>(kv + (16ull << 20)));
   // Loaded: the checkpoint's bytes within 5% and the KV pool (touched when it is zeroed), plus
   // 16 MiB for the process's own tables; a widened copy of the fp8 weights would be 200 MB more.
   const double ckpt = static_cast<double>(checkpoint);
