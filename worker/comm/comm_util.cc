@@ -5,6 +5,26 @@
 #include "absl/strings/str_cat.h"
 
 namespace expertmesh::comm {
+
+const char* CollectiveName(Collective op) {
+  switch (op) {
+    case Collective::kAllReduce:
+      return "AllReduce";
+    case Collective::kAllGather:
+      return "AllGather";
+    case Collective::kReduceScatter:
+      return "ReduceScatter";
+    case Collective::kAllToAll:
+      return "AllToAll";
+    case Collective::kBroadcast:
+      return "Broadcast";
+    case Collective::kBroadcastBytes:
+      return "BroadcastBytes";
+    case Collective::kBarrier:
+      return "Barrier";
+  }
+  return "unknown";
+}
 namespace {
 
 // common/dtype.h speaks std::string_view; absl here is built without the std alias.

@@ -13,6 +13,20 @@
 
 namespace expertmesh::comm {
 
+// The collectives of Communicator, for transports that tag or check calls (the shared-memory
+// transport writes the value into its segment, so 0 stays "no call").
+enum class Collective : uint32_t {
+  kAllReduce = 1,
+  kAllGather,
+  kReduceScatter,
+  kAllToAll,
+  kBroadcast,
+  kBroadcastBytes,
+  kBarrier
+};
+// "AllReduce", "BroadcastBytes", ...; "unknown" for a value outside the enum.
+const char* CollectiveName(Collective op);
+
 // INVALID_ARGUMENT unless dtype is one the reductions support (kF32, kBF16).
 absl::Status CheckReduceDType(absl::string_view op, DType dtype);
 

@@ -17,35 +17,7 @@
 namespace expertmesh::comm {
 namespace {
 
-enum class Op : uint32_t {
-  kAllReduce = 1,
-  kAllGather,
-  kReduceScatter,
-  kAllToAll,
-  kBroadcast,
-  kBytes,
-  kBarrier
-};
-
-const char* OpName(uint32_t op) {
-  switch (static_cast<Op>(op)) {
-    case Op::kAllReduce:
-      return "AllReduce";
-    case Op::kAllGather:
-      return "AllGather";
-    case Op::kReduceScatter:
-      return "ReduceScatter";
-    case Op::kAllToAll:
-      return "AllToAll";
-    case Op::kBroadcast:
-      return "Broadcast";
-    case Op::kBytes:
-      return "BroadcastBytes";
-    case Op::kBarrier:
-      return "Barrier";
-  }
-  return "?";
-}
+using Op = Collective;
 
 // Round counters wrap after 2^32 rounds; compare as a signed distance.
 bool Reached(uint32_t posted, uint32_t target) {
@@ -238,7 +210,7 @@ class ShmCommunicator final : public Communicator {
     for (uint32_t round = 0; round < rounds; ++round) {
       const size_t begin = size_t{round} * chunk_;
       absl::Status s = Round(
-          Meta(Op::kBytes, DType::kU8, round, root, total),
+          Meta(Op::kBroadcastBytes, DType::kU8, round, root, total),
           [&](std::byte* mine) {
             if (rank_ == root && total > begin) {
               std::memcpy(mine, bytes.data() + begin, std::min<size_t>(chunk_, total - begin));
@@ -349,7 +321,7 @@ class ShmCommunicator final : public Communicator {
   absl::Status CheckAgreement() const {
     const ShmRoundMeta& mine = seg_->meta(rank_, Half());
     const bool sizes_equal = mine.op != static_cast<uint32_t>(Op::kAllToAll) &&
-                             mine.op != static_cast<uint32_t>(Op::kBytes);
+                             mine.op != static_cast<uint32_t>(Op::kBroadcastBytes);
     for (int q = 0; q < world_; ++q) {
       const ShmRoundMeta& theirs = TheirMeta(q);
       if (theirs.op == mine.op && theirs.dtype == mine.dtype && theirs.round == mine.round &&
@@ -365,7 +337,7 @@ class ShmCommunicator final : public Communicator {
 
   static std::string Describe(const ShmRoundMeta& m) {
     std::string_view dtype = DTypeName(static_cast<DType>(m.dtype));
-    return absl::StrCat(OpName(m.op), " (", m.total, " bytes, ",
+    return absl::StrCat(CollectiveName(static_cast<Op>(m.op)), " (", m.total, " bytes, ",
                         absl::string_view(dtype.data(), dtype.size()), ", root ", m.root,
                         ", round ", m.round, ")");
   }

@@ -13,27 +13,7 @@
 namespace expertmesh::comm {
 namespace {
 
-enum class Op { kAllReduce, kAllGather, kReduceScatter, kAllToAll, kBroadcast, kBytes, kBarrier };
-
-const char* OpName(Op op) {
-  switch (op) {
-    case Op::kAllReduce:
-      return "AllReduce";
-    case Op::kAllGather:
-      return "AllGather";
-    case Op::kReduceScatter:
-      return "ReduceScatter";
-    case Op::kAllToAll:
-      return "AllToAll";
-    case Op::kBroadcast:
-      return "Broadcast";
-    case Op::kBytes:
-      return "BroadcastBytes";
-    case Op::kBarrier:
-      return "Barrier";
-  }
-  return "?";
-}
+using Op = Collective;
 
 // What one rank brings to a collective. Pointers stay valid while the rank is inside the call.
 struct Contribution {
@@ -120,10 +100,11 @@ absl::Status CheckConsistent(const Shared& shared, absl::string_view what) {
   for (int r = 1; r < shared.world(); ++r) {
     const Contribution& c = shared.slot(r);
     if (c.op != first.op) {
-      return absl::InternalError(absl::StrCat("fake: ", what, ": rank 0 called ", OpName(first.op),
-                                              " but rank ", r, " called ", OpName(c.op)));
+      return absl::InternalError(absl::StrCat("fake: ", what, ": rank 0 called ",
+                                              CollectiveName(first.op), " but rank ", r, " called ",
+                                              CollectiveName(c.op)));
     }
-    bool sizes_differ = first.op != Op::kAllToAll && first.op != Op::kBytes &&
+    bool sizes_differ = first.op != Op::kAllToAll && first.op != Op::kBroadcastBytes &&
                         (c.send.size() != first.send.size() || c.recv_bytes != first.recv_bytes);
     if (sizes_differ || c.dtype != first.dtype || c.root != first.root) {
       return absl::InternalError(absl::StrCat("fake: ", what, ": rank ", r,
@@ -247,7 +228,7 @@ class FakeCommunicator final : public Communicator {
   absl::Status BroadcastBytes(std::string& bytes, int root) override {
     if (absl::Status s = CheckRoot("BroadcastBytes", world_size(), root); !s.ok()) return s;
     if (absl::Status s = latch_.Check(); !s.ok()) return s;
-    Contribution c{.op = Op::kBytes, .root = root, .bytes = &bytes};
+    Contribution c{.op = Op::kBroadcastBytes, .root = root, .bytes = &bytes};
     std::string copy;
     absl::Status s = Exchange(c, [&] { copy = *shared_->slot(root).bytes; });
     if (s.ok() && rank_ != root) bytes = std::move(copy);
@@ -274,7 +255,7 @@ class FakeCommunicator final : public Communicator {
   template <typename Read>
   absl::Status Exchange(const Contribution& c, Read read) {
     uint64_t index = calls_++;
-    std::string what = absl::StrCat(OpName(c.op), " #", index);
+    std::string what = absl::StrCat(CollectiveName(c.op), " #", index);
     shared_->Post(rank_, c);
     if (absl::Status s = shared_->Arrive(rank_, 2 * index + 1, what); !s.ok()) {
       return latch_.Record(s);
