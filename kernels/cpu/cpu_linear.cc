@@ -1,11 +1,10 @@
 // Linear (x @ W^T) and the per-expert grouped linear of MoE layers.
 //
-// bf16 activations with bf16 weights (or fp8 weights whose scale blocks start on whole 32-wide
-// k tiles) on the AMX family take the tile GEMM (kernels_amx.cc, kernels_amx_fp8.cc) when at
-// least amx_min_tokens tokens multiply the weight; their activations are packed into the tile
-// layout once per product, before the tasks run. bf16 activations on a CPU with AVX512_BF16
-// otherwise take the bf16 dot-product kernel for any token count.
-// Otherwise there are two paths, chosen per weight by the number of tokens multiplying it:
+// bf16 activations with bf16 or fp8 weights on the AMX family take the tile GEMM (kernels_amx.cc,
+// kernels_amx_fp8.cc) when at least amx_min_tokens tokens multiply the weight; their activations
+// are packed into the tile layout once per product, before the tasks run. bf16 activations on a CPU
+// with AVX512_BF16 otherwise take the bf16 dot-product kernel for any token count. Otherwise there
+// are two paths, chosen per weight by the number of tokens multiplying it:
 //  - few tokens (decode): the KernelTable GEMM streams each weight row once from memory,
 //    widening bf16 (or fp8 e4m3 times its block scale) in registers; memory-bound, so it aims
 //    at the DRAM bandwidth, and fp8 weights read half the bytes.
@@ -229,12 +228,8 @@ void RunJobs(const CpuContext& ctx, std::vector<GemmJob>& jobs) {
         job.n < ctx.amx_min_tokens) {
       return false;
     }
-    if (job.w->dtype() == DType::kBF16) return true;
-    // fp8 weights whose scale blocks start on whole k tiles (every checkpoint's 128-wide blocks,
-    // sliced by tensor parallelism at multiples of 32); others keep the AVX512_BF16 kernel.
-    if (job.w->dtype() != DType::kF8E4M3 || ctx.kernels->amx_gemm_f8 == nullptr) return false;
-    const BlockScales& b = *job.w->block_scales();
-    return b.block_cols % kAmxTileK == 0 && b.col_offset % kAmxTileK == 0;
+    return job.w->dtype() == DType::kBF16 ||
+           (job.w->dtype() == DType::kF8E4M3 && ctx.kernels->amx_gemm_f8 != nullptr);
   };
   const auto uses_bf16_dot = [&](const GemmJob& job) {
     return job.x_bf16 != nullptr && !uses_amx(job) &&

@@ -86,10 +86,10 @@ struct KernelTable {
                      uint16_t* packed) = nullptr;
   void (*amx_gemm_bf16)(const uint16_t* packed_x, int64_t n, int64_t k, const uint16_t* w,
                         int64_t ldw, int64_t rows, float* out, int64_t ldo) = nullptr;
-  // amx_gemm_bf16 with fp8 e4m3 weights [rows, ldw] and their block scales: each scale block's
-  // products summed in fp32 tiles, then added to the output times the block's scale (one fused
-  // multiply-add); e4m3 subnormals read as zero. REQUIRES: scales.block_cols and
-  // scales.col_offset multiples of kAmxTileK (so scale blocks start on whole tiles).
+  // amx_gemm_bf16 with fp8 e4m3 weights [rows, ldw] and their block scales: each weight becomes
+  // bf16(fp32(value x scale)) (nearest even; so within a relative 2^-9 of the dequantized
+  // weight, as a bf16 checkpoint's weights are; e4m3 subnormals read as zero), multiplied as
+  // amx_gemm_bf16 multiplies bf16 weights. Any scale block shape and offsets.
   void (*amx_gemm_f8)(const uint16_t* packed_x, int64_t n, int64_t k, const uint8_t* w, int64_t ldw,
                       int64_t rows, const Fp8Scales& scales, float* out, int64_t ldo) = nullptr;
 };

@@ -1,15 +1,23 @@
-// W8A16 on the AMX tile unit: fp8 e4m3 weights with 128 x 128 block scales times bf16
-// activations. Each 32-row block of weights is widened once per token chunk to bf16 (exact for
-// every normal e4m3 value: the exponent rebiased by 120), then multiplied like bf16 weights one
-// scale block of k at a time: a block's products are summed in fresh fp32 tiles, which enter
-// each output's running sum times the row's scale for that block (one fused multiply-add). The
-// order depends on k and the block offsets only, never on the token count (batching
-// invariance). e4m3 subnormals (|v| < 2^-6, below 1/28000 of a block's largest weight) become
-// zero, the one approximation of this path, as on the AVX512_BF16 kernel.
-// Compiled with -mamx-tile -mamx-bf16 -mavx512f like kernels_amx.cc.
+// W8A16 on the AMX tile unit: fp8 e4m3 weights with block scales times bf16 activations. Each
+// 32-row block of weights is widened once per token chunk to bf16 values of w x s (the e4m3
+// value times its block scale, rounded to fp32 and then to bf16, nearest even; e4m3 subnormals
+// read as zero), and multiplied exactly like bf16 weights (kernels_amx.cc): one chain of tile
+// products over all of k per output, in ascending order, whatever the token count (batching
+// invariance).
+//
+// Why the scale goes into the weights: summing each 128-wide scale block in fresh tiles and
+// scaling the sums (exact weights) cut every output's chain into k / 128 chains of 4 tile
+// products, each a tile store and a scaling pass: at one token the tile unit then waited on its
+// own latency (4 dependent products per chain) and fp8 ran at 0.40x the speed of bf16 in the
+// engine (2-vCPU Xeon, 2026-12-06). Rounding w x s to bf16 costs a relative 2^-9 per weight, the
+// precision of a bf16 checkpoint.
+// Compiled with -mamx-tile -mamx-bf16 -mavx512bf16 -mavx512f like kernels_amx.cc.
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
 #include <vector>
 
 #include "kernels/cpu/amx_tiles.h"
@@ -18,37 +26,142 @@
 namespace expertmesh::kernels::cpu::amx {
 namespace {
 
-constexpr int kRebias = 120 << 7;  // e4m3 exponent bias 7 -> bf16 bias 127, in bf16 bits
+constexpr float kUnbias = 0x1p120f;  // undoes Widen16's 2^-120
 
-// 32 e4m3 values as bf16: the sign-extended byte shifted left by 4 puts the sign in bit 15
-// (copies in 14..11, masked off), the exponent in bits 10..7 and the mantissa in 6..4; normal
-// values then need their exponent rebiased, subnormals (exponent 0) keep only their sign.
-inline __m512i Widen32(const uint8_t* p) {
-  const __m512i v = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-  const __m512i b =
-      _mm512_and_si512(_mm512_slli_epi16(v, 4), _mm512_set1_epi16(static_cast<short>(0x87f0)));
-  const __mmask32 normal = _mm512_test_epi16_mask(b, _mm512_set1_epi16(0x0780));
-  return _mm512_mask_add_epi16(_mm512_and_si512(b, _mm512_set1_epi16(static_cast<short>(0x8000))),
-                               normal, b, _mm512_set1_epi16(kRebias));
+// 16 e4m3 values as fp32, each times 2^-120: the sign-extended byte shifted left by 20 puts the
+// sign in bit 31 (copies in 30..28, masked off), the exponent in bits 26..23 and the mantissa in
+// 22..20, an fp32 with the exponent 120 less, exact for normal e4m3 values. e4m3 subnormals
+// (|v| < 2^-6, below 1/28000 of a block's largest weight) become zero, as on the AVX512_BF16
+// kernel: they would be fp32 subnormals here, and each multiplication of one takes a microcode
+// assist (measured: a weight of uniformly random bytes ran 20x slower).
+inline __m512 Widen16(const uint8_t* p) {
+  const __m512i v = _mm512_slli_epi32(
+      _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 20);
+  const __mmask16 normal = _mm512_test_epi32_mask(v, _mm512_set1_epi32(0x07800000));
+  return _mm512_castsi512_ps(
+      _mm512_maskz_and_epi32(normal, v, _mm512_set1_epi32(static_cast<int>(0x87f00000u))));
 }
 
-// The same bits for one value.
-inline uint16_t Widen1(uint8_t byte) {
-  const uint16_t b =
-      static_cast<uint16_t>((static_cast<int16_t>(static_cast<int8_t>(byte)) * 16) & 0x87f0);
-  return (b & 0x0780) != 0 ? static_cast<uint16_t>(b + kRebias) : (b & 0x8000);
+// What one weight becomes: bf16 of fp32(value x scale), as Widen32 computes it.
+inline uint16_t Widen1(uint8_t byte, float mult, bool two_step) {
+  const uint32_t v = static_cast<uint32_t>(static_cast<int32_t>(static_cast<int8_t>(byte))) << 20;
+  const uint32_t bits = (v & 0x07800000u) != 0 ? v & 0x87f00000u : 0;
+  float f;
+  std::memcpy(&f, &bits, sizeof(f));
+  if (two_step) f *= kUnbias;
+  f *= mult;
+  uint32_t out;
+  std::memcpy(&out, &f, sizeof(out));
+  // VCVTNE2PS2BF16 flushes fp32 subnormals to zero, then rounds to nearest even (no NaN can
+  // arise: e4m3 bytes widen to finite values, and finite scales keep them finite).
+  if ((out & 0x7f800000u) == 0) return static_cast<uint16_t>((out >> 16) & 0x8000);
+  return static_cast<uint16_t>((out + 0x7fff + ((out >> 16) & 1)) >> 16);
 }
 
-// Rows [0, rows) of w as bf16 into a zero-padded kBlockRows x ld block (ld >= k).
-void WidenRows(const uint8_t* w, int64_t ldw, int rows, int64_t k, int64_t ld, uint16_t* dst) {
-  std::fill(dst, dst + kBlockRows * ld, uint16_t{0});
+// 32 weights of one scale block as bf16 of w x s. `mult` is the scale times 2^120, exact while
+// finite; where that overflows (two_step), the widened values are first brought back by 2^120
+// (exact: e4m3 values are finite) and then multiplied by the scale itself.
+inline __m512i Widen32(const uint8_t* p, __m512 mult, bool two_step) {
+  __m512 lo = Widen16(p), hi = Widen16(p + 16);
+  if (two_step) {
+    lo = _mm512_mul_ps(lo, _mm512_set1_ps(kUnbias));
+    hi = _mm512_mul_ps(hi, _mm512_set1_ps(kUnbias));
+  }
+  return reinterpret_cast<__m512i>(
+      _mm512_cvtne2ps_pbh(_mm512_mul_ps(hi, mult), _mm512_mul_ps(lo, mult)));
+}
+
+// Columns [k0, k1) (k0 a multiple of kTileK) of rows [0, rows) of w as bf16 (w x s) into dst
+// (row stride ld >= k, columns as in w); when k1 == k, columns from k up to ld are zeroed: the
+// packed activations are zero there and 0 x (garbage) could be NaN. Meanwhile the same bytes of
+// the `next` rows (the following row block; nullptr: none) are prefetched: a small token count
+// reads each weight once, and the 32 rows of a block side by side are more streams than the
+// hardware prefetcher follows. Each value comes out the same however the columns are split.
+void WidenColumns(const uint8_t* w, int64_t ldw, int rows, int64_t k0, int64_t k1, int64_t k,
+                  const Fp8Scales& scales, int64_t row, int64_t ld, uint16_t* dst,
+                  const uint8_t* next) {
   for (int r = 0; r < rows; ++r) {
     const uint8_t* src = w + r * ldw;
-    uint16_t* row = dst + r * ld;
-    int64_t i = 0;
-    for (; i + 32 <= k; i += 32) _mm512_storeu_si512(row + i, Widen32(src + i));
-    for (; i < k; ++i) row[i] = Widen1(src[i]);
+    uint16_t* out = dst + r * ld;
+    const float* scale_row = scales.Row(row + r);
+    for (int64_t i = k0; i < k1;) {
+      const int64_t block = (i + scales.col_offset) / scales.block_cols;
+      const int64_t end = std::min(k1, (block + 1) * scales.block_cols - scales.col_offset);
+      const float scale = scale_row[block];
+      const float folded = scale * kUnbias;
+      const bool two_step = !(std::fabs(folded) <= std::numeric_limits<float>::max());
+      const float m = two_step ? scale : folded;
+      const __m512 mult = _mm512_set1_ps(m);
+      for (; i + 32 <= end; i += 32) {
+        if (next != nullptr && (i & 63) == 0) __builtin_prefetch(next + r * ldw + i, 0, 3);
+        _mm512_storeu_si512(out + i, Widen32(src + i, mult, two_step));
+      }
+      for (; i < end; ++i) out[i] = Widen1(src[i], m, two_step);
+    }
+    if (k1 == k) std::fill(out + k, out + ld, uint16_t{0});
   }
+}
+
+// Columns widened at a time by the first token pair of a row block: 32 rows x 128 bf16 = 8 KiB,
+// so that the tiles read them from L1 right after (a whole widened block at k = 2048 is 128 KiB
+// and went through L2: at one token, half the time went to its stores and tile loads).
+constexpr int64_t kWidenCols = 128;
+
+// The C tiles for MA x 16 weight rows and NB x 16 tokens: zeroed, then tile products over
+// k tiles [kt0, kt1) of the widened block `a` (row stride ld) and the packed activations b
+// (the next token block b_block elements on), then stored to c ([MA][NB][16][16] fp32). The
+// same chain as amx_tiles.h's MicroKernel, split so that widening can run between its parts.
+template <int MA, int NB>
+inline void ZeroTiles() {
+  _tile_zero(0);
+  if constexpr (NB == 2) _tile_zero(1);
+  if constexpr (MA == 2) _tile_zero(2);
+  if constexpr (MA == 2 && NB == 2) _tile_zero(3);
+}
+template <int MA, int NB>
+inline void TileProducts(const uint16_t* a, int64_t ld, int64_t kt0, int64_t kt1, const uint16_t* b,
+                         int64_t b_block) {
+  for (int64_t kt = kt0; kt < kt1; ++kt) {
+    const uint16_t* ak = a + kt * kTileK;
+    const uint16_t* bk = b + kt * kAmxPackedTileElems;
+    _tile_loadd(4, ak, ld * 2);
+    _tile_loadd(6, bk, 64);
+    if constexpr (MA == 2) _tile_loadd(5, ak + kTileRows * ld, ld * 2);
+    if constexpr (NB == 2) _tile_loadd(7, bk + b_block, 64);
+    _tile_dpbf16ps(0, 4, 6);
+    if constexpr (NB == 2) _tile_dpbf16ps(1, 4, 7);
+    if constexpr (MA == 2) _tile_dpbf16ps(2, 5, 6);
+    if constexpr (MA == 2 && NB == 2) _tile_dpbf16ps(3, 5, 7);
+  }
+}
+template <int MA, int NB>
+inline void StoreTiles(float* c) {
+  constexpr int64_t kTileFloats = kTileRows * kTileRows;
+  _tile_stored(0, c, 64);
+  if constexpr (NB == 2) _tile_stored(1, c + kTileFloats, 64);
+  if constexpr (MA == 2) _tile_stored(2, c + NB * kTileFloats, 64);
+  if constexpr (MA == 2 && NB == 2) _tile_stored(3, c + 3 * kTileFloats, 64);
+}
+
+// One row block x token pair. `widen` (nullptr: the block is widened already) widens columns
+// [k0, k1) of the block; it runs one step ahead of the tiles, so that no tile load reads lines
+// whose vector stores are still in flight.
+template <int MA, int NB, typename Widen>
+void BlockProducts(const uint16_t* a, int64_t ld, int64_t k, const uint16_t* b, int64_t b_block,
+                   const Widen* widen, float* c) {
+  const int64_t k_tiles = (k + kTileK - 1) / kTileK;
+  ZeroTiles<MA, NB>();
+  if (widen == nullptr) {
+    TileProducts<MA, NB>(a, ld, 0, k_tiles, b, b_block);
+  } else {
+    (*widen)(0, std::min(k, kWidenCols));
+    for (int64_t k0 = 0; k0 < k; k0 += kWidenCols) {
+      const int64_t k1 = std::min(k, k0 + kWidenCols);
+      if (k1 < k) (*widen)(k1, std::min(k, k1 + kWidenCols));
+      TileProducts<MA, NB>(a, ld, k0 / kTileK, (k1 + kTileK - 1) / kTileK, b, b_block);
+    }
+  }
+  StoreTiles<MA, NB>(c);
 }
 
 }  // namespace
@@ -57,48 +170,47 @@ void GemmF8(const uint16_t* packed_x, int64_t n, int64_t k, const uint8_t* w, in
             int64_t rows, const Fp8Scales& scales, float* out, int64_t ldo) {
   if (n <= 0 || rows <= 0) return;
   thread_local std::vector<uint16_t> wide;
-  thread_local std::vector<float> c(2 * 2 * kTileRows * kTileRows),
-      acc(2 * 2 * kTileRows * kTileRows);
+  alignas(64) float c[2 * 2 * kTileRows * kTileRows];
   _tile_loadconfig(&Config());
   const int64_t k_tiles = (k + kTileK - 1) / kTileK;
-  const int64_t ld = k_tiles * kTileK;
+  // The widened block's row stride: whole tiles and one more, so that it is no multiple of
+  // 4 KiB. At k = 2048 the rows would be 4 KiB apart, all 32 rows of a column range would fall in
+  // the same L1 sets, and each tile load would miss L1 (measured: the tile products took longer
+  // than the bf16 kernel's, which read their weights from memory).
+  const int64_t ld = (k_tiles + 1) * kTileK;
   const int64_t b_block = k_tiles * kAmxPackedTileElems;
-  wide.resize(kBlockRows * ld);
-  const float* scale_rows[kBlockRows] = {};
+  if (static_cast<int64_t>(wide.size()) < kBlockRows * ld) wide.resize(kBlockRows * ld);
+  int64_t widened_block = -1;  // the row block `wide` holds
   ForBlocks(
       n, rows,
       [&](int64_t r, int rows_here) {
-        WidenRows(w + r * ldw, ldw, rows_here, k, ld, wide.data());
-        for (int i = 0; i < kBlockRows; ++i)
-          scale_rows[i] = i < rows_here ? scales.Row(r + i) : nullptr;
+        // Rows past the call's last one are zero (their outputs are never stored, but a NaN
+        // left there by an earlier call must not be read).
+        if (rows_here < kBlockRows) {
+          std::fill(wide.begin() + rows_here * ld, wide.begin() + kBlockRows * ld, uint16_t{0});
+        }
       },
       [&](int64_t r, int rows_here, int64_t tb, int nb) {
         const int ma = rows_here > kTileRows ? 2 : 1;
-        std::fill(acc.begin(), acc.end(), 0.0f);
-        // Scale blocks of k; the caller guarantees they start on whole k tiles (col_offset and
-        // block_cols multiples of kTileK), so each segment is a run of tiles.
-        for (int64_t i = 0; i < k;) {
-          const int64_t block = (i + scales.col_offset) / scales.block_cols;
-          const int64_t end = std::min(k, (block + 1) * scales.block_cols - scales.col_offset);
-          const int64_t kt0 = i / kTileK, kt1 = (end + kTileK - 1) / kTileK;
-          const WeightBlock wb{wide.data() + kt0 * kTileK, ld, kt1 - kt0, nullptr};
-          RunMicroKernel(ma, nb, wb, packed_x + tb * b_block + kt0 * kAmxPackedTileElems, b_block,
-                         c.data());
-          for (int a = 0; a < ma; ++a) {
-            for (int row = 0; row < kTileRows; ++row) {
-              const float* s = scale_rows[a * kTileRows + row];
-              const __m512 scale = _mm512_set1_ps(s != nullptr ? s[block] : 0.0f);
-              for (int j = 0; j < nb; ++j) {
-                const int64_t at = ((a * nb + j) * kTileRows + row) * kTileRows;
-                _mm512_storeu_ps(acc.data() + at,
-                                 _mm512_fmadd_ps(_mm512_loadu_ps(c.data() + at), scale,
-                                                 _mm512_loadu_ps(acc.data() + at)));
-              }
-            }
-          }
-          i = end;
+        // The first token pair of a row block widens it on the way (later pairs and chunks
+        // reuse it) and prefetches the next block of the call.
+        const uint8_t* next = r + 2 * kBlockRows <= rows ? w + (r + kBlockRows) * ldw : nullptr;
+        const auto widen_columns = [&](int64_t k0, int64_t k1) {
+          WidenColumns(w + r * ldw, ldw, rows_here, k0, k1, k, scales, r, ld, wide.data(), next);
+        };
+        const decltype(widen_columns)* widen = widened_block == r ? nullptr : &widen_columns;
+        widened_block = r;
+        const uint16_t* b = packed_x + tb * b_block;
+        if (ma == 2 && nb == 2) {
+          BlockProducts<2, 2>(wide.data(), ld, k, b, b_block, widen, c);
+        } else if (ma == 2) {
+          BlockProducts<2, 1>(wide.data(), ld, k, b, b_block, widen, c);
+        } else if (nb == 2) {
+          BlockProducts<1, 2>(wide.data(), ld, k, b, b_block, widen, c);
+        } else {
+          BlockProducts<1, 1>(wide.data(), ld, k, b, b_block, widen, c);
         }
-        StoreBlock(acc.data(), ma, nb, rows_here, n, tb * kTileRows, out + r, ldo);
+        StoreBlock(c, ma, nb, rows_here, n, tb * kTileRows, out + r, ldo);
       });
   _tile_release();
 }

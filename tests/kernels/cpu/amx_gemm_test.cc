@@ -223,8 +223,8 @@ Tensor Fp8Weight(int64_t m, int64_t k, int64_t row_offset, int64_t col_offset, s
                              .col_offset = col_offset});
 }
 
-// The dequantized weight as a bf16-free double tensor for Multiply: each weight its e4m3 value
-// times its block scale.
+// The weights the AMX fp8 kernel multiplies, as an fp32 tensor for Multiply: each weight its e4m3
+// value times its block scale, rounded to bf16 (kernel_table.h, amx_gemm_f8).
 Tensor Dequantized(const Tensor& w) {
   const kernels::BlockScales& s = *w.block_scales();
   const int64_t rows = w.dim(0), cols = w.dim(1), ld = s.scales->dim(1);
@@ -233,7 +233,8 @@ Tensor Dequantized(const Tensor& w) {
     for (int64_t i = 0; i < cols; ++i) {
       const float scale = s.scales->data<float>()[((r + s.row_offset) / s.block_rows) * ld +
                                                   (i + s.col_offset) / s.block_cols];
-      out.data<float>()[r * cols + i] = F8E4M3ToFloat(w.data<uint8_t>()[r * cols + i]) * scale;
+      out.data<float>()[r * cols + i] =
+          Bf16ToFloat(FloatToBf16(F8E4M3ToFloat(w.data<uint8_t>()[r * cols + i]) * scale));
     }
   }
   return out;
@@ -250,9 +251,11 @@ struct AmxFp8Case {
 
 class AmxFp8LinearTest : public ::testing::TestWithParam<AmxFp8Case> {};
 
-// Each scale block's products are summed exactly-ish in fp32 tiles and scaled once, so the
-// error is that of an fp32 sum of k terms plus one rounding per block: within the bound of
-// Multiply (2 (k - 1) u sum |x w|) widened to 2 (k + 2) u for the scaling.
+// With the weights rounded as the kernel rounds them, what is left is the error of an fp32 sum
+// of k exact products: within the bound of Multiply (2 (k - 1) u sum |x w|), here widened to
+// 2 (k + 2) u. Shapes: k tails and partial 128-wide scale blocks, scale blocks starting
+// mid-tile (column offsets 64 and 96, row offsets 5 and 96), row counts that are no multiple
+// of 32, from 1 to 100 tokens.
 TEST_P(AmxFp8LinearTest, MatchesTheDequantizedReference) {
   SKIP_WITHOUT_AMX();
   const AmxFp8Case& c = GetParam();
@@ -283,6 +286,9 @@ const AmxFp8Case kAmxFp8Cases[] = {
     {"k131_offsets", 33, 131, 20, 5, 64},          // rows straddle a 128-row scale block
     {"tokens64_col96", 64, 384, 70, 0, 96},
     {"tokens100", 100, 130, 33, 64, 0},
+    {"col_offset77_k301", 3, 301, 9, 0, 77},     // scale blocks starting mid-tile
+    {"one_row_k33", 1, 33, 1, 127, 127},         // one row, one value past a tile
+    {"tokens40_two_chunks", 40, 256, 96, 0, 0},  // token blocks in pairs and alone
 };
 
 INSTANTIATE_TEST_SUITE_P(Cpu, AmxFp8LinearTest, ::testing::ValuesIn(kAmxFp8Cases),
