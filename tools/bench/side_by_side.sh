@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# side_by_side.sh - expertmesh's engine_decode_bench and llama.cpp's benches, alternated run by
+# run on the same machine and threads, each line stamped with the time and the load average
+# (on a shared host the drift between runs is larger than most differences measured).
+#
+# Developer TOOL (never run by CI): it needs the GGUFs and binaries of
+#   tools/bench/llamacpp_peer.sh --no-bench --types "bf16 q8_0"
+# and a built engine_decode_bench.
+#
+# Usage: tools/bench/side_by_side.sh WHAT [REPS]
+#   WHAT  decode      fp8 checkpoint vs Q8_0 GGUF of the same weights: batch 1
+#                     (engine_decode_bench DIR 2 64 1 / llama-bench -p 0 -n 64) and 32 streams
+#                     (engine_decode_bench DIR 2 48 32 / llama-batched-bench -npl 32, S_TG)
+#         prefill N   one N-token prompt: engine_decode_bench --prefill-tokens N on the default
+#                     family and on PREFILL_FAMILIES (avx512bf16) / llama-bench -p N -n 0 on
+#                     the bf16 GGUF
+#   REPS  alternated repetitions (2)
+# Env: BENCH (engine_decode_bench binary; build-serve/bin/...), PEER_WORK (/tmp/expertmesh-peer),
+#      THREADS (2), FP8_MODEL (models/bench-1b-fp8), BF16_MODEL (models/bench-1b),
+#      PREFILL_FAMILIES ("avx512bf16"; "" for the default family only).
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$REPO_ROOT"
+WHAT="${1:?usage: side_by_side.sh decode|prefill N [REPS]}"
+shift
+N=0
+if [ "$WHAT" = prefill ]; then
+  N="${1:?prefill needs a token count}"
+  shift
+fi
+REPS="${1:-2}"
+BENCH="${BENCH:-build-serve/bin/engine_decode_bench}"
+PEER="${PEER_WORK:-/tmp/expertmesh-peer}"
+THREADS="${THREADS:-2}"
+FP8_MODEL="${FP8_MODEL:-models/bench-1b-fp8}"
+BF16_MODEL="${BF16_MODEL:-models/bench-1b}"
+FAMILIES="${PREFILL_FAMILIES-avx512bf16}"
+NAME="$(basename "$BF16_MODEL")"
+Q8="$PEER/$NAME-q8_0.gguf"
+BF16="$PEER/$NAME-bf16.gguf"
+
+ERR="$PEER/results/side_by_side.err"  # llama.cpp's load logs (stderr)
+mkdir -p "$PEER/results"
+stamp() { echo "## $(date -u +%FT%TZ) load $(cut -d' ' -f1-3 /proc/loadavg): $*"; }
+run() {
+  stamp "$*"
+  "$@"
+}
+
+for rep in $(seq 1 "$REPS"); do
+  echo "# repetition $rep of $REPS"
+  if [ "$WHAT" = decode ]; then
+    run "$BENCH" "$FP8_MODEL" "$THREADS" 64 1
+    run "$PEER/build/bin/llama-bench" -m "$Q8" -t "$THREADS" -ngl 0 -p 0 -n 64 -r 3 2>>"$ERR"
+    run "$BENCH" "$FP8_MODEL" "$THREADS" 48 32
+    run "$PEER/build/bin/llama-batched-bench" -m "$Q8" -t "$THREADS" -tb "$THREADS" -ngl 0 \
+      -c 4096 -b 2048 -ub 512 -npp 16 -ntg 32 -npl 32 2>>"$ERR" | grep -E '^\|' || true
+  else
+    SPECS="$BF16_MODEL"
+    for f in $FAMILIES; do SPECS="$SPECS,$BF16_MODEL@$f"; done
+    run "$BENCH" --prefill-tokens "$N" --rounds 1 "$SPECS" "$THREADS"
+    run "$PEER/build/bin/llama-bench" -m "$BF16" -t "$THREADS" -ngl 0 -p "$N" -n 0 -r 2 2>>"$ERR"
+  fi
+done
+stamp "done"
