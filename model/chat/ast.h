@@ -58,6 +58,8 @@ enum class NodeKind {
   kSetBlock,  // {% set target %} body {% endset %}
   kBreak,
   kContinue,
+  kMacro,      // {% macro attr(targets = defaults) %} body {% endmacro %}
+  kCallBlock,  // {% call(targets = defaults) expr %} body {% endcall %}: body is caller()
 };
 
 struct IfBranch {
@@ -71,8 +73,10 @@ struct Node {
   std::string text;
   ExprPtr expr;                      // output value, for iterable, set value
   ExprPtr filter;                    // for ... if filter
-  std::vector<std::string> targets;  // for/set target names (several for unpacking)
-  std::string attr;                  // set ns.attr: targets[0] is ns, attr the attribute
+  std::vector<std::string> targets;  // for/set target names; macro/caller parameter names
+  std::vector<ExprPtr> defaults;     // macro/caller: one per parameter, null when it has none
+  std::string attr;                  // set ns.attr: targets[0] is ns, attr the attribute;
+                                     // kMacro: the macro's name
   std::vector<IfBranch> branches;
   Body body;
   Body else_body;

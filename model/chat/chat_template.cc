@@ -29,6 +29,41 @@ absl::StatusOr<std::string> ChatTemplate::Render(const nlohmann::ordered_json& c
   return Evaluate(parsed_->body, parsed_->source, Value::FromJson(context), options);
 }
 
+namespace {
+
+// transformers' _alias_reasoning_fields: a message whose reasoning_content, thinking or reasoning
+// (the first of them that is present and not null) carries its reasoning gets it under
+// `thinking` (which gpt-oss reads) and `reasoning_content` (which Qwen3, GLM, MiniMax read).
+// Python builds {"thinking": r, **message, "reasoning_content": r}, so `thinking` comes first
+// unless the message has its own, and `reasoning_content` keeps its place or goes last.
+nlohmann::ordered_json AliasReasoningFields(const nlohmann::ordered_json& messages) {
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
+  for (const auto& message : messages) {
+    const nlohmann::ordered_json* reasoning = nullptr;
+    if (message.is_object()) {
+      for (const char* key : {"reasoning_content", "thinking", "reasoning"}) {
+        auto it = message.find(key);
+        if (it != message.end() && !it->is_null()) {
+          reasoning = &*it;
+          break;
+        }
+      }
+    }
+    if (reasoning == nullptr) {
+      out.push_back(message);
+      continue;
+    }
+    nlohmann::ordered_json aliased = nlohmann::ordered_json::object();
+    aliased["thinking"] = *reasoning;
+    for (const auto& [k, v] : message.items()) aliased[k] = v;
+    aliased["reasoning_content"] = *reasoning;
+    out.push_back(std::move(aliased));
+  }
+  return out;
+}
+
+}  // namespace
+
 absl::StatusOr<std::string> RenderChat(const ChatTemplate& chat_template,
                                        const nlohmann::ordered_json& messages,
                                        const ChatRenderOptions& options) {
@@ -37,7 +72,7 @@ absl::StatusOr<std::string> RenderChat(const ChatTemplate& chat_template,
     return absl::InvalidArgumentError("extra_kwargs must be a JSON object");
   }
   nlohmann::ordered_json context = nlohmann::ordered_json::object();
-  context["messages"] = messages;
+  context["messages"] = AliasReasoningFields(messages);
   context["tools"] = options.tools.value_or(nullptr);
   context["documents"] = nullptr;
   context["add_generation_prompt"] = options.add_generation_prompt;

@@ -22,7 +22,7 @@ namespace expertmesh::chat {
 class ChatTemplate {
  public:
   // Errors: InvalidArgument "chat template syntax error at line L, column C: ..." for any
-  // syntax error or construct outside the supported subset (macros, includes, ...).
+  // syntax error or construct outside the supported subset (includes, extends, blocks, ...).
   static absl::StatusOr<ChatTemplate> Parse(std::string_view source);
 
   // Renders with `context` (a JSON object) as the template variables. Object key order is kept
@@ -52,9 +52,12 @@ struct ChatRenderOptions {
   RenderLimits limits;
 };
 
-// Renders `messages` (a JSON array of {role, content, ...}) the way transformers'
+// Renders `messages` (a JSON array of {role, content, ...}) the way transformers 5.x
 // apply_chat_template(tokenize=False) does: variables messages, tools, documents (None),
-// add_generation_prompt, bos_token, eos_token, then extra_kwargs.
+// add_generation_prompt, bos_token, eos_token, then extra_kwargs. Messages are preprocessed as
+// transformers does: a message's reasoning (reasoning_content, thinking or reasoning) is copied
+// to both `thinking` and `reasoning_content`. Nothing else changes: keys whose value is null
+// (an assistant's `content: null` beside tool_calls) stay, as None, as transformers keeps them.
 // Errors: InvalidArgument when messages is not an array or extra_kwargs not an object, plus
 // those of ChatTemplate::Render.
 absl::StatusOr<std::string> RenderChat(const ChatTemplate& chat_template,

@@ -1,5 +1,6 @@
 #include "model/chat/evaluator.h"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <unordered_map>
@@ -16,6 +17,10 @@ namespace expertmesh::chat {
 namespace {
 
 enum class Flow { kNormal, kBreak, kContinue };
+
+// Macro calls nest this deep at most (recursive macros such as gpt-oss's type renderer recurse
+// once per level of a JSON schema); deeper fails instead of overflowing the stack.
+constexpr int kMaxMacroDepth = 100;
 
 class Evaluator {
  public:
@@ -61,12 +66,92 @@ class Evaluator {
     return absl::OkStatus();
   }
 
+  // Inside a macro only its own frame (scopes from frame_base_ up) and the template's
+  // top-level scope are visible, as in jinja2: a macro does not see its caller's loop variables.
   Value Lookup(const std::string& name) const {
-    for (auto it = scopes_.rbegin(); it != scopes_.rend(); ++it) {
-      auto found = it->find(name);
-      if (found != it->end()) return found->second;
+    for (size_t i = scopes_.size(); i-- > 0;) {
+      if (i > 0 && i < frame_base_) continue;
+      auto found = scopes_[i].find(name);
+      if (found != scopes_[i].end()) return found->second;
     }
     return Value::Undefined(name);
+  }
+
+  // The variables a macro or caller defined here closes over: everything visible except the
+  // top-level scope, which every macro sees live anyway.
+  ValueDict Closure() const {
+    ValueDict closure;
+    for (size_t i = std::max<size_t>(frame_base_, 1); i < scopes_.size(); ++i) {
+      for (const auto& [k, v] : scopes_[i]) {
+        bool replaced = false;
+        for (auto& [key, existing] : closure) {
+          if (key == k) {
+            existing = v;
+            replaced = true;
+          }
+        }
+        if (!replaced) closure.emplace_back(k, v);
+      }
+    }
+    return closure;
+  }
+
+  // Runs a macro (or a {% call %} block's caller) in a frame of its own and returns what it
+  // printed. Arguments bind as in jinja2: positional, then keyword; a parameter left unbound
+  // takes its default, evaluated inside the frame, or stays undefined.
+  absl::StatusOr<Value> CallMacro(const Value& macro, const CallArgs& args, const Value* caller,
+                                  size_t offset) {
+    const Node& def = *macro.macro();
+    const std::string& name = macro.str();
+    if (macro_depth_ >= kMaxMacroDepth) {
+      return absl::ResourceExhaustedError(
+          Cat("chat template macro calls nest deeper than ", kMaxMacroDepth));
+    }
+    const std::vector<std::string>& params = def.targets;
+    if (args.args.size() > params.size()) {
+      return Fail(offset,
+                  Cat("macro '", name, "' takes not more than ", params.size(), " argument(s)"));
+    }
+    Scope frame;
+    for (const auto& [k, v] : macro.dict()) frame[k] = v;
+    std::vector<bool> bound(params.size(), false);
+    for (size_t i = 0; i < args.args.size(); ++i) {
+      frame[params[i]] = args.args[i];
+      bound[i] = true;
+    }
+    for (const auto& [k, v] : args.kwargs) {
+      const size_t i = std::find(params.begin(), params.end(), k) - params.begin();
+      if (i == params.size() || bound[i]) {  // jinja2 words a repeated argument the same way
+        return Fail(offset, Cat("macro '", name, "' takes no keyword argument '", k, "'"));
+      }
+      frame[k] = v;
+      bound[i] = true;
+    }
+    if (caller != nullptr) frame["caller"] = *caller;
+    scopes_.push_back(std::move(frame));
+    const size_t saved_base = frame_base_;
+    frame_base_ = scopes_.size() - 1;
+    ++macro_depth_;
+    std::string saved_out = std::move(out_);
+    out_.clear();
+    absl::Status status = [&]() -> absl::Status {
+      for (size_t i = 0; i < params.size(); ++i) {
+        if (bound[i]) continue;
+        Value v = Value::Undefined(params[i]);
+        if (def.defaults[i]) {
+          ASSIGN_OR_RETURN(v, Eval(*def.defaults[i]));
+        }
+        scopes_.back()[params[i]] = std::move(v);
+      }
+      return Exec(def.body).status();
+    }();
+    std::string printed = std::move(out_);
+    out_ = std::move(saved_out);
+    --macro_depth_;
+    frame_base_ = saved_base;
+    scopes_.pop_back();
+    RETURN_IF_ERROR(status);
+    return Value::String(std::move(printed));
   }
 
   absl::Status Assign(const std::vector<std::string>& targets, const Value& value, size_t offset) {
@@ -140,6 +225,23 @@ class Evaluator {
         out_ = std::move(saved);
         if (!flow.ok()) return flow.status();
         scopes_.back()[node.targets[0]] = Value::String(std::move(captured));
+        return Flow::kNormal;
+      }
+      case NodeKind::kMacro:
+        scopes_.back()[node.attr] = Value::Macro(node.attr, &node, Closure());
+        return Flow::kNormal;
+      case NodeKind::kCallBlock: {
+        const Expr& call = *node.expr;
+        ASSIGN_OR_RETURN(Value callee, Eval(*call.children[0]));
+        ASSIGN_OR_RETURN(CallArgs args, EvalArgs(call, 1));
+        if (!callee.is_macro()) {
+          return Fail(node.offset,
+                      Cat("{% call %} expects a macro, got '", callee.TypeName(), "'"));
+        }
+        const Value caller = Value::Macro("caller", &node, Closure());
+        ASSIGN_OR_RETURN(Value printed, CallMacro(callee, args, &caller, call.offset));
+        out_ += printed.str();
+        RETURN_IF_ERROR(CheckSize(out_.size()));
         return Flow::kNormal;
       }
       case NodeKind::kBreak:
@@ -387,6 +489,7 @@ class Evaluator {
       return result;
     }
     if (callee.kind() == Value::Kind::kBuiltin) return CallBuiltin(callee.str(), args, e.offset);
+    if (callee.is_macro()) return CallMacro(callee, args, nullptr, e.offset);
     if (callee.is_undefined()) return UndefinedError(callee, e.offset);
     return Fail(e.offset, Cat("'", callee.TypeName(), "' object is not callable"));
   }
@@ -577,6 +680,8 @@ class Evaluator {
   std::vector<Scope> scopes_;
   std::string out_;
   int64_t iterations_ = 0;
+  size_t frame_base_ = 0;  // first scope of the innermost macro frame; 0 outside macros
+  int macro_depth_ = 0;
   bool raised_ = false;  // raise_exception's message travels unchanged
 };
 

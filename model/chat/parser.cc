@@ -222,6 +222,22 @@ class Parser {
         ASSIGN_OR_RETURN(node->body, ParseBody({"endset"}, &found));
         RETURN_IF_ERROR(ExpectBlockEnd());
       }
+    } else if (keyword.text == "macro") {
+      node->kind = NodeKind::kMacro;
+      ASSIGN_OR_RETURN(node->attr, ExpectName());
+      RETURN_IF_ERROR(ParseSignature(node.get()));
+      RETURN_IF_ERROR(ExpectBlockEnd());
+      ASSIGN_OR_RETURN(node->body, ParseBody({"endmacro"}, &found));
+      RETURN_IF_ERROR(ExpectBlockEnd());
+    } else if (keyword.text == "call") {
+      node->kind = NodeKind::kCallBlock;
+      if (IsOp("(")) RETURN_IF_ERROR(ParseSignature(node.get()));
+      ASSIGN_OR_RETURN(node->expr, ParseExpression());
+      if (node->expr->kind != ExprKind::kCall)
+        return ErrorAt(keyword, "expected a call after 'call'");
+      RETURN_IF_ERROR(ExpectBlockEnd());
+      ASSIGN_OR_RETURN(node->body, ParseBody({"endcall"}, &found));
+      RETURN_IF_ERROR(ExpectBlockEnd());
     } else if (keyword.text == "break" || keyword.text == "continue") {
       node->kind = keyword.text == "break" ? NodeKind::kBreak : NodeKind::kContinue;
       RETURN_IF_ERROR(ExpectBlockEnd());
@@ -229,6 +245,28 @@ class Parser {
       return ErrorAt(keyword, Cat("unknown or unsupported statement '", keyword.text, "'"));
     }
     return node;
+  }
+
+  // "(a, b=default, ...)" of a macro or caller into node->targets and node->defaults.
+  absl::Status ParseSignature(Node* node) {
+    RETURN_IF_ERROR(ExpectOp("("));
+    while (!IsOp(")")) {
+      const Token& at = Peek();
+      ASSIGN_OR_RETURN(std::string param, ExpectName());
+      if (std::find(node->targets.begin(), node->targets.end(), param) != node->targets.end()) {
+        return ErrorAt(at, Cat("duplicate argument '", param, "'"));
+      }
+      ExprPtr default_value;
+      if (SkipOp("=")) {
+        ASSIGN_OR_RETURN(default_value, ParseExpression());
+      } else if (!node->defaults.empty() && node->defaults.back()) {
+        return ErrorAt(at, "non-default argument follows default argument");
+      }
+      node->targets.push_back(std::move(param));
+      node->defaults.push_back(std::move(default_value));
+      if (!SkipOp(",")) break;
+    }
+    return ExpectOp(")");
   }
 
   // ---- expressions ----

@@ -220,6 +220,15 @@ Value Value::Method(Value receiver, std::string name) {
   return v;
 }
 
+Value Value::Macro(std::string name, const Node* definition, ValueDict closure) {
+  Value v;
+  v.kind_ = Kind::kMacro;
+  v.s_ = std::make_shared<const std::string>(std::move(name));
+  v.dict_ = std::make_shared<ValueDict>(std::move(closure));
+  v.macro_ = definition;
+  return v;
+}
+
 double Value::as_double() const { return is_float() ? f_ : static_cast<double>(i_); }
 const std::string& Value::str() const { return s_ ? *s_ : EmptyString(); }
 const ValueList& Value::list() const {
@@ -314,6 +323,8 @@ std::string Value::Repr() const {
       return Cat("<built-in function ", *s_, ">");
     case Kind::kMethod:
       return Cat("<built-in method ", *s_, ">");
+    case Kind::kMacro:
+      return Cat("<Macro '", *s_, "'>");
   }
   return "";
 }
@@ -351,6 +362,8 @@ bool Value::Equals(const Value& other) const {
       return *s_ == *other.s_;
     case Kind::kMethod:
       return false;
+    case Kind::kMacro:
+      return macro_ == other.macro_ && dict_ == other.dict_;
     default:
       return false;
   }
@@ -380,6 +393,8 @@ std::string Value::TypeName() const {
       return "builtin_function_or_method";
     case Kind::kMethod:
       return "method";
+    case Kind::kMacro:
+      return "Macro";
   }
   return "object";
 }

@@ -23,6 +23,7 @@
 namespace expertmesh::chat {
 
 class Value;
+struct Node;  // ast.h; a macro value points at its definition
 using ValueList = std::vector<Value>;
 using ValueDict = std::vector<std::pair<std::string, Value>>;  // insertion ordered
 
@@ -40,6 +41,7 @@ class Value {
     kNamespace,  // mutable attribute bag made by namespace(...)
     kBuiltin,    // a global function (range, namespace, raise_exception, strftime_now, ...)
     kMethod,     // a method bound to its receiver: "abc".upper, d.items, ...
+    kMacro,      // a {% macro %} (or the caller of a {% call %} block) with its closure
   };
 
   Value() = default;  // undefined
@@ -54,6 +56,10 @@ class Value {
   static Value Namespace(ValueDict items);
   static Value Builtin(std::string name);
   static Value Method(Value receiver, std::string name);
+  // `definition` is the kMacro/kCallBlock node, owned by the parsed template, which outlives
+  // every render. `closure` holds the variables visible where a nested macro or a caller was
+  // defined (empty for top-level macros, which see the template's top-level variables).
+  static Value Macro(std::string name, const Node* definition, ValueDict closure);
 
   Kind kind() const { return kind_; }
   bool is_undefined() const { return kind_ == Kind::kUndefined; }
@@ -67,7 +73,10 @@ class Value {
   bool is_list() const { return kind_ == Kind::kList; }
   bool is_dict() const { return kind_ == Kind::kDict; }
   bool is_namespace() const { return kind_ == Kind::kNamespace; }
-  bool is_callable() const { return kind_ == Kind::kBuiltin || kind_ == Kind::kMethod; }
+  bool is_callable() const {
+    return kind_ == Kind::kBuiltin || kind_ == Kind::kMethod || kind_ == Kind::kMacro;
+  }
+  bool is_macro() const { return kind_ == Kind::kMacro; }
 
   bool bool_value() const { return b_; }
   int64_t int_value() const { return i_; }  // REQUIRES: is_int() or is_bool()
@@ -78,6 +87,7 @@ class Value {
   const ValueDict& dict() const;         // REQUIRES: is_dict() or is_namespace()
   ValueDict& mutable_namespace() const;  // REQUIRES: is_namespace()
   const Value& receiver() const;         // REQUIRES: kind() == kMethod
+  const Node* macro() const { return macro_; }  // REQUIRES: is_macro(); closure in dict()
 
   // Python truthiness (undefined is false).
   bool Truthy() const;
@@ -103,6 +113,7 @@ class Value {
   std::shared_ptr<const ValueList> list_;
   std::shared_ptr<ValueDict> dict_;  // const for kDict by convention; written for kNamespace
   std::shared_ptr<const Value> receiver_;
+  const Node* macro_ = nullptr;
 };
 
 // Python repr() of a float: shortest round-trip digits, "1.0", "1e+16", "inf", "nan".

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""Renders the committed chat templates with jinja2 exactly as Hugging Face transformers does.
+"""Renders the committed chat templates with Hugging Face transformers' own chat-template code.
 
-The environment mirrors transformers' chat_template_utils._compile_jinja_template:
-ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols]),
-a `tojson` filter that is json.dumps(ensure_ascii=False, indent=...), `raise_exception(msg)` and
-`strftime_now(fmt)` globals. apply_chat_template passes messages, tools (None when absent),
-documents (None), add_generation_prompt, the special tokens and any extra kwargs.
+Each case goes through transformers.utils.chat_template_utils.render_jinja_template, the function
+apply_chat_template(tokenize=False) calls: the same sandboxed jinja2 environment, the same
+message preprocessing (reasoning fields aliased to `thinking` and `reasoning_content`), messages,
+tools (None when absent), documents (None), add_generation_prompt, the special tokens and any
+extra kwargs. Using the library itself rather than a copy of its environment means a change in
+transformers shows up as a reference diff.
 
 strftime_now formats a fixed date (FIXED_NOW) so the output is reproducible; the C++ side gets the
 same date through ChatRenderOptions.
@@ -14,16 +15,17 @@ Output: a JSON file with one entry per (template, conversation, options) case ho
 expected rendering or the error jinja2 raised. The C++ test (tests/model/chat/) must reproduce
 every rendering byte for byte and fail every case that failed here.
 
-Usage: tools/chat/make_reference.sh  (creates .venv-chat with pinned jinja2 and runs this).
+Usage: tools/chat/make_reference.sh  (a venv with pinned transformers and jinja2, then this).
 """
 import argparse
+import copy
 import datetime
 import json
 import pathlib
 
 import jinja2
-from jinja2.ext import loopcontrols
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+import transformers
+from transformers.utils import chat_template_utils
 
 FIXED_NOW = datetime.datetime(2025, 3, 7, 14, 5, 9)
 
@@ -37,30 +39,21 @@ TOKENS = {
     "qwen3": ("", "<|im_end|>"),
     "deepseek_v2": ("<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"),
     "deepseek_v3": ("<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"),
+    "qwen3_coder": ("", "<|im_end|>"),
+    "qwen3_5": ("", "<|im_end|>"),
+    "kimi_k2": ("[BOS]", "[EOS]"),
+    "gpt_oss": ("<|startoftext|>", "<|return|>"),
+    "glm4_6": ("", "<|endoftext|>"),
+    "minimax_m2": ("]~!b[", "[e~["),
 }
 
 
-class RaisedException(Exception):
-    pass
+class FixedClock(datetime.datetime):
+    """Stands in for datetime in chat_template_utils so strftime_now() formats FIXED_NOW."""
 
-
-def make_env():
-    def raise_exception(message):
-        raise jinja2.exceptions.TemplateError(message)
-
-    def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
-        return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
-                          sort_keys=sort_keys)
-
-    def strftime_now(fmt):
-        return FIXED_NOW.strftime(fmt)
-
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                        extensions=[loopcontrols])
-    env.filters["tojson"] = tojson
-    env.globals["raise_exception"] = raise_exception
-    env.globals["strftime_now"] = strftime_now
-    return env
+    @classmethod
+    def now(cls, tz=None):
+        return FIXED_NOW
 
 
 WEATHER_TOOL = {
@@ -148,6 +141,20 @@ def conversations():
         {"role": "assistant", "content": "20", "reasoning_content": "\n4 times 5 is 20.\n"},
     ]
     yield "reasoning", reasoning, {}
+    yield "content_parts", [
+        {"role": "system", "content": [{"type": "text", "text": "Be terse."}]},
+        {"role": "user", "content": [{"type": "text", "text": "First part."},
+                                     {"type": "text", "text": "Second part."}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "Noted."}]},
+        {"role": "user", "content": [{"type": "text", "text": "Go on."}]},
+    ], {}
+    yield "tool_result_named", [
+        {"role": "user", "content": "Search MoE"},
+        {"role": "assistant", "content": "Searching.", "tool_calls": [
+            {"id": "call_a", "type": "function",
+             "function": {"name": "search", "arguments": {"query": "MoE"}}}]},
+        {"role": "tool", "tool_call_id": "call_a", "name": "search", "content": "[1] Mixtral"},
+    ], {"tools": [SEARCH_TOOL]}
     yield "reasoning_then_user", reasoning + [{"role": "user", "content": "Thanks"}], {}
     yield "thinking_off", [{"role": "user", "content": "Quick answer?"}], {"enable_thinking": False}
     yield "thinking_on", [{"role": "user", "content": "Think hard."}], {"enable_thinking": True}
@@ -162,13 +169,14 @@ def conversations():
         "tools_in_user_message": False, "date_string": "07 Mar 2025"}
 
 
-def render(env, source, family, messages, extra, add_generation_prompt):
+def render(source, family, messages, extra, add_generation_prompt):
     bos, eos = TOKENS[family]
     kwargs = {k: v for k, v in extra.items() if k != "tools"}
-    template = env.from_string(source)
-    return template.render(messages=messages, tools=extra.get("tools"), documents=None,
-                           add_generation_prompt=add_generation_prompt, bos_token=bos,
-                           eos_token=eos, **kwargs)
+    rendered, _ = chat_template_utils.render_jinja_template(
+        conversations=[copy.deepcopy(messages)], tools=extra.get("tools"), documents=None,
+        chat_template=source, add_generation_prompt=add_generation_prompt, bos_token=bos,
+        eos_token=eos, **kwargs)
+    return rendered[0]
 
 
 def main():
@@ -176,7 +184,7 @@ def main():
     parser.add_argument("--templates", required=True, type=pathlib.Path)
     parser.add_argument("--out", required=True, type=pathlib.Path)
     args = parser.parse_args()
-    env = make_env()
+    chat_template_utils.datetime = FixedClock
     cases = []
     for path in sorted(args.templates.glob("*.jinja")):
         family = path.stem
@@ -195,7 +203,9 @@ def main():
                     "kwargs": {k: v for k, v in extra.items() if k != "tools"},
                 }
                 try:
-                    case["expected"] = render(env, source, family, messages, extra, agp)
+                    case["expected"] = render(source, family, messages, extra, agp)
+                except jinja2.exceptions.SecurityError as e:  # e.g. list.append in the sandbox
+                    case["failed"] = f"{type(e).__name__}: {e}"
                 except jinja2.exceptions.UndefinedError as e:  # e.g. '+' on a missing key
                     case["failed"] = f"{type(e).__name__}: {e}"
                 except jinja2.exceptions.TemplateError as e:  # raise_exception(msg)
@@ -205,6 +215,7 @@ def main():
                 cases.append(case)
     out = {
         "generator": "tools/chat/make_reference.py",
+        "transformers_version": transformers.__version__,
         "jinja2_version": jinja2.__version__,
         "strftime_now": FIXED_NOW.isoformat(),
         "cases": cases,

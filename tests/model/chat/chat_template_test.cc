@@ -185,13 +185,102 @@ TEST(ChatTemplateTest, SyntaxErrorsReportLineAndColumn) {
   EXPECT_NE(std::string(s.message()).find("endfor"), std::string::npos) << s;
   s = RenderStatus("ok\n  {{ 'unterminated }}");
   EXPECT_NE(std::string(s.message()).find("line 2, column 6"), std::string::npos) << s;
-  EXPECT_EQ(RenderStatus("{% macro m() %}{% endmacro %}").code(),
+  EXPECT_EQ(RenderStatus("{% include 'other.jinja' %}").code(), absl::StatusCode::kInvalidArgument);
+  s = RenderStatus("{% macro m(a=1, b) %}{% endmacro %}");
+  EXPECT_NE(std::string(s.message()).find("non-default argument follows default argument"),
+            std::string::npos)
+      << s;
+  EXPECT_EQ(RenderStatus("{% macro m(a, a) %}{% endmacro %}").code(),
             absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(RenderStatus("{% call 'x' %}{% endcall %}").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(RenderStatus("{% macro m() %}no end").code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(RenderStatus("{{ x ").code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(RenderStatus("{# open comment").code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(RenderStatus(std::string(500, '(')).code(), absl::StatusCode::kOk);  // plain text
   EXPECT_EQ(RenderStatus("{{ " + std::string(5000, '(') + " }}").code(),
             absl::StatusCode::kInvalidArgument);  // nesting bound, no stack overflow
+}
+
+// Expected outputs are jinja2 3.1.6's (ImmutableSandboxedEnvironment, trim/lstrip blocks).
+TEST(ChatTemplateTest, MacroArguments) {
+  EXPECT_EQ(Render("{% macro greet(name, greeting='Hello', punct='!') %}{{ greeting }}, "
+                   "{{ name }}{{ punct }}{% endmacro %}{{ greet('Ann') }}|{{ greet('Bob', 'Hi') }}"
+                   "|{{ greet(punct='?', name='Cy') }}|{{ greet() }}"),
+            "Hello, Ann!|Hi, Bob!|Hello, Cy?|Hello, !");
+  // Defaults are evaluated at call time, in the macro's frame, so they may use earlier params.
+  EXPECT_EQ(Render("{% macro m(a, b=a ~ '!') %}{{ b }}{% endmacro %}{{ m('x') }}"), "x!");
+  // A macro's result is a string: methods and filters apply to it (GLM-4.6's visible_text).
+  EXPECT_EQ(Render("{% macro m(s) %} {{ s }} {% endmacro %}{{ m('v').strip().upper() }}|"
+                   "{{ m('v') | length }}"),
+            "V|3");
+  EXPECT_EQ(Render("{% macro fact(n) %}{% if n <= 1 %}1{% else %}{{ n }}*{{ fact(n - 1) }}"
+                   "{% endif %}{% endmacro %}{{ fact(4) }}"),
+            "4*3*2*1");
+  EXPECT_EQ(Render("{% macro m() %}{% endmacro %}{{ m }}"), "<Macro 'm'>");
+  EXPECT_EQ(Render("{% macro m(a) %}{{ a }}{% endmacro %}{{ m(1, 2) }}"),
+            "RENDER ERROR: chat template error at line 1, column 42: macro 'm' takes not more "
+            "than 1 argument(s)");
+  EXPECT_NE(Render("{% macro m(a) %}{{ a }}{% endmacro %}{{ m(b=2) }}")
+                .find("macro 'm' takes no keyword argument 'b'"),
+            std::string::npos);
+  EXPECT_NE(Render("{% macro m(a) %}{{ a }}{% endmacro %}{{ m(1, a=2) }}")
+                .find("macro 'm' takes no keyword argument 'a'"),
+            std::string::npos);
+}
+
+TEST(ChatTemplateTest, MacroScoping) {
+  // A macro sees top-level variables, not the loop variables or loop-local sets of its caller.
+  EXPECT_EQ(Render("{% set top = 'T' %}{% macro m() %}{{ top }}/{{ x }}/{{ item }}{% endmacro %}"
+                   "{% for item in [1] %}{% set x = 5 %}{{ m() }}{% endfor %}"),
+            "T//");
+  // Its own sets stay inside it; a namespace written inside it is the caller's namespace.
+  EXPECT_EQ(Render("{% macro m() %}{% set inner = 1 %}x{% endmacro %}{{ m() }}"
+                   "{{ inner is defined }}"),
+            "xFalse");
+  EXPECT_EQ(Render("{% set ns = namespace(n=0) %}{% macro bump() %}{% set ns.n = ns.n + 1 %}"
+                   "{% endmacro %}{{ bump() }}{{ bump() }}{{ ns.n }}"),
+            "2");
+}
+
+TEST(ChatTemplateTest, CallBlocks) {
+  // caller() renders the call block's body where the call stands (it sees the loop variable).
+  EXPECT_EQ(Render("{% macro wrap(tag) %}<{{ tag }}>{{ caller() }}</{{ tag }}>{% endmacro %}"
+                   "{% for i in [1,2] %}{% call wrap('b') %}item {{ i }}{% endcall %}"
+                   "{% endfor %}"),
+            "<b>item 1</b><b>item 2</b>");
+  EXPECT_EQ(Render("{% macro each(xs) %}{% for x in xs %}{{ caller(x, loop.index) }}{% endfor %}"
+                   "{% endmacro %}{% call(v, n) each(['a','b']) %}{{ n }}={{ v }};{% endcall %}"),
+            "1=a;2=b;");
+}
+
+TEST(ChatTemplateTest, UnboundedMacroRecursionFails) {
+  // jinja2 raises RecursionError; here a depth bound fails the render before the stack does.
+  const absl::Status s =
+      RenderStatus("{% macro rec(n) %}{{ rec(n + 1) }}{% endmacro %}{{ rec(0) }}");
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+}
+
+TEST(ChatTemplateTest, RenderChatAliasesReasoningAsTransformersDoes) {
+  auto parsed = ChatTemplate::Parse(
+      "{% for m in messages %}{% for k, v in m.items() %}{{ k }}={{ v }};{% endfor %}|"
+      "{% endfor %}");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  const Json messages = Json::parse(R"([
+    {"role": "assistant", "content": "a", "reasoning_content": "r1"},
+    {"role": "assistant", "content": "b", "reasoning": "r2"},
+    {"role": "assistant", "thinking": "t3", "content": "c", "reasoning_content": null},
+    {"role": "assistant", "content": null, "tool_calls": []}
+  ])");
+  auto out = RenderChat(*parsed, messages, ChatRenderOptions{});
+  ASSERT_TRUE(out.ok()) << out.status();
+  // {"thinking": r, **message, "reasoning_content": r} with r the first non-null of
+  // reasoning_content, thinking, reasoning (transformers 5.23 renders exactly this text);
+  // null-valued keys stay (content=None).
+  EXPECT_EQ(*out,
+            "thinking=r1;role=assistant;content=a;reasoning_content=r1;|"
+            "thinking=r2;role=assistant;content=b;reasoning=r2;reasoning_content=r2;|"
+            "thinking=t3;role=assistant;content=c;reasoning_content=t3;|"
+            "role=assistant;content=None;tool_calls=[];|");
 }
 
 TEST(ChatTemplateTest, RuntimeErrors) {
