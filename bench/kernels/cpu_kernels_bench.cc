@@ -282,6 +282,76 @@ BENCHMARK(BM_PagedAttentionDecode)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
+// Decode attention in bf16 compute (bf16 q and cache, bench-1b's heads) per kernel family: args
+// sequences, context length, family. On amx this is the tile kernel with one query per tile.
+void BM_PagedAttentionDecodeBf16(benchmark::State& state) {
+  const int64_t seqs = state.range(0), ctx = state.range(1), hq = 32, hkv = 4, d = 128, bs = 16;
+  const auto isa = static_cast<CpuIsa>(state.range(2));
+  if (!expertmesh::kernels::cpu::CpuSupports(isa)) {
+    state.SkipWithError("this CPU lacks the kernel family");
+    return;
+  }
+  auto backend = MakeBackend(isa);
+  const int64_t blocks_per_seq = (ctx + bs - 1) / bs, blocks = seqs * blocks_per_seq;
+  Tensor kc = Random(DType::kBF16, {blocks, bs, hkv, d}, 1);
+  Tensor vc = Random(DType::kBF16, {blocks, bs, hkv, d}, 2);
+  Tensor q = Random(DType::kBF16, {seqs, hq, d}, 3);
+  Tensor qs = *Tensor::Empty(DType::kI32, {seqs + 1});
+  Tensor lens = *Tensor::Empty(DType::kI32, {seqs});
+  Tensor tables = *Tensor::Empty(DType::kI32, {seqs, blocks_per_seq});
+  for (int64_t s = 0; s <= seqs; ++s) qs.data<int32_t>()[s] = static_cast<int32_t>(s);
+  for (int64_t s = 0; s < seqs; ++s) lens.data<int32_t>()[s] = static_cast<int32_t>(ctx);
+  for (int64_t i = 0; i < blocks; ++i) tables.data<int32_t>()[i] = static_cast<int32_t>(i);
+  Tensor out = *Tensor::Empty(DType::kBF16, {seqs, hq, d});
+  kernels::PagedAttentionBatch batch{qs, lens, tables};
+  for (auto _ : state) {
+    if (!backend->PagedAttention(q, kc, vc, batch, 0.088f, out).ok()) state.SkipWithError("attn");
+  }
+  SetGbps(state, 2.0 * seqs * ctx * hkv * d * 2);
+}
+BENCHMARK(BM_PagedAttentionDecodeBf16)
+    ->ArgsProduct({{1, 8},
+                   {4096},
+                   {static_cast<int>(CpuIsa::kAvx512Bf16), static_cast<int>(CpuIsa::kAmx)}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+// Prefill attention of one prompt (bench-1b's shape: 32 q heads, 4 kv heads, dim 128, bf16 q and
+// cache, 16-token cache blocks): args tokens, kernel family. GFLOP/s counts the causal half only
+// (2 products of 2 * d flops per visible query-key pair).
+void BM_PagedAttentionPrefill(benchmark::State& state) {
+  const int64_t n = state.range(0), hq = 32, hkv = 4, d = 128, bs = 16;
+  const auto isa = static_cast<CpuIsa>(state.range(1));
+  if (!expertmesh::kernels::cpu::CpuSupports(isa)) {
+    state.SkipWithError("this CPU lacks the kernel family");
+    return;
+  }
+  auto backend = MakeBackend(isa);
+  const int64_t blocks = (n + bs - 1) / bs;
+  Tensor kc = Random(DType::kBF16, {blocks, bs, hkv, d}, 1);
+  Tensor vc = Random(DType::kBF16, {blocks, bs, hkv, d}, 2);
+  Tensor q = Random(DType::kBF16, {n, hq, d}, 3);
+  Tensor qs = *Tensor::Empty(DType::kI32, {2});
+  Tensor lens = *Tensor::Empty(DType::kI32, {1});
+  Tensor tables = *Tensor::Empty(DType::kI32, {1, blocks});
+  qs.data<int32_t>()[0] = 0;
+  qs.data<int32_t>()[1] = static_cast<int32_t>(n);
+  lens.data<int32_t>()[0] = static_cast<int32_t>(n);
+  for (int64_t i = 0; i < blocks; ++i) tables.data<int32_t>()[i] = static_cast<int32_t>(i);
+  Tensor out = *Tensor::Empty(DType::kBF16, {n, hq, d});
+  kernels::PagedAttentionBatch batch{qs, lens, tables};
+  for (auto _ : state) {
+    if (!backend->PagedAttention(q, kc, vc, batch, 0.088f, out).ok()) state.SkipWithError("attn");
+  }
+  SetGflops(state, 4.0 * hq * d * (static_cast<double>(n) * (n + 1) / 2));
+}
+BENCHMARK(BM_PagedAttentionPrefill)
+    ->ArgsProduct({{512, 4096},
+                   {static_cast<int>(CpuIsa::kAvx2), static_cast<int>(CpuIsa::kAvx512Bf16),
+                    static_cast<int>(CpuIsa::kAmx)}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
 void BM_RmsNormResidual(benchmark::State& state) {
   const int64_t n = state.range(0), h = 2048;
   auto backend = MakeBackend(CpuIsa::kAvx2);

@@ -1,6 +1,16 @@
 // KV cache writes (bit-exact) and paged causal attention against a double-precision reference
 // over contiguous K/V: prefill, chunked prefill (queries starting at an offset), decode, mixed
 // batches, GQA/MQA ratios, MLA-style unequal key/value widths, long contexts, bf16 caches.
+// Shapes are chosen awkward for the flash kernel (flash_attention.h): query counts that are odd
+// or not a multiple of its tile, contexts that end inside a 64-key block or a cache block, cache
+// blocks of 1 and 7 positions, head dims that are not whole 32-value AMX tiles. Every case runs
+// on every kernel family this CPU has (the others skip visibly); bf16 queries with a bf16 cache
+// take the AMX tile path on the amx family.
+//
+// Tolerances (ToleranceFor): f32 2e-5 abs/rel, from fp32 sums of up to ~1500 unit-size products
+// and a ~2-ulp exp against a double reference. bf16 1e-2 abs/rel with cosine >= 0.9999: the
+// output itself is rounded to bf16 (2^-9 relative), and the AMX path multiplies values by
+// probabilities rounded to bf16 (2^-9 relative each, averaging out over the positions).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -174,10 +184,97 @@ const AttnCase kAttnCases[] = {
     {"block_size_1", {{3, 5}}, 2, 1, 16, 16, 1, DType::kF32, DType::kF32},
     {"bf16", {{11, 11}, {1, 64}}, 4, 2, 64, 64, 16, DType::kBF16, DType::kBF16},
     {"f32_into_bf16_cache", {{6, 20}}, 4, 2, 64, 64, 16, DType::kF32, DType::kBF16},
+    // Flash-kernel shapes: GQA groups 1/4/8, several 64-key blocks, tiles cut mid-prompt.
+    {"gqa1_odd_prefill", {{77, 77}}, 4, 4, 64, 64, 16, DType::kF32, DType::kF32},
+    {"gqa1_odd_prefill_bf16", {{77, 77}}, 4, 4, 64, 64, 16, DType::kBF16, DType::kBF16},
+    {"gqa4_long_prefill_bf16", {{203, 203}}, 16, 4, 128, 128, 16, DType::kBF16, DType::kBF16},
+    {"gqa8_chunked_batch",
+     {{45, 200}, {130, 130}, {1, 77}},
+     32,
+     4,
+     128,
+     128,
+     16,
+     DType::kF32,
+     DType::kF32},
+    {"gqa8_chunked_batch_bf16",
+     {{45, 200}, {130, 130}, {1, 77}},
+     32,
+     4,
+     128,
+     128,
+     16,
+     DType::kBF16,
+     DType::kBF16},
+    // MLA: absorbed (one latent kv head, dk 576 = 512 + 64 rope, dv 512) and per-head 192/128.
+    {"mla_576_512", {{20, 70}, {1, 33}}, 16, 1, 576, 512, 16, DType::kF32, DType::kF32},
+    {"mla_576_512_bf16", {{20, 70}, {1, 33}}, 16, 1, 576, 512, 16, DType::kBF16, DType::kBF16},
+    {"mla_192_128_bf16", {{33, 100}, {1, 65}}, 8, 8, 192, 128, 16, DType::kBF16, DType::kBF16},
+    // Cache blocks of 7 positions (runs cut inside tiles), dk 48 (a partial 32-value tile).
+    {"odd_block_size_bf16", {{29, 131}}, 8, 2, 48, 48, 7, DType::kBF16, DType::kBF16},
+    {"odd_block_size", {{29, 131}}, 8, 2, 48, 48, 7, DType::kF32, DType::kF32},
 };
 
 INSTANTIATE_TEST_SUITE_P(Cpu, PagedAttentionTest,
                          ::testing::Combine(::testing::ValuesIn(kAttnCases),
+                                            ::testing::ValuesIn(AllCpuIsas())),
+                         CaseName<AttnCase>);
+
+// Chunking and batch invariance: each query row of one sequence gets the same bits whether the
+// whole prompt is one call, the row sits in a chunk (queries [a, b) at seq_len b) of any size,
+// the row is decoded alone, or another sequence shares the batch. The flash kernel promises this
+// (flash_attention.h) by walking keys in blocks fixed at absolute positions.
+class PagedAttentionChunkingTest : public CpuOpTest<AttnCase> {};
+
+TEST_P(PagedAttentionChunkingTest, RowsIndependentOfChunkingAndBatch) {
+  std::mt19937 rng(7);
+  const int64_t len = c().seqs[0].seq_len, bs = c().block_size, hq = c().q_heads;
+  const int64_t hkv = c().kv_heads, blocks = (len + bs - 1) / bs;
+  Tensor k_cache = RandomTensor(c().cache_dtype, {blocks, bs, hkv, c().dk}, rng);
+  Tensor v_cache = RandomTensor(c().cache_dtype, {blocks, bs, hkv, c().dv}, rng);
+  Tensor q_all = RandomTensor(c().dtype, {len, hq, c().dk}, rng);
+  std::vector<int32_t> table(blocks);
+  std::iota(table.begin(), table.end(), 0);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(c().dk));
+
+  Tensor full = *Tensor::Empty(c().dtype, {len, hq, c().dv});
+  kernels::PagedAttentionBatch whole{I32Tensor({0, static_cast<int32_t>(len)}, {2}),
+                                     I32Tensor({static_cast<int32_t>(len)}, {1}),
+                                     I32Tensor(table, {1, blocks})};
+  ASSERT_TRUE(backend_->PagedAttention(q_all, k_cache, v_cache, whole, scale, full).ok());
+
+  const size_t q_row = hq * c().dk * DTypeSize(c().dtype);
+  // Chunks [a, b): the last query alone (decode), short and tile-crossing chunks, a middle chunk.
+  const std::vector<std::pair<int64_t, int64_t>> chunks = {
+      {len - 1, len}, {len - 2, len}, {len - 7, len}, {len - 69, len},
+      {0, 1},         {3, 70},        {len / 2, len}, {65, len - 1}};
+  for (const auto& [a, b] : chunks) {
+    // The chunk's queries, then a decoy sequence (one query at position 39) in the same batch.
+    const int64_t cnt = b - a;
+    Tensor q = *Tensor::Empty(c().dtype, {cnt + 1, hq, c().dk});
+    std::memcpy(q.raw_data(), static_cast<const char*>(q_all.raw_data()) + a * q_row, cnt * q_row);
+    std::memcpy(static_cast<char*>(q.raw_data()) + cnt * q_row, q_all.raw_data(), q_row);
+    std::vector<int32_t> tables2(table);
+    tables2.insert(tables2.end(), table.begin(), table.end());
+    kernels::PagedAttentionBatch chunk{
+        I32Tensor({0, static_cast<int32_t>(cnt), static_cast<int32_t>(cnt + 1)}, {3}),
+        I32Tensor({static_cast<int32_t>(b), 40}, {2}), I32Tensor(tables2, {2, blocks})};
+    Tensor out = *Tensor::Empty(c().dtype, {cnt + 1, hq, c().dv});
+    ASSERT_TRUE(backend_->PagedAttention(q, k_cache, v_cache, chunk, scale, out).ok());
+    EXPECT_TRUE(TensorsEqual(*out.Slice(0, cnt), *full.Slice(a, b)))
+        << "queries [" << a << ", " << b << ") of " << len;
+  }
+}
+
+const AttnCase kChunkingCases[] = {
+    {"gqa4_bf16", {{203, 203}}, 16, 4, 128, 128, 16, DType::kBF16, DType::kBF16},
+    {"gqa8_f32", {{150, 150}}, 32, 4, 64, 64, 16, DType::kF32, DType::kF32},
+    {"mla_576_512_bf16", {{100, 100}}, 16, 1, 576, 512, 16, DType::kBF16, DType::kBF16},
+    {"gqa1_f32_into_bf16_cache", {{97, 97}}, 4, 4, 64, 64, 7, DType::kF32, DType::kBF16},
+};
+
+INSTANTIATE_TEST_SUITE_P(Cpu, PagedAttentionChunkingTest,
+                         ::testing::Combine(::testing::ValuesIn(kChunkingCases),
                                             ::testing::ValuesIn(AllCpuIsas())),
                          CaseName<AttnCase>);
 
