@@ -128,12 +128,13 @@ def conversations():
             {"role": "assistant", "content": "It is 21°C in Seoul."},
             {"role": "user", "content": "Thanks"},
         ], {"tools": tools}
-    yield "tool_call_none_content", [
-        {"role": "user", "content": "Weather in Seoul?"},
-        {"role": "assistant", "content": None, "tool_calls": [call_str, call_str]},
-        {"role": "tool", "content": "sunny"},
-        {"role": "tool", "content": "warm"},
-    ], {"tools": tools}
+    for suffix, call in (("", call_str), ("_dict_args", call_dict)):
+        yield "tool_call_none_content" + suffix, [
+            {"role": "user", "content": "Weather in Seoul?"},
+            {"role": "assistant", "content": None, "tool_calls": [call, call]},
+            {"role": "tool", "content": "sunny"},
+            {"role": "tool", "content": "warm"},
+        ], {"tools": tools}
     reasoning = [
         {"role": "user", "content": "What is 3*7?"},
         {"role": "assistant", "content": "<think>\n3 times 7 is 21.\n</think>\n\n21"},
