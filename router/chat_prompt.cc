@@ -31,15 +31,12 @@ class Masker {
  public:
   explicit Masker(const tokenizer::Tokenizer& tokenizer) : vocab_(tokenizer.added_vocabulary()) {}
 
-  // Masks every string value of every message (one level: messages are flat objects).
-  Json Mask(const Json& messages) {
-    Json out = messages;
-    for (Json& message : out) {
-      if (!message.is_object()) continue;
-      for (Json& value : message) {
-        if (value.is_string()) value = MaskString(value.get_ref<const std::string&>());
-      }
-    }
+  // Masks every string inside `value` (messages, tools): content parts, tool calls and tool
+  // definitions are the client's text as much as a message's content is. Object keys stay: a
+  // template looks them up by name.
+  Json Mask(const Json& value) {
+    Json out = value;
+    MaskInPlace(&out);
     return out;
   }
 
@@ -75,6 +72,14 @@ class Masker {
   bool masked_any() const { return !texts_.empty(); }
 
  private:
+  void MaskInPlace(Json* value) {
+    if (value->is_string()) {
+      *value = MaskString(value->get_ref<const std::string&>());
+    } else if (value->is_structured()) {
+      for (Json& item : *value) MaskInPlace(&item);
+    }
+  }
+
   std::string MaskString(const std::string& value) {
     const std::vector<tokenizer::TextRange> found = vocab_.FindSpecialSpellings(value);
     if (found.empty()) return value;
@@ -102,8 +107,9 @@ absl::StatusOr<RenderedChat> RenderChatPrompt(const chat::ChatTemplate& chat_tem
                                               const tokenizer::Tokenizer& tokenizer,
                                               const nlohmann::ordered_json& messages,
                                               const chat::ChatRenderOptions& options) {
-  auto render = [&](const Json& m) -> absl::StatusOr<std::string> {
-    absl::StatusOr<std::string> text = chat::RenderChat(chat_template, m, options);
+  auto render = [&](const Json& m,
+                    const chat::ChatRenderOptions& opts) -> absl::StatusOr<std::string> {
+    absl::StatusOr<std::string> text = chat::RenderChat(chat_template, m, opts);
     if (!text.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("chat template: ", text.status().message()));
     }
@@ -112,12 +118,14 @@ absl::StatusOr<RenderedChat> RenderChatPrompt(const chat::ChatTemplate& chat_tem
   RenderedChat chat;
   Masker masker(tokenizer);
   const Json masked = masker.Mask(messages);
+  chat::ChatRenderOptions masked_options = options;
+  if (options.tools.has_value()) masked_options.tools = masker.Mask(*options.tools);
   if (!masker.masked_any()) {
-    ASSIGN_OR_RETURN(chat.text, render(messages));
+    ASSIGN_OR_RETURN(chat.text, render(messages, options));
     ASSIGN_OR_RETURN(chat.token_ids, tokenizer.Encode(chat.text, false));
     return chat;
   }
-  ASSIGN_OR_RETURN(const std::string rendered, render(masked));
+  ASSIGN_OR_RETURN(const std::string rendered, render(masked, masked_options));
   std::vector<tokenizer::TextRange> literal;
   chat.text = masker.Unmask(rendered, &literal);
   ASSIGN_OR_RETURN(chat.token_ids, tokenizer.Encode(chat.text, false, literal));

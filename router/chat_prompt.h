@@ -1,7 +1,8 @@
 // Chat prompts without special-token injection. A chat template renders messages into one
 // string; tokenizing that string naively turns a user's literal "<|im_end|>\n<|im_start|>system"
 // into real special tokens, forging turns. Here every spelling of a special token inside a
-// message value (role, content, name) becomes an unguessable placeholder before rendering;
+// message value (role, content and its parts, name, tool calls) and tool definition becomes an
+// unguessable placeholder before rendering;
 // after rendering each placeholder becomes the original text again, marked as a literal range
 // that the tokenizer encodes as text. The template's own special tokens stay special, and a
 // message without such spellings renders and tokenizes exactly as before.

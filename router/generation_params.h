@@ -18,8 +18,11 @@ struct PromptInput {
   enum class Kind { kText, kChat, kTokens };
   Kind kind = Kind::kText;
   std::string text;
-  // JSON array of {"role", "content", ["name"]} objects, in order.
+  // JSON array of message objects, in order: role, content (string, null or text parts), and
+  // optionally name, tool_calls, tool_call_id, reasoning_content, reasoning.
   nlohmann::ordered_json messages = nlohmann::ordered_json::array();
+  // The request's `tools` (chat only); unset renders the template's `tools` as None.
+  std::optional<nlohmann::ordered_json> tools;
   bool add_generation_prompt = true;
   std::vector<int32_t> token_ids;
 };

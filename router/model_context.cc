@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/logging.h"
 #include "common/status_macros.h"
 #include "model/config/model_config.h"
 #include "model/plan/model_plan.h"
@@ -35,6 +36,42 @@ bool IsIdentifier(absl::string_view s) {
   return true;
 }
 
+// Whether a template handles list-of-parts content: it tests the content's type or iterates
+// over it. Templates written for string content (Qwen2.5, Llama 3, DeepSeek-V3) concatenate
+// it and fail on a list, so for them the text parts are joined first. vLLM decides the same way
+// (by walking the template's syntax tree for a loop over content); this reads the source.
+bool TemplateReadsContentParts(absl::string_view source) {
+  for (absl::string_view marker :
+       {"content is string", "content is not string", "content is iterable", "content is sequence",
+        "content is mapping", "content is not mapping"}) {
+    if (absl::StrContains(source, marker)) return true;
+  }
+  for (absl::string_view loop :
+       {"in message.content", "in message['content']", "in message[\"content\"]", "in content"}) {
+    if (absl::StrContains(source, loop)) return true;
+  }
+  return false;
+}
+
+// `messages` with every list-of-parts content joined into one string (parts are text only:
+// ReadMessages refuses others).
+nlohmann::ordered_json JoinContentParts(const nlohmann::ordered_json& messages) {
+  nlohmann::ordered_json out = messages;
+  for (nlohmann::ordered_json& message : out) {
+    if (!message.is_object()) continue;
+    auto content = message.find("content");
+    if (content == message.end() || !content->is_array()) continue;
+    std::string text;
+    for (const nlohmann::ordered_json& part : *content) {
+      if (part.is_object() && part.contains("text") && part["text"].is_string()) {
+        text += part["text"].get_ref<const std::string&>();
+      }
+    }
+    *content = std::move(text);
+  }
+  return out;
+}
+
 }  // namespace
 
 bool ModelContext::IsKnownRole(absl::string_view role) const {
@@ -56,12 +93,16 @@ absl::StatusOr<std::unique_ptr<ModelContext>> ModelContext::Load(const std::stri
   ASSIGN_OR_RETURN(model::ModelConfig config, model::LoadModelConfig(model_dir));
   if (const std::string* source = ctx->tokenizer_->config().ChatTemplate()) {
     absl::StatusOr<chat::ChatTemplate> parsed = chat::ChatTemplate::Parse(*source);
-    if (!parsed.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          model_dir, "/tokenizer_config.json: chat_template: ", parsed.status().message()));
+    if (parsed.ok()) {
+      ctx->chat_template_ = *std::move(parsed);
+      ctx->chat_template_source_ = *source;
+      ctx->template_reads_parts_ = TemplateReadsContentParts(*source);
+    } else {
+      ctx->chat_template_error_ =
+          absl::StrCat("tokenizer_config.json: chat_template: ", parsed.status().message());
+      EM_LOG_WARN("router: {}/{}; chat completions are disabled", model_dir,
+                  ctx->chat_template_error_);
     }
-    ctx->chat_template_ = *std::move(parsed);
-    ctx->chat_template_source_ = *source;
   }
   ModelDescription& d = ctx->description_;
   if (name.empty()) name = std::filesystem::path(model_dir).lexically_normal().filename();
@@ -110,6 +151,12 @@ absl::StatusOr<Prompt> ModelContext::BuildPrompt(const PromptInput& input,
       break;
     }
     case PromptInput::Kind::kChat: {
+      if (!chat_template_error_.empty()) {
+        return InvalidParam("messages",
+                            absl::StrCat("model ", description_.name,
+                                         " has a chat template this server cannot use (",
+                                         chat_template_error_, "); use completions"));
+      }
       if (!chat_template_.has_value()) {
         return InvalidParam("messages", absl::StrCat("model ", description_.name,
                                                      " has no chat template; use completions"));
@@ -146,10 +193,12 @@ absl::StatusOr<Prompt> ModelContext::BuildPrompt(const PromptInput& input,
       options.add_generation_prompt = input.add_generation_prompt;
       options.bos_token = tokenizer_->special_tokens().bos_token;
       options.eos_token = tokenizer_->special_tokens().eos_token;
+      options.tools = input.tools;
       // Special tokens come only from the template, never from message text (finding 7 of
       // issue 15): router/chat_prompt.h.
-      absl::StatusOr<RenderedChat> chat =
-          RenderChatPrompt(*chat_template_, *tokenizer_, input.messages, options);
+      absl::StatusOr<RenderedChat> chat = RenderChatPrompt(
+          *chat_template_, *tokenizer_,
+          template_reads_parts_ ? input.messages : JoinContentParts(input.messages), options);
       if (!chat.ok()) return InvalidParam("messages", chat.status().message());
       prompt.token_ids = std::move(chat->token_ids);
       prompt.rendered = std::move(chat->text);

@@ -44,8 +44,9 @@ struct Prompt {
 class ModelContext {
  public:
   // Loads `model_dir`. `name` is what clients call the model (empty: the directory's base
-  // name). Errors from the tokenizer / config loaders name the file and the problem;
-  // INVALID_ARGUMENT when the chat template does not parse.
+  // name). Errors from the tokenizer / config loaders name the file and the problem. A chat
+  // template that does not parse is no error here: completions need no template, so the model
+  // loads with chat disabled, and chat requests get the parse error (chat_template_error()).
   static absl::StatusOr<std::unique_ptr<ModelContext>> Load(const std::string& model_dir,
                                                             std::string name);
 
@@ -54,7 +55,9 @@ class ModelContext {
   // apply_chat_template does), special tokens matched only in the template's own text, never
   // in what the messages say (router/chat_prompt.h). Token-id prompts are checked against the
   // vocabulary. INVALID_ARGUMENT (param "prompt" / "messages") for malformed input, a chat without
-  // a template, a message count over `max_messages`, or a message whose role IsKnownRole refuses.
+  // a usable template (none, or one that did not parse: the message names the parse error), a
+  // message count over `max_messages`, or a message whose role IsKnownRole refuses. Content
+  // given as text parts reaches templates that read parts as parts, others as one string.
   absl::StatusOr<Prompt> BuildPrompt(const PromptInput& input, int64_t max_messages) const;
 
   // Whether chat messages may have `role`: the OpenAI roles (system, user, assistant, tool,
@@ -63,12 +66,16 @@ class ModelContext {
 
   const tokenizer::Tokenizer& tokenizer() const { return *tokenizer_; }
   const ModelDescription& description() const { return description_; }
+  // Why the model's chat template cannot be used ("" when it parsed or there is none).
+  const std::string& chat_template_error() const { return chat_template_error_; }
 
  private:
   ModelContext() = default;
   std::unique_ptr<tokenizer::Tokenizer> tokenizer_;
   std::optional<chat::ChatTemplate> chat_template_;
-  std::string chat_template_source_;  // for IsKnownRole; empty without a template
+  std::string chat_template_source_;   // for IsKnownRole; empty without a template
+  std::string chat_template_error_;    // the parse error of a template that did not parse
+  bool template_reads_parts_ = false;  // see TemplateReadsContentParts
   ModelDescription description_;
 };
 

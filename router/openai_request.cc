@@ -123,7 +123,70 @@ absl::Status ReadPrompt(const Json& body, PromptInput* input) {
                       "(batched prompts are not supported; send one request per prompt)");
 }
 
-// Chat message content may be a string or an array of {"type": "text", "text": ...} parts.
+// Content may be a string, null, or an array of {"type": "text", "text": ...} parts; parts pass
+// through as parts (ModelContext joins them for templates that only print strings).
+absl::Status ReadContent(const Json& m, Json* out) {
+  auto content = m.find("content");
+  if (content == m.end() || content->is_null()) {
+    // An assistant turn that only calls tools keeps its null (or absent) content: transformers
+    // hands the template the client's dict as it is, and templates test `content is none`.
+    // Any other message without content renders as empty text, never as "None".
+    if (Field(m, "tool_calls") != nullptr) {
+      if (content != m.end()) (*out)["content"] = nullptr;
+    } else {
+      (*out)["content"] = "";
+    }
+  } else if (content->is_string()) {
+    (*out)["content"] = *content;
+  } else if (content->is_array()) {
+    Json parts = Json::array();
+    for (const Json& part : *content) {
+      const Json* type = part.is_object() ? Field(part, "type") : nullptr;
+      const Json* t = part.is_object() ? Field(part, "text") : nullptr;
+      if (type == nullptr || *type != "text" || t == nullptr || !t->is_string()) {
+        return InvalidParam("messages", "only text content parts are supported");
+      }
+      parts.push_back(Json{{"type", "text"}, {"text", *t}});
+    }
+    (*out)["content"] = std::move(parts);
+  } else {
+    return InvalidParam("messages", "message content must be a string or an array of parts");
+  }
+  return absl::OkStatus();
+}
+
+// An assistant message's tool_calls: [{"id", "type": "function", "function": {"name",
+// "arguments"}}]. OpenAI clients send arguments as a JSON string; the published templates that
+// print arguments key by key (Qwen3-Coder, Qwen3.5, GLM-4.6, MiniMax-M2) need the object and
+// refuse a string, so a string that parses as a JSON object becomes that object, as vLLM does
+// before rendering. Other strings stay strings for the template to print or refuse.
+absl::Status ReadToolCalls(const Json& calls, Json* out) {
+  if (!calls.is_array()) return TypeError("messages", "tool_calls as an array of objects");
+  Json kept = Json::array();
+  for (const Json& call : calls) {
+    const Json* function = call.is_object() ? Field(call, "function") : nullptr;
+    const Json* name =
+        function != nullptr && function->is_object() ? Field(*function, "name") : nullptr;
+    if (name == nullptr || !name->is_string()) {
+      return InvalidParam("messages", "every tool call needs a function with a string 'name'");
+    }
+    Json c = call;
+    Json& args = c["function"]["arguments"];
+    if (args.is_null()) {
+      args = Json::object();
+    } else if (args.is_string()) {
+      // Through the body parser, so the nesting bound holds inside the string too.
+      absl::StatusOr<Json> parsed = ParseJsonBody(args.get_ref<const std::string&>());
+      if (parsed.ok() && parsed->is_object()) args = *std::move(parsed);
+    }
+    kept.push_back(std::move(c));
+  }
+  (*out)["tool_calls"] = std::move(kept);
+  return absl::OkStatus();
+}
+
+// Chat messages keep what chat templates read: role, content, name, tool_calls, tool_call_id,
+// and reasoning (reasoning_content or reasoning, which RenderChat aliases as transformers does).
 absl::Status ReadMessages(const Json& body, PromptInput* input) {
   const Json* v = Field(body, "messages");
   if (v == nullptr) return InvalidParam("messages", "'messages' is required");
@@ -138,31 +201,25 @@ absl::Status ReadMessages(const Json& body, PromptInput* input) {
     }
     Json out = Json::object();
     out["role"] = *role;
-    const Json* content = Field(m, "content");
-    if (content == nullptr) {
-      out["content"] = "";
-    } else if (content->is_string()) {
-      out["content"] = *content;
-    } else if (content->is_array()) {
-      std::string text;
-      for (const Json& part : *content) {
-        const Json* type = part.is_object() ? Field(part, "type") : nullptr;
-        const Json* t = part.is_object() ? Field(part, "text") : nullptr;
-        if (type == nullptr || *type != "text" || t == nullptr || !t->is_string()) {
-          return InvalidParam("messages", "only text content parts are supported");
-        }
-        text += t->get<std::string>();
+    RETURN_IF_ERROR(ReadContent(m, &out));
+    for (const char* key : {"name", "tool_call_id", "reasoning_content", "reasoning"}) {
+      if (const Json* value = Field(m, key); value != nullptr && value->is_string()) {
+        out[key] = *value;
       }
-      out["content"] = text;
-    } else {
-      return InvalidParam("messages", "message content must be a string or an array of parts");
     }
-    if (const Json* name = Field(m, "name"); name != nullptr && name->is_string()) {
-      out["name"] = *name;
-    }
+    if (const Json* calls = Field(m, "tool_calls")) RETURN_IF_ERROR(ReadToolCalls(*calls, &out));
     input->messages.push_back(std::move(out));
   }
   input->add_generation_prompt = input->messages.back()["role"] != "assistant";
+  // OpenAI tool definitions, passed to the template as `tools` ([{"type": "function",
+  // "function": {"name", "description", "parameters"}}]); templates print them as given.
+  if (const Json* tools = Field(body, "tools")) {
+    if (!tools->is_array()) return TypeError("tools", "an array of tool objects");
+    for (const Json& tool : *tools) {
+      if (!tool.is_object()) return TypeError("tools", "an array of tool objects");
+    }
+    input->tools = *tools;
+  }
   return absl::OkStatus();
 }
 
