@@ -1,0 +1,221 @@
+// Issue 19 item 0: chat requests reach the template as transformers would hand it the client's
+// messages (tools, tool_calls, tool_call_id, content parts), byte for byte against
+// tests/model/chat/data/reference.json; and a template the server cannot parse disables chat
+// for that model with the parse error while completions keep working.
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "router/model_context.h"
+#include "router/openai_request.h"
+#include "tests/router/router_fixture.h"
+
+namespace expertmesh::router::testing {
+namespace {
+
+using Json = nlohmann::ordered_json;
+using ::testing::HasSubstr;
+
+const std::string kChatData = std::string(EXPERTMESH_SOURCE_DIR) + "/tests/model/chat/data/";
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+const Json& ReferenceCase(const std::string& name) {
+  static const Json* reference = new Json(Json::parse(ReadFile(kChatData + "reference.json")));
+  for (const Json& c : (*reference)["cases"]) {
+    if (c["name"] == name) return c;
+  }
+  ADD_FAILURE() << "no reference case " << name;
+  static const Json* none = new Json(Json::object());
+  return *none;
+}
+
+// The reference case's messages and tools as an OpenAI client sends them: tool-call arguments
+// as JSON strings.
+Json OpenAiBody(const Json& reference_case) {
+  Json messages = reference_case["messages"];
+  for (Json& m : messages) {
+    if (!m.contains("tool_calls")) continue;
+    for (Json& call : m["tool_calls"]) {
+      Json& args = call["function"]["arguments"];
+      if (!args.is_string()) args = args.dump();
+    }
+  }
+  Json body = {{"model", "tiny"}, {"messages", messages}};
+  if (!reference_case["tools"].is_null()) body["tools"] = reference_case["tools"];
+  return body;
+}
+
+absl::StatusOr<Prompt> BuildChat(const ModelContext& model, const Json& body) {
+  absl::StatusOr<OpenAiRequest> request = ParseOpenAiRequest(body.dump(), /*chat=*/true);
+  if (!request.ok()) return request.status();
+  return model.BuildPrompt(request->input, 64);
+}
+
+class ChatToolsTest : public RouterFixture {
+ protected:
+  // A copy of the fixture's model whose tokenizer_config.json has `chat_template` instead (the
+  // other files are links to the fixture model's).
+  static std::string ModelWithTemplate(const std::string& name, const std::string& chat_template) {
+    namespace fs = std::filesystem;
+    const fs::path src = ModelDir();
+    const fs::path dir = fs::path(EXPERTMESH_BINARY_DIR) / "test-scratch/router" / name;
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    for (const auto& entry : fs::directory_iterator(src)) {
+      if (entry.path().filename() == "tokenizer_config.json") continue;
+      fs::create_symlink(fs::absolute(entry.path()), dir / entry.path().filename());
+    }
+    Json config = Json::parse(ReadFile(src / "tokenizer_config.json"));
+    config["chat_template"] = chat_template;
+    std::ofstream(dir / "tokenizer_config.json") << config.dump(1);
+    return dir.string();
+  }
+};
+
+TEST_F(ChatToolsTest, RequestKeepsWhatTemplatesRead) {
+  absl::StatusOr<OpenAiRequest> r = ParseOpenAiRequest(R"({
+    "messages": [
+      {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+      {"role": "assistant", "content": null, "reasoning_content": "think",
+       "tool_calls": [{"id": "c1", "type": "function",
+                       "function": {"name": "f", "arguments": "{\"x\": 1, \"y\": [2]}"}},
+                      {"id": "c2", "type": "function",
+                       "function": {"name": "g", "arguments": "not json"}}]},
+      {"role": "tool", "tool_call_id": "c1", "name": "f", "content": "ok"},
+      {"role": "user", "content": null}
+    ],
+    "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]})",
+                                                       /*chat=*/true);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const Json& m = r->input.messages;
+  EXPECT_EQ(m[0]["content"], Json::parse(R"([{"type": "text", "text": "a"},
+                                             {"type": "text", "text": "b"}])"));
+  EXPECT_TRUE(m[1]["content"].is_null());
+  EXPECT_EQ(m[1]["reasoning_content"], "think");
+  // A JSON-object string becomes the object (key order kept); anything else stays a string.
+  EXPECT_EQ(m[1]["tool_calls"][0]["function"]["arguments"].dump(), R"({"x":1,"y":[2]})");
+  EXPECT_EQ(m[1]["tool_calls"][0]["id"], "c1");
+  EXPECT_EQ(m[1]["tool_calls"][1]["function"]["arguments"], "not json");
+  EXPECT_EQ(m[2]["tool_call_id"], "c1");
+  EXPECT_EQ(m[2]["name"], "f");
+  EXPECT_EQ(m[3]["content"], "");  // no tool calls: empty text, never None
+  ASSERT_TRUE(r->input.tools.has_value());
+  EXPECT_EQ((*r->input.tools)[0]["function"]["name"], "f");
+
+  for (const char* bad : {
+           R"({"messages": [{"role": "assistant", "tool_calls": {"id": "x"}}]})",
+           R"({"messages": [{"role": "assistant", "tool_calls": [{"function": {}}]}]})",
+           R"({"messages": [{"role": "user", "content": "x"}], "tools": {"type": "function"}})",
+           R"({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]})",
+       }) {
+    absl::StatusOr<OpenAiRequest> refused = ParseOpenAiRequest(bad, /*chat=*/true);
+    EXPECT_TRUE(absl::IsInvalidArgument(refused.status())) << bad;
+  }
+}
+
+// Through the whole request path, the published templates render what transformers renders for
+// the same conversation (the reference cases hold transformers 5.23's output).
+TEST_F(ChatToolsTest, ToolConversationsRenderAsTransformers) {
+  struct Case {
+    const char* template_file;
+    const char* reference;
+  };
+  for (const Case& c : {
+           Case{"qwen3_coder.jinja", "qwen3_coder/tool_roundtrip_dict_args/gen"},
+           Case{"qwen3_coder.jinja", "qwen3_coder/tools_declared/gen"},
+           Case{"qwen3_5.jinja", "qwen3_5/tool_roundtrip_dict_args/gen"},
+           Case{"qwen3_5.jinja", "qwen3_5/content_parts/gen"},
+           Case{"glm4_6.jinja", "glm4_6/tool_roundtrip_dict_args/gen"},
+           Case{"minimax_m2.jinja", "minimax_m2/tool_result_named/gen"},
+           Case{"gpt_oss.jinja", "gpt_oss/tool_roundtrip_dict_args/gen"},
+           Case{"kimi_k2.jinja", "kimi_k2/tools_declared/gen"},
+       }) {
+    SCOPED_TRACE(c.reference);
+    const Json& expected = ReferenceCase(c.reference);
+    ASSERT_TRUE(expected.contains("expected"));
+    absl::StatusOr<std::unique_ptr<ModelContext>> model = ModelContext::Load(
+        ModelWithTemplate("chat-tools", ReadFile(kChatData + "templates/" + c.template_file)),
+        "tiny");
+    ASSERT_TRUE(model.ok()) << model.status();
+    ASSERT_TRUE((*model)->chat_template_error().empty()) << (*model)->chat_template_error();
+    absl::StatusOr<Prompt> prompt = BuildChat(**model, OpenAiBody(expected));
+    ASSERT_TRUE(prompt.ok()) << prompt.status();
+    std::string want = expected["expected"];
+    // gpt-oss prints strftime_now("%Y-%m-%d"): the reference's fixed date, today's here.
+    const std::string fixed_date = "Current date: 2025-03-07";
+    if (const size_t at = want.find(fixed_date); at != std::string::npos) {
+      char today[16];
+      const std::time_t t = std::time(nullptr);
+      std::tm tm{};
+      localtime_r(&t, &tm);
+      std::strftime(today, sizeof(today), "%Y-%m-%d", &tm);
+      want.replace(at, fixed_date.size(), std::string("Current date: ") + today);
+    }
+    EXPECT_EQ(prompt->rendered, want);
+  }
+}
+
+// A template that prints content as a string gets text parts joined; before, parts were
+// joined for every template, and a template that reads parts never saw them.
+TEST_F(ChatToolsTest, ContentPartsJoinForStringTemplates) {
+  absl::StatusOr<std::unique_ptr<ModelContext>> model = ModelContext::Load(ModelDir(), "tiny");
+  ASSERT_TRUE(model.ok()) << model.status();
+  absl::StatusOr<Prompt> prompt = BuildChat(**model, Json::parse(R"({"messages": [
+      {"role": "user", "content": [{"type": "text", "text": "one "},
+                                   {"type": "text", "text": "two"}]}]})"));
+  ASSERT_TRUE(prompt.ok()) << prompt.status();
+  EXPECT_THAT(prompt->rendered, HasSubstr("<|im_start|>user\none two<|im_end|>"));
+}
+
+constexpr char kBrokenTemplate[] = "{% for m in messages %}{% include 'turn.jinja' %}{% endfor %}";
+
+// Before: a template that did not parse stopped the model from loading at all.
+TEST_F(ChatToolsTest, UnparsableTemplateDisablesOnlyChat) {
+  absl::StatusOr<std::unique_ptr<ModelContext>> model =
+      ModelContext::Load(ModelWithTemplate("chat-broken", kBrokenTemplate), "tiny");
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_FALSE((*model)->description().has_chat_template);
+  EXPECT_THAT((*model)->chat_template_error(), HasSubstr("'include'"));
+  absl::StatusOr<Prompt> chat =
+      BuildChat(**model, Json::parse(R"({"messages": [{"role": "user", "content": "hi"}]})"));
+  ASSERT_TRUE(absl::IsInvalidArgument(chat.status())) << chat.status();
+  EXPECT_THAT(chat.status().message(), HasSubstr("chat template"));
+  EXPECT_THAT(chat.status().message(), HasSubstr("'include'"));
+  PromptInput text;
+  text.kind = PromptInput::Kind::kText;
+  text.text = "hello";
+  EXPECT_TRUE((*model)->BuildPrompt(text, 64).ok());
+}
+
+TEST_F(ChatToolsTest, UnparsableTemplateAnswersChatWith400AndServesCompletions) {
+  const std::string dir = ModelWithTemplate("chat-broken-http", kBrokenTemplate);
+  StartWorkers(1);
+  StartRouter([&](RouterServerOptions& o) { o.model_dir = dir; });
+  httplib::Result chat =
+      Post("/v1/chat/completions", {{"model", "tiny"},
+                                    {"messages", {{{"role", "user"}, {"content", "hi"}}}},
+                                    {"max_completion_tokens", 2}});
+  ASSERT_TRUE(chat);
+  EXPECT_EQ(chat->status, 400) << chat->body;
+  const nlohmann::json error = nlohmann::json::parse(chat->body)["error"];
+  EXPECT_THAT(error["message"].get<std::string>(), HasSubstr("'include'"));
+  EXPECT_EQ(error["param"], "messages");
+  httplib::Result completion =
+      Post("/v1/completions", {{"model", "tiny"}, {"prompt", "hello"}, {"max_tokens", 2}});
+  ASSERT_TRUE(completion);
+  EXPECT_EQ(completion->status, 200) << completion->body;
+}
+
+}  // namespace
+}  // namespace expertmesh::router::testing
