@@ -58,8 +58,9 @@ enum class NodeKind {
   kSetBlock,  // {% set target %} body {% endset %}
   kBreak,
   kContinue,
-  kMacro,      // {% macro attr(targets = defaults) %} body {% endmacro %}
-  kCallBlock,  // {% call(targets = defaults) expr %} body {% endcall %}: body is caller()
+  kMacro,       // {% macro attr(targets = defaults) %} body {% endmacro %}
+  kCallBlock,   // {% call(targets = defaults) expr %} body {% endcall %}: body is caller()
+  kGeneration,  // {% generation %} body {% endgeneration %}: transformers' assistant-mask tag
 };
 
 struct IfBranch {

@@ -244,6 +244,15 @@ class Evaluator {
         RETURN_IF_ERROR(CheckSize(out_.size()));
         return Flow::kNormal;
       }
+      case NodeKind::kGeneration: {
+        // transformers' tag is a call block, so the body runs as a caller: it sees everything
+        // visible here, and what it sets stays inside it.
+        scopes_.emplace_back();
+        absl::StatusOr<Flow> flow = Exec(node.body);
+        scopes_.pop_back();
+        if (!flow.ok()) return flow.status();
+        return Flow::kNormal;
+      }
       case NodeKind::kBreak:
         return Flow::kBreak;
       case NodeKind::kContinue:

@@ -238,6 +238,13 @@ class Parser {
       RETURN_IF_ERROR(ExpectBlockEnd());
       ASSIGN_OR_RETURN(node->body, ParseBody({"endcall"}, &found));
       RETURN_IF_ERROR(ExpectBlockEnd());
+    } else if (keyword.text == "generation") {
+      // transformers registers this tag (AssistantTracker) to find assistant tokens; rendering
+      // prints the body as it stands.
+      node->kind = NodeKind::kGeneration;
+      RETURN_IF_ERROR(ExpectBlockEnd());
+      ASSIGN_OR_RETURN(node->body, ParseBody({"endgeneration"}, &found));
+      RETURN_IF_ERROR(ExpectBlockEnd());
     } else if (keyword.text == "break" || keyword.text == "continue") {
       node->kind = keyword.text == "break" ? NodeKind::kBreak : NodeKind::kContinue;
       RETURN_IF_ERROR(ExpectBlockEnd());

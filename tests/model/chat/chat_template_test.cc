@@ -253,6 +253,15 @@ TEST(ChatTemplateTest, CallBlocks) {
             "1=a;2=b;");
 }
 
+// transformers' {% generation %} tag (LFM2.5, Laguna templates): the body prints in place and
+// its sets stay inside it, as transformers 5.23 renders.
+TEST(ChatTemplateTest, GenerationTagRendersItsBody) {
+  EXPECT_EQ(Render("{% for m in messages %}{% generation %}{% set x = m.role %}[{{ m.role }}]"
+                   "{% endgeneration %}{% endfor %}{{ x is defined }}",
+                   Json::parse(R"({"messages": [{"role": "a"}, {"role": "b"}]})")),
+            "[a][b]False");
+}
+
 TEST(ChatTemplateTest, UnboundedMacroRecursionFails) {
   // jinja2 raises RecursionError; here a depth bound fails the render before the stack does.
   const absl::Status s =
