@@ -254,26 +254,41 @@ BENCHMARK(BM_MoeGroupedLinear)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
+// One decode step's attention inputs: `seqs` sequences of `ctx` cached positions each in 16-slot
+// blocks (bf16 cache), one query per sequence with `hq` heads over `hkv` kv heads of dim d.
+struct DecodeAttentionInputs {
+  Tensor kc, vc, q, query_start, seq_lens, tables, out;
+  kernels::PagedAttentionBatch Batch() const { return {query_start, seq_lens, tables}; }
+};
+DecodeAttentionInputs MakeDecodeAttention(int64_t seqs, int64_t ctx, int64_t hq, int64_t hkv,
+                                          DType q_dtype) {
+  constexpr int64_t d = 128, bs = 16;
+  const int64_t blocks_per_seq = (ctx + bs - 1) / bs, blocks = seqs * blocks_per_seq;
+  DecodeAttentionInputs in{Random(DType::kBF16, {blocks, bs, hkv, d}, 1),
+                           Random(DType::kBF16, {blocks, bs, hkv, d}, 2),
+                           Random(q_dtype, {seqs, hq, d}, 3),
+                           *Tensor::Empty(DType::kI32, {seqs + 1}),
+                           *Tensor::Empty(DType::kI32, {seqs}),
+                           *Tensor::Empty(DType::kI32, {seqs, blocks_per_seq}),
+                           *Tensor::Empty(q_dtype, {seqs, hq, d})};
+  for (int64_t s = 0; s <= seqs; ++s) in.query_start.data<int32_t>()[s] = static_cast<int32_t>(s);
+  for (int64_t s = 0; s < seqs; ++s) in.seq_lens.data<int32_t>()[s] = static_cast<int32_t>(ctx);
+  for (int64_t i = 0; i < blocks; ++i) in.tables.data<int32_t>()[i] = static_cast<int32_t>(i);
+  return in;
+}
+
 // Decode attention: args batch (sequences), context length; 16 q heads, 4 kv heads, dim 128.
 void BM_PagedAttentionDecode(benchmark::State& state) {
-  const int64_t seqs = state.range(0), ctx = state.range(1), hq = 16, hkv = 4, d = 128, bs = 16;
+  const int64_t seqs = state.range(0), ctx = state.range(1), hkv = 4;
   auto backend = MakeBackend(CpuIsa::kAvx2);
-  const int64_t blocks_per_seq = (ctx + bs - 1) / bs, blocks = seqs * blocks_per_seq;
-  Tensor kc = Random(DType::kBF16, {blocks, bs, hkv, d}, 1);
-  Tensor vc = Random(DType::kBF16, {blocks, bs, hkv, d}, 2);
-  Tensor q = Random(DType::kF32, {seqs, hq, d}, 3);
-  Tensor qs = *Tensor::Empty(DType::kI32, {seqs + 1});
-  Tensor lens = *Tensor::Empty(DType::kI32, {seqs});
-  Tensor tables = *Tensor::Empty(DType::kI32, {seqs, blocks_per_seq});
-  for (int64_t s = 0; s <= seqs; ++s) qs.data<int32_t>()[s] = static_cast<int32_t>(s);
-  for (int64_t s = 0; s < seqs; ++s) lens.data<int32_t>()[s] = static_cast<int32_t>(ctx);
-  for (int64_t i = 0; i < blocks; ++i) tables.data<int32_t>()[i] = static_cast<int32_t>(i);
-  Tensor out = *Tensor::Empty(DType::kF32, {seqs, hq, d});
-  kernels::PagedAttentionBatch batch{qs, lens, tables};
+  DecodeAttentionInputs in = MakeDecodeAttention(seqs, ctx, 16, hkv, DType::kF32);
+  const kernels::PagedAttentionBatch batch = in.Batch();
   for (auto _ : state) {
-    if (!backend->PagedAttention(q, kc, vc, batch, 0.088f, out).ok()) state.SkipWithError("attn");
+    if (!backend->PagedAttention(in.q, in.kc, in.vc, batch, 0.088f, in.out).ok()) {
+      state.SkipWithError("attn");
+    }
   }
-  SetGbps(state, 2.0 * seqs * ctx * hkv * d * 2);
+  SetGbps(state, 2.0 * seqs * ctx * hkv * 128 * 2);
 }
 BENCHMARK(BM_PagedAttentionDecode)
     ->Args({1, 1024})
@@ -285,29 +300,21 @@ BENCHMARK(BM_PagedAttentionDecode)
 // Decode attention in bf16 compute (bf16 q and cache, bench-1b's heads) per kernel family: args
 // sequences, context length, family. On amx this is the tile kernel with one query per tile.
 void BM_PagedAttentionDecodeBf16(benchmark::State& state) {
-  const int64_t seqs = state.range(0), ctx = state.range(1), hq = 32, hkv = 4, d = 128, bs = 16;
+  const int64_t seqs = state.range(0), ctx = state.range(1), hkv = 4;
   const auto isa = static_cast<CpuIsa>(state.range(2));
   if (!expertmesh::kernels::cpu::CpuSupports(isa)) {
     state.SkipWithError("this CPU lacks the kernel family");
     return;
   }
   auto backend = MakeBackend(isa);
-  const int64_t blocks_per_seq = (ctx + bs - 1) / bs, blocks = seqs * blocks_per_seq;
-  Tensor kc = Random(DType::kBF16, {blocks, bs, hkv, d}, 1);
-  Tensor vc = Random(DType::kBF16, {blocks, bs, hkv, d}, 2);
-  Tensor q = Random(DType::kBF16, {seqs, hq, d}, 3);
-  Tensor qs = *Tensor::Empty(DType::kI32, {seqs + 1});
-  Tensor lens = *Tensor::Empty(DType::kI32, {seqs});
-  Tensor tables = *Tensor::Empty(DType::kI32, {seqs, blocks_per_seq});
-  for (int64_t s = 0; s <= seqs; ++s) qs.data<int32_t>()[s] = static_cast<int32_t>(s);
-  for (int64_t s = 0; s < seqs; ++s) lens.data<int32_t>()[s] = static_cast<int32_t>(ctx);
-  for (int64_t i = 0; i < blocks; ++i) tables.data<int32_t>()[i] = static_cast<int32_t>(i);
-  Tensor out = *Tensor::Empty(DType::kBF16, {seqs, hq, d});
-  kernels::PagedAttentionBatch batch{qs, lens, tables};
+  DecodeAttentionInputs in = MakeDecodeAttention(seqs, ctx, 32, hkv, DType::kBF16);
+  const kernels::PagedAttentionBatch batch = in.Batch();
   for (auto _ : state) {
-    if (!backend->PagedAttention(q, kc, vc, batch, 0.088f, out).ok()) state.SkipWithError("attn");
+    if (!backend->PagedAttention(in.q, in.kc, in.vc, batch, 0.088f, in.out).ok()) {
+      state.SkipWithError("attn");
+    }
   }
-  SetGbps(state, 2.0 * seqs * ctx * hkv * d * 2);
+  SetGbps(state, 2.0 * seqs * ctx * hkv * 128 * 2);
 }
 BENCHMARK(BM_PagedAttentionDecodeBf16)
     ->ArgsProduct({{1, 8},
