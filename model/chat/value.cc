@@ -471,7 +471,12 @@ std::string FormatPythonFloat(double value) {
     return out;
   }
   out += digits.substr(0, 1);
-  if (digits.size() > 1) out += "." + digits.substr(1);
+  if (digits.size() > 1) {
+    // Appended piece by piece: GCC 12 at -O3 flags `"." + digits.substr(1)` with a false
+    // -Wrestrict on the inlined memcpy, which -Werror turns into a Release build failure.
+    out += '.';
+    out.append(digits, 1);
+  }
   char exp_buf[16];
   std::snprintf(exp_buf, sizeof(exp_buf), "e%c%02d", exponent < 0 ? '-' : '+', std::abs(exponent));
   return out + exp_buf;
