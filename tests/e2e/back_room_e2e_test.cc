@@ -20,10 +20,9 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "httplib.h"
+#include "tests/e2e/e2e_util.h"
 #include "tests/util/listening_sockets.h"
-#include "tests/util/shared_model.h"
 #include "tools/cli/child_process.h"
-#include "tools/make_model/make_model.h"
 
 namespace expertmesh {
 namespace {
@@ -31,8 +30,6 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 namespace api = ::expertmesh::internal::v1;
-
-const std::string kBin = std::string(EXPERTMESH_BINARY_DIR) + "/bin";
 
 // `expertmesh serve`'s output, kept so the test can wait for a line.
 class Serve {
@@ -64,30 +61,25 @@ class Serve {
 };
 
 TEST(BackRoomE2eTest, ServeGuardsTheWorkerAndClosesTheRendezvous) {
-  for (const char* bin : {"expertmesh", "expertmesh-worker", "expertmesh-router"}) {
-    if (!std::filesystem::exists(kBin + "/" + bin)) {
-      GTEST_SKIP() << kBin << "/" << bin << " is not built";
-    }
+  if (const std::string missing =
+          e2e::MissingBinary({"expertmesh", "expertmesh-worker", "expertmesh-router"});
+      !missing.empty()) {
+    GTEST_SKIP() << missing << " is not built";
   }
-  make_model::MakeModelOptions options;
-  options.arch = *make_model::ParseArchName("qwen3-moe");
-  options.size = "tiny";
-  options.out_dir = std::string(EXPERTMESH_BINARY_DIR) + "/e2e-scratch/tiny-qwen3";
-  options.seed = 7;
-  absl::StatusOr<std::string> model = testing::MakeSharedModel(options);
+  absl::StatusOr<std::string> model = e2e::TinyQwen3Model();
   ASSERT_TRUE(model.ok()) << model.status();
   // No token of ours in serve's environment: it must make one.
   unsetenv("EXPERTMESH_INTERNAL_TOKEN");
 
   Serve serve;
-  absl::StatusOr<std::unique_ptr<cli::ChildProcess>> child =
-      cli::ChildProcess::Spawn({kBin + "/expertmesh", "serve", *model, "--tp", "2", "--http-port",
-                                "0", "--grpc-port", "-1", "--kv-budget", "32MiB", "--threads", "1",
-                                "--compute-dtype", "f32", "--grace-s", "2", "--device", "cpu"},
-                               [&](const std::string& line, bool is_stderr) {
-                                 if (is_stderr) std::fprintf(stderr, "%s\n", line.c_str());
-                                 serve.Line(line);
-                               });
+  absl::StatusOr<std::unique_ptr<cli::ChildProcess>> child = cli::ChildProcess::Spawn(
+      {e2e::BinDir() + "/expertmesh", "serve", *model, "--tp", "2", "--http-port", "0",
+       "--grpc-port", "-1", "--kv-budget", "32MiB", "--threads", "1", "--compute-dtype", "f32",
+       "--grace-s", "2", "--device", "cpu"},
+      [&](const std::string& line, bool is_stderr) {
+        if (is_stderr) std::fprintf(stderr, "%s\n", line.c_str());
+        serve.Line(line);
+      });
   ASSERT_TRUE(child.ok()) << child.status();
   const std::string workers = serve.WaitFor("ready: 1 worker group(s) [", absl::Seconds(120));
   ASSERT_FALSE(workers.empty()) << "serve did not become ready";

@@ -29,9 +29,8 @@
 #include "gtest/gtest.h"
 #include "httplib.h"
 #include "nlohmann/json.hpp"
-#include "tests/util/shared_model.h"
+#include "tests/e2e/e2e_util.h"
 #include "tools/cli/child_process.h"
-#include "tools/make_model/make_model.h"
 
 namespace expertmesh {
 namespace {
@@ -39,7 +38,6 @@ namespace {
 using Json = nlohmann::json;
 namespace api = ::expertmesh::internal::v1;
 
-const std::string kBin = std::string(EXPERTMESH_BINARY_DIR) + "/bin";
 // Generous for a loaded 2-core machine: B's restart is 1 s of backoff plus loading a tiny model
 // on two ranks and forming their Gloo group; the router notices within a 500 ms poll.
 constexpr absl::Duration kRecoveryBound = absl::Seconds(60);
@@ -87,65 +85,6 @@ class Output {
   absl::Mutex mu_;
   std::vector<std::pair<absl::Time, std::string>> lines_ ABSL_GUARDED_BY(mu_);
 };
-
-struct StreamOutcome {
-  int status = 0;
-  bool done = false;
-  std::string error;
-  int64_t completion_tokens = -1;
-  absl::Time ended;
-};
-
-Json CompletionBody(const std::vector<int32_t>& prompt, int max_tokens, bool stream) {
-  Json body = {{"model", "tiny-qwen3"}, {"prompt", prompt},   {"max_tokens", max_tokens},
-               {"temperature", 0},      {"ignore_eos", true}, {"stream", stream}};
-  if (stream) body["stream_options"] = {{"include_usage", true}};
-  return body;
-}
-
-// Streams a completion; `on_first` runs once when the first text arrives.
-StreamOutcome Stream(int port, const Json& body, const std::function<void()>& on_first) {
-  StreamOutcome out;
-  std::string buffer;
-  bool first = true;
-  httplib::Client client("127.0.0.1", port);
-  client.set_read_timeout(120, 0);
-  httplib::Request req;
-  req.method = "POST";
-  req.path = "/v1/completions";
-  req.body = body.dump();
-  req.set_header("Content-Type", "application/json");
-  req.content_receiver = [&](const char* data, size_t len, uint64_t, uint64_t) {
-    buffer.append(data, len);
-    for (size_t nl; (nl = buffer.find("\n\n")) != std::string::npos;) {
-      const std::string event = buffer.substr(0, nl);
-      buffer.erase(0, nl + 2);
-      if (event.rfind("data: ", 0) != 0) continue;
-      const std::string payload = event.substr(6);
-      if (payload == "[DONE]") {
-        out.done = true;
-        continue;
-      }
-      Json j = Json::parse(payload, nullptr, false);
-      if (j.is_discarded()) continue;
-      if (j.contains("error")) out.error = j["error"].dump();
-      if (j.contains("choices") && !j["choices"].empty() && first && on_first) {
-        first = false;
-        on_first();
-      }
-      if (j.contains("usage") && j["usage"].is_object()) {
-        out.completion_tokens = j["usage"].value("completion_tokens", -1);
-      }
-    }
-    return true;
-  };
-  httplib::Response res;
-  httplib::Error error;
-  if (!client.send(req, res, error)) out.error = httplib::to_string(error);
-  out.status = res.status;
-  out.ended = absl::Now();
-  return out;
-}
 
 // Running plus queued requests on a group's leader, asked directly (with serve's token);
 // -1 when it does not answer.
@@ -210,17 +149,12 @@ std::string RandomToken() {
 }
 
 TEST(ServeSupervisionE2eTest, AKilledRankIsRestartedWithItsGroupWhileTheOtherServes) {
-  for (const char* bin : {"expertmesh", "expertmesh-worker", "expertmesh-router"}) {
-    if (!std::filesystem::exists(kBin + "/" + bin)) {
-      GTEST_SKIP() << kBin << "/" << bin << " is not built";
-    }
+  if (const std::string missing =
+          e2e::MissingBinary({"expertmesh", "expertmesh-worker", "expertmesh-router"});
+      !missing.empty()) {
+    GTEST_SKIP() << missing << " is not built";
   }
-  make_model::MakeModelOptions options;
-  options.arch = *make_model::ParseArchName("qwen3-moe");
-  options.size = "tiny";
-  options.out_dir = std::string(EXPERTMESH_BINARY_DIR) + "/e2e-scratch/tiny-qwen3";
-  options.seed = 7;
-  absl::StatusOr<std::string> model = testing::MakeSharedModel(options);
+  absl::StatusOr<std::string> model = e2e::TinyQwen3Model();
   ASSERT_TRUE(model.ok()) << model.status();
   // serve keeps a token it finds in its environment: the test can then ask the workers' load.
   const std::string token = RandomToken();
@@ -228,7 +162,7 @@ TEST(ServeSupervisionE2eTest, AKilledRankIsRestartedWithItsGroupWhileTheOtherSer
 
   Output output;
   absl::StatusOr<std::unique_ptr<cli::ChildProcess>> serve = cli::ChildProcess::Spawn(
-      {kBin + "/expertmesh",
+      {e2e::BinDir() + "/expertmesh",
        "serve",
        *model,
        "--groups",
@@ -270,15 +204,16 @@ TEST(ServeSupervisionE2eTest, AKilledRankIsRestartedWithItsGroupWhileTheOtherSer
   const int port = std::stoi(host_port[1]);
 
   // Long streams, one at a time so each one's group is known (the leaders' own counts).
-  std::vector<StreamOutcome> outcomes(kStreams);
+  std::vector<e2e::CompletionStream> outcomes(kStreams);
   std::vector<bool> on_b(kStreams, false);
   std::vector<std::thread> streams;
   int on_a_count = 0, on_b_count = 0;
   for (int i = 0; i < kStreams; ++i) {
     auto started = std::make_shared<absl::Notification>();
     streams.emplace_back([&, i, started] {
-      outcomes[i] = Stream(port, CompletionBody({5, 6, 7, 8 + i}, kStreamTokens, true),
-                           [started] { started->Notify(); });
+      outcomes[i] =
+          e2e::StreamCompletion(port, e2e::CompletionBody({5, 6, 7, 8 + i}, kStreamTokens, true),
+                                120, [started] { started->Notify(); });
       if (!started->HasBeenNotified()) started->Notify();
     });
     ASSERT_TRUE(started->WaitForNotificationWithTimeout(absl::Seconds(60))) << "stream " << i;
@@ -312,7 +247,7 @@ TEST(ServeSupervisionE2eTest, AKilledRankIsRestartedWithItsGroupWhileTheOtherSer
     while (!stop_requests.load()) {
       httplib::Client client("127.0.0.1", port);
       client.set_read_timeout(60, 0);
-      auto res = client.Post("/v1/completions", CompletionBody({1, 2, 3}, 4, false).dump(),
+      auto res = client.Post("/v1/completions", e2e::CompletionBody({1, 2, 3}, 4, false).dump(),
                              "application/json");
       if (res && res->status == 200) {
         served.fetch_add(1);
@@ -340,11 +275,12 @@ TEST(ServeSupervisionE2eTest, AKilledRankIsRestartedWithItsGroupWhileTheOtherSer
   ASSERT_NE(seen_up, absl::InfiniteFuture()) << "B not back within " << kRecoveryBound;
 
   // B serves routed requests again: round robin sends it every other one.
-  std::vector<StreamOutcome> probes(2);
+  std::vector<e2e::CompletionStream> probes(2);
   std::vector<std::thread> probe_threads;
   for (int i = 0; i < 2; ++i) {
     probe_threads.emplace_back([&, i] {
-      probes[i] = Stream(port, CompletionBody({9, 10, 11 + i}, kProbeTokens, true), nullptr);
+      probes[i] = e2e::StreamCompletion(
+          port, e2e::CompletionBody({9, 10, 11 + i}, kProbeTokens, true), 120, nullptr);
     });
   }
   absl::Time b_serving = absl::InfiniteFuture();
@@ -374,7 +310,7 @@ TEST(ServeSupervisionE2eTest, AKilledRankIsRestartedWithItsGroupWhileTheOtherSer
     std::printf("stream %d on %s ended at +%s: %s\n", i, on_b[i] ? "B" : "A",
                 absl::FormatDuration(outcomes[i].ended - killed).c_str(),
                 outcomes[i].error.empty() ? "complete" : outcomes[i].error.c_str());
-    const StreamOutcome& o = outcomes[i];
+    const e2e::CompletionStream& o = outcomes[i];
     EXPECT_EQ(o.status, 200) << i;
     if (on_b[i]) {
       EXPECT_FALSE(o.error.empty()) << "stream " << i << " on B ended without an error";
@@ -385,7 +321,7 @@ TEST(ServeSupervisionE2eTest, AKilledRankIsRestartedWithItsGroupWhileTheOtherSer
     EXPECT_EQ(o.completion_tokens, kStreamTokens) << i;
     EXPECT_GT(o.ended, killed) << "stream " << i << " on A ended before the kill: make it longer";
   }
-  for (const StreamOutcome& o : probes) {
+  for (const e2e::CompletionStream& o : probes) {
     EXPECT_TRUE(o.error.empty()) << o.error;
     EXPECT_EQ(o.completion_tokens, kProbeTokens);
   }

@@ -28,8 +28,8 @@
 #include "httplib.h"
 #include "model/tokenizer/tokenizer.h"
 #include "nlohmann/json.hpp"
+#include "tests/e2e/e2e_util.h"
 #include "tests/util/cpu_engine.h"
-#include "tests/util/shared_model.h"
 #include "tools/cli/child_process.h"
 #include "tools/make_model/make_model.h"
 #include "worker/engine/engine.h"
@@ -41,7 +41,6 @@ using cli::ChildProcess;
 using Json = nlohmann::json;
 namespace api = ::expertmesh::internal::v1;
 
-const std::string kBin = std::string(EXPERTMESH_BINARY_DIR) + "/bin";
 constexpr absl::Duration kReady = absl::Seconds(60);
 
 // A child whose stdout lines are kept so a test can wait for one.
@@ -89,14 +88,9 @@ std::unique_ptr<Proc> Launch(const std::string& name, const std::vector<std::str
 class ServingE2eTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    model_dir_ = new std::string(std::string(EXPERTMESH_BINARY_DIR) + "/e2e-scratch/tiny-qwen3");
-    make_model::MakeModelOptions options;
-    options.arch = *make_model::ParseArchName("qwen3-moe");
-    options.size = "tiny";
-    options.out_dir = *model_dir_;
-    options.seed = 7;
-    absl::StatusOr<std::string> made = expertmesh::testing::MakeSharedModel(options);
+    absl::StatusOr<std::string> made = e2e::TinyQwen3Model();
     ASSERT_TRUE(made.ok()) << made.status();
+    model_dir_ = new std::string(*made);
   }
   static void TearDownTestSuite() { delete model_dir_; }
 
@@ -104,7 +98,7 @@ class ServingE2eTest : public ::testing::Test {
 
   // A worker on loopback over the test model, small and deterministic (f32, one thread).
   static std::vector<std::string> WorkerArgv() {
-    return {kBin + "/expertmesh-worker",
+    return {e2e::BinDir() + "/expertmesh-worker",
             "--model",
             *model_dir_,
             "--host",
@@ -123,10 +117,10 @@ class ServingE2eTest : public ::testing::Test {
 
   // Waits for the router's HTTP port and /readyz.
   void StartRouter(const std::vector<std::string>& addresses) {
-    router_ =
-        Launch("router", {kBin + "/expertmesh-router", "--model-dir", *model_dir_, "--workers",
-                          absl::StrJoin(addresses, ","), "--host", "127.0.0.1", "--http-port", "0",
-                          "--grpc-port", "-1", "--poll-ms", "100", "--grace-s", "2"});
+    router_ = Launch("router",
+                     {e2e::BinDir() + "/expertmesh-router", "--model-dir", *model_dir_, "--workers",
+                      absl::StrJoin(addresses, ","), "--host", "127.0.0.1", "--http-port", "0",
+                      "--grpc-port", "-1", "--poll-ms", "100", "--grace-s", "2"});
     const std::string url = router_->WaitFor("HTTP listening on http://", kReady);
     ASSERT_FALSE(url.empty()) << "router not ready";
     const std::vector<std::string> hp = absl::StrSplit(url, ':');
@@ -144,10 +138,9 @@ class ServingE2eTest : public ::testing::Test {
   }
 
   void StartTwoGroups() {
-    for (const char* bin : {"expertmesh-worker", "expertmesh-router"}) {
-      if (!std::filesystem::exists(kBin + "/" + bin)) {
-        GTEST_SKIP() << kBin << "/" << bin << " is not built";
-      }
+    if (const std::string missing = e2e::MissingBinary({"expertmesh-worker", "expertmesh-router"});
+        !missing.empty()) {
+      GTEST_SKIP() << missing << " is not built";
     }
     for (int g = 0; g < 2; ++g) {
       // Group 0: --tp 2; group 1: --ep 2. Rank 0 picks a free rendezvous port and prints it.
@@ -221,81 +214,17 @@ class ServingE2eTest : public ::testing::Test {
     return out;
   }
 
-  static Json CompletionBody(const std::vector<int32_t>& prompt, int max_tokens, bool stream) {
-    Json body = {{"model", "tiny-qwen3"}, {"prompt", prompt},   {"max_tokens", max_tokens},
-                 {"temperature", 0},      {"ignore_eos", true}, {"stream", stream}};
-    if (stream) body["stream_options"] = {{"include_usage", true}};
-    return body;
-  }
-
-  struct StreamOutcome {
-    std::string text;
-    int64_t completion_tokens = -1;
-    int64_t prompt_tokens = -1;
-    bool done = false;
-    std::string error;
-    int status = 0;
-    size_t received_bytes = 0;
-  };
-
   // Streams a completion; `on_first_chunk` runs once when the first text arrives.
   // A connection that fails before any byte of the response arrived is retried (twice), as
   // SDK clients do: cpp-httplib listens with a backlog of 5, so a burst of 64 connects can
   // overflow the router's accept queue (counted in connection_retries_).
-  StreamOutcome Stream(const Json& body, std::function<void()> on_first_chunk = nullptr) {
-    StreamOutcome out;
+  e2e::CompletionStream Stream(const Json& body, std::function<void()> on_first_chunk = nullptr) {
+    e2e::CompletionStream out;
     for (int attempt = 0; attempt < 3; ++attempt) {
-      out = StreamOnce(body, on_first_chunk);
+      out = e2e::StreamCompletion(http_port_, body, 60, on_first_chunk);
       if (out.status != -1 || out.received_bytes > 0) break;
       connection_retries_.fetch_add(1);
     }
-    return out;
-  }
-
-  StreamOutcome StreamOnce(const Json& body, std::function<void()> on_first_chunk) {
-    StreamOutcome out;
-    std::string buffer;
-    bool first = true;
-    httplib::Client client("127.0.0.1", http_port_);
-    client.set_read_timeout(60, 0);
-    httplib::Request req;
-    req.method = "POST";
-    req.path = "/v1/completions";
-    req.body = body.dump();
-    req.set_header("Content-Type", "application/json");
-    req.content_receiver = [&](const char* data, size_t len, uint64_t, uint64_t) {
-      out.received_bytes += len;
-      buffer.append(data, len);
-      for (size_t nl; (nl = buffer.find("\n\n")) != std::string::npos;) {
-        std::string event = buffer.substr(0, nl);
-        buffer.erase(0, nl + 2);
-        if (event.rfind("data: ", 0) != 0) continue;
-        const std::string payload = event.substr(6);
-        if (payload == "[DONE]") {
-          out.done = true;
-          continue;
-        }
-        Json j = Json::parse(payload, nullptr, false);
-        if (j.is_discarded()) continue;
-        if (j.contains("error")) out.error = j["error"].dump();
-        if (j.contains("choices") && !j["choices"].empty()) {
-          out.text += j["choices"][0].value("text", "");
-          if (first && on_first_chunk) {
-            first = false;
-            on_first_chunk();
-          }
-        }
-        if (j.contains("usage") && j["usage"].is_object()) {
-          out.completion_tokens = j["usage"].value("completion_tokens", -1);
-          out.prompt_tokens = j["usage"].value("prompt_tokens", -1);
-        }
-      }
-      return true;
-    };
-    httplib::Response res;
-    httplib::Error error;
-    if (!client.send(req, res, error)) out.error = httplib::to_string(error);
-    out.status = res.status;
     return out;
   }
 
@@ -320,7 +249,7 @@ class ServingE2eTest : public ::testing::Test {
   void ExpectTheOtherGroupServes(int broken) {
     for (int i = 0; i < 4; ++i) {
       httplib::Client client("127.0.0.1", http_port_);
-      auto res = client.Post("/v1/completions", CompletionBody({1, 2, 3}, 8, false).dump(),
+      auto res = client.Post("/v1/completions", e2e::CompletionBody({1, 2, 3}, 8, false).dump(),
                              "application/json");
       ASSERT_TRUE(res);
       EXPECT_EQ(res->status, 200) << res->body;
@@ -357,7 +286,7 @@ TEST_F(ServingE2eTest, GreedyOutputsEqualTheSingleProcessEngine) {
     const std::vector<int32_t> expected = ReferenceGreedy(prompt, 12);
     ASSERT_EQ(expected.size(), 12u);
     httplib::Client client("127.0.0.1", http_port_);
-    auto res = client.Post("/v1/completions", CompletionBody(prompt, 12, false).dump(),
+    auto res = client.Post("/v1/completions", e2e::CompletionBody(prompt, 12, false).dump(),
                            "application/json");
     ASSERT_TRUE(res);
     ASSERT_EQ(res->status, 200) << res->body;
@@ -378,15 +307,16 @@ TEST_F(ServingE2eTest, SixtyFourConcurrentStreamsCompleteWithCorrectUsage) {
   for (const auto& p : prompts)
     expected_text.push_back((*tok)->Decode(ReferenceGreedy(p, 16), true));
   constexpr int kStreams = 64;
-  std::vector<StreamOutcome> outcomes(kStreams);
+  std::vector<e2e::CompletionStream> outcomes(kStreams);
   std::vector<std::thread> threads;
   for (int i = 0; i < kStreams; ++i) {
-    threads.emplace_back(
-        [&, i] { outcomes[i] = Stream(CompletionBody(prompts[i % prompts.size()], 16, true)); });
+    threads.emplace_back([&, i] {
+      outcomes[i] = Stream(e2e::CompletionBody(prompts[i % prompts.size()], 16, true));
+    });
   }
   for (std::thread& t : threads) t.join();
   for (int i = 0; i < kStreams; ++i) {
-    const StreamOutcome& o = outcomes[i];
+    const e2e::CompletionStream& o = outcomes[i];
     EXPECT_EQ(o.status, 200) << i;
     EXPECT_TRUE(o.done) << i << " " << o.error;
     EXPECT_TRUE(o.error.empty()) << i << " " << o.error;
@@ -422,7 +352,7 @@ TEST_F(ServingE2eTest, FiftyCancelledStreamsReturnTheKvPoolsToFull) {
         httplib::Request req;
         req.method = "POST";
         req.path = "/v1/completions";
-        req.body = CompletionBody({3, 4, static_cast<int32_t>(5 + i)}, 4000, true).dump();
+        req.body = e2e::CompletionBody({3, 4, static_cast<int32_t>(5 + i)}, 4000, true).dump();
         req.set_header("Content-Type", "application/json");
         req.content_receiver = [&](const char*, size_t, uint64_t, uint64_t) {
           if (!counted) {
@@ -460,7 +390,7 @@ TEST_F(ServingE2eTest, FiftyCancelledStreamsReturnTheKvPoolsToFull) {
 
 TEST_F(ServingE2eTest, WorkerKilledMidStreamEndsThatStreamAndOthersAreServed) {
   int killed = -1;
-  StreamOutcome victim = Stream(CompletionBody({5, 6, 7}, 4000, true), [&] {
+  e2e::CompletionStream victim = Stream(e2e::CompletionBody({5, 6, 7}, 4000, true), [&] {
     // The stream is live: find the group running it and kill that process.
     for (int g = 0; g < 2; ++g) {
       if (RunningOn(worker_addresses_[g]) > 0) {
@@ -482,7 +412,7 @@ TEST_F(ServingE2eTest, WorkerKilledMidStreamEndsThatStreamAndOthersAreServed) {
 
 TEST_F(ServingE2eTest, OtherRankKilledMidStreamBreaksItsGroupOnly) {
   int killed = -1;
-  StreamOutcome victim = Stream(CompletionBody({9, 8, 7}, 4000, true), [&] {
+  e2e::CompletionStream victim = Stream(e2e::CompletionBody({9, 8, 7}, 4000, true), [&] {
     for (int g = 0; g < 2; ++g) {
       if (RunningOn(worker_addresses_[g]) > 0) {
         killed = g;
@@ -544,8 +474,8 @@ TEST_F(PodLauncherTest, OnePodRunsAWholeGroupAndStopsOnSigterm) {
       tokenizer::Tokenizer::LoadFromDirectory(*model_dir_);
   ASSERT_TRUE(tok.ok()) << tok.status();
   httplib::Client client("127.0.0.1", http_port_);
-  auto res =
-      client.Post("/v1/completions", CompletionBody(prompt, 12, false).dump(), "application/json");
+  auto res = client.Post("/v1/completions", e2e::CompletionBody(prompt, 12, false).dump(),
+                         "application/json");
   ASSERT_TRUE(res);
   ASSERT_EQ(res->status, 200) << res->body;
   EXPECT_EQ(Json::parse(res->body)["choices"][0]["text"].get<std::string>(),
