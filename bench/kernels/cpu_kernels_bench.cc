@@ -277,18 +277,24 @@ DecodeAttentionInputs MakeDecodeAttention(int64_t seqs, int64_t ctx, int64_t hq,
   return in;
 }
 
+// Times one decode step's attention over `in`; `cache_bytes` is what it reads of the cache.
+void TimeDecodeAttention(benchmark::State& state, kernels::Backend& backend,
+                         DecodeAttentionInputs& in, double cache_bytes) {
+  const kernels::PagedAttentionBatch batch = in.Batch();
+  for (auto _ : state) {
+    if (!backend.PagedAttention(in.q, in.kc, in.vc, batch, 0.088f, in.out).ok()) {
+      state.SkipWithError("attn");
+    }
+  }
+  SetGbps(state, cache_bytes);
+}
+
 // Decode attention: args batch (sequences), context length; 16 q heads, 4 kv heads, dim 128.
 void BM_PagedAttentionDecode(benchmark::State& state) {
   const int64_t seqs = state.range(0), ctx = state.range(1), hkv = 4;
   auto backend = MakeBackend(CpuIsa::kAvx2);
   DecodeAttentionInputs in = MakeDecodeAttention(seqs, ctx, 16, hkv, DType::kF32);
-  const kernels::PagedAttentionBatch batch = in.Batch();
-  for (auto _ : state) {
-    if (!backend->PagedAttention(in.q, in.kc, in.vc, batch, 0.088f, in.out).ok()) {
-      state.SkipWithError("attn");
-    }
-  }
-  SetGbps(state, 2.0 * seqs * ctx * hkv * 128 * 2);
+  TimeDecodeAttention(state, *backend, in, 2.0 * seqs * ctx * hkv * 128 * 2);
 }
 BENCHMARK(BM_PagedAttentionDecode)
     ->Args({1, 1024})
@@ -308,13 +314,7 @@ void BM_PagedAttentionDecodeBf16(benchmark::State& state) {
   }
   auto backend = MakeBackend(isa);
   DecodeAttentionInputs in = MakeDecodeAttention(seqs, ctx, 32, hkv, DType::kBF16);
-  const kernels::PagedAttentionBatch batch = in.Batch();
-  for (auto _ : state) {
-    if (!backend->PagedAttention(in.q, in.kc, in.vc, batch, 0.088f, in.out).ok()) {
-      state.SkipWithError("attn");
-    }
-  }
-  SetGbps(state, 2.0 * seqs * ctx * hkv * 128 * 2);
+  TimeDecodeAttention(state, *backend, in, 2.0 * seqs * ctx * hkv * 128 * 2);
 }
 BENCHMARK(BM_PagedAttentionDecodeBf16)
     ->ArgsProduct({{1, 8},
