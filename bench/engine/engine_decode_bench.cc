@@ -8,7 +8,9 @@
 // Several comma-separated models (e.g. one checkpoint in bf16 and in fp8) are measured in the
 // same rounds, side by side, and their speeds reported as ratios to the first. A model written
 // DIR@FAMILY runs on that CPU kernel family (the EXPERTMESH_CPU_ISA names: avx512bf16, amx, ...),
-// so `m@avx512bf16,m@amx` compares two families on one model in one run (each loads its copy).
+// so `m@avx512bf16,m@amx` compares two families on one model in one run (each loads its copy);
+// FAMILY-invariant (e.g. amx-invariant) runs that family batch-invariant (every product on one
+// kernel whatever its token count: CpuBackendOptions::batch_invariant).
 // Every entry prints the family it runs with. With `batch`, only decode at that batch size is
 // run (for profilers: no bandwidth passes, no other batch sizes in the profile).
 // With --prefill-tokens, only the prefill of one N-token prompt is timed (time to first token
@@ -337,8 +339,13 @@ absl::StatusOr<std::unique_ptr<expertmesh::engine::Engine>> LoadSubject(
   using expertmesh::kernels::cpu::CpuIsa;
   const size_t at = spec.find('@');
   if (at == std::string::npos) return expertmesh::testing::LoadCpuEngine(spec, options, threads);
-  const std::string family = spec.substr(at + 1);
+  std::string family = spec.substr(at + 1);
   expertmesh::kernels::cpu::CpuBackendOptions backend_options{.num_threads = threads};
+  constexpr std::string_view kInvariant = "-invariant";
+  if (family.ends_with(kInvariant)) {
+    family.resize(family.size() - kInvariant.size());
+    backend_options.batch_invariant = true;
+  }
   for (CpuIsa isa :
        {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Bf16, CpuIsa::kAmx}) {
     if (expertmesh::kernels::cpu::CpuIsaName(isa) == family) backend_options.isa = isa;

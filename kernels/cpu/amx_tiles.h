@@ -73,7 +73,7 @@ inline void MicroKernel(const WeightBlock& wb, const uint16_t* b, int64_t b_bloc
     const bool tail = kt == wb.full_tiles;
     if (wb.prefetch != nullptr && !tail) {
       for (int r = 0; r < MA * kTileRows; ++r) {
-        __builtin_prefetch(wb.prefetch + r * wb.ldw + kt * kTileK, 0, 3);
+        __builtin_prefetch(wb.prefetch + r * wb.ldw + kt * kTileK, 0, 1);
       }
     }
     const uint16_t* a = tail ? wb.tail : wb.w + kt * kTileK;

@@ -64,8 +64,10 @@ absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(const CpuBackendO
     blas_min_tokens = 0;
   }
   const bool copy_weights = options.copy_weights.value_or(TransparentHugePagesAvailable());
-  return std::unique_ptr<CpuBackend>(new CpuBackend(
-      isa, threads, blas_min_tokens, std::max<int64_t>(0, options.amx_min_tokens), copy_weights));
+  const int64_t amx_min_tokens =
+      options.batch_invariant ? 1 : std::max<int64_t>(0, options.amx_min_tokens);
+  return std::unique_ptr<CpuBackend>(
+      new CpuBackend(isa, threads, blas_min_tokens, amx_min_tokens, copy_weights));
 }
 
 CpuBackend::CpuBackend(CpuIsa isa, int num_threads, int64_t blas_min_tokens, int64_t amx_min_tokens,

@@ -18,7 +18,9 @@
 
 namespace expertmesh::kernels::cpu {
 
-inline constexpr int64_t kDefaultAmxMinTokens = 1;
+// Products with fewer tokens per weight than this take the AVX512_BF16 streaming kernel on the
+// AMX family (measurement and what it costs: cpu_linear.cc).
+inline constexpr int64_t kDefaultAmxMinTokens = 4;
 
 struct CpuBackendOptions {
   // Threads including the caller; 0 = std::thread::hardware_concurrency().
@@ -29,10 +31,14 @@ struct CpuBackendOptions {
   // sgemm on fp32 copies of weight tiles; fewer use the streaming kernel. 0 disables BLAS, and
   // so does an OpenBLAS running its pre-AVX2 kernels under a vector kernel family (slower).
   int64_t blas_min_tokens = 64;
-  // On the AMX family, bf16 x bf16 products with at least this many tokens per weight take the
-  // tile GEMM, fewer the AVX512_BF16 streaming kernel; 0 disables the tiles. See cpu_linear.cc
-  // for the measurement behind the default and what it means for batching invariance.
+  // On the AMX family, products of bf16 activations (bf16 or fp8 weights) with at least this
+  // many tokens per weight take the tile GEMM, fewer the AVX512_BF16 streaming kernel; 0
+  // disables the tiles. See cpu_linear.cc for the measurement behind the default and what it
+  // means for batching invariance.
   int64_t amx_min_tokens = kDefaultAmxMinTokens;
+  // Every product on one kernel whatever its token count (amx_min_tokens 1 on the AMX family; the
+  // other families are so already), so that a token's output never depends on its batch.
+  bool batch_invariant = false;
   // Weights copied into huge-page memory (weight_arena.h) rather than used in place from the
   // checkpoint's mapping; unset = when this kernel offers transparent huge pages.
   std::optional<bool> copy_weights;

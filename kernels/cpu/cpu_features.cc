@@ -48,6 +48,8 @@ const CpuFeatures& DetectCpuFeatures() {
     __asm__ volatile("cpuid" : "=a"(eax), "=b"(ebx), "=c"(ecx), "=d"(edx) : "a"(7), "c"(1));
     f.avx512bf16 = f.avx512f && ((eax >> 5) & 1u);
     __asm__ volatile("cpuid" : "=a"(eax), "=b"(ebx), "=c"(ecx), "=d"(edx) : "a"(7), "c"(0));
+    f.avx512bw = f.avx512f && ((ebx >> 30) & 1u);
+    f.avx512vbmi = f.avx512f && ((ecx >> 1) & 1u);
     const bool amx_tile = (edx >> 24) & 1u;
     const bool amx_bf16 = (edx >> 22) & 1u;
     // The OS must save the tile configuration and data (XCR0 bits 17 and 18) for AMX to be
@@ -95,7 +97,8 @@ bool CpuSupports(CpuIsa isa) {
     case CpuIsa::kAvx512Bf16:
       return f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bf16;
     case CpuIsa::kAmx:
-      return CpuSupports(CpuIsa::kAvx512Bf16) && f.amx_bf16 && AmxPermitted();
+      return CpuSupports(CpuIsa::kAvx512Bf16) && f.avx512bw && f.avx512vbmi && f.amx_bf16 &&
+             AmxPermitted();
   }
   return false;
 }

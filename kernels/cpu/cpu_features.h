@@ -11,8 +11,9 @@ namespace expertmesh::kernels::cpu {
 // SSE2); kAvx2 needs AVX2 + FMA + F16C.
 // kAvx512: AVX2 + FMA + F16C + AVX-512F (the GEMM at 16 lanes, the rest as kAvx2);
 // kAvx512Bf16: also AVX512_BF16 (bf16 x bf16 dot products for bf16 activations).
-// kAmx: also AMX-TILE + AMX-BF16, enabled by the OS for this process (bf16 tile GEMMs; the rest
-// as kAvx512Bf16).
+// kAmx: also AMX-TILE + AMX-BF16, enabled by the OS for this process, and AVX512BW + AVX512_VBMI
+// (byte-table widening of fp8 weights; every CPU with AMX has them) (bf16 tile GEMMs; the rest as
+// kAvx512Bf16).
 enum class CpuIsa { kScalar, kAvx2, kAvx512, kAvx512Bf16, kAmx };
 std::string_view CpuIsaName(CpuIsa isa);
 
@@ -22,6 +23,8 @@ struct CpuFeatures {
   bool f16c = false;
   bool avx512f = false;
   bool avx512bf16 = false;
+  bool avx512bw = false;
+  bool avx512vbmi = false;
   bool amx_tile = false;  // CPUID says so and the OS saves the tile state (XCR0 bits 17, 18)
   bool amx_bf16 = false;
 };

@@ -1,7 +1,8 @@
 // Linear (x @ W^T) and the per-expert grouped linear of MoE layers.
 //
 // bf16 activations with bf16 or fp8 weights on the AMX family take the tile GEMM (kernels_amx.cc,
-// kernels_amx_fp8.cc) when at least amx_min_tokens tokens multiply the weight; their activations
+// kernels_amx_fp8.cc) when at least amx_min_tokens tokens multiply the weight (4 by default, 1
+// when batch-invariant); their activations
 // are packed into the tile layout once per product, before the tasks run. bf16 activations on a CPU
 // with AVX512_BF16 otherwise take the bf16 dot-product kernel for any token count. Otherwise there
 // are two paths, chosen per weight by the number of tokens multiplying it:
@@ -47,13 +48,17 @@ struct GemmTask {
   bool amx;       // amx_gemm_bf16 / amx_gemm_f8 on the packed activations
 };
 
-// The AMX threshold (CpuBackendOptions::amx_min_tokens) defaults to 1: tiles for every token
-// count. A tile product gives other bits than the AVX512_BF16 kernel (kernels_amx.cc), so any
-// threshold above 1 would make a token's output depend on how many others share its weight,
-// and measurement says none is needed: one token through the tiles reads its weights from
-// memory as fast as the streaming kernel (the weights are the A operand, read in place; 2048 x
-// 16384 bf16, 2 threads, a loaded 2-vCPU Xeon: see README "Benchmarks"), and from 8 tokens on
-// the tiles are faster.
+// The AMX threshold (CpuBackendOptions::amx_min_tokens) defaults to 4: products with fewer tokens
+// per weight take the AVX512_BF16 kernel. A tile holds 16 tokens; with 1-3 of them the tiles do
+// the same weight traffic for a fraction of the work, and fp8 weights must first be widened to
+// bf16 in memory for the tiles, where VDPBF16PS widens them in registers. Measured on the 2-vCPU
+// Xeon (2 threads, bench-1b, engine_decode_bench, 2026-12-06), VDPBF16PS against tiles for every
+// count: batch 1 bf16 31.6 / 29.6 tok/s, fp8 49.3 / 30.1; batch 2 fp8 68.3 / 45.5; batch 8 (experts
+// see 2 tokens, dense layers 8) bf16 98.1 / 106.1. The price: a tile product gives
+// other bits than VDPBF16PS (kernels_amx.cc), so a token's output can depend, in its last bits,
+// on how many tokens share its weights in that step (a greedy token can flip where two
+// candidates tie to within them). CpuBackendOptions::batch_invariant puts every count on the
+// tiles (threshold 1) for those who need a token's output independent of its batch.
 
 // Where the activations are bf16 and the CPU has a bf16 dot-product kernel, every product uses
 // it, whatever its token count: it multiplies the stored values as they are, two pairs per lane

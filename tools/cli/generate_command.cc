@@ -37,6 +37,7 @@ struct GenerateFlags {
   std::string compute_dtype = "bf16";
   std::string quantize = "none";
   int threads = 0;
+  bool batch_invariant = false;
   uint64_t kv_cache_mb = 512;
   std::string device = "auto";
   int cuda_device = -1;
@@ -49,8 +50,8 @@ absl::StatusOr<std::unique_ptr<engine::Engine>> CreateEngine(const GenerateFlags
       {.device = f.device, .cuda_device = f.cuda_device, .local_rank = 0}, server::ProbeDevices());
   if (!device.ok()) return device.status();
   std::fprintf(stderr, "device: %s\n", device->reason.c_str());
-  absl::StatusOr<std::unique_ptr<kernels::Backend>> backend =
-      server::CreateBackend(*device, {.cpu_threads = f.threads});
+  absl::StatusOr<std::unique_ptr<kernels::Backend>> backend = server::CreateBackend(
+      *device, {.cpu_threads = f.threads, .batch_invariant = f.batch_invariant});
   if (!backend.ok()) return backend.status();
   return engine::Engine::Load(f.dir, *std::move(backend), options);
 }
@@ -175,6 +176,9 @@ Command AddGenerateCommand(CLI::App& parent) {
   app->add_option("--quantize", f->quantize,
                   "none | fp8: quantize linear weights to fp8 (128x128 blocks) at load");
   app->add_option("--threads", f->threads, "CPU threads (0 = all cores)");
+  app->add_flag("--batch-invariant", f->batch_invariant,
+                "CPU: a prompt's output never depends on the other prompts (every product on one "
+                "kernel whatever its token count)");
   app->add_option("--device", f->device,
                   "cpu | cuda | auto (auto: CUDA when built in and a GPU is visible)");
   app->add_option("--cuda-device", f->cuda_device,

@@ -51,6 +51,7 @@ struct ServeFlags {
   int grpc_port = 50051;
   std::string kv_budget = "512MiB";
   int threads = 0;
+  bool batch_invariant = false;
   std::string compute_dtype = "bf16";
   std::string device = "auto";
   int max_running = 64;
@@ -203,6 +204,7 @@ class Launcher {
           // GPUs than ranks some share one and their group talks
           // over Gloo.
           "--cuda-device", absl::StrCat(g * world + rank)};
+      if (f_.batch_invariant) argv.push_back("--batch-invariant");
       if (world > 1) {
         for (const std::string& a :
              {std::string("--rank"), absl::StrCat(rank), std::string("--leader"),
@@ -376,6 +378,9 @@ Command AddServeCommand(CLI::App& parent) {
   app->add_option("--threads", flags->threads, "CPU threads per worker (0: all cores)")
       ->capture_default_str();
   app->add_option("--compute-dtype", flags->compute_dtype, "f32 | bf16")->capture_default_str();
+  app->add_flag("--batch-invariant", flags->batch_invariant,
+                "CPU workers: a token's output never depends on its batch (every product on one "
+                "kernel; slower at 1-3 tokens per weight on AMX CPUs)");
   app->add_option("--device", flags->device,
                   "Worker backend: cpu | cuda | auto (each worker on its own GPU where there are "
                   "enough)")

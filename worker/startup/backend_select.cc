@@ -95,8 +95,11 @@ DeviceProbe ProbeDevices() {
 absl::StatusOr<std::unique_ptr<kernels::Backend>> CreateBackend(const DeviceChoice& choice,
                                                                 const BackendOptions& options) {
   if (choice.kind == BackendKind::kCpu) {
+    kernels::cpu::CpuBackendOptions cpu_options;
+    cpu_options.num_threads = options.cpu_threads;
+    cpu_options.batch_invariant = options.batch_invariant;
     ASSIGN_OR_RETURN(std::unique_ptr<kernels::cpu::CpuBackend> cpu,
-                     kernels::cpu::CpuBackend::Create({.num_threads = options.cpu_threads}));
+                     kernels::cpu::CpuBackend::Create(cpu_options));
     return std::unique_ptr<kernels::Backend>(std::move(cpu));
   }
 #if EXPERTMESH_HAVE_CUDA

@@ -63,6 +63,8 @@ DeviceProbe ProbeDevices();
 
 struct BackendOptions {
   int cpu_threads = 0;  // CPU backend threads; 0 = all cores
+  // CPU: a token's output never depends on its batch (CpuBackendOptions::batch_invariant).
+  bool batch_invariant = false;
 };
 
 // The backend of `choice`: the CPU backend, or the CUDA backend on choice.cuda_device with its

@@ -26,6 +26,8 @@ struct WorkerFlags {
   std::string compute_dtype = "bf16";
   std::string quantize = "none";  // none | fp8
   int threads = 0;
+  // CPU: every product on one kernel whatever its token count (CpuBackendOptions::batch_invariant).
+  bool batch_invariant = false;
   std::string device = "auto";
   int cuda_device = -1;
   int32_t max_queued = 1024;

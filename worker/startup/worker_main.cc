@@ -63,6 +63,10 @@ int main(int argc, char** argv) {
   app.add_option("--threads", f.threads,
                  "CPU threads (0: all cores, divided among the group's ranks on this host)")
       ->capture_default_str();
+  app.add_flag("--batch-invariant", f.batch_invariant,
+               "CPU: multiply every product on one kernel whatever its token count, so that a "
+               "token's output never depends on its batch (slower at 1-3 tokens per weight on "
+               "AMX CPUs)");
   app.add_option("--device", f.device,
                  "cpu | cuda | auto (auto: the CUDA backend when it is built in and a GPU is "
                  "visible, else the CPU)")

@@ -168,7 +168,8 @@ absl::Status RunWorker(const WorkerFlags& flags, SignalWatcher& signals) {
   const std::string name = ModelName(flags);
   EM_LOG_INFO("worker: KV budget {} bytes", options.kv_cache_bytes);
   ASSIGN_OR_RETURN(std::unique_ptr<kernels::Backend> backend,
-                   CreateBackend(device, {.cpu_threads = flags.threads}));
+                   CreateBackend(device, {.cpu_threads = flags.threads,
+                                          .batch_invariant = flags.batch_invariant}));
   ASSIGN_OR_RETURN(std::unique_ptr<models::Model> model,
                    LoadShard(flags, options, *backend, model::ParallelConfig{}, nullptr));
   ASSIGN_OR_RETURN(std::unique_ptr<engine::Engine> engine,
@@ -241,7 +242,8 @@ absl::Status RunGroup(const WorkerFlags& flags, const comm::GroupConfig& group,
         comm_group->local_ranks(), cores, cpu_threads);
   }
   ASSIGN_OR_RETURN(std::unique_ptr<kernels::Backend> backend,
-                   CreateBackend(device, {.cpu_threads = cpu_threads}));
+                   CreateBackend(device, {.cpu_threads = cpu_threads,
+                                          .batch_invariant = flags.batch_invariant}));
   // Every rank learns where the others run; NCCL when each has a GPU of its own. Declared after
   // comm_group: the NCCL communicator uses the Gloo one and is destroyed first.
   ASSIGN_OR_RETURN(GroupComm group_comm, SelectGroupComm(device, comm_group->comm(), join.timeout));

@@ -294,9 +294,59 @@ const AmxFp8Case kAmxFp8Cases[] = {
 INSTANTIATE_TEST_SUITE_P(Cpu, AmxFp8LinearTest, ::testing::ValuesIn(kAmxFp8Cases),
                          [](const auto& info) { return info.param.name; });
 
+// Identity activations read the widened weights back exactly (each output is one product with
+// 1.0 plus exact zeros): every e4m3 byte but the two NaN patterns, under scales that are
+// ordinary, negative, too large to fold with 2^120 (two-step widening), and small enough that
+// products of small values fall below fp32's normal range (flushed to zero), must come out as
+// bf16(fp32(value x scale)) with e4m3 subnormals as zero. Column blocks of 64 and 128 values
+// (the byte-table path) and rows straddling a scale-row boundary.
+TEST(AmxFp8Widening, EveryByteUnderEveryKindOfScaleIsExact) {
+  SKIP_WITHOUT_AMX();
+  const int64_t m = 160, k = 320, row_offset = 64, col_offset = 64;
+  Tensor w = *Tensor::Empty(DType::kF8E4M3, {m, k});
+  for (int64_t r = 0; r < m; ++r) {
+    for (int64_t i = 0; i < k; ++i) {
+      const auto byte = static_cast<uint8_t>((r * 37 + i) & 0xff);
+      w.data<uint8_t>()[r * k + i] = (byte & 0x7f) == 0x7f ? 0 : byte;
+    }
+  }
+  auto grid = std::make_shared<Tensor>(*Tensor::Empty(DType::kF32, {2, 3}));
+  const float scales[] = {0.05f, -0.07f, 1e35f, 1e-37f, 3.5f, 0.0123f};
+  std::copy(std::begin(scales), std::end(scales), grid->data<float>());
+  w = *w.WithBlockScales({.scales = grid,
+                          .block_rows = 128,
+                          .block_cols = 128,
+                          .row_offset = row_offset,
+                          .col_offset = col_offset});
+  Tensor x = *Tensor::Empty(DType::kBF16, {k, k});
+  for (int64_t t = 0; t < k; ++t) {
+    for (int64_t i = 0; i < k; ++i) x.data<uint16_t>()[t * k + i] = FloatToBf16(t == i ? 1 : 0);
+  }
+  auto amx = MakeBackend(CpuIsa::kAmx);
+  ASSERT_NE(amx, nullptr);
+  Tensor out = *Tensor::Empty(DType::kF32, {k, m});
+  ASSERT_TRUE(amx->Linear(x, w, Tensor(), out).ok());
+  int64_t mismatches = 0;
+  for (int64_t r = 0; r < m; ++r) {
+    for (int64_t i = 0; i < k; ++i) {
+      const uint8_t byte = w.data<uint8_t>()[r * k + i];
+      const float scale = scales[((r + row_offset) / 128) * 3 + (i + col_offset) / 128];
+      const float product = (byte & 0x78) == 0 ? 0.0f : F8E4M3ToFloat(byte) * scale;
+      const float expected =
+          std::fpclassify(product) == FP_SUBNORMAL ? 0.0f : Bf16ToFloat(FloatToBf16(product));
+      const float got = out.data<float>()[i * m + r];
+      if (got != expected && ++mismatches <= 10) {
+        ADD_FAILURE() << "row " << r << ", column " << i << ", byte 0x" << std::hex << int{byte}
+                      << std::dec << ", scale " << scale << ": " << got << ", expected "
+                      << expected;
+      }
+    }
+  }
+  EXPECT_EQ(mismatches, 0);
+}
+
 // Below amx_min_tokens the AMX family keeps the AVX512_BF16 streaming kernel; both paths stay
-// within the bound. Their bits differ, which is why the default threshold is 1 (see
-// cpu_backend.h): this checks that a raised threshold is still correct, not invariant.
+// within the bound. Their bits differ (which is what batch_invariant avoids: cpu_backend.h).
 TEST(AmxLinearThreshold, StreamingBelowAndTilesAboveBothMatch) {
   SKIP_WITHOUT_AMX();
   const int64_t k = 129, m = 50;
@@ -309,6 +359,40 @@ TEST(AmxLinearThreshold, StreamingBelowAndTilesAboveBothMatch) {
     Tensor out = *Tensor::Empty(DType::kF32, {n, m});
     ASSERT_TRUE(amx->Linear(x, w, Tensor(), out).ok());
     EXPECT_TRUE(WithinBound(out, Multiply(x, w, 0, n))) << "n = " << n;
+  }
+}
+
+// The AMX family's default (not batch-invariant): products with fewer than kDefaultAmxMinTokens
+// tokens per weight run the AVX512_BF16 kernel, bit for bit, and the others the tiles, bit for
+// bit as a batch-invariant AMX backend gives them; for bf16 and fp8 weights alike.
+TEST(AmxDefaultThreshold, FewTokensOnTheStreamingKernelTheRestOnTiles) {
+  SKIP_WITHOUT_AMX();
+  ASSERT_EQ(kernels::cpu::kDefaultAmxMinTokens, 4);
+  CpuBackendOptions options;
+  options.num_threads = 2;
+  options.isa = CpuIsa::kAmx;
+  options.copy_weights = false;
+  auto fast = CpuBackend::Create(options);
+  ASSERT_TRUE(fast.ok()) << fast.status();
+  auto tiles = MakeBackend(CpuIsa::kAmx, /*amx_min_tokens=*/1);
+  auto streaming = MakeBackend(CpuIsa::kAvx512Bf16);
+  ASSERT_NE(tiles, nullptr);
+  ASSERT_NE(streaming, nullptr);
+  const int64_t k = 300, m = 70;
+  std::mt19937 rng(8);
+  const Tensor weights[] = {RandomTensor(DType::kBF16, {m, k}, rng, -0.5f, 0.5f),
+                            Fp8Weight(m, k, 0, 0, rng)};
+  for (const Tensor& w : weights) {
+    for (int64_t n : {1, 3, 4, 9}) {
+      const Tensor x = RandomTensor(DType::kBF16, {n, k}, rng);
+      Tensor got = *Tensor::Empty(DType::kF32, {n, m});
+      Tensor want = *Tensor::Empty(DType::kF32, {n, m});
+      ASSERT_TRUE((*fast)->Linear(x, w, Tensor(), got).ok());
+      CpuBackend& expected = n < 4 ? *streaming : *tiles;
+      ASSERT_TRUE(expected.Linear(x, w, Tensor(), want).ok());
+      EXPECT_TRUE(TensorsEqual(got, want))
+          << DTypeName(w.dtype()) << ", n = " << n << ": not the " << expected.Name() << " bits";
+    }
   }
 }
 
