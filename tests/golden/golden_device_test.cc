@@ -51,10 +51,15 @@ class GoldenDeviceTest : public ::testing::TestWithParam<std::tuple<std::string,
       seqs_.push_back({s.at("input_ids").get<std::vector<int32_t>>(),
                        s.at("greedy_tokens").get<std::vector<int32_t>>()});
     }
-    auto cpu = kernels::cpu::CpuBackend::Create({.num_threads = 2});
+    // Batch-invariant: graph replays pad batches to power-of-two buckets, and the comparisons
+    // are bit for bit (the AMX family's default puts 1-3 tokens per weight on another kernel).
+    kernels::cpu::CpuBackendOptions options;
+    options.num_threads = 2;
+    options.batch_invariant = true;
+    auto cpu = kernels::cpu::CpuBackend::Create(options);
     ASSERT_TRUE(cpu.ok()) << cpu.status();
     cpu_.backend = std::move(*cpu);
-    auto fake = FakeDeviceBackend::Create({.num_threads = 2});
+    auto fake = FakeDeviceBackend::Create(options);
     ASSERT_TRUE(fake.ok()) << fake.status();
     fake_ = fake->get();
     dev_.backend = std::move(*fake);

@@ -13,9 +13,13 @@
 namespace expertmesh::testing {
 
 inline absl::StatusOr<std::unique_ptr<engine::Engine>> LoadCpuEngine(
-    const std::string& model_dir, const engine::EngineOptions& options, int threads) {
+    const std::string& model_dir, const engine::EngineOptions& options, int threads,
+    bool batch_invariant = false) {
+  kernels::cpu::CpuBackendOptions backend_options;
+  backend_options.num_threads = threads;
+  backend_options.batch_invariant = batch_invariant;
   absl::StatusOr<std::unique_ptr<kernels::cpu::CpuBackend>> backend =
-      kernels::cpu::CpuBackend::Create({.num_threads = threads});
+      kernels::cpu::CpuBackend::Create(backend_options);
   if (!backend.ok()) return backend.status();
   return engine::Engine::Load(model_dir, *std::move(backend), options);
 }
