@@ -11,6 +11,7 @@
 #   WHAT  decode      fp8 checkpoint vs Q8_0 GGUF of the same weights: batch 1
 #                     (engine_decode_bench DIR 2 64 1 / llama-bench -p 0 -n 64) and 32 streams
 #                     (engine_decode_bench DIR 2 48 32 / llama-batched-bench -npl 32, S_TG)
+#         decode-bf16 the same with the bf16 checkpoint vs the bf16 GGUF
 #         prefill N   one N-token prompt: engine_decode_bench --prefill-tokens N on the default
 #                     family and on PREFILL_FAMILIES (avx512bf16) / llama-bench -p N -n 0 on
 #                     the bf16 GGUF
@@ -22,7 +23,7 @@ set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$REPO_ROOT"
-WHAT="${1:?usage: side_by_side.sh decode|prefill N [REPS]}"
+WHAT="${1:?usage: side_by_side.sh decode|decode-bf16|prefill N [REPS]}"
 shift
 N=0
 if [ "$WHAT" = prefill ]; then
@@ -50,15 +51,17 @@ run() {
 
 for rep in $(seq 1 "$REPS"); do
   echo "# repetition $rep of $REPS"
-  if [ "$WHAT" = decode ]; then
-    run "$BENCH" "$FP8_MODEL" "$THREADS" 64 1
-    run "$PEER/build/bin/llama-bench" -m "$Q8" -t "$THREADS" -ngl 0 -p 0 -n 64 -r 3 2>>"$ERR"
-    run "$BENCH" "$FP8_MODEL" "$THREADS" 48 32
+  if [ "$WHAT" = decode ] || [ "$WHAT" = decode-bf16 ]; then
+    MODEL="$FP8_MODEL" GGUF="$Q8"
+    if [ "$WHAT" = decode-bf16 ]; then MODEL="$BF16_MODEL" GGUF="$BF16"; fi
+    run "$BENCH" "$MODEL" "$THREADS" 64 1
+    run "$PEER/build/bin/llama-bench" -m "$GGUF" -t "$THREADS" -ngl 0 -p 0 -n 64 -r 3 2>>"$ERR"
+    run "$BENCH" "$MODEL" "$THREADS" 48 32
     # --no-repack: with the weights in ggml's AMX buffer (the default on a CPU with AMX-INT8),
     # Q8_0 products of more than one token die of SIGILL at tilezero in tinygemm_kernel_amx
     # (llama.cpp 0c1e570 on the 2-vCPU Xeon; the tile config it loads is not the one meant,
     # upstream PR ggml-org/llama.cpp#26954). Batch 1 takes the VNNI path and runs as shipped.
-    run "$PEER/build/bin/llama-batched-bench" -m "$Q8" -t "$THREADS" -tb "$THREADS" -ngl 0 \
+    run "$PEER/build/bin/llama-batched-bench" -m "$GGUF" -t "$THREADS" -tb "$THREADS" -ngl 0 \
       --no-repack -c 4096 -b 2048 -ub 512 -npp 16 -ntg 32 -npl 32 2>>"$ERR" | grep -E '^\|' || true
   else
     SPECS="$BF16_MODEL"
