@@ -18,6 +18,7 @@
 #include "router/generation_params.h"
 #include "router/metrics.h"
 #include "router/model_context.h"
+#include "router/reasoning_split.h"
 #include "router/worker_pool.h"
 
 namespace expertmesh::router {
@@ -33,6 +34,8 @@ struct PreparedRequest {
   uint32_t max_tokens = 0;
   absl::Time arrival = absl::Now();
   absl::Time deadline = absl::InfiniteFuture();
+  // Chats of a model that thinks: how the output begins (router/reasoning_split.h).
+  ReasoningStart reasoning_start = ReasoningStart::kNone;
 };
 
 struct GeneratedTokenInfo {
@@ -50,6 +53,9 @@ struct PromptTokenInfo {
 // Output since the previous delta. `text` is whole UTF-8 characters, stop strings removed.
 struct ChoiceDelta {
   std::string text;
+  // Chats of a model that thinks: the reasoning part of this output (`text` is then the content
+  // part). Filled by the HTTP handler, never by the generator.
+  std::string reasoning;
   std::vector<GeneratedTokenInfo> tokens;
   // In the first delta of a request with params.prompt_logprobs: prompt tokens 1..n-1.
   std::vector<PromptTokenInfo> prompt_logprobs;

@@ -68,6 +68,8 @@ class ModelContext {
   const ModelDescription& description() const { return description_; }
   // Why the model's chat template cannot be used ("" when it parsed or there is none).
   const std::string& chat_template_error() const { return chat_template_error_; }
+  // The chat template's text (empty without one).
+  const std::string& chat_template_source() const { return chat_template_source_; }
 
  private:
   ModelContext() = default;

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "router/openai_request.h"
 #include "router/openai_response.h"
+#include "router/reasoning_split.h"
 
 namespace expertmesh::router {
 namespace {
@@ -74,14 +75,27 @@ void Stream(StreamState& st, http::ResponseWriter& sink) {
   if (!st.ctx.echo_logprobs) {
     for (uint32_t i = 0; i < n; ++i) send_echo(i, {});
   }
-  auto on_delta = [&](uint32_t index, const ChoiceDelta& delta) {
-    if (!echoed[index] && !send_echo(index, delta.prompt_logprobs)) return false;
+  // Chats of a model that thinks: each choice's text split into reasoning and content.
+  std::vector<ReasoningSplitter> splitters(st.ctx.reasoning ? n : 0,
+                                           ReasoningSplitter(st.request.reasoning_start));
+  auto send_delta = [&](uint32_t index, const ChoiceDelta& delta) {
     const bool first = st.ctx.chat && !started[index];
     started[index] = true;
     const bool ok =
         WriteEvent(sink, StreamChunk(st.ctx, index, &delta, nullptr, first, offsets[index]));
     offsets[index] += TokenTextBytes(*st.ctx.tokenizer, delta.tokens);
     return ok;
+  };
+  auto on_delta = [&](uint32_t index, const ChoiceDelta& delta) {
+    if (!echoed[index] && !send_echo(index, delta.prompt_logprobs)) return false;
+    if (!st.ctx.reasoning) return send_delta(index, delta);
+    ReasoningSplitter::Parts parts = splitters[index].Feed(delta.text);
+    // Text held back (a tag cut in two) with no tokens to report waits for the next delta.
+    if (parts.reasoning.empty() && parts.content.empty() && delta.tokens.empty()) return true;
+    ChoiceDelta split = delta;
+    split.text = std::move(parts.content);
+    split.reasoning = std::move(parts.reasoning);
+    return send_delta(index, split);
   };
   absl::StatusOr<std::vector<ChoiceResult>> results =
       st.core->Generate(st.request, st.cancel, on_delta, &st.tickets);
@@ -98,6 +112,13 @@ void Stream(StreamState& st, http::ResponseWriter& sink) {
   for (uint32_t i = 0; i < n; ++i) {
     const ChoiceResult& r = (*results)[i];
     if (!echoed[i]) send_echo(i, {});  // a choice that ended before its first delta
+    if (st.ctx.reasoning) {
+      ReasoningSplitter::Parts rest = splitters[i].Finish();
+      if (!rest.reasoning.empty() || !rest.content.empty()) {
+        send_delta(i, ChoiceDelta{.text = std::move(rest.content),
+                                  .reasoning = std::move(rest.reasoning)});
+      }
+    }
     WriteEvent(sink, StreamChunk(st.ctx, i, nullptr, &r, st.ctx.chat && !started[i]));
     completion += r.completion_tokens;
     cached = std::max(cached, r.cached_prompt_tokens);
@@ -156,6 +177,7 @@ void HandleOpenAiGeneration(RouterCore* core, const ApiKeys& keys, bool chat,
   ctx.echo_logprobs = parsed->echo && parsed->params.logprobs;
   ctx.top_logprobs = parsed->params.top_logprobs;
   ctx.prompt_logprobs = parsed->prompt_logprobs;
+  ctx.reasoning = chat && prepared->reasoning_start != ReasoningStart::kNone;
   http::HeaderList headers = {{"X-Request-Id", EchoedRequestId(req, ctx.id)}};
 
   // The client going away (or the server stopping) cancels the request wherever it is:
@@ -204,9 +226,20 @@ void HandleOpenAiGeneration(RouterCore* core, const ApiKeys& keys, bool chat,
       return SendError(core, endpoint, absl::UnavailableError(r.error), res, headers);
     }
   }
-  res.Respond(200, "application/json",
-              Dump(FullResponse(ctx, texts, tokens, *results, prepared->prompt, scored)),
-              std::move(headers));
+  std::vector<std::string> reasonings;
+  if (ctx.reasoning) {
+    for (std::string& text : texts) {
+      ReasoningSplitter splitter(prepared->reasoning_start);
+      ReasoningSplitter::Parts parts = splitter.Feed(text);
+      ReasoningSplitter::Parts rest = splitter.Finish();
+      reasonings.push_back(parts.reasoning + rest.reasoning);
+      text = parts.content + rest.content;
+    }
+  }
+  res.Respond(
+      200, "application/json",
+      Dump(FullResponse(ctx, texts, tokens, *results, prepared->prompt, scored, reasonings)),
+      std::move(headers));
   core->metrics().CountRequest("http", endpoint, "200");
 }
 

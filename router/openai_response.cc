@@ -168,7 +168,9 @@ Json StreamChunk(const ResponseContext& ctx, uint32_t index, const ChoiceDelta* 
   if (ctx.chat) {
     Json d = Json::object();
     if (first) d["role"] = "assistant";
-    if (delta != nullptr || first) d["content"] = text;
+    const bool has_reasoning = delta != nullptr && !delta->reasoning.empty();
+    if (has_reasoning) d["reasoning_content"] = delta->reasoning;
+    if ((delta != nullptr && (!has_reasoning || !text.empty())) || first) d["content"] = text;
     choice["delta"] = std::move(d);
   } else {
     choice["text"] = text;
@@ -195,7 +197,8 @@ Json UsageChunk(const ResponseContext& ctx, uint32_t prompt_tokens, uint32_t com
 Json FullResponse(const ResponseContext& ctx, const std::vector<std::string>& texts,
                   const std::vector<std::vector<GeneratedTokenInfo>>& tokens,
                   const std::vector<ChoiceResult>& results, const std::vector<int32_t>& prompt,
-                  const std::vector<std::vector<PromptTokenInfo>>& scored) {
+                  const std::vector<std::vector<PromptTokenInfo>>& scored,
+                  const std::vector<std::string>& reasonings) {
   const uint32_t prompt_tokens = static_cast<uint32_t>(prompt.size());
   static const std::vector<PromptTokenInfo> kNone;
   auto scored_of = [&](size_t i) -> const std::vector<PromptTokenInfo>& {
@@ -209,6 +212,10 @@ Json FullResponse(const ResponseContext& ctx, const std::vector<std::string>& te
     c["index"] = i;
     if (ctx.chat) {
       c["message"] = Json{{"role", "assistant"}, {"content", texts[i]}};
+      if (ctx.reasoning) {
+        const bool has = i < reasonings.size() && !reasonings[i].empty();
+        c["message"]["reasoning_content"] = has ? Json(reasonings[i]) : Json(nullptr);
+      }
     } else {
       c["text"] = texts[i];
     }

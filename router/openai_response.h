@@ -31,6 +31,8 @@ struct ResponseContext {
   int64_t top_logprobs = 0;
   // vLLM's prompt_logprobs field, with this many alternatives (unset: not asked).
   std::optional<int64_t> prompt_logprobs;
+  // A chat of a model that thinks: messages and deltas carry reasoning_content beside content.
+  bool reasoning = false;
 };
 
 // "stop", "length", or "abort"/"error" for the router's own endings.
@@ -66,11 +68,13 @@ Json UsageChunk(const ResponseContext& ctx, uint32_t prompt_tokens, uint32_t com
                 uint32_t cached_tokens);
 
 // A whole non-streaming response. texts[i] and tokens[i] are choice i's output; scored[i] its
-// scored prompt tokens (prompt logprobs; may be empty when not asked) of `prompt`.
+// scored prompt tokens (prompt logprobs; may be empty when not asked) of `prompt`; with
+// ctx.reasoning, reasonings[i] its reasoning (texts[i] then being the content).
 Json FullResponse(const ResponseContext& ctx, const std::vector<std::string>& texts,
                   const std::vector<std::vector<GeneratedTokenInfo>>& tokens,
                   const std::vector<ChoiceResult>& results, const std::vector<int32_t>& prompt,
-                  const std::vector<std::vector<PromptTokenInfo>>& scored = {});
+                  const std::vector<std::vector<PromptTokenInfo>>& scored = {},
+                  const std::vector<std::string>& reasonings = {});
 
 // HTTP status for a status code: 400, 401, 404, 413, 429, 503, 504, 499 (cancelled), 500.
 int HttpStatusFor(const absl::Status& status);

@@ -46,6 +46,9 @@ absl::StatusOr<PreparedRequest> RouterCore::Prepare(const std::string& model_nam
                                                   options_.limits, params.default_max_tokens));
   r.request_id = std::move(request_id);
   r.prompt = std::move(prompt.token_ids);
+  if (input.kind == PromptInput::Kind::kChat) {
+    r.reasoning_start = ReasoningStartOf(model_->chat_template_source(), prompt.rendered);
+  }
   r.params = params;
   r.deadline = deadline;
   return r;

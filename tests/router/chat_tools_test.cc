@@ -217,5 +217,68 @@ TEST_F(ChatToolsTest, UnparsableTemplateAnswersChatWith400AndServesCompletions) 
   EXPECT_EQ(completion->status, 200) << completion->body;
 }
 
+// Issue 19 item 3: a model whose template thinks gets reasoning_content apart from content, in
+// whole responses and in stream deltas alike. The fake worker echoes the prompt's tokens, so the
+// output begins with the user's text: "plan</think>answer..." after a generation prompt that
+// opens <think> (DeepSeek-R1's), "<think>plan</think>answer..." after one that does not (Qwen3's).
+TEST_F(ChatToolsTest, ReasoningContentApartFromContent) {
+  struct Case {
+    const char* name;
+    const char* chat_template;
+    const char* user;
+  };
+  for (const Case& c : {
+           Case{"opened-in-prompt",
+                "{{ messages[0]['content'] }}{% if add_generation_prompt %}<think>\n{% endif %}",
+                "plan</think>\n\nanswer"},
+           Case{"opened-by-model", "{{ messages[0]['content'] }}{# <think> #}",
+                "<think>plan</think>\n\nanswer"},
+       }) {
+    SCOPED_TRACE(c.name);
+    StartWorkers(1);
+    const std::string dir = ModelWithTemplate(std::string("chat-think-") + c.name, c.chat_template);
+    StartRouter([&](RouterServerOptions& o) { o.model_dir = dir; });
+    const nlohmann::json body = {{"model", "tiny"},
+                                 {"messages", {{{"role", "user"}, {"content", c.user}}}},
+                                 {"max_completion_tokens", 40}};
+    httplib::Result whole = Post("/v1/chat/completions", body);
+    ASSERT_TRUE(whole);
+    ASSERT_EQ(whole->status, 200) << whole->body;
+    const nlohmann::json message = nlohmann::json::parse(whole->body)["choices"][0]["message"];
+    EXPECT_EQ(message["reasoning_content"], "plan") << message;
+    const std::string content = message["content"];
+    EXPECT_TRUE(content.starts_with("answer")) << message;
+
+    nlohmann::json streamed_body = body;
+    streamed_body["stream"] = true;
+    httplib::Result streamed = Post("/v1/chat/completions", streamed_body);
+    ASSERT_TRUE(streamed);
+    ASSERT_EQ(streamed->status, 200) << streamed->body;
+    bool done = false;
+    std::string reasoning, streamed_content;
+    for (const nlohmann::json& e : ParseSse(streamed->body, &done)) {
+      const nlohmann::json& delta = e["choices"][0]["delta"];
+      if (delta.contains("reasoning_content")) reasoning += delta["reasoning_content"];
+      if (delta.contains("content")) streamed_content += delta["content"];
+    }
+    EXPECT_TRUE(done);
+    EXPECT_EQ(reasoning, "plan");
+    EXPECT_EQ(streamed_content, content);
+    TearDown();
+  }
+  // A template that never thinks: no reasoning_content, tags and all in content.
+  StartWorkers(1);
+  StartRouter();
+  httplib::Result plain =
+      Post("/v1/chat/completions",
+           {{"model", "tiny"},
+            {"messages", {{{"role", "user"}, {"content", "<think>plan</think>answer"}}}},
+            {"max_completion_tokens", 4}});
+  ASSERT_TRUE(plain);
+  ASSERT_EQ(plain->status, 200) << plain->body;
+  EXPECT_FALSE(
+      nlohmann::json::parse(plain->body)["choices"][0]["message"].contains("reasoning_content"));
+}
+
 }  // namespace
 }  // namespace expertmesh::router::testing
