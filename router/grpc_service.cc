@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "router/reasoning_split.h"
 
 namespace expertmesh::router {
 namespace {
@@ -172,12 +173,22 @@ class GenerateReactor final : public grpc::ServerWriteReactor<pb::GenerateRespon
     const GenerationParams& params = job.params;
     const tokenizer::Tokenizer& tok = core_->model().tokenizer();
     const bool with_logprobs = params.logprobs;
+    // Chats of a model that thinks: each choice's text split into reasoning and answer.
+    std::vector<ReasoningSplitter> splitters(
+        prepared->reasoning_start == ReasoningStart::kNone ? 0 : prepared->params.n,
+        ReasoningSplitter(prepared->reasoning_start));
     absl::StatusOr<std::vector<ChoiceResult>> results = core_->Generate(
         *prepared, &cancel_,
-        [&](uint32_t, const ChoiceDelta& delta) {
+        [&](uint32_t index, const ChoiceDelta& delta) {
           pb::GenerateResponse msg;
           msg.set_request_id(id);
-          msg.set_text(delta.text);
+          if (splitters.empty()) {
+            msg.set_text(delta.text);
+          } else {
+            ReasoningSplitter::Parts parts = splitters[index].Feed(delta.text);
+            msg.set_text(std::move(parts.content));
+            msg.set_reasoning(std::move(parts.reasoning));
+          }
           for (const PromptTokenInfo& p : delta.prompt_logprobs) {
             pb::PromptLogprob* out = msg.add_prompt_logprobs();
             out->set_token_id(p.token.id);
@@ -210,6 +221,12 @@ class GenerateReactor final : public grpc::ServerWriteReactor<pb::GenerateRespon
     const ChoiceResult& r = results->front();
     pb::GenerateResponse last;
     last.set_request_id(id);
+    if (!splitters.empty()) {
+      // What the splitter held back (a tag cut at the end, an unfinished think block).
+      ReasoningSplitter::Parts rest = splitters.front().Finish();
+      last.set_text(std::move(rest.content));
+      last.set_reasoning(std::move(rest.reasoning));
+    }
     last.set_finish_reason(ToPublic(r.reason));
     last.set_matched_stop(r.matched_stop);
     last.mutable_usage()->set_prompt_tokens(static_cast<uint32_t>(prepared->prompt.size()));

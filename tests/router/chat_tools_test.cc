@@ -264,6 +264,25 @@ TEST_F(ChatToolsTest, ReasoningContentApartFromContent) {
     EXPECT_TRUE(done);
     EXPECT_EQ(reasoning, "plan");
     EXPECT_EQ(streamed_content, content);
+
+    // The gRPC Generate stream: reasoning and text apart in the same way.
+    ::expertmesh::v1::GenerateRequest request;
+    auto* m = request.mutable_chat()->add_messages();
+    m->set_role("user");
+    m->set_content(c.user);
+    request.mutable_chat()->set_add_generation_prompt(true);
+    request.mutable_stop()->set_max_tokens(40);
+    grpc::ClientContext context;
+    auto reader = Grpc()->Generate(&context, request);
+    ::expertmesh::v1::GenerateResponse msg;
+    std::string grpc_reasoning, grpc_text;
+    while (reader->Read(&msg)) {
+      grpc_reasoning += msg.reasoning();
+      grpc_text += msg.text();
+    }
+    ASSERT_TRUE(reader->Finish().ok());
+    EXPECT_EQ(grpc_reasoning, "plan");
+    EXPECT_EQ(grpc_text, content);
     TearDown();
   }
   // A template that never thinks: no reasoning_content, tags and all in content.
