@@ -23,6 +23,8 @@ struct PromptInput {
   nlohmann::ordered_json messages = nlohmann::ordered_json::array();
   // The request's `tools` (chat only); unset renders the template's `tools` as None.
   std::optional<nlohmann::ordered_json> tools;
+  // tool_choice "none": the output is not read for tool calls.
+  bool tool_choice_none = false;
   bool add_generation_prompt = true;
   std::vector<int32_t> token_ids;
 };

@@ -19,6 +19,7 @@
 #include "router/metrics.h"
 #include "router/model_context.h"
 #include "router/reasoning_split.h"
+#include "router/tool_calls.h"
 #include "router/worker_pool.h"
 
 namespace expertmesh::router {
@@ -36,6 +37,8 @@ struct PreparedRequest {
   absl::Time deadline = absl::InfiniteFuture();
   // Chats of a model that thinks: how the output begins (router/reasoning_split.h).
   ReasoningStart reasoning_start = ReasoningStart::kNone;
+  // Chats with tools (tool_choice not "none"): how the output's tool calls are written.
+  ToolCallFormat tool_call_format = ToolCallFormat::kNone;
 };
 
 struct GeneratedTokenInfo {
@@ -56,6 +59,10 @@ struct ChoiceDelta {
   // Chats of a model that thinks: the reasoning part of this output (`text` is then the content
   // part). Filled by the HTTP handler, never by the generator.
   std::string reasoning;
+  // Tool calls completed in this output (chats with tools), numbered from first_call on in the
+  // choice. Filled by the HTTP handler.
+  std::vector<ToolCall> tool_calls;
+  uint32_t first_call = 0;
   std::vector<GeneratedTokenInfo> tokens;
   // In the first delta of a request with params.prompt_logprobs: prompt tokens 1..n-1.
   std::vector<PromptTokenInfo> prompt_logprobs;
@@ -69,6 +76,8 @@ struct ChoiceResult {
   // Why generation ended early (reason kError or kAbort), for the client.
   std::string error;
   std::string group;  // address of the group that served it
+  // The output called tools (set by the HTTP handler): finish_reason "tool_calls" for a stop.
+  bool called_tools = false;
 };
 
 struct GeneratorOptions {

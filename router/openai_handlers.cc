@@ -6,6 +6,7 @@
 #include "router/openai_request.h"
 #include "router/openai_response.h"
 #include "router/reasoning_split.h"
+#include "router/tool_calls.h"
 
 namespace expertmesh::router {
 namespace {
@@ -75,9 +76,12 @@ void Stream(StreamState& st, http::ResponseWriter& sink) {
   if (!st.ctx.echo_logprobs) {
     for (uint32_t i = 0; i < n; ++i) send_echo(i, {});
   }
-  // Chats of a model that thinks: each choice's text split into reasoning and content.
-  std::vector<ReasoningSplitter> splitters(st.ctx.reasoning ? n : 0,
-                                           ReasoningSplitter(st.request.reasoning_start));
+  // Chats of a model that thinks: each choice's text split into reasoning and content; chats
+  // with tools: the content's tool calls taken out.
+  std::vector<ReasoningSplitter> splitters(n, ReasoningSplitter(st.request.reasoning_start));
+  std::vector<ToolCallSplitter> callers(n, ToolCallSplitter(st.request.tool_call_format));
+  std::vector<uint32_t> calls(n, 0);  // each choice's calls sent so far
+  const bool split = st.ctx.reasoning || st.request.tool_call_format != ToolCallFormat::kNone;
   auto send_delta = [&](uint32_t index, const ChoiceDelta& delta) {
     const bool first = st.ctx.chat && !started[index];
     started[index] = true;
@@ -86,16 +90,33 @@ void Stream(StreamState& st, http::ResponseWriter& sink) {
     offsets[index] += TokenTextBytes(*st.ctx.tokenizer, delta.tokens);
     return ok;
   };
+  // The delta of `reasoning` and `content` (already past the reasoning splitter) after the
+  // tool-call splitter; `rest` flushes it. Empty deltas without tokens are not sent.
+  auto send_split = [&](uint32_t index, ChoiceDelta delta, std::string content, bool rest) {
+    ToolCallSplitter::Parts parts = callers[index].Feed(content);
+    if (rest) {
+      ToolCallSplitter::Parts tail = callers[index].Finish();
+      parts.content += tail.content;
+      for (ToolCall& c : tail.calls) parts.calls.push_back(std::move(c));
+    }
+    delta.text = std::move(parts.content);
+    delta.tool_calls = std::move(parts.calls);
+    delta.first_call = calls[index];
+    calls[index] += static_cast<uint32_t>(delta.tool_calls.size());
+    // Text held back (a tag cut in two) with no tokens to report waits for the next delta.
+    if (delta.text.empty() && delta.reasoning.empty() && delta.tool_calls.empty() &&
+        delta.tokens.empty()) {
+      return true;
+    }
+    return send_delta(index, delta);
+  };
   auto on_delta = [&](uint32_t index, const ChoiceDelta& delta) {
     if (!echoed[index] && !send_echo(index, delta.prompt_logprobs)) return false;
-    if (!st.ctx.reasoning) return send_delta(index, delta);
+    if (!split) return send_delta(index, delta);
     ReasoningSplitter::Parts parts = splitters[index].Feed(delta.text);
-    // Text held back (a tag cut in two) with no tokens to report waits for the next delta.
-    if (parts.reasoning.empty() && parts.content.empty() && delta.tokens.empty()) return true;
-    ChoiceDelta split = delta;
-    split.text = std::move(parts.content);
-    split.reasoning = std::move(parts.reasoning);
-    return send_delta(index, split);
+    ChoiceDelta out = delta;
+    out.reasoning = std::move(parts.reasoning);
+    return send_split(index, std::move(out), std::move(parts.content), false);
   };
   absl::StatusOr<std::vector<ChoiceResult>> results =
       st.core->Generate(st.request, st.cancel, on_delta, &st.tickets);
@@ -112,14 +133,14 @@ void Stream(StreamState& st, http::ResponseWriter& sink) {
   for (uint32_t i = 0; i < n; ++i) {
     const ChoiceResult& r = (*results)[i];
     if (!echoed[i]) send_echo(i, {});  // a choice that ended before its first delta
-    if (st.ctx.reasoning) {
+    ChoiceResult r_out = r;
+    if (split) {
       ReasoningSplitter::Parts rest = splitters[i].Finish();
-      if (!rest.reasoning.empty() || !rest.content.empty()) {
-        send_delta(i, ChoiceDelta{.text = std::move(rest.content),
-                                  .reasoning = std::move(rest.reasoning)});
-      }
+      send_split(i, ChoiceDelta{.reasoning = std::move(rest.reasoning)}, std::move(rest.content),
+                 true);
+      r_out.called_tools = calls[i] > 0;
     }
-    WriteEvent(sink, StreamChunk(st.ctx, i, nullptr, &r, st.ctx.chat && !started[i]));
+    WriteEvent(sink, StreamChunk(st.ctx, i, nullptr, &r_out, st.ctx.chat && !started[i]));
     completion += r.completion_tokens;
     cached = std::max(cached, r.cached_prompt_tokens);
     if (r.reason == FinishReason::kError && error.empty()) error = r.error;
@@ -236,9 +257,21 @@ void HandleOpenAiGeneration(RouterCore* core, const ApiKeys& keys, bool chat,
       text = parts.content + rest.content;
     }
   }
+  std::vector<std::vector<ToolCall>> calls(n);
+  if (prepared->tool_call_format != ToolCallFormat::kNone) {
+    for (size_t i = 0; i < n; ++i) {
+      ToolCallSplitter splitter(prepared->tool_call_format);
+      ToolCallSplitter::Parts parts = splitter.Feed(texts[i]);
+      ToolCallSplitter::Parts rest = splitter.Finish();
+      texts[i] = parts.content + rest.content;
+      calls[i] = std::move(parts.calls);
+      for (ToolCall& c : rest.calls) calls[i].push_back(std::move(c));
+      (*results)[i].called_tools = !calls[i].empty();
+    }
+  }
   res.Respond(
       200, "application/json",
-      Dump(FullResponse(ctx, texts, tokens, *results, prepared->prompt, scored, reasonings)),
+      Dump(FullResponse(ctx, texts, tokens, *results, prepared->prompt, scored, reasonings, calls)),
       std::move(headers));
   core->metrics().CountRequest("http", endpoint, "200");
 }

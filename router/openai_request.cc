@@ -7,6 +7,7 @@
 #include "common/status_macros.h"
 #include "router/json_body.h"
 #include "router/request_validation.h"
+#include "router/tool_calls.h"
 
 namespace expertmesh::router {
 namespace {
@@ -220,6 +221,10 @@ absl::Status ReadMessages(const Json& body, PromptInput* input) {
     }
     input->tools = *tools;
   }
+  absl::StatusOr<ToolChoice> choice =
+      ParseToolChoice(Field(body, "tool_choice"), Field(body, "tools"));
+  if (!choice.ok()) return InvalidParam("tool_choice", choice.status().message());
+  input->tool_choice_none = *choice == ToolChoice::kNone;
   return absl::OkStatus();
 }
 

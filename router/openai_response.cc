@@ -2,6 +2,9 @@
 
 #include <algorithm>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+
 #include "router/request_validation.h"
 
 namespace expertmesh::router {
@@ -159,6 +162,31 @@ Json PromptLogprobsJson(const ResponseContext& ctx, const std::vector<int32_t>& 
   return list;
 }
 
+// "tool_calls" where the output called tools and stopped (by itself or at a stop string, as
+// vLLM reports it), else the reason's name.
+const char* FinishName(const ChoiceResult& r) {
+  const bool stopped = r.reason == FinishReason::kStop || r.reason == FinishReason::kStopString;
+  return r.called_tools && stopped ? "tool_calls" : FinishReasonName(r.reason);
+}
+
+// OpenAI's tool_calls entries for calls first.. of choice `choice`; streamed ones carry their
+// index in the choice.
+Json ToolCallsJson(const ResponseContext& ctx, uint32_t choice, uint32_t first,
+                   const std::vector<ToolCall>& calls, bool streamed) {
+  const size_t dash = ctx.id.find('-');
+  const std::string id = dash == std::string::npos ? ctx.id : ctx.id.substr(dash + 1);
+  Json list = Json::array();
+  for (size_t k = 0; k < calls.size(); ++k) {
+    Json call = Json::object();
+    if (streamed) call["index"] = first + k;
+    call["id"] = absl::StrCat("call_", id, "_", choice, "_", first + k);
+    call["type"] = "function";
+    call["function"] = Json{{"name", calls[k].name}, {"arguments", calls[k].arguments}};
+    list.push_back(std::move(call));
+  }
+  return list;
+}
+
 Json StreamChunk(const ResponseContext& ctx, uint32_t index, const ChoiceDelta* delta,
                  const ChoiceResult* finish, bool first, size_t text_offset) {
   Json j = Skeleton(ctx, true);
@@ -169,8 +197,14 @@ Json StreamChunk(const ResponseContext& ctx, uint32_t index, const ChoiceDelta* 
     Json d = Json::object();
     if (first) d["role"] = "assistant";
     const bool has_reasoning = delta != nullptr && !delta->reasoning.empty();
+    const bool has_calls = delta != nullptr && !delta->tool_calls.empty();
     if (has_reasoning) d["reasoning_content"] = delta->reasoning;
-    if ((delta != nullptr && (!has_reasoning || !text.empty())) || first) d["content"] = text;
+    if ((delta != nullptr && ((!has_reasoning && !has_calls) || !text.empty())) || first) {
+      d["content"] = text;
+    }
+    if (has_calls) {
+      d["tool_calls"] = ToolCallsJson(ctx, index, delta->first_call, delta->tool_calls, true);
+    }
     choice["delta"] = std::move(d);
   } else {
     choice["text"] = text;
@@ -178,7 +212,7 @@ Json StreamChunk(const ResponseContext& ctx, uint32_t index, const ChoiceDelta* 
   choice["logprobs"] = (ctx.logprobs && delta && !delta->tokens.empty())
                            ? LogprobsJson(ctx, delta->tokens, text_offset)
                            : Json(nullptr);
-  choice["finish_reason"] = finish ? Json(FinishReasonName(finish->reason)) : Json(nullptr);
+  choice["finish_reason"] = finish ? Json(FinishName(*finish)) : Json(nullptr);
   if (finish && finish->reason == FinishReason::kStopString) {
     choice["stop_reason"] = finish->matched_stop;
   }
@@ -198,7 +232,8 @@ Json FullResponse(const ResponseContext& ctx, const std::vector<std::string>& te
                   const std::vector<std::vector<GeneratedTokenInfo>>& tokens,
                   const std::vector<ChoiceResult>& results, const std::vector<int32_t>& prompt,
                   const std::vector<std::vector<PromptTokenInfo>>& scored,
-                  const std::vector<std::string>& reasonings) {
+                  const std::vector<std::string>& reasonings,
+                  const std::vector<std::vector<ToolCall>>& calls) {
   const uint32_t prompt_tokens = static_cast<uint32_t>(prompt.size());
   static const std::vector<PromptTokenInfo> kNone;
   auto scored_of = [&](size_t i) -> const std::vector<PromptTokenInfo>& {
@@ -216,13 +251,18 @@ Json FullResponse(const ResponseContext& ctx, const std::vector<std::string>& te
         const bool has = i < reasonings.size() && !reasonings[i].empty();
         c["message"]["reasoning_content"] = has ? Json(reasonings[i]) : Json(nullptr);
       }
+      if (i < calls.size() && !calls[i].empty()) {
+        if (absl::StripAsciiWhitespace(texts[i]).empty()) c["message"]["content"] = nullptr;
+        c["message"]["tool_calls"] =
+            ToolCallsJson(ctx, static_cast<uint32_t>(i), 0, calls[i], false);
+      }
     } else {
       c["text"] = texts[i];
     }
     c["logprobs"] = !ctx.logprobs       ? Json(nullptr)
                     : ctx.echo_logprobs ? EchoLogprobsJson(ctx, prompt, scored_of(i), tokens[i])
                                         : LogprobsJson(ctx, tokens[i]);
-    c["finish_reason"] = FinishReasonName(results[i].reason);
+    c["finish_reason"] = FinishName(results[i]);
     if (results[i].reason == FinishReason::kStopString) c["stop_reason"] = results[i].matched_stop;
     // vLLM's places: each choice of a completion, the response of a chat (below).
     if (ctx.prompt_logprobs.has_value() && !ctx.chat) {

@@ -69,12 +69,15 @@ Json UsageChunk(const ResponseContext& ctx, uint32_t prompt_tokens, uint32_t com
 
 // A whole non-streaming response. texts[i] and tokens[i] are choice i's output; scored[i] its
 // scored prompt tokens (prompt logprobs; may be empty when not asked) of `prompt`; with
-// ctx.reasoning, reasonings[i] its reasoning (texts[i] then being the content).
+// ctx.reasoning, reasonings[i] its reasoning (texts[i] then being the content); calls[i] the
+// tool calls read from its output (message.tool_calls; content null when only whitespace is
+// left beside them).
 Json FullResponse(const ResponseContext& ctx, const std::vector<std::string>& texts,
                   const std::vector<std::vector<GeneratedTokenInfo>>& tokens,
                   const std::vector<ChoiceResult>& results, const std::vector<int32_t>& prompt,
                   const std::vector<std::vector<PromptTokenInfo>>& scored = {},
-                  const std::vector<std::string>& reasonings = {});
+                  const std::vector<std::string>& reasonings = {},
+                  const std::vector<std::vector<ToolCall>>& calls = {});
 
 // HTTP status for a status code: 400, 401, 404, 413, 429, 503, 504, 499 (cancelled), 500.
 int HttpStatusFor(const absl::Status& status);

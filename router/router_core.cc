@@ -48,6 +48,9 @@ absl::StatusOr<PreparedRequest> RouterCore::Prepare(const std::string& model_nam
   r.prompt = std::move(prompt.token_ids);
   if (input.kind == PromptInput::Kind::kChat) {
     r.reasoning_start = ReasoningStartOf(model_->chat_template_source(), prompt.rendered);
+    if (input.tools.has_value() && !input.tools->empty() && !input.tool_choice_none) {
+      r.tool_call_format = ToolCallFormatOf(model_->chat_template_source());
+    }
   }
   r.params = params;
   r.deadline = deadline;

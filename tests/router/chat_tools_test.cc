@@ -299,5 +299,82 @@ TEST_F(ChatToolsTest, ReasoningContentApartFromContent) {
       nlohmann::json::parse(plain->body)["choices"][0]["message"].contains("reasoning_content"));
 }
 
+// Issue 19 item 2 (Hermes format, tool_choice auto/none): a model whose template writes
+// <tool_call> gets its calls back as tool_calls, finish_reason "tool_calls", whole and streamed.
+// The fake worker echoes the prompt, here the user's text: the output is that text up to "END".
+TEST_F(ChatToolsTest, ToolCallsReadBackFromTheOutput) {
+  StartWorkers(1);
+  const std::string dir =
+      ModelWithTemplate("chat-tool-calls", "{{ messages[0]['content'] }}{# <tool_call> #}");
+  StartRouter([&](RouterServerOptions& o) { o.model_dir = dir; });
+  const std::string said =
+      "Checking.<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": "
+      "\"Paris\"}}\n</tool_call>END";
+  nlohmann::json body = {{"model", "tiny"},
+                         {"messages", {{{"role", "user"}, {"content", said}}}},
+                         {"tools", nlohmann::json::parse(R"([{"type": "function", "function": {
+           "name": "get_weather", "parameters": {"type": "object"}}}])")},
+                         {"stop", {"END"}},
+                         {"max_completion_tokens", 200}};
+  httplib::Result whole = Post("/v1/chat/completions", body);
+  ASSERT_TRUE(whole);
+  ASSERT_EQ(whole->status, 200) << whole->body;
+  const nlohmann::json choice = nlohmann::json::parse(whole->body)["choices"][0];
+  EXPECT_EQ(choice["finish_reason"], "tool_calls") << choice;
+  EXPECT_EQ(choice["message"]["content"], "Checking.");
+  ASSERT_EQ(choice["message"]["tool_calls"].size(), 1u) << choice;
+  const nlohmann::json& call = choice["message"]["tool_calls"][0];
+  EXPECT_EQ(call["type"], "function");
+  EXPECT_TRUE(call["id"].get<std::string>().starts_with("call_"));
+  EXPECT_EQ(call["function"]["name"], "get_weather");
+  EXPECT_EQ(nlohmann::json::parse(call["function"]["arguments"].get<std::string>()),
+            nlohmann::json::parse(R"({"city": "Paris"})"));
+
+  body["stream"] = true;
+  httplib::Result streamed = Post("/v1/chat/completions", body);
+  ASSERT_TRUE(streamed);
+  ASSERT_EQ(streamed->status, 200) << streamed->body;
+  bool done = false;
+  std::string content, finish;
+  nlohmann::json calls = nlohmann::json::array();
+  for (const nlohmann::json& e : ParseSse(streamed->body, &done)) {
+    const nlohmann::json& c = e["choices"][0];
+    if (c["delta"].contains("content")) content += c["delta"]["content"];
+    if (c["delta"].contains("tool_calls")) {
+      for (const nlohmann::json& t : c["delta"]["tool_calls"]) calls.push_back(t);
+    }
+    if (!c["finish_reason"].is_null()) finish = c["finish_reason"];
+  }
+  EXPECT_TRUE(done);
+  EXPECT_EQ(content, "Checking.");
+  EXPECT_EQ(finish, "tool_calls");
+  ASSERT_EQ(calls.size(), 1u);
+  EXPECT_EQ(calls[0]["index"], 0);
+  EXPECT_EQ(calls[0]["function"]["name"], "get_weather");
+  EXPECT_EQ(calls[0]["function"]["arguments"], call["function"]["arguments"]);
+
+  // tool_choice "none": the output is left as it is.
+  body["stream"] = false;
+  body["tool_choice"] = "none";
+  httplib::Result none = Post("/v1/chat/completions", body);
+  ASSERT_TRUE(none);
+  ASSERT_EQ(none->status, 200) << none->body;
+  const nlohmann::json plain = nlohmann::json::parse(none->body)["choices"][0];
+  EXPECT_EQ(plain["finish_reason"], "stop");
+  EXPECT_FALSE(plain["message"].contains("tool_calls"));
+  EXPECT_THAT(plain["message"]["content"].get<std::string>(), HasSubstr("<tool_call>"));
+
+  // What needs constrained decoding, or names a function the request lacks: 400 with why.
+  for (const nlohmann::json& refused :
+       {nlohmann::json("required"),
+        nlohmann::json::parse(R"({"type": "function", "function": {"name": "nope"}})")}) {
+    body["tool_choice"] = refused;
+    httplib::Result r = Post("/v1/chat/completions", body);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400) << r->body;
+    EXPECT_EQ(nlohmann::json::parse(r->body)["error"]["param"], "tool_choice");
+  }
+}
+
 }  // namespace
 }  // namespace expertmesh::router::testing

@@ -1,0 +1,66 @@
+// Tool calls in a chat model's output, back into OpenAI's `tool_calls`. The chat template shows
+// the model how to call: Qwen2.5, Qwen3, QwQ and the Hermes models write
+//   <tool_call>
+//   {"name": "get_weather", "arguments": {"city": "Paris"}}
+//   </tool_call>
+// (one block per call, text around them is content), which is what vLLM's and SGLang's
+// "hermes" / "qwen25" parsers read. A block whose JSON does not parse, has no string name, or
+// is not closed stays in the content as written.
+#ifndef EXPERTMESH_ROUTER_TOOL_CALLS_H_
+#define EXPERTMESH_ROUTER_TOOL_CALLS_H_
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "nlohmann/json.hpp"
+
+namespace expertmesh::router {
+
+enum class ToolCallFormat {
+  kNone,    // the template shows no call format we read: output is content
+  kHermes,  // <tool_call>{"name", "arguments"}</tool_call>
+};
+
+// kHermes when the template writes <tool_call>, else kNone.
+ToolCallFormat ToolCallFormatOf(std::string_view chat_template);
+
+struct ToolCall {
+  std::string name;
+  std::string arguments;  // a JSON object as text, as OpenAI sends it
+};
+
+// The request's `tool_choice`: "none" (calls are not parsed), "auto" (the default when tools
+// are given). "required" and a named function need constrained decoding, which this server
+// does not have yet: INVALID_ARGUMENT saying so (and naming a function `tools` lacks).
+enum class ToolChoice { kNone, kAuto };
+absl::StatusOr<ToolChoice> ParseToolChoice(const nlohmann::ordered_json* tool_choice,
+                                           const nlohmann::ordered_json* tools);
+
+// Splits one choice's output, fed in pieces as it streams, into content and complete calls:
+// text after <tool_call> is held until its </tool_call> (or Finish), and text that could be the
+// start of <tool_call> is held until it can be told apart.
+class ToolCallSplitter {
+ public:
+  explicit ToolCallSplitter(ToolCallFormat format) : format_(format) {}
+
+  struct Parts {
+    std::string content;
+    std::vector<ToolCall> calls;
+  };
+  Parts Feed(std::string_view text);
+  // What is held back: an unclosed block (or a partial tag) as content.
+  Parts Finish();
+
+ private:
+  void Drain(Parts& out, bool final);
+
+  ToolCallFormat format_;
+  bool in_call_ = false;
+  std::string pending_;
+};
+
+}  // namespace expertmesh::router
+
+#endif  // EXPERTMESH_ROUTER_TOOL_CALLS_H_

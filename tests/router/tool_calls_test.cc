@@ -1,0 +1,111 @@
+// ToolCallSplitter and ParseToolChoice: Hermes-style <tool_call> blocks out of the output however
+// it arrives (whole, byte by byte, cut anywhere), malformed blocks left as content, and the
+// tool_choice values the server takes or refuses.
+#include "router/tool_calls.h"
+
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace expertmesh::router {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+struct Split {
+  std::string content;
+  std::vector<ToolCall> calls;
+};
+
+Split FeedPieces(const std::vector<std::string>& pieces) {
+  ToolCallSplitter splitter(ToolCallFormat::kHermes);
+  Split out;
+  auto take = [&](ToolCallSplitter::Parts parts) {
+    out.content += parts.content;
+    for (ToolCall& c : parts.calls) out.calls.push_back(std::move(c));
+  };
+  for (const std::string& p : pieces) take(splitter.Feed(p));
+  take(splitter.Finish());
+  return out;
+}
+
+void ExpectSplit(const std::string& text, const std::string& content,
+                 const std::vector<std::pair<std::string, std::string>>& calls) {
+  std::vector<std::vector<std::string>> ways = {{text}};
+  std::vector<std::string> bytes;
+  for (char c : text) bytes.emplace_back(1, c);
+  ways.push_back(bytes);
+  for (size_t cut = 0; cut <= text.size(); ++cut)
+    ways.push_back({text.substr(0, cut), text.substr(cut)});
+  for (const auto& pieces : ways) {
+    SCOPED_TRACE(testing::Message() << pieces.size() << " pieces");
+    const Split got = FeedPieces(pieces);
+    EXPECT_EQ(got.content, content);
+    ASSERT_EQ(got.calls.size(), calls.size());
+    for (size_t i = 0; i < calls.size(); ++i) {
+      EXPECT_EQ(got.calls[i].name, calls[i].first);
+      EXPECT_EQ(got.calls[i].arguments, calls[i].second);
+    }
+  }
+}
+
+TEST(ToolCallSplitterTest, BlocksBecomeCallsAndTheRestStaysContent) {
+  ExpectSplit(
+      "Let me check.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": "
+      "{\"city\": \"Paris\", \"days\": [1, 2]}}\n</tool_call>",
+      "Let me check.\n", {{"get_weather", R"({"city":"Paris","days":[1,2]})"}});
+  ExpectSplit(
+      "<tool_call>{\"name\": \"a\", \"arguments\": {}}</tool_call>\n<tool_call>{\"name\": "
+      "\"b\", \"parameters\": {\"x\": 1}}</tool_call>",
+      "\n", {{"a", "{}"}, {"b", R"({"x":1})"}});
+  // Arguments already as a JSON string, or missing.
+  ExpectSplit("<tool_call>{\"name\": \"a\", \"arguments\": \"{\\\"q\\\": 2}\"}</tool_call>", "",
+              {{"a", R"({"q": 2})"}});
+  ExpectSplit("<tool_call>{\"name\": \"now\"}</tool_call>", "", {{"now", "{}"}});
+}
+
+TEST(ToolCallSplitterTest, MalformedOrUnclosedBlocksStayAsWritten) {
+  ExpectSplit("x <tool_call>{not json}</tool_call> y", "x <tool_call>{not json}</tool_call> y", {});
+  ExpectSplit("<tool_call>{\"arguments\": {}}</tool_call>",
+              "<tool_call>{\"arguments\": {}}</tool_call>", {});
+  ExpectSplit("cut off <tool_call>{\"name\": \"a\", \"argu",
+              "cut off <tool_call>{\"name\": \"a\", \"argu", {});
+  ExpectSplit("a <tool_ca", "a <tool_ca", {});
+  ExpectSplit("plain text", "plain text", {});
+}
+
+TEST(ToolCallSplitterTest, WithoutAFormatEverythingIsContent) {
+  ToolCallSplitter splitter(ToolCallFormat::kNone);
+  const std::string text = "<tool_call>{\"name\": \"a\"}</tool_call>";
+  EXPECT_EQ(splitter.Feed(text).content, text);
+  EXPECT_TRUE(splitter.Finish().content.empty());
+  EXPECT_EQ(ToolCallFormatOf("{{ messages }}"), ToolCallFormat::kNone);
+  EXPECT_EQ(ToolCallFormatOf("{% if tools %}<tool_call>{% endif %}"), ToolCallFormat::kHermes);
+}
+
+TEST(ToolChoiceTest, TakesNoneAndAutoAndSaysWhyNotTheRest) {
+  const Json tools = Json::parse(R"([{"type": "function", "function": {"name": "f"}}])");
+  auto choice = [&](const char* text) {
+    const Json j = Json::parse(text);
+    return ParseToolChoice(&j, &tools);
+  };
+  EXPECT_EQ(*ParseToolChoice(nullptr, &tools), ToolChoice::kAuto);
+  EXPECT_EQ(*choice(R"("auto")"), ToolChoice::kAuto);
+  EXPECT_EQ(*choice(R"("none")"), ToolChoice::kNone);
+  EXPECT_EQ(*choice("null"), ToolChoice::kAuto);
+  for (const char* refused : {R"("required")", R"("sometimes")", "3", R"({"type": "function"})",
+                              R"({"type": "function", "function": {"name": "f"}})",
+                              R"({"type": "function", "function": {"name": "g"}})"}) {
+    absl::StatusOr<ToolChoice> c = choice(refused);
+    EXPECT_TRUE(absl::IsInvalidArgument(c.status())) << refused;
+  }
+  EXPECT_NE(
+      choice(R"({"type": "function", "function": {"name": "g"}})").status().message().find("'g'"),
+      std::string::npos);
+  EXPECT_NE(choice(R"("required")").status().message().find("constrained decoding"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace expertmesh::router
