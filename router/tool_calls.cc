@@ -4,7 +4,6 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/strip.h"
 
 namespace expertmesh::router {
 namespace {
@@ -13,6 +12,23 @@ using Json = nlohmann::ordered_json;
 
 constexpr std::string_view kCallStart = "<tool_call>";
 constexpr std::string_view kCallEnd = "</tool_call>";
+constexpr std::string_view kDeepSeekCallsBegin = "<｜tool▁calls▁begin｜>";
+constexpr std::string_view kDeepSeekCallsEnd = "<｜tool▁calls▁end｜>";
+constexpr std::string_view kDeepSeekCallBegin = "<｜tool▁call▁begin｜>";
+constexpr std::string_view kDeepSeekCallEnd = "<｜tool▁call▁end｜>";
+constexpr std::string_view kDeepSeekSep = "<｜tool▁sep｜>";
+
+struct Markers {
+  std::string_view start, end;
+  std::vector<std::string_view> dropped;  // markers around the calls, left out of the content
+};
+
+const Markers& MarkersOf(ToolCallFormat format) {
+  static const Markers kHermesMarkers{kCallStart, kCallEnd, {}};
+  static const Markers kDeepSeekMarkers{
+      kDeepSeekCallBegin, kDeepSeekCallEnd, {kDeepSeekCallsBegin, kDeepSeekCallsEnd}};
+  return format == ToolCallFormat::kDeepSeek ? kDeepSeekMarkers : kHermesMarkers;
+}
 
 // The length of the longest suffix of `text` that is a proper prefix of `tag`.
 size_t PartialTagSuffix(std::string_view text, std::string_view tag) {
@@ -44,9 +60,64 @@ std::optional<ToolCall> ParseHermesCall(std::string_view body) {
   return out;
 }
 
+std::string_view Trim(std::string_view s) {
+  const auto space = [](char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; };
+  while (!s.empty() && space(s.front())) s.remove_prefix(1);
+  while (!s.empty() && space(s.back())) s.remove_suffix(1);
+  return s;
+}
+
+bool ConsumePrefix(std::string_view* s, std::string_view prefix) {
+  if (!s->starts_with(prefix)) return false;
+  s->remove_prefix(prefix.size());
+  return true;
+}
+
+bool ConsumeSuffix(std::string_view* s, std::string_view suffix) {
+  if (!s->ends_with(suffix)) return false;
+  s->remove_suffix(suffix.size());
+  return true;
+}
+
+// A JSON object as compact text, or nullopt.
+std::optional<std::string> ObjectText(std::string_view text) {
+  const Json args = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!args.is_object()) return std::nullopt;
+  return args.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+// [function<｜tool▁sep｜>]name, then the arguments: after a newline in a ```json fence (V3,
+// R1-0528), or right after the separator (V3.1).
+std::optional<ToolCall> ParseDeepSeekCall(std::string_view body) {
+  const size_t sep = body.find(kDeepSeekSep);
+  if (sep == std::string_view::npos) return std::nullopt;
+  std::string_view head = Trim(body.substr(0, sep));
+  std::string_view rest = body.substr(sep + kDeepSeekSep.size());
+  ToolCall out;
+  if (head == "function") {
+    const size_t newline = rest.find('\n');
+    if (newline == std::string_view::npos) return std::nullopt;
+    out.name = std::string(Trim(rest.substr(0, newline)));
+    rest = Trim(rest.substr(newline + 1));
+    if (ConsumePrefix(&rest, "```")) {
+      ConsumePrefix(&rest, "json");
+      if (!ConsumeSuffix(&rest, "```")) return std::nullopt;
+    }
+  } else {
+    out.name = std::string(head);
+  }
+  std::optional<std::string> args = ObjectText(Trim(rest));
+  if (out.name.empty() || !args.has_value()) return std::nullopt;
+  out.arguments = *std::move(args);
+  return out;
+}
+
 }  // namespace
 
 ToolCallFormat ToolCallFormatOf(std::string_view chat_template) {
+  if (chat_template.find("tool▁call▁begin") != std::string_view::npos) {
+    return ToolCallFormat::kDeepSeek;
+  }
   return chat_template.find(kCallStart) != std::string_view::npos ? ToolCallFormat::kHermes
                                                                   : ToolCallFormat::kNone;
 }
@@ -111,7 +182,7 @@ ToolCallSplitter::Parts ToolCallSplitter::Finish() {
   Parts out;
   Drain(out, /*final=*/true);
   if (in_call_) {
-    out.content.append(kCallStart);
+    out.content.append(MarkersOf(format_).start);
     in_call_ = false;
   }
   out.content.append(pending_);
@@ -120,29 +191,47 @@ ToolCallSplitter::Parts ToolCallSplitter::Finish() {
 }
 
 void ToolCallSplitter::Drain(Parts& out, bool final) {
+  const Markers& m = MarkersOf(format_);
   for (;;) {
     if (!in_call_) {
-      const size_t start = pending_.find(kCallStart);
-      if (start == std::string::npos) {
-        const size_t keep = final ? 0 : PartialTagSuffix(pending_, kCallStart);
+      // The first marker in the text: a call's start, or one that is dropped.
+      size_t at = pending_.find(m.start);
+      std::string_view marker = m.start;
+      for (std::string_view dropped : m.dropped) {
+        const size_t d = pending_.find(dropped);
+        if (d < at) {
+          at = d;
+          marker = dropped;
+        }
+      }
+      if (at == std::string::npos) {
+        size_t keep = 0;
+        if (!final) {
+          keep = PartialTagSuffix(pending_, m.start);
+          for (std::string_view dropped : m.dropped) {
+            keep = std::max(keep, PartialTagSuffix(pending_, dropped));
+          }
+        }
         out.content.append(pending_, 0, pending_.size() - keep);
         pending_.erase(0, pending_.size() - keep);
         return;
       }
-      out.content.append(pending_, 0, start);
-      pending_.erase(0, start + kCallStart.size());
-      in_call_ = true;
+      out.content.append(pending_, 0, at);
+      pending_.erase(0, at + marker.size());
+      in_call_ = marker == m.start;
       continue;
     }
-    const size_t end = pending_.find(kCallEnd);
+    const size_t end = pending_.find(m.end);
     if (end == std::string::npos) return;  // the block is not closed yet
     const std::string_view body = std::string_view(pending_).substr(0, end);
-    if (std::optional<ToolCall> call = ParseHermesCall(body)) {
+    std::optional<ToolCall> call =
+        format_ == ToolCallFormat::kDeepSeek ? ParseDeepSeekCall(body) : ParseHermesCall(body);
+    if (call.has_value()) {
       out.calls.push_back(*std::move(call));
     } else {
-      out.content.append(kCallStart).append(body).append(kCallEnd);
+      out.content.append(m.start).append(body).append(m.end);
     }
-    pending_.erase(0, end + kCallEnd.size());
+    pending_.erase(0, end + m.end.size());
     in_call_ = false;
   }
 }

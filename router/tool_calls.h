@@ -4,8 +4,15 @@
 //   {"name": "get_weather", "arguments": {"city": "Paris"}}
 //   </tool_call>
 // (one block per call, text around them is content), which is what vLLM's and SGLang's
-// "hermes" / "qwen25" parsers read. A block whose JSON does not parse, has no string name, or
-// is not closed stays in the content as written.
+// "hermes" / "qwen25" parsers read. DeepSeek-V3 (and R1-0528, V3.1) write
+//   <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather
+//   ```json
+//   {"city": "Paris"}
+//   ```<｜tool▁call▁end｜><｜tool▁calls▁end｜>
+// or, from V3.1 on, <｜tool▁call▁begin｜>get_weather<｜tool▁sep｜>{"city":
+// "Paris"}<｜tool▁call▁end｜> (vLLM's "deepseek_v3" / "deepseek_v31"); the outer begin/end markers
+// are dropped. A block whose JSON does not parse, has no name, or is not closed stays in the
+// content as written.
 #ifndef EXPERTMESH_ROUTER_TOOL_CALLS_H_
 #define EXPERTMESH_ROUTER_TOOL_CALLS_H_
 
@@ -21,9 +28,11 @@ namespace expertmesh::router {
 enum class ToolCallFormat {
   kNone,    // the template shows no call format we read: output is content
   kHermes,  // <tool_call>{"name", "arguments"}</tool_call>
+  kDeepSeek,  // <｜tool▁call▁begin｜>[function<｜tool▁sep｜>]name...<｜tool▁call▁end｜>
 };
 
-// kHermes when the template writes <tool_call>, else kNone.
+// kDeepSeek when the template writes DeepSeek's tool-call markers, kHermes when it writes
+// <tool_call>, else kNone.
 ToolCallFormat ToolCallFormatOf(std::string_view chat_template);
 
 struct ToolCall {
@@ -39,8 +48,8 @@ absl::StatusOr<ToolChoice> ParseToolChoice(const nlohmann::ordered_json* tool_ch
                                            const nlohmann::ordered_json* tools);
 
 // Splits one choice's output, fed in pieces as it streams, into content and complete calls:
-// text after <tool_call> is held until its </tool_call> (or Finish), and text that could be the
-// start of <tool_call> is held until it can be told apart.
+// text after a call's opening marker is held until its closing one (or Finish), and text that
+// could be the start of a marker is held until it can be told apart.
 class ToolCallSplitter {
  public:
   explicit ToolCallSplitter(ToolCallFormat format) : format_(format) {}

@@ -18,8 +18,8 @@ struct Split {
   std::vector<ToolCall> calls;
 };
 
-Split FeedPieces(const std::vector<std::string>& pieces) {
-  ToolCallSplitter splitter(ToolCallFormat::kHermes);
+Split FeedPieces(ToolCallFormat format, const std::vector<std::string>& pieces) {
+  ToolCallSplitter splitter(format);
   Split out;
   auto take = [&](ToolCallSplitter::Parts parts) {
     out.content += parts.content;
@@ -31,7 +31,8 @@ Split FeedPieces(const std::vector<std::string>& pieces) {
 }
 
 void ExpectSplit(const std::string& text, const std::string& content,
-                 const std::vector<std::pair<std::string, std::string>>& calls) {
+                 const std::vector<std::pair<std::string, std::string>>& calls,
+                 ToolCallFormat format = ToolCallFormat::kHermes) {
   std::vector<std::vector<std::string>> ways = {{text}};
   std::vector<std::string> bytes;
   for (char c : text) bytes.emplace_back(1, c);
@@ -40,7 +41,7 @@ void ExpectSplit(const std::string& text, const std::string& content,
     ways.push_back({text.substr(0, cut), text.substr(cut)});
   for (const auto& pieces : ways) {
     SCOPED_TRACE(testing::Message() << pieces.size() << " pieces");
-    const Split got = FeedPieces(pieces);
+    const Split got = FeedPieces(format, pieces);
     EXPECT_EQ(got.content, content);
     ASSERT_EQ(got.calls.size(), calls.size());
     for (size_t i = 0; i < calls.size(); ++i) {
@@ -82,6 +83,27 @@ TEST(ToolCallSplitterTest, WithoutAFormatEverythingIsContent) {
   EXPECT_TRUE(splitter.Finish().content.empty());
   EXPECT_EQ(ToolCallFormatOf("{{ messages }}"), ToolCallFormat::kNone);
   EXPECT_EQ(ToolCallFormatOf("{% if tools %}<tool_call>{% endif %}"), ToolCallFormat::kHermes);
+}
+
+// DeepSeek-V3 / R1-0528 (function + fenced JSON) and V3.1 (name, then JSON), as their chat
+// templates write them; the markers around the calls are dropped.
+TEST(ToolCallSplitterTest, DeepSeekFormats) {
+  constexpr auto kDs = ToolCallFormat::kDeepSeek;
+  ExpectSplit(
+      "Let me look.<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n"
+      "```json\n{\"city\": \"Paris\"}\n```<｜tool▁call▁end｜>\n<｜tool▁call▁begin｜>function"
+      "<｜tool▁sep｜>now\n```json\n{}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>",
+      "Let me look.\n", {{"get_weather", R"({"city":"Paris"})"}, {"now", "{}"}}, kDs);
+  ExpectSplit(
+      "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>get_weather<｜tool▁sep｜>{\"city\": "
+      "\"Oslo\"}<｜tool▁call▁end｜><｜tool▁calls▁end｜>",
+      "", {{"get_weather", R"({"city":"Oslo"})"}}, kDs);
+  // No separator, or arguments that are no JSON object: left as written.
+  ExpectSplit("<｜tool▁call▁begin｜>get_weather<｜tool▁call▁end｜>",
+              "<｜tool▁call▁begin｜>get_weather<｜tool▁call▁end｜>", {}, kDs);
+  ExpectSplit("<｜tool▁call▁begin｜>f<｜tool▁sep｜>[1]<｜tool▁call▁end｜>",
+              "<｜tool▁call▁begin｜>f<｜tool▁sep｜>[1]<｜tool▁call▁end｜>", {}, kDs);
+  EXPECT_EQ(ToolCallFormatOf("{{'<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>'}}"), kDs);
 }
 
 TEST(ToolChoiceTest, TakesNoneAndAutoAndSaysWhyNotTheRest) {
