@@ -9,10 +9,10 @@
 //   ```json
 //   {"city": "Paris"}
 //   ```<｜tool▁call▁end｜><｜tool▁calls▁end｜>
-// or, from V3.1 on, <｜tool▁call▁begin｜>get_weather<｜tool▁sep｜>{"city":
-// "Paris"}<｜tool▁call▁end｜> (vLLM's "deepseek_v3" / "deepseek_v31"); the outer begin/end markers
-// are dropped. A block whose JSON does not parse, has no name, or is not closed stays in the
-// content as written.
+// or, from V3.1 on, the name and then the JSON right after the separator (vLLM's "deepseek_v3"
+// and "deepseek_v31"); the outer begin/end markers are dropped. A block whose JSON does not
+// parse, has no name, or is not closed stays in the content as written; so do, for now, the
+// XML-style bodies Qwen3-Coder, Qwen3.5 and GLM-4.6 write inside <tool_call>.
 #ifndef EXPERTMESH_ROUTER_TOOL_CALLS_H_
 #define EXPERTMESH_ROUTER_TOOL_CALLS_H_
 
