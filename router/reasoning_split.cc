@@ -2,18 +2,12 @@
 
 #include <algorithm>
 
+#include "router/partial_marker.h"
+
 namespace expertmesh::router {
 namespace {
 
 bool IsSpace(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
-
-// The length of the longest suffix of `text` that is a proper prefix of `tag`.
-size_t PartialTagSuffix(std::string_view text, std::string_view tag) {
-  for (size_t len = std::min(text.size(), tag.size() - 1); len > 0; --len) {
-    if (text.substr(text.size() - len) == tag.substr(0, len)) return len;
-  }
-  return 0;
-}
 
 }  // namespace
 
@@ -77,7 +71,7 @@ void ReasoningSplitter::Drain(Parts& out, bool final) {
           state_ = State::kAfterEnd;
           continue;
         }
-        const size_t keep = final ? 0 : PartialTagSuffix(pending_, kThinkEnd);
+        const size_t keep = final ? 0 : PartialMarkerSuffix(pending_, kThinkEnd);
         out.reasoning.append(pending_, 0, pending_.size() - keep);
         pending_.erase(0, pending_.size() - keep);
         return;

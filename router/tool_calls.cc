@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "router/partial_marker.h"
 
 namespace expertmesh::router {
 namespace {
@@ -28,14 +29,6 @@ const Markers& MarkersOf(ToolCallFormat format) {
   static const Markers kDeepSeekMarkers{
       kDeepSeekCallBegin, kDeepSeekCallEnd, {kDeepSeekCallsBegin, kDeepSeekCallsEnd}};
   return format == ToolCallFormat::kDeepSeek ? kDeepSeekMarkers : kHermesMarkers;
-}
-
-// The length of the longest suffix of `text` that is a proper prefix of `tag`.
-size_t PartialTagSuffix(std::string_view text, std::string_view tag) {
-  for (size_t len = std::min(text.size(), tag.size() - 1); len > 0; --len) {
-    if (text.substr(text.size() - len) == tag.substr(0, len)) return len;
-  }
-  return 0;
 }
 
 // {"name": "...", "arguments": {...}} (Hermes; "parameters" as some models write it).
@@ -207,9 +200,9 @@ void ToolCallSplitter::Drain(Parts& out, bool final) {
       if (at == std::string::npos) {
         size_t keep = 0;
         if (!final) {
-          keep = PartialTagSuffix(pending_, m.start);
+          keep = PartialMarkerSuffix(pending_, m.start);
           for (std::string_view dropped : m.dropped) {
-            keep = std::max(keep, PartialTagSuffix(pending_, dropped));
+            keep = std::max(keep, PartialMarkerSuffix(pending_, dropped));
           }
         }
         out.content.append(pending_, 0, pending_.size() - keep);

@@ -64,9 +64,9 @@ struct GemmTask {
 // it, whatever its token count: it multiplies the stored values as they are, two pairs per lane
 // and instruction. Measured on Zen 5 (2 threads, bench-1b) against the AVX-512F kernel on the
 // widened values: batch 1 the same (memory-bound), batch 8 +8%, batch 32 +35%, prefill +25%.
-// Otherwise prefill-sized products (blas_min_tokens per weight or more) go through OpenBLAS.
-// Either way, one token's path does not depend on how many others share its weight, so its
-// output does not depend on its batch.
+// Otherwise prefill-sized products (blas_min_tokens per weight or more) go through OpenBLAS,
+// another summation: with fp32 activations a token's bits differ between products of fewer and
+// of at least blas_min_tokens tokens per weight.
 
 // x's bf16 values when the kernels can multiply them as they are.
 const uint16_t* Bf16Activations(const CpuContext& ctx, const Tensor& x) {
