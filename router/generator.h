@@ -39,6 +39,8 @@ struct PreparedRequest {
   ReasoningStart reasoning_start = ReasoningStart::kNone;
   // Chats with tools (tool_choice not "none"): how the output's tool calls are written.
   ToolCallFormat tool_call_format = ToolCallFormat::kNone;
+  // The request's tools when tool_call_format is set (their schemas type XML-style arguments).
+  nlohmann::ordered_json tools;
 };
 
 struct GeneratedTokenInfo {

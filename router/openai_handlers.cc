@@ -79,7 +79,8 @@ void Stream(StreamState& st, http::ResponseWriter& sink) {
   // Chats of a model that thinks: each choice's text split into reasoning and content; chats
   // with tools: the content's tool calls taken out.
   std::vector<ReasoningSplitter> splitters(n, ReasoningSplitter(st.request.reasoning_start));
-  std::vector<ToolCallSplitter> callers(n, ToolCallSplitter(st.request.tool_call_format));
+  std::vector<ToolCallSplitter> callers(
+      n, ToolCallSplitter(st.request.tool_call_format, st.request.tools));
   std::vector<uint32_t> calls(n, 0);  // each choice's calls sent so far
   const bool split = st.ctx.reasoning || st.request.tool_call_format != ToolCallFormat::kNone;
   auto send_delta = [&](uint32_t index, const ChoiceDelta& delta) {
@@ -260,7 +261,7 @@ void HandleOpenAiGeneration(RouterCore* core, const ApiKeys& keys, bool chat,
   std::vector<std::vector<ToolCall>> calls(n);
   if (prepared->tool_call_format != ToolCallFormat::kNone) {
     for (size_t i = 0; i < n; ++i) {
-      ToolCallSplitter splitter(prepared->tool_call_format);
+      ToolCallSplitter splitter(prepared->tool_call_format, prepared->tools);
       ToolCallSplitter::Parts parts = splitter.Feed(texts[i]);
       ToolCallSplitter::Parts rest = splitter.Finish();
       texts[i] = parts.content + rest.content;

@@ -50,6 +50,7 @@ absl::StatusOr<PreparedRequest> RouterCore::Prepare(const std::string& model_nam
     r.reasoning_start = ReasoningStartOf(model_->chat_template_source(), prompt.rendered);
     if (input.tools.has_value() && !input.tools->empty() && !input.tool_choice_none) {
       r.tool_call_format = ToolCallFormatOf(model_->chat_template_source());
+      if (r.tool_call_format != ToolCallFormat::kNone) r.tools = *input.tools;
     }
   }
   r.params = params;

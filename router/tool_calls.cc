@@ -72,6 +72,113 @@ bool ConsumeSuffix(std::string_view* s, std::string_view suffix) {
   return true;
 }
 
+// The JSON-schema type of property `key` of function `name` in `tools` ("" when not given).
+std::string PropertyType(const Json& tools, std::string_view name, const std::string& key) {
+  if (!tools.is_array()) return "";
+  for (const Json& tool : tools) {
+    const auto f = tool.find("function");
+    if (f == tool.end() || !f->is_object() || f->value("name", std::string()) != name) continue;
+    const auto params = f->find("parameters");
+    if (params == f->end() || !params->is_object()) return "";
+    const auto props = params->find("properties");
+    if (props == params->end() || !props->is_object()) return "";
+    const auto prop = props->find(key);
+    if (prop == props->end() || !prop->is_object()) return "";
+    const auto type = prop->find("type");
+    return type != prop->end() && type->is_string() ? type->get<std::string>() : "";
+  }
+  return "";
+}
+
+// An XML-style value as JSON: text, unless the schema types it otherwise and it parses so.
+Json TypedValue(std::string_view text, const std::string& type) {
+  if (type.empty() || type == "string") return Json(std::string(text));
+  Json parsed = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+  const bool fits = (type == "integer" && parsed.is_number_integer()) ||
+                    (type == "number" && parsed.is_number()) ||
+                    (type == "boolean" && parsed.is_boolean()) ||
+                    (type == "object" && parsed.is_object()) ||
+                    (type == "array" && parsed.is_array()) || (type == "null" && parsed.is_null());
+  return fits ? parsed : Json(std::string(text));
+}
+
+// The text between `open` and `close` starting the search at *pos, which moves past `close`.
+std::optional<std::string_view> Between(std::string_view s, std::string_view open,
+                                        std::string_view close, size_t* pos) {
+  const size_t a = s.find(open, *pos);
+  if (a == std::string_view::npos) return std::nullopt;
+  const size_t b = s.find(close, a + open.size());
+  if (b == std::string_view::npos) return std::nullopt;
+  *pos = b + close.size();
+  return s.substr(a + open.size(), b - a - open.size());
+}
+
+// A value between tags, less the one newline the templates put on each side.
+std::string_view StripNewlines(std::string_view v) {
+  if (v.starts_with('\n')) v.remove_prefix(1);
+  if (v.ends_with('\n')) v.remove_suffix(1);
+  return v;
+}
+
+// <function=NAME><parameter=KEY>VALUE</parameter>...</function> (Qwen3-Coder, Qwen3.5).
+std::optional<ToolCall> ParseFunctionTagCall(std::string_view body, const Json& tools) {
+  body = Trim(body);
+  if (!body.starts_with("<function=") || !body.ends_with("</function>")) return std::nullopt;
+  const size_t name_end = body.find('>');
+  if (name_end + 1 > body.size() - 11) return std::nullopt;  // no '>' before </function>
+  ToolCall out;
+  out.name = std::string(Trim(body.substr(10, name_end - 10)));
+  if (out.name.empty()) return std::nullopt;
+  std::string_view params = body.substr(name_end + 1, body.size() - 11 - name_end - 1);
+  Json args = Json::object();
+  size_t pos = 0;
+  while (true) {
+    const size_t open = params.find("<parameter=", pos);
+    if (open == std::string_view::npos) break;
+    const size_t key_end = params.find('>', open);
+    const size_t close = params.find("</parameter>", open);
+    if (key_end == std::string_view::npos || close == std::string_view::npos || close < key_end) {
+      return std::nullopt;
+    }
+    const std::string key(Trim(params.substr(open + 11, key_end - open - 11)));
+    const std::string_view value = StripNewlines(params.substr(key_end + 1, close - key_end - 1));
+    args[key] = TypedValue(value, PropertyType(tools, out.name, key));
+    pos = close + 12;
+  }
+  if (!Trim(params.substr(pos)).empty()) return std::nullopt;
+  out.arguments = args.dump(-1, ' ', false, Json::error_handler_t::replace);
+  return out;
+}
+
+// NAME<arg_key>KEY</arg_key><arg_value>VALUE</arg_value>... (GLM-4.5, GLM-4.6).
+std::optional<ToolCall> ParseArgKeyCall(std::string_view body, const Json& tools) {
+  body = Trim(body);
+  const size_t first = body.find("<arg_key>");
+  ToolCall out;
+  out.name = std::string(Trim(body.substr(0, first)));
+  if (out.name.empty() || out.name.find_first_of("<>{}\n ") != std::string::npos) {
+    return std::nullopt;
+  }
+  Json args = Json::object();
+  size_t pos = first == std::string_view::npos ? body.size() : first;
+  while (pos < body.size()) {
+    std::optional<std::string_view> key = Between(body, "<arg_key>", "</arg_key>", &pos);
+    std::optional<std::string_view> value = Between(body, "<arg_value>", "</arg_value>", &pos);
+    if (!key.has_value() || !value.has_value()) return std::nullopt;
+    const std::string k(Trim(*key));
+    args[k] = TypedValue(StripNewlines(*value), PropertyType(tools, out.name, k));
+    const size_t next = body.find("<arg_key>", pos);
+    if (!Trim(
+             body.substr(pos, next == std::string_view::npos ? std::string_view::npos : next - pos))
+             .empty()) {
+      return std::nullopt;
+    }
+    pos = next == std::string_view::npos ? body.size() : next;
+  }
+  out.arguments = args.dump(-1, ' ', false, Json::error_handler_t::replace);
+  return out;
+}
+
 // A JSON object as compact text, or nullopt.
 std::optional<std::string> ObjectText(std::string_view text) {
   const Json args = Json::parse(text, nullptr, /*allow_exceptions=*/false);
@@ -217,8 +324,14 @@ void ToolCallSplitter::Drain(Parts& out, bool final) {
     const size_t end = pending_.find(m.end);
     if (end == std::string::npos) return;  // the block is not closed yet
     const std::string_view body = std::string_view(pending_).substr(0, end);
-    std::optional<ToolCall> call =
-        format_ == ToolCallFormat::kDeepSeek ? ParseDeepSeekCall(body) : ParseHermesCall(body);
+    std::optional<ToolCall> call;
+    if (format_ == ToolCallFormat::kDeepSeek) {
+      call = ParseDeepSeekCall(body);
+    } else {
+      call = ParseHermesCall(body);
+      if (!call.has_value()) call = ParseFunctionTagCall(body, tools_);
+      if (!call.has_value()) call = ParseArgKeyCall(body, tools_);
+    }
     if (call.has_value()) {
       out.calls.push_back(*std::move(call));
     } else {

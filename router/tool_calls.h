@@ -10,9 +10,12 @@
 //   {"city": "Paris"}
 //   ```<｜tool▁call▁end｜><｜tool▁calls▁end｜>
 // or, from V3.1 on, the name and then the JSON right after the separator (vLLM's "deepseek_v3"
-// and "deepseek_v31"); the outer begin/end markers are dropped. A block whose JSON does not
-// parse, has no name, or is not closed stays in the content as written; so do, for now, the
-// XML-style bodies Qwen3-Coder, Qwen3.5 and GLM-4.6 write inside <tool_call>.
+// and "deepseek_v31"); the outer begin/end markers are dropped. Inside <tool_call>, Qwen3-Coder
+// and Qwen3.5 write <function=NAME><parameter=KEY>VALUE</parameter>...</function>, and GLM-4.6
+// NAME<arg_key>KEY</arg_key><arg_value>VALUE</arg_value>...: their values are text, typed by the
+// tool's JSON schema where it gives the property a non-string type (vLLM's "qwen3_coder" and
+// "glm45" parsers do the same). A block that is none of these, has no name, or is not closed
+// stays in the content as written.
 #ifndef EXPERTMESH_ROUTER_TOOL_CALLS_H_
 #define EXPERTMESH_ROUTER_TOOL_CALLS_H_
 
@@ -52,7 +55,11 @@ absl::StatusOr<ToolChoice> ParseToolChoice(const nlohmann::ordered_json* tool_ch
 // could be the start of a marker is held until it can be told apart.
 class ToolCallSplitter {
  public:
-  explicit ToolCallSplitter(ToolCallFormat format) : format_(format) {}
+  // `tools`: the request's tool definitions (the schemas that type XML-style values; null:
+  // none).
+  explicit ToolCallSplitter(ToolCallFormat format,
+                            nlohmann::ordered_json tools = nlohmann::ordered_json())
+      : format_(format), tools_(std::move(tools)) {}
 
   struct Parts {
     std::string content;
@@ -66,6 +73,7 @@ class ToolCallSplitter {
   void Drain(Parts& out, bool final);
 
   ToolCallFormat format_;
+  nlohmann::ordered_json tools_;
   bool in_call_ = false;
   std::string pending_;
 };

@@ -18,8 +18,8 @@ struct Split {
   std::vector<ToolCall> calls;
 };
 
-Split FeedPieces(ToolCallFormat format, const std::vector<std::string>& pieces) {
-  ToolCallSplitter splitter(format);
+Split FeedPieces(ToolCallFormat format, const Json& tools, const std::vector<std::string>& pieces) {
+  ToolCallSplitter splitter(format, tools);
   Split out;
   auto take = [&](ToolCallSplitter::Parts parts) {
     out.content += parts.content;
@@ -32,7 +32,7 @@ Split FeedPieces(ToolCallFormat format, const std::vector<std::string>& pieces) 
 
 void ExpectSplit(const std::string& text, const std::string& content,
                  const std::vector<std::pair<std::string, std::string>>& calls,
-                 ToolCallFormat format = ToolCallFormat::kHermes) {
+                 ToolCallFormat format = ToolCallFormat::kHermes, const Json& tools = Json()) {
   std::vector<std::vector<std::string>> ways = {{text}};
   std::vector<std::string> bytes;
   for (char c : text) bytes.emplace_back(1, c);
@@ -41,7 +41,7 @@ void ExpectSplit(const std::string& text, const std::string& content,
     ways.push_back({text.substr(0, cut), text.substr(cut)});
   for (const auto& pieces : ways) {
     SCOPED_TRACE(testing::Message() << pieces.size() << " pieces");
-    const Split got = FeedPieces(format, pieces);
+    const Split got = FeedPieces(format, tools, pieces);
     EXPECT_EQ(got.content, content);
     ASSERT_EQ(got.calls.size(), calls.size());
     for (size_t i = 0; i < calls.size(); ++i) {
@@ -64,6 +64,34 @@ TEST(ToolCallSplitterTest, BlocksBecomeCallsAndTheRestStaysContent) {
   ExpectSplit("<tool_call>{\"name\": \"a\", \"arguments\": \"{\\\"q\\\": 2}\"}</tool_call>", "",
               {{"a", R"({"q": 2})"}});
   ExpectSplit("<tool_call>{\"name\": \"now\"}</tool_call>", "", {{"now", "{}"}});
+}
+
+// The XML-style bodies inside <tool_call>: Qwen3-Coder / Qwen3.5 and GLM-4.6, values typed by the
+// tool's schema where it says so (text otherwise, and where the value does not fit the type).
+TEST(ToolCallSplitterTest, XmlStyleBodiesTypedByTheSchema) {
+  const Json tools = Json::parse(R"([{"type": "function", "function": {"name": "get_weather",
+      "parameters": {"type": "object", "properties": {"city": {"type": "string"},
+      "days": {"type": "integer"}, "units": {"type": "object"}, "hot": {"type": "boolean"}}}}}])");
+  ExpectSplit(
+      "ok\n<tool_call>\n<function=get_weather>\n<parameter=city>\n42\n</parameter>\n"
+      "<parameter=days>\n3\n</parameter>\n<parameter=hot>\ntrue\n</parameter>\n"
+      "<parameter=note>\nmulti\nline\n</parameter>\n</function>\n</tool_call>",
+      "ok\n", {{"get_weather", R"({"city":"42","days":3,"hot":true,"note":"multi\nline"})"}},
+      ToolCallFormat::kHermes, tools);
+  ExpectSplit(
+      "<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Paris</arg_value>\n"
+      "<arg_key>days</arg_key>\n<arg_value>two</arg_value>\n<arg_key>units</arg_key>\n"
+      "<arg_value>{\"t\": \"C\"}</arg_value>\n</tool_call>",
+      "", {{"get_weather", R"({"city":"Paris","days":"two","units":{"t":"C"}})"}},
+      ToolCallFormat::kHermes, tools);
+  ExpectSplit("<tool_call>now</tool_call>", "", {{"now", "{}"}});
+  // Broken XML-style bodies stay as written.
+  for (const std::string broken :
+       {"<tool_call><function=f><parameter=a>1</function></tool_call>",
+        "<tool_call><function=f>junk</function></tool_call>",
+        "<tool_call>f<arg_key>a</arg_key></tool_call>", "<tool_call>two words</tool_call>"}) {
+    ExpectSplit(broken, broken, {});
+  }
 }
 
 TEST(ToolCallSplitterTest, MalformedOrUnclosedBlocksStayAsWritten) {
