@@ -3,10 +3,9 @@
 #include <memory>
 
 #include "absl/strings/str_cat.h"
+#include "router/chat_output_split.h"
 #include "router/openai_request.h"
 #include "router/openai_response.h"
-#include "router/reasoning_split.h"
-#include "router/tool_calls.h"
 
 namespace expertmesh::router {
 namespace {
@@ -76,13 +75,13 @@ void Stream(StreamState& st, http::ResponseWriter& sink) {
   if (!st.ctx.echo_logprobs) {
     for (uint32_t i = 0; i < n; ++i) send_echo(i, {});
   }
-  // Chats of a model that thinks: each choice's text split into reasoning and content; chats
-  // with tools: the content's tool calls taken out.
-  std::vector<ReasoningSplitter> splitters(n, ReasoningSplitter(st.request.reasoning_start));
-  std::vector<ToolCallSplitter> callers(
-      n, ToolCallSplitter(st.request.tool_call_format, st.request.tools));
-  std::vector<uint32_t> calls(n, 0);  // each choice's calls sent so far
+  // Chats of a model that thinks, or with tools: each choice's text taken apart into reasoning,
+  // content and tool calls (chat_output_split.h).
   const bool split = st.ctx.reasoning || st.request.tool_call_format != ToolCallFormat::kNone;
+  std::vector<ChatOutputSplitter> splitters(
+      split ? n : 0, ChatOutputSplitter(st.request.reasoning_start, st.request.tool_call_format,
+                                        &st.request.tools));
+  std::vector<uint32_t> calls(n, 0);  // each choice's calls sent so far
   auto send_delta = [&](uint32_t index, const ChoiceDelta& delta) {
     const bool first = st.ctx.chat && !started[index];
     started[index] = true;
@@ -91,20 +90,14 @@ void Stream(StreamState& st, http::ResponseWriter& sink) {
     offsets[index] += TokenTextBytes(*st.ctx.tokenizer, delta.tokens);
     return ok;
   };
-  // The delta of `reasoning` and `content` (already past the reasoning splitter) after the
-  // tool-call splitter; `rest` flushes it. Empty deltas without tokens are not sent.
-  auto send_split = [&](uint32_t index, ChoiceDelta delta, std::string content, bool rest) {
-    ToolCallSplitter::Parts parts = callers[index].Feed(content);
-    if (rest) {
-      ToolCallSplitter::Parts tail = callers[index].Finish();
-      parts.content += tail.content;
-      for (ToolCall& c : tail.calls) parts.calls.push_back(std::move(c));
-    }
+  // `delta` with its text taken apart into `parts`. Text held back (a marker cut in two), with
+  // no tokens to report, waits for the next delta.
+  auto send_parts = [&](uint32_t index, ChoiceDelta delta, ChatOutputSplitter::Parts parts) {
     delta.text = std::move(parts.content);
+    delta.reasoning = std::move(parts.reasoning);
     delta.tool_calls = std::move(parts.calls);
     delta.first_call = calls[index];
     calls[index] += static_cast<uint32_t>(delta.tool_calls.size());
-    // Text held back (a tag cut in two) with no tokens to report waits for the next delta.
     if (delta.text.empty() && delta.reasoning.empty() && delta.tool_calls.empty() &&
         delta.tokens.empty()) {
       return true;
@@ -114,10 +107,7 @@ void Stream(StreamState& st, http::ResponseWriter& sink) {
   auto on_delta = [&](uint32_t index, const ChoiceDelta& delta) {
     if (!echoed[index] && !send_echo(index, delta.prompt_logprobs)) return false;
     if (!split) return send_delta(index, delta);
-    ReasoningSplitter::Parts parts = splitters[index].Feed(delta.text);
-    ChoiceDelta out = delta;
-    out.reasoning = std::move(parts.reasoning);
-    return send_split(index, std::move(out), std::move(parts.content), false);
+    return send_parts(index, delta, splitters[index].Feed(delta.text));
   };
   absl::StatusOr<std::vector<ChoiceResult>> results =
       st.core->Generate(st.request, st.cancel, on_delta, &st.tickets);
@@ -136,9 +126,7 @@ void Stream(StreamState& st, http::ResponseWriter& sink) {
     if (!echoed[i]) send_echo(i, {});  // a choice that ended before its first delta
     ChoiceResult r_out = r;
     if (split) {
-      ReasoningSplitter::Parts rest = splitters[i].Finish();
-      send_split(i, ChoiceDelta{.reasoning = std::move(rest.reasoning)}, std::move(rest.content),
-                 true);
+      send_parts(i, ChoiceDelta{}, splitters[i].Finish());
       r_out.called_tools = calls[i] > 0;
     }
     WriteEvent(sink, StreamChunk(st.ctx, i, nullptr, &r_out, st.ctx.chat && !started[i]));
@@ -248,25 +236,17 @@ void HandleOpenAiGeneration(RouterCore* core, const ApiKeys& keys, bool chat,
       return SendError(core, endpoint, absl::UnavailableError(r.error), res, headers);
     }
   }
-  std::vector<std::string> reasonings;
-  if (ctx.reasoning) {
-    for (std::string& text : texts) {
-      ReasoningSplitter splitter(prepared->reasoning_start);
-      ReasoningSplitter::Parts parts = splitter.Feed(text);
-      ReasoningSplitter::Parts rest = splitter.Finish();
-      reasonings.push_back(parts.reasoning + rest.reasoning);
-      text = parts.content + rest.content;
-    }
-  }
+  std::vector<std::string> reasonings(n);
   std::vector<std::vector<ToolCall>> calls(n);
-  if (prepared->tool_call_format != ToolCallFormat::kNone) {
+  if (ctx.reasoning || prepared->tool_call_format != ToolCallFormat::kNone) {
     for (size_t i = 0; i < n; ++i) {
-      ToolCallSplitter splitter(prepared->tool_call_format, prepared->tools);
-      ToolCallSplitter::Parts parts = splitter.Feed(texts[i]);
-      ToolCallSplitter::Parts rest = splitter.Finish();
-      texts[i] = parts.content + rest.content;
+      ChatOutputSplitter::Parts parts =
+          ChatOutputSplitter(prepared->reasoning_start, prepared->tool_call_format,
+                             &prepared->tools)
+              .Split(texts[i]);
+      texts[i] = std::move(parts.content);
+      reasonings[i] = std::move(parts.reasoning);
       calls[i] = std::move(parts.calls);
-      for (ToolCall& c : rest.calls) calls[i].push_back(std::move(c));
       (*results)[i].called_tools = !calls[i].empty();
     }
   }

@@ -72,22 +72,28 @@ bool ConsumeSuffix(std::string_view* s, std::string_view suffix) {
   return true;
 }
 
-// The JSON-schema type of property `key` of function `name` in `tools` ("" when not given).
-std::string PropertyType(const Json& tools, std::string_view name, const std::string& key) {
-  if (!tools.is_array()) return "";
-  for (const Json& tool : tools) {
+// The "function" object of the tool named `name` in `tools` (nullptr: none, or no tools).
+const Json* FindFunction(const Json* tools, std::string_view name) {
+  if (tools == nullptr || !tools->is_array()) return nullptr;
+  for (const Json& tool : *tools) {
     const auto f = tool.find("function");
-    if (f == tool.end() || !f->is_object() || f->value("name", std::string()) != name) continue;
-    const auto params = f->find("parameters");
-    if (params == f->end() || !params->is_object()) return "";
-    const auto props = params->find("properties");
-    if (props == params->end() || !props->is_object()) return "";
-    const auto prop = props->find(key);
-    if (prop == props->end() || !prop->is_object()) return "";
-    const auto type = prop->find("type");
-    return type != prop->end() && type->is_string() ? type->get<std::string>() : "";
+    if (f != tool.end() && f->is_object() && f->value("name", std::string()) == name) return &*f;
   }
-  return "";
+  return nullptr;
+}
+
+// The JSON-schema type of property `key` of function `name` in `tools` ("" when not given).
+std::string PropertyType(const Json* tools, std::string_view name, const std::string& key) {
+  const Json* f = FindFunction(tools, name);
+  if (f == nullptr) return "";
+  const auto params = f->find("parameters");
+  if (params == f->end() || !params->is_object()) return "";
+  const auto props = params->find("properties");
+  if (props == params->end() || !props->is_object()) return "";
+  const auto prop = props->find(key);
+  if (prop == props->end() || !prop->is_object()) return "";
+  const auto type = prop->find("type");
+  return type != prop->end() && type->is_string() ? type->get<std::string>() : "";
 }
 
 // An XML-style value as JSON: text, unless the schema types it otherwise and it parses so.
@@ -121,7 +127,7 @@ std::string_view StripNewlines(std::string_view v) {
 }
 
 // <function=NAME><parameter=KEY>VALUE</parameter>...</function> (Qwen3-Coder, Qwen3.5).
-std::optional<ToolCall> ParseFunctionTagCall(std::string_view body, const Json& tools) {
+std::optional<ToolCall> ParseFunctionTagCall(std::string_view body, const Json* tools) {
   body = Trim(body);
   if (!body.starts_with("<function=") || !body.ends_with("</function>")) return std::nullopt;
   const size_t name_end = body.find('>');
@@ -151,7 +157,7 @@ std::optional<ToolCall> ParseFunctionTagCall(std::string_view body, const Json& 
 }
 
 // NAME<arg_key>KEY</arg_key><arg_value>VALUE</arg_value>... (GLM-4.5, GLM-4.6).
-std::optional<ToolCall> ParseArgKeyCall(std::string_view body, const Json& tools) {
+std::optional<ToolCall> ParseArgKeyCall(std::string_view body, const Json* tools) {
   body = Trim(body);
   const size_t first = body.find("<arg_key>");
   ToolCall out;
@@ -247,16 +253,7 @@ absl::StatusOr<ToolChoice> ParseToolChoice(const Json* tool_choice, const Json* 
           "tool_choice must be none, auto, required or {\"type\": \"function\", \"function\": "
           "{\"name\": ...}}");
     }
-    bool known = false;
-    if (tools != nullptr && tools->is_array()) {
-      for (const Json& tool : *tools) {
-        auto f = tool.find("function");
-        if (f != tool.end() && f->is_object() && f->value("name", std::string()) == *name) {
-          known = true;
-        }
-      }
-    }
-    if (!known) {
+    if (FindFunction(tools, name->get<std::string>()) == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat(
           "tool_choice names the function '", name->get<std::string>(), "', which tools lacks"));
     }

@@ -55,11 +55,10 @@ absl::StatusOr<ToolChoice> ParseToolChoice(const nlohmann::ordered_json* tool_ch
 // could be the start of a marker is held until it can be told apart.
 class ToolCallSplitter {
  public:
-  // `tools`: the request's tool definitions (the schemas that type XML-style values; null:
-  // none).
-  explicit ToolCallSplitter(ToolCallFormat format,
-                            nlohmann::ordered_json tools = nlohmann::ordered_json())
-      : format_(format), tools_(std::move(tools)) {}
+  // `tools`: the request's tool definitions, whose schemas type XML-style values (nullptr:
+  // none); they must outlive the splitter.
+  explicit ToolCallSplitter(ToolCallFormat format, const nlohmann::ordered_json* tools = nullptr)
+      : format_(format), tools_(tools) {}
 
   struct Parts {
     std::string content;
@@ -73,7 +72,7 @@ class ToolCallSplitter {
   void Drain(Parts& out, bool final);
 
   ToolCallFormat format_;
-  nlohmann::ordered_json tools_;
+  const nlohmann::ordered_json* tools_;
   bool in_call_ = false;
   std::string pending_;
 };

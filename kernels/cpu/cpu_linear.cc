@@ -2,9 +2,9 @@
 //
 // bf16 activations with bf16 or fp8 weights on the AMX family take the tile GEMM (kernels_amx.cc,
 // kernels_amx_fp8.cc) when at least amx_min_tokens tokens multiply the weight (4 by default, 1
-// when batch-invariant); their activations
-// are packed into the tile layout once per product, before the tasks run. bf16 activations on a CPU
-// with AVX512_BF16 otherwise take the bf16 dot-product kernel for any token count. Otherwise there
+// when batch-invariant); their activations are packed into the tile layout once per product,
+// before the tasks run. bf16 activations on a CPU with AVX512_BF16 otherwise take the bf16
+// dot-product kernel for any token count. Otherwise there
 // are two paths, chosen per weight by the number of tokens multiplying it:
 //  - few tokens (decode): the KernelTable GEMM streams each weight row once from memory,
 //    widening bf16 (or fp8 e4m3 times its block scale) in registers; memory-bound, so it aims

@@ -58,7 +58,9 @@ inline void MicroKernel(const X* x, int64_t ldx, int64_t k, const W* w, int64_t 
     // activations and one weight in registers (AVX2: 12 + 3 + 1 of 16). Holding all R weights
     // instead needed 17 there, and the accumulator GCC spilled to the stack put a store-to-load
     // round trip into every step of its chain (82% of batch-32 decode was this loop, stalled
-    // on that chain). Each accumulator sees the same operations in the same order either way.
+    // on that chain). Where a policy needs a register more (AVX2's shuffle mask), GCC reads an
+    // activation from memory at each use instead, which sits on no chain. Each accumulator sees
+    // the same operations in the same order either way.
     decltype(P::LoadX(x)) xv[T];
 #pragma GCC unroll 6
     for (int t = 0; t < T; ++t) xv[t] = P::LoadX(x + t * ldx + i);

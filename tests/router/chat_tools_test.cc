@@ -6,9 +6,9 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
-#include <sstream>
 #include <string>
 
+#include "common/file_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "router/model_context.h"
@@ -23,12 +23,8 @@ using ::testing::HasSubstr;
 
 const std::string kChatData = std::string(EXPERTMESH_SOURCE_DIR) + "/tests/model/chat/data/";
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+// The file's text (an absent file fails the test loudly, naming it).
+std::string ReadFile(const std::string& path) { return ReadFileToString(path).value(); }
 
 const Json& ReferenceCase(const std::string& name) {
   static const Json* reference = new Json(Json::parse(ReadFile(kChatData + "reference.json")));

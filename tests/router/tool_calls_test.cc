@@ -19,7 +19,7 @@ struct Split {
 };
 
 Split FeedPieces(ToolCallFormat format, const Json& tools, const std::vector<std::string>& pieces) {
-  ToolCallSplitter splitter(format, tools);
+  ToolCallSplitter splitter(format, &tools);
   Split out;
   auto take = [&](ToolCallSplitter::Parts parts) {
     out.content += parts.content;

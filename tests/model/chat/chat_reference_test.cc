@@ -2,11 +2,10 @@
 // tools/chat/make_reference.py with transformers' render_jinja_template, the code behind
 // apply_chat_template) and requires byte-exact output, or an error where transformers raised one.
 #include <filesystem>
-#include <fstream>
 #include <map>
-#include <sstream>
 #include <string>
 
+#include "common/file_util.h"
 #include "gtest/gtest.h"
 #include "model/chat/chat_template.h"
 #include "nlohmann/json.hpp"
@@ -16,12 +15,8 @@ namespace {
 
 const std::string kDataDir = std::string(EXPERTMESH_SOURCE_DIR) + "/tests/model/chat/data/";
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+// The file's text (an absent file fails the test loudly, naming it).
+std::string ReadFile(const std::string& path) { return ReadFileToString(path).value(); }
 
 TEST(ChatReferenceTest, MatchesTransformersOnEveryCase) {
   const auto reference = nlohmann::ordered_json::parse(ReadFile(kDataDir + "reference.json"));
