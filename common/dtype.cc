@@ -25,6 +25,7 @@ constexpr std::array<std::pair<DType, std::string_view>, 11> kNames = {{
 }  // namespace
 
 std::string_view DTypeName(DType dtype) {
+  if (dtype == DType::kQ4) return "Q4";  // not a safetensors dtype: DTypeFromName never gives it
   for (const auto& [value, name] : kNames) {
     if (value == dtype) return name;
   }

@@ -24,9 +24,14 @@ enum class DType : uint8_t {
   kI8,
   kU8,
   kBool,
+  // 4-bit integer weights (0..15), two per byte, in the CPU kernels' unit layout
+  // (kernels/q4_layout.h), always with group scales attached (kernels::BlockScales): value =
+  // (q - zero point) * scale. An in-memory format only: checkpoints store int4 in their own
+  // packings (compressed-tensors, GPTQ), which the weight loader repacks into this one.
+  kQ4,
 };
 
-// Bytes per element.
+// Bytes per element; 0 for kQ4, whose elements are half a byte (use DTypeBytes).
 constexpr size_t DTypeSize(DType dtype) {
   switch (dtype) {
     case DType::kF64:
@@ -44,8 +49,16 @@ constexpr size_t DTypeSize(DType dtype) {
     case DType::kU8:
     case DType::kBool:
       return 1;
+    case DType::kQ4:
+      return 0;
   }
   return 0;
+}
+
+// Bytes that `count` elements occupy (kQ4: two per byte, an odd count rounded up).
+constexpr size_t DTypeBytes(DType dtype, int64_t count) {
+  if (dtype == DType::kQ4) return static_cast<size_t>((count + 1) / 2);
+  return static_cast<size_t>(count) * DTypeSize(dtype);
 }
 
 // The safetensors spelling: "F32", "BF16", "F8_E4M3", ...

@@ -65,20 +65,22 @@ class Checker {
     }                                         \
   } while (0)
 
-// A Linear / MoeGroupedLinear weight: bf16 or f32, or fp8 with its block scales where the backend
-// multiplies fp8 weights (Backend::SupportsFp8Weights).
+// A Linear / MoeGroupedLinear weight: bf16 or f32, or fp8 / q4 with its block scales where the
+// backend multiplies such weights (Backend::SupportsFp8Weights, SupportsQ4Weights).
 absl::Status CheckLinearWeight(Checker& c, const std::string& name, const Tensor& weight,
                                const Backend& backend) {
-  if (weight.dtype() != DType::kF8E4M3) {
-    return c.Dtype(name, weight, IsWeight(weight.dtype()), "bf16, f32 or fp8 e4m3");
+  const DType dtype = weight.dtype();
+  if (dtype != DType::kF8E4M3 && dtype != DType::kQ4) {
+    return c.Dtype(name, weight, IsWeight(dtype), "bf16, f32, fp8 e4m3 or q4");
   }
-  if (!backend.SupportsFp8Weights()) {
+  const bool fp8 = dtype == DType::kF8E4M3;
+  if (fp8 ? !backend.SupportsFp8Weights() : !backend.SupportsQ4Weights()) {
     return absl::UnimplementedError(
         StrCat(std::string(OpName(c.op())), ": ", name, " ", weight.DebugString(), ": backend ",
-               std::string(backend.Name()), " does not multiply fp8 weights"));
+               std::string(backend.Name()), " does not multiply ", fp8 ? "fp8" : "q4", " weights"));
   }
   if (weight.block_scales() == nullptr) {
-    return c.Error(name, StrCat(weight.DebugString(), " is fp8 without block scales"));
+    return c.Error(name, StrCat(weight.DebugString(), " has no block scales"));
   }
   return absl::OkStatus();
 }

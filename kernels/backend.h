@@ -12,8 +12,9 @@
 //  - Weights are kBF16 or kF32 (kF16 where stated), always [out_features, in_features] as in
 //    Hugging Face checkpoints, so mmapped safetensors can be used without a copy. Linear and
 //    MoeGroupedLinear also take kF8E4M3 weights with block scales on backends that
-//    SupportsFp8Weights(): each product is computed as with the dequantized weight (stored value
-//    times its block's scale), in fp32.
+//    SupportsFp8Weights(), and kQ4 weights (int4 groups) on backends that SupportsQ4Weights():
+//    each product is computed as with the dequantized weight (stored value, less its zero point
+//    for kQ4, times its block's scale), in fp32.
 //  - Output tensors are allocated by the caller (Backend::Allocate) and fully overwritten
 //    unless stated. Inputs and outputs must not overlap unless an op says they may.
 //  - Ops run in order on the backend's current stream. On the CPU backend they have finished
@@ -131,6 +132,9 @@ class Backend {
   // Whether Linear and MoeGroupedLinear take fp8 e4m3 weights with block scales (Tensor::
   // block_scales), multiplying them as stored (the weight loader widens them otherwise).
   virtual bool SupportsFp8Weights() const { return false; }
+  // Whether Linear and MoeGroupedLinear take kQ4 weights (int4 groups with their scales and
+  // optional zero points), multiplying them as stored (the weight loader widens them otherwise).
+  virtual bool SupportsQ4Weights() const { return false; }
 
   // Allocates an uninitialised tensor in this backend's memory.
   // Errors: InvalidArgument (bad shape), ResourceExhausted (out of memory).

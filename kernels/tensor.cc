@@ -136,13 +136,16 @@ absl::StatusOr<Tensor> Tensor::Reshape(std::span<const int64_t> shape) const {
 }
 
 absl::StatusOr<Tensor> Tensor::WithBlockScales(BlockScales scales) const {
-  if (!defined_ || dtype_ != DType::kF8E4M3 || rank_ != 2) {
+  if (!defined_ || (dtype_ != DType::kF8E4M3 && dtype_ != DType::kQ4) || rank_ != 2) {
     return absl::InvalidArgumentError(
-        absl::StrCat("block scales need a 2-D fp8 tensor, got ", DebugString()));
+        absl::StrCat("block scales need a 2-D fp8 or q4 tensor, got ", DebugString()));
   }
+  const auto bad_grid = [&](const Tensor* grid) {
+    return grid == nullptr || !grid->defined() || grid->dtype() != DType::kF32 ||
+           grid->rank() != 2 || grid->device() != device_;
+  };
   const Tensor* grid = scales.scales.get();
-  if (grid == nullptr || !grid->defined() || grid->dtype() != DType::kF32 || grid->rank() != 2 ||
-      grid->device() != device_) {
+  if (bad_grid(grid)) {
     return absl::InvalidArgumentError(
         absl::StrCat("block scales of ", DebugString(), " must be a 2-D f32 tensor on ",
                      std::string(DeviceName(device_)), ", got ",
@@ -154,6 +157,12 @@ absl::StatusOr<Tensor> Tensor::WithBlockScales(BlockScales scales) const {
         absl::StrCat("block scales of ", DebugString(), ": bad block ", scales.block_rows, "x",
                      scales.block_cols, " or offset ", scales.row_offset, ",", scales.col_offset));
   }
+  if (dtype_ == DType::kQ4 &&
+      (shape_[1] % 32 != 0 || scales.block_cols % 32 != 0 || scales.col_offset % 32 != 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "q4 weight ", DebugString(), ": columns (", shape_[1], "), group size (", scales.block_cols,
+        ") and group offset (", scales.col_offset, ") must be multiples of 32"));
+  }
   const int64_t need_rows =
       (scales.row_offset + shape_[0] + scales.block_rows - 1) / scales.block_rows;
   const int64_t need_cols =
@@ -163,6 +172,17 @@ absl::StatusOr<Tensor> Tensor::WithBlockScales(BlockScales scales) const {
         absl::StrCat("block scales ", grid->DebugString(), " do not cover ", DebugString(), " in ",
                      scales.block_rows, "x", scales.block_cols, " blocks (need [", need_rows, ", ",
                      need_cols, "])"));
+  }
+  if (const Tensor* zeros = scales.zero_points.get(); zeros != nullptr) {
+    if (dtype_ != DType::kQ4) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("zero points are for q4 weights only, got ", DebugString()));
+    }
+    if (bad_grid(zeros) || !zeros->SameShape(*grid)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("zero points of ", DebugString(), " must be an f32 grid shaped like its ",
+                       "scales ", grid->DebugString(), ", got ", zeros->DebugString()));
+    }
   }
   Tensor t = *this;
   t.block_scales_ = std::make_shared<const BlockScales>(std::move(scales));
@@ -176,7 +196,7 @@ absl::StatusOr<Tensor> Tensor::Slice(int64_t begin, int64_t end) const {
   }
   Tensor t = *this;
   t.shape_[0] = end - begin;
-  t.data_ = static_cast<char*>(data_) + static_cast<size_t>(begin * stride(0)) * DTypeSize(dtype_);
+  t.data_ = static_cast<char*>(data_) + DTypeBytes(dtype_, begin * stride(0));
   if (block_scales_ != nullptr && begin != 0) {
     auto moved = std::make_shared<BlockScales>(*block_scales_);
     moved->row_offset += begin;

@@ -30,13 +30,21 @@ inline constexpr int kMaxTensorRank = 5;
 
 class Tensor;
 
-// The scales of a block-quantized 2-D weight (fp8 e4m3, DeepSeek-V3's format): element [r][c]
-// of the weight is its stored value times
-//   scales[(r + row_offset) / block_rows][(c + col_offset) / block_cols]
+// The scales of a block-quantized 2-D weight: element [r][c] of the weight is
+//   (stored value - zero point) * scales[(r + row_offset) / block_rows][(c + col_offset) /
+//   block_cols]
 // The offsets say where the weight starts inside the checkpoint's block grid, so a tensor- or
 // expert-parallel slice that cuts through a block keeps the right scales.
+//  - fp8 e4m3 (DeepSeek-V3's 128 x 128 blocks; per-channel fp8 is blocks of 1 x in_features):
+//    no zero point.
+//  - kQ4 (int4 groups, compressed-tensors and GPTQ): blocks of 1 x group size along each row;
+//    block_cols and col_offset are multiples of 32 (a kernel unit, kernels/q4_layout.h, never
+//    straddles two groups). The zero point is 8 (symmetric int4 stored with a bias of 8) unless
+//    `zero_points` gives one per block (asymmetric GPTQ).
 struct BlockScales {
   std::shared_ptr<const Tensor> scales;  // [row blocks, col blocks] f32, same device as weight
+  // kQ4 only, optional: [row blocks, col blocks] f32 integer zero points in 0..15.
+  std::shared_ptr<const Tensor> zero_points;
   int64_t block_rows = 128;
   int64_t block_cols = 128;
   int64_t row_offset = 0;
@@ -63,7 +71,7 @@ class Tensor {
     return Zeros(dtype, std::span<const int64_t>(shape.begin(), shape.size()));
   }
 
-  // A non-owning view over `data` (which must hold numel * DTypeSize(dtype) bytes laid out
+  // A non-owning view over `data` (which must hold DTypeBytes(dtype, numel) bytes laid out
   // contiguously). `keep_alive`, if set, is held as long as any copy of the view lives.
   // Errors: InvalidArgument for a bad shape, or null data with a non-empty shape.
   static absl::StatusOr<Tensor> View(void* data, DType dtype, std::span<const int64_t> shape,
@@ -87,7 +95,7 @@ class Tensor {
   // Stride of dimension i in elements (contiguous row-major).
   int64_t stride(int i) const;
   int64_t numel() const;
-  size_t nbytes() const { return static_cast<size_t>(numel()) * DTypeSize(dtype_); }
+  size_t nbytes() const { return DTypeBytes(dtype_, numel()); }
 
   void* raw_data() const { return data_; }
   template <typename T>
@@ -106,10 +114,12 @@ class Tensor {
   // Errors: InvalidArgument for rank 0 or a range outside [0, dim(0)].
   absl::StatusOr<Tensor> Slice(int64_t begin, int64_t end) const;
 
-  // Block-quantized weights (dtype kF8E4M3): the block scales, or null for a plain tensor.
+  // Block-quantized weights (dtype kF8E4M3 or kQ4): the block scales, or null for a plain tensor.
   const BlockScales* block_scales() const { return block_scales_.get(); }
-  // This tensor with `scales` attached. Errors: InvalidArgument unless this is a 2-D fp8 tensor
-  // and the scales are an f32 [row blocks, col blocks] grid on the same device covering it.
+  // This tensor with `scales` attached. Errors: InvalidArgument unless this is a 2-D fp8 or kQ4
+  // tensor and the scales (and zero points, kQ4 only) are f32 [row blocks, col blocks] grids on
+  // the same device covering it; for kQ4 the columns, block_cols and col_offset must be
+  // multiples of 32.
   absl::StatusOr<Tensor> WithBlockScales(BlockScales scales) const;
 
   bool SameShape(const Tensor& other) const;
