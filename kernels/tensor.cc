@@ -184,6 +184,22 @@ absl::StatusOr<Tensor> Tensor::WithBlockScales(BlockScales scales) const {
                        "scales ", grid->DebugString(), ", got ", zeros->DebugString()));
     }
   }
+  if (const Tensor* order = scales.column_order.get(); order != nullptr) {
+    if (dtype_ != DType::kQ4 || !order->defined() || order->dtype() != DType::kI32 ||
+        order->rank() != 1 || order->dim(0) != shape_[1] || order->device() != Device::kCpu) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("column order of ", DebugString(), " must be a CPU i32 [", shape_[1],
+                       "] tensor on a q4 weight, got ", order->DebugString()));
+    }
+    const int32_t* o = order->data<int32_t>();
+    for (int64_t j = 0; j < shape_[1]; ++j) {
+      if (o[j] < 0 || o[j] >= shape_[1]) {
+        return absl::InvalidArgumentError(absl::StrCat("column order of ", DebugString(),
+                                                       ": entry ", j, " is ", o[j],
+                                                       ", outside [0, ", shape_[1], ")"));
+      }
+    }
+  }
   Tensor t = *this;
   t.block_scales_ = std::make_shared<const BlockScales>(std::move(scales));
   return t;

@@ -45,6 +45,11 @@ struct BlockScales {
   std::shared_ptr<const Tensor> scales;  // [row blocks, col blocks] f32, same device as weight
   // kQ4 only, optional: [row blocks, col blocks] f32 integer zero points in 0..15.
   std::shared_ptr<const Tensor> zero_points;
+  // kQ4 only, optional: i32 [cols] on the CPU; column j of the weight multiplies input feature
+  // column_order[j]. GPTQ with desc_act (act-order) assigns input features to groups out of
+  // order (g_idx); the loader sorts the columns by group so each group is contiguous again,
+  // and the product gathers the activations in that order.
+  std::shared_ptr<const Tensor> column_order;
   int64_t block_rows = 128;
   int64_t block_cols = 128;
   int64_t row_offset = 0;

@@ -64,11 +64,34 @@ std::string_view TopkMethodName(TopkMethod method);
 struct Fp8Quantization {
   int64_t block_rows = 128;
   int64_t block_cols = 128;
+  // compressed-tensors `float-quantized` with strategy "channel" (llm-compressor's FP8_DYNAMIC):
+  // one scale per output row, `<name>_scale` [out, 1] (dequantized = fp8 * scale), and
+  // block_rows = 1, block_cols = the row length. Its dynamic per-token activation scales are
+  // not applied: activations stay in the compute dtype (W8A16).
+  bool per_channel = false;
   std::string activation_scheme;  // "dynamic" in DeepSeek-V3
   // Modules whose weights stay in the checkpoint dtype (no scale), matched as transformers
   // does (model/config/module_filter.h). Published Qwen3-FP8 configs list their routers and
   // lm_head, which are never quantized anyway; a checkpoint may also keep whole layers in bf16.
   std::vector<std::string> modules_to_not_convert;
+};
+
+// 4-bit weight-only quantization as published: compressed-tensors `pack-quantized` (Kimi-K2,
+// llm-compressor W4A16) or GPTQ (Qwen's GPTQ-Int4 releases). Weights are int4 in groups of
+// group_size consecutive input features along each output row, each group with a scale (and,
+// asymmetric, a zero point): dequantized = (q - zero) * scale.
+struct Int4Quantization {
+  enum class Format { kCompressedTensors, kGptq };
+  Format format = Format::kCompressedTensors;
+  int64_t group_size = 128;
+  bool symmetric = true;
+  // GPTQ desc_act: input features are assigned to groups by `g_idx`, not in order.
+  bool act_order = false;
+  // GPTQ checkpoint_format "gptq" (AutoGPTQ's v1): stored zero points are one less than the
+  // real ones; "gptq_v2" stores them as they are.
+  bool gptq_zero_minus_one = true;
+  // Modules left unquantized: compressed-tensors `ignore` (exact names or "re:" patterns).
+  std::vector<std::string> ignore;
 };
 
 // Upper bounds ModelConfig::Validate() puts on sizes: well above every published model,
@@ -113,6 +136,7 @@ struct ModelConfig {
   // ---- Storage.
   DType torch_dtype = DType::kF32;  // `torch_dtype` / `dtype`; float32 when absent, as in HF
   std::optional<Fp8Quantization> fp8_quantization;
+  std::optional<Int4Quantization> int4_quantization;  // never together with fp8_quantization
   std::optional<int64_t> bos_token_id;
   std::vector<int64_t> eos_token_ids;  // `eos_token_id` may be an int or a list
 
