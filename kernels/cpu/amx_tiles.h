@@ -178,6 +178,9 @@ void ForBlocks(int64_t n, int64_t rows, const Prepare& prepare, const Tokens& to
 // The fp8-weight GEMM (kernels_amx_fp8.cc), KernelTable::amx_gemm_f8.
 void GemmF8(const uint16_t* packed_x, int64_t n, int64_t k, const uint8_t* w, int64_t ldw,
             int64_t rows, const Fp8Scales& scales, float* out, int64_t ldo);
+// The q4-weight GEMM (kernels_amx_fp8.cc), KernelTable::amx_gemm_q4.
+void GemmQ4(const uint16_t* packed_x, int64_t n, int64_t k, const uint8_t* w, int64_t ldw,
+            int64_t rows, const Q4Groups& groups, float* out, int64_t ldo);
 
 }  // namespace expertmesh::kernels::cpu::amx
 

@@ -62,6 +62,7 @@ class CpuBackend final : public kernels::Backend {
   bool Supports(kernels::Op op) const override { return true; }
   // fp8 e4m3 weights are multiplied as stored (W8A16: widened in registers, kernel_table.h).
   bool SupportsFp8Weights() const override { return true; }
+  bool SupportsQ4Weights() const override { return true; }
   absl::StatusOr<kernels::Tensor> Allocate(DType dtype, std::span<const int64_t> shape) override {
     return kernels::Tensor::Empty(dtype, shape);
   }

@@ -10,7 +10,8 @@ namespace expertmesh::kernels::cpu {
 // The kernel families a CpuBackend can run. kScalar is portable C++ (the compiler may still use
 // SSE2); kAvx2 needs AVX2 + FMA + F16C.
 // kAvx512: AVX2 + FMA + F16C + AVX-512F (the GEMM at 16 lanes, the rest as kAvx2);
-// kAvx512Bf16: also AVX512_BF16 (bf16 x bf16 dot products for bf16 activations).
+// kAvx512Bf16: also AVX512_BF16 (bf16 x bf16 dot products for bf16 activations) and AVX512BW
+// (16-bit word lookups widening q4 weights; every CPU with AVX512_BF16 has it).
 // kAmx: also AMX-TILE + AMX-BF16, enabled by the OS for this process, and AVX512BW + AVX512_VBMI
 // (byte-table widening of fp8 weights; every CPU with AMX has them) (bf16 tile GEMMs; the rest as
 // kAvx512Bf16).

@@ -1,14 +1,16 @@
 // Linear (x @ W^T) and the per-expert grouped linear of MoE layers.
 //
-// bf16 activations with bf16 or fp8 weights on the AMX family take the tile GEMM (kernels_amx.cc,
-// kernels_amx_fp8.cc) when at least amx_min_tokens tokens multiply the weight (4 by default, 1
-// when batch-invariant); their activations are packed into the tile layout once per product,
-// before the tasks run. bf16 activations on a CPU with AVX512_BF16 otherwise take the bf16
+// Weights are bf16, f32, fp8 e4m3 with block scales, or q4 (int4 groups, kernels/q4_layout.h).
+// bf16 activations with bf16, fp8 or q4 weights on the AMX family take the tile GEMM
+// (kernels_amx.cc, kernels_amx_fp8.cc) when at least amx_min_tokens tokens multiply the weight (4
+// by default, 1 when batch-invariant); their activations are packed into the tile layout once per
+// product, before the tasks run. bf16 activations on a CPU with AVX512_BF16 otherwise take the bf16
 // dot-product kernel for any token count. Otherwise there
 // are two paths, chosen per weight by the number of tokens multiplying it:
 //  - few tokens (decode): the KernelTable GEMM streams each weight row once from memory,
-//    widening bf16 (or fp8 e4m3 times its block scale) in registers; memory-bound, so it aims
-//    at the DRAM bandwidth, and fp8 weights read half the bytes.
+//    widening bf16 (or fp8 e4m3 times its block scale, or q4 less its zero point times its group
+//    scale) in registers; memory-bound, so it aims at the DRAM bandwidth, and fp8 weights read
+//    half the bytes, q4 a quarter.
 //  - many tokens (prefill): compute-bound; each task widens (dequantizes) a tile of weight rows
 //    to fp32 and calls OpenBLAS sgemm on it, single-threaded (this backend's pool owns the cores).
 // Both write each output element from exactly one task, so results do not depend on threads.
@@ -45,7 +47,7 @@ struct GemmTask {
   int64_t row_end;
   bool blas;
   bool bf16_dot;  // gemm_bf16_xbf16 on the bf16 activations
-  bool amx;       // amx_gemm_bf16 / amx_gemm_f8 on the packed activations
+  bool amx;       // amx_gemm_bf16 / _f8 / _q4 on the packed activations
 };
 
 // The AMX threshold (CpuBackendOptions::amx_min_tokens) defaults to 4: products with fewer tokens
@@ -79,7 +81,8 @@ const uint16_t* Bf16Activations(const CpuContext& ctx, const Tensor& x) {
 // read for nothing).
 bool MultipliesBf16Activations(const CpuContext& ctx, const Tensor& w) {
   return w.dtype() == DType::kBF16 ||
-         (w.dtype() == DType::kF8E4M3 && ctx.kernels->gemm_f8_xbf16 != nullptr);
+         (w.dtype() == DType::kF8E4M3 && ctx.kernels->gemm_f8_xbf16 != nullptr) ||
+         (w.dtype() == DType::kQ4 && ctx.kernels->gemm_q4_xbf16 != nullptr);
 }
 
 // Streaming tasks are contiguous row ranges as large as load balance allows, so that each core
@@ -107,6 +110,21 @@ Fp8Scales ScalesOf(const Tensor& w, int64_t row_begin) {
           .row_offset = b.row_offset + row_begin,
           .col_offset = b.col_offset};
 }
+
+// The kernels' view of a q4 weight's groups, starting at weight row `row_begin`.
+Q4Groups Q4GroupsOf(const Tensor& w, int64_t row_begin) {
+  const BlockScales& b = *w.block_scales();
+  return {.scales = b.scales->data<float>(),
+          .zero_points = b.zero_points == nullptr ? nullptr : b.zero_points->data<float>(),
+          .ld = b.scales->dim(1),
+          .block_rows = b.block_rows,
+          .block_cols = b.block_cols,
+          .row_offset = b.row_offset + row_begin,
+          .col_offset = b.col_offset};
+}
+
+// Bytes per row of a q4 weight of k values.
+int64_t Q4RowBytes(int64_t k) { return k / 2; }
 
 // Rows [row_begin, row_end) of an fp8 weight as fp32 values (scales applied) into `tile`.
 void DequantizeFp8Rows(const CpuContext& ctx, const Tensor& w, int64_t row_begin, int64_t row_end,
@@ -136,7 +154,15 @@ void RunTask(const CpuContext& ctx, const GemmJob& job, const GemmTask& task,
              std::vector<float>& tile) {
   const int64_t rows = task.row_end - task.row_begin;
   float* out = job.out + task.row_begin;
+  const bool q4 = job.w->dtype() == DType::kQ4;
+  const uint8_t* q4_rows =
+      q4 ? job.w->data<uint8_t>() + task.row_begin * Q4RowBytes(job.k) : nullptr;
   if (task.amx) {
+    if (q4) {
+      ctx.kernels->amx_gemm_q4(job.x_packed, job.n, job.k, q4_rows, Q4RowBytes(job.k), rows,
+                               Q4GroupsOf(*job.w, task.row_begin), out, job.ldo);
+      return;
+    }
     if (job.w->dtype() == DType::kF8E4M3) {
       ctx.kernels->amx_gemm_f8(job.x_packed, job.n, job.k,
                                job.w->data<uint8_t>() + task.row_begin * job.k, job.k, rows,
@@ -149,6 +175,11 @@ void RunTask(const CpuContext& ctx, const GemmJob& job, const GemmTask& task,
     return;
   }
   if (task.bf16_dot) {
+    if (q4) {
+      ctx.kernels->gemm_q4_xbf16(job.x_bf16, job.k, job.n, job.k, q4_rows, Q4RowBytes(job.k), rows,
+                                 Q4GroupsOf(*job.w, task.row_begin), out, job.ldo);
+      return;
+    }
     if (job.w->dtype() == DType::kF8E4M3) {
       ctx.kernels->gemm_f8_xbf16(job.x_bf16, job.k, job.n, job.k,
                                  job.w->data<uint8_t>() + task.row_begin * job.k, job.k, rows,
@@ -161,7 +192,10 @@ void RunTask(const CpuContext& ctx, const GemmJob& job, const GemmTask& task,
     return;
   }
   if (!task.blas) {
-    if (job.w->dtype() == DType::kF8E4M3) {
+    if (q4) {
+      ctx.kernels->gemm_q4(job.x, job.k, job.n, job.k, q4_rows, Q4RowBytes(job.k), rows,
+                           Q4GroupsOf(*job.w, task.row_begin), out, job.ldo);
+    } else if (job.w->dtype() == DType::kF8E4M3) {
       ctx.kernels->gemm_f8(job.x, job.k, job.n, job.k,
                            job.w->data<uint8_t>() + task.row_begin * job.k, job.k, rows,
                            ScalesOf(*job.w, task.row_begin), out, job.ldo);
@@ -177,7 +211,15 @@ void RunTask(const CpuContext& ctx, const GemmJob& job, const GemmTask& task,
     return;
   }
   const float* w = nullptr;
-  if (job.w->dtype() == DType::kF8E4M3) {
+  if (q4) {
+    tile.resize(static_cast<size_t>(rows * job.k));
+    const Q4Groups groups = Q4GroupsOf(*job.w, task.row_begin);
+    for (int64_t r = 0; r < rows; ++r) {
+      ctx.kernels->q4_to_f32(q4_rows + r * Q4RowBytes(job.k), job.k, groups, r,
+                             tile.data() + r * job.k);
+    }
+    w = tile.data();
+  } else if (job.w->dtype() == DType::kF8E4M3) {
     DequantizeFp8Rows(ctx, *job.w, task.row_begin, task.row_end, tile);
     w = tile.data();
   } else if (job.w->dtype() == DType::kBF16) {
@@ -227,19 +269,47 @@ void PackAmxActivations(const CpuContext& ctx, std::vector<GemmJob>& jobs,
   });
 }
 
+// n rows of k activations gathered in a weight's column order: out[t][j] = x[t][order[j]].
+template <typename T>
+const T* Gather(const T* x, int64_t n, int64_t k, const int32_t* order, std::vector<T>& out) {
+  out.resize(static_cast<size_t>(n * k));
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t j = 0; j < k; ++j) out[t * k + j] = x[t * k + order[j]];
+  }
+  return out.data();
+}
+
+// Points the jobs whose weight has a column order (GPTQ act-order, BlockScales::column_order)
+// at their activations gathered in that order; `storage` keeps the copies.
+void ApplyColumnOrders(std::vector<GemmJob>& jobs,
+                       std::vector<std::pair<std::vector<float>, std::vector<uint16_t>>>& storage) {
+  storage.resize(jobs.size());
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    GemmJob& job = jobs[j];
+    const BlockScales* b = job.w->block_scales();
+    if (b == nullptr || b->column_order == nullptr || job.n == 0) continue;
+    const int32_t* order = b->column_order->data<int32_t>();
+    if (job.x != nullptr) job.x = Gather(job.x, job.n, job.k, order, storage[j].first);
+    if (job.x_bf16 != nullptr) {
+      job.x_bf16 = Gather(job.x_bf16, job.n, job.k, order, storage[j].second);
+    }
+  }
+}
+
 void RunJobs(const CpuContext& ctx, std::vector<GemmJob>& jobs) {
+  std::vector<std::pair<std::vector<float>, std::vector<uint16_t>>> reordered;
+  ApplyColumnOrders(jobs, reordered);
   const auto uses_amx = [&](const GemmJob& job) {
     if (job.x_bf16 == nullptr || ctx.kernels->amx_gemm_bf16 == nullptr || ctx.amx_min_tokens <= 0 ||
         job.n < ctx.amx_min_tokens) {
       return false;
     }
     return job.w->dtype() == DType::kBF16 ||
-           (job.w->dtype() == DType::kF8E4M3 && ctx.kernels->amx_gemm_f8 != nullptr);
+           (job.w->dtype() == DType::kF8E4M3 && ctx.kernels->amx_gemm_f8 != nullptr) ||
+           (job.w->dtype() == DType::kQ4 && ctx.kernels->amx_gemm_q4 != nullptr);
   };
   const auto uses_bf16_dot = [&](const GemmJob& job) {
-    return job.x_bf16 != nullptr && !uses_amx(job) &&
-           (job.w->dtype() == DType::kBF16 ||
-            (job.w->dtype() == DType::kF8E4M3 && ctx.kernels->gemm_f8_xbf16 != nullptr));
+    return job.x_bf16 != nullptr && !uses_amx(job) && MultipliesBf16Activations(ctx, *job.w);
   };
   const auto uses_blas = [&](const GemmJob& job) {
     return !uses_amx(job) && !uses_bf16_dot(job) && ctx.blas_min_tokens > 0 &&

@@ -24,6 +24,25 @@ struct Fp8Scales {
   const float* Row(int64_t r) const { return scales + ((r + row_offset) / block_rows) * ld; }
 };
 
+// The groups of a q4 weight as the kernels read them (kernels::BlockScales with raw pointers):
+// weight element [r][i], with q its 4-bit value (kernels/q4_layout.h), is
+//   (q - zero) * scale,  scale = scales[Index(r, i)],  zero = zero_points[Index(r, i)] or 8.
+// Groups are multiples of 32 values and start at multiples of 32 (col_offset too), so a 32-value
+// unit never straddles two groups.
+struct Q4Groups {
+  const float* scales = nullptr;
+  const float* zero_points = nullptr;  // null: symmetric, every zero point is 8
+  int64_t ld = 0;                      // groups per scale row
+  int64_t block_rows = 1;
+  int64_t block_cols = 128;  // the group size
+  int64_t row_offset = 0;
+  int64_t col_offset = 0;
+  // Offset of row r's first group entry in scales / zero_points.
+  int64_t Row(int64_t r) const { return ((r + row_offset) / block_rows) * ld; }
+  // The group of value i of a row, relative to Row(r).
+  int64_t Group(int64_t i) const { return (i + col_offset) / block_cols; }
+};
+
 // The AMX kernels' layout of packed activations (KernelTable::amx_pack_x): blocks of
 // kAmxTileTokens tokens, each a run of k tiles of kAmxTileK values; one tile is
 // kAmxTileK / 2 rows of kAmxTileTokens (x[t][2p], x[t][2p + 1]) pairs. Zero-padded in tokens and k.
@@ -52,6 +71,14 @@ struct KernelTable {
                   int64_t rows, const Fp8Scales& scales, float* out, int64_t ldo);
   // out[i] = e4m3 value of in[i] times `scale`, for n elements (a prefill tile for sgemm).
   void (*f8_to_f32)(const uint8_t* in, float scale, float* out, int64_t n);
+  // As gemm_bf16 with q4 weights: rows of k 4-bit values (k a multiple of 32, ldw bytes apart,
+  // kernels/q4_layout.h) and their groups (row r of w is row r of `groups`). Each weight is
+  // (q - zero) * scale rounded once to fp32, as dequantizing it first would give, summed in an
+  // order independent of n.
+  void (*gemm_q4)(const float* x, int64_t ldx, int64_t n, int64_t k, const uint8_t* w, int64_t ldw,
+                  int64_t rows, const Q4Groups& groups, float* out, int64_t ldo);
+  // Row r of a q4 weight (its k values at `row`) dequantized to fp32: (q - zero) * scale.
+  void (*q4_to_f32)(const uint8_t* row, int64_t k, const Q4Groups& groups, int64_t r, float* out);
   // Conversions of n elements; f32 -> bf16 rounds to nearest even, NaN stays NaN.
   void (*bf16_to_f32)(const uint16_t* in, float* out, int64_t n);
   void (*f32_to_bf16)(const float* in, uint16_t* out, int64_t n);
@@ -74,6 +101,17 @@ struct KernelTable {
   void (*gemm_f8_xbf16)(const uint16_t* x, int64_t ldx, int64_t n, int64_t k, const uint8_t* w,
                         int64_t ldw, int64_t rows, const Fp8Scales& scales, float* out,
                         int64_t ldo) = nullptr;
+  // gemm_q4 with bf16 activations on AVX512_BF16 (nullptr elsewhere): each weight becomes
+  // bf16((q - zero) * scale) (nearest even: within a relative 2^-9 of the dequantized weight, as
+  // a bf16 checkpoint's weights are) in registers, multiplied as gemm_bf16_xbf16 multiplies bf16
+  // weights; the bits of a token's output do not depend on n.
+  void (*gemm_q4_xbf16)(const uint16_t* x, int64_t ldx, int64_t n, int64_t k, const uint8_t* w,
+                        int64_t ldw, int64_t rows, const Q4Groups& groups, float* out,
+                        int64_t ldo) = nullptr;
+  // Row r of a q4 weight as the bf16 values gemm_q4_xbf16 multiplies (nullptr where that is);
+  // the AMX path widens weights with it and multiplies them with amx_gemm_bf16.
+  void (*q4_to_bf16)(const uint8_t* row, int64_t k, const Q4Groups& groups, int64_t r,
+                     uint16_t* out) = nullptr;
   // The AMX family's bf16 x bf16 GEMM (nullptr elsewhere), in two steps so that activations
   // are packed once per product however many threads multiply them:
   //  - amx_pack_x: x [n, ldx] bf16 into `packed` (AmxPackedXElements(n, k) values, layout above).
@@ -92,6 +130,10 @@ struct KernelTable {
   // amx_gemm_bf16 multiplies bf16 weights. Any scale block shape and offsets.
   void (*amx_gemm_f8)(const uint16_t* packed_x, int64_t n, int64_t k, const uint8_t* w, int64_t ldw,
                       int64_t rows, const Fp8Scales& scales, float* out, int64_t ldo) = nullptr;
+  // amx_gemm_bf16 with q4 weights: each weight becomes the bf16 value gemm_q4_xbf16 multiplies
+  // (q4_to_bf16), widened block by block, and is multiplied as amx_gemm_bf16 multiplies bf16.
+  void (*amx_gemm_q4)(const uint16_t* packed_x, int64_t n, int64_t k, const uint8_t* w, int64_t ldw,
+                      int64_t rows, const Q4Groups& groups, float* out, int64_t ldo) = nullptr;
 };
 
 const KernelTable& ScalarKernels();

@@ -118,6 +118,7 @@ const KernelTable& AmxKernels() {
     t.amx_pack_x = PackX;
     t.amx_gemm_bf16 = GemmPacked;
     t.amx_gemm_f8 = amx::GemmF8;
+    t.amx_gemm_q4 = amx::GemmQ4;
     return t;
   }();
   return table;

@@ -11,6 +11,8 @@
 // own latency (4 dependent products per chain) and fp8 ran at 0.40x the speed of bf16 in the
 // engine (2-vCPU Xeon, 2026-12-06). Rounding w x s to bf16 costs a relative 2^-9 per weight, the
 // precision of a bf16 checkpoint.
+// q4 weights take the same path (GemmQ4): each block widened to bf16((q - zero) x scale) through
+// the per-group tables of q4_bf16.h.
 // Compiled with -mamx-tile -mamx-bf16 -mavx512bf16 -mavx512f like kernels_amx.cc, and with
 // -mavx512bw -mavx512vbmi for the widening table (the amx family requires both: cpu_features.h).
 #include <immintrin.h>
@@ -25,6 +27,7 @@
 
 #include "kernels/cpu/amx_tiles.h"
 #include "kernels/cpu/kernel_table.h"
+#include "kernels/cpu/q4_bf16.h"
 
 namespace expertmesh::kernels::cpu::amx {
 namespace {
@@ -278,10 +281,13 @@ void BlockProducts(const uint16_t* a, int64_t ld, int64_t k, const uint16_t* b, 
   StoreTiles<MA, NB>(c);
 }
 
-}  // namespace
-
-void GemmF8(const uint16_t* packed_x, int64_t n, int64_t k, const uint8_t* w, int64_t ldw,
-            int64_t rows, const Fp8Scales& scales, float* out, int64_t ldo) {
+// The tile GEMM on weights widened to bf16 block by block as the products need them:
+// widen_block(r, rows_here, k0, k1, next, dst, ld) writes columns [k0, k1) of rows
+// [r, r + rows_here) as bf16 into dst (row stride ld; when k1 == k, columns k..ld zeroed) and
+// prefetches the same bytes of the block starting at row `next` (-1: none).
+template <typename WidenBlock>
+void GemmWidened(const uint16_t* packed_x, int64_t n, int64_t k, int64_t rows, float* out,
+                 int64_t ldo, const WidenBlock& widen_block) {
   if (n <= 0 || rows <= 0) return;
   thread_local std::vector<uint16_t> wide;
   alignas(64) float c[2 * 2 * kTileRows * kTileRows];
@@ -295,7 +301,6 @@ void GemmF8(const uint16_t* packed_x, int64_t n, int64_t k, const uint8_t* w, in
   const int64_t b_block = k_tiles * kAmxPackedTileElems;
   if (static_cast<int64_t>(wide.size()) < kBlockRows * ld) wide.resize(kBlockRows * ld);
   int64_t widened_block = -1;  // the row block `wide` holds
-  WidenTable table;
   ForBlocks(
       n, rows,
       [&](int64_t r, int rows_here) {
@@ -309,10 +314,9 @@ void GemmF8(const uint16_t* packed_x, int64_t n, int64_t k, const uint8_t* w, in
         const int ma = rows_here > kTileRows ? 2 : 1;
         // The first token pair of a row block widens it on the way (later pairs and chunks
         // reuse it) and prefetches the next block of the call.
-        const uint8_t* next = r + 2 * kBlockRows <= rows ? w + (r + kBlockRows) * ldw : nullptr;
+        const int64_t next = r + 2 * kBlockRows <= rows ? r + kBlockRows : -1;
         const auto widen_columns = [&](int64_t k0, int64_t k1) {
-          WidenColumns(w + r * ldw, ldw, rows_here, k0, k1, k, scales, r, ld, wide.data(), next,
-                       table);
+          widen_block(r, rows_here, k0, k1, next, wide.data(), ld);
         };
         const decltype(widen_columns)* widen = widened_block == r ? nullptr : &widen_columns;
         widened_block = r;
@@ -329,6 +333,53 @@ void GemmF8(const uint16_t* packed_x, int64_t n, int64_t k, const uint8_t* w, in
         StoreBlock(c, ma, nb, rows_here, n, tb * kTileRows, out + r, ldo);
       });
   _tile_release();
+}
+
+// Columns [k0, k1) of rows [0, rows) of a q4 weight as bf16 through the (row, group) tables of
+// q4_bf16.h (the values gemm_q4_xbf16 multiplies), prefetching the next block's bytes into L2
+// as WidenColumns does.
+void WidenQ4Columns(const uint8_t* w, int64_t ldw, int rows, int64_t k0, int64_t k1, int64_t k,
+                    const Q4Groups& groups, int64_t row, int64_t ld, uint16_t* dst,
+                    const uint8_t* next) {
+  const __m512i shifts = Q4Shifts();
+  for (int r = 0; r < rows; ++r) {
+    const uint8_t* src = w + r * ldw;
+    uint16_t* out = dst + r * ld;
+    const int64_t base = groups.Row(row + r);
+    for (int64_t i = k0; i < k1;) {
+      const int64_t group = groups.Group(i);
+      const int64_t end = std::min(k1, (group + 1) * groups.block_cols - groups.col_offset);
+      const __m512i table = Q4Table(groups.scales[base + group], ZeroOf(groups, base + group));
+      for (; i < end; i += kQ4Unit) {
+        if (next != nullptr && (i & 127) == 0) __builtin_prefetch(next + r * ldw + i / 2, 0, 1);
+        _mm512_storeu_si512(out + i, LoadQ4AsBf16(src + i / 2, table, shifts));
+      }
+    }
+    if (k1 == k) std::fill(out + k, out + ld, uint16_t{0});
+  }
+}
+
+}  // namespace
+
+void GemmF8(const uint16_t* packed_x, int64_t n, int64_t k, const uint8_t* w, int64_t ldw,
+            int64_t rows, const Fp8Scales& scales, float* out, int64_t ldo) {
+  WidenTable table;
+  GemmWidened(packed_x, n, k, rows, out, ldo,
+              [&](int64_t r, int rows_here, int64_t k0, int64_t k1, int64_t next, uint16_t* dst,
+                  int64_t ld) {
+                WidenColumns(w + r * ldw, ldw, rows_here, k0, k1, k, scales, r, ld, dst,
+                             next < 0 ? nullptr : w + next * ldw, table);
+              });
+}
+
+void GemmQ4(const uint16_t* packed_x, int64_t n, int64_t k, const uint8_t* w, int64_t ldw,
+            int64_t rows, const Q4Groups& groups, float* out, int64_t ldo) {
+  GemmWidened(packed_x, n, k, rows, out, ldo,
+              [&](int64_t r, int rows_here, int64_t k0, int64_t k1, int64_t next, uint16_t* dst,
+                  int64_t ld) {
+                WidenQ4Columns(w + r * ldw, ldw, rows_here, k0, k1, k, groups, r, ld, dst,
+                               next < 0 ? nullptr : w + next * ldw);
+              });
 }
 
 }  // namespace expertmesh::kernels::cpu::amx

@@ -12,6 +12,7 @@
 #include "common/dtype.h"
 #include "kernels/cpu/kernel_table.h"
 #include "kernels/cpu/streaming_gemm.h"
+#include "kernels/q4_layout.h"
 
 namespace expertmesh::kernels::cpu {
 namespace {
@@ -37,6 +38,15 @@ inline __m256 LoadW8(const uint8_t* p) {
   const __m256i v = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
   return _mm256_castsi256_ps(
       _mm256_and_si256(_mm256_slli_epi32(v, 20), _mm256_set1_epi32(static_cast<int>(0x87f00000u))));
+}
+// 8 q4 values of a 32-value unit (kernels/q4_layout.h) as fp32: parts 0 and 1 are the low
+// nibbles of bytes 0-7 and 8-15, parts 2 and 3 their high nibbles.
+inline __m256 LoadQ4(const uint8_t* unit, int part) {
+  const __m256i bytes = _mm256_cvtepu8_epi32(
+      _mm_loadl_epi64(reinterpret_cast<const __m128i*>(unit + 8 * (part & 1))));
+  const __m256i q =
+      part < 2 ? _mm256_and_si256(bytes, _mm256_set1_epi32(0x0f)) : _mm256_srli_epi32(bytes, 4);
+  return _mm256_cvtepi32_ps(q);
 }
 inline float ScalarW(uint16_t v) { return Bf16ToFloat(v); }
 inline float ScalarW(float v) { return v; }
@@ -65,6 +75,10 @@ struct Avx2Policy {
   static float Sum(Acc acc) { return HorizontalSum(acc); }
   static __m256 LoadW8(const uint8_t* w) { return cpu::LoadW8(w); }
   static __m256 Mul(__m256 w, float s) { return _mm256_mul_ps(w, _mm256_set1_ps(s)); }
+  static __m256 LoadQ4(const uint8_t* unit, int part) { return cpu::LoadQ4(unit, part); }
+  static __m256 Dequant(__m256 q, float zero, float scale) {
+    return _mm256_mul_ps(_mm256_sub_ps(q, _mm256_set1_ps(zero)), _mm256_set1_ps(scale));
+  }
 };
 
 // Tokens in groups of 3: 12 accumulators + 4 weight vectors of the 16 registers.
@@ -80,6 +94,24 @@ void GemmF32(const float* x, int64_t ldx, int64_t n, int64_t k, const float* w, 
 void GemmF8(const float* x, int64_t ldx, int64_t n, int64_t k, const uint8_t* w, int64_t ldw,
             int64_t rows, const Fp8Scales& scales, float* out, int64_t ldo) {
   streaming::GemmFp8<Avx2Policy, 3>(x, ldx, n, k, w, ldw, rows, scales, out, ldo);
+}
+
+void GemmQ4(const float* x, int64_t ldx, int64_t n, int64_t k, const uint8_t* w, int64_t ldw,
+            int64_t rows, const Q4Groups& groups, float* out, int64_t ldo) {
+  streaming::GemmQ4<Avx2Policy, 3>(x, ldx, n, k, w, ldw, rows, groups, out, ldo);
+}
+
+void Q4ToF32(const uint8_t* row, int64_t k, const Q4Groups& groups, int64_t r, float* out) {
+  const int64_t base = groups.Row(r);
+  for (int64_t i = 0; i < k; i += kQ4Unit) {
+    const int64_t g = base + groups.Group(i);
+    const float zero = groups.zero_points == nullptr ? static_cast<float>(kQ4SymmetricZero)
+                                                     : groups.zero_points[g];
+    for (int part = 0; part < 4; ++part) {
+      _mm256_storeu_ps(out + i + 8 * part,
+                       Avx2Policy::Dequant(LoadQ4(row + i / 2, part), zero, groups.scales[g]));
+    }
+  }
 }
 
 void F8ToF32(const uint8_t* in, float scale, float* out, int64_t n) {
@@ -175,6 +207,8 @@ const KernelTable& Avx2Kernels() {
                                  .gemm_f32 = GemmF32,
                                  .gemm_f8 = GemmF8,
                                  .f8_to_f32 = F8ToF32,
+                                 .gemm_q4 = GemmQ4,
+                                 .q4_to_f32 = Q4ToF32,
                                  .bf16_to_f32 = Bf16ToF32,
                                  .f32_to_bf16 = F32ToBf16,
                                  .pv_bf16 = PvBf16,

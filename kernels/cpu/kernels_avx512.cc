@@ -29,6 +29,16 @@ inline __m512 LoadW8(const uint8_t* p) {
       _mm512_and_si512(_mm512_slli_epi32(v, 20), _mm512_set1_epi32(static_cast<int>(0x87f00000u))));
 }
 
+// 16 q4 values of a 32-value unit (kernels/q4_layout.h) as fp32: part 0 the low nibbles of its
+// 16 bytes, part 1 the high ones.
+inline __m512 LoadQ4(const uint8_t* unit, int part) {
+  const __m512i bytes =
+      _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(unit)));
+  const __m512i q =
+      part == 0 ? _mm512_and_si512(bytes, _mm512_set1_epi32(0x0f)) : _mm512_srli_epi32(bytes, 4);
+  return _mm512_cvtepi32_ps(q);
+}
+
 struct Avx512Policy {
   using Acc = __m512;
   static constexpr int kStep = 16;
@@ -42,6 +52,10 @@ struct Avx512Policy {
   static float Sum(Acc acc) { return Avx512HorizontalSum(acc); }
   static __m512 LoadW8(const uint8_t* w) { return cpu::LoadW8(w); }
   static __m512 Mul(__m512 w, float s) { return _mm512_mul_ps(w, _mm512_set1_ps(s)); }
+  static __m512 LoadQ4(const uint8_t* unit, int part) { return cpu::LoadQ4(unit, part); }
+  static __m512 Dequant(__m512 q, float zero, float scale) {
+    return _mm512_mul_ps(_mm512_sub_ps(q, _mm512_set1_ps(zero)), _mm512_set1_ps(scale));
+  }
 };
 
 // Tokens in groups of 6: 24 accumulators + 4 weight vectors + 1 token vector of 32 registers.
@@ -59,6 +73,11 @@ void GemmF8(const float* x, int64_t ldx, int64_t n, int64_t k, const uint8_t* w,
   streaming::GemmFp8<Avx512Policy, 6>(x, ldx, n, k, w, ldw, rows, scales, out, ldo);
 }
 
+void GemmQ4(const float* x, int64_t ldx, int64_t n, int64_t k, const uint8_t* w, int64_t ldw,
+            int64_t rows, const Q4Groups& groups, float* out, int64_t ldo) {
+  streaming::GemmQ4<Avx512Policy, 6>(x, ldx, n, k, w, ldw, rows, groups, out, ldo);
+}
+
 }  // namespace
 
 const KernelTable& Avx512Kernels() {
@@ -67,6 +86,7 @@ const KernelTable& Avx512Kernels() {
     t.gemm_bf16 = GemmBf16;
     t.gemm_f32 = GemmF32;
     t.gemm_f8 = GemmF8;
+    t.gemm_q4 = GemmQ4;
     return t;
   }();
   return table;

@@ -14,7 +14,9 @@
 #include "common/dtype.h"
 #include "kernels/cpu/avx512_sum.h"
 #include "kernels/cpu/kernel_table.h"
+#include "kernels/cpu/q4_bf16.h"
 #include "kernels/cpu/streaming_gemm.h"
+#include "kernels/q4_layout.h"
 
 namespace expertmesh::kernels::cpu {
 namespace {
@@ -206,6 +208,87 @@ void GemmF8XBf16(const uint16_t* x_in, int64_t ldx_in, int64_t n, int64_t k, con
   });
 }
 
+void Q4ToBf16(const uint8_t* row, int64_t k, const Q4Groups& groups, int64_t r, uint16_t* out) {
+  const __m512i shifts = Q4Shifts();
+  const int64_t base = groups.Row(r);
+  for (int64_t i = 0; i < k;) {
+    const int64_t group = groups.Group(i);
+    const int64_t end = std::min(k, (group + 1) * groups.block_cols - groups.col_offset);
+    const __m512i table = Q4Table(groups.scales[base + group], ZeroOf(groups, base + group));
+    for (; i < end; i += kQ4Unit) {
+      _mm512_storeu_si512(out + i, LoadQ4AsBf16(row + i / 2, table, shifts));
+    }
+  }
+}
+
+// R rows x T tokens, the weights widened as they are read; each accumulator sees the
+// operations of streaming::MicroKernel<Avx512Bf16Policy> on the widened rows, in its order.
+template <int R, int T>
+void MicroKernelQ4Bf16(const uint16_t* x, int64_t ldx, int64_t k, const uint8_t* w, int64_t ldw,
+                       const Q4Groups& groups, int64_t row, float* out, int64_t ldo,
+                       const uint8_t* next) {
+  const __m512i shifts = Q4Shifts();
+  __m512 acc[R][T];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 3
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
+  }
+  int64_t base[R];
+  for (int r = 0; r < R; ++r) base[r] = groups.Row(row + r);
+  for (int64_t i = 0; i < k;) {
+    const int64_t group = groups.Group(i);
+    const int64_t segment_end = std::min(k, (group + 1) * groups.block_cols - groups.col_offset);
+    __m512i table[R];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      table[r] = Q4Table(groups.scales[base[r] + group], ZeroOf(groups, base[r] + group));
+    }
+    for (; i < segment_end; i += kQ4Unit) {
+      if (next != nullptr) {
+#pragma GCC unroll 4
+        for (int r = 0; r < R; ++r) __builtin_prefetch(next + r * ldw + i / 2, 0, 3);
+      }
+      __m512bh xv[T];
+#pragma GCC unroll 3
+      for (int t = 0; t < T; ++t) xv[t] = Load32(x + t * ldx + i);
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) {
+        const __m512bh wv =
+            reinterpret_cast<__m512bh>(LoadQ4AsBf16(w + r * ldw + i / 2, table[r], shifts));
+#pragma GCC unroll 3
+        for (int t = 0; t < T; ++t) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], wv, xv[t]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int t = 0; t < T; ++t) out[t * ldo + r] = Avx512HorizontalSum(acc[r][t]);
+  }
+}
+
+// Up to 3 tokens: widened as read. More: each 4-row strip is widened once into scratch and
+// multiplied by the bf16 kernel in groups of 6 (the same weights and order: the same bits).
+void GemmQ4XBf16(const uint16_t* x, int64_t ldx, int64_t n, int64_t k, const uint8_t* w,
+                 int64_t ldw, int64_t rows, const Q4Groups& groups, float* out, int64_t ldo) {
+  if (n <= 3) {
+    streaming::ForRowStrips(rows, [&]<int R>(int64_t r, int64_t next_row) {
+      const uint8_t* next = next_row < 0 ? nullptr : w + next_row * ldw;
+      streaming::ForTokenGroups<3>(n, [&]<int T>(int64_t t) {
+        MicroKernelQ4Bf16<R, T>(x + t * ldx, ldx, k, w + r * ldw, ldw, groups, r, out + t * ldo + r,
+                                ldo, next);
+      });
+    });
+    return;
+  }
+  thread_local std::vector<uint16_t> widened;
+  widened.resize(static_cast<size_t>(4 * k));
+  streaming::ForRowStrips(rows, [&]<int R>(int64_t r, int64_t /*next_row*/) {
+    for (int j = 0; j < R; ++j)
+      Q4ToBf16(w + (r + j) * ldw, k, groups, r + j, widened.data() + j * k);
+    streaming::Gemm<Avx512Bf16Policy, 6>(x, ldx, n, k, widened.data(), k, R, out + r, ldo);
+  });
+}
+
 }  // namespace
 
 const KernelTable& Avx512Bf16Kernels() {
@@ -213,6 +296,8 @@ const KernelTable& Avx512Bf16Kernels() {
     KernelTable t = Avx512Kernels();
     t.gemm_bf16_xbf16 = GemmBf16XBf16;
     t.gemm_f8_xbf16 = GemmF8XBf16;
+    t.gemm_q4_xbf16 = GemmQ4XBf16;
+    t.q4_to_bf16 = Q4ToBf16;
     return t;
   }();
   return table;

@@ -1,6 +1,9 @@
 // Portable inner loops: the reference path every machine runs and tests force.
+#include <vector>
+
 #include "common/dtype.h"
 #include "kernels/cpu/kernel_table.h"
+#include "kernels/q4_layout.h"
 
 namespace expertmesh::kernels::cpu {
 namespace {
@@ -60,6 +63,31 @@ void F8ToF32(const uint8_t* in, float scale, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = F8E4M3ToFloat(in[i]) * scale;
 }
 
+void Q4ToF32(const uint8_t* row, int64_t k, const Q4Groups& groups, int64_t r, float* out) {
+  const int64_t base = groups.Row(r);
+  for (int64_t i = 0; i < k; ++i) {
+    const int64_t g = base + groups.Group(i);
+    const float zero = groups.zero_points == nullptr ? static_cast<float>(kQ4SymmetricZero)
+                                                     : groups.zero_points[g];
+    out[i] = (static_cast<float>(Q4Value(row, i)) - zero) * groups.scales[g];
+  }
+}
+
+void GemmQ4(const float* x, int64_t ldx, int64_t n, int64_t k, const uint8_t* w, int64_t ldw,
+            int64_t rows, const Q4Groups& groups, float* out, int64_t ldo) {
+  std::vector<float> row(static_cast<size_t>(k));
+  for (int64_t r = 0; r < rows; ++r) {
+    Q4ToF32(w + r * ldw, k, groups, r, row.data());
+    for (int64_t t = 0; t < n; ++t) {
+      const float* xt = x + t * ldx;
+      float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      for (int64_t i = 0; i < k; ++i) acc[i % 8] += xt[i] * row[i];
+      out[t * ldo + r] =
+          ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    }
+  }
+}
+
 void Bf16ToF32(const uint16_t* in, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = Bf16ToFloat(in[i]);
 }
@@ -92,6 +120,8 @@ const KernelTable& ScalarKernels() {
                                  .gemm_f32 = GemmF32,
                                  .gemm_f8 = GemmF8,
                                  .f8_to_f32 = F8ToF32,
+                                 .gemm_q4 = GemmQ4,
+                                 .q4_to_f32 = Q4ToF32,
                                  .bf16_to_f32 = Bf16ToF32,
                                  .f32_to_bf16 = F32ToBf16,
                                  .pv_bf16 = PvBf16,

@@ -11,6 +11,9 @@
 //     // fp8 weights only:
 //     static WVec LoadW8(const uint8_t* w);  // kStep e4m3 values, each times 2^-120 (exact)
 //     static WVec Mul(WVec w, float s);      // w * s, per lane
+//     // q4 weights only (kernels/q4_layout.h):
+//     static WVec LoadQ4(const uint8_t* unit, int part);  // values part * kStep.. of a unit
+//     static WVec Dequant(WVec q, float zero, float scale);  // (q - zero) * scale, per lane
 //   };
 // R weight rows x T tokens per micro-kernel; tokens go in groups of kMaxTokens, then smaller
 // ones. Every token's sum runs in the same order whatever its group, so a token's output does
@@ -31,6 +34,7 @@
 
 #include "common/dtype.h"
 #include "kernels/cpu/kernel_table.h"
+#include "kernels/q4_layout.h"
 
 namespace expertmesh::kernels::cpu::streaming {
 
@@ -201,6 +205,72 @@ void GemmFp8(const X* x, int64_t ldx, int64_t n, int64_t k, const uint8_t* w, in
     ForTokenGroups<kMaxTokens>(n, [&]<int T>(int64_t t) {
       MicroKernelFp8<P, R, T>(x + t * ldx, ldx, k, w + r * ldw, ldw, scale_rows, scales.block_cols,
                               scales.col_offset, out + t * ldo + r, ldo, next);
+      next = nullptr;
+    });
+  });
+}
+
+// The q4 micro-kernel: R rows x T tokens. k runs in segments that stay inside one group; in each,
+// a row's values are widened in registers and dequantized with the row's group scale and zero
+// point, (q - zero) * scale: exact in q - zero, then rounded once, as the dequantized reference.
+// Summed in the order of MicroKernel whatever T is (batching invariance).
+template <typename P, int R, int T, typename X>
+inline void MicroKernelQ4(const X* x, int64_t ldx, int64_t k, const uint8_t* w, int64_t ldw,
+                          const Q4Groups& groups, int64_t row, float* out, int64_t ldo,
+                          const uint8_t* next) {
+  static_assert(kQ4Unit % P::kStep == 0);
+  typename P::Acc acc[R][T];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 6
+    for (int t = 0; t < T; ++t) acc[r][t] = P::Zero();
+  }
+  int64_t base[R];
+  for (int r = 0; r < R; ++r) base[r] = groups.Row(row + r);
+  for (int64_t i = 0; i < k;) {
+    const int64_t group = groups.Group(i);
+    const int64_t segment_end = std::min(k, (group + 1) * groups.block_cols - groups.col_offset);
+    float scale[R], zero[R];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      scale[r] = groups.scales[base[r] + group];
+      zero[r] = groups.zero_points == nullptr ? static_cast<float>(kQ4SymmetricZero)
+                                              : groups.zero_points[base[r] + group];
+    }
+    for (; i < segment_end; i += kQ4Unit) {
+      if (next != nullptr) {
+#pragma GCC unroll 4
+        for (int r = 0; r < R; ++r) __builtin_prefetch(next + r * ldw + i / 2, 0, 3);
+      }
+#pragma GCC unroll 4
+      for (int part = 0; part < kQ4Unit / P::kStep; ++part) {
+        const int64_t at = i + part * P::kStep;
+        decltype(P::LoadX(x)) xv[T];
+#pragma GCC unroll 6
+        for (int t = 0; t < T; ++t) xv[t] = P::LoadX(x + t * ldx + at);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; ++r) {
+          const auto wv = P::Dequant(P::LoadQ4(w + r * ldw + i / 2, part), zero[r], scale[r]);
+#pragma GCC unroll 6
+          for (int t = 0; t < T; ++t) acc[r][t] = P::Madd(acc[r][t], wv, xv[t]);
+        }
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int t = 0; t < T; ++t) out[t * ldo + r] = P::Sum(acc[r][t]);
+  }
+}
+
+// As Gemm with q4 weights and their groups (see KernelTable::gemm_q4).
+template <typename P, int kMaxTokens, typename X>
+void GemmQ4(const X* x, int64_t ldx, int64_t n, int64_t k, const uint8_t* w, int64_t ldw,
+            int64_t rows, const Q4Groups& groups, float* out, int64_t ldo) {
+  ForRowStrips(rows, [&]<int R>(int64_t r, int64_t next_row) {
+    const uint8_t* next = next_row < 0 ? nullptr : w + next_row * ldw;
+    ForTokenGroups<kMaxTokens>(n, [&]<int T>(int64_t t) {
+      MicroKernelQ4<P, R, T>(x + t * ldx, ldx, k, w + r * ldw, ldw, groups, r, out + t * ldo + r,
+                             ldo, next);
       next = nullptr;
     });
   });
