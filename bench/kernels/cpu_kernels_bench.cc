@@ -188,6 +188,49 @@ BENCHMARK(BM_LinearFp8Families)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
+// A q4 weight [rows, cols] in groups of 128 along each row, symmetric, as compressed-tensors
+// and GPTQ checkpoints publish them (after the loader's repacking).
+Tensor RandomQ4(int64_t rows, int64_t cols, uint32_t seed) {
+  Tensor w = *Tensor::Empty(DType::kQ4, {rows, cols});
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (size_t i = 0; i < w.nbytes(); ++i) w.data<uint8_t>()[i] = static_cast<uint8_t>(byte(rng));
+  auto grid = std::make_shared<Tensor>(*Tensor::Empty(DType::kF32, {rows, cols / 128}));
+  for (int64_t i = 0; i < grid->numel(); ++i) grid->data<float>()[i] = 0.01f;
+  return *w.WithBlockScales({.scales = grid, .block_rows = 1, .block_cols = 128});
+}
+
+// The 2048 x 16384 linear with bf16 (0), fp8 (1) or q4 (2) weights. Bytes read count the block
+// scales (q4: 4 bytes per group of 128, 1/16 of the packed values). Args: tokens, CpuIsa, dtype.
+void BM_LinearQ4Families(benchmark::State& state) {
+  const int64_t n = state.range(0), in = 2048, out = 16384;
+  const auto isa = static_cast<CpuIsa>(state.range(1));
+  if (!expertmesh::kernels::cpu::CpuSupports(isa)) {
+    state.SkipWithError("this CPU lacks the kernel family");
+    return;
+  }
+  auto backend = MakeBackend(isa);
+  Tensor w = state.range(2) == 2   ? RandomQ4(out, in, 1)
+             : state.range(2) == 1 ? RandomFp8(out, in, 1)
+                                   : Random(DType::kBF16, {out, in}, 1);
+  Tensor x = Random(DType::kBF16, {n, in}, 2);
+  Tensor y = *Tensor::Empty(DType::kBF16, {n, out});
+  for (auto _ : state) {
+    if (!backend->Linear(x, w, Tensor(), y).ok()) state.SkipWithError("linear failed");
+  }
+  const double scale_bytes =
+      w.block_scales() == nullptr ? 0.0 : static_cast<double>(w.block_scales()->scales->nbytes());
+  SetGbps(state, static_cast<double>(w.nbytes()) + scale_bytes);
+  SetGflops(state, 2.0 * n * in * out);
+}
+BENCHMARK(BM_LinearQ4Families)
+    ->ArgsProduct({{1, 4, 32, 256},
+                   {static_cast<int>(CpuIsa::kAvx2), static_cast<int>(CpuIsa::kAvx512Bf16),
+                    static_cast<int>(CpuIsa::kAmx)},
+                   {0, 2}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
 // Prefill-sized linear: args tokens, blas_min_tokens (0 = streaming kernel only).
 void BM_LinearPrefill(benchmark::State& state) {
   const int64_t n = state.range(0), in = 2048, out = 2048;
