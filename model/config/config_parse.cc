@@ -84,15 +84,8 @@ absl::Status ParseRope(const JsonFields& f, double default_theta, ModelConfig& c
   return absl::OkStatus();
 }
 
-absl::Status ParseQuantization(const JsonFields& f, ModelConfig& c) {
-  ASSIGN_OR_RETURN(const nlohmann::json* q, f.OptionalObject("quantization_config"));
-  if (q == nullptr) return absl::OkStatus();
-  JsonFields qf(*q, f.source(), "quantization_config.");
-  ASSIGN_OR_RETURN(std::string method, qf.String("quant_method"));
-  if (method != "fp8") {
-    return qf.Error("quant_method", absl::StrCat("unsupported quantization '", method,
-                                                 "' (only block-wise 'fp8')"));
-  }
+// DeepSeek-V3 / Qwen3-FP8 block-wise fp8 (quant_method "fp8").
+absl::Status ParseFp8Blocks(const JsonFields& qf, ModelConfig& c) {
   ASSIGN_OR_RETURN(std::optional<std::string> fmt, qf.OptionalString("fmt"));
   if (fmt.has_value() && *fmt != "e4m3") {
     return qf.Error("fmt", absl::StrCat("unsupported fp8 format '", *fmt, "' (only e4m3)"));
@@ -109,6 +102,234 @@ absl::Status ParseQuantization(const JsonFields& f, ModelConfig& c) {
   ASSIGN_OR_RETURN(fp8.modules_to_not_convert, qf.StringList("modules_to_not_convert"));
   c.fp8_quantization = fp8;
   return absl::OkStatus();
+}
+
+// The `weights` arguments of one compressed-tensors config group (QuantizationArgs).
+struct CtWeightArgs {
+  int64_t num_bits = 0;
+  std::string type, strategy;
+  std::optional<int64_t> group_size;
+  bool symmetric = true;
+  bool dynamic = false;
+  bool operator==(const CtWeightArgs&) const = default;
+};
+
+std::string Show(bool v) { return v ? "true" : "false"; }
+std::string Show(int64_t v) { return absl::StrCat(v); }
+std::string Show(const std::string& v) { return absl::StrCat("'", v, "'"); }
+
+// INVALID_ARGUMENT naming field `key` unless its `value` is `want`.
+template <typename T>
+absl::Status Expect(const JsonFields& f, std::string_view key, const T& value, const T& want,
+                    std::string_view why) {
+  if (value == want) return absl::OkStatus();
+  return f.Error(key, absl::StrCat("unsupported ", Show(value), " (", AsAbsl(why), ")"));
+}
+
+// One entry of `config_groups`: its targets and weight arguments, checked against what the
+// `format` stores. compressed-tensors' QuantizationArgs defaults: symmetric true, dynamic false.
+absl::StatusOr<CtWeightArgs> ParseCtGroup(const JsonFields& group, bool pack_quantized,
+                                          std::vector<std::string>& targets) {
+  ASSIGN_OR_RETURN(std::vector<std::string> group_targets, group.StringList("targets"));
+  if (group_targets.empty()) return group.Error("targets", "missing or empty");
+  targets.insert(targets.end(), group_targets.begin(), group_targets.end());
+  ASSIGN_OR_RETURN(const nlohmann::json* weights_json, group.OptionalObject("weights"));
+  if (weights_json == nullptr) return group.Error("weights", "missing");
+  JsonFields w(*weights_json, group.source(), group.path() + "weights.");
+  CtWeightArgs a;
+  ASSIGN_OR_RETURN(a.num_bits, w.Int("num_bits"));
+  ASSIGN_OR_RETURN(a.type, w.String("type"));
+  ASSIGN_OR_RETURN(std::optional<std::string> strategy, w.OptionalString("strategy"));
+  a.strategy = ValueOr<std::string>(strategy, "tensor");
+  ASSIGN_OR_RETURN(a.group_size, w.OptionalInt("group_size"));
+  ASSIGN_OR_RETURN(std::optional<bool> symmetric, w.OptionalBool("symmetric"));
+  a.symmetric = ValueOr(symmetric, true);
+  ASSIGN_OR_RETURN(std::optional<bool> dynamic, w.OptionalBool("dynamic"));
+  a.dynamic = ValueOr(dynamic, false);
+  if (w.Has("block_structure")) {
+    return w.Error("block_structure", "block-wise compressed-tensors weights are not supported");
+  }
+  // Activation ordering "group" stores a `weight_g_idx` per layer; "weight" / "static" only
+  // changed the order GPTQ visited the columns in, and the stored groups are contiguous.
+  if (w.Has("actorder")) {
+    const nlohmann::json& order = (*weights_json)["actorder"];
+    if (!(order.is_boolean() && !order.get<bool>()) &&
+        !(order.is_string() && (order == "weight" || order == "static"))) {
+      return w.Error("actorder", absl::StrCat("unsupported ", order.dump(),
+                                              " (group-wise activation ordering stores a "
+                                              "weight_g_idx, which is not read; expected null, "
+                                              "\"weight\" or \"static\")"));
+    }
+  }
+  RETURN_IF_ERROR(Expect(w, "dynamic", a.dynamic, false, "weights are quantized statically"));
+  if (pack_quantized) {
+    RETURN_IF_ERROR(Expect<int64_t>(w, "num_bits", a.num_bits, 4, "pack-quantized reads 4 bits"));
+    RETURN_IF_ERROR(Expect<std::string>(w, "type", a.type, "int", "expected int"));
+    RETURN_IF_ERROR(Expect<std::string>(w, "strategy", a.strategy, "group", "expected group"));
+    RETURN_IF_ERROR(Expect(w, "symmetric", a.symmetric, true,
+                           "asymmetric int4 stores packed zero points, which are not read"));
+    if (!a.group_size.has_value()) return w.Error("group_size", "missing");
+    if (*a.group_size <= 0 || *a.group_size % 32 != 0) {
+      return w.Error("group_size", absl::StrCat("unsupported ", *a.group_size,
+                                                " (a positive multiple of 32 is needed)"));
+    }
+  } else {
+    RETURN_IF_ERROR(Expect<int64_t>(w, "num_bits", a.num_bits, 8, "float-quantized reads fp8"));
+    RETURN_IF_ERROR(Expect<std::string>(w, "type", a.type, "float", "expected float"));
+    RETURN_IF_ERROR(Expect<std::string>(w, "strategy", a.strategy, "channel",
+                                        "only per-channel fp8 scales are read"));
+    RETURN_IF_ERROR(Expect(w, "symmetric", a.symmetric, true, "fp8 is symmetric"));
+  }
+  // Dynamic per-token activation quantization (FP8_DYNAMIC) is not applied: activations stay
+  // in the compute dtype. Static activation scales would be tensors the loader does not read.
+  ASSIGN_OR_RETURN(const nlohmann::json* inputs, group.OptionalObject("input_activations"));
+  if (inputs != nullptr) {
+    JsonFields in(*inputs, group.source(), group.path() + "input_activations.");
+    ASSIGN_OR_RETURN(std::optional<bool> in_dynamic, in.OptionalBool("dynamic"));
+    if (pack_quantized || !ValueOr(in_dynamic, false)) {
+      return group.Error("input_activations",
+                         pack_quantized ? "activation quantization is not supported with "
+                                          "pack-quantized weights (expected null)"
+                                        : "static activation scales are not supported (expected "
+                                          "dynamic or null)");
+    }
+  }
+  ASSIGN_OR_RETURN(const nlohmann::json* outputs, group.OptionalObject("output_activations"));
+  if (outputs != nullptr) return group.Error("output_activations", "not supported");
+  return a;
+}
+
+// compressed-tensors (llm-compressor): `pack-quantized` int4 groups (W4A16, Kimi-K2) or
+// `float-quantized` per-channel fp8 (FP8_DYNAMIC), one weight scheme for all config groups.
+absl::Status ParseCompressedTensors(const JsonFields& qf, const nlohmann::json& q, ModelConfig& c) {
+  ASSIGN_OR_RETURN(std::string format, qf.String("format"));
+  if (format != "pack-quantized" && format != "float-quantized") {
+    return qf.Error("format", absl::StrCat("unsupported '", format,
+                                           "' (expected pack-quantized or float-quantized)"));
+  }
+  const bool pack_quantized = format == "pack-quantized";
+  ASSIGN_OR_RETURN(std::optional<std::string> status, qf.OptionalString("quantization_status"));
+  if (status.has_value() && *status != "compressed") {
+    return qf.Error("quantization_status",
+                    absl::StrCat("unsupported '", *status, "' (expected compressed)"));
+  }
+  ASSIGN_OR_RETURN(const nlohmann::json* kv_scheme, qf.OptionalObject("kv_cache_scheme"));
+  if (kv_scheme != nullptr)
+    return qf.Error("kv_cache_scheme", "kv cache quantization is not supported");
+  ASSIGN_OR_RETURN(const nlohmann::json* sparsity, qf.OptionalObject("sparsity_config"));
+  if (sparsity != nullptr && !sparsity->empty()) {
+    JsonFields sf(*sparsity, qf.source(), "quantization_config.sparsity_config.");
+    ASSIGN_OR_RETURN(std::optional<std::string> sparse_format, sf.OptionalString("format"));
+    if (ValueOr<std::string>(sparse_format, "dense") != "dense") {
+      return sf.Error(
+          "format", absl::StrCat("sparse checkpoints ('", *sparse_format, "') are not supported"));
+    }
+  }
+  ASSIGN_OR_RETURN(const nlohmann::json* groups, qf.OptionalObject("config_groups"));
+  if (groups == nullptr || groups->empty()) return qf.Error("config_groups", "missing or empty");
+  std::vector<std::string> targets;
+  std::optional<CtWeightArgs> args;
+  std::string first_group;
+  for (const auto& [name, group] : groups->items()) {
+    const std::string path = absl::StrCat("quantization_config.config_groups.", name, ".");
+    if (!group.is_object()) {
+      return qf.Error(absl::StrCat("config_groups.", name), "expected an object");
+    }
+    JsonFields gf(group, qf.source(), path);
+    ASSIGN_OR_RETURN(CtWeightArgs a, ParseCtGroup(gf, pack_quantized, targets));
+    if (args.has_value() && !(a == *args)) {
+      return gf.Error("weights", absl::StrCat("differs from the weights of ", first_group,
+                                              " (one scheme for every layer is supported)"));
+    }
+    if (!args.has_value()) first_group = name;
+    args = a;
+  }
+  (void)q;
+  ASSIGN_OR_RETURN(std::vector<std::string> ignore, qf.StringList("ignore"));
+  if (pack_quantized) {
+    Int4Quantization int4;
+    int4.format = Int4Quantization::Format::kCompressedTensors;
+    int4.group_size = *args->group_size;
+    int4.symmetric = true;
+    int4.targets = std::move(targets);
+    int4.ignore = std::move(ignore);
+    c.int4_quantization = std::move(int4);
+  } else {
+    Fp8Quantization fp8;
+    fp8.per_channel = true;
+    fp8.block_rows = 1;
+    fp8.block_cols = 0;  // the row length of each weight
+    fp8.activation_scheme = "dynamic";
+    fp8.targets = std::move(targets);
+    fp8.ignore = std::move(ignore);
+    c.fp8_quantization = std::move(fp8);
+  }
+  return absl::OkStatus();
+}
+
+// GPTQ int4 (AutoGPTQ / optimum / GPTQModel), as Qwen's GPTQ-Int4 releases: qweight, qzeros,
+// scales and g_idx per Linear of the decoder layers.
+absl::Status ParseGptq(const JsonFields& qf, const nlohmann::json& q, ModelConfig& c) {
+  Int4Quantization int4;
+  int4.format = Int4Quantization::Format::kGptq;
+  int4.targets.clear();
+  ASSIGN_OR_RETURN(int64_t bits, qf.Int("bits"));
+  if (bits != 4) {
+    return qf.Error("bits", absl::StrCat("unsupported ", bits, " (only 4-bit GPTQ is read)"));
+  }
+  ASSIGN_OR_RETURN(int4.group_size, qf.Int("group_size"));
+  if (int4.group_size <= 0 || int4.group_size % 32 != 0) {
+    return qf.Error("group_size", absl::StrCat("unsupported ", int4.group_size,
+                                               int4.group_size == -1 ? " (one group per row)" : "",
+                                               " (a positive multiple of 32 is needed)"));
+  }
+  ASSIGN_OR_RETURN(std::optional<bool> desc_act, qf.OptionalBool("desc_act"));
+  int4.act_order = ValueOr(desc_act, false);
+  ASSIGN_OR_RETURN(std::optional<bool> sym, qf.OptionalBool("sym"));
+  int4.symmetric = ValueOr(sym, true);
+  // AutoGPTQ / optimum write `checkpoint_format`; GPTQModel 2+ writes `format`.
+  const char* format_key = qf.Has("checkpoint_format") ? "checkpoint_format" : "format";
+  ASSIGN_OR_RETURN(std::optional<std::string> format, qf.OptionalString(format_key));
+  const std::string fmt = ValueOr<std::string>(format, "gptq");
+  if (fmt != "gptq" && fmt != "gptq_v2") {
+    return qf.Error(format_key, absl::StrCat("unsupported '", fmt, "' (expected gptq or gptq_v2)"));
+  }
+  int4.gptq_zero_minus_one = fmt == "gptq";
+  ASSIGN_OR_RETURN(std::optional<bool> lm_head, qf.OptionalBool("lm_head"));
+  if (ValueOr(lm_head, false)) return qf.Error("lm_head", "a quantized lm_head is not supported");
+  ASSIGN_OR_RETURN(std::optional<std::string> pack_dtype, qf.OptionalString("pack_dtype"));
+  if (ValueOr<std::string>(pack_dtype, "int32") != "int32") {
+    return qf.Error("pack_dtype", absl::StrCat("unsupported '", *pack_dtype, "' (expected int32)"));
+  }
+  if (auto it = q.find("dynamic"); it != q.end() && !it->is_null() && !it->empty()) {
+    return qf.Error("dynamic", "per-module overrides are not supported");
+  }
+  if (auto it = q.find("modules_in_block_to_quantize"); it != q.end() && !it->is_null()) {
+    bool ok = it->is_array();
+    for (const nlohmann::json& set : ok ? *it : nlohmann::json::array()) {
+      for (const nlohmann::json& name : set.is_array() ? set : nlohmann::json::array({set})) {
+        ok &= name.is_string();
+        if (name.is_string()) int4.gptq_modules.push_back(name.get<std::string>());
+      }
+    }
+    if (!ok) {
+      return qf.Error("modules_in_block_to_quantize", "expected a list of lists of module names");
+    }
+  }
+  c.int4_quantization = std::move(int4);
+  return absl::OkStatus();
+}
+
+absl::Status ParseQuantization(const JsonFields& f, ModelConfig& c) {
+  ASSIGN_OR_RETURN(const nlohmann::json* q, f.OptionalObject("quantization_config"));
+  if (q == nullptr) return absl::OkStatus();
+  JsonFields qf(*q, f.source(), "quantization_config.");
+  ASSIGN_OR_RETURN(std::string method, qf.String("quant_method"));
+  if (method == "fp8") return ParseFp8Blocks(qf, c);
+  if (method == "compressed-tensors") return ParseCompressedTensors(qf, *q, c);
+  if (method == "gptq") return ParseGptq(qf, *q, c);
+  return qf.Error("quant_method", absl::StrCat("unsupported quantization '", method,
+                                               "' (expected fp8, compressed-tensors or gptq)"));
 }
 
 // The per-architecture part: attention flavour, MoE routing and layer placement.

@@ -10,6 +10,7 @@
 #include "common/file_util.h"
 #include "model/config/json_fields.h"
 #include "model/config/module_filter.h"
+#include "model/config/weight_layout.h"
 
 namespace expertmesh::model {
 namespace {
@@ -46,6 +47,37 @@ class Checker {
   std::string_view source_;
   absl::Status status_;
 };
+
+// Checks what a quantization config implies for each Linear layer (so only once the rest of
+// the config is valid): the int4 groups divide every quantized layer's input width (and GPTQ's
+// packed zero points its output width), and compressed-tensors leaves routers and lm_head
+// unquantized, which is how llm-compressor's recipes write them and what the loader reads.
+void ValidateQuantizedLinears(const ModelConfig& config, Checker& c) {
+  const std::optional<Int4Quantization>& int4 = config.int4_quantization;
+  const bool gptq = int4.has_value() && int4->format == Int4Quantization::Format::kGptq;
+  const std::string group_field = gptq ? "quantization_config.group_size"
+                                       : "quantization_config.config_groups.weights.group_size";
+  for (const LinearSpec& l : LinearLayers(config)) {
+    if (l.always_plain) {
+      c.Require(!CompressedTensorsQuantizes(config, l.module), "quantization_config.ignore",
+                absl::StrCat(l.module, " (", l.module == "lm_head" ? "lm_head" : "a router",
+                             ") is selected by the targets; expertmesh reads it unquantized, so "
+                             "the ignore list must name it"));
+      continue;
+    }
+    if (l.format != LinearFormat::kInt4CompressedTensors && l.format != LinearFormat::kInt4Gptq) {
+      continue;
+    }
+    c.Require(l.in % int4->group_size == 0, group_field,
+              absl::StrCat(int4->group_size, " does not divide the ", l.in, " input features of ",
+                           l.module));
+    if (gptq) {
+      c.Require(l.out % 8 == 0, "quantization_config.bits",
+                absl::StrCat("GPTQ packs 8 zero points per int32, but ", l.module, " has ", l.out,
+                             " outputs"));
+    }
+  }
+}
 
 }  // namespace
 
@@ -169,7 +201,7 @@ absl::Status ModelConfig::Validate(std::string_view source_name) const {
     c.Require(rope_scaling.factor > 0, "rope_scaling.factor", "must be positive");
   }
   if (sliding_window.has_value()) c.Positive(*sliding_window, "sliding_window");
-  if (fp8_quantization.has_value()) {
+  if (fp8_quantization.has_value() && !fp8_quantization->per_channel) {
     c.Positive(fp8_quantization->block_rows, "quantization_config.weight_block_size[0]");
     c.Positive(fp8_quantization->block_cols, "quantization_config.weight_block_size[1]");
     if (absl::StatusOr<ModuleFilter> filter =
@@ -178,6 +210,31 @@ absl::Status ModelConfig::Validate(std::string_view source_name) const {
       c.Require(false, "quantization_config.modules_to_not_convert",
                 std::string(filter.status().message()));
     }
+  }
+  // compressed-tensors patterns (int4 pack-quantized or per-channel fp8).
+  const bool compressed_tensors =
+      (fp8_quantization.has_value() && fp8_quantization->per_channel) ||
+      (int4_quantization.has_value() &&
+       int4_quantization->format == Int4Quantization::Format::kCompressedTensors);
+  if (compressed_tensors) {
+    const bool fp8 = fp8_quantization.has_value();
+    for (const auto& [list, field] :
+         {std::pair{fp8 ? &fp8_quantization->targets : &int4_quantization->targets,
+                    "quantization_config.config_groups.targets"},
+          std::pair{fp8 ? &fp8_quantization->ignore : &int4_quantization->ignore,
+                    "quantization_config.ignore"}}) {
+      if (absl::StatusOr<CompressedTensorsMatcher> m = CompressedTensorsMatcher::Create(*list);
+          !m.ok()) {
+        c.Require(false, field, std::string(m.status().message()));
+      }
+    }
+  }
+  if (int4_quantization.has_value()) {
+    c.Require(!fp8_quantization.has_value(), "quantization_config",
+              "int4 and fp8 quantization together");
+    c.Require(int4_quantization->group_size > 0 && int4_quantization->group_size % 32 == 0,
+              "quantization_config.group_size",
+              absl::StrCat(int4_quantization->group_size, " is not a positive multiple of 32"));
   }
   if (bos_token_id.has_value()) {
     c.Require(*bos_token_id >= 0 && *bos_token_id < vocab_size, "bos_token_id",
@@ -228,6 +285,9 @@ absl::Status ModelConfig::Validate(std::string_view source_name) const {
       c.Require(layer >= 0 && layer < num_hidden_layers, "mlp_only_layers",
                 absl::StrCat("layer ", layer, " does not exist"));
     }
+  }
+  if (c.status().ok() && (compressed_tensors || int4_quantization.has_value())) {
+    ValidateQuantizedLinears(*this, c);
   }
   return c.status();
 }

@@ -69,6 +69,11 @@ struct Fp8Quantization {
   // block_rows = 1, block_cols = the row length. Its dynamic per-token activation scales are
   // not applied: activations stay in the compute dtype (W8A16).
   bool per_channel = false;
+  // per_channel (compressed-tensors) only: the Linear modules quantized are those a `targets`
+  // entry matches and no `ignore` entry matches (model/config/module_filter.h,
+  // CompressedTensorsMatcher).
+  std::vector<std::string> targets;
+  std::vector<std::string> ignore;
   std::string activation_scheme;  // "dynamic" in DeepSeek-V3
   // Modules whose weights stay in the checkpoint dtype (no scale), matched as transformers
   // does (model/config/module_filter.h). Published Qwen3-FP8 configs list their routers and
@@ -90,8 +95,15 @@ struct Int4Quantization {
   // GPTQ checkpoint_format "gptq" (AutoGPTQ's v1): stored zero points are one less than the
   // real ones; "gptq_v2" stores them as they are.
   bool gptq_zero_minus_one = true;
-  // Modules left unquantized: compressed-tensors `ignore` (exact names or "re:" patterns).
+  // compressed-tensors: the Linear modules quantized are those a `targets` entry matches and no
+  // `ignore` entry matches (exact names, "re:" patterns or the class name "Linear";
+  // model/config/module_filter.h, CompressedTensorsMatcher).
+  std::vector<std::string> targets = {"Linear"};
   std::vector<std::string> ignore;
+  // GPTQ: every Linear of the decoder layers (attention and MLP / expert projections, never the
+  // routers) unless `modules_in_block_to_quantize` (optimum) names some, relative to the layer
+  // ("self_attn.q_proj", "mlp.experts.0.down_proj"): then only those.
+  std::vector<std::string> gptq_modules;
 };
 
 // Upper bounds ModelConfig::Validate() puts on sizes: well above every published model,

@@ -52,4 +52,50 @@ bool ModuleFilter::Excludes(std::string_view module_name) const {
   return false;
 }
 
+struct CompressedTensorsMatcher::Regex {
+  ~Regex() { pcre2_code_free(code); }
+  pcre2_code* code = nullptr;  // matched anchored at the start only, as re.match
+};
+
+absl::StatusOr<CompressedTensorsMatcher> CompressedTensorsMatcher::Create(
+    const std::vector<std::string>& entries) {
+  CompressedTensorsMatcher matcher;
+  for (const std::string& entry : entries) {
+    if (!entry.starts_with("re:")) {
+      matcher.names_.push_back(entry);
+      continue;
+    }
+    const std::string_view regex = std::string_view(entry).substr(3);
+    int error_code = 0;
+    PCRE2_SIZE error_offset = 0;
+    pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(regex.data()), regex.size(),
+                                     PCRE2_ANCHORED, &error_code, &error_offset, nullptr);
+    if (code == nullptr) {
+      PCRE2_UCHAR message[256];
+      pcre2_get_error_message(error_code, message, sizeof(message));
+      return absl::InvalidArgumentError(
+          absl::StrCat("module pattern '", entry,
+                       "' is not a regular expression: ", reinterpret_cast<const char*>(message)));
+    }
+    auto compiled = std::make_shared<Regex>();
+    compiled->code = code;
+    matcher.regexes_.push_back(std::move(compiled));
+  }
+  return matcher;
+}
+
+bool CompressedTensorsMatcher::Matches(std::string_view module_name, bool is_linear) const {
+  for (const std::string& name : names_) {
+    if (name == module_name || (is_linear && name == "Linear")) return true;
+  }
+  for (const auto& regex : regexes_) {
+    pcre2_match_data* data = pcre2_match_data_create_from_pattern(regex->code, nullptr);
+    const int rc = pcre2_match(regex->code, reinterpret_cast<PCRE2_SPTR>(module_name.data()),
+                               module_name.size(), 0, 0, data, nullptr);
+    pcre2_match_data_free(data);
+    if (rc >= 0) return true;
+  }
+  return false;
+}
+
 }  // namespace expertmesh::model

@@ -35,6 +35,28 @@ class ModuleFilter {
   std::vector<std::shared_ptr<const Pattern>> patterns_;
 };
 
+// compressed-tensors' matching of quantization_config `targets` and `ignore` entries (its
+// utils/match.py, is_match): an entry "re:<regex>" matches a module whose name the regex matches
+// from the start (Python's re.match: anchored at the start, not at the end, so "re:.*mlp.gate"
+// also matches "...mlp.gate_proj"); any other entry matches a module whose name equals it or
+// one of whose classes has that name. Linear layers are the only modules quantized here, so
+// "Linear" is the one class name that can match.
+class CompressedTensorsMatcher {
+ public:
+  // INVALID_ARGUMENT naming the entry when a "re:" pattern does not compile.
+  static absl::StatusOr<CompressedTensorsMatcher> Create(const std::vector<std::string>& entries);
+  CompressedTensorsMatcher() = default;
+
+  // Whether some entry matches the module `module_name` ("model.layers.3.mlp.experts.7.down_proj",
+  // no ".weight"); `is_linear`: the module is a torch.nn.Linear.
+  bool Matches(std::string_view module_name, bool is_linear) const;
+
+ private:
+  struct Regex;
+  std::vector<std::string> names_;  // exact module or class names
+  std::vector<std::shared_ptr<const Regex>> regexes_;
+};
+
 }  // namespace expertmesh::model
 
 #endif  // EXPERTMESH_MODEL_CONFIG_MODULE_FILTER_H_

@@ -1,42 +1,141 @@
 #include "model/config/weight_layout.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "model/config/module_filter.h"
 
 namespace expertmesh::model {
 namespace {
 
-// Appends specs while knowing which weights an fp8 checkpoint quantizes: the linear layers of
-// attention and of the (dense, shared and routed) MLPs. Embeddings, norms, routers and lm_head
-// stay in the checkpoint dtype, as in DeepSeek-V3.
+// Appends specs while knowing which Linear weights a quantized checkpoint stores quantized: for
+// fp8 blocks and GPTQ the linear layers of attention and of the (dense, shared and routed) MLPs;
+// for compressed-tensors the Linear modules its targets and ignore list select. Embeddings,
+// norms, routers and lm_head stay in the checkpoint dtype.
 class SpecList {
  public:
   explicit SpecList(const ModelConfig& config) : config_(config) {
+    // Validate() compiled these patterns already, so this cannot fail.
     if (config.fp8_quantization.has_value()) {
-      // Validate() compiled these patterns already, so this cannot fail.
       unconverted_ = ModuleFilter::Create(config.fp8_quantization->modules_to_not_convert)
                          .value_or(ModuleFilter());
+    }
+    const std::vector<std::string>* targets = nullptr;
+    const std::vector<std::string>* ignore = nullptr;
+    if (config.int4_quantization.has_value()) {
+      targets = &config.int4_quantization->targets;
+      ignore = &config.int4_quantization->ignore;
+    } else if (config.fp8_quantization.has_value()) {
+      targets = &config.fp8_quantization->targets;
+      ignore = &config.fp8_quantization->ignore;
+    }
+    if (targets != nullptr) {
+      ct_targets_ = CompressedTensorsMatcher::Create(*targets).value_or(CompressedTensorsMatcher());
+      ct_ignore_ = CompressedTensorsMatcher::Create(*ignore).value_or(CompressedTensorsMatcher());
     }
   }
 
   // A tensor never quantized (norm, bias, router, embedding).
   void Plain(std::string name, std::vector<int64_t> shape, bool fp32 = false) {
-    specs_.push_back({std::move(name), std::move(shape), fp32, false});
+    TensorSpec spec;
+    spec.name = std::move(name);
+    spec.shape = std::move(shape);
+    spec.float32_in_checkpoint = fp32;
+    specs_.push_back(std::move(spec));
   }
 
-  // A Linear weight [out, in]; fp8 with its scale_inv when the config says so and does not
-  // name the module in modules_to_not_convert.
+  // A Linear that is never quantized (a router, lm_head); `is_linear` false for modules that are
+  // not torch.nn.Linear (DeepSeek's MoEGate), which are not listed in LinearLayers.
+  void PlainLinear(const std::string& prefix, int64_t out, int64_t in, bool is_linear = true) {
+    Plain(prefix + ".weight", {out, in});
+    if (is_linear) {
+      linears_.push_back({prefix, out, in, false, LinearFormat::kPlain, /*always_plain=*/true});
+    }
+  }
+
+  // A Linear weight [out, in] in the format the config stores it in.
   void Linear(const std::string& prefix, int64_t out, int64_t in, bool bias = false) {
+    const LinearFormat format = FormatOf(prefix);
+    linears_.push_back({prefix, out, in, bias, format, false});
     const std::string weight = prefix + ".weight";
-    if (config_.fp8_quantization.has_value() && !unconverted_.Excludes(prefix)) {
-      const Fp8Quantization& q = *config_.fp8_quantization;
-      specs_.push_back({weight, {out, in}, false, true});
-      specs_.push_back({weight + "_scale_inv",
-                        {CeilDiv(out, q.block_rows), CeilDiv(in, q.block_cols)},
-                        true,
-                        false});
-    } else {
-      specs_.push_back({weight, {out, in}, false, false});
+    switch (format) {
+      case LinearFormat::kPlain:
+        Plain(weight, {out, in});
+        break;
+      case LinearFormat::kFp8Block: {
+        const Fp8Quantization& q = *config_.fp8_quantization;
+        Push({.name = weight, .shape = {out, in}, .fp8_block_quantized = true});
+        Push({.name = weight + "_scale_inv",
+              .shape = {CeilDiv(out, q.block_rows), CeilDiv(in, q.block_cols)},
+              .float32_in_checkpoint = true,
+              .parameters = 0});
+        break;
+      }
+      case LinearFormat::kFp8Channel:
+        Push({.name = weight, .shape = {out, in}, .fp8_block_quantized = true});
+        Push({.name = weight + "_scale",
+              .shape = {out, 1},
+              .any_float_dtype = true,
+              .parameters = 0,
+              .loaded_bytes = static_cast<uint64_t>(out) * 4});
+        break;
+      case LinearFormat::kInt4CompressedTensors: {
+        // compressed-tensors pack_to_int32: 8 consecutive input features per int32.
+        const int64_t groups = in / config_.int4_quantization->group_size;
+        Push({.name = prefix + ".weight_packed",
+              .shape = {out, in / 8},
+              .fixed_dtype = DType::kI32,
+              .parameters = out * in});
+        Push({.name = prefix + ".weight_scale",
+              .shape = {out, groups},
+              .any_float_dtype = true,
+              .parameters = 0,
+              .loaded_bytes = static_cast<uint64_t>(out * groups) * 4});
+        Push({.name = prefix + ".weight_shape",
+              .shape = {2},
+              .fixed_dtype = DType::kI64,
+              .parameters = 0,
+              .loaded_bytes = 0});
+        break;
+      }
+      case LinearFormat::kInt4Gptq: {
+        // AutoGPTQ's QuantLinear: qweight packs 8 consecutive input rows per int32, qzeros 8
+        // consecutive output columns; scales and zeros are per group of input rows.
+        const Int4Quantization& q = *config_.int4_quantization;
+        const int64_t groups = in / q.group_size;
+        const uint64_t grid_bytes = static_cast<uint64_t>(out * groups) * 4;
+        Push({.name = prefix + ".qweight",
+              .shape = {in / 8, out},
+              .fixed_dtype = DType::kI32,
+              .parameters = out * in});
+        Push({.name = prefix + ".qzeros",
+              .shape = {groups, out / 8},
+              .fixed_dtype = DType::kI32,
+              .parameters = 0,
+              .loaded_bytes = q.symmetric ? 0 : grid_bytes});
+        Push({.name = prefix + ".scales",
+              .shape = {groups, out},
+              .any_float_dtype = true,
+              .preferred_dtype = DType::kF16,
+              .parameters = 0,
+              .loaded_bytes = grid_bytes});
+        Push({.name = prefix + ".g_idx",
+              .shape = {in},
+              .fixed_dtype = DType::kI32,
+              .optional = !q.act_order,
+              .parameters = 0,
+              .loaded_bytes = q.act_order ? static_cast<uint64_t>(in) * 4 : 0});
+        if (!bias) {
+          // AutoGPTQ writes a bias for every Linear; the loader accepts one of zeros.
+          Push({.name = prefix + ".bias",
+                .shape = {out},
+                .any_float_dtype = true,
+                .optional = true,
+                .parameters = 0,
+                .loaded_bytes = 0});
+        }
+        break;
+      }
     }
     if (bias) Plain(prefix + ".bias", {out});
   }
@@ -49,14 +148,50 @@ class SpecList {
     Linear(prefix + ".down_proj", hidden, width);
   }
 
-  std::vector<TensorSpec> Take() { return std::move(specs_); }
+  std::vector<TensorSpec> TakeSpecs() { return std::move(specs_); }
+  std::vector<LinearSpec> TakeLinears() { return std::move(linears_); }
 
  private:
   static int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+  void Push(TensorSpec spec) { specs_.push_back(std::move(spec)); }
+
+  LinearFormat FormatOf(const std::string& module) const {
+    if (config_.fp8_quantization.has_value()) {
+      if (config_.fp8_quantization->per_channel) {
+        return CtSelects(module) ? LinearFormat::kFp8Channel : LinearFormat::kPlain;
+      }
+      return unconverted_.Excludes(module) ? LinearFormat::kPlain : LinearFormat::kFp8Block;
+    }
+    if (!config_.int4_quantization.has_value()) return LinearFormat::kPlain;
+    const Int4Quantization& q = *config_.int4_quantization;
+    if (q.format == Int4Quantization::Format::kCompressedTensors) {
+      return CtSelects(module) ? LinearFormat::kInt4CompressedTensors : LinearFormat::kPlain;
+    }
+    if (!q.gptq_modules.empty()) {
+      // modules_in_block_to_quantize names modules relative to their decoder layer.
+      constexpr std::string_view kLayers = "model.layers.";
+      const size_t dot = module.find('.', kLayers.size());
+      const std::string relative =
+          module.starts_with(kLayers) && dot != std::string::npos ? module.substr(dot + 1) : module;
+      if (std::find(q.gptq_modules.begin(), q.gptq_modules.end(), relative) ==
+          q.gptq_modules.end()) {
+        return LinearFormat::kPlain;
+      }
+    }
+    return LinearFormat::kInt4Gptq;
+  }
+
+  // Whether compressed-tensors' targets and ignore entries select the Linear `module`.
+  bool CtSelects(const std::string& module) const {
+    return ct_targets_.Matches(module, true) && !ct_ignore_.Matches(module, true);
+  }
+
   const ModelConfig& config_;
   ModuleFilter unconverted_;
+  CompressedTensorsMatcher ct_targets_, ct_ignore_;
   std::vector<TensorSpec> specs_;
+  std::vector<LinearSpec> linears_;
 };
 
 // q/k/v/o of grouped-query attention (Llama, Mixtral, Qwen).
@@ -95,7 +230,7 @@ void AddMoe(const ModelConfig& c, const std::string& layer, SpecList& out) {
   const int64_t hidden = c.hidden_size;
   if (c.architecture == Architecture::kMixtral) {
     const std::string p = layer + "block_sparse_moe.";
-    out.Plain(p + "gate.weight", {c.num_experts, hidden});
+    out.PlainLinear(p + "gate", c.num_experts, hidden);
     for (int64_t e = 0; e < c.num_experts; ++e) {
       const std::string ep = absl::StrCat(p, "experts.", e, ".");
       out.Linear(ep + "w1", c.moe_intermediate_size, hidden);
@@ -105,7 +240,8 @@ void AddMoe(const ModelConfig& c, const std::string& layer, SpecList& out) {
     return;
   }
   const std::string p = layer + "mlp.";
-  out.Plain(p + "gate.weight", {c.num_experts, hidden});
+  // DeepSeek's router is a MoEGate module, Qwen's a torch.nn.Linear.
+  out.PlainLinear(p + "gate", c.num_experts, hidden, !c.UsesMla());
   if (c.e_score_correction_bias) {
     out.Plain(p + "gate.e_score_correction_bias", {c.num_experts}, /*fp32=*/true);
   }
@@ -119,7 +255,7 @@ void AddMoe(const ModelConfig& c, const std::string& layer, SpecList& out) {
       out.GatedMlp(p + "shared_experts", c.shared_expert_intermediate_size);
     }
   }
-  if (c.shared_expert_gate) out.Plain(p + "shared_expert_gate.weight", {1, hidden});
+  if (c.shared_expert_gate) out.PlainLinear(p + "shared_expert_gate", 1, hidden);
 }
 
 }  // namespace
@@ -131,12 +267,43 @@ int64_t TensorSpec::NumElements() const {
 }
 
 DType CheckpointDType(const TensorSpec& spec, DType dtype) {
+  if (spec.fixed_dtype.has_value()) return *spec.fixed_dtype;
   if (spec.float32_in_checkpoint) return DType::kF32;
   if (spec.fp8_block_quantized) return DType::kF8E4M3;
+  if (spec.preferred_dtype.has_value()) return *spec.preferred_dtype;
   return dtype;
 }
 
-std::vector<TensorSpec> ExpectedTensors(const ModelConfig& c) {
+bool CheckpointDTypeMatches(const TensorSpec& spec, DType dtype, DType stored) {
+  if (spec.any_float_dtype) {
+    return stored == DType::kF32 || stored == DType::kBF16 || stored == DType::kF16;
+  }
+  return stored == CheckpointDType(spec, dtype);
+}
+
+bool CompressedTensorsQuantizes(const ModelConfig& config, std::string_view module) {
+  const std::vector<std::string>* targets = nullptr;
+  const std::vector<std::string>* ignore = nullptr;
+  if (config.int4_quantization.has_value() &&
+      config.int4_quantization->format == Int4Quantization::Format::kCompressedTensors) {
+    targets = &config.int4_quantization->targets;
+    ignore = &config.int4_quantization->ignore;
+  } else if (config.fp8_quantization.has_value() && config.fp8_quantization->per_channel) {
+    targets = &config.fp8_quantization->targets;
+    ignore = &config.fp8_quantization->ignore;
+  } else {
+    return false;
+  }
+  // Compiled per call: the lists are a few entries, and ExpectedTensors is not on a hot path.
+  absl::StatusOr<CompressedTensorsMatcher> t = CompressedTensorsMatcher::Create(*targets);
+  absl::StatusOr<CompressedTensorsMatcher> i = CompressedTensorsMatcher::Create(*ignore);
+  if (!t.ok() || !i.ok()) return false;
+  return t->Matches(module, /*is_linear=*/true) && !i->Matches(module, /*is_linear=*/true);
+}
+
+namespace {
+
+SpecList BuildSpecs(const ModelConfig& c) {
   SpecList out(c);
   out.Plain("model.embed_tokens.weight", {c.vocab_size, c.hidden_size});
   for (int64_t layer = 0; layer < c.num_hidden_layers; ++layer) {
@@ -155,8 +322,14 @@ std::vector<TensorSpec> ExpectedTensors(const ModelConfig& c) {
     }
   }
   out.Plain("model.norm.weight", {c.hidden_size});
-  if (!c.tie_word_embeddings) out.Plain("lm_head.weight", {c.vocab_size, c.hidden_size});
-  return out.Take();
+  if (!c.tie_word_embeddings) out.PlainLinear("lm_head", c.vocab_size, c.hidden_size);
+  return out;
 }
+
+}  // namespace
+
+std::vector<TensorSpec> ExpectedTensors(const ModelConfig& c) { return BuildSpecs(c).TakeSpecs(); }
+
+std::vector<LinearSpec> LinearLayers(const ModelConfig& c) { return BuildSpecs(c).TakeLinears(); }
 
 }  // namespace expertmesh::model

@@ -43,7 +43,7 @@ absl::Status CheckCheckpointAgainstConfig(const Checkpoint& checkpoint, const Mo
   for (const TensorSpec& spec : ExpectedTensors(config)) {
     expected_names.insert(spec.name);
     if (!checkpoint.Contains(spec.name)) {
-      missing.push_back(spec.name);
+      if (!spec.optional) missing.push_back(spec.name);
       continue;
     }
     absl::StatusOr<TensorView> view = checkpoint.Get(spec.name);
@@ -54,11 +54,12 @@ absl::Status CheckCheckpointAgainstConfig(const Checkpoint& checkpoint, const Mo
                        " but ", Sv(ArchitectureName(config.architecture)), " config.json implies ",
                        ShapeString(spec.shape)));
     }
-    const DType want = CheckpointDType(spec, config.torch_dtype);
-    if (view->dtype != want) {
+    if (!CheckpointDTypeMatches(spec, config.torch_dtype, view->dtype)) {
+      const DType want = CheckpointDType(spec, config.torch_dtype);
       return absl::InvalidArgumentError(
           absl::StrCat(dir, ": tensor '", spec.name, "' has dtype ", Sv(DTypeName(view->dtype)),
-                       " but config.json implies ", Sv(DTypeName(want))));
+                       " but config.json implies ",
+                       spec.any_float_dtype ? "F32, BF16 or F16" : Sv(DTypeName(want))));
     }
   }
   if (!missing.empty()) {

@@ -9,8 +9,9 @@
 
 namespace expertmesh::model {
 
-// OK when every expected tensor exists with its exact shape and storage dtype
-// (CheckpointDType(spec, config.torch_dtype)) and no unexpected tensor is present.
+// OK when every expected tensor (optional ones aside) exists with its exact shape and storage
+// dtype (CheckpointDTypeMatches(spec, config.torch_dtype, ...)) and no unexpected tensor is
+// present.
 // Tolerated extras: layers numbered >= num_hidden_layers (DeepSeek-V3's MTP module, which
 // transformers ignores too) and legacy `rotary_emb.inv_freq` buffers.
 // INVALID_ARGUMENT naming the checkpoint directory, the tensor and the problem: the first

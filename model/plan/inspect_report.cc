@@ -67,6 +67,22 @@ std::string DescribeRope(const ModelConfig& c) {
   return s;
 }
 
+std::string DescribeQuantization(const ModelConfig& c) {
+  if (c.fp8_quantization.has_value()) {
+    const Fp8Quantization& q = *c.fp8_quantization;
+    if (q.per_channel) return ", fp8 e4m3 per output channel (compressed-tensors)";
+    return absl::StrCat(", fp8 e4m3 blocks ", q.block_rows, "x", q.block_cols);
+  }
+  if (!c.int4_quantization.has_value()) return "";
+  const Int4Quantization& q = *c.int4_quantization;
+  if (q.format == Int4Quantization::Format::kCompressedTensors) {
+    return absl::StrCat(", int4 groups of ", q.group_size, " (compressed-tensors, symmetric)");
+  }
+  return absl::StrCat(", int4 groups of ", q.group_size, " (GPTQ",
+                      q.gptq_zero_minus_one ? "" : " v2", q.symmetric ? ", symmetric" : "",
+                      q.act_order ? ", act-order" : "", ")");
+}
+
 // Appends the checkpoint section; returns the checkpoint's status.
 absl::Status AppendCheckpoint(const std::string& dir, const ModelConfig& c, std::string& out) {
   absl::StrAppend(&out, "Checkpoint\n");
@@ -161,12 +177,7 @@ absl::StatusOr<InspectReport> BuildInspectReport(const std::string& model_dir,
   if (c.IsMoe()) Line(out, "experts", DescribeExperts(c));
   Line(out, "rope", DescribeRope(c));
   Line(out, "context", absl::StrCat(c.max_position_embeddings, " positions"));
-  Line(out, "dtype",
-       absl::StrCat(Sv(DTypeName(c.torch_dtype)),
-                    c.fp8_quantization.has_value()
-                        ? absl::StrCat(", fp8 e4m3 blocks ", c.fp8_quantization->block_rows, "x",
-                                       c.fp8_quantization->block_cols)
-                        : ""));
+  Line(out, "dtype", absl::StrCat(Sv(DTypeName(c.torch_dtype)), DescribeQuantization(c)));
 
   const ParameterCounts counts = CountParameters(c);
   absl::StrAppend(&out, "Parameters\n");

@@ -68,10 +68,10 @@ ParameterCounts CountParameters(const ModelConfig& config) {
   int64_t routed = 0;
   for (const TensorSpec& spec : ExpectedTensors(config)) {
     const ClassifiedTensor t = ClassifyTensor(spec.name);
-    if (t.is_scale) continue;
-    counts.by_role[static_cast<size_t>(t.role)] += spec.NumElements();
-    counts.total += spec.NumElements();
-    if (t.role == TensorRole::kRoutedExpert) routed += spec.NumElements();
+    const int64_t n = spec.Parameters();  // 0 for scales and other quantization metadata
+    counts.by_role[static_cast<size_t>(t.role)] += n;
+    counts.total += n;
+    if (t.role == TensorRole::kRoutedExpert) routed += n;
   }
   counts.active_per_token = counts.total - routed;
   if (config.IsMoe()) {
@@ -131,13 +131,20 @@ uint64_t MlaDerivedBytesPerLayer(const ModelConfig& c, const ParallelConfig& p) 
   const uint64_t latent = rank + rope;
   const uint64_t elements =
       heads * (latent * (nope + rope) + v * latent) + latent * rank + latent * rope + latent;
-  const bool f32 = c.fp8_quantization.has_value() || c.torch_dtype == DType::kF32;
+  const bool f32 = c.fp8_quantization.has_value() || c.int4_quantization.has_value() ||
+                   c.torch_dtype == DType::kF32;
   return elements * (f32 ? 4 : 2);
 }
 
+// Any tensor of MLA's kv_b_proj: its weight (plain, fp8 or packed int4) and quantization data.
 bool IsMlaKvB(const ModelConfig& c, const std::string& name) {
-  return c.UsesMla() && (name.ends_with("self_attn.kv_b_proj.weight") ||
-                         name.ends_with("self_attn.kv_b_proj.weight_scale_inv"));
+  return c.UsesMla() && name.find("self_attn.kv_b_proj.") != std::string::npos;
+}
+
+// The tensor of a Linear that holds its weights (the one the derived projections replace).
+bool IsWeightTensor(const std::string& name) {
+  return name.ends_with(".weight") || name.ends_with(".weight_packed") ||
+         name.ends_with(".qweight");
 }
 
 absl::StatusOr<RankMemoryPlan> PlanRankMemory(const ModelConfig& c, const ParallelConfig& p,
@@ -152,11 +159,12 @@ absl::StatusOr<RankMemoryPlan> PlanRankMemory(const ModelConfig& c, const Parall
     const ClassifiedTensor t = ClassifyTensor(spec.name);
     const uint64_t bytes =
         static_cast<uint64_t>(spec.NumElements()) * DTypeSize(CheckpointDType(spec, c.torch_dtype));
+    // What the loader keeps: quantization scales as f32, no GPTQ metadata it folds away.
+    const uint64_t loaded = spec.loaded_bytes.value_or(bytes);
     // kv_b_proj itself is read once at load and replaced by its derived projections.
-    const uint64_t on_rank =
-        IsMlaKvB(c, spec.name)
-            ? (spec.name.ends_with(".weight") ? MlaDerivedBytesPerLayer(c, p) : 0)
-            : RankBytes(c, p, t, bytes, plan.experts);
+    const uint64_t on_rank = IsMlaKvB(c, spec.name)
+                                 ? (IsWeightTensor(spec.name) ? MlaDerivedBytesPerLayer(c, p) : 0)
+                                 : RankBytes(c, p, t, loaded, plan.experts);
     plan.model_bytes_by_role[static_cast<size_t>(t.role)] += bytes;
     plan.model_bytes += bytes;
     plan.weight_bytes_by_role[static_cast<size_t>(t.role)] += on_rank;

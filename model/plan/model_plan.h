@@ -29,7 +29,8 @@ struct ParameterCounts {
   int64_t of(TensorRole role) const { return by_role[static_cast<size_t>(role)]; }
 };
 
-// Counts parameters (fp8 scale tensors are storage, not parameters, and are excluded).
+// Counts parameters (quantization scales and metadata are storage, not parameters, and are
+// excluded; a packed int4 tensor counts its out x in weights).
 ParameterCounts CountParameters(const ModelConfig& config);
 
 // Checks that `parallel` can shard `config`: heads % tp, kv heads dividing or divided by tp,
@@ -59,9 +60,11 @@ struct RankMemoryPlan {
   uint64_t KvBytes(int64_t tokens) const { return kv_bytes_per_token * tokens; }
 };
 
-// The memory plan of `parallel.rank`. Weights are counted in the checkpoint's storage dtype
-// (torch_dtype, fp8 plus scales where quantized, fp32 where the checkpoint keeps fp32); the KV
-// cache in `kv_dtype` (callers usually pass torch_dtype).
+// The memory plan of `parallel.rank`. Weights are counted as the loader keeps them on a
+// backend that multiplies quantized weights: the checkpoint's storage dtype (torch_dtype, fp8
+// or packed int4 where quantized, fp32 where the checkpoint keeps fp32), quantization scales
+// (and int4 zero points and act-order column orders where present) as f32; the whole-model
+// bytes are the checkpoint's. The KV cache in `kv_dtype` (callers usually pass torch_dtype).
 // Errors: those of ParallelConfig::Validate and ValidateParallelism.
 absl::StatusOr<RankMemoryPlan> PlanRankMemory(const ModelConfig& config,
                                               const ParallelConfig& parallel, DType kv_dtype);

@@ -9,10 +9,6 @@ bool Has(std::string_view name, std::string_view part) {
   return name.find(part) != std::string_view::npos;
 }
 
-bool EndsWith(std::string_view name, std::string_view suffix) {
-  return name.size() >= suffix.size() && name.substr(name.size() - suffix.size()) == suffix;
-}
-
 }  // namespace
 
 std::string_view TensorRoleName(TensorRole role) {
@@ -43,7 +39,6 @@ std::string_view TensorRoleName(TensorRole role) {
 
 ClassifiedTensor ClassifyTensor(std::string_view name) {
   ClassifiedTensor out{TensorRole::kNorm};
-  out.is_scale = EndsWith(name, "_scale_inv");
   if (name == "model.embed_tokens.weight") {
     out.role = TensorRole::kEmbedding;
   } else if (name == "lm_head.weight") {

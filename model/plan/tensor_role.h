@@ -27,8 +27,7 @@ std::string_view TensorRoleName(TensorRole role);
 
 struct ClassifiedTensor {
   TensorRole role;
-  int64_t expert = -1;    // for kRoutedExpert: the expert id
-  bool is_scale = false;  // an fp8 `*_scale_inv` (storage, not a parameter)
+  int64_t expert = -1;  // for kRoutedExpert: the expert id
 };
 
 // Classifies a tensor name of a supported architecture.

@@ -119,6 +119,39 @@ INSTANTIATE_TEST_SUITE_P(
                     x.bytes.resize(x.bytes.size() / 2);
                   },
                   "has dtype BF16 but config.json implies F32"},
+        CheckCase{"GptqOk", "tiny_qwen3_moe_gptq.json", [](auto&) {}, ""},
+        CheckCase{"Fp8ChannelOk", "tiny_qwen3_moe_fp8_channel.json", [](auto&) {}, ""},
+        CheckCase{"KimiInt4Ok", "tiny_deepseek_v3_int4.json", [](auto&) {}, ""},
+        // AutoGPTQ writes g_idx and a bias for every layer; GPTQModel may leave g_idx out.
+        CheckCase{"GptqWithoutGIdxAndBias", "tiny_qwen3_moe_gptq.json",
+                  [](auto& t) {
+                    Erase(t, "model.layers.0.self_attn.q_proj.g_idx");
+                    Erase(t, "model.layers.0.self_attn.q_proj.bias");
+                  },
+                  ""},
+        CheckCase{"GptqScalesInBf16", "tiny_qwen3_moe_gptq.json",
+                  [](auto& t) {
+                    Find(t, "model.layers.1.mlp.experts.2.down_proj.scales").dtype = DType::kBF16;
+                  },
+                  ""},
+        CheckCase{"GptqScalesAsInt", "tiny_qwen3_moe_gptq.json",
+                  [](auto& t) {
+                    Find(t, "model.layers.1.mlp.experts.2.down_proj.scales").dtype = DType::kI16;
+                  },
+                  "'model.layers.1.mlp.experts.2.down_proj.scales' has dtype I16 but config.json "
+                  "implies F32, BF16 or F16"},
+        CheckCase{"GptqMissingQzeros", "tiny_qwen3_moe_gptq.json",
+                  [](auto& t) { Erase(t, "model.layers.1.mlp.experts.2.down_proj.qzeros"); },
+                  "missing tensor 'model.layers.1.mlp.experts.2.down_proj.qzeros'"},
+        CheckCase{"CtMissingWeightShape", "tiny_deepseek_v3_int4.json",
+                  [](auto& t) { Erase(t, "model.layers.1.mlp.experts.0.up_proj.weight_shape"); },
+                  "missing tensor 'model.layers.1.mlp.experts.0.up_proj.weight_shape'"},
+        CheckCase{"CtPackedNotInt32", "tiny_deepseek_v3_int4.json",
+                  [](auto& t) {
+                    Find(t, "model.layers.1.mlp.experts.0.up_proj.weight_packed").dtype =
+                        DType::kF32;
+                  },
+                  "weight_packed' has dtype F32 but config.json implies I32"},
         CheckCase{"Unexpected", "tiny_llama.json",
                   [](auto& t) {
                     t.push_back({"model.layers.0.mlp.extra.weight", DType::kBF16, {1}, "ab"});

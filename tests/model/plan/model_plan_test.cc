@@ -189,6 +189,40 @@ TEST(MemoryPlanTest, Fp8CheckpointBytes) {
   EXPECT_LT(gib, 635.0);
 }
 
+// A packed int4 checkpoint: parameters count out x in per weight, and a rank keeps the packed
+// bytes plus f32 scales (4 bytes per group), not the bf16 scales or GPTQ metadata of the files.
+TEST(MemoryPlanTest, Int4Bytes) {
+  ModelConfig bf16 = Load("tiny_qwen3_moe.json");
+  ModelConfig gptq = Load("tiny_qwen3_moe_gptq.json");
+  EXPECT_EQ(CountParameters(gptq).total, CountParameters(bf16).total);
+  EXPECT_EQ(CountParameters(gptq).active_per_token, CountParameters(bf16).active_per_token);
+  auto plan = PlanRankMemory(gptq, {.tp = 1, .ep = 1, .rank = 0}, DType::kBF16);
+  auto plain = PlanRankMemory(bf16, {.tp = 1, .ep = 1, .rank = 0}, DType::kBF16);
+  ASSERT_TRUE(plan.ok() && plain.ok());
+  // Routed experts: 2 layers x 8 experts x 3 weights of 32 x 64 = 2048 values, in groups of 32:
+  // 1024 bytes of int4 plus 64 f32 scales (256 bytes) each.
+  const uint64_t experts = 2 * 8 * 3;
+  EXPECT_EQ(plan->weight_bytes_by_role[static_cast<size_t>(TensorRole::kRoutedExpert)],
+            experts * (1024 + 256));
+  EXPECT_EQ(plain->weight_bytes_by_role[static_cast<size_t>(TensorRole::kRoutedExpert)],
+            experts * 2048 * 2);
+  // Routers and norms are not quantized.
+  EXPECT_EQ(plan->weight_bytes_by_role[static_cast<size_t>(TensorRole::kRouter)],
+            plain->weight_bytes_by_role[static_cast<size_t>(TensorRole::kRouter)]);
+
+  // Kimi-K2's layout: only the routed experts of the MoE layers are int4.
+  ModelConfig kimi = Load("tiny_deepseek_v3_int4.json");
+  ModelConfig v3 = Load("tiny_deepseek_v3.json");
+  auto kp = PlanRankMemory(kimi, {.tp = 1, .ep = 1, .rank = 0}, DType::kBF16);
+  auto vp = PlanRankMemory(v3, {.tp = 1, .ep = 1, .rank = 0}, DType::kBF16);
+  ASSERT_TRUE(kp.ok() && vp.ok());
+  // N bf16 values: 2N bytes; as int4 in groups of 32: N / 2 + 4 N / 32 = 5 N / 8.
+  EXPECT_EQ(kp->weight_bytes_by_role[static_cast<size_t>(TensorRole::kRoutedExpert)] * 16,
+            vp->weight_bytes_by_role[static_cast<size_t>(TensorRole::kRoutedExpert)] * 5);
+  EXPECT_EQ(kp->weight_bytes_by_role[static_cast<size_t>(TensorRole::kSharedExpert)],
+            vp->weight_bytes_by_role[static_cast<size_t>(TensorRole::kSharedExpert)]);
+}
+
 TEST(FormatTest, HumanUnits) {
   EXPECT_EQ(FormatCount(46'702'792'704), "46.70 B");
   EXPECT_EQ(FormatCount(512), "512");
