@@ -5,6 +5,8 @@
 #
 # Usage: tools/golden/make_golden.sh [--arch llama ...] [--out DIR]
 #        tools/golden/make_golden.sh --fp8 [--out DIR]   (the FP8 checkpoints, make_golden_fp8.py)
+#        tools/golden/make_golden.sh --int4 [--dir qwen3_moe_gptq ...] [--out DIR]
+#          (compressed-tensors int4 and per-channel FP8, GPTQ int4: make_golden_int4.py)
 #   Defaults to every architecture and --out tests/golden. Reuses the virtualenv of
 #   tools/reference/check_make_model.sh (.venv-reference) when it holds the same pins, otherwise
 #   makes .venv-golden. VENV=path overrides.
@@ -33,7 +35,9 @@ fi
 SCRIPT="$ROOT/tools/golden/make_golden.py"
 ARGS=()
 for arg in "$@"; do
-  if [[ "$arg" == "--fp8" ]]; then SCRIPT="$ROOT/tools/golden/make_golden_fp8.py"; else ARGS+=("$arg"); fi
+  if [[ "$arg" == "--fp8" ]]; then SCRIPT="$ROOT/tools/golden/make_golden_fp8.py"
+  elif [[ "$arg" == "--int4" ]]; then SCRIPT="$ROOT/tools/golden/make_golden_int4.py"
+  else ARGS+=("$arg"); fi
 done
 if [[ " ${ARGS[*]:-} " != *" --out "* ]]; then
   ARGS+=(--out "$ROOT/tests/golden")
