@@ -55,6 +55,10 @@ class FakeDeviceBackend final : public kernels::Backend {
   kernels::Device device() const override { return kernels::Device::kCuda; }
   bool Supports(kernels::Op op) const override { return cpu_->Supports(op); }
   bool SupportsFp8Weights() const override { return cpu_->SupportsFp8Weights(); }
+  // q4 weights as the CPU backend takes them, or (set_q4_weights(true)) always: for loader and
+  // memory tests that only need the weights prepared, not multiplied.
+  bool SupportsQ4Weights() const override { return q4_weights_ || cpu_->SupportsQ4Weights(); }
+  void set_q4_weights(bool on) { q4_weights_ = on; }
 
   absl::StatusOr<kernels::Tensor> Allocate(DType dtype, std::span<const int64_t> shape) override {
     if (absl::Status s = RefuseInGraph("allocate"); !s.ok()) return s;
@@ -112,6 +116,13 @@ class FakeDeviceBackend final : public kernels::Backend {
       if (!grid.ok()) return grid.status();
       kernels::BlockScales moved = *scales;
       moved.scales = std::make_shared<const kernels::Tensor>(*std::move(grid));
+      if (scales->zero_points != nullptr) {
+        absl::StatusOr<kernels::Tensor> zeros = PrepareWeight(*scales->zero_points);
+        if (!zeros.ok()) return zeros.status();
+        moved.zero_points = std::make_shared<const kernels::Tensor>(*std::move(zeros));
+      }
+      // The column order stays a host tensor (kernels::BlockScales); it is counted all the same.
+      if (scales->column_order != nullptr) counters_.weight_bytes += scales->column_order->nbytes();
       return dev->WithBlockScales(std::move(moved));
     }
     return dev;
@@ -275,6 +286,7 @@ class FakeDeviceBackend final : public kernels::Backend {
   std::unique_ptr<kernels::cpu::CpuBackend> cpu_;
   FakeDeviceCounters counters_;
   bool graphs_ = false, in_graph_ = false;
+  bool q4_weights_ = false;
   std::vector<TensorUse> log_;
   std::map<int64_t, std::vector<TensorUse>> recordings_;
 };

@@ -139,6 +139,8 @@ struct MoeWeights {
 };
 std::unique_ptr<FfnBlock> MakeMoe(MoeWeights weights, kernels::MoeRoutingParams routing);
 
+// Bytes of a weight as the forward pass reads it: its data plus any block scales, zero points
+// and column order; 0 for an undefined tensor.
 uint64_t TensorBytes(const Tensor& t);
 
 }  // namespace expertmesh::models

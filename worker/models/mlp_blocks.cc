@@ -10,7 +10,17 @@
 
 namespace expertmesh::models {
 
-uint64_t TensorBytes(const Tensor& t) { return t.defined() ? t.nbytes() : 0; }
+uint64_t TensorBytes(const Tensor& t) {
+  if (!t.defined()) return 0;
+  uint64_t bytes = t.nbytes();
+  // Quantized weights are read with their scales (and int4 zero points, column order).
+  if (const kernels::BlockScales* s = t.block_scales(); s != nullptr) {
+    for (const Tensor* part : {s->scales.get(), s->zero_points.get(), s->column_order.get()}) {
+      if (part != nullptr) bytes += part->nbytes();
+    }
+  }
+  return bytes;
+}
 
 absl::Status RunGatedMlp(StepContext& ctx, int layer, std::string_view tag,
                          const GatedMlpWeights& w, const Tensor& x, Tensor& out) {

@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -12,6 +13,7 @@
 #include "model/config/weight_layout.h"
 #include "model/safetensors/fp8_dequant.h"
 #include "model/safetensors/fp8_quantize.h"
+#include "model/safetensors/int4_quantize.h"
 
 namespace expertmesh::models {
 namespace {
@@ -51,12 +53,33 @@ float FloatAt(const model::TensorView& view, int64_t i) {
   }
 }
 
+// The bytes a weight occupies with its quantization data: block scales, zero points and
+// column order.
+uint64_t WeightBytes(const Tensor& t) {
+  uint64_t bytes = t.nbytes();
+  if (const kernels::BlockScales* s = t.block_scales(); s != nullptr) {
+    for (const auto* part : {s->scales.get(), s->zero_points.get(), s->column_order.get()}) {
+      if (part != nullptr) bytes += part->nbytes();
+    }
+  }
+  return bytes;
+}
+
 }  // namespace
 
 WeightLoader::WeightLoader(std::shared_ptr<model::Checkpoint> checkpoint,
                            const model::ModelConfig& config)
     : checkpoint_(std::move(checkpoint)), config_(config) {
   storage_dtype_ = config.torch_dtype == DType::kF32 ? DType::kF32 : DType::kBF16;
+  if (config.int4_quantization.has_value()) {
+    for (model::LinearSpec& linear : model::LinearLayers(config)) {
+      if (linear.format == model::LinearFormat::kInt4CompressedTensors ||
+          linear.format == model::LinearFormat::kInt4Gptq) {
+        std::string name = linear.module + ".weight";
+        int4_.emplace(std::move(name), std::move(linear));
+      }
+    }
+  }
 }
 
 absl::StatusOr<WeightLoader> WeightLoader::Open(const std::string& model_dir,
@@ -89,22 +112,7 @@ absl::StatusOr<model::TensorView> WeightLoader::View(std::string_view name,
 absl::Status WeightLoader::Convert(const model::TensorView& view, std::string_view name,
                                    void* out) const {
   const int64_t n = view.NumElements();
-  if (view.dtype == DType::kF8E4M3) {
-    if (view.shape.size() != 2) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(dir(), ": fp8 tensor ", std::string(name), " must be 2-D"));
-    }
-    const std::string scale_name = absl::StrCat(std::string(name), "_scale_inv");
-    ASSIGN_OR_RETURN(model::TensorView scale, checkpoint_->Get(scale_name));
-    model::Fp8BlockSize block;
-    if (config_.fp8_quantization.has_value()) {
-      block.rows = config_.fp8_quantization->block_rows;
-      block.cols = config_.fp8_quantization->block_cols;
-    }
-    return model::DequantizeFp8Rows(
-        view, scale, block, 0, view.shape[0], storage_dtype_,
-        std::span<std::byte>(static_cast<std::byte*>(out), n * DTypeSize(storage_dtype_)));
-  }
+  if (view.dtype == DType::kF8E4M3) return DequantizeFp8(view, name, storage_dtype_, out);
   if (view.dtype == storage_dtype_) {
     std::memcpy(out, view.data.data(), view.data.size());
     return absl::OkStatus();
@@ -146,6 +154,116 @@ bool WeightLoader::KeepsFp8() const {
   return backend_ != nullptr && backend_->SupportsFp8Weights();
 }
 
+bool WeightLoader::KeepsQ4() const { return backend_ != nullptr && backend_->SupportsQ4Weights(); }
+
+absl::Status WeightLoader::DequantizeFp8(const model::TensorView& view, std::string_view name,
+                                         DType dtype, void* out) const {
+  // The scales as an f32 grid whatever their stored dtype (ScalesOf checks them).
+  ASSIGN_OR_RETURN(kernels::BlockScales scales, ScalesOf(view, name));
+  const Tensor& grid = *scales.scales;
+  const model::TensorView scale_view{
+      std::string(name) + " scales", DType::kF32,
+      std::vector<int64_t>(grid.shape().begin(), grid.shape().end()),
+      std::span<const std::byte>(static_cast<const std::byte*>(grid.raw_data()), grid.nbytes())};
+  return model::DequantizeFp8Rows(
+      view, scale_view, {scales.block_rows, scales.block_cols}, 0, view.shape[0], dtype,
+      std::span<std::byte>(static_cast<std::byte*>(out), view.NumElements() * DTypeSize(dtype)));
+}
+
+const model::LinearSpec* WeightLoader::Int4Linear(std::string_view name) const {
+  auto it = int4_.find(absl::string_view(name.data(), name.size()));
+  return it == int4_.end() ? nullptr : &it->second;
+}
+
+absl::StatusOr<Q4Window> WeightLoader::ReadQ4(const model::LinearSpec& linear, int64_t row_begin,
+                                              int64_t rows, int64_t col_begin, int64_t cols) const {
+  if (linear.format != model::LinearFormat::kPlain) {
+    return ReadQ4Window(*checkpoint_, *config_.int4_quantization, linear, row_begin, rows,
+                        col_begin, cols);
+  }
+  // Quantized at load (QuantizeExpertWeightsToInt4): the whole weight, then the window.
+  const std::string name = linear.module + ".weight";
+  ASSIGN_OR_RETURN(model::TensorView view, View(name, {linear.out, linear.in}));
+  std::vector<float> values(static_cast<size_t>(view.NumElements()));
+  for (size_t i = 0; i < values.size(); ++i) values[i] = FloatAt(view, static_cast<int64_t>(i));
+  const int64_t group = model::kInt4QuantizeGroup;
+  if (linear.in % group != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        dir(), ": tensor ", name, ": --quantize int4 needs rows that are multiples of ", group,
+        " values, not ", linear.in));
+  }
+  const int64_t groups = linear.in / group;
+  std::vector<uint8_t> q(values.size());
+  std::vector<float> scales(static_cast<size_t>(linear.out * groups));
+  // Scales rounded as a checkpoint of this dtype stores them, so the result equals the int4
+  // checkpoint make-model writes from the same values.
+  RETURN_IF_ERROR(model::QuantizeInt4Groups(values, linear.out, linear.in, group,
+                                            config_.torch_dtype, q, scales));
+  ReleasePages(view.data);
+  Q4Window w;
+  w.name = name;
+  w.rows = rows;
+  w.cols = cols;
+  w.group_size = group;
+  w.first_group = col_begin / group;
+  w.col_offset = col_begin % group;
+  w.groups = cols == 0 ? 0 : (col_begin + cols - 1) / group - w.first_group + 1;
+  w.q.resize(static_cast<size_t>(rows * cols));
+  w.scales.resize(static_cast<size_t>(rows * w.groups));
+  for (int64_t r = 0; r < rows; ++r) {
+    std::memcpy(w.q.data() + r * cols, q.data() + (row_begin + r) * linear.in + col_begin, cols);
+    std::memcpy(w.scales.data() + r * w.groups,
+                scales.data() + (row_begin + r) * groups + w.first_group, w.groups * sizeof(float));
+  }
+  return w;
+}
+
+absl::StatusOr<Tensor> WeightLoader::FromQ4Window(const Q4Window& window) {
+  Tensor t;
+  if (KeepsQ4()) {
+    ASSIGN_OR_RETURN(t, PackQ4Window(window));
+  } else {
+    // No q4 kernels: the dequantized values, as fp8 weights are widened.
+    ASSIGN_OR_RETURN(t, Tensor::Empty(storage_dtype_, {window.rows, window.cols}));
+    RETURN_IF_ERROR(DequantizeQ4Window(window, storage_dtype_, t.raw_data()));
+  }
+  bytes_loaded_ += WeightBytes(t);
+  return Prepare(std::move(t), false);
+}
+
+absl::StatusOr<Tensor> WeightLoader::GetQ4(const model::LinearSpec& linear,
+                                           const std::vector<int64_t>& shape, int64_t row_begin,
+                                           int64_t rows, int64_t col_begin, int64_t cols) {
+  const std::string name = linear.module + ".weight";
+  if (shape != std::vector<int64_t>{linear.out, linear.in}) {
+    return absl::InvalidArgumentError(absl::StrCat(dir(), ": int4 weight ", name, " is ",
+                                                   ShapeStr({linear.out, linear.in}),
+                                                   ", asked for as ", ShapeStr(shape)));
+  }
+  ASSIGN_OR_RETURN(Q4Window window, ReadQ4(linear, row_begin, rows, col_begin, cols));
+  return FromQ4Window(window);
+}
+
+absl::Status WeightLoader::QuantizeExpertWeightsToInt4() {
+  if (!KeepsQ4()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        dir(), ": quantizing to int4 at load needs a backend that multiplies q4 weights, not ",
+        backend_ == nullptr ? std::string("host tensors") : std::string(backend_->Name())));
+  }
+  if (config_.fp8_quantization.has_value() || config_.int4_quantization.has_value()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(dir(),
+                     ": --quantize int4 needs a bf16, f16 or f32 checkpoint; this one is "
+                     "already quantized"));
+  }
+  for (const model::LinearSpec& linear : model::LinearLayers(config_)) {
+    if (linear.module.find(".experts.") != std::string::npos) {
+      int4_.emplace(linear.module + ".weight", linear);
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status WeightLoader::QuantizeLinearWeightsToFp8() {
   if (!KeepsFp8()) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -153,6 +271,9 @@ absl::Status WeightLoader::QuantizeLinearWeightsToFp8() {
         backend_ == nullptr ? std::string("host tensors") : std::string(backend_->Name())));
   }
   if (config_.fp8_quantization.has_value()) return absl::OkStatus();  // already fp8
+  if (config_.int4_quantization.has_value() || !int4_.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(dir(), ": --quantize fp8 on int4 weights"));
+  }
   model::ModelConfig quantized = config_;
   quantized.fp8_quantization = model::Fp8Quantization{};
   for (const model::TensorSpec& spec : model::ExpectedTensors(quantized)) {
@@ -175,7 +296,7 @@ absl::StatusOr<Tensor> WeightLoader::QuantizeToFp8(const model::TensorView& view
         absl::StrCat(dir(), ": tensor ", std::string(name), " is not 2-D: cannot quantize it"));
   }
   ASSIGN_OR_RETURN(std::vector<float> values, GetFloats(name, shape));
-  const model::Fp8BlockSize block = Fp8Block();
+  const model::Fp8BlockSize block = Fp8Block(shape[1]);
   ASSIGN_OR_RETURN(Tensor q, Tensor::Empty(DType::kF8E4M3, shape));
   ASSIGN_OR_RETURN(Tensor grid,
                    Tensor::Empty(DType::kF32, {(shape[0] + block.rows - 1) / block.rows,
@@ -189,9 +310,12 @@ absl::StatusOr<Tensor> WeightLoader::QuantizeToFp8(const model::TensorView& view
                             .block_cols = block.cols});
 }
 
-model::Fp8BlockSize WeightLoader::Fp8Block() const {
+model::Fp8BlockSize WeightLoader::Fp8Block(int64_t cols) const {
   model::Fp8BlockSize block;
-  if (config_.fp8_quantization.has_value()) {
+  if (config_.fp8_quantization.has_value() && config_.fp8_quantization->per_channel) {
+    block.rows = 1;
+    block.cols = std::max<int64_t>(cols, 1);
+  } else if (config_.fp8_quantization.has_value()) {
     block.rows = config_.fp8_quantization->block_rows;
     block.cols = config_.fp8_quantization->block_cols;
   }
@@ -200,7 +324,10 @@ model::Fp8BlockSize WeightLoader::Fp8Block() const {
 
 absl::StatusOr<kernels::BlockScales> WeightLoader::ScalesOf(const model::TensorView& weight,
                                                             std::string_view name) const {
-  const std::string scale_name = absl::StrCat(std::string(name), "_scale_inv");
+  const bool per_channel =
+      config_.fp8_quantization.has_value() && config_.fp8_quantization->per_channel;
+  const std::string scale_name =
+      absl::StrCat(std::string(name), per_channel ? "_scale" : "_scale_inv");
   auto bad = [&](auto&&... what) {
     return absl::InvalidArgumentError(
         absl::StrCat(dir(), ": fp8 tensor ", std::string(name), ": ", what...));
@@ -208,7 +335,7 @@ absl::StatusOr<kernels::BlockScales> WeightLoader::ScalesOf(const model::TensorV
   if (weight.shape.size() != 2) return bad("must be 2-D, has shape ", ShapeStr(weight.shape));
   if (!checkpoint_->Contains(scale_name)) return bad("its scale ", scale_name, " is missing");
   ASSIGN_OR_RETURN(model::TensorView scale, checkpoint_->Get(scale_name));
-  const model::Fp8BlockSize block = Fp8Block();
+  const model::Fp8BlockSize block = Fp8Block(weight.shape[1]);
   const std::vector<int64_t> want = {(weight.shape[0] + block.rows - 1) / block.rows,
                                      (weight.shape[1] + block.cols - 1) / block.cols};
   if (scale.shape != want) {
@@ -254,9 +381,12 @@ absl::StatusOr<Tensor> WeightLoader::Materialize(const model::TensorView& view,
 }
 
 absl::StatusOr<Tensor> WeightLoader::Get(std::string_view name, std::vector<int64_t> shape) {
+  if (const model::LinearSpec* q4 = Int4Linear(name); q4 != nullptr) {
+    return GetQ4(*q4, shape, 0, q4->out, 0, q4->in);
+  }
   ASSIGN_OR_RETURN(model::TensorView view, View(name, shape));
   ASSIGN_OR_RETURN(Tensor t, Materialize(view, name, shape));
-  bytes_loaded_ += t.nbytes();
+  bytes_loaded_ += WeightBytes(t);
   const bool mapped = t.raw_data() == view.data.data();
   return Prepare(std::move(t), mapped);
 }
@@ -280,6 +410,9 @@ absl::StatusOr<Tensor> WeightLoader::GetRows(std::string_view name, std::vector<
                                                    ") outside ", ShapeStr(shape)));
   }
   if (begin == 0 && count == shape[0]) return Get(name, std::move(shape));
+  if (const model::LinearSpec* q4 = Int4Linear(name); q4 != nullptr) {
+    return GetQ4(*q4, shape, begin, count, 0, q4->in);
+  }
   ASSIGN_OR_RETURN(model::TensorView view, View(name, shape));
   const bool zero_copy =
       view.dtype == DType::kF8E4M3
@@ -296,7 +429,7 @@ absl::StatusOr<Tensor> WeightLoader::GetRows(std::string_view name, std::vector<
     }
     rows = std::move(own);
   }
-  bytes_loaded_ += rows.nbytes();
+  bytes_loaded_ += WeightBytes(rows);
   return Prepare(std::move(rows), zero_copy);
 }
 
@@ -334,6 +467,9 @@ absl::StatusOr<Tensor> WeightLoader::GetCols(std::string_view name, std::vector<
                                                    ") outside ", ShapeStr(shape)));
   }
   if (begin == 0 && count == shape[1]) return Get(name, std::move(shape));
+  if (const model::LinearSpec* q4 = Int4Linear(name); q4 != nullptr) {
+    return GetQ4(*q4, shape, 0, q4->out, begin, count);
+  }
   ASSIGN_OR_RETURN(Tensor full, Materialize(name, shape));
   ASSIGN_OR_RETURN(Tensor out, Tensor::Empty(full.dtype(), {shape[0], count}));
   const size_t es = DTypeSize(full.dtype());
@@ -348,7 +484,7 @@ absl::StatusOr<Tensor> WeightLoader::GetCols(std::string_view name, std::vector<
     moved.col_offset += begin;
     ASSIGN_OR_RETURN(out, out.WithBlockScales(std::move(moved)));
   }
-  bytes_loaded_ += out.nbytes();
+  bytes_loaded_ += WeightBytes(out);
   return Prepare(std::move(out), false);
 }
 
@@ -356,6 +492,28 @@ absl::StatusOr<Tensor> WeightLoader::ConcatRowSlices(const std::vector<RowSlice>
                                                      int64_t cols) {
   int64_t total = 0;
   for (const RowSlice& p : parts) total += p.count;
+  if (!parts.empty() && Int4Linear(parts[0].name) != nullptr) {
+    // int4 parts stay int4: their values, scales and zero points are stacked.
+    std::vector<Q4Window> windows;
+    for (const RowSlice& p : parts) {
+      const model::LinearSpec* q4 = Int4Linear(p.name);
+      if (q4 == nullptr) {
+        return absl::InvalidArgumentError(absl::StrCat(dir(), ": tensor ", p.name,
+                                                       " is not int4 but is fused with int4 "
+                                                       "tensors (",
+                                                       parts[0].name, ")"));
+      }
+      if (q4->out != p.rows || q4->in != cols) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(dir(), ": int4 weight ", p.name, " is ", ShapeStr({q4->out, q4->in}),
+                         ", asked for as ", ShapeStr({p.rows, cols})));
+      }
+      ASSIGN_OR_RETURN(Q4Window w, ReadQ4(*q4, p.begin, p.count, 0, cols));
+      windows.push_back(std::move(w));
+    }
+    ASSIGN_OR_RETURN(Q4Window fused, ConcatQ4Rows(std::move(windows)));
+    return FromQ4Window(fused);
+  }
   if (!parts.empty()) {
     ASSIGN_OR_RETURN(model::TensorView first, View(parts[0].name, {parts[0].rows, cols}));
     if (IsFp8(first, parts[0].name)) return ConcatFp8RowSlices(parts, cols, total);
@@ -391,7 +549,7 @@ absl::StatusOr<Tensor> WeightLoader::ConcatRowSlices(const std::vector<RowSlice>
 // row (block_rows 1), which costs 4 bytes per block_cols weights.
 absl::StatusOr<Tensor> WeightLoader::ConcatFp8RowSlices(const std::vector<RowSlice>& parts,
                                                         int64_t cols, int64_t total) {
-  const model::Fp8BlockSize block = Fp8Block();
+  const model::Fp8BlockSize block = Fp8Block(cols);
   const int64_t grid_cols = (cols + block.cols - 1) / block.cols;
   bool aligned = true;
   for (size_t i = 0; i < parts.size(); ++i) {
@@ -439,7 +597,7 @@ absl::StatusOr<Tensor> WeightLoader::ConcatFp8RowSlices(const std::vector<RowSli
   ASSIGN_OR_RETURN(t, t.WithBlockScales({.scales = std::make_shared<const Tensor>(std::move(grid)),
                                          .block_rows = block_rows,
                                          .block_cols = block.cols}));
-  bytes_loaded_ += t.nbytes();
+  bytes_loaded_ += WeightBytes(t);
   return Prepare(std::move(t), false);
 }
 
@@ -451,19 +609,22 @@ absl::StatusOr<Tensor> WeightLoader::GetOptional(std::string_view name,
 
 absl::StatusOr<std::vector<float>> WeightLoader::GetFloats(std::string_view name,
                                                            std::vector<int64_t> shape) {
+  if (const model::LinearSpec* q4 = Int4Linear(name); q4 != nullptr) {
+    if (shape != std::vector<int64_t>{q4->out, q4->in}) {
+      return absl::InvalidArgumentError(absl::StrCat(dir(), ": int4 weight ", std::string(name),
+                                                     " is ", ShapeStr({q4->out, q4->in}),
+                                                     ", asked for as ", ShapeStr(shape)));
+    }
+    // (q - zero) * scale in fp32, in input-feature order.
+    ASSIGN_OR_RETURN(Q4Window w, ReadQ4(*q4, 0, q4->out, 0, q4->in));
+    std::vector<float> out(static_cast<size_t>(q4->out * q4->in));
+    RETURN_IF_ERROR(DequantizeQ4Window(w, DType::kF32, out.data()));
+    return out;
+  }
   ASSIGN_OR_RETURN(model::TensorView view, View(name, shape));
   std::vector<float> out(static_cast<size_t>(view.NumElements()));
   if (view.dtype == DType::kF8E4M3) {
-    model::Fp8BlockSize block;
-    if (config_.fp8_quantization.has_value()) {
-      block.rows = config_.fp8_quantization->block_rows;
-      block.cols = config_.fp8_quantization->block_cols;
-    }
-    ASSIGN_OR_RETURN(model::TensorView scale,
-                     checkpoint_->Get(absl::StrCat(std::string(name), "_scale_inv")));
-    RETURN_IF_ERROR(model::DequantizeFp8Rows(
-        view, scale, block, 0, view.shape[0], DType::kF32,
-        std::span<std::byte>(reinterpret_cast<std::byte*>(out.data()), out.size() * 4)));
+    RETURN_IF_ERROR(DequantizeFp8(view, name, DType::kF32, out.data()));
     return out;
   }
   for (size_t i = 0; i < out.size(); ++i) out[i] = FloatAt(view, static_cast<int64_t>(i));
@@ -487,9 +648,12 @@ absl::StatusOr<Tensor> WeightLoader::ConcatRows(const std::vector<std::string>& 
 
 absl::StatusOr<Tensor> WeightLoader::FromFloats(const std::vector<float>& values,
                                                 std::vector<int64_t> shape) {
-  // Values from an fp8 checkpoint (e4m3 times an fp32 scale) are not bf16 numbers: keep them
-  // exact. They are rearrangements of small tensors (MLA's kv_b_proj), well under 1% of a model.
-  const DType dtype = config_.fp8_quantization.has_value() ? DType::kF32 : storage_dtype_;
+  // Values from an fp8 or int4 checkpoint (e4m3 or int4 times a scale) are not bf16 numbers:
+  // keep them exact. They are rearrangements of small tensors (MLA's kv_b_proj), well under 1% of a
+  // model.
+  const DType dtype = config_.fp8_quantization.has_value() || config_.int4_quantization.has_value()
+                          ? DType::kF32
+                          : storage_dtype_;
   ASSIGN_OR_RETURN(Tensor t, Tensor::Empty(dtype, shape));
   if (t.numel() != static_cast<int64_t>(values.size())) {
     return absl::InternalError("FromFloats: element count mismatch");

@@ -6,6 +6,14 @@
 //    SupportsFp8Weights, kept as published (zero-copy views of the e4m3 bytes, with their
 //    `_scale_inv` grid as kernels::BlockScales; slices keep the right scales); on others, and
 //    for weights derived at load (MLA's absorbed projections, GetFloats), dequantized to bf16.
+//  - int4 weights (compressed-tensors pack-quantized, GPTQ; worker/models/q4_window.h): asked for
+//    by their Linear's `<module>.weight` name, repacked once from the checkpoint's packing into
+//    kQ4 tensors with group scales (and GPTQ zero points and act-order column order) on a
+//    backend that SupportsQ4Weights; dequantized to the storage dtype on others, and to fp32 for
+//    weights derived at load (GetFloats). Tensor-parallel column slices start on multiples of
+//    32 (col_offset places them inside a group); act-order weights cannot be column-sliced.
+//  - Per-channel fp8 (compressed-tensors float-quantized): as block fp8, with one f32 scale per
+//    row from `<name>_scale` [out, 1].
 //  - Fused weights (gate_proj | up_proj, which Backend::SiluMul expects as one [2*inter, hidden]
 //    matrix): a copy; the source pages are then released from this process (madvise) so the
 //    resident set counts those bytes once.
@@ -30,13 +38,16 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "kernels/backend.h"
 #include "kernels/tensor.h"
 #include "model/config/model_config.h"
+#include "model/config/weight_layout.h"
 #include "model/safetensors/checkpoint.h"
 #include "model/safetensors/fp8_dequant.h"
+#include "worker/models/q4_window.h"
 #include "worker/models/shard.h"
 
 namespace expertmesh::models {
@@ -83,7 +94,8 @@ class WeightLoader {
   absl::StatusOr<kernels::Tensor> FromFloats(const std::vector<float>& values,
                                              std::vector<int64_t> shape);
 
-  // bf16 for bf16, f16 and fp8 checkpoints, f32 for f32 ones: the dtype of converted copies.
+  // bf16 for bf16, f16, fp8 and int4 checkpoints, f32 for f32 ones: the dtype of converted
+  // copies.
   DType storage_dtype() const { return storage_dtype_; }
   // Bytes of all tensors handed out (views and copies).
   uint64_t bytes_loaded() const { return bytes_loaded_; }
@@ -101,6 +113,12 @@ class WeightLoader {
   // checkpoint that is already fp8. FailedPrecondition unless set_backend was given a backend
   // that SupportsFp8Weights.
   absl::Status QuantizeLinearWeightsToFp8();
+  // From now on the routed experts' weights of a bf16 / f16 / f32 checkpoint are quantized at
+  // load to int4 in groups of model::kInt4QuantizeGroup along each row, symmetric, rounded to
+  // nearest (model::QuantizeInt4Groups, the function make-model writes int4 checkpoints with).
+  // FailedPrecondition unless set_backend was given a backend that SupportsQ4Weights, or for a
+  // checkpoint that is already quantized.
+  absl::Status QuantizeExpertWeightsToInt4();
 
  private:
   WeightLoader(std::shared_ptr<model::Checkpoint> checkpoint, const model::ModelConfig& config);
@@ -115,10 +133,13 @@ class WeightLoader {
   absl::StatusOr<kernels::Tensor> Prepare(kernels::Tensor host, bool mapped);
   // Whether fp8 weights stay fp8 (the backend multiplies them as stored) or are widened.
   bool KeepsFp8() const;
-  model::Fp8BlockSize Fp8Block() const;
-  // The f32 block-scale grid of the fp8 tensor `name` (its `<name>_scale_inv`, F32, BF16 or
-  // F16). Errors name the tensor: a missing scale, a wrong shape or dtype, a NaN or infinite or
-  // negative scale.
+  // Whether int4 weights stay kQ4 or are widened.
+  bool KeepsQ4() const;
+  // The fp8 blocks of a weight with `cols` columns (per channel: 1 x cols).
+  model::Fp8BlockSize Fp8Block(int64_t cols) const;
+  // The f32 block-scale grid of the fp8 tensor `name` (its `<name>_scale_inv`, or `<name>_scale`
+  // per channel; F32, BF16 or F16). Errors name the tensor: a missing scale, a wrong shape or
+  // dtype, a NaN or infinite or negative scale.
   absl::StatusOr<kernels::BlockScales> ScalesOf(const model::TensorView& weight,
                                                 std::string_view name) const;
   absl::StatusOr<kernels::Tensor> ConcatFp8RowSlices(const std::vector<RowSlice>& parts,
@@ -131,6 +152,20 @@ class WeightLoader {
                                                 const std::vector<int64_t>& shape);
   // Writes view (any float dtype) rows into `out` of the storage dtype.
   absl::Status Convert(const model::TensorView& view, std::string_view name, void* out) const;
+  // The fp8 tensor dequantized into `out` ([rows, cols] of `dtype`, kF32 or kBF16).
+  absl::Status DequantizeFp8(const model::TensorView& view, std::string_view name, DType dtype,
+                             void* out) const;
+
+  // The int4 Linear whose weight is `name` ("<module>.weight"), or null for other tensors.
+  const model::LinearSpec* Int4Linear(std::string_view name) const;
+  // Rows x columns of an int4 weight (or one quantized at load), as kQ4 or widened.
+  absl::StatusOr<kernels::Tensor> GetQ4(const model::LinearSpec& linear,
+                                        const std::vector<int64_t>& shape, int64_t row_begin,
+                                        int64_t rows, int64_t col_begin, int64_t cols);
+  absl::StatusOr<Q4Window> ReadQ4(const model::LinearSpec& linear, int64_t row_begin, int64_t rows,
+                                  int64_t col_begin, int64_t cols) const;
+  // A kQ4 tensor, or the dequantized values in the storage dtype, handed to the backend.
+  absl::StatusOr<kernels::Tensor> FromQ4Window(const Q4Window& window);
 
   std::shared_ptr<model::Checkpoint> checkpoint_;
   model::ModelConfig config_;
@@ -140,6 +175,9 @@ class WeightLoader {
   kernels::Backend* backend_ = nullptr;
   // Names of the weights quantized at load (QuantizeLinearWeightsToFp8).
   absl::flat_hash_set<std::string> quantize_;
+  // The int4 Linears by weight name ("<module>.weight"): those the checkpoint stores packed, and
+  // those quantized at load (QuantizeExpertWeightsToInt4, format kPlain).
+  absl::flat_hash_map<std::string, model::LinearSpec> int4_;
 };
 
 }  // namespace expertmesh::models
