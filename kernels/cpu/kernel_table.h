@@ -37,8 +37,11 @@ struct Q4Groups {
   int64_t block_cols = 128;  // the group size
   int64_t row_offset = 0;
   int64_t col_offset = 0;
-  // Offset of row r's first group entry in scales / zero_points.
-  int64_t Row(int64_t r) const { return ((r + row_offset) / block_rows) * ld; }
+  // Offset of row r's first group entry in scales / zero_points (no division for the usual
+  // one row per group: the kernels ask per row and strip).
+  int64_t Row(int64_t r) const {
+    return (block_rows == 1 ? r + row_offset : (r + row_offset) / block_rows) * ld;
+  }
   // The group of value i of a row, relative to Row(r).
   int64_t Group(int64_t i) const { return (i + col_offset) / block_cols; }
 };

@@ -341,20 +341,13 @@ void GemmWidened(const uint16_t* packed_x, int64_t n, int64_t k, int64_t rows, f
 void WidenQ4Columns(const uint8_t* w, int64_t ldw, int rows, int64_t k0, int64_t k1, int64_t k,
                     const Q4Groups& groups, int64_t row, int64_t ld, uint16_t* dst,
                     const uint8_t* next) {
-  const __m512i shifts = Q4Shifts();
+  const int64_t group = groups.Group(k0);
   for (int r = 0; r < rows; ++r) {
-    const uint8_t* src = w + r * ldw;
-    uint16_t* out = dst + r * ld;
-    const int64_t base = groups.Row(row + r);
-    for (int64_t i = k0; i < k1;) {
-      const int64_t group = groups.Group(i);
-      const int64_t end = std::min(k1, (group + 1) * groups.block_cols - groups.col_offset);
-      const __m512i table = Q4Table(groups.scales[base + group], ZeroOf(groups, base + group));
-      for (; i < end; i += kQ4Unit) {
-        if (next != nullptr && (i & 127) == 0) __builtin_prefetch(next + r * ldw + i / 2, 0, 1);
-        _mm512_storeu_si512(out + i, LoadQ4AsBf16(src + i / 2, table, shifts));
-      }
+    if (next != nullptr) {
+      for (int64_t i = k0; i < k1; i += 128) __builtin_prefetch(next + r * ldw + i / 2, 0, 1);
     }
+    uint16_t* out = dst + r * ld;
+    WidenQ4Row(w + r * ldw, k, k0, k1, groups, group, row + r, out);
     if (k1 == k) std::fill(out + k, out + ld, uint16_t{0});
   }
 }

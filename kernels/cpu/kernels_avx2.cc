@@ -39,13 +39,14 @@ inline __m256 LoadW8(const uint8_t* p) {
   return _mm256_castsi256_ps(
       _mm256_and_si256(_mm256_slli_epi32(v, 20), _mm256_set1_epi32(static_cast<int>(0x87f00000u))));
 }
-// 8 q4 values of a 32-value unit (kernels/q4_layout.h) as fp32: parts 0 and 1 are the low
-// nibbles of bytes 0-7 and 8-15, parts 2 and 3 their high nibbles.
-inline __m256 LoadQ4(const uint8_t* unit, int part) {
+// 8 q4 values from `offset` of a unit of half width `half` (kernels/q4_layout.h) as fp32: the
+// low nibbles of 8 bytes for the first half, their high nibbles for the second.
+inline __m256 LoadQ4(const uint8_t* unit, int64_t half, int64_t offset) {
+  const bool high = offset >= half;
   const __m256i bytes = _mm256_cvtepu8_epi32(
-      _mm_loadl_epi64(reinterpret_cast<const __m128i*>(unit + 8 * (part & 1))));
+      _mm_loadl_epi64(reinterpret_cast<const __m128i*>(unit + (high ? offset - half : offset))));
   const __m256i q =
-      part < 2 ? _mm256_and_si256(bytes, _mm256_set1_epi32(0x0f)) : _mm256_srli_epi32(bytes, 4);
+      high ? _mm256_srli_epi32(bytes, 4) : _mm256_and_si256(bytes, _mm256_set1_epi32(0x0f));
   return _mm256_cvtepi32_ps(q);
 }
 inline float ScalarW(uint16_t v) { return Bf16ToFloat(v); }
@@ -75,7 +76,9 @@ struct Avx2Policy {
   static float Sum(Acc acc) { return HorizontalSum(acc); }
   static __m256 LoadW8(const uint8_t* w) { return cpu::LoadW8(w); }
   static __m256 Mul(__m256 w, float s) { return _mm256_mul_ps(w, _mm256_set1_ps(s)); }
-  static __m256 LoadQ4(const uint8_t* unit, int part) { return cpu::LoadQ4(unit, part); }
+  static __m256 LoadQ4(const uint8_t* unit, int64_t half, int64_t offset) {
+    return cpu::LoadQ4(unit, half, offset);
+  }
   static __m256 Dequant(__m256 q, float zero, float scale) {
     return _mm256_mul_ps(_mm256_sub_ps(q, _mm256_set1_ps(zero)), _mm256_set1_ps(scale));
   }
@@ -107,9 +110,10 @@ void Q4ToF32(const uint8_t* row, int64_t k, const Q4Groups& groups, int64_t r, f
     const int64_t g = base + groups.Group(i);
     const float zero = groups.zero_points == nullptr ? static_cast<float>(kQ4SymmetricZero)
                                                      : groups.zero_points[g];
+    const Q4Position pos = Q4PositionOf(k, i);
     for (int part = 0; part < 4; ++part) {
-      _mm256_storeu_ps(out + i + 8 * part,
-                       Avx2Policy::Dequant(LoadQ4(row + i / 2, part), zero, groups.scales[g]));
+      const __m256 q = LoadQ4(row + pos.unit_byte, pos.half, pos.offset + 8 * part);
+      _mm256_storeu_ps(out + i + 8 * part, Avx2Policy::Dequant(q, zero, groups.scales[g]));
     }
   }
 }

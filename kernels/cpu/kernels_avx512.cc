@@ -29,13 +29,14 @@ inline __m512 LoadW8(const uint8_t* p) {
       _mm512_and_si512(_mm512_slli_epi32(v, 20), _mm512_set1_epi32(static_cast<int>(0x87f00000u))));
 }
 
-// 16 q4 values of a 32-value unit (kernels/q4_layout.h) as fp32: part 0 the low nibbles of its
-// 16 bytes, part 1 the high ones.
-inline __m512 LoadQ4(const uint8_t* unit, int part) {
-  const __m512i bytes =
-      _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(unit)));
+// 16 q4 values from `offset` of a unit of half width `half` (kernels/q4_layout.h) as fp32: the
+// low nibbles of 16 bytes for the first half, their high nibbles for the second.
+inline __m512 LoadQ4(const uint8_t* unit, int64_t half, int64_t offset) {
+  const bool high = offset >= half;
+  const __m512i bytes = _mm512_cvtepu8_epi32(
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(unit + (high ? offset - half : offset))));
   const __m512i q =
-      part == 0 ? _mm512_and_si512(bytes, _mm512_set1_epi32(0x0f)) : _mm512_srli_epi32(bytes, 4);
+      high ? _mm512_srli_epi32(bytes, 4) : _mm512_and_si512(bytes, _mm512_set1_epi32(0x0f));
   return _mm512_cvtepi32_ps(q);
 }
 
@@ -52,7 +53,9 @@ struct Avx512Policy {
   static float Sum(Acc acc) { return Avx512HorizontalSum(acc); }
   static __m512 LoadW8(const uint8_t* w) { return cpu::LoadW8(w); }
   static __m512 Mul(__m512 w, float s) { return _mm512_mul_ps(w, _mm512_set1_ps(s)); }
-  static __m512 LoadQ4(const uint8_t* unit, int part) { return cpu::LoadQ4(unit, part); }
+  static __m512 LoadQ4(const uint8_t* unit, int64_t half, int64_t offset) {
+    return cpu::LoadQ4(unit, half, offset);
+  }
   static __m512 Dequant(__m512 q, float zero, float scale) {
     return _mm512_mul_ps(_mm512_sub_ps(q, _mm512_set1_ps(zero)), _mm512_set1_ps(scale));
   }

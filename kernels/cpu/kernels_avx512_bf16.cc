@@ -209,56 +209,62 @@ void GemmF8XBf16(const uint16_t* x_in, int64_t ldx_in, int64_t n, int64_t k, con
 }
 
 void Q4ToBf16(const uint8_t* row, int64_t k, const Q4Groups& groups, int64_t r, uint16_t* out) {
-  const __m512i shifts = Q4Shifts();
-  const int64_t base = groups.Row(r);
-  for (int64_t i = 0; i < k;) {
-    const int64_t group = groups.Group(i);
-    const int64_t end = std::min(k, (group + 1) * groups.block_cols - groups.col_offset);
-    const __m512i table = Q4Table(groups.scales[base + group], ZeroOf(groups, base + group));
-    for (; i < end; i += kQ4Unit) {
-      _mm512_storeu_si512(out + i, LoadQ4AsBf16(row + i / 2, table, shifts));
-    }
-  }
+  WidenQ4Row(row, k, 0, k, groups, groups.Group(0), r, out);
 }
 
-// R rows x T tokens, the weights widened as they are read; each accumulator sees the
-// operations of streaming::MicroKernel<Avx512Bf16Policy> on the widened rows, in its order.
+// R rows x T tokens, the weights widened as they are read (each 64-wide unit's bytes loaded
+// once for both halves); each accumulator sees the operations of
+// streaming::MicroKernel<Avx512Bf16Policy> on the widened rows, in its order.
 template <int R, int T>
 void MicroKernelQ4Bf16(const uint16_t* x, int64_t ldx, int64_t k, const uint8_t* w, int64_t ldw,
                        const Q4Groups& groups, int64_t row, float* out, int64_t ldo,
                        const uint8_t* next) {
-  const __m512i shifts = Q4Shifts();
   __m512 acc[R][T];
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 3
     for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
   }
-  int64_t base[R];
-  for (int r = 0; r < R; ++r) base[r] = groups.Row(row + r);
-  for (int64_t i = 0; i < k;) {
-    const int64_t group = groups.Group(i);
-    const int64_t segment_end = std::min(k, (group + 1) * groups.block_cols - groups.col_offset);
-    __m512i table[R];
+  // Each row's group cursor (its table in a register while the group lasts).
+  Q4GroupCursor cursor[R];
+  const int64_t first_group = groups.Group(0);
+  for (int r = 0; r < R; ++r) cursor[r].Start(groups, row + r, first_group);
+  const auto half = [&](int64_t i, const __m512i(&words)[R]) {
+    __m512bh xv[T];
+#pragma GCC unroll 3
+    for (int t = 0; t < T; ++t) xv[t] = Load32(x + t * ldx + i);
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
-      table[r] = Q4Table(groups.scales[base[r] + group], ZeroOf(groups, base[r] + group));
+      cursor[r].At(i);
+      const __m512bh wv = reinterpret_cast<__m512bh>(LookUpQ4(words[r], cursor[r].table()));
+#pragma GCC unroll 3
+      for (int t = 0; t < T; ++t) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], wv, xv[t]);
     }
-    for (; i < segment_end; i += kQ4Unit) {
-      if (next != nullptr) {
+  };
+  const int64_t whole = k & ~int64_t{63};
+  int64_t i = 0;
+  for (; i < whole; i += 64) {
+    if (next != nullptr && i % 128 == 0) {
 #pragma GCC unroll 4
-        for (int r = 0; r < R; ++r) __builtin_prefetch(next + r * ldw + i / 2, 0, 3);
-      }
-      __m512bh xv[T];
-#pragma GCC unroll 3
-      for (int t = 0; t < T; ++t) xv[t] = Load32(x + t * ldx + i);
+      for (int r = 0; r < R; ++r) __builtin_prefetch(next + r * ldw + i / 2, 0, 3);
+    }
+    __m512i words[R];
 #pragma GCC unroll 4
-      for (int r = 0; r < R; ++r) {
-        const __m512bh wv =
-            reinterpret_cast<__m512bh>(LoadQ4AsBf16(w + r * ldw + i / 2, table[r], shifts));
+    for (int r = 0; r < R; ++r) words[r] = LoadQ4Words(w + r * ldw + i / 2);
+    half(i, words);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) words[r] = ShiftQ4(words[r]);
+    half(i + 32, words);
+  }
+  if (i < k) {  // the last unit, 32 wide
+    __m512bh xv[T];
 #pragma GCC unroll 3
-        for (int t = 0; t < T; ++t) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], wv, xv[t]);
-      }
+    for (int t = 0; t < T; ++t) xv[t] = Load32(x + t * ldx + i);
+    for (int r = 0; r < R; ++r) {
+      cursor[r].At(i);
+      const __m512bh wv =
+          reinterpret_cast<__m512bh>(LoadQ4TailAsBf16(w + r * ldw + i / 2, cursor[r].table()));
+      for (int t = 0; t < T; ++t) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], wv, xv[t]);
     }
   }
   for (int r = 0; r < R; ++r) {

@@ -69,7 +69,7 @@ void Q4ToF32(const uint8_t* row, int64_t k, const Q4Groups& groups, int64_t r, f
     const int64_t g = base + groups.Group(i);
     const float zero = groups.zero_points == nullptr ? static_cast<float>(kQ4SymmetricZero)
                                                      : groups.zero_points[g];
-    out[i] = (static_cast<float>(Q4Value(row, i)) - zero) * groups.scales[g];
+    out[i] = (static_cast<float>(Q4Value(row, k, i)) - zero) * groups.scales[g];
   }
 }
 

@@ -12,7 +12,8 @@
 //     static WVec LoadW8(const uint8_t* w);  // kStep e4m3 values, each times 2^-120 (exact)
 //     static WVec Mul(WVec w, float s);      // w * s, per lane
 //     // q4 weights only (kernels/q4_layout.h):
-//     static WVec LoadQ4(const uint8_t* unit, int part);  // values part * kStep.. of a unit
+//     // kStep values from `offset` of a q4 unit with half width `half` (kernels/q4_layout.h)
+//     static WVec LoadQ4(const uint8_t* unit, int64_t half, int64_t offset);
 //     static WVec Dequant(WVec q, float zero, float scale);  // (q - zero) * scale, per lane
 //   };
 // R weight rows x T tokens per micro-kernel; tokens go in groups of kMaxTokens, then smaller
@@ -227,8 +228,8 @@ inline void MicroKernelQ4(const X* x, int64_t ldx, int64_t k, const uint8_t* w, 
   }
   int64_t base[R];
   for (int r = 0; r < R; ++r) base[r] = groups.Row(row + r);
-  for (int64_t i = 0; i < k;) {
-    const int64_t group = groups.Group(i);
+  int64_t group = groups.Group(0);
+  for (int64_t i = 0; i < k; ++group) {
     const int64_t segment_end = std::min(k, (group + 1) * groups.block_cols - groups.col_offset);
     float scale[R], zero[R];
 #pragma GCC unroll 4
@@ -238,10 +239,11 @@ inline void MicroKernelQ4(const X* x, int64_t ldx, int64_t k, const uint8_t* w, 
                                               : groups.zero_points[base[r] + group];
     }
     for (; i < segment_end; i += kQ4Unit) {
-      if (next != nullptr) {
+      if (next != nullptr && i % 128 == 0) {
 #pragma GCC unroll 4
         for (int r = 0; r < R; ++r) __builtin_prefetch(next + r * ldw + i / 2, 0, 3);
       }
+      const Q4Position pos = Q4PositionOf(k, i);
 #pragma GCC unroll 4
       for (int part = 0; part < kQ4Unit / P::kStep; ++part) {
         const int64_t at = i + part * P::kStep;
@@ -250,7 +252,9 @@ inline void MicroKernelQ4(const X* x, int64_t ldx, int64_t k, const uint8_t* w, 
         for (int t = 0; t < T; ++t) xv[t] = P::LoadX(x + t * ldx + at);
 #pragma GCC unroll 4
         for (int r = 0; r < R; ++r) {
-          const auto wv = P::Dequant(P::LoadQ4(w + r * ldw + i / 2, part), zero[r], scale[r]);
+          const auto q =
+              P::LoadQ4(w + r * ldw + pos.unit_byte, pos.half, pos.offset + part * P::kStep);
+          const auto wv = P::Dequant(q, zero[r], scale[r]);
 #pragma GCC unroll 6
           for (int t = 0; t < T; ++t) acc[r][t] = P::Madd(acc[r][t], wv, xv[t]);
         }

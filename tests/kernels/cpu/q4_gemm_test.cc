@@ -73,7 +73,8 @@ std::vector<double> Dequantized(const Tensor& w) {
       const int64_t g =
           ((r + s.row_offset) / s.block_rows) * ld + (j + s.col_offset) / s.block_cols;
       const float zero = s.zero_points == nullptr ? 8.0f : s.zero_points->data<float>()[g];
-      const float value = (float(kernels::Q4Value(row, j)) - zero) * s.scales->data<float>()[g];
+      const float value =
+          (float(kernels::Q4Value(row, cols, j)) - zero) * s.scales->data<float>()[g];
       const int64_t column = s.column_order == nullptr ? j : s.column_order->data<int32_t>()[j];
       out[r * cols + column] = value;
     }
@@ -250,14 +251,17 @@ TEST(Q4Errors, BadWeightsAndGridsAreRefused) {
 }
 
 TEST(Q4Layout, PackedValuesReadBackInOrder) {
-  std::vector<uint8_t> values(64);
-  for (size_t i = 0; i < values.size(); ++i) values[i] = static_cast<uint8_t>((i * 7 + 3) % 16);
-  std::vector<uint8_t> packed(32);
-  kernels::PackQ4Row(values.data(), 64, packed.data());
-  // Byte j of a unit: value j low, value j + 16 high.
-  EXPECT_EQ(packed[0], values[0] | values[16] << 4);
-  EXPECT_EQ(packed[17], values[33] | values[49] << 4);
-  for (int64_t i = 0; i < 64; ++i) EXPECT_EQ(kernels::Q4Value(packed.data(), i), values[i]) << i;
+  // Two 64-wide units and a last one 32 wide.
+  constexpr int64_t k = 160;
+  std::vector<uint8_t> values(k);
+  for (int64_t i = 0; i < k; ++i) values[i] = static_cast<uint8_t>((i * 7 + 3) % 16);
+  std::vector<uint8_t> packed(k / 2);
+  kernels::PackQ4Row(values.data(), k, packed.data());
+  // Byte j of a 64-wide unit: value j low, value j + 32 high; of the 32-wide one: j and j + 16.
+  EXPECT_EQ(packed[0], values[0] | values[32] << 4);
+  EXPECT_EQ(packed[33], values[65] | values[97] << 4);
+  EXPECT_EQ(packed[64 + 3], values[128 + 3] | values[144 + 3] << 4);
+  for (int64_t i = 0; i < k; ++i) EXPECT_EQ(kernels::Q4Value(packed.data(), k, i), values[i]) << i;
 }
 
 }  // namespace
