@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
+#include "model/config/weight_layout.h"
 #include "tools/cli/commands.h"
 #include "tools/make_model/make_model.h"
 #include "tools/make_model/model_shape.h"
@@ -20,6 +21,8 @@ struct MakeModelFlags {
   std::string out;
   uint64_t seed = 0;
   std::string dtype = "bf16";
+  int64_t group_size = 128;
+  bool experts_only = false;
   std::string shard_size;
   std::string corpus;
   bool force = false;
@@ -42,14 +45,26 @@ absl::Status Run(const MakeModelFlags& flags) {
   options.seed = flags.seed;
   if (flags.dtype == "bf16" || flags.dtype == "bfloat16") {
     options.dtype = DType::kBF16;
+  } else if (flags.dtype == "f16" || flags.dtype == "float16") {
+    options.dtype = DType::kF16;
   } else if (flags.dtype == "f32" || flags.dtype == "float32") {
     options.dtype = DType::kF32;
   } else if (flags.dtype == "fp8" || flags.dtype == "f8_e4m3") {
     options.dtype = DType::kF8E4M3;
+  } else if (flags.dtype == "fp8-channel") {
+    options.quantization = model::LinearFormat::kFp8Channel;
+  } else if (flags.dtype == "int4-ct") {
+    options.quantization = model::LinearFormat::kInt4CompressedTensors;
+  } else if (flags.dtype == "int4-gptq") {
+    options.dtype = DType::kF16;  // as Qwen's GPTQ-Int4 releases
+    options.quantization = model::LinearFormat::kInt4Gptq;
   } else {
     return absl::InvalidArgumentError(
-        absl::StrCat("--dtype ", flags.dtype, " not supported (bf16, f32 or fp8)"));
+        absl::StrCat("--dtype ", flags.dtype,
+                     " not supported (bf16, f16, f32, fp8, fp8-channel, int4-ct or int4-gptq)"));
   }
+  options.group_size = flags.group_size;
+  options.experts_only = flags.experts_only;
   if (!flags.shard_size.empty()) {
     ASSIGN_OR_RETURN(options.shard_size, make_model::ParseByteSize(flags.shard_size));
   }
@@ -90,9 +105,19 @@ Command AddMakeModelCommand(CLI::App& parent) {
   app->add_option("--out", flags->out, "Output directory")->required();
   app->add_option("--seed", flags->seed, "Random seed")->capture_default_str();
   app->add_option("--dtype", flags->dtype,
-                  "Weight dtype: bf16, f32, or fp8 (e4m3 linear weights with 128x128 block "
-                  "scales, as DeepSeek-V3 publishes; the rest bf16)")
+                  "Weight dtype: bf16, f16, f32; or a quantized layout of the attention and "
+                  "MLP/expert linear weights, the rest unquantized: fp8 (e4m3, 128x128 block "
+                  "scales, as DeepSeek-V3 publishes), fp8-channel (compressed-tensors "
+                  "float-quantized, e4m3 with per-row scales, llm-compressor FP8_DYNAMIC), "
+                  "int4-ct (compressed-tensors pack-quantized int4, llm-compressor W4A16), "
+                  "int4-gptq (GPTQ v1 int4, sym, as Qwen's GPTQ-Int4 releases; float16)")
       ->capture_default_str();
+  app->add_option("--group-size", flags->group_size,
+                  "int4-ct / int4-gptq: input features per scale group (32, 64 or 128); preset "
+                  "widths are rounded up to multiples of it")
+      ->capture_default_str();
+  app->add_flag("--experts-only", flags->experts_only,
+                "int4-ct / int4-gptq / fp8-channel: quantize only the routed experts");
   app->add_option("--shard-size", flags->shard_size,
                   "Split weights into files of at most this size (e.g. 500MB)");
   app->add_option("--corpus", flags->corpus,

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -64,6 +65,119 @@ absl::Status ApplyConfigEdits(const MakeModelOptions& options, nlohmann::ordered
   return absl::OkStatus();
 }
 
+// The options' dtype and quantization, normalised (kF8E4M3 is kBF16 with fp8 blocks) and
+// checked against each other.
+struct WeightFormat {
+  DType dtype = DType::kBF16;
+  model::LinearFormat quantization = model::LinearFormat::kPlain;
+};
+
+bool IsInt4(model::LinearFormat f) {
+  return f == model::LinearFormat::kInt4CompressedTensors || f == model::LinearFormat::kInt4Gptq;
+}
+
+absl::StatusOr<WeightFormat> ResolveFormat(const MakeModelOptions& o) {
+  using model::LinearFormat;
+  WeightFormat f{o.dtype, o.quantization};
+  if (f.dtype == DType::kF8E4M3) {
+    if (f.quantization != LinearFormat::kPlain && f.quantization != LinearFormat::kFp8Block) {
+      return absl::InvalidArgumentError(
+          "dtype fp8 means fp8 blocks: it cannot be combined with another quantization");
+    }
+    f = {DType::kBF16, LinearFormat::kFp8Block};
+  }
+  if (f.dtype != DType::kBF16 && f.dtype != DType::kF16 && f.dtype != DType::kF32) {
+    return absl::InvalidArgumentError(absl::StrCat("dtype ", std::string(DTypeName(f.dtype)),
+                                                   " not supported (bf16, f16, f32 or fp8)"));
+  }
+  if (f.quantization == LinearFormat::kFp8Block && f.dtype != DType::kBF16) {
+    return absl::InvalidArgumentError("fp8 block checkpoints keep their other tensors in bf16");
+  }
+  if (f.quantization == LinearFormat::kInt4Gptq && f.dtype != DType::kF16) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("int4-gptq checkpoints are float16 (as AutoGPTQ and Qwen's GPTQ-Int4 "
+                     "releases store them), not ",
+                     std::string(DTypeName(f.dtype))));
+  }
+  if (IsInt4(f.quantization) && o.group_size != 32 && o.group_size != 64 && o.group_size != 128) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("int4 group size ", o.group_size, " not supported (32, 64 or 128)"));
+  }
+  if (o.experts_only) {
+    if (!IsInt4(f.quantization) && f.quantization != LinearFormat::kFp8Channel) {
+      return absl::InvalidArgumentError(
+          "experts-only applies to int4-ct, int4-gptq and fp8-channel checkpoints");
+    }
+    if (o.arch == model::Architecture::kLlama) {
+      return absl::InvalidArgumentError("experts-only: llama has no routed experts to quantize");
+    }
+  }
+  return f;
+}
+
+// A routed expert's projection ("model.layers.3.mlp.experts.7.down_proj", Mixtral's
+// "block_sparse_moe.experts.7.w2"; not DeepSeek's "shared_experts").
+bool IsRoutedExpert(const std::string& module) {
+  return module.find(".experts.") != std::string::npos;
+}
+
+// The quantization_config that quantizes the Linear layers of `plain` (the same model without
+// quantization) that `options` asks for: all but routers and lm_head, or the routed experts.
+nlohmann::ordered_json QuantizationFor(const model::ModelConfig& plain, model::LinearFormat format,
+                                       const MakeModelOptions& options) {
+  std::vector<std::string> ignore, gptq_modules;
+  absl::flat_hash_set<std::string> seen;
+  for (const model::LinearSpec& linear : model::LinearLayers(plain)) {
+    const bool quantize =
+        !linear.always_plain && (!options.experts_only || IsRoutedExpert(linear.module));
+    if (!quantize) {
+      // llm-compressor serialises every Linear it left alone by name; lm_head first, as in
+      // tests/golden (LinearLayers lists it last).
+      if (linear.module == "lm_head") {
+        ignore.insert(ignore.begin(), linear.module);
+      } else {
+        ignore.push_back(linear.module);
+      }
+      continue;
+    }
+    if (options.experts_only && format == model::LinearFormat::kInt4Gptq) {
+      // optimum's modules_in_block_to_quantize names modules relative to their decoder layer.
+      constexpr std::string_view kLayers = "model.layers.";
+      const size_t dot = linear.module.find('.', kLayers.size());
+      std::string relative = linear.module.substr(dot + 1);
+      if (seen.insert(relative).second) gptq_modules.push_back(std::move(relative));
+    }
+  }
+  return QuantizationConfigJson(format, options.group_size, ignore, gptq_modules);
+}
+
+// Whether the parsed config (config edits applied) stores Linear weights as `format` asks.
+absl::Status CheckConfigFormat(const model::ModelConfig& c, model::LinearFormat format) {
+  using model::LinearFormat;
+  bool ok = false;
+  switch (format) {
+    case LinearFormat::kPlain:
+      ok = !c.fp8_quantization.has_value() && !c.int4_quantization.has_value();
+      break;
+    case LinearFormat::kFp8Block:
+      ok = c.fp8_quantization.has_value() && !c.fp8_quantization->per_channel;
+      break;
+    case LinearFormat::kFp8Channel:
+      ok = c.fp8_quantization.has_value() && c.fp8_quantization->per_channel;
+      break;
+    case LinearFormat::kInt4CompressedTensors:
+    case LinearFormat::kInt4Gptq:
+      ok = c.int4_quantization.has_value() &&
+           (c.int4_quantization->format == model::Int4Quantization::Format::kGptq) ==
+               (format == LinearFormat::kInt4Gptq);
+      break;
+  }
+  if (ok) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      "config.json's quantization_config (after --set edits) does not describe the checkpoint "
+      "format asked for");
+}
+
 }  // namespace
 
 const std::vector<std::string>& ArchNames() {
@@ -117,13 +231,12 @@ absl::StatusOr<uint64_t> ParseByteSize(std::string_view text) {
 }
 
 absl::StatusOr<MakeModelResult> MakeModel(const MakeModelOptions& options) {
-  if (options.dtype != DType::kBF16 && options.dtype != DType::kF32 &&
-      options.dtype != DType::kF8E4M3) {
-    return absl::InvalidArgumentError(absl::StrCat("dtype ", std::string(DTypeName(options.dtype)),
-                                                   " not supported (bf16, f32 or fp8)"));
-  }
+  ASSIGN_OR_RETURN(const WeightFormat format, ResolveFormat(options));
   ASSIGN_OR_RETURN(ModelShape preset, PresetShape(options.size));
   ASSIGN_OR_RETURN(ModelShape shape, ApplyOverrides(preset, options.overrides));
+  if (IsInt4(format.quantization)) {
+    shape = Int4CompatibleShape(shape, options.overrides, options.group_size, options.experts_only);
+  }
   std::vector<CorpusDocument> corpus;
   if (options.corpus_dir.empty()) {
     corpus = BuiltinCorpus();
@@ -155,25 +268,37 @@ absl::StatusOr<MakeModelResult> MakeModel(const MakeModelOptions& options) {
   ids.eos = tokenizer.files.eos_id;
   ids.stop_ids = tokenizer.files.stop_ids;
   ids.pad = tokenizer.files.pad_id;
+  const DType config_dtype =
+      format.quantization == model::LinearFormat::kFp8Block ? DType::kF8E4M3 : format.dtype;
   nlohmann::ordered_json config =
-      BuildConfigJson(options.arch, shape, result.vocab_size, ids, options.dtype);
+      BuildConfigJson(options.arch, shape, result.vocab_size, ids, config_dtype);
   RETURN_IF_ERROR(ApplyConfigEdits(options, config));
+  if (format.quantization != model::LinearFormat::kPlain &&
+      format.quantization != model::LinearFormat::kFp8Block) {
+    // Which modules a compressed-tensors or GPTQ config names follows from the model's Linear
+    // layers, read from the unquantized config.
+    ASSIGN_OR_RETURN(model::ModelConfig plain,
+                     model::ParseModelConfig(nlohmann::json(config), "make-model config.json"));
+    config = BuildConfigJson(options.arch, shape, result.vocab_size, ids, config_dtype,
+                             QuantizationFor(plain, format.quantization, options));
+    RETURN_IF_ERROR(ApplyConfigEdits(options, config));
+  }
   // The checkpoint is derived from the config exactly as a loader will derive it.
   ASSIGN_OR_RETURN(model::ModelConfig parsed,
                    model::ParseModelConfig(nlohmann::json(config), "make-model config.json"));
+  RETURN_IF_ERROR(CheckConfigFormat(parsed, format.quantization));
+  RETURN_IF_ERROR(CheckQuantizable(parsed));
   result.vocab_size = parsed.vocab_size;
   if (parsed.vocab_size < result.num_tokens) {
     return absl::InvalidArgumentError(absl::StrCat("config vocab_size ", parsed.vocab_size,
                                                    " is smaller than the tokenizer's ",
                                                    result.num_tokens, " tokens"));
   }
-  ASSIGN_OR_RETURN(std::vector<TensorToWrite> tensors,
-                   TensorsToWrite(model::ExpectedTensors(parsed), options.dtype));
 
   const Clock::time_point weights_start = Clock::now();
   const float init_std = config.value("initializer_range", 0.02f);
   ASSIGN_OR_RETURN(CheckpointSummary checkpoint,
-                   WriteCheckpoint(dir, tensors, options.seed, init_std, options.shard_size));
+                   WriteCheckpoint(dir, parsed, options.seed, init_std, options.shard_size));
   result.weights_seconds = SecondsSince(weights_start);
   result.files = checkpoint.files;
   result.weight_bytes = checkpoint.total_bytes;

@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "common/dtype.h"
 #include "model/config/model_config.h"
+#include "model/config/weight_layout.h"
 #include "tools/make_model/model_shape.h"
 
 namespace expertmesh::make_model {
@@ -28,10 +29,29 @@ struct MakeModelOptions {
   ShapeOverrides overrides;
   std::string out_dir;
   uint64_t seed = 0;
-  DType dtype = DType::kBF16;  // kBF16, kF32, or kF8E4M3 (fp8 linear weights, bf16 others)
-  uint64_t shard_size = 0;     // max bytes per safetensors file; 0 = one model.safetensors
-  bool force = false;          // write into a non-empty out_dir (files of the same name replaced)
-  std::string corpus_dir;      // empty: the built-in corpus
+  // The dtype of the checkpoint's floating-point tensors (config.json torch_dtype): kBF16, kF16
+  // or kF32; kF8E4M3 is short for kBF16 with `quantization` kFp8Block.
+  DType dtype = DType::kBF16;
+  // How the Linear weights of attention and of the (dense, shared and routed) MLPs are stored;
+  // routers, lm_head, embeddings and norms stay in `dtype`. Each quantized format is written as
+  // its published tools write it (checkpoint_writer.h WriteCheckpoint, tests/golden/README.md):
+  //  - kFp8Block: DeepSeek-V3's fp8, e4m3 with 128 x 128 F32 block scales;
+  //  - kFp8Channel: llm-compressor FP8_DYNAMIC (compressed-tensors float-quantized), e4m3 with
+  //    a per-output-row scale in `dtype`; routers and lm_head named in `ignore`;
+  //  - kInt4CompressedTensors: llm-compressor W4A16 (compressed-tensors pack-quantized,
+  //    symmetric groups of `group_size`, scales in `dtype`); routers and lm_head in `ignore`;
+  //  - kInt4Gptq: AutoGPTQ v1 as Qwen's GPTQ-Int4 releases (sym, desc_act false); needs
+  //    `dtype` kF16, which those releases are.
+  // Each equals the unquantized checkpoint of the same options (its "twin") quantized: int4
+  // with model::QuantizeInt4Groups, as `--quantize int4` quantizes at load.
+  model::LinearFormat quantization = model::LinearFormat::kPlain;
+  int64_t group_size = 128;  // int4 groups: 32, 64 or 128
+  // Quantize the routed experts only (the rest stays in `dtype`, listed in compressed-tensors'
+  // ignore or left out of GPTQ's modules_in_block_to_quantize).
+  bool experts_only = false;
+  uint64_t shard_size = 0;  // max bytes per safetensors file; 0 = one model.safetensors
+  bool force = false;       // write into a non-empty out_dir (files of the same name replaced)
+  std::string corpus_dir;   // empty: the built-in corpus
   // Raw config.json edits applied last, as (key, JSON text) pairs, e.g. {"rope_theta", "1e6"}.
   std::vector<std::pair<std::string, std::string>> config_edits;
 };
@@ -58,8 +78,11 @@ const std::vector<std::string>& ArchNames();
 // Parses "500MB", "2GB", "1.5GiB", "1048576" into bytes. INVALID_ARGUMENT otherwise.
 absl::StatusOr<uint64_t> ParseByteSize(std::string_view text);
 
-// Writes the model. Errors: INVALID_ARGUMENT for bad options (unknown preset, inconsistent
-// dims, a config edit that is not JSON, a dtype other than bf16/f32) naming the problem;
+// Writes the model. With an int4 `quantization`, the preset's widths that the quantized layers
+// read are first rounded up to multiples of the group (model_shape.h Int4CompatibleShape;
+// overridden ones are kept). Errors: INVALID_ARGUMENT for bad options (unknown preset,
+// inconsistent dims, a config edit that is not JSON, an unsupported dtype, quantization, group
+// size or combination of them, a width the int4 group does not divide) naming the problem;
 // FAILED_PRECONDITION when out_dir is non-empty and !force; INTERNAL for I/O failures, naming
 // the file.
 absl::StatusOr<MakeModelResult> MakeModel(const MakeModelOptions& options);

@@ -159,8 +159,8 @@ void AddDeepseek(Architecture arch, const ModelShape& s, Json& c) {
 int64_t PaddedVocabSize(int64_t num_tokens) { return (num_tokens + 63) / 64 * 64; }
 
 nlohmann::ordered_json BuildConfigJson(Architecture arch, const ModelShape& shape,
-                                       int64_t vocab_size, const SpecialTokenIds& ids,
-                                       DType dtype) {
+                                       int64_t vocab_size, const SpecialTokenIds& ids, DType dtype,
+                                       const nlohmann::ordered_json& quantization_config) {
   Json c = CommonKeys(arch, shape, vocab_size, ids);
   switch (arch) {
     case Architecture::kLlama:
@@ -178,7 +178,9 @@ nlohmann::ordered_json BuildConfigJson(Architecture arch, const ModelShape& shap
       AddDeepseek(arch, shape, c);
       break;
   }
-  c["torch_dtype"] = dtype == DType::kF32 ? "float32" : "bfloat16";
+  c["torch_dtype"] = dtype == DType::kF32   ? "float32"
+                     : dtype == DType::kF16 ? "float16"
+                                            : "bfloat16";
   if (dtype == DType::kF8E4M3) {
     // As DeepSeek-V3 and Qwen3-FP8 publish it: linear weights in e4m3 with a 128 x 128 block
     // scale each, everything else in torch_dtype.
@@ -187,10 +189,65 @@ nlohmann::ordered_json BuildConfigJson(Architecture arch, const ModelShape& shap
                                 {"quant_method", "fp8"},
                                 {"weight_block_size", {128, 128}}};
   }
+  if (!quantization_config.is_null()) c["quantization_config"] = quantization_config;
   // Published checkpoints carry the transformers version that wrote them; a 4.x value matches
   // the key style used here (rope_theta / rope_scaling / torch_dtype, not rope_parameters).
   c["transformers_version"] = "4.51.0";
   return c;
+}
+
+nlohmann::ordered_json QuantizationConfigJson(model::LinearFormat format, int64_t group_size,
+                                              const std::vector<std::string>& ignore,
+                                              const std::vector<std::string>& gptq_modules) {
+  if (format == model::LinearFormat::kInt4Gptq) {
+    // AutoGPTQ's BaseQuantizeConfig as Qwen's GPTQ-Int4 configs carry it; checkpoint_format
+    // "gptq" (v1) stores each zero point minus one.
+    Json q{{"quant_method", "gptq"},
+           {"bits", 4},
+           {"group_size", group_size},
+           {"desc_act", false},
+           {"sym", true},
+           {"static_groups", false},
+           {"true_sequential", true},
+           {"damp_percent", 0.01},
+           {"checkpoint_format", "gptq"}};
+    if (!gptq_modules.empty()) q["modules_in_block_to_quantize"] = Json::array({gptq_modules});
+    return q;
+  }
+  // compressed-tensors' QuantizationArgs, every field serialised in its order.
+  const auto args = [](int64_t bits, const char* type, const char* strategy, Json group_size_arg,
+                       bool dynamic, Json observer) {
+    return Json{{"actorder", nullptr},
+                {"block_structure", nullptr},
+                {"dynamic", dynamic},
+                {"group_size", std::move(group_size_arg)},
+                {"num_bits", bits},
+                {"observer", std::move(observer)},
+                {"observer_kwargs", Json::object()},
+                {"strategy", strategy},
+                {"symmetric", true},
+                {"type", type}};
+  };
+  const bool int4 = format == model::LinearFormat::kInt4CompressedTensors;
+  Json group;
+  if (int4) {
+    group["input_activations"] = nullptr;
+    group["output_activations"] = nullptr;
+    group["targets"] = Json::array({"Linear"});
+    group["weights"] = args(4, "int", "group", group_size, false, "minmax");
+  } else {
+    // FP8_DYNAMIC declares per-token fp8 activations; the engine serves the weights as W8A16.
+    group["input_activations"] = args(8, "float", "token", nullptr, true, nullptr);
+    group["output_activations"] = nullptr;
+    group["targets"] = Json::array({"Linear"});
+    group["weights"] = args(8, "float", "channel", nullptr, false, "minmax");
+  }
+  return Json{{"config_groups", {{"group_0", std::move(group)}}},
+              {"format", int4 ? "pack-quantized" : "float-quantized"},
+              {"ignore", ignore},
+              {"kv_cache_scheme", nullptr},
+              {"quant_method", "compressed-tensors"},
+              {"quantization_status", "compressed"}};
 }
 
 nlohmann::ordered_json BuildGenerationConfigJson(const SpecialTokenIds& ids) {

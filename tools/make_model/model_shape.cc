@@ -1,5 +1,7 @@
 #include "tools/make_model/model_shape.h"
 
+#include <numeric>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
@@ -105,6 +107,11 @@ void Set(int64_t& field, const std::optional<int64_t>& value) {
   if (value.has_value()) field = *value;
 }
 
+// Rounds `field` up to a multiple of `multiple` unless the user set it.
+void RoundUp(int64_t& field, const std::optional<int64_t>& set_by_user, int64_t multiple) {
+  if (!set_by_user.has_value()) field = (field + multiple - 1) / multiple * multiple;
+}
+
 }  // namespace
 
 const std::vector<std::string>& PresetNames() {
@@ -185,6 +192,23 @@ absl::StatusOr<ModelShape> ApplyOverrides(ModelShape s, const ShapeOverrides& o)
   if (s.qk_rope_head_dim % 2 != 0) {
     return absl::InvalidArgumentError("qk rope head dim must be even");
   }
+  return s;
+}
+
+ModelShape Int4CompatibleShape(ModelShape s, const ShapeOverrides& o, int64_t group,
+                               bool experts_only) {
+  // Every routed expert reads hidden (gate/up) or its own width (down).
+  RoundUp(s.hidden_size, o.hidden_size, group);
+  RoundUp(s.moe_intermediate_size, o.moe_intermediate_size, group);
+  if (experts_only) return s;
+  RoundUp(s.intermediate_size, o.intermediate_size, group);
+  RoundUp(s.kv_lora_rank, o.kv_lora_rank, group);  // kv_b_proj's input
+  RoundUp(s.q_lora_rank, o.q_lora_rank, group);    // q_b_proj's input
+  // o_proj reads heads x head_dim (Qwen3-MoE) or heads x v_head_dim (MLA); the other
+  // architectures derive head_dim from hidden, which is already a multiple.
+  const int64_t per_head = group / std::gcd(group, s.num_heads);
+  RoundUp(s.head_dim, o.head_dim, per_head);
+  RoundUp(s.v_head_dim, o.v_head_dim, per_head);
   return s;
 }
 

@@ -57,6 +57,15 @@ absl::StatusOr<ModelShape> PresetShape(std::string_view name);
 // (non-positive sizes, kv heads not dividing heads, top-k above the expert count, ...).
 absl::StatusOr<ModelShape> ApplyOverrides(ModelShape shape, const ShapeOverrides& overrides);
 
+// `shape` with the widths that int4-quantized Linear layers read rounded up to multiples of
+// `group`, so that every row splits into whole groups: hidden and routed-expert widths always,
+// and unless `experts_only` the dense MLP width, the MLA ranks, and the attention output widths
+// (heads x head_dim, heads x v_head_dim). The presets' small widths (tiny: hidden 64, experts 32
+// wide) are below the published group sizes; fields set in `overrides` are left as given (the
+// caller reports those that do not divide). REQUIRES: group > 0 and a valid `shape`.
+ModelShape Int4CompatibleShape(ModelShape shape, const ShapeOverrides& overrides, int64_t group,
+                               bool experts_only);
+
 }  // namespace expertmesh::make_model
 
 #endif  // EXPERTMESH_TOOLS_MAKE_MODEL_MODEL_SHAPE_H_
