@@ -88,11 +88,12 @@ absl::Status RunGenerate(const GenerateFlags& f) {
     return absl::InvalidArgumentError(
         absl::StrCat("generate: --compute-dtype must be f32 or bf16, got ", f.compute_dtype));
   }
-  if (f.quantize != "none" && f.quantize != "fp8") {
+  if (f.quantize != "none" && f.quantize != "fp8" && f.quantize != "int4") {
     return absl::InvalidArgumentError(
-        absl::StrCat("generate: --quantize must be none or fp8, got ", f.quantize));
+        absl::StrCat("generate: --quantize must be none, fp8 or int4, got ", f.quantize));
   }
   options.quantize_fp8 = f.quantize == "fp8";
+  options.quantize_int4 = f.quantize == "int4";
   options.kv_cache_bytes = f.kv_cache_mb << 20;
   options.seed = f.seed;
   absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> tok =
@@ -174,7 +175,8 @@ Command AddGenerateCommand(CLI::App& parent) {
   app->add_option("--seed", f->seed, "Seed of prompt 0 (prompt i uses seed + i)");
   app->add_option("--compute-dtype", f->compute_dtype, "Activation dtype: f32 or bf16");
   app->add_option("--quantize", f->quantize,
-                  "none | fp8: quantize linear weights to fp8 (128x128 blocks) at load");
+                  "none | fp8 | int4: quantize linear weights to fp8 (128x128 blocks) or the "
+                  "routed experts to int4 (groups of 128, symmetric) at load");
   app->add_option("--threads", f->threads, "CPU threads (0 = all cores)");
   app->add_flag("--batch-invariant", f->batch_invariant,
                 "CPU: a prompt's output never depends on the other prompts (every product on one "

@@ -53,6 +53,7 @@ struct ServeFlags {
   int threads = 0;
   bool batch_invariant = false;
   std::string compute_dtype = "bf16";
+  std::string quantize = "none";  // passed to the workers
   std::string device = "auto";
   int max_running = 64;
   std::string routing = "prefix";
@@ -205,6 +206,10 @@ class Launcher {
           // over Gloo.
           "--cuda-device", absl::StrCat(g * world + rank)};
       if (f_.batch_invariant) argv.push_back("--batch-invariant");
+      if (f_.quantize != "none") {
+        argv.push_back("--quantize");
+        argv.push_back(f_.quantize);
+      }
       if (world > 1) {
         for (const std::string& a :
              {std::string("--rank"), absl::StrCat(rank), std::string("--leader"),
@@ -378,6 +383,11 @@ Command AddServeCommand(CLI::App& parent) {
   app->add_option("--threads", flags->threads, "CPU threads per worker (0: all cores)")
       ->capture_default_str();
   app->add_option("--compute-dtype", flags->compute_dtype, "f32 | bf16")->capture_default_str();
+  app->add_option("--quantize", flags->quantize,
+                  "none | fp8 | int4: workers quantize a bf16 checkpoint at load (fp8: linear "
+                  "weights in 128x128 blocks; int4: routed experts in groups of 128)")
+      ->check(CLI::IsMember({"none", "fp8", "int4"}))
+      ->capture_default_str();
   app->add_flag("--batch-invariant", flags->batch_invariant,
                 "CPU workers: a token's output never depends on its batch (every product on one "
                 "kernel; slower at 1-3 tokens per weight on AMX CPUs)");

@@ -20,6 +20,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Load(const std::string& model_di
   models::ModelOptions mo;
   mo.compute_dtype = options.compute_dtype;
   mo.quantize_fp8 = options.quantize_fp8;
+  mo.quantize_int4 = options.quantize_int4;
   mo.max_positions = options.max_model_len > 0
                          ? options.max_model_len
                          : std::min<int64_t>(config.max_position_embeddings, 32768);

@@ -402,7 +402,11 @@ absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& model_dir, B
   ASSIGN_OR_RETURN(WeightLoader weights, WeightLoader::Open(model_dir, config));
   weights.set_shard(options.shard);
   weights.set_backend(backend);
+  if (options.quantize_fp8 && options.quantize_int4) {
+    return absl::InvalidArgumentError("load model: quantize to fp8 or to int4, not both");
+  }
   if (options.quantize_fp8) RETURN_IF_ERROR(weights.QuantizeLinearWeightsToFp8());
+  if (options.quantize_int4) RETURN_IF_ERROR(weights.QuantizeExpertWeightsToInt4());
   absl::StatusOr<DecoderParts> parts;
   switch (config.architecture) {
     case model::Architecture::kLlama:

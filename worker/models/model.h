@@ -68,6 +68,13 @@ struct ModelOptions {
   // published FP8 checkpoints hold them, on a backend that multiplies fp8 weights: half the
   // memory and half the bytes per decoded token of bf16. Ignored for a checkpoint already fp8.
   bool quantize_fp8 = false;
+  // Quantize a bf16/f16/f32 checkpoint's routed-expert weights at load to int4 in groups of 128
+  // along each row, symmetric, rounded to nearest (model/safetensors/int4_quantize.h, as
+  // make-model writes int4 checkpoints), on a backend that multiplies q4 weights: a quarter of
+  // bf16's bytes (plus one f32 scale per 128 values) for the weights that dominate an MoE's
+  // memory and decode traffic. FailedPrecondition on other backends and for quantized
+  // checkpoints. Not together with quantize_fp8.
+  bool quantize_int4 = false;
 };
 
 // One step's batch. All tensors are i32 host tensors (MakeForwardBatch builds them); Forward

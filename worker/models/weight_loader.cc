@@ -511,6 +511,22 @@ absl::StatusOr<Tensor> WeightLoader::ConcatRowSlices(const std::vector<RowSlice>
       ASSIGN_OR_RETURN(Q4Window w, ReadQ4(*q4, p.begin, p.count, 0, cols));
       windows.push_back(std::move(w));
     }
+    bool same_order = true;
+    for (const Q4Window& w : windows) same_order &= w.column_order == windows[0].column_order;
+    if (!same_order) {
+      // GPTQ orders the columns of weights that read the same input alike (the order comes from
+      // that input's Hessian), so a fused gate | up shares one order. Where a checkpoint's
+      // orders differ no single column order serves the fused weight: it is dequantized, in
+      // fp32 since (q - zero) * scale is not a bf16 number.
+      ASSIGN_OR_RETURN(Tensor t, Tensor::Empty(DType::kF32, {total, cols}));
+      float* dst = t.data<float>();
+      for (const Q4Window& w : windows) {
+        RETURN_IF_ERROR(DequantizeQ4Window(w, DType::kF32, dst));
+        dst += w.rows * cols;
+      }
+      bytes_loaded_ += t.nbytes();
+      return Prepare(std::move(t), false);
+    }
     ASSIGN_OR_RETURN(Q4Window fused, ConcatQ4Rows(std::move(windows)));
     return FromQ4Window(fused);
   }

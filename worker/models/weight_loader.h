@@ -11,7 +11,9 @@
 //    kQ4 tensors with group scales (and GPTQ zero points and act-order column order) on a
 //    backend that SupportsQ4Weights; dequantized to the storage dtype on others, and to fp32 for
 //    weights derived at load (GetFloats). Tensor-parallel column slices start on multiples of
-//    32 (col_offset places them inside a group); act-order weights cannot be column-sliced.
+//    32 (col_offset places them inside a group); act-order weights cannot be column-sliced, and
+//    a fused gate | up whose act-order column orders differ (GPTQ gives weights that read the
+//    same input one order) is dequantized to f32.
 //  - Per-channel fp8 (compressed-tensors float-quantized): as block fp8, with one f32 scale per
 //    row from `<name>_scale` [out, 1].
 //  - Fused weights (gate_proj | up_proj, which Backend::SiluMul expects as one [2*inter, hidden]

@@ -57,8 +57,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--compute-dtype", f.compute_dtype, "f32 | bf16")->capture_default_str();
   app.add_option("--quantize", f.quantize,
-                 "none | fp8: quantize a bf16 checkpoint's linear weights to fp8 (128x128 "
-                 "blocks) at load, on a backend with fp8 kernels (the CPU today)")
+                 "none | fp8 | int4: quantize a bf16 checkpoint at load: fp8 = its linear "
+                 "weights to fp8 (128x128 blocks), int4 = its routed experts to int4 (groups of "
+                 "128, symmetric), on a backend with kernels for them")
       ->capture_default_str();
   app.add_option("--threads", f.threads,
                  "CPU threads (0: all cores, divided among the group's ranks on this host)")

@@ -75,11 +75,12 @@ absl::StatusOr<engine::EngineOptions> EngineOptionsFrom(const WorkerFlags& flags
         absl::StrCat("--compute-dtype must be f32 or bf16, got ", flags.compute_dtype));
   }
   ASSIGN_OR_RETURN(options.kv_cache_bytes, ParseByteSize(flags.kv_budget, "--kv-budget"));
-  if (flags.quantize != "none" && flags.quantize != "fp8") {
+  if (flags.quantize != "none" && flags.quantize != "fp8" && flags.quantize != "int4") {
     return absl::InvalidArgumentError(
-        absl::StrCat("--quantize must be none or fp8, got ", flags.quantize));
+        absl::StrCat("--quantize must be none, fp8 or int4, got ", flags.quantize));
   }
   options.quantize_fp8 = flags.quantize == "fp8";
+  options.quantize_int4 = flags.quantize == "int4";
   options.max_num_batched_tokens = flags.max_batched_tokens;
   options.max_num_seqs = flags.max_running;
   options.max_model_len = flags.max_model_len;
@@ -111,6 +112,7 @@ absl::StatusOr<std::unique_ptr<models::Model>> LoadShard(const WorkerFlags& flag
   models::ModelOptions mo;
   mo.compute_dtype = options.compute_dtype;
   mo.quantize_fp8 = options.quantize_fp8;
+  mo.quantize_int4 = options.quantize_int4;
   mo.max_positions = options.max_model_len > 0
                          ? options.max_model_len
                          : std::min<int64_t>(config.max_position_embeddings, 32768);

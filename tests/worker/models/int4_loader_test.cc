@@ -15,11 +15,16 @@
 #include "common/status_macros.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "kernels/cpu/cpu_backend.h"
 #include "kernels/q4_layout.h"
 #include "model/config/model_config.h"
 #include "model/safetensors/int4_quantize.h"
 #include "tests/model/safetensors/safetensors_writer.h"
 #include "tests/util/fake_device_backend.h"
+#include "tests/util/shared_model.h"
+#include "tests/util/tensor_compare.h"
+#include "tests/worker/models/model_test_util.h"
+#include "worker/models/model.h"
 #include "worker/models/weight_loader.h"
 
 namespace expertmesh::models {
@@ -350,6 +355,31 @@ TEST_F(Int4LoaderTest, GptqActOrder) {
   ASSERT_TRUE(floats.ok()) << floats.status();
   for (int64_t c = 0; c < kInter; ++c) ASSERT_EQ((*floats)[5 * kInter + c], down.Value(5, c));
 
+  // Orders that differ (not what GPTQ writes for weights sharing an input) fuse dequantized.
+  {
+    Json config2 = BaseConfig();
+    config2["torch_dtype"] = "float16";
+    config2["hidden_size"] = kInter;  // three groups per gate / up row
+    config2["quantization_config"] = GptqQuantization(false, true, "gptq");
+    Int4Weight g2 = MakeWeight(kInter, kInter, 12, false, true);
+    Int4Weight u2 = MakeWeight(kInter, kInter, 13, false, true);
+    for (int64_t c = 0; c < kInter; ++c) u2.g_idx[c] = static_cast<int32_t>((c + 1) % 3);
+    std::vector<TestTensor> t2;
+    AddGptq(kMlp + "gate_proj", g2, true, t2);
+    AddGptq(kMlp + "up_proj", u2, true, t2);
+    auto w2 = Open("gptq_act_order_mismatch", config2, t2);
+    ASSERT_TRUE(w2.ok()) << w2.status();
+    auto mixed = w2->ConcatRowSlices(
+        {{kMlp + "gate_proj.weight", kInter, 0, 32}, {kMlp + "up_proj.weight", kInter, 0, 32}},
+        kInter);
+    ASSERT_TRUE(mixed.ok()) << mixed.status();
+    ASSERT_EQ(mixed->dtype(), DType::kF32);
+    for (int64_t c = 0; c < kInter; ++c) {
+      ASSERT_EQ(mixed->data<float>()[3 * kInter + c], g2.Value(3, c));
+      ASSERT_EQ(mixed->data<float>()[(32 + 3) * kInter + c], u2.Value(3, c));
+    }
+  }
+
   // A tensor-parallel column slice would cut shuffled input features.
   auto cols = w->GetCols(kMlp + "down_proj.weight", {kHidden, kInter}, 96, 96);
   ASSERT_FALSE(cols.ok());
@@ -515,6 +545,128 @@ TEST_F(Int4LoaderTest, ErrorsNameTheTensor) {
     EXPECT_THAT(t.status().message(), HasSubstr(down + ".weight")) << c.name;
   }
   (void)act;
+}
+
+// --quantize int4: the routed experts of a bf16 checkpoint become kQ4 in groups of 128, exactly
+// what model::QuantizeInt4Groups (make-model's quantizer) gives for the same values; the rest
+// stays bf16.
+TEST_F(Int4LoaderTest, QuantizeExpertsAtLoad) {
+  Json config = {{"architectures", {"Qwen3MoeForCausalLM"}},
+                 {"vocab_size", 64},
+                 {"hidden_size", 256},
+                 {"intermediate_size", 256},
+                 {"num_hidden_layers", 1},
+                 {"num_attention_heads", 2},
+                 {"num_key_value_heads", 2},
+                 {"head_dim", 128},
+                 {"max_position_embeddings", 64},
+                 {"rms_norm_eps", 1e-6},
+                 {"num_experts", 2},
+                 {"num_experts_per_tok", 1},
+                 {"moe_intermediate_size", 128},
+                 {"torch_dtype", "bfloat16"}};
+  const std::string expert = "model.layers.0.mlp.experts.1.";
+  const std::string attn = "model.layers.0.self_attn.o_proj.weight";
+  std::vector<float> values(128 * 256);
+  for (size_t i = 0; i < values.size(); ++i) {
+    values[i] = Bf16ToFloat(FloatToBf16(std::sin(0.37f * static_cast<float>(i)) * 0.05f));
+  }
+  std::vector<TestTensor> tensors = {
+      {expert + "gate_proj.weight", DType::kBF16, {128, 256}, Bf16Bytes(values)},
+      {expert + "up_proj.weight", DType::kBF16, {128, 256}, Bf16Bytes(values)},
+      {attn, DType::kBF16, {256, 256}, Bf16Bytes(std::vector<float>(256 * 256, 0.25f))}};
+  auto w = Open("quantize_at_load", config, tensors);
+  ASSERT_TRUE(w.ok()) << w.status();
+  ASSERT_TRUE(w->QuantizeExpertWeightsToInt4().ok());
+
+  std::vector<uint8_t> q(values.size());
+  std::vector<float> scales(128 * 2);
+  ASSERT_TRUE(model::QuantizeInt4Groups(values, 128, 256, model::kInt4QuantizeGroup, DType::kBF16,
+                                        q, scales)
+                  .ok());
+  auto t = w->Get(expert + "gate_proj.weight", {128, 256});
+  ASSERT_TRUE(t.ok()) << t.status();
+  ASSERT_EQ(t->dtype(), DType::kQ4);
+  const kernels::BlockScales& s = *t->block_scales();
+  EXPECT_EQ(s.block_cols, model::kInt4QuantizeGroup);
+  EXPECT_EQ(s.zero_points, nullptr);
+  const auto* packed = static_cast<const uint8_t*>(t->raw_data());
+  for (int64_t r = 0; r < 128; ++r) {
+    for (int64_t c = 0; c < 256; ++c) {
+      ASSERT_EQ(kernels::Q4Value(packed + r * 128, 256, c), q[r * 256 + c]) << r << ", " << c;
+      const float scale = s.scales->data<float>()[r * 2 + c / 128];
+      ASSERT_EQ(scale, scales[r * 2 + c / 128]);
+      // Round to nearest: within half a step (a full one at a clamped +amax).
+      EXPECT_LE(std::fabs((q[r * 256 + c] - 8.0f) * scale - values[r * 256 + c]), scale);
+    }
+  }
+  auto fused = w->ConcatRowSlices(
+      {{expert + "gate_proj.weight", 128, 0, 128}, {expert + "up_proj.weight", 128, 0, 128}}, 256);
+  ASSERT_TRUE(fused.ok()) << fused.status();
+  EXPECT_EQ(fused->dtype(), DType::kQ4);
+  auto plain = w->Get(attn, {256, 256});
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(plain->dtype(), DType::kBF16);
+
+  // Only on a backend with q4 kernels, and only for an unquantized checkpoint.
+  auto host = Open("quantize_at_load_host", config, tensors, /*q4=*/false);
+  ASSERT_TRUE(host.ok());
+  absl::Status refused = host->QuantizeExpertWeightsToInt4();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.message(), HasSubstr("q4 weights"));
+  Json gptq = BaseConfig();
+  gptq["quantization_config"] = GptqQuantization(true, false, "gptq");
+  auto quantized = Open("quantize_at_load_gptq", gptq, {});
+  ASSERT_TRUE(quantized.ok());
+  EXPECT_EQ(quantized->QuantizeExpertWeightsToInt4().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+// --quantize int4 and make-model --dtype int4-ct --experts-only share one quantizer: a bf16
+// checkpoint quantized at load holds exactly the values and scales of the int4 checkpoint made
+// from the same weights, so the logits are bit-identical, and both hold fewer bytes than bf16.
+TEST(Int4QuantizeAtLoad, EqualsTheInt4CheckpointOfTheSameValues) {
+  make_model::MakeModelOptions options;
+  options.arch = model::Architecture::kQwen3Moe;
+  options.size = "tiny";
+  options.overrides.hidden_size = 256;
+  options.overrides.moe_intermediate_size = 128;
+  options.seed = 29;
+  const std::string base = std::string(EXPERTMESH_BINARY_DIR) + "/test-scratch/models/quant-int4";
+  options.out_dir = base + "-bf16";
+  absl::StatusOr<std::string> bf16 = expertmesh::testing::MakeSharedModel(options);
+  options.quantization = model::LinearFormat::kInt4CompressedTensors;
+  options.experts_only = true;
+  options.out_dir = base + "-ct";
+  absl::StatusOr<std::string> ct = expertmesh::testing::MakeSharedModel(options);
+  ASSERT_TRUE(bf16.ok() && ct.ok()) << bf16.status() << ct.status();
+
+  auto backend = kernels::cpu::CpuBackend::Create({.num_threads = 2});
+  ASSERT_TRUE(backend.ok());
+  ASSERT_TRUE((*backend)->SupportsQ4Weights());
+  auto quantized =
+      LoadModel(*bf16, backend->get(), {.compute_dtype = DType::kF32, .quantize_int4 = true});
+  auto published = LoadModel(*ct, backend->get(), {.compute_dtype = DType::kF32});
+  auto plain = LoadModel(*bf16, backend->get(), {.compute_dtype = DType::kF32});
+  ASSERT_TRUE(quantized.ok()) << quantized.status();
+  ASSERT_TRUE(published.ok()) << published.status();
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ((*quantized)->weight_bytes(), (*published)->weight_bytes());
+  EXPECT_LT((*quantized)->weight_bytes(), (*plain)->weight_bytes());
+
+  std::vector<int32_t> tokens;
+  for (int i = 0; i < 9; ++i) tokens.push_back(static_cast<int32_t>(3 + i * 31));
+  const std::vector<int32_t> table = testing::Blocks(0, 4);
+  const std::vector<SequenceChunk> chunk = {{.tokens = tokens,
+                                             .start_pos = 0,
+                                             .block_table = table,
+                                             .logits = SequenceChunk::Logits::kLast}};
+  auto kv_a = AllocateKvCache(**backend, (*quantized)->kv_cache_spec(), 8, 4);
+  auto kv_b = AllocateKvCache(**backend, (*published)->kv_cache_spec(), 8, 4);
+  ASSERT_TRUE(kv_a.ok() && kv_b.ok());
+  auto a = testing::RunStep(**quantized, *kv_a, chunk);
+  auto b = testing::RunStep(**published, *kv_b, chunk);
+  ASSERT_TRUE(a.ok() && b.ok()) << a.status() << b.status();
+  EXPECT_TRUE(expertmesh::testing::TensorsEqual(*a, *b));
 }
 
 TEST(Int4QuantizeTest, SymmetricMinMaxRoundToNearest) {
