@@ -28,6 +28,7 @@ struct PlanCase {
   model::Architecture arch;
   DType dtype;
   int tp, ep, rank;
+  model::LinearFormat quantization = model::LinearFormat::kPlain;  // int4 layouts (group 64)
 };
 
 // Widths whose tp halves cut 128 x 128 scale blocks (hidden 320, experts 192 wide).
@@ -40,9 +41,14 @@ absl::StatusOr<std::string> MakeModel(const PlanCase& c) {
   options.overrides.intermediate_size = 384;
   options.dtype = c.dtype;
   options.seed = 11;
+  options.quantization = c.quantization;
+  options.group_size = 64;
+  const char* suffix = c.quantization == model::LinearFormat::kInt4CompressedTensors ? "-int4-ct"
+                       : c.quantization == model::LinearFormat::kInt4Gptq            ? "-int4-gptq"
+                       : c.dtype == DType::kF8E4M3                                   ? "-fp8"
+                                                                                     : "-bf16";
   options.out_dir = absl::StrCat(EXPERTMESH_BINARY_DIR, "/test-scratch/models/memory-plan-",
-                                 std::string(model::ArchitectureName(c.arch)),
-                                 c.dtype == DType::kF8E4M3 ? "-fp8" : "-bf16");
+                                 std::string(model::ArchitectureName(c.arch)), suffix);
   return expertmesh::testing::MakeSharedModel(options);
 }
 
@@ -62,6 +68,7 @@ TEST_P(MemoryPlanTest, RankKeepsWhatThePlanSays) {
   absl::StatusOr<std::unique_ptr<expertmesh::testing::FakeDeviceBackend>> device =
       expertmesh::testing::FakeDeviceBackend::Create();
   ASSERT_TRUE(device.ok()) << device.status();
+  (*device)->set_q4_weights(true);
   std::vector<std::unique_ptr<comm::Communicator>> group =
       comm::CreateFakeGroup(parallel.WorldSize(), absl::Seconds(10));
   ModelOptions options;
@@ -97,7 +104,14 @@ INSTANTIATE_TEST_SUITE_P(
                  2, 2, 2},
         PlanCase{"deepseek_v3_bf16", model::Architecture::kDeepseekV3, DType::kBF16, 1, 1, 0},
         PlanCase{"deepseek_v3_bf16_tp2_rank1", model::Architecture::kDeepseekV3, DType::kBF16, 2, 1,
-                 1}),
+                 1},
+        // int4 groups of 64: tp halves of the 192-wide experts cut a group in the middle.
+        PlanCase{"qwen3_int4_ct_tp2_rank1", model::Architecture::kQwen3Moe, DType::kBF16, 2, 1, 1,
+                 model::LinearFormat::kInt4CompressedTensors},
+        PlanCase{"qwen3_int4_gptq_ep2_rank1", model::Architecture::kQwen3Moe, DType::kF16, 1, 2, 1,
+                 model::LinearFormat::kInt4Gptq},
+        PlanCase{"deepseek_v3_int4_ct", model::Architecture::kDeepseekV3, DType::kBF16, 1, 1, 0,
+                 model::LinearFormat::kInt4CompressedTensors}),
     [](const ::testing::TestParamInfo<PlanCase>& info) { return info.param.name; });
 
 }  // namespace
