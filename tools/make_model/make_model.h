@@ -3,9 +3,10 @@
 // model.safetensors.index.json), tokenizer.json, tokenizer_config.json and
 // generation_config.json. The tokenizer is a byte-level BPE trained on the shipped corpus.
 //
-// The tensors written are exactly model::ExpectedTensors(ParseModelConfig(config.json)), so the
-// checkpoint and the config cannot disagree. Weights stream to disk: memory stays at a few MB
-// whatever the model size. The output is a pure function of the options (same bytes twice).
+// The tensors written are exactly model::ExpectedTensors(ParseModelConfig(config.json)) (less
+// optional ones; checkpoint_writer.h), so the checkpoint and the config cannot disagree. Weights
+// stream to disk: memory stays at a few MB whatever the model size, plus one weight matrix in
+// f32 while a quantized one is made. The output is a pure function of the options.
 #ifndef EXPERTMESH_TOOLS_MAKE_MODEL_MAKE_MODEL_H_
 #define EXPERTMESH_TOOLS_MAKE_MODEL_MAKE_MODEL_H_
 
