@@ -23,6 +23,15 @@ namespace expertmesh::model {
 // The group size --quantize int4 uses (issue 17; Qwen's and llm-compressor's usual W4A16).
 inline constexpr int64_t kInt4QuantizeGroup = 128;
 
+// The group --quantize int4 gives a row of `cols` values: kInt4QuantizeGroup, or for rows it does
+// not divide (narrow test models) the largest of 64 and 32 that does; 0 when none does.
+inline int64_t Int4QuantizeGroupFor(int64_t cols) {
+  for (int64_t group : {kInt4QuantizeGroup, int64_t{64}, int64_t{32}}) {
+    if (cols % group == 0) return group;
+  }
+  return 0;
+}
+
 // Quantizes `values` ([rows, cols] row-major) into `q` ([rows, cols], one value 0..15 per byte)
 // and `scales` ([rows, cols / group] f32, each exactly a `scale_dtype` number).
 // InvalidArgument for sizes that do not match, a group that does not divide cols, a

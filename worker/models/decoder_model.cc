@@ -402,6 +402,7 @@ absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& model_dir, B
   ASSIGN_OR_RETURN(WeightLoader weights, WeightLoader::Open(model_dir, config));
   weights.set_shard(options.shard);
   weights.set_backend(backend);
+  weights.set_compute_dtype(options.compute_dtype);
   if (options.quantize_fp8 && options.quantize_int4) {
     return absl::InvalidArgumentError("load model: quantize to fp8 or to int4, not both");
   }

@@ -186,11 +186,11 @@ absl::StatusOr<Q4Window> WeightLoader::ReadQ4(const model::LinearSpec& linear, i
   ASSIGN_OR_RETURN(model::TensorView view, View(name, {linear.out, linear.in}));
   std::vector<float> values(static_cast<size_t>(view.NumElements()));
   for (size_t i = 0; i < values.size(); ++i) values[i] = FloatAt(view, static_cast<int64_t>(i));
-  const int64_t group = model::kInt4QuantizeGroup;
-  if (linear.in % group != 0) {
+  const int64_t group = model::Int4QuantizeGroupFor(linear.in);
+  if (group == 0) {
     return absl::FailedPreconditionError(absl::StrCat(
-        dir(), ": tensor ", name, ": --quantize int4 needs rows that are multiples of ", group,
-        " values, not ", linear.in));
+        dir(), ": tensor ", name,
+        ": --quantize int4 needs rows that are multiples of 32 values, not ", linear.in));
   }
   const int64_t groups = linear.in / group;
   std::vector<uint8_t> q(values.size());

@@ -96,9 +96,15 @@ class WeightLoader {
   absl::StatusOr<kernels::Tensor> FromFloats(const std::vector<float>& values,
                                              std::vector<int64_t> shape);
 
-  // bf16 for bf16, f16, fp8 and int4 checkpoints, f32 for f32 ones: the dtype of converted
-  // copies.
+  // bf16 for bf16, f16, fp8 and int4 checkpoints, f32 for f32 ones (and for f16 ones under fp32
+  // compute, set_compute_dtype): the dtype of converted copies.
   DType storage_dtype() const { return storage_dtype_; }
+  // Under fp32 compute an f16 checkpoint's tensors are kept in f32, which holds every f16 value
+  // (bf16 keeps 3 mantissa bits fewer: an f16 lm_head would move fp32-mode logits by ~1e-2, far
+  // past the parity bounds; GPTQ releases are f16). Call before reading any tensor.
+  void set_compute_dtype(DType compute) {
+    if (compute == DType::kF32 && config_.torch_dtype == DType::kF16) storage_dtype_ = DType::kF32;
+  }
   // Bytes of all tensors handed out (views and copies).
   uint64_t bytes_loaded() const { return bytes_loaded_; }
   const std::string& dir() const { return checkpoint_->dir(); }
@@ -116,7 +122,8 @@ class WeightLoader {
   // that SupportsFp8Weights.
   absl::Status QuantizeLinearWeightsToFp8();
   // From now on the routed experts' weights of a bf16 / f16 / f32 checkpoint are quantized at
-  // load to int4 in groups of model::kInt4QuantizeGroup along each row, symmetric, rounded to
+  // load to int4 in groups of model::kInt4QuantizeGroup (model::Int4QuantizeGroupFor: 64 or 32 for
+  // rows that 128 does not divide) along each row, symmetric, rounded to
   // nearest (model::QuantizeInt4Groups, the function make-model writes int4 checkpoints with).
   // FailedPrecondition unless set_backend was given a backend that SupportsQ4Weights, or for a
   // checkpoint that is already quantized.

@@ -136,8 +136,8 @@ class RawSource : public make_model::TensorSource {
 };
 
 // The dequantized f32 twin of `dir`, written next to it: quantized Linear layers as their f32
-// values under `<module>.weight`, every other tensor widened to f32 (float16 ones through bf16,
-// as the loader holds them), quantization_config gone.
+// values under `<module>.weight`, every other tensor widened to f32 (exact for float16 ones, as
+// the loader holds them under fp32 compute), quantization_config gone.
 absl::StatusOr<std::string> DequantizedTwin(const std::string& dir) {
   // Per process: ctest runs this file's cases two at a time, each in its own process.
   const std::string out = absl::StrCat(dir, "-dequantized-", getpid());
@@ -166,11 +166,6 @@ absl::StatusOr<std::string> DequantizedTwin(const std::string& dir) {
       if (!t.ok()) return t.status();
       v.resize(static_cast<size_t>(t->NumElements()));
       for (size_t i = 0; i < v.size(); ++i) v[i] = FloatAt(*t, static_cast<int64_t>(i));
-      // The weight loader holds a float16 checkpoint's unquantized tensors in bf16
-      // (WeightLoader::storage_dtype); the twin holds the same values.
-      if (t->dtype == DType::kF16) {
-        for (float& x : v) x = Bf16ToFloat(FloatToBf16(x));
-      }
     }
     specs.push_back({spec.name, DType::kF32, spec.shape});
     const auto* raw = reinterpret_cast<const std::byte*>(v.data());
@@ -208,8 +203,9 @@ TEST_P(QuantizedMakeModelTest, LogitsMatchTheDequantizedTwinOverPrefillAndDecode
   auto twin = models::LoadModel(*twin_dir, backend->get(), {.compute_dtype = DType::kF32});
   ASSERT_TRUE(quantized.ok()) << quantized.status();
   ASSERT_TRUE(twin.ok()) << twin.status();
-  // Packed weights: far fewer bytes than the f32 twin's.
-  EXPECT_LT((*quantized)->weight_bytes() * 2, (*twin)->weight_bytes());
+  // Packed weights: far fewer bytes than the f32 twin's, though the unquantized tensors (f32 in
+  // both under fp32 compute, float16 ones included) are much of these tiny models.
+  EXPECT_LT((*quantized)->weight_bytes() * 5, (*twin)->weight_bytes() * 3);
   const int64_t vocab = (*quantized)->config().vocab_size;
   std::vector<int32_t> tokens;
   for (int i = 0; i < 11; ++i) tokens.push_back(static_cast<int32_t>((i * 7919 + 13) % vocab));
