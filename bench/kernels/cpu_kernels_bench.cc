@@ -223,6 +223,26 @@ void BM_LinearQ4Families(benchmark::State& state) {
   SetGbps(state, static_cast<double>(w.nbytes()) + scale_bytes);
   SetGflops(state, 2.0 * n * in * out);
 }
+// One token through an expert's projections (bench-1b: gate / up 384 x 2048, down 2048 x 384)
+// and a wide one, bf16 (0) against q4 (2), on the default family: short rows (down_proj's 384)
+// pay the per-row costs (group tables, horizontal sums) over fewer weights. Args: in, out, dtype.
+void BM_LinearQ4Shapes(benchmark::State& state) {
+  const int64_t in = state.range(0), out = state.range(1);
+  auto backend = MakeBackend(expertmesh::kernels::cpu::BestCpuIsa());
+  Tensor w = state.range(2) == 2 ? RandomQ4(out, in, 1) : Random(DType::kBF16, {out, in}, 1);
+  Tensor x = Random(DType::kBF16, {1, in}, 2);
+  Tensor y = *Tensor::Empty(DType::kBF16, {1, out});
+  for (auto _ : state) {
+    if (!backend->Linear(x, w, Tensor(), y).ok()) state.SkipWithError("linear failed");
+  }
+  state.counters["Gweights/s"] = benchmark::Counter(1e-9 * static_cast<double>(in * out),
+                                                    benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_LinearQ4Shapes)
+    ->ArgsProduct({{384, 2048}, {384, 2048}, {0, 2}})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+
 BENCHMARK(BM_LinearQ4Families)
     ->ArgsProduct({{1, 4, 32, 256},
                    {static_cast<int>(CpuIsa::kAvx2), static_cast<int>(CpuIsa::kAvx512Bf16),

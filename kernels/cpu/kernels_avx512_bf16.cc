@@ -212,9 +212,10 @@ void Q4ToBf16(const uint8_t* row, int64_t k, const Q4Groups& groups, int64_t r, 
   WidenQ4Row(row, k, 0, k, groups, groups.Group(0), r, out);
 }
 
-// R rows x T tokens, the weights widened as they are read (each 64-wide unit's bytes loaded
-// once for both halves); each accumulator sees the operations of
-// streaming::MicroKernel<Avx512Bf16Policy> on the widened rows, in its order.
+// R rows x T tokens, the weights widened as they are read; each accumulator sees the operations
+// of streaming::MicroKernel<Avx512Bf16Policy> on the widened rows, in its order. Group by group,
+// with the rows' tables in registers: whole 64-wide units inside the group take one load for
+// both halves; a group edge inside a unit, or the last unit 32 wide, go 32 values at a time.
 template <int R, int T>
 void MicroKernelQ4Bf16(const uint16_t* x, int64_t ldx, int64_t k, const uint8_t* w, int64_t ldw,
                        const Q4Groups& groups, int64_t row, float* out, int64_t ldo,
@@ -225,46 +226,66 @@ void MicroKernelQ4Bf16(const uint16_t* x, int64_t ldx, int64_t k, const uint8_t*
 #pragma GCC unroll 3
     for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
   }
-  // Each row's group cursor (its table in a register while the group lasts).
-  Q4GroupCursor cursor[R];
-  const int64_t first_group = groups.Group(0);
-  for (int r = 0; r < R; ++r) cursor[r].Start(groups, row + r, first_group);
-  const auto half = [&](int64_t i, const __m512i(&words)[R]) {
+  const float* scale_rows[R];
+  const float* zero_rows[R];
+  for (int r = 0; r < R; ++r) {
+    const int64_t base = groups.Row(row + r);
+    scale_rows[r] = groups.scales + base;
+    zero_rows[r] = groups.zero_points == nullptr ? nullptr : groups.zero_points + base;
+  }
+  const auto multiply = [&](int64_t i, const __m512i(&wv)[R]) {
     __m512bh xv[T];
 #pragma GCC unroll 3
     for (int t = 0; t < T; ++t) xv[t] = Load32(x + t * ldx + i);
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
-      cursor[r].At(i);
-      const __m512bh wv = reinterpret_cast<__m512bh>(LookUpQ4(words[r], cursor[r].table()));
 #pragma GCC unroll 3
-      for (int t = 0; t < T; ++t) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], wv, xv[t]);
+      for (int t = 0; t < T; ++t) {
+        acc[r][t] = _mm512_dpbf16_ps(acc[r][t], reinterpret_cast<__m512bh>(wv[r]), xv[t]);
+      }
     }
   };
   const int64_t whole = k & ~int64_t{63};
-  int64_t i = 0;
-  for (; i < whole; i += 64) {
-    if (next != nullptr && i % 128 == 0) {
+  int64_t group = groups.Group(0);
+  for (int64_t i = 0; i < k; ++group) {
+    const int64_t end = std::min(k, (group + 1) * groups.block_cols - groups.col_offset);
+    __m512i table[R];
 #pragma GCC unroll 4
-      for (int r = 0; r < R; ++r) __builtin_prefetch(next + r * ldw + i / 2, 0, 3);
-    }
-    __m512i words[R];
-#pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) words[r] = LoadQ4Words(w + r * ldw + i / 2);
-    half(i, words);
-#pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) words[r] = ShiftQ4(words[r]);
-    half(i + 32, words);
-  }
-  if (i < k) {  // the last unit, 32 wide
-    __m512bh xv[T];
-#pragma GCC unroll 3
-    for (int t = 0; t < T; ++t) xv[t] = Load32(x + t * ldx + i);
     for (int r = 0; r < R; ++r) {
-      cursor[r].At(i);
-      const __m512bh wv =
-          reinterpret_cast<__m512bh>(LoadQ4TailAsBf16(w + r * ldw + i / 2, cursor[r].table()));
-      for (int t = 0; t < T; ++t) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], wv, xv[t]);
+      table[r] = Q4Table(scale_rows[r][group],
+                         zero_rows[r] == nullptr ? float{kQ4SymmetricZero} : zero_rows[r][group]);
+    }
+    __m512i wv[R];
+    for (; i % 64 == 0 && i + 64 <= std::min(end, whole); i += 64) {
+      if (next != nullptr && i % 128 == 0) {
+#pragma GCC unroll 4
+        for (int r = 0; r < R; ++r) __builtin_prefetch(next + r * ldw + i / 2, 0, 3);
+      }
+      __m512i words[R];
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) {
+        words[r] = LoadQ4Words(w + r * ldw + i / 2);
+        wv[r] = LookUpQ4(words[r], table[r]);
+      }
+      multiply(i, wv);
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) wv[r] = LookUpQ4(ShiftQ4(words[r]), table[r]);
+      multiply(i + 32, wv);
+    }
+    for (; i < end; i += kQ4Unit) {
+      if (next != nullptr && i % 128 == 0) {
+        for (int r = 0; r < R; ++r) __builtin_prefetch(next + r * ldw + i / 2, 0, 3);
+      }
+      for (int r = 0; r < R; ++r) {
+        const uint8_t* wr = w + r * ldw;
+        if (i < whole) {
+          const __m512i words = LoadQ4Words(wr + (i & ~int64_t{63}) / 2);
+          wv[r] = LookUpQ4(i % 64 == 0 ? words : ShiftQ4(words), table[r]);
+        } else {
+          wv[r] = LoadQ4TailAsBf16(wr + i / 2, table[r]);
+        }
+      }
+      multiply(i, wv);
     }
   }
   for (int r = 0; r < R; ++r) {
