@@ -36,6 +36,12 @@ class MappedFile {
   size_t size_;
 };
 
+// Drops the pages fully inside `bytes` (part of a MappedFile) from this process's page tables.
+// The mapping is a read-only file mapping, so the data is still there if touched again; this
+// only keeps a weight that was copied (fused, converted, repacked) from being counted twice in
+// the resident set.
+void ReleaseMappedPages(std::span<const std::byte> bytes);
+
 }  // namespace expertmesh
 
 #endif  // EXPERTMESH_COMMON_MAPPED_FILE_H_

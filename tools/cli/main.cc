@@ -3,10 +3,14 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "common/malloc_policy.h"
 #include "tools/cli/command.h"
 #include "tools/cli/commands.h"
 
 int main(int argc, char** argv) {
+  // As the worker and the router do: large freed blocks (weight loading's transients) go back
+  // to the system (common/malloc_policy.h).
+  expertmesh::ReturnLargeFreedBlocksToTheSystem();
   CLI::App app{"expertmesh: distributed inference for Mixture-of-Experts language models"};
   app.require_subcommand(1);
   std::vector<expertmesh::cli::Command> commands = expertmesh::cli::AddAllCommands(app);

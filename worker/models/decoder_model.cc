@@ -1,5 +1,7 @@
 #include "worker/models/decoder_model.h"
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -428,7 +430,13 @@ absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& model_dir, B
       break;
   }
   if (!parts.ok()) return parts.status();
-  return MakeDecoderModel(config, weights, *std::move(parts), backend, options);
+  absl::StatusOr<std::unique_ptr<Model>> model =
+      MakeDecoderModel(config, weights, *std::move(parts), backend, options);
+  // Loading converts and repacks weights through transient buffers that lie between the
+  // long-lived weights in the heap; freed, their pages would stay resident (measured: 57 MB
+  // beside 123 MB of int4 weights). Hand every whole free page back.
+  malloc_trim(0);
+  return model;
 }
 
 }  // namespace expertmesh::models

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/mapped_file.h"
 #include "common/status_macros.h"
 #include "kernels/q4_layout.h"
 
@@ -53,10 +54,18 @@ int64_t IntAt(const model::TensorView& view, int64_t i) {
 uint8_t Nibble(uint32_t word, int64_t j) { return static_cast<uint8_t>((word >> (4 * j)) & 0xf); }
 
 // Reads the checkpoint tensors of one int4 Linear, with errors naming them.
+// Reads one Linear's tensors. Once the window is repacked they are not needed again, so the
+// mapped pages it read are released when the reader goes (ReleaseMappedPages): the resident set
+// then holds the repacked copy, not both.
 class Reader {
  public:
   Reader(const model::Checkpoint& checkpoint, const model::LinearSpec& linear)
       : checkpoint_(checkpoint), linear_(linear) {}
+  ~Reader() {
+    for (std::span<const std::byte> bytes : read_) ReleaseMappedPages(bytes);
+  }
+  Reader(const Reader&) = delete;
+  Reader& operator=(const Reader&) = delete;
 
   template <typename... Args>
   absl::Status Bad(const Args&... what) const {
@@ -82,6 +91,7 @@ class Reader {
       return Bad(name, " has dtype ", std::string(DTypeName(view.dtype)), " (expected ",
                  absl::StrJoin(names, " or "), ")");
     }
+    read_.push_back(view.data);
     return view;
   }
 
@@ -90,6 +100,7 @@ class Reader {
  private:
   const model::Checkpoint& checkpoint_;
   const model::LinearSpec& linear_;
+  mutable std::vector<std::span<const std::byte>> read_;
 };
 
 constexpr std::initializer_list<DType> kFloats = {DType::kBF16, DType::kF16, DType::kF32};

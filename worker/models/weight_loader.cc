@@ -1,14 +1,12 @@
 #include "worker/models/weight_loader.h"
 
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/mapped_file.h"
 #include "common/status_macros.h"
 #include "model/config/weight_layout.h"
 #include "model/safetensors/fp8_dequant.h"
@@ -22,18 +20,6 @@ using kernels::Tensor;
 
 std::string ShapeStr(const std::vector<int64_t>& shape) {
   return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
-}
-
-// Drops the pages fully inside `bytes` from this process's page tables. The mapping is a
-// read-only file mapping, so the data is still there if touched again; this only keeps a
-// weight that was copied (fused, converted) from being counted twice in the resident set.
-void ReleasePages(std::span<const std::byte> bytes) {
-  static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  uintptr_t begin = reinterpret_cast<uintptr_t>(bytes.data());
-  uintptr_t end = begin + bytes.size();
-  begin = (begin + page - 1) / page * page;
-  end = end / page * page;
-  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
 // Element i of a bf16, f16 or f32 view as fp32 (any other dtype reads as f32: callers check).
@@ -199,7 +185,7 @@ absl::StatusOr<Q4Window> WeightLoader::ReadQ4(const model::LinearSpec& linear, i
   // checkpoint make-model writes from the same values.
   RETURN_IF_ERROR(model::QuantizeInt4Groups(values, linear.out, linear.in, group,
                                             config_.torch_dtype, q, scales));
-  ReleasePages(view.data);
+  ReleaseMappedPages(view.data);
   Q4Window w;
   w.name = name;
   w.rows = rows;
@@ -304,7 +290,7 @@ absl::StatusOr<Tensor> WeightLoader::QuantizeToFp8(const model::TensorView& view
   RETURN_IF_ERROR(model::QuantizeFp8Blocks(
       values, shape[0], shape[1], block, {q.data<uint8_t>(), static_cast<size_t>(q.numel())},
       {grid.data<float>(), static_cast<size_t>(grid.numel())}));
-  ReleasePages(view.data);
+  ReleaseMappedPages(view.data);
   return q.WithBlockScales({.scales = std::make_shared<const Tensor>(std::move(grid)),
                             .block_rows = block.rows,
                             .block_cols = block.cols});
@@ -376,7 +362,7 @@ absl::StatusOr<Tensor> WeightLoader::Materialize(const model::TensorView& view,
   }
   ASSIGN_OR_RETURN(Tensor t, Tensor::Empty(storage_dtype_, shape));
   RETURN_IF_ERROR(Convert(view, name, t.raw_data()));
-  ReleasePages(view.data);
+  ReleaseMappedPages(view.data);
   return t;
 }
 
@@ -397,7 +383,7 @@ absl::StatusOr<Tensor> WeightLoader::Prepare(Tensor host, bool mapped) {
   // The backend made its own copy: a checkpoint view's pages need not stay resident (the
   // mapping itself closes once the loader and the last view are gone).
   if (mapped && prepared.raw_data() != host.raw_data()) {
-    ReleasePages({static_cast<const std::byte*>(host.raw_data()), host.nbytes()});
+    ReleaseMappedPages({static_cast<const std::byte*>(host.raw_data()), host.nbytes()});
   }
   return prepared;
 }
@@ -552,7 +538,7 @@ absl::StatusOr<Tensor> WeightLoader::ConcatRowSlices(const std::vector<RowSlice>
       std::memcpy(dst, static_cast<const std::byte*>(full.raw_data()) + p.begin * row_bytes,
                   p.count * row_bytes);
     }
-    ReleasePages(view.data);
+    ReleaseMappedPages(view.data);
     dst += p.count * row_bytes;
   }
   bytes_loaded_ += t.nbytes();
@@ -607,7 +593,7 @@ absl::StatusOr<Tensor> WeightLoader::ConcatFp8RowSlices(const std::vector<RowSli
                     grid_cols * sizeof(float));
       }
     }
-    ReleasePages(view.data);
+    ReleaseMappedPages(view.data);
     row += p.count;
   }
   ASSIGN_OR_RETURN(t, t.WithBlockScales({.scales = std::make_shared<const Tensor>(std::move(grid)),

@@ -26,12 +26,16 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/status/status.h"
+#include "common/malloc_policy.h"
 #include "worker/startup/pod_launcher.h"
 #include "worker/startup/signal_watcher.h"
 #include "worker/startup/worker_flags.h"
 #include "worker/startup/worker_run.h"
 
 int main(int argc, char** argv) {
+  // Loading repacks and converts weights through large transient buffers; freed, they go back
+  // to the system instead of staying in the heap beside the weights (common/malloc_policy.h).
+  expertmesh::ReturnLargeFreedBlocksToTheSystem();
   expertmesh::server::WorkerFlags f;
   CLI::App app{"expertmesh-worker: one rank of a worker group (serves the internal Worker API)"};
   app.add_option("--model", f.model_dir, "Model directory (config.json + safetensors)")->required();
