@@ -5,6 +5,7 @@
 //   build-engine/bin/cpu_kernels_bench --benchmark_min_time=0.5
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <memory>
 #include <random>
 #include <vector>
@@ -20,11 +21,16 @@ using kernels::Tensor;
 using kernels::cpu::CpuBackend;
 using kernels::cpu::CpuIsa;
 
-constexpr int kThreads = 2;
+// 2 threads, or EXPERTMESH_BENCH_THREADS (1 measures one core's compute where another process
+// holds the other core).
+int Threads() {
+  const char* env = std::getenv("EXPERTMESH_BENCH_THREADS");
+  return env != nullptr && std::atoi(env) > 0 ? std::atoi(env) : 2;
+}
 
 std::unique_ptr<CpuBackend> MakeBackend(CpuIsa isa, int64_t blas_min_tokens = 64) {
   kernels::cpu::CpuBackendOptions options;
-  options.num_threads = kThreads;
+  options.num_threads = Threads();
   options.isa = isa;
   options.blas_min_tokens = blas_min_tokens;
   return std::move(*CpuBackend::Create(options));
@@ -57,7 +63,7 @@ void SetGflops(benchmark::State& state, double flop_per_iter) {
 void BM_MemoryReadBandwidth(benchmark::State& state) {
   const int64_t n = (256ll << 20) / 4;
   std::vector<float> buf(n, 1.0f);
-  kernels::cpu::ThreadPool pool(kThreads);
+  kernels::cpu::ThreadPool pool(Threads());
   for (auto _ : state) {
     std::vector<double> partial(64, 0.0);
     pool.ParallelFor(n, n / 64, [&](int64_t b, int64_t e) {
@@ -244,7 +250,7 @@ BENCHMARK(BM_LinearQ4Shapes)
     ->UseRealTime();
 
 BENCHMARK(BM_LinearQ4Families)
-    ->ArgsProduct({{1, 4, 32, 256},
+    ->ArgsProduct({{1, 2, 3, 4, 32, 256},
                    {static_cast<int>(CpuIsa::kAvx2), static_cast<int>(CpuIsa::kAvx512Bf16),
                     static_cast<int>(CpuIsa::kAmx)},
                    {0, 2}})

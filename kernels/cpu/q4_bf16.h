@@ -23,8 +23,15 @@ namespace expertmesh::kernels::cpu {
 inline __m512i Q4Table(float scale, float zero) {
   const __m512 q = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   const __m512 w = _mm512_mul_ps(_mm512_sub_ps(q, _mm512_set1_ps(zero)), _mm512_set1_ps(scale));
-  const __m256i half = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(w));
-  return _mm512_broadcast_i64x4(half);
+  // Both halves at once: VCVTNE2PS2BF16 packs its two sources (here the same) side by side.
+  return reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(w, w));
+}
+// The table of a symmetric group (zero point 8): one multiply and the conversion, the cost that
+// batch-1 decode pays per row and group.
+inline __m512i Q4SymmetricTable(float scale) {
+  const __m512 centered = _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7);
+  const __m512 w = _mm512_mul_ps(centered, _mm512_set1_ps(scale));
+  return reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(w, w));
 }
 
 // The 64 values of a 64-wide unit as 16-bit words: the unit's bytes zero-extended. The first
@@ -42,11 +49,6 @@ inline __m512i LoadQ4TailAsBf16(const uint8_t* unit, __m512i table) {
       _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(unit)));
   const __m512i shifts = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
   return LookUpQ4(_mm512_srlv_epi16(_mm512_cvtepu8_epi16(bytes), shifts), table);
-}
-
-inline float ZeroOf(const Q4Groups& groups, int64_t at) {
-  return groups.zero_points == nullptr ? static_cast<float>(kQ4SymmetricZero)
-                                       : groups.zero_points[at];
 }
 
 // Follows the groups of one row along k, 32 values at a time, without a division per step:
@@ -73,7 +75,9 @@ class Q4GroupCursor {
 
  private:
   void Build() {
-    table_ = Q4Table(groups_->scales[base_ + group_], ZeroOf(*groups_, base_ + group_));
+    table_ = groups_->zero_points == nullptr
+                 ? Q4SymmetricTable(groups_->scales[base_ + group_])
+                 : Q4Table(groups_->scales[base_ + group_], groups_->zero_points[base_ + group_]);
   }
   const Q4Groups* groups_ = nullptr;
   int64_t base_ = 0, group_ = 0, end_ = 0;
