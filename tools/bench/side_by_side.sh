@@ -12,18 +12,21 @@
 #                     (engine_decode_bench DIR 2 64 1 / llama-bench -p 0 -n 64) and 32 streams
 #                     (engine_decode_bench DIR 2 48 32 / llama-batched-bench -npl 32, S_TG)
 #         decode-bf16 the same with the bf16 checkpoint vs the bf16 GGUF
+#         decode-int4 the same with the int4 checkpoint (make-model --dtype int4-ct, group 128)
+#                     vs the Q4_0 GGUF of the bf16 weights (llama-quantize)
 #         prefill N   one N-token prompt: engine_decode_bench --prefill-tokens N on the default
 #                     family and on PREFILL_FAMILIES (avx512bf16) / llama-bench -p N -n 0 on
 #                     the bf16 GGUF
 #   REPS  alternated repetitions (2)
 # Env: BENCH (engine_decode_bench binary; build-serve/bin/...), PEER_WORK (/tmp/expertmesh-peer),
 #      THREADS (2), FP8_MODEL (models/bench-1b-fp8), BF16_MODEL (models/bench-1b),
+#      INT4_MODEL (models/bench-1b-int4),
 #      PREFILL_FAMILIES ("avx512bf16"; "" for the default family only).
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$REPO_ROOT"
-WHAT="${1:?usage: side_by_side.sh decode|decode-bf16|prefill N [REPS]}"
+WHAT="${1:?usage: side_by_side.sh decode|decode-bf16|decode-int4|prefill N [REPS]}"
 shift
 N=0
 if [ "$WHAT" = prefill ]; then
@@ -36,9 +39,11 @@ PEER="${PEER_WORK:-/tmp/expertmesh-peer}"
 THREADS="${THREADS:-2}"
 FP8_MODEL="${FP8_MODEL:-models/bench-1b-fp8}"
 BF16_MODEL="${BF16_MODEL:-models/bench-1b}"
+INT4_MODEL="${INT4_MODEL:-models/bench-1b-int4}"
 FAMILIES="${PREFILL_FAMILIES-avx512bf16}"
 NAME="$(basename "$BF16_MODEL")"
 Q8="$PEER/$NAME-q8_0.gguf"
+Q4="$PEER/$NAME-q4_0.gguf"
 BF16="$PEER/$NAME-bf16.gguf"
 
 ERR="$PEER/results/side_by_side.err"  # llama.cpp's load logs (stderr)
@@ -51,9 +56,10 @@ run() {
 
 for rep in $(seq 1 "$REPS"); do
   echo "# repetition $rep of $REPS"
-  if [ "$WHAT" = decode ] || [ "$WHAT" = decode-bf16 ]; then
+  if [ "$WHAT" = decode ] || [ "$WHAT" = decode-bf16 ] || [ "$WHAT" = decode-int4 ]; then
     MODEL="$FP8_MODEL" GGUF="$Q8"
     if [ "$WHAT" = decode-bf16 ]; then MODEL="$BF16_MODEL" GGUF="$BF16"; fi
+    if [ "$WHAT" = decode-int4 ]; then MODEL="$INT4_MODEL" GGUF="$Q4"; fi
     run "$BENCH" "$MODEL" "$THREADS" 64 1
     run "$PEER/build/bin/llama-bench" -m "$GGUF" -t "$THREADS" -ngl 0 -p 0 -n 64 -r 3 2>>"$ERR"
     run "$BENCH" "$MODEL" "$THREADS" 48 32
