@@ -6,6 +6,7 @@
 #include "common/status_macros.h"
 #include "model/config/json_fields.h"
 #include "model/config/model_config.h"
+#include "model/config/module_filter.h"
 
 namespace expertmesh::model {
 namespace {
@@ -267,8 +268,61 @@ absl::Status ParseCompressedTensors(const JsonFields& qf, const nlohmann::json& 
   return absl::OkStatus();
 }
 
+// GPTQ's `dynamic` (GPTQModel, AutoRound): per-module overrides keyed by a regex that vLLM and
+// GPTQModel match with re.match, "+:" (or no prefix) overriding the quantization arguments and
+// "-:" leaving the module unquantized. Both quantizers write one for a quantized lm_head:
+// GPTQModel {"lm_head": {"bits": 8, "group_size": 32, ...}} unless told otherwise (its looper
+// adds that default), AutoRound {"+:.*lm_head.*": {"bits": 4, "group_size": 128, "sym": true}}.
+// Only overrides of lm_head are read, and only ones that keep the layers' format: 4 bits and
+// the config's group size (desc_act and sym need not agree: the loader reads g_idx and the zero
+// points as stored). Validate refuses a key that also matches another Linear.
+absl::Status ParseGptqDynamic(const JsonFields& qf, const nlohmann::json& dynamic,
+                              Int4Quantization& int4) {
+  if (!dynamic.is_object()) return qf.Error("dynamic", "expected an object of module patterns");
+  bool include = false, exclude = false;
+  for (const auto& [key, rule] : dynamic.items()) {
+    absl::StatusOr<CompressedTensorsMatcher> m =
+        CompressedTensorsMatcher::Create({GptqDynamicPattern(key)});
+    if (!m.ok()) return qf.Error("dynamic", std::string(m.status().message()));
+    if (!m->Matches("lm_head", /*is_linear=*/true)) {
+      return qf.Error("dynamic", absl::StrCat("'", key,
+                                              "' overrides modules other than lm_head; "
+                                              "per-module overrides are supported for lm_head "
+                                              "only"));
+    }
+    if (!rule.is_object()) return qf.Error(absl::StrCat("dynamic.", key), "expected an object");
+    int4.gptq_dynamic.push_back(key);
+    if (key.starts_with("-:")) {
+      exclude = true;
+      continue;
+    }
+    include = true;
+    if (!int4.gptq_lm_head) continue;  // lm_head: false, so the override applies to nothing
+    JsonFields rf(rule, qf.source(), absl::StrCat(qf.path(), "dynamic.", key, "."));
+    ASSIGN_OR_RETURN(std::optional<int64_t> bits, rf.OptionalInt("bits"));
+    if (bits.has_value() && *bits != 4) {
+      return rf.Error("bits", absl::StrCat("unsupported ", *bits,
+                                           " for lm_head (only 4-bit GPTQ is read; GPTQModel "
+                                           "quantizes lm_head to 8 bits unless `dynamic` says "
+                                           "otherwise)"));
+    }
+    ASSIGN_OR_RETURN(std::optional<int64_t> group, rf.OptionalInt("group_size"));
+    if (group.has_value() && *group != int4.group_size) {
+      return rf.Error("group_size",
+                      absl::StrCat(*group, " differs from the layers' group_size ", int4.group_size,
+                                   " (one group size for every layer is read)"));
+    }
+  }
+  if (include && exclude) {
+    // Which applies is the first in the object, an order nlohmann::json does not keep.
+    return qf.Error("dynamic", "both overrides ('+:') and excludes ('-:') lm_head");
+  }
+  if (exclude) int4.gptq_lm_head = false;
+  return absl::OkStatus();
+}
+
 // GPTQ int4 (AutoGPTQ / optimum / GPTQModel), as Qwen's GPTQ-Int4 releases: qweight, qzeros,
-// scales and g_idx per Linear of the decoder layers.
+// scales and g_idx per Linear of the decoder layers, and of lm_head with `lm_head: true`.
 absl::Status ParseGptq(const JsonFields& qf, const nlohmann::json& q, ModelConfig& c) {
   Int4Quantization int4;
   int4.format = Int4Quantization::Format::kGptq;
@@ -295,14 +349,16 @@ absl::Status ParseGptq(const JsonFields& qf, const nlohmann::json& q, ModelConfi
     return qf.Error(format_key, absl::StrCat("unsupported '", fmt, "' (expected gptq or gptq_v2)"));
   }
   int4.gptq_zero_minus_one = fmt == "gptq";
+  // GPTQModel and AutoRound write `lm_head: true` when they quantize lm_head (AutoGPTQ never
+  // does): it is read in the layers' format, as vLLM's GPTQ configs read it.
   ASSIGN_OR_RETURN(std::optional<bool> lm_head, qf.OptionalBool("lm_head"));
-  if (ValueOr(lm_head, false)) return qf.Error("lm_head", "a quantized lm_head is not supported");
+  int4.gptq_lm_head = ValueOr(lm_head, false);
   ASSIGN_OR_RETURN(std::optional<std::string> pack_dtype, qf.OptionalString("pack_dtype"));
   if (ValueOr<std::string>(pack_dtype, "int32") != "int32") {
     return qf.Error("pack_dtype", absl::StrCat("unsupported '", *pack_dtype, "' (expected int32)"));
   }
   if (auto it = q.find("dynamic"); it != q.end() && !it->is_null() && !it->empty()) {
-    return qf.Error("dynamic", "per-module overrides are not supported");
+    RETURN_IF_ERROR(ParseGptqDynamic(qf, *it, int4));
   }
   if (auto it = q.find("modules_in_block_to_quantize"); it != q.end() && !it->is_null()) {
     bool ok = it->is_array();

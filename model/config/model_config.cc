@@ -50,14 +50,29 @@ class Checker {
 
 // Checks what a quantization config implies for each Linear layer (so only once the rest of
 // the config is valid): the int4 groups divide every quantized layer's input width (and GPTQ's
-// packed zero points its output width), and compressed-tensors leaves routers and lm_head
-// unquantized, which is how llm-compressor's recipes write them and what the loader reads.
+// packed zero points its output width); compressed-tensors leaves routers unquantized, and
+// lm_head too unless it is int4, which is how llm-compressor's recipes write them and what the
+// loader reads; GPTQ's `dynamic` overrides reach lm_head alone.
 void ValidateQuantizedLinears(const ModelConfig& config, Checker& c) {
   const std::optional<Int4Quantization>& int4 = config.int4_quantization;
   const bool gptq = int4.has_value() && int4->format == Int4Quantization::Format::kGptq;
   const std::string group_field = gptq ? "quantization_config.group_size"
                                        : "quantization_config.config_groups.weights.group_size";
+  std::vector<std::pair<std::string, CompressedTensorsMatcher>> dynamic;
+  if (gptq) {
+    for (const std::string& key : int4->gptq_dynamic) {
+      // ParseModelConfig compiled these already.
+      dynamic.emplace_back(key, CompressedTensorsMatcher::Create({GptqDynamicPattern(key)})
+                                    .value_or(CompressedTensorsMatcher()));
+    }
+  }
   for (const LinearSpec& l : LinearLayers(config)) {
+    for (const auto& [key, matcher] : dynamic) {
+      c.Require(l.module == "lm_head" || !matcher.Matches(l.module, /*is_linear=*/true),
+                "quantization_config.dynamic",
+                absl::StrCat("'", key, "' also overrides ", l.module,
+                             "; per-module overrides are supported for lm_head only"));
+    }
     if (l.always_plain) {
       c.Require(!CompressedTensorsQuantizes(config, l.module), "quantization_config.ignore",
                 absl::StrCat(l.module, " (", l.module == "lm_head" ? "lm_head" : "a router",
@@ -80,6 +95,11 @@ void ValidateQuantizedLinears(const ModelConfig& config, Checker& c) {
 }
 
 }  // namespace
+
+std::string GptqDynamicPattern(std::string_view key) {
+  if (key.starts_with("+:") || key.starts_with("-:")) key.remove_prefix(2);
+  return absl::StrCat("re:", AsAbsl(key));
+}
 
 std::string_view ArchitectureName(Architecture arch) {
   for (const auto& [value, name] : kArchitectureNames) {
@@ -232,6 +252,17 @@ absl::Status ModelConfig::Validate(std::string_view source_name) const {
   if (int4_quantization.has_value()) {
     c.Require(!fp8_quantization.has_value(), "quantization_config",
               "int4 and fp8 quantization together");
+    // A tied lm_head is the embedding table, and no quantizer writes one quantized: GPTQModel
+    // refuses to quantize lm_head when the weights are tied, and llm-compressor unties them
+    // (writing tie_word_embeddings false) before quantizing lm_head. (A compressed-tensors
+    // `targets` that would select lm_head means nothing with tied weights: there is no lm_head
+    // module, and the embedding serves unquantized, as vLLM serves it.)
+    c.Require(!tie_word_embeddings ||
+                  int4_quantization->format != Int4Quantization::Format::kGptq ||
+                  !int4_quantization->gptq_lm_head,
+              "tie_word_embeddings",
+              "true, but quantization_config.lm_head quantizes lm_head, which tied weights make "
+              "the embedding table (kept unquantized); untie them or set lm_head false");
     c.Require(int4_quantization->group_size > 0 && int4_quantization->group_size % 32 == 0,
               "quantization_config.group_size",
               absl::StrCat(int4_quantization->group_size, " is not a positive multiple of 32"));

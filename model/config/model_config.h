@@ -104,7 +104,20 @@ struct Int4Quantization {
   // routers) unless `modules_in_block_to_quantize` (optimum) names some, relative to the layer
   // ("self_attn.q_proj", "mlp.experts.0.down_proj"): then only those.
   std::vector<std::string> gptq_modules;
+  // GPTQ `lm_head: true` (GPTQModel, AutoRound): lm_head is quantized too, in the same format
+  // and groups, unless a negative `dynamic` rule ("-:lm_head") exempts it. Compressed-tensors
+  // quantizes lm_head when its targets select it and ignore does not.
+  bool gptq_lm_head = false;
+  // GPTQ `dynamic` keys, as written ("lm_head", "+:.*lm_head.*"). Only overrides of lm_head
+  // that keep its format (4 bits, the config's group size) are read: ParseModelConfig refuses
+  // a key that does not match lm_head, and Validate one that also matches another Linear.
+  std::vector<std::string> gptq_dynamic;
 };
+
+// The module pattern of a GPTQ `dynamic` key ("+:<regex>", "-:<regex>" or "<regex>") as a
+// CompressedTensorsMatcher entry: vLLM and GPTQModel match it with Python's re.match, as
+// compressed-tensors matches "re:" entries.
+std::string GptqDynamicPattern(std::string_view key);
 
 // Upper bounds ModelConfig::Validate() puts on sizes: well above every published model,
 // far below what would make per-layer or per-expert tables exhaust memory.

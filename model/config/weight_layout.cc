@@ -9,9 +9,10 @@ namespace expertmesh::model {
 namespace {
 
 // Appends specs while knowing which Linear weights a quantized checkpoint stores quantized: for
-// fp8 blocks and GPTQ the linear layers of attention and of the (dense, shared and routed) MLPs;
-// for compressed-tensors the Linear modules its targets and ignore list select. Embeddings,
-// norms, routers and lm_head stay in the checkpoint dtype.
+// fp8 blocks and GPTQ the linear layers of attention and of the (dense, shared and routed) MLPs,
+// and for GPTQ lm_head too with `lm_head: true`; for compressed-tensors the Linear modules its
+// targets and ignore list select (lm_head included, in int4). Embeddings, norms and routers
+// stay in the checkpoint dtype, and lm_head in fp8 checkpoints.
 class SpecList {
  public:
   explicit SpecList(const ModelConfig& config) : config_(config) {
@@ -44,8 +45,9 @@ class SpecList {
     specs_.push_back(std::move(spec));
   }
 
-  // A Linear that is never quantized (a router, lm_head); `is_linear` false for modules that are
-  // not torch.nn.Linear (DeepSeek's MoEGate), which are not listed in LinearLayers.
+  // A Linear that is never quantized (a router, an fp8 checkpoint's lm_head); `is_linear` false
+  // for modules that are not torch.nn.Linear (DeepSeek's MoEGate), which are not listed in
+  // LinearLayers.
   void PlainLinear(const std::string& prefix, int64_t out, int64_t in, bool is_linear = true) {
     Plain(prefix + ".weight", {out, in});
     if (is_linear) {
@@ -140,6 +142,16 @@ class SpecList {
     if (bias) Plain(prefix + ".bias", {out});
   }
 
+  // lm_head [vocab, hidden]: int4 when the config quantizes it (GPTQ `lm_head: true`, or
+  // compressed-tensors targets that select it), plain otherwise; fp8 checkpoints keep it plain.
+  void LmHead(int64_t vocab, int64_t hidden) {
+    if (FormatOf("lm_head") == LinearFormat::kPlain) {
+      PlainLinear("lm_head", vocab, hidden);
+    } else {
+      Linear("lm_head", vocab, hidden);
+    }
+  }
+
   // SiLU-gated MLP: gate_proj and up_proj [width, hidden], down_proj [hidden, width].
   void GatedMlp(const std::string& prefix, int64_t width) {
     const int64_t hidden = config_.hidden_size;
@@ -157,6 +169,15 @@ class SpecList {
   void Push(TensorSpec spec) { specs_.push_back(std::move(spec)); }
 
   LinearFormat FormatOf(const std::string& module) const {
+    if (module == "lm_head") {
+      if (!config_.int4_quantization.has_value()) return LinearFormat::kPlain;
+      const Int4Quantization& q = *config_.int4_quantization;
+      if (q.format == Int4Quantization::Format::kCompressedTensors) {
+        return CtSelects(module) ? LinearFormat::kInt4CompressedTensors : LinearFormat::kPlain;
+      }
+      // Outside any decoder layer: modules_in_block_to_quantize does not name it.
+      return q.gptq_lm_head ? LinearFormat::kInt4Gptq : LinearFormat::kPlain;
+    }
     if (config_.fp8_quantization.has_value()) {
       if (config_.fp8_quantization->per_channel) {
         return CtSelects(module) ? LinearFormat::kFp8Channel : LinearFormat::kPlain;
@@ -322,7 +343,7 @@ SpecList BuildSpecs(const ModelConfig& c) {
     }
   }
   out.Plain("model.norm.weight", {c.hidden_size});
-  if (!c.tie_word_embeddings) out.PlainLinear("lm_head", c.vocab_size, c.hidden_size);
+  if (!c.tie_word_embeddings) out.LmHead(c.vocab_size, c.hidden_size);
   return out;
 }
 

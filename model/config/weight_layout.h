@@ -62,12 +62,14 @@ struct LinearSpec {
   int64_t out = 0, in = 0;
   bool bias = false;  // the architecture has a bias here
   LinearFormat format = LinearFormat::kPlain;
-  // A router or lm_head: always stored plain, whatever a quantization config says.
+  // Stored plain whatever the quantization config's patterns say: a router, or lm_head unless
+  // an int4 config quantizes it (GPTQ `lm_head: true`; compressed-tensors targets selecting it).
   bool always_plain = false;
 };
 
 // Every tensor of the checkpoint, in a fixed order: embeddings, then layer by layer (attention,
-// norms, MLP / MoE), then the final norm and lm_head (absent when tie_word_embeddings). Layers
+// norms, MLP / MoE), then the final norm and lm_head (absent when tie_word_embeddings; packed
+// like the layers when an int4 config quantizes it). Layers
 // beyond num_hidden_layers (DeepSeek-V3's MTP module) are not listed: transformers ignores them.
 // REQUIRES: config passed Validate().
 std::vector<TensorSpec> ExpectedTensors(const ModelConfig& config);

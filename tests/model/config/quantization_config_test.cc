@@ -1,7 +1,8 @@
 // quantization_config of published 4-bit and per-channel fp8 checkpoints: compressed-tensors
 // pack-quantized (Kimi-K2, llm-compressor W4A16) and float-quantized (FP8_DYNAMIC), and GPTQ
-// (Qwen's GPTQ-Int4 releases): what is parsed, which Linear layers each format quantizes, the
-// tensors the checkpoint then holds, and the errors for everything else.
+// (Qwen's GPTQ-Int4 releases; GPTQModel's and AutoRound's quantized lm_head): what is parsed,
+// which Linear layers each format quantizes, the tensors the checkpoint then holds, and the
+// errors for everything else.
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -243,6 +244,115 @@ TEST(QuantizationConfigTest, GptqModulesInBlockToQuantize) {
   EXPECT_EQ(formats.at("model.layers.3.mlp.experts.1.down_proj"), LinearFormat::kPlain);
 }
 
+// A quantized lm_head: GPTQ `lm_head: true` (AutoRound writes it with a `dynamic` override
+// "+:.*lm_head.*", GPTQModel with one keyed "lm_head"), in the layers' format and groups.
+TEST(QuantizationConfigTest, GptqLmHead) {
+  Json autoround = QwenGptq();
+  autoround["lm_head"] = true;
+  autoround["dynamic"] = {{"+:.*lm_head.*", {{"bits", 4}, {"group_size", 128}, {"sym", true}}}};
+  Json gptqmodel = QwenGptq();
+  gptqmodel["lm_head"] = true;
+  gptqmodel["dynamic"] = {
+      {"lm_head", {{"bits", 4}, {"group_size", 128}, {"sym", true}, {"desc_act", true}}}};
+  Json bare = QwenGptq();
+  bare["lm_head"] = true;
+  for (const Json& q : {autoround, gptqmodel, bare}) {
+    SCOPED_TRACE(q.dump());
+    auto c = Parse("qwen3_30b_a3b.json", q);
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_TRUE(c->int4_quantization->gptq_lm_head);
+    auto formats = Formats(*c);
+    EXPECT_EQ(formats.at("lm_head"), LinearFormat::kInt4Gptq);
+    EXPECT_EQ(formats.at("model.layers.0.mlp.gate"), LinearFormat::kPlain);  // routers never
+    // GPTQModel's lm_head: qweight [hidden / 8, vocab], qzeros, scales, g_idx.
+    auto specs = ByName(ExpectedTensors(*c));
+    EXPECT_FALSE(specs.contains("lm_head.weight"));
+    EXPECT_EQ(specs.at("lm_head.qweight").shape, (std::vector<int64_t>{256, 151936}));
+    EXPECT_EQ(specs.at("lm_head.qweight").Parameters(), int64_t{151936} * 2048);
+    EXPECT_EQ(specs.at("lm_head.qzeros").shape, (std::vector<int64_t>{16, 151936 / 8}));
+    EXPECT_EQ(specs.at("lm_head.scales").shape, (std::vector<int64_t>{16, 151936}));
+    EXPECT_EQ(specs.at("lm_head.g_idx").shape, (std::vector<int64_t>{2048}));
+    EXPECT_TRUE(specs.at("lm_head.bias").optional);
+  }
+
+  // modules_in_block_to_quantize names modules inside the decoder layers: lm_head is outside.
+  Json experts = bare;
+  experts["modules_in_block_to_quantize"] = {{"mlp.experts.0.down_proj"}};
+  auto c = Parse("qwen3_30b_a3b.json", experts);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(Formats(*c).at("lm_head"), LinearFormat::kInt4Gptq);
+  EXPECT_EQ(Formats(*c).at("model.layers.0.self_attn.q_proj"), LinearFormat::kPlain);
+
+  // A negative rule leaves lm_head unquantized; without lm_head: true an override is moot.
+  Json excluded = bare;
+  excluded["dynamic"] = {{"-:lm_head", Json::object()}};
+  c = Parse("qwen3_30b_a3b.json", excluded);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(Formats(*c).at("lm_head"), LinearFormat::kPlain);
+  EXPECT_TRUE(ByName(ExpectedTensors(*c)).contains("lm_head.weight"));
+  Json moot = QwenGptq();
+  moot["dynamic"] = {{"lm_head", {{"bits", 8}}}};
+  c = Parse("qwen3_30b_a3b.json", moot);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(Formats(*c).at("lm_head"), LinearFormat::kPlain);
+}
+
+// compressed-tensors quantizes lm_head when its targets select it and ignore does not name it.
+TEST(QuantizationConfigTest, CompressedTensorsLmHead) {
+  Json q = KimiInt4();
+  q["ignore"] = {"re:.*mlp.gate$"};
+  auto c = Parse("tiny_qwen3_moe.json", q);
+  ASSERT_TRUE(c.ok()) << c.status();
+  auto formats = Formats(*c);
+  EXPECT_EQ(formats.at("lm_head"), LinearFormat::kInt4CompressedTensors);
+  EXPECT_EQ(formats.at("model.layers.0.mlp.gate"), LinearFormat::kPlain);
+  auto specs = ByName(ExpectedTensors(*c));
+  EXPECT_FALSE(specs.contains("lm_head.weight"));
+  EXPECT_EQ(specs.at("lm_head.weight_packed").shape, (std::vector<int64_t>{512, 8}));
+  EXPECT_EQ(specs.at("lm_head.weight_scale").shape, (std::vector<int64_t>{512, 2}));
+  EXPECT_EQ(specs.at("lm_head.weight_shape").shape, (std::vector<int64_t>{2}));
+
+  // Targets that do not reach it leave it plain.
+  q["config_groups"]["group_0"]["targets"] = {"re:.*experts.*"};
+  c = Parse("tiny_qwen3_moe.json", q);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(Formats(*c).at("lm_head"), LinearFormat::kPlain);
+
+  // Tied weights have no lm_head module: the embedding serves, unquantized (as in vLLM).
+  Json all = KimiInt4();
+  all["ignore"] = Json::array();
+  c = Parse("tiny_llama.json", all);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_FALSE(Formats(*c).contains("lm_head"));
+  EXPECT_TRUE(ByName(ExpectedTensors(*c)).contains("model.embed_tokens.weight"));
+}
+
+// A GPTQ lm_head the model does not have separately, or whose zero points do not pack.
+TEST(QuantizationConfigTest, GptqLmHeadErrors) {
+  Json json = Load("tiny_qwen3_moe.json");
+  json["quantization_config"] = QwenGptq();
+  json["quantization_config"]["group_size"] = 32;
+  json["quantization_config"]["lm_head"] = true;
+  ASSERT_TRUE(ParseModelConfig(json, "dir/config.json").ok())
+      << ParseModelConfig(json, "dir/config.json").status();
+
+  Json tied = json;
+  tied["tie_word_embeddings"] = true;
+  auto c = ParseModelConfig(tied, "dir/config.json");
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(c.status().message(), HasSubstr("field 'tie_word_embeddings'"));
+  EXPECT_THAT(c.status().message(), HasSubstr("quantization_config.lm_head"));
+  tied["quantization_config"]["lm_head"] = false;
+  EXPECT_TRUE(ParseModelConfig(tied, "dir/config.json").ok());
+
+  Json odd_vocab = json;
+  odd_vocab["vocab_size"] = 500;
+  c = ParseModelConfig(odd_vocab, "dir/config.json");
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(c.status().message(), HasSubstr("'quantization_config.bits'"));
+  EXPECT_THAT(c.status().message(), HasSubstr("lm_head has 500 outputs"));
+}
+
 struct QuantErrorCase {
   std::string name;
   std::string file;
@@ -356,9 +466,48 @@ INSTANTIATE_TEST_SUITE_P(
                               j["dynamic"] = {{"-:.*mlp.*", {}}};
                             }),
                        "'quantization_config.dynamic'"},
-        QuantErrorCase{"GptqLmHead", "qwen3_30b_a3b.json",
-                       Edit(QwenGptq, [](Json& j) { j["lm_head"] = true; }),
-                       "'quantization_config.lm_head'"},
+        // GPTQModel's default for a quantized lm_head: 8 bits in groups of 32.
+        QuantErrorCase{"GptqLmHeadEightBits", "qwen3_30b_a3b.json",
+                       Edit(QwenGptq,
+                            [](Json& j) {
+                              j["lm_head"] = true;
+                              j["dynamic"] = {{"lm_head",
+                                               {{"bits", 8},
+                                                {"group_size", 32},
+                                                {"sym", true},
+                                                {"desc_act", false},
+                                                {"mse", 2.4}}}};
+                            }),
+                       "'quantization_config.dynamic.lm_head.bits': unsupported 8 for lm_head"},
+        QuantErrorCase{"GptqLmHeadOtherGroup", "qwen3_30b_a3b.json",
+                       Edit(QwenGptq,
+                            [](Json& j) {
+                              j["lm_head"] = true;
+                              j["dynamic"] = {{"+:.*lm_head.*", {{"bits", 4}, {"group_size", 32}}}};
+                            }),
+                       "'quantization_config.dynamic.+:.*lm_head.*.group_size': 32 differs"},
+        QuantErrorCase{"GptqDynamicAlsoOverridesLayers", "qwen3_30b_a3b.json",
+                       Edit(QwenGptq,
+                            [](Json& j) {
+                              j["lm_head"] = true;
+                              j["dynamic"] = {{"+:.*", {{"bits", 4}}}};
+                            }),
+                       "'quantization_config.dynamic': '+:.*' also overrides "
+                       "model.layers.0.self_attn.q_proj"},
+        QuantErrorCase{
+            "GptqDynamicIncludesAndExcludesLmHead", "qwen3_30b_a3b.json",
+            Edit(QwenGptq,
+                 [](Json& j) {
+                   j["lm_head"] = true;
+                   j["dynamic"] = {{"+:lm_head", {{"bits", 4}}}, {"-:lm_head", Json::object()}};
+                 }),
+            "'quantization_config.dynamic': both"},
+        QuantErrorCase{"GptqDynamicNotARegex", "qwen3_30b_a3b.json",
+                       Edit(QwenGptq,
+                            [](Json& j) {
+                              j["dynamic"] = {{"+:(lm_head", {}}};
+                            }),
+                       "'quantization_config.dynamic': module pattern"},
         QuantErrorCase{"GptqGroupDoesNotDivideMla", "tiny_deepseek_v3.json",
                        Edit(QwenGptq, [](Json& j) { j["group_size"] = 32; }),
                        "'quantization_config.group_size': 32 does not divide the 48 input "
