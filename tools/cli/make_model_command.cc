@@ -23,6 +23,7 @@ struct MakeModelFlags {
   std::string dtype = "bf16";
   int64_t group_size = 128;
   bool experts_only = false;
+  bool quantize_lm_head = false;
   std::string shard_size;
   std::string corpus;
   bool force = false;
@@ -65,6 +66,7 @@ absl::Status Run(const MakeModelFlags& flags) {
   }
   options.group_size = flags.group_size;
   options.experts_only = flags.experts_only;
+  options.quantize_lm_head = flags.quantize_lm_head;
   if (!flags.shard_size.empty()) {
     ASSIGN_OR_RETURN(options.shard_size, make_model::ParseByteSize(flags.shard_size));
   }
@@ -118,6 +120,9 @@ Command AddMakeModelCommand(CLI::App& parent) {
       ->capture_default_str();
   app->add_flag("--experts-only", flags->experts_only,
                 "int4-ct / int4-gptq / fp8-channel: quantize only the routed experts");
+  app->add_flag("--quantize-lm-head", flags->quantize_lm_head,
+                "int4-ct / int4-gptq: quantize lm_head too (compressed-tensors: not in ignore; "
+                "GPTQ: \"lm_head\": true), with or without --experts-only");
   app->add_option("--shard-size", flags->shard_size,
                   "Split weights into files of at most this size (e.g. 500MB)");
   app->add_option("--corpus", flags->corpus,

@@ -103,6 +103,10 @@ absl::StatusOr<WeightFormat> ResolveFormat(const MakeModelOptions& o) {
     return absl::InvalidArgumentError(
         absl::StrCat("int4 group size ", o.group_size, " not supported (32, 64 or 128)"));
   }
+  if (o.quantize_lm_head && !IsInt4(f.quantization)) {
+    return absl::InvalidArgumentError(
+        "quantize-lm-head applies to int4-ct and int4-gptq checkpoints");
+  }
   if (o.experts_only) {
     if (!IsInt4(f.quantization) && f.quantization != LinearFormat::kFp8Channel) {
       return absl::InvalidArgumentError(
@@ -122,14 +126,17 @@ bool IsRoutedExpert(const std::string& module) {
 }
 
 // The quantization_config that quantizes the Linear layers of `plain` (the same model without
-// quantization) that `options` asks for: all but routers and lm_head, or the routed experts.
+// quantization) that `options` asks for: all but routers and lm_head, or the routed experts;
+// and lm_head with quantize_lm_head.
 nlohmann::ordered_json QuantizationFor(const model::ModelConfig& plain, model::LinearFormat format,
                                        const MakeModelOptions& options) {
   std::vector<std::string> ignore, gptq_modules;
   absl::flat_hash_set<std::string> seen;
   for (const model::LinearSpec& linear : model::LinearLayers(plain)) {
+    const bool lm_head = linear.module == "lm_head";
     const bool quantize =
-        !linear.always_plain && (!options.experts_only || IsRoutedExpert(linear.module));
+        lm_head ? options.quantize_lm_head
+                : !linear.always_plain && (!options.experts_only || IsRoutedExpert(linear.module));
     if (!quantize) {
       // llm-compressor serialises every Linear it left alone by name; lm_head first, as in
       // tests/golden (LinearLayers lists it last).
@@ -140,7 +147,7 @@ nlohmann::ordered_json QuantizationFor(const model::ModelConfig& plain, model::L
       }
       continue;
     }
-    if (options.experts_only && format == model::LinearFormat::kInt4Gptq) {
+    if (options.experts_only && format == model::LinearFormat::kInt4Gptq && !lm_head) {
       // optimum's modules_in_block_to_quantize names modules relative to their decoder layer.
       constexpr std::string_view kLayers = "model.layers.";
       const size_t dot = linear.module.find('.', kLayers.size());
@@ -148,7 +155,8 @@ nlohmann::ordered_json QuantizationFor(const model::ModelConfig& plain, model::L
       if (seen.insert(relative).second) gptq_modules.push_back(std::move(relative));
     }
   }
-  return QuantizationConfigJson(format, options.group_size, ignore, gptq_modules);
+  return QuantizationConfigJson(format, options.group_size, ignore, gptq_modules,
+                                options.quantize_lm_head);
 }
 
 // Whether the parsed config (config edits applied) stores Linear weights as `format` asks.
@@ -279,6 +287,11 @@ absl::StatusOr<MakeModelResult> MakeModel(const MakeModelOptions& options) {
     // layers, read from the unquantized config.
     ASSIGN_OR_RETURN(model::ModelConfig plain,
                      model::ParseModelConfig(nlohmann::json(config), "make-model config.json"));
+    if (options.quantize_lm_head && plain.tie_word_embeddings) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "quantize-lm-head: ", std::string(model::ArchitectureName(options.arch)),
+          " ties lm_head to the embedding table (tie_word_embeddings), which stays unquantized"));
+    }
     config = BuildConfigJson(options.arch, shape, result.vocab_size, ids, config_dtype,
                              QuantizationFor(plain, format.quantization, options));
     RETURN_IF_ERROR(ApplyConfigEdits(options, config));

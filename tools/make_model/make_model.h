@@ -34,13 +34,15 @@ struct MakeModelOptions {
   // or kF32; kF8E4M3 is short for kBF16 with `quantization` kFp8Block.
   DType dtype = DType::kBF16;
   // How the Linear weights of attention and of the (dense, shared and routed) MLPs are stored;
-  // routers, lm_head, embeddings and norms stay in `dtype`. Each quantized format is written as
-  // its published tools write it (checkpoint_writer.h WriteCheckpoint, tests/golden/README.md):
+  // routers, embeddings and norms stay in `dtype`, and lm_head unless quantize_lm_head. Each
+  // quantized format is written as its published tools write it (checkpoint_writer.h
+  // WriteCheckpoint, tests/golden/README.md):
   //  - kFp8Block: DeepSeek-V3's fp8, e4m3 with 128 x 128 F32 block scales;
   //  - kFp8Channel: llm-compressor FP8_DYNAMIC (compressed-tensors float-quantized), e4m3 with
   //    a per-output-row scale in `dtype`; routers and lm_head named in `ignore`;
   //  - kInt4CompressedTensors: llm-compressor W4A16 (compressed-tensors pack-quantized,
-  //    symmetric groups of `group_size`, scales in `dtype`); routers and lm_head in `ignore`;
+  //    symmetric groups of `group_size`, scales in `dtype`); routers and lm_head (unless
+  //    quantize_lm_head) in `ignore`;
   //  - kInt4Gptq: AutoGPTQ v1 as Qwen's GPTQ-Int4 releases (sym, desc_act false); needs
   //    `dtype` kF16, which those releases are.
   // Each equals the unquantized checkpoint of the same options (its "twin") quantized: int4
@@ -50,6 +52,11 @@ struct MakeModelOptions {
   // Quantize the routed experts only (the rest stays in `dtype`, listed in compressed-tensors'
   // ignore or left out of GPTQ's modules_in_block_to_quantize).
   bool experts_only = false;
+  // int4 only: quantize lm_head too, in the layers' groups, as the published layouts do:
+  // compressed-tensors by leaving it out of `ignore`, GPTQ with `"lm_head": true` (and
+  // GPTQModel's `dynamic` override keeping it at 4 bits). With or without experts_only. Refused
+  // for architectures whose lm_head is the embedding table (tie_word_embeddings: llama here).
+  bool quantize_lm_head = false;
   uint64_t shard_size = 0;  // max bytes per safetensors file; 0 = one model.safetensors
   bool force = false;       // write into a non-empty out_dir (files of the same name replaced)
   std::string corpus_dir;   // empty: the built-in corpus

@@ -198,7 +198,8 @@ nlohmann::ordered_json BuildConfigJson(Architecture arch, const ModelShape& shap
 
 nlohmann::ordered_json QuantizationConfigJson(model::LinearFormat format, int64_t group_size,
                                               const std::vector<std::string>& ignore,
-                                              const std::vector<std::string>& gptq_modules) {
+                                              const std::vector<std::string>& gptq_modules,
+                                              bool gptq_lm_head) {
   if (format == model::LinearFormat::kInt4Gptq) {
     // AutoGPTQ's BaseQuantizeConfig as Qwen's GPTQ-Int4 configs carry it; checkpoint_format
     // "gptq" (v1) stores each zero point minus one.
@@ -212,6 +213,14 @@ nlohmann::ordered_json QuantizationConfigJson(model::LinearFormat format, int64_
            {"damp_percent", 0.01},
            {"checkpoint_format", "gptq"}};
     if (!gptq_modules.empty()) q["modules_in_block_to_quantize"] = Json::array({gptq_modules});
+    if (gptq_lm_head) {
+      // GPTQModel's QuantizeConfig.lm_head, and the per-module override its looper reads for
+      // lm_head (keyed by the module name, matched as a regex), here keeping the layers' format.
+      q["lm_head"] = true;
+      q["dynamic"] = {
+          {"lm_head",
+           {{"bits", 4}, {"group_size", group_size}, {"sym", true}, {"desc_act", false}}}};
+    }
     return q;
   }
   // compressed-tensors' QuantizationArgs, every field serialised in its order.

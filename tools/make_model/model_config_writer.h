@@ -44,11 +44,15 @@ nlohmann::ordered_json BuildConfigJson(model::Architecture arch, const ModelShap
 //    dynamic per-token fp8 activations declared), `ignore` as given;
 //  - kInt4Gptq: AutoGPTQ's, as Qwen's GPTQ-Int4 releases (bits 4, sym, desc_act false,
 //    checkpoint_format "gptq"), plus optimum's modules_in_block_to_quantize when
-//    `gptq_modules` (names relative to their decoder layer) is not empty.
+//    `gptq_modules` (names relative to their decoder layer) is not empty, and with
+//    `gptq_lm_head` GPTQModel's `"lm_head": true` with the `dynamic` override that keeps
+//    lm_head at 4 bits in the same groups (GPTQModel's own default for lm_head is 8 bits).
+// (A compressed-tensors lm_head is quantized by leaving it out of `ignore`.)
 // REQUIRES: one of those three formats.
 nlohmann::ordered_json QuantizationConfigJson(model::LinearFormat format, int64_t group_size,
                                               const std::vector<std::string>& ignore,
-                                              const std::vector<std::string>& gptq_modules);
+                                              const std::vector<std::string>& gptq_modules,
+                                              bool gptq_lm_head = false);
 
 // generation_config.json: bos, the stop tokens as eos_token_id, pad.
 nlohmann::ordered_json BuildGenerationConfigJson(const SpecialTokenIds& ids);

@@ -2,8 +2,9 @@
 // config parser and the checkpoint check for every architecture, tensors in the published dtypes
 // and shapes (tests/golden/README.md, "Quantized checkpoints"), and values equal to the
 // unquantized twin (same options and seed) quantized with model::QuantizeInt4Groups (int4) or
-// amax / 448 per row (fp8). The packings are unpacked here from their published bit order,
-// independently of the writer.
+// amax / 448 per row (fp8); lm_head too with --quantize-lm-head. The packings are unpacked here
+// from their published bit order, independently of the writer.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -412,6 +413,76 @@ TEST(QuantizedCheckpointTest, ExpertsOnlyQuantizesTheRoutedExpertsAlone) {
   }
 }
 
+// --quantize-lm-head: lm_head in the layers' int4 layout, equal to the twin's lm_head quantized;
+// compressed-tensors leaves it out of `ignore`, GPTQ says `"lm_head": true` with GPTQModel's
+// `dynamic` override keeping it at 4 bits in the same groups.
+TEST(QuantizedCheckpointTest, QuantizedLmHead) {
+  for (const LinearFormat format :
+       {LinearFormat::kInt4CompressedTensors, LinearFormat::kInt4Gptq}) {
+    for (const bool experts_only : {false, true}) {
+      const std::string name =
+          absl::StrCat("lm_head_", FormatName(format), experts_only ? "_experts_only" : "");
+      SCOPED_TRACE(name);
+      MakeModelOptions options;
+      options.arch = Architecture::kQwen3Moe;
+      options.seed = 9;
+      options.dtype = FloatDType(format);
+      options.quantization = format;
+      options.quantize_lm_head = true;
+      options.experts_only = experts_only;
+      options.group_size = experts_only ? 64 : 128;
+      options.out_dir = ScratchDir(name);
+      const Made m = Make(options);
+      ASSERT_NE(m.checkpoint, nullptr);
+      const absl::Status check = model::CheckCheckpointAgainstConfig(*m.checkpoint, m.config);
+      EXPECT_TRUE(check.ok()) << check;
+      EXPECT_FALSE(m.checkpoint->Contains("lm_head.weight"));
+
+      absl::StatusOr<nlohmann::json> json = ReadJsonFile(m.dir + "/config.json");
+      ASSERT_TRUE(json.ok());
+      const nlohmann::json& qc = (*json)["quantization_config"];
+      if (format == LinearFormat::kInt4Gptq) {
+        EXPECT_EQ(qc["lm_head"], true);
+        EXPECT_EQ(qc["dynamic"], nlohmann::json::parse(absl::StrCat(
+                                     R"({"lm_head": {"bits": 4, "group_size": )",
+                                     options.group_size, R"(, "sym": true, "desc_act": false}})")));
+        EXPECT_TRUE(m.config.int4_quantization->gptq_lm_head);
+      } else {
+        const std::vector<std::string> ignore = qc["ignore"].get<std::vector<std::string>>();
+        EXPECT_EQ(std::count(ignore.begin(), ignore.end(), "lm_head"), 0);
+        EXPECT_FALSE(ignore.empty());  // the routers at least
+      }
+
+      // The twin: the same model unquantized, with the quantized one's (group-rounded) widths.
+      const ModelShape shape =
+          Int4CompatibleShape(*PresetShape("tiny"), {}, options.group_size, experts_only);
+      MakeModelOptions twin_options = options;
+      twin_options.quantization = LinearFormat::kPlain;
+      twin_options.quantize_lm_head = false;
+      twin_options.experts_only = false;
+      twin_options.overrides = Exactly(shape);
+      twin_options.out_dir = ScratchDir(name + "_twin");
+      const Made twin = Make(twin_options);
+      ASSERT_NE(twin.checkpoint, nullptr);
+      bool saw_lm_head = false;
+      for (const model::LinearSpec& l : model::LinearLayers(m.config)) {
+        const bool quantized =
+            l.module == "lm_head" ||
+            (!l.always_plain && (!experts_only || l.module.find(".experts.") != std::string::npos));
+        ASSERT_EQ(l.format, quantized ? format : LinearFormat::kPlain) << l.module;
+        if (l.module != "lm_head") continue;
+        saw_lm_head = true;
+        EXPECT_FALSE(l.always_plain);
+        EXPECT_EQ(l.out, m.config.vocab_size);
+        EXPECT_EQ(l.in, m.config.hidden_size);
+        CheckQuantizedLinear(m, twin, l, format);
+        if (HasFatalFailure()) return;
+      }
+      EXPECT_TRUE(saw_lm_head);
+    }
+  }
+}
+
 TEST(QuantizedCheckpointTest, ShardedInt4CheckpointHasTheSameTensors) {
   MakeModelOptions options;
   options.arch = Architecture::kQwen3Moe;
@@ -495,6 +566,16 @@ TEST(QuantizedCheckpointTest, UnsupportedCombinationsAreClearErrors) {
   options.quantization = LinearFormat::kFp8Channel;
   options.arch = Architecture::kLlama;
   EXPECT_NE(error(options).find("no routed experts"), std::string::npos);
+  // A quantized lm_head: int4 only, and not where lm_head is the embedding table.
+  options.experts_only = false;
+  options.arch = Architecture::kQwen3Moe;
+  options.quantize_lm_head = true;
+  EXPECT_NE(error(options).find("quantize-lm-head applies to int4"), std::string::npos);
+  options.quantization = LinearFormat::kInt4CompressedTensors;
+  options.arch = Architecture::kLlama;
+  const std::string tied = error(options);
+  EXPECT_NE(tied.find("tie_word_embeddings"), std::string::npos) << tied;
+  options.quantize_lm_head = false;
   // A config edit that removes the quantization the checkpoint is written for.
   options.arch = Architecture::kQwen3Moe;
   options.experts_only = false;
