@@ -15,13 +15,15 @@ absl::Status Unshardable(const std::string& what) {
   return absl::InvalidArgumentError(absl::StrCat("cannot shard the model: ", what));
 }
 
-// Bytes of one tensor that `parallel.rank` loads.
+// Bytes of one tensor `name` that `parallel.rank` loads.
 uint64_t RankBytes(const ModelConfig& c, const ParallelConfig& p, const ClassifiedTensor& t,
-                   uint64_t bytes, const ExpertRange& experts) {
+                   const std::string& name, uint64_t bytes, const ExpertRange& experts) {
   const uint64_t tp = static_cast<uint64_t>(p.tp);
   switch (t.role) {
     case TensorRole::kEmbedding:
     case TensorRole::kLmHead: {
+      // An int4 lm_head's act-order column order is one per input feature, on every rank.
+      if (name.ends_with(".g_idx")) return bytes;
       // Vocab-parallel over the whole group (worker/models/shard.h): each of the tp x ep ranks
       // holds ceil(vocab / (tp x ep)) rows (the last one padded).
       const uint64_t vocab = static_cast<uint64_t>(c.vocab_size);
@@ -164,7 +166,7 @@ absl::StatusOr<RankMemoryPlan> PlanRankMemory(const ModelConfig& c, const Parall
     // kv_b_proj itself is read once at load and replaced by its derived projections.
     const uint64_t on_rank = IsMlaKvB(c, spec.name)
                                  ? (IsWeightTensor(spec.name) ? MlaDerivedBytesPerLayer(c, p) : 0)
-                                 : RankBytes(c, p, t, loaded, plan.experts);
+                                 : RankBytes(c, p, t, spec.name, loaded, plan.experts);
     plan.model_bytes_by_role[static_cast<size_t>(t.role)] += bytes;
     plan.model_bytes += bytes;
     plan.weight_bytes_by_role[static_cast<size_t>(t.role)] += on_rank;

@@ -41,8 +41,8 @@ ClassifiedTensor ClassifyTensor(std::string_view name) {
   ClassifiedTensor out{TensorRole::kNorm};
   if (name == "model.embed_tokens.weight") {
     out.role = TensorRole::kEmbedding;
-  } else if (name == "lm_head.weight") {
-    out.role = TensorRole::kLmHead;
+  } else if (name.starts_with("lm_head.")) {
+    out.role = TensorRole::kLmHead;  // its weight, or an int4 lm_head's packed tensors
   } else if (Has(name, ".self_attn.")) {
     if (Has(name, ".k_proj.") || Has(name, ".v_proj.")) {
       out.role = TensorRole::kAttentionKv;

@@ -223,6 +223,44 @@ TEST(MemoryPlanTest, Int4Bytes) {
             vp->weight_bytes_by_role[static_cast<size_t>(TensorRole::kSharedExpert)]);
 }
 
+// An int4 lm_head (GPTQ `lm_head: true`): counted as lm_head parameters, kept packed with f32
+// scales, vocab-parallel over the ranks like a plain one, its act-order column order whole on
+// every rank.
+TEST(MemoryPlanTest, Int4LmHeadBytes) {
+  const std::string path =
+      std::string(EXPERTMESH_SOURCE_DIR) + "/tests/model/config/data/tiny_qwen3_moe_gptq.json";
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  nlohmann::json json = nlohmann::json::parse(text.str());
+  json["quantization_config"]["lm_head"] = true;
+  absl::StatusOr<ModelConfig> gptq = ParseModelConfig(json, path);
+  ASSERT_TRUE(gptq.ok()) << gptq.status();
+  const ModelConfig bf16 = Load("tiny_qwen3_moe.json");
+  const size_t lm_head = static_cast<size_t>(TensorRole::kLmHead);
+  EXPECT_EQ(CountParameters(*gptq).by_role[lm_head], 512 * 64);
+  EXPECT_EQ(CountParameters(*gptq).total, CountParameters(bf16).total);
+  EXPECT_EQ(CountParameters(*gptq).active_per_token, CountParameters(bf16).active_per_token);
+
+  auto plan = PlanRankMemory(*gptq, {.tp = 1, .ep = 1, .rank = 0}, DType::kBF16);
+  auto plain = PlanRankMemory(bf16, {.tp = 1, .ep = 1, .rank = 0}, DType::kBF16);
+  ASSERT_TRUE(plan.ok() && plain.ok());
+  // 512 x 64 values in groups of 32: 16384 bytes of int4 and 1024 f32 scales (symmetric: the
+  // zero points are not kept), against 65536 bytes of bf16.
+  EXPECT_EQ(plan->weight_bytes_by_role[lm_head], 16384u + 4096u);
+  EXPECT_EQ(plain->weight_bytes_by_role[lm_head], 65536u);
+
+  // Asymmetric act-order, ep 2: each rank 256 rows with their scales and zero points, and the
+  // 64 features' column order.
+  json["quantization_config"]["sym"] = false;
+  json["quantization_config"]["desc_act"] = true;
+  absl::StatusOr<ModelConfig> act = ParseModelConfig(json, path);
+  ASSERT_TRUE(act.ok()) << act.status();
+  auto rank = PlanRankMemory(*act, {.tp = 1, .ep = 2, .rank = 1}, DType::kBF16);
+  ASSERT_TRUE(rank.ok());
+  EXPECT_EQ(rank->weight_bytes_by_role[lm_head], 8192u + 2048u + 2048u + 256u);
+}
+
 TEST(FormatTest, HumanUnits) {
   EXPECT_EQ(FormatCount(46'702'792'704), "46.70 B");
   EXPECT_EQ(FormatCount(512), "512");
