@@ -302,6 +302,17 @@ absl::StatusOr<Q4Window> ConcatQ4Rows(std::vector<Q4Window> parts) {
   return out;
 }
 
+void PadQ4Rows(Q4Window& w, int64_t total_rows) {
+  if (total_rows <= w.rows) return;
+  const size_t pad = static_cast<size_t>(total_rows - w.rows);
+  w.q.insert(w.q.end(), pad * w.cols, static_cast<uint8_t>(kernels::kQ4SymmetricZero));
+  w.scales.insert(w.scales.end(), pad * w.groups, 0.0f);
+  if (!w.zeros.empty()) {
+    w.zeros.insert(w.zeros.end(), pad * w.groups, static_cast<float>(kernels::kQ4SymmetricZero));
+  }
+  w.rows = total_rows;
+}
+
 absl::StatusOr<Tensor> PackQ4Window(const Q4Window& w) {
   if (w.cols % kernels::kQ4Unit != 0 || w.col_offset % kernels::kQ4Unit != 0) {
     return absl::InvalidArgumentError(

@@ -63,6 +63,10 @@ absl::StatusOr<Q4Window> ReadQ4Window(const model::Checkpoint& checkpoint,
 // Unimplemented when their column orders differ.
 absl::StatusOr<Q4Window> ConcatQ4Rows(std::vector<Q4Window> parts);
 
+// Appends rows that multiply to zero until the window has `total_rows` (>= rows): values at the
+// zero point, scale 0 (a vocab-parallel lm_head's padding rows, whose logits are dropped).
+void PadQ4Rows(Q4Window& window, int64_t total_rows);
+
 // The window as a kQ4 tensor [rows, cols] with its BlockScales (block_rows 1, block_cols the
 // group size). InvalidArgument unless the columns start and end on multiples of 32 (a kernel
 // unit never straddles two groups).

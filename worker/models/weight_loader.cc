@@ -429,6 +429,18 @@ absl::StatusOr<Tensor> WeightLoader::GetRowsPadded(std::string_view name,
         absl::StrCat(dir(), ": tensor ", std::string(name), ": padded row slice [", begin, ", ",
                      begin + count, ") of ", total_rows, " rows outside ", ShapeStr(shape)));
   }
+  if (const model::LinearSpec* q4 = Int4Linear(name); q4 != nullptr) {
+    // An int4 lm_head stays int4: the padding rows have scale 0, so they multiply to zero as the
+    // zero rows of a plain table do.
+    if (shape != std::vector<int64_t>{q4->out, q4->in}) {
+      return absl::InvalidArgumentError(absl::StrCat(dir(), ": int4 weight ", std::string(name),
+                                                     " is ", ShapeStr({q4->out, q4->in}),
+                                                     ", asked for as ", ShapeStr(shape)));
+    }
+    ASSIGN_OR_RETURN(Q4Window window, ReadQ4(*q4, begin, count, 0, q4->in));
+    PadQ4Rows(window, total_rows);
+    return FromQ4Window(window);
+  }
   ASSIGN_OR_RETURN(Tensor t, Tensor::Zeros(storage_dtype_, {total_rows, shape[1]}));
   if (count > 0) {
     ASSIGN_OR_RETURN(model::TensorView view, View(name, shape));

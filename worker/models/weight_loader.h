@@ -77,7 +77,8 @@ class WeightLoader {
                                           int64_t begin, int64_t count);
   // Rows [begin, begin + count) of the 2-D tensor `name` followed by zero rows, `total_rows`
   // (>= count) in all, in the storage dtype: a copy unless total_rows == count (then GetRows).
-  // For vocab-parallel tables whose slices must all have the same row count.
+  // For vocab-parallel tables whose slices must all have the same row count. An int4 weight (a
+  // quantized lm_head) is handed out as int4 weights are, its padding rows with scale 0.
   absl::StatusOr<kernels::Tensor> GetRowsPadded(std::string_view name, std::vector<int64_t> shape,
                                                 int64_t begin, int64_t count, int64_t total_rows);
   // Columns [begin, begin + count) of the 2-D tensor `name` of full shape `shape` (a copy).

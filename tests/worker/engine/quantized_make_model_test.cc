@@ -2,9 +2,11 @@
 // CPU backend: loaded as published (int4 repacked into kQ4, fp8 kept with per-row scales), they
 // give the logits of their dequantized twin, the same checkpoint with every quantized weight
 // unpacked here (from the published bit order, not through the writer or the loader) into f32
-// values and loaded as a plain f32 model; and the engine generates the twin's greedy tokens.
+// values and loaded as a plain f32 model; and the engine generates the twin's greedy tokens. With
+// --quantize-lm-head the lm_head is int4 too, on one rank and vocab-parallel over two.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -12,9 +14,13 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "common/status_macros.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "model/config/weight_layout.h"
@@ -23,6 +29,7 @@
 #include "tests/util/cpu_engine.h"
 #include "tests/util/shared_model.h"
 #include "tests/util/tensor_compare.h"
+#include "tests/worker/comm/fake_communicator.h"
 #include "tests/worker/models/model_test_util.h"
 #include "tools/make_model/make_model.h"
 #include "tools/make_model/safetensors_writer.h"
@@ -39,6 +46,8 @@ struct Case {
   std::string name;
   model::Architecture arch;
   LinearFormat format;
+  bool quantize_lm_head = false;
+  std::string vocab_size;  // a config edit when not empty
 };
 
 std::string MakeQuantizedModel(const Case& c) {
@@ -46,6 +55,8 @@ std::string MakeQuantizedModel(const Case& c) {
   options.arch = c.arch;
   options.size = "tiny";
   options.quantization = c.format;
+  options.quantize_lm_head = c.quantize_lm_head;
+  if (!c.vocab_size.empty()) options.config_edits = {{"vocab_size", c.vocab_size}};
   options.dtype = c.format == LinearFormat::kInt4Gptq ? DType::kF16 : DType::kBF16;
   options.seed = 17;
   options.out_dir = absl::StrCat(EXPERTMESH_BINARY_DIR, "/test-scratch/models/quantized-", c.name);
@@ -285,8 +296,94 @@ INSTANTIATE_TEST_SUITE_P(
              LinearFormat::kInt4CompressedTensors},
         Case{"deepseek_v3_int4_gptq", model::Architecture::kDeepseekV3, LinearFormat::kInt4Gptq},
         Case{"deepseek_v3_fp8_channel", model::Architecture::kDeepseekV3,
-             LinearFormat::kFp8Channel}),
+             LinearFormat::kFp8Channel},
+        // lm_head int4 too (--quantize-lm-head), as GPTQModel and llm-compressor can write it.
+        Case{"qwen3_moe_int4_ct_lm_head", model::Architecture::kQwen3Moe,
+             LinearFormat::kInt4CompressedTensors, true},
+        Case{"qwen3_moe_int4_gptq_lm_head", model::Architecture::kQwen3Moe, LinearFormat::kInt4Gptq,
+             true}),
     [](const auto& info) { return info.param.name; });
+
+// The logits of one prefill step (every row) of a group of tp x ep ranks (threads, CPU
+// backends, a fake communicator), as rank `rank` sees them.
+absl::StatusOr<std::vector<float>> GroupPrefillLogits(const std::string& dir, int tp, int ep,
+                                                      const std::vector<int32_t>& prompt) {
+  const int world = tp * ep;
+  std::vector<std::unique_ptr<comm::Communicator>> comms =
+      comm::CreateFakeGroup(world, absl::Seconds(60));
+  std::vector<absl::StatusOr<std::vector<float>>> got(world, absl::UnknownError("not run"));
+  std::vector<std::thread> ranks;
+  for (int r = 0; r < world; ++r) {
+    ranks.emplace_back([&, r] {
+      got[r] = [&]() -> absl::StatusOr<std::vector<float>> {
+        ASSIGN_OR_RETURN(std::unique_ptr<kernels::cpu::CpuBackend> backend,
+                         kernels::cpu::CpuBackend::Create({.num_threads = 1}));
+        models::ModelOptions options;
+        options.compute_dtype = DType::kF32;
+        options.shard = {.tp = tp, .ep = ep, .rank = r};
+        if (world > 1) options.comm = comms[r].get();
+        ASSIGN_OR_RETURN(std::unique_ptr<models::Model> model,
+                         models::LoadModel(dir, backend.get(), options));
+        ASSIGN_OR_RETURN(models::KvCacheTensors kv,
+                         models::AllocateKvCache(*backend, model->kv_cache_spec(), 16, 4));
+        const std::vector<int32_t> table = Blocks(0, 4);
+        ASSIGN_OR_RETURN(kernels::Tensor logits, RunStep(*model, kv,
+                                                         {{.tokens = prompt,
+                                                           .start_pos = 0,
+                                                           .block_table = table,
+                                                           .logits = Logits::kAll}}));
+        return std::vector<float>(logits.data<float>(), logits.data<float>() + logits.numel());
+      }();
+    });
+  }
+  for (std::thread& t : ranks) t.join();
+  for (int r = 1; r < world; ++r) {
+    if (!got[r].ok()) return got[r].status();
+    if (got[0].ok() && *got[r] != *got[0]) {
+      return absl::InternalError(absl::StrCat("rank ", r, "'s logits differ from rank 0's"));
+    }
+  }
+  return got[0];
+}
+
+// A vocab-parallel int4 lm_head: each rank multiplies its rows of the packed table, the last
+// rank's padded to ceil(V / world) (compressed-tensors with an odd vocabulary edited in: 2
+// ranks pad one row; GPTQ's vocabulary is a multiple of 8, so its ranks split it evenly); the
+// gathered logits are the dequantized twin's on one rank.
+TEST(QuantizedLmHeadTest, VocabParallelLogitsMatchTheDequantizedTwin) {
+  for (const auto& [c, tp, ep] :
+       {std::tuple{Case{"qwen3_moe_int4_ct_lm_head_odd_vocab", model::Architecture::kQwen3Moe,
+                        LinearFormat::kInt4CompressedTensors, true, "2175"},
+                   2, 1},
+        std::tuple{Case{"qwen3_moe_int4_gptq_lm_head", model::Architecture::kQwen3Moe,
+                        LinearFormat::kInt4Gptq, true},
+                   1, 2}}) {
+    SCOPED_TRACE(absl::StrCat(c.name, " tp ", tp, " ep ", ep));
+    const std::string dir = MakeQuantizedModel(c);
+    ASSERT_FALSE(dir.empty());
+    absl::StatusOr<model::ModelConfig> config = model::LoadModelConfig(dir);
+    ASSERT_TRUE(config.ok()) << config.status();
+    const int64_t vocab = config->vocab_size;
+    if (!c.vocab_size.empty()) {
+      ASSERT_EQ(vocab % (tp * ep), 1);  // the last rank pads one row
+    }
+    absl::StatusOr<std::string> twin_dir = DequantizedTwin(dir);
+    ASSERT_TRUE(twin_dir.ok()) << twin_dir.status();
+    std::vector<int32_t> prompt;
+    for (int i = 0; i < 9; ++i) prompt.push_back(static_cast<int32_t>((i * 7919 + 13) % vocab));
+    absl::StatusOr<std::vector<float>> group = GroupPrefillLogits(dir, tp, ep, prompt);
+    ASSERT_TRUE(group.ok()) << group.status();
+    absl::StatusOr<std::vector<float>> twin = GroupPrefillLogits(*twin_dir, 1, 1, prompt);
+    ASSERT_TRUE(twin.ok()) << twin.status();
+    ASSERT_EQ(group->size(), twin->size());
+    ASSERT_EQ(group->size(), prompt.size() * static_cast<size_t>(vocab));
+    double max_diff = 0;
+    for (size_t i = 0; i < twin->size(); ++i) {
+      max_diff = std::max(max_diff, std::abs(static_cast<double>((*group)[i]) - (*twin)[i]));
+    }
+    EXPECT_LT(max_diff, 2e-4);
+  }
+}
 
 }  // namespace
 }  // namespace expertmesh::engine

@@ -3,8 +3,9 @@
 // checkpoints with known values, loaded as kQ4 tensors (a backend that takes q4 weights) whose
 // every value, read through kernels::Q4Value and the BlockScales, dequantizes exactly to the
 // value packed; tensor-parallel slices through a group, fused gate | up, values widened for a
-// backend without q4 weights and for weights derived at load; and each malformed tensor
-// refused with an error naming it.
+// backend without q4 weights and for weights derived at load; a quantized lm_head whole and as
+// a vocab-parallel rank's padded rows; and each malformed tensor refused with an error naming
+// it.
 #include <cmath>
 #include <functional>
 #include <memory>
@@ -407,6 +408,112 @@ TEST_F(Int4LoaderTest, WidenedWithoutQ4Backend) {
       ASSERT_EQ(t->data<float>()[r * kInter + c], down.Value(r, c)) << r << ", " << c;
     }
   }
+}
+
+// Rows [from, rows) of `t` (kQ4 with block scales) all dequantize to zero.
+void ExpectZeroRows(const Tensor& t, int64_t from, const std::string& what) {
+  const kernels::BlockScales* s = t.block_scales();
+  ASSERT_NE(s, nullptr) << what;
+  const int64_t cols = t.dim(1), grid_cols = s->scales->dim(1);
+  const auto* data = static_cast<const uint8_t*>(t.raw_data());
+  for (int64_t r = from; r < t.dim(0); ++r) {
+    for (int64_t c = 0; c < cols; ++c) {
+      const int64_t k = (r + s->row_offset) * grid_cols + (c + s->col_offset) / s->block_cols;
+      const float zero = s->zero_points ? s->zero_points->data<float>()[k]
+                                        : static_cast<float>(kernels::kQ4SymmetricZero);
+      const float v =
+          (kernels::Q4Value(data + r * cols / 2, cols, c) - zero) * s->scales->data<float>()[k];
+      ASSERT_EQ(v, 0.0f) << what << ": padding row " << r << ", column " << c;
+    }
+  }
+}
+
+// A quantized lm_head (GPTQ `lm_head: true`, asymmetric; compressed-tensors with
+// lm_head not ignored): the whole table as kQ4, and the last vocab-parallel rank's rows padded
+// to ceil(V / world) with rows that dequantize to zero, so their logits are zeros the model
+// drops, as the zero rows of a plain table give; widened alike without q4 weights.
+TEST_F(Int4LoaderTest, QuantizedLmHeadWholeAndVocabParallel) {
+  struct Variant {
+    std::string name;
+    Json quantization;
+    int64_t vocab;
+    int world;  // GPTQ's vocabulary is a multiple of 8 (qzeros), so 2 ranks would not pad it
+  };
+  Json gptq = GptqQuantization(false, false, "gptq");
+  gptq["lm_head"] = true;
+  Json ct = CtQuantization();
+  ct["ignore"] = Json::array();
+  for (const Variant& v : {Variant{"gptq", gptq, 72, 5}, Variant{"ct", ct, 65, 2}}) {
+    const bool is_gptq = v.name == "gptq";
+    Json config = BaseConfig();
+    config["vocab_size"] = v.vocab;
+    config["quantization_config"] = v.quantization;
+    const Int4Weight head = MakeWeight(v.vocab, kHidden, 12, /*symmetric=*/!is_gptq, false);
+    std::vector<TestTensor> tensors;
+    if (is_gptq) {
+      AddGptq("lm_head", head, /*v1=*/true, tensors);
+    } else {
+      AddCt("lm_head", head, tensors);
+    }
+    const model::ParallelConfig shard{.tp = v.world, .ep = 1, .rank = v.world - 1};
+    const model::IndexRange rows = shard.VocabRows(v.vocab);
+    const int64_t per = shard.VocabRowsPerRank(v.vocab);
+    ASSERT_GT(rows.count, 0);
+    ASSERT_LT(rows.count, per);  // the last rank pads
+    for (const bool q4 : {true, false}) {
+      const std::string what = absl::StrCat(v.name, q4 ? " q4" : " widened");
+      auto w = Open(absl::StrCat("lm_head_", v.name, q4 ? "_q4" : "_widened"), config, tensors, q4,
+                    v.world, v.world - 1);
+      ASSERT_TRUE(w.ok()) << what << ": " << w.status();
+      auto whole = w->Get("lm_head.weight", {v.vocab, kHidden});
+      ASSERT_TRUE(whole.ok()) << what << ": " << whole.status();
+      auto padded =
+          w->GetRowsPadded("lm_head.weight", {v.vocab, kHidden}, rows.begin, rows.count, per);
+      ASSERT_TRUE(padded.ok()) << what << ": " << padded.status();
+      ASSERT_EQ(padded->dim(0), per) << what;
+      ASSERT_EQ(padded->dim(1), kHidden) << what;
+      if (q4) {
+        ExpectDequantizes(*whole, head, 0, 0, what + " whole");
+        // GPTQ's zero points are kept (asymmetric), and padded with the rows.
+        EXPECT_EQ(whole->block_scales()->zero_points != nullptr, is_gptq) << what;
+        EXPECT_EQ(padded->block_scales()->zero_points != nullptr, is_gptq) << what;
+        ExpectDequantizes(*padded->Slice(0, rows.count), head, rows.begin, 0, what + " rows");
+        ExpectZeroRows(*padded, rows.count, what);
+        // Packed: half a byte per weight.
+        EXPECT_EQ(padded->nbytes(), static_cast<size_t>(per * kHidden / 2)) << what;
+        continue;
+      }
+      // Without q4 weights, the storage dtype (bf16, which holds these values exactly).
+      ASSERT_EQ(padded->dtype(), DType::kBF16) << what;
+      const uint16_t* bits = padded->data<uint16_t>();
+      for (int64_t r = 0; r < per; ++r) {
+        for (int64_t c = 0; c < kHidden; ++c) {
+          const float want = r < rows.count ? head.Value(rows.begin + r, c) : 0.0f;
+          ASSERT_EQ(Bf16ToFloat(bits[r * kHidden + c]), want) << what << ": " << r << ", " << c;
+        }
+      }
+    }
+  }
+}
+
+// A GPTQ lm_head's tensors are checked as the layers' are: a missing one is named.
+TEST_F(Int4LoaderTest, QuantizedLmHeadMissingTensor) {
+  Json config = BaseConfig();
+  config["quantization_config"] = GptqQuantization(true, false, "gptq");
+  config["quantization_config"]["lm_head"] = true;
+  const Int4Weight head = MakeWeight(64, kHidden, 13, true, false);
+  std::vector<TestTensor> tensors;
+  AddGptq("lm_head", head, true, tensors);
+  std::erase_if(tensors, [](const TestTensor& t) { return t.name == "lm_head.scales"; });
+  tensors.push_back({"lm_head.weight",
+                     DType::kBF16,
+                     {64, kHidden},
+                     Bf16Bytes(std::vector<float>(64 * kHidden, 0.5f))});
+  auto w = Open("lm_head_missing", config, tensors);
+  ASSERT_TRUE(w.ok()) << w.status();
+  auto t = w->GetRowsPadded("lm_head.weight", {64, kHidden}, 32, 32, 40);
+  ASSERT_FALSE(t.ok());
+  EXPECT_THAT(t.status().message(), HasSubstr("lm_head.scales is missing"));
 }
 
 TEST_F(Int4LoaderTest, PerChannelFp8) {

@@ -3,7 +3,7 @@
 // (tests/util/fake_device_backend.h counts every PrepareWeight, fp8 scale grids and the RoPE
 // table included) and the model's own count of its weights, within 5%, for fp8 and bf16
 // checkpoints, GQA and MLA, one rank and ranks of tp / ep / tp x ep groups whose slices cut fp8
-// scale blocks.
+// scale blocks; int4 checkpoints, with a packed vocab-parallel lm_head too.
 #include <cmath>
 #include <cstdio>
 #include <memory>
@@ -29,6 +29,7 @@ struct PlanCase {
   DType dtype;
   int tp, ep, rank;
   model::LinearFormat quantization = model::LinearFormat::kPlain;  // int4 layouts (group 64)
+  bool quantize_lm_head = false;                                   // int4 lm_head too
 };
 
 // Widths whose tp halves cut 128 x 128 scale blocks (hidden 320, experts 192 wide).
@@ -43,12 +44,14 @@ absl::StatusOr<std::string> MakeModel(const PlanCase& c) {
   options.seed = 11;
   options.quantization = c.quantization;
   options.group_size = 64;
+  options.quantize_lm_head = c.quantize_lm_head;
   const char* suffix = c.quantization == model::LinearFormat::kInt4CompressedTensors ? "-int4-ct"
                        : c.quantization == model::LinearFormat::kInt4Gptq            ? "-int4-gptq"
                        : c.dtype == DType::kF8E4M3                                   ? "-fp8"
                                                                                      : "-bf16";
   options.out_dir = absl::StrCat(EXPERTMESH_BINARY_DIR, "/test-scratch/models/memory-plan-",
-                                 std::string(model::ArchitectureName(c.arch)), suffix);
+                                 std::string(model::ArchitectureName(c.arch)), suffix,
+                                 c.quantize_lm_head ? "-lm-head" : "");
   return expertmesh::testing::MakeSharedModel(options);
 }
 
@@ -90,6 +93,14 @@ TEST_P(MemoryPlanTest, RankKeepsWhatThePlanSays) {
       counted / 1e6, plan->weight_bytes / 1e6);
   EXPECT_NEAR(on_device / planned, 1.0, 0.05);
   EXPECT_NEAR(counted / static_cast<double>(plan->weight_bytes), 1.0, 0.05);
+  if (c.quantize_lm_head) {
+    // This rank's ceil(V / world) rows of lm_head, packed: half a byte per weight and an f32
+    // scale per group of 64 (no zero points: make-model's int4 is symmetric), a fifth of bf16.
+    const uint64_t rows = static_cast<uint64_t>(parallel.VocabRowsPerRank(config->vocab_size));
+    const uint64_t hidden = static_cast<uint64_t>(config->hidden_size);
+    EXPECT_EQ(plan->weight_bytes_by_role[static_cast<size_t>(model::TensorRole::kLmHead)],
+              rows * hidden / 2 + rows * (hidden / 64) * 4);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -111,7 +122,12 @@ INSTANTIATE_TEST_SUITE_P(
         PlanCase{"qwen3_int4_gptq_ep2_rank1", model::Architecture::kQwen3Moe, DType::kF16, 1, 2, 1,
                  model::LinearFormat::kInt4Gptq},
         PlanCase{"deepseek_v3_int4_ct", model::Architecture::kDeepseekV3, DType::kBF16, 1, 1, 0,
-                 model::LinearFormat::kInt4CompressedTensors}),
+                 model::LinearFormat::kInt4CompressedTensors},
+        // A packed lm_head, vocab-parallel: each rank keeps its rows packed.
+        PlanCase{"qwen3_int4_ct_lm_head_tp2_rank1", model::Architecture::kQwen3Moe, DType::kBF16, 2,
+                 1, 1, model::LinearFormat::kInt4CompressedTensors, true},
+        PlanCase{"qwen3_int4_gptq_lm_head_ep2_rank0", model::Architecture::kQwen3Moe, DType::kF16,
+                 1, 2, 0, model::LinearFormat::kInt4Gptq, true}),
     [](const ::testing::TestParamInfo<PlanCase>& info) { return info.param.name; });
 
 }  // namespace
