@@ -8,6 +8,7 @@
 #include "absl/strings/string_view.h"
 #include "common/status_macros.h"
 #include "model/config/model_config.h"
+#include "model/config/weight_layout.h"
 #include "model/plan/checkpoint_check.h"
 #include "model/plan/model_plan.h"
 #include "model/safetensors/checkpoint.h"
@@ -75,12 +76,18 @@ std::string DescribeQuantization(const ModelConfig& c) {
   }
   if (!c.int4_quantization.has_value()) return "";
   const Int4Quantization& q = *c.int4_quantization;
-  if (q.format == Int4Quantization::Format::kCompressedTensors) {
-    return absl::StrCat(", int4 groups of ", q.group_size, " (compressed-tensors, symmetric)");
+  // lm_head is read whole by every token: whether it is packed matters to decode speed.
+  const bool ct = q.format == Int4Quantization::Format::kCompressedTensors;
+  const bool lm_head =
+      !c.tie_word_embeddings && (ct ? CompressedTensorsQuantizes(c, "lm_head") : q.gptq_lm_head);
+  const char* head = lm_head ? ", lm_head included" : "";
+  if (ct) {
+    return absl::StrCat(", int4 groups of ", q.group_size, " (compressed-tensors, symmetric", head,
+                        ")");
   }
   return absl::StrCat(", int4 groups of ", q.group_size, " (GPTQ",
                       q.gptq_zero_minus_one ? "" : " v2", q.symmetric ? ", symmetric" : "",
-                      q.act_order ? ", act-order" : "", ")");
+                      q.act_order ? ", act-order" : "", head, ")");
 }
 
 // Appends the checkpoint section; returns the checkpoint's status.

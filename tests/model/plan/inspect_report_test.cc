@@ -4,6 +4,7 @@
 #include <string>
 
 #include "gmock/gmock.h"
+#include "common/file_util.h"
 #include "gtest/gtest.h"
 #include "model/config/weight_layout.h"
 #include "tests/model/safetensors/safetensors_writer.h"
@@ -36,6 +37,21 @@ TEST(InspectReportTest, ConfigOnlyPublishedModel) {
   EXPECT_THAT(t, HasSubstr("none (config only)"));
   EXPECT_THAT(t, HasSubstr("tp=8, ep=4: 32 ranks"));
   EXPECT_THAT(t, HasSubstr("ep rank 3 (ranks 24..31) holds experts [192, 256)"));
+}
+
+// An int4 checkpoint says whether its lm_head is packed too.
+TEST(InspectReportTest, Int4LmHead) {
+  const std::string dir = ModelDir("gptq", "tiny_qwen3_moe_gptq.json");
+  auto report = BuildInspectReport(dir, {});
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_THAT(report->text, HasSubstr("int4 groups of 32 (GPTQ, symmetric)"));
+  auto config = ReadJsonFile(dir + "/config.json");
+  ASSERT_TRUE(config.ok());
+  (*config)["quantization_config"]["lm_head"] = true;
+  ASSERT_TRUE(WriteStringToFile(dir + "/config.json", config->dump()).ok());
+  report = BuildInspectReport(dir, {});
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_THAT(report->text, HasSubstr("int4 groups of 32 (GPTQ, symmetric, lm_head included)"));
 }
 
 TEST(InspectReportTest, ValidatesCheckpointAgainstConfig) {
