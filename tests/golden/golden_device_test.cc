@@ -191,16 +191,18 @@ TEST(FakeDeviceBackendTest, RefusesHostTensors) {
   EXPECT_TRUE((*fake)->Linear(x, *w, Tensor(), out).ok());
 }
 
-INSTANTIATE_TEST_SUITE_P(Golden, GoldenDeviceTest,
-                         ::testing::Combine(::testing::Values("llama", "mixtral", "qwen2_moe",
-                                                              "qwen3_moe", "deepseek_v2",
-                                                              "deepseek_v3", "qwen3_moe_fp8",
-                                                              "deepseek_v3_fp8"),
-                                            ::testing::Values(DType::kF32, DType::kBF16)),
-                         [](const auto& info) {
-                           return std::get<0>(info.param) +
-                                  (std::get<1>(info.param) == DType::kF32 ? "_fp32" : "_bf16");
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Golden, GoldenDeviceTest,
+    ::testing::Combine(::testing::Values("llama", "mixtral", "qwen2_moe", "qwen3_moe",
+                                         "deepseek_v2", "deepseek_v3", "qwen3_moe_fp8",
+                                         "deepseek_v3_fp8", "qwen3_moe_int4_ct",
+                                         "deepseek_v3_int4_ct", "qwen3_moe_gptq",
+                                         "deepseek_v3_gptq", "qwen3_moe_fp8_channel",
+                                         "deepseek_v3_fp8_channel"),
+                       ::testing::Values(DType::kF32, DType::kBF16)),
+    [](const auto& info) {
+      return std::get<0>(info.param) + (std::get<1>(info.param) == DType::kF32 ? "_fp32" : "_bf16");
+    });
 
 }  // namespace
 }  // namespace expertmesh::models

@@ -249,6 +249,10 @@ class FakeDeviceBackend final : public kernels::Backend {
     if (const kernels::BlockScales* scales = t.block_scales(); scales != nullptr) {
       kernels::BlockScales retagged = *scales;
       retagged.scales = std::make_shared<const kernels::Tensor>(Tag(*scales->scales, device));
+      if (scales->zero_points != nullptr) {
+        retagged.zero_points =
+            std::make_shared<const kernels::Tensor>(Tag(*scales->zero_points, device));
+      }
       return *view.WithBlockScales(std::move(retagged));
     }
     return view;
