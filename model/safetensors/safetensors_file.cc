@@ -218,4 +218,20 @@ absl::StatusOr<TensorView> SafetensorsFile::Get(std::string_view name) const {
   return view;
 }
 
+float FloatAt(const TensorView& view, int64_t i) {
+  uint16_t bits16;
+  float value = 0;
+  switch (view.dtype) {
+    case DType::kBF16:
+      std::memcpy(&bits16, view.data.data() + 2 * i, 2);
+      return Bf16ToFloat(bits16);
+    case DType::kF16:
+      std::memcpy(&bits16, view.data.data() + 2 * i, 2);
+      return F16ToFloat(bits16);
+    default:
+      std::memcpy(&value, view.data.data() + 4 * i, 4);
+      return value;
+  }
+}
+
 }  // namespace expertmesh::model

@@ -37,6 +37,9 @@ struct TensorView {
   int64_t NumElements() const;
 };
 
+// Element i of a bf16, f16 or f32 view as fp32 (any other dtype reads as f32: callers check).
+float FloatAt(const TensorView& view, int64_t i);
+
 // One header entry. Offsets are relative to the start of the data section.
 struct TensorEntry {
   std::string name;

@@ -20,21 +20,7 @@ std::string ShapeStr(const std::vector<int64_t>& shape) {
   return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
 }
 
-float FloatAt(const model::TensorView& view, int64_t i) {
-  uint16_t bits16;
-  float value = 0;
-  switch (view.dtype) {
-    case DType::kBF16:
-      std::memcpy(&bits16, view.data.data() + 2 * i, 2);
-      return Bf16ToFloat(bits16);
-    case DType::kF16:
-      std::memcpy(&bits16, view.data.data() + 2 * i, 2);
-      return F16ToFloat(bits16);
-    default:
-      std::memcpy(&value, view.data.data() + 4 * i, 4);
-      return value;
-  }
-}
+using model::FloatAt;
 
 uint32_t WordAt(const model::TensorView& view, int64_t i) {
   uint32_t word;

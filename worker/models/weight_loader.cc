@@ -22,22 +22,7 @@ std::string ShapeStr(const std::vector<int64_t>& shape) {
   return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
 }
 
-// Element i of a bf16, f16 or f32 view as fp32 (any other dtype reads as f32: callers check).
-float FloatAt(const model::TensorView& view, int64_t i) {
-  uint16_t bits16;
-  float value = 0;
-  switch (view.dtype) {
-    case DType::kBF16:
-      std::memcpy(&bits16, view.data.data() + 2 * i, 2);
-      return Bf16ToFloat(bits16);
-    case DType::kF16:
-      std::memcpy(&bits16, view.data.data() + 2 * i, 2);
-      return F16ToFloat(bits16);
-    default:
-      std::memcpy(&value, view.data.data() + 4 * i, 4);
-      return value;
-  }
-}
+using model::FloatAt;
 
 // The bytes a weight occupies with its quantization data: block scales, zero points and
 // column order.

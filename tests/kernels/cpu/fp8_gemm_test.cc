@@ -72,20 +72,6 @@ std::vector<double> Dequantized(const Tensor& w) {
   return out;
 }
 
-std::vector<double> Reference(const Tensor& x, const std::vector<double>& w, int64_t out_rows) {
-  const std::vector<double> xd = ToDoubles(x);
-  const int64_t n = x.dim(0), k = x.dim(1);
-  std::vector<double> ref(static_cast<size_t>(n * out_rows));
-  for (int64_t t = 0; t < n; ++t) {
-    for (int64_t o = 0; o < out_rows; ++o) {
-      double s = 0;
-      for (int64_t i = 0; i < k; ++i) s += xd[t * k + i] * w[o * k + i];
-      ref[t * out_rows + o] = s;
-    }
-  }
-  return ref;
-}
-
 // Weights are below 4 * scale_hi here: fp32 sums of `in` such terms. The AMX family rounds each
 // weight w x s to bf16 (kernel_table.h, amx_gemm_f8), a relative 2^-9 per weight: sums of `in`
 // terms of random sign stay within 2^-9 * 4 * scale_hi * sqrt(in) (many standard deviations).
@@ -112,7 +98,7 @@ TEST_P(Fp8LinearTest, MatchesTheDequantizedReference) {
   ASSERT_TRUE(s.ok()) << s;
   EXPECT_TRUE(out.GuardsIntact());
   const Tolerance tol = Fp8Tolerance(c(), std::get<1>(GetParam()));
-  EXPECT_TRUE(TensorsClose(out.tensor(), Reference(x, Dequantized(w), c().out), tol));
+  EXPECT_TRUE(TensorsClose(out.tensor(), LinearReference(x, Dequantized(w), c().out), tol));
 }
 
 // On the streaming path a token's output does not depend on its neighbours (the BLAS path of
@@ -190,7 +176,7 @@ TEST_P(Fp8GroupedTest, EveryExpertMatchesItsDequantizedReference) {
     if (offsets[e] == offsets[e + 1]) continue;
     const Tensor xe = *x.Slice(offsets[e], offsets[e + 1]);
     EXPECT_TRUE(TensorsClose(*out.Slice(offsets[e], offsets[e + 1]),
-                             Reference(xe, Dequantized(weights[e]), c().out), tol))
+                             LinearReference(xe, Dequantized(weights[e]), c().out), tol))
         << "expert " << e;
   }
 }

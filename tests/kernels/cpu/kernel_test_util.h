@@ -85,6 +85,23 @@ inline Tensor I32Tensor(const std::vector<int32_t>& values, std::initializer_lis
   return t;
 }
 
+// x [n, k] times w^T in doubles, w given as out_rows x k doubles (a dequantized weight): the
+// reference of the quantized-weight Linear tests.
+inline std::vector<double> LinearReference(const Tensor& x, const std::vector<double>& w,
+                                           int64_t out_rows) {
+  const std::vector<double> xd = ToDoubles(x);
+  const int64_t n = x.dim(0), k = x.dim(1);
+  std::vector<double> ref(static_cast<size_t>(n * out_rows));
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t o = 0; o < out_rows; ++o) {
+      double s = 0;
+      for (int64_t i = 0; i < k; ++i) s += xd[t * k + i] * w[o * k + i];
+      ref[t * out_rows + o] = s;
+    }
+  }
+  return ref;
+}
+
 // The rounding a stored output of `dtype` has: the tolerance floor for comparisons.
 inline Tolerance ToleranceFor(DType dtype, double fp32_tol = 1e-5) {
   if (dtype == DType::kBF16) return {.atol = 1e-2, .rtol = 1e-2, .min_cosine = 0.9999};

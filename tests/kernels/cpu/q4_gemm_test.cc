@@ -82,20 +82,6 @@ std::vector<double> Dequantized(const Tensor& w) {
   return out;
 }
 
-std::vector<double> Reference(const Tensor& x, const std::vector<double>& w, int64_t out_rows) {
-  const std::vector<double> xd = ToDoubles(x);
-  const int64_t n = x.dim(0), k = x.dim(1);
-  std::vector<double> ref(static_cast<size_t>(n * out_rows));
-  for (int64_t t = 0; t < n; ++t) {
-    for (int64_t o = 0; o < out_rows; ++o) {
-      double s = 0;
-      for (int64_t i = 0; i < k; ++i) s += xd[t * k + i] * w[o * k + i];
-      ref[t * out_rows + o] = s;
-    }
-  }
-  return ref;
-}
-
 // Weights are below 15 x kScaleHi: fp32 sums of `in` such terms. With bf16 activations on
 // AVX512_BF16 and AMX each weight is rounded to bf16 (kernel_table.h, gemm_q4_xbf16), a relative
 // 2^-9: sums of `in` terms of random sign stay within 2^-9 x bound x sqrt(in).
@@ -120,7 +106,7 @@ TEST_P(Q4LinearTest, MatchesTheDequantizedReference) {
   const absl::Status s = backend_->Linear(x, w, Tensor(), out.tensor());
   ASSERT_TRUE(s.ok()) << s;
   EXPECT_TRUE(out.GuardsIntact());
-  EXPECT_TRUE(TensorsClose(out.tensor(), Reference(x, Dequantized(w), c().out),
+  EXPECT_TRUE(TensorsClose(out.tensor(), LinearReference(x, Dequantized(w), c().out),
                            Q4Tolerance(c(), std::get<1>(GetParam()))));
 }
 
@@ -197,7 +183,7 @@ TEST_P(Q4GroupedTest, EveryExpertMatchesItsDequantizedReference) {
     if (offsets[e] == offsets[e + 1]) continue;
     const Tensor xe = *x.Slice(offsets[e], offsets[e + 1]);
     EXPECT_TRUE(TensorsClose(*out.Slice(offsets[e], offsets[e + 1]),
-                             Reference(xe, Dequantized(weights[e]), c().out), tol))
+                             LinearReference(xe, Dequantized(weights[e]), c().out), tol))
         << "expert " << e;
   }
 }

@@ -72,11 +72,7 @@ T At(const model::TensorView& t, int64_t i) {
   return v;
 }
 
-float FloatAt(const model::TensorView& t, int64_t i) {
-  if (t.dtype == DType::kF32) return At<float>(t, i);
-  if (t.dtype == DType::kF16) return F16ToFloat(At<uint16_t>(t, i));
-  return Bf16ToFloat(At<uint16_t>(t, i));
-}
+using model::FloatAt;
 
 // Value j (0..7) of a packed int32 word: bits 4j..4j+3 in both published int4 packings.
 int Nibble(int32_t word, int j) {
