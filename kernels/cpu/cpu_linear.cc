@@ -281,13 +281,14 @@ const T* Gather(const T* x, int64_t n, int64_t k, const int32_t* order, std::vec
 
 // Points the jobs whose weight has a column order (GPTQ act-order, BlockScales::column_order)
 // at their activations gathered in that order; `storage` keeps the copies.
+// Allocates nothing for products without one (every call of a model without act-order).
 void ApplyColumnOrders(std::vector<GemmJob>& jobs,
                        std::vector<std::pair<std::vector<float>, std::vector<uint16_t>>>& storage) {
-  storage.resize(jobs.size());
   for (size_t j = 0; j < jobs.size(); ++j) {
     GemmJob& job = jobs[j];
     const BlockScales* b = job.w->block_scales();
     if (b == nullptr || b->column_order == nullptr || job.n == 0) continue;
+    if (storage.empty()) storage.resize(jobs.size());
     const int32_t* order = b->column_order->data<int32_t>();
     if (job.x != nullptr) job.x = Gather(job.x, job.n, job.k, order, storage[j].first);
     if (job.x_bf16 != nullptr) {

@@ -9,6 +9,27 @@
 
 namespace expertmesh::model {
 
+namespace {
+
+// `regex` compiled to match anchored at the start of a name; the error quotes `entry`, the
+// pattern as the config spells it.
+absl::StatusOr<pcre2_code*> CompileAnchored(absl::string_view regex, absl::string_view entry) {
+  int error_code = 0;
+  PCRE2_SIZE error_offset = 0;
+  pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(regex.data()), regex.size(),
+                                   PCRE2_ANCHORED, &error_code, &error_offset, nullptr);
+  if (code == nullptr) {
+    PCRE2_UCHAR message[256];
+    pcre2_get_error_message(error_code, message, sizeof(message));
+    return absl::InvalidArgumentError(
+        absl::StrCat("module pattern '", entry,
+                     "' is not a regular expression: ", reinterpret_cast<const char*>(message)));
+  }
+  return code;
+}
+
+}  // namespace
+
 struct ModuleFilter::Pattern {
   ~Pattern() { pcre2_code_free(code); }
   std::string literal;         // for the suffix rule
@@ -21,20 +42,11 @@ absl::StatusOr<ModuleFilter> ModuleFilter::Create(const std::vector<std::string>
     // transformers: re.match(rf"(?:{key}){boundary}", name) with this boundary: the match ends
     // right after a '.', or right before one, or at the end of the name.
     const std::string regex = absl::StrCat("(?:", text, ")(?:(?<=\\.)|(?=\\.|$))");
-    int error_code = 0;
-    PCRE2_SIZE error_offset = 0;
-    pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(regex.data()), regex.size(),
-                                     PCRE2_ANCHORED, &error_code, &error_offset, nullptr);
-    if (code == nullptr) {
-      PCRE2_UCHAR message[256];
-      pcre2_get_error_message(error_code, message, sizeof(message));
-      return absl::InvalidArgumentError(
-          absl::StrCat("module pattern '", text,
-                       "' is not a regular expression: ", reinterpret_cast<const char*>(message)));
-    }
+    absl::StatusOr<pcre2_code*> code = CompileAnchored(regex, text);
+    if (!code.ok()) return code.status();
     auto pattern = std::make_shared<Pattern>();
     pattern->literal = text;
-    pattern->code = code;
+    pattern->code = *code;
     filter.patterns_.push_back(std::move(pattern));
   }
   return filter;
@@ -65,20 +77,10 @@ absl::StatusOr<CompressedTensorsMatcher> CompressedTensorsMatcher::Create(
       matcher.names_.push_back(entry);
       continue;
     }
-    const std::string_view regex = std::string_view(entry).substr(3);
-    int error_code = 0;
-    PCRE2_SIZE error_offset = 0;
-    pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(regex.data()), regex.size(),
-                                     PCRE2_ANCHORED, &error_code, &error_offset, nullptr);
-    if (code == nullptr) {
-      PCRE2_UCHAR message[256];
-      pcre2_get_error_message(error_code, message, sizeof(message));
-      return absl::InvalidArgumentError(
-          absl::StrCat("module pattern '", entry,
-                       "' is not a regular expression: ", reinterpret_cast<const char*>(message)));
-    }
+    absl::StatusOr<pcre2_code*> code = CompileAnchored(absl::string_view(entry).substr(3), entry);
+    if (!code.ok()) return code.status();
     auto compiled = std::make_shared<Regex>();
-    compiled->code = code;
+    compiled->code = *code;
     matcher.regexes_.push_back(std::move(compiled));
   }
   return matcher;

@@ -3,8 +3,8 @@
 #include <filesystem>
 #include <string>
 
-#include "gmock/gmock.h"
 #include "common/file_util.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "model/config/weight_layout.h"
 #include "tests/model/safetensors/safetensors_writer.h"

@@ -91,21 +91,20 @@ TEST(EngineMemoryTest, RssWithinWeightsPlusKvPlusOverhead) {
   EXPECT_LE(static_cast<double>(grew), bound);
 }
 
-// The same model in fp8 as published: the engine holds the checkpoint's bytes (e4m3 linear
-// weights, bf16 embeddings and norms, f32 scales) within 5%, with no widened copy anywhere,
-// and the resident set grows by no more than that plus the KV pool and the stated overhead.
-TEST(EngineMemoryTest, Fp8ModelHoldsItsCheckpointBytes) {
-  make_model::MakeModelOptions options;
+// Makes `options`' model (MemoryShape, seed 7), loads and runs it, and checks that the engine
+// holds the checkpoint's bytes: weights within 5% of the file and of the plan `expertmesh
+// inspect` prints (model/plan/model_plan.h); resident after load, those bytes within 5% plus the
+// KV pool (touched when it is zeroed) and 16 MiB for the process's own tables; resident after
+// running, within the RSS test's bound.
+void ExpectHoldsItsCheckpointBytes(make_model::MakeModelOptions options, const std::string& name) {
   options.arch = model::Architecture::kQwen3Moe;
   options.size = "small";
   options.overrides = MemoryShape();
-  options.dtype = DType::kF8E4M3;
   options.seed = 7;
-  options.out_dir = std::string(EXPERTMESH_BINARY_DIR) + "/test-scratch/models/memory-fp8";
+  options.out_dir = std::string(EXPERTMESH_BINARY_DIR) + "/test-scratch/models/memory-" + name;
   auto dir = expertmesh::testing::MakeSharedModel(options);
   ASSERT_TRUE(dir.ok()) << dir.status();
   const uint64_t checkpoint = std::filesystem::file_size(*dir + "/model.safetensors");
-  // The plan `expertmesh inspect` prints for this rank (model/plan/model_plan.h).
   absl::StatusOr<model::ModelConfig> config = model::LoadModelConfig(*dir);
   ASSERT_TRUE(config.ok()) << config.status();
   absl::StatusOr<model::RankMemoryPlan> plan =
@@ -114,23 +113,29 @@ TEST(EngineMemoryTest, Fp8ModelHoldsItsCheckpointBytes) {
   uint64_t weights = 0, kv = 0, grew = 0, loaded = 0;
   LoadAndRun(*dir, &weights, &kv, &grew, &loaded);
   std::printf(
-      "fp8 checkpoint %.1f MB, planned weights %.1f MB, weights %.1f MB, kv %.1f MB, rss growth "
+      "%s checkpoint %.1f MB, planned weights %.1f MB, weights %.1f MB, kv %.1f MB, rss growth "
       "%.1f MB after load, %.1f MB after running\n",
-      checkpoint / 1e6, plan->weight_bytes / 1e6, weights / 1e6, kv / 1e6, loaded / 1e6,
-      grew / 1e6);
-  EXPECT_LE(static_cast<double>(weights), 1.05 * static_cast<double>(checkpoint));
-  EXPECT_GT(static_cast<double>(weights), 0.90 * static_cast<double>(checkpoint));
+      name.c_str(), checkpoint / 1e6, plan->weight_bytes / 1e6, weights / 1e6, kv / 1e6,
+      loaded / 1e6, grew / 1e6);
+  const double ckpt = static_cast<double>(checkpoint);
+  EXPECT_LE(static_cast<double>(weights), 1.05 * ckpt);
+  EXPECT_GT(static_cast<double>(weights), 0.90 * ckpt);
   EXPECT_NEAR(static_cast<double>(weights) / static_cast<double>(plan->weight_bytes), 1.0, 0.05);
-  // Resident after load: the plan's weights and RoPE table within 5%, plus the KV pool and
-  // 16 MiB for the process's own tables.
   const double planned = static_cast<double>(plan->weight_bytes + plan->rope_table_bytes);
   EXPECT_LE(static_cast<double>(loaded), 1.05 * planned + static_cast<double>(kv + (16ull << 20)));
-  // Loaded: the checkpoint's bytes within 5% and the KV pool (touched when it is zeroed), plus
-  // 16 MiB for the process's own tables; a widened copy of the fp8 weights would be 200 MB more.
-  const double ckpt = static_cast<double>(checkpoint);
   EXPECT_LE(static_cast<double>(loaded), 1.05 * ckpt + static_cast<double>(kv + (16ull << 20)));
   EXPECT_LE(static_cast<double>(grew),
             1.10 * (1.05 * ckpt + static_cast<double>(kv + kOverheadBytes)));
+}
+
+// The same model in fp8 as published: the engine holds the checkpoint's bytes (e4m3 linear
+// weights, bf16 embeddings and norms, f32 scales) within 5%, with no widened copy anywhere,
+// and the resident set grows by no more than that plus the KV pool and the stated overhead (a
+// widened copy of the fp8 weights would be 200 MB more).
+TEST(EngineMemoryTest, Fp8ModelHoldsItsCheckpointBytes) {
+  make_model::MakeModelOptions options;
+  options.dtype = DType::kF8E4M3;
+  ExpectHoldsItsCheckpointBytes(options, "fp8");
 }
 
 // The same model as published at 4 bits (compressed-tensors pack-quantized, groups of 128): the
@@ -141,35 +146,12 @@ TEST(EngineMemoryTest, Fp8ModelHoldsItsCheckpointBytes) {
 // repacked, are not left resident beside the copy, and nothing is widened.
 TEST(EngineMemoryTest, Int4ModelHoldsItsPackedBytes) {
   make_model::MakeModelOptions options;
-  options.arch = model::Architecture::kQwen3Moe;
-  options.size = "small";
-  options.overrides = MemoryShape();
   options.quantization = model::LinearFormat::kInt4CompressedTensors;
-  options.seed = 7;
-  options.out_dir = std::string(EXPERTMESH_BINARY_DIR) + "/test-scratch/models/memory-int4";
-  auto dir = expertmesh::testing::MakeSharedModel(options);
-  ASSERT_TRUE(dir.ok()) << dir.status();
-  const uint64_t checkpoint = std::filesystem::file_size(*dir + "/model.safetensors");
-  absl::StatusOr<model::ModelConfig> config = model::LoadModelConfig(*dir);
+  ExpectHoldsItsCheckpointBytes(options, "int4");
+  absl::StatusOr<model::ModelConfig> config = model::LoadModelConfig(
+      std::string(EXPERTMESH_BINARY_DIR) + "/test-scratch/models/memory-int4");
   ASSERT_TRUE(config.ok()) << config.status();
-  ASSERT_TRUE(config->int4_quantization.has_value());
-  absl::StatusOr<model::RankMemoryPlan> plan =
-      model::PlanRankMemory(*config, model::ParallelConfig{}, DType::kBF16);
-  ASSERT_TRUE(plan.ok()) << plan.status();
-  uint64_t weights = 0, kv = 0, grew = 0, loaded = 0;
-  LoadAndRun(*dir, &weights, &kv, &grew, &loaded);
-  std::printf(
-      "int4 checkpoint %.1f MB, planned weights %.1f MB, weights %.1f MB, kv %.1f MB, rss growth "
-      "%.1f MB after load, %.1f MB after running\n",
-      checkpoint / 1e6, plan->weight_bytes / 1e6, weights / 1e6, kv / 1e6, loaded / 1e6,
-      grew / 1e6);
-  const double ckpt = static_cast<double>(checkpoint);
-  EXPECT_LE(static_cast<double>(weights), 1.05 * ckpt);
-  EXPECT_GT(static_cast<double>(weights), 0.90 * ckpt);
-  EXPECT_NEAR(static_cast<double>(weights) / static_cast<double>(plan->weight_bytes), 1.0, 0.05);
-  EXPECT_LE(static_cast<double>(loaded), 1.05 * ckpt + static_cast<double>(kv + (16ull << 20)));
-  EXPECT_LE(static_cast<double>(grew),
-            1.10 * (1.05 * ckpt + static_cast<double>(kv + kOverheadBytes)));
+  EXPECT_TRUE(config->int4_quantization.has_value());
 }
 
 }  // namespace
