@@ -1,0 +1,66 @@
+// A Grammar compiled against a vocabulary: the byte automaton plus, for every automaton node that
+// can be the top of a stack, the tokens accepted there whatever the stack below (stored as a
+// bitset or an id list, whichever is smaller) and the few uncertain tokens that run past the end
+// of the node's rule and must be checked against the real stack at run time. All other tokens are
+// rejected there. (The split of context-independent and context-dependent tokens is XGrammar's.)
+//
+// Immutable; shared across requests and threads.
+#ifndef EXPERTMESH_MODEL_GRAMMAR_ENGINE_COMPILED_GRAMMAR_H_
+#define EXPERTMESH_MODEL_GRAMMAR_ENGINE_COMPILED_GRAMMAR_H_
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "model/grammar/ast.h"
+#include "model/grammar/engine/automaton.h"
+#include "model/grammar/engine/token_vocabulary.h"
+
+namespace expertmesh::grammar {
+
+// The precomputed token classification of one automaton node.
+struct NodeTokenMasks {
+  // Accepted tokens whatever the stack below: a bitset over the vocabulary (mask_words() words)
+  // when that is smaller, else `accepted_ids` (sorted).
+  std::vector<uint32_t> accepted_bits;
+  std::vector<int32_t> accepted_ids;
+  // Tokens that may run past the end of the node's rule; sorted by their bytes.
+  std::vector<int32_t> uncertain;
+};
+
+struct CompileStats {
+  int32_t nodes = 0;             // automaton nodes
+  int32_t mask_nodes = 0;        // nodes with a token classification (possible stack tops)
+  int64_t uncertain_tokens = 0;  // summed over mask_nodes
+  int64_t table_bytes = 0;       // memory of the classification tables
+  double seconds = 0;            // wall time of Compile
+};
+
+class CompiledGrammar {
+ public:
+  // Validates and lowers `g` and classifies the vocabulary at every possible stack top.
+  // INVALID_ARGUMENT as ValidateGrammar; `vocab` must not be null.
+  static absl::StatusOr<std::shared_ptr<const CompiledGrammar>> Compile(
+      const Grammar& g, std::shared_ptr<const TokenVocabulary> vocab);
+
+  const TokenVocabulary& vocab() const { return *vocab_; }
+  const engine_internal::Automaton& automaton() const { return automaton_; }
+  // Classification of automaton node `node`; REQUIRES: the node has byte edges.
+  const NodeTokenMasks& masks(int32_t node) const { return masks_[mask_index_[node]]; }
+  const CompileStats& stats() const { return stats_; }
+
+ private:
+  CompiledGrammar() = default;
+
+  std::shared_ptr<const TokenVocabulary> vocab_;
+  engine_internal::Automaton automaton_;
+  std::vector<int32_t> mask_index_;  // node -> index into masks_ (-1: no byte edges)
+  std::vector<NodeTokenMasks> masks_;
+  CompileStats stats_;
+};
+
+}  // namespace expertmesh::grammar
+
+#endif  // EXPERTMESH_MODEL_GRAMMAR_ENGINE_COMPILED_GRAMMAR_H_
