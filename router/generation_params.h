@@ -25,8 +25,26 @@ struct PromptInput {
   std::optional<nlohmann::ordered_json> tools;
   // tool_choice "none": the output is not read for tool calls.
   bool tool_choice_none = false;
+  // tool_choice "required" (one or more calls) or a named function (exactly that call): the
+  // output is constrained to the model's tool-call format (router/tool_call_grammar.h).
+  bool tool_choice_required = false;
+  std::string tool_choice_function;  // the named function; empty: none named
   bool add_generation_prompt = true;
   std::vector<int32_t> token_ids;
+};
+
+// Constrained decoding as the client asked for it (router/output_constraint.h): the output must
+// be JSON of a schema, any JSON object, a regex match, one of a list of strings, or a sentence
+// of a GBNF grammar.
+struct OutputConstraint {
+  enum class Kind { kNone, kJsonSchema, kJsonObject, kRegex, kChoice, kGrammar };
+  Kind kind = Kind::kNone;
+  // kJsonSchema: the schema as JSON text; kRegex: the pattern; kGrammar: GBNF text.
+  std::string text;
+  std::vector<std::string> choices;  // kChoice
+  // The request field it came from ("response_format", "structured_outputs.regex",
+  // "guided_json", ...): errors name it.
+  std::string field;
 };
 
 // Sampling and stopping, as the client asked. Unset optionals take the worker's defaults.
@@ -52,6 +70,7 @@ struct GenerationParams {
   // worker then computes the whole prompt (no prefix-cache reuse). Unset: off.
   std::optional<int64_t> prompt_logprobs;
   int64_t n = 1;
+  OutputConstraint constraint;
 };
 
 // Why one choice ended (the public proto's FinishReason without "unspecified").

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "router/json_body.h"
+#include "router/output_constraint.h"
 #include "router/request_validation.h"
 #include "router/tool_calls.h"
 
@@ -224,7 +225,9 @@ absl::Status ReadMessages(const Json& body, PromptInput* input) {
   absl::StatusOr<ToolChoice> choice =
       ParseToolChoice(Field(body, "tool_choice"), Field(body, "tools"));
   if (!choice.ok()) return InvalidParam("tool_choice", choice.status().message());
-  input->tool_choice_none = *choice == ToolChoice::kNone;
+  input->tool_choice_none = choice->kind == ToolChoice::Kind::kNone;
+  input->tool_choice_required = choice->kind == ToolChoice::Kind::kRequired;
+  input->tool_choice_function = choice->function;
   return absl::OkStatus();
 }
 
@@ -283,6 +286,7 @@ absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(const std::string& body_text, b
     }
   }
   RETURN_IF_ERROR(ReadBool(body, "ignore_eos", &p.ignore_eos));
+  RETURN_IF_ERROR(ReadOutputConstraint(body, &p.constraint));
   if (chat) {
     RETURN_IF_ERROR(ReadBool(body, "logprobs", &p.logprobs));
     std::optional<int64_t> top;

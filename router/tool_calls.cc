@@ -72,19 +72,9 @@ bool ConsumeSuffix(std::string_view* s, std::string_view suffix) {
   return true;
 }
 
-// The "function" object of the tool named `name` in `tools` (nullptr: none, or no tools).
-const Json* FindFunction(const Json* tools, std::string_view name) {
-  if (tools == nullptr || !tools->is_array()) return nullptr;
-  for (const Json& tool : *tools) {
-    const auto f = tool.find("function");
-    if (f != tool.end() && f->is_object() && f->value("name", std::string()) == name) return &*f;
-  }
-  return nullptr;
-}
-
 // The JSON-schema type of property `key` of function `name` in `tools` ("" when not given).
 std::string PropertyType(const Json* tools, std::string_view name, const std::string& key) {
-  const Json* f = FindFunction(tools, name);
+  const Json* f = FindToolFunction(tools, name);
   if (f == nullptr) return "";
   const auto params = f->find("parameters");
   if (params == f->end() || !params->is_object()) return "";
@@ -218,26 +208,88 @@ std::optional<ToolCall> ParseDeepSeekCall(std::string_view body) {
   return out;
 }
 
+// The end (one past the closing brace) of the JSON object that starts at s[start] == '{',
+// braces inside strings skipped; npos when it does not close.
+size_t ObjectEnd(std::string_view s, size_t start) {
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = start; i < s.size(); ++i) {
+    const char c = s[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{') {
+      ++depth;
+    } else if (c == '}' && --depth == 0) {
+      return i + 1;
+    }
+  }
+  return std::string_view::npos;
+}
+
+constexpr std::string_view kPythonTag = "<|python_tag|>";
+
+// A whole Llama 3 output as calls: {"name", "parameters"} objects joined by ";" (vLLM's
+// llama3_json), after an optional <|python_tag|>. nullopt when any part is not a call.
+std::optional<std::vector<ToolCall>> ParseLlamaCalls(std::string_view text) {
+  text = Trim(text);
+  if (ConsumePrefix(&text, kPythonTag)) text = Trim(text);
+  std::vector<ToolCall> calls;
+  while (!text.empty()) {
+    if (text.front() != '{') return std::nullopt;
+    const size_t end = ObjectEnd(text, 0);
+    if (end == std::string_view::npos) return std::nullopt;
+    std::optional<ToolCall> call = ParseHermesCall(text.substr(0, end));
+    if (!call.has_value()) return std::nullopt;
+    calls.push_back(*std::move(call));
+    text = Trim(text.substr(end));
+    if (!text.empty() && !ConsumePrefix(&text, ";")) return std::nullopt;
+    text = Trim(text);
+  }
+  if (calls.empty()) return std::nullopt;
+  return calls;
+}
+
 }  // namespace
+
+const Json* FindToolFunction(const Json* tools, std::string_view name) {
+  if (tools == nullptr || !tools->is_array()) return nullptr;
+  for (const Json& tool : *tools) {
+    const auto f = tool.find("function");
+    if (f != tool.end() && f->is_object() && f->value("name", std::string()) == name) return &*f;
+  }
+  return nullptr;
+}
 
 ToolCallFormat ToolCallFormatOf(std::string_view chat_template) {
   if (chat_template.find("tool▁call▁begin") != std::string_view::npos) {
     return ToolCallFormat::kDeepSeek;
   }
-  return chat_template.find(kCallStart) != std::string_view::npos ? ToolCallFormat::kHermes
-                                                                  : ToolCallFormat::kNone;
+  if (chat_template.find(kCallStart) != std::string_view::npos) return ToolCallFormat::kHermes;
+  // Llama 3.1-3.3: "Respond in the format {"name": function name, "parameters": ...}", tool
+  // results in `ipython` turns.
+  if (chat_template.find("\"parameters\"") != std::string_view::npos &&
+      chat_template.find("ipython") != std::string_view::npos) {
+    return ToolCallFormat::kLlama3Json;
+  }
+  return ToolCallFormat::kNone;
 }
 
 absl::StatusOr<ToolChoice> ParseToolChoice(const Json* tool_choice, const Json* tools) {
-  if (tool_choice == nullptr || tool_choice->is_null()) return ToolChoice::kAuto;
+  if (tool_choice == nullptr || tool_choice->is_null()) return ToolChoice{};
+  const bool have_tools = tools != nullptr && tools->is_array() && !tools->empty();
   if (tool_choice->is_string()) {
     const std::string choice = tool_choice->get<std::string>();
-    if (choice == "none") return ToolChoice::kNone;
-    if (choice == "auto") return ToolChoice::kAuto;
+    if (choice == "none") return ToolChoice{.kind = ToolChoice::Kind::kNone};
+    if (choice == "auto") return ToolChoice{};
     if (choice == "required") {
-      return absl::InvalidArgumentError(
-          "tool_choice 'required' needs constrained decoding, which this server does not offer "
-          "yet; use 'auto'");
+      if (!have_tools) return absl::InvalidArgumentError("tool_choice 'required' needs 'tools'");
+      return ToolChoice{.kind = ToolChoice::Kind::kRequired};
     }
     return absl::InvalidArgumentError(
         absl::StrCat("tool_choice '", choice, "' is not one of none, auto, required"));
@@ -253,13 +305,11 @@ absl::StatusOr<ToolChoice> ParseToolChoice(const Json* tool_choice, const Json* 
           "tool_choice must be none, auto, required or {\"type\": \"function\", \"function\": "
           "{\"name\": ...}}");
     }
-    if (FindFunction(tools, name->get<std::string>()) == nullptr) {
+    if (FindToolFunction(tools, name->get<std::string>()) == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat(
           "tool_choice names the function '", name->get<std::string>(), "', which tools lacks"));
     }
-    return absl::InvalidArgumentError(
-        "tool_choice naming a function needs constrained decoding, which this server does not "
-        "offer yet; use 'auto'");
+    return ToolChoice{.kind = ToolChoice::Kind::kFunction, .function = name->get<std::string>()};
   }
   return absl::InvalidArgumentError("tool_choice must be a string or an object");
 }
@@ -277,6 +327,10 @@ ToolCallSplitter::Parts ToolCallSplitter::Feed(std::string_view text) {
 
 ToolCallSplitter::Parts ToolCallSplitter::Finish() {
   Parts out;
+  if (format_ == ToolCallFormat::kLlama3Json) {
+    DrainLlama(out, /*final=*/true);
+    return out;
+  }
   Drain(out, /*final=*/true);
   if (in_call_) {
     out.content.append(MarkersOf(format_).start);
@@ -287,7 +341,29 @@ ToolCallSplitter::Parts ToolCallSplitter::Finish() {
   return out;
 }
 
+// Llama's calls are the whole output: one that starts (after whitespace) with "{" or
+// <|python_tag|> is held to the end; anything else is content as it comes.
+void ToolCallSplitter::DrainLlama(Parts& out, bool final) {
+  if (!content_only_) {
+    const std::string_view head = Trim(pending_);
+    const bool may_call = head.empty() || head.front() == '{' || head.starts_with(kPythonTag) ||
+                          kPythonTag.starts_with(head);
+    if (may_call && !final) return;
+    if (may_call) {
+      if (std::optional<std::vector<ToolCall>> calls = ParseLlamaCalls(pending_)) {
+        out.calls = *std::move(calls);
+        pending_.clear();
+        return;
+      }
+    }
+    content_only_ = true;
+  }
+  out.content.append(pending_);
+  pending_.clear();
+}
+
 void ToolCallSplitter::Drain(Parts& out, bool final) {
+  if (format_ == ToolCallFormat::kLlama3Json) return DrainLlama(out, final);
   const Markers& m = MarkersOf(format_);
   for (;;) {
     if (!in_call_) {

@@ -14,8 +14,12 @@
 // and Qwen3.5 write <function=NAME><parameter=KEY>VALUE</parameter>...</function>, and GLM-4.6
 // NAME<arg_key>KEY</arg_key><arg_value>VALUE</arg_value>...: their values are text, typed by the
 // tool's JSON schema where it gives the property a non-string type (vLLM's "qwen3_coder" and
-// "glm45" parsers do the same). A block that is none of these, has no name, or is not closed
-// stays in the content as written.
+// "glm45" parsers do the same). Llama 3.1-3.3 answer a call with nothing but
+//   {"name": "get_weather", "parameters": {"city": "Paris"}}
+// (several joined by "; ", optionally after <|python_tag|>), as vLLM's "llama3_json" parser
+// reads them: an output that starts with "{" is held to its end and is calls if it parses as
+// such. A block that is none of these, has no name, or is not closed stays in the content as
+// written.
 #ifndef EXPERTMESH_ROUTER_TOOL_CALLS_H_
 #define EXPERTMESH_ROUTER_TOOL_CALLS_H_
 
@@ -32,10 +36,12 @@ enum class ToolCallFormat {
   kNone,    // the template shows no call format we read: output is content
   kHermes,  // <tool_call>{"name", "arguments"}</tool_call>
   kDeepSeek,  // <｜tool▁call▁begin｜>[function<｜tool▁sep｜>]name...<｜tool▁call▁end｜>
+  kLlama3Json,  // the whole output: {"name", "parameters"}[; {...}]
 };
 
 // kDeepSeek when the template writes DeepSeek's tool-call markers, kHermes when it writes
-// <tool_call>, else kNone.
+// <tool_call>, kLlama3Json when it tells the model to answer {"name", "parameters"} and has
+// Llama's `ipython` tool role, else kNone.
 ToolCallFormat ToolCallFormatOf(std::string_view chat_template);
 
 struct ToolCall {
@@ -44,11 +50,22 @@ struct ToolCall {
 };
 
 // The request's `tool_choice`: "none" (calls are not parsed), "auto" (the default when tools
-// are given). "required" and a named function need constrained decoding, which this server
-// does not have yet: INVALID_ARGUMENT saying so (and naming a function `tools` lacks).
-enum class ToolChoice { kNone, kAuto };
+// are given), "required" (one or more calls) or {"type": "function", "function": {"name"}}
+// (exactly that call); the last two constrain the output (router/tool_call_grammar.h).
+// INVALID_ARGUMENT for another value, "required" or a name without tools, or a name `tools`
+// lacks.
+struct ToolChoice {
+  enum class Kind { kNone, kAuto, kRequired, kFunction };
+  Kind kind = Kind::kAuto;
+  std::string function;  // kFunction
+};
 absl::StatusOr<ToolChoice> ParseToolChoice(const nlohmann::ordered_json* tool_choice,
                                            const nlohmann::ordered_json* tools);
+
+// The "function" object of the tool named `name` in `tools` (an OpenAI tools array), or
+// nullptr.
+const nlohmann::ordered_json* FindToolFunction(const nlohmann::ordered_json* tools,
+                                               std::string_view name);
 
 // Splits one choice's output, fed in pieces as it streams, into content and complete calls:
 // text after a call's opening marker is held until its closing one (or Finish), and text that
@@ -70,10 +87,13 @@ class ToolCallSplitter {
 
  private:
   void Drain(Parts& out, bool final);
+  void DrainLlama(Parts& out, bool final);
 
   ToolCallFormat format_;
   const nlohmann::ordered_json* tools_;
   bool in_call_ = false;
+  // kLlama3Json: whether the output is known to be content (it did not start with a call).
+  bool content_only_ = false;
   std::string pending_;
 };
 
