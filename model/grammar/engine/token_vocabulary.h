@@ -24,11 +24,12 @@ class TokenVocabulary {
   // One node of the byte trie. Children of a node are contiguous and sorted by byte, so a walk
   // that fails on a node skips its whole subtree by jumping to `subtree_end`.
   struct TrieNode {
-    int32_t token = -1;        // id of the token spelled by the path to this node, or -1
+    int32_t tokens_begin = 0;  // the tokens spelled by the path to this node:
+    int32_t tokens_end = 0;    //   sorted_text_tokens()[tokens_begin, tokens_end)
     int32_t subtree_end = 0;   // index one past this node's subtree (nodes are in DFS order)
-    int32_t max_depth = 0;     // longest token below this node, in bytes past this node
+    int32_t depth = 0;         // bytes from the root to this node
+    int32_t max_below = 0;     // bytes of the longest token below this node, past this node
     uint8_t byte = 0;          // the byte on the edge into this node (unused for the root)
-    uint8_t depth_unused = 0;  // padding
   };
 
   // token_bytes[i]: the bytes token i contributes to decoded text. special[i]: i is a special

@@ -1,0 +1,67 @@
+#include "model/grammar/engine/compiled_grammar.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <thread>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "model/grammar/engine/stack_set.h"
+#include "model/grammar/engine/token_classifier.h"
+
+namespace expertmesh::grammar {
+
+absl::StatusOr<std::shared_ptr<const CompiledGrammar>> CompiledGrammar::Compile(
+    const Grammar& g, std::shared_ptr<const TokenVocabulary> vocab) {
+  if (vocab == nullptr) return absl::InvalidArgumentError("CompiledGrammar: no vocabulary");
+  const auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<engine_internal::Automaton> automaton = engine_internal::BuildAutomaton(g);
+  if (!automaton.ok()) return automaton.status();
+
+  std::shared_ptr<CompiledGrammar> c(new CompiledGrammar());
+  c->vocab_ = std::move(vocab);
+  c->automaton_ = std::move(*automaton);
+  const engine_internal::Automaton& a = c->automaton_;
+  std::vector<int32_t> mask_nodes;
+  c->mask_index_.assign(a.nodes.size(), -1);
+  for (size_t i = 0; i < a.nodes.size(); ++i) {
+    if (a.nodes[i].bytes.empty()) continue;
+    c->mask_index_[i] = static_cast<int32_t>(mask_nodes.size());
+    mask_nodes.push_back(static_cast<int32_t>(i));
+  }
+  c->masks_.resize(mask_nodes.size());
+
+  // Nodes are independent: classify them on a few threads, each with its own scratch stacks.
+  const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
+  const size_t num_threads =
+      std::min<size_t>({static_cast<size_t>(hw), size_t{8}, (mask_nodes.size() + 7) / 8});
+  std::atomic<size_t> next{0};
+  auto work = [&]() {
+    engine_internal::FramePool pool(&a);
+    engine_internal::StackRunner runner(&a, &pool);
+    for (size_t k = next++; k < mask_nodes.size(); k = next++) {
+      c->masks_[k] = engine_internal::ClassifyNode(a, *c->vocab_, mask_nodes[k], &runner);
+    }
+  };
+  if (num_threads <= 1) {
+    work();
+  } else {
+    std::vector<std::thread> threads;
+    for (size_t t = 0; t < num_threads; ++t) threads.emplace_back(work);
+    for (std::thread& t : threads) t.join();
+  }
+
+  CompileStats& s = c->stats_;
+  s.nodes = static_cast<int32_t>(a.nodes.size());
+  s.mask_nodes = static_cast<int32_t>(mask_nodes.size());
+  for (const NodeTokenMasks& m : c->masks_) {
+    s.uncertain_tokens += static_cast<int64_t>(m.uncertain.size());
+    s.table_bytes += static_cast<int64_t>(
+        4 * (m.accepted_bits.size() + m.accepted_ids.size() + m.uncertain.size()));
+  }
+  s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return std::shared_ptr<const CompiledGrammar>(std::move(c));
+}
+
+}  // namespace expertmesh::grammar

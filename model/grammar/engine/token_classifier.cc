@@ -1,0 +1,66 @@
+#include "model/grammar/engine/token_classifier.h"
+
+#include <algorithm>
+
+namespace expertmesh::grammar::engine_internal {
+
+NodeTokenMasks ClassifyNode(const Automaton& a, const TokenVocabulary& vocab, int32_t node,
+                            StackRunner* runner) {
+  FramePool& pool = runner->pool();
+  const size_t mark = pool.size();
+  const auto& trie = vocab.trie();
+  const auto& sorted = vocab.sorted_text_tokens();
+  const ByteSet& follow = a.follow[a.nodes[node].rule];
+
+  std::vector<int32_t> accepted;
+  std::vector<int32_t> uncertain;
+  // states[d]: the stacks after the first d bytes of the current trie path, closed;
+  // past_end[d]: some way of reading those bytes ran past the rule's end into its follow set,
+  // so tokens below that the rule itself rejects still depend on the caller.
+  std::vector<ClosedStacks> states(1);
+  std::vector<bool> past_end(1, false);
+  states[0].tops.push_back(pool.Intern(node, kUnknownFrame));
+  std::vector<int32_t> pre;
+
+  const int32_t n = static_cast<int32_t>(trie.size());
+  for (int32_t i = 1; i < n;) {
+    const TokenVocabulary::TrieNode& t = trie[i];
+    const int32_t d = t.depth;
+    const ClosedStacks& parent = states[d - 1];
+    const bool depends = past_end[d - 1] || (parent.escaped && follow.Has(t.byte));
+    runner->Step(parent, t.byte, &pre);
+    if (pre.empty()) {
+      if (depends) {
+        auto [begin, end] = SubtreeTokens(vocab, i);
+        for (int32_t k = begin; k < end; ++k) uncertain.push_back(sorted[k]);
+      }
+      i = t.subtree_end;
+      continue;
+    }
+    for (int32_t k = t.tokens_begin; k < t.tokens_end; ++k) accepted.push_back(sorted[k]);
+    if (t.subtree_end > i + 1) {
+      if (states.size() <= static_cast<size_t>(d)) {
+        states.resize(d + 1);
+        past_end.resize(d + 1);
+      }
+      runner->Close(pre, &states[d]);
+      past_end[d] = depends;
+    }
+    ++i;
+  }
+  pool.Truncate(mark);
+
+  NodeTokenMasks m;
+  // `uncertain` is already in trie (byte) order, as the run-time walk needs.
+  m.uncertain = std::move(uncertain);
+  if (static_cast<int64_t>(accepted.size()) > vocab.mask_words()) {
+    m.accepted_bits.assign(vocab.mask_words(), 0);
+    for (int32_t id : accepted) m.accepted_bits[id >> 5] |= uint32_t{1} << (id & 31);
+  } else {
+    std::sort(accepted.begin(), accepted.end());
+    m.accepted_ids = std::move(accepted);
+  }
+  return m;
+}
+
+}  // namespace expertmesh::grammar::engine_internal
