@@ -113,6 +113,8 @@ std::string_view OpName(Op op) {
       return "paged_attention";
     case Op::kSampleTokens:
       return "sample_tokens";
+    case Op::kMaskLogits:
+      return "mask_logits";
   }
   return "unknown_op";
 }
@@ -376,6 +378,28 @@ absl::Status Backend::SampleTokens(const Tensor& logits, std::span<const Samplin
   }
   if (logits.dim(0) == 0) return absl::OkStatus();
   return DoSampleTokens(logits, params, tokens);
+}
+
+absl::Status Backend::MaskLogits(const Tensor& masks, std::span<const int32_t> rows,
+                                 Tensor& logits) {
+  Checker c(Op::kMaskLogits, device());
+  EM_CHECK(c.Shape("logits", logits, {-1, -1}));
+  EM_CHECK(c.Dtype("logits", logits, logits.dtype() == DType::kF32, "f32"));
+  const int64_t words = (logits.dim(1) + 31) / 32;
+  EM_CHECK(c.Shape("masks", masks, {static_cast<int64_t>(rows.size()), words}));
+  EM_CHECK(c.Dtype("masks", masks, masks.dtype() == DType::kI32, "i32"));
+  // Distinct rows: a device kernel may then write every listed row in parallel.
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (rows[i] < 0 || rows[i] >= logits.dim(0)) {
+      return c.Error("rows", StrCat("[", i, "] = ", rows[i], " is outside the ", logits.dim(0),
+                                    " logits rows"));
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (rows[j] == rows[i]) return c.Error("rows", StrCat("lists row ", rows[i], " twice"));
+    }
+  }
+  if (rows.empty() || logits.dim(1) == 0) return absl::OkStatus();
+  return DoMaskLogits(masks, rows, logits);
 }
 
 }  // namespace expertmesh::kernels

@@ -53,8 +53,9 @@ enum class Op : uint8_t {
   kKvCacheWrite,
   kPagedAttention,
   kSampleTokens,
+  kMaskLogits,
 };
-inline constexpr int kNumOps = static_cast<int>(Op::kSampleTokens) + 1;
+inline constexpr int kNumOps = static_cast<int>(Op::kMaskLogits) + 1;
 std::string_view OpName(Op op);
 
 // An opaque stream (a cudaStream_t on CUDA, unused on the CPU). Default: the backend's own.
@@ -280,6 +281,15 @@ class Backend {
   absl::Status SampleTokens(const Tensor& logits, std::span<const SamplingRow> params,
                             Tensor& tokens);
 
+  // Constrained decoding (a grammar's token bitmask), in place on logits rows before
+  // SampleTokens: for each i, logits[rows[i], t] = -inf for every token t whose bit t % 32 of
+  // masks[i, t / 32] is clear (bit set = allowed); other entries and rows not listed are left
+  // as they are. Bit-exact (only -inf is written).
+  //   masks: [m, ceil(vocab / 32)] i32 bit patterns (a uint32_t word each), bits past vocab
+  //   ignored; rows: m distinct row indices of logits, in host memory; logits: [rows, vocab] f32.
+  // Errors: InvalidArgument for a row index outside logits or listed twice.
+  absl::Status MaskLogits(const Tensor& masks, std::span<const int32_t> rows, Tensor& logits);
+
  protected:
   // Implementations: arguments already validated as documented above.
   virtual absl::Status DoEmbedding(const Tensor& table, const Tensor& ids, Tensor& out) = 0;
@@ -309,6 +319,8 @@ class Backend {
                                         float scale, Tensor& out) = 0;
   virtual absl::Status DoSampleTokens(const Tensor& logits, std::span<const SamplingRow> params,
                                       Tensor& tokens) = 0;
+  virtual absl::Status DoMaskLogits(const Tensor& masks, std::span<const int32_t> rows,
+                                    Tensor& logits) = 0;
 };
 
 }  // namespace expertmesh::kernels

@@ -9,6 +9,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "kernels/cpu/cpu_mask.h"
 #include "kernels/cpu/cpu_ops.h"
 
 namespace expertmesh::kernels::cpu {
@@ -174,6 +175,18 @@ absl::Status CpuBackend::DoSampleTokens(const Tensor& logits,
       return absl::InvalidArgumentError(absl::StrCat("sample_tokens: row ", r, ": ", s.message()));
     }
     tokens.data<int32_t>()[r] = sampler_.Sample(row, params[r]);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::DoMaskLogits(const Tensor& masks, std::span<const int32_t> rows,
+                                      Tensor& logits) {
+  const size_t vocab = static_cast<size_t>(logits.dim(1));
+  const size_t words = static_cast<size_t>(masks.dim(1));
+  const uint32_t* bits = reinterpret_cast<const uint32_t*>(masks.data<int32_t>());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    MaskLogitsRow({bits + i * words, words},
+                  {logits.data<float>() + static_cast<size_t>(rows[i]) * vocab, vocab});
   }
   return absl::OkStatus();
 }

@@ -112,6 +112,8 @@ class CpuBackend final : public kernels::Backend {
   absl::Status DoSampleTokens(const kernels::Tensor& logits,
                               std::span<const kernels::SamplingRow> params,
                               kernels::Tensor& tokens) override;
+  absl::Status DoMaskLogits(const kernels::Tensor& masks, std::span<const int32_t> rows,
+                            kernels::Tensor& logits) override;
 
  private:
   CpuBackend(CpuIsa isa, int num_threads, int64_t blas_min_tokens, int64_t amx_min_tokens,

@@ -234,6 +234,11 @@ class FakeDeviceBackend final : public kernels::Backend {
     kernels::Tensor t = Cpu(tokens);
     return cpu_->SampleTokens(Cpu(logits), params, t);
   }
+  absl::Status DoMaskLogits(const kernels::Tensor& masks, std::span<const int32_t> rows,
+                            kernels::Tensor& logits) override {
+    kernels::Tensor l = Cpu(logits);
+    return cpu_->MaskLogits(Cpu(masks), rows, l);
+  }
 
  private:
   explicit FakeDeviceBackend(std::unique_ptr<kernels::cpu::CpuBackend> cpu)

@@ -112,6 +112,8 @@ class CudaBackend final : public kernels::Backend {
   absl::Status DoSampleTokens(const kernels::Tensor& logits,
                               std::span<const kernels::SamplingRow> params,
                               kernels::Tensor& tokens) override;
+  absl::Status DoMaskLogits(const kernels::Tensor& masks, std::span<const int32_t> rows,
+                            kernels::Tensor& logits) override;
 
  private:
   struct PinnedWord {

@@ -12,6 +12,7 @@
 #include "kernels/cuda/gemm/moe_grouped_gemm.h"
 #include "kernels/cuda/ops/embedding.h"
 #include "kernels/cuda/ops/kv_cache_write.h"
+#include "kernels/cuda/ops/mask_logits.h"
 #include "kernels/cuda/ops/moe_combine.h"
 #include "kernels/cuda/ops/moe_permute.h"
 #include "kernels/cuda/ops/moe_topk.h"
@@ -39,6 +40,7 @@ bool CudaBackend::Supports(Op op) const {
     case Op::kKvCacheWrite:
     case Op::kPagedAttention:
     case Op::kSampleTokens:
+    case Op::kMaskLogits:
       return true;
   }
   return false;
@@ -357,6 +359,20 @@ absl::Status CudaBackend::DoSampleTokens(const Tensor& logits,
   a.workspace = scratch.raw_data();
   a.error_flags = error_flags();
   return LaunchStatus(Op::kSampleTokens, LaunchSampling(a, stream_));
+}
+
+absl::Status CudaBackend::DoMaskLogits(const Tensor& masks, std::span<const int32_t> rows,
+                                       Tensor& logits) {
+  // The row indices come from the activation pool, used in stream order as DoSampleTokens' params.
+  ASSIGN_OR_RETURN(Tensor device_rows, Allocate(DType::kI32, {static_cast<int64_t>(rows.size())}));
+  RETURN_IF_ERROR(CopyFromHost(rows.data(), device_rows));
+  MaskLogitsArgs a;
+  a.logits = logits.data<float>();
+  a.vocab = logits.dim(1);
+  a.masks = reinterpret_cast<const uint32_t*>(masks.data<const int32_t>());
+  a.rows = device_rows.data<const int32_t>();
+  a.num_masks = static_cast<int64_t>(rows.size());
+  return LaunchStatus(Op::kMaskLogits, LaunchMaskLogits(a, stream_));
 }
 
 }  // namespace expertmesh::cuda
