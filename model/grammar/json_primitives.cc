@@ -1,0 +1,308 @@
+#include "model/grammar/json_primitives.h"
+
+#include <algorithm>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "model/grammar/expr_util.h"
+
+namespace expertmesh::grammar {
+namespace {
+
+Expr Digits() { return Range('0', '9'); }
+
+// Decimal strings of equal length n from a to b (a <= b, leading zeros allowed).
+Expr SameLengthRange(std::string_view a, std::string_view b) {
+  const size_t n = a.size();
+  if (n == 0) return Expr::Empty();
+  if (a == b) return Lit(std::string(a));
+  if (n == 1) return Range(a[0], b[0]);
+  if (a[0] == b[0]) return Seq({Lit(std::string(1, a[0])), SameLengthRange(a.substr(1), b.substr(1))});
+  const std::string_view a_rest = a.substr(1);
+  const std::string_view b_rest = b.substr(1);
+  const bool a_rest_min = a_rest.find_first_not_of('0') == std::string_view::npos;
+  const bool b_rest_max = b_rest.find_first_not_of('9') == std::string_view::npos;
+  // First digits whose rest may be anything; the first and last digit otherwise get their own
+  // alternative with the rest bounded from below (above).
+  const char free_lo = a_rest_min ? a[0] : static_cast<char>(a[0] + 1);
+  const char free_hi = b_rest_max ? b[0] : static_cast<char>(b[0] - 1);
+  std::vector<Expr> alternatives;
+  if (!a_rest_min) {
+    alternatives.push_back(Seq({Lit(std::string(1, a[0])),
+                                SameLengthRange(a_rest, std::string(n - 1, '9'))}));
+  }
+  if (free_lo <= free_hi) {
+    alternatives.push_back(
+        Seq({Range(free_lo, free_hi), Rep(Digits(), static_cast<int32_t>(n - 1),
+                                          static_cast<int32_t>(n - 1))}));
+  }
+  if (!b_rest_max) {
+    alternatives.push_back(Seq({Lit(std::string(1, b[0])),
+                                SameLengthRange(std::string(n - 1, '0'), b_rest)}));
+  }
+  return Alt(std::move(alternatives));
+}
+
+// Non-negative JSON integers (no leading zeros) in [lo, hi] (hi unbounded when !bounded).
+Expr NonNegativeRange(uint64_t lo, bool bounded, uint64_t hi) {
+  const std::string lo_text = std::to_string(lo);
+  const std::string hi_text = std::to_string(hi);
+  const size_t lo_digits = lo_text.size();
+  const size_t hi_digits = bounded ? hi_text.size() : lo_digits;
+  std::vector<Expr> alternatives;
+  for (size_t d = lo_digits; d <= hi_digits; ++d) {
+    const std::string from = d == lo_digits ? lo_text : "1" + std::string(d - 1, '0');
+    const std::string to = bounded && d == hi_digits ? hi_text : std::string(d, '9');
+    alternatives.push_back(SameLengthRange(from, to));
+  }
+  if (!bounded) {
+    // Every longer number.
+    alternatives.push_back(
+        Seq({Range('1', '9'), Rep(Digits(), static_cast<int32_t>(lo_digits), kUnbounded)}));
+  }
+  return Alt(std::move(alternatives));
+}
+
+Expr NonNegativeRange(uint64_t lo, std::optional<uint64_t> hi) {
+  return NonNegativeRange(lo, hi.has_value(), hi.value_or(0));
+}
+
+uint64_t Magnitude(int64_t v) {
+  return v < 0 ? static_cast<uint64_t>(-(v + 1)) + 1 : static_cast<uint64_t>(v);
+}
+
+// Magnitudes I.F (no exponent) in the interval from a to b; nullopt when empty.
+std::optional<Expr> MagnitudeRange(uint64_t a, bool a_open, std::optional<uint64_t> b,
+                                   bool b_open) {
+  const Expr any_fraction = Opt(Seq({Lit("."), Rep(Digits(), 1, kUnbounded)}));
+  const Expr zero_fraction = Opt(Seq({Lit("."), Rep(Lit("0"), 1, kUnbounded)}));
+  const Expr nonzero_fraction =
+      Seq({Lit("."), Rep(Digits(), 0, kUnbounded), Range('1', '9'), Rep(Digits(), 0, kUnbounded)});
+  std::vector<Expr> alternatives;
+  if (b && *b == a) {
+    if (!a_open && !b_open) alternatives.push_back(Seq({Lit(std::to_string(a)), zero_fraction}));
+  } else if (!b || *b > a) {
+    alternatives.push_back(
+        Seq({Lit(std::to_string(a)), a_open ? nonzero_fraction : any_fraction}));
+    if (!b) {
+      alternatives.push_back(Seq({NonNegativeRange(a + 1, std::nullopt), any_fraction}));
+    } else {
+      if (*b - a >= 2) alternatives.push_back(Seq({NonNegativeRange(a + 1, *b - 1), any_fraction}));
+      if (!b_open) alternatives.push_back(Seq({Lit(std::to_string(*b)), zero_fraction}));
+    }
+  }
+  if (alternatives.empty()) return std::nullopt;
+  return Alt(std::move(alternatives));
+}
+
+Expr Hex(int32_t n) {
+  return Rep(Expr::CharClass({{'0', '9'}, {'A', 'F'}, {'a', 'f'}}), n, n);
+}
+
+Expr TwoDigits(char first_lo, char first_hi, char second_lo, char second_hi) {
+  return Seq({Range(first_lo, first_hi), Range(second_lo, second_hi)});
+}
+
+Expr DateExpr() {
+  const Expr month = Alt({Seq({Lit("0"), Range('1', '9')}), Seq({Lit("1"), Range('0', '2')})});
+  const Expr day = Alt({Seq({Lit("0"), Range('1', '9')}), TwoDigits('1', '2', '0', '9'),
+                        Seq({Lit("3"), Range('0', '1')})});
+  return Seq({Rep(Digits(), 4, 4), Lit("-"), month, Lit("-"), day});
+}
+
+Expr TimeExpr() {
+  const Expr hour = Alt({TwoDigits('0', '1', '0', '9'), Seq({Lit("2"), Range('0', '3')})});
+  const Expr minute = TwoDigits('0', '5', '0', '9');
+  const Expr second = Alt({minute, Lit("60")});  // a leap second is valid RFC 3339
+  const Expr offset = Alt({Expr::CharClass({{'Z', 'Z'}, {'z', 'z'}}),
+                           Seq({Expr::CharClass({{'+', '+'}, {'-', '-'}}), hour, Lit(":"), minute})});
+  return Seq({hour, Lit(":"), minute, Lit(":"), second,
+              Opt(Seq({Lit("."), Rep(Digits(), 1, kUnbounded)})), offset});
+}
+
+Expr HostLabel() {
+  const Expr alnum = Expr::CharClass({{'0', '9'}, {'A', 'Z'}, {'a', 'z'}});
+  const Expr inner = Expr::CharClass({{'-', '-'}, {'0', '9'}, {'A', 'Z'}, {'a', 'z'}});
+  return Seq({alnum, Opt(Seq({Rep(inner, 0, 61), alnum}))});
+}
+
+std::vector<CodePointRange> Normalize(std::vector<CodePointRange> ranges) {
+  std::sort(ranges.begin(), ranges.end(),
+            [](const CodePointRange& x, const CodePointRange& y) { return x.lo < y.lo; });
+  std::vector<CodePointRange> merged;
+  for (const CodePointRange& r : ranges) {
+    if (!merged.empty() && r.lo <= merged.back().hi + 1) {
+      merged.back().hi = std::max(merged.back().hi, r.hi);
+    } else {
+      merged.push_back(r);
+    }
+  }
+  return merged;
+}
+
+std::vector<CodePointRange> Complement(const std::vector<CodePointRange>& sorted) {
+  std::vector<CodePointRange> out;
+  uint32_t next = 0;
+  for (const CodePointRange& r : sorted) {
+    if (r.lo > next) out.push_back({next, r.lo - 1});
+    next = r.hi + 1;
+  }
+  if (next <= kMaxCodePoint) out.push_back({next, kMaxCodePoint});
+  return out;
+}
+
+Expr ClassAsJsonContent(const Expr& e) {
+  std::vector<CodePointRange> set = Normalize(e.ranges);
+  if (e.negated) set = Complement(set);
+  // Code points a JSON string cannot hold raw, and surrogates (never valid UTF-8 text).
+  const std::vector<CodePointRange> unsafe = {
+      {0x00, 0x1F}, {'"', '"'}, {'\\', '\\'}, {0xD800, 0xDFFF}};
+  std::vector<CodePointRange> safe;
+  std::vector<Expr> alternatives;
+  for (CodePointRange r : set) {
+    for (uint32_t cp = r.lo; cp <= std::min<uint32_t>(r.hi, 0x7F); ++cp) {
+      if (cp < 0x20 || cp == '"' || cp == '\\') alternatives.push_back(Lit(EscapeJsonString(
+          std::string(1, static_cast<char>(cp)))));
+    }
+    std::vector<CodePointRange> pieces = {r};
+    for (const CodePointRange& u : unsafe) {
+      std::vector<CodePointRange> next;
+      for (const CodePointRange& p : pieces) {
+        if (p.hi < u.lo || p.lo > u.hi) {
+          next.push_back(p);
+          continue;
+        }
+        if (p.lo < u.lo) next.push_back({p.lo, u.lo - 1});
+        if (p.hi > u.hi) next.push_back({u.hi + 1, p.hi});
+      }
+      pieces = std::move(next);
+    }
+    safe.insert(safe.end(), pieces.begin(), pieces.end());
+  }
+  if (!safe.empty()) alternatives.insert(alternatives.begin(), Expr::CharClass(std::move(safe)));
+  if (alternatives.empty()) return Expr::Choice({});  // the class matched only surrogates
+  return Alt(std::move(alternatives));
+}
+
+}  // namespace
+
+Expr IntegerRangeExpr(std::optional<int64_t> lo, std::optional<int64_t> hi) {
+  std::vector<Expr> alternatives;
+  if (!lo || *lo < 0) {
+    // Negative values: magnitudes from max(1, -hi) to -lo.
+    const uint64_t from = hi && *hi < 0 ? Magnitude(*hi) : 1;
+    alternatives.push_back(
+        Seq({Lit("-"), NonNegativeRange(from, lo.has_value(), lo ? Magnitude(*lo) : 0)}));
+  }
+  if (!hi || *hi >= 0) {
+    const uint64_t from = lo && *lo > 0 ? static_cast<uint64_t>(*lo) : 0;
+    alternatives.insert(alternatives.begin(),
+                        NonNegativeRange(from, hi.has_value(), hi ? static_cast<uint64_t>(*hi) : 0));
+  }
+  return Alt(std::move(alternatives));
+}
+
+std::optional<Expr> NumberRangeExpr(std::optional<NumberBound> lo, std::optional<NumberBound> hi) {
+  std::vector<Expr> alternatives;
+  // Values >= 0 (0 itself only here, so "-0" is never produced).
+  if (!hi || hi->value > 0 || (hi->value == 0 && !hi->exclusive)) {
+    const bool lo_positive = lo && lo->value >= 0;
+    std::optional<Expr> m = MagnitudeRange(
+        lo_positive ? static_cast<uint64_t>(lo->value) : 0, lo_positive && lo->exclusive,
+        hi ? std::optional<uint64_t>(static_cast<uint64_t>(hi->value)) : std::nullopt,
+        hi && hi->exclusive);
+    if (m) alternatives.push_back(*std::move(m));
+  }
+  // Values < 0: magnitudes in (max(0, -hi), -lo].
+  if (!lo || lo->value < 0) {
+    const bool hi_negative = hi && hi->value < 0;
+    std::optional<Expr> m = MagnitudeRange(
+        hi_negative ? Magnitude(hi->value) : 0, hi_negative ? hi->exclusive : true,
+        lo ? std::optional<uint64_t>(Magnitude(lo->value)) : std::nullopt, lo && lo->exclusive);
+    if (m) alternatives.push_back(Seq({Lit("-"), *std::move(m)}));
+  }
+  if (alternatives.empty()) return std::nullopt;
+  return Alt(std::move(alternatives));
+}
+
+absl::StatusOr<Expr> StringFormatExpr(std::string_view format) {
+  if (format == "date") return DateExpr();
+  if (format == "time") return TimeExpr();
+  if (format == "date-time") {
+    return Seq({DateExpr(), Expr::CharClass({{'T', 'T'}, {'t', 't'}}), TimeExpr()});
+  }
+  if (format == "uuid") {
+    return Seq({Hex(8), Lit("-"), Hex(4), Lit("-"), Hex(4), Lit("-"), Hex(4), Lit("-"), Hex(12)});
+  }
+  if (format == "email") {
+    // RFC 5321's dot-atom local part and a domain of at least two labels.
+    const Expr atom = Rep(Expr::CharClass({{'!', '!'}, {'#', '\''}, {'*', '+'}, {'-', '-'},
+                                           {'/', '9'}, {'=', '='}, {'?', '?'}, {'A', 'Z'},
+                                           {'^', '~'}}),
+                          1, kUnbounded);
+    return Seq({atom, Rep(Seq({Lit("."), atom}), 0, kUnbounded), Lit("@"), HostLabel(),
+                Rep(Seq({Lit("."), HostLabel()}), 1, kUnbounded)});
+  }
+  if (format == "ipv4") {
+    const Expr octet = Alt({Seq({Lit("25"), Range('0', '5')}),
+                            Seq({Lit("2"), Range('0', '4'), Digits()}),
+                            Seq({Lit("1"), Digits(), Digits()}),
+                            Seq({Range('1', '9'), Digits()}), Digits()});
+    return Seq({octet, Rep(Seq({Lit("."), octet}), 3, 3)});
+  }
+  if (format == "hostname") {
+    return Seq({HostLabel(), Rep(Seq({Lit("."), HostLabel()}), 0, kUnbounded)});
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "format '", std::string(format),
+      "' is not supported (date, time, date-time, uuid, email, ipv4, hostname are)"));
+}
+
+std::string EscapeJsonString(std::string_view text) {
+  std::string out;
+  for (char c : text) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      default:
+        if (static_cast<uint8_t>(c) < 0x20) {
+          absl::StrAppendFormat(&out, "\\u%04x", static_cast<uint8_t>(c));
+        } else {
+          out.push_back(c);
+        }
+    }
+  }
+  return out;
+}
+
+Expr JsonStringContent(const Expr& e) {
+  switch (e.kind) {
+    case Expr::Kind::kEmpty:
+    case Expr::Kind::kRuleRef:
+      return e;
+    case Expr::Kind::kLiteral:
+      return Lit(EscapeJsonString(e.text));
+    case Expr::Kind::kCharClass:
+      return ClassAsJsonContent(e);
+    case Expr::Kind::kSequence:
+    case Expr::Kind::kChoice: {
+      std::vector<Expr> items;
+      for (const Expr& item : e.items) items.push_back(JsonStringContent(item));
+      return e.kind == Expr::Kind::kSequence ? Seq(std::move(items)) : Alt(std::move(items));
+    }
+    case Expr::Kind::kRepeat:
+      return Rep(JsonStringContent(e.items[0]), e.min_count, e.max_count);
+  }
+  return e;
+}
+
+}  // namespace expertmesh::grammar

@@ -1,0 +1,456 @@
+// JSON schema -> grammar: dispatch on keywords, $ref, and the scalar types. Objects, arrays and the
+// shared any-value rules are in json_containers.cc.
+#include "model/grammar/json_schema.h"
+
+#include <cmath>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "model/grammar/expr_util.h"
+#include "model/grammar/json_converter.h"
+#include "model/grammar/json_primitives.h"
+#include "model/grammar/regex_grammar.h"
+
+namespace expertmesh::grammar {
+namespace {
+
+using Json = JsonSchemaConverter::Json;
+
+// Keywords that change the language and are not supported: refusing beats ignoring them, which
+// would let the model produce output the client's validator rejects.
+const std::set<std::string, std::less<>> kUnsupportedKeywords = {
+    "not", "if", "then", "else", "patternProperties", "dependentRequired", "dependentSchemas",
+    "dependencies", "multipleOf", "contains", "minContains", "maxContains", "propertyNames",
+    "minProperties", "maxProperties", "unevaluatedProperties", "unevaluatedItems", "$dynamicRef",
+    "$recursiveRef"};
+
+// Keywords that only annotate (or hold definitions reached through $ref): they may stand next to
+// $ref, anyOf, oneOf and allOf.
+const std::set<std::string, std::less<>> kAnnotations = {
+    "title", "description", "default", "examples", "$schema", "$id", "$comment", "deprecated",
+    "readOnly", "writeOnly", "$defs", "definitions", "discriminator", "contentEncoding",
+    "contentMediaType", "$anchor", "nullable", "example"};
+
+bool IsAnnotation(std::string_view key) {
+  return kAnnotations.contains(key) || key.starts_with("x-");
+}
+
+std::string CanonicalJson(const Json& value) { return value.dump(); }
+
+// A bound keyword as an exact integer; `round_up` picks ceil for lower bounds on integers.
+absl::StatusOr<int64_t> IntegerBound(const Json& value, bool round_up, std::string* error) {
+  if (value.is_number_unsigned()) {
+    if (value.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) {
+      *error = "is outside the 64-bit range";
+      return absl::InvalidArgumentError("");
+    }
+    return static_cast<int64_t>(value.get<uint64_t>());
+  }
+  if (value.is_number_integer()) return value.get<int64_t>();
+  if (!value.is_number_float()) {
+    *error = "is not a number";
+    return absl::InvalidArgumentError("");
+  }
+  const double v = round_up ? std::ceil(value.get<double>()) : std::floor(value.get<double>());
+  if (!(v >= -9.2e18 && v <= 9.2e18)) {
+    *error = "is outside the 64-bit range";
+    return absl::InvalidArgumentError("");
+  }
+  return static_cast<int64_t>(v);
+}
+
+bool IsWholeNumber(const Json& value) {
+  if (value.is_number_integer()) return true;
+  if (!value.is_number_float()) return false;
+  const double v = value.get<double>();
+  return std::floor(v) == v && v >= -9.2e18 && v <= 9.2e18;
+}
+
+}  // namespace
+
+JsonSchemaConverter::Place JsonSchemaConverter::Place::Child(std::string_view pointer_part,
+                                                             std::string_view name_part) const {
+  return Place{absl::StrCat(pointer, "/", std::string(pointer_part)),
+               absl::StrCat(name, "-", SanitizeRuleName(name_part))};
+}
+
+absl::Status JsonSchemaConverter::Error(const Place& at, std::string_view message) const {
+  return absl::InvalidArgumentError(absl::StrCat("JSON schema at #", at.pointer, ": ", std::string(message)));
+}
+
+absl::StatusOr<Grammar> JsonSchemaConverter::ConvertRoot() {
+  ref_rules_[""] = "root";
+  absl::Status status = DefineRule("root", root_, Place{"", "root"});
+  if (!status.ok()) return status;
+  return std::move(g_);
+}
+
+absl::Status JsonSchemaConverter::DefineRule(const std::string& name, const Json& schema,
+                                             const Place& at) {
+  const size_t index = g_.rules.size();
+  g_.rules.push_back(Rule{name, Expr::Empty()});  // reserves the name; recursion refers to it
+  absl::StatusOr<Expr> body = Body(schema, Place{at.pointer, name});
+  if (!body.ok()) return body.status();
+  g_.rules[index].body = *std::move(body);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Expr> JsonSchemaConverter::Value(const Json& schema, const Place& at) {
+  bool composite = false;
+  if (schema.is_object() && !schema.contains("$ref") && !schema.contains("enum") &&
+      !schema.contains("const")) {
+    const Json type = schema.value("type", Json());
+    const auto has_type = [&](std::string_view t) {
+      if (type.is_string()) return type.get<std::string>() == t;
+      if (type.is_array()) {
+        for (const Json& item : type) {
+          if (item.is_string() && item.get<std::string>() == t) return true;
+        }
+      }
+      return false;
+    };
+    composite = has_type("object") || has_type("array") || schema.contains("properties") ||
+                schema.contains("items") || schema.contains("anyOf") || schema.contains("oneOf");
+  }
+  if (!composite) return Body(schema, at);
+  const std::string name = UniqueRuleName(g_, at.name);
+  absl::Status status = DefineRule(name, schema, at);
+  if (!status.ok()) return status;
+  return Expr::Ref(name);
+}
+
+absl::StatusOr<Expr> JsonSchemaConverter::Body(const Json& schema, const Place& at) {
+  if (schema.is_boolean()) {
+    if (schema.get<bool>()) return AnyValue();
+    return Error(at, "schema false matches nothing");
+  }
+  if (!schema.is_object()) return Error(at, "a schema must be an object or a boolean");
+  for (const auto& [key, value] : schema.items()) {
+    if (kUnsupportedKeywords.contains(key)) {
+      return Error(at, absl::StrCat("keyword '", key, "' is not supported"));
+    }
+    if (key == "uniqueItems" && value != Json(false)) {
+      return Error(at, "keyword 'uniqueItems' is not supported");
+    }
+  }
+  absl::StatusOr<Expr> body = [&]() -> absl::StatusOr<Expr> {
+    if (schema.contains("$ref")) return Ref(schema, at);
+    if (schema.contains("const")) return Lit(CanonicalJson(schema["const"]));
+    if (schema.contains("enum")) {
+      const Json& values = schema["enum"];
+      if (!values.is_array() || values.empty()) {
+        return Error(at, "keyword 'enum' needs a non-empty array of values");
+      }
+      std::vector<Expr> alternatives;
+      for (const Json& v : values) alternatives.push_back(Lit(CanonicalJson(v)));
+      return Alt(std::move(alternatives));
+    }
+    for (std::string_view keyword : {"anyOf", "oneOf", "allOf"}) {
+      if (schema.contains(keyword)) return Alternatives(keyword, schema, at);
+    }
+    std::vector<std::string> types;
+    if (schema.contains("type")) {
+      const Json& type = schema["type"];
+      if (type.is_string()) {
+        types.push_back(type.get<std::string>());
+      } else if (type.is_array() && !type.empty()) {
+        for (const Json& t : type) {
+          if (!t.is_string()) return Error(at, "keyword 'type' must hold strings");
+          types.push_back(t.get<std::string>());
+        }
+      } else {
+        return Error(at, "keyword 'type' must be a string or a non-empty array");
+      }
+    } else {
+      // No type: the type the keywords present constrain (as XGrammar infers it).
+      const auto any_of = [&](std::initializer_list<const char*> keys) {
+        for (const char* k : keys) {
+          if (schema.contains(k)) return true;
+        }
+        return false;
+      };
+      if (any_of({"properties", "additionalProperties", "required"})) types.push_back("object");
+      if (any_of({"items", "prefixItems", "minItems", "maxItems"})) types.push_back("array");
+      if (any_of({"minLength", "maxLength", "pattern", "format"})) types.push_back("string");
+      if (any_of({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"})) {
+        types.push_back("number");
+      }
+      if (types.empty()) return AnyValue();
+    }
+    std::vector<Expr> alternatives;
+    for (const std::string& type : types) {
+      absl::StatusOr<Expr> typed = TypedBody(type, schema, at);
+      if (!typed.ok()) return typed.status();
+      alternatives.push_back(*std::move(typed));
+    }
+    return Alt(std::move(alternatives));
+  }();
+  if (!body.ok()) return body.status();
+  if (schema.value("nullable", false) == true) return Alt({*std::move(body), Lit("null")});
+  return body;
+}
+
+absl::StatusOr<Expr> JsonSchemaConverter::TypedBody(std::string_view type, const Json& schema,
+                                                    const Place& at) {
+  if (type == "string") return StringBody(schema, at);
+  if (type == "integer") return IntegerBody(schema, at);
+  if (type == "number") return NumberBody(schema, at);
+  if (type == "boolean") return Alt({Lit("true"), Lit("false")});
+  if (type == "null") return Lit("null");
+  if (type == "object") return ObjectBody(schema, at);
+  if (type == "array") return ArrayBody(schema, at);
+  return Error(at, absl::StrCat("unknown type '", std::string(type), "'"));
+}
+
+absl::StatusOr<Expr> JsonSchemaConverter::Alternatives(std::string_view keyword,
+                                                       const Json& schema, const Place& at) {
+  for (const auto& [key, value] : schema.items()) {
+    if (key != keyword && !IsAnnotation(key)) {
+      return Error(at, absl::StrCat("keyword '", key, "' next to '", std::string(keyword),
+                                    "' is not supported (move it into each alternative)"));
+    }
+  }
+  const Json& items = schema[std::string(keyword)];
+  if (!items.is_array() || items.empty()) {
+    return Error(at, absl::StrCat("keyword '", std::string(keyword), "' needs a non-empty array"));
+  }
+  if (keyword == "allOf") {
+    if (items.size() != 1) {
+      return Error(at, "keyword 'allOf' with more than one schema is not supported");
+    }
+    return Value(items[0], at.Child("allOf/0", ""));
+  }
+  std::vector<Expr> alternatives;
+  for (size_t i = 0; i < items.size(); ++i) {
+    absl::StatusOr<Expr> alternative =
+        Value(items[i], at.Child(absl::StrCat(std::string(keyword), "/", i), std::to_string(i)));
+    if (!alternative.ok()) return alternative.status();
+    alternatives.push_back(*std::move(alternative));
+  }
+  return Alt(std::move(alternatives));
+}
+
+absl::StatusOr<Expr> JsonSchemaConverter::Ref(const Json& schema, const Place& at) {
+  for (const auto& [key, value] : schema.items()) {
+    if (key != "$ref" && !IsAnnotation(key)) {
+      return Error(at, absl::StrCat("keyword '", key, "' next to '$ref' is not supported"));
+    }
+  }
+  if (!schema["$ref"].is_string()) return Error(at, "'$ref' must be a string");
+  const std::string ref = schema["$ref"].get<std::string>();
+  if (!ref.starts_with("#")) {
+    return Error(at, absl::StrCat("$ref '", ref, "' is not local (only '#...' is supported)"));
+  }
+  const std::string pointer = ref.substr(1);
+  if (auto it = ref_rules_.find(pointer); it != ref_rules_.end()) return Expr::Ref(it->second);
+  if (!pointer.empty() && pointer[0] != '/') {
+    return Error(at, absl::StrCat("$ref '", ref, "' is not a JSON pointer"));
+  }
+  const Json* target = &root_;
+  std::string last = "ref";
+  for (absl::string_view raw : absl::StrSplit(pointer.substr(1), '/')) {
+    const std::string part = absl::StrReplaceAll(raw, {{"~1", "/"}, {"~0", "~"}});
+    if (target->is_object() && target->contains(part)) {
+      target = &(*target)[part];
+    } else if (target->is_array() && !part.empty() &&
+               part.find_first_not_of("0123456789") == std::string::npos &&
+               std::stoull(part) < target->size()) {
+      target = &(*target)[std::stoull(part)];
+    } else {
+      return Error(at, absl::StrCat("$ref '", ref, "' points at nothing"));
+    }
+    last = part;
+  }
+  const std::string name = UniqueRuleName(g_, SanitizeRuleName(last));
+  ref_rules_[pointer] = name;
+  absl::Status status = DefineRule(name, *target, Place{pointer, name});
+  if (!status.ok()) return status;
+  return Expr::Ref(name);
+}
+
+absl::StatusOr<int64_t> JsonSchemaConverter::Count(const Json& schema, std::string_view keyword,
+                                                   int64_t fallback, const Place& at) const {
+  const auto it = schema.find(std::string(keyword));
+  if (it == schema.end()) return fallback;
+  if (!it->is_number_unsigned() && !(it->is_number_float() && IsWholeNumber(*it) &&
+                                     it->get<double>() >= 0)) {
+    return Error(at, absl::StrCat("keyword '", std::string(keyword), "' must be a non-negative integer"));
+  }
+  const int64_t v = it->is_number_unsigned() ? static_cast<int64_t>(std::min<uint64_t>(
+                                                   it->get<uint64_t>(), 1u << 30))
+                                             : static_cast<int64_t>(it->get<double>());
+  return std::min<int64_t>(v, 1 << 30);
+}
+
+absl::StatusOr<Expr> JsonSchemaConverter::StringBody(const Json& schema, const Place& at) {
+  absl::StatusOr<int64_t> min_length = Count(schema, "minLength", 0, at);
+  if (!min_length.ok()) return min_length.status();
+  absl::StatusOr<int64_t> max_length = Count(schema, "maxLength", kUnbounded, at);
+  if (!max_length.ok()) return max_length.status();
+  const bool has_length = schema.contains("minLength") || schema.contains("maxLength");
+  if (*max_length != kUnbounded && *min_length > *max_length) {
+    return Error(at, absl::StrCat("minLength ", *min_length, " is greater than maxLength ",
+                                  *max_length));
+  }
+  const Expr quote = Lit("\"");
+  std::string format;
+  if (schema.contains("format")) {
+    if (!schema["format"].is_string()) return Error(at, "keyword 'format' must be a string");
+    format = schema["format"].get<std::string>();
+    if (format == "password") format.clear();  // OpenAPI's UI hint: any string
+  }
+  if (schema.contains("pattern")) {
+    if (has_length || !format.empty()) {
+      return Error(at, "keyword 'pattern' together with minLength, maxLength or format is not "
+                       "supported");
+    }
+    if (!schema["pattern"].is_string()) return Error(at, "keyword 'pattern' must be a string");
+    absl::StatusOr<std::vector<RegexBranch>> branches =
+        ParseRegex(schema["pattern"].get<std::string>());
+    if (!branches.ok()) return Error(at, absl::StrCat("pattern: ", branches.status().message()));
+    // JSON schema patterns are unanchored: an open side may hold any characters.
+    std::vector<Expr> alternatives;
+    const Expr any = Rep(Helper("char"), 0, kUnbounded);
+    for (const RegexBranch& branch : *branches) {
+      alternatives.push_back(Seq({branch.anchored_start ? Expr::Empty() : any,
+                                  JsonStringContent(branch.expr),
+                                  branch.anchored_end ? Expr::Empty() : any}));
+    }
+    return Seq({quote, Alt(std::move(alternatives)), quote});
+  }
+  if (!format.empty()) {
+    if (has_length) {
+      return Error(at, "keyword 'format' together with minLength or maxLength is not supported");
+    }
+    absl::StatusOr<Expr> content = StringFormatExpr(format);
+    if (!content.ok()) return Error(at, std::string(content.status().message()));
+    return Seq({quote, *std::move(content), quote});
+  }
+  if (!has_length) return Helper("string");
+  return Seq({quote,
+              Rep(Helper("char"), static_cast<int32_t>(*min_length),
+                  static_cast<int32_t>(*max_length)),
+              quote});
+}
+
+absl::StatusOr<Expr> JsonSchemaConverter::IntegerBody(const Json& schema, const Place& at) {
+  std::optional<int64_t> lo;
+  std::optional<int64_t> hi;
+  std::string lo_keyword;
+  std::string hi_keyword;
+  // Draft 4 spelled exclusive bounds as booleans beside minimum / maximum.
+  const bool draft4_exclusive_min = schema.value("exclusiveMinimum", Json()) == Json(true);
+  const bool draft4_exclusive_max = schema.value("exclusiveMaximum", Json()) == Json(true);
+  for (const char* keyword : {"minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"}) {
+    if (!schema.contains(keyword) || schema[keyword].is_boolean()) continue;
+    const std::string k = keyword;
+    const bool lower = k == "minimum" || k == "exclusiveMinimum";
+    const bool exclusive = k.starts_with("exclusive") ||
+                           (lower ? draft4_exclusive_min : draft4_exclusive_max);
+    // The least (greatest) integer the bound admits: ceil(x) for x <= v, floor(x) + 1 for
+    // x < v, and the mirror images above.
+    std::string error;
+    absl::StatusOr<int64_t> v = IntegerBound(schema[keyword], lower != exclusive, &error);
+    if (!v.ok()) return Error(at, absl::StrCat("keyword '", k, "' ", error));
+    int64_t bound = *v;
+    if (exclusive) {
+      if (bound == (lower ? INT64_MAX : INT64_MIN)) {
+        return Error(at, absl::StrCat("keyword '", k, "' leaves no 64-bit integer"));
+      }
+      bound += lower ? 1 : -1;
+    }
+    if (lower && (!lo || bound > *lo)) {
+      lo = bound;
+      lo_keyword = k;
+    } else if (!lower && (!hi || bound < *hi)) {
+      hi = bound;
+      hi_keyword = k;
+    }
+  }
+  if (schema.contains("format") && schema["format"].is_string()) {
+    const std::string format = schema["format"].get<std::string>();
+    std::optional<std::pair<int64_t, int64_t>> range;
+    if (format == "int32") range = {{INT32_MIN, INT32_MAX}};
+    if (format == "int64") range = {{INT64_MIN, INT64_MAX}};
+    if (format == "uint32") range = {{0, UINT32_MAX}};
+    if (!range) return Error(at, absl::StrCat("integer format '", format, "' is not supported"));
+    if (!lo || range->first > *lo) lo = range->first, lo_keyword = "format";
+    if (!hi || range->second < *hi) hi = range->second, hi_keyword = "format";
+  }
+  if (lo && hi && *lo > *hi) {
+    return Error(at, absl::StrCat(lo_keyword, " ", schema.value(lo_keyword, Json(*lo)).dump(),
+                                  " and ", hi_keyword, " ",
+                                  schema.value(hi_keyword, Json(*hi)).dump(),
+                                  " leave no integer"));
+  }
+  return IntegerRangeExpr(lo, hi);
+}
+
+absl::StatusOr<Expr> JsonSchemaConverter::NumberBody(const Json& schema, const Place& at) {
+  std::optional<NumberBound> lo;
+  std::optional<NumberBound> hi;
+  const bool draft4_exclusive_min = schema.value("exclusiveMinimum", Json()) == Json(true);
+  const bool draft4_exclusive_max = schema.value("exclusiveMaximum", Json()) == Json(true);
+  for (const char* keyword : {"minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"}) {
+    if (!schema.contains(keyword) || schema[keyword].is_boolean()) continue;
+    const std::string k = keyword;
+    const bool lower = k == "minimum" || k == "exclusiveMinimum";
+    if (!schema[keyword].is_number()) {
+      return Error(at, absl::StrCat("keyword '", k, "' must be a number"));
+    }
+    if (!IsWholeNumber(schema[keyword])) {
+      return Error(at, absl::StrCat("keyword '", k, "' ", schema[keyword].dump(),
+                                    ": a number bound must be a whole number within 64 bits "
+                                    "(fractional bounds are not supported)"));
+    }
+    std::string error;
+    const NumberBound bound{*IntegerBound(schema[keyword], false, &error),
+                            k.starts_with("exclusive") ||
+                                (lower ? draft4_exclusive_min : draft4_exclusive_max)};
+    std::optional<NumberBound>& slot = lower ? lo : hi;
+    const bool tighter = !slot || (lower ? bound.value > slot->value : bound.value < slot->value) ||
+                         (bound.value == slot->value && bound.exclusive);
+    if (tighter) slot = bound;
+  }
+  if (schema.contains("format") && schema["format"].is_string()) {
+    const std::string format = schema["format"].get<std::string>();
+    // OpenAPI's storage hints: every JSON number we write is representable (approximately).
+    if (format != "float" && format != "double") {
+      return Error(at, absl::StrCat("number format '", format, "' is not supported"));
+    }
+  }
+  if (!lo && !hi) return Helper("number");
+  std::optional<Expr> range = NumberRangeExpr(lo, hi);
+  if (!range) {
+    return Error(at, "minimum / exclusiveMinimum is greater than maximum / exclusiveMaximum: "
+                     "no number is in range");
+  }
+  return *std::move(range);
+}
+
+absl::StatusOr<Grammar> JsonSchemaToGrammar(std::string_view schema_json,
+                                            const JsonGrammarOptions& options) {
+  Json schema;
+  try {
+    schema = Json::parse(schema_json);
+  } catch (const Json::parse_error& e) {
+    return absl::InvalidArgumentError(absl::StrCat("JSON schema is not valid JSON: ", e.what()));
+  }
+  if (!schema.is_object() && !schema.is_boolean()) {
+    return absl::InvalidArgumentError("JSON schema must be an object or a boolean");
+  }
+  return JsonSchemaConverter(schema, options).ConvertRoot();
+}
+
+Grammar JsonObjectGrammar(const JsonGrammarOptions& options) {
+  const JsonSchemaConverter::Json schema = JsonSchemaConverter::Json::object();
+  return JsonSchemaConverter(schema, options).AnyObject();
+}
+
+}  // namespace expertmesh::grammar
