@@ -37,6 +37,7 @@ internal_api::SubmitRequest MakeSubmit(const PreparedRequest& r, uint32_t index,
   s.mutable_stop_token_ids()->Assign(p.stop_token_ids.begin(), p.stop_token_ids.end());
   s.set_ignore_eos(p.ignore_eos);
   s.set_cache_salt(r.cache_salt);
+  s.set_grammar(r.grammar);
   if (p.prompt_logprobs.has_value()) {
     s.set_prompt_logprobs(static_cast<uint32_t>(*p.prompt_logprobs));
   }

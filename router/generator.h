@@ -41,6 +41,9 @@ struct PreparedRequest {
   ToolCallFormat tool_call_format = ToolCallFormat::kNone;
   // The request's tools when tool_call_format is set (their schemas type XML-style arguments).
   nlohmann::ordered_json tools;
+  // Structured output: the GBNF text the output must match (router/structured_output.h); empty
+  // when unconstrained.
+  std::string grammar;
 };
 
 struct GeneratedTokenInfo {

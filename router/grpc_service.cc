@@ -6,12 +6,112 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "router/reasoning_split.h"
+#include "common/status_macros.h"
+#include "router/chat_output_split.h"
+#include "router/json_body.h"
+#include "router/tool_calls.h"
 
 namespace expertmesh::router {
 namespace {
 
 namespace pb = ::expertmesh::v1;
+
+using Json = nlohmann::ordered_json;
+
+// A JSON text field of the public API (tool parameters, call arguments) as JSON.
+absl::StatusOr<Json> JsonField(const std::string& text, const char* field) {
+  absl::StatusOr<Json> parsed = ParseJsonBody(text);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " must be JSON text: ", parsed.status().message()));
+  }
+  return parsed;
+}
+
+// A chat as the OpenAI API's messages, tools and tool_choice would give it.
+absl::Status FromPublicChat(const pb::ChatPrompt& chat, PromptInput* input) {
+  input->kind = PromptInput::Kind::kChat;
+  for (const pb::ChatMessage& m : chat.messages()) {
+    Json msg{{"role", m.role()}, {"content", m.content()}};
+    if (!m.name().empty()) msg["name"] = m.name();
+    if (!m.tool_call_id().empty()) msg["tool_call_id"] = m.tool_call_id();
+    if (!m.tool_calls().empty()) {
+      if (m.content().empty()) msg["content"] = nullptr;
+      Json calls = Json::array();
+      for (const pb::ToolCall& c : m.tool_calls()) {
+        // Templates that print arguments key by key need the object (as the HTTP API gives it).
+        Json args = Json::object();
+        if (!c.arguments().empty()) {
+          ASSIGN_OR_RETURN(args, JsonField(c.arguments(), "tool_calls.arguments"));
+        }
+        calls.push_back({{"id", c.id()},
+                         {"type", "function"},
+                         {"function", {{"name", c.name()}, {"arguments", std::move(args)}}}});
+      }
+      msg["tool_calls"] = std::move(calls);
+    }
+    input->messages.push_back(std::move(msg));
+  }
+  input->add_generation_prompt =
+      chat.add_generation_prompt() ||
+      (!input->messages.empty() && input->messages.back()["role"] != "assistant");
+  Json tools = Json::array();
+  for (const pb::Tool& t : chat.tools()) {
+    Json function{{"name", t.name()}};
+    if (!t.description().empty()) function["description"] = t.description();
+    if (!t.parameters().empty()) {
+      ASSIGN_OR_RETURN(function["parameters"], JsonField(t.parameters(), "tools.parameters"));
+    }
+    tools.push_back({{"type", "function"}, {"function", std::move(function)}});
+  }
+  Json choice;
+  if (!chat.tool_choice_function().empty()) {
+    choice = {{"type", "function"}, {"function", {{"name", chat.tool_choice_function()}}}};
+  } else if (!chat.tool_choice().empty()) {
+    choice = chat.tool_choice();
+  }
+  ASSIGN_OR_RETURN(ToolChoice tc, ParseToolChoice(choice.is_null() ? nullptr : &choice,
+                                                  tools.empty() ? nullptr : &tools));
+  if (!tools.empty()) input->tools = std::move(tools);
+  input->tool_choice_none = tc.kind == ToolChoice::Kind::kNone;
+  input->tool_choice_required = tc.kind == ToolChoice::Kind::kRequired;
+  input->tool_choice_function = tc.function;
+  return absl::OkStatus();
+}
+
+// The constraint oneof, as ReadOutputConstraint reads the HTTP fields.
+absl::Status FromPublicConstraint(const pb::GenerateRequest& r, OutputConstraint* c) {
+  using Kind = OutputConstraint::Kind;
+  switch (r.constraint_case()) {
+    case pb::GenerateRequest::kJsonSchema: {
+      c->kind = Kind::kJsonSchema;
+      c->field = "json_schema";
+      ASSIGN_OR_RETURN(Json schema, JsonField(r.json_schema(), "json_schema"));
+      c->text = schema.dump(-1, ' ', false, Json::error_handler_t::replace);
+      break;
+    }
+    case pb::GenerateRequest::kJsonObject:
+      if (r.json_object()) *c = {.kind = Kind::kJsonObject, .field = "json_object"};
+      break;
+    case pb::GenerateRequest::kRegex:
+      *c = {.kind = Kind::kRegex, .text = r.regex(), .field = "regex"};
+      break;
+    case pb::GenerateRequest::kChoice:
+      if (r.choice().choices().empty()) {
+        return absl::InvalidArgumentError("choice must list at least one string");
+      }
+      *c = {.kind = Kind::kChoice,
+            .choices = {r.choice().choices().begin(), r.choice().choices().end()},
+            .field = "choice"};
+      break;
+    case pb::GenerateRequest::kGrammar:
+      *c = {.kind = Kind::kGrammar, .text = r.grammar(), .field = "grammar"};
+      break;
+    case pb::GenerateRequest::CONSTRAINT_NOT_SET:
+      break;
+  }
+  return absl::OkStatus();
+}
 
 absl::Status FromPublicRequest(const pb::GenerateRequest& r, PromptInput* input,
                                GenerationParams* p) {
@@ -24,18 +124,9 @@ absl::Status FromPublicRequest(const pb::GenerateRequest& r, PromptInput* input,
       input->kind = PromptInput::Kind::kTokens;
       input->token_ids.assign(r.token_ids().ids().begin(), r.token_ids().ids().end());
       break;
-    case pb::GenerateRequest::kChat: {
-      input->kind = PromptInput::Kind::kChat;
-      for (const pb::ChatMessage& m : r.chat().messages()) {
-        nlohmann::ordered_json msg{{"role", m.role()}, {"content", m.content()}};
-        if (!m.name().empty()) msg["name"] = m.name();
-        input->messages.push_back(std::move(msg));
-      }
-      input->add_generation_prompt =
-          r.chat().add_generation_prompt() ||
-          (!input->messages.empty() && input->messages.back()["role"] != "assistant");
+    case pb::GenerateRequest::kChat:
+      RETURN_IF_ERROR(FromPublicChat(r.chat(), input));
       break;
-    }
     default:
       return absl::InvalidArgumentError("GenerateRequest needs a prompt (text, chat or token_ids)");
   }
@@ -55,7 +146,7 @@ absl::Status FromPublicRequest(const pb::GenerateRequest& r, PromptInput* input,
   p->logprobs = r.logprobs() || r.top_logprobs() > 0;
   p->top_logprobs = r.top_logprobs();
   if (r.has_prompt_logprobs()) p->prompt_logprobs = r.prompt_logprobs();
-  return absl::OkStatus();
+  return FromPublicConstraint(r, &p->constraint);
 }
 
 pb::FinishReason ToPublic(FinishReason r) {
@@ -72,6 +163,20 @@ pb::FinishReason ToPublic(FinishReason r) {
       return pb::FINISH_REASON_ERROR;
   }
   return pb::FINISH_REASON_UNSPECIFIED;
+}
+
+// One delta's parts into `msg`; calls are numbered on from *calls (OpenAI's index; ids as the
+// HTTP API makes them, from the request's public id).
+void SetParts(ChatOutputSplitter::Parts parts, uint32_t* calls, pb::GenerateResponse* msg) {
+  msg->set_text(std::move(parts.content));
+  msg->set_reasoning(std::move(parts.reasoning));
+  for (ToolCall& c : parts.calls) {
+    pb::ToolCall* out = msg->add_tool_calls();
+    out->set_id(absl::StrCat("call_", msg->request_id(), "_0_", *calls));
+    out->set_name(std::move(c.name));
+    out->set_arguments(std::move(c.arguments));
+    out->set_index((*calls)++);
+  }
 }
 
 // Longest request_id a client may ask to have echoed.
@@ -173,10 +278,15 @@ class GenerateReactor final : public grpc::ServerWriteReactor<pb::GenerateRespon
     const GenerationParams& params = job.params;
     const tokenizer::Tokenizer& tok = core_->model().tokenizer();
     const bool with_logprobs = params.logprobs;
-    // Chats of a model that thinks: each choice's text split into reasoning and answer.
-    std::vector<ReasoningSplitter> splitters(
-        prepared->reasoning_start == ReasoningStart::kNone ? 0 : prepared->params.n,
-        ReasoningSplitter(prepared->reasoning_start));
+    // Chats of a model that thinks, or with tools: each choice's text taken apart into
+    // reasoning, answer and tool calls (chat_output_split.h).
+    const bool split = prepared->reasoning_start != ReasoningStart::kNone ||
+                       prepared->tool_call_format != ToolCallFormat::kNone;
+    std::vector<ChatOutputSplitter> splitters(
+        split ? prepared->params.n : 0,
+        ChatOutputSplitter(prepared->reasoning_start, prepared->tool_call_format,
+                           &prepared->tools));
+    uint32_t calls = 0;  // choice 0's calls so far (the public API streams one choice)
     absl::StatusOr<std::vector<ChoiceResult>> results = core_->Generate(
         *prepared, &cancel_,
         [&](uint32_t index, const ChoiceDelta& delta) {
@@ -185,9 +295,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<pb::GenerateRespon
           if (splitters.empty()) {
             msg.set_text(delta.text);
           } else {
-            ReasoningSplitter::Parts parts = splitters[index].Feed(delta.text);
-            msg.set_text(std::move(parts.content));
-            msg.set_reasoning(std::move(parts.reasoning));
+            SetParts(splitters[index].Feed(delta.text), &calls, &msg);
           }
           for (const PromptTokenInfo& p : delta.prompt_logprobs) {
             pb::PromptLogprob* out = msg.add_prompt_logprobs();
@@ -222,12 +330,15 @@ class GenerateReactor final : public grpc::ServerWriteReactor<pb::GenerateRespon
     pb::GenerateResponse last;
     last.set_request_id(id);
     if (!splitters.empty()) {
-      // What the splitter held back (a tag cut at the end, an unfinished think block).
-      ReasoningSplitter::Parts rest = splitters.front().Finish();
-      last.set_text(std::move(rest.content));
-      last.set_reasoning(std::move(rest.reasoning));
+      // What the splitter held back (a tag cut at the end, an unfinished think block, a
+      // Llama 3 answer that is all one call).
+      SetParts(splitters.front().Finish(), &calls, &last);
     }
-    last.set_finish_reason(ToPublic(r.reason));
+    // As the HTTP API: an output that called tools and stopped (by itself or at a stop
+    // string) ends with "tool calls".
+    const bool stopped = r.reason == FinishReason::kStop || r.reason == FinishReason::kStopString;
+    last.set_finish_reason(stopped && calls > 0 ? pb::FINISH_REASON_TOOL_CALLS
+                                                : ToPublic(r.reason));
     last.set_matched_stop(r.matched_stop);
     last.mutable_usage()->set_prompt_tokens(static_cast<uint32_t>(prepared->prompt.size()));
     last.mutable_usage()->set_completion_tokens(r.completion_tokens);

@@ -53,6 +53,9 @@ absl::StatusOr<PreparedRequest> RouterCore::Prepare(const std::string& model_nam
       if (r.tool_call_format != ToolCallFormat::kNone) r.tools = *input.tools;
     }
   }
+  ASSIGN_OR_RETURN(r.grammar,
+                   structured_.GrammarText(params.constraint, input, r.reasoning_start,
+                                           model_->chat_template_source()));
   r.params = params;
   r.deadline = deadline;
   return r;

@@ -20,6 +20,7 @@
 #include "router/metrics.h"
 #include "router/model_context.h"
 #include "router/request_validation.h"
+#include "router/structured_output.h"
 #include "router/worker_pool.h"
 
 namespace expertmesh::router {
@@ -37,8 +38,10 @@ class RouterCore {
  public:
   RouterCore(std::unique_ptr<ModelContext> model, WorkerPool* pool, RouterCoreOptions options);
 
-  // Validates and tokenizes. `model_name` empty selects the served model; NOT_FOUND for
-  // another name. Errors as ValidateParams / BuildPrompt / ResolveMaxTokens.
+  // Validates and tokenizes, and compiles an output constraint or a required tool call to the
+  // grammar the worker enforces. `model_name` empty selects the served model; NOT_FOUND for
+  // another name. Errors as ValidateParams / BuildPrompt / ResolveMaxTokens /
+  // StructuredOutputCompiler::GrammarText.
   absl::StatusOr<PreparedRequest> Prepare(const std::string& model_name, const PromptInput& input,
                                           const GenerationParams& params, std::string request_id,
                                           absl::Time deadline) const;
@@ -74,6 +77,7 @@ class RouterCore {
   RouterMetrics& metrics() { return metrics_; }
   Admission& admission() { return admission_; }
   const RouterCoreOptions& options() const { return options_; }
+  const StructuredOutputCompiler& structured_output() const { return structured_; }
   bool Ready() const { return !draining_ && pool_->HealthyCount() > 0; }
 
  private:
@@ -83,6 +87,7 @@ class RouterCore {
   RouterMetrics metrics_;
   Admission admission_;
   Generator generator_;
+  StructuredOutputCompiler structured_;
   std::atomic<bool> draining_{false};
 
   mutable absl::Mutex mu_;

@@ -360,16 +360,86 @@ TEST_F(ChatToolsTest, ToolCallsReadBackFromTheOutput) {
   EXPECT_FALSE(plain["message"].contains("tool_calls"));
   EXPECT_THAT(plain["message"]["content"].get<std::string>(), HasSubstr("<tool_call>"));
 
-  // What needs constrained decoding, or names a function the request lacks: 400 with why.
-  for (const nlohmann::json& refused :
+  // A function the request lacks: 400 with why, and nothing reaches a worker.
+  const int submitted = workers_[0]->submitted();
+  body["tool_choice"] =
+      nlohmann::json::parse(R"({"type": "function", "function": {"name": "nope"}})");
+  httplib::Result unknown = Post("/v1/chat/completions", body);
+  ASSERT_TRUE(unknown);
+  EXPECT_EQ(unknown->status, 400) << unknown->body;
+  EXPECT_EQ(nlohmann::json::parse(unknown->body)["error"]["param"], "tool_choice");
+  EXPECT_EQ(workers_[0]->submitted(), submitted);
+
+  // "required" and a named function reach the worker as a grammar in the template's format.
+  for (const nlohmann::json& constrained :
        {nlohmann::json("required"),
-        nlohmann::json::parse(R"({"type": "function", "function": {"name": "nope"}})")}) {
-    body["tool_choice"] = refused;
+        nlohmann::json::parse(R"({"type": "function", "function": {"name": "get_weather"}})")}) {
+    body["tool_choice"] = constrained;
     httplib::Result r = Post("/v1/chat/completions", body);
     ASSERT_TRUE(r);
-    EXPECT_EQ(r->status, 400) << r->body;
-    EXPECT_EQ(nlohmann::json::parse(r->body)["error"]["param"], "tool_choice");
+    EXPECT_EQ(r->status, 200) << r->body;
+    EXPECT_THAT(workers_[0]->last_request().grammar(), HasSubstr("get_weather"));
+    EXPECT_THAT(workers_[0]->last_request().grammar(), HasSubstr("<tool_call>"));
   }
+}
+
+// The same over gRPC: tools in the chat, calls back as GenerateResponse.tool_calls with
+// FINISH_REASON_TOOL_CALLS, and assistant turns that replay calls (arguments as JSON text).
+TEST_F(ChatToolsTest, GrpcChatsCarryToolsAndReturnCalls) {
+  StartWorkers(1);
+  const std::string dir =
+      ModelWithTemplate("chat-tool-calls-grpc", "{{ messages[0]['content'] }}{# <tool_call> #}");
+  StartRouter([&](RouterServerOptions& o) { o.model_dir = dir; });
+  namespace pb = ::expertmesh::v1;
+  pb::GenerateRequest req;
+  pb::ChatMessage* m = req.mutable_chat()->add_messages();
+  m->set_role("user");
+  m->set_content(
+      "Checking.<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": "
+      "\"Paris\"}}\n</tool_call>END");
+  pb::ChatMessage* replay = req.mutable_chat()->add_messages();
+  replay->set_role("assistant");
+  pb::ToolCall* old = replay->add_tool_calls();
+  old->set_id("c0");
+  old->set_name("get_weather");
+  old->set_arguments(R"({"city": "Rome"})");
+  pb::ChatMessage* result = req.mutable_chat()->add_messages();
+  result->set_role("tool");
+  result->set_tool_call_id("c0");
+  result->set_content("sunny");
+  pb::Tool* tool = req.mutable_chat()->add_tools();
+  tool->set_name("get_weather");
+  tool->set_parameters(R"({"type": "object", "properties": {"city": {"type": "string"}}})");
+  req.mutable_stop()->set_max_tokens(200);
+  req.mutable_stop()->add_stop("END");
+  grpc::ClientContext ctx;
+  auto reader = Grpc()->Generate(&ctx, req);
+  pb::GenerateResponse msg, last;
+  std::string text;
+  std::vector<pb::ToolCall> calls;
+  while (reader->Read(&msg)) {
+    text += msg.text();
+    calls.insert(calls.end(), msg.tool_calls().begin(), msg.tool_calls().end());
+    last = msg;
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(text, "Checking.");
+  ASSERT_EQ(calls.size(), 1u);
+  EXPECT_EQ(calls[0].name(), "get_weather");
+  EXPECT_EQ(calls[0].index(), 0u);
+  EXPECT_TRUE(calls[0].id().starts_with("call_"));
+  EXPECT_EQ(nlohmann::json::parse(calls[0].arguments()), nlohmann::json::parse(R"({"city": "Paris"})"));
+  EXPECT_EQ(last.finish_reason(), pb::FINISH_REASON_TOOL_CALLS);
+
+  // tool_choice_function: the output is constrained to that call (the fake worker records the
+  // grammar; it does not enforce it).
+  req.mutable_chat()->set_tool_choice_function("get_weather");
+  grpc::ClientContext named_ctx;
+  auto named = Grpc()->Generate(&named_ctx, req);
+  while (named->Read(&msg)) {
+  }
+  ASSERT_TRUE(named->Finish().ok());
+  EXPECT_THAT(workers_[0]->last_request().grammar(), HasSubstr("get_weather"));
 }
 
 }  // namespace

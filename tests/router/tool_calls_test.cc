@@ -134,18 +134,50 @@ TEST(ToolCallSplitterTest, DeepSeekFormats) {
   EXPECT_EQ(ToolCallFormatOf("{{'<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>'}}"), kDs);
 }
 
-TEST(ToolChoiceTest, TakesNoneAndAutoAndSaysWhyNotTheRest) {
+// Llama 3.1-3.3 answer a call with the whole output: {"name", "parameters"} objects joined by
+// ";", optionally after <|python_tag|>. Output that starts otherwise streams as content.
+TEST(ToolCallSplitterTest, Llama3JsonCalls) {
+  constexpr auto kLlama = ToolCallFormat::kLlama3Json;
+  ExpectSplit(R"({"name": "get_weather", "parameters": {"city": "Paris"}})", "",
+              {{"get_weather", R"({"city":"Paris"})"}}, kLlama);
+  ExpectSplit(R"( <|python_tag|>{"name": "a", "parameters": {}}; {"name": "b", "arguments": {"x": "}"}})",
+              "", {{"a", "{}"}, {"b", R"({"x":"}"})"}}, kLlama);
+  // Plain answers, and JSON that is no call, are content as written.
+  ExpectSplit(R"(The weather is fine. {"name": 1})", R"(The weather is fine. {"name": 1})", {},
+              kLlama);
+  ExpectSplit(R"({"answer": 42})", R"({"answer": 42})", {}, kLlama);
+  ExpectSplit(R"({"name": "a", "parameters": {}} trailing)",
+              R"({"name": "a", "parameters": {}} trailing)", {}, kLlama);
+  ExpectSplit(R"({"name": "a", "parameters": {)", R"({"name": "a", "parameters": {)", {}, kLlama);
+  // Content that does not start a call is not held back.
+  ToolCallSplitter streaming(kLlama);
+  EXPECT_EQ(streaming.Feed("Hello").content, "Hello");
+  EXPECT_EQ(streaming.Feed(" {\"name\": \"a\"}").content, " {\"name\": \"a\"}");
+
+  const std::string llama31 =
+      "Respond in the format {\"name\": function name, \"parameters\": dictionary of argument "
+      "name and its value}. {%- elif message.role == \"ipython\" %}";
+  EXPECT_EQ(ToolCallFormatOf(llama31), kLlama);
+  EXPECT_EQ(ToolCallFormatOf("{\"parameters\": 1}"), ToolCallFormat::kNone);  // no ipython role
+}
+
+TEST(ToolChoiceTest, TakesNoneAutoRequiredAndNamedFunctions) {
   const Json tools = Json::parse(R"([{"type": "function", "function": {"name": "f"}}])");
-  auto choice = [&](const char* text) {
+  auto choice = [&](const char* text, const Json* with = nullptr) {
     const Json j = Json::parse(text);
-    return ParseToolChoice(&j, &tools);
+    return ParseToolChoice(&j, with == nullptr ? &tools : with);
   };
-  EXPECT_EQ(*ParseToolChoice(nullptr, &tools), ToolChoice::kAuto);
-  EXPECT_EQ(*choice(R"("auto")"), ToolChoice::kAuto);
-  EXPECT_EQ(*choice(R"("none")"), ToolChoice::kNone);
-  EXPECT_EQ(*choice("null"), ToolChoice::kAuto);
-  for (const char* refused : {R"("required")", R"("sometimes")", "3", R"({"type": "function"})",
-                              R"({"type": "function", "function": {"name": "f"}})",
+  using Kind = ToolChoice::Kind;
+  EXPECT_EQ(ParseToolChoice(nullptr, &tools)->kind, Kind::kAuto);
+  EXPECT_EQ(choice(R"("auto")")->kind, Kind::kAuto);
+  EXPECT_EQ(choice(R"("none")")->kind, Kind::kNone);
+  EXPECT_EQ(choice("null")->kind, Kind::kAuto);
+  EXPECT_EQ(choice(R"("required")")->kind, Kind::kRequired);
+  absl::StatusOr<ToolChoice> named = choice(R"({"type": "function", "function": {"name": "f"}})");
+  ASSERT_TRUE(named.ok()) << named.status();
+  EXPECT_EQ(named->kind, Kind::kFunction);
+  EXPECT_EQ(named->function, "f");
+  for (const char* refused : {R"("sometimes")", "3", R"({"type": "function"})",
                               R"({"type": "function", "function": {"name": "g"}})"}) {
     absl::StatusOr<ToolChoice> c = choice(refused);
     EXPECT_TRUE(absl::IsInvalidArgument(c.status())) << refused;
@@ -153,7 +185,9 @@ TEST(ToolChoiceTest, TakesNoneAndAutoAndSaysWhyNotTheRest) {
   EXPECT_NE(
       choice(R"({"type": "function", "function": {"name": "g"}})").status().message().find("'g'"),
       std::string::npos);
-  EXPECT_NE(choice(R"("required")").status().message().find("constrained decoding"),
+  // "required" with nothing to call.
+  const Json none = Json::array();
+  EXPECT_NE(choice(R"("required")", &none).status().message().find("needs 'tools'"),
             std::string::npos);
 }
 
