@@ -20,7 +20,7 @@ namespace {
 // this many bytes and its lowering is small: tokens routinely run past the end of such a rule
 // (a JSON string character, a whitespace run), and inside the caller they stay
 // context-independent instead of becoming uncertain at every use.
-constexpr int64_t kInlineMaxSentenceBytes = 16;
+constexpr int64_t kInlineMaxSentenceBytes = 32;
 constexpr int64_t kInlineMaxNodes = 128;
 constexpr int64_t kUnboundedSize = int64_t{1} << 40;
 
@@ -263,9 +263,13 @@ class Lowering {
         return 0;
       case Expr::Kind::kLiteral:
         return static_cast<int64_t>(e.text.size());
-      case Expr::Kind::kCharClass:
-        return 4 * static_cast<int64_t>(
-                       Utf8Sequences(NormalizeClass(e.ranges, e.negated)).size());
+      case Expr::Kind::kCharClass: {
+        int64_t edges = 0;  // an upper bound on the nodes the sequences' paths need
+        for (const Utf8Sequence& seq : Utf8Sequences(NormalizeClass(e.ranges, e.negated))) {
+          edges += static_cast<int64_t>(seq.size());
+        }
+        return edges;
+      }
       case Expr::Kind::kRuleRef: {
         const RuleInfo& info = info_[index_.at(e.rule)];
         return info.inline_ok ? info.size : 1;
