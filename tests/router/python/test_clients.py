@@ -12,6 +12,8 @@ import tempfile
 import time
 import unittest
 
+import openai
+
 SCRATCH, ROUTER, FAKE_WORKER, PROTO_DIR = sys.argv[1:5]
 
 
@@ -198,6 +200,51 @@ class ClientsTest(unittest.TestCase):
                 list(stub.Generate(inference_pb2.GenerateRequest(
                     text="x", sampling=inference_pb2.SamplingParams(top_p=0)), timeout=30))
             self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+
+            # Structured output (issue 19): the constraint oneof is accepted and compiled (the
+            # fake worker echoes rather than enforcing it), and what cannot be met is
+            # INVALID_ARGUMENT with the reason.
+            msgs = list(stub.Generate(inference_pb2.GenerateRequest(
+                text=prompt, json_schema='{"type": "object", "properties": {"a": '
+                                         '{"type": "integer"}}}',
+                stop=inference_pb2.StopCriteria(max_tokens=2)), timeout=30))
+            self.assertEqual(msgs[-1].usage.completion_tokens, 2)
+            list(stub.Generate(inference_pb2.GenerateRequest(
+                text=prompt, choice=inference_pb2.ChoiceList(choices=["a", "b"]),
+                stop=inference_pb2.StopCriteria(max_tokens=2)), timeout=30))
+            user = inference_pb2.ChatMessage(role="user", content="hi")
+            for req, reason in [
+                    (inference_pb2.GenerateRequest(
+                        text="x", json_schema='{"type": "array", "minItems": 3, "maxItems": 2}'),
+                     "minItems"),
+                    (inference_pb2.GenerateRequest(text="x", regex="[a-"), "regex"),
+                    (inference_pb2.GenerateRequest(text="x", grammar="root ::= nowhere"),
+                     "nowhere"),
+                    (inference_pb2.GenerateRequest(chat=inference_pb2.ChatPrompt(
+                        messages=[user], tools=[inference_pb2.Tool(name="f")],
+                        tool_choice_function="g")), "'g'")]:
+                with self.assertRaises(grpc.RpcError) as e:
+                    list(stub.Generate(req, timeout=30))
+                self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+                self.assertIn(reason, e.exception.details())
+
+    def test_structured_output_fields(self):
+        # The OpenAI SDK's response_format and vLLM's extra fields reach the router; bad ones are
+        # 400s the SDK raises with the reason.
+        r = self.client.chat.completions.create(
+            model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=2,
+            response_format={"type": "json_object"})
+        self.assertEqual(r.choices[0].finish_reason, "length")
+        with self.assertRaises(openai.BadRequestError) as e:
+            self.client.chat.completions.create(
+                model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=2,
+                response_format={"type": "json_schema", "json_schema": {
+                    "name": "x", "schema": {"type": "string", "minLength": 3, "maxLength": 1}}})
+        self.assertIn("minLength", str(e.exception))
+        with self.assertRaises(openai.BadRequestError) as e:
+            self.client.completions.create(model="tiny", prompt="x", max_tokens=2,
+                                           extra_body={"guided_regex": "a", "guided_choice": ["b"]})
+        self.assertIn("cannot be combined", str(e.exception))
 
 
 if __name__ == "__main__":
