@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "worker/engine/step_sync.h"
@@ -63,6 +64,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::unique_ptr<kernels::
   sc.seed = options.seed;
   sc.max_prompt_logprob_tokens = options.max_prompt_logprob_tokens;
   ASSIGN_OR_RETURN(e->scheduler_, scheduler::Scheduler::Create(sc, e->kv_manager_.get()));
+  e->grammar_masks_ = std::make_unique<GrammarMasks>(model->config().vocab_size);
   e->backend_ = std::move(backend);
   e->model_ = std::move(model);
   return e;
@@ -106,9 +108,14 @@ absl::StatusOr<std::vector<RequestOutput>> Engine::Step() {
   if (!any_rows) chunks.front().logits = models::SequenceChunk::Logits::kLast;
   ASSIGN_OR_RETURN(models::ForwardBatch batch,
                    models::MakeForwardBatch(chunks, kv_tensors_.block_size));
+  // The grammar masks are filled while the forward pass runs; every way out of the step waits
+  // for them (the matchers must not change under the helper thread).
+  grammar_masks_->Start(plan);
+  absl::Cleanup wait_for_masks = [this] { grammar_masks_->Wait(); };
   if (step_listener_) RETURN_IF_ERROR(step_listener_(plan.block_copies, batch));
   RETURN_IF_ERROR(CopyKvBlocks(*backend_, kv_tensors_, plan.block_copies));
   ASSIGN_OR_RETURN(const Tensor logits, model_->ForwardOnBackend(batch, kv_tensors_));
+  grammar_masks_->Wait();
   ASSIGN_OR_RETURN(std::vector<sampling::SampledToken> sampled, SampleStep(plan, logits));
   ASSIGN_OR_RETURN(std::vector<std::vector<sampling::PromptLogprob>> scored,
                    ScorePrompts(plan, logits, /*first_row=*/plan.NumToSample()));
@@ -138,9 +145,10 @@ absl::StatusOr<std::vector<sampling::SampledToken>> Engine::SampleStep(
   if (!backend_tokens_.defined() || backend_tokens_.dim(0) < rows) {
     ASSIGN_OR_RETURN(backend_tokens_, backend_->Allocate(DType::kI32, {rows}));
   }
-  ASSIGN_OR_RETURN(const Tensor row_logits, logits.Slice(0, rows));
+  ASSIGN_OR_RETURN(Tensor row_logits, logits.Slice(0, rows));
   ASSIGN_OR_RETURN(Tensor tokens, backend_tokens_.Slice(0, rows));
-  absl::Status drawn = backend_->SampleTokens(row_logits, sampling_rows_, tokens);
+  absl::Status drawn = MaskBackendRows(row_logits);
+  if (drawn.ok()) drawn = backend_->SampleTokens(row_logits, sampling_rows_, tokens);
   host_tokens_.resize(static_cast<size_t>(rows));
   if (drawn.ok()) drawn = backend_->CopyToHost(tokens, host_tokens_.data());
   if (drawn.ok()) drawn = backend_->Synchronize();  // a device reports bad rows here
@@ -151,6 +159,9 @@ absl::StatusOr<std::vector<sampling::SampledToken>> Engine::SampleStep(
   const int64_t vocab = logits.dim(1);
   sampled.reserve(static_cast<size_t>(rows));
   int64_t row = 0;
+  // The host-drawn constrained rows follow the backend-drawn ones in grammar_masks_, in plan
+  // order as here.
+  size_t next_host_mask = static_cast<size_t>(grammar_masks_->num_backend_rows());
   for (const scheduler::ScheduledSequence& s : plan.sequences) {
     if (!s.sample) continue;
     const sampling::SamplingParams& p = *s.sampling;
@@ -168,14 +179,65 @@ absl::StatusOr<std::vector<sampling::SampledToken>> Engine::SampleStep(
       l = host_row_;
     }
     ++row;
-    absl::StatusOr<sampling::SampledToken> t = sampler_.Sample(l, p, s.history);
+    const std::span<const uint32_t> allowed =
+        s.matcher != nullptr ? grammar_masks_->mask(next_host_mask++) : std::span<const uint32_t>();
+    absl::StatusOr<sampling::SampledToken> t = sampler_.Sample(l, p, s.history, allowed);
     if (!t.ok()) {
       return absl::InternalError(absl::StrCat("engine: sampling request ", s.request_id,
                                               " failed: ", t.status().message()));
     }
     sampled.push_back(*std::move(t));
   }
+  RETURN_IF_ERROR(CloseGrammars(logits, sampled));
   return sampled;
+}
+
+absl::Status Engine::MaskBackendRows(Tensor& row_logits) {
+  const int64_t n = grammar_masks_->num_backend_rows();
+  if (n == 0) return absl::OkStatus();
+  const int64_t words = grammar_masks_->words();
+  if (!backend_masks_.defined() || backend_masks_.dim(0) < n) {
+    ASSIGN_OR_RETURN(backend_masks_, backend_->Allocate(DType::kI32, {n, words}));
+  }
+  ASSIGN_OR_RETURN(Tensor masks, backend_masks_.Slice(0, n));
+  RETURN_IF_ERROR(backend_->CopyFromHost(grammar_masks_->backend_masks().data(), masks));
+  mask_rows_.clear();
+  for (int64_t i = 0; i < n; ++i) {
+    mask_rows_.push_back(static_cast<int32_t>(grammar_masks_->rows()[i].row));
+  }
+  return backend_->MaskLogits(masks, mask_rows_, row_logits);
+}
+
+absl::Status Engine::CloseGrammars(const Tensor& logits,
+                                   std::vector<sampling::SampledToken>& sampled) {
+  const int64_t vocab = logits.dim(1);
+  for (const GrammarMasks::Row& g : grammar_masks_->rows()) {
+    const scheduler::ScheduledSequence& s = *g.seq;
+    sampling::SampledToken& drawn = sampled[static_cast<size_t>(g.row)];
+    if (!GrammarMasks::NeedsClosing(s, drawn.token)) continue;
+    closing_mask_.resize(static_cast<size_t>(grammar_masks_->words()));
+    if (!GrammarMasks::FillClosingMask(s, closing_mask_)) continue;  // nothing fits: keep it
+    // The row's logits: raw for a host-drawn row, already masked by its grammar for a
+    // backend-drawn one (the closing mask only removes more tokens, so that is the same).
+    std::span<const float> l;
+    if (logits.device() == kernels::Device::kCpu) {
+      l = {logits.data<float>() + g.row * vocab, static_cast<size_t>(vocab)};
+    } else {
+      ASSIGN_OR_RETURN(const Tensor one, logits.Slice(g.row, g.row + 1));
+      host_row_.resize(static_cast<size_t>(vocab));
+      RETURN_IF_ERROR(backend_->CopyToHost(one, host_row_.data()));
+      l = host_row_;
+    }
+    sampling::SamplingParams p = *s.sampling;
+    p.seed = GrammarMasks::ClosingSeed(p.seed.value_or(0));
+    absl::StatusOr<sampling::SampledToken> t = sampler_.Sample(l, p, s.history, closing_mask_);
+    if (!t.ok()) {
+      return absl::InternalError(absl::StrCat("engine: closing the grammar of request ",
+                                              s.request_id, " failed: ", t.status().message()));
+    }
+    drawn = *std::move(t);
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<std::vector<sampling::PromptLogprob>>> Engine::ScorePrompts(

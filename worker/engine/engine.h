@@ -5,7 +5,11 @@
 //               -> copy-on-write block copies in every layer's cache
 //               -> ForwardBatch from the plan (logits only for sequences that sample, and
 //                  for the prompt positions of requests that asked for prompt logprobs)
-//               -> model.Forward -> sample each such row with its request's parameters
+//               -> model.Forward (meanwhile, on a helper thread, the token masks of the rows
+//                  whose request has a grammar: grammar_masks.h)
+//               -> mask those rows' logits -> sample each such row with its request's parameters
+//               -> redraw a constrained row whose token would not let its grammar complete
+//                  within the request's tokens left (budget closing, grammar_masks.h)
 //               -> score the prompt rows (k + 1 numbers kept per position, nothing more)
 //               -> scheduler.ProcessStepOutputs -> one RequestOutput per sampled request.
 // Requests are validated on AddRequest (scheduler rules: empty prompt, too long, max_tokens,
@@ -26,6 +30,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "kernels/backend.h"
+#include "worker/engine/grammar_masks.h"
 #include "worker/models/model.h"
 #include "worker/sampling/sampler.h"
 #include "worker/scheduler/request.h"
@@ -121,6 +126,12 @@ class Engine {
   // history (worker/sampling/sampler.h; its draw is the same code as the CPU backend's).
   absl::StatusOr<std::vector<sampling::SampledToken>> SampleStep(const scheduler::StepPlan& plan,
                                                                  const kernels::Tensor& logits);
+  // Masks the logits rows of the constrained rows the backend draws (grammar_masks_, filled).
+  absl::Status MaskBackendRows(kernels::Tensor& row_logits);
+  // Budget closing: redraws each constrained row whose token would leave its grammar unable to
+  // complete in time (GrammarMasks::NeedsClosing) from its closing mask, on the host.
+  absl::Status CloseGrammars(const kernels::Tensor& logits,
+                             std::vector<sampling::SampledToken>& sampled);
   // The prompt tokens the plan scores (ScheduledSequence::prompt_logprobs_begin/end), one
   // vector per sequence with a non-empty range, from `logits` rows first_row.. (laid out by
   // MakeForwardBatch after the sampling rows). Device rows come to the host a bounded block at
@@ -144,6 +155,11 @@ class Engine {
   kernels::Tensor backend_tokens_;
   std::vector<int32_t> host_tokens_;
   std::vector<float> host_row_;
+  // Constrained decoding: the step's masks, their backend copy and rows, and a closing mask.
+  std::unique_ptr<GrammarMasks> grammar_masks_;
+  kernels::Tensor backend_masks_;
+  std::vector<int32_t> mask_rows_;
+  std::vector<uint32_t> closing_mask_;
   // Prompt scoring (ScorePrompts): a host copy of a block of device logits rows, and the
   // top-k scratch.
   std::vector<float> host_rows_;

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "kernels/cpu/cpu_mask.h"
 
 namespace expertmesh::sampling {
 namespace {
@@ -112,8 +113,20 @@ absl::StatusOr<std::vector<TokenProb>> Sampler::Distribution(std::span<const flo
 
 absl::StatusOr<SampledToken> Sampler::Sample(std::span<const float> logits,
                                              const SamplingParams& params,
-                                             const SamplingHistory& history) {
+                                             const SamplingHistory& history,
+                                             std::span<const uint32_t> allowed) {
   RETURN_IF_ERROR(Prepare(logits, params, history));
+  if (!allowed.empty()) {
+    if (allowed.size() != (logits.size() + 31) / 32) {
+      return absl::InvalidArgumentError(absl::StrCat("sampling: a token mask of ", allowed.size(),
+                                                     " words for vocab ", logits.size()));
+    }
+    kernels::cpu::MaskLogitsRow(allowed, logits_);
+    if (absl::Status s = kernels::cpu::CheckSamplingLogits(logits_); !s.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("sampling: the token mask leaves nothing to draw: ", s.message()));
+    }
+  }
   SampledToken out;
   out.token = row_sampler_.Sample(logits_, params.Row(history.output.size()));
   if (params.logprobs) {

@@ -82,12 +82,17 @@ absl::StatusOr<PromptLogprob> ScoreToken(std::span<const float> logits, int32_t 
 class Sampler {
  public:
   // Samples the next token. `logits`: [vocab] fp32 for this request. History token ids must
-  // be in [0, vocab).
+  // be in [0, vocab). `allowed`, when not empty, is a constrained-decoding token bitmask
+  // (ceil(vocab / 32) words, bit t % 32 of word t / 32 set = allowed, as Backend::MaskLogits):
+  // the tokens it clears get -inf after the penalties and before the draw, so logprobs stay
+  // those of the raw logits (step 1) while the draw only picks allowed tokens.
   // REQUIRES: params passed ValidateSamplingParams (the scheduler checks each request once, when
-  // it is submitted). Errors: INVALID_ARGUMENT for empty logits, a NaN logit, no finite logit,
-  // or a history token outside the vocabulary.
+  // it is submitted). Errors: INVALID_ARGUMENT for empty logits, a NaN logit, no finite logit
+  // (before or after `allowed`), a mask of the wrong size, or a history token outside the
+  // vocabulary.
   absl::StatusOr<SampledToken> Sample(std::span<const float> logits, const SamplingParams& params,
-                                      const SamplingHistory& history);
+                                      const SamplingHistory& history,
+                                      std::span<const uint32_t> allowed = {});
 
   // The distribution step 4 draws from (penalties applied, temperature > 0), in token-id
   // order, probabilities summing to 1. Exposed for tests and tools. Errors as Sample.

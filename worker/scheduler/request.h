@@ -3,11 +3,13 @@
 #define EXPERTMESH_WORKER_SCHEDULER_REQUEST_H_
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "model/grammar/engine/compiled_grammar.h"
 #include "worker/sampling/sampler.h"
 #include "worker/sampling/sampling_params.h"
 
@@ -31,12 +33,21 @@ struct GenerationRequest {
   // token (RequestUpdate::prompt_logprobs). Such a request never starts from cached prefix
   // blocks, since they have no logits: its whole prompt is computed.
   std::optional<int32_t> prompt_logprobs;
+  // Constrained decoding: every output token is one the grammar allows, the end of sequence
+  // (an eos id, or one of stop_token_ids) only where the grammar may end, and the output is
+  // closed so that it completes within max_tokens (worker/engine/grammar_masks.h). Compiled
+  // before it reaches the scheduler (off the engine thread), against a vocabulary of the
+  // model's vocab_size. Null: unconstrained. Refused with ignore_eos (the grammar says where the
+  // output ends).
+  std::shared_ptr<const grammar::CompiledGrammar> grammar;
 };
 
 enum class FinishReason {
-  kNone,    // still running
-  kStop,    // an eos token (unless ignore_eos) or a stop token id was generated
-  kLength,  // max_tokens reached, or the context is full
+  kNone,  // still running
+  kStop,  // an eos token (unless ignore_eos) or a stop token id was generated
+  // max_tokens reached, or the context is full (or, never expected, the grammar refused a token
+  // the engine drew: the output is cut there).
+  kLength,
 };
 std::string_view FinishReasonName(FinishReason reason);
 

@@ -94,6 +94,17 @@ absl::Status Scheduler::Validate(const GenerationRequest& r) const {
     return bad("prompt_logprobs must be in [0, ", sampling::kMaxTopLogprobs, "], got ",
                *r.prompt_logprobs);
   }
+  if (r.grammar != nullptr) {
+    if (r.ignore_eos) {
+      return bad(
+          "ignore_eos cannot be combined with a grammar: the grammar decides where the "
+          "output ends");
+    }
+    if (r.grammar->vocab().size() != config_.vocab_size) {
+      return bad("grammar compiled for a vocabulary of ", r.grammar->vocab().size(),
+                 " tokens, the model has ", config_.vocab_size);
+    }
+  }
   // Preemption can always make room for one request, but never more than the whole pool.
   const int32_t blocks = kv_->BlocksForTokens(prompt_len + r.max_tokens);
   if (blocks > kv_->num_blocks()) {

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/logging.h"
 #include "common/status_macros.h"
 #include "model/plan/kv_block_hash.h"
 
@@ -18,6 +19,9 @@ absl::Status Scheduler::Submit(GenerationRequest request) {
     request.sampling.seed = sampling::CounterRandom(config_.seed, static_cast<uint64_t>(s->seq));
   }
   s->tokens = request.prompt;
+  if (request.grammar != nullptr) {
+    s->matcher = std::make_unique<grammar::GrammarMatcher>(request.grammar);
+  }
   s->request = std::move(request);
   waiting_.push_back(s.get());
   by_id_.emplace(s->request.id, std::move(s));
@@ -156,6 +160,12 @@ StepPlan Scheduler::Schedule() {
     out.sampling = &s.request.sampling;
     out.history = {s.request.prompt,
                    std::span<const int32_t>(s.tokens).subspan(s.request.prompt.size())};
+    if (out.sample && s.matcher != nullptr) {
+      out.matcher = s.matcher.get();
+      out.stop_token_ids = s.request.stop_token_ids;
+      out.tokens_left = std::min(s.request.max_tokens - s.NumOutput(),
+                                 config_.max_model_len - static_cast<int64_t>(s.tokens.size()));
+    }
     if (s.PromptLogprobsPending()) {
       // Positions are scored in order: nothing before num_prompt_scored is in this chunk
       // unless it is a recompute, which skips what was already scored.
@@ -182,6 +192,23 @@ FinishReason Scheduler::CheckStop(const Sequence& s, int32_t token) const {
   if (s.NumOutput() >= r.max_tokens) return FinishReason::kLength;
   if (static_cast<int64_t>(s.tokens.size()) >= config_.max_model_len) return FinishReason::kLength;
   return FinishReason::kNone;
+}
+
+bool Scheduler::AdvanceGrammar(Sequence& s, int32_t token) const {
+  // A stop token id that is no eos of the grammar's vocabulary ends the request without being
+  // text: the engine allowed it only where the grammar may end.
+  const bool stop_id = std::find(s.request.stop_token_ids.begin(), s.request.stop_token_ids.end(),
+                                 token) != s.request.stop_token_ids.end();
+  if (stop_id && !s.matcher->compiled().vocab().is_eos(token)) return true;
+  absl::Status accepted = s.matcher->AcceptToken(token);
+  if (accepted.ok()) return true;
+  // The engine draws from the grammar's own mask, so this is a bug, not a bad request: cut this
+  // one request and keep serving the others.
+  EM_LOG_ERROR(
+      "scheduler: request {}: the grammar refused token {} the engine drew ({}); "
+      "ending the request",
+      s.request.id, token, accepted.ToString());
+  return false;
 }
 
 absl::StatusOr<std::vector<RequestUpdate>> Scheduler::ProcessStepOutputs(
@@ -239,6 +266,9 @@ absl::StatusOr<std::vector<RequestUpdate>> Scheduler::ProcessStepOutputs(
                          .token = *token,
                          .finish = CheckStop(*s, token->token),
                          .num_output_tokens = s->NumOutput()};
+    if (s->matcher != nullptr && !AdvanceGrammar(*s, token->token)) {
+      update.finish = FinishReason::kLength;
+    }
     if (update.num_output_tokens == 1) {
       update.cached_prompt_tokens = s->cached_prompt_tokens;
       update.prompt_logprobs = std::move(s->prompt_logprobs);

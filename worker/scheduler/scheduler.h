@@ -27,6 +27,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "model/grammar/engine/grammar_matcher.h"
 #include "worker/kv/kv_cache_manager.h"
 #include "worker/scheduler/request.h"
 #include "worker/scheduler/step_plan.h"
@@ -63,8 +64,9 @@ class Scheduler {
 
   // Queues a request. INVALID_ARGUMENT with a message naming the problem for: an empty id or
   // prompt, a prompt that leaves no room in the context, max_tokens < 1 or beyond the context,
-  // token ids (prompt or stop) outside the vocabulary, invalid sampling values, or a request
-  // whose prompt + max_tokens can never fit in the KV pool. ALREADY_EXISTS for a live id.
+  // token ids (prompt or stop) outside the vocabulary, invalid sampling values, a request
+  // whose prompt + max_tokens can never fit in the KV pool, or a grammar with ignore_eos or
+  // compiled for another vocabulary size. ALREADY_EXISTS for a live id.
   absl::Status Submit(GenerationRequest request);
 
   // Drops a waiting or running request and frees its KV blocks at once. A plan already
@@ -77,8 +79,9 @@ class Scheduler {
   StepPlan Schedule();
 
   // Applies a step's results: `sampled` holds one token per sequence of `plan` with sample
-  // set, in plan order. Appends tokens, checks stop conditions (eos unless ignore_eos, stop
-  // token ids, max_tokens, context length) and frees finished requests. Returns one update
+  // set, in plan order. Appends tokens, advances grammars (a token the grammar refuses ends its
+  // request with kLength), checks stop conditions (eos unless ignore_eos, stop token ids,
+  // max_tokens, context length) and frees finished requests. Returns one update
   // per sampled sequence that is still live.
   // `prompt_logprobs` holds, for each sequence of `plan` with a non-empty prompt_logprobs range
   // (in plan order), that range's scored prompt tokens; they are kept with the request and
@@ -108,6 +111,9 @@ class Scheduler {
     // never scores a position twice), and the results until the first token carries them.
     int64_t num_prompt_scored = 0;
     std::vector<sampling::PromptLogprob> prompt_logprobs;
+    // Requests with a grammar: the grammar's state after the output so far. It survives a
+    // preemption with the output it tracks.
+    std::unique_ptr<grammar::GrammarMatcher> matcher;
     int64_t NumOutput() const {
       return static_cast<int64_t>(tokens.size() - request.prompt.size());
     }
@@ -134,6 +140,9 @@ class Scheduler {
   void Preempt(Sequence* victim, std::vector<Entry>& entries, int64_t& budget, StepPlan& plan);
   void ScheduleWaiting(std::vector<Entry>& entries, int64_t& budget, StepPlan& plan);
   FinishReason CheckStop(const Sequence& s, int32_t token) const;
+  // Advances `s`'s grammar by its new last token `token`; false (logged) when the grammar
+  // refuses it.
+  bool AdvanceGrammar(Sequence& s, int32_t token) const;
   // The most tokens `s` may compute in one step (max_prompt_logprob_tokens while its prompt
   // logprobs are pending).
   int64_t ChunkLimit(const Sequence& s, int64_t budget) const;

@@ -18,9 +18,11 @@
 #define EXPERTMESH_WORKER_SCHEDULER_STEP_PLAN_H_
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "model/grammar/engine/grammar_matcher.h"
 #include "worker/kv/kv_cache_manager.h"
 #include "worker/sampling/sampler.h"
 #include "worker/sampling/sampling_params.h"
@@ -39,6 +41,13 @@ struct ScheduledSequence {
   // Valid until ProcessStepOutputs or Abort: what sampling needs.
   const sampling::SamplingParams* sampling = nullptr;
   sampling::SamplingHistory history;
+  // Sampling sequences of a request with a grammar: its matcher, at the state after `history`
+  // (the executor reads it; ProcessStepOutputs advances it), the request's stop token ids (ends
+  // of sequence for the grammar, as its eos ids) and the tokens it may still generate, this
+  // one included: min(max_tokens - generated, max_model_len - sequence length). Else null.
+  const grammar::GrammarMatcher* matcher = nullptr;
+  std::span<const int32_t> stop_token_ids;
+  int64_t tokens_left = 0;
   // Prompt logprobs (GenerationRequest::prompt_logprobs): absolute positions of this chunk whose
   // logits score the next prompt token, each scored once per request; empty when begin == end.
   int64_t prompt_logprobs_begin = 0;

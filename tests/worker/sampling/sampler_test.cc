@@ -297,3 +297,68 @@ TEST(SamplerTest, LogprobsAreRawLogSoftmaxWithTopAlternatives) {
 
 }  // namespace
 }  // namespace expertmesh::sampling
+
+namespace expertmesh::sampling {
+namespace {
+
+// A token mask (constrained decoding) restricts the draw after the penalties, and leaves the
+// logprobs those of the raw logits.
+TEST(SamplerMaskTest, DrawsOnlyAllowedTokensWithRawLogprobs) {
+  std::vector<float> logits(40);
+  for (size_t i = 0; i < logits.size(); ++i) logits[i] = static_cast<float>(i % 7) * 0.5f;
+  // Allowed: 3, 17 and 33 (the last word is partial: 40 tokens in 2 words).
+  const std::vector<uint32_t> allowed = {(1u << 3) | (1u << 17), 1u << 1};
+  Sampler sampler;
+  SamplingParams greedy = Random(0.0f);
+  greedy.logprobs = true;
+  greedy.top_logprobs = 2;
+  auto unmasked = sampler.Sample(logits, greedy, {});
+  ASSERT_TRUE(unmasked.ok());
+  EXPECT_EQ(unmasked->token, 6);  // the raw argmax
+  auto t = sampler.Sample(logits, greedy, {}, allowed);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->token, 33);  // logit 2.5 (33 % 7 = 5) beats 3's and 17's 1.5
+  // Raw logprobs: the same top alternatives as unmasked, and the token's own raw value.
+  EXPECT_EQ(t->top_logprobs, unmasked->top_logprobs);
+  std::vector<TokenProb> scratch;
+  auto raw = ScoreToken(logits, t->token, 0, scratch);
+  ASSERT_TRUE(raw.ok());
+  EXPECT_EQ(t->logprob, raw->logprob);
+  std::map<int32_t, int> counts;
+  for (uint64_t seed = 0; seed < 300; ++seed) {
+    auto d = sampler.Sample(logits, Random(1.0f, seed), {}, allowed);
+    ASSERT_TRUE(d.ok());
+    ++counts[d->token];
+  }
+  for (const auto& [token, n] : counts) {
+    EXPECT_TRUE(token == 3 || token == 17 || token == 33) << token;
+  }
+  EXPECT_EQ(counts.size(), 3u);
+}
+
+TEST(SamplerMaskTest, PenaltiesApplyBeforeTheMask) {
+  std::vector<float> logits = {2.0f, 1.9f, 5.0f, 0.0f};
+  SamplingParams p = Random(0.0f);
+  p.repetition_penalty = 2.0f;  // token 0 seen: 2.0 -> 1.0, below token 1's 1.9
+  const std::vector<int32_t> prompt = {0};
+  const std::vector<uint32_t> allowed = {0b0011};
+  Sampler sampler;
+  auto t = sampler.Sample(logits, p, {prompt, {}}, allowed);
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t->token, 1);
+}
+
+TEST(SamplerMaskTest, RefusesMasksOfTheWrongSizeOrWithNothingAllowed) {
+  std::vector<float> logits(40, 0.0f);
+  Sampler sampler;
+  const std::vector<uint32_t> one_word = {~0u};
+  EXPECT_EQ(sampler.Sample(logits, Random(), {}, one_word).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  const std::vector<uint32_t> none = {0u, 0u};
+  auto t = sampler.Sample(logits, Random(), {}, none);
+  EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(t.status().message(), HasSubstr("mask leaves nothing"));
+}
+
+}  // namespace
+}  // namespace expertmesh::sampling
