@@ -121,6 +121,11 @@ bool GrammarMasks::NeedsClosing(const scheduler::ScheduledSequence& seq, int32_t
 bool GrammarMasks::FillClosingMask(const scheduler::ScheduledSequence& seq,
                                    std::span<uint32_t> mask) {
   seq.matcher->FillClosingBitmask(mask, seq.tokens_left - 2);
+  // An end of sequence is the one token a request with one token left may still take: allowed
+  // wherever the grammar may end, whatever the budget.
+  if (seq.matcher->CanTerminate()) {
+    for (int32_t id : seq.matcher->compiled().vocab().eos_ids()) mask[id / 32] |= 1u << (id % 32);
+  }
   ApplyStopIds(seq, mask);
   return AnySet(mask);
 }
