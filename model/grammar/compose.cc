@@ -103,9 +103,9 @@ Expr TextThrough(Grammar& into, std::string_view marker, std::string_view prefix
       alternatives.push_back(
           Seq({Lit(std::move(text)), next == n ? Expr::Empty() : Expr::Ref(names[next])}));
     }
-    alternatives.insert(alternatives.begin(),
-                        Seq({Expr::CharClass(std::move(leaving), /*negated=*/true),
-                             Expr::Ref(names[0])}));
+    alternatives.insert(
+        alternatives.begin(),
+        Seq({Expr::CharClass(std::move(leaving), /*negated=*/true), Expr::Ref(names[0])}));
     into.rules[first + q].body = Alt(std::move(alternatives));
   }
   return Expr::Ref(names[0]);

@@ -157,7 +157,8 @@ class Parser {
       references_.emplace_back(name, ref_pos);
       return Expr::Ref(std::move(name));
     }
-    return Error(pos_, absl::StrCat("unexpected character '", std::string(text_.substr(pos_, 1)), "'"));
+    return Error(pos_,
+                 absl::StrCat("unexpected character '", std::string(text_.substr(pos_, 1)), "'"));
   }
 
   // Postfix operators, applied left to right: x*, x+, x?, x{m}, x{m,}, x{m,n}.
@@ -233,22 +234,38 @@ class Parser {
     const char e = text_[pos_++];
     int digits = 0;
     switch (e) {
-      case 'n': return uint32_t{'\n'};
-      case 't': return uint32_t{'\t'};
-      case 'r': return uint32_t{'\r'};
-      case '\\': case '"': case '[': case ']': case '-': case '^': case '/':
+      case 'n':
+        return uint32_t{'\n'};
+      case 't':
+        return uint32_t{'\t'};
+      case 'r':
+        return uint32_t{'\r'};
+      case '\\':
+      case '"':
+      case '[':
+      case ']':
+      case '-':
+      case '^':
+      case '/':
         return static_cast<uint32_t>(e);
-      case 'x': digits = 2; break;
-      case 'u': digits = 4; break;
-      case 'U': digits = 8; break;
+      case 'x':
+        digits = 2;
+        break;
+      case 'u':
+        digits = 4;
+        break;
+      case 'U':
+        digits = 8;
+        break;
       default:
         return Error(start, absl::StrCat("unknown escape '\\", std::string(1, e), "'"));
     }
     uint64_t value = 0;
     for (int i = 0; i < digits; ++i) {
       const int h = pos_ < text_.size() ? HexValue(text_[pos_]) : -1;
-      if (h < 0) return Error(start, absl::StrCat("escape '\\", std::string(1, e), "' needs ",
-                                                 digits, " hex digits"));
+      if (h < 0)
+        return Error(start, absl::StrCat("escape '\\", std::string(1, e), "' needs ", digits,
+                                         " hex digits"));
       value = value * 16 + h;
       ++pos_;
     }

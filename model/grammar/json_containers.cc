@@ -31,27 +31,32 @@ Expr JsonSchemaConverter::Helper(std::string_view key) {
   Expr body;
   const Expr quote = Lit("\"");
   if (key == "ws") {
-    body = Opt(Alt({Lit(" "), Seq({Lit("\n"), Rep(Expr::CharClass({{'\t', '\t'}, {' ', ' '}}),
-                                                  0, options_.max_indent)})}));
+    body = Opt(Alt({Lit(" "), Seq({Lit("\n"), Rep(Expr::CharClass({{'\t', '\t'}, {' ', ' '}}), 0,
+                                                  options_.max_indent)})}));
   } else if (key == "char") {
-    const Expr escape = Alt({Expr::CharClass({{'"', '"'}, {'/', '/'}, {'\\', '\\'}, {'b', 'b'},
-                                              {'f', 'f'}, {'n', 'n'}, {'r', 'r'}, {'t', 't'}}),
-                             Seq({Lit("u"), Rep(Expr::CharClass({{'0', '9'}, {'A', 'F'},
-                                                                 {'a', 'f'}}),
-                                                4, 4)})});
+    const Expr escape =
+        Alt({Expr::CharClass({{'"', '"'},
+                              {'/', '/'},
+                              {'\\', '\\'},
+                              {'b', 'b'},
+                              {'f', 'f'},
+                              {'n', 'n'},
+                              {'r', 'r'},
+                              {'t', 't'}}),
+             Seq({Lit("u"), Rep(Expr::CharClass({{'0', '9'}, {'A', 'F'}, {'a', 'f'}}), 4, 4)})});
     body = Alt({Expr::CharClass({{0x00, 0x1F}, {'"', '"'}, {'\\', '\\'}}, /*negated=*/true),
                 Seq({Lit("\\"), escape})});
   } else if (key == "string") {
     body = Seq({quote, Rep(Helper("char"), 0, kUnbounded), quote});
   } else if (key == "number") {
-    body = Seq({Opt(Lit("-")), Alt({Lit("0"), Seq({Range('1', '9'), Rep(Digits(), 0, kUnbounded)})}),
-                Opt(Seq({Lit("."), Rep(Digits(), 1, kUnbounded)})),
-                Opt(Seq({Expr::CharClass({{'E', 'E'}, {'e', 'e'}}),
-                         Opt(Expr::CharClass({{'+', '+'}, {'-', '-'}})),
-                         Rep(Digits(), 1, kUnbounded)}))});
+    body = Seq(
+        {Opt(Lit("-")), Alt({Lit("0"), Seq({Range('1', '9'), Rep(Digits(), 0, kUnbounded)})}),
+         Opt(Seq({Lit("."), Rep(Digits(), 1, kUnbounded)})),
+         Opt(Seq({Expr::CharClass({{'E', 'E'}, {'e', 'e'}}),
+                  Opt(Expr::CharClass({{'+', '+'}, {'-', '-'}})), Rep(Digits(), 1, kUnbounded)}))});
   } else if (key == "value") {
-    body = Alt({Helper("object"), Helper("array"), Helper("string"), Helper("number"),
-                Lit("true"), Lit("false"), Lit("null")});
+    body = Alt({Helper("object"), Helper("array"), Helper("string"), Helper("number"), Lit("true"),
+                Lit("false"), Lit("null")});
   } else if (key == "object") {
     const Expr member = Seq({Helper("string"), Lit(":"), Ws(), Helper("value")});
     body = Seq({Lit("{"), Ws(),
@@ -59,9 +64,9 @@ Expr JsonSchemaConverter::Helper(std::string_view key) {
                 Lit("}")});
   } else if (key == "array") {
     const Expr value = Helper("value");
-    body = Seq({Lit("["), Ws(),
-                Opt(Seq({value, Rep(Seq({Lit(","), Ws(), value}), 0, kUnbounded), Ws()})),
-                Lit("]")});
+    body =
+        Seq({Lit("["), Ws(),
+             Opt(Seq({value, Rep(Seq({Lit(","), Ws(), value}), 0, kUnbounded), Ws()})), Lit("]")});
   }
   g_.rules[index].body = std::move(body);
   return Expr::Ref(name);
@@ -170,8 +175,8 @@ absl::StatusOr<Expr> JsonSchemaConverter::ArrayBody(const Json& schema, const Pl
   absl::StatusOr<int64_t> max_items = Count(schema, "maxItems", kUnbounded, at);
   if (!max_items.ok()) return max_items.status();
   if (*max_items != kUnbounded && *min_items > *max_items) {
-    return Error(at, absl::StrCat("minItems ", *min_items, " is greater than maxItems ",
-                                  *max_items));
+    return Error(at,
+                 absl::StrCat("minItems ", *min_items, " is greater than maxItems ", *max_items));
   }
   if (!rest) {
     const int64_t n = static_cast<int64_t>(prefix.size());
@@ -185,8 +190,8 @@ absl::StatusOr<Expr> JsonSchemaConverter::ArrayBody(const Json& schema, const Pl
   const int32_t lo = static_cast<int32_t>(*min_items);
   const int32_t hi = static_cast<int32_t>(*max_items);
   const Expr sep = Seq({Lit(","), Ws()});
-  const size_t n_prefix = hi == kUnbounded ? prefix.size()
-                                           : std::min(prefix.size(), static_cast<size_t>(hi));
+  const size_t n_prefix =
+      hi == kUnbounded ? prefix.size() : std::min(prefix.size(), static_cast<size_t>(hi));
   Expr content;
   if (n_prefix == 0) {
     content = Seq({*rest, Rep(Seq({sep, *rest}), std::max(0, lo - 1),

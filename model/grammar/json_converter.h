@@ -47,8 +47,7 @@ class JsonSchemaConverter {
   absl::StatusOr<Expr> Body(const Json& schema, const Place& at);
   absl::StatusOr<Expr> TypedBody(std::string_view type, const Json& schema, const Place& at);
   absl::StatusOr<Expr> Ref(const Json& schema, const Place& at);
-  absl::StatusOr<Expr> Alternatives(std::string_view keyword, const Json& schema,
-                                    const Place& at);
+  absl::StatusOr<Expr> Alternatives(std::string_view keyword, const Json& schema, const Place& at);
   absl::StatusOr<Expr> StringBody(const Json& schema, const Place& at);
   absl::StatusOr<Expr> IntegerBody(const Json& schema, const Place& at);
   absl::StatusOr<Expr> NumberBody(const Json& schema, const Place& at);
@@ -66,7 +65,7 @@ class JsonSchemaConverter {
   const Json& root_;
   const JsonGrammarOptions options_;
   Grammar g_;
-  std::map<std::string, std::string> ref_rules_;  // JSON pointer -> rule name
+  std::map<std::string, std::string> ref_rules_;             // JSON pointer -> rule name
   std::map<std::string, std::string, std::less<>> helpers_;  // helper key -> rule name
 };
 

@@ -21,7 +21,8 @@ Expr SameLengthRange(std::string_view a, std::string_view b) {
   if (n == 0) return Expr::Empty();
   if (a == b) return Lit(std::string(a));
   if (n == 1) return Range(a[0], b[0]);
-  if (a[0] == b[0]) return Seq({Lit(std::string(1, a[0])), SameLengthRange(a.substr(1), b.substr(1))});
+  if (a[0] == b[0])
+    return Seq({Lit(std::string(1, a[0])), SameLengthRange(a.substr(1), b.substr(1))});
   const std::string_view a_rest = a.substr(1);
   const std::string_view b_rest = b.substr(1);
   const bool a_rest_min = a_rest.find_first_not_of('0') == std::string_view::npos;
@@ -32,17 +33,16 @@ Expr SameLengthRange(std::string_view a, std::string_view b) {
   const char free_hi = b_rest_max ? b[0] : static_cast<char>(b[0] - 1);
   std::vector<Expr> alternatives;
   if (!a_rest_min) {
-    alternatives.push_back(Seq({Lit(std::string(1, a[0])),
-                                SameLengthRange(a_rest, std::string(n - 1, '9'))}));
+    alternatives.push_back(
+        Seq({Lit(std::string(1, a[0])), SameLengthRange(a_rest, std::string(n - 1, '9'))}));
   }
   if (free_lo <= free_hi) {
-    alternatives.push_back(
-        Seq({Range(free_lo, free_hi), Rep(Digits(), static_cast<int32_t>(n - 1),
-                                          static_cast<int32_t>(n - 1))}));
+    alternatives.push_back(Seq({Range(free_lo, free_hi), Rep(Digits(), static_cast<int32_t>(n - 1),
+                                                             static_cast<int32_t>(n - 1))}));
   }
   if (!b_rest_max) {
-    alternatives.push_back(Seq({Lit(std::string(1, b[0])),
-                                SameLengthRange(std::string(n - 1, '0'), b_rest)}));
+    alternatives.push_back(
+        Seq({Lit(std::string(1, b[0])), SameLengthRange(std::string(n - 1, '0'), b_rest)}));
   }
   return Alt(std::move(alternatives));
 }
@@ -86,8 +86,7 @@ std::optional<Expr> MagnitudeRange(uint64_t a, bool a_open, std::optional<uint64
   if (b && *b == a) {
     if (!a_open && !b_open) alternatives.push_back(Seq({Lit(std::to_string(a)), zero_fraction}));
   } else if (!b || *b > a) {
-    alternatives.push_back(
-        Seq({Lit(std::to_string(a)), a_open ? nonzero_fraction : any_fraction}));
+    alternatives.push_back(Seq({Lit(std::to_string(a)), a_open ? nonzero_fraction : any_fraction}));
     if (!b) {
       alternatives.push_back(Seq({NonNegativeRange(a + 1, std::nullopt), any_fraction}));
     } else {
@@ -99,27 +98,48 @@ std::optional<Expr> MagnitudeRange(uint64_t a, bool a_open, std::optional<uint64
   return Alt(std::move(alternatives));
 }
 
-Expr Hex(int32_t n) {
-  return Rep(Expr::CharClass({{'0', '9'}, {'A', 'F'}, {'a', 'f'}}), n, n);
-}
+Expr Hex(int32_t n) { return Rep(Expr::CharClass({{'0', '9'}, {'A', 'F'}, {'a', 'f'}}), n, n); }
 
 Expr TwoDigits(char first_lo, char first_hi, char second_lo, char second_hi) {
   return Seq({Range(first_lo, first_hi), Range(second_lo, second_hi)});
 }
 
+// RFC 3339 full-date with each month's real length and February 29 only in leap years (a client's
+// validator, e.g. Python's, parses the date).
 Expr DateExpr() {
-  const Expr month = Alt({Seq({Lit("0"), Range('1', '9')}), Seq({Lit("1"), Range('0', '2')})});
-  const Expr day = Alt({Seq({Lit("0"), Range('1', '9')}), TwoDigits('1', '2', '0', '9'),
-                        Seq({Lit("3"), Range('0', '1')})});
-  return Seq({Rep(Digits(), 4, 4), Lit("-"), month, Lit("-"), day});
+  const auto two = [](std::string_view first, std::string_view second) {
+    std::vector<CodePointRange> a;
+    for (char c : first) a.push_back({static_cast<uint32_t>(c), static_cast<uint32_t>(c)});
+    std::vector<CodePointRange> b;
+    for (char c : second) b.push_back({static_cast<uint32_t>(c), static_cast<uint32_t>(c)});
+    return Seq({Expr::CharClass(std::move(a)), Expr::CharClass(std::move(b))});
+  };
+  const Expr day_01_09 = Seq({Lit("0"), Range('1', '9')});
+  const Expr day_10_29 = TwoDigits('1', '2', '0', '9');
+  const Expr day31 = Alt({day_01_09, day_10_29, Seq({Lit("3"), Range('0', '1')})});
+  const Expr day30 = Alt({day_01_09, day_10_29, Lit("30")});
+  const Expr day28 = Alt({day_01_09, Seq({Lit("1"), Digits()}), Seq({Lit("2"), Range('0', '8')})});
+  const Expr month31 = Alt({two("0", "13578"), two("1", "02")});
+  const Expr month30 = Alt({two("0", "469"), Lit("11")});
+  // Leap years: divisible by 4 but not by 100 (last two digits), or divisible by 400.
+  const Expr leap_year = Alt(
+      {Seq({Rep(Digits(), 2, 2), Alt({two("02468", "48"), two("13579", "26"), two("2468", "0")})}),
+       Seq({Alt({two("02468", "048"), two("13579", "26")}), Lit("00")})});
+  return Alt({Seq({Rep(Digits(), 4, 4), Lit("-"),
+                   Alt({Seq({month31, Lit("-"), day31}), Seq({month30, Lit("-"), day30}),
+                        Seq({Lit("02-"), day28})})}),
+              Seq({leap_year, Lit("-02-29")})});
 }
 
 Expr TimeExpr() {
   const Expr hour = Alt({TwoDigits('0', '1', '0', '9'), Seq({Lit("2"), Range('0', '3')})});
   const Expr minute = TwoDigits('0', '5', '0', '9');
-  const Expr second = Alt({minute, Lit("60")});  // a leap second is valid RFC 3339
-  const Expr offset = Alt({Expr::CharClass({{'Z', 'Z'}, {'z', 'z'}}),
-                           Seq({Expr::CharClass({{'+', '+'}, {'-', '-'}}), hour, Lit(":"), minute})});
+  // RFC 3339 allows second 60 only at a real leap second, which depends on the date: validators
+  // that check it (Python's rfc3339-validator) refuse it in a bare time, so it is never produced.
+  const Expr second = minute;
+  const Expr offset =
+      Alt({Expr::CharClass({{'Z', 'Z'}, {'z', 'z'}}),
+           Seq({Expr::CharClass({{'+', '+'}, {'-', '-'}}), hour, Lit(":"), minute})});
   return Seq({hour, Lit(":"), minute, Lit(":"), second,
               Opt(Seq({Lit("."), Rep(Digits(), 1, kUnbounded)})), offset});
 }
@@ -165,8 +185,8 @@ Expr ClassAsJsonContent(const Expr& e) {
   std::vector<Expr> alternatives;
   for (CodePointRange r : set) {
     for (uint32_t cp = r.lo; cp <= std::min<uint32_t>(r.hi, 0x7F); ++cp) {
-      if (cp < 0x20 || cp == '"' || cp == '\\') alternatives.push_back(Lit(EscapeJsonString(
-          std::string(1, static_cast<char>(cp)))));
+      if (cp < 0x20 || cp == '"' || cp == '\\')
+        alternatives.push_back(Lit(EscapeJsonString(std::string(1, static_cast<char>(cp)))));
     }
     std::vector<CodePointRange> pieces = {r};
     for (const CodePointRange& u : unsafe) {
@@ -200,8 +220,9 @@ Expr IntegerRangeExpr(std::optional<int64_t> lo, std::optional<int64_t> hi) {
   }
   if (!hi || *hi >= 0) {
     const uint64_t from = lo && *lo > 0 ? static_cast<uint64_t>(*lo) : 0;
-    alternatives.insert(alternatives.begin(),
-                        NonNegativeRange(from, hi.has_value(), hi ? static_cast<uint64_t>(*hi) : 0));
+    alternatives.insert(
+        alternatives.begin(),
+        NonNegativeRange(from, hi.has_value(), hi ? static_cast<uint64_t>(*hi) : 0));
   }
   return Alt(std::move(alternatives));
 }
@@ -240,39 +261,58 @@ absl::StatusOr<Expr> StringFormatExpr(std::string_view format) {
   }
   if (format == "email") {
     // RFC 5321's dot-atom local part and a domain of at least two labels.
-    const Expr atom = Rep(Expr::CharClass({{'!', '!'}, {'#', '\''}, {'*', '+'}, {'-', '-'},
-                                           {'/', '9'}, {'=', '='}, {'?', '?'}, {'A', 'Z'},
+    const Expr atom = Rep(Expr::CharClass({{'!', '!'},
+                                           {'#', '\''},
+                                           {'*', '+'},
+                                           {'-', '-'},
+                                           {'/', '9'},
+                                           {'=', '='},
+                                           {'?', '?'},
+                                           {'A', 'Z'},
                                            {'^', '~'}}),
                           1, kUnbounded);
     return Seq({atom, Rep(Seq({Lit("."), atom}), 0, kUnbounded), Lit("@"), HostLabel(),
                 Rep(Seq({Lit("."), HostLabel()}), 1, kUnbounded)});
   }
   if (format == "ipv4") {
-    const Expr octet = Alt({Seq({Lit("25"), Range('0', '5')}),
-                            Seq({Lit("2"), Range('0', '4'), Digits()}),
-                            Seq({Lit("1"), Digits(), Digits()}),
-                            Seq({Range('1', '9'), Digits()}), Digits()});
+    const Expr octet =
+        Alt({Seq({Lit("25"), Range('0', '5')}), Seq({Lit("2"), Range('0', '4'), Digits()}),
+             Seq({Lit("1"), Digits(), Digits()}), Seq({Range('1', '9'), Digits()}), Digits()});
     return Seq({octet, Rep(Seq({Lit("."), octet}), 3, 3)});
   }
   if (format == "hostname") {
     return Seq({HostLabel(), Rep(Seq({Lit("."), HostLabel()}), 0, kUnbounded)});
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "format '", std::string(format),
-      "' is not supported (date, time, date-time, uuid, email, ipv4, hostname are)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("format '", std::string(format),
+                   "' is not supported (date, time, date-time, uuid, email, ipv4, hostname are)"));
 }
 
 std::string EscapeJsonString(std::string_view text) {
   std::string out;
   for (char c : text) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
       default:
         if (static_cast<uint8_t>(c) < 0x20) {
           absl::StrAppendFormat(&out, "\\u%04x", static_cast<uint8_t>(c));

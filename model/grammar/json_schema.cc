@@ -24,18 +24,32 @@ using Json = JsonSchemaConverter::Json;
 
 // Keywords that change the language and are not supported: refusing beats ignoring them, which
 // would let the model produce output the client's validator rejects.
-const std::set<std::string, std::less<>> kUnsupportedKeywords = {
-    "not", "if", "then", "else", "patternProperties", "dependentRequired", "dependentSchemas",
-    "dependencies", "multipleOf", "contains", "minContains", "maxContains", "propertyNames",
-    "minProperties", "maxProperties", "unevaluatedProperties", "unevaluatedItems", "$dynamicRef",
-    "$recursiveRef"};
+const std::set<std::string, std::less<>> kUnsupportedKeywords = {"not",
+                                                                 "if",
+                                                                 "then",
+                                                                 "else",
+                                                                 "patternProperties",
+                                                                 "dependentRequired",
+                                                                 "dependentSchemas",
+                                                                 "dependencies",
+                                                                 "multipleOf",
+                                                                 "contains",
+                                                                 "minContains",
+                                                                 "maxContains",
+                                                                 "propertyNames",
+                                                                 "minProperties",
+                                                                 "maxProperties",
+                                                                 "unevaluatedProperties",
+                                                                 "unevaluatedItems",
+                                                                 "$dynamicRef",
+                                                                 "$recursiveRef"};
 
 // Keywords that only annotate (or hold definitions reached through $ref): they may stand next to
 // $ref, anyOf, oneOf and allOf.
 const std::set<std::string, std::less<>> kAnnotations = {
-    "title", "description", "default", "examples", "$schema", "$id", "$comment", "deprecated",
-    "readOnly", "writeOnly", "$defs", "definitions", "discriminator", "contentEncoding",
-    "contentMediaType", "$anchor", "nullable", "example"};
+    "title",         "description",     "default",          "examples",  "$schema",  "$id",
+    "$comment",      "deprecated",      "readOnly",         "writeOnly", "$defs",    "definitions",
+    "discriminator", "contentEncoding", "contentMediaType", "$anchor",   "nullable", "example"};
 
 bool IsAnnotation(std::string_view key) {
   return kAnnotations.contains(key) || key.starts_with("x-");
@@ -81,7 +95,8 @@ JsonSchemaConverter::Place JsonSchemaConverter::Place::Child(std::string_view po
 }
 
 absl::Status JsonSchemaConverter::Error(const Place& at, std::string_view message) const {
-  return absl::InvalidArgumentError(absl::StrCat("JSON schema at #", at.pointer, ": ", std::string(message)));
+  return absl::InvalidArgumentError(
+      absl::StrCat("JSON schema at #", at.pointer, ": ", std::string(message)));
 }
 
 absl::StatusOr<Grammar> JsonSchemaConverter::ConvertRoot() {
@@ -208,8 +223,8 @@ absl::StatusOr<Expr> JsonSchemaConverter::TypedBody(std::string_view type, const
   return Error(at, absl::StrCat("unknown type '", std::string(type), "'"));
 }
 
-absl::StatusOr<Expr> JsonSchemaConverter::Alternatives(std::string_view keyword,
-                                                       const Json& schema, const Place& at) {
+absl::StatusOr<Expr> JsonSchemaConverter::Alternatives(std::string_view keyword, const Json& schema,
+                                                       const Place& at) {
   for (const auto& [key, value] : schema.items()) {
     if (key != keyword && !IsAnnotation(key)) {
       return Error(at, absl::StrCat("keyword '", key, "' next to '", std::string(keyword),
@@ -278,13 +293,14 @@ absl::StatusOr<int64_t> JsonSchemaConverter::Count(const Json& schema, std::stri
                                                    int64_t fallback, const Place& at) const {
   const auto it = schema.find(std::string(keyword));
   if (it == schema.end()) return fallback;
-  if (!it->is_number_unsigned() && !(it->is_number_float() && IsWholeNumber(*it) &&
-                                     it->get<double>() >= 0)) {
-    return Error(at, absl::StrCat("keyword '", std::string(keyword), "' must be a non-negative integer"));
+  if (!it->is_number_unsigned() &&
+      !(it->is_number_float() && IsWholeNumber(*it) && it->get<double>() >= 0)) {
+    return Error(
+        at, absl::StrCat("keyword '", std::string(keyword), "' must be a non-negative integer"));
   }
-  const int64_t v = it->is_number_unsigned() ? static_cast<int64_t>(std::min<uint64_t>(
-                                                   it->get<uint64_t>(), 1u << 30))
-                                             : static_cast<int64_t>(it->get<double>());
+  const int64_t v = it->is_number_unsigned()
+                        ? static_cast<int64_t>(std::min<uint64_t>(it->get<uint64_t>(), 1u << 30))
+                        : static_cast<int64_t>(it->get<double>());
   return std::min<int64_t>(v, 1 << 30);
 }
 
@@ -295,8 +311,8 @@ absl::StatusOr<Expr> JsonSchemaConverter::StringBody(const Json& schema, const P
   if (!max_length.ok()) return max_length.status();
   const bool has_length = schema.contains("minLength") || schema.contains("maxLength");
   if (*max_length != kUnbounded && *min_length > *max_length) {
-    return Error(at, absl::StrCat("minLength ", *min_length, " is greater than maxLength ",
-                                  *max_length));
+    return Error(
+        at, absl::StrCat("minLength ", *min_length, " is greater than maxLength ", *max_length));
   }
   const Expr quote = Lit("\"");
   std::string format;
@@ -307,8 +323,9 @@ absl::StatusOr<Expr> JsonSchemaConverter::StringBody(const Json& schema, const P
   }
   if (schema.contains("pattern")) {
     if (has_length || !format.empty()) {
-      return Error(at, "keyword 'pattern' together with minLength, maxLength or format is not "
-                       "supported");
+      return Error(at,
+                   "keyword 'pattern' together with minLength, maxLength or format is not "
+                   "supported");
     }
     if (!schema["pattern"].is_string()) return Error(at, "keyword 'pattern' must be a string");
     absl::StatusOr<std::vector<RegexBranch>> branches =
@@ -318,9 +335,9 @@ absl::StatusOr<Expr> JsonSchemaConverter::StringBody(const Json& schema, const P
     std::vector<Expr> alternatives;
     const Expr any = Rep(Helper("char"), 0, kUnbounded);
     for (const RegexBranch& branch : *branches) {
-      alternatives.push_back(Seq({branch.anchored_start ? Expr::Empty() : any,
-                                  JsonStringContent(branch.expr),
-                                  branch.anchored_end ? Expr::Empty() : any}));
+      alternatives.push_back(
+          Seq({branch.anchored_start ? Expr::Empty() : any, JsonStringContent(branch.expr),
+               branch.anchored_end ? Expr::Empty() : any}));
     }
     return Seq({quote, Alt(std::move(alternatives)), quote});
   }
@@ -333,10 +350,10 @@ absl::StatusOr<Expr> JsonSchemaConverter::StringBody(const Json& schema, const P
     return Seq({quote, *std::move(content), quote});
   }
   if (!has_length) return Helper("string");
-  return Seq({quote,
-              Rep(Helper("char"), static_cast<int32_t>(*min_length),
-                  static_cast<int32_t>(*max_length)),
-              quote});
+  return Seq(
+      {quote,
+       Rep(Helper("char"), static_cast<int32_t>(*min_length), static_cast<int32_t>(*max_length)),
+       quote});
 }
 
 absl::StatusOr<Expr> JsonSchemaConverter::IntegerBody(const Json& schema, const Place& at) {
@@ -351,8 +368,8 @@ absl::StatusOr<Expr> JsonSchemaConverter::IntegerBody(const Json& schema, const 
     if (!schema.contains(keyword) || schema[keyword].is_boolean()) continue;
     const std::string k = keyword;
     const bool lower = k == "minimum" || k == "exclusiveMinimum";
-    const bool exclusive = k.starts_with("exclusive") ||
-                           (lower ? draft4_exclusive_min : draft4_exclusive_max);
+    const bool exclusive =
+        k.starts_with("exclusive") || (lower ? draft4_exclusive_min : draft4_exclusive_max);
     // The least (greatest) integer the bound admits: ceil(x) for x <= v, floor(x) + 1 for
     // x < v, and the mirror images above.
     std::string error;
@@ -386,8 +403,7 @@ absl::StatusOr<Expr> JsonSchemaConverter::IntegerBody(const Json& schema, const 
   if (lo && hi && *lo > *hi) {
     return Error(at, absl::StrCat(lo_keyword, " ", schema.value(lo_keyword, Json(*lo)).dump(),
                                   " and ", hi_keyword, " ",
-                                  schema.value(hi_keyword, Json(*hi)).dump(),
-                                  " leave no integer"));
+                                  schema.value(hi_keyword, Json(*hi)).dump(), " leave no integer"));
   }
   return IntegerRangeExpr(lo, hi);
 }
@@ -410,9 +426,9 @@ absl::StatusOr<Expr> JsonSchemaConverter::NumberBody(const Json& schema, const P
                                     "(fractional bounds are not supported)"));
     }
     std::string error;
-    const NumberBound bound{*IntegerBound(schema[keyword], false, &error),
-                            k.starts_with("exclusive") ||
-                                (lower ? draft4_exclusive_min : draft4_exclusive_max)};
+    const NumberBound bound{
+        *IntegerBound(schema[keyword], false, &error),
+        k.starts_with("exclusive") || (lower ? draft4_exclusive_min : draft4_exclusive_max)};
     std::optional<NumberBound>& slot = lower ? lo : hi;
     const bool tighter = !slot || (lower ? bound.value > slot->value : bound.value < slot->value) ||
                          (bound.value == slot->value && bound.exclusive);
@@ -428,8 +444,9 @@ absl::StatusOr<Expr> JsonSchemaConverter::NumberBody(const Json& schema, const P
   if (!lo && !hi) return Helper("number");
   std::optional<Expr> range = NumberRangeExpr(lo, hi);
   if (!range) {
-    return Error(at, "minimum / exclusiveMinimum is greater than maximum / exclusiveMaximum: "
-                     "no number is in range");
+    return Error(at,
+                 "minimum / exclusiveMinimum is greater than maximum / exclusiveMaximum: "
+                 "no number is in range");
   }
   return *std::move(range);
 }

@@ -158,8 +158,8 @@ class RegexParser {
       const std::string_view rest = p_.substr(pos_ + 1);
       if (rest.starts_with(":")) {
         pos_ += 2;
-      } else if (rest.starts_with("P<") || (rest.starts_with("<") && !rest.starts_with("<=") &&
-                                            !rest.starts_with("<!"))) {
+      } else if (rest.starts_with("P<") ||
+                 (rest.starts_with("<") && !rest.starts_with("<=") && !rest.starts_with("<!"))) {
         const size_t close = p_.find('>', pos_);
         if (close == std::string_view::npos) return Error("unterminated group name");
         pos_ = close + 1;
@@ -217,26 +217,44 @@ class RegexParser {
     const char e = p_[pos_++];
     const auto point = [](uint32_t cp) { return ClassEscape{{{cp, cp}}, false}; };
     switch (e) {
-      case 'd': return ClassEscape{kDigit, false};
-      case 'D': return ClassEscape{kDigit, true};
-      case 'w': return ClassEscape{kWord, false};
-      case 'W': return ClassEscape{kWord, true};
-      case 's': return ClassEscape{kSpace, false};
-      case 'S': return ClassEscape{kSpace, true};
-      case 't': return point('\t');
-      case 'n': return point('\n');
-      case 'r': return point('\r');
-      case 'f': return point('\f');
-      case 'v': return point('\v');
-      case '0': return point(0);
+      case 'd':
+        return ClassEscape{kDigit, false};
+      case 'D':
+        return ClassEscape{kDigit, true};
+      case 'w':
+        return ClassEscape{kWord, false};
+      case 'W':
+        return ClassEscape{kWord, true};
+      case 's':
+        return ClassEscape{kSpace, false};
+      case 'S':
+        return ClassEscape{kSpace, true};
+      case 't':
+        return point('\t');
+      case 'n':
+        return point('\n');
+      case 'r':
+        return point('\r');
+      case 'f':
+        return point('\f');
+      case 'v':
+        return point('\v');
+      case '0':
+        return point(0);
       case 'b':
         if (in_class) return point('\b');
         return Error("word boundary \\b is not supported");
-      case 'B': return Error("word boundary \\B is not supported");
-      case 'k': return Error("backreference \\k is not supported");
-      case 'A': case 'Z': case 'z': case 'G':
+      case 'B':
+        return Error("word boundary \\B is not supported");
+      case 'k':
+        return Error("backreference \\k is not supported");
+      case 'A':
+      case 'Z':
+      case 'z':
+      case 'G':
         return Error(absl::StrCat("anchor \\", std::string(1, e), " is not supported"));
-      case 'x': case 'u': {
+      case 'x':
+      case 'u': {
         uint64_t value = 0;
         if (e == 'u' && Peek('{')) {
           const size_t close = p_.find('}', pos_);
@@ -251,8 +269,8 @@ class RegexParser {
           const int digits = e == 'x' ? 2 : 4;
           for (int i = 0; i < digits; ++i) {
             const int h = pos_ < p_.size() ? HexValue(p_[pos_]) : -1;
-            if (h < 0) return Error(absl::StrCat("\\", std::string(1, e), " needs ", digits,
-                                                 " hex digits"));
+            if (h < 0)
+              return Error(absl::StrCat("\\", std::string(1, e), " needs ", digits, " hex digits"));
             value = value * 16 + h;
             ++pos_;
           }
