@@ -183,8 +183,8 @@ class Lowering {
             on_stack[w] = false;
             component.push_back(w);
           } while (w != done);
-          const bool self = std::find(refs_[done].begin(), refs_[done].end(), done) !=
-                            refs_[done].end();
+          const bool self =
+              std::find(refs_[done].begin(), refs_[done].end(), done) != refs_[done].end();
           if (component.size() > 1 || self) {
             for (int32_t c : component) info_[c].recursive = true;
           }
@@ -217,8 +217,8 @@ class Lowering {
       const Expr& body = g_.rules[r].body;
       info_[r].max_bytes = MaxBytes(body);
       info_[r].size = Size(body);
-      info_[r].inline_ok = info_[r].max_bytes <= kInlineMaxSentenceBytes &&
-                           info_[r].size <= kInlineMaxNodes;
+      info_[r].inline_ok =
+          info_[r].max_bytes <= kInlineMaxSentenceBytes && info_[r].size <= kInlineMaxNodes;
       analyzed_.insert(r);
     }
   }

@@ -57,20 +57,20 @@ struct CallEdge {
 
 struct AutomatonNode {
   int32_t rule = 0;
-  bool accepting = false;        // the rule may end here
-  std::vector<ByteEdge> bytes;   // sorted by lo
+  bool accepting = false;       // the rule may end here
+  std::vector<ByteEdge> bytes;  // sorted by lo
   std::vector<CallEdge> calls;
-  int64_t min_bytes = 0;         // fewest bytes from here to the rule's end
+  int64_t min_bytes = 0;  // fewest bytes from here to the rule's end
 };
 
 struct Automaton {
   std::vector<AutomatonNode> nodes;
-  std::vector<std::string> rule_names;   // the grammar's rule names, by rule index
-  std::vector<int32_t> rule_start;       // start node per rule; -1 for rules never lowered
-  std::vector<int64_t> rule_min_bytes;   // fewest bytes a rule matches (kInfiniteBytes: none)
-  std::vector<ByteSet> follow;           // per rule: bytes that may come right after it
-  std::vector<bool> follow_end;          // per rule: the text may end right after it
-  int32_t root = 0;                      // rule index of the start rule
+  std::vector<std::string> rule_names;  // the grammar's rule names, by rule index
+  std::vector<int32_t> rule_start;      // start node per rule; -1 for rules never lowered
+  std::vector<int64_t> rule_min_bytes;  // fewest bytes a rule matches (kInfiniteBytes: none)
+  std::vector<ByteSet> follow;          // per rule: bytes that may come right after it
+  std::vector<bool> follow_end;         // per rule: the text may end right after it
+  int32_t root = 0;                     // rule index of the start rule
 
   int32_t root_start() const { return rule_start[root]; }
 };

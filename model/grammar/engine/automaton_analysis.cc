@@ -109,9 +109,8 @@ absl::Status PruneAndCompact(Automaton* a) {
                      "' can never complete (it matches no finite string)"));
   }
   for (AutomatonNode& n : a->nodes) {
-    std::erase_if(n.bytes, [&](const ByteEdge& e) {
-      return a->nodes[e.target].min_bytes >= kInfiniteBytes;
-    });
+    std::erase_if(
+        n.bytes, [&](const ByteEdge& e) { return a->nodes[e.target].min_bytes >= kInfiniteBytes; });
     std::erase_if(n.calls, [&](const CallEdge& c) {
       return a->rule_min_bytes[c.rule] >= kInfiniteBytes ||
              a->nodes[c.ret].min_bytes >= kInfiniteBytes;

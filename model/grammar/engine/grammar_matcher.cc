@@ -4,8 +4,8 @@
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/strings/str_cat.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 #include "model/grammar/engine/token_classifier.h"
 
 namespace expertmesh::grammar {
@@ -111,8 +111,8 @@ void GrammarMatcher::CheckUncertain(int32_t top, const NodeTokenMasks& m,
   states[0].tops.push_back(top);
   std::vector<int32_t> pre;
   std::string_view prev;
-  size_t valid = 0;      // states[0..valid] belong to prefixes of `prev`
-  size_t dead_at = 0;    // > 0: the first dead_at bytes of `prev` are rejected
+  size_t valid = 0;    // states[0..valid] belong to prefixes of `prev`
+  size_t dead_at = 0;  // > 0: the first dead_at bytes of `prev` are rejected
   for (int32_t id : m.uncertain) {
     if (HasBit(mask, id)) continue;
     const std::string_view s = vocab.token_bytes(id);
@@ -145,9 +145,8 @@ absl::Status GrammarMatcher::AcceptToken(int32_t token) {
         absl::StrCat("grammar: token ", token, " after the end of generation"));
   }
   if (token < 0 || token >= vocab.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("grammar: token ", token,
-                                                   " is outside the vocabulary of ",
-                                                   vocab.size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("grammar: token ", token, " is outside the vocabulary of ", vocab.size()));
   }
   if (vocab.is_eos(token)) {
     if (!state_.can_end) {
@@ -158,15 +157,16 @@ absl::Status GrammarMatcher::AcceptToken(int32_t token) {
     return absl::OkStatus();
   }
   if (!vocab.is_text(token)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "grammar: token ", token, " is special, padding or empty and never allowed"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("grammar: token ", token, " is special, padding or empty and never allowed"));
   }
   ClosedStacks next;
   if (!Advance(vocab.token_bytes(token), &next)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "grammar: token ", token, " (\"", absl::CEscape(absl::string_view(vocab.token_bytes(token).data(),
-                                                   vocab.token_bytes(token).size())),
-        "\") is not allowed here"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("grammar: token ", token, " (\"",
+                     absl::CEscape(absl::string_view(vocab.token_bytes(token).data(),
+                                                     vocab.token_bytes(token).size())),
+                     "\") is not allowed here"));
   }
   state_ = std::move(next);
   if (pool_.size() >= kGcMinFrames) CollectGarbage();

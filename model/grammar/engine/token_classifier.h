@@ -24,10 +24,9 @@ NodeTokenMasks ClassifyNode(const Automaton& a, const TokenVocabulary& vocab, in
 inline std::pair<int32_t, int32_t> SubtreeTokens(const TokenVocabulary& vocab, int32_t i) {
   const auto& trie = vocab.trie();
   const int32_t end = trie[i].subtree_end;
-  return {trie[i].tokens_begin,
-          end < static_cast<int32_t>(trie.size())
-              ? trie[end].tokens_begin
-              : static_cast<int32_t>(vocab.sorted_text_tokens().size())};
+  return {trie[i].tokens_begin, end < static_cast<int32_t>(trie.size())
+                                    ? trie[end].tokens_begin
+                                    : static_cast<int32_t>(vocab.sorted_text_tokens().size())};
 }
 
 }  // namespace expertmesh::grammar::engine_internal

@@ -9,8 +9,8 @@
 namespace expertmesh::grammar {
 
 absl::StatusOr<std::shared_ptr<const TokenVocabulary>> TokenVocabulary::Create(
-    std::vector<std::string> token_bytes, std::vector<bool> special,
-    std::vector<int32_t> eos_ids, int32_t vocab_size) {
+    std::vector<std::string> token_bytes, std::vector<bool> special, std::vector<int32_t> eos_ids,
+    int32_t vocab_size) {
   if (special.size() != token_bytes.size()) {
     return absl::InvalidArgumentError(absl::StrCat("token vocabulary: ", special.size(),
                                                    " special flags for ", token_bytes.size(),
@@ -18,8 +18,8 @@ absl::StatusOr<std::shared_ptr<const TokenVocabulary>> TokenVocabulary::Create(
   }
   if (vocab_size < 0 || static_cast<size_t>(vocab_size) < token_bytes.size()) {
     return absl::InvalidArgumentError(absl::StrCat("token vocabulary: vocab_size ", vocab_size,
-                                                   " is below the tokenizer's ",
-                                                   token_bytes.size(), " tokens"));
+                                                   " is below the tokenizer's ", token_bytes.size(),
+                                                   " tokens"));
   }
   for (int32_t id : eos_ids) {
     if (id < 0 || static_cast<size_t>(id) >= token_bytes.size()) {
@@ -66,9 +66,8 @@ void TokenVocabulary::BuildTrie() {
   for (int32_t id = 0; id < tokenizer_size(); ++id) {
     if (is_text(id)) sorted_.push_back(id);
   }
-  std::stable_sort(sorted_.begin(), sorted_.end(), [this](int32_t a, int32_t b) {
-    return token_bytes_[a] < token_bytes_[b];
-  });
+  std::stable_sort(sorted_.begin(), sorted_.end(),
+                   [this](int32_t a, int32_t b) { return token_bytes_[a] < token_bytes_[b]; });
   trie_.assign(1, TrieNode{});
   // path[d]: the node at depth d on the path to the previous token.
   std::vector<int32_t> path{0};

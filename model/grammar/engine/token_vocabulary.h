@@ -39,8 +39,8 @@ class TokenVocabulary {
   // rows of lm_head) are never allowed. Ordinary tokens with no bytes are never allowed either.
   // INVALID_ARGUMENT when the sizes disagree or an EOS id is out of range.
   static absl::StatusOr<std::shared_ptr<const TokenVocabulary>> Create(
-      std::vector<std::string> token_bytes, std::vector<bool> special,
-      std::vector<int32_t> eos_ids, int32_t vocab_size);
+      std::vector<std::string> token_bytes, std::vector<bool> special, std::vector<int32_t> eos_ids,
+      int32_t vocab_size);
 
   // The vocabulary of `t` (TokenBytes / IsSpecial of every id below t.vocab_size()).
   static absl::StatusOr<std::shared_ptr<const TokenVocabulary>> FromTokenizer(

@@ -22,8 +22,7 @@ using Utf8Sequence = std::vector<ByteRange>;
 
 // The code points a class matches: `ranges` (or their complement when `negated`), clipped to
 // kMaxCodePoint, surrogates removed; sorted and disjoint. Ranges with lo > hi are ignored.
-std::vector<CodePointRange> NormalizeClass(const std::vector<CodePointRange>& ranges,
-                                           bool negated);
+std::vector<CodePointRange> NormalizeClass(const std::vector<CodePointRange>& ranges, bool negated);
 
 // Disjoint byte-range sequences that together match exactly the code points of `ranges`
 // (normalized as NormalizeClass returns them).

@@ -41,54 +41,51 @@ TEST(ValidateGrammarTest, RefusesUndefinedAndDuplicateRulesAndAMissingRoot) {
 
 TEST(ValidateGrammarTest, RefusesLeftRecursion) {
   // Direct.
-  ExpectInvalid(Rules({{"root", Expr::Choice({Expr::Sequence({Expr::Ref("root"),
-                                                               Expr::Literal("x")}),
-                                               Expr::Literal("y")})}}),
-                "left-recursive: root -> root");
-  // Indirect.
   ExpectInvalid(
-      Rules({{"root", Expr::Ref("a")},
-             {"a", Expr::Choice({Expr::Sequence({Expr::Ref("b"), Expr::Literal("x")}),
-                                 Expr::Literal("y")})},
-             {"b", Expr::Sequence({Expr::Ref("a"), Expr::Literal("z")})}}),
-      "left-recursive");
-  // Through a rule that may match nothing.
-  ExpectInvalid(
-      Rules({{"root", Expr::Choice({Expr::Sequence({Expr::Ref("opt"), Expr::Ref("root"),
-                                                   Expr::Literal("x")}),
-                                   Expr::Literal("y")})},
-             {"opt", Expr::Repeat(Expr::Literal("o"), 0, 1)}}),
+      Rules({{"root", Expr::Choice({Expr::Sequence({Expr::Ref("root"), Expr::Literal("x")}),
+                                    Expr::Literal("y")})}}),
       "left-recursive: root -> root");
+  // Indirect.
+  ExpectInvalid(Rules({{"root", Expr::Ref("a")},
+                       {"a", Expr::Choice({Expr::Sequence({Expr::Ref("b"), Expr::Literal("x")}),
+                                           Expr::Literal("y")})},
+                       {"b", Expr::Sequence({Expr::Ref("a"), Expr::Literal("z")})}}),
+                "left-recursive");
+  // Through a rule that may match nothing.
+  ExpectInvalid(Rules({{"root", Expr::Choice({Expr::Sequence({Expr::Ref("opt"), Expr::Ref("root"),
+                                                              Expr::Literal("x")}),
+                                              Expr::Literal("y")})},
+                       {"opt", Expr::Repeat(Expr::Literal("o"), 0, 1)}}),
+                "left-recursive: root -> root");
   // Right recursion is fine.
-  EXPECT_TRUE(ValidateGrammar(Rules({{"root", Expr::Choice({Expr::Sequence({Expr::Literal("x"),
-                                                                            Expr::Ref("root")}),
-                                                            Expr::Empty()})}}))
-                  .ok());
+  EXPECT_TRUE(
+      ValidateGrammar(
+          Rules({{"root", Expr::Choice({Expr::Sequence({Expr::Literal("x"), Expr::Ref("root")}),
+                                        Expr::Empty()})}}))
+          .ok());
 }
 
 TEST(ValidateGrammarTest, RefusesAGrammarThatCanNeverComplete) {
   // Recursion without a base case.
-  ExpectInvalid(Rules({{"root", Expr::Sequence({Expr::Literal("("), Expr::Ref("root"),
-                                                Expr::Literal(")")})}}),
-                "can never complete");
+  ExpectInvalid(
+      Rules(
+          {{"root", Expr::Sequence({Expr::Literal("("), Expr::Ref("root"), Expr::Literal(")")})}}),
+      "can never complete");
   // An empty class (every code point excluded).
   ExpectInvalid(Rules({{"root", Expr::CharClass({{0, kMaxCodePoint}}, /*negated=*/true)}}),
                 "can never complete");
   ExpectInvalid(Rules({{"root", Expr::Choice({})}}), "can never complete");
   // A dead alternative next to a live one is fine (it is pruned).
-  EXPECT_TRUE(ValidateGrammar(Rules({{"root", Expr::Choice({Expr::Ref("dead"),
-                                                            Expr::Literal("ok")})},
-                                     {"dead", Expr::Sequence({Expr::Literal("d"),
-                                                              Expr::Ref("dead")})}}))
-                  .ok());
+  EXPECT_TRUE(
+      ValidateGrammar(Rules({{"root", Expr::Choice({Expr::Ref("dead"), Expr::Literal("ok")})},
+                             {"dead", Expr::Sequence({Expr::Literal("d"), Expr::Ref("dead")})}}))
+          .ok());
 }
 
 TEST(ValidateGrammarTest, RefusesMalformedClassesRepeatsAndHugeAutomata) {
   ExpectInvalid(Rules({{"root", Expr::CharClass({{'z', 'a'}})}}), "invalid character range");
-  ExpectInvalid(Rules({{"root", Expr::Repeat(Expr::Literal("a"), 3, 2)}}),
-                "invalid repetition");
-  ExpectInvalid(Rules({{"root", Expr::Repeat(Expr::Literal("abcdefgh"), 0, 1 << 20)}}),
-                "exceeds");
+  ExpectInvalid(Rules({{"root", Expr::Repeat(Expr::Literal("a"), 3, 2)}}), "invalid repetition");
+  ExpectInvalid(Rules({{"root", Expr::Repeat(Expr::Literal("abcdefgh"), 0, 1 << 20)}}), "exceeds");
 }
 
 TEST(AutomatonTest, TailCallsAreMarkedAndShortRulesInlined) {

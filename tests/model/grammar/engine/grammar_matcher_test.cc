@@ -143,8 +143,8 @@ TEST(GrammarMatcherTest, DeepNestingPushesAndPopsFrames) {
 TEST(GrammarMatcherTest, ThreadsShareOneCompiledGrammar) {
   const testing::SmallVocab sv = MakeSmallVocab();
   auto compiled = CompileOrDie(testing::JsonGrammar(), sv.vocab);
-  const std::vector<std::string> pieces = {"{\"", "a\":", " ", "[1", ", \"", "ab", "\"", "]",
-                                           ",", "\"", "b", "\": ", "{}", "}"};
+  const std::vector<std::string> pieces = {"{\"", "a\":", " ",  "[1", ", \"", "ab", "\"",
+                                           "]",   ",",    "\"", "b",  "\": ", "{}", "}"};
   auto run = [&](std::vector<std::vector<uint32_t>>* masks) {
     GrammarMatcher m(compiled);
     for (const std::string& p : pieces) {

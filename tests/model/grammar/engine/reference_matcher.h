@@ -42,9 +42,9 @@ class ReferenceMatcher {
  private:
   struct Item {
     const Expr* e = nullptr;
-    int32_t count = 0;     // literal: bytes matched; repeat: repetitions done; class: bytes read
-    uint32_t cp = 0;       // class: code point bits read so far
-    int32_t need = 0;      // class: encoded length of the code point being read
+    int32_t count = 0;  // literal: bytes matched; repeat: repetitions done; class: bytes read
+    uint32_t cp = 0;    // class: code point bits read so far
+    int32_t need = 0;   // class: encoded length of the code point being read
     auto operator<=>(const Item&) const = default;
   };
   using Config = std::vector<Item>;  // back() is matched next

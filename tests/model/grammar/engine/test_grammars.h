@@ -32,10 +32,10 @@ std::vector<NamedGrammar> AllTestGrammars();
 
 struct SmallVocab {
   std::shared_ptr<const TokenVocabulary> vocab;
-  int32_t eos = 0;       // special, EOS
-  int32_t special = 0;   // special, not EOS
-  int32_t empty = 0;     // not special, no bytes
-  int32_t padding = 0;   // first id past the tokenizer
+  int32_t eos = 0;      // special, EOS
+  int32_t special = 0;  // special, not EOS
+  int32_t empty = 0;    // not special, no bytes
+  int32_t padding = 0;  // first id past the tokenizer
 };
 // Every single byte, multi-byte tokens that cross grammar boundaries and split UTF-8
 // characters, two special tokens, an empty token and padding ids.

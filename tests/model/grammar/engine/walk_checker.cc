@@ -63,9 +63,8 @@ void CheckStep(const GrammarMatcher& m, const ReferenceMatcher& ref,
         expected = v.is_text(id) ? after[id] <= budget : v.is_eos(id) && can_end;
       }
       if (Bit(closing, id) != expected && ++bad <= 4) {
-        ADD_FAILURE() << where << ": closing mask (budget " << budget << ") token "
-                      << Show(v, id) << " engine " << Bit(closing, id) << " reference "
-                      << expected;
+        ADD_FAILURE() << where << ": closing mask (budget " << budget << ") token " << Show(v, id)
+                      << " engine " << Bit(closing, id) << " reference " << expected;
       }
     }
   }
