@@ -4,6 +4,8 @@
 // layer) over the read bandwidth measured in the same run.
 //   engine_decode_bench MODEL_DIR[,MODEL_DIR...] [threads] [steps] [batch]
 //   engine_decode_bench --prefill-tokens N[,N...] [--rounds R] MODEL_DIR[,...] [threads]
+//   engine_decode_bench --grammar json_object|SCHEMA.json|GRAMMAR.gbnf [--rounds R]
+//                       MODEL_DIR [threads] [steps] [batch]
 //   options anywhere: --probe-gib G (read bandwidth probe size, default 4)
 // Several comma-separated models (e.g. one checkpoint in bf16 and in fp8) are measured in the
 // same rounds, side by side, and their speeds reported as ratios to the first. A model written
@@ -13,6 +15,13 @@
 // kernel whatever its token count: CpuBackendOptions::batch_invariant).
 // Every entry prints the family it runs with. With `batch`, only decode at that batch size is
 // run (for profilers: no bandwidth passes, no other batch sizes in the profile).
+// With --grammar, decode with and without a grammar on every request (constrained decoding: the
+// worker's masks, filled while the forward pass runs, and its budget closing) is timed at batch 1
+// and 32 (or `batch`), R rounds (default 3) alternating the two, medians and their ratio
+// reported. The grammar is a JSON schema (G1's JsonSchemaToGrammar), any JSON object, or GBNF
+// text, compiled against the model directory's tokenizer. Both runs decode greedily; the
+// constrained one stops at an end of sequence, so each line also says the mean batch its steps
+// ran (tokens / steps).
 // With --prefill-tokens, only the prefill of one N-token prompt is timed (time to first token
 // and N / that time, the figure `llama-bench -p N` reports), R rounds (default 3) alternating
 // the models, medians reported; the prompt is chunked by the engine's default token budget.
@@ -41,6 +50,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <thread>
@@ -48,8 +58,11 @@
 
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/cpu_features.h"
+#include "model/grammar/gbnf.h"
+#include "model/grammar/json_schema.h"
 #include "tests/util/cpu_engine.h"
 #include "worker/engine/engine.h"
+#include "worker/grammar/grammar_compiler.h"
 
 namespace {
 
@@ -234,8 +247,10 @@ struct Timed {
   }
 };
 
-// Decode steps with `batch` requests already past their prefill (which is not timed).
-Timed TimeDecode(expertmesh::engine::Engine& e, int batch, int steps) {
+// Decode steps with `batch` requests already past their prefill (which is not timed); with
+// `grammar`, each request is constrained by it (and ends at an end of sequence).
+Timed TimeDecode(expertmesh::engine::Engine& e, int batch, int steps,
+                 std::shared_ptr<const expertmesh::grammar::CompiledGrammar> grammar = nullptr) {
   const int64_t vocab = e.config().vocab_size;
   static int round = 0;
   ++round;
@@ -245,14 +260,15 @@ Timed TimeDecode(expertmesh::engine::Engine& e, int batch, int steps) {
     for (int i = 0; i < 16; ++i) req.prompt.push_back((i * 37 + r * 101 + round * 7) % vocab);
     req.sampling.temperature = 0;
     req.max_tokens = steps + 2;
-    req.ignore_eos = true;
+    req.ignore_eos = grammar == nullptr;
+    req.grammar = grammar;
     if (!e.AddRequest(req).ok()) std::abort();
   }
   // Prefill (and the first token) outside the timed loop.
   if (!e.Step().ok()) std::abort();
   int64_t tokens = 0;
   const auto t0 = Clock::now();
-  for (int s = 0; s < steps; ++s) {
+  for (int s = 0; s < steps && e.HasWork(); ++s) {
     auto out = e.Step();
     if (!out.ok()) std::abort();
     tokens += static_cast<int64_t>(out->size());
@@ -397,10 +413,72 @@ void PrintAboveProbeReason(const ReadBandwidthProbe& probe, double active_bytes)
 
 int Usage(const char* argv0) {
   std::fprintf(stderr,
-               "usage: %s [--prefill-tokens N[,N...]] [--rounds R] [--probe-gib G] "
-               "MODEL_DIR[@FAMILY][,MODEL_DIR...] [threads] [steps] [batch]\n",
+               "usage: %s [--prefill-tokens N[,N...] | --grammar json_object|SCHEMA.json|G.gbnf] "
+               "[--rounds R] [--probe-gib G] MODEL_DIR[@FAMILY][,MODEL_DIR...] [threads] [steps] "
+               "[batch]\n",
                argv0);
   return 2;
+}
+
+// GBNF text of --grammar's argument: any JSON object, a JSON schema file, or a GBNF file.
+absl::StatusOr<std::string> GrammarText(const std::string& spec) {
+  namespace grammar = expertmesh::grammar;
+  if (spec == "json_object") return grammar::PrintGbnf(grammar::JsonObjectGrammar());
+  std::ifstream in(spec);
+  if (!in) return absl::NotFoundError("cannot read " + spec);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (spec.ends_with(".gbnf")) return text;
+  absl::StatusOr<grammar::Grammar> g = grammar::JsonSchemaToGrammar(text);
+  if (!g.ok()) return g.status();
+  return grammar::PrintGbnf(*g);
+}
+
+// --grammar: decode with and without the grammar, alternated over `rounds` rounds.
+int RunGrammarComparison(Subject& s, const std::string& spec, int threads, int steps,
+                         std::vector<int> batches, int rounds) {
+  absl::StatusOr<std::string> gbnf = GrammarText(spec);
+  if (!gbnf.ok()) {
+    std::fprintf(stderr, "--grammar %s: %s\n", spec.c_str(), gbnf.status().ToString().c_str());
+    return 1;
+  }
+  const std::string dir = s.dir.substr(0, s.dir.find('@'));
+  auto compiler = expertmesh::worker::GrammarCompiler::ForModel(dir, s.engine->config());
+  if (!compiler.ok() || !(*compiler)->enabled()) {
+    std::fprintf(stderr, "%s: no vocabulary for grammars: %s\n", dir.c_str(),
+                 compiler.ok() ? (*compiler)->unavailable_reason().c_str()
+                               : compiler.status().ToString().c_str());
+    return 1;
+  }
+  const auto c0 = Clock::now();
+  auto compiled = (*compiler)->Compile(*gbnf);
+  if (!compiled.ok()) {
+    std::fprintf(stderr, "--grammar %s: %s\n", spec.c_str(), compiled.status().ToString().c_str());
+    return 1;
+  }
+  std::printf("grammar %s: %zu bytes of GBNF, compiled in %.1f ms\n", spec.c_str(), gbnf->size(),
+              1e3 * std::chrono::duration<double>(Clock::now() - c0).count());
+  TimeDecode(*s.engine, 1, 4);  // warm-up: page in the weights
+  for (int batch : batches) {
+    std::vector<double> free_rates, constrained_rates;
+    for (int round = 0; round < rounds; ++round) {
+      // Alternate which goes first, so neither always follows the other.
+      for (int k = 0; k < 2; ++k) {
+        const bool constrained = (k == 0) == (round % 2 == 1);
+        const Timed t = TimeDecode(*s.engine, batch, steps, constrained ? *compiled : nullptr);
+        (constrained ? constrained_rates : free_rates).push_back(t.rate());
+        std::printf("round %d: batch %d %s: %.1f tok/s (mean batch %.1f, load %.2f)\n", round + 1,
+                    batch, constrained ? "with grammar" : "without", t.rate(),
+                    static_cast<double>(t.tokens) / steps, LoadAverage());
+        std::fflush(stdout);
+      }
+    }
+    const double a = Median(free_rates), b = Median(constrained_rates);
+    std::printf(
+        "== %s [%s], %d threads: decode batch %d: %.1f tok/s without, %.1f tok/s with "
+        "grammar %s (%.3fx; medians of %d rounds)\n",
+        s.dir.c_str(), s.family.c_str(), threads, batch, a, b, spec.c_str(), b / a, rounds);
+  }
+  return 0;
 }
 
 }  // namespace
@@ -410,12 +488,15 @@ int main(int argc, char** argv) {
   std::vector<int> prefill_lengths;
   int prefill_rounds = 3;
   double probe_gib = 4;
+  std::string grammar_spec;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     const bool has_value = i + 1 < argc;
     if (arg == "--prefill-tokens" && has_value) {
       prefill_lengths = ParseInts(argv[++i]);
       if (prefill_lengths.empty()) return Usage(argv[0]);
+    } else if (arg == "--grammar" && has_value) {
+      grammar_spec = argv[++i];
     } else if (arg == "--rounds" && has_value) {
       prefill_rounds = std::atoi(argv[++i]);
       if (prefill_rounds <= 0) return Usage(argv[0]);
@@ -455,6 +536,13 @@ int main(int argc, char** argv) {
     subjects.push_back(std::move(s));
   }
   std::fflush(stdout);
+
+  if (!grammar_spec.empty()) {
+    std::vector<int> batches = {1, 32};
+    if (positional.size() > 3) batches = {std::atoi(positional[3].c_str())};
+    return RunGrammarComparison(subjects.front(), grammar_spec, threads, steps, batches,
+                                prefill_rounds);
+  }
 
   if (!prefill_lengths.empty()) {
     // One prompt at a time, the models alternated within each round and length, so that the

@@ -115,9 +115,12 @@ class StreamSink final : public RequestSink {
 
 class SubmitStream final : public grpc::ServerWriteReactor<SubmitResponse> {
  public:
-  SubmitStream(EngineLoop* loop, const internal_api::SubmitRequest& request)
+  SubmitStream(EngineLoop* loop, const internal_api::SubmitRequest& request,
+               std::shared_ptr<const grammar::CompiledGrammar> grammar)
       : loop_(loop), id_(request.request_id()), sink_(std::make_shared<StreamSink>(this)) {
-    absl::Status status = loop_->Submit(FromProto(request), sink_);
+    scheduler::GenerationRequest r = FromProto(request);
+    r.grammar = std::move(grammar);
+    absl::Status status = loop_->Submit(std::move(r), sink_);
     if (!status.ok()) sink_->Deliver(StreamEvent{.error = status});
   }
 
@@ -165,7 +168,20 @@ grpc::ServerWriteReactor<SubmitResponse>* WorkerService::Submit(
                                  "Submit: the request id was not made by a router"));
     return refused;
   }
-  return new SubmitStream(loop_, *request);
+  std::shared_ptr<const grammar::CompiledGrammar> grammar;
+  if (!request->grammar().empty()) {
+    absl::StatusOr<std::shared_ptr<const grammar::CompiledGrammar>> compiled =
+        options_.grammars != nullptr
+            ? options_.grammars->Compile(request->grammar())
+            : absl::InvalidArgumentError("grammar: this worker does not decode with grammars");
+    if (!compiled.ok()) {
+      grpc::ServerWriteReactor<SubmitResponse>* refused = new RefusedStream();
+      refused->Finish(ToGrpc(compiled.status()));
+      return refused;
+    }
+    grammar = *std::move(compiled);
+  }
+  return new SubmitStream(loop_, *request, std::move(grammar));
 }
 
 grpc::ServerUnaryReactor* WorkerService::Abort(grpc::CallbackServerContext* context,

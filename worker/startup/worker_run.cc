@@ -22,6 +22,7 @@
 #include "worker/engine/engine.h"
 #include "worker/engine/follower.h"
 #include "worker/engine/step_sync.h"
+#include "worker/grammar/grammar_compiler.h"
 #include "worker/models/model.h"
 #include "worker/service/worker_server.h"
 #include "worker/serving/engine_adapter.h"
@@ -31,6 +32,9 @@
 #include "worker/startup/group_comm_select.h"
 
 namespace expertmesh::server {
+
+using worker::GrammarCompiler;
+
 namespace {
 
 // The group this process is a rank of: flags > EXPERTMESH_* > LeaderWorkerSet environment
@@ -178,18 +182,21 @@ absl::Status RunWorker(const WorkerFlags& flags, SignalWatcher& signals) {
                    engine::Engine::Create(std::move(backend), std::move(model), options));
   const int32_t kv_blocks = engine->num_kv_blocks();
   const int64_t max_len = engine->max_model_len();
+  ASSIGN_OR_RETURN(std::shared_ptr<const GrammarCompiler> grammars,
+                   GrammarCompiler::ForModel(flags.model_dir, engine->config()));
   if (signals.first().HasBeenNotified()) return absl::OkStatus();
 
   EngineLoop loop(std::make_unique<EngineAdapter>(std::move(engine), name),
                   {.max_queued = flags.max_queued});
   loop.Start();
-  ASSIGN_OR_RETURN(
-      std::unique_ptr<WorkerServer> server,
-      WorkerServer::Start(&loop,
-                          {.host = flags.host,
-                           .port = flags.port,
-                           .service = {.tp = flags.tp, .ep = flags.ep, .token = credentials.token},
-                           .credentials = credentials.server}));
+  ASSIGN_OR_RETURN(std::unique_ptr<WorkerServer> server,
+                   WorkerServer::Start(&loop, {.host = flags.host,
+                                               .port = flags.port,
+                                               .service = {.tp = flags.tp,
+                                                           .ep = flags.ep,
+                                                           .token = credentials.token,
+                                                           .grammars = grammars},
+                                               .credentials = credentials.server}));
   std::printf("expertmesh-worker: model %s, %d KV blocks, context %lld\n", name.c_str(), kv_blocks,
               static_cast<long long>(max_len));
   std::printf("expertmesh-worker: listening on %s:%d\n", flags.host.c_str(), server->port());
@@ -281,6 +288,8 @@ absl::Status RunGroup(const WorkerFlags& flags, const comm::GroupConfig& group,
       });
   const int32_t kv_blocks = engine->num_kv_blocks();
   const int64_t max_len = engine->max_model_len();
+  ASSIGN_OR_RETURN(std::shared_ptr<const GrammarCompiler> grammars,
+                   GrammarCompiler::ForModel(flags.model_dir, engine->config()));
   const std::string name = ModelName(flags);
   auto adapter = std::make_unique<EngineAdapter>(std::move(engine), name);
   adapter->SetIdleHook([&comm] { return engine::SendHeartbeat(comm); });
@@ -301,13 +310,14 @@ absl::Status RunGroup(const WorkerFlags& flags, const comm::GroupConfig& group,
   };
   EngineLoop loop(std::move(adapter), loop_options);
   loop.Start();
-  ASSIGN_OR_RETURN(
-      std::unique_ptr<WorkerServer> server,
-      WorkerServer::Start(&loop,
-                          {.host = flags.host,
-                           .port = flags.port,
-                           .service = {.tp = flags.tp, .ep = flags.ep, .token = credentials.token},
-                           .credentials = credentials.server}));
+  ASSIGN_OR_RETURN(std::unique_ptr<WorkerServer> server,
+                   WorkerServer::Start(&loop, {.host = flags.host,
+                                               .port = flags.port,
+                                               .service = {.tp = flags.tp,
+                                                           .ep = flags.ep,
+                                                           .token = credentials.token,
+                                                           .grammars = grammars},
+                                               .credentials = credentials.server}));
   serving.store(server.get());
   if (fatal.HasBeenNotified()) server->SetServing(false);
   std::printf(
