@@ -19,7 +19,10 @@ std::string RulePrefix(std::string_view prefix) {
                     c == '_' || c == '-';
     out.push_back(ok ? c : '-');
   }
-  return out.empty() ? "x" : out;
+  if (out.empty()) return "x-";
+  // The separator before the rule's own name, unless the caller's prefix already ends in one.
+  if (out.back() != '-' && out.back() != '_') out.push_back('-');
+  return out;
 }
 
 Expr Renamed(const Expr& e, const std::map<std::string, std::string>& names) {
@@ -47,7 +50,7 @@ Expr Embed(Grammar& into, const Grammar& sub, std::string_view prefix) {
   std::map<std::string, std::string> names;
   // Names are chosen for all rules first, so that every added rule already blocks its name.
   for (const Rule& rule : sub.rules) {
-    std::string name = UniqueRuleName(into, absl::StrCat(base, "-", rule.name));
+    std::string name = UniqueRuleName(into, absl::StrCat(base, rule.name));
     names[rule.name] = name;
     into.rules.push_back(Rule{std::move(name), Expr::Empty()});
   }
@@ -56,7 +59,7 @@ Expr Embed(Grammar& into, const Grammar& sub, std::string_view prefix) {
     into.rules[first + i].body = Renamed(sub.rules[i].body, names);
   }
   const auto root = names.find(sub.root);
-  return Expr::Ref(root != names.end() ? root->second : absl::StrCat(base, "-", sub.root));
+  return Expr::Ref(root != names.end() ? root->second : absl::StrCat(base, sub.root));
 }
 
 Expr TextThrough(Grammar& into, std::string_view marker, std::string_view prefix) {
@@ -87,7 +90,7 @@ Expr TextThrough(Grammar& into, std::string_view marker, std::string_view prefix
   const std::string base = RulePrefix(prefix);
   std::vector<std::string> names;
   for (size_t q = 0; q < n; ++q) {
-    names.push_back(UniqueRuleName(into, absl::StrCat(base, "-", q)));
+    names.push_back(UniqueRuleName(into, absl::StrCat(base, q)));
     into.rules.push_back(Rule{names.back(), Expr::Empty()});
   }
   const size_t first = into.rules.size() - n;

@@ -16,13 +16,15 @@ namespace expertmesh::grammar {
 // ValidateGrammar refuses).
 Grammar ChoiceGrammar(std::span<const std::string> choices);
 
-// Copies `sub`'s rules into `into`, each renamed `<prefix>-<name>` (made unique against `into`'s
-// rules; characters of `prefix` outside [A-Za-z0-9_-] become '-'), with references rewritten.
+// Copies `sub`'s rules into `into`, each renamed `<prefix>-<name>` (`<prefix><name>` when the
+// prefix ends in '-' or '_'; made unique against `into`'s rules; characters of `prefix` outside
+// [A-Za-z0-9_-] become '-'), with references rewritten.
 // Returns a reference to the copy of `sub`'s root rule, to be used in `into`'s rules.
 Expr Embed(Grammar& into, const Grammar& sub, std::string_view prefix);
 
 // Any text up to and including the first occurrence of `marker`: a KMP automaton over `marker`'s
-// code points written as right-recursive rules `<prefix>-0`, `<prefix>-1`, ... added to `into`
+// code points written as right-recursive rules `<prefix>-0`, `<prefix>-1`, ... (no '-' added
+// after a prefix ending in '-' or '_') added to `into`
 // (one per marker code point). Returns a reference to its start; an empty marker gives Empty.
 // REQUIRES: marker is valid UTF-8.
 Expr TextThrough(Grammar& into, std::string_view marker, std::string_view prefix);

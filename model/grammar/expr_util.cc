@@ -6,21 +6,27 @@
 
 namespace expertmesh::grammar {
 
+namespace {
+
+void AppendToSequence(Expr item, std::vector<Expr>& flat) {
+  if (item.kind == Expr::Kind::kEmpty) return;
+  if (item.kind == Expr::Kind::kSequence) {
+    for (Expr& inner : item.items) AppendToSequence(std::move(inner), flat);
+    return;
+  }
+  if (item.kind == Expr::Kind::kLiteral && !flat.empty() &&
+      flat.back().kind == Expr::Kind::kLiteral) {
+    flat.back().text += item.text;
+    return;
+  }
+  flat.push_back(std::move(item));
+}
+
+}  // namespace
+
 Expr Seq(std::vector<Expr> items) {
   std::vector<Expr> flat;
-  for (Expr& item : items) {
-    if (item.kind == Expr::Kind::kEmpty) continue;
-    if (item.kind == Expr::Kind::kSequence) {
-      for (Expr& inner : item.items) flat.push_back(std::move(inner));
-      continue;
-    }
-    if (item.kind == Expr::Kind::kLiteral && !flat.empty() &&
-        flat.back().kind == Expr::Kind::kLiteral) {
-      flat.back().text += item.text;
-      continue;
-    }
-    flat.push_back(std::move(item));
-  }
+  for (Expr& item : items) AppendToSequence(std::move(item), flat);
   if (flat.empty()) return Expr::Empty();
   if (flat.size() == 1) return std::move(flat[0]);
   return Expr::Sequence(std::move(flat));

@@ -15,89 +15,6 @@ namespace {
 
 Expr Digits() { return Range('0', '9'); }
 
-// Decimal strings of equal length n from a to b (a <= b, leading zeros allowed).
-Expr SameLengthRange(std::string_view a, std::string_view b) {
-  const size_t n = a.size();
-  if (n == 0) return Expr::Empty();
-  if (a == b) return Lit(std::string(a));
-  if (n == 1) return Range(a[0], b[0]);
-  if (a[0] == b[0])
-    return Seq({Lit(std::string(1, a[0])), SameLengthRange(a.substr(1), b.substr(1))});
-  const std::string_view a_rest = a.substr(1);
-  const std::string_view b_rest = b.substr(1);
-  const bool a_rest_min = a_rest.find_first_not_of('0') == std::string_view::npos;
-  const bool b_rest_max = b_rest.find_first_not_of('9') == std::string_view::npos;
-  // First digits whose rest may be anything; the first and last digit otherwise get their own
-  // alternative with the rest bounded from below (above).
-  const char free_lo = a_rest_min ? a[0] : static_cast<char>(a[0] + 1);
-  const char free_hi = b_rest_max ? b[0] : static_cast<char>(b[0] - 1);
-  std::vector<Expr> alternatives;
-  if (!a_rest_min) {
-    alternatives.push_back(
-        Seq({Lit(std::string(1, a[0])), SameLengthRange(a_rest, std::string(n - 1, '9'))}));
-  }
-  if (free_lo <= free_hi) {
-    alternatives.push_back(Seq({Range(free_lo, free_hi), Rep(Digits(), static_cast<int32_t>(n - 1),
-                                                             static_cast<int32_t>(n - 1))}));
-  }
-  if (!b_rest_max) {
-    alternatives.push_back(
-        Seq({Lit(std::string(1, b[0])), SameLengthRange(std::string(n - 1, '0'), b_rest)}));
-  }
-  return Alt(std::move(alternatives));
-}
-
-// Non-negative JSON integers (no leading zeros) in [lo, hi] (hi unbounded when !bounded).
-Expr NonNegativeRange(uint64_t lo, bool bounded, uint64_t hi) {
-  const std::string lo_text = std::to_string(lo);
-  const std::string hi_text = std::to_string(hi);
-  const size_t lo_digits = lo_text.size();
-  const size_t hi_digits = bounded ? hi_text.size() : lo_digits;
-  std::vector<Expr> alternatives;
-  for (size_t d = lo_digits; d <= hi_digits; ++d) {
-    const std::string from = d == lo_digits ? lo_text : "1" + std::string(d - 1, '0');
-    const std::string to = bounded && d == hi_digits ? hi_text : std::string(d, '9');
-    alternatives.push_back(SameLengthRange(from, to));
-  }
-  if (!bounded) {
-    // Every longer number.
-    alternatives.push_back(
-        Seq({Range('1', '9'), Rep(Digits(), static_cast<int32_t>(lo_digits), kUnbounded)}));
-  }
-  return Alt(std::move(alternatives));
-}
-
-Expr NonNegativeRange(uint64_t lo, std::optional<uint64_t> hi) {
-  return NonNegativeRange(lo, hi.has_value(), hi.value_or(0));
-}
-
-uint64_t Magnitude(int64_t v) {
-  return v < 0 ? static_cast<uint64_t>(-(v + 1)) + 1 : static_cast<uint64_t>(v);
-}
-
-// Magnitudes I.F (no exponent) in the interval from a to b; nullopt when empty.
-std::optional<Expr> MagnitudeRange(uint64_t a, bool a_open, std::optional<uint64_t> b,
-                                   bool b_open) {
-  const Expr any_fraction = Opt(Seq({Lit("."), Rep(Digits(), 1, kUnbounded)}));
-  const Expr zero_fraction = Opt(Seq({Lit("."), Rep(Lit("0"), 1, kUnbounded)}));
-  const Expr nonzero_fraction =
-      Seq({Lit("."), Rep(Digits(), 0, kUnbounded), Range('1', '9'), Rep(Digits(), 0, kUnbounded)});
-  std::vector<Expr> alternatives;
-  if (b && *b == a) {
-    if (!a_open && !b_open) alternatives.push_back(Seq({Lit(std::to_string(a)), zero_fraction}));
-  } else if (!b || *b > a) {
-    alternatives.push_back(Seq({Lit(std::to_string(a)), a_open ? nonzero_fraction : any_fraction}));
-    if (!b) {
-      alternatives.push_back(Seq({NonNegativeRange(a + 1, std::nullopt), any_fraction}));
-    } else {
-      if (*b - a >= 2) alternatives.push_back(Seq({NonNegativeRange(a + 1, *b - 1), any_fraction}));
-      if (!b_open) alternatives.push_back(Seq({Lit(std::to_string(*b)), zero_fraction}));
-    }
-  }
-  if (alternatives.empty()) return std::nullopt;
-  return Alt(std::move(alternatives));
-}
-
 Expr Hex(int32_t n) { return Rep(Expr::CharClass({{'0', '9'}, {'A', 'F'}, {'a', 'f'}}), n, n); }
 
 Expr TwoDigits(char first_lo, char first_hi, char second_lo, char second_hi) {
@@ -209,46 +126,6 @@ Expr ClassAsJsonContent(const Expr& e) {
 }
 
 }  // namespace
-
-Expr IntegerRangeExpr(std::optional<int64_t> lo, std::optional<int64_t> hi) {
-  std::vector<Expr> alternatives;
-  if (!lo || *lo < 0) {
-    // Negative values: magnitudes from max(1, -hi) to -lo.
-    const uint64_t from = hi && *hi < 0 ? Magnitude(*hi) : 1;
-    alternatives.push_back(
-        Seq({Lit("-"), NonNegativeRange(from, lo.has_value(), lo ? Magnitude(*lo) : 0)}));
-  }
-  if (!hi || *hi >= 0) {
-    const uint64_t from = lo && *lo > 0 ? static_cast<uint64_t>(*lo) : 0;
-    alternatives.insert(
-        alternatives.begin(),
-        NonNegativeRange(from, hi.has_value(), hi ? static_cast<uint64_t>(*hi) : 0));
-  }
-  return Alt(std::move(alternatives));
-}
-
-std::optional<Expr> NumberRangeExpr(std::optional<NumberBound> lo, std::optional<NumberBound> hi) {
-  std::vector<Expr> alternatives;
-  // Values >= 0 (0 itself only here, so "-0" is never produced).
-  if (!hi || hi->value > 0 || (hi->value == 0 && !hi->exclusive)) {
-    const bool lo_positive = lo && lo->value >= 0;
-    std::optional<Expr> m = MagnitudeRange(
-        lo_positive ? static_cast<uint64_t>(lo->value) : 0, lo_positive && lo->exclusive,
-        hi ? std::optional<uint64_t>(static_cast<uint64_t>(hi->value)) : std::nullopt,
-        hi && hi->exclusive);
-    if (m) alternatives.push_back(*std::move(m));
-  }
-  // Values < 0: magnitudes in (max(0, -hi), -lo].
-  if (!lo || lo->value < 0) {
-    const bool hi_negative = hi && hi->value < 0;
-    std::optional<Expr> m = MagnitudeRange(
-        hi_negative ? Magnitude(hi->value) : 0, hi_negative ? hi->exclusive : true,
-        lo ? std::optional<uint64_t>(Magnitude(lo->value)) : std::nullopt, lo && lo->exclusive);
-    if (m) alternatives.push_back(Seq({Lit("-"), *std::move(m)}));
-  }
-  if (alternatives.empty()) return std::nullopt;
-  return Alt(std::move(alternatives));
-}
 
 absl::StatusOr<Expr> StringFormatExpr(std::string_view format) {
   if (format == "date") return DateExpr();

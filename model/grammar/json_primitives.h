@@ -1,11 +1,9 @@
-// Grammar pieces for JSON scalars under JSON-schema constraints: integer and number ranges as
-// digit grammars, string formats, and regex expressions rewritten as JSON string content. Used
-// by json_schema.cc; the expressions hold no rule references.
+// Grammar pieces for JSON strings under JSON-schema constraints: formats, and regex expressions
+// rewritten as JSON string content (numbers are in json_number.h). Used by json_schema.cc; the
+// expressions hold no rule references.
 #ifndef EXPERTMESH_MODEL_GRAMMAR_JSON_PRIMITIVES_H_
 #define EXPERTMESH_MODEL_GRAMMAR_JSON_PRIMITIVES_H_
 
-#include <cstdint>
-#include <optional>
 #include <string>
 #include <string_view>
 
@@ -13,20 +11,6 @@
 #include "model/grammar/ast.h"
 
 namespace expertmesh::grammar {
-
-// JSON integers (no leading zeros, no "-0") in [lo, hi]; an absent bound is unbounded.
-// REQUIRES: lo <= hi when both are given.
-Expr IntegerRangeExpr(std::optional<int64_t> lo, std::optional<int64_t> hi);
-
-// One end of a number interval.
-struct NumberBound {
-  int64_t value = 0;
-  bool exclusive = false;
-};
-
-// JSON numbers written without an exponent (a bounded number is always written in plain decimal
-// form) whose value lies in the interval; nullopt when the interval is empty.
-std::optional<Expr> NumberRangeExpr(std::optional<NumberBound> lo, std::optional<NumberBound> hi);
 
 // The content (between the quotes) of a string of the JSON-schema `format`: date, time,
 // date-time (RFC 3339), uuid, email, ipv4, hostname. INVALID_ARGUMENT for other formats.

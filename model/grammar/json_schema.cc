@@ -14,6 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "model/grammar/expr_util.h"
 #include "model/grammar/json_converter.h"
+#include "model/grammar/json_number.h"
 #include "model/grammar/json_primitives.h"
 #include "model/grammar/regex_grammar.h"
 
@@ -420,18 +421,19 @@ absl::StatusOr<Expr> JsonSchemaConverter::NumberBody(const Json& schema, const P
     if (!schema[keyword].is_number()) {
       return Error(at, absl::StrCat("keyword '", k, "' must be a number"));
     }
-    if (!IsWholeNumber(schema[keyword])) {
+    // nlohmann writes a double in its shortest round-trip form, so 0.95 is the decimal 0.95.
+    std::optional<Decimal> value = ParseDecimal(schema[keyword].dump());
+    if (!value) {
       return Error(at, absl::StrCat("keyword '", k, "' ", schema[keyword].dump(),
-                                    ": a number bound must be a whole number within 64 bits "
-                                    "(fractional bounds are not supported)"));
+                                    " is out of the supported range"));
     }
-    std::string error;
     const NumberBound bound{
-        *IntegerBound(schema[keyword], false, &error),
+        *std::move(value),
         k.starts_with("exclusive") || (lower ? draft4_exclusive_min : draft4_exclusive_max)};
     std::optional<NumberBound>& slot = lower ? lo : hi;
-    const bool tighter = !slot || (lower ? bound.value > slot->value : bound.value < slot->value) ||
-                         (bound.value == slot->value && bound.exclusive);
+    const int order = slot ? CompareDecimals(bound.value, slot->value) : 0;
+    const bool tighter =
+        !slot || (lower ? order > 0 : order < 0) || (order == 0 && bound.exclusive);
     if (tighter) slot = bound;
   }
   if (schema.contains("format") && schema["format"].is_string()) {

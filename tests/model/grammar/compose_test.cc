@@ -45,6 +45,8 @@ TEST(EmbedTest, CopiesRulesUnderAPrefixWithoutClashes) {
   EXPECT_EQ(weather_args.kind, Expr::Kind::kRuleRef);
   EXPECT_EQ(weather_args.rule, "tool-get_weather-root-2");
   EXPECT_EQ(add_args.rule, "tool-add-root");
+  Grammar answer;
+  EXPECT_EQ(Embed(answer, *add, "answer-").rule, "answer-root");
   g.rules[0].body = Seq({Lit("<tool_call>{\"name\": "),
                          Alt({Seq({Lit("\"get_weather\", \"arguments\": "), weather_args}),
                               Seq({Lit("\"add\", \"arguments\": "), add_args})}),
