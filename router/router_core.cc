@@ -48,7 +48,10 @@ absl::StatusOr<PreparedRequest> RouterCore::Prepare(const std::string& model_nam
   r.prompt = std::move(prompt.token_ids);
   if (input.kind == PromptInput::Kind::kChat) {
     r.reasoning_start = ReasoningStartOf(model_->chat_template_source(), prompt.rendered);
-    if (input.tools.has_value() && !input.tools->empty() && !input.tool_choice_none) {
+    // An output constraint (response_format, guided_*) decides the whole output: it is not read
+    // for calls (a Llama 3 answer {"name": ..., "parameters": ...} would otherwise look like one).
+    if (input.tools.has_value() && !input.tools->empty() && !input.tool_choice_none &&
+        params.constraint.kind == OutputConstraint::Kind::kNone) {
       r.tool_call_format = ToolCallFormatOf(model_->chat_template_source());
       if (r.tool_call_format != ToolCallFormat::kNone) r.tools = *input.tools;
     }
@@ -56,6 +59,12 @@ absl::StatusOr<PreparedRequest> RouterCore::Prepare(const std::string& model_nam
   ASSIGN_OR_RETURN(r.grammar,
                    structured_.GrammarText(params.constraint, input, r.reasoning_start,
                                            model_->chat_template_source()));
+  if (!r.grammar.empty() && params.ignore_eos) {
+    // The grammar decides where a constrained output ends (the worker refuses both too).
+    return InvalidParam("ignore_eos",
+                        "'ignore_eos' cannot be combined with structured output or a required "
+                        "tool call: the output ends where the constraint is complete");
+  }
   r.params = params;
   r.deadline = deadline;
   return r;
