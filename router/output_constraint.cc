@@ -42,8 +42,9 @@ absl::Status ReadSchema(const Json& v, const std::string& field, OutputConstrain
     // Through the body parser, so the nesting bound holds inside the string too.
     absl::StatusOr<Json> parsed = ParseJsonBody(v.get_ref<const std::string&>());
     if (!parsed.ok() || !(parsed->is_object() || parsed->is_boolean())) {
-      return Invalid(field, absl::StrCat("'", field, "' must be a JSON schema (an object, or the "
-                                                     "JSON text of one)",
+      return Invalid(field, absl::StrCat("'", field,
+                                         "' must be a JSON schema (an object, or the "
+                                         "JSON text of one)",
                                          parsed.ok() ? "" : ": ",
                                          parsed.ok() ? "" : parsed.status().message()));
     }
@@ -142,7 +143,8 @@ absl::Status ReadStructuredOutputs(const Json& v, std::vector<OutputConstraint>*
   }
   if (const Json* jo = Field(v, "json_object")) {
     if (!jo->is_boolean()) {
-      return InvalidParam("structured_outputs", "'structured_outputs.json_object' must be a boolean");
+      return InvalidParam("structured_outputs",
+                          "'structured_outputs.json_object' must be a boolean");
     }
     if (jo->get<bool>()) {
       found->push_back({.kind = Kind::kJsonObject, .field = "structured_outputs.json_object"});
@@ -173,7 +175,8 @@ const char* OutputConstraintKindName(OutputConstraint::Kind kind) {
 
 absl::Status ReadOutputConstraint(const Json& body, OutputConstraint* out) {
   std::vector<OutputConstraint> found;
-  if (const Json* rf = Field(body, "response_format")) RETURN_IF_ERROR(ReadResponseFormat(*rf, &found));
+  if (const Json* rf = Field(body, "response_format"))
+    RETURN_IF_ERROR(ReadResponseFormat(*rf, &found));
   if (const Json* so = Field(body, "structured_outputs")) {
     RETURN_IF_ERROR(ReadStructuredOutputs(*so, &found));
   }

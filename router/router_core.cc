@@ -56,9 +56,8 @@ absl::StatusOr<PreparedRequest> RouterCore::Prepare(const std::string& model_nam
       if (r.tool_call_format != ToolCallFormat::kNone) r.tools = *input.tools;
     }
   }
-  ASSIGN_OR_RETURN(r.grammar,
-                   structured_.GrammarText(params.constraint, input, r.reasoning_start,
-                                           model_->chat_template_source()));
+  ASSIGN_OR_RETURN(r.grammar, structured_.GrammarText(params.constraint, input, r.reasoning_start,
+                                                      model_->chat_template_source()));
   if (!r.grammar.empty() && params.ignore_eos) {
     // The grammar decides where a constrained output ends (the worker refuses both too).
     return InvalidParam("ignore_eos",

@@ -26,8 +26,8 @@ using Kind = OutputConstraint::Kind;
 constexpr int kMaxWhitespaceAfterThink = 4;
 
 Expr Whitespace() {
-  return Expr::Repeat(
-      Expr::CharClass({{'\t', '\n'}, {'\r', '\r'}, {' ', ' '}}), 0, kMaxWhitespaceAfterThink);
+  return Expr::Repeat(Expr::CharClass({{'\t', '\n'}, {'\r', '\r'}, {' ', ' '}}), 0,
+                      kMaxWhitespaceAfterThink);
 }
 
 // A cache key part that cannot run into the next one.
@@ -69,24 +69,23 @@ Grammar WithReasoning(const Grammar& answer, ReasoningStart start) {
   Grammar g;
   const Expr body = grammar::Embed(g, answer, "answer-");
   const Expr thought = grammar::TextThrough(g, kThinkEnd, "think-");
-  Expr prefix = start == ReasoningStart::kInReasoning
-                    ? Expr::Sequence({thought, Whitespace()})
-                    : Expr::Repeat(Expr::Sequence({Expr::Literal(std::string(kThinkStart)),
-                                                   thought, Whitespace()}),
-                                   0, 1);
+  Expr prefix =
+      start == ReasoningStart::kInReasoning
+          ? Expr::Sequence({thought, Whitespace()})
+          : Expr::Repeat(
+                Expr::Sequence({Expr::Literal(std::string(kThinkStart)), thought, Whitespace()}), 0,
+                1);
   g.rules.insert(g.rules.begin(), {"root", Expr::Sequence({std::move(prefix), body})});
   g.root = "root";
   return g;
 }
 
-absl::StatusOr<std::string> StructuredOutputCompiler::GrammarText(const OutputConstraint& c,
-                                                                  const PromptInput& input,
-                                                                  ReasoningStart start,
-                                                                  std::string_view chat_template) const {
+absl::StatusOr<std::string> StructuredOutputCompiler::GrammarText(
+    const OutputConstraint& c, const PromptInput& input, ReasoningStart start,
+    std::string_view chat_template) const {
   const bool chat = input.kind == PromptInput::Kind::kChat;
-  const bool tools_required =
-      chat && input.tools.has_value() &&
-      (input.tool_choice_required || !input.tool_choice_function.empty());
+  const bool tools_required = chat && input.tools.has_value() &&
+                              (input.tool_choice_required || !input.tool_choice_function.empty());
   const std::string reasoning = absl::StrCat(static_cast<int>(start));
   if (tools_required) {
     if (c.kind != Kind::kNone) {
@@ -104,10 +103,11 @@ absl::StatusOr<std::string> StructuredOutputCompiler::GrammarText(const OutputCo
         "tools|", reasoning, "|", static_cast<int>(format), "|", static_cast<int>(body), "|",
         static_cast<int>(choice.kind), "|", Part(choice.function), "|",
         Part(input.tools->dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace)));
-    absl::StatusOr<std::string> text = cache_.GetOrCompile(key, [&]() -> absl::StatusOr<std::string> {
-      ASSIGN_OR_RETURN(Grammar g, ToolCallGrammar(format, body, *input.tools, choice));
-      return Finish(g, start);
-    });
+    absl::StatusOr<std::string> text =
+        cache_.GetOrCompile(key, [&]() -> absl::StatusOr<std::string> {
+          ASSIGN_OR_RETURN(Grammar g, ToolCallGrammar(format, body, *input.tools, choice));
+          return Finish(g, start);
+        });
     if (!text.ok()) {
       // Schema problems belong to `tools`; a template without a call format to tool_choice.
       const bool about_tools = absl::StartsWith(text.status().message(), "tools:");
@@ -116,8 +116,8 @@ absl::StatusOr<std::string> StructuredOutputCompiler::GrammarText(const OutputCo
     return text;
   }
   if (c.kind == Kind::kNone) return std::string();
-  std::string key = absl::StrCat(OutputConstraintKindName(c.kind), "|", reasoning, "|",
-                                 Part(c.text));
+  std::string key =
+      absl::StrCat(OutputConstraintKindName(c.kind), "|", reasoning, "|", Part(c.text));
   for (const std::string& choice : c.choices) absl::StrAppend(&key, "|", Part(choice));
   absl::StatusOr<std::string> text = cache_.GetOrCompile(key, [&]() -> absl::StatusOr<std::string> {
     ASSIGN_OR_RETURN(Grammar g, ConstraintGrammar(c));

@@ -117,8 +117,9 @@ absl::StatusOr<Expr> XmlArguments(Grammar& g, const Function& f, ToolCallBody bo
         body == ToolCallBody::kFunctionTags
             ? XmlArgument(g, f, key, schema, absl::StrCat("<parameter=", key, ">\n"),
                           "\n</parameter>", "\n", prefix)
-            : XmlArgument(g, f, key, schema, absl::StrCat("<arg_key>", key, "</arg_key>\n<arg_value>"),
-                          "</arg_value>", "\n", prefix);
+            : XmlArgument(g, f, key, schema,
+                          absl::StrCat("<arg_key>", key, "</arg_key>\n<arg_value>"), "</arg_value>",
+                          "\n", prefix);
     if (!arg.ok()) return arg.status();
     const bool is_required = std::find(required.begin(), required.end(), key) != required.end();
     items.push_back(is_required ? *std::move(arg) : Expr::Repeat(*std::move(arg), 0, 1));
@@ -189,9 +190,8 @@ std::string_view Separator(ToolCallBody body) {
 ToolCallBody ToolCallBodyOf(ToolCallFormat format, std::string_view chat_template) {
   switch (format) {
     case ToolCallFormat::kDeepSeek:
-      return chat_template.find("```json") != std::string_view::npos
-                 ? ToolCallBody::kDeepSeekFenced
-                 : ToolCallBody::kDeepSeekPlain;
+      return chat_template.find("```json") != std::string_view::npos ? ToolCallBody::kDeepSeekFenced
+                                                                     : ToolCallBody::kDeepSeekPlain;
     case ToolCallFormat::kLlama3Json:
       return ToolCallBody::kLlamaJson;
     case ToolCallFormat::kHermes:
@@ -205,8 +205,8 @@ ToolCallBody ToolCallBodyOf(ToolCallFormat format, std::string_view chat_templat
   return ToolCallBody::kJson;
 }
 
-absl::StatusOr<Grammar> ToolCallGrammar(ToolCallFormat format, ToolCallBody body,
-                                        const Json& tools, const ToolChoice& choice) {
+absl::StatusOr<Grammar> ToolCallGrammar(ToolCallFormat format, ToolCallBody body, const Json& tools,
+                                        const ToolChoice& choice) {
   if (format == ToolCallFormat::kNone) {
     return absl::InvalidArgumentError(
         "tool_choice 'required' or a named function needs a model whose chat template shows a "
@@ -224,10 +224,10 @@ absl::StatusOr<Grammar> ToolCallGrammar(ToolCallFormat format, ToolCallBody body
       }
       if (choice.kind == ToolChoice::Kind::kFunction && *name != choice.function) continue;
       const auto params = f->find("parameters");
-      functions.push_back({.name = name->get<std::string>(),
-                           .parameters = params != f->end() && !params->is_null() ? &*params
-                                                                                  : nullptr,
-                           .prefix = absl::StrCat("fn", functions.size(), "-")});
+      functions.push_back(
+          {.name = name->get<std::string>(),
+           .parameters = params != f->end() && !params->is_null() ? &*params : nullptr,
+           .prefix = absl::StrCat("fn", functions.size(), "-")});
     }
   }
   if (functions.empty()) {
@@ -248,15 +248,15 @@ absl::StatusOr<Grammar> ToolCallGrammar(ToolCallFormat format, ToolCallBody body
   if (choice.kind == ToolChoice::Kind::kRequired) {
     // One or more calls: the templates join parallel calls this way.
     const std::string_view separator = Separator(body);
-    Expr next = separator.empty() ? Expr::Ref("call")
-                                  : Expr::Sequence({Expr::Literal(std::string(separator)),
-                                                    Expr::Ref("call")});
-    answer = Expr::Sequence(
-        {Expr::Ref("call"), Expr::Repeat(std::move(next), 0, grammar::kUnbounded)});
+    Expr next = separator.empty()
+                    ? Expr::Ref("call")
+                    : Expr::Sequence({Expr::Literal(std::string(separator)), Expr::Ref("call")});
+    answer =
+        Expr::Sequence({Expr::Ref("call"), Expr::Repeat(std::move(next), 0, grammar::kUnbounded)});
   }
   if (body == ToolCallBody::kDeepSeekFenced || body == ToolCallBody::kDeepSeekPlain) {
-    answer = Expr::Sequence(
-        {Expr::Literal(std::string(kCallsBegin)), std::move(answer), Expr::Literal(std::string(kCallsEnd))});
+    answer = Expr::Sequence({Expr::Literal(std::string(kCallsBegin)), std::move(answer),
+                             Expr::Literal(std::string(kCallsEnd))});
   }
   g.rules.insert(g.rules.begin(), {"root", std::move(answer)});
   g.root = "root";

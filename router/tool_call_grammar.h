@@ -10,7 +10,8 @@
 //     <tool_call>f\n<arg_key>k</arg_key>\n<arg_value>VALUE</arg_value>\n...</tool_call>
 //   DeepSeek V3 / R1-0528 (```json in the template) and V3.1 (without):
 //     <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>f\n```json\n{...}\n```
-//     <｜tool▁call▁end｜>...<｜tool▁calls▁end｜>, or ...<｜tool▁call▁begin｜>f<｜tool▁sep｜>{...}...
+//     <｜tool▁call▁end｜>...<｜tool▁calls▁end｜>, or
+//     ...<｜tool▁call▁begin｜>f<｜tool▁sep｜>{...}...
 //   Llama 3.1-3.3:  {"name": "f", "parameters": {...}}   (calls joined by "; ")
 // In the XML-style bodies a value is raw text where the parser keeps text (the schema types the
 // property "string" or not at all; an enum of strings is one of them) and JSON of the property's
@@ -30,12 +31,12 @@ namespace expertmesh::router {
 
 // The shape of one call inside the format's markers, from the chat template.
 enum class ToolCallBody {
-  kJson,           // Hermes: {"name", "arguments"}
-  kFunctionTags,   // Qwen3-Coder / Qwen3.5: <function=NAME><parameter=KEY>
-  kArgKeys,        // GLM: NAME<arg_key>KEY</arg_key><arg_value>
-  kDeepSeekFenced, // DeepSeek V3 / R1: function<｜tool▁sep｜>NAME\n```json\n{...}\n```
-  kDeepSeekPlain,  // DeepSeek V3.1: NAME<｜tool▁sep｜>{...}
-  kLlamaJson,      // Llama 3: {"name", "parameters"}
+  kJson,            // Hermes: {"name", "arguments"}
+  kFunctionTags,    // Qwen3-Coder / Qwen3.5: <function=NAME><parameter=KEY>
+  kArgKeys,         // GLM: NAME<arg_key>KEY</arg_key><arg_value>
+  kDeepSeekFenced,  // DeepSeek V3 / R1: function<｜tool▁sep｜>NAME\n```json\n{...}\n```
+  kDeepSeekPlain,   // DeepSeek V3.1: NAME<｜tool▁sep｜>{...}
+  kLlamaJson,       // Llama 3: {"name", "parameters"}
 };
 ToolCallBody ToolCallBodyOf(ToolCallFormat format, std::string_view chat_template);
 

@@ -428,7 +428,8 @@ TEST_F(ChatToolsTest, GrpcChatsCarryToolsAndReturnCalls) {
   EXPECT_EQ(calls[0].name(), "get_weather");
   EXPECT_EQ(calls[0].index(), 0u);
   EXPECT_TRUE(calls[0].id().starts_with("call_"));
-  EXPECT_EQ(nlohmann::json::parse(calls[0].arguments()), nlohmann::json::parse(R"({"city": "Paris"})"));
+  EXPECT_EQ(nlohmann::json::parse(calls[0].arguments()),
+            nlohmann::json::parse(R"({"city": "Paris"})"));
   EXPECT_EQ(last.finish_reason(), pb::FINISH_REASON_TOOL_CALLS);
 
   // tool_choice_function: the output is constrained to that call (the fake worker records the

@@ -35,8 +35,7 @@ TEST_F(StructuredApiTest, HttpConstraintsReachTheWorkerAsGrammars) {
   StartWorkers(1);
   StartRouter();
   const nlohmann::json schema = nlohmann::json::parse(kSchema);
-  const std::string expected =
-      grammar::PrintGbnf(*grammar::JsonSchemaToGrammar(schema.dump()));
+  const std::string expected = grammar::PrintGbnf(*grammar::JsonSchemaToGrammar(schema.dump()));
   for (const char* path : {"/v1/chat/completions", "/v1/completions"}) {
     nlohmann::json body = {{"model", "tiny"}, {"max_tokens", 3}};
     if (std::string(path) == "/v1/completions") {
@@ -74,20 +73,18 @@ TEST_F(StructuredApiTest, HttpConstraintsReachTheWorkerAsGrammars) {
   };
   const nlohmann::json empty_array = {{"type", "array"}, {"minItems", 1}, {"maxItems", 0}};
   const Bad bad[] = {
-      {nlohmann::json{{"response_format",
-                       {{"type", "json_schema"},
-                        {"json_schema", {{"name", "x"}, {"schema", empty_array}}}}}},
+      {nlohmann::json{
+           {"response_format",
+            {{"type", "json_schema"}, {"json_schema", {{"name", "x"}, {"schema", empty_array}}}}}},
        "response_format", "minItems"},
       {nlohmann::json{{"guided_regex", "([a-z]"}}, "guided_regex", "guided_regex"},
       {nlohmann::json{{"guided_grammar", "root ::= missing"}}, "guided_grammar", "missing"},
-      {nlohmann::json{{"response_format", {{"type", "json_object"}}},
-                      {"guided_choice", {"a"}}},
+      {nlohmann::json{{"response_format", {{"type", "json_object"}}}, {"guided_choice", {"a"}}},
        "guided_choice", "'response_format' and 'guided_choice' cannot be combined"},
   };
   for (const Bad& b : bad) {
-    nlohmann::json body = {{"model", "tiny"},
-                           {"messages", {{{"role", "user"}, {"content", "x"}}}},
-                           {"max_tokens", 3}};
+    nlohmann::json body = {
+        {"model", "tiny"}, {"messages", {{{"role", "user"}, {"content", "x"}}}}, {"max_tokens", 3}};
     body.update(b.fields);
     httplib::Result r = Post("/v1/chat/completions", body);
     ASSERT_TRUE(r);
@@ -109,9 +106,9 @@ TEST_F(StructuredApiTest, GrpcConstraintsAndErrors) {
   req.set_json_schema(kSchema);
   std::vector<pb::GenerateResponse> msgs;
   ASSERT_TRUE(Generate(req, &msgs).ok());
-  EXPECT_EQ(workers_[0]->last_request().grammar(),
-            grammar::PrintGbnf(*grammar::JsonSchemaToGrammar(
-                nlohmann::json::parse(kSchema).dump())));
+  EXPECT_EQ(
+      workers_[0]->last_request().grammar(),
+      grammar::PrintGbnf(*grammar::JsonSchemaToGrammar(nlohmann::json::parse(kSchema).dump())));
   req.mutable_choice()->add_choices("left");
   req.mutable_choice()->add_choices("right");
   ASSERT_TRUE(Generate(req, &msgs).ok());

@@ -37,8 +37,7 @@ TEST(OutputConstraintTest, ReadsEveryFieldClientsSend) {
   };
   const Case cases[] = {
       {R"({"response_format": {"type": "text"}})", Kind::kNone, "", ""},
-      {R"({"response_format": {"type": "json_object"}})", Kind::kJsonObject, "",
-       "response_format"},
+      {R"({"response_format": {"type": "json_object"}})", Kind::kJsonObject, "", "response_format"},
       {R"({"response_format": {"type": "json_schema", "json_schema": {"name": "x",
           "strict": true, "schema": {"type": "integer"}}}})",
        Kind::kJsonSchema, R"({"type":"integer"})", "response_format"},
@@ -98,8 +97,7 @@ TEST(OutputConstraintTest, RefusesTwoConstraintsAndWrongShapes) {
       {R"({"guided_regex": 5})", "guided_regex", "string"},
       {R"({"guided_choice": []})", "guided_choice", "non-empty"},
       {R"({"guided_choice": ["a", 1]})", "guided_choice", "strings"},
-      {R"({"structured_outputs": {"structural_tag": {}}})", "structured_outputs",
-       "not supported"},
+      {R"({"structured_outputs": {"structural_tag": {}}})", "structured_outputs", "not supported"},
   };
   for (const Bad& b : bad) {
     absl::StatusOr<OutputConstraint> r = Read(b.body);
@@ -119,8 +117,7 @@ PromptInput Text() { return PromptInput{}; }
 TEST(StructuredOutputTest, CompilesEachKindToAGrammarThatAcceptsWhatItAllows) {
   StructuredOutputCompiler compiler;
   auto gbnf = [&](OutputConstraint c) {
-    absl::StatusOr<std::string> text =
-        compiler.GrammarText(c, Text(), ReasoningStart::kNone, "");
+    absl::StatusOr<std::string> text = compiler.GrammarText(c, Text(), ReasoningStart::kNone, "");
     EXPECT_TRUE(text.ok()) << text.status();
     return text.value_or("");
   };
@@ -134,16 +131,17 @@ TEST(StructuredOutputTest, CompilesEachKindToAGrammarThatAcceptsWhatItAllows) {
   const std::string object = gbnf({.kind = Kind::kJsonObject, .field = "response_format"});
   EXPECT_TRUE(GrammarAccepts(object, R"({"a": [1, {"b": null}]})"));
   EXPECT_FALSE(GrammarAccepts(object, "[1]"));
-  const std::string regex = gbnf({.kind = Kind::kRegex, .text = "[A-Z][a-z]+-[0-9]{3}",
-                                  .field = "guided_regex"});
+  const std::string regex =
+      gbnf({.kind = Kind::kRegex, .text = "[A-Z][a-z]+-[0-9]{3}", .field = "guided_regex"});
   EXPECT_TRUE(GrammarAccepts(regex, "Abc-123"));
   EXPECT_FALSE(GrammarAccepts(regex, "Abc-12"));
-  const std::string choice =
-      gbnf({.kind = Kind::kChoice, .choices = {"yes", "no", "maybe later"}, .field = "guided_choice"});
+  const std::string choice = gbnf(
+      {.kind = Kind::kChoice, .choices = {"yes", "no", "maybe later"}, .field = "guided_choice"});
   EXPECT_TRUE(GrammarAccepts(choice, "maybe later"));
   EXPECT_FALSE(GrammarAccepts(choice, "maybe"));
-  const std::string grammar = gbnf(
-      {.kind = Kind::kGrammar, .text = R"(root ::= ("cat" | "dog") [0-9])", .field = "guided_grammar"});
+  const std::string grammar = gbnf({.kind = Kind::kGrammar,
+                                    .text = R"(root ::= ("cat" | "dog") [0-9])",
+                                    .field = "guided_grammar"});
   EXPECT_TRUE(GrammarAccepts(grammar, "dog7"));
   EXPECT_FALSE(GrammarAccepts(grammar, "cow7"));
   // No constraint: no grammar.
@@ -162,15 +160,20 @@ TEST(StructuredOutputTest, RefusesWhatCannotBeMetWithTheReason) {
       {{.kind = Kind::kJsonSchema,
         .text = R"({"type": "array", "minItems": 1, "maxItems": 0})",
         .field = "response_format"},
-       "response_format", "minItems"},
+       "response_format",
+       "minItems"},
       {{.kind = Kind::kJsonSchema, .text = R"({"type": "strng"})", .field = "guided_json"},
-       "guided_json", "strng"},
+       "guided_json",
+       "strng"},
       {{.kind = Kind::kRegex, .text = "(a", .field = "structured_outputs.regex"},
-       "structured_outputs", "structured_outputs.regex"},
-      {{.kind = Kind::kGrammar, .text = "root ::= (", .field = "guided_grammar"}, "guided_grammar",
+       "structured_outputs",
+       "structured_outputs.regex"},
+      {{.kind = Kind::kGrammar, .text = "root ::= (", .field = "guided_grammar"},
+       "guided_grammar",
        "guided_grammar"},
       {{.kind = Kind::kGrammar, .text = "root ::= undefined-rule", .field = "guided_grammar"},
-       "guided_grammar", "undefined-rule"},
+       "guided_grammar",
+       "undefined-rule"},
   };
   for (const Bad& b : bad) {
     absl::StatusOr<std::string> r = compiler.GrammarText(b.c, Text(), ReasoningStart::kNone, "");
@@ -209,12 +212,13 @@ TEST(StructuredOutputTest, ToolChoiceRequiredUsesTheTemplatesFormat) {
   const std::string hermes = "{{ '<tool_call>' }}";
   absl::StatusOr<std::string> gbnf = compiler.GrammarText({}, chat, ReasoningStart::kNone, hermes);
   ASSERT_TRUE(gbnf.ok()) << gbnf.status();
-  EXPECT_TRUE(GrammarAccepts(*gbnf, "<tool_call>\n{\"name\": \"f\", \"arguments\": {\"x\": 1}}\n"
-                                    "</tool_call>"));
+  EXPECT_TRUE(GrammarAccepts(*gbnf,
+                             "<tool_call>\n{\"name\": \"f\", \"arguments\": {\"x\": 1}}\n"
+                             "</tool_call>"));
   // Not with another constraint, and not without a call format.
-  absl::StatusOr<std::string> both = compiler.GrammarText(
-      {.kind = Kind::kRegex, .text = "a", .field = "guided_regex"}, chat, ReasoningStart::kNone,
-      hermes);
+  absl::StatusOr<std::string> both =
+      compiler.GrammarText({.kind = Kind::kRegex, .text = "a", .field = "guided_regex"}, chat,
+                           ReasoningStart::kNone, hermes);
   EXPECT_EQ(ParamOf(both.status()), "tool_choice");
   EXPECT_THAT(both.status().message(), HasSubstr("'guided_regex' cannot be combined"));
   absl::StatusOr<std::string> plain = compiler.GrammarText({}, chat, ReasoningStart::kNone, "x");
@@ -230,8 +234,8 @@ TEST(StructuredOutputTest, ToolChoiceRequiredUsesTheTemplatesFormat) {
 
 TEST(StructuredOutputTest, TheSameConstraintCompilesOnce) {
   StructuredOutputCompiler compiler(/*cache_entries=*/2);
-  const OutputConstraint a{.kind = Kind::kJsonSchema, .text = R"({"type": "integer"})",
-                           .field = "response_format"};
+  const OutputConstraint a{
+      .kind = Kind::kJsonSchema, .text = R"({"type": "integer"})", .field = "response_format"};
   const OutputConstraint b{.kind = Kind::kRegex, .text = "b+", .field = "guided_regex"};
   const OutputConstraint bad{.kind = Kind::kRegex, .text = "(", .field = "guided_regex"};
   const std::string first = *compiler.GrammarText(a, Text(), ReasoningStart::kNone, "");

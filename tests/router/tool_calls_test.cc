@@ -140,8 +140,9 @@ TEST(ToolCallSplitterTest, Llama3JsonCalls) {
   constexpr auto kLlama = ToolCallFormat::kLlama3Json;
   ExpectSplit(R"({"name": "get_weather", "parameters": {"city": "Paris"}})", "",
               {{"get_weather", R"({"city":"Paris"})"}}, kLlama);
-  ExpectSplit(R"( <|python_tag|>{"name": "a", "parameters": {}}; {"name": "b", "arguments": {"x": "}"}})",
-              "", {{"a", "{}"}, {"b", R"({"x":"}"})"}}, kLlama);
+  ExpectSplit(
+      R"( <|python_tag|>{"name": "a", "parameters": {}}; {"name": "b", "arguments": {"x": "}"}})",
+      "", {{"a", "{}"}, {"b", R"({"x":"}"})"}}, kLlama);
   // Plain answers, and JSON that is no call, are content as written.
   ExpectSplit(R"(The weather is fine. {"name": 1})", R"(The weather is fine. {"name": 1})", {},
               kLlama);
