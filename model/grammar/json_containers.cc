@@ -34,26 +34,39 @@ Expr JsonSchemaConverter::Helper(std::string_view key) {
     body = Opt(Alt({Lit(" "), Seq({Lit("\n"), Rep(Expr::CharClass({{'\t', '\t'}, {' ', ' '}}), 0,
                                                   options_.max_indent)})}));
   } else if (key == "char") {
-    const Expr escape =
-        Alt({Expr::CharClass({{'"', '"'},
-                              {'/', '/'},
-                              {'\\', '\\'},
-                              {'b', 'b'},
-                              {'f', 'f'},
-                              {'n', 'n'},
-                              {'r', 'r'},
-                              {'t', 't'}}),
-             Seq({Lit("u"), Rep(Expr::CharClass({{'0', '9'}, {'A', 'F'}, {'a', 'f'}}), 4, 4)})});
+    // \uXXXX never names a lone surrogate (JSON parsers such as nlohmann's and serde_json refuse
+    // one): D800-DBFF only as the first half of a pair with DC00-DFFF, the pair one character.
+    const auto hex = [](int n) {
+      return Rep(Expr::CharClass({{'0', '9'}, {'A', 'F'}, {'a', 'f'}}), n, n);
+    };
+    const Expr d = Expr::CharClass({{'D', 'D'}, {'d', 'd'}});
+    const Expr not_surrogate =
+        Alt({Seq({Expr::CharClass({{'0', '9'}, {'A', 'C'}, {'E', 'F'}, {'a', 'c'}, {'e', 'f'}}),
+                  hex(3)}),
+             Seq({d, Range('0', '7'), hex(2)})});
+    const Expr pair = Seq({d, Expr::CharClass({{'8', '9'}, {'A', 'B'}, {'a', 'b'}}), hex(2),
+                           Lit("\\u"), d, Expr::CharClass({{'C', 'F'}, {'c', 'f'}}), hex(2)});
+    const Expr escape = Alt({Expr::CharClass({{'"', '"'},
+                                              {'/', '/'},
+                                              {'\\', '\\'},
+                                              {'b', 'b'},
+                                              {'f', 'f'},
+                                              {'n', 'n'},
+                                              {'r', 'r'},
+                                              {'t', 't'}}),
+                             Seq({Lit("u"), Alt({not_surrogate, pair})})});
     body = Alt({Expr::CharClass({{0x00, 0x1F}, {'"', '"'}, {'\\', '\\'}}, /*negated=*/true),
                 Seq({Lit("\\"), escape})});
   } else if (key == "string") {
     body = Seq({quote, Rep(Helper("char"), 0, kUnbounded), quote});
   } else if (key == "number") {
-    body = Seq(
-        {Opt(Lit("-")), Alt({Lit("0"), Seq({Range('1', '9'), Rep(Digits(), 0, kUnbounded)})}),
-         Opt(Seq({Lit("."), Rep(Digits(), 1, kUnbounded)})),
-         Opt(Seq({Expr::CharClass({{'E', 'E'}, {'e', 'e'}}),
-                  Opt(Expr::CharClass({{'+', '+'}, {'-', '-'}})), Rep(Digits(), 1, kUnbounded)}))});
+    body =
+        Seq({Opt(Lit("-")), Alt({Lit("0"), Seq({Range('1', '9'), Rep(Digits(), 0, kUnbounded)})}),
+             Opt(Seq({Lit("."), Rep(Digits(), 1, kUnbounded)})),
+             // Exponents of at most two digits: e999 is valid JSON but overflows a double, and
+             // parsers such as nlohmann's refuse it.
+             Opt(Seq({Expr::CharClass({{'E', 'E'}, {'e', 'e'}}),
+                      Opt(Expr::CharClass({{'+', '+'}, {'-', '-'}})), Rep(Digits(), 1, 2)}))});
   } else if (key == "value") {
     body = Alt({Helper("object"), Helper("array"), Helper("string"), Helper("number"), Lit("true"),
                 Lit("false"), Lit("null")});

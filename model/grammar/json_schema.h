@@ -26,7 +26,9 @@
 //   with its default separators, and pretty-printed JSON up to that indentation all fit).
 // - Object members come in the schema's declared order; extra members (additionalProperties)
 //   only after the declared ones (their names are not checked against the declared ones).
-// - A number with a bound is written without an exponent; integers never as 1.0 or 1e3.
+// - A number with a bound is written without an exponent; integers never as 1.0 or 1e3; an
+//   exponent has at most two digits (e999 is JSON but overflows a double, and parsers refuse it).
+// - \uXXXX escapes never name a lone surrogate (parsers refuse one); a pair is one character.
 // - A string is generated in one spelling: enum / const values and pattern literals use the
 //   shortest JSON escapes (\" \\ \n ..., \u00XX for other control characters).
 // - `pattern` is unanchored as JSON schema specifies: a side without ^ / $ may have any

@@ -425,7 +425,15 @@ class Product(BaseModel):
     discount_percent: Annotated[int, Field(ge=0, lt=100)] = 0
 
 
+class Measurement(BaseModel):
+    sensor: str
+    ratio: Annotated[float, Field(ge=0.5, le=9.75)]
+    celsius: Annotated[float, Field(gt=-273.15)]
+    confidence: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+
+
 NONSTRICT_PYDANTIC = {"profile_bounds": Profile, "event_formats": Event,
+                      "measurement_decimal_bounds": Measurement,
                       "tree_optional_children": TreeNode, "product_pattern": Product}
 
 HAND = {
@@ -448,6 +456,11 @@ HAND = {
         "negative": {"type": "number", "exclusiveMaximum": 0}},
         "required": ["probability", "temperature", "positive", "negative"],
         "additionalProperties": False},
+    "number_decimal_bounds": {"type": "object", "properties": {
+        "rate": {"type": "number", "minimum": 0.5, "maximum": 9.75},
+        "discount": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 0.3},
+        "delta": {"type": "number", "minimum": -2.5, "maximum": -0.125}},
+        "required": ["rate", "discount", "delta"], "additionalProperties": False},
     "integer_bounds": {"type": "object", "properties": {
         "port": {"type": "integer", "minimum": 1, "maximum": 65535},
         "offset": {"type": "integer", "minimum": -1000, "maximum": 1000},
