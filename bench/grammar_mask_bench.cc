@@ -6,7 +6,7 @@
 // vocabulary that then closes along tokens that shorten the completion), re-tokenized with the
 // tokenizer as a model would emit it, and fed token by token; every FillNextTokenBitmask call is
 // timed. Counters: p50_us / p99_us / max_us of those calls, compile_ms (CompiledGrammar::Compile,
-// first and only compile), tokens per instance, uncertain tokens in the tables.
+// first and only compile), tokens per instance, uncertain tokens and the size of the tables.
 //
 // The tokenizer comes from $EXPERTMESH_TOKENIZER_DIR/qwen2 or ${build}/test-data/tokenizers/qwen2
 // (tools/tokenizer/fetch_reference_tokenizers.sh); without it every benchmark is skipped with a
@@ -175,6 +175,7 @@ void RunCase(benchmark::State& state, const Case& c) {
   state.counters["tokens"] = static_cast<double>(c.tokens.size());
   state.counters["uncertain"] = static_cast<double>(c.compiled->stats().uncertain_tokens);
   state.counters["mask_nodes"] = c.compiled->stats().mask_nodes;
+  state.counters["table_kb"] = static_cast<double>(c.compiled->stats().table_bytes) / 1024.0;
 }
 
 void RegisterAll() {

@@ -57,8 +57,8 @@ absl::StatusOr<std::shared_ptr<const CompiledGrammar>> CompiledGrammar::Compile(
   s.mask_nodes = static_cast<int32_t>(mask_nodes.size());
   for (const NodeTokenMasks& m : c->masks_) {
     s.uncertain_tokens += static_cast<int64_t>(m.uncertain.size());
-    s.table_bytes += static_cast<int64_t>(
-        4 * (m.accepted_bits.size() + m.accepted_ids.size() + m.uncertain.size()));
+    s.table_bytes +=
+        static_cast<int64_t>(4 * (m.accepted_bits.size() + m.ids.size() + m.uncertain.size()));
   }
   s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return std::shared_ptr<const CompiledGrammar>(std::move(c));

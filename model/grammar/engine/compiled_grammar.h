@@ -20,12 +20,18 @@
 
 namespace expertmesh::grammar {
 
-// The precomputed token classification of one automaton node.
+// The precomputed token classification of one automaton node, stored in whichever form is
+// smallest: most nodes accept a handful of tokens (an id list), inside strings nearly all
+// (the rejected ids), a few about half (a bitset).
 struct NodeTokenMasks {
-  // Accepted tokens whatever the stack below: a bitset over the vocabulary (mask_words() words)
-  // when that is smaller, else `accepted_ids` (sorted).
+  enum class Form : uint8_t { kAcceptedIds, kRejectedIds, kBitset };
+  Form form = Form::kAcceptedIds;
+  // kAcceptedIds: the tokens accepted whatever the stack below, sorted.
+  // kRejectedIds: the text tokens rejected whatever the stack below, sorted (accepted: every
+  //   other text token not in `uncertain`).
+  std::vector<int32_t> ids;
+  // kBitset: the accepted tokens, mask_words() words.
   std::vector<uint32_t> accepted_bits;
-  std::vector<int32_t> accepted_ids;
   // Tokens that may run past the end of the node's rule; sorted by their bytes.
   std::vector<int32_t> uncertain;
 };

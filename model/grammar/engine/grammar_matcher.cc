@@ -17,6 +17,9 @@ using engine_internal::kInfiniteBytes;
 namespace {
 
 void SetBit(std::span<uint32_t> mask, int32_t id) { mask[id >> 5] |= uint32_t{1} << (id & 31); }
+void ClearBit(std::vector<uint32_t>* mask, int32_t id) {
+  (*mask)[id >> 5] &= ~(uint32_t{1} << (id & 31));
+}
 bool HasBit(std::span<const uint32_t> mask, int32_t id) { return (mask[id >> 5] >> (id & 31)) & 1; }
 
 // Frames interned during a const walk are scratch: dropped when the walk ends.
@@ -87,10 +90,20 @@ void GrammarMatcher::FillNextTokenBitmask(std::span<uint32_t> mask) const {
     if (std::find(nodes.begin(), nodes.end(), node) != nodes.end()) continue;
     nodes.push_back(node);
     const NodeTokenMasks& m = g.masks(node);
-    if (!m.accepted_bits.empty()) {
-      for (int32_t w = 0; w < words; ++w) mask[w] |= m.accepted_bits[w];
-    } else {
-      for (int32_t id : m.accepted_ids) SetBit(mask, id);
+    switch (m.form) {
+      case NodeTokenMasks::Form::kAcceptedIds:
+        for (int32_t id : m.ids) SetBit(mask, id);
+        break;
+      case NodeTokenMasks::Form::kBitset:
+        for (int32_t w = 0; w < words; ++w) mask[w] |= m.accepted_bits[w];
+        break;
+      case NodeTokenMasks::Form::kRejectedIds: {
+        scratch_bits_ = g.vocab().text_bits();
+        for (int32_t id : m.ids) ClearBit(&scratch_bits_, id);
+        for (int32_t id : m.uncertain) ClearBit(&scratch_bits_, id);
+        for (int32_t w = 0; w < words; ++w) mask[w] |= scratch_bits_[w];
+        break;
+      }
     }
   }
   // Context-dependent part: each stack judges its top node's uncertain tokens.

@@ -67,6 +67,7 @@ class GrammarMatcher {
   // Mutable: mask and budget walks intern scratch frames and drop them before returning.
   mutable engine_internal::FramePool pool_;
   mutable engine_internal::StackRunner runner_;
+  mutable std::vector<uint32_t> scratch_bits_;  // a node's accepted set, when stored as rejects
   engine_internal::ClosedStacks state_;
   bool terminated_ = false;
 };

@@ -51,15 +51,31 @@ NodeTokenMasks ClassifyNode(const Automaton& a, const TokenVocabulary& vocab, in
   pool.Truncate(mark);
 
   NodeTokenMasks m;
+  const int64_t num_accepted = static_cast<int64_t>(accepted.size());
+  const int64_t num_rejected =
+      static_cast<int64_t>(sorted.size()) - num_accepted - static_cast<int64_t>(uncertain.size());
+  const int64_t words = vocab.mask_words();
+  if (num_accepted <= std::min(num_rejected, words)) {
+    std::sort(accepted.begin(), accepted.end());
+    m.form = NodeTokenMasks::Form::kAcceptedIds;
+    m.ids = std::move(accepted);
+  } else {
+    std::vector<uint32_t> bits(words, 0);
+    for (int32_t id : accepted) bits[id >> 5] |= uint32_t{1} << (id & 31);
+    if (num_rejected <= words) {
+      for (int32_t id : uncertain) bits[id >> 5] |= uint32_t{1} << (id & 31);
+      m.form = NodeTokenMasks::Form::kRejectedIds;
+      for (int32_t id : sorted) {
+        if (!((bits[id >> 5] >> (id & 31)) & 1)) m.ids.push_back(id);
+      }
+      std::sort(m.ids.begin(), m.ids.end());
+    } else {
+      m.form = NodeTokenMasks::Form::kBitset;
+      m.accepted_bits = std::move(bits);
+    }
+  }
   // `uncertain` is already in trie (byte) order, as the run-time walk needs.
   m.uncertain = std::move(uncertain);
-  if (static_cast<int64_t>(accepted.size()) > vocab.mask_words()) {
-    m.accepted_bits.assign(vocab.mask_words(), 0);
-    for (int32_t id : accepted) m.accepted_bits[id >> 5] |= uint32_t{1} << (id & 31);
-  } else {
-    std::sort(accepted.begin(), accepted.end());
-    m.accepted_ids = std::move(accepted);
-  }
   return m;
 }
 

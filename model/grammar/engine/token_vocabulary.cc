@@ -63,8 +63,11 @@ bool TokenVocabulary::is_text(int32_t id) const {
 
 void TokenVocabulary::BuildTrie() {
   sorted_.clear();
+  text_bits_.assign(mask_words(), 0);
   for (int32_t id = 0; id < tokenizer_size(); ++id) {
-    if (is_text(id)) sorted_.push_back(id);
+    if (!is_text(id)) continue;
+    sorted_.push_back(id);
+    text_bits_[id >> 5] |= uint32_t{1} << (id & 31);
   }
   std::stable_sort(sorted_.begin(), sorted_.end(),
                    [this](int32_t a, int32_t b) { return token_bytes_[a] < token_bytes_[b]; });

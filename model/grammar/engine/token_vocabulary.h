@@ -62,6 +62,8 @@ class TokenVocabulary {
 
   // The trie over the text tokens, in DFS order; node 0 is the root (the empty prefix).
   const std::vector<TrieNode>& trie() const { return trie_; }
+  // Bitmask (mask_words() words) of the text tokens.
+  const std::vector<uint32_t>& text_bits() const { return text_bits_; }
   // Text token ids sorted by their bytes (the order the trie lists them in).
   const std::vector<int32_t>& sorted_text_tokens() const { return sorted_; }
 
@@ -75,6 +77,7 @@ class TokenVocabulary {
   int32_t vocab_size_ = 0;
   std::vector<TrieNode> trie_;
   std::vector<int32_t> sorted_;
+  std::vector<uint32_t> text_bits_;
 };
 
 }  // namespace expertmesh::grammar

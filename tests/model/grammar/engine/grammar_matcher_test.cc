@@ -1,5 +1,6 @@
 #include "model/grammar/engine/grammar_matcher.h"
 
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -59,6 +60,43 @@ INSTANTIATE_TEST_SUITE_P(Grammars, GrammarWalkTest, ::testing::ValuesIn(AllTestG
                          [](const ::testing::TestParamInfo<NamedGrammar>& info) {
                            return info.param.name;
                          });
+
+// The walks above exercise the id-list and bitset forms of the node tables; a vocabulary of
+// printable ASCII makes a node that accepts nearly everything store its few rejected ids.
+TEST(CompiledGrammarTest, EveryTableFormMatchesTheReference) {
+  const testing::SmallVocab sv = MakeSmallVocab();
+  std::set<NodeTokenMasks::Form> forms;
+  for (const NamedGrammar& g : AllTestGrammars()) {
+    auto compiled = CompileOrDie(g.grammar, sv.vocab);
+    const auto& a = compiled->automaton();
+    for (size_t n = 0; n < a.nodes.size(); ++n) {
+      if (!a.nodes[n].bytes.empty()) forms.insert(compiled->masks(static_cast<int32_t>(n)).form);
+    }
+  }
+  EXPECT_TRUE(forms.contains(NodeTokenMasks::Form::kAcceptedIds));
+  EXPECT_TRUE(forms.contains(NodeTokenMasks::Form::kBitset));
+
+  std::vector<std::string> bytes;
+  for (char c = ' '; c <= '~'; ++c) bytes.push_back(std::string(1, c));
+  for (const char* t : {"ab", "a!", "!!", "a!b", "xyz", "!x", "hello world"}) bytes.push_back(t);
+  const int32_t eos = static_cast<int32_t>(bytes.size());
+  bytes.push_back("</s>");
+  std::vector<bool> special(bytes.size(), false);
+  special[eos] = true;
+  auto vocab = TokenVocabulary::Create(bytes, special, {eos}, eos + 1);
+  ASSERT_TRUE(vocab.ok());
+  Grammar g;
+  g.rules.push_back(
+      {"root", Expr::Sequence({Expr::Repeat(Expr::CharClass({{'!', '!'}}, true), 0, kUnbounded),
+                               Expr::Literal("!")})});
+  auto compiled = CompileOrDie(g, *vocab);
+  const NodeTokenMasks& root = compiled->masks(compiled->automaton().root_start());
+  EXPECT_EQ(root.form, NodeTokenMasks::Form::kRejectedIds);
+  testing::WalkOptions options;
+  options.walks = 3;
+  options.random_steps = 10;
+  EXPECT_GT(testing::CheckRandomWalks(g, compiled, options), options.walks);
+}
 
 TEST(GrammarMatcherTest, SpecialEmptyAndPaddingIdsAreNeverAllowedNorAccepted) {
   const testing::SmallVocab sv = MakeSmallVocab();

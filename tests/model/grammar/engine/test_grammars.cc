@@ -99,12 +99,17 @@ Grammar Utf8Grammar() {
   });
 }
 
+Grammar NoLowercaseGrammar() {
+  return Make({{"root", Seq({Star(Cls({C('a', 'z')}, true)), L("x")})}});
+}
+
 std::vector<NamedGrammar> AllTestGrammars() {
   return {{"json", JsonGrammar()},
           {"arithmetic", ArithmeticGrammar()},
           {"regex_like", RegexLikeGrammar()},
           {"text_through", TextThroughGrammar()},
-          {"utf8", Utf8Grammar()}};
+          {"utf8", Utf8Grammar()},
+          {"no_lowercase", NoLowercaseGrammar()}};
 }
 
 SmallVocab MakeSmallVocab() {

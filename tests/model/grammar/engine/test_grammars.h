@@ -28,6 +28,8 @@ Grammar RegexLikeGrammar();
 Grammar TextThroughGrammar();
 // Multi-byte character classes (2-, 3- and 4-byte UTF-8) and a negated class.
 Grammar Utf8Grammar();
+// Any text without lowercase letters, then "x" (about half the vocabulary at every step).
+Grammar NoLowercaseGrammar();
 std::vector<NamedGrammar> AllTestGrammars();
 
 struct SmallVocab {
