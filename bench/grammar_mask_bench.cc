@@ -5,8 +5,10 @@
 // For each grammar a valid instance is made once (a seeded random walk of the grammar over the
 // vocabulary that then closes along tokens that shorten the completion), re-tokenized with the
 // tokenizer as a model would emit it, and fed token by token; every FillNextTokenBitmask call is
-// timed. Counters: p50_us / p99_us / max_us of those calls, compile_ms (CompiledGrammar::Compile,
-// first and only compile), tokens per instance, uncertain tokens and the size of the tables.
+// timed. Counters: p50_us / p99_us / max_us of those calls, closing_p50_us / closing_max_us of
+// FillClosingBitmask at every token (budget: MinBytesToComplete() + 4), compile_ms
+// (CompiledGrammar::Compile, first and only compile), tokens per instance, uncertain tokens and the
+// size of the tables.
 //
 // The tokenizer comes from $EXPERTMESH_TOKENIZER_DIR/qwen2 or ${build}/test-data/tokenizers/qwen2
 // (tools/tokenizer/fetch_reference_tokenizers.sh); without it every benchmark is skipped with a
@@ -154,6 +156,19 @@ void RunCase(benchmark::State& state, const Case& c) {
   }
   std::vector<uint32_t> mask(c.compiled->vocab().mask_words());
   std::vector<double> us;
+  // The closing mask (budget: what the grammar needs plus a few bytes, as near max_tokens),
+  // once per token of the instance.
+  std::vector<double> closing_us;
+  {
+    GrammarMatcher m(c.compiled);
+    for (int32_t t : c.tokens) {
+      const auto t0 = std::chrono::steady_clock::now();
+      m.FillClosingBitmask(mask, m.MinBytesToComplete() + 4);
+      const auto t1 = std::chrono::steady_clock::now();
+      closing_us.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+      if (!m.AcceptToken(t).ok()) break;
+    }
+  }
   for (auto _ : state) {
     GrammarMatcher m(c.compiled);
     for (int32_t t : c.tokens) {
@@ -171,6 +186,9 @@ void RunCase(benchmark::State& state, const Case& c) {
   state.counters["p50_us"] = Percentile(us, 0.5);
   state.counters["p99_us"] = Percentile(us, 0.99);
   state.counters["max_us"] = us.empty() ? 0 : *std::max_element(us.begin(), us.end());
+  state.counters["closing_p50_us"] = Percentile(closing_us, 0.5);
+  state.counters["closing_max_us"] =
+      closing_us.empty() ? 0 : *std::max_element(closing_us.begin(), closing_us.end());
   state.counters["compile_ms"] = c.compile_ms;
   state.counters["tokens"] = static_cast<double>(c.tokens.size());
   state.counters["uncertain"] = static_cast<double>(c.compiled->stats().uncertain_tokens);
