@@ -464,11 +464,28 @@ int RunGrammarComparison(Subject& s, const std::string& spec, int threads, int s
       // Alternate which goes first, so neither always follows the other.
       for (int k = 0; k < 2; ++k) {
         const bool constrained = (k == 0) == (round % 2 == 1);
+        const expertmesh::engine::GrammarStats g0 = s.engine->Stats().grammar;
+        const uint64_t steps0 = s.engine->Stats().steps;
         const Timed t = TimeDecode(*s.engine, batch, steps, constrained ? *compiled : nullptr);
         (constrained ? constrained_rates : free_rates).push_back(t.rate());
         std::printf("round %d: batch %d %s: %.1f tok/s (mean batch %.1f, load %.2f)\n", round + 1,
                     batch, constrained ? "with grammar" : "without", t.rate(),
                     static_cast<double>(t.tokens) / steps, LoadAverage());
+        if (constrained) {
+          // The grammar's own costs, per engine step of this run (prefill and drain included):
+          // the masks' fill on the helper thread, the part of it the forward pass did not hide,
+          // and the closing masks on the engine thread.
+          const expertmesh::engine::GrammarStats g = s.engine->Stats().grammar;
+          const double n = static_cast<double>(s.engine->Stats().steps - steps0);
+          std::printf(
+              "  grammar per step: mask fill %.3f ms (helper thread), not hidden %.3f ms, "
+              "closing %.3f ms (%llu rows checked, %llu redrawn)\n",
+              1e3 * (g.fill_seconds - g0.fill_seconds) / n,
+              1e3 * (g.wait_seconds - g0.wait_seconds) / n,
+              1e3 * (g.closing_seconds - g0.closing_seconds) / n,
+              static_cast<unsigned long long>(g.closing_checks - g0.closing_checks),
+              static_cast<unsigned long long>(g.closing_redraws - g0.closing_redraws));
+        }
         std::fflush(stdout);
       }
     }

@@ -1,6 +1,7 @@
 #include "worker/engine/engine.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
@@ -77,7 +78,12 @@ absl::Status Engine::AddRequest(scheduler::GenerationRequest request) {
 absl::Status Engine::Abort(const std::string& id) { return scheduler_->Abort(id); }
 
 EngineStats Engine::Stats() const {
-  return {scheduler_->Stats(), steps_, tokens_computed_, tokens_generated_};
+  EngineStats stats{scheduler_->Stats(), steps_, tokens_computed_, tokens_generated_,
+                    grammar_masks_->stats()};
+  stats.grammar.closing_checks = closing_checks_;
+  stats.grammar.closing_redraws = closing_redraws_;
+  stats.grammar.closing_seconds = closing_seconds_;
+  return stats;
 }
 
 absl::StatusOr<std::vector<RequestOutput>> Engine::Step() {
@@ -215,8 +221,15 @@ absl::Status Engine::CloseGrammars(const Tensor& logits,
     const scheduler::ScheduledSequence& s = *g.seq;
     sampling::SampledToken& drawn = sampled[static_cast<size_t>(g.row)];
     if (!GrammarMasks::NeedsClosing(s, drawn.token)) continue;
+    const auto t0 = std::chrono::steady_clock::now();
+    absl::Cleanup timed = [&] {
+      closing_seconds_ +=
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    };
+    ++closing_checks_;
     closing_mask_.resize(static_cast<size_t>(grammar_masks_->words()));
     if (!GrammarMasks::FillClosingMask(s, closing_mask_)) continue;  // nothing fits: keep it
+    ++closing_redraws_;
     // The row's logits: raw for a host-drawn row, already masked by its grammar for a
     // backend-drawn one (the closing mask only removes more tokens, so that is the same).
     std::span<const float> l;

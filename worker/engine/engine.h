@@ -69,6 +69,7 @@ struct EngineStats {
   uint64_t steps = 0;
   uint64_t tokens_computed = 0;  // prompt + decode tokens run through the model
   uint64_t tokens_generated = 0;
+  GrammarStats grammar;  // constrained decoding (all zero without grammars)
 };
 
 class Engine {
@@ -160,6 +161,8 @@ class Engine {
   kernels::Tensor backend_masks_;
   std::vector<int32_t> mask_rows_;
   std::vector<uint32_t> closing_mask_;
+  uint64_t closing_checks_ = 0, closing_redraws_ = 0;
+  double closing_seconds_ = 0;
   // Prompt scoring (ScorePrompts): a host copy of a block of device logits rows, and the
   // top-k scratch.
   std::vector<float> host_rows_;

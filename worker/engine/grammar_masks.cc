@@ -1,6 +1,7 @@
 #include "worker/engine/grammar_masks.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "common/logging.h"
 #include "common/splitmix64.h"
@@ -68,14 +69,22 @@ void GrammarMasks::Start(const scheduler::StepPlan& plan) {
   if (rows_.empty()) return;
   masks_.resize(rows_.size() * static_cast<size_t>(words_));
   if (!thread_.joinable()) thread_ = std::thread([this] { Run(); });
+  ++fills_;
   absl::MutexLock lock(&mu_);
   pending_ = true;
 }
 
 void GrammarMasks::Wait() {
   if (rows_.empty()) return;
+  const auto t0 = std::chrono::steady_clock::now();
   absl::MutexLock lock(&mu_);
   mu_.Await(absl::Condition(this, &GrammarMasks::FillDone));
+  wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+GrammarStats GrammarMasks::stats() const {
+  absl::MutexLock lock(&mu_);
+  return {.mask_fills = fills_, .fill_seconds = fill_seconds_, .wait_seconds = wait_seconds_};
 }
 
 void GrammarMasks::Run() {
@@ -85,8 +94,12 @@ void GrammarMasks::Run() {
       mu_.Await(absl::Condition(this, &GrammarMasks::HasWork));
       if (stop_) return;
     }
+    const auto t0 = std::chrono::steady_clock::now();
     Fill();
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     absl::MutexLock lock(&mu_);
+    fill_seconds_ += seconds;
     pending_ = false;
   }
 }

@@ -31,6 +31,16 @@
 
 namespace expertmesh::engine {
 
+// Where constrained decoding's time goes (for benchmarks and metrics).
+struct GrammarStats {
+  uint64_t mask_fills = 0;       // steps whose masks were filled
+  double fill_seconds = 0;       // on the helper thread, overlapping the forward pass
+  double wait_seconds = 0;       // the engine thread blocked in Wait(): what the overlap missed
+  uint64_t closing_checks = 0;   // rows whose token needed the closing mask
+  uint64_t closing_redraws = 0;  // ... and were redrawn from it
+  double closing_seconds = 0;    // closing masks and redraws, on the engine thread
+};
+
 class GrammarMasks {
  public:
   // One constrained sampling row of the step.
@@ -65,6 +75,8 @@ class GrammarMasks {
     return {masks_.data(), static_cast<size_t>(num_backend_rows_ * words_)};
   }
   int64_t words() const { return words_; }
+  // Fill and wait times so far (closing_* are the engine's to count).
+  GrammarStats stats() const;
 
   // Whether `token`, just drawn for `seq`, leaves its grammar unable to complete (end of
   // sequence included) within the tokens left after it: then the row must be redrawn from
@@ -88,11 +100,14 @@ class GrammarMasks {
   std::vector<Row> rows_;
   int64_t num_backend_rows_ = 0;
   std::vector<uint32_t> masks_;  // [rows_.size(), words_]
+  uint64_t fills_ = 0;
+  double wait_seconds_ = 0;
 
   std::thread thread_;  // started by the first Start() with constrained rows
   mutable absl::Mutex mu_;
   bool pending_ ABSL_GUARDED_BY(mu_) = false;  // a fill is queued or running
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  double fill_seconds_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace expertmesh::engine

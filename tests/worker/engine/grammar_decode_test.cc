@@ -5,6 +5,8 @@
 // ends, raw logprobs, and requests refused at submission.
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <set>
@@ -12,9 +14,12 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "model/grammar/gbnf.h"
+#include "model/grammar/json_schema.h"
 #include "model/tokenizer/tokenizer.h"
 #include "nlohmann/json.hpp"
 #include "tests/util/cpu_engine.h"
+#include "tests/util/fake_device_backend.h"
 #include "tests/worker/engine/grammar_test_util.h"
 #include "tests/worker/models/model_test_util.h"
 #include "worker/engine/engine.h"
@@ -200,6 +205,76 @@ TEST_F(GrammarDecodeTest, ClosesWithinTinyBudgets) {
   }
 }
 
+// Schemas of the corpus through the router's path (JsonSchemaToGrammar, PrintGbnf): outputs parse
+// and hold every required property.
+TEST_F(GrammarDecodeTest, CorpusSchemasGiveTheirRequiredProperties) {
+  for (const char* name : {"strict_person", "strict_classification", "strict_weather_query",
+                           "strict_sentiment", "string_enum"}) {
+    SCOPED_TRACE(name);
+    std::ifstream in(std::string(EXPERTMESH_SOURCE_DIR) + "/tests/data/structured/schemas/" + name +
+                     ".json");
+    ASSERT_TRUE(in) << name;
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto g = grammar::JsonSchemaToGrammar(text);
+    ASSERT_TRUE(g.ok()) << g.status();
+    const std::string gbnf = grammar::PrintGbnf(*g);
+    const nlohmann::json schema = nlohmann::json::parse(text);
+    auto e = Make();
+    constexpr int64_t kMaxTokens = 120;
+    for (int i = 0; i < 4; ++i) {
+      ASSERT_TRUE(e->AddRequest(Request(std::string(name) + std::to_string(i), gbnf,
+                                        i % 2 ? 1.0f : 0.0f, 300 + i, kMaxTokens))
+                      .ok());
+    }
+    for (const auto& [id, o] : RunAll(*e)) {
+      SCOPED_TRACE(id);
+      const nlohmann::json j = ParseOrFail(EndedText(o, kMaxTokens, eos_));
+      if (schema.contains("required")) {
+        ASSERT_TRUE(j.is_object());
+        for (const auto& key : schema["required"]) {
+          EXPECT_TRUE(j.contains(key.get<std::string>())) << key;
+        }
+      }
+      if (schema.contains("enum")) {
+        EXPECT_NE(std::find(schema["enum"].begin(), schema["enum"].end(), j), schema["enum"].end());
+      }
+    }
+  }
+}
+
+// On a device backend (the fake one: CPU kernels behind device tensors), masks go to the device
+// and closing copies its row back: the same tokens as on the CPU backend.
+TEST_F(GrammarDecodeTest, SameTokensOnADeviceBackend) {
+  EngineOptions o;
+  o.compute_dtype = DType::kF32;
+  o.block_size = 4;
+  o.max_model_len = 256;
+  o.kv_cache_bytes = 16u << 20;
+  auto fake = expertmesh::testing::FakeDeviceBackend::Create();
+  ASSERT_TRUE(fake.ok());
+  auto device = Engine::Load(*dir_, *std::move(fake), o);
+  ASSERT_TRUE(device.ok()) << device.status();
+  auto cpu = expertmesh::testing::LoadCpuEngine(*dir_, o, /*threads=*/1);
+  ASSERT_TRUE(cpu.ok());
+  for (int i = 0; i < 6; ++i) {
+    GenerationRequest r =
+        Request("dev" + std::to_string(i),
+                i % 2 ? expertmesh::testing::kPersonGbnf : expertmesh::testing::kJsonObjectGbnf,
+                i % 3 == 0 ? 0.0f : 1.0f, 500 + i, 40 + 4 * i);
+    if (i == 4) r.sampling.presence_penalty = 0.5f;  // a host-drawn row
+    ASSERT_TRUE((*device)->AddRequest(r).ok());
+    ASSERT_TRUE((*cpu)->AddRequest(r).ok());
+  }
+  auto on_device = RunAll(**device);
+  auto on_cpu = RunAll(**cpu);
+  ASSERT_EQ(on_device.size(), 6u);
+  for (const auto& [id, out] : on_cpu) {
+    SCOPED_TRACE(id);
+    EXPECT_EQ(on_device[id].tokens, out.tokens);
+    EXPECT_TRUE(ParseOrFail(EndedText(out, 60, eos_)).is_object());
+  }
+}
+
 TEST_F(GrammarDecodeTest, ChoiceGrammarGivesOneOfTheChoices) {
   const std::set<std::string> choices = {"yes", "no", "maybe", "it depends"};
   auto e = Make();
@@ -245,7 +320,7 @@ TEST_F(GrammarDecodeTest, SameTokensAloneInABatchAndAfterPreemption) {
         "mix" + std::to_string(i),
         i == 5 ? ""
                : (i % 2 ? expertmesh::testing::kPersonGbnf : expertmesh::testing::kJsonObjectGbnf),
-        i % 3 == 0 ? 0.0f : 0.9f, 40 + i, 20 + 2 * i);
+        i % 3 == 0 ? 0.0f : 0.9f, 40 + i, 32 + 2 * i);
     if (i == 2) r.sampling.repetition_penalty = 1.3f;
     if (i == 3) {
       r.sampling.logprobs = true;
