@@ -12,6 +12,7 @@
 #ifndef EXPERTMESH_MODEL_GRAMMAR_GBNF_H_
 #define EXPERTMESH_MODEL_GRAMMAR_GBNF_H_
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -20,8 +21,12 @@
 
 namespace expertmesh::grammar {
 
+// The largest m or n of a repetition {m,n} ParseGbnf accepts (front ends refuse larger counts).
+inline constexpr int32_t kMaxGbnfRepeatCount = 1'000'000;
+
 // Parses GBNF text. INVALID_ARGUMENT with "line L, column C" for a syntax error, a rule defined
-// twice, a reference to an undefined rule, a missing `root`, or a repetition {m,n} with m > n.
+// twice, a reference to an undefined rule, a missing `root`, or a repetition {m,n} with m > n or
+// a count above kMaxGbnfRepeatCount.
 //
 // The AST is the text's structure: a group is its inner expression, a sequence or choice of one
 // item is that item, "" is Empty, `.` is CharClass({}, negated = true).

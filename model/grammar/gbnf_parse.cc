@@ -213,7 +213,9 @@ class Parser {
     int64_t value = 0;
     while (pos_ < text_.size() && text_[pos_] >= '0' && text_[pos_] <= '9') {
       value = value * 10 + (text_[pos_++] - '0');
-      if (value > 1'000'000) return Error(start, "repetition count over 1000000");
+      if (value > kMaxGbnfRepeatCount) {
+        return Error(start, absl::StrCat("repetition count over ", kMaxGbnfRepeatCount));
+      }
     }
     if (pos_ == start) return Error(pos_, "expected a repetition count");
     SkipInlineSpace();

@@ -131,13 +131,36 @@ absl::StatusOr<Expr> JsonSchemaConverter::ObjectBody(const Json& schema, const P
   if (extra_value) extra_member = Seq({Helper("string"), Lit(":"), Ws(), *extra_value});
   // The members after member i, given that something was written before them (each takes a
   // leading comma): declared ones in order, optional ones skippable, then any extra ones.
-  const auto rest_after = [&](size_t i) {
-    std::vector<Expr> items;
-    for (size_t j = i + 1; j < members.size(); ++j) {
-      Expr item = Seq({sep, members[j]});
-      items.push_back(is_required[j] ? std::move(item) : Opt(std::move(item)));
+  const size_t n = members.size();
+  const auto item = [&](size_t j) {
+    Expr e = Seq({sep, members[j]});
+    return is_required[j] ? e : Opt(std::move(e));
+  };
+  const Expr extras = extra_member ? Rep(Seq({sep, *extra_member}), 0, kUnbounded) : Expr::Empty();
+  // Each member that may come first (those up to the first required one) needs the rest after
+  // it. Written out that is quadratic in the members; past a small size the rests become a chain
+  // of rules `<object>-tail-<k>` (members k..n-1), linear.
+  const size_t leading =
+      std::min(n, static_cast<size_t>(std::find(is_required.begin(), is_required.end(), true) -
+                                      is_required.begin()) +
+                      1);
+  std::vector<std::string> tail_rules;
+  if (leading >= 2 && leading * n > 64) {
+    const size_t first_index = g_.rules.size();
+    for (size_t k = 1; k < n; ++k) {
+      tail_rules.push_back(UniqueRuleName(g_, absl::StrCat(at.name, "-tail-", k)));
+      g_.rules.push_back(Rule{tail_rules.back(), Expr::Empty()});
     }
-    if (extra_member) items.push_back(Rep(Seq({sep, *extra_member}), 0, kUnbounded));
+    for (size_t k = 1; k < n; ++k) {
+      g_.rules[first_index + k - 1].body =
+          Seq({item(k), k + 1 < n ? Expr::Ref(tail_rules[k]) : extras});
+    }
+  }
+  const auto rest_after = [&](size_t i) {
+    if (!tail_rules.empty()) return i + 1 < n ? Expr::Ref(tail_rules[i]) : extras;
+    std::vector<Expr> items;
+    for (size_t j = i + 1; j < n; ++j) items.push_back(item(j));
+    items.push_back(extras);
     return Seq(std::move(items));
   };
   // The first member written: any declared one up to the first required one, or an extra one

@@ -13,6 +13,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "model/grammar/expr_util.h"
+#include "model/grammar/gbnf.h"
 #include "model/grammar/json_converter.h"
 #include "model/grammar/json_number.h"
 #include "model/grammar/json_primitives.h"
@@ -299,10 +300,13 @@ absl::StatusOr<int64_t> JsonSchemaConverter::Count(const Json& schema, std::stri
     return Error(
         at, absl::StrCat("keyword '", std::string(keyword), "' must be a non-negative integer"));
   }
-  const int64_t v = it->is_number_unsigned()
-                        ? static_cast<int64_t>(std::min<uint64_t>(it->get<uint64_t>(), 1u << 30))
-                        : static_cast<int64_t>(it->get<double>());
-  return std::min<int64_t>(v, 1 << 30);
+  const double v =
+      it->is_number_unsigned() ? static_cast<double>(it->get<uint64_t>()) : it->get<double>();
+  if (v > kMaxGbnfRepeatCount) {
+    return Error(at, absl::StrCat("keyword '", std::string(keyword), "' ", it->dump(),
+                                  " is above the supported ", kMaxGbnfRepeatCount));
+  }
+  return static_cast<int64_t>(v);
 }
 
 absl::StatusOr<Expr> JsonSchemaConverter::StringBody(const Json& schema, const Place& at) {

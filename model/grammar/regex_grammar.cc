@@ -1,11 +1,13 @@
 #include "model/grammar/regex_grammar.h"
 
+#include <algorithm>
 #include <string>
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "model/grammar/expr_util.h"
+#include "model/grammar/gbnf.h"
 #include "model/grammar/utf8.h"
 
 namespace expertmesh::grammar {
@@ -105,8 +107,8 @@ class RegexParser {
     const auto number = [&](int32_t* out) {
       const size_t start = p;
       int64_t v = 0;
-      while (p < p_.size() && p_[p] >= '0' && p_[p] <= '9' && v < 100000) {
-        v = v * 10 + (p_[p++] - '0');
+      while (p < p_.size() && p_[p] >= '0' && p_[p] <= '9') {
+        v = std::min<int64_t>(v * 10 + (p_[p++] - '0'), int64_t{kMaxGbnfRepeatCount} + 1);
       }
       *out = static_cast<int32_t>(v);
       return p > start;
@@ -139,6 +141,9 @@ class RegexParser {
       } else if (c == '{') {
         if (!ParseBraces(&lo, &hi)) break;
         if (hi != kUnbounded && hi < lo) return Error("quantifier {m,n} with n < m");
+        if (lo > kMaxGbnfRepeatCount || hi > kMaxGbnfRepeatCount) {
+          return Error(absl::StrCat("quantifier count above ", kMaxGbnfRepeatCount));
+        }
       } else {
         break;
       }

@@ -1,6 +1,7 @@
 #include "model/grammar/json_schema.h"
 
 #include <cstdint>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -189,6 +190,38 @@ TEST(JsonSchemaTest, OptionalPropertiesKeepTheirOrder) {
   EXPECT_FALSE(Recognize(all_optional, R"({"y":2,"x":1})"));
 }
 
+// Many optional members: the grammar stays linear in their number (tail rules) and exact.
+TEST(JsonSchemaTest, ManyOptionalPropertiesStayLinear) {
+  for (const bool extras : {false, true}) {
+    std::string schema = R"({"type":"object","properties":{)";
+    for (int i = 0; i < 40; ++i)
+      absl::StrAppend(&schema, i ? "," : "", "\"p", i, "\":{\"type\":\"integer\"}");
+    absl::StrAppend(&schema, R"(},"required":["p7","p30"],"additionalProperties":)",
+                    extras ? "true" : "false", "}");
+    const Grammar g = Convert(schema);
+    EXPECT_LT(PrintGbnf(g).size(), 8000u) << PrintGbnf(g);
+    std::mt19937 rng(extras ? 1 : 2);
+    for (int trial = 0; trial < 300; ++trial) {
+      std::string text = "{";
+      bool has7 = false;
+      bool has30 = false;
+      bool first = true;
+      for (int i = 0; i < 40; ++i) {
+        if (rng() % 3 != 0 && i != 7 && i != 30) continue;
+        if ((i == 7 || i == 30) && rng() % 8 == 0) continue;  // sometimes leave a required one out
+        has7 |= i == 7;
+        has30 |= i == 30;
+        absl::StrAppend(&text, first ? "" : ",", "\"p", i, "\":", i);
+        first = false;
+      }
+      if (extras && rng() % 2 == 0) absl::StrAppend(&text, first ? "" : ",", R"("zz":[])");
+      text += "}";
+      ASSERT_EQ(Recognize(g, text), has7 && has30) << text;
+    }
+    EXPECT_FALSE(Recognize(g, R"({"p30":1,"p7":1})"));
+  }
+}
+
 TEST(JsonSchemaTest, AdditionalProperties) {
   const std::string declared = R"("type":"object","properties":{"id":{"type":"string"}},
       "required":["id"])";
@@ -320,6 +353,7 @@ TEST(JsonSchemaTest, ErrorsNameTheKeywordAndWhereItIs) {
       {R"({"type":"string","minLength":3,"pattern":"a"})", {"pattern"}},
       {R"({"type":["string",5]})", {"type"}},
       {R"({"enum":[]})", {"enum"}},
+      {R"({"type":"string","maxLength":2000000})", {"'maxLength' 2000000 is above"}},
       {R"({"$ref":"#/definitions/x"})", {"points at nothing"}},
       {R"({"type":"object","properties":{"a":false},"required":["a"]})", {"schema false"}},
       {"[1]", {"object or a boolean"}},

@@ -87,6 +87,7 @@ TEST(RegexGrammarTest, RefusesWhatHasNoGrammar) {
       {"a{3,1}", "n < m"},
       {"[z-a]", "out of order"},
       {"\\q", "unknown escape"},
+      {"a{2000000}", "quantifier count above 1000000"},
   };
   for (const auto& c : cases) {
     absl::StatusOr<Grammar> g = RegexToGrammar(c.pattern);
