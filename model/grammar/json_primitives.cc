@@ -201,6 +201,59 @@ std::string EscapeJsonString(std::string_view text) {
   return out;
 }
 
+// CharLengthBounds' sums and products saturate at kCap, which stands for "no limit".
+constexpr int64_t kCap = int64_t{1} << 40;
+
+std::pair<int64_t, int64_t> CharLengthBounds(const Expr& e) {
+  const auto add = [](int64_t a, int64_t b) { return std::min(kCap, a + b); };
+  const auto finish = [&](std::pair<int64_t, int64_t> b) {
+    if (b.second >= kCap) b.second = kUnbounded;
+    return b;
+  };
+  const auto raw = [&](const auto& self, const Expr& x) -> std::pair<int64_t, int64_t> {
+    switch (x.kind) {
+      case Expr::Kind::kEmpty:
+        return {0, 0};
+      case Expr::Kind::kLiteral: {
+        int64_t n = 0;
+        for (char c : x.text) n += (static_cast<uint8_t>(c) & 0xC0) != 0x80 ? 1 : 0;
+        return {n, n};
+      }
+      case Expr::Kind::kCharClass:
+        return {1, 1};
+      case Expr::Kind::kRuleRef:
+        return {0, kCap};
+      case Expr::Kind::kSequence: {
+        std::pair<int64_t, int64_t> total = {0, 0};
+        for (const Expr& item : x.items) {
+          const auto b = self(self, item);
+          total = {add(total.first, b.first), add(total.second, b.second)};
+        }
+        return total;
+      }
+      case Expr::Kind::kChoice: {
+        if (x.items.empty()) return {0, 0};
+        std::pair<int64_t, int64_t> range = {kCap, 0};
+        for (const Expr& item : x.items) {
+          const auto b = self(self, item);
+          range = {std::min(range.first, b.first), std::max(range.second, b.second)};
+        }
+        return range;
+      }
+      case Expr::Kind::kRepeat: {
+        const auto b = self(self, x.items[0]);
+        const int64_t lo = std::min(kCap, b.first * x.min_count);
+        const int64_t hi = b.second == 0               ? 0
+                           : x.max_count == kUnbounded ? kCap
+                                                       : std::min(kCap, b.second * x.max_count);
+        return {lo, hi};
+      }
+    }
+    return {0, kCap};
+  };
+  return finish(raw(raw, e));
+}
+
 Expr JsonStringContent(const Expr& e) {
   switch (e.kind) {
     case Expr::Kind::kEmpty:

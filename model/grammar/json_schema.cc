@@ -326,32 +326,48 @@ absl::StatusOr<Expr> JsonSchemaConverter::StringBody(const Json& schema, const P
     format = schema["format"].get<std::string>();
     if (format == "password") format.clear();  // OpenAPI's UI hint: any string
   }
+  // A pattern or format with minLength / maxLength: the intersection of the two languages has no
+  // grammar here, so it is accepted only where the pattern or format already implies the limits
+  // (e.g. ^[A-Z]{3}-\d{4}$ with maxLength 8, or format uuid with minLength 36).
+  const auto check_implied = [&](std::string_view what, const Expr& content) -> absl::Status {
+    if (!has_length) return absl::OkStatus();
+    const auto [lo, hi] = CharLengthBounds(content);
+    const bool within =
+        lo >= *min_length && (*max_length == kUnbounded || (hi != kUnbounded && hi <= *max_length));
+    if (within) return absl::OkStatus();
+    return Error(at, absl::StrCat("keyword '", std::string(what),
+                                  "' together with minLength / maxLength is only supported where "
+                                  "it implies them (it admits ",
+                                  lo, " to ", hi == kUnbounded ? "any" : std::to_string(hi),
+                                  " characters)"));
+  };
   if (schema.contains("pattern")) {
-    if (has_length || !format.empty()) {
-      return Error(at,
-                   "keyword 'pattern' together with minLength, maxLength or format is not "
-                   "supported");
+    if (!format.empty()) {
+      return Error(at, "keyword 'pattern' together with 'format' is not supported");
     }
     if (!schema["pattern"].is_string()) return Error(at, "keyword 'pattern' must be a string");
     absl::StatusOr<std::vector<RegexBranch>> branches =
         ParseRegex(schema["pattern"].get<std::string>());
     if (!branches.ok()) return Error(at, absl::StrCat("pattern: ", branches.status().message()));
     // JSON schema patterns are unanchored: an open side may hold any characters.
+    std::vector<Expr> decoded;  // the branches over decoded text, for the length check
     std::vector<Expr> alternatives;
     const Expr any = Rep(Helper("char"), 0, kUnbounded);
+    const Expr any_decoded = Rep(Expr::CharClass({}, /*negated=*/true), 0, kUnbounded);
     for (const RegexBranch& branch : *branches) {
+      decoded.push_back(Seq({branch.anchored_start ? Expr::Empty() : any_decoded, branch.expr,
+                             branch.anchored_end ? Expr::Empty() : any_decoded}));
       alternatives.push_back(
           Seq({branch.anchored_start ? Expr::Empty() : any, JsonStringContent(branch.expr),
                branch.anchored_end ? Expr::Empty() : any}));
     }
+    if (absl::Status s = check_implied("pattern", Alt(std::move(decoded))); !s.ok()) return s;
     return Seq({quote, Alt(std::move(alternatives)), quote});
   }
   if (!format.empty()) {
-    if (has_length) {
-      return Error(at, "keyword 'format' together with minLength or maxLength is not supported");
-    }
     absl::StatusOr<Expr> content = StringFormatExpr(format);
     if (!content.ok()) return Error(at, std::string(content.status().message()));
+    if (absl::Status s = check_implied("format", *content); !s.ok()) return s;
     return Seq({quote, *std::move(content), quote});
   }
   if (!has_length) return Helper("string");

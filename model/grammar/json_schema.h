@@ -18,7 +18,8 @@
 // minProperties, maxProperties, unevaluated*), unsupported formats, integer bounds beyond 64
 // bits, contradictory bounds (minItems > maxItems, minLength > maxLength, minimum > maximum,
 // an interval with no value), an empty enum, a $ref that is remote or points at nothing,
-// minLength / maxLength together with pattern or format, and schema text that is not JSON.
+// minLength / maxLength beside a pattern or format that does not already imply them, pattern
+// beside format, counts above kMaxGbnfRepeatCount, and schema text that is not JSON.
 //
 // Choices where the schema leaves freedom, so that a constrained model cannot run away:
 // - Whitespace is bounded: after `{` `[` `,` `:` and before `}` `]` a gap is empty, one space,

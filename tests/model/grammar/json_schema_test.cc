@@ -295,6 +295,19 @@ TEST(JsonSchemaTest, PatternsAreUnanchoredUnlessAnchored) {
   EXPECT_FALSE(Recognize(g, "[\"ab\",\"cd\",\"x\\\"y\",\"\n\"]"));  // raw control character
 }
 
+TEST(JsonSchemaTest, LengthLimitsThePatternOrFormatImpliesAreAccepted) {
+  const Grammar sku = Convert(R"({"type":"string","pattern":"^[A-Z]{3}-\\d{4}$","minLength":8,
+      "maxLength":8})");
+  EXPECT_TRUE(Recognize(sku, R"("ABC-1234")"));
+  EXPECT_FALSE(Recognize(sku, R"("ABC-123")"));
+  const Grammar word = Convert(R"({"type":"string","pattern":"^(ab|c)+$","minLength":1})");
+  EXPECT_TRUE(Recognize(word, R"("abcab")"));
+  EXPECT_FALSE(Recognize(word, R"("")"));
+  const Grammar uuid = Convert(R"({"type":"string","format":"uuid","minLength":36,
+      "maxLength":36})");
+  EXPECT_TRUE(Recognize(uuid, R"("123e4567-e89b-12d3-a456-426614174000")"));
+}
+
 TEST(JsonSchemaTest, EnumAndConstAreCanonicalJson) {
   const Grammar g = Convert(R"({"enum":["a\"b",1,2.5,true,null,{"k":[1,"é"]},[]]})");
   for (const char* s : {R"("a\"b")", "1", "2.5", "true", "null", R"({"k":[1,"é"]})", "[]"}) {
@@ -350,7 +363,10 @@ TEST(JsonSchemaTest, ErrorsNameTheKeywordAndWhereItIs) {
        {"#/anyOf/1", "'minimum' must be a number"}},
       {R"j({"type":"string","pattern":"(?=x)"})j", {"lookahead"}},
       {R"({"type":"object","required":["a"]})", {"required property 'a'"}},
-      {R"({"type":"string","minLength":3,"pattern":"a"})", {"pattern"}},
+      {R"({"type":"string","minLength":3,"pattern":"a"})", {"'pattern'", "1 to any"}},
+      {R"({"type":"string","maxLength":5,"pattern":"^[a-z]{2,6}$"})", {"2 to 6 characters"}},
+      {R"({"type":"string","minLength":37,"format":"uuid"})", {"'format'"}},
+      {R"({"type":"string","pattern":"^a$","format":"date"})", {"'pattern' together"}},
       {R"({"type":["string",5]})", {"type"}},
       {R"({"enum":[]})", {"enum"}},
       {R"({"type":"string","maxLength":2000000})", {"'maxLength' 2000000 is above"}},
