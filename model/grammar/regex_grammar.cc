@@ -1,6 +1,7 @@
 #include "model/grammar/regex_grammar.h"
 
 #include <algorithm>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -8,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "model/grammar/expr_util.h"
 #include "model/grammar/gbnf.h"
+#include "model/grammar/unicode_category.h"
 #include "model/grammar/utf8.h"
 
 namespace expertmesh::grammar {
@@ -253,6 +255,28 @@ class RegexParser {
         return Error("word boundary \\B is not supported");
       case 'k':
         return Error("backreference \\k is not supported");
+      case 'p':
+      case 'P': {
+        // \p{Lu}, \p{L}, or the one-letter form \pL.
+        std::string name;
+        if (Peek('{')) {
+          const size_t close = p_.find('}', pos_);
+          if (close == std::string_view::npos) return Error("unterminated \\p{...}");
+          name = std::string(p_.substr(pos_ + 1, close - pos_ - 1));
+          pos_ = close + 1;
+        } else if (pos_ < p_.size()) {
+          name = std::string(1, p_[pos_++]);
+        }
+        if (name.starts_with("General_Category=") || name.starts_with("gc=")) {
+          name = name.substr(name.find('=') + 1);
+        }
+        std::optional<std::vector<CodePointRange>> ranges = UnicodeCategoryRanges(name);
+        if (!ranges) {
+          return Error(absl::StrCat("\\", std::string(1, e), "{", name,
+                                    "}: only general categories (L, Lu, Nd, ...) are supported"));
+        }
+        return ClassEscape{*std::move(ranges), e == 'P'};
+      }
       case 'A':
       case 'Z':
       case 'z':

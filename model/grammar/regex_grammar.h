@@ -1,7 +1,8 @@
 // Regular expressions (JSON schema `pattern`, vLLM's guided_regex) as grammars.
 //
 // Supported: literals; escapes \d \D \w \W \s \S (ASCII classes), \t \n \r \f \v \0, \xHH,
-// \uHHHH, \u{H...}, and an escaped punctuation character as itself; classes [a-z], negated
+// \uHHHH, \u{H...}, Unicode general categories \p{L} \p{Lu} \pN \P{...} (negated), and an
+// escaped punctuation character as itself; classes [a-z], negated
 // [^...] with the same escapes inside; `.` (any code point but \n); groups (...), (?:...),
 // (?P<name>...), (?<name>...); alternation; the quantifiers * + ? {m} {m,} {m,n} and their lazy
 // forms (*? etc.: laziness changes which match a search prefers, never the language); ^ at the

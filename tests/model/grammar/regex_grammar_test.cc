@@ -59,7 +59,10 @@ INSTANTIATE_TEST_SUITE_P(
         LanguageCase{"[\\D]", {"a", "-"}, {"5"}},
         LanguageCase{"a{,3}", {"a{,3}"}, {"aaa"}},  // not a quantifier: literal braces (Python)
         LanguageCase{"(a|b)*c", {"c", "abbac"}, {"abba"}}, LanguageCase{"[]a]", {"]", "a"}, {"b"}},
-        LanguageCase{"(true|false)", {"true", "false"}, {"truefalse"}}));
+        LanguageCase{"(true|false)", {"true", "false"}, {"truefalse"}},
+        LanguageCase{"\\p{L}+ \\p{Nd}", {"Zoë 7", "中文 ٣", "Ωmega 0"}, {"a1 7", "abc x", " 7"}},
+        LanguageCase{"\\p{Lu}\\p{Ll}*", {"Émile", "A"}, {"émile", "AB"}},
+        LanguageCase{"[\\pL\\d_]+\\P{L}", {"ab_9!", "Ω1 "}, {"ab_9c", "!"}}));
 
 TEST(RegexGrammarTest, RefusesWhatHasNoGrammar) {
   const struct {
@@ -88,6 +91,7 @@ TEST(RegexGrammarTest, RefusesWhatHasNoGrammar) {
       {"[z-a]", "out of order"},
       {"\\q", "unknown escape"},
       {"a{2000000}", "quantifier count above 1000000"},
+      {"\\p{Greek}", "only general categories"},
   };
   for (const auto& c : cases) {
     absl::StatusOr<Grammar> g = RegexToGrammar(c.pattern);
