@@ -71,7 +71,8 @@ TEST_P(CorpusSchemaTest, GrammarAcceptsInstancesAndRejectsNearMisses) {
   JsonInstanceGenerator generator(schema, /*seed=*/std::hash<std::string>{}(GetParam()) % 1000);
   const Json& root = generator.Resolve(schema);
   // EXPERTMESH_GRAMMAR_DUMP_INSTANCES=<dir> writes the instances (one per line) to
-  // <dir>/<schema>.jsonl, to check them with another validator (e.g. Python's jsonschema).
+  // <dir>/<schema>.jsonl, to check them with another validator (e.g. Python's jsonschema); the
+  // sentences of EverySentenceOfTheGrammarIsJson go to <schema>.samples.jsonl as JSON strings.
   std::ofstream dump;
   if (const char* dir = std::getenv("EXPERTMESH_GRAMMAR_DUMP_INSTANCES")) {
     dump.open(std::filesystem::path(dir) / (GetParam() + ".jsonl"));
@@ -134,7 +135,7 @@ TEST_P(CorpusSchemaTest, EverySentenceOfTheGrammarIsJson) {
   for (int i = 0; i < 50; ++i) {
     const std::string sentence = sampler.Sample();
     ASSERT_TRUE(Json::accept(sentence)) << sentence;
-    if (dump.is_open()) dump << Json::parse(sentence).dump() << "\n";
+    if (dump.is_open()) dump << Json(sentence).dump() << "\n";  // the exact text, quoted
   }
 }
 
