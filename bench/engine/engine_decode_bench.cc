@@ -19,9 +19,14 @@
 // worker's masks, filled while the forward pass runs, and its budget closing) is timed at batch 1
 // and 32 (or `batch`), R rounds (default 3) alternating the two, medians and their ratio
 // reported. The grammar is a JSON schema (G1's JsonSchemaToGrammar), any JSON object, or GBNF
-// text, compiled against the model directory's tokenizer. Both runs decode greedily; the
-// constrained one stops at an end of sequence, so each line also says the mean batch its steps
-// ran (tokens / steps).
+// text, compiled against the model directory's tokenizer. Both runs sample at temperature 1 (a
+// greedy random model repeats a few tokens, whose experts then stay in the cache: the token mix,
+// not the grammar, would set the speed); the constrained one may stop at an end of sequence,
+// so each line also says the mean batch its steps
+// ran (tokens / steps), and the grammar's own costs per step (engine::GrammarStats). The
+// constrained requests have room past the timed steps (and are aborted after them), so their
+// budget does not bind while timed: closing an output costs a closing mask per row for the last
+// tokens of each request, counted in those stats, not in these rates.
 // With --prefill-tokens, only the prefill of one N-token prompt is timed (time to first token
 // and N / that time, the figure `llama-bench -p N` reports), R rounds (default 3) alternating
 // the models, medians reported; the prompt is chunked by the engine's default token budget.
@@ -250,7 +255,8 @@ struct Timed {
 // Decode steps with `batch` requests already past their prefill (which is not timed); with
 // `grammar`, each request is constrained by it (and ends at an end of sequence).
 Timed TimeDecode(expertmesh::engine::Engine& e, int batch, int steps,
-                 std::shared_ptr<const expertmesh::grammar::CompiledGrammar> grammar = nullptr) {
+                 std::shared_ptr<const expertmesh::grammar::CompiledGrammar> grammar = nullptr,
+                 float temperature = 0) {
   const int64_t vocab = e.config().vocab_size;
   static int round = 0;
   ++round;
@@ -258,8 +264,13 @@ Timed TimeDecode(expertmesh::engine::Engine& e, int batch, int steps,
     expertmesh::scheduler::GenerationRequest req;
     req.id = std::to_string(round) + "-" + std::to_string(r);
     for (int i = 0; i < 16; ++i) req.prompt.push_back((i * 37 + r * 101 + round * 7) % vocab);
-    req.sampling.temperature = 0;
-    req.max_tokens = steps + 2;
+    req.sampling.temperature = temperature;
+    req.sampling.seed = static_cast<uint64_t>(r);
+    // A constrained request gets room past the timed steps: its budget never binds inside them
+    // (a schema's shortest completion can be hundreds of bytes), so the steps time the masks,
+    // not the closing of outputs cut short; it is aborted after them.
+    req.max_tokens =
+        grammar == nullptr ? steps + 2 : std::min<int64_t>(steps + 2 + 512, e.max_model_len() - 16);
     req.ignore_eos = grammar == nullptr;
     req.grammar = grammar;
     if (!e.AddRequest(req).ok()) std::abort();
@@ -274,6 +285,7 @@ Timed TimeDecode(expertmesh::engine::Engine& e, int batch, int steps,
     tokens += static_cast<int64_t>(out->size());
   }
   const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  for (int r = 0; r < batch; ++r) (void)e.Abort(std::to_string(round) + "-" + std::to_string(r));
   while (e.HasWork()) (void)e.Step();
   return {tokens, secs};
 }
@@ -466,7 +478,8 @@ int RunGrammarComparison(Subject& s, const std::string& spec, int threads, int s
         const bool constrained = (k == 0) == (round % 2 == 1);
         const expertmesh::engine::GrammarStats g0 = s.engine->Stats().grammar;
         const uint64_t steps0 = s.engine->Stats().steps;
-        const Timed t = TimeDecode(*s.engine, batch, steps, constrained ? *compiled : nullptr);
+        const Timed t = TimeDecode(*s.engine, batch, steps, constrained ? *compiled : nullptr,
+                                   /*temperature=*/1.0f);
         (constrained ? constrained_rates : free_rates).push_back(t.rate());
         std::printf("round %d: batch %d %s: %.1f tok/s (mean batch %.1f, load %.2f)\n", round + 1,
                     batch, constrained ? "with grammar" : "without", t.rate(),
