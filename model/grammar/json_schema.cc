@@ -59,26 +59,24 @@ bool IsAnnotation(std::string_view key) {
 
 std::string CanonicalJson(const Json& value) { return value.dump(); }
 
-// A bound keyword as an exact integer; `round_up` picks ceil for lower bounds on integers.
-absl::StatusOr<int64_t> IntegerBound(const Json& value, bool round_up, std::string* error) {
+// A bound keyword's value rounded to an integer (up or down), exactly for JSON integers; the
+// error text completes "keyword 'minimum' ...".
+std::optional<int64_t> IntegerBound(const Json& value, bool round_up, std::string* error) {
   if (value.is_number_unsigned()) {
-    if (value.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) {
-      *error = "is outside the 64-bit range";
-      return absl::InvalidArgumentError("");
+    if (value.get<uint64_t>() <= static_cast<uint64_t>(INT64_MAX)) {
+      return static_cast<int64_t>(value.get<uint64_t>());
     }
-    return static_cast<int64_t>(value.get<uint64_t>());
+  } else if (value.is_number_integer()) {
+    return value.get<int64_t>();
+  } else if (!value.is_number_float()) {
+    *error = "must be a number";
+    return std::nullopt;
+  } else {
+    const double v = round_up ? std::ceil(value.get<double>()) : std::floor(value.get<double>());
+    if (v >= -9.2e18 && v <= 9.2e18) return static_cast<int64_t>(v);
   }
-  if (value.is_number_integer()) return value.get<int64_t>();
-  if (!value.is_number_float()) {
-    *error = "is not a number";
-    return absl::InvalidArgumentError("");
-  }
-  const double v = round_up ? std::ceil(value.get<double>()) : std::floor(value.get<double>());
-  if (!(v >= -9.2e18 && v <= 9.2e18)) {
-    *error = "is outside the 64-bit range";
-    return absl::InvalidArgumentError("");
-  }
-  return static_cast<int64_t>(v);
+  *error = "is outside the 64-bit range";
+  return std::nullopt;
 }
 
 bool IsWholeNumber(const Json& value) {
@@ -394,8 +392,8 @@ absl::StatusOr<Expr> JsonSchemaConverter::IntegerBody(const Json& schema, const 
     // The least (greatest) integer the bound admits: ceil(x) for x <= v, floor(x) + 1 for
     // x < v, and the mirror images above.
     std::string error;
-    absl::StatusOr<int64_t> v = IntegerBound(schema[keyword], lower != exclusive, &error);
-    if (!v.ok()) return Error(at, absl::StrCat("keyword '", k, "' ", error));
+    std::optional<int64_t> v = IntegerBound(schema[keyword], lower != exclusive, &error);
+    if (!v) return Error(at, absl::StrCat("keyword '", k, "' ", error));
     int64_t bound = *v;
     if (exclusive) {
       if (bound == (lower ? INT64_MAX : INT64_MIN)) {
