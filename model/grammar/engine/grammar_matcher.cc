@@ -43,9 +43,10 @@ constexpr size_t kGcRatio = 4;
 GrammarMatcher::GrammarMatcher(std::shared_ptr<const CompiledGrammar> g)
     : grammar_(std::move(g)),
       pool_(&grammar_->automaton()),
-      runner_(&grammar_->automaton(), &pool_) {
-  const int32_t root = pool_.Intern(grammar_->automaton().root_start(), kEndFrame);
-  runner_.Close(std::span<const int32_t>(&root, 1), &state_);
+      runner_(&grammar_->automaton(), &pool_),
+      gc_at_(kGcMinFrames) {
+  const engine_internal::Stack root{grammar_->automaton().root_start(), kEndFrame};
+  runner_.Close(std::span<const engine_internal::Stack>(&root, 1), &state_);
 }
 
 bool GrammarMatcher::CanTerminate() const { return state_.can_end; }
@@ -57,9 +58,9 @@ int64_t GrammarMatcher::MinBytesToComplete() const {
 
 int32_t GrammarMatcher::max_stack_depth() const {
   int32_t deepest = 0;
-  for (int32_t top : state_.tops) {
-    int32_t depth = 0;
-    for (int32_t f = top; f >= 0; f = pool_.at(f).parent) ++depth;
+  for (const engine_internal::Stack& top : state_.tops) {
+    int32_t depth = 1;
+    for (int32_t f = top.parent; f >= 0; f = pool_.at(f).parent) ++depth;
     deepest = std::max(deepest, depth);
   }
   return deepest;
@@ -67,7 +68,7 @@ int32_t GrammarMatcher::max_stack_depth() const {
 
 bool GrammarMatcher::Advance(std::string_view bytes, ClosedStacks* out) const {
   ClosedStacks cur = state_;
-  std::vector<int32_t> pre;
+  std::vector<engine_internal::Stack> pre;
   for (char c : bytes) {
     runner_.Step(cur, static_cast<uint8_t>(c), &pre);
     if (pre.empty()) return false;
@@ -85,8 +86,8 @@ void GrammarMatcher::FillNextTokenBitmask(std::span<uint32_t> mask) const {
   ScratchScope scratch(&pool_);
   // Context-independent part: the accepted set of every distinct top node.
   std::vector<int32_t> nodes;
-  for (int32_t top : state_.tops) {
-    const int32_t node = pool_.at(top).node;
+  for (const engine_internal::Stack& top : state_.tops) {
+    const int32_t node = top.node;
     if (std::find(nodes.begin(), nodes.end(), node) != nodes.end()) continue;
     nodes.push_back(node);
     const NodeTokenMasks& m = g.masks(node);
@@ -107,8 +108,8 @@ void GrammarMatcher::FillNextTokenBitmask(std::span<uint32_t> mask) const {
     }
   }
   // Context-dependent part: each stack judges its top node's uncertain tokens.
-  for (int32_t top : state_.tops) {
-    const NodeTokenMasks& m = g.masks(pool_.at(top).node);
+  for (const engine_internal::Stack& top : state_.tops) {
+    const NodeTokenMasks& m = g.masks(top.node);
     if (!m.uncertain.empty()) CheckUncertain(top, m, mask);
   }
   if (state_.can_end) {
@@ -116,13 +117,13 @@ void GrammarMatcher::FillNextTokenBitmask(std::span<uint32_t> mask) const {
   }
 }
 
-void GrammarMatcher::CheckUncertain(int32_t top, const NodeTokenMasks& m,
+void GrammarMatcher::CheckUncertain(const engine_internal::Stack& top, const NodeTokenMasks& m,
                                     std::span<uint32_t> mask) const {
   const TokenVocabulary& vocab = grammar_->vocab();
   // Tokens are in byte order: each reuses the states of the prefix it shares with the previous.
   std::vector<ClosedStacks> states(1);
   states[0].tops.push_back(top);
-  std::vector<int32_t> pre;
+  std::vector<engine_internal::Stack> pre;
   std::string_view prev;
   size_t valid = 0;    // states[0..valid] belong to prefixes of `prev`
   size_t dead_at = 0;  // > 0: the first dead_at bytes of `prev` are rejected
@@ -182,7 +183,7 @@ absl::Status GrammarMatcher::AcceptToken(int32_t token) {
                      "\") is not allowed here"));
   }
   state_ = std::move(next);
-  if (pool_.size() >= kGcMinFrames) CollectGarbage();
+  if (pool_.size() >= gc_at_) CollectGarbage();
   return absl::OkStatus();
 }
 
@@ -208,7 +209,7 @@ void GrammarMatcher::FillClosingBitmask(std::span<uint32_t> mask, int64_t max_by
   const auto& trie = vocab.trie();
   const auto& sorted = vocab.sorted_text_tokens();
   std::vector<ClosedStacks> states(1, state_);
-  std::vector<int32_t> pre;
+  std::vector<engine_internal::Stack> pre;
   const int32_t n = static_cast<int32_t>(trie.size());
   for (int32_t i = 1; i < n;) {
     const TokenVocabulary::TrieNode& t = trie[i];
@@ -234,14 +235,16 @@ void GrammarMatcher::FillClosingBitmask(std::span<uint32_t> mask, int64_t max_by
 }
 
 void GrammarMatcher::CollectGarbage() {
-  // Live frames: the current tops and everything below them.
+  // Live frames: everything below the current tops.
   absl::flat_hash_map<int32_t, int32_t> remap;
   std::vector<int32_t> live;
-  for (int32_t top : state_.tops) {
-    for (int32_t f = top; f >= 0 && remap.emplace(f, -1).second; f = pool_.at(f).parent) {
+  for (const engine_internal::Stack& top : state_.tops) {
+    for (int32_t f = top.parent; f >= 0 && remap.emplace(f, -1).second; f = pool_.at(f).parent) {
       live.push_back(f);
     }
   }
+  // Next attempt once the pool has doubled, so deep live stacks are not rescanned every token.
+  gc_at_ = std::max(kGcMinFrames, 2 * pool_.size());
   if (pool_.size() < kGcRatio * live.size()) return;
   // Parents have smaller ids than their children: re-intern in id order.
   std::sort(live.begin(), live.end());
@@ -252,7 +255,10 @@ void GrammarMatcher::CollectGarbage() {
     const int32_t parent = frames[i].parent >= 0 ? remap.at(frames[i].parent) : frames[i].parent;
     remap[live[i]] = pool_.Intern(frames[i].node, parent);
   }
-  for (int32_t& top : state_.tops) top = remap.at(top);
+  for (engine_internal::Stack& top : state_.tops) {
+    if (top.parent >= 0) top.parent = remap.at(top.parent);
+  }
+  gc_at_ = std::max(kGcMinFrames, kGcRatio * pool_.size());
 }
 
 }  // namespace expertmesh::grammar

@@ -54,13 +54,16 @@ class GrammarMatcher {
   // Number of stacks in the current state and the deepest one (for tests and metrics).
   int32_t num_stacks() const { return static_cast<int32_t>(state_.tops.size()); }
   int32_t max_stack_depth() const;
+  // Frames held in the matcher's pool (live and not yet collected).
+  int64_t num_frames() const { return static_cast<int64_t>(pool_.size()); }
 
   const CompiledGrammar& compiled() const { return *grammar_; }
 
  private:
   // Runs `bytes` from the current state; false when rejected. `out` is closed.
   bool Advance(std::string_view bytes, engine_internal::ClosedStacks* out) const;
-  void CheckUncertain(int32_t top, const NodeTokenMasks& m, std::span<uint32_t> mask) const;
+  void CheckUncertain(const engine_internal::Stack& top, const NodeTokenMasks& m,
+                      std::span<uint32_t> mask) const;
   void CollectGarbage();
 
   std::shared_ptr<const CompiledGrammar> grammar_;
@@ -70,6 +73,7 @@ class GrammarMatcher {
   mutable std::vector<uint32_t> scratch_bits_;  // a node's accepted set, when stored as rejects
   engine_internal::ClosedStacks state_;
   bool terminated_ = false;
+  size_t gc_at_;  // pool size at which AcceptToken next tries to collect garbage
 };
 
 }  // namespace expertmesh::grammar

@@ -9,6 +9,9 @@ uint64_t Key(int32_t node, int32_t parent) {
   return (uint64_t{static_cast<uint32_t>(node)} << 32) | static_cast<uint32_t>(parent);
 }
 
+// Sets this small are deduplicated by a linear scan; larger ones through a hash set.
+constexpr size_t kLinearSetLimit = 16;
+
 }  // namespace
 
 int32_t FramePool::Intern(int32_t node, int32_t parent) {
@@ -35,71 +38,83 @@ void FramePool::Clear() {
 StackRunner::StackRunner(const Automaton* automaton, FramePool* pool)
     : automaton_(automaton), pool_(pool) {}
 
-bool StackRunner::Visit(int32_t frame) {
-  if (static_cast<size_t>(frame) >= seen_.size()) {
-    seen_.resize(std::max<size_t>(pool_->size(), static_cast<size_t>(frame) + 1) * 2, 0);
+bool StackRunner::Visit(const Stack& s) {
+  if (seen_.size() < kLinearSetLimit) {
+    if (std::find(seen_.begin(), seen_.end(), s) != seen_.end()) return false;
+    seen_.push_back(s);
+    return true;
   }
-  if (seen_[frame] == epoch_) return false;
-  seen_[frame] = epoch_;
+  if (seen_set_.empty()) {
+    for (const Stack& t : seen_) seen_set_.insert(Key(t.node, t.parent));
+  }
+  if (!seen_set_.insert(Key(s.node, s.parent)).second) return false;
+  seen_.push_back(s);
   return true;
 }
 
-void StackRunner::Close(std::span<const int32_t> frames, ClosedStacks* out) {
+void StackRunner::Close(std::span<const Stack> stacks, ClosedStacks* out) {
   out->clear();
-  if (++epoch_ == 0) {
-    std::fill(seen_.begin(), seen_.end(), 0);
-    epoch_ = 1;
+  if (stacks.size() == 1) {
+    // The common case inside a rule: one stack at a node that neither calls nor ends a rule.
+    const AutomatonNode& node = automaton_->nodes[stacks[0].node];
+    if (node.calls.empty() && !node.accepting) {
+      if (!node.bytes.empty()) out->tops.push_back(stacks[0]);
+      return;
+    }
   }
+  seen_.clear();
+  seen_set_.clear();
   work_.clear();
-  for (int32_t f : frames) {
-    if (Visit(f)) work_.push_back(f);
+  for (const Stack& s : stacks) {
+    if (Visit(s)) work_.push_back(s);
   }
   while (!work_.empty()) {
-    const int32_t f = work_.back();
+    const Stack s = work_.back();
     work_.pop_back();
-    const Frame frame = pool_->at(f);  // a copy: Intern below may grow the pool
-    const AutomatonNode& node = automaton_->nodes[frame.node];
-    if (!node.bytes.empty()) out->tops.push_back(f);
+    const AutomatonNode& node = automaton_->nodes[s.node];
+    if (!node.bytes.empty()) out->tops.push_back(s);
     for (const CallEdge& call : node.calls) {
       // A tail call returns straight to the caller's caller: no frame for the caller.
-      const int32_t parent = call.tail ? frame.parent : pool_->Intern(call.ret, frame.parent);
-      const int32_t callee = pool_->Intern(automaton_->rule_start[call.rule], parent);
+      const int32_t parent = call.tail ? s.parent : pool_->Intern(call.ret, s.parent);
+      const Stack callee{automaton_->rule_start[call.rule], parent};
       if (Visit(callee)) work_.push_back(callee);
     }
     if (node.accepting) {
-      if (frame.parent == kEndFrame) {
+      if (s.parent == kEndFrame) {
         out->can_end = true;
-      } else if (frame.parent == kUnknownFrame) {
+      } else if (s.parent == kUnknownFrame) {
         out->escaped = true;
-      } else if (Visit(frame.parent)) {
-        work_.push_back(frame.parent);
+      } else {
+        const Frame& f = pool_->at(s.parent);
+        const Stack popped{f.node, f.parent};
+        if (Visit(popped)) work_.push_back(popped);
       }
     }
   }
 }
 
-void StackRunner::Step(const ClosedStacks& in, uint8_t byte, std::vector<int32_t>* out) {
+void StackRunner::Step(const ClosedStacks& in, uint8_t byte, std::vector<Stack>* out) const {
   out->clear();
-  if (++epoch_ == 0) {
-    std::fill(seen_.begin(), seen_.end(), 0);
-    epoch_ = 1;
-  }
-  for (int32_t f : in.tops) {
-    const int32_t node = pool_->at(f).node;
-    const int32_t parent = pool_->at(f).parent;
-    for (const ByteEdge& e : automaton_->nodes[node].bytes) {
+  for (const Stack& s : in.tops) {
+    for (const ByteEdge& e : automaton_->nodes[s.node].bytes) {
       if (e.lo > byte) break;
       if (byte > e.hi) continue;
-      const int32_t next = pool_->Intern(e.target, parent);
-      if (Visit(next)) out->push_back(next);
+      const Stack next{e.target, s.parent};
+      // Duplicates are rare and harmless here: Close removes them.
+      out->push_back(next);
     }
   }
+}
+
+int64_t StackRunner::MinBytes(const Stack& s) const {
+  const int64_t below = s.parent >= 0 ? pool_->at(s.parent).min_bytes : 0;
+  return automaton_->nodes[s.node].min_bytes + below;
 }
 
 int64_t StackRunner::MinBytes(const ClosedStacks& s) const {
   if (s.can_end) return 0;
   int64_t m = kInfiniteBytes;
-  for (int32_t f : s.tops) m = std::min(m, pool_->at(f).min_bytes);
+  for (const Stack& t : s.tops) m = std::min(m, MinBytes(t));
   return m;
 }
 

@@ -18,9 +18,9 @@ NodeTokenMasks ClassifyNode(const Automaton& a, const TokenVocabulary& vocab, in
   // past_end[d]: some way of reading those bytes ran past the rule's end into its follow set,
   // so tokens below that the rule itself rejects still depend on the caller.
   std::vector<ClosedStacks> states(1);
-  std::vector<bool> past_end(1, false);
-  states[0].tops.push_back(pool.Intern(node, kUnknownFrame));
-  std::vector<int32_t> pre;
+  std::vector<uint8_t> past_end(1, 0);
+  states[0].tops.push_back(Stack{node, kUnknownFrame});
+  std::vector<Stack> pre;
 
   const int32_t n = static_cast<int32_t>(trie.size());
   for (int32_t i = 1; i < n;) {
