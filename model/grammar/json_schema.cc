@@ -46,16 +46,32 @@ const std::set<std::string, std::less<>> kUnsupportedKeywords = {"not",
                                                                  "$dynamicRef",
                                                                  "$recursiveRef"};
 
-// Keywords that only annotate (or hold definitions reached through $ref): they may stand next to
-// $ref, anyOf, oneOf and allOf.
-const std::set<std::string, std::less<>> kAnnotations = {
-    "title",         "description",     "default",          "examples",  "$schema",  "$id",
-    "$comment",      "deprecated",      "readOnly",         "writeOnly", "$defs",    "definitions",
-    "discriminator", "contentEncoding", "contentMediaType", "$anchor",   "nullable", "example"};
-
-bool IsAnnotation(std::string_view key) {
-  return kAnnotations.contains(key) || key.starts_with("x-");
-}
+// The keywords this converter interprets. Next to $ref, anyOf, oneOf or allOf one of these
+// would have to be intersected with the alternatives, which is not supported; anything else there
+// (annotations, definitions, vendor extensions) is ignored as it is everywhere else.
+const std::set<std::string, std::less<>> kLanguageKeywords = {"type",
+                                                              "properties",
+                                                              "required",
+                                                              "additionalProperties",
+                                                              "items",
+                                                              "prefixItems",
+                                                              "additionalItems",
+                                                              "minItems",
+                                                              "maxItems",
+                                                              "minLength",
+                                                              "maxLength",
+                                                              "pattern",
+                                                              "format",
+                                                              "minimum",
+                                                              "maximum",
+                                                              "exclusiveMinimum",
+                                                              "exclusiveMaximum",
+                                                              "enum",
+                                                              "const",
+                                                              "anyOf",
+                                                              "oneOf",
+                                                              "allOf",
+                                                              "$ref"};
 
 std::string CanonicalJson(const Json& value) { return value.dump(); }
 
@@ -226,7 +242,7 @@ absl::StatusOr<Expr> JsonSchemaConverter::TypedBody(std::string_view type, const
 absl::StatusOr<Expr> JsonSchemaConverter::Alternatives(std::string_view keyword, const Json& schema,
                                                        const Place& at) {
   for (const auto& [key, value] : schema.items()) {
-    if (key != keyword && !IsAnnotation(key)) {
+    if (key != keyword && kLanguageKeywords.contains(key)) {
       return Error(at, absl::StrCat("keyword '", key, "' next to '", std::string(keyword),
                                     "' is not supported (move it into each alternative)"));
     }
@@ -239,7 +255,8 @@ absl::StatusOr<Expr> JsonSchemaConverter::Alternatives(std::string_view keyword,
     if (items.size() != 1) {
       return Error(at, "keyword 'allOf' with more than one schema is not supported");
     }
-    return Value(items[0], at.Child("allOf/0", ""));
+    // The one schema is this schema: its body, under this schema's rule name.
+    return Body(items[0], Place{absl::StrCat(at.pointer, "/allOf/0"), at.name});
   }
   std::vector<Expr> alternatives;
   for (size_t i = 0; i < items.size(); ++i) {
@@ -253,7 +270,7 @@ absl::StatusOr<Expr> JsonSchemaConverter::Alternatives(std::string_view keyword,
 
 absl::StatusOr<Expr> JsonSchemaConverter::Ref(const Json& schema, const Place& at) {
   for (const auto& [key, value] : schema.items()) {
-    if (key != "$ref" && !IsAnnotation(key)) {
+    if (key != "$ref" && kLanguageKeywords.contains(key)) {
       return Error(at, absl::StrCat("keyword '", key, "' next to '$ref' is not supported"));
     }
   }

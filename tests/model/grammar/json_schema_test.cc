@@ -369,6 +369,9 @@ TEST(JsonSchemaTest, ErrorsNameTheKeywordAndWhereItIs) {
       {R"({"type":"string","pattern":"^a$","format":"date"})", {"'pattern' together"}},
       {R"({"type":["string",5]})", {"type"}},
       {R"({"enum":[]})", {"enum"}},
+      {R"({"$ref":"#/$defs/A","type":"object","$defs":{"A":{}}})", {"'type' next to '$ref'"}},
+      {R"({"type":"object","anyOf":[{"required":["a"]},{"required":["b"]}]})",
+       {"'type' next to 'anyOf'"}},
       {R"({"type":"integer","minimum":"3"})", {"'minimum' must be a number"}},
       {R"({"type":"integer","maximum":1e30})", {"'maximum' is outside the 64-bit range"}},
       {R"({"type":"integer","exclusiveMaximum":-9223372036854775808})", {"no 64-bit integer"}},
@@ -398,6 +401,14 @@ TEST(JsonSchemaTest, AnnotationsAreIgnored) {
       "default":1,"examples":[2],"deprecated":true,"readOnly":true,"$comment":"c"}},
       "required":["a"],"x-vendor":{"not":1}})");
   EXPECT_EQ(PrintGbnf(annotated), PrintGbnf(plain));
+  // Next to $ref and anyOf too, as Pydantic writes them (and json_schema_extra keys).
+  const Grammar beside = Convert(R"({"$defs":{"A":{"type":"integer"}},"type":"object",
+      "properties":{"a":{"$ref":"#/$defs/A","description":"d","default":1,"ui:order":2},
+      "b":{"anyOf":[{"type":"string"},{"type":"null"}],"title":"B","default":null}},
+      "required":["a","b"]})");
+  EXPECT_TRUE(Recognize(beside, R"({"a":1,"b":null})"));
+  EXPECT_TRUE(Recognize(beside, R"({"a":-2,"b":"x"})"));
+  EXPECT_FALSE(Recognize(beside, R"({"a":"1","b":null})"));
 }
 
 TEST(JsonObjectGrammarTest, AnyObjectOnly) {
