@@ -279,7 +279,23 @@ absl::StatusOr<Expr> JsonSchemaConverter::Ref(const Json& schema, const Place& a
   if (!ref.starts_with("#")) {
     return Error(at, absl::StrCat("$ref '", ref, "' is not local (only '#...' is supported)"));
   }
-  const std::string pointer = ref.substr(1);
+  // The fragment is URI-encoded: "#/$defs/My%20Model" names the definition "My Model".
+  std::string pointer;
+  for (size_t i = 1; i < ref.size(); ++i) {
+    const auto hex = [&](size_t j) {
+      const char c = j < ref.size() ? ref[j] : 'x';
+      return c >= '0' && c <= '9'   ? c - '0'
+             : c >= 'a' && c <= 'f' ? c - 'a' + 10
+             : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                    : -1;
+    };
+    if (ref[i] == '%' && hex(i + 1) >= 0 && hex(i + 2) >= 0) {
+      pointer.push_back(static_cast<char>(hex(i + 1) * 16 + hex(i + 2)));
+      i += 2;
+    } else {
+      pointer.push_back(ref[i]);
+    }
+  }
   if (auto it = ref_rules_.find(pointer); it != ref_rules_.end()) return Expr::Ref(it->second);
   if (!pointer.empty() && pointer[0] != '/') {
     return Error(at, absl::StrCat("$ref '", ref, "' is not a JSON pointer"));
@@ -290,10 +306,10 @@ absl::StatusOr<Expr> JsonSchemaConverter::Ref(const Json& schema, const Place& a
     const std::string part = absl::StrReplaceAll(raw, {{"~1", "/"}, {"~0", "~"}});
     if (target->is_object() && target->contains(part)) {
       target = &(*target)[part];
-    } else if (target->is_array() && !part.empty() &&
+    } else if (target->is_array() && !part.empty() && part.size() <= 9 &&
                part.find_first_not_of("0123456789") == std::string::npos &&
-               std::stoull(part) < target->size()) {
-      target = &(*target)[std::stoull(part)];
+               std::stoul(part) < target->size()) {
+      target = &(*target)[std::stoul(part)];
     } else {
       return Error(at, absl::StrCat("$ref '", ref, "' points at nothing"));
     }

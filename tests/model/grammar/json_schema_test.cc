@@ -327,6 +327,11 @@ TEST(JsonSchemaTest, RecursiveReferencesAreOneRuleEach) {
   int node_rules = 0;
   for (const Rule& r : g.rules) node_rules += r.name.starts_with("Node") ? 1 : 0;
   EXPECT_EQ(node_rules, 2);  // Node, and its anyOf property Node-next
+  const Grammar encoded = Convert(R"({"$defs":{"My Model":{"type":"integer"},"a/b":{"const":1}},
+      "type":"array","prefixItems":[{"$ref":"#/$defs/My%20Model"},{"$ref":"#/$defs/a~1b"}],
+      "items":false})");
+  EXPECT_TRUE(Recognize(encoded, "[5,1]"));
+  EXPECT_FALSE(Recognize(encoded, "[5,2]"));
   const Grammar tree = Convert(R"({"type":"object","properties":{"kids":{"type":"array",
       "items":{"$ref":"#"}}},"required":["kids"]})");
   EXPECT_TRUE(Recognize(tree, R"({"kids":[{"kids":[]},{"kids":[{"kids":[]}]}]})"));
@@ -377,6 +382,7 @@ TEST(JsonSchemaTest, ErrorsNameTheKeywordAndWhereItIs) {
       {R"({"type":"integer","exclusiveMaximum":-9223372036854775808})", {"no 64-bit integer"}},
       {R"({"type":"string","maxLength":2000000})", {"'maxLength' 2000000 is above"}},
       {R"({"$ref":"#/definitions/x"})", {"points at nothing"}},
+      {R"({"$ref":"#/$defs/l/99999999999999999999999","$defs":{"l":[{}]}})", {"points at nothing"}},
       {R"({"type":"object","properties":{"a":false},"required":["a"]})", {"schema false"}},
       {"[1]", {"object or a boolean"}},
       {R"({"type":"number","minimum":3,"exclusiveMaximum":3})", {"no number"}},
