@@ -145,7 +145,10 @@ class Parser {
     }
     if (c == '(') {
       const size_t open = pos_++;
+      // Grammars come from clients: bounded nesting keeps the recursion off the stack's end.
+      if (++depth_ > kMaxNesting) return Error(open, "groups nested too deeply");
       absl::StatusOr<Expr> inner = ParseAlternatives();
+      --depth_;
       if (!inner.ok()) return inner.status();
       if (pos_ >= text_.size() || text_[pos_] != ')') return Error(open, "unclosed '('");
       ++pos_;
@@ -163,7 +166,7 @@ class Parser {
 
   // Postfix operators, applied left to right: x*, x+, x?, x{m}, x{m,}, x{m,n}.
   absl::Status ParsePostfix(Expr& item) {
-    while (pos_ < text_.size()) {
+    for (int applied = 0; pos_ < text_.size(); ++applied) {
       const char c = text_[pos_];
       int32_t lo = 0;
       int32_t hi = kUnbounded;
@@ -198,6 +201,8 @@ class Parser {
       } else {
         break;
       }
+      // Each operator nests the item once more; a long run of them would nest without bound.
+      if (applied == kMaxNesting) return Error(pos_, "too many repetition operators in a row");
       item = Expr::Repeat(std::move(item), lo, hi);
     }
     return absl::OkStatus();
@@ -318,8 +323,11 @@ class Parser {
     return Expr::CharClass(std::move(ranges), negated);
   }
 
+  static constexpr int kMaxNesting = 256;
+
   std::string_view text_;
   size_t pos_ = 0;
+  int depth_ = 0;
   std::vector<std::pair<std::string, size_t>> references_;
 };
 

@@ -45,6 +45,7 @@ class JsonSchemaConverter {
   absl::Status DefineRule(const std::string& name, const Json& schema, const Place& at);
   // The schema's language as an expression, without a rule of its own.
   absl::StatusOr<Expr> Body(const Json& schema, const Place& at);
+  absl::StatusOr<Expr> NestedBody(const Json& schema, const Place& at);  // Body, depth counted
   absl::StatusOr<Expr> TypedBody(std::string_view type, const Json& schema, const Place& at);
   absl::StatusOr<Expr> Ref(const Json& schema, const Place& at);
   absl::StatusOr<Expr> Alternatives(std::string_view keyword, const Json& schema, const Place& at);
@@ -62,8 +63,11 @@ class JsonSchemaConverter {
   Expr Ws();
   Expr AnyValue() { return Helper("value"); }
 
+  static constexpr int kMaxNesting = 128;
+
   const Json& root_;
   const JsonGrammarOptions options_;
+  int depth_ = 0;
   Grammar g_;
   std::map<std::string, std::string> ref_rules_;             // JSON pointer -> rule name
   std::map<std::string, std::string, std::less<>> helpers_;  // helper key -> rule name

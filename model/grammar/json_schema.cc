@@ -162,6 +162,15 @@ absl::StatusOr<Expr> JsonSchemaConverter::Body(const Json& schema, const Place& 
     return Error(at, "schema false matches nothing");
   }
   if (!schema.is_object()) return Error(at, "a schema must be an object or a boolean");
+  // Schemas come from clients: bounded nesting keeps the recursion off the stack's end.
+  if (depth_ >= kMaxNesting) return Error(at, "schemas nested too deeply");
+  ++depth_;
+  absl::StatusOr<Expr> body = NestedBody(schema, at);
+  --depth_;
+  return body;
+}
+
+absl::StatusOr<Expr> JsonSchemaConverter::NestedBody(const Json& schema, const Place& at) {
   for (const auto& [key, value] : schema.items()) {
     if (kUnsupportedKeywords.contains(key)) {
       return Error(at, absl::StrCat("keyword '", key, "' is not supported"));
@@ -223,7 +232,9 @@ absl::StatusOr<Expr> JsonSchemaConverter::Body(const Json& schema, const Place& 
     return Alt(std::move(alternatives));
   }();
   if (!body.ok()) return body.status();
-  if (schema.value("nullable", false) == true) return Alt({*std::move(body), Lit("null")});
+  if (schema.contains("nullable") && schema["nullable"] == Json(true)) {
+    return Alt({*std::move(body), Lit("null")});
+  }
   return body;
 }
 
@@ -509,7 +520,7 @@ absl::StatusOr<Grammar> JsonSchemaToGrammar(std::string_view schema_json,
   Json schema;
   try {
     schema = Json::parse(schema_json);
-  } catch (const Json::parse_error& e) {
+  } catch (const Json::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("JSON schema is not valid JSON: ", e.what()));
   }
   if (!schema.is_object() && !schema.is_boolean()) {

@@ -103,6 +103,16 @@ class RegexParser {
     return Seq(std::move(items));
   }
 
+  // Whether the brace at pos_ starts {m}, {m,} or {m,n} (and not a literal brace).
+  bool IsQuantifierBrace() {
+    const size_t saved = pos_;
+    int32_t lo = 0;
+    int32_t hi = 0;
+    const bool quantifier = ParseBraces(&lo, &hi);
+    pos_ = saved;
+    return quantifier;
+  }
+
   // {m}, {m,}, {m,n} at pos_; false when the brace is a literal character (as in Python).
   bool ParseBraces(int32_t* lo, int32_t* hi) {
     size_t p = pos_ + 1;
@@ -155,6 +165,11 @@ class RegexParser {
         return Error("possessive quantifiers are not supported");
       }
       atom = Rep(std::move(atom), lo, hi);
+      // As in Python and JavaScript, a quantified atom takes no second quantifier ("a**").
+      if (pos_ < p_.size() && (p_[pos_] == '*' || p_[pos_] == '+' || p_[pos_] == '?' ||
+                               (p_[pos_] == '{' && IsQuantifierBrace()))) {
+        return Error("multiple repeat");
+      }
     }
     return atom;
   }
@@ -182,7 +197,10 @@ class RegexParser {
         return Error("inline flags and other (? groups are not supported");
       }
     }
+    // Patterns come from clients: bounded nesting keeps the recursion off the stack's end.
+    if (++depth_ > kMaxNesting) return Error("groups nested too deeply");
     absl::StatusOr<Expr> inner = ParseAlternation();
+    --depth_;
     if (!inner.ok()) return inner.status();
     if (!Peek(')')) return Error("unclosed '('");
     ++pos_;
@@ -391,8 +409,11 @@ class RegexParser {
     return static_cast<uint32_t>(cp);
   }
 
+  static constexpr int kMaxNesting = 256;
+
   std::string_view p_;
   size_t pos_ = 0;
+  int depth_ = 0;
 };
 
 }  // namespace

@@ -105,8 +105,21 @@ TEST(GbnfTest, ErrorsNameLineAndColumn) {
     absl::StatusOr<Grammar> g = ParseGbnf(c.text);
     ASSERT_FALSE(g.ok()) << c.text;
     EXPECT_EQ(g.status().code(), absl::StatusCode::kInvalidArgument);
-    EXPECT_THAT(g.status().message(), HasSubstr(c.error)) << c.text;
+    EXPECT_THAT(std::string(g.status().message()), HasSubstr(c.error)) << c.text;
   }
+}
+
+TEST(GbnfTest, DeepNestingIsRefusedNotACrash) {
+  const auto nested = [](int depth) {
+    return "root ::= " + std::string(depth, '(') + "\"a\"" + std::string(depth, ')');
+  };
+  EXPECT_TRUE(ParseGbnf(nested(200)).ok());
+  absl::StatusOr<Grammar> deep = ParseGbnf(nested(100000));
+  ASSERT_FALSE(deep.ok());
+  EXPECT_THAT(std::string(deep.status().message()), HasSubstr("nested too deeply"));
+  absl::StatusOr<Grammar> stacked = ParseGbnf("root ::= \"a\"" + std::string(100000, '*'));
+  ASSERT_FALSE(stacked.ok());
+  EXPECT_THAT(std::string(stacked.status().message()), HasSubstr("too many repetition operators"));
 }
 
 TEST(GbnfTest, PrintsReadableText) {

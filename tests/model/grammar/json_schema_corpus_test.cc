@@ -152,7 +152,7 @@ TEST_P(InvalidSchemaTest, IsRefusedWithItsReason) {
   absl::StatusOr<Grammar> g = JsonSchemaToGrammar(text);
   ASSERT_FALSE(g.ok()) << PrintGbnf(*g);
   EXPECT_EQ(g.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(g.status().message(), HasSubstr(reason));
+  EXPECT_THAT(std::string(g.status().message()), HasSubstr(reason));
 }
 
 INSTANTIATE_TEST_SUITE_P(Corpus, InvalidSchemaTest, ::testing::ValuesIn(Stems("invalid")),

@@ -136,7 +136,7 @@ TEST(JsonSchemaTest, NumberRangesAreExact) {
   absl::StatusOr<Grammar> empty =
       JsonSchemaToGrammar(R"({"type":"number","minimum":0.1,"exclusiveMaximum":0.1})");
   ASSERT_FALSE(empty.ok());
-  EXPECT_THAT(empty.status().message(), HasSubstr("no number"));
+  EXPECT_THAT(std::string(empty.status().message()), HasSubstr("no number"));
   const Grammar any = Convert(R"({"type":"number"})");
   for (const char* s : {"0", "-0", "1.5", "-12.25e+10", "3E-7", "1e5"}) {
     EXPECT_TRUE(Recognize(any, s)) << s;
@@ -394,7 +394,7 @@ TEST(JsonSchemaTest, ErrorsNameTheKeywordAndWhereItIs) {
     ASSERT_FALSE(g.ok()) << c.schema;
     EXPECT_EQ(g.status().code(), absl::StatusCode::kInvalidArgument);
     for (const char* part : c.parts) {
-      EXPECT_THAT(g.status().message(), HasSubstr(part)) << c.schema;
+      EXPECT_THAT(std::string(g.status().message()), HasSubstr(part)) << c.schema;
     }
   }
 }
@@ -415,6 +415,22 @@ TEST(JsonSchemaTest, AnnotationsAreIgnored) {
   EXPECT_TRUE(Recognize(beside, R"({"a":1,"b":null})"));
   EXPECT_TRUE(Recognize(beside, R"({"a":-2,"b":"x"})"));
   EXPECT_FALSE(Recognize(beside, R"({"a":"1","b":null})"));
+}
+
+TEST(JsonSchemaTest, DeepNestingIsRefusedNotACrash) {
+  const auto nested = [](int depth) {
+    std::string s;
+    for (int i = 0; i < depth; ++i) s += R"({"type":"array","items":)";
+    s += R"({"type":"null"})";
+    for (int i = 0; i < depth; ++i) s += "}";
+    return s;
+  };
+  EXPECT_TRUE(JsonSchemaToGrammar(nested(100)).ok());
+  absl::StatusOr<Grammar> deep = JsonSchemaToGrammar(nested(5000));
+  ASSERT_FALSE(deep.ok());
+  EXPECT_THAT(std::string(deep.status().message()), HasSubstr("nested too deeply"));
+  // A malformed nullable is an error of the schema, not an exception.
+  EXPECT_TRUE(JsonSchemaToGrammar(R"({"type":"string","nullable":"yes"})").ok());
 }
 
 TEST(JsonObjectGrammarTest, AnyObjectOnly) {

@@ -92,13 +92,24 @@ TEST(RegexGrammarTest, RefusesWhatHasNoGrammar) {
       {"\\q", "unknown escape"},
       {"a{2000000}", "quantifier count above 1000000"},
       {"\\p{Greek}", "only general categories"},
+      {"a**", "multiple repeat"},
+      {"a{2}{3}", "multiple repeat"},
+      {"a+?+", "multiple repeat"},
   };
   for (const auto& c : cases) {
     absl::StatusOr<Grammar> g = RegexToGrammar(c.pattern);
     ASSERT_FALSE(g.ok()) << c.pattern;
     EXPECT_EQ(g.status().code(), absl::StatusCode::kInvalidArgument);
-    EXPECT_THAT(g.status().message(), HasSubstr(c.error)) << c.pattern;
+    EXPECT_THAT(std::string(g.status().message()), HasSubstr(c.error)) << c.pattern;
   }
+}
+
+TEST(RegexGrammarTest, DeepNestingIsRefusedNotACrash) {
+  EXPECT_TRUE(RegexToGrammar(std::string(200, '(') + "a" + std::string(200, ')')).ok());
+  absl::StatusOr<Grammar> deep =
+      RegexToGrammar(std::string(100000, '(') + "a" + std::string(100000, ')'));
+  ASSERT_FALSE(deep.ok());
+  EXPECT_THAT(std::string(deep.status().message()), HasSubstr("nested too deeply"));
 }
 
 TEST(RegexGrammarTest, ReportsAnchorsPerTopLevelBranch) {
