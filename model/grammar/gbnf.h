@@ -32,10 +32,10 @@ inline constexpr int32_t kMaxGbnfRepeatCount = 1'000'000;
 // item is that item, "" is Empty, `.` is CharClass({}, negated = true).
 absl::StatusOr<Grammar> ParseGbnf(std::string_view text);
 
-// Prints `g` so that ParseGbnf gives it back: ParseGbnf(PrintGbnf(g)) == g for every grammar in
-// the normal form above (expr_util.h's builders keep the front ends' grammars in it); other
-// grammars come back equivalent (e.g. a one-item sequence as its item). Literals must be valid
-// UTF-8. When g.root is not "root", a rule `root ::= <g.root>` comes first.
+// Prints `g` so that ParseGbnf gives it back: ParseGbnf(PrintGbnf(g)) == g for every grammar
+// ParseGbnf returns and every grammar in expr_util.h's normal form (the front ends'); other
+// grammars come back equivalent (e.g. a one-item sequence as its item, a literal "" as Empty).
+// Literals must be valid UTF-8. When g.root is not "root", a rule `root ::= <g.root>` comes first.
 //
 // Every rule is printed on one line, in g's order; the same grammar always prints the same text
 // (the worker caches compiled grammars by it).

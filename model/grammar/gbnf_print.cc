@@ -11,7 +11,7 @@ namespace expertmesh::grammar {
 namespace {
 
 // How an expression is nested, which decides where it needs parentheses.
-enum class Context { kTop, kSequenceItem, kRepeatItem };
+enum class Context { kTop, kChoiceItem, kSequenceItem, kRepeatItem };
 
 void AppendLiteral(std::string_view text, std::string& out) {
   out.push_back('"');
@@ -94,7 +94,9 @@ void AppendExpr(const Expr& e, Context context, std::string& out) {
       out += e.rule;
       return;
     case Expr::Kind::kSequence: {
-      const bool parens = context == Context::kRepeatItem || e.items.size() < 2;
+      // A sequence inside a sequence keeps its parentheses, so that it parses back nested.
+      const bool parens = context == Context::kSequenceItem || context == Context::kRepeatItem ||
+                          e.items.size() < 2;
       if (parens) out.push_back('(');
       for (size_t i = 0; i < e.items.size(); ++i) {
         if (i > 0) out.push_back(' ');
@@ -112,7 +114,7 @@ void AppendExpr(const Expr& e, Context context, std::string& out) {
       if (parens) out.push_back('(');
       for (size_t i = 0; i < e.items.size(); ++i) {
         if (i > 0) out += " | ";
-        AppendExpr(e.items[i], Context::kTop, out);
+        AppendExpr(e.items[i], Context::kChoiceItem, out);
       }
       if (parens) out.push_back(')');
       return;
