@@ -2,6 +2,7 @@
 // shared any-value rules are in json_containers.cc.
 #include "model/grammar/json_schema.h"
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 #include <string>
@@ -95,6 +96,26 @@ std::optional<int64_t> IntegerBound(const Json& value, bool round_up, std::strin
   return std::nullopt;
 }
 
+// Whether `value` is an instance of `type` (a type name or a list of them).
+bool HasType(const Json& type, const Json& value) {
+  if (type.is_array()) {
+    return std::any_of(type.begin(), type.end(), [&](const Json& t) { return HasType(t, value); });
+  }
+  if (!type.is_string()) return true;  // malformed: the type check reports it
+  const std::string t = type.get<std::string>();
+  if (t == "string") return value.is_string();
+  if (t == "boolean") return value.is_boolean();
+  if (t == "null") return value.is_null();
+  if (t == "object") return value.is_object();
+  if (t == "array") return value.is_array();
+  if (t == "number") return value.is_number();
+  if (t == "integer") {
+    return value.is_number_integer() ||
+           (value.is_number_float() && std::floor(value.get<double>()) == value.get<double>());
+  }
+  return false;
+}
+
 bool IsWholeNumber(const Json& value) {
   if (value.is_number_integer()) return true;
   if (!value.is_number_float()) return false;
@@ -181,14 +202,29 @@ absl::StatusOr<Expr> JsonSchemaConverter::NestedBody(const Json& schema, const P
   }
   absl::StatusOr<Expr> body = [&]() -> absl::StatusOr<Expr> {
     if (schema.contains("$ref")) return Ref(schema, at);
-    if (schema.contains("const")) return Lit(CanonicalJson(schema["const"]));
+    // enum / const values are written as given, but only those of the schema's `type` (when it
+    // has one): a client's validator checks both keywords.
+    const auto typed = [&](const Json& v) {
+      return !schema.contains("type") || HasType(schema["type"], v);
+    };
+    if (schema.contains("const")) {
+      if (!typed(schema["const"])) {
+        return Error(at, "keyword 'const' holds a value of another type than 'type'");
+      }
+      return Lit(CanonicalJson(schema["const"]));
+    }
     if (schema.contains("enum")) {
       const Json& values = schema["enum"];
       if (!values.is_array() || values.empty()) {
         return Error(at, "keyword 'enum' needs a non-empty array of values");
       }
       std::vector<Expr> alternatives;
-      for (const Json& v : values) alternatives.push_back(Lit(CanonicalJson(v)));
+      for (const Json& v : values) {
+        if (typed(v)) alternatives.push_back(Lit(CanonicalJson(v)));
+      }
+      if (alternatives.empty()) {
+        return Error(at, "keyword 'enum' holds no value of the type 'type' names");
+      }
       return Alt(std::move(alternatives));
     }
     for (std::string_view keyword : {"anyOf", "oneOf", "allOf"}) {

@@ -316,6 +316,10 @@ TEST(JsonSchemaTest, EnumAndConstAreCanonicalJson) {
   for (const char* s : {R"("a\u0022b")", "1.0", "false", R"({"k": [1,"é"]})"}) {
     EXPECT_FALSE(Recognize(g, s)) << s;
   }
+  // Only the values of the schema's type.
+  const Grammar typed = Convert(R"({"type":["integer","null"],"enum":[1,2.0,2.5,"3",null]})");
+  for (const char* s : {"1", "2.0", "null"}) EXPECT_TRUE(Recognize(typed, s)) << s;
+  for (const char* s : {"2.5", R"("3")"}) EXPECT_FALSE(Recognize(typed, s)) << s;
 }
 
 TEST(JsonSchemaTest, RecursiveReferencesAreOneRuleEach) {
@@ -374,6 +378,8 @@ TEST(JsonSchemaTest, ErrorsNameTheKeywordAndWhereItIs) {
       {R"({"type":"string","pattern":"^a$","format":"date"})", {"'pattern' together"}},
       {R"({"type":["string",5]})", {"type"}},
       {R"({"enum":[]})", {"enum"}},
+      {R"({"type":"string","enum":[1,2]})", {"'enum' holds no value of the type"}},
+      {R"({"type":"integer","const":"1"})", {"'const' holds a value of another type"}},
       {R"({"$ref":"#/$defs/A","type":"object","$defs":{"A":{}}})", {"'type' next to '$ref'"}},
       {R"({"type":"object","anyOf":[{"required":["a"]},{"required":["b"]}]})",
        {"'type' next to 'anyOf'"}},
