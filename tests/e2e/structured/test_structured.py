@@ -37,8 +37,9 @@ TEMPLATE = SOURCE_DIR / "tests/model/chat/data/templates/qwen3.jinja"
 MODEL = "tiny"
 # Enough for the corpus's largest minimal answers; the worker closes every answer within it.
 MAX_TOKENS = 320
-# (temperature, seed, stream) for every corpus schema.
-RUNS = [(0.0, 11, False), (0.7, 12, True), (1.0, 13, False), (1.0, 14, True)]
+# (temperature, seed, stream) for every corpus schema: each temperature whole and streamed.
+RUNS = [(0.0, 11, False), (0.0, 12, True), (0.7, 13, False), (0.7, 14, True), (1.0, 15, False),
+        (1.0, 16, True)]
 
 
 def free_port():
