@@ -1,5 +1,6 @@
-// The JSON schema converter behind json_schema.h, split over json_schema.cc (dispatch, $ref,
-// scalars) and json_containers.cc (objects, arrays, the any-value rules). Internal.
+// The JSON schema converter behind json_schema.h, split over json_schema.cc (dispatch, $ref),
+// json_scalars.cc (strings, integers, numbers) and json_containers.cc (objects, arrays, the
+// any-value rules). Internal.
 #ifndef EXPERTMESH_MODEL_GRAMMAR_JSON_CONVERTER_H_
 #define EXPERTMESH_MODEL_GRAMMAR_JSON_CONVERTER_H_
 
