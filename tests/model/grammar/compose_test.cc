@@ -107,6 +107,20 @@ TEST(TextThroughTest, ReasoningThenAnswer) {
   EXPECT_EQ(*back, g);
 }
 
+TEST(TextThroughTest, MultiByteMarkers) {
+  // DeepSeek's tool-call markers: code points of three bytes, one repeated inside the marker.
+  const std::string marker = "<｜tool▁call▁end｜>";
+  Grammar g;
+  g.rules.push_back({"root", Expr::Empty()});
+  g.rules[0].body = Seq({TextThrough(g, marker, "args"), Lit("!")});
+  EXPECT_TRUE(Recognize(g, "{\"a\": 1}" + marker + "!"));
+  EXPECT_TRUE(Recognize(g, "<｜tool▁call<｜tool▁call▁end" + marker + "!"));
+  EXPECT_TRUE(Recognize(g, "｜▁" + marker + "!"));
+  EXPECT_FALSE(Recognize(g, "x" + marker + "y" + marker + "!"));
+  EXPECT_FALSE(Recognize(g, "<｜tool▁call▁end｜!"));
+  EXPECT_EQ(g.rules.size(), 1 + 17u);  // one rule per code point of the marker
+}
+
 TEST(TextThroughTest, EmptyMarkerIsEmpty) {
   Grammar g;
   EXPECT_EQ(TextThrough(g, "", "x"), Expr::Empty());
