@@ -253,5 +253,42 @@ TEST(StructuredOutputTest, TheSameConstraintCompilesOnce) {
   EXPECT_EQ(compiler.cache().size(), 2u);
 }
 
+// The cache keeps the most recently used entries within both bounds, and an entry larger than
+// the byte bound is returned but never kept.
+TEST(GrammarTextCacheTest, LeastRecentlyUsedWithinEntriesAndBytes) {
+  GrammarTextCache cache(/*max_entries=*/3, /*max_bytes=*/3 * (1 + 100 + 64));
+  int compiles = 0;
+  auto get = [&](const std::string& key, size_t bytes = 100) {
+    return cache
+        .GetOrCompile(key,
+                      [&]() -> absl::StatusOr<std::string> {
+                        ++compiles;
+                        return std::string(bytes, key[0]);
+                      })
+        .value();
+  };
+  get("a");
+  get("b");
+  get("c");
+  EXPECT_EQ(compiles, 3);
+  get("a");  // a is now the most recent; b the least
+  EXPECT_EQ(compiles, 3);
+  get("d");  // evicts b
+  EXPECT_EQ(cache.size(), 3u);
+  get("a");
+  get("c");
+  EXPECT_EQ(compiles, 4);
+  get("b");
+  EXPECT_EQ(compiles, 5);
+  // Over the byte bound alone: compiled every time, the others kept.
+  EXPECT_EQ(get("z", 1000).size(), 1000u);
+  EXPECT_EQ(get("z", 1000).size(), 1000u);
+  EXPECT_EQ(compiles, 7);
+  EXPECT_EQ(cache.size(), 3u);
+  // A larger entry that fits the bytes evicts as many as it needs.
+  get("y", 2 * 100 + 64);
+  EXPECT_EQ(cache.size(), 2u);
+}
+
 }  // namespace
 }  // namespace expertmesh::router
