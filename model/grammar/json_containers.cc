@@ -32,7 +32,7 @@ Expr JsonSchemaConverter::Helper(std::string_view key) {
   const Expr quote = Lit("\"");
   if (key == "ws") {
     body = Opt(Alt({Lit(" "), Seq({Lit("\n"), Rep(Expr::CharClass({{'\t', '\t'}, {' ', ' '}}), 0,
-                                                  options_.max_indent)})}));
+                                                  std::max(0, options_.max_indent))})}));
   } else if (key == "char") {
     // \uXXXX never names a lone surrogate (JSON parsers such as nlohmann's and serde_json refuse
     // one): D800-DBFF only as the first half of a pair with DC00-DFFF, the pair one character.

@@ -52,7 +52,7 @@ struct JsonGrammarOptions {
   // false: compact JSON only (no whitespace between tokens).
   bool allow_whitespace = true;
   // The most spaces or tabs after a newline in one gap (so a gap holds at most max_indent + 1
-  // characters).
+  // characters); below 0 counts as 0.
   int32_t max_indent = 20;
   // additionalProperties absent means false (XGrammar's and OpenAI's strict mode) rather than
   // the JSON Schema default of true.

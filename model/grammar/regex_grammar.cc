@@ -24,7 +24,11 @@ int HexValue(char c) {
 
 const std::vector<CodePointRange> kDigit = {{'0', '9'}};
 const std::vector<CodePointRange> kWord = {{'0', '9'}, {'A', 'Z'}, {'_', '_'}, {'a', 'z'}};
-const std::vector<CodePointRange> kSpace = {{'\t', '\r'}, {' ', ' '}};
+// ECMAScript's \s (JSON schema patterns are ECMA-262): \S must exclude every one of these, or a
+// client's validator could see whitespace where the grammar allowed a non-space.
+const std::vector<CodePointRange> kSpace = {
+    {'\t', '\r'},     {' ', ' '},       {0xA0, 0xA0},     {0x1680, 0x1680}, {0x2000, 0x200A},
+    {0x2028, 0x2029}, {0x202F, 0x202F}, {0x205F, 0x205F}, {0x3000, 0x3000}, {0xFEFF, 0xFEFF}};
 
 // A class escape's ranges and whether it is negated (\D \W \S).
 struct ClassEscape {

@@ -1,6 +1,7 @@
 // Regular expressions (JSON schema `pattern`, vLLM's guided_regex) as grammars.
 //
-// Supported: literals; escapes \d \D \w \W \s \S (ASCII classes), \t \n \r \f \v \0, \xHH,
+// Supported: literals; escapes \d \D \w \W \s \S (as ECMAScript: ASCII digits and word
+// characters, Unicode white space), \t \n \r \f \v \0, \xHH,
 // \uHHHH, \u{H...}, Unicode general categories \p{L} \p{Lu} \pN \P{...} (negated), and an
 // escaped punctuation character as itself; classes [a-z], negated
 // [^...] with the same escapes inside; `.` (any code point but \n); groups (...), (?:...),

@@ -169,6 +169,10 @@ TEST(JsonSchemaTest, WhitespaceIsBounded) {
   JsonGrammarOptions indent4;
   indent4.max_indent = 4;
   EXPECT_FALSE(Recognize(Convert(schema, indent4), "{\n     \"a\":[]}"));
+  JsonGrammarOptions negative;
+  negative.max_indent = -5;  // as 0, never unbounded
+  EXPECT_TRUE(Recognize(Convert(schema, negative), "{\n\"a\":[]}"));
+  EXPECT_FALSE(Recognize(Convert(schema, negative), "{\n \"a\":[]}"));
 }
 
 TEST(JsonSchemaTest, OptionalPropertiesKeepTheirOrder) {

@@ -47,6 +47,7 @@ INSTANTIATE_TEST_SUITE_P(
         LanguageCase{"\\d{3}-\\d{2,}", {"123-45", "000-123456"}, {"12-45", "123-4", "abc-12"}},
         LanguageCase{"[A-Z][a-z]*", {"A", "Hello"}, {"hello", "HeLLo", ""}},
         LanguageCase{"[^0-9\\s]+", {"abc", "é!"}, {"a1", "a b", ""}},
+        LanguageCase{"\\s\\S", {" a", "\u00a0b", "\u3000c", "\nd"}, {"a ", "\u00a0\u00a0", "  "}},
         LanguageCase{"\\w+@\\w+\\.com", {"a_1@b.com"}, {"a@b.org", "a-b@c.com"}},
         LanguageCase{"(?:ab)+c?", {"ab", "ababc"}, {"abа", "a", "abcc"}},
         LanguageCase{"(?P<year>\\d{4})-(?<m>\\d\\d)", {"2024-01"}, {"2024-1"}},
