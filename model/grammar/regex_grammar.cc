@@ -217,7 +217,8 @@ class RegexParser {
     if (c == '[') return ParseClass();
     if (c == '.') {
       ++pos_;
-      return Expr::CharClass({{'\n', '\n'}}, /*negated=*/true);
+      // ECMAScript's `.` (Python's excludes only \n): what both call a match.
+      return Expr::CharClass({{'\n', '\n'}, {'\r', '\r'}, {0x2028, 0x2029}}, /*negated=*/true);
     }
     if (c == '*' || c == '+' || c == '?') return Error("quantifier with nothing to repeat");
     if (c == '\\') {

@@ -1,13 +1,13 @@
 // Regular expressions (JSON schema `pattern`, vLLM's guided_regex) as grammars.
 //
 // Supported: literals; escapes \d \D \w \W \s \S (as ECMAScript: ASCII digits and word
-// characters, Unicode white space), \t \n \r \f \v \0, \xHH,
-// \uHHHH, \u{H...}, Unicode general categories \p{L} \p{Lu} \pN \P{...} (negated), and an
-// escaped punctuation character as itself; classes [a-z], negated
-// [^...] with the same escapes inside; `.` (any code point but \n); groups (...), (?:...),
-// (?P<name>...), (?<name>...); alternation; the quantifiers * + ? {m} {m,} {m,n} and their lazy
-// forms (*? etc.: laziness changes which match a search prefers, never the language); ^ at the
-// start and $ at the end of a top-level alternative.
+// characters, Unicode white space), \t \n \r \f \v \0, \xHH, \uHHHH, \u{H...}, Unicode general
+// categories \p{L} \p{Lu} \pN \P{...} (negated), and an escaped punctuation character as
+// itself; classes [a-z], negated [^...] with the same escapes inside; `.` (any code point but \n
+// \r U+2028 U+2029, as in ECMAScript); groups (...), (?:...), (?P<name>...), (?<name>...);
+// alternation; the quantifiers * + ? {m} {m,} {m,n} and their lazy forms (*? etc.: laziness
+// changes which match a search prefers, never the language); ^ at the start and $ at the end of
+// a top-level alternative.
 //
 // Refused with INVALID_ARGUMENT naming the construct: backreferences (\1, \k<n>, (?P=n)),
 // lookahead and lookbehind, atomic groups, \b \B, possessive quantifiers (*+ etc.), inline flags

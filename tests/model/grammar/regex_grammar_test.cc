@@ -53,7 +53,7 @@ INSTANTIATE_TEST_SUITE_P(
         LanguageCase{"(?P<year>\\d{4})-(?<m>\\d\\d)", {"2024-01"}, {"2024-1"}},
         LanguageCase{
             "a{2}b{1,3}?c{0,}d*?e+?f??", {"aabcdef", "aabbbee", "aabe"}, {"abe", "aabbbbe"}},
-        LanguageCase{"x.y", {"xay", "xéy", "x\"y"}, {"x\ny", "xy"}},
+        LanguageCase{"x.y", {"xay", "xéy", "x\"y"}, {"x\ny", "x\ry", "x\u2028y", "xy"}},
         LanguageCase{"\\.\\*\\\\\\(\\)\\[\\]\\{\\}\\|\\?\\+\\^\\$", {".*\\()[]{}|?+^$"}, {"a"}},
         LanguageCase{"\\x41\\u00e9\\u{1F600}\\t", {"Aé😀\t"}, {"Ae😀\t"}},
         LanguageCase{"[\\d\\-a-c]+", {"1-a", "cab9"}, {"d", "1_"}},
