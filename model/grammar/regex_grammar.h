@@ -10,8 +10,10 @@
 // a top-level alternative.
 //
 // Refused with INVALID_ARGUMENT naming the construct: backreferences (\1, \k<n>, (?P=n)),
-// lookahead and lookbehind, atomic groups, \b \B, possessive quantifiers (*+ etc.), inline flags
-// ((?i)), and anchors anywhere else.
+// lookahead and lookbehind, atomic groups, \b \B, possessive quantifiers (*+ etc.), a second
+// quantifier on one atom (a**, as Python), inline flags ((?i)), scripts (\p{Greek}), POSIX
+// classes, anchors anywhere else, counts above kMaxGbnfRepeatCount and groups nested deeper than
+// 256.
 #ifndef EXPERTMESH_MODEL_GRAMMAR_REGEX_GRAMMAR_H_
 #define EXPERTMESH_MODEL_GRAMMAR_REGEX_GRAMMAR_H_
 
