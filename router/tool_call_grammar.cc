@@ -1,6 +1,7 @@
 #include "router/tool_call_grammar.h"
 
 #include <algorithm>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -53,6 +54,23 @@ bool KeptAsText(const Json& property) {
   return type == property.end() || !type->is_string() || *type == "string";
 }
 
+// A string property's minLength / maxLength as raw text of that many characters (code points,
+// as JSON schema counts them) other than '<', so that the closing tag cannot start inside it;
+// nullopt when the schema bounds neither. (pattern and format are not enforced on raw text.)
+std::optional<Expr> LengthBoundedText(const Json& property) {
+  const auto min = property.find("minLength");
+  const auto max = property.find("maxLength");
+  const bool has_min = min != property.end() && min->is_number_unsigned();
+  const bool has_max = max != property.end() && max->is_number_unsigned();
+  if (!has_min && !has_max) return std::nullopt;
+  constexpr uint64_t kLimit = 1 << 20;  // beyond any answer; keeps the count an int32
+  const auto count = [&](const Json& v) {
+    return static_cast<int32_t>(std::min<uint64_t>(v.get<uint64_t>(), kLimit));
+  };
+  return Expr::Repeat(Expr::CharClass({{'<', '<'}}, /*negated=*/true), has_min ? count(*min) : 0,
+                      has_max ? count(*max) : grammar::kUnbounded);
+}
+
 // The property's own schema with the root's definitions beside it, so "#/$defs/..." references
 // still resolve once it stands alone.
 Json PropertySchema(const Json& property, const Json& root) {
@@ -75,10 +93,18 @@ absl::StatusOr<Expr> XmlArgument(Grammar& g, const Function& f, const std::strin
     if (all_strings) {
       for (const Json& v : *values) all_strings = all_strings && v.is_string();
     }
+    const auto constant = property.find("const");
+    std::optional<Expr> bounded = LengthBoundedText(property);
     if (all_strings) {
       std::vector<Expr> choices;
       for (const Json& v : *values) choices.push_back(Expr::Literal(v.get<std::string>()));
       items.push_back(Expr::Choice(std::move(choices)));
+      items.push_back(Expr::Literal(close));
+    } else if (constant != property.end() && constant->is_string()) {
+      items.push_back(Expr::Literal(constant->get<std::string>()));
+      items.push_back(Expr::Literal(close));
+    } else if (bounded.has_value()) {
+      items.push_back(*std::move(bounded));
       items.push_back(Expr::Literal(close));
     } else {
       // Any text up to the first closing tag, which the parser stops at too.

@@ -14,9 +14,10 @@
 //     ...<｜tool▁call▁begin｜>f<｜tool▁sep｜>{...}...
 //   Llama 3.1-3.3:  {"name": "f", "parameters": {...}}   (calls joined by "; ")
 // In the XML-style bodies a value is raw text where the parser keeps text (the schema types the
-// property "string" or not at all; an enum of strings is one of them) and JSON of the property's
-// schema otherwise; properties come in schema order, the required ones always, the others
-// optionally.
+// property "string" or not at all: an enum of strings is one of them, a string const that
+// string, minLength / maxLength bound it; pattern and format are not enforced there) and JSON of
+// the property's schema otherwise; properties come in schema order, the required ones always,
+// the others optionally.
 #ifndef EXPERTMESH_ROUTER_TOOL_CALL_GRAMMAR_H_
 #define EXPERTMESH_ROUTER_TOOL_CALL_GRAMMAR_H_
 

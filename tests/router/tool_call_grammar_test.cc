@@ -33,7 +33,7 @@ const Json& Tools() {
   static const Json tools = Json::parse(R"([
     {"type": "function", "function": {"name": "get_weather", "parameters": {
       "type": "object",
-      "properties": {"city": {"type": "string"},
+      "properties": {"city": {"type": "string", "maxLength": 12},
                      "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
                      "days": {"type": "integer", "minimum": 1, "maximum": 7}},
       "required": ["city"]}}},
@@ -153,6 +153,10 @@ TEST(ToolCallGrammarTest, ArgumentsFollowTheSchema) {
   EXPECT_FALSE(GrammarAccepts(xml, xml_call(param("city", "x") + param("unit", "kelvin"))));
   EXPECT_FALSE(GrammarAccepts(xml, xml_call(param("city", "x") + param("days", "three"))));
   EXPECT_FALSE(GrammarAccepts(xml, xml_call(param("city", "x") + param("days", "8"))));
+  // maxLength bounds raw text too (12 characters here; code points, not bytes).
+  EXPECT_TRUE(GrammarAccepts(xml, xml_call(param("city", "Zürich-Basel"))));
+  EXPECT_FALSE(GrammarAccepts(xml, xml_call(param("city", "Zürich-Basel!"))));
+  EXPECT_FALSE(GrammarAccepts(json, call(R"({"city": "Zürich-Basel!"})")));
 }
 
 TEST(ToolCallGrammarTest, RefusesWhatCannotBeConstrained) {
