@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <ostream>
 #include <random>
 #include <string>
 #include <vector>
@@ -24,6 +25,8 @@ struct MaskCase {
   std::vector<int32_t> masked_rows;  // the rows that get a mask; the others keep their logits
   Bits bits;
 };
+
+void PrintTo(const MaskCase& c, std::ostream* os) { *os << c.name; }
 
 class MaskLogitsTest : public ::testing::TestWithParam<MaskCase> {
  protected:

@@ -208,6 +208,27 @@ TEST_F(CudaBackendPlumbingTest, SampleTokensMatchesTheCpuBackend) {
   }
 }
 
+// Backend::MaskLogits through CudaBackend (the row list goes to the device with the call):
+// bit for bit the CPU backend's result, rows without a mask untouched.
+TEST_F(CudaBackendPlumbingTest, MaskLogitsMatchesTheCpuBackend) {
+  auto cpu = kernels::cpu::CpuBackend::Create({.num_threads = 1});
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  std::mt19937 rng(5);
+  for (int64_t vocab : {int64_t{1}, int64_t{70}, int64_t{151936}}) {
+    const int64_t words = (vocab + 31) / 32;
+    const std::vector<int32_t> rows = {3, 0, 5};
+    Tensor logits = Random(DType::kF32, {6, vocab}, rng, -6.0f, 6.0f);
+    Tensor masks = *Tensor::Empty(DType::kI32, {3, words});
+    for (int64_t i = 0; i < 3 * words; ++i) masks.data<int32_t>()[i] = static_cast<int32_t>(rng());
+    Tensor dev_logits = Upload(logits);
+    Tensor dev_masks = Upload(masks);
+    ASSERT_TRUE((*cpu)->MaskLogits(masks, rows, logits).ok());
+    ASSERT_TRUE(backend_->MaskLogits(dev_masks, rows, dev_logits).ok());
+    ASSERT_TRUE(backend_->Synchronize().ok());
+    EXPECT_TRUE(TensorsEqual(Download(dev_logits), logits)) << "vocab " << vocab;
+  }
+}
+
 TEST_F(CudaBackendPlumbingTest, SampleTokensReportsANanRowAtSynchronize) {
   std::vector<float> values = {0.5f, std::nanf(""), 1.0f, 2.0f};
   Tensor host = *Tensor::Empty(DType::kF32, {2, 2});

@@ -198,6 +198,9 @@ TEST(CaptureOrReplayTest, RejectsOtherBackends) {
                                 Tensor&) override {
       return {};
     }
+    absl::Status DoMaskLogits(const Tensor&, std::span<const int32_t>, Tensor&) override {
+      return {};
+    }
   };
   NotCuda fake;
   EXPECT_FALSE(cuda::IsCudaBackend(fake));

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <ostream>
 #include <random>
 #include <string>
 #include <vector>
@@ -33,6 +34,10 @@ std::string Name(const ::testing::TestParamInfo<MaskCase>& info) {
   const MaskCase& c = info.param;
   return std::to_string(c.rows) + "x" + std::to_string(c.vocab) + "_m" +
          std::to_string(c.masked_rows.size()) + (c.runs ? "_runs" : "_random");
+}
+
+void PrintTo(const MaskCase& c, std::ostream* os) {
+  *os << c.rows << "x" << c.vocab << ", " << c.masked_rows.size() << " masks";
 }
 
 class MaskLogitsGpuTest : public CudaTestWithParam<MaskCase> {};
