@@ -1,5 +1,7 @@
 #include "model/grammar/regex_grammar.h"
 
+#include <algorithm>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -7,6 +9,7 @@
 #include "gtest/gtest.h"
 #include "model/grammar/gbnf.h"
 #include "tests/model/grammar/recognizer.h"
+#include "tests/model/grammar/sampler.h"
 
 namespace expertmesh::grammar {
 namespace {
@@ -64,6 +67,28 @@ INSTANTIATE_TEST_SUITE_P(
         LanguageCase{"\\p{L}+ \\p{Nd}", {"Zoë 7", "中文 ٣", "Ωmega 0"}, {"a1 7", "abc x", " 7"}},
         LanguageCase{"\\p{Lu}\\p{Ll}*", {"Émile", "A"}, {"émile", "AB"}},
         LanguageCase{"[\\pL\\d_]+\\P{L}", {"ab_9!", "Ω1 "}, {"ab_9c", "!"}}));
+
+// std::regex (ECMAScript) as an independent oracle, on ASCII patterns it understands: every random
+// sentence of the grammar matches the pattern as a whole.
+TEST(RegexGrammarTest, SentencesMatchStdRegex) {
+  for (const char* pattern :
+       {"\\d{3}-\\d{2,}", "[A-Z][a-z]*", "(?:ab)+c?", "a{2}b{1,3}?c{0,}d*?e+?f??", "(a|b)*c",
+        "[\\w.%+-]+@[a-z0-9-]+(\\.[a-z]{2,4})+", "^#(?:[0-9a-fA-F]{3}){1,2}$", "x.y",
+        "\\s\\S\\W\\D", "[^a-y]{2}|z+", "(true|false|null|-?(0|[1-9][0-9]*)(\\.[0-9]+)?)"}) {
+    absl::StatusOr<Grammar> g = RegexToGrammar(pattern);
+    ASSERT_TRUE(g.ok()) << g.status();
+    const std::regex oracle(pattern, std::regex::ECMAScript);
+    testing::GrammarSampler sampler(*g, /*seed=*/11);
+    for (int i = 0; i < 200; ++i) {
+      const std::string s = sampler.Sample();
+      // std::regex works on bytes: only ASCII sentences are comparable.
+      if (std::any_of(s.begin(), s.end(), [](char c) { return static_cast<uint8_t>(c) >= 0x80; })) {
+        continue;
+      }
+      ASSERT_TRUE(std::regex_match(s, oracle)) << "/" << pattern << "/ sentence '" << s << "'";
+    }
+  }
+}
 
 TEST(RegexGrammarTest, RefusesWhatHasNoGrammar) {
   const struct {
