@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <optional>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -18,6 +19,27 @@
 
 namespace expertmesh::router {
 namespace {
+
+// `messages` with every tool call's object arguments as compact JSON text; nullopt when no call
+// has object arguments.
+std::optional<nlohmann::ordered_json> ArgumentsAsText(const nlohmann::ordered_json& messages) {
+  nlohmann::ordered_json out = messages;
+  bool changed = false;
+  for (nlohmann::ordered_json& m : out) {
+    if (!m.is_object() || !m.contains("tool_calls") || !m["tool_calls"].is_array()) continue;
+    for (nlohmann::ordered_json& call : m["tool_calls"]) {
+      if (!call.is_object() || !call.contains("function")) continue;
+      nlohmann::ordered_json& f = call["function"];
+      if (f.is_object() && f.contains("arguments") && f["arguments"].is_object()) {
+        f["arguments"] =
+            f["arguments"].dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+        changed = true;
+      }
+    }
+  }
+  if (!changed) return std::nullopt;
+  return out;
+}
 
 // The roles every chat template this server meets is written for. A template cannot be asked
 // which roles it handles: most render an unknown role as if it were a known one (a ChatML
@@ -196,9 +218,19 @@ absl::StatusOr<Prompt> ModelContext::BuildPrompt(const PromptInput& input,
       options.tools = input.tools;
       // Special tokens come only from the template, never from message text (finding 7 of
       // issue 15): router/chat_prompt.h.
-      absl::StatusOr<RenderedChat> chat = RenderChatPrompt(
-          *chat_template_, *tokenizer_,
-          template_reads_parts_ ? input.messages : JoinContentParts(input.messages), options);
+      const nlohmann::ordered_json messages =
+          template_reads_parts_ ? input.messages : JoinContentParts(input.messages);
+      absl::StatusOr<RenderedChat> chat =
+          RenderChatPrompt(*chat_template_, *tokenizer_, messages, options);
+      if (!chat.ok()) {
+        // Tool-call arguments reach templates as objects (openai_request.cc); templates that
+        // concatenate them as the JSON text clients send (DeepSeek-V3's) get that text instead.
+        if (std::optional<nlohmann::ordered_json> as_text = ArgumentsAsText(messages)) {
+          absl::StatusOr<RenderedChat> again =
+              RenderChatPrompt(*chat_template_, *tokenizer_, *as_text, options);
+          if (again.ok()) chat = std::move(again);
+        }
+      }
       if (!chat.ok()) return InvalidParam("messages", chat.status().message());
       prompt.token_ids = std::move(chat->token_ids);
       prompt.rendered = std::move(chat->text);

@@ -383,6 +383,23 @@ TEST_F(ChatToolsTest, ToolCallsReadBackFromTheOutput) {
   }
 }
 
+// Tool-call arguments reach templates as objects; DeepSeek-V3's concatenates them as the JSON
+// text clients send, so it gets the text (before: a 400 from the template).
+TEST_F(ChatToolsTest, TemplatesThatConcatenateArgumentsGetText) {
+  const std::string dir = ModelWithTemplate("chat-deepseek-arguments",
+                                            ReadFile(kChatData + "templates/deepseek_v3.jinja"));
+  absl::StatusOr<std::unique_ptr<ModelContext>> model = ModelContext::Load(dir, "tiny");
+  ASSERT_TRUE(model.ok()) << model.status();
+  const Json body = {{"messages", Json::parse(R"([
+      {"role": "user", "content": "Weather?"},
+      {"role": "assistant", "content": null, "tool_calls": [{"id": "c", "type": "function",
+       "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+      {"role": "tool", "tool_call_id": "c", "content": "sunny"}])")}};
+  absl::StatusOr<Prompt> prompt = BuildChat(**model, body);
+  ASSERT_TRUE(prompt.ok()) << prompt.status();
+  EXPECT_THAT(prompt->rendered, HasSubstr("get_weather\n```json\n{\"city\":\"Paris\"}\n```"));
+}
+
 // The same over gRPC: tools in the chat, calls back as GenerateResponse.tool_calls with
 // FINISH_REASON_TOOL_CALLS, and assistant turns that replay calls (arguments as JSON text).
 TEST_F(ChatToolsTest, GrpcChatsCarryToolsAndReturnCalls) {

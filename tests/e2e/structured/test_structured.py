@@ -4,7 +4,8 @@ A random-weight model never closes a JSON string by itself: every constrained an
 because the worker keeps the grammar completable within max_tokens (budget closing), so each
 must parse, validate and finish with "stop". The model's chat template is replaced by Qwen3's
 published one (tests/model/chat/data/templates/qwen3.jinja): it writes Hermes <tool_call>
-blocks and may think, so tool calls and the reasoning prefix are exercised too.
+blocks and may think, so tool calls and the reasoning prefix are exercised too; then the tool
+checks run again on servers with the Qwen3-Coder, GLM-4.6, DeepSeek-V3 and Llama 3.1 templates.
 
 Usage: test_structured.py SCRATCH EXPERTMESH_BIN SOURCE_DIR
 Environment: STRUCTURED_E2E_SCHEMAS=glob narrows the corpus (debugging).
@@ -33,7 +34,7 @@ import pydantic
 
 SCRATCH, EXPERTMESH, SOURCE_DIR = (pathlib.Path(a) for a in sys.argv[1:4])
 CORPUS = SOURCE_DIR / "tests/data/structured"
-TEMPLATE = SOURCE_DIR / "tests/model/chat/data/templates/qwen3.jinja"
+TEMPLATES = SOURCE_DIR / "tests/model/chat/data/templates"
 MODEL = "tiny"
 # Enough for the corpus's largest minimal answers; the worker closes every answer within it.
 MAX_TOKENS = 320
@@ -51,17 +52,23 @@ def free_port():
 class Server:
     """`expertmesh serve` on loopback with the model made for this test."""
 
-    def __init__(self):
-        self.model_dir = SCRATCH / "model"
-        if not (self.model_dir / "config.json").exists():
+    def __init__(self, template="qwen3.jinja"):
+        made = SCRATCH / "model"
+        if not (made / "config.json").exists():
             subprocess.run([str(EXPERTMESH), "make-model", "--arch", "qwen3-moe", "--size", "tiny",
-                            "--out", str(self.model_dir), "--seed", "0", "--force"], check=True)
-        config_path = self.model_dir / "tokenizer_config.json"
-        config = json.loads(config_path.read_text())
-        config["chat_template"] = TEMPLATE.read_text()
-        config_path.write_text(json.dumps(config, indent=1))
+                            "--out", str(made), "--seed", "0", "--force"], check=True)
+        # The made model with `template` as its chat template (the other files linked).
+        self.model_dir = SCRATCH / f"model-{pathlib.Path(template).stem}"
+        shutil.rmtree(self.model_dir, ignore_errors=True)
+        self.model_dir.mkdir()
+        for f in made.iterdir():
+            if f.name != "tokenizer_config.json":
+                (self.model_dir / f.name).symlink_to(f.resolve())
+        config = json.loads((made / "tokenizer_config.json").read_text())
+        config["chat_template"] = (TEMPLATES / template).read_text()
+        (self.model_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=1))
         self.http_port, self.grpc_port = free_port(), free_port()
-        self.log = open(SCRATCH / "serve.log", "w")
+        self.log = open(SCRATCH / f"serve-{pathlib.Path(template).stem}.log", "w")
         self.proc = subprocess.Popen(
             [str(EXPERTMESH), "serve", str(self.model_dir), "--http-port", str(self.http_port),
              "--grpc-port", str(self.grpc_port), "--threads", "2", "--kv-budget", "256MiB"],
@@ -71,7 +78,7 @@ class Server:
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"expertmesh serve exited ({self.proc.returncode}); see "
-                                   f"{SCRATCH / 'serve.log'}")
+                                   f"{self.log.name}")
             try:
                 if httpx.get(self.base + "/readyz", timeout=2).status_code == 200:
                     break
@@ -441,6 +448,25 @@ def grpc_checks(checks, server):
     channel.close()
 
 
+# The other published call formats, each on a server of its own with that template: calls
+# constrained by tool_choice are read back, valid for their schemas, and replayed.
+FORMATS = ["qwen3_coder.jinja", "glm4_6.jinja", "deepseek_v3.jinja", "llama3_1.jinja"]
+
+
+def format_checks(checks, template):
+    server = Server(template)
+    client = openai.OpenAI(base_url=server.base + "/v1", api_key="unused", max_retries=0,
+                           timeout=600)
+    try:
+        checks.run(f"{template}: tools round trip", tools_round_trip, client, 31)
+        checks.run(f"{template}: tools streamed", tools_streamed, client, 32)
+        checks.run(f"{template}: named tool_choice", named_tool, client, 33)
+        checks.run(f"{template}: json_schema", corpus_schema, client,
+                   CORPUS / "schemas/strict_person.json", 1.0, 34, True)
+    finally:
+        server.stop()
+
+
 def main():
     SCRATCH.mkdir(parents=True, exist_ok=True)
     started = time.time()
@@ -480,6 +506,8 @@ def main():
         grpc_checks(checks, server)
     finally:
         server.stop()
+    for template in FORMATS:
+        format_checks(checks, template)
     print(f"\n{checks.passed} checks passed, {len(checks.failures)} failed "
           f"in {time.time() - started:.0f} s")
     for name, why in checks.failures:
