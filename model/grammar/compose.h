@@ -23,9 +23,9 @@ Grammar ChoiceGrammar(std::span<const std::string> choices);
 Expr Embed(Grammar& into, const Grammar& sub, std::string_view prefix);
 
 // Any text up to and including the first occurrence of `marker`: a KMP automaton over `marker`'s
-// code points written as right-recursive rules `<prefix>-0`, `<prefix>-1`, ... (no '-' added
-// after a prefix ending in '-' or '_') added to `into`
-// (one per marker code point). Returns a reference to its start; an empty marker gives Empty.
+// code points written as right-recursive rules `<prefix>-0`, `<prefix>-1`, ... (one per code
+// point; no '-' added after a prefix ending in '-' or '_') added to `into`. Returns a reference
+// to its start; an empty marker gives Empty.
 // REQUIRES: marker is valid UTF-8.
 Expr TextThrough(Grammar& into, std::string_view marker, std::string_view prefix);
 

@@ -6,7 +6,8 @@
 // prefixItems, minItems, maxItems), string (minLength, maxLength in characters, pattern, format
 // date / time / date-time / uuid / email / ipv4 / hostname), integer and number bounds (minimum,
 // maximum, exclusiveMinimum, exclusiveMaximum; exact, decimal bounds included), boolean, null, enum
-// and const of any JSON value, anyOf / oneOf (as alternatives: oneOf's exclusivity is not
+// and const of any JSON value (only the values of the schema's `type`, when it has one), anyOf /
+// oneOf (as alternatives: oneOf's exclusivity is not
 // enforced), allOf with one schema, $ref to any local JSON pointer ("#", "#/$defs/X",
 // "#/definitions/X"; recursion allowed, one rule per referenced schema), `{}` / true for any value,
 // OpenAPI's nullable. Annotations (title, description, default, examples, $schema, $id, $comment,
@@ -17,9 +18,11 @@
 // dependentRequired, dependentSchemas, uniqueItems: true, multipleOf, contains, propertyNames,
 // minProperties, maxProperties, unevaluated*), unsupported formats, integer bounds beyond 64
 // bits, contradictory bounds (minItems > maxItems, minLength > maxLength, minimum > maximum,
-// an interval with no value), an empty enum, a $ref that is remote or points at nothing,
+// an interval with no value), an enum with no value (of the schema's type), a $ref that is
+// remote or points at nothing,
 // minLength / maxLength beside a pattern or format that does not already imply them, pattern
-// beside format, counts above kMaxGbnfRepeatCount, and schema text that is not JSON.
+// beside format, counts above kMaxGbnfRepeatCount, schemas nested deeper than 128 levels, and
+// schema text that is not JSON.
 //
 // Choices where the schema leaves freedom, so that a constrained model cannot run away:
 // - Whitespace is bounded: after `{` `[` `,` `:` and before `}` `]` a gap is empty, one space,
@@ -32,6 +35,9 @@
 // - \uXXXX escapes never name a lone surrogate (parsers refuse one); a pair is one character.
 // - A string is generated in one spelling: enum / const values and pattern literals use the
 //   shortest JSON escapes (\" \\ \n ..., \u00XX for other control characters).
+// - format date knows each month's length and leap years; time never writes second 60 (valid
+//   only at a real leap second, which validators check against the date); email is RFC 5321's
+//   dot-atom form (no quoted local parts, no IP-literal domains).
 // - `pattern` is unanchored as JSON schema specifies: a side without ^ / $ may have any
 //   characters before / after the match.
 //
