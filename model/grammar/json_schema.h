@@ -5,23 +5,23 @@
 // properties that may be skipped, additionalProperties false / true / a schema), array (items,
 // prefixItems, minItems, maxItems), string (minLength, maxLength in characters, pattern, format
 // date / time / date-time / uuid / email / ipv4 / hostname), integer and number bounds (minimum,
-// maximum, exclusiveMinimum, exclusiveMaximum; exact, decimal bounds included), boolean, null, enum
-// and const of any JSON value (only the values of the schema's `type`, when it has one), anyOf /
-// oneOf (as alternatives: oneOf's exclusivity is not
-// enforced), allOf with one schema, $ref to any local JSON pointer ("#", "#/$defs/X",
-// "#/definitions/X"; recursion allowed, one rule per referenced schema), `{}` / true for any value,
-// OpenAPI's nullable. Annotations (title, description, default, examples, $schema, $id, $comment,
-// deprecated, readOnly, writeOnly, ...) are ignored.
+// maximum, exclusiveMinimum, exclusiveMaximum; exact, decimal bounds included), boolean, null,
+// enum and const of any JSON value (only the values of the schema's `type`, when it has one),
+// anyOf / oneOf (as alternatives: oneOf's exclusivity is not enforced), allOf with one schema,
+// $ref to any local JSON pointer ("#", "#/$defs/X", "#/definitions/X"; recursion allowed, one
+// rule per referenced schema), `{}` / true for any value, OpenAPI's nullable. Annotations (title,
+// description, default, examples, $schema, $id, $comment, deprecated, readOnly, writeOnly, ...)
+// and unknown keywords are ignored.
 //
 // Refused with INVALID_ARGUMENT naming the keyword and the JSON pointer where it is: keywords
 // that change the language and are not supported (not, if/then/else, patternProperties,
 // dependentRequired, dependentSchemas, uniqueItems: true, multipleOf, contains, propertyNames,
 // minProperties, maxProperties, unevaluated*), unsupported formats, integer bounds beyond 64
-// bits, contradictory bounds (minItems > maxItems, minLength > maxLength, minimum > maximum,
-// an interval with no value), an enum with no value (of the schema's type), a $ref that is
-// remote or points at nothing,
-// minLength / maxLength beside a pattern or format that does not already imply them, pattern
-// beside format, counts above kMaxGbnfRepeatCount, schemas nested deeper than 128 levels, and
+// bits, contradictory bounds (minItems > maxItems, minLength > maxLength, minimum > maximum, an
+// interval with no value), an enum with no value (of the schema's type), a $ref that is remote
+// or points at nothing, minLength / maxLength beside a pattern or format that does not already
+// imply them, pattern beside format, a keyword the converter interprets beside $ref / anyOf /
+// oneOf / allOf, counts above kMaxGbnfRepeatCount, schemas nested deeper than 128 levels, and
 // schema text that is not JSON.
 //
 // Choices where the schema leaves freedom, so that a constrained model cannot run away:
