@@ -23,6 +23,8 @@ namespace {
 constexpr int64_t kInlineMaxSentenceBytes = 32;
 constexpr int64_t kInlineMaxNodes = 128;
 constexpr int64_t kUnboundedSize = int64_t{1} << 40;
+// Expression trees nested deeper than this are refused (a request must not exhaust the stack).
+constexpr int kMaxExprDepth = 1000;
 
 int64_t SatAdd(int64_t a, int64_t b) { return std::min(a + b, kUnboundedSize); }
 int64_t SatMul(int64_t a, int64_t b) {
@@ -93,7 +95,12 @@ class Lowering {
     return absl::OkStatus();
   }
 
-  absl::Status CheckExpr(const std::string& rule, const Expr& e) {
+  absl::Status CheckExpr(const std::string& rule, const Expr& e, int depth = 0) {
+    // The passes below recurse on the expression tree: bound it rather than the stack.
+    if (depth > kMaxExprDepth) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "grammar: rule '", rule, "' nests expressions deeper than ", kMaxExprDepth));
+    }
     switch (e.kind) {
       case Expr::Kind::kRuleRef:
         if (!index_.contains(e.rule)) {
@@ -116,11 +123,11 @@ class Lowering {
               "grammar: rule '", rule, "' has an invalid repetition {", e.min_count, ",",
               e.max_count == kUnbounded ? std::string() : absl::StrCat(e.max_count), "}"));
         }
-        return CheckExpr(rule, e.items[0]);
+        return CheckExpr(rule, e.items[0], depth + 1);
       case Expr::Kind::kSequence:
       case Expr::Kind::kChoice:
         for (const Expr& item : e.items) {
-          absl::Status s = CheckExpr(rule, item);
+          absl::Status s = CheckExpr(rule, item, depth + 1);
           if (!s.ok()) return s;
         }
         return absl::OkStatus();

@@ -88,6 +88,27 @@ TEST(ValidateGrammarTest, RefusesMalformedClassesRepeatsAndHugeAutomata) {
   ExpectInvalid(Rules({{"root", Expr::Repeat(Expr::Literal("abcdefgh"), 0, 1 << 20)}}), "exceeds");
 }
 
+TEST(ValidateGrammarTest, RefusesExpressionsNestedTooDeeply) {
+  Expr e = Expr::Literal("x");
+  for (int i = 0; i < 1500; ++i) {
+    Expr outer;
+    outer.kind = Expr::Kind::kSequence;
+    outer.items.push_back(Expr::Literal("("));
+    outer.items.push_back(std::move(e));
+    e = std::move(outer);
+  }
+  ExpectInvalid(Rules({{"root", std::move(e)}}), "nests expressions deeper than");
+  Expr ok = Expr::Literal("x");
+  for (int i = 0; i < 500; ++i) {
+    Expr outer;
+    outer.kind = Expr::Kind::kChoice;
+    outer.items.push_back(Expr::Literal("a"));
+    outer.items.push_back(std::move(ok));
+    ok = std::move(outer);
+  }
+  EXPECT_TRUE(ValidateGrammar(Rules({{"root", std::move(ok)}})).ok());
+}
+
 TEST(AutomatonTest, TailCallsAreMarkedAndShortRulesInlined) {
   absl::StatusOr<engine_internal::Automaton> a =
       engine_internal::BuildAutomaton(testing::TextThroughGrammar());

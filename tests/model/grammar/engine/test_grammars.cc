@@ -103,13 +103,25 @@ Grammar NoLowercaseGrammar() {
   return Make({{"root", Seq({Star(Cls({C('a', 'z')}, true)), L("x")})}});
 }
 
+Grammar NullableRecursionGrammar() {
+  // root refers to itself (its follow set holds ")" and the end); "opt" may match nothing and
+  // is called where a token can pop several levels at once.
+  return Make({
+      {"root", Alt({Seq({L("("), R("root"), L(")"), R("opt")}),
+                    Seq({R("opt"), L("x"), R("opt"), Star(Seq({L(","), R("item")}))})})},
+      {"item", Seq({R("opt"), Alt({L("a"), L("ab"), R("root")}), R("opt")})},
+      {"opt", Opt(Seq({Cls({C('b', 'c')}), R("opt")}))},
+  });
+}
+
 std::vector<NamedGrammar> AllTestGrammars() {
   return {{"json", JsonGrammar()},
           {"arithmetic", ArithmeticGrammar()},
           {"regex_like", RegexLikeGrammar()},
           {"text_through", TextThroughGrammar()},
           {"utf8", Utf8Grammar()},
-          {"no_lowercase", NoLowercaseGrammar()}};
+          {"no_lowercase", NoLowercaseGrammar()},
+          {"nullable_recursion", NullableRecursionGrammar()}};
 }
 
 SmallVocab MakeSmallVocab() {

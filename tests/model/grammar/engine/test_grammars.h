@@ -30,6 +30,8 @@ Grammar TextThroughGrammar();
 Grammar Utf8Grammar();
 // Any text without lowercase letters, then "x" (about half the vocabulary at every step).
 Grammar NoLowercaseGrammar();
+// A root that refers to itself, and a nullable right-recursive rule between calls.
+Grammar NullableRecursionGrammar();
 std::vector<NamedGrammar> AllTestGrammars();
 
 struct SmallVocab {
