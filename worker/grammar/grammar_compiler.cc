@@ -4,6 +4,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/logging.h"
 #include "model/tokenizer/tokenizer.h"
 
@@ -11,6 +13,7 @@ namespace expertmesh::worker {
 
 absl::StatusOr<std::unique_ptr<GrammarCompiler>> GrammarCompiler::ForModel(
     const std::string& model_dir, const model::ModelConfig& config, size_t cache_capacity) {
+  const absl::Time start = absl::Now();
   absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> tok =
       tokenizer::Tokenizer::LoadFromDirectory(model_dir);
   if (absl::IsNotFound(tok.status())) {
@@ -34,6 +37,9 @@ absl::StatusOr<std::unique_ptr<GrammarCompiler>> GrammarCompiler::ForModel(
     EM_LOG_WARN("worker: requests with a grammar will be refused: {}", none->unavailable_reason());
     return none;
   }
+  EM_LOG_INFO("worker: grammar vocabulary of {} tokens ({} from the tokenizer) built in {:.0f} ms",
+              (*vocab)->size(), (*vocab)->tokenizer_size(),
+              absl::ToDoubleMilliseconds(absl::Now() - start));
   return std::make_unique<GrammarCompiler>(*std::move(vocab), cache_capacity);
 }
 
