@@ -59,7 +59,9 @@ class JsonSchemaConverter {
   absl::StatusOr<int64_t> Count(const Json& schema, std::string_view keyword, int64_t fallback,
                                 const Place& at) const;
 
-  // Shared rules, added on first use under a name no definition has taken.
+  // Shared rules, added on first use under a name no definition has taken: "ws" (a bounded gap),
+  // "char" (one character of a JSON string), "string", "number", "value", "object", "array"
+  // (any JSON of that kind).
   Expr Helper(std::string_view key);
   Expr Ws();
   Expr AnyValue() { return Helper("value"); }
