@@ -98,8 +98,8 @@ class Lowering {
   absl::Status CheckExpr(const std::string& rule, const Expr& e, int depth = 0) {
     // The passes below recurse on the expression tree: bound it rather than the stack.
     if (depth > kMaxExprDepth) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "grammar: rule '", rule, "' nests expressions deeper than ", kMaxExprDepth));
+      return absl::InvalidArgumentError(
+          absl::StrCat("grammar: rule '", rule, "' nests expressions deeper than ", kMaxExprDepth));
     }
     switch (e.kind) {
       case Expr::Kind::kRuleRef:

@@ -49,6 +49,14 @@ GrammarMatcher::GrammarMatcher(std::shared_ptr<const CompiledGrammar> g)
   runner_.Close(std::span<const engine_internal::Stack>(&root, 1), &state_);
 }
 
+GrammarMatcher::GrammarMatcher(const GrammarMatcher& other)
+    : grammar_(other.grammar_),
+      pool_(other.pool_),
+      runner_(&grammar_->automaton(), &pool_),
+      state_(other.state_),
+      terminated_(other.terminated_),
+      gc_at_(other.gc_at_) {}
+
 bool GrammarMatcher::CanTerminate() const { return state_.can_end; }
 
 int64_t GrammarMatcher::MinBytesToComplete() const {

@@ -24,6 +24,10 @@ class GrammarMatcher {
  public:
   // REQUIRES: g is not null.
   explicit GrammarMatcher(std::shared_ptr<const CompiledGrammar> g);
+  // A copy continues independently from the same state (e.g. to try a continuation and keep
+  // the original). Not assignable or movable: the runner points into the matcher's own pool.
+  GrammarMatcher(const GrammarMatcher& other);
+  GrammarMatcher& operator=(const GrammarMatcher&) = delete;
 
   // Writes the allowed next tokens: bit (t % 32) of word t / 32 set = token t allowed. EOS ids
   // are allowed exactly where the grammar may end; special tokens and padding ids never; after

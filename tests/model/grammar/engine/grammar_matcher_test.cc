@@ -1,5 +1,6 @@
 #include "model/grammar/engine/grammar_matcher.h"
 
+#include <memory>
 #include <set>
 #include <string>
 #include <thread>
@@ -176,6 +177,31 @@ TEST(GrammarMatcherTest, DeepNestingPushesAndPopsFrames) {
   ASSERT_TRUE(m.AcceptToken('}').ok());
   EXPECT_TRUE(m.CanTerminate());
   EXPECT_TRUE(m.AcceptToken(sv.eos).ok());
+}
+
+TEST(GrammarMatcherTest, ACopyContinuesIndependently) {
+  const testing::SmallVocab sv = MakeSmallVocab();
+  auto compiled = CompileOrDie(testing::JsonGrammar(), sv.vocab);
+  GrammarMatcher m(compiled);
+  ASSERT_TRUE(m.AcceptToken(TokenId(*sv.vocab, "{\"")).ok());
+  ASSERT_TRUE(m.AcceptToken(TokenId(*sv.vocab, "a\":")).ok());
+  ASSERT_TRUE(m.AcceptToken('[').ok());
+  auto copy = std::make_unique<GrammarMatcher>(m);
+  ASSERT_TRUE(copy->AcceptToken(TokenId(*sv.vocab, "{}")).ok());
+  EXPECT_FALSE(copy->AcceptToken(TokenId(*sv.vocab, "}]")).ok());
+  ASSERT_TRUE(copy->AcceptToken(']').ok());
+  ASSERT_TRUE(copy->AcceptToken('}').ok());
+  EXPECT_TRUE(copy->CanTerminate());
+  // The original is still inside the array, and keeps working after the copy is gone.
+  copy.reset();
+  EXPECT_FALSE(m.CanTerminate());
+  EXPECT_EQ(m.MinBytesToComplete(), 2);
+  ASSERT_TRUE(m.AcceptToken(TokenId(*sv.vocab, "[1")).ok());
+  ASSERT_TRUE(m.AcceptToken(TokenId(*sv.vocab, ",2]")).ok());
+  EXPECT_FALSE(m.AcceptToken(TokenId(*sv.vocab, "}]")).ok());
+  ASSERT_TRUE(m.AcceptToken(']').ok());
+  ASSERT_TRUE(m.AcceptToken('}').ok());
+  EXPECT_TRUE(m.CanTerminate());
 }
 
 TEST(GrammarMatcherTest, ThreadsShareOneCompiledGrammar) {
