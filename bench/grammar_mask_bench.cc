@@ -150,6 +150,16 @@ double Percentile(std::vector<double> v, double p) {
   return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
 }
 
+// Every timed FillNextTokenBitmask of every case run so far (BM_Summary reports them).
+std::vector<double>& AllMaskUs() {
+  static std::vector<double>* all = new std::vector<double>();
+  return *all;
+}
+std::vector<double>& AllCompileMs() {
+  static std::vector<double>* all = new std::vector<double>();
+  return *all;
+}
+
 void RunCase(benchmark::State& state, const Case& c) {
   if (!c.error.empty()) {
     state.SkipWithError(c.error.c_str());
@@ -189,6 +199,8 @@ void RunCase(benchmark::State& state, const Case& c) {
       }
     }
   }
+  AllMaskUs().insert(AllMaskUs().end(), us.begin(), us.end());
+  AllCompileMs().push_back(c.compile_ms);
   state.counters["p50_us"] = Percentile(us, 0.5);
   state.counters["p99_us"] = Percentile(us, 0.99);
   state.counters["max_us"] = us.empty() ? 0 : *std::max_element(us.begin(), us.end());
@@ -269,6 +281,21 @@ void RegisterAll() {
         ->Iterations(3)
         ->Unit(benchmark::kMillisecond);
   }
+  // Runs last: the distribution over every token of every grammar above.
+  benchmark::RegisterBenchmark("BM_Summary", [](benchmark::State& state) {
+    for (auto _ : state) {
+    }
+    const std::vector<double>& us = AllMaskUs();
+    state.counters["grammars"] = static_cast<double>(AllCompileMs().size());
+    state.counters["masks"] = static_cast<double>(us.size());
+    state.counters["p50_us"] = Percentile(us, 0.5);
+    state.counters["p99_us"] = Percentile(us, 0.99);
+    state.counters["max_us"] = us.empty() ? 0 : *std::max_element(us.begin(), us.end());
+    state.counters["compile_p50_ms"] = Percentile(AllCompileMs(), 0.5);
+    state.counters["compile_max_ms"] =
+        AllCompileMs().empty() ? 0
+                               : *std::max_element(AllCompileMs().begin(), AllCompileMs().end());
+  })->Iterations(1);
 }
 
 }  // namespace
