@@ -487,14 +487,15 @@ int RunGrammarComparison(Subject& s, const std::string& spec, int threads, int s
         if (constrained) {
           // The grammar's own costs, per engine step of this run (prefill and drain included):
           // the masks' fill on the helper thread, the part of it the forward pass did not hide,
-          // and the closing masks on the engine thread.
+          // and on the engine thread the masking of the logits and the budget checks (closing).
           const expertmesh::engine::GrammarStats g = s.engine->Stats().grammar;
           const double n = static_cast<double>(s.engine->Stats().steps - steps0);
           std::printf(
               "  grammar per step: mask fill %.3f ms (helper thread), not hidden %.3f ms, "
-              "closing %.3f ms (%llu rows checked, %llu redrawn)\n",
+              "masking %.3f ms, budget %.3f ms (%llu rows needed closing, %llu redrawn)\n",
               1e3 * (g.fill_seconds - g0.fill_seconds) / n,
               1e3 * (g.wait_seconds - g0.wait_seconds) / n,
+              1e3 * (g.masking_seconds - g0.masking_seconds) / n,
               1e3 * (g.closing_seconds - g0.closing_seconds) / n,
               static_cast<unsigned long long>(g.closing_checks - g0.closing_checks),
               static_cast<unsigned long long>(g.closing_redraws - g0.closing_redraws));

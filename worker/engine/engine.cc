@@ -83,6 +83,7 @@ EngineStats Engine::Stats() const {
   stats.grammar.closing_checks = closing_checks_;
   stats.grammar.closing_redraws = closing_redraws_;
   stats.grammar.closing_seconds = closing_seconds_;
+  stats.grammar.masking_seconds = masking_seconds_;
   return stats;
 }
 
@@ -201,6 +202,11 @@ absl::StatusOr<std::vector<sampling::SampledToken>> Engine::SampleStep(
 absl::Status Engine::MaskBackendRows(Tensor& row_logits) {
   const int64_t n = grammar_masks_->num_backend_rows();
   if (n == 0) return absl::OkStatus();
+  const auto t0 = std::chrono::steady_clock::now();
+  absl::Cleanup timed = [&] {
+    masking_seconds_ +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
   const int64_t words = grammar_masks_->words();
   if (!backend_masks_.defined() || backend_masks_.dim(0) < n) {
     ASSIGN_OR_RETURN(backend_masks_, backend_->Allocate(DType::kI32, {n, words}));
@@ -216,16 +222,17 @@ absl::Status Engine::MaskBackendRows(Tensor& row_logits) {
 
 absl::Status Engine::CloseGrammars(const Tensor& logits,
                                    std::vector<sampling::SampledToken>& sampled) {
+  if (grammar_masks_->rows().empty()) return absl::OkStatus();
+  const auto t0 = std::chrono::steady_clock::now();
+  absl::Cleanup timed = [&] {
+    closing_seconds_ +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
   const int64_t vocab = logits.dim(1);
   for (const GrammarMasks::Row& g : grammar_masks_->rows()) {
     const scheduler::ScheduledSequence& s = *g.seq;
     sampling::SampledToken& drawn = sampled[static_cast<size_t>(g.row)];
     if (!GrammarMasks::NeedsClosing(s, drawn.token)) continue;
-    const auto t0 = std::chrono::steady_clock::now();
-    absl::Cleanup timed = [&] {
-      closing_seconds_ +=
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    };
     ++closing_checks_;
     closing_mask_.resize(static_cast<size_t>(grammar_masks_->words()));
     if (!GrammarMasks::FillClosingMask(s, closing_mask_)) continue;  // nothing fits: keep it

@@ -162,7 +162,7 @@ class Engine {
   std::vector<int32_t> mask_rows_;
   std::vector<uint32_t> closing_mask_;
   uint64_t closing_checks_ = 0, closing_redraws_ = 0;
-  double closing_seconds_ = 0;
+  double closing_seconds_ = 0, masking_seconds_ = 0;
   // Prompt scoring (ScorePrompts): a host copy of a block of device logits rows, and the
   // top-k scratch.
   std::vector<float> host_rows_;

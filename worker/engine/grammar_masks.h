@@ -38,7 +38,10 @@ struct GrammarStats {
   double wait_seconds = 0;       // the engine thread blocked in Wait(): what the overlap missed
   uint64_t closing_checks = 0;   // rows whose token needed the closing mask
   uint64_t closing_redraws = 0;  // ... and were redrawn from it
-  double closing_seconds = 0;    // closing masks and redraws, on the engine thread
+  // On the engine thread: budget checks of every constrained row, closing masks and redraws;
+  // and the masks' upload and Backend::MaskLogits.
+  double closing_seconds = 0;
+  double masking_seconds = 0;
 };
 
 class GrammarMasks {
