@@ -4,7 +4,7 @@
 // layer) over the read bandwidth measured in the same run.
 //   engine_decode_bench MODEL_DIR[,MODEL_DIR...] [threads] [steps] [batch]
 //   engine_decode_bench --prefill-tokens N[,N...] [--rounds R] MODEL_DIR[,...] [threads]
-//   engine_decode_bench --grammar json_object|SCHEMA.json|GRAMMAR.gbnf [--rounds R]
+//   engine_decode_bench --grammar json_object|SCHEMA.json|GRAMMAR.gbnf [--rounds R] [--closing]
 //                       MODEL_DIR [threads] [steps] [batch]
 //   options anywhere: --probe-gib G (read bandwidth probe size, default 4)
 // Several comma-separated models (e.g. one checkpoint in bf16 and in fp8) are measured in the
@@ -26,7 +26,8 @@
 // ran (tokens / steps), and the grammar's own costs per step (engine::GrammarStats). The
 // constrained requests have room past the timed steps (and are aborted after them), so their
 // budget does not bind while timed: closing an output costs a closing mask per row for the last
-// tokens of each request, counted in those stats, not in these rates.
+// tokens of each request, counted in those stats, not in these rates; --closing gives them only
+// their shortest completion plus half the timed steps, to time that regime too.
 // With --prefill-tokens, only the prefill of one N-token prompt is timed (time to first token
 // and N / that time, the figure `llama-bench -p N` reports), R rounds (default 3) alternating
 // the models, medians reported; the prompt is chunked by the engine's default token budget.
@@ -63,6 +64,7 @@
 
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/cpu_features.h"
+#include "model/grammar/engine/grammar_matcher.h"
 #include "model/grammar/gbnf.h"
 #include "model/grammar/json_schema.h"
 #include "tests/util/cpu_engine.h"
@@ -253,10 +255,11 @@ struct Timed {
 };
 
 // Decode steps with `batch` requests already past their prefill (which is not timed); with
-// `grammar`, each request is constrained by it (and ends at an end of sequence).
+// `grammar`, each request is constrained by it (and ends at an end of sequence), with
+// max_tokens `grammar_max_tokens` (0: room past the timed steps).
 Timed TimeDecode(expertmesh::engine::Engine& e, int batch, int steps,
                  std::shared_ptr<const expertmesh::grammar::CompiledGrammar> grammar = nullptr,
-                 float temperature = 0) {
+                 float temperature = 0, int64_t grammar_max_tokens = 0) {
   const int64_t vocab = e.config().vocab_size;
   static int round = 0;
   ++round;
@@ -269,8 +272,10 @@ Timed TimeDecode(expertmesh::engine::Engine& e, int batch, int steps,
     // A constrained request gets room past the timed steps: its budget never binds inside them
     // (a schema's shortest completion can be hundreds of bytes), so the steps time the masks,
     // not the closing of outputs cut short; it is aborted after them.
-    req.max_tokens =
-        grammar == nullptr ? steps + 2 : std::min<int64_t>(steps + 2 + 512, e.max_model_len() - 16);
+    req.max_tokens = grammar == nullptr ? steps + 2
+                     : grammar_max_tokens > 0
+                         ? grammar_max_tokens
+                         : std::min<int64_t>(steps + 2 + 512, e.max_model_len() - 16);
     req.ignore_eos = grammar == nullptr;
     req.grammar = grammar;
     if (!e.AddRequest(req).ok()) std::abort();
@@ -425,7 +430,8 @@ void PrintAboveProbeReason(const ReadBandwidthProbe& probe, double active_bytes)
 
 int Usage(const char* argv0) {
   std::fprintf(stderr,
-               "usage: %s [--prefill-tokens N[,N...] | --grammar json_object|SCHEMA.json|G.gbnf] "
+               "usage: %s [--prefill-tokens N[,N...] | --grammar json_object|SCHEMA.json|G.gbnf "
+               "[--closing]] "
                "[--rounds R] [--probe-gib G] MODEL_DIR[@FAMILY][,MODEL_DIR...] [threads] [steps] "
                "[batch]\n",
                argv0);
@@ -447,7 +453,7 @@ absl::StatusOr<std::string> GrammarText(const std::string& spec) {
 
 // --grammar: decode with and without the grammar, alternated over `rounds` rounds.
 int RunGrammarComparison(Subject& s, const std::string& spec, int threads, int steps,
-                         std::vector<int> batches, int rounds) {
+                         std::vector<int> batches, int rounds, bool closing) {
   absl::StatusOr<std::string> gbnf = GrammarText(spec);
   if (!gbnf.ok()) {
     std::fprintf(stderr, "--grammar %s: %s\n", spec.c_str(), gbnf.status().ToString().c_str());
@@ -467,6 +473,14 @@ int RunGrammarComparison(Subject& s, const std::string& spec, int threads, int s
     std::fprintf(stderr, "--grammar %s: %s\n", spec.c_str(), compiled.status().ToString().c_str());
     return 1;
   }
+  // --closing: max_tokens leaves the shortest completion plus half the timed steps, so the
+  // second half of them runs in the closing regime (a budget check and often a closing mask and
+  // a redraw per row and step).
+  const int64_t shortest = expertmesh::grammar::GrammarMatcher(*compiled).MinBytesToComplete();
+  const int64_t grammar_max_tokens = closing ? shortest + 2 + steps / 2 : 0;
+  std::printf("grammar %s: shortest completion %lld bytes%s\n", spec.c_str(),
+              static_cast<long long>(shortest),
+              closing ? "; max_tokens leaves it plus half the timed steps (--closing)" : "");
   std::printf("grammar %s: %zu bytes of GBNF, compiled in %.1f ms\n", spec.c_str(), gbnf->size(),
               1e3 * std::chrono::duration<double>(Clock::now() - c0).count());
   TimeDecode(*s.engine, 1, 4);  // warm-up: page in the weights
@@ -479,7 +493,7 @@ int RunGrammarComparison(Subject& s, const std::string& spec, int threads, int s
         const expertmesh::engine::GrammarStats g0 = s.engine->Stats().grammar;
         const uint64_t steps0 = s.engine->Stats().steps;
         const Timed t = TimeDecode(*s.engine, batch, steps, constrained ? *compiled : nullptr,
-                                   /*temperature=*/1.0f);
+                                   /*temperature=*/1.0f, grammar_max_tokens);
         (constrained ? constrained_rates : free_rates).push_back(t.rate());
         std::printf("round %d: batch %d %s: %.1f tok/s (mean batch %.1f, load %.2f)\n", round + 1,
                     batch, constrained ? "with grammar" : "without", t.rate(),
@@ -518,6 +532,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> positional;
   std::vector<int> prefill_lengths;
   int prefill_rounds = 3;
+  bool closing = false;
   double probe_gib = 4;
   std::string grammar_spec;
   for (int i = 1; i < argc; ++i) {
@@ -528,6 +543,8 @@ int main(int argc, char** argv) {
       if (prefill_lengths.empty()) return Usage(argv[0]);
     } else if (arg == "--grammar" && has_value) {
       grammar_spec = argv[++i];
+    } else if (arg == "--closing") {
+      closing = true;
     } else if (arg == "--rounds" && has_value) {
       prefill_rounds = std::atoi(argv[++i]);
       if (prefill_rounds <= 0) return Usage(argv[0]);
@@ -572,7 +589,7 @@ int main(int argc, char** argv) {
     std::vector<int> batches = {1, 32};
     if (positional.size() > 3) batches = {std::atoi(positional[3].c_str())};
     return RunGrammarComparison(subjects.front(), grammar_spec, threads, steps, batches,
-                                prefill_rounds);
+                                prefill_rounds, closing);
   }
 
   if (!prefill_lengths.empty()) {
