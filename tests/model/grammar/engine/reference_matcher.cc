@@ -122,6 +122,10 @@ ReferenceMatcher::State ReferenceMatcher::Normalize(const State& s) const {
   std::set<Config> seen;
   std::vector<Config> work(s.begin(), s.end());
   while (!work.empty()) {
+    if (seen.size() > kMaxConfigs) {
+      exploded_ = true;
+      return {};
+    }
     Config c = std::move(work.back());
     work.pop_back();
     if (!seen.insert(c).second) continue;
@@ -190,6 +194,7 @@ ReferenceMatcher::State ReferenceMatcher::Normalize(const State& s) const {
 
 ReferenceMatcher::State ReferenceMatcher::Step(const State& s, uint8_t b) const {
   State next;
+  if (exploded_) return next;
   for (const Config& c : s) {
     if (c.empty()) continue;
     Config n = c;

@@ -36,6 +36,10 @@ class ReferenceMatcher {
   // MinBytesAfter of every token of `sorted` (byte strings in ascending order: tokens that share
   // a prefix share its work).
   std::vector<int64_t> MinBytesAfterEach(const std::vector<std::string_view>& sorted) const;
+  // True once some state had more than kMaxConfigs derivations (a very ambiguous grammar): the
+  // reference gave up and its answers since are meaningless.
+  bool exploded() const { return exploded_; }
+  static constexpr size_t kMaxConfigs = 20000;
   // Deepest item stack among the live derivations.
   size_t MaxDepth() const;
 
@@ -61,6 +65,7 @@ class ReferenceMatcher {
   std::shared_ptr<const Expr> root_;  // a reference to the root rule
   std::map<std::string, const Expr*> rules_;
   std::map<std::string, int64_t> rule_min_;
+  mutable bool exploded_ = false;
   State state_;  // normalized: every config's top is a literal or a class, or it is empty
 };
 

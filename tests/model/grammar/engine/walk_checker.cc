@@ -89,6 +89,7 @@ int64_t CheckRandomWalks(const Grammar& g, std::shared_ptr<const CompiledGrammar
                        absl::CEscape(absl::string_view(text.data(), text.size())), "\"");
       std::vector<int64_t> after(v.tokenizer_size(), kNoCompletion);
       const std::vector<int64_t> sorted_after = ref.MinBytesAfterEach(sorted_bytes);
+      if (ref.exploded()) break;
       for (size_t i = 0; i < sorted_after.size(); ++i) {
         after[v.sorted_text_tokens()[i]] = sorted_after[i];
       }

@@ -25,7 +25,8 @@ struct WalkOptions {
   uint32_t seed = 1;
 };
 
-// Adds gtest failures; returns the number of steps checked.
+// Adds gtest failures; returns the number of steps checked. A walk on which the reference gives
+// up (ReferenceMatcher::exploded) ends there, its last step unchecked.
 int64_t CheckRandomWalks(const Grammar& g, std::shared_ptr<const CompiledGrammar> compiled,
                          const WalkOptions& options);
 
