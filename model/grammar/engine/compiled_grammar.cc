@@ -7,13 +7,14 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "model/grammar/engine/stack_set.h"
 #include "model/grammar/engine/token_classifier.h"
 
 namespace expertmesh::grammar {
 
 absl::StatusOr<std::shared_ptr<const CompiledGrammar>> CompiledGrammar::Compile(
-    const Grammar& g, std::shared_ptr<const TokenVocabulary> vocab) {
+    const Grammar& g, std::shared_ptr<const TokenVocabulary> vocab, const CompileLimits& limits) {
   if (vocab == nullptr) return absl::InvalidArgumentError("CompiledGrammar: no vocabulary");
   const auto start = std::chrono::steady_clock::now();
   absl::StatusOr<engine_internal::Automaton> automaton = engine_internal::BuildAutomaton(g);
@@ -37,11 +38,23 @@ absl::StatusOr<std::shared_ptr<const CompiledGrammar>> CompiledGrammar::Compile(
   const size_t num_threads =
       std::min<size_t>({static_cast<size_t>(hw), size_t{8}, (mask_nodes.size() + 7) / 8});
   std::atomic<size_t> next{0};
+  // The work and memory so far, summed after each node; past a limit every thread stops.
+  std::atomic<int64_t> trie_steps{0};
+  std::atomic<int64_t> table_bytes{0};
+  std::atomic<bool> over_limit{false};
   auto work = [&]() {
     engine_internal::FramePool pool(&a);
     engine_internal::StackRunner runner(&a, &pool);
-    for (size_t k = next++; k < mask_nodes.size(); k = next++) {
-      c->masks_[k] = engine_internal::ClassifyNode(a, *c->vocab_, mask_nodes[k], &runner);
+    for (size_t k = next++; k < mask_nodes.size() && !over_limit.load(); k = next++) {
+      int64_t steps = 0;
+      NodeTokenMasks& m = c->masks_[k];
+      m = engine_internal::ClassifyNode(a, *c->vocab_, mask_nodes[k], &runner, &steps);
+      const int64_t bytes =
+          static_cast<int64_t>(4 * (m.accepted_bits.size() + m.ids.size() + m.uncertain.size()));
+      if (trie_steps.fetch_add(steps) + steps > limits.max_trie_steps ||
+          table_bytes.fetch_add(bytes) + bytes > limits.max_table_bytes) {
+        over_limit.store(true);
+      }
     }
   };
   if (num_threads <= 1) {
@@ -52,7 +65,16 @@ absl::StatusOr<std::shared_ptr<const CompiledGrammar>> CompiledGrammar::Compile(
     for (std::thread& t : threads) t.join();
   }
 
+  if (over_limit.load()) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("grammar too large to compile: its ", mask_nodes.size(),
+                     " automaton positions over a vocabulary of ", c->vocab_->size(),
+                     " tokens pass the limit of ", limits.max_trie_steps, " trie steps or ",
+                     limits.max_table_bytes >> 20,
+                     " MiB of token tables (simplify the schema, regex or grammar)"));
+  }
   CompileStats& s = c->stats_;
+  s.trie_steps = trie_steps.load();
   s.nodes = static_cast<int32_t>(a.nodes.size());
   s.mask_nodes = static_cast<int32_t>(mask_nodes.size());
   for (const NodeTokenMasks& m : c->masks_) {

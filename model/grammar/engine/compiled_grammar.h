@@ -41,15 +41,29 @@ struct CompileStats {
   int32_t mask_nodes = 0;        // nodes with a token classification (possible stack tops)
   int64_t uncertain_tokens = 0;  // summed over mask_nodes
   int64_t table_bytes = 0;       // memory of the classification tables
+  int64_t trie_steps = 0;        // vocabulary trie steps taken to classify (the compile's work)
   double seconds = 0;            // wall time of Compile
+};
+
+// What one compile may cost. A grammar comes from a client (a schema, a regex, GBNF), and its
+// compile time and tables grow with its automaton positions times the vocabulary: the regex
+// `.{2000}` alone takes 6.8e8 trie steps (5 s on two cores) at Qwen2's 151k tokens. Past a limit
+// the compile stops and is refused with RESOURCE_EXHAUSTED rather than holding the worker's
+// cores or memory. The largest grammar of the schema corpus (tests/data/structured) takes 2.2e7
+// steps and 3.5 MB of tables there, so the defaults leave it ~18x and ~70x room.
+struct CompileLimits {
+  int64_t max_trie_steps = 400'000'000;
+  int64_t max_table_bytes = int64_t{256} << 20;
 };
 
 class CompiledGrammar {
  public:
   // Validates and lowers `g` and classifies the vocabulary at every possible stack top.
-  // INVALID_ARGUMENT as ValidateGrammar; `vocab` must not be null.
+  // INVALID_ARGUMENT as ValidateGrammar; `vocab` must not be null. RESOURCE_EXHAUSTED, saying
+  // which limit, when classifying would pass `limits` (the work stops there).
   static absl::StatusOr<std::shared_ptr<const CompiledGrammar>> Compile(
-      const Grammar& g, std::shared_ptr<const TokenVocabulary> vocab);
+      const Grammar& g, std::shared_ptr<const TokenVocabulary> vocab,
+      const CompileLimits& limits = {});
 
   const TokenVocabulary& vocab() const { return *vocab_; }
   const engine_internal::Automaton& automaton() const { return automaton_; }

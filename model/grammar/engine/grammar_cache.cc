@@ -6,8 +6,9 @@
 
 namespace expertmesh::grammar {
 
-GrammarCache::GrammarCache(std::shared_ptr<const TokenVocabulary> vocab, size_t capacity)
-    : vocab_(std::move(vocab)), capacity_(capacity < 1 ? 1 : capacity) {}
+GrammarCache::GrammarCache(std::shared_ptr<const TokenVocabulary> vocab, size_t capacity,
+                           const CompileLimits& limits)
+    : vocab_(std::move(vocab)), capacity_(capacity < 1 ? 1 : capacity), limits_(limits) {}
 
 size_t GrammarCache::size() const {
   absl::MutexLock lock(&mu_);
@@ -29,8 +30,10 @@ absl::StatusOr<std::shared_ptr<const CompiledGrammar>> GrammarCache::Get(
   absl::StatusOr<Grammar> grammar = ParseGbnf(gbnf_text);
   if (!grammar.ok()) return grammar.status();
   absl::StatusOr<std::shared_ptr<const CompiledGrammar>> compiled =
-      CompiledGrammar::Compile(*grammar, vocab_);
-  if (!compiled.ok()) return compiled.status();
+      CompiledGrammar::Compile(*grammar, vocab_, limits_);
+  if (!compiled.ok() && compiled.status().code() != absl::StatusCode::kResourceExhausted) {
+    return compiled.status();
+  }
 
   absl::MutexLock lock(&mu_);
   auto it = index_.find(gbnf_text);
@@ -38,13 +41,13 @@ absl::StatusOr<std::shared_ptr<const CompiledGrammar>> GrammarCache::Get(
     lru_.splice(lru_.begin(), lru_, it->second);
     return it->second->second;
   }
-  lru_.emplace_front(std::string(gbnf_text), *compiled);
+  lru_.emplace_front(std::string(gbnf_text), compiled);
   index_.emplace(lru_.front().first, lru_.begin());
   while (lru_.size() > capacity_) {
     index_.erase(lru_.back().first);
     lru_.pop_back();
   }
-  return *compiled;
+  return compiled;
 }
 
 }  // namespace expertmesh::grammar

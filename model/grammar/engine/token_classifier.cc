@@ -5,7 +5,7 @@
 namespace expertmesh::grammar::engine_internal {
 
 NodeTokenMasks ClassifyNode(const Automaton& a, const TokenVocabulary& vocab, int32_t node,
-                            StackRunner* runner) {
+                            StackRunner* runner, int64_t* steps) {
   FramePool& pool = runner->pool();
   const size_t mark = pool.size();
   const auto& trie = vocab.trie();
@@ -29,6 +29,7 @@ NodeTokenMasks ClassifyNode(const Automaton& a, const TokenVocabulary& vocab, in
     const ClosedStacks& parent = states[d - 1];
     const bool depends = past_end[d - 1] || (parent.escaped && follow.Has(t.byte));
     runner->Step(parent, t.byte, &pre);
+    ++*steps;
     if (pre.empty()) {
       if (depends) {
         auto [begin, end] = SubtreeTokens(vocab, i);

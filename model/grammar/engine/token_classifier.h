@@ -15,10 +15,11 @@
 namespace expertmesh::grammar::engine_internal {
 
 // Walks the vocabulary trie once from a stack whose top is `node` and whose caller is unknown.
-// `runner` (and its pool) is scratch; frames it interns are dropped before returning.
+// `runner` (and its pool) is scratch; frames it interns are dropped before returning. Each trie
+// step taken is counted in `*steps`.
 // REQUIRES: the node has byte edges.
 NodeTokenMasks ClassifyNode(const Automaton& a, const TokenVocabulary& vocab, int32_t node,
-                            StackRunner* runner);
+                            StackRunner* runner, int64_t* steps);
 
 // The ids of sorted_text_tokens() in the subtree of trie node `i`: [begin, end).
 inline std::pair<int32_t, int32_t> SubtreeTokens(const TokenVocabulary& vocab, int32_t i) {

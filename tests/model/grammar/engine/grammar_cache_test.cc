@@ -45,6 +45,19 @@ TEST(GrammarCacheTest, ErrorsAreReportedAndNotCached) {
   EXPECT_EQ(cache.size(), 0u);
 }
 
+TEST(GrammarCacheTest, AGrammarPastTheCompileLimitsIsRefusedOnceAndRemembered) {
+  const testing::SmallVocab sv = testing::MakeSmallVocab();
+  GrammarCache cache(sv.vocab, 4, {.max_trie_steps = 1000});
+  const std::string big = "root ::= [ -~]{500}";
+  const auto first = cache.Get(big);
+  ASSERT_FALSE(first.ok());
+  EXPECT_EQ(first.status().code(), absl::StatusCode::kResourceExhausted) << first.status();
+  EXPECT_EQ(cache.size(), 1u);
+  EXPECT_EQ(cache.Get(big).status(), first.status());
+  EXPECT_TRUE(cache.Get("root ::= \"a\"").ok()) << "small grammars still compile";
+  EXPECT_EQ(cache.size(), 2u);
+}
+
 TEST(GrammarCacheTest, ConcurrentGetsAgreeOnOneObjectPerText) {
   const testing::SmallVocab sv = testing::MakeSmallVocab();
   GrammarCache cache(sv.vocab, 8);
