@@ -38,13 +38,13 @@ struct Expr {
     kRepeat,     // items[0], min_count..max_count times (max_count kUnbounded: no limit)
   };
   Kind kind = Kind::kEmpty;
-  std::string text;                     // kLiteral
-  std::vector<CodePointRange> ranges;   // kCharClass
-  bool negated = false;                 // kCharClass
-  std::string rule;                     // kRuleRef
-  std::vector<Expr> items;              // kSequence, kChoice; kRepeat: exactly one
-  int32_t min_count = 0;                // kRepeat
-  int32_t max_count = kUnbounded;       // kRepeat
+  std::string text;                    // kLiteral
+  std::vector<CodePointRange> ranges;  // kCharClass
+  bool negated = false;                // kCharClass
+  std::string rule;                    // kRuleRef
+  std::vector<Expr> items;             // kSequence, kChoice; kRepeat: exactly one
+  int32_t min_count = 0;               // kRepeat
+  int32_t max_count = kUnbounded;      // kRepeat
 
   bool operator==(const Expr&) const = default;
 

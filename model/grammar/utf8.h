@@ -1,4 +1,5 @@
-// UTF-8 encoding and decoding of single code points, shared by the grammar front ends.
+// UTF-8 encoding and decoding of single code points for the grammar front ends (the tokenizer's
+// codec, model/tokenizer/utf8.h, in the front ends' calling style).
 #ifndef EXPERTMESH_MODEL_GRAMMAR_UTF8_H_
 #define EXPERTMESH_MODEL_GRAMMAR_UTF8_H_
 

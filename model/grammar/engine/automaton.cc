@@ -32,8 +32,6 @@ int64_t SatMul(int64_t a, int64_t b) {
   return a >= kUnboundedSize / b ? kUnboundedSize : a * b;
 }
 
-int Utf8Length(uint32_t cp) { return cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4; }
-
 struct RuleInfo {
   bool recursive = false;
   bool inline_ok = false;

@@ -1,41 +1,15 @@
 #include "model/grammar/engine/utf8_ranges.h"
 
 #include <algorithm>
+#include <string>
+
+#include "model/tokenizer/utf8.h"
 
 namespace expertmesh::grammar::engine_internal {
 namespace {
 
 constexpr uint32_t kSurrogateLo = 0xD800;
 constexpr uint32_t kSurrogateHi = 0xDFFF;
-
-int EncodedLength(uint32_t cp) {
-  if (cp < 0x80) return 1;
-  if (cp < 0x800) return 2;
-  if (cp < 0x10000) return 3;
-  return 4;
-}
-
-void Encode(uint32_t cp, uint8_t* out) {
-  switch (EncodedLength(cp)) {
-    case 1:
-      out[0] = static_cast<uint8_t>(cp);
-      break;
-    case 2:
-      out[0] = static_cast<uint8_t>(0xC0 | (cp >> 6));
-      out[1] = static_cast<uint8_t>(0x80 | (cp & 0x3F));
-      break;
-    case 3:
-      out[0] = static_cast<uint8_t>(0xE0 | (cp >> 12));
-      out[1] = static_cast<uint8_t>(0x80 | ((cp >> 6) & 0x3F));
-      out[2] = static_cast<uint8_t>(0x80 | (cp & 0x3F));
-      break;
-    default:
-      out[0] = static_cast<uint8_t>(0xF0 | (cp >> 18));
-      out[1] = static_cast<uint8_t>(0x80 | ((cp >> 12) & 0x3F));
-      out[2] = static_cast<uint8_t>(0x80 | ((cp >> 6) & 0x3F));
-      out[3] = static_cast<uint8_t>(0x80 | (cp & 0x3F));
-  }
-}
 
 // Splits [lo, hi] until both ends have the same encoded length and every continuation byte
 // below the first differing one spans its full range; then the range is one sequence.
@@ -48,7 +22,7 @@ void Split(uint32_t lo, uint32_t hi, std::vector<Utf8Sequence>* out) {
       return;
     }
   }
-  const int n = EncodedLength(lo);
+  const int n = Utf8Length(lo);
   for (int i = 1; i < n; ++i) {
     const uint32_t m = (uint32_t{1} << (6 * i)) - 1;
     if ((lo & ~m) != (hi & ~m)) {
@@ -64,12 +38,14 @@ void Split(uint32_t lo, uint32_t hi, std::vector<Utf8Sequence>* out) {
       }
     }
   }
-  uint8_t a[4];
-  uint8_t b[4];
-  Encode(lo, a);
-  Encode(hi, b);
+  std::string a;
+  std::string b;
+  tokenizer::AppendUtf8(static_cast<char32_t>(lo), &a);
+  tokenizer::AppendUtf8(static_cast<char32_t>(hi), &b);
   Utf8Sequence seq;
-  for (int i = 0; i < n; ++i) seq.push_back({a[i], b[i]});
+  for (int i = 0; i < n; ++i) {
+    seq.push_back({static_cast<uint8_t>(a[i]), static_cast<uint8_t>(b[i])});
+  }
   out->push_back(std::move(seq));
 }
 

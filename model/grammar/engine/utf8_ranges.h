@@ -20,6 +20,9 @@ struct ByteRange {
 // bytes falls in the corresponding range.
 using Utf8Sequence = std::vector<ByteRange>;
 
+// Bytes of the UTF-8 encoding of `cp`.
+inline int Utf8Length(uint32_t cp) { return cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4; }
+
 // The code points a class matches: `ranges` (or their complement when `negated`), clipped to
 // kMaxCodePoint, surrogates removed; sorted and disjoint. Ranges with lo > hi are ignored.
 std::vector<CodePointRange> NormalizeClass(const std::vector<CodePointRange>& ranges, bool negated);
