@@ -202,7 +202,9 @@ absl::StatusOr<Tensor> CudaBackend::PrepareWeight(const Tensor& host) {
   if (host.device() == kernels::Device::kCuda) return host;
   RETURN_IF_ERROR(RefuseWhileCapturing("PrepareWeight"));
   RETURN_IF_ERROR(Enter());
-  if (host.block_scales() != nullptr) return PrepareFp8Weight(host);
+  if (host.block_scales() != nullptr) {
+    return host.dtype() == DType::kQ4 ? PrepareQ4Weight(host) : PrepareFp8Weight(host);
+  }
   ASSIGN_OR_RETURN(Tensor dev, weights_.Allocate(host.dtype(), host.shape()));
   if (host.nbytes() > 0) {
     // Ordered after earlier work on the stream (a weight may be replaced between steps) and

@@ -4,7 +4,8 @@
 // Memory (see kernels/cuda/backend/device_memory.h for the details):
 //  - Weights (PrepareWeight) are copied once into a weight arena: large cudaMalloc chunks,
 //    bump-allocated, 256-byte aligned, kept for the backend's lifetime; dtypes are kept as given
-//    (fp8 e4m3 weights stay one byte each, with their block scales trimmed to the weight).
+//    (fp8 e4m3 weights stay one byte each, with their block scales trimmed to the weight; kQ4
+//    weights stay packed, half a byte each, with their group scales and zero points trimmed).
 //  - Activations (Allocate) come from a caching pool: a tensor's block returns to the pool when
 //    the last copy of the tensor (and of every view of it) dies, and the next Allocate of a
 //    similar size reuses it. The model's Workspace allocates its scratch buffers once, so a

@@ -21,6 +21,7 @@
 #include "kernels/cuda/backend/host_staging.h"
 #include "kernels/cuda/cuda_util.h"
 #include "kernels/cuda/gemm/fp8_gemm.h"
+#include "kernels/cuda/gemm/q4_gemm.h"
 
 namespace expertmesh::cuda {
 
@@ -50,6 +51,8 @@ class CudaBackend final : public kernels::Backend {
   bool Supports(kernels::Op op) const override;
   // fp8 e4m3 weights with block scales stay fp8 on the device (kernels/cuda/gemm/fp8_gemm.h).
   bool SupportsFp8Weights() const override { return true; }
+  // kQ4 weights stay packed on the device, half a byte each (kernels/cuda/gemm/q4_gemm.h).
+  bool SupportsQ4Weights() const override { return true; }
   absl::StatusOr<kernels::Tensor> Allocate(DType dtype, std::span<const int64_t> shape) override;
   using kernels::Backend::Allocate;
   // Stream{nullptr} = the backend's own stream. Work enqueued on the previous stream is waited
@@ -76,6 +79,10 @@ class CudaBackend final : public kernels::Backend {
   cudaStream_t stream() const { return stream_; }
   // The device word kernels set error bits in (error_flags.h).
   uint32_t* error_flags() const { return error_word_.as<uint32_t>(); }
+  // A device q4 weight's groups as the kernels take them (kernels/cuda/gemm/q4_gemm.h), with
+  // its column order's device copy. InvalidArgument for a column order that this backend's
+  // PrepareWeight did not upload (a device tensor made elsewhere).
+  absl::StatusOr<Q4Groups> Q4GroupsFor(const kernels::Tensor& weight) const;
 
  protected:
   absl::Status DoEmbedding(const kernels::Tensor& table, const kernels::Tensor& ids,
@@ -152,6 +159,16 @@ class CudaBackend final : public kernels::Backend {
                                 std::span<const kernels::Tensor> weights, kernels::Tensor& out);
   // PrepareWeight of an fp8 host weight: its bytes and its trimmed scales.
   absl::StatusOr<kernels::Tensor> PrepareFp8Weight(const kernels::Tensor& host);
+  // q4 Linear / MoeGroupedLinear (DoLinear and DoMoeGroupedLinear route kQ4 weights here).
+  absl::Status Q4Linear(const kernels::Tensor& x, const kernels::Tensor& weight,
+                        const kernels::Tensor& bias, kernels::Tensor& out);
+  absl::Status Q4GroupedLinear(const kernels::Tensor& x, const kernels::Tensor& expert_offsets,
+                               std::span<const kernels::Tensor> weights, kernels::Tensor& out);
+  // PrepareWeight of a q4 host weight: its packed bytes, its trimmed scale (and zero-point)
+  // grids, and its column order's device copy (q4_orders_).
+  absl::StatusOr<kernels::Tensor> PrepareQ4Weight(const kernels::Tensor& host);
+  // A device array of the experts' Q4Groups (zero for undefined experts), as ExpertScales.
+  absl::StatusOr<const Q4Groups*> ExpertQ4Groups(std::span<const kernels::Tensor> weights);
 
   std::string name_;
   int device_ = 0;
@@ -172,6 +189,13 @@ class CudaBackend final : public kernels::Backend {
   std::unique_ptr<CublasLtLinear> linear_;
   absl::flat_hash_map<std::vector<uintptr_t>, DeviceBuffer> expert_pointers_;
   absl::flat_hash_map<std::string, DeviceBuffer> device_tables_;
+  // Act-order q4 weights' column orders: the host order (kept alive, so its address keys the
+  // entry for the backend's lifetime) and its device copy in the weight arena.
+  struct Q4Order {
+    std::shared_ptr<const kernels::Tensor> host;
+    kernels::Tensor device;
+  };
+  absl::flat_hash_map<const kernels::Tensor*, Q4Order> q4_orders_;
   int64_t fp8_w8a8_min_rows_ = 0;
 };
 

@@ -153,6 +153,7 @@ absl::Status CudaBackend::DoRope(const Tensor& cos_sin, const Tensor& positions,
 absl::Status CudaBackend::DoLinear(const Tensor& x, const Tensor& weight, const Tensor& bias,
                                    Tensor& out) {
   if (weight.dtype() == DType::kF8E4M3) return Fp8Linear(x, weight, bias, out);
+  if (weight.dtype() == DType::kQ4) return Q4Linear(x, weight, bias, out);
   LinearArgs a;
   a.x = x.raw_data();
   a.x_dtype = x.dtype();
@@ -238,6 +239,9 @@ absl::Status CudaBackend::DoMoeGroupedLinear(const Tensor& x, const Tensor& expe
   }
   if (first != nullptr && first->dtype() == DType::kF8E4M3) {
     return Fp8GroupedLinear(x, expert_offsets, weights, out);
+  }
+  if (first != nullptr && first->dtype() == DType::kQ4) {
+    return Q4GroupedLinear(x, expert_offsets, weights, out);
   }
   if (x.dim(0) == 0) return absl::OkStatus();
   MoeGroupedGemmArgs a;

@@ -35,11 +35,13 @@ struct SimtSmem {
   float b[kSimtTileK][kSimtTile + 1];
 };
 
-// As SimtGemmTile, with weights read through `w(col, kk)` (col < n, kk < k).
+// As SimtGemmTile, with weights read through `w(col, kk)` (col < n, kk < k). With `x_cols`
+// (device [k]), weight column kk multiplies activation column x_cols[kk] (act-order q4 weights).
 template <typename XT, typename WReader, typename BT, typename OT>
 __device__ void SimtGemmTileWith(const XT* __restrict__ x, const WReader& w,
                                  const BT* __restrict__ bias, OT* __restrict__ out, int row_begin,
-                                 int row_end, int n_begin, int n, int k, SimtSmem& smem) {
+                                 int row_end, int n_begin, int n, int k, SimtSmem& smem,
+                                 const int32_t* __restrict__ x_cols = nullptr) {
   const int tid = static_cast<int>(threadIdx.x);
   const int tx = tid % 16;
   const int ty = tid / 16;
@@ -58,8 +60,9 @@ __device__ void SimtGemmTileWith(const XT* __restrict__ x, const WReader& w,
       const int kg = k0 + kk;
       const int row = row_begin + r;
       const int col = n_begin + r;
+      const int xk = (x_cols != nullptr && kg < k) ? x_cols[kg] : kg;
       smem.a[kk][r] =
-          (row < row_end && kg < k) ? LoadAsFloat(x + static_cast<size_t>(row) * k + kg) : 0.0f;
+          (row < row_end && kg < k) ? LoadAsFloat(x + static_cast<size_t>(row) * k + xk) : 0.0f;
       smem.b[kk][r] = (col < n && kg < k) ? w(col, kg) : 0.0f;
     }
     __syncthreads();
