@@ -42,8 +42,10 @@
 #       golden      20  1     golden_cuda_test: the golden models on the GPU against the CPU
 #       kernels     30  1     gemm_bench (target: grouped / dense cuBLASLt at the same FLOPs and
 #                             weight bytes, ratio_vs_dense >= 0.80 for path auto),
-#                             attention_bench and fp8_gemm_bench (fp8 grouped TFLOP/s vs the
+#                             attention_bench, fp8_gemm_bench (fp8 grouped TFLOP/s vs the
 #                             FP8 peak and our bf16 GEMM, W8A16 decode GB/s vs copy; a few
+#                             seconds) and q4_gemm_bench (W4A16 decode GB/s of the int4 bytes,
+#                             scales included, vs copy; q4 grouped prefill TFLOP/s; a few
 #                             seconds) (no target: ran clean is PASS)
 #       memcheck    25  1     compute-sanitizer --tool memcheck over the small cases of the
 #                             grouped-GEMM and attention tests (SAN_FILTER_* below)
@@ -476,7 +478,7 @@ setup_run() {
     MANIFEST[source_dir]="$REPO" MANIFEST[binary_dir]="$build" MANIFEST[commit]="(build tree)"
     mapfile -t TESTS < <(cuda_test_binaries "$build")
     local b
-    for b in gemm_bench attention_bench fp8_gemm_bench cuda_model_bench cuda_serving_bench; do
+    for b in gemm_bench attention_bench fp8_gemm_bench q4_gemm_bench cuda_model_bench cuda_serving_bench; do
       [[ -x "$BIN/$b" ]] && BENCHES+=("$b")
     done
     local key value
@@ -493,7 +495,7 @@ setup_run() {
       done <"$carry/manifest"
     else
       MANIFEST[tests]="$(cuda_test_binaries "$REPO/build" 2>/dev/null | tr '\n' ' ')"
-      MANIFEST[benches]="attention_bench cuda_model_bench cuda_serving_bench fp8_gemm_bench gemm_bench"
+      MANIFEST[benches]="attention_bench cuda_model_bench cuda_serving_bench fp8_gemm_bench gemm_bench q4_gemm_bench"
       MANIFEST[binary_dir]="$WORK/build" MANIFEST[source_dir]="$REPO" MANIFEST[commit]="(rehearsal)"
       while IFS='=' read -r key value; do
         [[ -n "$key" ]] && MANIFEST[$key]="$value"
@@ -693,7 +695,7 @@ step_golden() {
 
 step_kernels() {
   local b rc
-  for b in gemm_bench attention_bench fp8_gemm_bench; do
+  for b in gemm_bench attention_bench fp8_gemm_bench q4_gemm_bench; do
     carried "$b" || { verdict FAIL "$b not carried"; continue; }
     timed $(($(left) * 2 / 3)) "$LOGS/$b.log" env LD_LIBRARY_PATH="$ENVLIB" "$BIN/$b"
     rc=$?
