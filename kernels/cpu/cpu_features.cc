@@ -50,6 +50,7 @@ const CpuFeatures& DetectCpuFeatures() {
     __asm__ volatile("cpuid" : "=a"(eax), "=b"(ebx), "=c"(ecx), "=d"(edx) : "a"(7), "c"(0));
     f.avx512bw = f.avx512f && ((ebx >> 30) & 1u);
     f.avx512vbmi = f.avx512f && ((ecx >> 1) & 1u);
+    f.avx512vbmi2 = f.avx512f && ((ecx >> 6) & 1u);
     const bool amx_tile = (edx >> 24) & 1u;
     const bool amx_bf16 = (edx >> 22) & 1u;
     // The OS must save the tile configuration and data (XCR0 bits 17 and 18) for AMX to be
@@ -95,7 +96,7 @@ bool CpuSupports(CpuIsa isa) {
     case CpuIsa::kAvx512:
       return f.avx2 && f.fma && f.f16c && f.avx512f;
     case CpuIsa::kAvx512Bf16:
-      return f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512bf16;
+      return f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vbmi2 && f.avx512bf16;
     case CpuIsa::kAmx:
       return CpuSupports(CpuIsa::kAvx512Bf16) && f.avx512bw && f.avx512vbmi && f.amx_bf16 &&
              AmxPermitted();

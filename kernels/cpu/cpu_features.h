@@ -10,8 +10,9 @@ namespace expertmesh::kernels::cpu {
 // The kernel families a CpuBackend can run. kScalar is portable C++ (the compiler may still use
 // SSE2); kAvx2 needs AVX2 + FMA + F16C.
 // kAvx512: AVX2 + FMA + F16C + AVX-512F (the GEMM at 16 lanes, the rest as kAvx2);
-// kAvx512Bf16: also AVX512_BF16 (bf16 x bf16 dot products for bf16 activations) and AVX512BW
-// (16-bit word lookups widening q4 weights; every CPU with AVX512_BF16 has it).
+// kAvx512Bf16: also AVX512_BF16 (bf16 x bf16 dot products for bf16 activations), AVX512BW and
+// AVX512_VBMI2 (16-bit word operations and double shifts that widen q4 weights). Every CPU with
+// AVX512_BF16 has them but Cooper Lake, which lacks VBMI2 and so runs kAvx512.
 // kAmx: also AMX-TILE + AMX-BF16, enabled by the OS for this process, and AVX512BW + AVX512_VBMI
 // (byte-table widening of fp8 weights; every CPU with AMX has them) (bf16 tile GEMMs; the rest as
 // kAvx512Bf16).
@@ -26,6 +27,7 @@ struct CpuFeatures {
   bool avx512bf16 = false;
   bool avx512bw = false;
   bool avx512vbmi = false;
+  bool avx512vbmi2 = false;
   bool amx_tile = false;  // CPUID says so and the OS saves the tile state (XCR0 bits 17, 18)
   bool amx_bf16 = false;
 };

@@ -104,17 +104,13 @@ struct KernelTable {
   void (*gemm_f8_xbf16)(const uint16_t* x, int64_t ldx, int64_t n, int64_t k, const uint8_t* w,
                         int64_t ldw, int64_t rows, const Fp8Scales& scales, float* out,
                         int64_t ldo) = nullptr;
-  // gemm_q4 with bf16 activations on AVX512_BF16 (nullptr elsewhere): each weight becomes
-  // bf16((q - zero) * scale) (nearest even: within a relative 2^-9 of the dequantized weight, as
-  // a bf16 checkpoint's weights are) in registers, multiplied as gemm_bf16_xbf16 multiplies bf16
-  // weights; the bits of a token's output do not depend on n.
+  // gemm_q4 with bf16 activations on AVX512_BF16 (nullptr elsewhere): each weight is exactly
+  // (q - zero) * scale, as in gemm_q4; the products of a group are summed in fp32 (VDPBF16PS)
+  // and scaled once per group (kernels_avx512_bf16_q4.cc). The bits of a token's output do not
+  // depend on n.
   void (*gemm_q4_xbf16)(const uint16_t* x, int64_t ldx, int64_t n, int64_t k, const uint8_t* w,
                         int64_t ldw, int64_t rows, const Q4Groups& groups, float* out,
                         int64_t ldo) = nullptr;
-  // Row r of a q4 weight as the bf16 values gemm_q4_xbf16 multiplies (nullptr where that is);
-  // the AMX path widens weights with it and multiplies them with amx_gemm_bf16.
-  void (*q4_to_bf16)(const uint8_t* row, int64_t k, const Q4Groups& groups, int64_t r,
-                     uint16_t* out) = nullptr;
   // The AMX family's bf16 x bf16 GEMM (nullptr elsewhere), in two steps so that activations
   // are packed once per product however many threads multiply them:
   //  - amx_pack_x: x [n, ldx] bf16 into `packed` (AmxPackedXElements(n, k) values, layout above).
@@ -133,8 +129,10 @@ struct KernelTable {
   // amx_gemm_bf16 multiplies bf16 weights. Any scale block shape and offsets.
   void (*amx_gemm_f8)(const uint16_t* packed_x, int64_t n, int64_t k, const uint8_t* w, int64_t ldw,
                       int64_t rows, const Fp8Scales& scales, float* out, int64_t ldo) = nullptr;
-  // amx_gemm_bf16 with q4 weights: each weight becomes the bf16 value gemm_q4_xbf16 multiplies
-  // (q4_to_bf16), widened block by block, and is multiplied as amx_gemm_bf16 multiplies bf16.
+  // amx_gemm_bf16 with q4 weights: each weight becomes bf16((q - zero) * scale) (nearest even:
+  // within a relative 2^-9 of the dequantized weight, as a bf16 checkpoint's weights are; the
+  // per-group tables of q4_bf16.h), widened block by block, and is multiplied as amx_gemm_bf16
+  // multiplies bf16 weights.
   void (*amx_gemm_q4)(const uint16_t* packed_x, int64_t n, int64_t k, const uint8_t* w, int64_t ldw,
                       int64_t rows, const Q4Groups& groups, float* out, int64_t ldo) = nullptr;
 };

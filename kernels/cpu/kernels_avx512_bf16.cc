@@ -14,9 +14,8 @@
 #include "common/dtype.h"
 #include "kernels/cpu/avx512_sum.h"
 #include "kernels/cpu/kernel_table.h"
-#include "kernels/cpu/q4_bf16.h"
+#include "kernels/cpu/kernels_avx512_bf16_q4.h"
 #include "kernels/cpu/streaming_gemm.h"
-#include "kernels/q4_layout.h"
 
 namespace expertmesh::kernels::cpu {
 namespace {
@@ -208,130 +207,6 @@ void GemmF8XBf16(const uint16_t* x_in, int64_t ldx_in, int64_t n, int64_t k, con
   });
 }
 
-void Q4ToBf16(const uint8_t* row, int64_t k, const Q4Groups& groups, int64_t r, uint16_t* out) {
-  WidenQ4Row(row, k, 0, k, groups, groups.Group(0), r, out);
-}
-
-// R rows x T tokens, the weights widened as they are read; each accumulator sees the operations
-// of streaming::MicroKernel<Avx512Bf16Policy> on the widened rows, in its order. Group by group,
-// with the rows' tables in registers: whole 64-wide units inside the group take one load for
-// both halves; a group edge inside a unit, or the last unit 32 wide, go 32 values at a time.
-template <int R, int T, bool kAsymmetric>
-void MicroKernelQ4Bf16(const uint16_t* x, int64_t ldx, int64_t k, const uint8_t* w, int64_t ldw,
-                       const Q4Groups& groups, int64_t row, float* out, int64_t ldo,
-                       const uint8_t* next) {
-  __m512 acc[R][T];
-#pragma GCC unroll 4
-  for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 3
-    for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
-  }
-  const float* scale_rows[R];
-  const float* zero_rows[R];
-  for (int r = 0; r < R; ++r) {
-    const int64_t base = groups.Row(row + r);
-    scale_rows[r] = groups.scales + base;
-    zero_rows[r] = groups.zero_points == nullptr ? nullptr : groups.zero_points + base;
-  }
-  const auto multiply = [&](int64_t i, const __m512i(&wv)[R]) {
-    __m512bh xv[T];
-#pragma GCC unroll 3
-    for (int t = 0; t < T; ++t) xv[t] = Load32(x + t * ldx + i);
-#pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 3
-      for (int t = 0; t < T; ++t) {
-        acc[r][t] = _mm512_dpbf16_ps(acc[r][t], reinterpret_cast<__m512bh>(wv[r]), xv[t]);
-      }
-    }
-  };
-  const int64_t whole = k & ~int64_t{63};
-  // Each group's tables are built one group ahead, so that their chain (load, multiply,
-  // convert) never waits in front of the group's first lookups. The tables are what q4 pays
-  // over bf16 per row and group: one token through a 2048 x 16384 weight on one Xeon core took
-  // 1.80 ms with them, 1.30 ms with one table per strip (wrong values, a measurement only).
-  const auto tables_of = [&](int64_t g, __m512i(&table)[R]) {
-#pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) {
-      table[r] = kAsymmetric ? Q4Table(scale_rows[r][g], zero_rows[r][g])
-                             : Q4SymmetricTable(scale_rows[r][g]);
-    }
-  };
-  int64_t group = groups.Group(0);
-  const int64_t last_group = groups.Group(k - 1);
-  __m512i table[R], next_table[R];
-  tables_of(group, next_table);
-  for (int64_t i = 0; i < k; ++group) {
-    const int64_t end = std::min(k, (group + 1) * groups.block_cols - groups.col_offset);
-#pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) table[r] = next_table[r];
-    if (group < last_group) tables_of(group + 1, next_table);
-    __m512i wv[R];
-    for (; i % 64 == 0 && i + 64 <= std::min(end, whole); i += 64) {
-      if (next != nullptr && i % 128 == 0) {
-#pragma GCC unroll 4
-        for (int r = 0; r < R; ++r) __builtin_prefetch(next + r * ldw + i / 2, 0, 3);
-      }
-      __m512i words[R];
-#pragma GCC unroll 4
-      for (int r = 0; r < R; ++r) {
-        words[r] = LoadQ4Words(w + r * ldw + i / 2);
-        wv[r] = LookUpQ4(words[r], table[r]);
-      }
-      multiply(i, wv);
-#pragma GCC unroll 4
-      for (int r = 0; r < R; ++r) wv[r] = LookUpQ4(ShiftQ4(words[r]), table[r]);
-      multiply(i + 32, wv);
-    }
-    for (; i < end; i += kQ4Unit) {
-      if (next != nullptr && i % 128 == 0) {
-        for (int r = 0; r < R; ++r) __builtin_prefetch(next + r * ldw + i / 2, 0, 3);
-      }
-      for (int r = 0; r < R; ++r) {
-        const uint8_t* wr = w + r * ldw;
-        if (i < whole) {
-          const __m512i words = LoadQ4Words(wr + (i & ~int64_t{63}) / 2);
-          wv[r] = LookUpQ4(i % 64 == 0 ? words : ShiftQ4(words), table[r]);
-        } else {
-          wv[r] = LoadQ4TailAsBf16(wr + i / 2, table[r]);
-        }
-      }
-      multiply(i, wv);
-    }
-  }
-  for (int r = 0; r < R; ++r) {
-    for (int t = 0; t < T; ++t) out[t * ldo + r] = Avx512HorizontalSum(acc[r][t]);
-  }
-}
-
-// Up to 3 tokens: widened as read. More: each 4-row strip is widened once into scratch and
-// multiplied by the bf16 kernel in groups of 6 (the same weights and order: the same bits).
-void GemmQ4XBf16(const uint16_t* x, int64_t ldx, int64_t n, int64_t k, const uint8_t* w,
-                 int64_t ldw, int64_t rows, const Q4Groups& groups, float* out, int64_t ldo) {
-  if (n <= 3) {
-    streaming::ForRowStrips(rows, [&]<int R>(int64_t r, int64_t next_row) {
-      const uint8_t* next = next_row < 0 ? nullptr : w + next_row * ldw;
-      streaming::ForTokenGroups<3>(n, [&]<int T>(int64_t t) {
-        if (groups.zero_points == nullptr) {
-          MicroKernelQ4Bf16<R, T, false>(x + t * ldx, ldx, k, w + r * ldw, ldw, groups, r,
-                                         out + t * ldo + r, ldo, next);
-        } else {
-          MicroKernelQ4Bf16<R, T, true>(x + t * ldx, ldx, k, w + r * ldw, ldw, groups, r,
-                                        out + t * ldo + r, ldo, next);
-        }
-      });
-    });
-    return;
-  }
-  thread_local std::vector<uint16_t> widened;
-  widened.resize(static_cast<size_t>(4 * k));
-  streaming::ForRowStrips(rows, [&]<int R>(int64_t r, int64_t /*next_row*/) {
-    for (int j = 0; j < R; ++j)
-      Q4ToBf16(w + (r + j) * ldw, k, groups, r + j, widened.data() + j * k);
-    streaming::Gemm<Avx512Bf16Policy, 6>(x, ldx, n, k, widened.data(), k, R, out + r, ldo);
-  });
-}
-
 }  // namespace
 
 const KernelTable& Avx512Bf16Kernels() {
@@ -340,7 +215,6 @@ const KernelTable& Avx512Bf16Kernels() {
     t.gemm_bf16_xbf16 = GemmBf16XBf16;
     t.gemm_f8_xbf16 = GemmF8XBf16;
     t.gemm_q4_xbf16 = GemmQ4XBf16;
-    t.q4_to_bf16 = Q4ToBf16;
     return t;
   }();
   return table;
