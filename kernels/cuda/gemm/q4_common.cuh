@@ -88,14 +88,21 @@ __device__ __forceinline__ uint32_t Q4ValueAt(const uint8_t* __restrict__ w, int
 }
 
 // 16 activations [c0, c0 + 16) of one row as floats: 16-byte loads (the row and c0 16-byte
-// aligned), or, for an act-order weight, activations order[c0 + i] one by one.
+// aligned), or, for an act-order weight, activations order[c0 + i] one by one (the order itself
+// in 16-byte loads: c0 is a multiple of 16 and the device copy 256-byte aligned).
 __device__ __forceinline__ void LoadRun(const __nv_bfloat16* row, const int32_t* order, int c0,
                                         float (&v)[16]) {
   if (order != nullptr) {
     const uint16_t* r = reinterpret_cast<const uint16_t*>(row);
+    const int4* o4 = reinterpret_cast<const int4*>(order + c0);  // 64-byte aligned
 #pragma unroll
-    for (int i = 0; i < 16; ++i) {
-      v[i] = __uint_as_float(static_cast<uint32_t>(__ldg(r + __ldg(order + c0 + i))) << 16);
+    for (int q = 0; q < 4; ++q) {
+      const int4 o = __ldg(o4 + q);
+      const int cols[4] = {o.x, o.y, o.z, o.w};
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        v[4 * q + i] = __uint_as_float(static_cast<uint32_t>(__ldg(r + cols[i])) << 16);
+      }
     }
     return;
   }
@@ -114,8 +121,15 @@ __device__ __forceinline__ void LoadRun(const __nv_bfloat16* row, const int32_t*
 __device__ __forceinline__ void LoadRun(const float* row, const int32_t* order, int c0,
                                         float (&v)[16]) {
   if (order != nullptr) {
+    const int4* o4 = reinterpret_cast<const int4*>(order + c0);  // 64-byte aligned
 #pragma unroll
-    for (int i = 0; i < 16; ++i) v[i] = __ldg(row + __ldg(order + c0 + i));
+    for (int q = 0; q < 4; ++q) {
+      const int4 o = __ldg(o4 + q);
+      v[4 * q] = __ldg(row + o.x);
+      v[4 * q + 1] = __ldg(row + o.y);
+      v[4 * q + 2] = __ldg(row + o.z);
+      v[4 * q + 3] = __ldg(row + o.w);
+    }
     return;
   }
   const float4* q = reinterpret_cast<const float4*>(row + c0);

@@ -37,10 +37,11 @@ namespace expertmesh::cuda {
 // (q - zero) * scales[g], g = ((r + row_offset) / block_rows) * ld + (c + col_offset) /
 // group_size; zero = zero_points[g], or 8 without zero points.
 struct Q4Groups {
-  const float* scales = nullptr;          // device f32 grid
-  const float* zero_points = nullptr;     // device f32 grid shaped as scales, or null
-  const int32_t* column_order = nullptr;  // device i32 [k]: column j multiplies x[order[j]]
-  int32_t ld = 0;                         // grid columns
+  const float* scales = nullptr;       // device f32 grid
+  const float* zero_points = nullptr;  // device f32 grid shaped as scales, or null
+  // Act-order: device i32 [k], 16-byte aligned; column j multiplies x[column_order[j]]. Or null.
+  const int32_t* column_order = nullptr;
+  int32_t ld = 0;  // grid columns
   int32_t row_offset = 0;
   int32_t col_offset = 0;  // a multiple of 32
   int32_t block_rows = 1;
