@@ -9,6 +9,8 @@
 // MoeGroupedLinear, in and out of a CUDA graph, and its weight memory. The host-side planning
 // and grid trimming run without a GPU; everything else skips visibly.
 //
+// The CPU reference runs on the activations widened to f32 (WidenToF32 says why), out f32.
+//
 // Tolerances (s = sum_k |x_k w_k| over the dequantized weights; see gemm_test_util.h):
 //  - kGemv: each run of 16 values is summed as x * (q - zero) (exact products of small integers
 //    and x, fp32 sums) and scaled once by its group scale; the CPU multiplies x by (q - zero) *
@@ -126,6 +128,17 @@ Tensor ErrorScale(const Tensor& x, int64_t out, const Tensor& bias, WeightOf wei
   return s;
 }
 
+// x as f32 (exact for bf16). The CPU reference always runs on f32 activations: with bf16 ones a
+// CPU with AVX512_BF16 or AMX multiplies bf16-rounded weights (2^-9 relative each, docs/int4.md),
+// which would make the reference, not the GPU, the rounded side; in fp32 every CPU kernel family
+// multiplies (q - zero) * scale rounded once to f32.
+Tensor WidenToF32(const Tensor& x) {
+  if (x.dtype() == DType::kF32) return x;
+  Tensor f = *Tensor::Empty(DType::kF32, x.shape());
+  for (int64_t i = 0; i < x.numel(); ++i) f.data<float>()[i] = ValueAt(x, i);
+  return f;
+}
+
 const char* PathName(Q4GemmPath p) {
   switch (p) {
     case Q4GemmPath::kAuto:
@@ -231,7 +244,7 @@ TEST_P(CudaQ4LinearTest, MatchesCpuBackend) {
   Tensor w = RandomQ4Weight(c.out, c.in, c.layout, rng);
   Tensor bias = c.bias ? RandomTensor(DType::kBF16, {c.out}, rng) : Tensor();
   Tensor ref = *Tensor::Empty(DType::kF32, {c.tokens, c.out});
-  ASSERT_TRUE(cpu_->Linear(x, w, bias, ref).ok());
+  ASSERT_TRUE(cpu_->Linear(WidenToF32(x), w, bias, ref).ok());
   const std::vector<double> deq = Dequantize(w);
   const Tensor scale = ErrorScale(x, c.out, bias, [&](int64_t) { return &deq; });
 
@@ -344,7 +357,7 @@ TEST_P(CudaQ4GroupedTest, MatchesCpuBackend) {
     device_weights[e] = *dw;
   }
   Tensor ref = *Tensor::Empty(DType::kF32, {m, c.out});
-  ASSERT_TRUE(cpu_->MoeGroupedLinear(x, off, weights, ref).ok());
+  ASSERT_TRUE(cpu_->MoeGroupedLinear(WidenToF32(x), off, weights, ref).ok());
   const Tensor scale = ErrorScale(x, c.out, Tensor(), [&](int64_t t) {
     const int e =
         static_cast<int>(std::upper_bound(offsets.begin(), offsets.end(), t) - offsets.begin()) - 1;
@@ -420,6 +433,35 @@ TEST(Q4WeightPrepTest, TrimmedGridsMapEveryElementToItsGroup) {
     }
   }
   EXPECT_FALSE(cuda::TrimQ4Groups(RandomTensor(DType::kBF16, {4, 4}, rng)).ok());
+}
+
+// The test's own oracle (Dequantize: which activation each stored value multiplies, with which
+// scale and zero point) against the CPU backend that every GPU case is compared with, on every
+// dense case: the layouts, offsets, zero points and column orders mean the same to both, and the
+// error scale bounds the CPU's own rounding. Runs without a GPU.
+TEST(Q4ReferenceTest, DequantizedOracleMatchesCpuBackend) {
+  auto cpu = kernels::cpu::CpuBackend::Create({});
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  for (const LinearCase& c : LinearCases()) {
+    SCOPED_TRACE(c.name);
+    std::mt19937 rng(static_cast<unsigned>(c.tokens * 131 + c.out * 7 + c.in));
+    Tensor x = RandomTensor(c.x, {c.tokens, c.in}, rng);
+    Tensor w = RandomQ4Weight(c.out, c.in, c.layout, rng);
+    Tensor bias = c.bias ? RandomTensor(DType::kBF16, {c.out}, rng) : Tensor();
+    Tensor ref = *Tensor::Empty(DType::kF32, {c.tokens, c.out});
+    ASSERT_TRUE((*cpu)->Linear(WidenToF32(x), w, bias, ref).ok());
+    const std::vector<double> deq = Dequantize(w);
+    const Tensor scale = ErrorScale(x, c.out, bias, [&](int64_t) { return &deq; });
+    Tensor oracle = *Tensor::Empty(DType::kF32, {c.tokens, c.out});
+    for (int64_t t = 0; t < c.tokens; ++t) {
+      for (int64_t o = 0; o < c.out; ++o) {
+        double acc = bias.defined() ? ValueAt(bias, o) : 0.0;
+        for (int64_t i = 0; i < c.in; ++i) acc += ValueAt(x, t * c.in + i) * deq[o * c.in + i];
+        oracle.data<float>()[t * c.out + o] = static_cast<float>(acc);
+      }
+    }
+    EXPECT_TRUE(GemmClose(ref, oracle, scale));
+  }
 }
 
 TEST(Q4PlanTest, PathsFollowShapes) {
@@ -507,11 +549,11 @@ TEST_F(CudaQ4BackendTest, OpsMatchCpuInAndOutOfGraphs) {
     dew[e] = *gpu_->PrepareWeight(ew[e]);
   }
   Tensor ref = *Tensor::Empty(DType::kF32, {tokens, out});
-  ASSERT_TRUE(cpu_->Linear(x, w, Tensor(), ref).ok());
+  ASSERT_TRUE(cpu_->Linear(WidenToF32(x), w, Tensor(), ref).ok());
   const std::vector<double> wdeq = Dequantize(w);
   const Tensor scale = ErrorScale(x, out, Tensor(), [&](int64_t) { return &wdeq; });
   Tensor gref = *Tensor::Empty(DType::kF32, {tokens * top_k, out});
-  ASSERT_TRUE(cpu_->MoeGroupedLinear(xg, off, ew, gref).ok());
+  ASSERT_TRUE(cpu_->MoeGroupedLinear(WidenToF32(xg), off, ew, gref).ok());
   const Tensor gscale = ErrorScale(xg, out, Tensor(), [&](int64_t t) {
     const int e =
         static_cast<int>(std::upper_bound(offsets.begin(), offsets.end(), t) - offsets.begin()) - 1;
