@@ -11,7 +11,8 @@ namespace {
 
 size_t RoundUp(size_t bytes, size_t to) { return (bytes + to - 1) / to * to; }
 
-// Bytes of a dtype/shape, after validating the shape the way Tensor does.
+// Bytes of a dtype/shape, after validating the shape the way Tensor does (DTypeBytes: a kQ4
+// tensor takes half a byte per element, where DTypeSize says 0).
 absl::StatusOr<size_t> TensorBytes(DType dtype, std::span<const int64_t> shape) {
   if (shape.size() > static_cast<size_t>(kernels::kMaxTensorRank)) {
     return absl::InvalidArgumentError(
@@ -22,7 +23,7 @@ absl::StatusOr<size_t> TensorBytes(DType dtype, std::span<const int64_t> shape) 
     if (d < 0) return absl::InvalidArgumentError(absl::StrCat("cuda allocate: negative dim ", d));
     numel *= static_cast<size_t>(d);
   }
-  return numel * DTypeSize(dtype);
+  return DTypeBytes(dtype, static_cast<int64_t>(numel));
 }
 
 }  // namespace
