@@ -15,7 +15,9 @@
 namespace expertmesh::cuda::gemm_internal {
 namespace {
 
-constexpr int kCtasPerSm = 4;
+// 79 registers a thread (ptxas, sm_90a): three 256-thread CTAs fit an SM (the persistent grid
+// asks for no more than fit).
+constexpr int kCtasPerSm = 3;
 
 struct Q4Reader {
   const uint8_t* __restrict__ w;
@@ -28,7 +30,7 @@ struct Q4Reader {
 };
 
 template <typename XT, typename BT, typename OT>
-__global__ void __launch_bounds__(kSimtThreads)
+__global__ void __launch_bounds__(kSimtThreads, kCtasPerSm)
     Q4SimtKernel(const XT* __restrict__ x, const int32_t* __restrict__ offsets, Q4Source src,
                  const BT* __restrict__ bias, OT* __restrict__ out, int m, int k, int n,
                  int num_experts, uint32_t* error_flags) {

@@ -27,14 +27,16 @@ constexpr int kThreads = kWarps * 32;
 constexpr int kRowsPerWarp = 2;
 constexpr int kTileN = kWarps * kRowsPerWarp;         // weight rows per item
 constexpr int kTileM = int{kQ4GemvMaxRowsPerExpert};  // token rows per item
-constexpr int kCtasPerSm = 4;
+// 156-168 registers a thread (ptxas, sm_90a): three 128-thread CTAs fit an SM. The persistent
+// grid must not ask for more than fit, or a last wave of CTAs runs its items after the others.
+constexpr int kCtasPerSm = 3;
 
 __device__ __forceinline__ uint4 LoadW16(const uint8_t* p, bool ok) {
   return ok ? __ldg(reinterpret_cast<const uint4*>(p)) : make_uint4(0, 0, 0, 0);
 }
 
 template <typename XT, typename BT, typename OT>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, kCtasPerSm)
     Q4GemvKernel(const XT* __restrict__ x, const int32_t* __restrict__ offsets, Q4Source src,
                  const BT* __restrict__ bias, OT* __restrict__ out, int m, int k, int n,
                  int num_experts, uint32_t* error_flags) {
