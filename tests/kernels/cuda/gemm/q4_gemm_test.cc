@@ -6,8 +6,9 @@
 // (a last 32-wide unit), row and column offsets into the group grid (tp / ep slices),
 // symmetric and asymmetric (zero points) weights, act-order column orders, a bias, f32
 // activations, and experts with uneven, zero and absent rows. Then the backend's own Linear /
-// MoeGroupedLinear, in and out of a CUDA graph, and its weight memory. The host-side planning
-// and grid trimming run without a GPU; everything else skips visibly.
+// MoeGroupedLinear, in and out of a CUDA graph, and its weight memory. The host-side planning,
+// grid trimming and the test's own dequantized oracle (against the CPU backend, every case) run
+// without a GPU; everything else skips visibly.
 //
 // The CPU reference runs on the activations widened to f32 (WidenToF32 says why), out f32.
 //
@@ -315,8 +316,18 @@ class CudaQ4GroupedTest : public CudaTestWithParam<GroupedCase>, public Q4Fixtur
   }
 };
 
-TEST_P(CudaQ4GroupedTest, MatchesCpuBackend) {
-  const GroupedCase& c = GetParam();
+// A grouped case's host inputs: rows per expert, x, and each expert's weight (none for idle
+// experts) with its dequantized oracle.
+struct GroupedInputs {
+  std::vector<int32_t> offsets;
+  int64_t m = 0;
+  Tensor x, off;
+  std::vector<Tensor> weights;
+  std::vector<std::vector<double>> deq;
+};
+
+GroupedInputs MakeGroupedInputs(const GroupedCase& c) {
+  GroupedInputs in;
   std::mt19937 rng(static_cast<unsigned>(c.tokens * 17 + c.experts * 3 + c.in));
   // Uneven counts: top_k distinct experts per token, expert e drawn with weight 1 / (e + 1);
   // with half_idle, odd experts get no rows (and no weight), and some even ones none by chance.
@@ -336,33 +347,50 @@ TEST_P(CudaQ4GroupedTest, MatchesCpuBackend) {
       ++j;
     }
   }
-  std::vector<int32_t> offsets(c.experts + 1, 0);
-  std::partial_sum(counts.begin(), counts.end(), offsets.begin() + 1);
-  const int64_t m = offsets.back();
-
-  Tensor x = RandomTensor(c.x, {m, c.in}, rng);
-  Tensor off = *Tensor::Empty(DType::kI32, {c.experts + 1});
-  std::copy(offsets.begin(), offsets.end(), off.data<int32_t>());
-  std::vector<Tensor> weights(c.experts), device_weights(c.experts);
-  std::vector<std::vector<double>> deq(c.experts);
+  in.offsets.assign(c.experts + 1, 0);
+  std::partial_sum(counts.begin(), counts.end(), in.offsets.begin() + 1);
+  in.m = in.offsets.back();
+  in.x = RandomTensor(c.x, {in.m, c.in}, rng);
+  in.off = *Tensor::Empty(DType::kI32, {c.experts + 1});
+  std::copy(in.offsets.begin(), in.offsets.end(), in.off.data<int32_t>());
+  in.weights.resize(c.experts);
+  in.deq.resize(c.experts);
   for (int e = 0; e < c.experts; ++e) {
     if (c.half_idle && e % 2 == 1) continue;
     // Each expert a slice at its own offsets, as expert-parallel ranks cut fused tensors.
     const Q4Layout layout{c.group, (e * 5) % 17, (e * c.col_step) % c.group, c.zero_points,
                           c.column_order};
-    weights[e] = RandomQ4Weight(c.out, c.in, layout, rng);
-    deq[e] = Dequantize(weights[e]);
-    auto dw = gpu_->PrepareWeight(weights[e]);
+    in.weights[e] = RandomQ4Weight(c.out, c.in, layout, rng);
+    in.deq[e] = Dequantize(in.weights[e]);
+  }
+  return in;
+}
+
+// The expert owning row t (the last one whose rows start at or before t).
+const std::vector<double>* OracleOfRow(const GroupedInputs& in, int64_t t) {
+  const int e = static_cast<int>(std::upper_bound(in.offsets.begin(), in.offsets.end(), t) -
+                                 in.offsets.begin()) -
+                1;
+  return &in.deq[e];
+}
+
+TEST_P(CudaQ4GroupedTest, MatchesCpuBackend) {
+  const GroupedCase& c = GetParam();
+  const GroupedInputs in = MakeGroupedInputs(c);
+  const int64_t m = in.m;
+  const Tensor& x = in.x;
+  const Tensor& off = in.off;
+  std::vector<Tensor> device_weights(c.experts);
+  for (int e = 0; e < c.experts; ++e) {
+    if (!in.weights[e].defined()) continue;
+    auto dw = gpu_->PrepareWeight(in.weights[e]);
     ASSERT_TRUE(dw.ok()) << dw.status();
     device_weights[e] = *dw;
   }
   Tensor ref = *Tensor::Empty(DType::kF32, {m, c.out});
-  ASSERT_TRUE(cpu_->MoeGroupedLinear(WidenToF32(x), off, weights, ref).ok());
-  const Tensor scale = ErrorScale(x, c.out, Tensor(), [&](int64_t t) {
-    const int e =
-        static_cast<int>(std::upper_bound(offsets.begin(), offsets.end(), t) - offsets.begin()) - 1;
-    return &deq[e];
-  });
+  ASSERT_TRUE(cpu_->MoeGroupedLinear(WidenToF32(x), off, in.weights, ref).ok());
+  const Tensor scale =
+      ErrorScale(x, c.out, Tensor(), [&](int64_t t) { return OracleOfRow(in, t); });
 
   std::vector<const void*> ptrs(c.experts, nullptr);
   std::vector<cuda::Q4Groups> groups(c.experts);
@@ -457,6 +485,30 @@ TEST(Q4ReferenceTest, DequantizedOracleMatchesCpuBackend) {
       for (int64_t o = 0; o < c.out; ++o) {
         double acc = bias.defined() ? ValueAt(bias, o) : 0.0;
         for (int64_t i = 0; i < c.in; ++i) acc += ValueAt(x, t * c.in + i) * deq[o * c.in + i];
+        oracle.data<float>()[t * c.out + o] = static_cast<float>(acc);
+      }
+    }
+    EXPECT_TRUE(GemmClose(ref, oracle, scale));
+  }
+}
+
+// The same for the grouped cases (uneven, empty and absent experts, act-order, zero points).
+TEST(Q4ReferenceTest, GroupedOracleMatchesCpuBackend) {
+  auto cpu = kernels::cpu::CpuBackend::Create({});
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  for (const GroupedCase& c : GroupedCases()) {
+    SCOPED_TRACE(c.name);
+    const GroupedInputs in = MakeGroupedInputs(c);
+    Tensor ref = *Tensor::Empty(DType::kF32, {in.m, c.out});
+    ASSERT_TRUE((*cpu)->MoeGroupedLinear(WidenToF32(in.x), in.off, in.weights, ref).ok());
+    const Tensor scale =
+        ErrorScale(in.x, c.out, Tensor(), [&](int64_t t) { return OracleOfRow(in, t); });
+    Tensor oracle = *Tensor::Empty(DType::kF32, {in.m, c.out});
+    for (int64_t t = 0; t < in.m; ++t) {
+      const std::vector<double>& w = *OracleOfRow(in, t);
+      for (int64_t o = 0; o < c.out; ++o) {
+        double acc = 0.0;
+        for (int64_t i = 0; i < c.in; ++i) acc += ValueAt(in.x, t * c.in + i) * w[o * c.in + i];
         oracle.data<float>()[t * c.out + o] = static_cast<float>(acc);
       }
     }
