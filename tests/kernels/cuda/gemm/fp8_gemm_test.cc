@@ -6,7 +6,8 @@
 // f32 activations, and experts with uneven, zero and absent rows. Then the backend's own
 // Linear / MoeGroupedLinear, in and out of a CUDA graph, and its weight memory.
 //
-// Tolerances (s = sum_k |x_k w_k|, the CPU result on |x| and |W|; see gemm_test_util.h):
+// The CPU reference runs on the activations widened to f32 (WidenToF32 in gemm_test_util.h says
+// why). Tolerances (s = sum_k |x_k w_k|, the CPU result on |x| and |W|; see gemm_test_util.h):
 //  - kGemv, kSimt: each product is x * (q * s) with q * s rounded once, as the CPU's
 //    dequantized reference, so only the summation order differs: GemmClose's bound
 //    1e-4 |r| + 2e-5 s (+ 1 bf16 ulp for a bf16 output).
@@ -232,7 +233,7 @@ TEST_P(CudaFp8LinearTest, MatchesCpuBackend) {
   Tensor bias = c.bias ? RandomTensor(DType::kBF16, {c.out}, rng) : Tensor();
   Tensor ref = *Tensor::Empty(DType::kF32, {c.tokens, c.out});
   Tensor scale = *Tensor::Empty(DType::kF32, {c.tokens, c.out});
-  ASSERT_TRUE(cpu_->Linear(x, w, bias, ref).ok());
+  ASSERT_TRUE(cpu_->Linear(WidenToF32(x), w, bias, ref).ok());
   ASSERT_TRUE(cpu_->Linear(AbsTensor(x), AbsFp8(w), AbsTensor(bias), scale).ok());
 
   auto dw = gpu_->PrepareWeight(w);
@@ -337,7 +338,7 @@ TEST_P(CudaFp8GroupedTest, MatchesCpuBackend) {
   }
   Tensor ref = *Tensor::Empty(DType::kF32, {m, c.out});
   Tensor scale = *Tensor::Empty(DType::kF32, {m, c.out});
-  ASSERT_TRUE(cpu_->MoeGroupedLinear(x, off, weights, ref).ok());
+  ASSERT_TRUE(cpu_->MoeGroupedLinear(WidenToF32(x), off, weights, ref).ok());
   ASSERT_TRUE(cpu_->MoeGroupedLinear(AbsTensor(x), off, abs_weights, scale).ok());
 
   std::vector<const void*> ptrs(c.experts, nullptr);
@@ -486,11 +487,11 @@ TEST_F(CudaFp8BackendTest, OpsMatchCpuInAndOutOfGraphs) {
   }
   Tensor ref = *Tensor::Empty(DType::kF32, {tokens, out});
   Tensor scale = *Tensor::Empty(DType::kF32, {tokens, out});
-  ASSERT_TRUE(cpu_->Linear(x, w, Tensor(), ref).ok());
+  ASSERT_TRUE(cpu_->Linear(WidenToF32(x), w, Tensor(), ref).ok());
   ASSERT_TRUE(cpu_->Linear(AbsTensor(x), AbsFp8(w), Tensor(), scale).ok());
   Tensor gref = *Tensor::Empty(DType::kF32, {tokens * top_k, out});
   Tensor gscale = *Tensor::Empty(DType::kF32, {tokens * top_k, out});
-  ASSERT_TRUE(cpu_->MoeGroupedLinear(xg, off, ew, gref).ok());
+  ASSERT_TRUE(cpu_->MoeGroupedLinear(WidenToF32(xg), off, ew, gref).ok());
   ASSERT_TRUE(cpu_->MoeGroupedLinear(AbsTensor(xg), off, abs_ew, gscale).ok());
 
   Tensor dw = *gpu_->PrepareWeight(w);

@@ -55,6 +55,18 @@ inline float ValueAt(const Tensor& t, int64_t i) {
   return t.dtype() == DType::kF32 ? t.data<float>()[i] : Bf16ToFloat(t.data<uint16_t>()[i]);
 }
 
+// x as f32 (exact for bf16). The CPU references of quantized weights run on f32 activations: with
+// bf16 ones a CPU with AMX multiplies bf16-rounded weights on its tiles (bf16(q x s), 2^-9
+// relative each: docs/fp8.md, docs/int4.md), which would make the reference, not the GPU, the
+// rounded side; in fp32 every CPU kernel family multiplies the dequantized weight rounded once
+// to f32.
+inline Tensor WidenToF32(const Tensor& x) {
+  if (x.dtype() == DType::kF32) return x;
+  Tensor f = *Tensor::Empty(DType::kF32, x.shape());
+  for (int64_t i = 0; i < x.numel(); ++i) f.data<float>()[i] = ValueAt(x, i);
+  return f;
+}
+
 // |t|, same dtype (exact for f32 and bf16).
 inline Tensor AbsTensor(const Tensor& t) {
   if (!t.defined()) return t;

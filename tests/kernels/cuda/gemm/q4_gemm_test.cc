@@ -10,7 +10,8 @@
 // grid trimming and the test's own dequantized oracle (against the CPU backend, every case) run
 // without a GPU; everything else skips visibly.
 //
-// The CPU reference runs on the activations widened to f32 (WidenToF32 says why), out f32.
+// The CPU reference runs on the activations widened to f32 (WidenToF32 in gemm_test_util.h says
+// why), out f32.
 //
 // Tolerances (s = sum_k |x_k w_k| over the dequantized weights; see gemm_test_util.h):
 //  - kGemv: each run of 16 values is summed as x * (q - zero) (exact products of small integers
@@ -127,17 +128,6 @@ Tensor ErrorScale(const Tensor& x, int64_t out, const Tensor& bias, WeightOf wei
     }
   }
   return s;
-}
-
-// x as f32 (exact for bf16). The CPU reference always runs on f32 activations: with bf16 ones a
-// CPU with AVX512_BF16 or AMX multiplies bf16-rounded weights (2^-9 relative each, docs/int4.md),
-// which would make the reference, not the GPU, the rounded side; in fp32 every CPU kernel family
-// multiplies (q - zero) * scale rounded once to f32.
-Tensor WidenToF32(const Tensor& x) {
-  if (x.dtype() == DType::kF32) return x;
-  Tensor f = *Tensor::Empty(DType::kF32, x.shape());
-  for (int64_t i = 0; i < x.numel(); ++i) f.data<float>()[i] = ValueAt(x, i);
-  return f;
 }
 
 const char* PathName(Q4GemmPath p) {
