@@ -2,9 +2,12 @@
 // against the CPU backend running the same checkpoint and against transformers' reference, for
 // each architecture and compute dtype, with decode steps as CUDA graphs (the model's default,
 // worker/models/decode_graph.h: batches padded to power-of-two buckets, then replayed) and op by
-// op (ModelOptions::decode_graph_max_batch 0). The fp8 models (qwen3_moe_fp8, deepseek_v3_fp8)
-// keep their e4m3 weights on the device (kernels/cuda/gemm/fp8_gemm.h). Without a GPU every case
-// reports SKIPPED.
+// op (ModelOptions::decode_graph_max_batch 0). The fp8 models (qwen3_moe_fp8, deepseek_v3_fp8,
+// and per channel qwen3_moe_fp8_channel, deepseek_v3_fp8_channel) keep their e4m3 weights on the
+// device (kernels/cuda/gemm/fp8_gemm.h); the int4 ones (compressed-tensors qwen3_moe_int4_ct,
+// deepseek_v3_int4_ct; GPTQ qwen3_moe_gptq, deepseek_v3_gptq: zero points, act-order) keep theirs
+// packed (kernels/cuda/gemm/q4_gemm.h), the list golden_test.cc runs on the CPU. Without a GPU
+// every case reports SKIPPED.
 //
 // Runs (decode teacher-forced along the reference's fp32 greedy tokens, so one early difference
 // cannot hide later ones):
@@ -26,6 +29,19 @@
 //     reference by golden_test's rule (margin >= bf16.greedy_margin while transformers' own bf16
 //     run still agreed with its fp32 run); a rounding that flips one routing choice moves a row's
 //     logits by O(1), so no CPU-vs-CUDA argmax check in bf16.
+//   Quantized models: the same bounds, from their own reference.json (no other bound is needed).
+//     Both backends multiply the stored weights as their dequantized values (kernels/backend.h),
+//     and the reference is transformers on the weights make_golden_int4.py dequantized itself,
+//     so what is left is rounding as above. fp32: the q4 decode stream sums x * (q - zero) per
+//     run of 16 and scales once, the SIMT path multiplies x by (q - zero) * scale rounded once
+//     (as the CPU), fp8 weights are q * scale rounded once: fp32 roundings of the same products
+//     in another order, far inside 1e-3 (cuda_q4_gemm_test: 1e-4 |r| + 2e-5 sum |x w|), and
+//     GPTQ's float16 tensors are held in f32 as on the CPU. bf16: the tensor-core paths round
+//     each dequantized weight to bf16 once (2^-9, as the CPU's AMX tiles and as transformers'
+//     bf16 run, which loads the dequantized weights in bf16), the decode streams keep them
+//     exact; the bf16 bounds are twice transformers' own bf16 deviation, and those seeds were
+//     accepted only if one flipped fragile route still stays within them (tests/golden/
+//     README.md, "bf16 routing acceptance").
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -322,18 +338,20 @@ TEST_P(GoldenCudaTest, MixedBatchOfAllSequences) {
   CheckSequences("mixed");
 }
 
-INSTANTIATE_TEST_SUITE_P(Golden, GoldenCudaTest,
-                         ::testing::Combine(::testing::Values("llama", "mixtral", "qwen2_moe",
-                                                              "qwen3_moe", "deepseek_v2",
-                                                              "deepseek_v3", "qwen3_moe_fp8",
-                                                              "deepseek_v3_fp8"),
-                                            ::testing::Values(DType::kF32, DType::kBF16),
-                                            ::testing::Bool()),
-                         [](const auto& info) {
-                           return std::get<0>(info.param) +
-                                  (std::get<1>(info.param) == DType::kF32 ? "_fp32" : "_bf16") +
-                                  (std::get<2>(info.param) ? "_graphs" : "_eager");
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Golden, GoldenCudaTest,
+    ::testing::Combine(::testing::Values("llama", "mixtral", "qwen2_moe", "qwen3_moe",
+                                         "deepseek_v2", "deepseek_v3", "qwen3_moe_fp8",
+                                         "deepseek_v3_fp8", "qwen3_moe_int4_ct",
+                                         "deepseek_v3_int4_ct", "qwen3_moe_gptq",
+                                         "deepseek_v3_gptq", "qwen3_moe_fp8_channel",
+                                         "deepseek_v3_fp8_channel"),
+                       ::testing::Values(DType::kF32, DType::kBF16), ::testing::Bool()),
+    [](const auto& info) {
+      return std::get<0>(info.param) +
+             (std::get<1>(info.param) == DType::kF32 ? "_fp32" : "_bf16") +
+             (std::get<2>(info.param) ? "_graphs" : "_eager");
+    });
 
 }  // namespace
 }  // namespace expertmesh::models
