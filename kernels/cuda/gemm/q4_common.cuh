@@ -1,6 +1,7 @@
-// Device helpers shared by the q4-weight kernels: where a 16-byte chunk of a packed row puts its
-// 32 values, unpacking nibbles to floats, the group scale and zero point of a run, and which
-// weight (and groups) an expert has.
+// Device helpers shared by the q4-weight kernels: unpacking nibbles to floats, the group scale and
+// zero point of a run, loading a run's activations, and which weight (and groups) an expert has.
+// Where a chunk or a nibble of a packed row is, and which group an element takes, is in
+// q4_index.h (host and device, tested without a GPU).
 //
 // Internal to kernels/cuda/gemm (included by .cu files only).
 #ifndef EXPERTMESH_KERNELS_CUDA_GEMM_Q4_COMMON_CUH_
@@ -11,30 +12,13 @@
 #include <cstdint>
 
 #include "kernels/cuda/gemm/q4_gemm.h"
+#include "kernels/cuda/gemm/q4_index.h"
 
 namespace expertmesh::cuda::gemm_internal {
 
 // The zero point of symmetric int4 as stored (kernels::kQ4SymmetricZero; that header is host
 // C++ and says so too).
 inline constexpr float kQ4DefaultZero = 8.0f;
-
-// The two runs of 16 values that 16-byte chunk `chunk` (bytes [16 chunk, 16 chunk + 16)) of a
-// packed row of k values holds: low nibbles are values [lo, lo + 16), high nibbles [lo + half,
-// lo + half + 16). In a 64-wide unit (bytes 32 u .. 32 u + 31) chunk 2u + h has lo = 64 u + 16 h
-// and half 32; the last unit of a row of an odd multiple of 32 values is one chunk, half 16.
-struct Q4Runs {
-  int lo;
-  int hi;
-};
-__device__ __forceinline__ Q4Runs Q4RunsOf(int k, int chunk) {
-  const int whole_chunks = (k / 64) * 2;  // chunks in 64-wide units
-  if (chunk < whole_chunks) {
-    const int lo = (chunk >> 1) * 64 + (chunk & 1) * 16;
-    return {lo, lo + 32};
-  }
-  const int lo = (k / 64) * 64;
-  return {lo, lo + 16};
-}
 
 // A nibble 0..15 as a float less `bias`: 2^23 + v is a float whose mantissa is v, so one OR and
 // one subtraction replace an int-to-float conversion (exact: every value is a small integer).
@@ -55,11 +39,6 @@ __device__ __forceinline__ void UnpackRun(const uint4& raw, float zero, float (&
   }
 }
 
-// Group index (into the scale and zero grids) of weight element [r][c].
-__device__ __forceinline__ int Q4GroupIndex(const Q4Groups& g, int r, int c) {
-  return ((r + g.row_offset) / g.block_rows) * g.ld + (c + g.col_offset) / g.group_size;
-}
-
 struct Q4ScaleZero {
   float scale;
   float zero;
@@ -71,20 +50,9 @@ __device__ __forceinline__ Q4ScaleZero Q4ScaleZeroAt(const Q4Groups& g, int r, i
 
 // Value [r][c] of a packed [*, k] weight (0..15), for the SIMT path.
 __device__ __forceinline__ uint32_t Q4ValueAt(const uint8_t* __restrict__ w, int k, int r, int c) {
-  const int whole = (k / 64) * 64;
-  int byte;
-  bool high;
-  if (c < whole) {
-    const int o = c & 63;
-    byte = (c >> 6) * 32 + (o & 31);
-    high = o >= 32;
-  } else {
-    const int o = c - whole;
-    byte = whole / 2 + (o & 15);
-    high = o >= 16;
-  }
-  const uint32_t b = w[static_cast<size_t>(r) * (k / 2) + byte];
-  return high ? b >> 4 : b & 0xfu;
+  const Q4Nibble at = Q4NibbleOf(k, c);
+  const uint32_t b = w[static_cast<size_t>(r) * (k / 2) + at.byte];
+  return at.high ? b >> 4 : b & 0xfu;
 }
 
 // 16 activations [c0, c0 + 16) of one row as floats: 16-byte loads (the row and c0 16-byte

@@ -146,7 +146,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kCtasPerSm)
       const int k0 = kt * Cfg::kTileK;
       // The last k step of a row of an odd multiple of 32 values is a 32-wide unit: one chunk
       // whose low nibbles are values 0..15 and high nibbles 16..31; the tile's columns 32..63
-      // are zeros (as x's are).
+      // are zeros (as x's are). Q4StepRunsOf (q4_index.h) says which columns a chunk holds.
       const bool narrow = k - k0 < Cfg::kTileK;
       // This thread's chunks' runs (first column within the tile) and their groups, fetched
       // while the stage's bytes are still in flight.
@@ -160,8 +160,9 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kCtasPerSm)
         const int i = tid + j * Cfg::kThreads;
         const int c = i & 1;
         const int row = tile.n_begin + (i >> 1);
-        lo[j] = narrow ? 32 * c : 16 * c;
-        hi[j] = lo[j] + (narrow ? 16 : 32);
+        const Q4Runs runs = Q4StepRunsOf(narrow, c);
+        lo[j] = runs.lo;
+        hi[j] = runs.hi;
         valid[j] = row < n && !(narrow && c == 1);
         sz_lo[j] = Q4ScaleZero{0.0f, 0.0f};
         sz_hi[j] = sz_lo[j];

@@ -35,6 +35,7 @@
 #include "kernels/cuda/backend/cuda_backend_impl.h"
 #include "kernels/cuda/backend/q4_weight_prep.h"
 #include "kernels/cuda/gemm/q4_gemm.h"
+#include "kernels/cuda/gemm/q4_index.h"
 #include "kernels/q4_layout.h"
 #include "tests/kernels/cuda/cuda_test_util.h"
 #include "tests/kernels/cuda/gemm/gemm_test_util.h"
@@ -52,6 +53,7 @@ struct Q4Layout {
   int64_t row_offset = 0, col_offset = 0;  // where the weight starts in its checkpoint's grid
   bool zero_points = false;                // asymmetric (GPTQ sym=false)
   bool column_order = false;               // act-order (GPTQ desc_act)
+  int64_t block_rows = 1;  // rows per scale (checkpoints have 1; the index checks also try more)
 };
 
 // A q4 weight [rows, cols] that starts at (row_offset, col_offset) of a checkpoint tensor's
@@ -66,17 +68,18 @@ Tensor RandomQ4Weight(int64_t rows, int64_t cols, const Q4Layout& l, std::mt1993
     for (auto& v : values) v = static_cast<uint8_t>(rng() & 0xfu);
     kernels::PackQ4Row(values.data(), cols, full.data<uint8_t>() + r * (cols / 2));
   }
+  const int64_t grid_rows = (full_rows + l.block_rows - 1) / l.block_rows;
   const int64_t grid_cols = (l.col_offset + cols + l.group - 1) / l.group;
-  auto scales = std::make_shared<Tensor>(*Tensor::Empty(DType::kF32, {full_rows, grid_cols}));
+  auto scales = std::make_shared<Tensor>(*Tensor::Empty(DType::kF32, {grid_rows, grid_cols}));
   std::uniform_real_distribution<float> dist(0.5f / 8, 2.0f / 8);
   for (int64_t i = 0; i < scales->numel(); ++i) scales->data<float>()[i] = dist(rng);
   kernels::BlockScales b{.scales = scales,
-                         .block_rows = 1,
+                         .block_rows = l.block_rows,
                          .block_cols = l.group,
                          .row_offset = 0,
                          .col_offset = l.col_offset};
   if (l.zero_points) {
-    auto zeros = std::make_shared<Tensor>(*Tensor::Empty(DType::kF32, {full_rows, grid_cols}));
+    auto zeros = std::make_shared<Tensor>(*Tensor::Empty(DType::kF32, {grid_rows, grid_cols}));
     for (int64_t i = 0; i < zeros->numel(); ++i) {
       zeros->data<float>()[i] = static_cast<float>(rng() % 16);
     }
@@ -451,6 +454,113 @@ TEST(Q4WeightPrepTest, TrimmedGridsMapEveryElementToItsGroup) {
     }
   }
   EXPECT_FALSE(cuda::TrimQ4Groups(RandomTensor(DType::kBF16, {4, 4}, rng)).ok());
+}
+
+// The kernels' index arithmetic (q4_index.h, the same functions the device code calls) against
+// kernels/q4_layout.h on packed rows of every k from 32 to 1024: the decode stream's 16-byte
+// chunks of a row (Q4RunsOf), the tensor-core path's chunks of each 64-wide k step with its
+// narrow last step (Q4StepRunsOf, and which chunks its copies find bytes for) and the SIMT
+// path's nibbles (Q4NibbleOf) each read every value exactly once, and where the layout put it.
+TEST(Q4IndexTest, ChunksAndNibblesReadThePackedLayout) {
+  using cuda::gemm_internal::Q4Nibble;
+  using cuda::gemm_internal::Q4Runs;
+  std::mt19937 rng(11);
+  for (int k = 32; k <= 1024; k += 32) {
+    SCOPED_TRACE("k " + std::to_string(k));
+    std::vector<uint8_t> values(k), packed(k / 2);
+    for (auto& v : values) v = static_cast<uint8_t>(rng() & 0xfu);
+    kernels::PackQ4Row(values.data(), k, packed.data());
+    const auto nibble = [&](int byte, bool high) {
+      return high ? packed[byte] >> 4 : packed[byte] & 0xf;
+    };
+    // A chunk at `byte` whose runs start at columns lo and hi (of `base`): 16 values each.
+    std::vector<int> seen(k, 0);
+    const auto check_chunk = [&](int byte, int base, const Q4Runs& runs) {
+      ASSERT_EQ(runs.lo % 16, 0);
+      ASSERT_EQ(runs.hi % 16, 0);
+      for (int j = 0; j < 16; ++j) {
+        ASSERT_LT(base + runs.hi + j, k) << "byte " << byte;
+        EXPECT_EQ(nibble(byte + j, false), values[base + runs.lo + j]) << "byte " << byte + j;
+        EXPECT_EQ(nibble(byte + j, true), values[base + runs.hi + j]) << "byte " << byte + j;
+        ++seen[base + runs.lo + j];
+        ++seen[base + runs.hi + j];
+      }
+    };
+    for (int chunk = 0; chunk < k / 32; ++chunk) {
+      check_chunk(16 * chunk, 0, cuda::gemm_internal::Q4RunsOf(k, chunk));
+    }
+    EXPECT_EQ(std::count(seen.begin(), seen.end(), 1), k) << "decode stream";
+    std::fill(seen.begin(), seen.end(), 0);
+    for (int kt = 0; kt < (k + 63) / 64; ++kt) {
+      const bool narrow = k - 64 * kt < 64;
+      for (int c = 0; c < 2; ++c) {
+        // q4_gemm_mma.cu copies chunk c when its bytes are in the row, and dequantizes it when
+        // it is not chunk 1 of a narrow step: the two must agree.
+        const int byte = 32 * kt + 16 * c;
+        const bool copied = byte < k / 2;
+        ASSERT_EQ(copied, !(narrow && c == 1)) << "step " << kt << " chunk " << c;
+        const Q4Runs runs = cuda::gemm_internal::Q4StepRunsOf(narrow, c);
+        EXPECT_LT(runs.hi + 16, 65);  // inside the step's 64 tile columns
+        if (copied) check_chunk(byte, 64 * kt, runs);
+      }
+    }
+    EXPECT_EQ(std::count(seen.begin(), seen.end(), 1), k) << "tensor-core steps";
+    for (int c = 0; c < k; ++c) {
+      const Q4Nibble at = cuda::gemm_internal::Q4NibbleOf(k, c);
+      ASSERT_LT(at.byte, k / 2);
+      EXPECT_EQ(nibble(at.byte, at.high), values[c]) << "value " << c;
+      EXPECT_EQ(nibble(at.byte, at.high), kernels::Q4Value(packed.data(), k, c));
+    }
+  }
+}
+
+// Q4GroupIndex over the grids PrepareWeight uploads (TrimQ4Groups, described by Q4GroupsOf, as
+// the kernels get them) finds the checkpoint grid's own scale and zero point for every element,
+// and the 16 values of every run (chunks start at multiples of 16) share one group: group sizes
+// 32, 64 and 128, row and column offsets, more than one row per scale.
+TEST(Q4IndexTest, GroupIndexOfUploadedGridsIsTheCheckpointsGroup) {
+  std::mt19937 rng(13);
+  for (const Q4Layout& l :
+       {Q4Layout{128, 200, 64, true}, Q4Layout{32, 3, 0, true}, Q4Layout{64, 0, 32},
+        Q4Layout{128, 128, 96, false, true}, Q4Layout{64, 7, 32, true, false, 3},
+        Q4Layout{32, 0, 0, false, false, 4}}) {
+    for (const int64_t cols : {int64_t{32}, int64_t{96}, int64_t{224}, int64_t{512}}) {
+      SCOPED_TRACE("group " + std::to_string(l.group) + " offsets " + std::to_string(l.row_offset) +
+                   "," + std::to_string(l.col_offset) + " block_rows " +
+                   std::to_string(l.block_rows) + " cols " + std::to_string(cols));
+      const Tensor w = RandomQ4Weight(40, cols, l, rng);
+      auto t = cuda::TrimQ4Groups(w);
+      ASSERT_TRUE(t.ok()) << t.status();
+      kernels::BlockScales layout = t->layout;
+      layout.scales = std::make_shared<const Tensor>(t->scales);
+      if (t->zero_points.defined()) {
+        layout.zero_points = std::make_shared<const Tensor>(t->zero_points);
+      }
+      auto uploaded = w.WithBlockScales(std::move(layout));  // host stand-in for the device copy
+      ASSERT_TRUE(uploaded.ok()) << uploaded.status();
+      const cuda::Q4Groups g = cuda::Q4GroupsOf(*uploaded, nullptr);
+      ASSERT_EQ(g.ld, t->scales.dim(1));
+      const kernels::BlockScales& full = *w.block_scales();
+      const int64_t ld = full.scales->dim(1);
+      const int64_t grid = t->scales.numel();
+      for (int r = 0; r < w.dim(0); ++r) {
+        for (int c = 0; c < w.dim(1); ++c) {
+          const int got = cuda::gemm_internal::Q4GroupIndex(g, r, c);
+          ASSERT_GE(got, 0);
+          ASSERT_LT(got, grid) << r << "," << c;
+          const int64_t want = ((r + full.row_offset) / full.block_rows) * ld +
+                               (c + full.col_offset) / full.block_cols;
+          ASSERT_EQ(g.scales[got], full.scales->data<float>()[want]) << r << "," << c;
+          if (l.zero_points) {
+            ASSERT_EQ(g.zero_points[got], full.zero_points->data<float>()[want]) << r << "," << c;
+          }
+          if (c % 16 == 15) {
+            ASSERT_EQ(cuda::gemm_internal::Q4GroupIndex(g, r, c - 15), got) << r << "," << c;
+          }
+        }
+      }
+    }
+  }
 }
 
 // The test's own oracle (Dequantize: which activation each stored value multiplies, with which
