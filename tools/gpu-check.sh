@@ -146,6 +146,17 @@ SAN_FILTER_ATTN="$(filter_of PagedAttentionGpuTest.MatchesCpuOnEveryPath "${SAN_
 SAN_FILTER_ATTN+=":$(filter_of PagedAttentionGpuTest.BadBlockIdSetsErrorFlag one_token_bf16)"
 SAN_FILTER_ATTN+=":$(filter_of PagedAttentionGpuTest.InconsistentBatchSetsErrorFlag one_token_bf16)"
 readonly SAN_FILTER_GEMM SAN_FILTER_ATTN
+# No q4 (W4A16) case here yet, on purpose. The smallest one that reaches both the decode stream
+# and the tensor-core path is *CudaQ4LinearTest.MatchesCpuBackend/prefill40_act_order_k96 (each
+# case forces every path; k 96 also takes the narrow last k step, act-order the gathered x
+# tile), but it lives in a third binary, cuda_q4_gemm_test: sanitize() gives each binary all the
+# step's time left but 10 s for each binary after it, so with a third one the first
+# (cuda_gemm_test) would start with 25 - 2 x 10 = 5 s, under its 8 s floor, and report
+# INCOMPLETE, pushing out the grouped-GEMM cases; and the caps of call 1 already add up to its
+# deadline less RESERVE (285 s), so memcheck and racecheck cannot grow without another step
+# shrinking. Add it (a third pair in sanitize: "cuda_q4_gemm_test|$(filter_of
+# CudaQ4LinearTest.MatchesCpuBackend prefill40_act_order_k96)") once a GPU run has measured how
+# much of the two 25 s caps the present cases leave.
 
 RESULTS=""  # run: the results file, written even when the run stops before its first step
 die() {
