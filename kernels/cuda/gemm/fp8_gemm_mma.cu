@@ -18,6 +18,7 @@
 #include "kernels/cuda/gemm/fp8_gemm_internal.h"
 #include "kernels/cuda/gemm/mma_util.cuh"
 #include "kernels/cuda/gemm/moe_tile_scheduler.cuh"
+#include "kernels/cuda/gemm/weight_only_launch.cuh"
 
 namespace expertmesh::cuda::gemm_internal {
 namespace {
@@ -140,32 +141,19 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kCtasPerSm)
   }
 }
 
-template <typename Cfg, bool kOutF32>
-cudaError_t LaunchWith(const Fp8GemmArgs& a, int num_sms, cudaStream_t stream) {
-  auto* kernel = &Fp8MmaKernel<Cfg, kOutF32>;
-  cudaError_t err =
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes);
-  if (err != cudaSuccess) return err;
-  const unsigned grid =
-      MoeGridSize<Cfg::kTileM, Cfg::kTileN>(a.m, a.n, a.num_experts, num_sms, Cfg::kCtasPerSm);
-  kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(
-      static_cast<const __nv_bfloat16*>(a.x), a.expert_offsets, SourceOf(a), a.out,
-      static_cast<int>(a.m), static_cast<int>(a.k), static_cast<int>(a.n), a.num_experts,
-      a.error_flags);
-  return cudaGetLastError();
-}
+struct MmaPath {
+  template <typename Cfg, bool kOutF32>
+  static auto Kernel() {
+    return &Fp8MmaKernel<Cfg, kOutF32>;
+  }
+};
 
 }  // namespace
 
 cudaError_t LaunchFp8MmaW8A16(const Fp8GemmArgs& args, bool small_tile, int num_sms,
                               cudaStream_t stream) {
-  const bool f32 = args.out_dtype == DType::kF32;
-  if (!small_tile) {
-    return f32 ? LaunchWith<LargeConfig, true>(args, num_sms, stream)
-               : LaunchWith<LargeConfig, false>(args, num_sms, stream);
-  }
-  return f32 ? LaunchWith<SmallConfig, true>(args, num_sms, stream)
-             : LaunchWith<SmallConfig, false>(args, num_sms, stream);
+  return LaunchMmaByTile<MmaPath, LargeConfig, SmallConfig>(args, SourceOf(args), small_tile,
+                                                            num_sms, stream);
 }
 
 }  // namespace expertmesh::cuda::gemm_internal

@@ -7,9 +7,9 @@
 
 #include "kernels/cuda/gemm/fp8_common.cuh"
 #include "kernels/cuda/gemm/fp8_gemm_internal.h"
-#include "kernels/cuda/gemm/fp8_launch.cuh"
 #include "kernels/cuda/gemm/moe_tile_scheduler.cuh"
 #include "kernels/cuda/gemm/simt_tile.cuh"
+#include "kernels/cuda/gemm/weight_only_launch.cuh"
 
 namespace expertmesh::cuda::gemm_internal {
 namespace {
@@ -44,11 +44,7 @@ __global__ void __launch_bounds__(kSimtThreads)
   }
 }
 
-struct Path {
-  static constexpr int kTileM = kSimtTile;
-  static constexpr int kTileN = kSimtTile;
-  static constexpr int kThreads = kSimtThreads;
-  static constexpr int kCtasPerSm = gemm_internal::kCtasPerSm;
+struct Path : PersistentShape<kSimtTile, kSimtTile, kSimtThreads, kCtasPerSm> {
   template <typename XT, typename BT, typename OT>
   static auto Kernel() {
     return &Fp8SimtKernel<XT, BT, OT>;
@@ -58,7 +54,7 @@ struct Path {
 }  // namespace
 
 cudaError_t LaunchFp8Simt(const Fp8GemmArgs& args, int num_sms, cudaStream_t stream) {
-  return LaunchFp8ByDtype<Path>(args, num_sms, stream);
+  return LaunchByDtype<Path>(args, SourceOf(args), num_sms, stream);
 }
 
 }  // namespace expertmesh::cuda::gemm_internal

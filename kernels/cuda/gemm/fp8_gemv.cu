@@ -16,8 +16,8 @@
 
 #include "kernels/cuda/gemm/fp8_common.cuh"
 #include "kernels/cuda/gemm/fp8_gemm_internal.h"
-#include "kernels/cuda/gemm/fp8_launch.cuh"
 #include "kernels/cuda/gemm/moe_tile_scheduler.cuh"
+#include "kernels/cuda/gemm/weight_only_launch.cuh"
 
 namespace expertmesh::cuda::gemm_internal {
 namespace {
@@ -146,11 +146,7 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-struct Path {
-  static constexpr int kTileM = gemm_internal::kTileM;
-  static constexpr int kTileN = gemm_internal::kTileN;
-  static constexpr int kThreads = gemm_internal::kThreads;
-  static constexpr int kCtasPerSm = gemm_internal::kCtasPerSm;
+struct Path : PersistentShape<kTileM, kTileN, kThreads, kCtasPerSm> {
   template <typename XT, typename BT, typename OT>
   static auto Kernel() {
     return &Fp8GemvKernel<XT, BT, OT>;
@@ -160,7 +156,7 @@ struct Path {
 }  // namespace
 
 cudaError_t LaunchFp8Gemv(const Fp8GemmArgs& args, int num_sms, cudaStream_t stream) {
-  return LaunchFp8ByDtype<Path>(args, num_sms, stream);
+  return LaunchByDtype<Path>(args, SourceOf(args), num_sms, stream);
 }
 
 }  // namespace expertmesh::cuda::gemm_internal

@@ -133,7 +133,7 @@ struct Q4Source {
   }
 };
 
-inline Q4Source Q4SourceOf(const Q4GemmArgs& a) {
+inline Q4Source SourceOf(const Q4GemmArgs& a) {
   return {a.weights, a.expert_groups, static_cast<const uint8_t*>(a.weight), a.weight_groups};
 }
 

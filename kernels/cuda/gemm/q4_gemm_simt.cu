@@ -9,8 +9,8 @@
 #include "kernels/cuda/gemm/moe_tile_scheduler.cuh"
 #include "kernels/cuda/gemm/q4_common.cuh"
 #include "kernels/cuda/gemm/q4_gemm_internal.h"
-#include "kernels/cuda/gemm/q4_launch.cuh"
 #include "kernels/cuda/gemm/simt_tile.cuh"
+#include "kernels/cuda/gemm/weight_only_launch.cuh"
 
 namespace expertmesh::cuda::gemm_internal {
 namespace {
@@ -48,11 +48,7 @@ __global__ void __launch_bounds__(kSimtThreads, kCtasPerSm)
   }
 }
 
-struct Path {
-  static constexpr int kTileM = kSimtTile;
-  static constexpr int kTileN = kSimtTile;
-  static constexpr int kThreads = kSimtThreads;
-  static constexpr int kCtasPerSm = gemm_internal::kCtasPerSm;
+struct Path : PersistentShape<kSimtTile, kSimtTile, kSimtThreads, kCtasPerSm> {
   template <typename XT, typename BT, typename OT>
   static auto Kernel() {
     return &Q4SimtKernel<XT, BT, OT>;
@@ -62,7 +58,7 @@ struct Path {
 }  // namespace
 
 cudaError_t LaunchQ4Simt(const Q4GemmArgs& args, int num_sms, cudaStream_t stream) {
-  return LaunchQ4ByDtype<Path>(args, num_sms, stream);
+  return LaunchByDtype<Path>(args, SourceOf(args), num_sms, stream);
 }
 
 }  // namespace expertmesh::cuda::gemm_internal

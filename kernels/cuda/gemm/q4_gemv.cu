@@ -17,7 +17,7 @@
 #include "kernels/cuda/gemm/moe_tile_scheduler.cuh"
 #include "kernels/cuda/gemm/q4_common.cuh"
 #include "kernels/cuda/gemm/q4_gemm_internal.h"
-#include "kernels/cuda/gemm/q4_launch.cuh"
+#include "kernels/cuda/gemm/weight_only_launch.cuh"
 
 namespace expertmesh::cuda::gemm_internal {
 namespace {
@@ -135,11 +135,7 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm)
   }
 }
 
-struct Path {
-  static constexpr int kTileM = gemm_internal::kTileM;
-  static constexpr int kTileN = gemm_internal::kTileN;
-  static constexpr int kThreads = gemm_internal::kThreads;
-  static constexpr int kCtasPerSm = gemm_internal::kCtasPerSm;
+struct Path : PersistentShape<kTileM, kTileN, kThreads, kCtasPerSm> {
   template <typename XT, typename BT, typename OT>
   static auto Kernel() {
     return &Q4GemvKernel<XT, BT, OT>;
@@ -149,7 +145,7 @@ struct Path {
 }  // namespace
 
 cudaError_t LaunchQ4Gemv(const Q4GemmArgs& args, int num_sms, cudaStream_t stream) {
-  return LaunchQ4ByDtype<Path>(args, num_sms, stream);
+  return LaunchByDtype<Path>(args, SourceOf(args), num_sms, stream);
 }
 
 }  // namespace expertmesh::cuda::gemm_internal
