@@ -22,7 +22,6 @@
 #include <algorithm>
 #include <cmath>
 #include <memory>
-#include <numeric>
 #include <random>
 #include <string>
 #include <vector>
@@ -117,8 +116,16 @@ const char* PathName(Fp8GemmPath p) {
   return "?";
 }
 
-constexpr Fp8GemmPath kAllPaths[] = {Fp8GemmPath::kAuto, Fp8GemmPath::kGemv, Fp8GemmPath::kMmaW8A16,
-                                     Fp8GemmPath::kW8A8, Fp8GemmPath::kSimt};
+// What RunEveryPath (gemm_test_util.h) runs: LaunchFp8Gemm and its paths.
+struct Fp8Launcher {
+  using Args = Fp8GemmArgs;
+  using Path = Fp8GemmPath;
+  static constexpr Path kPaths[] = {Path::kAuto, Path::kGemv, Path::kMmaW8A16, Path::kW8A8,
+                                    Path::kSimt};
+  static const char* Name(Path p) { return PathName(p); }
+  static Path Planned(const Args& a) { return cuda::PlannedFp8GemmPath(a); }
+  static cudaError_t Launch(const Args& a) { return cuda::LaunchFp8Gemm(a, nullptr); }
+};
 
 // Checks one run of `path` (resolved: what actually ran) against the reference.
 ::testing::AssertionResult Fp8Close(Fp8GemmPath path, const Tensor& got, const Tensor& ref,
@@ -141,48 +148,29 @@ constexpr Fp8GemmPath kAllPaths[] = {Fp8GemmPath::kAuto, Fp8GemmPath::kGemv, Fp8
   }
 }
 
-class Fp8Fixture {
+// The backends and the W8A8 path's workspace.
+class Fp8Fixture : public QuantGemmFixture {
  protected:
   void Init() {
-    cpu_ = std::move(*kernels::cpu::CpuBackend::Create({}));
-    auto cuda = cuda::CudaBackend::Create({});
-    ASSERT_TRUE(cuda.ok()) << cuda.status();
-    gpu_ = std::move(*cuda);
+    QuantGemmFixture::Init();
+    if (::testing::Test::HasFatalFailure()) return;
     workspace_ = std::move(*cuda::DeviceBuffer::Allocate(size_t{64} << 20));
   }
   // Runs every path on `args` (x, out, weights set), comparing with ref/scale.
   void RunAllPaths(Fp8GemmArgs args, const Tensor& out_device, const Tensor& ref,
                    const Tensor& scale, uint32_t* flags) {
-    for (Fp8GemmPath path : kAllPaths) {
-      SCOPED_TRACE(std::string("path ") + PathName(path));
-      args.path = path;
-      args.workspace = workspace_.get();
-      args.workspace_bytes = workspace_.bytes();
-      // kAuto with W8A8 allowed too, so the automatic choice of it is exercised.
-      args.w8a8_min_rows = path == Fp8GemmPath::kAuto ? 64 : 0;
-      const Fp8GemmPath planned = cuda::PlannedFp8GemmPath(args);
-      if (planned == Fp8GemmPath::kAuto) {
-        EXPECT_EQ(cuda::LaunchFp8Gemm(args, nullptr), cudaErrorInvalidValue);
-        continue;
-      }
-      ASSERT_LE(cuda::Fp8GemmWorkspaceBytes(args), workspace_.bytes());
-      ASSERT_EQ(cudaMemset(args.out, 0xff, out_device.nbytes()), cudaSuccess);  // NaN poison
-      if (flags != nullptr) {
-        ASSERT_EQ(cudaMemset(flags, 0, sizeof(uint32_t)), cudaSuccess);
-      }
-      ASSERT_EQ(cuda::LaunchFp8Gemm(args, nullptr), cudaSuccess);
-      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-      if (flags != nullptr) {
-        uint32_t v = 0;
-        ASSERT_EQ(cudaMemcpy(&v, flags, sizeof(v), cudaMemcpyDeviceToHost), cudaSuccess);
-        EXPECT_EQ(v, 0u);
-      }
-      EXPECT_TRUE(Fp8Close(planned, ToHost(out_device), ref, scale)) << "ran " << PathName(planned);
-    }
+    RunEveryPath<Fp8Launcher>(
+        args, out_device, flags,
+        [&](Fp8GemmArgs& a, Fp8GemmPath path) {
+          a.workspace = workspace_.get();
+          a.workspace_bytes = workspace_.bytes();
+          // kAuto with W8A8 allowed too, so the automatic choice of it is exercised.
+          a.w8a8_min_rows = path == Fp8GemmPath::kAuto ? 64 : 0;
+          ASSERT_LE(cuda::Fp8GemmWorkspaceBytes(a), workspace_.bytes());
+        },
+        [&](Fp8GemmPath ran, const Tensor& got) { return Fp8Close(ran, got, ref, scale); });
   }
 
-  std::unique_ptr<kernels::cpu::CpuBackend> cpu_;
-  std::unique_ptr<cuda::CudaBackend> gpu_;
   cuda::DeviceBuffer workspace_;
 };
 
@@ -216,14 +204,7 @@ std::vector<LinearCase> LinearCases() {
   };
 }
 
-class CudaFp8LinearTest : public CudaTestWithParam<LinearCase>, public Fp8Fixture {
- protected:
-  void SetUp() override {
-    CudaTestWithParam<LinearCase>::SetUp();
-    if (IsSkipped()) return;
-    Init();
-  }
-};
+using CudaFp8LinearTest = CudaFixtureTest<CudaTestWithParam<LinearCase>, Fp8Fixture>;
 
 TEST_P(CudaFp8LinearTest, MatchesCpuBackend) {
   const LinearCase& c = GetParam();
@@ -289,42 +270,17 @@ std::vector<GroupedCase> GroupedCases() {
   };
 }
 
-class CudaFp8GroupedTest : public CudaTestWithParam<GroupedCase>, public Fp8Fixture {
- protected:
-  void SetUp() override {
-    CudaTestWithParam<GroupedCase>::SetUp();
-    if (IsSkipped()) return;
-    Init();
-  }
-};
+using CudaFp8GroupedTest = CudaFixtureTest<CudaTestWithParam<GroupedCase>, Fp8Fixture>;
 
 TEST_P(CudaFp8GroupedTest, MatchesCpuBackend) {
   const GroupedCase& c = GetParam();
   std::mt19937 rng(static_cast<unsigned>(c.tokens * 17 + c.experts * 3 + c.in));
-  // Uneven counts: top_k distinct experts per token, expert e drawn with weight 1 / (e + 1).
-  std::vector<double> odds(c.experts, 0.0);
-  for (int e = 0; e < c.experts; ++e) {
-    if (!c.half_idle || e % 2 == 0) odds[e] = 1.0 / (e + 1);
-  }
-  std::discrete_distribution<int> pick(odds.begin(), odds.end());
-  std::vector<int32_t> counts(c.experts, 0);
-  for (int64_t t = 0; t < c.tokens; ++t) {
-    std::vector<bool> taken(c.experts, false);
-    for (int j = 0; j < c.top_k;) {
-      const int e = pick(rng);
-      if (taken[e]) continue;
-      taken[e] = true;
-      ++counts[e];
-      ++j;
-    }
-  }
-  std::vector<int32_t> offsets(c.experts + 1, 0);
-  std::partial_sum(counts.begin(), counts.end(), offsets.begin() + 1);
+  const std::vector<int32_t> offsets =
+      UnevenExpertOffsets(c.tokens, c.experts, c.top_k, c.half_idle, rng);
   const int64_t m = offsets.back();
 
   Tensor x = RandomTensor(c.x, {m, c.in}, rng);
-  Tensor off = *Tensor::Empty(DType::kI32, {c.experts + 1});
-  std::copy(offsets.begin(), offsets.end(), off.data<int32_t>());
+  Tensor off = OffsetsTensor(offsets);
   std::vector<Tensor> weights(c.experts), abs_weights(c.experts), device_weights(c.experts);
   for (int e = 0; e < c.experts; ++e) {
     if (c.half_idle && e % 2 == 1) continue;
@@ -348,14 +304,9 @@ TEST_P(CudaFp8GroupedTest, MatchesCpuBackend) {
     ptrs[e] = device_weights[e].raw_data();
     scales[e] = cuda::Fp8ScalesOf(device_weights[e]);
   }
-  auto dptrs = *cuda::DeviceBuffer::Allocate(ptrs.size() * sizeof(void*));
-  auto dscales = *cuda::DeviceBuffer::Allocate(scales.size() * sizeof(cuda::Fp8Scales));
-  ASSERT_EQ(
-      cudaMemcpy(dptrs.get(), ptrs.data(), ptrs.size() * sizeof(void*), cudaMemcpyHostToDevice),
-      cudaSuccess);
-  ASSERT_EQ(cudaMemcpy(dscales.get(), scales.data(), scales.size() * sizeof(cuda::Fp8Scales),
-                       cudaMemcpyHostToDevice),
-            cudaSuccess);
+  cuda::DeviceBuffer dptrs, dscales;
+  ASSERT_NO_FATAL_FAILURE(UploadArray(ptrs, &dptrs));
+  ASSERT_NO_FATAL_FAILURE(UploadArray(scales, &dscales));
   DeviceTensor dx = ToDevice(x), doff = ToDevice(off);
   DeviceTensor dout = DeviceEmpty(c.o, {m, c.out});
   auto flags = *cuda::DeviceBuffer::Allocate(sizeof(uint32_t));
@@ -440,14 +391,7 @@ TEST(Fp8PlanTest, PathsFollowShapesAndOptions) {
 
 // ---- through the backend ----
 
-class CudaFp8BackendTest : public CudaTest, public Fp8Fixture {
- protected:
-  void SetUp() override {
-    CudaTest::SetUp();
-    if (IsSkipped()) return;
-    Init();
-  }
-};
+using CudaFp8BackendTest = CudaFixtureTest<CudaTest, Fp8Fixture>;
 
 // The weight arena holds one byte per weight plus the trimmed grid: a row slice of a tensor
 // keeps only its own scale rows, nothing is widened.
@@ -475,9 +419,7 @@ TEST_F(CudaFp8BackendTest, OpsMatchCpuInAndOutOfGraphs) {
   const int experts = 8, top_k = 2;
   Tensor x = RandomTensor(DType::kBF16, {tokens, in}, rng);
   Tensor w = RandomFp8Weight(out, in, {128, 128, 64, 128}, rng);
-  std::vector<int32_t> offsets = {0, 1, 1, 3, 3, 3, 6, 7, 8};
-  Tensor off = *Tensor::Empty(DType::kI32, {experts + 1});
-  std::copy(offsets.begin(), offsets.end(), off.data<int32_t>());
+  Tensor off = OffsetsTensor({0, 1, 1, 3, 3, 3, 6, 7, 8});
   Tensor xg = RandomTensor(DType::kBF16, {tokens * top_k, in}, rng);
   std::vector<Tensor> ew(experts), dew(experts), abs_ew(experts);
   for (int e = 0; e < experts; ++e) {
@@ -494,33 +436,7 @@ TEST_F(CudaFp8BackendTest, OpsMatchCpuInAndOutOfGraphs) {
   ASSERT_TRUE(cpu_->MoeGroupedLinear(WidenToF32(xg), off, ew, gref).ok());
   ASSERT_TRUE(cpu_->MoeGroupedLinear(AbsTensor(xg), off, abs_ew, gscale).ok());
 
-  Tensor dw = *gpu_->PrepareWeight(w);
-  Tensor dx = *gpu_->Allocate(DType::kBF16, {tokens, in});
-  Tensor dxg = *gpu_->Allocate(DType::kBF16, {tokens * top_k, in});
-  Tensor doff = *gpu_->Allocate(DType::kI32, {experts + 1});
-  Tensor dout = *gpu_->Allocate(DType::kBF16, {tokens, out});
-  Tensor dgout = *gpu_->Allocate(DType::kBF16, {tokens * top_k, out});
-  ASSERT_TRUE(gpu_->CopyFromHost(x.raw_data(), dx).ok());
-  ASSERT_TRUE(gpu_->CopyFromHost(xg.raw_data(), dxg).ok());
-  ASSERT_TRUE(gpu_->CopyFromHost(off.raw_data(), doff).ok());
-  auto body = [&]() -> absl::Status {
-    if (absl::Status s = gpu_->Linear(dx, dw, Tensor(), dout); !s.ok()) return s;
-    return gpu_->MoeGroupedLinear(dxg, doff, dew, dgout);
-  };
-  for (int run = 0; run < 3; ++run) {  // eager, capture, replay
-    SCOPED_TRACE("run " + std::to_string(run));
-    ASSERT_TRUE(gpu_->Zero(dout).ok());
-    ASSERT_TRUE(gpu_->Zero(dgout).ok());
-    const absl::Status s = run == 0 ? body() : gpu_->CaptureOrReplay(7, body);
-    ASSERT_TRUE(s.ok()) << s;
-    ASSERT_TRUE(gpu_->Synchronize().ok());
-    Tensor got = *Tensor::Empty(DType::kBF16, {tokens, out});
-    Tensor ggot = *Tensor::Empty(DType::kBF16, {tokens * top_k, out});
-    ASSERT_TRUE(gpu_->CopyToHost(dout, got.raw_data()).ok());
-    ASSERT_TRUE(gpu_->CopyToHost(dgout, ggot.raw_data()).ok());
-    EXPECT_TRUE(GemmClose(got, ref, scale));
-    EXPECT_TRUE(GemmClose(ggot, gref, gscale));
-  }
+  ExpectOpsMatchInAndOutOfGraphs(*gpu_, x, w, xg, off, dew, ref, scale, gref, gscale);
 }
 
 }  // namespace

@@ -147,47 +147,28 @@ const char* PathName(Q4GemmPath p) {
   return "?";
 }
 
-constexpr Q4GemmPath kAllPaths[] = {Q4GemmPath::kAuto, Q4GemmPath::kGemv, Q4GemmPath::kMma,
-                                    Q4GemmPath::kSimt};
+// What RunEveryPath (gemm_test_util.h) runs: LaunchQ4Gemm and its paths.
+struct Q4Launcher {
+  using Args = Q4GemmArgs;
+  using Path = Q4GemmPath;
+  static constexpr Path kPaths[] = {Path::kAuto, Path::kGemv, Path::kMma, Path::kSimt};
+  static const char* Name(Path p) { return PathName(p); }
+  static Path Planned(const Args& a) { return cuda::PlannedQ4GemmPath(a); }
+  static cudaError_t Launch(const Args& a) { return cuda::LaunchQ4Gemm(a, nullptr); }
+};
 
-class Q4Fixture {
+class Q4Fixture : public QuantGemmFixture {
  protected:
-  void Init() {
-    cpu_ = std::move(*kernels::cpu::CpuBackend::Create({}));
-    auto cuda = cuda::CudaBackend::Create({});
-    ASSERT_TRUE(cuda.ok()) << cuda.status();
-    gpu_ = std::move(*cuda);
-  }
   // Runs every path on `args` (x, out, weights set), comparing with ref/scale.
   void RunAllPaths(Q4GemmArgs args, const Tensor& out_device, const Tensor& ref,
                    const Tensor& scale, uint32_t* flags) {
-    for (Q4GemmPath path : kAllPaths) {
-      SCOPED_TRACE(std::string("path ") + PathName(path));
-      args.path = path;
-      const Q4GemmPath planned = cuda::PlannedQ4GemmPath(args);
-      if (planned == Q4GemmPath::kAuto) {
-        EXPECT_EQ(cuda::LaunchQ4Gemm(args, nullptr), cudaErrorInvalidValue);
-        continue;
-      }
-      ASSERT_EQ(cudaMemset(args.out, 0xff, out_device.nbytes()), cudaSuccess);  // NaN poison
-      if (flags != nullptr) {
-        ASSERT_EQ(cudaMemset(flags, 0, sizeof(uint32_t)), cudaSuccess);
-      }
-      ASSERT_EQ(cuda::LaunchQ4Gemm(args, nullptr), cudaSuccess);
-      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-      if (flags != nullptr) {
-        uint32_t v = 0;
-        ASSERT_EQ(cudaMemcpy(&v, flags, sizeof(v), cudaMemcpyDeviceToHost), cudaSuccess);
-        EXPECT_EQ(v, 0u);
-      }
-      const double extra = planned == Q4GemmPath::kMma ? kBf16WeightRounding : 0.0;
-      EXPECT_TRUE(GemmClose(ToHost(out_device), ref, scale, {}, extra))
-          << "ran " << PathName(planned);
-    }
+    RunEveryPath<Q4Launcher>(
+        args, out_device, flags, [](Q4GemmArgs&, Q4GemmPath) {},
+        [&](Q4GemmPath ran, const Tensor& got) {
+          const double extra = ran == Q4GemmPath::kMma ? kBf16WeightRounding : 0.0;
+          return GemmClose(got, ref, scale, {}, extra);
+        });
   }
-
-  std::unique_ptr<kernels::cpu::CpuBackend> cpu_;
-  std::unique_ptr<cuda::CudaBackend> gpu_;
 };
 
 // ---- dense ----
@@ -222,14 +203,7 @@ std::vector<LinearCase> LinearCases() {
   };
 }
 
-class CudaQ4LinearTest : public CudaTestWithParam<LinearCase>, public Q4Fixture {
- protected:
-  void SetUp() override {
-    CudaTestWithParam<LinearCase>::SetUp();
-    if (IsSkipped()) return;
-    Init();
-  }
-};
+using CudaQ4LinearTest = CudaFixtureTest<CudaTestWithParam<LinearCase>, Q4Fixture>;
 
 TEST_P(CudaQ4LinearTest, MatchesCpuBackend) {
   const LinearCase& c = GetParam();
@@ -300,14 +274,7 @@ std::vector<GroupedCase> GroupedCases() {
   };
 }
 
-class CudaQ4GroupedTest : public CudaTestWithParam<GroupedCase>, public Q4Fixture {
- protected:
-  void SetUp() override {
-    CudaTestWithParam<GroupedCase>::SetUp();
-    if (IsSkipped()) return;
-    Init();
-  }
-};
+using CudaQ4GroupedTest = CudaFixtureTest<CudaTestWithParam<GroupedCase>, Q4Fixture>;
 
 // A grouped case's host inputs: rows per expert, x, and each expert's weight (none for idle
 // experts) with its dequantized oracle.
@@ -322,30 +289,11 @@ struct GroupedInputs {
 GroupedInputs MakeGroupedInputs(const GroupedCase& c) {
   GroupedInputs in;
   std::mt19937 rng(static_cast<unsigned>(c.tokens * 17 + c.experts * 3 + c.in));
-  // Uneven counts: top_k distinct experts per token, expert e drawn with weight 1 / (e + 1);
-  // with half_idle, odd experts get no rows (and no weight), and some even ones none by chance.
-  std::vector<double> odds(c.experts, 0.0);
-  for (int e = 0; e < c.experts; ++e) {
-    if (!c.half_idle || e % 2 == 0) odds[e] = 1.0 / (e + 1);
-  }
-  std::discrete_distribution<int> pick(odds.begin(), odds.end());
-  std::vector<int32_t> counts(c.experts, 0);
-  for (int64_t t = 0; t < c.tokens; ++t) {
-    std::vector<bool> taken(c.experts, false);
-    for (int j = 0; j < c.top_k;) {
-      const int e = pick(rng);
-      if (taken[e]) continue;
-      taken[e] = true;
-      ++counts[e];
-      ++j;
-    }
-  }
-  in.offsets.assign(c.experts + 1, 0);
-  std::partial_sum(counts.begin(), counts.end(), in.offsets.begin() + 1);
+  // With half_idle, odd experts get no weight either.
+  in.offsets = UnevenExpertOffsets(c.tokens, c.experts, c.top_k, c.half_idle, rng);
   in.m = in.offsets.back();
   in.x = RandomTensor(c.x, {in.m, c.in}, rng);
-  in.off = *Tensor::Empty(DType::kI32, {c.experts + 1});
-  std::copy(in.offsets.begin(), in.offsets.end(), in.off.data<int32_t>());
+  in.off = OffsetsTensor(in.offsets);
   in.weights.resize(c.experts);
   in.deq.resize(c.experts);
   for (int e = 0; e < c.experts; ++e) {
@@ -394,14 +342,9 @@ TEST_P(CudaQ4GroupedTest, MatchesCpuBackend) {
     ASSERT_TRUE(g.ok()) << g.status();
     groups[e] = *g;
   }
-  auto dptrs = *cuda::DeviceBuffer::Allocate(ptrs.size() * sizeof(void*));
-  auto dgroups = *cuda::DeviceBuffer::Allocate(groups.size() * sizeof(cuda::Q4Groups));
-  ASSERT_EQ(
-      cudaMemcpy(dptrs.get(), ptrs.data(), ptrs.size() * sizeof(void*), cudaMemcpyHostToDevice),
-      cudaSuccess);
-  ASSERT_EQ(cudaMemcpy(dgroups.get(), groups.data(), groups.size() * sizeof(cuda::Q4Groups),
-                       cudaMemcpyHostToDevice),
-            cudaSuccess);
+  cuda::DeviceBuffer dptrs, dgroups;
+  ASSERT_NO_FATAL_FAILURE(UploadArray(ptrs, &dptrs));
+  ASSERT_NO_FATAL_FAILURE(UploadArray(groups, &dgroups));
   DeviceTensor dx = ToDevice(x), doff = ToDevice(off);
   DeviceTensor dout = DeviceEmpty(c.o, {m, c.out});
   auto flags = *cuda::DeviceBuffer::Allocate(sizeof(uint32_t));
@@ -652,14 +595,7 @@ TEST(Q4PlanTest, PathsFollowShapes) {
 
 // ---- through the backend ----
 
-class CudaQ4BackendTest : public CudaTest, public Q4Fixture {
- protected:
-  void SetUp() override {
-    CudaTest::SetUp();
-    if (IsSkipped()) return;
-    Init();
-  }
-};
+using CudaQ4BackendTest = CudaFixtureTest<CudaTest, Q4Fixture>;
 
 // The weight arena holds half a byte per weight plus the trimmed grids (and the column order):
 // nothing is widened.
@@ -689,9 +625,8 @@ TEST_F(CudaQ4BackendTest, OpsMatchCpuInAndOutOfGraphs) {
   const int experts = 8, top_k = 2;
   Tensor x = RandomTensor(DType::kBF16, {tokens, in}, rng);
   Tensor w = RandomQ4Weight(out, in, {32, 64, 64, true, true}, rng);
-  std::vector<int32_t> offsets = {0, 1, 1, 3, 3, 3, 6, 7, 8};
-  Tensor off = *Tensor::Empty(DType::kI32, {experts + 1});
-  std::copy(offsets.begin(), offsets.end(), off.data<int32_t>());
+  const std::vector<int32_t> offsets = {0, 1, 1, 3, 3, 3, 6, 7, 8};
+  Tensor off = OffsetsTensor(offsets);
   Tensor xg = RandomTensor(DType::kBF16, {tokens * top_k, in}, rng);
   std::vector<Tensor> ew(experts), dew(experts);
   std::vector<std::vector<double>> deq(experts);
@@ -712,33 +647,7 @@ TEST_F(CudaQ4BackendTest, OpsMatchCpuInAndOutOfGraphs) {
     return &deq[e];
   });
 
-  Tensor dw = *gpu_->PrepareWeight(w);
-  Tensor dx = *gpu_->Allocate(DType::kBF16, {tokens, in});
-  Tensor dxg = *gpu_->Allocate(DType::kBF16, {tokens * top_k, in});
-  Tensor doff = *gpu_->Allocate(DType::kI32, {experts + 1});
-  Tensor dout = *gpu_->Allocate(DType::kBF16, {tokens, out});
-  Tensor dgout = *gpu_->Allocate(DType::kBF16, {tokens * top_k, out});
-  ASSERT_TRUE(gpu_->CopyFromHost(x.raw_data(), dx).ok());
-  ASSERT_TRUE(gpu_->CopyFromHost(xg.raw_data(), dxg).ok());
-  ASSERT_TRUE(gpu_->CopyFromHost(off.raw_data(), doff).ok());
-  auto body = [&]() -> absl::Status {
-    if (absl::Status s = gpu_->Linear(dx, dw, Tensor(), dout); !s.ok()) return s;
-    return gpu_->MoeGroupedLinear(dxg, doff, dew, dgout);
-  };
-  for (int run = 0; run < 3; ++run) {  // eager, capture, replay
-    SCOPED_TRACE("run " + std::to_string(run));
-    ASSERT_TRUE(gpu_->Zero(dout).ok());
-    ASSERT_TRUE(gpu_->Zero(dgout).ok());
-    const absl::Status s = run == 0 ? body() : gpu_->CaptureOrReplay(7, body);
-    ASSERT_TRUE(s.ok()) << s;
-    ASSERT_TRUE(gpu_->Synchronize().ok());
-    Tensor got = *Tensor::Empty(DType::kBF16, {tokens, out});
-    Tensor ggot = *Tensor::Empty(DType::kBF16, {tokens * top_k, out});
-    ASSERT_TRUE(gpu_->CopyToHost(dout, got.raw_data()).ok());
-    ASSERT_TRUE(gpu_->CopyToHost(dgout, ggot.raw_data()).ok());
-    EXPECT_TRUE(GemmClose(got, ref, scale));
-    EXPECT_TRUE(GemmClose(ggot, gref, gscale));
-  }
+  ExpectOpsMatchInAndOutOfGraphs(*gpu_, x, w, xg, off, dew, ref, scale, gref, gscale);
 }
 
 }  // namespace
