@@ -1,6 +1,7 @@
 // Host helpers shared by the CUDA benchmarks (plain executables printing one line per case):
-// exiting on a CUDA error, device allocation, cudaEvent timing, device copy bandwidth, and the
-// random top-k routings of the grouped GEMM benchmarks.
+// exiting on a CUDA error, device allocation and upload, cudaEvent timing, device copy bandwidth,
+// and for the grouped GEMM benchmarks (bf16, fp8, q4) the expert shapes they all run and their
+// random top-k routings, one or a rotation of them on the device.
 #ifndef EXPERTMESH_BENCH_CUDA_BENCH_UTIL_H_
 #define EXPERTMESH_BENCH_CUDA_BENCH_UTIL_H_
 
@@ -31,6 +32,14 @@ inline void* DeviceAlloc(size_t bytes) {
   void* p = nullptr;
   BENCH_CHECK(cudaMalloc(&p, bytes));
   return p;
+}
+
+// A device copy of `host` (pointer tables, scale grids, routings); the caller frees it.
+template <typename T>
+T* ToDevice(const std::vector<T>& host) {
+  void* d = DeviceAlloc(host.size() * sizeof(T));
+  BENCH_CHECK(cudaMemcpy(d, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
+  return static_cast<T*>(d);
 }
 
 // Times in ms of run(i) for i = warmup .. warmup + reps - 1, after `warmup` unrecorded runs.
@@ -99,6 +108,48 @@ inline std::vector<int32_t> RandomOffsets(int64_t tokens, int experts, int top_k
   std::vector<int32_t> offsets(experts + 1, 0);
   std::partial_sum(counts.begin(), counts.end(), offsets.begin() + 1);
   return offsets;
+}
+
+// The grouped GEMM benchmarks' experts: Qwen3-30B-A3B's (128 experts, top-8, hidden 2048,
+// moe_intermediate 768), one [n, k] weight per expert and projection.
+inline constexpr int kMoeExperts = 128;
+inline constexpr int kMoeTopK = 8;
+struct MoeProj {
+  const char* name;
+  int64_t n;  // out_features
+  int64_t k;  // in_features
+};
+inline constexpr MoeProj kMoeProjs[] = {{"gate_up", 2 * 768, 2048}, {"down", 2048, 768}};
+
+// `count` random routings of `tokens` tokens (RandomOffsets) on the device, for decode runs that
+// rotate through them so each run reads experts the previous ones did not (weights come from
+// DRAM, not L2); active[r] counts routing r's experts with at least one row, whose weights it
+// reads.
+struct DeviceRoutings {
+  std::vector<int32_t*> offsets;
+  std::vector<int> active;
+
+  double MeanActive() const {
+    double sum = 0;
+    for (int a : active) sum += a;
+    return sum / static_cast<double>(active.size());
+  }
+  void Free() {
+    for (int32_t* d : offsets) BENCH_CHECK(cudaFree(d));
+  }
+};
+
+inline DeviceRoutings MakeRoutings(int64_t tokens, int experts, int top_k, int count,
+                                   std::mt19937& rng) {
+  DeviceRoutings r;
+  for (int i = 0; i < count; ++i) {
+    const std::vector<int32_t> offsets = RandomOffsets(tokens, experts, top_k, rng);
+    int active = 0;
+    for (int e = 0; e < experts; ++e) active += offsets[e + 1] > offsets[e] ? 1 : 0;
+    r.active.push_back(active);
+    r.offsets.push_back(ToDevice(offsets));
+  }
+  return r;
 }
 
 }  // namespace expertmesh::cuda::bench

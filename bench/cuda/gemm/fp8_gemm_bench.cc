@@ -28,28 +28,18 @@
 namespace expertmesh::cuda {
 namespace {
 
-constexpr int kExperts = 128;
-constexpr int kTopK = 8;
+using Proj = bench::MoeProj;
+constexpr int kExperts = bench::kMoeExperts;
+constexpr int kTopK = bench::kMoeTopK;
+constexpr auto& kProjs = bench::kMoeProjs;
 constexpr int kRoutings = 16;
-
-struct Proj {
-  const char* name;
-  int64_t n;
-  int64_t k;
-};
-constexpr Proj kProjs[] = {{"gate_up", 2 * 768, 2048}, {"down", 2048, 768}};
 
 using bench::DeviceAlloc;
 using bench::MedianMs;
+using bench::ToDevice;
 
 std::vector<int32_t> RandomOffsets(int64_t tokens, std::mt19937& rng) {
   return bench::RandomOffsets(tokens, kExperts, kTopK, rng);
-}
-
-int Active(const std::vector<int32_t>& offsets) {
-  int a = 0;
-  for (size_t e = 0; e + 1 < offsets.size(); ++e) a += offsets[e + 1] > offsets[e] ? 1 : 0;
-  return a;
 }
 
 // One projection's experts in both formats: e4m3 with a scale grid each, and bf16.
@@ -62,9 +52,7 @@ struct Experts {
 void* PointerTable(void* storage, size_t per_expert_bytes) {
   std::vector<const void*> ptrs(kExperts);
   for (int i = 0; i < kExperts; ++i) ptrs[i] = static_cast<char*>(storage) + i * per_expert_bytes;
-  void* table = DeviceAlloc(sizeof(void*) * kExperts);
-  BENCH_CHECK(cudaMemcpy(table, ptrs.data(), sizeof(void*) * kExperts, cudaMemcpyHostToDevice));
-  return table;
+  return ToDevice(ptrs);
 }
 
 // A grid of scales near 1/448 (values of about +-1), [ceil(n/128), ceil(k/128)].
@@ -74,9 +62,7 @@ Fp8Scales MakeScales(int64_t n, int64_t k, std::mt19937& rng) {
   std::vector<float> host(static_cast<size_t>(rows * cols));
   std::uniform_real_distribution<float> dist(0.5f / 448, 2.0f / 448);
   for (float& v : host) v = dist(rng);
-  void* d = DeviceAlloc(host.size() * sizeof(float));
-  BENCH_CHECK(cudaMemcpy(d, host.data(), host.size() * sizeof(float), cudaMemcpyHostToDevice));
-  s.scales = static_cast<const float*>(d);
+  s.scales = ToDevice(host);
   s.ld = static_cast<int32_t>(cols);
   return s;
 }
@@ -89,9 +75,7 @@ Experts MakeExperts(const Proj& p, uint32_t seed, std::mt19937& rng, cudaStream_
   e.fp8_pointers = PointerTable(fp8, per);
   std::vector<Fp8Scales> scales(kExperts);
   for (Fp8Scales& s : scales) s = MakeScales(p.n, p.k, rng);
-  e.fp8_scales = DeviceAlloc(sizeof(Fp8Scales) * kExperts);
-  BENCH_CHECK(cudaMemcpy(e.fp8_scales, scales.data(), sizeof(Fp8Scales) * kExperts,
-                         cudaMemcpyHostToDevice));
+  e.fp8_scales = ToDevice(scales);
   void* bf16 = DeviceAlloc(per * kExperts * 2);
   BENCH_CHECK(LaunchFillRandomBf16(bf16, per * kExperts, seed + 1, 0.05f, stream));
   e.bf16_pointers = PointerTable(bf16, per * 2);
@@ -145,8 +129,7 @@ void Prefill(const Experts (&experts)[2], double peak, cudaStream_t stream) {
   for (int64_t tokens : {512, 4096}) {
     const std::vector<int32_t> offsets = RandomOffsets(tokens, rng);
     const int64_t m = offsets.back();
-    auto* d_offsets = static_cast<int32_t*>(DeviceAlloc(offsets.size() * 4));
-    BENCH_CHECK(cudaMemcpy(d_offsets, offsets.data(), offsets.size() * 4, cudaMemcpyHostToDevice));
+    int32_t* d_offsets = ToDevice(offsets);
     for (int pi = 0; pi < 2; ++pi) {
       const Proj& p = kProjs[pi];
       void* x = DeviceAlloc(static_cast<size_t>(m * p.k) * 2);
@@ -184,24 +167,15 @@ void Prefill(const Experts (&experts)[2], double peak, cudaStream_t stream) {
 void GroupedDecode(const Experts (&experts)[2], double copy_gbs, cudaStream_t stream) {
   std::mt19937 rng(29);
   for (int64_t tokens : {1, 8, 32}) {
-    std::vector<int32_t*> d_offsets(kRoutings);
-    std::vector<int> active(kRoutings);
+    bench::DeviceRoutings routings = bench::MakeRoutings(tokens, kExperts, kTopK, kRoutings, rng);
+    const std::vector<int32_t*>& d_offsets = routings.offsets;
     const int64_t m = tokens * kTopK;
-    for (int r = 0; r < kRoutings; ++r) {
-      const std::vector<int32_t> offsets = RandomOffsets(tokens, rng);
-      active[r] = Active(offsets);
-      d_offsets[r] = static_cast<int32_t*>(DeviceAlloc(offsets.size() * 4));
-      BENCH_CHECK(
-          cudaMemcpy(d_offsets[r], offsets.data(), offsets.size() * 4, cudaMemcpyHostToDevice));
-    }
     for (int pi = 0; pi < 2; ++pi) {
       const Proj& p = kProjs[pi];
       void* x = DeviceAlloc(static_cast<size_t>(m * p.k) * 2);
       void* out = DeviceAlloc(static_cast<size_t>(m * p.n) * 2);
       BENCH_CHECK(LaunchFillRandomBf16(x, static_cast<size_t>(m * p.k), 9, 1.0f, stream));
-      double mean_active = 0;
-      for (int a : active) mean_active += a;
-      mean_active /= kRoutings;
+      const double mean_active = routings.MeanActive();
       Fp8GemmArgs a = GroupedArgs(p, experts[pi], x, d_offsets[0], m, out);
       const Fp8GemmPath planned = PlannedFp8GemmPath(a);
       const float ms = MedianMs(stream, kRoutings, 3 * kRoutings, [&](int i) {
@@ -227,7 +201,7 @@ void GroupedDecode(const Experts (&experts)[2], double copy_gbs, cudaStream_t st
       BENCH_CHECK(cudaFree(x));
       BENCH_CHECK(cudaFree(out));
     }
-    for (int32_t* d : d_offsets) BENCH_CHECK(cudaFree(d));
+    routings.Free();
   }
 }
 

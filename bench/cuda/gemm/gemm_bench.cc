@@ -35,21 +35,15 @@
 namespace expertmesh::cuda {
 namespace {
 
-constexpr int kExperts = 128;
-constexpr int kTopK = 8;
-constexpr int64_t kHidden = 2048;
-constexpr int64_t kInter = 768;
-
-struct Proj {
-  const char* name;
-  int64_t n;  // out_features
-  int64_t k;  // in_features
-};
-constexpr Proj kProjs[] = {{"gate_up", 2 * kInter, kHidden}, {"down", kHidden, kInter}};
+using Proj = bench::MoeProj;
+constexpr int kExperts = bench::kMoeExperts;
+constexpr int kTopK = bench::kMoeTopK;
+constexpr auto& kProjs = bench::kMoeProjs;
 
 using bench::DeviceAlloc;
 using bench::Median;
 using bench::TimeRuns;
+using bench::ToDevice;
 
 // Random top-k routing of `tokens` tokens: per-expert row counts as offsets [E + 1].
 std::vector<int32_t> RandomOffsets(int64_t tokens, std::mt19937& rng) {
@@ -69,9 +63,7 @@ Experts MakeExperts(const Proj& p, uint32_t seed, cudaStream_t stream) {
   BENCH_CHECK(LaunchFillRandomBf16(e.storage, per * kExperts, seed, 0.05f, stream));
   std::vector<const void*> ptrs(kExperts);
   for (int i = 0; i < kExperts; ++i) ptrs[i] = static_cast<const char*>(e.storage) + i * per * 2;
-  e.pointers = DeviceAlloc(sizeof(void*) * kExperts);
-  BENCH_CHECK(
-      cudaMemcpy(e.pointers, ptrs.data(), sizeof(void*) * kExperts, cudaMemcpyHostToDevice));
+  e.pointers = ToDevice(ptrs);
   return e;
 }
 
@@ -130,8 +122,7 @@ void Prefill(CublasLtLinear& linear, const Experts (&experts)[2], cudaStream_t s
   for (int64_t tokens : {4096, 16384}) {
     const int64_t m = tokens * kTopK;
     const std::vector<int32_t> offsets = RandomOffsets(tokens, rng);
-    int32_t* d_offsets = static_cast<int32_t*>(DeviceAlloc(offsets.size() * 4));
-    BENCH_CHECK(cudaMemcpy(d_offsets, offsets.data(), offsets.size() * 4, cudaMemcpyHostToDevice));
+    int32_t* d_offsets = ToDevice(offsets);
     for (int pi = 0; pi < 2; ++pi) {
       const Proj& p = kProjs[pi];
       void* x = DeviceAlloc(static_cast<size_t>(m * p.k) * 2);
@@ -194,15 +185,9 @@ void Decode(const Experts (&experts)[2], double copy_gbs, cudaStream_t stream, u
   for (int64_t tokens : {1, 4, 16, 64, 256}) {
     const int64_t m = tokens * kTopK;
     // Distinct routings, each with its bytes of weights (experts with at least one row).
-    std::vector<int32_t*> d_offsets(kRoutings);
-    std::vector<int> active(kRoutings, 0);
-    for (int r = 0; r < kRoutings; ++r) {
-      const std::vector<int32_t> offsets = RandomOffsets(tokens, rng);
-      for (int e = 0; e < kExperts; ++e) active[r] += offsets[e + 1] > offsets[e] ? 1 : 0;
-      d_offsets[r] = static_cast<int32_t*>(DeviceAlloc(offsets.size() * 4));
-      BENCH_CHECK(
-          cudaMemcpy(d_offsets[r], offsets.data(), offsets.size() * 4, cudaMemcpyHostToDevice));
-    }
+    bench::DeviceRoutings routings = bench::MakeRoutings(tokens, kExperts, kTopK, kRoutings, rng);
+    const std::vector<int32_t*>& d_offsets = routings.offsets;
+    const std::vector<int>& active = routings.active;
     for (int pi = 0; pi < 2; ++pi) {
       const Proj& p = kProjs[pi];
       void* x = DeviceAlloc(static_cast<size_t>(m * p.k) * 2);
@@ -245,7 +230,7 @@ void Decode(const Experts (&experts)[2], double copy_gbs, cudaStream_t stream, u
       BENCH_CHECK(cudaFree(x));
       BENCH_CHECK(cudaFree(out));
     }
-    for (int32_t* d : d_offsets) BENCH_CHECK(cudaFree(d));
+    routings.Free();
   }
 }
 

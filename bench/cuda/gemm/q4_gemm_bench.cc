@@ -27,20 +27,16 @@
 namespace expertmesh::cuda {
 namespace {
 
-constexpr int kExperts = 128;
-constexpr int kTopK = 8;
+using Proj = bench::MoeProj;
+constexpr int kExperts = bench::kMoeExperts;
+constexpr int kTopK = bench::kMoeTopK;
+constexpr auto& kProjs = bench::kMoeProjs;
 constexpr int kRoutings = 16;
 constexpr int kGroup = 128;
 
-struct Proj {
-  const char* name;
-  int64_t n;
-  int64_t k;
-};
-constexpr Proj kProjs[] = {{"gate_up", 2 * 768, 2048}, {"down", 2048, 768}};
-
 using bench::DeviceAlloc;
 using bench::MedianMs;
+using bench::ToDevice;
 
 // Packed bytes, scales and (asymmetric) zero points of an [n, k] group-128 weight.
 double WeightBytes(int64_t n, int64_t k, bool zero_points) {
@@ -53,9 +49,7 @@ const float* MakeGrid(int64_t n, int64_t k, bool zeros, std::mt19937& rng) {
   std::vector<float> host(static_cast<size_t>(n * (k / kGroup)));
   std::uniform_real_distribution<float> dist(0.5f / 8, 2.0f / 8);
   for (float& v : host) v = zeros ? static_cast<float>(rng() % 16) : dist(rng);
-  void* d = DeviceAlloc(host.size() * sizeof(float));
-  BENCH_CHECK(cudaMemcpy(d, host.data(), host.size() * sizeof(float), cudaMemcpyHostToDevice));
-  return static_cast<const float*>(d);
+  return ToDevice(host);
 }
 
 Q4Groups MakeGroups(int64_t n, int64_t k, bool zero_points, std::mt19937& rng) {
@@ -130,12 +124,8 @@ Experts MakeExperts(const Proj& p, uint32_t seed, std::mt19937& rng, cudaStream_
     ptrs[i] = bytes + i * per;
     groups[i] = MakeGroups(p.n, p.k, false, rng);
   }
-  e.pointers = DeviceAlloc(sizeof(void*) * kExperts);
-  BENCH_CHECK(
-      cudaMemcpy(e.pointers, ptrs.data(), sizeof(void*) * kExperts, cudaMemcpyHostToDevice));
-  e.groups = DeviceAlloc(sizeof(Q4Groups) * kExperts);
-  BENCH_CHECK(
-      cudaMemcpy(e.groups, groups.data(), sizeof(Q4Groups) * kExperts, cudaMemcpyHostToDevice));
+  e.pointers = ToDevice(ptrs);
+  e.groups = ToDevice(groups);
   return e;
 }
 
@@ -157,18 +147,10 @@ Q4GemmArgs GroupedArgs(const Proj& p, const Experts& e, const void* x, const int
 void GroupedDecode(const Experts (&experts)[2], double copy_gbs, cudaStream_t stream) {
   std::mt19937 rng(29);
   for (int64_t tokens : {1, 8, 32}) {
-    std::vector<int32_t*> d_offsets(kRoutings);
-    double mean_active = 0;
+    bench::DeviceRoutings routings = bench::MakeRoutings(tokens, kExperts, kTopK, kRoutings, rng);
+    const std::vector<int32_t*>& d_offsets = routings.offsets;
+    const double mean_active = routings.MeanActive();
     const int64_t m = tokens * kTopK;
-    for (int r = 0; r < kRoutings; ++r) {
-      const std::vector<int32_t> offsets = bench::RandomOffsets(tokens, kExperts, kTopK, rng);
-      for (size_t e = 0; e + 1 < offsets.size(); ++e) {
-        mean_active += offsets[e + 1] > offsets[e] ? 1.0 / kRoutings : 0.0;
-      }
-      d_offsets[r] = static_cast<int32_t*>(DeviceAlloc(offsets.size() * 4));
-      BENCH_CHECK(
-          cudaMemcpy(d_offsets[r], offsets.data(), offsets.size() * 4, cudaMemcpyHostToDevice));
-    }
     for (int pi = 0; pi < 2; ++pi) {
       const Proj& p = kProjs[pi];
       void* x = DeviceAlloc(static_cast<size_t>(m * p.k) * 2);
@@ -193,7 +175,7 @@ void GroupedDecode(const Experts (&experts)[2], double copy_gbs, cudaStream_t st
       BENCH_CHECK(cudaFree(x));
       BENCH_CHECK(cudaFree(out));
     }
-    for (int32_t* d : d_offsets) BENCH_CHECK(cudaFree(d));
+    routings.Free();
   }
 }
 
@@ -202,8 +184,7 @@ void Prefill(const Experts (&experts)[2], cudaStream_t stream) {
   for (int64_t tokens : {512, 4096}) {
     const std::vector<int32_t> offsets = bench::RandomOffsets(tokens, kExperts, kTopK, rng);
     const int64_t m = offsets.back();
-    auto* d_offsets = static_cast<int32_t*>(DeviceAlloc(offsets.size() * 4));
-    BENCH_CHECK(cudaMemcpy(d_offsets, offsets.data(), offsets.size() * 4, cudaMemcpyHostToDevice));
+    int32_t* d_offsets = ToDevice(offsets);
     for (int pi = 0; pi < 2; ++pi) {
       const Proj& p = kProjs[pi];
       void* x = DeviceAlloc(static_cast<size_t>(m * p.k) * 2);
