@@ -1,12 +1,11 @@
 // LaunchFp8Gemm: validates the arguments and picks the kernel (see fp8_gemm.h).
 #include "kernels/cuda/gemm/fp8_gemm.h"
 
-#include <climits>
 #include <cstdint>
 
 #include "kernels/cuda/gemm/fp8_gemm_internal.h"
 #include "kernels/cuda/gemm/moe_grouped_gemm.h"
-#include "kernels/cuda/gemm/moe_grouped_gemm_internal.h"
+#include "kernels/cuda/gemm/weight_only_launch.cuh"
 
 namespace expertmesh::cuda {
 namespace {
@@ -15,16 +14,11 @@ namespace {
 // bf16 grouped GEMM).
 constexpr int64_t kSmallTileMaxRowsPerExpert = 48;
 
-bool IsF32OrBf16(DType d) { return d == DType::kF32 || d == DType::kBF16; }
-bool Aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+using gemm_internal::Aligned16;
 size_t Align256(size_t b) { return (b + 255) / 256 * 256; }
 
 bool Valid(const Fp8GemmArgs& a) {
-  if (!IsF32OrBf16(a.x_dtype) || !IsF32OrBf16(a.out_dtype)) return false;
-  if (a.bias != nullptr && !IsF32OrBf16(a.bias_dtype)) return false;
-  if (a.m < 0 || a.k < 0 || a.n < 0 || a.m > INT_MAX || a.k > INT_MAX || a.n > INT_MAX) {
-    return false;
-  }
+  if (!gemm_internal::ValidActivations(a)) return false;
   const bool grouped = a.weights != nullptr;
   if (grouped) {
     if (a.expert_offsets == nullptr || a.expert_scales == nullptr || a.bias != nullptr) {
@@ -86,33 +80,26 @@ size_t Fp8GemmWorkspaceBytes(const Fp8GemmArgs& args) {
 }
 
 cudaError_t LaunchFp8Gemm(const Fp8GemmArgs& args, cudaStream_t stream) {
-  if (!Valid(args)) return cudaErrorInvalidValue;
-  const Fp8GemmPath path = PlannedFp8GemmPath(args);
-  if (path == Fp8GemmPath::kAuto) return cudaErrorInvalidValue;  // a forced path cannot run
-  if (args.m == 0 || args.n == 0) return cudaSuccess;
-
-  int num_sms = 0;
-  if (const cudaError_t err = gemm_internal::ResolveNumSms(args.num_sms, &num_sms);
-      err != cudaSuccess) {
-    return err;
-  }
-  switch (path) {
-    case Fp8GemmPath::kGemv:
-      return gemm_internal::LaunchFp8Gemv(args, num_sms, stream);
-    case Fp8GemmPath::kMmaW8A16:
-      return gemm_internal::LaunchFp8MmaW8A16(
-          args, args.m <= kSmallTileMaxRowsPerExpert * args.num_experts, num_sms, stream);
-    case Fp8GemmPath::kW8A8:
-      if (args.workspace == nullptr || args.workspace_bytes < W8A8WorkspaceBytes(args)) {
-        return cudaErrorInvalidValue;
-      }
-      return gemm_internal::LaunchFp8W8A8(args, num_sms, stream);
-    case Fp8GemmPath::kSimt:
-      return gemm_internal::LaunchFp8Simt(args, num_sms, stream);
-    case Fp8GemmPath::kAuto:
-      break;
-  }
-  return cudaErrorInvalidValue;
+  const auto launch = [&](Fp8GemmPath path, int num_sms) -> cudaError_t {
+    switch (path) {
+      case Fp8GemmPath::kGemv:
+        return gemm_internal::LaunchFp8Gemv(args, num_sms, stream);
+      case Fp8GemmPath::kMmaW8A16:
+        return gemm_internal::LaunchFp8MmaW8A16(
+            args, args.m <= kSmallTileMaxRowsPerExpert * args.num_experts, num_sms, stream);
+      case Fp8GemmPath::kW8A8:
+        if (args.workspace == nullptr || args.workspace_bytes < W8A8WorkspaceBytes(args)) {
+          return cudaErrorInvalidValue;
+        }
+        return gemm_internal::LaunchFp8W8A8(args, num_sms, stream);
+      case Fp8GemmPath::kSimt:
+        return gemm_internal::LaunchFp8Simt(args, num_sms, stream);
+      case Fp8GemmPath::kAuto:
+        break;
+    }
+    return cudaErrorInvalidValue;
+  };
+  return gemm_internal::LaunchPlanned(args, Valid(args), &PlannedFp8GemmPath, launch);
 }
 
 }  // namespace expertmesh::cuda

@@ -1,12 +1,11 @@
 // LaunchQ4Gemm: validates the arguments and picks the kernel (see q4_gemm.h).
 #include "kernels/cuda/gemm/q4_gemm.h"
 
-#include <climits>
 #include <cstdint>
 
 #include "kernels/cuda/gemm/moe_grouped_gemm.h"
-#include "kernels/cuda/gemm/moe_grouped_gemm_internal.h"
 #include "kernels/cuda/gemm/q4_gemm_internal.h"
+#include "kernels/cuda/gemm/weight_only_launch.cuh"
 
 namespace expertmesh::cuda {
 namespace {
@@ -15,15 +14,10 @@ namespace {
 // bf16 grouped GEMM).
 constexpr int64_t kSmallTileMaxRowsPerExpert = 48;
 
-bool IsF32OrBf16(DType d) { return d == DType::kF32 || d == DType::kBF16; }
-bool Aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+using gemm_internal::Aligned16;
 
 bool Valid(const Q4GemmArgs& a) {
-  if (!IsF32OrBf16(a.x_dtype) || !IsF32OrBf16(a.out_dtype)) return false;
-  if (a.bias != nullptr && !IsF32OrBf16(a.bias_dtype)) return false;
-  if (a.m < 0 || a.k < 0 || a.n < 0 || a.m > INT_MAX || a.k > INT_MAX || a.n > INT_MAX) {
-    return false;
-  }
+  if (!gemm_internal::ValidActivations(a)) return false;
   // The packed layout's units: every kernel reads whole 16-byte chunks of 32 values.
   if (a.k % 32 != 0) return false;
   const bool grouped = a.weights != nullptr;
@@ -66,28 +60,21 @@ Q4GemmPath PlannedQ4GemmPath(const Q4GemmArgs& a) {
 }
 
 cudaError_t LaunchQ4Gemm(const Q4GemmArgs& args, cudaStream_t stream) {
-  if (!Valid(args)) return cudaErrorInvalidValue;
-  const Q4GemmPath path = PlannedQ4GemmPath(args);
-  if (path == Q4GemmPath::kAuto) return cudaErrorInvalidValue;  // a forced path cannot run
-  if (args.m == 0 || args.n == 0) return cudaSuccess;
-
-  int num_sms = 0;
-  if (const cudaError_t err = gemm_internal::ResolveNumSms(args.num_sms, &num_sms);
-      err != cudaSuccess) {
-    return err;
-  }
-  switch (path) {
-    case Q4GemmPath::kGemv:
-      return gemm_internal::LaunchQ4Gemv(args, num_sms, stream);
-    case Q4GemmPath::kMma:
-      return gemm_internal::LaunchQ4Mma(
-          args, args.m <= kSmallTileMaxRowsPerExpert * args.num_experts, num_sms, stream);
-    case Q4GemmPath::kSimt:
-      return gemm_internal::LaunchQ4Simt(args, num_sms, stream);
-    case Q4GemmPath::kAuto:
-      break;
-  }
-  return cudaErrorInvalidValue;
+  const auto launch = [&](Q4GemmPath path, int num_sms) -> cudaError_t {
+    switch (path) {
+      case Q4GemmPath::kGemv:
+        return gemm_internal::LaunchQ4Gemv(args, num_sms, stream);
+      case Q4GemmPath::kMma:
+        return gemm_internal::LaunchQ4Mma(
+            args, args.m <= kSmallTileMaxRowsPerExpert * args.num_experts, num_sms, stream);
+      case Q4GemmPath::kSimt:
+        return gemm_internal::LaunchQ4Simt(args, num_sms, stream);
+      case Q4GemmPath::kAuto:
+        break;
+    }
+    return cudaErrorInvalidValue;
+  };
+  return gemm_internal::LaunchPlanned(args, Valid(args), &PlannedQ4GemmPath, launch);
 }
 
 }  // namespace expertmesh::cuda

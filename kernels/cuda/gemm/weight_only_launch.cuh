@@ -1,7 +1,8 @@
 // Host-side launch of the weight-only kernels (fp8 and q4 weights; bf16 or f32 x) on the grouped
-// GEMM's persistent grid: the SIMT-style kernels' dispatch on x's, the bias's and out's dtypes
-// (fp8_gemv.cu, fp8_gemm_simt.cu, q4_gemv.cu, q4_gemm_simt.cu) and the tensor-core kernels'
-// dispatch on the tile and out's dtype (fp8_gemm_mma.cu, q4_gemm_mma.cu).
+// GEMM's persistent grid: the launchers' common checks and front (fp8_gemm.cu, q4_gemm.cu), the
+// SIMT-style kernels' dispatch on x's, the bias's and out's dtypes (fp8_gemv.cu,
+// fp8_gemm_simt.cu, q4_gemv.cu, q4_gemm_simt.cu) and the tensor-core kernels' dispatch on the
+// tile and out's dtype (fp8_gemm_mma.cu, q4_gemm_mma.cu).
 //
 // One template serves both weight formats because the launch does not depend on it: Fp8GemmArgs
 // and Q4GemmArgs name x, bias, out and the sizes alike, and what the kernels read of the weights
@@ -14,12 +15,43 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <climits>
 #include <cstdint>
 
 #include "common/dtype.h"
+#include "kernels/cuda/gemm/moe_grouped_gemm_internal.h"
 #include "kernels/cuda/gemm/moe_tile_scheduler.cuh"
 
 namespace expertmesh::cuda::gemm_internal {
+
+inline bool IsF32OrBf16(DType d) { return d == DType::kF32 || d == DType::kBF16; }
+inline bool Aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+// What every weight-only launcher requires of the activations before its own checks: x, out and
+// a bias f32 or bf16; m, k and n within int (the kernels index with int).
+template <typename Args>
+bool ValidActivations(const Args& a) {
+  if (!IsF32OrBf16(a.x_dtype) || !IsF32OrBf16(a.out_dtype)) return false;
+  if (a.bias != nullptr && !IsF32OrBf16(a.bias_dtype)) return false;
+  return a.m >= 0 && a.k >= 0 && a.n >= 0 && a.m <= INT_MAX && a.k <= INT_MAX && a.n <= INT_MAX;
+}
+
+// The launchers' front, after their own validation (`valid`): the planned path (kAuto: a forced
+// path that cannot run these arguments, refused), nothing launched for an empty output, the SM
+// count resolved; then `launch(path, num_sms)` runs the path.
+template <typename Args, typename Path, typename Launch>
+cudaError_t LaunchPlanned(const Args& args, bool valid, Path (*plan)(const Args&), Launch launch) {
+  if (!valid) return cudaErrorInvalidValue;
+  const Path path = plan(args);
+  if (path == Path::kAuto) return cudaErrorInvalidValue;  // a forced path cannot run
+  if (args.m == 0 || args.n == 0) return cudaSuccess;
+
+  int num_sms = 0;
+  if (const cudaError_t err = ResolveNumSms(args.num_sms, &num_sms); err != cudaSuccess) {
+    return err;
+  }
+  return launch(path, num_sms);
+}
 
 // The shape of a SIMT-style path; a path derives from it and adds
 //   template <typename XT, typename BT, typename OT> static auto Kernel();  // &kernel<XT, BT, OT>
