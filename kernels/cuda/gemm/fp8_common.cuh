@@ -89,11 +89,6 @@ inline Fp8Source SourceOf(const Fp8GemmArgs& a) {
   return {a.weights, a.expert_scales, static_cast<const uint8_t*>(a.weight), a.weight_scales};
 }
 
-__device__ __forceinline__ float LoadF(const float* p) { return *p; }
-__device__ __forceinline__ float LoadF(const __nv_bfloat16* p) { return __bfloat162float(*p); }
-__device__ __forceinline__ void StoreF(float* p, float v) { *p = v; }
-__device__ __forceinline__ void StoreF(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
-
 }  // namespace expertmesh::cuda::gemm_internal
 
 #endif  // EXPERTMESH_KERNELS_CUDA_GEMM_FP8_COMMON_CUH_

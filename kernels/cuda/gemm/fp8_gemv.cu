@@ -16,6 +16,7 @@
 
 #include "kernels/cuda/gemm/fp8_common.cuh"
 #include "kernels/cuda/gemm/fp8_gemm_internal.h"
+#include "kernels/cuda/gemm/gemv_stream.cuh"
 #include "kernels/cuda/gemm/moe_tile_scheduler.cuh"
 #include "kernels/cuda/gemm/weight_only_launch.cuh"
 
@@ -56,10 +57,6 @@ __device__ __forceinline__ void LoadX16(const float* p, float (&v)[16]) {
     v[4 * h + 2] = f.z;
     v[4 * h + 3] = f.w;
   }
-}
-
-__device__ __forceinline__ uint4 LoadW16(const uint8_t* p, bool ok) {
-  return ok ? __ldg(reinterpret_cast<const uint4*>(p)) : make_uint4(0, 0, 0, 0);
 }
 
 template <typename XT, typename BT, typename OT>
@@ -129,20 +126,7 @@ __global__ void __launch_bounds__(kThreads)
       }
     }
 
-#pragma unroll
-    for (int rr = 0; rr < kRowsPerWarp; ++rr) {
-#pragma unroll
-      for (int t = 0; t < kTileM; ++t) {
-        float v = acc[rr][t];
-#pragma unroll
-        for (int d = 16; d > 0; d >>= 1) v += __shfl_xor_sync(0xffffffffu, v, d);
-        // Every lane holds the sum; lane rr * kTileM + t writes it.
-        if (lane == rr * kTileM + t && t < tokens && valid[rr]) {
-          if (bias != nullptr) v += LoadF(bias + rows[rr]);
-          StoreF(out + static_cast<size_t>(tile.row_begin + t) * n + rows[rr], v);
-        }
-      }
-    }
+    StoreWarpSums(acc, rows, valid, lane, tokens, tile.row_begin, n, bias, out);
   }
 }
 

@@ -111,11 +111,6 @@ __device__ __forceinline__ void LoadRun(const float* row, const int32_t* order, 
   }
 }
 
-__device__ __forceinline__ float Q4LoadF(const float* p) { return *p; }
-__device__ __forceinline__ float Q4LoadF(const __nv_bfloat16* p) { return __bfloat162float(*p); }
-__device__ __forceinline__ void Q4StoreF(float* p, float v) { *p = v; }
-__device__ __forceinline__ void Q4StoreF(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
-
 // Expert e's weight and groups: from the device arrays (grouped) or the single weight (dense).
 struct Q4Weight {
   const uint8_t* data;

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/gemm/gemv_stream.cuh"
 #include "kernels/cuda/gemm/moe_tile_scheduler.cuh"
 #include "kernels/cuda/gemm/q4_common.cuh"
 #include "kernels/cuda/gemm/q4_gemm_internal.h"
@@ -30,10 +31,6 @@ constexpr int kTileM = int{kQ4GemvMaxRowsPerExpert};  // token rows per item
 // 156-168 registers a thread (ptxas, sm_90a): three 128-thread CTAs fit an SM. The persistent
 // grid must not ask for more than fit, or a last wave of CTAs runs its items after the others.
 constexpr int kCtasPerSm = 3;
-
-__device__ __forceinline__ uint4 LoadW16(const uint8_t* p, bool ok) {
-  return ok ? __ldg(reinterpret_cast<const uint4*>(p)) : make_uint4(0, 0, 0, 0);
-}
 
 template <typename XT, typename BT, typename OT>
 __global__ void __launch_bounds__(kThreads, kCtasPerSm)
@@ -118,20 +115,7 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm)
       }
     }
 
-#pragma unroll
-    for (int rr = 0; rr < kRowsPerWarp; ++rr) {
-#pragma unroll
-      for (int t = 0; t < kTileM; ++t) {
-        float v = acc[rr][t];
-#pragma unroll
-        for (int d = 16; d > 0; d >>= 1) v += __shfl_xor_sync(0xffffffffu, v, d);
-        // Every lane holds the sum; lane rr * kTileM + t writes it.
-        if (lane == rr * kTileM + t && t < tokens && valid[rr]) {
-          if (bias != nullptr) v += Q4LoadF(bias + rows[rr]);
-          Q4StoreF(out + static_cast<size_t>(tile.row_begin + t) * n + rows[rr], v);
-        }
-      }
-    }
+    StoreWarpSums(acc, rows, valid, lane, tokens, tile.row_begin, n, bias, out);
   }
 }
 
