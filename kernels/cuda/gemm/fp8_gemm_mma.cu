@@ -40,18 +40,6 @@ struct Config : MmaTiling<kTileM_, 128, 64, kWarpsM_, kWarpsN_, kStages_, kCtasP
 using LargeConfig = Config<128, 2, 4, 3, 2>;  // 88 KB of shared memory
 using SmallConfig = Config<32, 1, 4, 4, 2>;   // 64 KB
 
-// 16 floats -> 16 bf16 (round to nearest even), as two 16-byte words.
-__device__ __forceinline__ void PackBf16(const float (&f)[16], uint4& lo, uint4& hi) {
-  uint32_t w[8];
-#pragma unroll
-  for (int i = 0; i < 8; ++i) {
-    const __nv_bfloat162 b = __floats2bfloat162_rn(f[2 * i], f[2 * i + 1]);
-    w[i] = *reinterpret_cast<const uint32_t*>(&b);
-  }
-  lo = make_uint4(w[0], w[1], w[2], w[3]);
-  hi = make_uint4(w[4], w[5], w[6], w[7]);
-}
-
 template <typename Cfg, bool kOutF32>
 __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kCtasPerSm)
     Fp8MmaKernel(const __nv_bfloat16* __restrict__ x, const int32_t* __restrict__ offsets,
@@ -125,7 +113,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kCtasPerSm)
         DequantChunk16(q, cs[j], f);
         uint4 lo;
         uint4 hi;
-        PackBf16(f, lo, hi);
+        PackBf16x16(f, 1.0f, lo, hi);
         *reinterpret_cast<uint4*>(weight_tile + Swizzle(r, 2 * c)) = lo;
         *reinterpret_cast<uint4*>(weight_tile + Swizzle(r, 2 * c + 1)) = hi;
       }

@@ -66,6 +66,21 @@ __device__ __forceinline__ uint32_t Swizzle(int row, int chunk) {
   return static_cast<uint32_t>(row * 128 + ((chunk ^ (row & 7)) << 4));
 }
 
+// 16 floats times `scale` -> 16 bf16 (each rounded once, to nearest even), as the two 16-byte
+// words of a swizzled bf16 tile row: the quantized-weight kernels' dequantized weights (fp8
+// passes its already scaled values and 1, an exact product).
+__device__ __forceinline__ void PackBf16x16(const float (&f)[16], float scale, uint4& lo,
+                                            uint4& hi) {
+  uint32_t w[8];
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    const __nv_bfloat162 b = __floats2bfloat162_rn(f[2 * i] * scale, f[2 * i + 1] * scale);
+    w[i] = *reinterpret_cast<const uint32_t*>(&b);
+  }
+  lo = make_uint4(w[0], w[1], w[2], w[3]);
+  hi = make_uint4(w[4], w[5], w[6], w[7]);
+}
+
 // Copies rows [row0, row0 + kRows) x k [k0, k0 + 128 / sizeof(T)) of a row-major [*, k] matrix
 // of T (one 128-byte row per tile row: 64 bf16 or 128 e4m3) into a swizzled tile; rows >=
 // row_end and k >= k are zero-filled. REQUIRES: k a multiple of 16 / sizeof(T).

@@ -47,19 +47,6 @@ struct Config : MmaTiling<kTileM_, 128, 64, kWarpsM_, kWarpsN_, kStages_, kCtasP
 using LargeConfig = Config<128, 2, 4, 3, 2>;  // 76 KB of shared memory
 using SmallConfig = Config<32, 1, 4, 4, 2>;   // 48 KB
 
-// 16 floats -> 16 bf16 (round to nearest even), as two 16-byte words.
-__device__ __forceinline__ void PackBf16x16(const float (&f)[16], float scale, uint4& lo,
-                                            uint4& hi) {
-  uint32_t w[8];
-#pragma unroll
-  for (int i = 0; i < 8; ++i) {
-    const __nv_bfloat162 b = __floats2bfloat162_rn(f[2 * i] * scale, f[2 * i + 1] * scale);
-    w[i] = *reinterpret_cast<const uint32_t*>(&b);
-  }
-  lo = make_uint4(w[0], w[1], w[2], w[3]);
-  hi = make_uint4(w[4], w[5], w[6], w[7]);
-}
-
 // The x tile of an act-order weight: rows [row0, row0 + kRows) x activations order[k0 + j],
 // j < 64, into the swizzled tile at `tile`; rows >= row_end and columns >= k are zeros.
 template <int kRows, int kThreads>
