@@ -223,9 +223,8 @@ TEST_P(CudaFp8LinearTest, MatchesCpuBackend) {
   DeviceTensor dbias = c.bias ? ToDevice(bias) : DeviceTensor{};
   DeviceTensor dout = DeviceEmpty(c.o, {c.tokens, c.out});
 
-  Fp8GemmArgs a;
-  a.x = dx.tensor.raw_data();
-  a.x_dtype = c.x;
+  Fp8GemmArgs a =
+      ActivationArgs<Fp8GemmArgs>(dx.tensor, c.x, dout.tensor, c.o, c.tokens, c.in, c.out);
   a.weight = dw->raw_data();
   a.weight_scales = cuda::Fp8ScalesOf(*dw);
   cuda::SummarizeFp8Scales({&*dw, 1}, a);
@@ -233,11 +232,6 @@ TEST_P(CudaFp8LinearTest, MatchesCpuBackend) {
     a.bias = dbias.tensor.raw_data();
     a.bias_dtype = DType::kBF16;
   }
-  a.out = dout.tensor.raw_data();
-  a.out_dtype = c.o;
-  a.m = c.tokens;
-  a.k = c.in;
-  a.n = c.out;
   RunAllPaths(a, dout.tensor, ref, scale, nullptr);
 }
 
@@ -311,18 +305,11 @@ TEST_P(CudaFp8GroupedTest, MatchesCpuBackend) {
   DeviceTensor dout = DeviceEmpty(c.o, {m, c.out});
   auto flags = *cuda::DeviceBuffer::Allocate(sizeof(uint32_t));
 
-  Fp8GemmArgs a;
-  a.x = dx.tensor.raw_data();
-  a.x_dtype = c.x;
+  Fp8GemmArgs a = ActivationArgs<Fp8GemmArgs>(dx.tensor, c.x, dout.tensor, c.o, m, c.in, c.out);
   a.expert_offsets = doff.tensor.data<int32_t>();
   a.weights = dptrs.as<const void*>();
   a.expert_scales = dscales.as<const cuda::Fp8Scales>();
   cuda::SummarizeFp8Scales(device_weights, a);
-  a.out = dout.tensor.raw_data();
-  a.out_dtype = c.o;
-  a.m = m;
-  a.k = c.in;
-  a.n = c.out;
   a.num_experts = c.experts;
   a.error_flags = flags.as<uint32_t>();
   RunAllPaths(a, dout.tensor, ref, scale, flags.as<uint32_t>());

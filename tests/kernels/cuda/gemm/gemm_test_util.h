@@ -201,6 +201,22 @@ void RunEveryPath(typename Launcher::Args args, const Tensor& out_device, uint32
   }
 }
 
+// The arguments Fp8GemmArgs and Q4GemmArgs name alike: x and out (device tensors and their
+// dtypes) and the sizes; the weights, a bias and the experts are the caller's to set.
+template <typename Args>
+Args ActivationArgs(const Tensor& x, DType x_dtype, const Tensor& out, DType out_dtype, int64_t m,
+                    int64_t k, int64_t n) {
+  Args a;
+  a.x = x.raw_data();
+  a.x_dtype = x_dtype;
+  a.out = out.raw_data();
+  a.out_dtype = out_dtype;
+  a.m = m;
+  a.k = k;
+  a.n = n;
+  return a;
+}
+
 // Rows per expert of a grouped case, as offsets (experts + 1 of them): top_k distinct experts per
 // token, expert e drawn with weight 1 / (e + 1), so the counts are uneven; with half_idle, odd
 // experts get no rows (other ranks' experts), and some even ones none by chance.

@@ -222,9 +222,8 @@ TEST_P(CudaQ4LinearTest, MatchesCpuBackend) {
   DeviceTensor dbias = c.bias ? ToDevice(bias) : DeviceTensor{};
   DeviceTensor dout = DeviceEmpty(c.o, {c.tokens, c.out});
 
-  Q4GemmArgs a;
-  a.x = dx.tensor.raw_data();
-  a.x_dtype = c.x;
+  Q4GemmArgs a =
+      ActivationArgs<Q4GemmArgs>(dx.tensor, c.x, dout.tensor, c.o, c.tokens, c.in, c.out);
   a.weight = dw->raw_data();
   auto groups = gpu_->Q4GroupsFor(*dw);
   ASSERT_TRUE(groups.ok()) << groups.status();
@@ -233,11 +232,6 @@ TEST_P(CudaQ4LinearTest, MatchesCpuBackend) {
     a.bias = dbias.tensor.raw_data();
     a.bias_dtype = DType::kBF16;
   }
-  a.out = dout.tensor.raw_data();
-  a.out_dtype = c.o;
-  a.m = c.tokens;
-  a.k = c.in;
-  a.n = c.out;
   RunAllPaths(a, dout.tensor, ref, scale, nullptr);
 }
 
@@ -349,17 +343,10 @@ TEST_P(CudaQ4GroupedTest, MatchesCpuBackend) {
   DeviceTensor dout = DeviceEmpty(c.o, {m, c.out});
   auto flags = *cuda::DeviceBuffer::Allocate(sizeof(uint32_t));
 
-  Q4GemmArgs a;
-  a.x = dx.tensor.raw_data();
-  a.x_dtype = c.x;
+  Q4GemmArgs a = ActivationArgs<Q4GemmArgs>(dx.tensor, c.x, dout.tensor, c.o, m, c.in, c.out);
   a.expert_offsets = doff.tensor.data<int32_t>();
   a.weights = dptrs.as<const void*>();
   a.expert_groups = dgroups.as<const cuda::Q4Groups>();
-  a.out = dout.tensor.raw_data();
-  a.out_dtype = c.o;
-  a.m = m;
-  a.k = c.in;
-  a.n = c.out;
   a.num_experts = c.experts;
   a.error_flags = flags.as<uint32_t>();
   RunAllPaths(a, dout.tensor, ref, scale, flags.as<uint32_t>());
