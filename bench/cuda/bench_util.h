@@ -121,6 +121,23 @@ struct MoeProj {
 };
 inline constexpr MoeProj kMoeProjs[] = {{"gate_up", 2 * 768, 2048}, {"down", 2048, 768}};
 
+// What the quantized grouped launchers' args (Fp8GemmArgs, Q4GemmArgs) name alike for
+// projection p of the kMoeExperts experts: x, the routing, out and the sizes; the weights are the
+// caller's to set.
+template <typename Args>
+Args MoeActivationArgs(const MoeProj& p, const void* x, const int32_t* offsets, int64_t m,
+                       void* out) {
+  Args a;
+  a.x = x;
+  a.expert_offsets = offsets;
+  a.out = out;
+  a.m = m;
+  a.k = p.k;
+  a.n = p.n;
+  a.num_experts = kMoeExperts;
+  return a;
+}
+
 // `count` random routings of `tokens` tokens (RandomOffsets) on the device, for decode runs that
 // rotate through them so each run reads experts the previous ones did not (weights come from
 // DRAM, not L2); active[r] counts routing r's experts with at least one row, whose weights it

@@ -84,16 +84,9 @@ Experts MakeExperts(const Proj& p, uint32_t seed, std::mt19937& rng, cudaStream_
 
 Fp8GemmArgs GroupedArgs(const Proj& p, const Experts& e, const void* x, const int32_t* offsets,
                         int64_t m, void* out) {
-  Fp8GemmArgs a;
-  a.x = x;
-  a.expert_offsets = offsets;
+  Fp8GemmArgs a = bench::MoeActivationArgs<Fp8GemmArgs>(p, x, offsets, m, out);
   a.weights = static_cast<const void* const*>(e.fp8_pointers);
   a.expert_scales = static_cast<const Fp8Scales*>(e.fp8_scales);
-  a.out = out;
-  a.m = m;
-  a.k = p.k;
-  a.n = p.n;
-  a.num_experts = kExperts;
   return a;
 }
 

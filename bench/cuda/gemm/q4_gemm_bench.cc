@@ -131,16 +131,9 @@ Experts MakeExperts(const Proj& p, uint32_t seed, std::mt19937& rng, cudaStream_
 
 Q4GemmArgs GroupedArgs(const Proj& p, const Experts& e, const void* x, const int32_t* offsets,
                        int64_t m, void* out) {
-  Q4GemmArgs a;
-  a.x = x;
-  a.expert_offsets = offsets;
+  Q4GemmArgs a = bench::MoeActivationArgs<Q4GemmArgs>(p, x, offsets, m, out);
   a.weights = static_cast<const void* const*>(e.pointers);
   a.expert_groups = static_cast<const Q4Groups*>(e.groups);
-  a.out = out;
-  a.m = m;
-  a.k = p.k;
-  a.n = p.n;
-  a.num_experts = kExperts;
   return a;
 }
 
