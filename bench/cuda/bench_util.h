@@ -28,6 +28,17 @@
 
 namespace expertmesh::cuda::bench {
 
+// Whether this machine has a CUDA device; without one, prints the line saying so (a benchmark
+// then measures nothing and exits 0).
+inline bool HaveGpu() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
+    std::printf("no CUDA GPU on this machine\n");
+    return false;
+  }
+  return true;
+}
+
 inline void* DeviceAlloc(size_t bytes) {
   void* p = nullptr;
   BENCH_CHECK(cudaMalloc(&p, bytes));

@@ -232,11 +232,7 @@ void DenseDecode(double copy_gbs, cudaStream_t stream) {
 }
 
 int Main() {
-  int count = 0;
-  if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
-    std::printf("no CUDA GPU on this machine\n");
-    return 0;
-  }
+  if (!bench::HaveGpu()) return 0;
   cudaStream_t stream;
   BENCH_CHECK(cudaStreamCreate(&stream));
   const double copy_gbs = bench::CopyBandwidthGBs(stream, 2, 7);
