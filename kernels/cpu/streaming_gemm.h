@@ -20,11 +20,12 @@
 // ones. Every token's sum runs in the same order whatever its group, so a token's output does
 // not depend on its neighbours (batching invariance).
 //
-// While a strip of R rows is multiplied, the next strip's rows are prefetched at the same
-// offsets, so by the time it starts its lines are on the way. The hardware prefetcher alone
-// falls short here: it follows each row separately and restarts at every 4 KiB page, and a
-// decode GEMM is nothing but short rows read once (measured on Zen 5: a one-token GEMM with
-// this prefetch reads ~15% closer to the plain streaming-read bandwidth).
+// While a strip of R rows is multiplied, a later strip's rows are prefetched, so by the time it
+// starts its lines are on the way. The hardware prefetcher alone falls short here: it follows
+// each row separately and restarts at every 4 KiB page, and a decode GEMM is nothing but short
+// rows read once (measured on Zen 5: a one-token GEMM with this prefetch reads ~15% closer to
+// the plain streaming-read bandwidth). Which strip, and which groups of tokens prefetch it: see
+// Gemm (the fp8 and q4 loops still prefetch the next strip from their first token group).
 #ifndef EXPERTMESH_KERNELS_CPU_STREAMING_GEMM_H_
 #define EXPERTMESH_KERNELS_CPU_STREAMING_GEMM_H_
 
@@ -42,10 +43,19 @@ namespace expertmesh::kernels::cpu::streaming {
 inline float ToFloat(uint16_t bf16) { return Bf16ToFloat(bf16); }
 inline float ToFloat(float v) { return v; }
 
-// `next` (nullptr: none) is the strip to prefetch, with the same row stride as w.
+// The lines of a later strip that one micro-kernel call prefetches while it runs: `lines` cache
+// lines of each of its rows (ldw elements apart) from `at` on, one line of every row each `every`
+// steps of k (lines == 0: none).
+template <typename W>
+struct StripPrefetch {
+  const W* at = nullptr;
+  int64_t lines = 0;
+  int64_t every = 1;
+};
+
 template <typename P, int R, int T, typename X, typename W>
 inline void MicroKernel(const X* x, int64_t ldx, int64_t k, const W* w, int64_t ldw, float* out,
-                        int64_t ldo, const W* next) {
+                        int64_t ldo, StripPrefetch<W> prefetch) {
   // The loops over R and T must unroll fully so the accumulators live in registers.
   typename P::Acc acc[R][T];
 #pragma GCC unroll 4
@@ -53,11 +63,16 @@ inline void MicroKernel(const X* x, int64_t ldx, int64_t k, const W* w, int64_t 
 #pragma GCC unroll 6
     for (int t = 0; t < T; ++t) acc[r][t] = P::Zero();
   }
+  constexpr int64_t kLine = 64 / sizeof(W);
+  int64_t countdown = 1;
   int64_t i = 0;
   for (; i + P::kStep <= k; i += P::kStep) {
-    if (next != nullptr) {
+    if (prefetch.lines > 0 && --countdown == 0) {
+      countdown = prefetch.every;
+      --prefetch.lines;
 #pragma GCC unroll 4
-      for (int r = 0; r < R; ++r) __builtin_prefetch(next + r * ldw + i, 0, 3);
+      for (int r = 0; r < R; ++r) __builtin_prefetch(prefetch.at + r * ldw, 0, 3);
+      prefetch.at += kLine;
     }
     // The T activation vectors first, then one weight row at a time: R x T accumulators, T
     // activations and one weight in registers (AVX2: 12 + 3 + 1 of 16). Holding all R weights
@@ -103,29 +118,68 @@ inline void ForTokenGroups(int64_t n, const Group& group) {
   if (n - t == 1) group.template operator()<1>(t);
 }
 
+// The number of token groups ForTokenGroups<kMaxTokens> makes of n tokens.
+template <int kMaxTokens>
+inline int64_t TokenGroupCount(int64_t n) {
+  int64_t groups = 0;
+  ForTokenGroups<kMaxTokens>(n, [&]<int T>(int64_t) { ++groups; });
+  return groups;
+}
+
 // Calls strip.template operator()<R>(r, next) for strips of 4 rows, then single rows. `next` is
-// the first row of the following 4-row strip while it is whole (what to prefetch), else -1: the
-// rows after the last one are not ours to fetch.
+// the first row of the 4-row strip `ahead` strips on while it is whole (what to prefetch), else
+// -1: the rows after the last one are not ours to fetch.
 template <typename Strip>
-inline void ForRowStrips(int64_t rows, const Strip& strip) {
+inline void ForRowStrips(int64_t rows, const Strip& strip, int64_t ahead = 1) {
   int64_t r = 0;
-  for (; r + 4 <= rows; r += 4) strip.template operator()<4>(r, r + 8 <= rows ? r + 4 : -1);
+  for (; r + 4 <= rows; r += 4) {
+    const int64_t next = r + 4 * ahead;
+    strip.template operator()<4>(r, next + 4 <= rows ? next : -1);
+  }
   for (; r < rows; ++r) strip.template operator()<1>(r, -1);
 }
 
-// out[t * ldo + r] = sum_i x[t * ldx + i] * w[r * ldw + i] (see KernelTable::gemm_bf16). Only a
-// strip's first token group prefetches the next strip: the later ones find this strip's rows in
-// cache already.
+// out[t * ldo + r] = sum_i x[t * ldx + i] * w[r * ldw + i] (see KernelTable::gemm_bf16).
+//
+// Prefetch: with one token group (batch 1), the first group of each strip prefetches the next
+// strip at the offsets it reads, as the loop streams at the memory's speed. With several groups,
+// each strip is read from memory once and then from cache, and the strip two on is prefetched
+// in equal shares by all of them, one line of each row at a time spread over their steps. When
+// only the first group prefetched (the next strip), the memory sat idle while the later groups
+// ran from cache and the first group of the next strip then waited on it. Batch-32 decode runs
+// the experts' GEMMs with ~8 tokens each (3 groups of 3 on AVX2), their weights from DRAM.
+// Measured on the 2-vCPU Xeon, AVX2 pinned, 2026-12-06:
+//  - single-thread harness, 128 Qwen3-MoE experts of [768, 2048] + [2048, 384] bf16 with
+//    Binomial(256, 1/32) tokens each: 58.5 -> 82.5 GFLOP/s (median of 9); the strip one on,
+//    spread: 76.5; three on 84.0; four on 75.0 (the strips in flight crowd out the L1);
+//  - engine_decode_bench bench-1b@avx2 (2 threads, 48 steps, old and new binary alternated):
+//    batch 32 114.3 -> 131.6 tok/s with batch 1 24.0 -> 24.3 in the same rounds (4.8x -> 5.4x
+//    batch 1); bench-1b@avx512bf16 batch 32 143.1, 143.7 -> 153.0, 153.6 tok/s.
 template <typename P, int kMaxTokens, typename X, typename W>
 void Gemm(const X* x, int64_t ldx, int64_t n, int64_t k, const W* w, int64_t ldw, int64_t rows,
           float* out, int64_t ldo) {
-  ForRowStrips(rows, [&]<int R>(int64_t r, int64_t next_row) {
-    const W* next = next_row < 0 ? nullptr : w + next_row * ldw;
-    ForTokenGroups<kMaxTokens>(n, [&]<int T>(int64_t t) {
-      MicroKernel<P, R, T>(x + t * ldx, ldx, k, w + r * ldw, ldw, out + t * ldo + r, ldo, next);
-      next = nullptr;
-    });
-  });
+  constexpr int64_t kLine = 64 / sizeof(W);
+  const int64_t groups = TokenGroupCount<kMaxTokens>(n);
+  const int64_t lines = (k + kLine - 1) / kLine;  // per row
+  const int64_t steps = k / P::kStep;
+  ForRowStrips(
+      rows,
+      [&]<int R>(int64_t r, int64_t next_row) {
+        int64_t group = 0;
+        ForTokenGroups<kMaxTokens>(n, [&]<int T>(int64_t t) {
+          StripPrefetch<W> prefetch;
+          if (next_row >= 0) {
+            const int64_t first = lines * group / groups, last = lines * (group + 1) / groups;
+            prefetch.at = w + next_row * ldw + first * kLine;
+            prefetch.lines = last - first;
+            prefetch.every = std::max<int64_t>(1, steps / std::max<int64_t>(1, last - first));
+          }
+          MicroKernel<P, R, T>(x + t * ldx, ldx, k, w + r * ldw, ldw, out + t * ldo + r, ldo,
+                               prefetch);
+          ++group;
+        });
+      },
+      groups > 1 ? 2 : 1);
 }
 
 // The fp8 e4m3 micro-kernel: R rows of block-quantized weights x T tokens. k runs in segments

@@ -2,6 +2,8 @@
 // (prefill) paths, odd sizes, bf16/f32 weights and activations, with and without bias.
 #include <cmath>
 #include <random>
+#include <string>
+#include <vector>
 
 #include "tests/kernels/cpu/kernel_test_util.h"
 
@@ -68,6 +70,37 @@ const GemmCase kBatchCases[] = {
 
 INSTANTIATE_TEST_SUITE_P(Cpu, GemmBatchInvarianceTest,
                          ::testing::Combine(::testing::ValuesIn(kBatchCases),
+                                            ::testing::ValuesIn(AllCpuIsas())),
+                         CaseName<GemmCase>);
+
+// Awkward token counts (every way the token groups split: 1..9, and around 32) over a weight of
+// 7 whole 4-row strips and 2 rows more, with k = 300 (a scalar tail after the vector steps and a
+// part line at each row's end): how the strips ahead are prefetched depends on the number of
+// groups, what is summed must not.
+std::vector<GemmCase> AwkwardTokenCases(DType x_dtype, DType out_dtype) {
+  std::vector<GemmCase> cases;
+  for (int64_t n : {1, 2, 3, 4, 5, 6, 7, 8, 9, 31, 32, 33}) {
+    cases.push_back({"awkward" + std::to_string(n) + "_" + DTypeShort(x_dtype), n, 300, 30, x_dtype,
+                     DType::kBF16, out_dtype, false});
+  }
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(CpuAwkwardTokens, GemmBatchInvarianceTest,
+                         ::testing::Combine(::testing::ValuesIn(AwkwardTokenCases(DType::kF32,
+                                                                                  DType::kF32)),
+                                            ::testing::ValuesIn(AllCpuIsas())),
+                         CaseName<GemmCase>);
+
+INSTANTIATE_TEST_SUITE_P(CpuAwkwardTokensBf16, GemmBatchInvarianceTest,
+                         ::testing::Combine(::testing::ValuesIn(AwkwardTokenCases(DType::kBF16,
+                                                                                  DType::kBF16)),
+                                            ::testing::ValuesIn(AllCpuIsas())),
+                         CaseName<GemmCase>);
+
+INSTANTIATE_TEST_SUITE_P(CpuAwkwardTokens, GemmTest,
+                         ::testing::Combine(::testing::ValuesIn(AwkwardTokenCases(DType::kF32,
+                                                                                  DType::kF32)),
                                             ::testing::ValuesIn(AllCpuIsas())),
                          CaseName<GemmCase>);
 
