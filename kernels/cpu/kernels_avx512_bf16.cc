@@ -175,36 +175,39 @@ void GemmF8XBf16(const uint16_t* x_in, int64_t ldx_in, int64_t n, int64_t k, con
   // (the same values in the same order as widening on the fly: outputs do not change).
   const bool widen_once = n > 3;
   if (widen_once) widened.resize(static_cast<size_t>(4 * k));
-  streaming::ForRowStrips(rows, [&]<int R>(int64_t r, int64_t next_row) {
-    const uint8_t* next = next_row < 0 ? nullptr : w + next_row * ldw;
-    const float* scale_rows[R];
-    for (int j = 0; j < R; ++j) scale_rows[j] = scales.Row(r + j);
-    const uint8_t* strip = w + r * ldw;
-    if (widen_once) {
-      for (int j = 0; j < R; ++j) {
-        int64_t i = 0;
-        for (; i + 32 <= k; i += 32) {
-          _mm512_storeu_si512(widened.data() + j * k + i, LoadW8AsBf16(strip + j * ldw + i));
+  streaming::ForRowStrips(
+      rows,
+      [&]<int R>(int64_t r, int64_t next_row) {
+        const uint8_t* next = next_row < 0 ? nullptr : w + next_row * ldw;
+        const float* scale_rows[R];
+        for (int j = 0; j < R; ++j) scale_rows[j] = scales.Row(r + j);
+        const uint8_t* strip = w + r * ldw;
+        if (widen_once) {
+          for (int j = 0; j < R; ++j) {
+            int64_t i = 0;
+            for (; i + 32 <= k; i += 32) {
+              _mm512_storeu_si512(widened.data() + j * k + i, LoadW8AsBf16(strip + j * ldw + i));
+            }
+            for (; i < k; ++i) {  // the same bits as LoadW8AsBf16, one at a time
+              const int16_t v = static_cast<int8_t>(strip[j * ldw + i]);
+              widened[j * k + i] = static_cast<uint16_t>((v * 16) & 0x87f0);
+            }
+          }
         }
-        for (; i < k; ++i) {  // the same bits as LoadW8AsBf16, one at a time
-          const int16_t v = static_cast<int8_t>(strip[j * ldw + i]);
-          widened[j * k + i] = static_cast<uint16_t>((v * 16) & 0x87f0);
-        }
-      }
-    }
-    streaming::ForTokenGroups<3>(n, [&]<int T>(int64_t t) {
-      if (widen_once) {
-        MicroKernelFp8Bf16<R, T>(x + t * ldx, ldx, k, strip, ldw, WidenedWeights{widened.data(), k},
-                                 scale_rows, scales.block_cols, scales.col_offset,
-                                 out + t * ldo + r, ldo, nullptr);
-      } else {
-        MicroKernelFp8Bf16<R, T>(x + t * ldx, ldx, k, strip, ldw, Fp8Weights{strip, ldw},
-                                 scale_rows, scales.block_cols, scales.col_offset,
-                                 out + t * ldo + r, ldo, next);
-      }
-      next = nullptr;
-    });
-  });
+        streaming::ForTokenGroups<3>(n, [&]<int T>(int64_t t) {
+          if (widen_once) {
+            MicroKernelFp8Bf16<R, T>(
+                x + t * ldx, ldx, k, strip, ldw, WidenedWeights{widened.data(), k}, scale_rows,
+                scales.block_cols, scales.col_offset, out + t * ldo + r, ldo, nullptr);
+          } else {
+            MicroKernelFp8Bf16<R, T>(x + t * ldx, ldx, k, strip, ldw, Fp8Weights{strip, ldw},
+                                     scale_rows, scales.block_cols, scales.col_offset,
+                                     out + t * ldo + r, ldo, next);
+          }
+          next = nullptr;
+        });
+      },
+      widen_once ? 1 : streaming::StripsAheadForBytes(ldw));
 }
 
 }  // namespace

@@ -242,13 +242,17 @@ void Gemm(const uint16_t* x, int64_t ldx, int64_t n, int64_t k, const uint8_t* w
   thread_local Corrections corrections;
   ComputeCorrections(x, ldx, n, k, groups, corrections);
   if (n <= 3) {
-    streaming::ForRowStrips(rows, [&]<int R>(int64_t r, int64_t next_row) {
-      const uint8_t* next = next_row < 0 ? nullptr : w + next_row * ldw;
-      streaming::ForTokenGroups<3>(n, [&]<int T>(int64_t t) {
-        MicroKernel<R, T, kAsymmetric>(x + t * ldx, ldx, k, PackedQ4{w + r * ldw, ldw, k}, groups,
-                                       r, corrections, t, out + t * ldo + r, ldo, next, ldw);
-      });
-    });
+    streaming::ForRowStrips(
+        rows,
+        [&]<int R>(int64_t r, int64_t next_row) {
+          const uint8_t* next = next_row < 0 ? nullptr : w + next_row * ldw;
+          streaming::ForTokenGroups<3>(n, [&]<int T>(int64_t t) {
+            MicroKernel<R, T, kAsymmetric>(x + t * ldx, ldx, k, PackedQ4{w + r * ldw, ldw, k},
+                                           groups, r, corrections, t, out + t * ldo + r, ldo, next,
+                                           ldw);
+          });
+        },
+        streaming::StripsAheadForBytes(ldw));
     return;
   }
   thread_local std::vector<uint16_t> widened;
