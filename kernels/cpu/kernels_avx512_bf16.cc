@@ -207,7 +207,7 @@ void GemmF8XBf16(const uint16_t* x_in, int64_t ldx_in, int64_t n, int64_t k, con
           next = nullptr;
         });
       },
-      widen_once ? 1 : streaming::StripsAheadForBytes(ldw));
+      widen_once ? 1 : streaming::StripsAheadForBytes(ldw, 16384));
 }
 
 }  // namespace

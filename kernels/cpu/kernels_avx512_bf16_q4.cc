@@ -252,7 +252,7 @@ void Gemm(const uint16_t* x, int64_t ldx, int64_t n, int64_t k, const uint8_t* w
                                            ldw);
           });
         },
-        streaming::StripsAheadForBytes(ldw));
+        streaming::StripsAheadForBytes(ldw, 8192));
     return;
   }
   thread_local std::vector<uint16_t> widened;

@@ -139,14 +139,14 @@ inline void ForRowStrips(int64_t rows, const Strip& strip, int64_t ahead = 1) {
   for (; r < rows; ++r) strip.template operator()<1>(r, -1);
 }
 
-// The `ahead` for ForRowStrips that puts one token group's prefetches at least 8 KiB past its
+// The `ahead` for ForRowStrips that puts one token group's prefetches at least min_bytes past its
 // reads, for rows of row_bytes bytes: a strip of short rows is read faster than the memory
 // answers for the strip after it (an expert's down_proj of 384 values is 4 x 192 bytes in q4,
 // 4 x 384 in fp8). Measured with q4 weights (engine_decode_bench bench-1b-int4-lmh, batch 1,
-// binaries alternated): the next strip 73-78 tok/s, 4 KiB 79-84, 8 KiB 81-85, 16 KiB 76-82.
-inline int64_t StripsAheadForBytes(int64_t row_bytes) {
-  constexpr int64_t kMinBytes = 8192;
-  return std::max<int64_t>(1, (kMinBytes + 4 * row_bytes - 1) / (4 * row_bytes));
+// binaries alternated): the next strip 73-78 tok/s, 4 KiB 79-84, 8 KiB 81-85, 16 KiB 76-82;
+// fp8 (bench-1b-fp8) 8 KiB 42.2-44.1, 16 KiB 43.7-45.6, 32 KiB 43.7-44.6.
+inline int64_t StripsAheadForBytes(int64_t row_bytes, int64_t min_bytes) {
+  return std::max<int64_t>(1, (min_bytes + 4 * row_bytes - 1) / (4 * row_bytes));
 }
 
 // out[t * ldo + r] = sum_i x[t * ldx + i] * w[r * ldw + i] (see KernelTable::gemm_bf16).
