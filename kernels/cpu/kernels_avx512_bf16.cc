@@ -7,8 +7,6 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <cmath>
-#include <limits>
 #include <vector>
 
 #include "common/dtype.h"
@@ -140,13 +138,8 @@ void MicroKernelFp8Bf16(const uint16_t* x, int64_t ldx, int64_t k, const uint8_t
       }
     }
     for (int r = 0; r < R; ++r) {
-      const float scale = scale_rows[r][block];
-      const float folded = scale * kUnbias;
-      const bool two_step = !(std::fabs(folded) <= std::numeric_limits<float>::max());
       for (int t = 0; t < T; ++t) {
-        __m512 p = part[r][t];
-        if (two_step) p = _mm512_mul_ps(p, _mm512_set1_ps(kUnbias));
-        acc[r][t] = _mm512_fmadd_ps(p, _mm512_set1_ps(two_step ? scale : folded), acc[r][t]);
+        acc[r][t] = AddScaledPart(acc[r][t], part[r][t], scale_rows[r][block], kUnbias);
       }
     }
     for (; i < segment_end; ++i) {

@@ -24,8 +24,6 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <cmath>
-#include <limits>
 #include <type_traits>
 #include <vector>
 
@@ -82,14 +80,12 @@ struct PackedQ4 {
   const uint8_t* w;
   int64_t ldw;
   int64_t k;
-  static constexpr bool kPrefetches = true;
   __m512i UnitWords(int r, int64_t i) const { return LoadUnitWords(w + r * ldw + i / 2); }
   __m512i Chunk(int r, int64_t i) const { return LoadChunk(w + r * ldw, k, i); }
 };
 struct WidenedQ4 {
   const uint16_t* w;  // rows of k bf16 weights
   int64_t k;
-  static constexpr bool kPrefetches = false;
   __m512i Chunk(int r, int64_t i) const { return _mm512_loadu_si512(w + r * k + i); }
 };
 
@@ -199,7 +195,7 @@ void MicroKernel(const uint16_t* x, int64_t ldx, int64_t k, const Weights& weigh
       }
     }
     for (; i < end; i += kQ4Unit) {
-      if (Weights::kPrefetches && next != nullptr && i % 128 == 0) {
+      if (next != nullptr && i % 128 == 0) {
         for (int r = 0; r < R; ++r) __builtin_prefetch(next + r * ldw + i / 2, 0, 3);
       }
 #pragma GCC unroll 4
@@ -208,14 +204,9 @@ void MicroKernel(const uint16_t* x, int64_t ldx, int64_t k, const Weights& weigh
     }
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
-      const float scale = scale_rows[r][group];
-      const float folded = scale * kQ4Unscale;
-      const bool two_step = !(std::fabs(folded) <= std::numeric_limits<float>::max());
 #pragma GCC unroll 3
       for (int t = 0; t < T; ++t) {
-        __m512 p = part[r][t];
-        if (two_step) p = _mm512_mul_ps(p, _mm512_set1_ps(kQ4Unscale));
-        acc[r][t] = _mm512_fmadd_ps(p, _mm512_set1_ps(two_step ? scale : folded), acc[r][t]);
+        acc[r][t] = AddScaledPart(acc[r][t], part[r][t], scale_rows[r][group], kQ4Unscale);
       }
     }
   }
