@@ -9,7 +9,7 @@
 #     fields) and for unique list-map keys; a strictness self-test of both validators;
 #   - the invariants of tests/deploy/check_invariants.py, with their negative self-checks;
 #   - when the programs are built: deploy/docker/stage-runtime.sh stages them as the image
-#     build does and checks the result; the cpu-small overlay's commands run for real on
+#     build does (the cuda flavor for a CUDA build) and checks the result; the cpu-small overlay's commands run for real on
 #     loopback, including a follower killed and its group recreated
 #     (tests/deploy/smoke_cpu_small.py).
 # Tools come from PyPI, pinned in tests/deploy/requirements.txt, in a virtualenv kept between
@@ -181,11 +181,18 @@ add_counts "$OUT/invariants.counts"
 
 if [[ -x "$BIN_DIR/expertmesh-worker" && -x "$BIN_DIR/expertmesh-router" &&
   -x "$BIN_DIR/expertmesh" ]]; then
-  echo "deploy: the built programs, staged as the images stage them"
+  # A CUDA build is staged as Dockerfile.cuda stages it: the CUDA libraries come from the
+  # NVIDIA base image, not from the staged tree (copying them would take ~800 MB of disk).
+  flavor=debian
+  if ldd "$BIN_DIR/expertmesh-worker" | grep -q 'libcudart\.so'; then flavor=cuda; fi
+  echo "deploy: the built programs, staged as the $flavor image stages them"
+  rm -rf "$OUT/stage"
   step "stage-runtime.sh: programs and their libraries" \
-    deploy/docker/stage-runtime.sh "$(dirname "$BIN_DIR")" "$OUT/stage" debian
+    deploy/docker/stage-runtime.sh "$(dirname "$BIN_DIR")" "$OUT/stage" "$flavor"
   step "stage-runtime.sh --check: everything resolves inside the staged tree" \
-    deploy/docker/stage-runtime.sh --check "$OUT/stage" debian
+    deploy/docker/stage-runtime.sh --check "$OUT/stage" "$flavor"
+  # The staged copies are only checked; the rest of the suite runs the build's own programs.
+  rm -rf "$OUT/stage"
   echo "deploy: the cpu-small overlay's commands, run on loopback"
   timeout 300 "$PY" "$HERE/smoke_cpu_small.py" --rendered "$OUT/rendered/cpu-small.yaml" \
     --bin-dir "$BIN_DIR" --work "$OUT/smoke" --counts "$OUT/smoke.counts"
