@@ -90,7 +90,11 @@ check() {
     fi
   done
   if [[ "$flavor" == cuda ]]; then
-    ldconfig -p | grep -q 'libnccl\.so\.2 ' || die "the base image has no NCCL runtime (libnccl.so.2)"
+    # Not `ldconfig -p | grep -q`: grep stops at the first match, ldconfig dies of SIGPIPE on a
+    # long cache, and pipefail reports the pipeline failed.
+    local cache
+    cache="$(ldconfig -p)"
+    [[ "$cache" == *'libnccl.so.2 '* ]] || die "the base image has no NCCL runtime (libnccl.so.2)"
   fi
   echo "stage-runtime: $dest checked ($flavor base)"
 }
