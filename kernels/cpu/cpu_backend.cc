@@ -64,6 +64,8 @@ absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(const CpuBackendO
   if (isa != CpuIsa::kScalar && blas_min_tokens > 0 && !OpenBlasHasVectorKernels()) {
     blas_min_tokens = 0;
   }
+  // OpenBLAS sums in its own order, which depends on the token count.
+  if (options.batch_invariant) blas_min_tokens = 0;
   const bool copy_weights = options.copy_weights.value_or(TransparentHugePagesAvailable());
   const int64_t amx_min_tokens =
       options.batch_invariant ? 1 : std::max<int64_t>(0, options.amx_min_tokens);

@@ -36,8 +36,8 @@ struct CpuBackendOptions {
   // disables the tiles. See cpu_linear.cc for the measurement behind the default and what it
   // means for batching invariance.
   int64_t amx_min_tokens = kDefaultAmxMinTokens;
-  // Every product on one kernel whatever its token count (amx_min_tokens 1 on the AMX family; the
-  // other families are so already), so that a token's output never depends on its batch.
+  // Every product on one kernel whatever its token count (amx_min_tokens 1 on the AMX family, and
+  // no OpenBLAS), so that a token's output never depends on its batch.
   bool batch_invariant = false;
   // Weights copied into huge-page memory (weight_arena.h) rather than used in place from the
   // checkpoint's mapping; unset = when this kernel offers transparent huge pages.

@@ -66,6 +66,11 @@ TEST_P(GemmBatchInvarianceTest, LastTokenAloneEqualsInBatch) {
 const GemmCase kBatchCases[] = {
     {"tokens5", 5, 100, 21, DType::kF32, DType::kBF16, DType::kF32, false},
     {"tokens32_bf16", 32, 64, 12, DType::kBF16, DType::kBF16, DType::kBF16, false},
+    // Prefill-sized: from blas_min_tokens (64) on, the families that widen bf16 activations to
+    // fp32 would hand the product to OpenBLAS, whose sums depend on the token count; a
+    // batch-invariant backend keeps them on the streaming kernel.
+    {"prefill130_bf16", 130, 1100, 70, DType::kBF16, DType::kBF16, DType::kBF16, false},
+    {"prefill64_f32", 64, 2048, 8, DType::kF32, DType::kBF16, DType::kF32, false},
 };
 
 INSTANTIATE_TEST_SUITE_P(Cpu, GemmBatchInvarianceTest,
