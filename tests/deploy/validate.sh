@@ -9,9 +9,9 @@
 #     fields) and for unique list-map keys; a strictness self-test of both validators;
 #   - the invariants of tests/deploy/check_invariants.py, with their negative self-checks;
 #   - when the programs are built: deploy/docker/stage-runtime.sh stages them as the image
-#     build does (the cuda flavor for a CUDA build) and checks the result; the cpu-small overlay's commands run for real on
-#     loopback, including a follower killed and its group recreated
-#     (tests/deploy/smoke_cpu_small.py).
+#     build does (the cuda flavor for a CUDA build) and checks the result; the cpu-small
+#     overlay's commands run for real on loopback, including a follower killed and its group
+#     recreated (tests/deploy/smoke_cpu_small.py).
 # Tools come from PyPI, pinned in tests/deploy/requirements.txt, in a virtualenv kept between
 # runs and rebuilt when that file changes.
 #
@@ -184,7 +184,9 @@ if [[ -x "$BIN_DIR/expertmesh-worker" && -x "$BIN_DIR/expertmesh-router" &&
   # A CUDA build is staged as Dockerfile.cuda stages it: the CUDA libraries come from the
   # NVIDIA base image, not from the staged tree (copying them would take ~800 MB of disk).
   flavor=debian
-  if ldd "$BIN_DIR/expertmesh-worker" | grep -q 'libcudart\.so'; then flavor=cuda; fi
+  # Read whole, not piped into grep -q (see stage-runtime.sh --check: SIGPIPE under pipefail).
+  worker_libs="$(ldd "$BIN_DIR/expertmesh-worker")"
+  if [[ "$worker_libs" == *libcudart.so* ]]; then flavor=cuda; fi
   echo "deploy: the built programs, staged as the $flavor image stages them"
   rm -rf "$OUT/stage"
   step "stage-runtime.sh: programs and their libraries" \
