@@ -7,6 +7,8 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <vector>
 
 #include "common/dtype.h"
@@ -98,20 +100,20 @@ struct WidenedWeights {
   __m512bh Load(int r, int64_t i) const { return Load32(w + r * ldw + i); }
 };
 
+// R rows x T tokens. The segment sums live in registers (R x T of them, up to 4 x 6 = 24, with
+// the T activation vectors and one weight vector: 31 of the 32); the totals they fold into live
+// in memory (16 lanes each, in the L1), which frees the registers for groups of 6 tokens: one
+// weight load feeds 6 VDPBF16PS instead of 3. Each row's folded scale and its overflow test are
+// computed once per segment, not once per token. A total sees the same operations in the same
+// order as with T = 1 (the fold is the same FMA from memory as from a register).
 template <int R, int T, typename Weights>
 void MicroKernelFp8Bf16(const uint16_t* x, int64_t ldx, int64_t k, const uint8_t* w, int64_t ldw,
                         const Weights& weights, const float* const (&scale_rows)[R],
                         int64_t block_cols, int64_t col_offset, float* out, int64_t ldo,
                         const uint8_t* next) {
   constexpr float kUnbias = kProductUnbias;
-  __m512 acc[R][T];
-  float tail[R][T];
-  for (int r = 0; r < R; ++r) {
-    for (int t = 0; t < T; ++t) {
-      acc[r][t] = _mm512_setzero_ps();
-      tail[r][t] = 0.0f;
-    }
-  }
+  alignas(64) float totals[R][T][16] = {};
+  float tail[R][T] = {};
   int64_t i = 0;
   while (i < k) {
     const int64_t block = (i + col_offset) / block_cols;
@@ -119,7 +121,7 @@ void MicroKernelFp8Bf16(const uint16_t* x, int64_t ldx, int64_t k, const uint8_t
     __m512 part[R][T];
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 3
+#pragma GCC unroll 6
       for (int t = 0; t < T; ++t) part[r][t] = _mm512_setzero_ps();
     }
     for (; i + 32 <= segment_end; i += 32) {
@@ -127,19 +129,33 @@ void MicroKernelFp8Bf16(const uint16_t* x, int64_t ldx, int64_t k, const uint8_t
 #pragma GCC unroll 4
         for (int r = 0; r < R; ++r) __builtin_prefetch(next + r * ldw + i, 0, 3);
       }
-      __m512bh wv[R];
+      __m512bh xv[T];
+#pragma GCC unroll 6
+      for (int t = 0; t < T; ++t) xv[t] = Load32(x + t * ldx + i);
 #pragma GCC unroll 4
-      for (int r = 0; r < R; ++r) wv[r] = weights.Load(r, i);
-#pragma GCC unroll 3
-      for (int t = 0; t < T; ++t) {
-        const __m512bh xv = Load32(x + t * ldx + i);
-#pragma GCC unroll 4
-        for (int r = 0; r < R; ++r) part[r][t] = _mm512_dpbf16_ps(part[r][t], wv[r], xv);
+      for (int r = 0; r < R; ++r) {
+        const __m512bh wv = weights.Load(r, i);
+#pragma GCC unroll 6
+        for (int t = 0; t < T; ++t) part[r][t] = _mm512_dpbf16_ps(part[r][t], wv, xv[t]);
       }
     }
+#pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
-      for (int t = 0; t < T; ++t) {
-        acc[r][t] = AddScaledPart(acc[r][t], part[r][t], scale_rows[r][block], kUnbias);
+      const float scale = scale_rows[r][block];
+      const float folded = scale * kUnbias;
+      if (std::fabs(folded) <= std::numeric_limits<float>::max()) {
+        const __m512 factor = _mm512_set1_ps(folded);
+#pragma GCC unroll 6
+        for (int t = 0; t < T; ++t) {
+          _mm512_store_ps(totals[r][t],
+                          _mm512_fmadd_ps(part[r][t], factor, _mm512_load_ps(totals[r][t])));
+        }
+      } else {
+#pragma GCC unroll 6
+        for (int t = 0; t < T; ++t) {
+          _mm512_store_ps(totals[r][t],
+                          AddScaledPart(_mm512_load_ps(totals[r][t]), part[r][t], scale, kUnbias));
+        }
       }
     }
     for (; i < segment_end; ++i) {
@@ -152,55 +168,71 @@ void MicroKernelFp8Bf16(const uint16_t* x, int64_t ldx, int64_t k, const uint8_t
     }
   }
   for (int r = 0; r < R; ++r) {
-    for (int t = 0; t < T; ++t) out[t * ldo + r] = Avx512HorizontalSum(acc[r][t]) + tail[r][t];
+    for (int t = 0; t < T; ++t) {
+      out[t * ldo + r] = Avx512HorizontalSum(_mm512_load_ps(totals[r][t])) + tail[r][t];
+    }
   }
 }
 
-// Tokens in groups of 3: 12 segment and 12 total accumulators, 4 weight vectors and a token
-// vector of the 32 registers.
+// Row j of a strip (k e4m3 values) as the bf16 weights LoadW8AsBf16 gives, into out[0..k).
+// While it reads, it prefetches the same bytes of the strip's row `ahead` (if any) into the L2,
+// a line at a time: the several token groups that multiply this strip then hide the memory's
+// latency for the next one, which otherwise the widening itself waited on.
+void WidenFp8Row(const uint8_t* row, int64_t k, const uint8_t* ahead, uint16_t* out) {
+  int64_t i = 0;
+  for (; i + 32 <= k; i += 32) {
+    if (ahead != nullptr && i % 64 == 0) __builtin_prefetch(ahead + i, 0, 2);
+    _mm512_storeu_si512(out + i, LoadW8AsBf16(row + i));
+  }
+  for (; i < k; ++i) {  // the same bits as LoadW8AsBf16, one at a time
+    const int16_t v = static_cast<int8_t>(row[i]);
+    out[i] = static_cast<uint16_t>((v * 16) & 0x87f0);
+  }
+}
+
+// One token group (up to 3 tokens): 12 segment sums, 4 weight vectors widened as they are read,
+// the next strips prefetched. Several groups: each strip widened once into scratch, tokens in
+// groups of 6.
 void GemmF8XBf16(const uint16_t* x_in, int64_t ldx_in, int64_t n, int64_t k, const uint8_t* w,
                  int64_t ldw, int64_t rows, const Fp8Scales& scales, float* out, int64_t ldo) {
   thread_local std::vector<uint16_t> biased, widened;
   BiasActivations(x_in, n, ldx_in, k, biased);
   const uint16_t* x = biased.data();
   const int64_t ldx = k;
-  // With more than one token group, a strip is widened to bf16 once and every group reads it
-  // (the same values in the same order as widening on the fly: outputs do not change).
-  const bool widen_once = n > 3;
-  if (widen_once) widened.resize(static_cast<size_t>(4 * k));
-  streaming::ForRowStrips(
-      rows,
-      [&]<int R>(int64_t r, int64_t next_row) {
-        const uint8_t* next = next_row < 0 ? nullptr : w + next_row * ldw;
-        const float* scale_rows[R];
-        for (int j = 0; j < R; ++j) scale_rows[j] = scales.Row(r + j);
-        const uint8_t* strip = w + r * ldw;
-        if (widen_once) {
-          for (int j = 0; j < R; ++j) {
-            int64_t i = 0;
-            for (; i + 32 <= k; i += 32) {
-              _mm512_storeu_si512(widened.data() + j * k + i, LoadW8AsBf16(strip + j * ldw + i));
-            }
-            for (; i < k; ++i) {  // the same bits as LoadW8AsBf16, one at a time
-              const int16_t v = static_cast<int8_t>(strip[j * ldw + i]);
-              widened[j * k + i] = static_cast<uint16_t>((v * 16) & 0x87f0);
-            }
-          }
-        }
-        streaming::ForTokenGroups<3>(n, [&]<int T>(int64_t t) {
-          if (widen_once) {
-            MicroKernelFp8Bf16<R, T>(
-                x + t * ldx, ldx, k, strip, ldw, WidenedWeights{widened.data(), k}, scale_rows,
-                scales.block_cols, scales.col_offset, out + t * ldo + r, ldo, nullptr);
-          } else {
+  if (n <= 3) {
+    streaming::ForRowStrips(
+        rows,
+        [&]<int R>(int64_t r, int64_t next_row) {
+          const float* scale_rows[R];
+          for (int j = 0; j < R; ++j) scale_rows[j] = scales.Row(r + j);
+          const uint8_t* strip = w + r * ldw;
+          const uint8_t* next = next_row < 0 ? nullptr : w + next_row * ldw;
+          streaming::ForTokenGroups<3>(n, [&]<int T>(int64_t t) {
             MicroKernelFp8Bf16<R, T>(x + t * ldx, ldx, k, strip, ldw, Fp8Weights{strip, ldw},
                                      scale_rows, scales.block_cols, scales.col_offset,
                                      out + t * ldo + r, ldo, next);
-          }
-          next = nullptr;
-        });
-      },
-      widen_once ? 1 : streaming::StripsAheadForBytes(ldw, 16384));
+          });
+        },
+        streaming::StripsAheadForBytes(ldw, 16384));
+    return;
+  }
+  // A strip widened to bf16 once for all groups: the same values in the same order as widening
+  // on the fly, so outputs do not change with the batch.
+  widened.resize(static_cast<size_t>(4 * k));
+  streaming::ForRowStrips(rows, [&]<int R>(int64_t r, int64_t next_row) {
+    const float* scale_rows[R];
+    for (int j = 0; j < R; ++j) scale_rows[j] = scales.Row(r + j);
+    const uint8_t* strip = w + r * ldw;
+    for (int j = 0; j < R; ++j) {
+      WidenFp8Row(strip + j * ldw, k, next_row < 0 ? nullptr : w + (next_row + j) * ldw,
+                  widened.data() + j * k);
+    }
+    streaming::ForTokenGroups<6>(n, [&]<int T>(int64_t t) {
+      MicroKernelFp8Bf16<R, T>(x + t * ldx, ldx, k, strip, ldw, WidenedWeights{widened.data(), k},
+                               scale_rows, scales.block_cols, scales.col_offset, out + t * ldo + r,
+                               ldo, nullptr);
+    });
+  });
 }
 
 }  // namespace

@@ -17,13 +17,15 @@
 // 5 of fp32's 24 bits, far below the 8 of the bf16 activations.
 //
 // Up to 3 tokens widen the weights as they are read; more widen each 4-row strip once into
-// scratch and multiply it in groups of 3 tokens in the same order (the same bits: a token's
+// scratch and multiply it in groups of 6 tokens in the same order (the same bits: a token's
 // output does not depend on how many share the weight).
 // This file alone is compiled with -mavx512vbmi2; nothing here runs unless
 // CpuSupports(CpuIsa::kAvx512Bf16).
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <type_traits>
 #include <vector>
 
@@ -126,19 +128,16 @@ void ComputeCorrections(const uint16_t* x, int64_t ldx, int64_t n, int64_t k,
 
 // R rows x T tokens. Per group: the accumulators start at the correction, take the chunks'
 // products in ascending order, and enter the totals times 64 x scale (in two steps where that
-// product overflows). With packed weights and up to 2 tokens, whole 64-wide units inside a
-// group take one load for both halves; 3 tokens' 24 accumulators leave no registers for a
-// unit's words, so there each chunk loads its unit.
+// product overflows). The totals live in memory (16 lanes each, in the L1), which leaves the
+// registers to the group's R x T accumulators: up to 4 x 6 with widened weights (24, the 4
+// weight vectors and an activation: 29 of 32), so one weight load feeds 6 VDPBF16PS. With
+// packed weights and up to 2 tokens, whole 64-wide units inside a group take one load for both
+// halves; 3 tokens leave no registers for a unit's words, so there each chunk loads its unit.
 template <int R, int T, bool kAsymmetric, typename Weights>
 void MicroKernel(const uint16_t* x, int64_t ldx, int64_t k, const Weights& weights,
                  const Q4Groups& groups, int64_t row, const Corrections& corrections, int64_t t0,
                  float* out, int64_t ldo, const uint8_t* next, int64_t ldw) {
-  __m512 acc[R][T];
-#pragma GCC unroll 4
-  for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 3
-    for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
-  }
+  alignas(64) float totals[R][T][16] = {};
   const float* scale_rows[R];
   const float* zero_rows[R];
   for (int r = 0; r < R; ++r) {
@@ -148,7 +147,7 @@ void MicroKernel(const uint16_t* x, int64_t ldx, int64_t k, const Weights& weigh
   }
   __m512 part[R][T];
   const auto multiply = [&](int64_t i, const __m512i(&wv)[R]) {
-#pragma GCC unroll 3
+#pragma GCC unroll 6
     for (int t = 0; t < T; ++t) {
       const __m512bh xv = reinterpret_cast<__m512bh>(_mm512_loadu_si512(x + t * ldx + i));
 #pragma GCC unroll 4
@@ -163,7 +162,7 @@ void MicroKernel(const uint16_t* x, int64_t ldx, int64_t k, const Weights& weigh
   for (int64_t segment = 0; i < k; ++segment) {
     const int64_t group = first + segment;
     const int64_t end = std::min(k, (group + 1) * groups.block_cols - groups.col_offset);
-#pragma GCC unroll 3
+#pragma GCC unroll 6
     for (int t = 0; t < T; ++t) {
       const __m512 lanes = _mm512_loadu_ps(corrections.At(t0 + t, segment));
 #pragma GCC unroll 4
@@ -204,22 +203,39 @@ void MicroKernel(const uint16_t* x, int64_t ldx, int64_t k, const Weights& weigh
     }
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 3
-      for (int t = 0; t < T; ++t) {
-        acc[r][t] = AddScaledPart(acc[r][t], part[r][t], scale_rows[r][group], kQ4Unscale);
+      const float scale = scale_rows[r][group];
+      if (std::fabs(scale * kQ4Unscale) <= std::numeric_limits<float>::max()) {
+        const __m512 factor = _mm512_set1_ps(scale * kQ4Unscale);
+#pragma GCC unroll 6
+        for (int t = 0; t < T; ++t) {
+          _mm512_store_ps(totals[r][t],
+                          _mm512_fmadd_ps(part[r][t], factor, _mm512_load_ps(totals[r][t])));
+        }
+      } else {
+#pragma GCC unroll 6
+        for (int t = 0; t < T; ++t) {
+          _mm512_store_ps(totals[r][t], AddScaledPart(_mm512_load_ps(totals[r][t]), part[r][t],
+                                                      scale, kQ4Unscale));
+        }
       }
     }
   }
   for (int r = 0; r < R; ++r) {
-    for (int t = 0; t < T; ++t) out[t * ldo + r] = Avx512HorizontalSum(acc[r][t]);
+    for (int t = 0; t < T; ++t) {
+      out[t * ldo + r] = Avx512HorizontalSum(_mm512_load_ps(totals[r][t]));
+    }
   }
 }
 
-// Row r's k values as the bf16 weights the micro-kernel multiplies.
-void WidenRow(const uint8_t* row, int64_t k, uint16_t* out) {
+// Row r's k values as the bf16 weights the micro-kernel multiplies. While it reads, it
+// prefetches the same bytes of the row `ahead` (if any, a later strip's) into the L2: the token
+// groups that multiply this strip then hide the memory's latency for the next one, which the
+// widening otherwise waited on.
+void WidenRow(const uint8_t* row, int64_t k, const uint8_t* ahead, uint16_t* out) {
   const int64_t whole = k & ~int64_t{63};
   int64_t i = 0;
   for (; i < whole; i += 64) {
+    if (ahead != nullptr && i % 128 == 0) __builtin_prefetch(ahead + i / 2, 0, 2);
     const __m512i words = LoadUnitWords(row + i / 2);
     _mm512_storeu_si512(out + i, LowHalf(words));
     _mm512_storeu_si512(out + i + 32, HighHalf(words));
@@ -248,9 +264,12 @@ void Gemm(const uint16_t* x, int64_t ldx, int64_t n, int64_t k, const uint8_t* w
   }
   thread_local std::vector<uint16_t> widened;
   widened.resize(static_cast<size_t>(4 * k));
-  streaming::ForRowStrips(rows, [&]<int R>(int64_t r, int64_t /*next_row*/) {
-    for (int j = 0; j < R; ++j) WidenRow(w + (r + j) * ldw, k, widened.data() + j * k);
-    streaming::ForTokenGroups<3>(n, [&]<int T>(int64_t t) {
+  streaming::ForRowStrips(rows, [&]<int R>(int64_t r, int64_t next_row) {
+    for (int j = 0; j < R; ++j) {
+      WidenRow(w + (r + j) * ldw, k, next_row < 0 ? nullptr : w + (next_row + j) * ldw,
+               widened.data() + j * k);
+    }
+    streaming::ForTokenGroups<6>(n, [&]<int T>(int64_t t) {
       MicroKernel<R, T, kAsymmetric>(x + t * ldx, ldx, k, WidenedQ4{widened.data(), k}, groups, r,
                                      corrections, t, out + t * ldo + r, ldo, nullptr, ldw);
     });

@@ -160,6 +160,8 @@ const Q4Case kBatchCases[] = {
     {"tokens7_asym_offsets", 7, 256, 21, 128, 3, 32, true, false, DType::kF32, DType::kF32},
     {"tokens13_bf16", 13, 256, 12, 32, 0, 0, false, false, DType::kBF16, DType::kBF16},
     {"tokens5_asym_bf16", 5, 320, 9, 64, 0, 64, true, false, DType::kBF16, DType::kF32},
+    // Groups of 6, 6, 6, 4 and 1 tokens on a widened strip.
+    {"tokens23_asym_bf16", 23, 288, 10, 32, 1, 32, true, false, DType::kBF16, DType::kF32},
 };
 
 INSTANTIATE_TEST_SUITE_P(Cpu, Q4BatchInvarianceTest,
