@@ -134,10 +134,19 @@ void ComputeCorrections(const uint16_t* x, int64_t ldx, int64_t n, int64_t k,
 // packed weights and up to 2 tokens, whole 64-wide units inside a group take one load for both
 // halves; 3 tokens leave no registers for a unit's words, so there each chunk loads its unit.
 template <int R, int T, bool kAsymmetric, typename Weights>
-void MicroKernel(const uint16_t* x, int64_t ldx, int64_t k, const Weights& weights,
-                 const Q4Groups& groups, int64_t row, const Corrections& corrections, int64_t t0,
-                 float* out, int64_t ldo, const uint8_t* next, int64_t ldw) {
-  alignas(64) float totals[R][T][16] = {};
+__attribute__((noinline)) void MicroKernel(const uint16_t* x, int64_t ldx, int64_t k,
+                                           const Weights& weights, const Q4Groups& groups,
+                                           int64_t row, const Corrections& corrections, int64_t t0,
+                                           float* out, int64_t ldo, const uint8_t* next,
+                                           int64_t ldw, float* totals_scratch) {
+  // The totals, [R][T][16], in the caller's scratch: GCC splits a local array into copies that
+  // it moves through the stack at every fold.
+  const auto totals = reinterpret_cast<float(*)[T][16]>(totals_scratch);
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 6
+    for (int t = 0; t < T; ++t) _mm512_store_ps(totals[r][t], _mm512_setzero_ps());
+  }
   const float* scale_rows[R];
   const float* zero_rows[R];
   for (int r = 0; r < R; ++r) {
@@ -219,6 +228,9 @@ void MicroKernel(const uint16_t* x, int64_t ldx, int64_t k, const Weights& weigh
         }
       }
     }
+    // The totals stay in memory from fold to fold: without this barrier GCC keeps them in
+    // registers across the groups and spills the accumulators around every group's loop.
+    asm volatile("" ::: "memory");
   }
   for (int r = 0; r < R; ++r) {
     for (int t = 0; t < T; ++t) {
@@ -248,6 +260,7 @@ void Gemm(const uint16_t* x, int64_t ldx, int64_t n, int64_t k, const uint8_t* w
           int64_t rows, const Q4Groups& groups, float* out, int64_t ldo) {
   thread_local Corrections corrections;
   ComputeCorrections(x, ldx, n, k, groups, corrections);
+  alignas(64) float totals[4 * 6 * 16];
   if (n <= 3) {
     streaming::ForRowStrips(
         rows,
@@ -256,7 +269,7 @@ void Gemm(const uint16_t* x, int64_t ldx, int64_t n, int64_t k, const uint8_t* w
           streaming::ForTokenGroups<3>(n, [&]<int T>(int64_t t) {
             MicroKernel<R, T, kAsymmetric>(x + t * ldx, ldx, k, PackedQ4{w + r * ldw, ldw, k},
                                            groups, r, corrections, t, out + t * ldo + r, ldo, next,
-                                           ldw);
+                                           ldw, totals);
           });
         },
         streaming::StripsAheadForBytes(ldw, 8192));
@@ -271,7 +284,7 @@ void Gemm(const uint16_t* x, int64_t ldx, int64_t n, int64_t k, const uint8_t* w
     }
     streaming::ForTokenGroups<6>(n, [&]<int T>(int64_t t) {
       MicroKernel<R, T, kAsymmetric>(x + t * ldx, ldx, k, WidenedQ4{widened.data(), k}, groups, r,
-                                     corrections, t, out + t * ldo + r, ldo, nullptr, ldw);
+                                     corrections, t, out + t * ldo + r, ldo, nullptr, ldw, totals);
     });
   });
 }
