@@ -16,6 +16,7 @@ namespace {
 // [rows, dv] accumulators and the queries of 128 rows in a 512 KiB L2; the AMX path packs each
 // key block once for 256 rows (its buffers are bf16 and its tiles want row pairs of 16).
 constexpr int64_t kTableRows = 128;
+static_assert(kKeyBlock <= kQkMaxKeys, "a key block must fit one qk_bf16 call");
 constexpr int64_t kAmxRows = 256;
 
 // e^x for -87 <= x <= 0, to ~2 ulp: a degree-6 polynomial of 2^f on [-1/2, 1/2] scaled by 2^n.
@@ -88,11 +89,17 @@ void RunTile(const CpuContext& ctx, const Params& p, const Tile& t, int64_t kvh,
       pos += run;
     }
   };
+  // With the table's block product (AVX-512), the block's keys go in as one list of rows.
+  const bool block_qk = p.cache_bf16 && !xbf16 && kt.qk_bf16 != nullptr;
+  const uint16_t* keys[kKeyBlock];
   for (int64_t key0 = 0; key0 < end; key0 += kKeyBlock) {
     const int64_t nk = std::min(kKeyBlock, end - key0);
     for_runs(key0, nk, [&](int64_t pos, int64_t run, int64_t row) {
       float* dst = s.data() + (pos - key0);
-      if (xbf16) {
+      if (block_qk) {
+        const uint16_t* first = static_cast<const uint16_t*>(p.k) + row * dk;
+        for (int64_t i = 0; i < run; ++i) keys[pos - key0 + i] = first + i * ld_k;
+      } else if (xbf16) {
         kt.gemm_bf16_xbf16(qb.data(), dk, rows, dk, static_cast<const uint16_t*>(p.k) + row * dk,
                            ld_k, run, dst, kKeyBlock);
       } else if (p.cache_bf16) {
@@ -103,6 +110,7 @@ void RunTile(const CpuContext& ctx, const Params& p, const Tile& t, int64_t kvh,
                     dst, kKeyBlock);
       }
     });
+    if (block_qk) kt.qk_bf16(qf.data(), dk, rows, dk, keys, nk, s.data(), kKeyBlock);
     // Online softmax. A row sees positions <= its own; alpha < 0 marks a row this block lies
     // wholly past (its state is left as it is, so it does not matter that the block was visited).
     for (int64_t r = 0; r < rows; ++r) {

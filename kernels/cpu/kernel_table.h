@@ -58,6 +58,9 @@ inline int64_t AmxPackedXElements(int64_t n, int64_t k) {
          kAmxPackedTileElems;
 }
 
+// The most keys one qk_bf16 call takes (attention's key block).
+inline constexpr int64_t kQkMaxKeys = 64;
+
 struct KernelTable {
   // out[t * ldo + r] = sum_i x[t * ldx + i] * w[r * ldw + i] for t < n, r < rows, i < k,
   // accumulated in fp32 in a fixed order (independent of n: a token's result does not depend on
@@ -92,6 +95,13 @@ struct KernelTable {
                   int64_t ldv, int64_t dv, float* acc, int64_t ldacc);
   void (*pv_f32)(const float* p, int64_t ldp, int64_t rows, int64_t npos, const float* v,
                  int64_t ldv, int64_t dv, float* acc, int64_t ldacc);
+  // Attention's scores against one block of nk <= kQkMaxKeys keys (keys[j]: key j's dk bf16
+  // values), on AVX-512 (nullptr elsewhere: attention calls gemm_bf16):
+  //   s[r * lds + j] = sum_{d < dk} q[r * ldq + d] * key_j[d],  r < rows, j < nk,
+  // each one chain of fp32 FMAs in ascending d, so a score depends on its query and key only
+  // (not on the other rows, on nk, or on where the key sits in the block).
+  void (*qk_bf16)(const float* q, int64_t ldq, int64_t rows, int64_t dk,
+                  const uint16_t* const* keys, int64_t nk, float* s, int64_t lds) = nullptr;
   // As gemm_bf16 with bf16 activations (bf16 compute mode), on CPUs with a bf16 dot-product
   // instruction (AVX512_BF16); nullptr elsewhere. Products of bf16 values are exact in fp32,
   // so this computes the same sums as widening x first, in another order (and with the
@@ -138,8 +148,10 @@ struct KernelTable {
 };
 
 const KernelTable& ScalarKernels();
-const KernelTable& Avx2Kernels();        // REQUIRES: CpuSupports(CpuIsa::kAvx2)
-const KernelTable& Avx512Kernels();      // REQUIRES: CpuSupports(CpuIsa::kAvx512)
+const KernelTable& Avx2Kernels();    // REQUIRES: CpuSupports(CpuIsa::kAvx2)
+const KernelTable& Avx512Kernels();  // REQUIRES: CpuSupports(CpuIsa::kAvx512)
+// Sets the AVX-512 attention products (attention_avx512.cc) in a table built on Avx512Kernels.
+void AddAvx512AttentionKernels(KernelTable& table);
 const KernelTable& Avx512Bf16Kernels();  // REQUIRES: CpuSupports(CpuIsa::kAvx512Bf16)
 const KernelTable& AmxKernels();         // REQUIRES: CpuSupports(CpuIsa::kAmx)
 const KernelTable& KernelsFor(CpuIsa isa);

@@ -1,7 +1,8 @@
 // AVX-512F GEMM inner loops (the decode/streaming GEMM of cpu_linear.cc at 16 fp32 lanes). This
 // file alone is compiled with -mavx512f -mfma; nothing here runs unless
-// CpuSupports(CpuIsa::kAvx512). The other kernels of the table are the AVX2 ones: they are
-// memory-bound or small, and the GEMM is where batched decode spends its time.
+// CpuSupports(CpuIsa::kAvx512). Attention's products are in attention_avx512.cc; the other
+// kernels of the table are the AVX2 ones: they are memory-bound or small, and the GEMM is where
+// batched decode spends its time.
 //
 // Same structure as kernels_avx2.cc: weights widened from bf16 in registers, R weight rows x T
 // tokens per micro-kernel, every token accumulated in the same order whatever T is (so a
@@ -90,6 +91,7 @@ const KernelTable& Avx512Kernels() {
     t.gemm_f32 = GemmF32;
     t.gemm_f8 = GemmF8;
     t.gemm_q4 = GemmQ4;
+    AddAvx512AttentionKernels(t);
     return t;
   }();
   return table;

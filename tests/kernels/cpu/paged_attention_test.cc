@@ -213,6 +213,8 @@ const AttnCase kAttnCases[] = {
     // Cache blocks of 7 positions (runs cut inside tiles), dk 48 (a partial 32-value tile).
     {"odd_block_size_bf16", {{29, 131}}, 8, 2, 48, 48, 7, DType::kBF16, DType::kBF16},
     {"odd_block_size", {{29, 131}}, 8, 2, 48, 48, 7, DType::kF32, DType::kF32},
+    // Head dims off the 16-lane vectors (the AVX-512 products' partial columns and keys).
+    {"dims_off_vectors_bf16", {{21, 90}, {1, 37}}, 6, 2, 40, 24, 5, DType::kBF16, DType::kBF16},
 };
 
 INSTANTIATE_TEST_SUITE_P(Cpu, PagedAttentionTest,
@@ -271,6 +273,7 @@ const AttnCase kChunkingCases[] = {
     {"gqa8_f32", {{150, 150}}, 32, 4, 64, 64, 16, DType::kF32, DType::kF32},
     {"mla_576_512_bf16", {{100, 100}}, 16, 1, 576, 512, 16, DType::kBF16, DType::kBF16},
     {"gqa1_f32_into_bf16_cache", {{97, 97}}, 4, 4, 64, 64, 7, DType::kF32, DType::kBF16},
+    {"dims_off_vectors_bf16", {{90, 90}}, 6, 2, 40, 24, 5, DType::kBF16, DType::kBF16},
 };
 
 INSTANTIATE_TEST_SUITE_P(Cpu, PagedAttentionChunkingTest,

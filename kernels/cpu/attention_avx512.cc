@@ -1,0 +1,210 @@
+// Attention's two products on AVX-512F (the Avx512 table and those built on it): the scores of a
+// key block and the probability-weighted sum of values. This file alone is compiled with
+// -mavx512f -mfma; nothing here runs unless CpuSupports(CpuIsa::kAvx512).
+//
+// Scores. The streaming GEMM (gemm_bf16) computes a dot product in 16 lanes and then sums the
+// lanes, which for attention's short products (dk = 128: 8 steps, then a 16-lane sum for every
+// query x key) spent as much on the sums as on the products. Here the block's keys are first
+// transposed into fp32 columns (16 keys per vector, one vector per element of dk), and each
+// score is one chain of FMAs over d in ascending order, 16 keys at a time: no lane sums, and the
+// transposition is shared by every query row of the tile.
+//
+// Values. The same order as the AVX2 kernel (acc, then each position's product in ascending
+// order, one FMA each), so the same bits, at 64 columns x 4 rows per pass: 16 independent
+// chains rather than 4, which the FMA latency left idle.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <bit>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "kernels/cpu/kernel_table.h"
+
+namespace expertmesh::kernels::cpu {
+namespace {
+
+inline __m512 WidenBf16(const uint16_t* p) {
+  const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
+}
+inline __mmask16 FirstLanes(int64_t n) {
+  return n >= 16 ? __mmask16{0xffff} : static_cast<__mmask16>((1u << n) - 1);
+}
+// The first `lanes` (a FirstLanes mask) of 16 bf16 values, the rest zero, without reading past
+// them (AVX-512F has no masked 16-bit load).
+inline __m512 WidenBf16(const uint16_t* p, __mmask16 lanes) {
+  if (lanes == 0xffff) return WidenBf16(p);
+  uint16_t part[16] = {};
+  std::memcpy(part, p, sizeof(uint16_t) * std::popcount(static_cast<unsigned>(lanes)));
+  return WidenBf16(part);
+}
+
+// v[i] (row i of a 16 x 16 block) becomes column i: v[i][j] <- v[j][i].
+inline void Transpose16x16(__m512 (&v)[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 8; ++i) {  // pairs of rows interleaved within 128-bit lanes
+    t[2 * i] = _mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]);
+  }
+  // u[4 g + c]: in 128-bit lane L, element 4 L + c of rows 4 g .. 4 g + 3.
+  __m512 u[16];
+  for (int g = 0; g < 4; ++g) {
+    const __m512d a = _mm512_castps_pd(t[4 * g]), b = _mm512_castps_pd(t[4 * g + 1]);
+    const __m512d c = _mm512_castps_pd(t[4 * g + 2]), d = _mm512_castps_pd(t[4 * g + 3]);
+    u[4 * g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+    u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+    u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+    u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+  }
+  // A 4 x 4 transpose of 128-bit lanes among u[c], u[4 + c], u[8 + c], u[12 + c].
+  for (int c = 0; c < 4; ++c) {
+    const __m512 lo_ab = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x44);
+    const __m512 hi_ab = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xee);
+    const __m512 lo_cd = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x44);
+    const __m512 hi_cd = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xee);
+    v[c] = _mm512_shuffle_f32x4(lo_ab, lo_cd, 0x88);
+    v[4 + c] = _mm512_shuffle_f32x4(lo_ab, lo_cd, 0xdd);
+    v[8 + c] = _mm512_shuffle_f32x4(hi_ab, hi_cd, 0x88);
+    v[12 + c] = _mm512_shuffle_f32x4(hi_ab, hi_cd, 0xdd);
+  }
+}
+
+// The block's keys as fp32 columns: kt[d * kQkMaxKeys + j] = key j's element d, for the
+// ceil(nk / 16) vectors of 16 keys that hold keys (keys past nk are zero).
+void TransposeKeys(const uint16_t* const* keys, int64_t nk, int64_t dk, float* kt) {
+  for (int64_t j0 = 0; j0 < nk; j0 += 16) {
+    const int64_t count = std::min<int64_t>(16, nk - j0);
+    int64_t d0 = 0;
+    for (; d0 < dk; d0 += 16) {
+      const __mmask16 lanes = FirstLanes(dk - d0);
+      __m512 v[16];
+      for (int j = 0; j < 16; ++j) {
+        v[j] = j < count ? WidenBf16(keys[j0 + j] + d0, lanes) : _mm512_setzero_ps();
+      }
+      Transpose16x16(v);
+      const int64_t ds = std::min<int64_t>(16, dk - d0);
+      for (int64_t i = 0; i < ds; ++i) _mm512_storeu_ps(kt + (d0 + i) * kQkMaxKeys + j0, v[i]);
+    }
+  }
+}
+
+// R query rows x V vectors of 16 keys.
+template <int R, int V>
+void ScoreRows(const float* q, int64_t ldq, int64_t dk, const float* kt, int64_t nk, float* s,
+               int64_t lds) {
+  __m512 acc[R][V];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+    for (int v = 0; v < V; ++v) acc[r][v] = _mm512_setzero_ps();
+  }
+  for (int64_t d = 0; d < dk; ++d) {
+    __m512 kv[V];
+#pragma GCC unroll 4
+    for (int v = 0; v < V; ++v) kv[v] = _mm512_loadu_ps(kt + d * kQkMaxKeys + 16 * v);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const __m512 qv = _mm512_set1_ps(q[r * ldq + d]);
+#pragma GCC unroll 4
+      for (int v = 0; v < V; ++v) acc[r][v] = _mm512_fmadd_ps(qv, kv[v], acc[r][v]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+    for (int v = 0; v < V; ++v) {
+      _mm512_mask_storeu_ps(s + r * lds + 16 * v, FirstLanes(nk - 16 * v), acc[r][v]);
+    }
+  }
+}
+
+template <int V>
+void Scores(const float* q, int64_t ldq, int64_t rows, int64_t dk, const float* kt, int64_t nk,
+            float* s, int64_t lds) {
+  int64_t r = 0;
+  for (; r + 4 <= rows; r += 4) ScoreRows<4, V>(q + r * ldq, ldq, dk, kt, nk, s + r * lds, lds);
+  for (; r < rows; ++r) ScoreRows<1, V>(q + r * ldq, ldq, dk, kt, nk, s + r * lds, lds);
+}
+
+void QkBf16(const float* q, int64_t ldq, int64_t rows, int64_t dk, const uint16_t* const* keys,
+            int64_t nk, float* s, int64_t lds) {
+  thread_local std::vector<float> kt;
+  kt.resize(static_cast<size_t>(dk * kQkMaxKeys));
+  TransposeKeys(keys, nk, dk, kt.data());
+  switch ((nk + 15) / 16) {
+    case 1:
+      return Scores<1>(q, ldq, rows, dk, kt.data(), nk, s, lds);
+    case 2:
+      return Scores<2>(q, ldq, rows, dk, kt.data(), nk, s, lds);
+    case 3:
+      return Scores<3>(q, ldq, rows, dk, kt.data(), nk, s, lds);
+    default:
+      return Scores<4>(q, ldq, rows, dk, kt.data(), nk, s, lds);
+  }
+}
+
+// R rows x V vectors of 16 columns from column d0 (the last vector `last` lanes wide).
+template <int R, int V>
+void PvPass(const float* p, int64_t ldp, int64_t npos, const uint16_t* v, int64_t ldv, int64_t d0,
+            __mmask16 last, float* acc, int64_t ldacc) {
+  __m512 a[R][V];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+    for (int c = 0; c < V; ++c) {
+      a[r][c] = _mm512_maskz_loadu_ps(c == V - 1 ? last : __mmask16{0xffff},
+                                      acc + r * ldacc + d0 + 16 * c);
+    }
+  }
+  for (int64_t j = 0; j < npos; ++j) {
+    __m512 vv[V];
+#pragma GCC unroll 4
+    for (int c = 0; c < V; ++c) {
+      vv[c] = WidenBf16(v + j * ldv + d0 + 16 * c, c == V - 1 ? last : __mmask16{0xffff});
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const __m512 pv = _mm512_set1_ps(p[r * ldp + j]);
+#pragma GCC unroll 4
+      for (int c = 0; c < V; ++c) a[r][c] = _mm512_fmadd_ps(pv, vv[c], a[r][c]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+    for (int c = 0; c < V; ++c) {
+      _mm512_mask_storeu_ps(acc + r * ldacc + d0 + 16 * c, c == V - 1 ? last : __mmask16{0xffff},
+                            a[r][c]);
+    }
+  }
+}
+
+template <int R>
+void PvRows(const float* p, int64_t ldp, int64_t npos, const uint16_t* v, int64_t ldv, int64_t dv,
+            float* acc, int64_t ldacc) {
+  int64_t d = 0;
+  for (; d + 64 <= dv; d += 64) PvPass<R, 4>(p, ldp, npos, v, ldv, d, 0xffff, acc, ldacc);
+  for (; d < dv; d += 16) {
+    PvPass<R, 1>(p, ldp, npos, v, ldv, d, FirstLanes(dv - d), acc, ldacc);
+  }
+}
+
+void PvBf16(const float* p, int64_t ldp, int64_t rows, int64_t npos, const uint16_t* v, int64_t ldv,
+            int64_t dv, float* acc, int64_t ldacc) {
+  int64_t r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    PvRows<4>(p + r * ldp, ldp, npos, v, ldv, dv, acc + r * ldacc, ldacc);
+  }
+  for (; r < rows; ++r) PvRows<1>(p + r * ldp, ldp, npos, v, ldv, dv, acc + r * ldacc, ldacc);
+}
+
+}  // namespace
+
+void AddAvx512AttentionKernels(KernelTable& table) {
+  table.qk_bf16 = QkBf16;
+  table.pv_bf16 = PvBf16;
+}
+
+}  // namespace expertmesh::kernels::cpu
