@@ -51,14 +51,36 @@ void StoreScalar(Tensor& t, int64_t i, float v) {
   }
 }
 
+void LoadF32(const CpuContext& ctx, const Tensor& t, int64_t offset, int64_t count, float* dst) {
+  switch (t.dtype()) {
+    case DType::kF32:
+      std::memcpy(dst, t.data<float>() + offset, static_cast<size_t>(count) * sizeof(float));
+      return;
+    case DType::kBF16:
+      ctx.kernels->bf16_to_f32(t.data<uint16_t>() + offset, dst, count);
+      return;
+    default:
+      for (int64_t i = 0; i < count; ++i) dst[i] = LoadScalar(t, offset + i);
+  }
+}
+
 namespace {
 // Copies `count` elements at `offset` of an f32/bf16 tensor into dst as f32.
 void LoadRow(const CpuContext& ctx, const Tensor& t, int64_t offset, int64_t count, float* dst) {
-  if (t.dtype() == DType::kF32) {
-    std::memcpy(dst, t.data<float>() + offset, static_cast<size_t>(count) * sizeof(float));
-  } else {
-    ctx.kernels->bf16_to_f32(t.data<uint16_t>() + offset, dst, count);
+  LoadF32(ctx, t, offset, count, dst);
+}
+
+// sum h[i]^2 in double, in 8 interleaved partial sums (lane i % 8) added at the end: one chain
+// of dependent adds over the row (one per element) held the whole RMSNorm to the add latency.
+double SumOfSquares(const float* h, int64_t n) {
+  double lanes[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int l = 0; l < 8; ++l) lanes[l] += static_cast<double>(h[i + l]) * h[i + l];
   }
+  for (; i < n; ++i) lanes[i % 8] += static_cast<double>(h[i]) * h[i];
+  return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
+         ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
 }
 
 // fp32 -> the compute dtype and back: what storing an intermediate in that dtype does.
@@ -108,25 +130,29 @@ absl::Status CpuRmsNorm(const CpuContext& ctx, const Tensor& x, Tensor* residual
   const float* w = AsF32(ctx, weight, wscratch);
   ctx.pool->ParallelFor(rows, 4, [&](int64_t b, int64_t e) {
     std::vector<float> h(static_cast<size_t>(dim)), res(static_cast<size_t>(dim));
+    std::vector<uint16_t> bf16(static_cast<size_t>(dim));
+    // RoundTo(kBF16, .) over the row with the table's vector conversions (the same bits as the
+    // scalar one, which as a loop of its own took most of this op's time).
+    const auto round_to_bf16 = [&](float* v) {
+      ctx.kernels->f32_to_bf16(v, bf16.data(), dim);
+      ctx.kernels->bf16_to_f32(bf16.data(), v, dim);
+    };
     for (int64_t r = b; r < e; ++r) {
       const int64_t base = r * dim;
       LoadRow(ctx, x, base, dim, h.data());
       if (residual != nullptr) {
         // HF: hidden = residual + hidden, in the model dtype; the sum is the new residual.
         LoadRow(ctx, *residual, base, dim, res.data());
-        const DType rdt = residual->dtype();
-        for (int64_t i = 0; i < dim; ++i) h[i] = RoundTo(rdt, h[i] + res[i]);
+        for (int64_t i = 0; i < dim; ++i) h[i] += res[i];
+        if (residual->dtype() == DType::kBF16) round_to_bf16(h.data());
         StoreF32(ctx, h.data(), *residual, base, dim);
       }
-      double sum_sq = 0.0;
-      for (int64_t i = 0; i < dim; ++i) sum_sq += static_cast<double>(h[i]) * h[i];
+      const double sum_sq = SumOfSquares(h.data(), dim);
       const float variance = static_cast<float>(sum_sq / static_cast<double>(dim));
       const float inv_rms = 1.0f / std::sqrt(variance + eps);
-      if (cdt == DType::kF32) {
-        for (int64_t i = 0; i < dim; ++i) h[i] = w[i] * (h[i] * inv_rms);
-      } else {
-        for (int64_t i = 0; i < dim; ++i) h[i] = w[i] * RoundTo(cdt, h[i] * inv_rms);
-      }
+      for (int64_t i = 0; i < dim; ++i) h[i] *= inv_rms;
+      if (cdt == DType::kBF16) round_to_bf16(h.data());
+      for (int64_t i = 0; i < dim; ++i) h[i] *= w[i];
       StoreF32(ctx, h.data(), out, base, dim);
     }
   });

@@ -17,6 +17,8 @@ using kernels::Tensor;
 // Rows of an f32 or bf16 tensor as f32: the data itself for f32, else a converted copy in
 // `scratch`. `t` is viewed as [rows, cols] (its numel must be rows*cols).
 const float* AsF32(const CpuContext& ctx, const Tensor& t, std::vector<float>& scratch);
+// Reads `count` elements of `t` (f32, bf16 or f16) from element `offset` into dst as f32.
+void LoadF32(const CpuContext& ctx, const Tensor& t, int64_t offset, int64_t count, float* dst);
 // Writes `count` f32 values into `dst` (f32 or bf16) starting at element `offset`.
 void StoreF32(const CpuContext& ctx, const float* src, Tensor& dst, int64_t offset, int64_t count);
 // One element of an f32/bf16/f16 tensor as f32.

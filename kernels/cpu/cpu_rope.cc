@@ -8,15 +8,15 @@ namespace expertmesh::kernels::cpu {
 namespace {
 
 // Rotates the slice [offset, offset + r) of every head of token t.
-void RotateToken(const float* cs, const kernels::RopeParams& p, Tensor& x, int64_t t,
-                 std::vector<float>& slice, std::vector<float>& rotated) {
+void RotateToken(const CpuContext& ctx, const float* cs, const kernels::RopeParams& p, Tensor& x,
+                 int64_t t, std::vector<float>& slice, std::vector<float>& rotated) {
   const int64_t heads = x.dim(1), head_dim = x.dim(2);
   const int r = p.rotary_dim, half = r / 2;
   const float* cos = cs;
   const float* sin = cs + half;
   for (int64_t h = 0; h < heads; ++h) {
     const int64_t base = (t * heads + h) * head_dim + p.rotary_offset;
-    for (int i = 0; i < r; ++i) slice[i] = LoadScalar(x, base + i);
+    LoadF32(ctx, x, base, r, slice.data());
     switch (p.style) {
       case kernels::RopeStyle::kNeox:
       case kernels::RopeStyle::kDeinterleaveNeox: {
@@ -43,7 +43,7 @@ void RotateToken(const float* cs, const kernels::RopeParams& p, Tensor& x, int64
         }
         break;
     }
-    for (int i = 0; i < r; ++i) StoreScalar(x, base + i, rotated[i]);
+    StoreF32(ctx, rotated.data(), x, base, r);
   }
 }
 
@@ -63,8 +63,8 @@ absl::Status CpuRope(const CpuContext& ctx, const Tensor& cos_sin, const Tensor&
     std::vector<float> slice(params.rotary_dim), rotated(params.rotary_dim);
     for (int64_t t = b; t < e; ++t) {
       const float* cs = cos_sin.data<float>() + static_cast<int64_t>(pos[t]) * params.rotary_dim;
-      RotateToken(cs, params, q, t, slice, rotated);
-      if (k.defined()) RotateToken(cs, params, k, t, slice, rotated);
+      RotateToken(ctx, cs, params, q, t, slice, rotated);
+      if (k.defined()) RotateToken(ctx, cs, params, k, t, slice, rotated);
     }
   });
   return absl::OkStatus();
