@@ -579,8 +579,11 @@ int main(int argc, char** argv) {
     s.engine = *std::move(e);
     s.family = FamilyOf(dir, *s.engine);
     s.active = static_cast<double>(s.engine->model().active_weight_bytes_per_token());
-    std::printf("%s: kernel family %s, %d threads, weights %.1f MB\n", dir.c_str(),
-                s.family.c_str(), threads, s.engine->model().weight_bytes() / 1e6);
+    std::printf("%s: kernel family %s, %d threads, weights %.1f MB, prefetch into the %s\n",
+                dir.c_str(), s.family.c_str(), threads, s.engine->model().weight_bytes() / 1e6,
+                std::string(expertmesh::kernels::cpu::PrefetchLevelName(
+                                expertmesh::kernels::cpu::StreamingPrefetchLevel()))
+                    .c_str());
     subjects.push_back(std::move(s));
   }
   std::fflush(stdout);

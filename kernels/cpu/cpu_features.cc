@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 #include "common/logging.h"
@@ -102,6 +103,38 @@ bool CpuSupports(CpuIsa isa) {
              AmxPermitted();
   }
   return false;
+}
+
+namespace {
+bool CpuVendorIsAmd() {
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned eax, ebx, ecx, edx;
+  __asm__ volatile("cpuid" : "=a"(eax), "=b"(ebx), "=c"(ecx), "=d"(edx) : "a"(0), "c"(0));
+  // "AuthenticAMD" in EBX, EDX, ECX.
+  return ebx == 0x68747541u && edx == 0x69746e65u && ecx == 0x444d4163u;
+#else
+  return false;
+#endif
+}
+}  // namespace
+
+PrefetchLevel StreamingPrefetchLevel() {
+  static const PrefetchLevel level = [] {
+    if (const char* forced = std::getenv("EXPERTMESH_CPU_PREFETCH"); forced != nullptr) {
+      if (std::string_view(forced) == "l1") return PrefetchLevel::kL1;
+      if (std::string_view(forced) == "l2") return PrefetchLevel::kL2;
+      if (*forced != '\0') {
+        EM_LOG_WARN("cpu backend: EXPERTMESH_CPU_PREFETCH={} is neither l1 nor l2; ignored",
+                    forced);
+      }
+    }
+    return CpuVendorIsAmd() ? PrefetchLevel::kL2 : PrefetchLevel::kL1;
+  }();
+  return level;
+}
+
+std::string_view PrefetchLevelName(PrefetchLevel level) {
+  return level == PrefetchLevel::kL2 ? "l2" : "l1";
 }
 
 CpuIsa BestCpuIsa() {

@@ -44,6 +44,16 @@ bool CpuSupports(CpuIsa isa);
 // The best family this CPU runs.
 CpuIsa BestCpuIsa();
 
+// Where the streaming GEMMs' software prefetches put the lines of a later strip of weights.
+// On AMD the L2 (measured on Zen 4, one token through bench-1b, 2 threads, alternated: bf16
+// 23-27 -> 30 tok/s, fp8 37-40 -> 48-49, int4 65-67 -> 91-97: a prefetch into the L1 holds one
+// of its few miss buffers until the line arrives, and those cap one core's streaming rate);
+// elsewhere the L1, as tuned before (not yet measured against the L2 on Intel).
+// EXPERTMESH_CPU_PREFETCH=l1 or l2 overrides. Decided once per process.
+enum class PrefetchLevel { kL1, kL2 };
+PrefetchLevel StreamingPrefetchLevel();
+std::string_view PrefetchLevelName(PrefetchLevel level);
+
 }  // namespace expertmesh::kernels::cpu
 
 #endif  // EXPERTMESH_KERNELS_CPU_CPU_FEATURES_H_

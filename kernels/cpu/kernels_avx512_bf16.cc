@@ -134,7 +134,7 @@ __attribute__((noinline)) void MicroKernelFp8Bf16(
     for (; i + 32 <= segment_end; i += 32) {
       if (next != nullptr) {
 #pragma GCC unroll 4
-        for (int r = 0; r < R; ++r) __builtin_prefetch(next + r * ldw + i, 0, 3);
+        for (int r = 0; r < R; ++r) streaming::PrefetchLine(next + r * ldw + i);
       }
       __m512bh xv[T];
 #pragma GCC unroll 6

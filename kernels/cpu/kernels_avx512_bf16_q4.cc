@@ -188,7 +188,7 @@ __attribute__((noinline)) void MicroKernel(const uint16_t* x, int64_t ldx, int64
       for (; i % 64 == 0 && i + 64 <= std::min(end, whole); i += 64) {
         if (next != nullptr && i % 128 == 0) {
 #pragma GCC unroll 4
-          for (int r = 0; r < R; ++r) __builtin_prefetch(next + r * ldw + i / 2, 0, 3);
+          for (int r = 0; r < R; ++r) streaming::PrefetchLine(next + r * ldw + i / 2);
         }
         __m512i words[R];
 #pragma GCC unroll 4
@@ -204,7 +204,7 @@ __attribute__((noinline)) void MicroKernel(const uint16_t* x, int64_t ldx, int64
     }
     for (; i < end; i += kQ4Unit) {
       if (next != nullptr && i % 128 == 0) {
-        for (int r = 0; r < R; ++r) __builtin_prefetch(next + r * ldw + i / 2, 0, 3);
+        for (int r = 0; r < R; ++r) streaming::PrefetchLine(next + r * ldw + i / 2);
       }
 #pragma GCC unroll 4
       for (int r = 0; r < R; ++r) wv[r] = weights.Chunk(r, i);

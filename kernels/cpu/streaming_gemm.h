@@ -24,8 +24,9 @@
 // starts its lines are on the way. The hardware prefetcher alone falls short here: it follows
 // each row separately and restarts at every 4 KiB page, and a decode GEMM is nothing but short
 // rows read once (measured on Zen 5: a one-token GEMM with this prefetch reads ~15% closer to
-// the plain streaming-read bandwidth). Which strip, and which groups of tokens prefetch it: see
-// Gemm (the fp8 and q4 loops still prefetch the next strip from their first token group).
+// the plain streaming-read bandwidth). The lines go into the L1 or the L2 as
+// StreamingPrefetchLevel (cpu_features.h) says. Which strip, and which groups of tokens prefetch
+// it: see Gemm (the fp8 and q4 loops still prefetch the next strip from their first token group).
 #ifndef EXPERTMESH_KERNELS_CPU_STREAMING_GEMM_H_
 #define EXPERTMESH_KERNELS_CPU_STREAMING_GEMM_H_
 
@@ -35,10 +36,21 @@
 #include <limits>
 
 #include "common/dtype.h"
+#include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/kernel_table.h"
 #include "kernels/q4_layout.h"
 
 namespace expertmesh::kernels::cpu::streaming {
+
+// Prefetches the line at p for reading, into the level StreamingPrefetchLevel() chose.
+inline const bool kPrefetchIntoL2 = StreamingPrefetchLevel() == PrefetchLevel::kL2;
+inline void PrefetchLine(const void* p) {
+  if (kPrefetchIntoL2) {
+    __builtin_prefetch(p, 0, 2);
+  } else {
+    __builtin_prefetch(p, 0, 3);
+  }
+}
 
 inline float ToFloat(uint16_t bf16) { return Bf16ToFloat(bf16); }
 inline float ToFloat(float v) { return v; }
@@ -71,7 +83,7 @@ inline void MicroKernel(const X* x, int64_t ldx, int64_t k, const W* w, int64_t 
       countdown = prefetch.every;
       --prefetch.lines;
 #pragma GCC unroll 4
-      for (int r = 0; r < R; ++r) __builtin_prefetch(prefetch.at + r * ldw, 0, 3);
+      for (int r = 0; r < R; ++r) PrefetchLine(prefetch.at + r * ldw);
       prefetch.at += kLine;
     }
     // The T activation vectors first, then one weight row at a time: R x T accumulators, T
@@ -231,7 +243,7 @@ inline void MicroKernelFp8(const X* x, int64_t ldx, int64_t k, const uint8_t* w,
     for (; i + P::kStep <= segment_end; i += P::kStep) {
       if (next != nullptr) {
 #pragma GCC unroll 4
-        for (int r = 0; r < R; ++r) __builtin_prefetch(next + r * ldw + i, 0, 3);
+        for (int r = 0; r < R; ++r) PrefetchLine(next + r * ldw + i);
       }
       decltype(P::LoadW8(w)) wv[R];
 #pragma GCC unroll 4
@@ -305,7 +317,7 @@ inline void MicroKernelQ4(const X* x, int64_t ldx, int64_t k, const uint8_t* w, 
     for (; i < segment_end; i += kQ4Unit) {
       if (next != nullptr && i % 128 == 0) {
 #pragma GCC unroll 4
-        for (int r = 0; r < R; ++r) __builtin_prefetch(next + r * ldw + i / 2, 0, 3);
+        for (int r = 0; r < R; ++r) PrefetchLine(next + r * ldw + i / 2);
       }
       const Q4Position pos = Q4PositionOf(k, i);
 #pragma GCC unroll 4
