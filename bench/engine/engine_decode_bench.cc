@@ -77,17 +77,17 @@ using Clock = std::chrono::steady_clock;
 
 // Sum of n words with 256-bit loads and eight independent accumulators, so the loop is bound by
 // memory, not by the adds (a scalar loop can fall short of what the GEMMs' vector loads reach),
-// and a software prefetch 4 KiB ahead as the GEMMs do (measured: 2-9% above the hardware
-// prefetcher alone; without it the GEMMs outran their own "roof"), into the L1 or the L2
-// (kHint): Measure takes the better of the two, since the GEMMs prefetch into either
+// and a software prefetch ahead as the GEMMs do (measured: 2-9% above the hardware prefetcher
+// alone; without it the GEMMs outran their own "roof"), into the L1 or the L2 (kHint), 4 or 16
+// KiB ahead: Measure takes the best, since the GEMMs prefetch into either
 // (StreamingPrefetchLevel), and on Zen 4 the L2 read 10-30% faster. The n words are read as
 // kStreams interleaved sequential streams, 256 bytes of each in turn, as a decode GEMM's 4-row
 // strip reads four weight rows at once: more lines in flight than one stream keeps.
 constexpr int kStreams = 4;
 
-template <int kHint>
+template <int kHint, size_t kAheadBytes>
 __attribute__((target("avx2"))) uint64_t SumAvx2(const uint64_t* p, size_t n) {
-  constexpr size_t kPrefetchWords = 4096 / sizeof(uint64_t);
+  constexpr size_t kPrefetchWords = kAheadBytes / sizeof(uint64_t);
   __m256i acc[8];
   for (__m256i& a : acc) a = _mm256_setzero_si256();
   const size_t per_stream = n / kStreams / 32 * 32;
@@ -203,14 +203,26 @@ class ReadBandwidthProbe {
   double Measure(int passes) const {
     const bool avx2 = __builtin_cpu_supports("avx2");
     double best = 0;
-    // Each pass twice with AVX2: prefetching into the L1, then into the L2.
-    for (int rep = 0; rep < (avx2 ? 2 : 1) * passes; ++rep) {
+    // Each pass three times with AVX2: prefetching 4 KiB ahead into the L1, 4 and 16 KiB
+    // ahead into the L2 (the GEMMs' strips ahead reach 16 KiB: StripsAheadForBytes).
+    const int variants = avx2 ? 3 : 1;
+    for (int rep = 0; rep < variants * passes; ++rep) {
       std::vector<uint64_t> sums(threads_);
       const auto t0 = Clock::now();
       RunThreads([&](int t, const uint64_t* p, size_t n) {
-        sums[t] = !avx2          ? SumScalar(p, n)
-                  : rep % 2 == 0 ? SumAvx2<_MM_HINT_T0>(p, n)
-                                 : SumAvx2<_MM_HINT_T1>(p, n);
+        switch (avx2 ? rep % variants : -1) {
+          case 0:
+            sums[t] = SumAvx2<_MM_HINT_T0, 4096>(p, n);
+            break;
+          case 1:
+            sums[t] = SumAvx2<_MM_HINT_T1, 4096>(p, n);
+            break;
+          case 2:
+            sums[t] = SumAvx2<_MM_HINT_T1, 16384>(p, n);
+            break;
+          default:
+            sums[t] = SumScalar(p, n);
+        }
       });
       const double s = std::chrono::duration<double>(Clock::now() - t0).count();
       if (sums[0] == 42) std::puts("");  // keep the loads
@@ -655,7 +667,8 @@ int main(int argc, char** argv) {
                                  LastLevelCacheBytes());
   std::printf(
       "read bandwidth probe: %.1f GiB buffer (%.1fx the %.0f MiB last-level cache%s), %d "
-      "threads x %d interleaved streams, software prefetch, best of 3 passes per round\n",
+      "threads x %d interleaved streams, software prefetch (L1 4 KiB ahead, L2 4 and 16 KiB "
+      "ahead), best of 3 passes of each per round\n",
       probe.bytes() / double(1 << 30),
       probe.bytes() / double(std::max<uint64_t>(probe.llc_bytes(), 1)),
       probe.llc_bytes() / double(1 << 20),
@@ -700,7 +713,7 @@ int main(int argc, char** argv) {
   const double bw = Median(bandwidths);
   std::printf(
       "read bandwidth %.1f GB/s (%d threads, median of %d rounds, each the best of 3 "
-      "passes over %.1f GiB)\n",
+      "passes of each prefetch over %.1f GiB)\n",
       bw / 1e9, threads, kRounds, probe.bytes() / double(1 << 30));
   bool above_probe = false;
   for (const Subject& s : subjects) {
