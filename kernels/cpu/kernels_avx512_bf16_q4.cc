@@ -141,12 +141,36 @@ __attribute__((noinline)) void MicroKernel(const uint16_t* x, int64_t ldx, int64
                                            int64_t ldw, float* totals_scratch) {
   // The totals, [R][T][16], in the caller's scratch: GCC splits a local array into copies that
   // it moves through the stack at every fold.
+  // With packed weights (up to 3 tokens) they fit in registers beside the segment sums, which
+  // keeps the load and store of every fold off one token's path.
+  constexpr bool kInRegisters = std::is_same_v<Weights, PackedQ4>;
   const auto totals = reinterpret_cast<float(*)[T][16]>(totals_scratch);
+  __m512 acc[R][T];
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 6
-    for (int t = 0; t < T; ++t) _mm512_store_ps(totals[r][t], _mm512_setzero_ps());
+    for (int t = 0; t < T; ++t) {
+      if constexpr (kInRegisters) {
+        acc[r][t] = _mm512_setzero_ps();
+      } else {
+        _mm512_store_ps(totals[r][t], _mm512_setzero_ps());
+      }
+    }
   }
+  const auto total = [&](int r, int t) {
+    if constexpr (kInRegisters) {
+      return acc[r][t];
+    } else {
+      return _mm512_load_ps(totals[r][t]);
+    }
+  };
+  const auto set_total = [&](int r, int t, __m512 v) {
+    if constexpr (kInRegisters) {
+      acc[r][t] = v;
+    } else {
+      _mm512_store_ps(totals[r][t], v);
+    }
+  };
   const float* scale_rows[R];
   const float* zero_rows[R];
   for (int r = 0; r < R; ++r) {
@@ -216,26 +240,21 @@ __attribute__((noinline)) void MicroKernel(const uint16_t* x, int64_t ldx, int64
       if (std::fabs(scale * kQ4Unscale) <= std::numeric_limits<float>::max()) {
         const __m512 factor = _mm512_set1_ps(scale * kQ4Unscale);
 #pragma GCC unroll 6
-        for (int t = 0; t < T; ++t) {
-          _mm512_store_ps(totals[r][t],
-                          _mm512_fmadd_ps(part[r][t], factor, _mm512_load_ps(totals[r][t])));
-        }
+        for (int t = 0; t < T; ++t)
+          set_total(r, t, _mm512_fmadd_ps(part[r][t], factor, total(r, t)));
       } else {
 #pragma GCC unroll 6
         for (int t = 0; t < T; ++t) {
-          _mm512_store_ps(totals[r][t], AddScaledPart(_mm512_load_ps(totals[r][t]), part[r][t],
-                                                      scale, kQ4Unscale));
+          set_total(r, t, AddScaledPart(total(r, t), part[r][t], scale, kQ4Unscale));
         }
       }
     }
-    // The totals stay in memory from fold to fold: without this barrier GCC keeps them in
+    // Memory totals stay in memory from fold to fold: without this barrier GCC keeps them in
     // registers across the groups and spills the accumulators around every group's loop.
-    asm volatile("" ::: "memory");
+    if constexpr (!kInRegisters) asm volatile("" ::: "memory");
   }
   for (int r = 0; r < R; ++r) {
-    for (int t = 0; t < T; ++t) {
-      out[t * ldo + r] = Avx512HorizontalSum(_mm512_load_ps(totals[r][t]));
-    }
+    for (int t = 0; t < T; ++t) out[t * ldo + r] = Avx512HorizontalSum(total(r, t));
   }
 }
 
