@@ -78,14 +78,14 @@ using Clock = std::chrono::steady_clock;
 // Sum of n words with 256-bit loads and eight independent accumulators, so the loop is bound by
 // memory, not by the adds (a scalar loop can fall short of what the GEMMs' vector loads reach),
 // and a software prefetch ahead as the GEMMs do (measured: 2-9% above the hardware prefetcher
-// alone; without it the GEMMs outran their own "roof"), into the L1 or the L2 (kHint), 4 or 16
-// KiB ahead: Measure takes the best, since the GEMMs prefetch into either
+// alone; without it the GEMMs outran their own "roof"), into the L1 or the L2 (kLocality 3 or
+// 2), 4 or 16 KiB ahead: Measure takes the best, since the GEMMs prefetch into either
 // (StreamingPrefetchLevel), and on Zen 4 the L2 read 10-30% faster. The n words are read as
 // kStreams interleaved sequential streams, 256 bytes of each in turn, as a decode GEMM's 4-row
 // strip reads four weight rows at once: more lines in flight than one stream keeps.
 constexpr int kStreams = 4;
 
-template <int kHint, size_t kAheadBytes>
+template <int kLocality, size_t kAheadBytes>
 __attribute__((target("avx2"))) uint64_t SumAvx2(const uint64_t* p, size_t n) {
   constexpr size_t kPrefetchWords = kAheadBytes / sizeof(uint64_t);
   __m256i acc[8];
@@ -96,8 +96,7 @@ __attribute__((target("avx2"))) uint64_t SumAvx2(const uint64_t* p, size_t n) {
       const uint64_t* q = p + stream * per_stream + i;
       // 32 words are four cache lines; prefetching past the end is harmless (it never faults).
       for (int line = 0; line < 4; ++line) {
-        _mm_prefetch(reinterpret_cast<const char*>(q + kPrefetchWords + 8 * line),
-                     static_cast<_mm_hint>(kHint));
+        __builtin_prefetch(q + kPrefetchWords + 8 * line, 0, kLocality);
       }
       for (int j = 0; j < 8; ++j) {
         acc[j] = _mm256_add_epi64(acc[j],
@@ -212,13 +211,13 @@ class ReadBandwidthProbe {
       RunThreads([&](int t, const uint64_t* p, size_t n) {
         switch (avx2 ? rep % variants : -1) {
           case 0:
-            sums[t] = SumAvx2<_MM_HINT_T0, 4096>(p, n);
+            sums[t] = SumAvx2<3, 4096>(p, n);
             break;
           case 1:
-            sums[t] = SumAvx2<_MM_HINT_T1, 4096>(p, n);
+            sums[t] = SumAvx2<2, 4096>(p, n);
             break;
           case 2:
-            sums[t] = SumAvx2<_MM_HINT_T1, 16384>(p, n);
+            sums[t] = SumAvx2<2, 16384>(p, n);
             break;
           default:
             sums[t] = SumScalar(p, n);

@@ -73,10 +73,30 @@ inline void Transpose16x16(__m512 (&v)[16]) {
 
 // The block's keys as fp32 columns: kt[d * kQkMaxKeys + j] = key j's element d, for the
 // ceil(nk / 16) vectors of 16 keys that hold keys (keys past nk are zero).
+// Whole runs of 32 elements go as 16 pairs: each key's 32 bf16 values are one vector of 16
+// 32-bit pairs, transposed as fp32 lanes would be, and each transposed pair vector gives two
+// columns (the low halves shifted up, the high halves masked): half the shuffles per element of
+// widening first, which at decode (a tile of the group's few rows) cost about what the FMA
+// chains saved.
 void TransposeKeys(const uint16_t* const* keys, int64_t nk, int64_t dk, float* kt) {
   for (int64_t j0 = 0; j0 < nk; j0 += 16) {
     const int64_t count = std::min<int64_t>(16, nk - j0);
     int64_t d0 = 0;
+    for (; d0 + 32 <= dk; d0 += 32) {
+      __m512 v[16];
+      for (int j = 0; j < 16; ++j) {
+        v[j] = j < count ? _mm512_loadu_ps(keys[j0 + j] + d0) : _mm512_setzero_ps();
+      }
+      Transpose16x16(v);
+      for (int p = 0; p < 16; ++p) {
+        const __m512i pairs = _mm512_castps_si512(v[p]);
+        _mm512_storeu_ps(kt + (d0 + 2 * p) * kQkMaxKeys + j0,
+                         _mm512_castsi512_ps(_mm512_slli_epi32(pairs, 16)));
+        _mm512_storeu_ps(kt + (d0 + 2 * p + 1) * kQkMaxKeys + j0,
+                         _mm512_castsi512_ps(_mm512_and_si512(
+                             pairs, _mm512_set1_epi32(static_cast<int>(0xffff0000u)))));
+      }
+    }
     for (; d0 < dk; d0 += 16) {
       const __mmask16 lanes = FirstLanes(dk - d0);
       __m512 v[16];
@@ -86,6 +106,24 @@ void TransposeKeys(const uint16_t* const* keys, int64_t nk, int64_t dk, float* k
       Transpose16x16(v);
       const int64_t ds = std::min<int64_t>(16, dk - d0);
       for (int64_t i = 0; i < ds; ++i) _mm512_storeu_ps(kt + (d0 + i) * kQkMaxKeys + j0, v[i]);
+    }
+  }
+}
+
+// Both products' inner loop: acc[r][c] += a[r * lda + j] * b(j, c) for j < steps, each
+// accumulator one FMA chain in ascending j. R rows x V vectors of 16 columns in registers.
+template <int R, int V, typename Column>
+inline void BroadcastFmas(const float* a, int64_t lda, int64_t steps, const Column& b,
+                          __m512 (&acc)[R][V]) {
+  for (int64_t j = 0; j < steps; ++j) {
+    __m512 bv[V];
+#pragma GCC unroll 4
+    for (int c = 0; c < V; ++c) bv[c] = b(j, c);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const __m512 av = _mm512_set1_ps(a[r * lda + j]);
+#pragma GCC unroll 4
+      for (int c = 0; c < V; ++c) acc[r][c] = _mm512_fmadd_ps(av, bv[c], acc[r][c]);
     }
   }
 }
@@ -100,17 +138,9 @@ void ScoreRows(const float* q, int64_t ldq, int64_t dk, const float* kt, int64_t
 #pragma GCC unroll 4
     for (int v = 0; v < V; ++v) acc[r][v] = _mm512_setzero_ps();
   }
-  for (int64_t d = 0; d < dk; ++d) {
-    __m512 kv[V];
-#pragma GCC unroll 4
-    for (int v = 0; v < V; ++v) kv[v] = _mm512_loadu_ps(kt + d * kQkMaxKeys + 16 * v);
-#pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) {
-      const __m512 qv = _mm512_set1_ps(q[r * ldq + d]);
-#pragma GCC unroll 4
-      for (int v = 0; v < V; ++v) acc[r][v] = _mm512_fmadd_ps(qv, kv[v], acc[r][v]);
-    }
-  }
+  BroadcastFmas<R, V>(
+      q, ldq, dk, [&](int64_t d, int v) { return _mm512_loadu_ps(kt + d * kQkMaxKeys + 16 * v); },
+      acc);
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 4
@@ -158,19 +188,12 @@ void PvPass(const float* p, int64_t ldp, int64_t npos, const uint16_t* v, int64_
                                       acc + r * ldacc + d0 + 16 * c);
     }
   }
-  for (int64_t j = 0; j < npos; ++j) {
-    __m512 vv[V];
-#pragma GCC unroll 4
-    for (int c = 0; c < V; ++c) {
-      vv[c] = WidenBf16(v + j * ldv + d0 + 16 * c, c == V - 1 ? last : __mmask16{0xffff});
-    }
-#pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) {
-      const __m512 pv = _mm512_set1_ps(p[r * ldp + j]);
-#pragma GCC unroll 4
-      for (int c = 0; c < V; ++c) a[r][c] = _mm512_fmadd_ps(pv, vv[c], a[r][c]);
-    }
-  }
+  BroadcastFmas<R, V>(
+      p, ldp, npos,
+      [&](int64_t j, int c) {
+        return WidenBf16(v + j * ldv + d0 + 16 * c, c == V - 1 ? last : __mmask16{0xffff});
+      },
+      a);
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 4
