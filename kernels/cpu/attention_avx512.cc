@@ -20,25 +20,22 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu/avx512_sum.h"
 #include "kernels/cpu/kernel_table.h"
 
 namespace expertmesh::kernels::cpu {
 namespace {
 
-inline __m512 WidenBf16(const uint16_t* p) {
-  const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
-}
 inline __mmask16 FirstLanes(int64_t n) {
   return n >= 16 ? __mmask16{0xffff} : static_cast<__mmask16>((1u << n) - 1);
 }
 // The first `lanes` (a FirstLanes mask) of 16 bf16 values, the rest zero, without reading past
 // them (AVX-512F has no masked 16-bit load).
 inline __m512 WidenBf16(const uint16_t* p, __mmask16 lanes) {
-  if (lanes == 0xffff) return WidenBf16(p);
+  if (lanes == 0xffff) return LoadBf16AsF32(p);
   uint16_t part[16] = {};
   std::memcpy(part, p, sizeof(uint16_t) * std::popcount(static_cast<unsigned>(lanes)));
-  return WidenBf16(part);
+  return LoadBf16AsF32(part);
 }
 
 // v[i] (row i of a 16 x 16 block) becomes column i: v[i][j] <- v[j][i].

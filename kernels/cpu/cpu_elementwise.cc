@@ -65,11 +65,6 @@ void LoadF32(const CpuContext& ctx, const Tensor& t, int64_t offset, int64_t cou
 }
 
 namespace {
-// Copies `count` elements at `offset` of an f32/bf16 tensor into dst as f32.
-void LoadRow(const CpuContext& ctx, const Tensor& t, int64_t offset, int64_t count, float* dst) {
-  LoadF32(ctx, t, offset, count, dst);
-}
-
 // sum h[i]^2 in double, in 8 interleaved partial sums (lane i % 8) added at the end: one chain
 // of dependent adds over the row (one per element) held the whole RMSNorm to the add latency.
 double SumOfSquares(const float* h, int64_t n) {
@@ -139,10 +134,10 @@ absl::Status CpuRmsNorm(const CpuContext& ctx, const Tensor& x, Tensor* residual
     };
     for (int64_t r = b; r < e; ++r) {
       const int64_t base = r * dim;
-      LoadRow(ctx, x, base, dim, h.data());
+      LoadF32(ctx, x, base, dim, h.data());
       if (residual != nullptr) {
         // HF: hidden = residual + hidden, in the model dtype; the sum is the new residual.
-        LoadRow(ctx, *residual, base, dim, res.data());
+        LoadF32(ctx, *residual, base, dim, res.data());
         for (int64_t i = 0; i < dim; ++i) h[i] += res[i];
         if (residual->dtype() == DType::kBF16) round_to_bf16(h.data());
         StoreF32(ctx, h.data(), *residual, base, dim);
@@ -165,7 +160,7 @@ absl::Status CpuSiluMul(const CpuContext& ctx, const Tensor& gate_up, Tensor& ou
   ctx.pool->ParallelFor(n, 1, [&](int64_t b, int64_t e) {
     std::vector<float> row(static_cast<size_t>(2 * inter));
     for (int64_t t = b; t < e; ++t) {
-      LoadRow(ctx, gate_up, t * 2 * inter, 2 * inter, row.data());
+      LoadF32(ctx, gate_up, t * 2 * inter, 2 * inter, row.data());
       for (int64_t i = 0; i < inter; ++i) {
         const float g = row[i];
         // HF: act_fn(gate) is materialised in the model dtype before the multiply.

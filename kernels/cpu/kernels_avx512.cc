@@ -18,10 +18,7 @@
 namespace expertmesh::kernels::cpu {
 namespace {
 
-inline __m512 LoadW(const uint16_t* p) {
-  const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
-}
+inline __m512 LoadW(const uint16_t* p) { return LoadBf16AsF32(p); }
 inline __m512 LoadW(const float* p) { return _mm512_loadu_ps(p); }
 // 16 e4m3 values as fp32 times 2^-120 (the AVX2 file's LoadW8 explains the bit trick).
 inline __m512 LoadW8(const uint8_t* p) {

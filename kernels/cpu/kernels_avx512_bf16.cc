@@ -7,8 +7,6 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <cmath>
-#include <limits>
 #include <vector>
 
 #include "common/dtype.h"
@@ -148,22 +146,10 @@ __attribute__((noinline)) void MicroKernelFp8Bf16(
     }
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
-      const float scale = scale_rows[r][block];
-      const float folded = scale * kUnbias;
-      if (std::fabs(folded) <= std::numeric_limits<float>::max()) {
-        const __m512 factor = _mm512_set1_ps(folded);
-#pragma GCC unroll 6
-        for (int t = 0; t < T; ++t) {
-          _mm512_store_ps(totals[r][t],
-                          _mm512_fmadd_ps(part[r][t], factor, _mm512_load_ps(totals[r][t])));
-        }
-      } else {
-#pragma GCC unroll 6
-        for (int t = 0; t < T; ++t) {
-          _mm512_store_ps(totals[r][t],
-                          AddScaledPart(_mm512_load_ps(totals[r][t]), part[r][t], scale, kUnbias));
-        }
-      }
+      AddScaledParts(
+          part[r], scale_rows[r][block], kUnbias,
+          [&](int t) { return _mm512_load_ps(totals[r][t]); },
+          [&](int t, __m512 v) { _mm512_store_ps(totals[r][t], v); });
     }
     for (; i < segment_end; ++i) {
       for (int r = 0; r < R; ++r) {

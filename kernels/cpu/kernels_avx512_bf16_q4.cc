@@ -24,8 +24,6 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <cmath>
-#include <limits>
 #include <type_traits>
 #include <vector>
 
@@ -236,18 +234,9 @@ __attribute__((noinline)) void MicroKernel(const uint16_t* x, int64_t ldx, int64
     }
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
-      const float scale = scale_rows[r][group];
-      if (std::fabs(scale * kQ4Unscale) <= std::numeric_limits<float>::max()) {
-        const __m512 factor = _mm512_set1_ps(scale * kQ4Unscale);
-#pragma GCC unroll 6
-        for (int t = 0; t < T; ++t)
-          set_total(r, t, _mm512_fmadd_ps(part[r][t], factor, total(r, t)));
-      } else {
-#pragma GCC unroll 6
-        for (int t = 0; t < T; ++t) {
-          set_total(r, t, AddScaledPart(total(r, t), part[r][t], scale, kQ4Unscale));
-        }
-      }
+      AddScaledParts(
+          part[r], scale_rows[r][group], kQ4Unscale, [&](int t) { return total(r, t); },
+          [&](int t, __m512 v) { set_total(r, t, v); });
     }
     // Memory totals stay in memory from fold to fold: without this barrier GCC keeps them in
     // registers across the groups and spills the accumulators around every group's loop.
