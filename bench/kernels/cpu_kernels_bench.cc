@@ -188,7 +188,7 @@ void BM_LinearFp8Families(benchmark::State& state) {
   SetGflops(state, 2.0 * n * in * out);
 }
 BENCHMARK(BM_LinearFp8Families)
-    ->ArgsProduct({{1, 8, 32, 256},
+    ->ArgsProduct({{1, 4, 8, 16, 32, 256},
                    {static_cast<int>(CpuIsa::kAvx512Bf16), static_cast<int>(CpuIsa::kAmx)},
                    {0, 1}})
     ->Unit(benchmark::kMillisecond)
@@ -250,7 +250,7 @@ BENCHMARK(BM_LinearQ4Shapes)
     ->UseRealTime();
 
 BENCHMARK(BM_LinearQ4Families)
-    ->ArgsProduct({{1, 2, 3, 4, 32, 256},
+    ->ArgsProduct({{1, 2, 3, 4, 8, 16, 32, 256},
                    {static_cast<int>(CpuIsa::kAvx2), static_cast<int>(CpuIsa::kAvx512Bf16),
                     static_cast<int>(CpuIsa::kAmx)},
                    {0, 2}})

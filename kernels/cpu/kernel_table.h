@@ -121,6 +121,17 @@ struct KernelTable {
   void (*gemm_q4_xbf16)(const uint16_t* x, int64_t ldx, int64_t n, int64_t k, const uint8_t* w,
                         int64_t ldw, int64_t rows, const Q4Groups& groups, float* out,
                         int64_t ldo) = nullptr;
+  // Rows [0, rows) of an fp8 weight [rows, ldw] as the bf16 values amx_gemm_f8 multiplies
+  // (bf16(fp32(value x scale)), e4m3 subnormals as zero) into out [rows, k]; meanwhile the same
+  // bytes of the `rows` rows at `next` (nullptr: none) are prefetched. On AVX512_BF16 (nullptr
+  // elsewhere), for products with many tokens per weight: gemm_bf16_xbf16 then multiplies the
+  // widened rows (cpu_linear.cc).
+  void (*widen_f8_bf16)(const uint8_t* w, int64_t ldw, int64_t rows, int64_t k,
+                        const Fp8Scales& scales, const uint8_t* next, uint16_t* out) = nullptr;
+  // The same for a q4 weight (k a multiple of 32): bf16((q - zero) * scale), the values
+  // amx_gemm_q4 multiplies.
+  void (*widen_q4_bf16)(const uint8_t* w, int64_t ldw, int64_t rows, int64_t k,
+                        const Q4Groups& groups, const uint8_t* next, uint16_t* out) = nullptr;
   // The AMX family's bf16 x bf16 GEMM (nullptr elsewhere), in two steps so that activations
   // are packed once per product however many threads multiply them:
   //  - amx_pack_x: x [n, ldx] bf16 into `packed` (AmxPackedXElements(n, k) values, layout above).

@@ -13,6 +13,7 @@
 #include "kernels/cpu/avx512_sum.h"
 #include "kernels/cpu/kernel_table.h"
 #include "kernels/cpu/kernels_avx512_bf16_q4.h"
+#include "kernels/cpu/kernels_avx512_bf16_widen.h"
 #include "kernels/cpu/streaming_gemm.h"
 
 namespace expertmesh::kernels::cpu {
@@ -237,6 +238,8 @@ const KernelTable& Avx512Bf16Kernels() {
     t.gemm_bf16_xbf16 = GemmBf16XBf16;
     t.gemm_f8_xbf16 = GemmF8XBf16;
     t.gemm_q4_xbf16 = GemmQ4XBf16;
+    t.widen_f8_bf16 = WidenF8Bf16;
+    t.widen_q4_bf16 = WidenQ4Bf16;
     return t;
   }();
   return table;

@@ -202,44 +202,6 @@ TEST(AmxGroupedLinear, UnevenExpertCountsIncludingZero) {
   }
 }
 
-// fp8 e4m3 weights [m, k] with a 128 x 128 scale grid, cut at (row_offset, col_offset) of their
-// checkpoint tensor. Normal e4m3 values of magnitude below 4 (exponent field 1..8): the AMX path
-// reads e4m3 subnormals as zero (kernel_table.h), and checkpoints hold about 1 in 10^4 of them.
-Tensor Fp8Weight(int64_t m, int64_t k, int64_t row_offset, int64_t col_offset, std::mt19937& rng) {
-  Tensor w = *Tensor::Empty(DType::kF8E4M3, {m, k});
-  std::uniform_int_distribution<int> exponent(1, 8), mantissa(0, 7), sign(0, 1);
-  for (int64_t i = 0; i < w.numel(); ++i) {
-    w.data<uint8_t>()[i] =
-        static_cast<uint8_t>((sign(rng) << 7) | (exponent(rng) << 3) | mantissa(rng));
-  }
-  auto grid = std::make_shared<Tensor>(
-      *Tensor::Empty(DType::kF32, {(row_offset + m + 127) / 128, (col_offset + k + 127) / 128}));
-  std::uniform_real_distribution<float> scale(0.02f, 0.1f);
-  for (int64_t i = 0; i < grid->numel(); ++i) grid->data<float>()[i] = scale(rng);
-  return *w.WithBlockScales({.scales = grid,
-                             .block_rows = 128,
-                             .block_cols = 128,
-                             .row_offset = row_offset,
-                             .col_offset = col_offset});
-}
-
-// The weights the AMX fp8 kernel multiplies, as an fp32 tensor for Multiply: each weight its e4m3
-// value times its block scale, rounded to bf16 (kernel_table.h, amx_gemm_f8).
-Tensor Dequantized(const Tensor& w) {
-  const kernels::BlockScales& s = *w.block_scales();
-  const int64_t rows = w.dim(0), cols = w.dim(1), ld = s.scales->dim(1);
-  Tensor out = *Tensor::Empty(DType::kF32, {rows, cols});
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t i = 0; i < cols; ++i) {
-      const float scale = s.scales->data<float>()[((r + s.row_offset) / s.block_rows) * ld +
-                                                  (i + s.col_offset) / s.block_cols];
-      out.data<float>()[r * cols + i] =
-          Bf16ToFloat(FloatToBf16(F8E4M3ToFloat(w.data<uint8_t>()[r * cols + i]) * scale));
-    }
-  }
-  return out;
-}
-
 struct AmxFp8Case {
   std::string name;
   int64_t n, k, m, row_offset, col_offset;
@@ -260,7 +222,7 @@ TEST_P(AmxFp8LinearTest, MatchesTheDequantizedReference) {
   SKIP_WITHOUT_AMX();
   const AmxFp8Case& c = GetParam();
   std::mt19937 rng(static_cast<unsigned>(5 + c.n * 31 + c.k));
-  const Tensor w = Fp8Weight(c.m, c.k, c.row_offset, c.col_offset, rng);
+  const Tensor w = Fp8BlockWeight(c.m, c.k, c.row_offset, c.col_offset, rng);
   const Tensor x = RandomTensor(DType::kBF16, {c.n, c.k}, rng);
   auto amx = MakeBackend(CpuIsa::kAmx);
   ASSERT_NE(amx, nullptr);
@@ -268,7 +230,7 @@ TEST_P(AmxFp8LinearTest, MatchesTheDequantizedReference) {
   const absl::Status s = amx->Linear(x, w, Tensor(), out.tensor());
   ASSERT_TRUE(s.ok()) << s;
   EXPECT_TRUE(out.GuardsIntact());
-  Reference ref = Multiply(x, Dequantized(w), 0, c.n);
+  Reference ref = Multiply(x, Fp8AsBf16Weight(w), 0, c.n);
   for (double& b : ref.bound) b *= static_cast<double>(c.k + 2) / std::max<int64_t>(c.k - 1, 1);
   EXPECT_TRUE(WithinBound(out.tensor(), ref));
   // A token's output does not depend on its batch.
@@ -381,7 +343,7 @@ TEST(AmxDefaultThreshold, FewTokensOnTheStreamingKernelTheRestOnTiles) {
   const int64_t k = 300, m = 70;
   std::mt19937 rng(8);
   const Tensor weights[] = {RandomTensor(DType::kBF16, {m, k}, rng, -0.5f, 0.5f),
-                            Fp8Weight(m, k, 0, 0, rng)};
+                            Fp8BlockWeight(m, k, 0, 0, rng)};
   for (const Tensor& w : weights) {
     for (int64_t n : {1, 3, 4, 9}) {
       const Tensor x = RandomTensor(DType::kBF16, {n, k}, rng);

@@ -75,10 +75,14 @@ std::vector<double> Dequantized(const Tensor& w) {
 // Weights are below 4 * scale_hi here: fp32 sums of `in` such terms. The AMX family rounds each
 // weight w x s to bf16 (kernel_table.h, amx_gemm_f8), a relative 2^-9 per weight: sums of `in`
 // terms of random sign stay within 2^-9 * 4 * scale_hi * sqrt(in) (many standard deviations).
+// So does AVX512_BF16 from kDefaultFp8WidenMinTokens tokens per weight on (widen_f8_bf16,
+// cpu_linear.cc; grouped cases, n = 0 here, have experts on both sides of it).
 Tolerance Fp8Tolerance(const Fp8Case& c, CpuIsa isa) {
   const double bound = 4 * c.scale_hi;
   const double atol = 2e-6 * bound * std::sqrt(double(c.in));
-  if (isa == CpuIsa::kAmx && c.x_dtype == DType::kBF16) {
+  const bool widened =
+      isa == CpuIsa::kAvx512Bf16 && (c.n == 0 || c.n >= kernels::cpu::kDefaultFp8WidenMinTokens);
+  if ((isa == CpuIsa::kAmx || widened) && c.x_dtype == DType::kBF16) {
     // The cosine of bf16 weights (ToleranceFor's bf16 one).
     Tolerance tol = ToleranceFor(c.out_dtype, atol + 0x1p-9 * bound * std::sqrt(double(c.in)));
     tol.min_cosine = std::min(tol.min_cosine, 0.9999);
@@ -133,6 +137,11 @@ const Fp8Case kCases[] = {
     {"huge_scales_bf16", 3, 256, 12, 128, 128, 0, 0, DType::kBF16, DType::kF32, 300.0f, 900.0f},
     {"odd_offsets_bf16", 5, 300, 11, 128, 128, 5, 77, DType::kBF16, DType::kF32},
     {"tail_past_widened_bf16", 7, 301, 9, 128, 128, 0, 124, DType::kBF16, DType::kF32},
+    // Widened to bf16 on AVX512_BF16 (12 tokens and more): offsets, partial blocks, scales too
+    // large to fold with 2^120, rows in several widened chunks.
+    {"tokens12_widened_offsets_bf16", 12, 300, 37, 128, 128, 5, 77, DType::kBF16, DType::kF32},
+    {"tokens30_widened_huge_scales_bf16", 30, 256, 70, 128, 128, 96, 64, DType::kBF16, DType::kF32,
+     300.0f, 900.0f},
     {"blas64_offsets", 64, 256, 130, 128, 128, 64, 32, DType::kF32, DType::kF32},
     {"blas70_bf16", 70, 300, 50, 128, 128, 0, 0, DType::kBF16, DType::kBF16},
 };

@@ -102,6 +102,47 @@ inline std::vector<double> LinearReference(const Tensor& x, const std::vector<do
   return ref;
 }
 
+// fp8 e4m3 weights [m, k] with a 128 x 128 scale grid, cut at (row_offset, col_offset) of their
+// checkpoint tensor. Normal e4m3 values of magnitude below 4 (exponent field 1..8): the
+// AVX512_BF16 and AMX paths read e4m3 subnormals as zero (kernel_table.h), and checkpoints hold
+// about 1 in 10^4 of them.
+inline Tensor Fp8BlockWeight(int64_t m, int64_t k, int64_t row_offset, int64_t col_offset,
+                             std::mt19937& rng, float scale_lo = 0.02f, float scale_hi = 0.1f) {
+  Tensor w = *Tensor::Empty(DType::kF8E4M3, {m, k});
+  std::uniform_int_distribution<int> exponent(1, 8), mantissa(0, 7), sign(0, 1);
+  for (int64_t i = 0; i < w.numel(); ++i) {
+    w.data<uint8_t>()[i] =
+        static_cast<uint8_t>((sign(rng) << 7) | (exponent(rng) << 3) | mantissa(rng));
+  }
+  auto grid = std::make_shared<Tensor>(
+      *Tensor::Empty(DType::kF32, {(row_offset + m + 127) / 128, (col_offset + k + 127) / 128}));
+  std::uniform_real_distribution<float> scale(scale_lo, scale_hi);
+  for (int64_t i = 0; i < grid->numel(); ++i) grid->data<float>()[i] = scale(rng);
+  return *w.WithBlockScales({.scales = grid,
+                             .block_rows = 128,
+                             .block_cols = 128,
+                             .row_offset = row_offset,
+                             .col_offset = col_offset});
+}
+
+// The bf16 weights the AMX tiles (amx_gemm_f8) and the AVX512_BF16 widening (widen_f8_bf16)
+// multiply for an fp8 weight with normal values: each its e4m3 value times its block scale,
+// rounded to fp32 and then to bf16.
+inline Tensor Fp8AsBf16Weight(const Tensor& w) {
+  const kernels::BlockScales& s = *w.block_scales();
+  const int64_t rows = w.dim(0), cols = w.dim(1), ld = s.scales->dim(1);
+  Tensor out = *Tensor::Empty(DType::kBF16, {rows, cols});
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < cols; ++i) {
+      const float scale = s.scales->data<float>()[((r + s.row_offset) / s.block_rows) * ld +
+                                                  (i + s.col_offset) / s.block_cols];
+      out.data<uint16_t>()[r * cols + i] =
+          FloatToBf16(F8E4M3ToFloat(w.data<uint8_t>()[r * cols + i]) * scale);
+    }
+  }
+  return out;
+}
+
 // The rounding a stored output of `dtype` has: the tolerance floor for comparisons.
 inline Tolerance ToleranceFor(DType dtype, double fp32_tol = 1e-5) {
   if (dtype == DType::kBF16) return {.atol = 1e-2, .rtol = 1e-2, .min_cosine = 0.9999};
