@@ -3,6 +3,9 @@
 #ifndef EXPERTMESH_TESTS_KERNELS_CPU_KERNEL_TEST_UTIL_H_
 #define EXPERTMESH_TESTS_KERNELS_CPU_KERNEL_TEST_UTIL_H_
 
+#include <algorithm>
+#include <cmath>
+#include <iterator>
 #include <memory>
 #include <random>
 #include <string>
@@ -141,6 +144,53 @@ inline Tensor Fp8AsBf16Weight(const Tensor& w) {
     }
   }
   return out;
+}
+
+// Identity activations read a product's weights back exactly (each output is one product with
+// 1.0 plus exact zeros). Through `backend`, every e4m3 byte but the two NaN patterns, under
+// scales that are ordinary, negative, too large to fold with 2^120 (two-step widening) and small
+// enough that products fall below fp32's normal range (flushed to zero), must come out as
+// bf16(fp32(value x scale)) with e4m3 subnormals as zero: what the AMX tiles and the AVX512_BF16
+// widening multiply. Column blocks of 64 and 128 values, rows straddling a scale-row boundary.
+// Names the first mismatches.
+inline void ExpectEveryFp8ByteWidenedToBf16(CpuBackend& backend) {
+  const int64_t m = 160, k = 320, row_offset = 64, col_offset = 64;
+  Tensor w = *Tensor::Empty(DType::kF8E4M3, {m, k});
+  for (int64_t r = 0; r < m; ++r) {
+    for (int64_t i = 0; i < k; ++i) {
+      const auto byte = static_cast<uint8_t>((r * 37 + i) & 0xff);
+      w.data<uint8_t>()[r * k + i] = (byte & 0x7f) == 0x7f ? 0 : byte;
+    }
+  }
+  auto grid = std::make_shared<Tensor>(*Tensor::Empty(DType::kF32, {2, 3}));
+  const float scales[] = {0.05f, -0.07f, 1e35f, 1e-37f, 3.5f, 0.0123f};
+  std::copy(std::begin(scales), std::end(scales), grid->data<float>());
+  w = *w.WithBlockScales({.scales = grid,
+                          .block_rows = 128,
+                          .block_cols = 128,
+                          .row_offset = row_offset,
+                          .col_offset = col_offset});
+  Tensor x = *Tensor::Zeros(DType::kBF16, {k, k});
+  for (int64_t i = 0; i < k; ++i) x.data<uint16_t>()[i * k + i] = FloatToBf16(1.0f);
+  Tensor out = *Tensor::Empty(DType::kF32, {k, m});
+  ASSERT_TRUE(backend.Linear(x, w, Tensor(), out).ok());
+  int64_t mismatches = 0;
+  for (int64_t r = 0; r < m; ++r) {
+    for (int64_t i = 0; i < k; ++i) {
+      const uint8_t byte = w.data<uint8_t>()[r * k + i];
+      const float scale = scales[((r + row_offset) / 128) * 3 + (i + col_offset) / 128];
+      const float product = (byte & 0x78) == 0 ? 0.0f : F8E4M3ToFloat(byte) * scale;
+      const float expected =
+          std::fpclassify(product) == FP_SUBNORMAL ? 0.0f : Bf16ToFloat(FloatToBf16(product));
+      const float got = out.data<float>()[i * m + r];
+      if (got != expected && ++mismatches <= 10) {
+        ADD_FAILURE() << "row " << r << ", column " << i << ", byte 0x" << std::hex << int{byte}
+                      << std::dec << ", scale " << scale << ": " << got << ", expected "
+                      << expected;
+      }
+    }
+  }
+  EXPECT_EQ(mismatches, 0);
 }
 
 // The rounding a stored output of `dtype` has: the tolerance floor for comparisons.

@@ -91,49 +91,12 @@ Tensor Identity(int64_t k) {
   return x;
 }
 
-// Every e4m3 byte but the two NaN patterns, under scales that are ordinary, negative, too large
-// to fold with 2^120 (two-step widening) and small enough that products fall below fp32's
-// normal range (flushed to zero), comes out as bf16(fp32(value x scale)), e4m3 subnormals as
-// zero; rows straddle a scale-row boundary and columns start mid-block.
+// 320 tokens: the widened path (ExpectEveryFp8ByteWidenedToBf16).
 TEST(WidenedFp8, EveryByteUnderEveryKindOfScaleIsExact) {
   SKIP_WITHOUT_AVX512_BF16();
-  const int64_t m = 160, k = 320, row_offset = 64, col_offset = 64;
-  Tensor w = *Tensor::Empty(DType::kF8E4M3, {m, k});
-  for (int64_t r = 0; r < m; ++r) {
-    for (int64_t i = 0; i < k; ++i) {
-      const auto byte = static_cast<uint8_t>((r * 37 + i) & 0xff);
-      w.data<uint8_t>()[r * k + i] = (byte & 0x7f) == 0x7f ? 0 : byte;
-    }
-  }
-  auto grid = std::make_shared<Tensor>(*Tensor::Empty(DType::kF32, {2, 3}));
-  const float scales[] = {0.05f, -0.07f, 1e35f, 1e-37f, 3.5f, 0.0123f};
-  std::copy(std::begin(scales), std::end(scales), grid->data<float>());
-  w = *w.WithBlockScales({.scales = grid,
-                          .block_rows = 128,
-                          .block_cols = 128,
-                          .row_offset = row_offset,
-                          .col_offset = col_offset});
   auto backend = MakeBackend(/*batch_invariant=*/false);
   ASSERT_NE(backend, nullptr);
-  Tensor out = *Tensor::Empty(DType::kF32, {k, m});
-  ASSERT_TRUE(backend->Linear(Identity(k), w, Tensor(), out).ok());
-  int64_t mismatches = 0;
-  for (int64_t r = 0; r < m; ++r) {
-    for (int64_t i = 0; i < k; ++i) {
-      const uint8_t byte = w.data<uint8_t>()[r * k + i];
-      const float scale = scales[((r + row_offset) / 128) * 3 + (i + col_offset) / 128];
-      const float product = (byte & 0x78) == 0 ? 0.0f : F8E4M3ToFloat(byte) * scale;
-      const float expected =
-          std::fpclassify(product) == FP_SUBNORMAL ? 0.0f : Bf16ToFloat(FloatToBf16(product));
-      const float got = out.data<float>()[i * m + r];
-      if (got != expected && ++mismatches <= 10) {
-        ADD_FAILURE() << "row " << r << ", column " << i << ", byte 0x" << std::hex << int{byte}
-                      << std::dec << ", scale " << scale << ": " << got << ", expected "
-                      << expected;
-      }
-    }
-  }
-  EXPECT_EQ(mismatches, 0);
+  ExpectEveryFp8ByteWidenedToBf16(*backend);
 }
 
 // Every q4 value of every group, symmetric (zero 8) and asymmetric, with groups of 32 and 128 and
@@ -165,6 +128,20 @@ TEST(WidenedQ4, EveryValueOfEveryGroupIsExact) {
   }
 }
 
+// A default AVX512_BF16 backend (widening from the default thresholds) and a batch-invariant one
+// (never widening).
+class WidenedTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SKIP_WITHOUT_AVX512_BF16();
+    fast_ = MakeBackend(/*batch_invariant=*/false);
+    invariant_ = MakeBackend(/*batch_invariant=*/true);
+    ASSERT_NE(fast_, nullptr);
+    ASSERT_NE(invariant_, nullptr);
+  }
+  std::unique_ptr<CpuBackend> fast_, invariant_;
+};
+
 // One product on the default backend against the bf16 weight `widened` on a batch-invariant one.
 void ExpectSameBitsAsBf16(CpuBackend& fast, CpuBackend& invariant, const Tensor& x, const Tensor& w,
                           const Tensor& widened, const std::string& what) {
@@ -178,12 +155,7 @@ void ExpectSameBitsAsBf16(CpuBackend& fast, CpuBackend& invariant, const Tensor&
 
 // Token counts at the threshold and past a token block (96), row counts that cut the widened
 // chunks (32 rows at k <= 4096), k with partial scale blocks and column offsets.
-TEST(WidenedLinear, SameBitsAsTheBf16KernelOnTheWidenedWeights) {
-  SKIP_WITHOUT_AVX512_BF16();
-  auto fast = MakeBackend(/*batch_invariant=*/false);
-  auto invariant = MakeBackend(/*batch_invariant=*/true);
-  ASSERT_NE(fast, nullptr);
-  ASSERT_NE(invariant, nullptr);
+TEST_F(WidenedTest, LinearHasTheBf16KernelsBitsOnTheWidenedWeights) {
   std::mt19937 rng(31);
   struct Shape {
     int64_t n, k, m, row_offset, col_offset;
@@ -192,24 +164,19 @@ TEST(WidenedLinear, SameBitsAsTheBf16KernelOnTheWidenedWeights) {
                          Shape{100, 256, 70, 96, 64}, Shape{13, 2100, 9, 0, 0}}) {
     const Tensor w = Fp8BlockWeight(s.m, s.k, s.row_offset, s.col_offset, rng);
     const Tensor x = RandomTensor(DType::kBF16, {s.n, s.k}, rng);
-    ExpectSameBitsAsBf16(*fast, *invariant, x, w, Fp8AsBf16Weight(w), "fp8");
+    ExpectSameBitsAsBf16(*fast_, *invariant_, x, w, Fp8AsBf16Weight(w), "fp8");
   }
   for (const Shape& s : {Shape{kDefaultQ4WidenMinTokens, 320, 37, 0, 0}, Shape{100, 256, 70, 0, 0},
                          Shape{9, 2080, 11, 0, 0}}) {
     const Tensor w = Q4GroupWeight(s.m, s.k, 32, s.n == 100, rng);
     const Tensor x = RandomTensor(DType::kBF16, {s.n, s.k}, rng);
-    ExpectSameBitsAsBf16(*fast, *invariant, x, w, Q4AsBf16Weight(w), "q4");
+    ExpectSameBitsAsBf16(*fast_, *invariant_, x, w, Q4AsBf16Weight(w), "q4");
   }
 }
 
 // Below the thresholds nothing changes: the exact kernels' bits, as a batch-invariant backend
 // gives them.
-TEST(WidenedLinear, BelowTheThresholdTheExactKernels) {
-  SKIP_WITHOUT_AVX512_BF16();
-  auto fast = MakeBackend(/*batch_invariant=*/false);
-  auto invariant = MakeBackend(/*batch_invariant=*/true);
-  ASSERT_NE(fast, nullptr);
-  ASSERT_NE(invariant, nullptr);
+TEST_F(WidenedTest, LinearBelowTheThresholdHasTheExactKernelsBits) {
   std::mt19937 rng(32);
   const Tensor weights[] = {Fp8BlockWeight(40, 300, 0, 0, rng),
                             Q4GroupWeight(40, 320, 128, true, rng)};
@@ -220,8 +187,8 @@ TEST(WidenedLinear, BelowTheThresholdTheExactKernels) {
       const Tensor x = RandomTensor(DType::kBF16, {n, w.dim(1)}, rng);
       Tensor got = *Tensor::Empty(DType::kF32, {n, w.dim(0)});
       Tensor want = *Tensor::Empty(DType::kF32, {n, w.dim(0)});
-      ASSERT_TRUE(fast->Linear(x, w, Tensor(), got).ok());
-      ASSERT_TRUE(invariant->Linear(x, w, Tensor(), want).ok());
+      ASSERT_TRUE(fast_->Linear(x, w, Tensor(), got).ok());
+      ASSERT_TRUE(invariant_->Linear(x, w, Tensor(), want).ok());
       EXPECT_TRUE(TensorsEqual(got, want)) << DTypeName(w.dtype()) << ", n = " << n;
     }
   }
@@ -229,12 +196,7 @@ TEST(WidenedLinear, BelowTheThresholdTheExactKernels) {
 
 // A grouped linear whose experts see 0, 2, the threshold and 40 tokens: each expert's rows are
 // its own product's bits, widened or exact by its own count.
-TEST(WidenedGroupedLinear, EachExpertByItsOwnTokenCount) {
-  SKIP_WITHOUT_AVX512_BF16();
-  auto fast = MakeBackend(/*batch_invariant=*/false);
-  auto invariant = MakeBackend(/*batch_invariant=*/true);
-  ASSERT_NE(fast, nullptr);
-  ASSERT_NE(invariant, nullptr);
+TEST_F(WidenedTest, GroupedLinearTakesEachExpertByItsOwnTokenCount) {
   std::mt19937 rng(33);
   const int64_t k = 256, m = 48;
   for (const DType dtype : {DType::kF8E4M3, DType::kQ4}) {
@@ -249,7 +211,7 @@ TEST(WidenedGroupedLinear, EachExpertByItsOwnTokenCount) {
     }
     const Tensor x = RandomTensor(DType::kBF16, {offsets.back(), k}, rng);
     Tensor out = *Tensor::Empty(DType::kF32, {offsets.back(), m});
-    ASSERT_TRUE(fast->MoeGroupedLinear(x, I32Tensor(offsets, {5}), weights, out).ok());
+    ASSERT_TRUE(fast_->MoeGroupedLinear(x, I32Tensor(offsets, {5}), weights, out).ok());
     for (int e = 1; e < 4; ++e) {
       const int64_t r0 = offsets[e], r1 = offsets[e + 1];
       const Tensor xe = *x.Slice(r0, r1);
@@ -258,7 +220,7 @@ TEST(WidenedGroupedLinear, EachExpertByItsOwnTokenCount) {
                                         : (dtype == DType::kQ4 ? Q4AsBf16Weight(weights[e])
                                                                : Fp8AsBf16Weight(weights[e]));
       Tensor want = *Tensor::Empty(DType::kF32, {r1 - r0, m});
-      ASSERT_TRUE(invariant->Linear(xe, reference, Tensor(), want).ok());
+      ASSERT_TRUE(invariant_->Linear(xe, reference, Tensor(), want).ok());
       EXPECT_TRUE(TensorsEqual(*out.Slice(r0, r1), want))
           << DTypeName(dtype) << ", expert " << e << " (" << r1 - r0 << " tokens, "
           << (widened ? "widened" : "exact") << ")";
