@@ -167,8 +167,8 @@ void InitBlasThreadsOnce() {
   std::call_once(once, [] { openblas_set_num_threads(1); });
 }
 
-// Rows widened at a time: a widened chunk (256 KiB, more only past k = 32768) stays in the L2
-// while every token group multiplies it, in whole 4-row strips of the bf16 kernel.
+// Rows widened at a time: a widened chunk (at most 256 KiB but for 4 rows past k = 32768) stays
+// in the L2 while every token group multiplies it, in whole 4-row strips of the bf16 kernel.
 int64_t WidenedChunkRows(int64_t k) {
   return std::clamp<int64_t>((int64_t{128} << 10) / std::max<int64_t>(1, k) / 4 * 4, 4, 32);
 }
