@@ -194,6 +194,54 @@ BENCHMARK(BM_LinearFp8Families)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
+// Batched decode's expert products as the engine runs them: bench-1b's MoE layers (32 experts of
+// [768, 2048] gate|up, top-8, Qwen3-MoE widths), 8 layers one after the other so that their
+// weights (fp8 400 MB, bf16 800 MB) come from memory as between a decode step's layers, each
+// expert with the tokens a random top-8 routing of n tokens gives it (~n / 4). Args: tokens,
+// weight dtype (0 bf16, 1 fp8). On AVX512_BF16, bf16 activations.
+void BM_MoeExperts(benchmark::State& state) {
+  const int64_t n = state.range(0), experts = 32, top_k = 8, hidden = 2048, inter2 = 768;
+  const int64_t layers = 8;
+  if (!expertmesh::kernels::cpu::CpuSupports(CpuIsa::kAvx512Bf16)) {
+    state.SkipWithError("this CPU lacks the kernel family");
+    return;
+  }
+  auto backend = MakeBackend(CpuIsa::kAvx512Bf16);
+  const bool fp8 = state.range(1) != 0;
+  std::vector<std::vector<Tensor>> w(layers);
+  for (int64_t l = 0; l < layers; ++l) {
+    for (int64_t e = 0; e < experts; ++e) {
+      const auto seed = static_cast<uint32_t>(100 + l * experts + e);
+      w[l].push_back(fp8 ? RandomFp8(inter2, hidden, seed)
+                         : Random(DType::kBF16, {inter2, hidden}, seed));
+    }
+  }
+  std::mt19937 rng(5);
+  Tensor ids = *Tensor::Empty(DType::kI32, {n, top_k});
+  for (int64_t t = 0; t < n; ++t) {
+    std::vector<int32_t> perm(experts);
+    for (int e = 0; e < experts; ++e) perm[e] = e;
+    std::shuffle(perm.begin(), perm.end(), rng);
+    for (int j = 0; j < top_k; ++j) ids.data<int32_t>()[t * top_k + j] = perm[j];
+  }
+  Tensor x = Random(DType::kBF16, {n, hidden}, 3);
+  Tensor px = *Tensor::Empty(DType::kBF16, {n * top_k, hidden});
+  Tensor off = *Tensor::Empty(DType::kI32, {experts + 1});
+  Tensor slots = *Tensor::Empty(DType::kI32, {n * top_k});
+  Tensor y = *Tensor::Empty(DType::kBF16, {n * top_k, inter2});
+  (void)backend->MoePermute(x, ids, experts, px, off, slots);
+  for (auto _ : state) {
+    for (int64_t l = 0; l < layers; ++l) {
+      if (!backend->MoeGroupedLinear(px, off, w[l], y).ok()) state.SkipWithError("grouped failed");
+    }
+  }
+  SetGflops(state, 2.0 * layers * n * top_k * hidden * inter2);
+}
+BENCHMARK(BM_MoeExperts)
+    ->ArgsProduct({{4, 16, 32, 128, 512}, {0, 1}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
 // A q4 weight [rows, cols] in groups of 128 along each row, symmetric, as compressed-tensors
 // and GPTQ checkpoints publish them (after the loader's repacking).
 Tensor RandomQ4(int64_t rows, int64_t cols, uint32_t seed) {

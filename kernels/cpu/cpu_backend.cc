@@ -69,22 +69,19 @@ absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(const CpuBackendO
   const bool copy_weights = options.copy_weights.value_or(TransparentHugePagesAvailable());
   const int64_t amx_min_tokens =
       options.batch_invariant ? 1 : std::max<int64_t>(0, options.amx_min_tokens);
-  // Widened weights are rounded to bf16; the exact kernels are not.
-  const auto widen_min = [&](int64_t tokens) {
-    return options.batch_invariant ? 0 : std::max<int64_t>(0, tokens);
-  };
-  return std::unique_ptr<CpuBackend>(new CpuBackend(
-      isa, threads, blas_min_tokens, amx_min_tokens, widen_min(options.fp8_widen_min_tokens),
-      widen_min(options.q4_widen_min_tokens), copy_weights));
+  // Widened weights are rounded to bf16; the exact kernel is not.
+  const int64_t q4_widen_min_tokens =
+      options.batch_invariant ? 0 : std::max<int64_t>(0, options.q4_widen_min_tokens);
+  return std::unique_ptr<CpuBackend>(new CpuBackend(isa, threads, blas_min_tokens, amx_min_tokens,
+                                                    q4_widen_min_tokens, copy_weights));
 }
 
 CpuBackend::CpuBackend(CpuIsa isa, int num_threads, int64_t blas_min_tokens, int64_t amx_min_tokens,
-                       int64_t fp8_widen_min_tokens, int64_t q4_widen_min_tokens, bool copy_weights)
+                       int64_t q4_widen_min_tokens, bool copy_weights)
     : isa_(isa),
       name_(absl::StrCat("cpu-", std::string(CpuIsaName(isa)))),
       pool_(std::make_unique<ThreadPool>(num_threads)),
-      ctx_{pool_.get(),    &KernelsFor(isa),     blas_min_tokens,
-           amx_min_tokens, fp8_widen_min_tokens, q4_widen_min_tokens},
+      ctx_{pool_.get(), &KernelsFor(isa), blas_min_tokens, amx_min_tokens, q4_widen_min_tokens},
       weights_(copy_weights ? std::make_unique<WeightArena>() : nullptr) {}
 
 namespace {

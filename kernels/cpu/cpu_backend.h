@@ -21,9 +21,8 @@ namespace expertmesh::kernels::cpu {
 // Products with fewer tokens per weight than this take the AVX512_BF16 streaming kernel on the
 // AMX family (measurement and what it costs: cpu_linear.cc).
 inline constexpr int64_t kDefaultAmxMinTokens = 4;
-// Products of fp8 (q4) weights with at least this many tokens per weight multiply weights
-// widened to bf16 on the AVX512_BF16 family (measurement and what it costs: cpu_linear.cc).
-inline constexpr int64_t kDefaultFp8WidenMinTokens = 12;
+// Products of q4 weights with at least this many tokens per weight multiply weights widened to
+// bf16 on the AVX512_BF16 family (measurement and what it costs: cpu_linear.cc).
 inline constexpr int64_t kDefaultQ4WidenMinTokens = 4;
 
 struct CpuBackendOptions {
@@ -40,12 +39,11 @@ struct CpuBackendOptions {
   // disables the tiles. See cpu_linear.cc for the measurement behind the default and what it
   // means for batching invariance.
   int64_t amx_min_tokens = kDefaultAmxMinTokens;
-  // Where the activations are bf16 and the CPU has AVX512_BF16, products of fp8 (q4) weights
-  // with at least this many tokens per weight (and not on AMX tiles) widen the weights a few rows
-  // at a time to bf16 (value x scale, rounded to bf16) and multiply them with the bf16 kernel;
-  // fewer take the exact block-scaled kernels. 0 disables the widening. See cpu_linear.cc for the
-  // measurement behind the defaults and what it means for batching invariance.
-  int64_t fp8_widen_min_tokens = kDefaultFp8WidenMinTokens;
+  // Where the activations are bf16 and the CPU has AVX512_BF16, products of q4 weights with at
+  // least this many tokens per weight (and not on AMX tiles) widen the weights a few rows at a
+  // time to bf16 ((q - zero) x scale, rounded to bf16) and multiply them with the bf16 kernel;
+  // fewer take the exact group-scaled kernel. 0 disables the widening. See cpu_linear.cc for the
+  // measurement behind the default and what it means for batching invariance.
   int64_t q4_widen_min_tokens = kDefaultQ4WidenMinTokens;
   // Every product on one kernel whatever its token count (amx_min_tokens 1 on the AMX family, no
   // widening, and no OpenBLAS), so that a token's output never depends on its batch.
@@ -61,7 +59,6 @@ struct CpuContext {
   const KernelTable* kernels;
   int64_t blas_min_tokens;
   int64_t amx_min_tokens;
-  int64_t fp8_widen_min_tokens;
   int64_t q4_widen_min_tokens;
 };
 
@@ -130,7 +127,7 @@ class CpuBackend final : public kernels::Backend {
 
  private:
   CpuBackend(CpuIsa isa, int num_threads, int64_t blas_min_tokens, int64_t amx_min_tokens,
-             int64_t fp8_widen_min_tokens, int64_t q4_widen_min_tokens, bool copy_weights);
+             int64_t q4_widen_min_tokens, bool copy_weights);
 
   CpuIsa isa_;
   std::string name_;

@@ -97,10 +97,10 @@ bool CpuSupports(CpuIsa isa) {
     case CpuIsa::kAvx512:
       return f.avx2 && f.fma && f.f16c && f.avx512f;
     case CpuIsa::kAvx512Bf16:
-      return f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vbmi &&
-             f.avx512vbmi2 && f.avx512bf16;
+      return f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vbmi2 && f.avx512bf16;
     case CpuIsa::kAmx:
-      return CpuSupports(CpuIsa::kAvx512Bf16) && f.amx_bf16 && AmxPermitted();
+      // VBMI: the fp8 tiles widen weights through a byte table (fp8_bf16.h).
+      return CpuSupports(CpuIsa::kAvx512Bf16) && f.avx512vbmi && f.amx_bf16 && AmxPermitted();
   }
   return false;
 }

@@ -11,11 +11,10 @@ namespace expertmesh::kernels::cpu {
 // SSE2); kAvx2 needs AVX2 + FMA + F16C.
 // kAvx512: AVX2 + FMA + F16C + AVX-512F (the GEMM at 16 lanes, the rest as kAvx2);
 // kAvx512Bf16: also AVX512_BF16 (bf16 x bf16 dot products for bf16 activations), AVX512BW,
-// AVX512_VBMI2 (16-bit word operations and double shifts that widen q4 weights) and AVX512_VBMI
-// (byte-table widening of fp8 weights, fp8_bf16.h). Every CPU with AVX512_BF16 has them but
-// Cooper Lake, which lacks both VBMIs and so runs kAvx512.
-// kAmx: also AMX-TILE + AMX-BF16, enabled by the OS for this process (bf16 tile GEMMs; the rest
-// as kAvx512Bf16).
+// AVX512_VBMI2 (16-bit word operations and double shifts that widen q4 weights). Every CPU with
+// AVX512_BF16 has them but Cooper Lake, which lacks VBMI2 and so runs kAvx512.
+// kAmx: also AMX-TILE + AMX-BF16, enabled by the OS for this process, and AVX512_VBMI (byte-table
+// widening of fp8 weights for the tiles, fp8_bf16.h) (bf16 tile GEMMs; the rest as kAvx512Bf16).
 enum class CpuIsa { kScalar, kAvx2, kAvx512, kAvx512Bf16, kAmx };
 std::string_view CpuIsaName(CpuIsa isa);
 

@@ -5,8 +5,8 @@
 // (kernels_amx.cc, kernels_amx_fp8.cc) when at least amx_min_tokens tokens multiply the weight (4
 // by default, 1 when batch-invariant); their activations are packed into the tile layout once per
 // product, before the tasks run. bf16 activations on a CPU with AVX512_BF16 otherwise take the bf16
-// dot-product kernels for any token count, fp8 and q4 weights widened to bf16 a chunk of rows at a
-// time from fp8_widen_min_tokens (q4_widen_min_tokens) tokens per weight on. Otherwise there
+// dot-product kernels for any token count, q4 weights widened to bf16 a chunk of rows at a time
+// from q4_widen_min_tokens tokens per weight on. Otherwise there
 // are two paths, chosen per weight by the number of tokens multiplying it:
 //  - few tokens (decode): the KernelTable GEMM streams each weight row once from memory,
 //    widening bf16 (or fp8 e4m3 times its block scale, or q4 less its zero point times its group
@@ -65,19 +65,24 @@ struct GemmTask {
 // candidates tie to within them). CpuBackendOptions::batch_invariant puts every count on the
 // tiles (threshold 1) for those who need a token's output independent of its batch.
 
-// fp8 and q4 weights under bf16 activations on AVX512_BF16 (off the AMX tiles): the exact
-// kernels (gemm_f8_xbf16, gemm_q4_xbf16) sum each 128-wide scale block (q4 group) of a row apart
-// and fold the sum into the token's total, one FMA and a store per row, token and block; with
-// many tokens those folds bound them. From fp8_widen_min_tokens (q4_widen_min_tokens) tokens per
-// weight on, each task widens its rows a chunk at a time to bf16 (value x scale, rounded to bf16:
-// the values the AMX tiles multiply, within a relative 2^-9 of the dequantized weight as a bf16
-// checkpoint's are) and multiplies the chunk with gemm_bf16_xbf16, which needs no fold. Measured
-// on Zen 4 (one core, 2048 x 16384, bf16 activations, ms exact / widened): fp8 at 4 tokens
-// 3.53-3.61 / 3.88-3.96, 8 tokens 5.72-5.95 / 5.66-5.85, 16 tokens 10.5 / 8.29-8.38, 256 tokens
-// 150-158 / 113-116; q4 (groups of 128) at 4 tokens 2.93-3.02 / 2.73-2.80, 8 tokens 5.66-5.75 /
-// 4.41-4.56, 16 tokens 9.93-10.0 / 6.80-7.10. Hence the defaults, 12 for fp8 and 4 for q4. As with
-// the AMX threshold, a token's output then depends, in its last bits, on how many tokens share
-// its weights; CpuBackendOptions::batch_invariant turns the widening off.
+// q4 weights under bf16 activations on AVX512_BF16 (off the AMX tiles): the exact kernel
+// (gemm_q4_xbf16) sums each group of a row apart and folds the sum into the token's total, one
+// FMA and a store per row, token and group; with many tokens those folds bound it. From
+// q4_widen_min_tokens tokens per weight on, each task widens its rows a chunk at a time to bf16
+// ((q - zero) x scale, rounded to bf16: the values the AMX tiles multiply, within a relative 2^-9
+// of the dequantized weight as a bf16 checkpoint's are) and multiplies the chunk with
+// gemm_bf16_xbf16, which needs no fold. Measured on Zen 4 (one core, 2048 x 16384, bf16
+// activations, groups of 128, ms exact / widened): 4 tokens 2.93-3.02 / 2.73-2.80, 8 tokens
+// 5.66-5.75 / 4.41-4.56, 16 tokens 9.93-10.0 / 6.80-7.10. Hence the default, 4. As with the AMX
+// threshold, a token's output then depends, in its last bits, on how many tokens share its
+// weights; CpuBackendOptions::batch_invariant turns the widening off.
+// fp8 weights need neither folds nor widening there: their scales, one per 128 x 128 block, are
+// the same along a run of 128 rows, so gemm_f8_xbf16 puts them onto the activations and
+// multiplies the e4m3 values as they are, for any token count (kernels_avx512_bf16.cc). It
+// replaced an fp8 widening like q4's (from 12 tokens per weight) and the block-folding kernel:
+// one Zen 4 core, 8 layers of bench-1b's 32 experts of [768, 2048] with 32 tokens routed top-8,
+// 76.5 -> 40.4 ms (bf16 weights: 60.6); 2048 x 16384 at 4 tokens 3.9 -> 2.0 ms, at 256 tokens
+// widened 118-122 -> 94-106 ms.
 
 // Where the activations are bf16 and the CPU has a bf16 dot-product kernel, every product uses
 // it, whatever its token count: it multiplies the stored values as they are, two pairs per lane
@@ -173,28 +178,23 @@ int64_t WidenedChunkRows(int64_t k) {
   return std::clamp<int64_t>((int64_t{128} << 10) / std::max<int64_t>(1, k) / 4 * 4, 4, 32);
 }
 // Tokens per gemm_bf16_xbf16 call on a widened chunk, so that their activations (96 x k bf16,
-// 384 KiB at k = 2048) stay in the L2 beside it across the chunk's strips: fp8, 256 tokens x
-// 2048 x 16384 on a Zen 4 core, 141-143 GFLOP/s in one call, 148-152 in blocks of 96.
+// 384 KiB at k = 2048) stay in the L2 beside it across the chunk's strips: (then widened) fp8,
+// 256 tokens x 2048 x 16384 on a Zen 4 core, 141-143 GFLOP/s in one call, 148-152 in blocks of 96.
 constexpr int64_t kWidenedTokenBlock = 96;
 
-// The task's rows of an fp8 or q4 weight widened to bf16 (widen_f8_bf16 / widen_q4_bf16) a chunk
-// at a time, each chunk multiplied by all the job's tokens with gemm_bf16_xbf16. The widening of
-// a chunk prefetches the next one of the task.
+// The task's rows of a q4 weight widened to bf16 (widen_q4_bf16) a chunk at a time, each chunk
+// multiplied by all the job's tokens with gemm_bf16_xbf16. The widening of a chunk prefetches the
+// next one of the task.
 void MultiplyWidened(const CpuContext& ctx, const GemmJob& job, const GemmTask& task) {
   thread_local std::vector<uint16_t> wide;
-  const bool q4 = job.w->dtype() == DType::kQ4;
-  const int64_t k = job.k, ldw = q4 ? Q4RowBytes(k) : k;
+  const int64_t k = job.k, ldw = Q4RowBytes(k);
   const int64_t chunk = WidenedChunkRows(k);
   wide.resize(static_cast<size_t>(chunk * k));
   for (int64_t r = task.row_begin; r < task.row_end; r += chunk) {
     const int64_t rows = std::min(chunk, task.row_end - r);
     const uint8_t* w = job.w->data<uint8_t>() + r * ldw;
     const uint8_t* next = r + rows + chunk <= task.row_end ? w + rows * ldw : nullptr;
-    if (q4) {
-      ctx.kernels->widen_q4_bf16(w, ldw, rows, k, Q4GroupsOf(*job.w, r), next, wide.data());
-    } else {
-      ctx.kernels->widen_f8_bf16(w, ldw, rows, k, ScalesOf(*job.w, r), next, wide.data());
-    }
+    ctx.kernels->widen_q4_bf16(w, ldw, rows, k, Q4GroupsOf(*job.w, r), next, wide.data());
     for (int64_t t = 0; t < job.n; t += kWidenedTokenBlock) {
       ctx.kernels->gemm_bf16_xbf16(job.x_bf16 + t * k, k, std::min(kWidenedTokenBlock, job.n - t),
                                    k, wide.data(), k, rows, job.out + t * job.ldo + r, job.ldo);
@@ -370,11 +370,8 @@ void RunJobs(const CpuContext& ctx, std::vector<GemmJob>& jobs) {
   };
   const auto uses_widened = [&](const GemmJob& job) {
     if (!uses_bf16_dot(job)) return false;
-    const auto from = [&](int64_t min_tokens) { return min_tokens > 0 && job.n >= min_tokens; };
-    return (job.w->dtype() == DType::kF8E4M3 && ctx.kernels->widen_f8_bf16 != nullptr &&
-            from(ctx.fp8_widen_min_tokens)) ||
-           (job.w->dtype() == DType::kQ4 && ctx.kernels->widen_q4_bf16 != nullptr &&
-            from(ctx.q4_widen_min_tokens));
+    return job.w->dtype() == DType::kQ4 && ctx.kernels->widen_q4_bf16 != nullptr &&
+           ctx.q4_widen_min_tokens > 0 && job.n >= ctx.q4_widen_min_tokens;
   };
   const auto uses_blas = [&](const GemmJob& job) {
     return !uses_amx(job) && !uses_bf16_dot(job) && ctx.blas_min_tokens > 0 &&

@@ -109,8 +109,12 @@ struct KernelTable {
   void (*gemm_bf16_xbf16)(const uint16_t* x, int64_t ldx, int64_t n, int64_t k, const uint16_t* w,
                           int64_t ldw, int64_t rows, float* out, int64_t ldo) = nullptr;
   // gemm_f8 with bf16 activations on AVX512_BF16 (nullptr elsewhere): the e4m3 weights become
-  // bf16 in registers (exact, but for e4m3 subnormals, which the instruction reads as zero), the
-  // products of a scale block are summed exactly and then scaled once per block.
+  // bf16 in registers (exact, but for e4m3 subnormals, which the instruction reads as zero) and
+  // multiply each token's activations times their column's block scale (that of the row's scale
+  // row), rounded to bf16: every product w x bf16(x s) is within a relative 2^-9 of w s x, as
+  // with a bf16 checkpoint's weights; one fp32 sum per row and token over all of k, the same
+  // whatever n (kernels_avx512_bf16.cc). Where x s would overflow (|x s| >= 2^28), the products
+  // of each scale block are summed exactly and scaled once per block instead.
   void (*gemm_f8_xbf16)(const uint16_t* x, int64_t ldx, int64_t n, int64_t k, const uint8_t* w,
                         int64_t ldw, int64_t rows, const Fp8Scales& scales, float* out,
                         int64_t ldo) = nullptr;
@@ -121,15 +125,11 @@ struct KernelTable {
   void (*gemm_q4_xbf16)(const uint16_t* x, int64_t ldx, int64_t n, int64_t k, const uint8_t* w,
                         int64_t ldw, int64_t rows, const Q4Groups& groups, float* out,
                         int64_t ldo) = nullptr;
-  // Rows [0, rows) of an fp8 weight [rows, ldw] as the bf16 values amx_gemm_f8 multiplies
-  // (bf16(fp32(value x scale)), e4m3 subnormals as zero) into out [rows, k]; meanwhile the same
+  // Rows [0, rows) of a q4 weight [rows, ldw] (k a multiple of 32) as the bf16 values
+  // amx_gemm_q4 multiplies (bf16((q - zero) * scale)) into out [rows, k]; meanwhile the same
   // bytes of the `rows` rows at `next` (nullptr: none) are prefetched. On AVX512_BF16 (nullptr
   // elsewhere), for products with many tokens per weight: gemm_bf16_xbf16 then multiplies the
   // widened rows (cpu_linear.cc).
-  void (*widen_f8_bf16)(const uint8_t* w, int64_t ldw, int64_t rows, int64_t k,
-                        const Fp8Scales& scales, const uint8_t* next, uint16_t* out) = nullptr;
-  // The same for a q4 weight (k a multiple of 32): bf16((q - zero) * scale), the values
-  // amx_gemm_q4 multiplies.
   void (*widen_q4_bf16)(const uint8_t* w, int64_t ldw, int64_t rows, int64_t k,
                         const Q4Groups& groups, const uint8_t* next, uint16_t* out) = nullptr;
   // The AMX family's bf16 x bf16 GEMM (nullptr elsewhere), in two steps so that activations

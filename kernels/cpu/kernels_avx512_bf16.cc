@@ -7,6 +7,10 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
+#include <bit>
+#include <cmath>
+#include <limits>
 #include <vector>
 
 #include "common/dtype.h"
@@ -80,43 +84,24 @@ void BiasActivations(const uint16_t* x, int64_t n, int64_t ldx, int64_t k,
   }
 }
 
-// fp8 weights x bf16 activations: per scale-block segment of k, each (row, token) sums the
-// exact products of the segment in its own accumulator (VDPBF16PS, two pairs per lane), which
+// The fallback for fp8 weights where their scales cannot go onto the activations (GemmF8XBf16):
+// per scale-block segment of k, each (row, token) sums the exact products of the segment in its
+// own accumulator (VDPBF16PS, two pairs per lane, the weights widened as they are read), which
 // then enters the token's total times the row's block scale (x 2^20, or in two steps where that
 // overflows). The order depends only on k and the block offsets, never on the token count.
-// Where a micro-kernel's bf16 weights come from: e4m3 bytes widened as they are read (one token
-// group: nothing to share), or a strip already widened once into scratch (several groups).
-struct Fp8Weights {
-  const uint8_t* w;
-  int64_t ldw;
-  __m512bh Load(int r, int64_t i) const {
-    return reinterpret_cast<__m512bh>(LoadW8AsBf16(w + r * ldw + i));
-  }
-};
-struct WidenedWeights {
-  const uint16_t* w;
-  int64_t ldw;
-  __m512bh Load(int r, int64_t i) const { return Load32(w + r * ldw + i); }
-};
-
-// R rows x T tokens. The segment sums live in registers (R x T of them, up to 4 x 6 = 24, with
-// the T activation vectors and one weight vector: 31 of the 32); the totals they fold into live
-// in memory (16 lanes each, in the L1), which frees the registers for groups of 6 tokens: one
-// weight load feeds 6 VDPBF16PS instead of 3. Each row's folded scale and its overflow test are
-// computed once per segment, not once per token. A total sees the same operations in the same
-// order as with T = 1 (the fold is the same FMA from memory as from a register).
-template <int R, int T, typename Weights>
-__attribute__((noinline)) void MicroKernelFp8Bf16(
-    const uint16_t* x, int64_t ldx, int64_t k, const uint8_t* w, int64_t ldw,
-    const Weights& weights, const float* const (&scale_rows)[R], int64_t block_cols,
-    int64_t col_offset, float* out, int64_t ldo, const uint8_t* next, float* totals_scratch) {
-  constexpr float kUnbias = kProductUnbias;
-  // The totals, [R][T][16], in the caller's scratch: a local array here GCC split into copies
-  // that it shuffled through the stack at every fold (63% of this kernel's samples at batch 32).
+// R rows x T tokens (T <= 3); the totals live in the caller's scratch (a local array GCC split
+// into copies that it shuffled through the stack at every fold).
+template <int R, int T>
+__attribute__((noinline)) void MicroKernelFp8Folded(const uint16_t* x, int64_t ldx, int64_t k,
+                                                    const uint8_t* w, int64_t ldw,
+                                                    const float* const (&scale_rows)[R],
+                                                    int64_t block_cols, int64_t col_offset,
+                                                    float* out, int64_t ldo, const uint8_t* next,
+                                                    float* totals_scratch) {
   const auto totals = reinterpret_cast<float(*)[T][16]>(totals_scratch);
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 6
+#pragma GCC unroll 3
     for (int t = 0; t < T; ++t) _mm512_store_ps(totals[r][t], _mm512_setzero_ps());
   }
   float tail[R][T] = {};
@@ -127,7 +112,7 @@ __attribute__((noinline)) void MicroKernelFp8Bf16(
     __m512 part[R][T];
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 6
+#pragma GCC unroll 3
       for (int t = 0; t < T; ++t) part[r][t] = _mm512_setzero_ps();
     }
     for (; i + 32 <= segment_end; i += 32) {
@@ -136,19 +121,19 @@ __attribute__((noinline)) void MicroKernelFp8Bf16(
         for (int r = 0; r < R; ++r) streaming::PrefetchLine(next + r * ldw + i);
       }
       __m512bh xv[T];
-#pragma GCC unroll 6
+#pragma GCC unroll 3
       for (int t = 0; t < T; ++t) xv[t] = Load32(x + t * ldx + i);
 #pragma GCC unroll 4
       for (int r = 0; r < R; ++r) {
-        const __m512bh wv = weights.Load(r, i);
-#pragma GCC unroll 6
+        const auto wv = reinterpret_cast<__m512bh>(LoadW8AsBf16(w + r * ldw + i));
+#pragma GCC unroll 3
         for (int t = 0; t < T; ++t) part[r][t] = _mm512_dpbf16_ps(part[r][t], wv, xv[t]);
       }
     }
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
       AddScaledParts(
-          part[r], scale_rows[r][block], kUnbias,
+          part[r], scale_rows[r][block], kProductUnbias,
           [&](int t) { return _mm512_load_ps(totals[r][t]); },
           [&](int t, __m512 v) { _mm512_store_ps(totals[r][t], v); });
     }
@@ -168,66 +153,225 @@ __attribute__((noinline)) void MicroKernelFp8Bf16(
   }
 }
 
-// Row j of a strip (k e4m3 values) as the bf16 weights LoadW8AsBf16 gives, into out[0..k).
-// While it reads, it prefetches the same bytes of the strip's row `ahead` (if any) into the L2,
-// a line at a time: the several token groups that multiply this strip then hide the memory's
-// latency for the next one, which otherwise the widening itself waited on.
-void WidenFp8Row(const uint8_t* row, int64_t k, const uint8_t* ahead, uint16_t* out) {
-  int64_t i = 0;
-  for (; i + 32 <= k; i += 32) {
-    if (ahead != nullptr && i % 64 == 0) __builtin_prefetch(ahead + i, 0, 2);
-    _mm512_storeu_si512(out + i, LoadW8AsBf16(row + i));
-  }
-  for (; i < k; ++i) {  // the same bits as LoadW8AsBf16, one at a time
-    const int16_t v = static_cast<int8_t>(row[i]);
-    out[i] = static_cast<uint16_t>((v * 16) & 0x87f0);
-  }
-}
-
-// One token group (up to 3 tokens): 12 segment sums, 4 weight vectors widened as they are read,
-// the next strips prefetched. Several groups: each strip widened once into scratch, tokens in
-// groups of 6.
-void GemmF8XBf16(const uint16_t* x_in, int64_t ldx_in, int64_t n, int64_t k, const uint8_t* w,
-                 int64_t ldw, int64_t rows, const Fp8Scales& scales, float* out, int64_t ldo) {
-  thread_local std::vector<uint16_t> biased, widened;
+// Strips of 4 rows in token groups of 3, the first group prefetching 16 KiB ahead.
+void GemmF8XBf16Folded(const uint16_t* x_in, int64_t ldx_in, int64_t n, int64_t k, const uint8_t* w,
+                       int64_t ldw, int64_t rows, const Fp8Scales& scales, float* out,
+                       int64_t ldo) {
+  thread_local std::vector<uint16_t> biased;
   BiasActivations(x_in, n, ldx_in, k, biased);
   const uint16_t* x = biased.data();
   const int64_t ldx = k;
-  alignas(64) float totals[4 * 6 * 16];
-  if (n <= 3) {
-    streaming::ForRowStrips(
-        rows,
-        [&]<int R>(int64_t r, int64_t next_row) {
-          const float* scale_rows[R];
-          for (int j = 0; j < R; ++j) scale_rows[j] = scales.Row(r + j);
-          const uint8_t* strip = w + r * ldw;
-          const uint8_t* next = next_row < 0 ? nullptr : w + next_row * ldw;
-          streaming::ForTokenGroups<3>(n, [&]<int T>(int64_t t) {
-            MicroKernelFp8Bf16<R, T>(x + t * ldx, ldx, k, strip, ldw, Fp8Weights{strip, ldw},
-                                     scale_rows, scales.block_cols, scales.col_offset,
-                                     out + t * ldo + r, ldo, next, totals);
-          });
-        },
-        streaming::StripsAheadForBytes(ldw, 16384));
-    return;
+  alignas(64) float totals[4 * 3 * 16];
+  streaming::ForRowStrips(
+      rows,
+      [&]<int R>(int64_t r, int64_t next_row) {
+        const float* scale_rows[R];
+        for (int j = 0; j < R; ++j) scale_rows[j] = scales.Row(r + j);
+        const uint8_t* next = next_row < 0 ? nullptr : w + next_row * ldw;
+        streaming::ForTokenGroups<3>(n, [&]<int T>(int64_t t) {
+          MicroKernelFp8Folded<R, T>(x + t * ldx, ldx, k, w + r * ldw, ldw, scale_rows,
+                                     scales.block_cols, scales.col_offset, out + t * ldo + r, ldo,
+                                     next, totals);
+          next = nullptr;
+        });
+      },
+      streaming::StripsAheadForBytes(ldw, 16384));
+}
+
+// fp8 weights with the block scales on the activations. For the rows of one scale row (128 in
+// DeepSeek-V3's and Qwen3-FP8's checkpoints) a weight's scale depends on its column alone, so
+//   sum_i x[t][i] (w[r][i] s[cb(i)]) = sum_i (x[t][i] s[cb(i)]) w[r][i]:
+// each token's activations are scaled once per scale row (n x k products against the rows x n x
+// k of the GEMM) and rounded to bf16, and the e4m3 weights are multiplied as LoadW8AsBf16 widens
+// them in registers, exactly, with one fp32 chain per row and token over all of k: no per-block
+// folds, no widening into memory, and the same operations for a token whatever the batch (a
+// token's x' depends on its own activations and the scales only). The rounding of x s to bf16 is
+// a relative 2^-9 per product, as that of w s in a bf16 checkpoint or on the AMX tiles.
+// Exponents: the weights come out 2^-120 small, so x s goes in 2^100 large (products 2^-20 off,
+// taken back when a sum is stored: exact, a power of two); products below 2^-126, which
+// VDPBF16PS flushes, are those of |x w s| < 2^-106.
+constexpr float kScaledXBias = 0x1p100f;
+constexpr float kScaledXUnbias = 0x1p20f;
+
+struct Avx512Bf16Fp8Policy {
+  using Acc = __m512;
+  static constexpr int kStep = 32;
+  static Acc Zero() { return _mm512_setzero_ps(); }
+  static __m512bh LoadW(const uint8_t* w) { return reinterpret_cast<__m512bh>(LoadW8AsBf16(w)); }
+  static __m512bh LoadX(const uint16_t* x) { return Load32(x); }
+  static Acc Madd(Acc acc, __m512bh w, __m512bh x) { return _mm512_dpbf16_ps(acc, w, x); }
+  static float Sum(Acc acc) { return Avx512HorizontalSum(acc); }
+  // LoadW8AsBf16's value of one byte, a subnormal as the zero VDPBF16PS reads it as.
+  static float TailW(uint8_t byte) {
+    const auto bits = static_cast<uint16_t>((static_cast<int8_t>(byte) * 16) & 0x87f0);
+    return (bits & 0x7f80) == 0 ? 0.0f : Bf16ToFloat(bits);
   }
-  // A strip widened to bf16 once for all groups: the same values in the same order as widening
-  // on the fly, so outputs do not change with the batch.
-  widened.resize(static_cast<size_t>(4 * k));
-  streaming::ForRowStrips(rows, [&]<int R>(int64_t r, int64_t next_row) {
-    const float* scale_rows[R];
-    for (int j = 0; j < R; ++j) scale_rows[j] = scales.Row(r + j);
-    const uint8_t* strip = w + r * ldw;
-    for (int j = 0; j < R; ++j) {
-      WidenFp8Row(strip + j * ldw, k, next_row < 0 ? nullptr : w + (next_row + j) * ldw,
-                  widened.data() + j * k);
+  static float Finish(float sum) { return sum * kScaledXUnbias; }
+};
+
+// bf16 of an fp32 as VCVTNEPS2BF16 rounds it: subnormals to zero, nearest even.
+inline uint16_t RoundToBf16(float f) {
+  const uint32_t bits = std::bit_cast<uint32_t>(f);
+  if ((bits & 0x7f800000u) == 0) return static_cast<uint16_t>((bits >> 16) & 0x8000);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40);
+  return static_cast<uint16_t>((bits + 0x7fff + ((bits >> 16) & 1)) >> 16);
+}
+
+// The largest magnitude among x[t][i], t < n, i < k, as bf16 bits (infinities and NaNs above
+// every finite one): for finite bf16 values the order of the bits is that of the magnitudes.
+uint16_t MaxMagnitudeBits(const uint16_t* x, int64_t ldx, int64_t n, int64_t k) {
+  __m512i most = _mm512_setzero_si512();
+  uint16_t scalar = 0;
+  const __m512i magnitude = _mm512_set1_epi16(0x7fff);
+  for (int64_t t = 0; t < n; ++t) {
+    const uint16_t* row = x + t * ldx;
+    int64_t i = 0;
+    for (; i + 32 <= k; i += 32) {
+      most = _mm512_max_epu16(most, _mm512_and_si512(_mm512_loadu_si512(row + i), magnitude));
     }
-    streaming::ForTokenGroups<6>(n, [&]<int T>(int64_t t) {
-      MicroKernelFp8Bf16<R, T>(x + t * ldx, ldx, k, strip, ldw, WidenedWeights{widened.data(), k},
-                               scale_rows, scales.block_cols, scales.col_offset, out + t * ldo + r,
-                               ldo, nullptr, totals);
-    });
-  });
+    for (; i < k; ++i) scalar = std::max<uint16_t>(scalar, row[i] & 0x7fff);
+  }
+  alignas(64) uint16_t lanes[32];
+  _mm512_store_si512(lanes, most);
+  return std::max(scalar, *std::max_element(lanes, lanes + 32));
+}
+
+// Whether x s 2^100 stays finite in bf16 for every activation of magnitude <= max_x (bf16 bits)
+// and every scale of columns [0, k) of `scale_row`: then ScaleActivations need not check.
+bool ScalingCannotOverflow(uint16_t max_x, const float* scale_row, int64_t k, int64_t block_cols,
+                           int64_t col_offset) {
+  if (max_x >= 0x7f80) return false;
+  double max_scale = 0;
+  for (int64_t b = col_offset / block_cols; b <= (k - 1 + col_offset) / block_cols; ++b) {
+    if (!(std::fabs(scale_row[b]) <= std::numeric_limits<float>::max())) return false;
+    max_scale = std::max<double>(max_scale, std::fabs(scale_row[b]));
+  }
+  // Below the largest bf16 by more than its rounding: nothing rounds up to infinity.
+  return double{Bf16ToFloat(max_x)} * max_scale * double{kScaledXBias} < 0x1.fep127;
+}
+
+// out[t * k + i] = bf16(x[t][i] x scale_row[cb(i)] x 2^100) for t < n, i < k. Unless `checked`
+// is false (ScalingCannotOverflow said so), false where a finite x overflows (|x s| >= 2^28) or a
+// scale times 2^100 does (s >= 2^28): far beyond the activations and scales of real checkpoints;
+// the caller then folds the blocks instead. Unchecked, 32 values take 8 instructions: the even and
+// the odd values as fp32 by a shift and a mask, two multiplies, one conversion of both and a
+// permutation back into order.
+bool ScaleActivations(const uint16_t* x, int64_t ldx, int64_t n, int64_t k, const float* scale_row,
+                      int64_t block_cols, int64_t col_offset, bool checked, uint16_t* out) {
+  alignas(64) static constexpr auto kInterleave = [] {
+    std::array<uint16_t, 32> idx{};
+    for (int i = 0; i < 16; ++i) {
+      idx[2 * i] = static_cast<uint16_t>(i);
+      idx[2 * i + 1] = static_cast<uint16_t>(16 + i);
+    }
+    return idx;
+  }();
+  const __m512i interleave = _mm512_load_si512(kInterleave.data());
+  const __m512i high_halves = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
+  const __m512i exponent = _mm512_set1_epi32(0x7f80);
+  __mmask16 overflow = 0;
+  for (int64_t i = 0; i < k;) {
+    const int64_t block = (i + col_offset) / block_cols;
+    const int64_t end = std::min(k, (block + 1) * block_cols - col_offset);
+    const float m = scale_row[block] * kScaledXBias;
+    if (!std::isfinite(m)) return false;
+    const __m512 mult = _mm512_set1_ps(m);
+    for (int64_t t = 0; t < n; ++t) {
+      const uint16_t* src = x + t * ldx;
+      uint16_t* dst = out + t * k;
+      int64_t j = i;
+      if (!checked) {
+        for (; j + 32 <= end; j += 32) {
+          const __m512i v = _mm512_loadu_si512(src + j);
+          const __m512 even = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+          const __m512 odd = _mm512_castsi512_ps(_mm512_and_si512(v, high_halves));
+          const __m512i both = reinterpret_cast<__m512i>(
+              _mm512_cvtne2ps_pbh(_mm512_mul_ps(odd, mult), _mm512_mul_ps(even, mult)));
+          _mm512_storeu_si512(dst + j, _mm512_permutexvar_epi16(interleave, both));
+        }
+      }
+      for (; j + 16 <= end; j += 16) {
+        const __m512i raw =
+            _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + j)));
+        const __m512 v = _mm512_castsi512_ps(_mm512_slli_epi32(raw, 16));
+        const __m256i y = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(_mm512_mul_ps(v, mult)));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + j), y);
+        if (checked) {
+          overflow |= _mm512_cmpeq_epi32_mask(_mm512_and_si512(_mm512_cvtepu16_epi32(y), exponent),
+                                              exponent) &
+                      ~_mm512_cmpeq_epi32_mask(_mm512_and_si512(raw, exponent), exponent);
+        }
+      }
+      for (; j < end; ++j) {
+        dst[j] = RoundToBf16(Bf16ToFloat(src[j]) * m);
+        overflow |= (dst[j] & 0x7f80) == 0x7f80 && (src[j] & 0x7f80) != 0x7f80;
+      }
+    }
+    i = end;
+  }
+  return !checked || overflow == 0;
+}
+
+// Tokens per block of scaled activations: a block's x' (64 x k bf16, 256 KiB at k = 2048) and a
+// run's weights (128 rows, 256 KiB) stay in the L2 while every strip of the run multiplies them.
+constexpr int64_t kScaledTokenBlock = 64;
+
+// Rows in runs of one scale row; per run, tokens in blocks of kScaledTokenBlock, each block's
+// activations scaled once, then strips of 4 rows (then single rows) in token groups of 6,
+// prefetched as streaming::Gemm prefetches: one group reads 16 KiB ahead (as the folded kernel
+// measured best), several share the strip two on.
+void GemmF8XBf16(const uint16_t* x, int64_t ldx, int64_t n, int64_t k, const uint8_t* w,
+                 int64_t ldw, int64_t rows, const Fp8Scales& scales, float* out, int64_t ldo) {
+  thread_local std::vector<uint16_t> scaled;
+  scaled.resize(static_cast<size_t>(std::min(n, kScaledTokenBlock) * k));
+  const int64_t lines = (k + 63) / 64, steps = k / 32;
+  // Each token block's largest activation, for the overflow test made once per run and block.
+  thread_local std::vector<uint16_t> max_x;
+  max_x.clear();
+  for (int64_t t0 = 0; t0 < n; t0 += kScaledTokenBlock) {
+    max_x.push_back(MaxMagnitudeBits(x + t0 * ldx, ldx, std::min(kScaledTokenBlock, n - t0), k));
+  }
+  for (int64_t run = 0; run < rows;) {
+    const int64_t scale_row = (run + scales.row_offset) / scales.block_rows;
+    const int64_t run_end = std::min(rows, (scale_row + 1) * scales.block_rows - scales.row_offset);
+    for (int64_t t0 = 0; t0 < n; t0 += kScaledTokenBlock) {
+      const int64_t nb = std::min(kScaledTokenBlock, n - t0);
+      const float* scale_values = scales.scales + scale_row * scales.ld;
+      const bool checked = !ScalingCannotOverflow(max_x[t0 / kScaledTokenBlock], scale_values, k,
+                                                  scales.block_cols, scales.col_offset);
+      if (!ScaleActivations(x + t0 * ldx, ldx, nb, k, scale_values, scales.block_cols,
+                            scales.col_offset, checked, scaled.data())) {
+        Fp8Scales shifted = scales;
+        shifted.row_offset += run;
+        GemmF8XBf16Folded(x + t0 * ldx, ldx, nb, k, w + run * ldw, ldw, run_end - run, shifted,
+                          out + t0 * ldo + run, ldo);
+        continue;
+      }
+      const int64_t groups = streaming::TokenGroupCount<6>(nb);
+      const int64_t ahead = groups > 1 ? 2 : streaming::StripsAheadForBytes(ldw, 16384);
+      const auto strip = [&]<int R>(int64_t r) {
+        const int64_t next_row = r + 4 * ahead;
+        int64_t group = 0;
+        streaming::ForTokenGroups<6>(nb, [&]<int T>(int64_t t) {
+          streaming::StripPrefetch<uint8_t> prefetch;
+          if (R == 4 && next_row + 4 <= rows) {
+            const int64_t first = lines * group / groups, last = lines * (group + 1) / groups;
+            prefetch.at = w + next_row * ldw + first * 64;
+            prefetch.lines = last - first;
+            prefetch.every = std::max<int64_t>(1, steps / std::max<int64_t>(1, last - first));
+          }
+          streaming::MicroKernel<Avx512Bf16Fp8Policy, R, T>(
+              scaled.data() + t * k, k, k, w + r * ldw, ldw, out + (t0 + t) * ldo + r, ldo,
+              prefetch);
+          ++group;
+        });
+      };
+      int64_t r = run;
+      for (; r + 4 <= run_end; r += 4) strip.template operator()<4>(r);
+      for (; r < run_end; ++r) strip.template operator()<1>(r);
+    }
+    run = run_end;
+  }
 }
 
 }  // namespace
@@ -238,7 +382,6 @@ const KernelTable& Avx512Bf16Kernels() {
     t.gemm_bf16_xbf16 = GemmBf16XBf16;
     t.gemm_f8_xbf16 = GemmF8XBf16;
     t.gemm_q4_xbf16 = GemmQ4XBf16;
-    t.widen_f8_bf16 = WidenF8Bf16;
     t.widen_q4_bf16 = WidenQ4Bf16;
     return t;
   }();

@@ -1,4 +1,4 @@
-// widen_f8_bf16 and widen_q4_bf16 of the AVX512_BF16 family (kernels_avx512_bf16_widen.cc,
+// widen_q4_bf16 of the AVX512_BF16 family (kernels_avx512_bf16_widen.cc,
 // compiled with its own flags); KernelTable says what they compute.
 #ifndef EXPERTMESH_KERNELS_CPU_KERNELS_AVX512_BF16_WIDEN_H_
 #define EXPERTMESH_KERNELS_CPU_KERNELS_AVX512_BF16_WIDEN_H_
@@ -10,8 +10,6 @@
 namespace expertmesh::kernels::cpu {
 
 // REQUIRES: CpuSupports(CpuIsa::kAvx512Bf16).
-void WidenF8Bf16(const uint8_t* w, int64_t ldw, int64_t rows, int64_t k, const Fp8Scales& scales,
-                 const uint8_t* next, uint16_t* out);
 void WidenQ4Bf16(const uint8_t* w, int64_t ldw, int64_t rows, int64_t k, const Q4Groups& groups,
                  const uint8_t* next, uint16_t* out);
 

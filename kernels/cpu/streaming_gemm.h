@@ -11,6 +11,10 @@
 //     // fp8 weights only:
 //     static WVec LoadW8(const uint8_t* w);  // kStep e4m3 values, each times 2^-120 (exact)
 //     static WVec Mul(WVec w, float s);      // w * s, per lane
+//     // optional: a tail weight's value where ToFloat does not give it (W = uint8_t), and what
+//     // becomes of a finished sum before it is stored
+//     static float TailW(W w);
+//     static float Finish(float sum);
 //     // q4 weights only (kernels/q4_layout.h):
 //     // kStep values from `offset` of a q4 unit with half width `half` (kernels/q4_layout.h)
 //     static WVec LoadQ4(const uint8_t* unit, int64_t half, int64_t offset);
@@ -106,7 +110,14 @@ inline void MicroKernel(const X* x, int64_t ldx, int64_t k, const W* w, int64_t 
   for (int r = 0; r < R; ++r) {
     for (int t = 0; t < T; ++t) {
       float sum = P::Sum(acc[r][t]);
-      for (int64_t j = i; j < k; ++j) sum += ToFloat(x[t * ldx + j]) * ToFloat(w[r * ldw + j]);
+      for (int64_t j = i; j < k; ++j) {
+        if constexpr (requires { P::TailW(w[0]); }) {
+          sum += ToFloat(x[t * ldx + j]) * P::TailW(w[r * ldw + j]);
+        } else {
+          sum += ToFloat(x[t * ldx + j]) * ToFloat(w[r * ldw + j]);
+        }
+      }
+      if constexpr (requires { P::Finish(sum); }) sum = P::Finish(sum);
       out[t * ldo + r] = sum;
     }
   }

@@ -390,8 +390,8 @@ Command AddServeCommand(CLI::App& parent) {
       ->capture_default_str();
   app->add_flag("--batch-invariant", flags->batch_invariant,
                 "CPU workers: a token's output never depends on its batch (every product on one "
-                "kernel; slower at 1-3 tokens per weight on AMX CPUs, and for fp8 and q4 "
-                "weights at many tokens per weight on AVX512_BF16)");
+                "kernel; slower at 1-3 tokens per weight on AMX CPUs, and for q4 weights at "
+                "many tokens per weight on AVX512_BF16)");
   app->add_option("--device", flags->device,
                   "Worker backend: cpu | cuda | auto (each worker on its own GPU where there are "
                   "enough)")

@@ -71,7 +71,7 @@ int main(int argc, char** argv) {
   app.add_flag("--batch-invariant", f.batch_invariant,
                "CPU: multiply every product on one kernel whatever its token count, so that a "
                "token's output never depends on its batch (slower at 1-3 tokens per weight on "
-               "AMX CPUs, and for fp8 and q4 weights at many tokens per weight on AVX512_BF16)");
+               "AMX CPUs, and for q4 weights at many tokens per weight on AVX512_BF16)");
   app.add_option("--device", f.device,
                  "cpu | cuda | auto (auto: the CUDA backend when it is built in and a GPU is "
                  "visible, else the CPU)")

@@ -72,17 +72,14 @@ std::vector<double> Dequantized(const Tensor& w) {
   return out;
 }
 
-// Weights are below 4 * scale_hi here: fp32 sums of `in` such terms. The AMX family rounds each
-// weight w x s to bf16 (kernel_table.h, amx_gemm_f8), a relative 2^-9 per weight: sums of `in`
+// Weights are below 4 * scale_hi here: fp32 sums of `in` such terms. With bf16 activations the
+// AMX family rounds each weight w x s to bf16 (kernel_table.h, amx_gemm_f8) and AVX512_BF16 each
+// activation times its scale, x s (gemm_f8_xbf16), a relative 2^-9 per product: sums of `in`
 // terms of random sign stay within 2^-9 * 4 * scale_hi * sqrt(in) (many standard deviations).
-// So does AVX512_BF16 from kDefaultFp8WidenMinTokens tokens per weight on (widen_f8_bf16,
-// cpu_linear.cc; grouped cases, n = 0 here, have experts on both sides of it).
 Tolerance Fp8Tolerance(const Fp8Case& c, CpuIsa isa) {
   const double bound = 4 * c.scale_hi;
   const double atol = 2e-6 * bound * std::sqrt(double(c.in));
-  const bool widened =
-      isa == CpuIsa::kAvx512Bf16 && (c.n == 0 || c.n >= kernels::cpu::kDefaultFp8WidenMinTokens);
-  if ((isa == CpuIsa::kAmx || widened) && c.x_dtype == DType::kBF16) {
+  if ((isa == CpuIsa::kAmx || isa == CpuIsa::kAvx512Bf16) && c.x_dtype == DType::kBF16) {
     // The cosine of bf16 weights (ToleranceFor's bf16 one).
     Tolerance tol = ToleranceFor(c.out_dtype, atol + 0x1p-9 * bound * std::sqrt(double(c.in)));
     tol.min_cosine = std::min(tol.min_cosine, 0.9999);
@@ -136,12 +133,17 @@ const Fp8Case kCases[] = {
     {"huge_scales", 3, 256, 12, 128, 128, 0, 0, DType::kF32, DType::kF32, 300.0f, 900.0f},
     {"huge_scales_bf16", 3, 256, 12, 128, 128, 0, 0, DType::kBF16, DType::kF32, 300.0f, 900.0f},
     {"odd_offsets_bf16", 5, 300, 11, 128, 128, 5, 77, DType::kBF16, DType::kF32},
-    {"tail_past_widened_bf16", 7, 301, 9, 128, 128, 0, 124, DType::kBF16, DType::kF32},
-    // Widened to bf16 on AVX512_BF16 (12 tokens and more): offsets, partial blocks, scales too
-    // large to fold with 2^120, rows in several widened chunks.
-    {"tokens12_widened_offsets_bf16", 12, 300, 37, 128, 128, 5, 77, DType::kBF16, DType::kF32},
-    {"tokens30_widened_huge_scales_bf16", 30, 256, 70, 128, 128, 96, 64, DType::kBF16, DType::kF32,
-     300.0f, 900.0f},
+    {"tail_past_block_bf16", 7, 301, 9, 128, 128, 0, 124, DType::kBF16, DType::kF32},
+    // Several token groups and blocks of scaled activations on AVX512_BF16: offsets, partial
+    // blocks, scales too large to fold with 2^120, rows in several scale rows.
+    {"tokens12_offsets_bf16", 12, 300, 37, 128, 128, 5, 77, DType::kBF16, DType::kF32},
+    {"tokens30_huge_scales_bf16", 30, 256, 70, 128, 128, 96, 64, DType::kBF16, DType::kF32, 300.0f,
+     900.0f},
+    {"tokens70_rows140_bf16", 70, 200, 140, 128, 128, 5, 0, DType::kBF16, DType::kF32},
+    // Scales from 2^27 to 2^30: x s x 2^100 overflows for some blocks, so AVX512_BF16 checks
+    // each value (scales below 2^28) or folds the blocks instead (from 2^28), per scale row.
+    {"overflowing_scales_bf16", 9, 300, 140, 128, 128, 5, 77, DType::kBF16, DType::kF32, 0x1p27f,
+     0x1p30f},
     {"blas64_offsets", 64, 256, 130, 128, 128, 64, 32, DType::kF32, DType::kF32},
     {"blas70_bf16", 70, 300, 50, 128, 128, 0, 0, DType::kBF16, DType::kBF16},
 };
@@ -154,7 +156,7 @@ INSTANTIATE_TEST_SUITE_P(Cpu, Fp8LinearTest,
 const Fp8Case kBatchCases[] = {
     {"tokens7_offsets", 7, 300, 21, 128, 128, 96, 77, DType::kF32, DType::kF32},
     {"tokens13_bf16", 13, 256, 12, 128, 128, 0, 0, DType::kBF16, DType::kBF16},
-    // Groups of 6, 6, 6, 4 and 1 tokens on a widened strip, with large block scales.
+    // Groups of 6, 6, 6, 4 and 1 tokens, with large block scales.
     {"tokens23_huge_scales_bf16", 23, 300, 9, 128, 128, 5, 77, DType::kBF16, DType::kF32, 300.0f,
      900.0f},
 };

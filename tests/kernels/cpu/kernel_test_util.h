@@ -128,9 +128,8 @@ inline Tensor Fp8BlockWeight(int64_t m, int64_t k, int64_t row_offset, int64_t c
                              .col_offset = col_offset});
 }
 
-// The bf16 weights the AMX tiles (amx_gemm_f8) and the AVX512_BF16 widening (widen_f8_bf16)
-// multiply for an fp8 weight with normal values: each its e4m3 value times its block scale,
-// rounded to fp32 and then to bf16.
+// The bf16 weights the AMX tiles (amx_gemm_f8) multiply for an fp8 weight with normal values:
+// each its e4m3 value times its block scale, rounded to fp32 and then to bf16.
 inline Tensor Fp8AsBf16Weight(const Tensor& w) {
   const kernels::BlockScales& s = *w.block_scales();
   const int64_t rows = w.dim(0), cols = w.dim(1), ld = s.scales->dim(1);

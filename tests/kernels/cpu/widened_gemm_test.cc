@@ -1,13 +1,13 @@
-// The AVX512_BF16 family's widened path for fp8 and q4 weights (cpu_linear.cc; widen_f8_bf16 and
-// widen_q4_bf16): from fp8_widen_min_tokens (q4_widen_min_tokens) tokens per weight on, a product
-// multiplies its weights rounded to bf16 with the bf16 kernel. Checked bit for bit:
-//  - identity activations read the widened values back: every e4m3 byte under every kind of
-//    scale, every q4 value under symmetric and asymmetric groups;
+// The AVX512_BF16 family's widened path for q4 weights (cpu_linear.cc; widen_q4_bf16): from
+// q4_widen_min_tokens tokens per weight on, a product multiplies its weights rounded to bf16 with
+// the bf16 kernel. Checked bit for bit:
+//  - identity activations read the widened values back: every q4 value under symmetric and
+//    asymmetric groups;
 //  - any product equals the same product of a bf16 weight holding those values, on a
 //    batch-invariant backend (whose bf16 kernel gives a token the same bits whatever the token
-//    count, the row chunks and the token blocks): Linear over shapes that cut chunks, token blocks
-//    and scale blocks, and grouped Linear with experts on both sides of the threshold (those
-//    below it get the exact kernel's bits).
+//    count, the row chunks and the token blocks): Linear over shapes that cut chunks and token
+//    blocks, and grouped Linear with experts on both sides of the threshold (those below it get
+//    the exact kernel's bits).
 // Skipped, with the reason, on CPUs without AVX512_BF16.
 #include <cmath>
 #include <memory>
@@ -23,13 +23,12 @@ namespace {
 
 using kernels::cpu::CpuBackendOptions;
 using kernels::cpu::CpuSupports;
-using kernels::cpu::kDefaultFp8WidenMinTokens;
 using kernels::cpu::kDefaultQ4WidenMinTokens;
 
-#define SKIP_WITHOUT_AVX512_BF16()                                                        \
-  if (!CpuSupports(CpuIsa::kAvx512Bf16)) {                                                \
-    GTEST_SKIP() << "this CPU lacks AVX512_BF16 (with BW and the VBMIs): the avx512bf16 " \
-                    "family and its widening are unavailable here";                       \
+#define SKIP_WITHOUT_AVX512_BF16()                                                    \
+  if (!CpuSupports(CpuIsa::kAvx512Bf16)) {                                            \
+    GTEST_SKIP() << "this CPU lacks AVX512_BF16 (with BW and VBMI2): the avx512bf16 " \
+                    "family and its widening are unavailable here";                   \
   }
 
 std::unique_ptr<CpuBackend> MakeBackend(bool batch_invariant) {
@@ -91,14 +90,6 @@ Tensor Identity(int64_t k) {
   return x;
 }
 
-// 320 tokens: the widened path (ExpectEveryFp8ByteWidenedToBf16).
-TEST(WidenedFp8, EveryByteUnderEveryKindOfScaleIsExact) {
-  SKIP_WITHOUT_AVX512_BF16();
-  auto backend = MakeBackend(/*batch_invariant=*/false);
-  ASSERT_NE(backend, nullptr);
-  ExpectEveryFp8ByteWidenedToBf16(*backend);
-}
-
 // Every q4 value of every group, symmetric (zero 8) and asymmetric, with groups of 32 and 128 and
 // a last unit 32 wide (k = 160), comes out as bf16((q - zero) * scale).
 TEST(WidenedQ4, EveryValueOfEveryGroupIsExact) {
@@ -154,36 +145,28 @@ void ExpectSameBitsAsBf16(CpuBackend& fast, CpuBackend& invariant, const Tensor&
 }
 
 // Token counts at the threshold and past a token block (96), row counts that cut the widened
-// chunks (32 rows at k <= 4096), k with partial scale blocks and column offsets.
+// chunks (32 rows at k <= 4096).
 TEST_F(WidenedTest, LinearHasTheBf16KernelsBitsOnTheWidenedWeights) {
   std::mt19937 rng(31);
   struct Shape {
-    int64_t n, k, m, row_offset, col_offset;
+    int64_t n, k, m;
   };
-  for (const Shape& s : {Shape{kDefaultFp8WidenMinTokens, 300, 37, 5, 77},
-                         Shape{100, 256, 70, 96, 64}, Shape{13, 2100, 9, 0, 0}}) {
-    const Tensor w = Fp8BlockWeight(s.m, s.k, s.row_offset, s.col_offset, rng);
-    const Tensor x = RandomTensor(DType::kBF16, {s.n, s.k}, rng);
-    ExpectSameBitsAsBf16(*fast_, *invariant_, x, w, Fp8AsBf16Weight(w), "fp8");
-  }
-  for (const Shape& s : {Shape{kDefaultQ4WidenMinTokens, 320, 37, 0, 0}, Shape{100, 256, 70, 0, 0},
-                         Shape{9, 2080, 11, 0, 0}}) {
+  for (const Shape& s :
+       {Shape{kDefaultQ4WidenMinTokens, 320, 37}, Shape{100, 256, 70}, Shape{9, 2080, 11}}) {
     const Tensor w = Q4GroupWeight(s.m, s.k, 32, s.n == 100, rng);
     const Tensor x = RandomTensor(DType::kBF16, {s.n, s.k}, rng);
     ExpectSameBitsAsBf16(*fast_, *invariant_, x, w, Q4AsBf16Weight(w), "q4");
   }
 }
 
-// Below the thresholds nothing changes: the exact kernels' bits, as a batch-invariant backend
+// Below the threshold nothing changes: the exact kernel's bits, as a batch-invariant backend
 // gives them.
 TEST_F(WidenedTest, LinearBelowTheThresholdHasTheExactKernelsBits) {
   std::mt19937 rng(32);
-  const Tensor weights[] = {Fp8BlockWeight(40, 300, 0, 0, rng),
-                            Q4GroupWeight(40, 320, 128, true, rng)};
+  const Tensor weights[] = {Q4GroupWeight(40, 320, 128, true, rng),
+                            Q4GroupWeight(40, 320, 32, false, rng)};
   for (const Tensor& w : weights) {
-    const int64_t below =
-        w.dtype() == DType::kQ4 ? kDefaultQ4WidenMinTokens - 1 : kDefaultFp8WidenMinTokens - 1;
-    for (int64_t n = 1; n <= below; n += std::max<int64_t>(1, below / 3)) {
+    for (int64_t n = 1; n < kDefaultQ4WidenMinTokens; ++n) {
       const Tensor x = RandomTensor(DType::kBF16, {n, w.dim(1)}, rng);
       Tensor got = *Tensor::Empty(DType::kF32, {n, w.dim(0)});
       Tensor want = *Tensor::Empty(DType::kF32, {n, w.dim(0)});
@@ -198,33 +181,24 @@ TEST_F(WidenedTest, LinearBelowTheThresholdHasTheExactKernelsBits) {
 // its own product's bits, widened or exact by its own count.
 TEST_F(WidenedTest, GroupedLinearTakesEachExpertByItsOwnTokenCount) {
   std::mt19937 rng(33);
-  const int64_t k = 256, m = 48;
-  for (const DType dtype : {DType::kF8E4M3, DType::kQ4}) {
-    const int64_t threshold =
-        dtype == DType::kQ4 ? kDefaultQ4WidenMinTokens : kDefaultFp8WidenMinTokens;
-    const std::vector<int32_t> offsets = {0, 0, 2, static_cast<int32_t>(2 + threshold),
-                                          static_cast<int32_t>(42 + threshold)};
-    std::vector<Tensor> weights;
-    for (int e = 0; e < 4; ++e) {
-      weights.push_back(dtype == DType::kQ4 ? Q4GroupWeight(m, k, 128, e % 2 == 1, rng)
-                                            : Fp8BlockWeight(m, k, 64 * e, 0, rng));
-    }
-    const Tensor x = RandomTensor(DType::kBF16, {offsets.back(), k}, rng);
-    Tensor out = *Tensor::Empty(DType::kF32, {offsets.back(), m});
-    ASSERT_TRUE(fast_->MoeGroupedLinear(x, I32Tensor(offsets, {5}), weights, out).ok());
-    for (int e = 1; e < 4; ++e) {
-      const int64_t r0 = offsets[e], r1 = offsets[e + 1];
-      const Tensor xe = *x.Slice(r0, r1);
-      const bool widened = r1 - r0 >= threshold;
-      const Tensor reference = !widened ? weights[e]
-                                        : (dtype == DType::kQ4 ? Q4AsBf16Weight(weights[e])
-                                                               : Fp8AsBf16Weight(weights[e]));
-      Tensor want = *Tensor::Empty(DType::kF32, {r1 - r0, m});
-      ASSERT_TRUE(invariant_->Linear(xe, reference, Tensor(), want).ok());
-      EXPECT_TRUE(TensorsEqual(*out.Slice(r0, r1), want))
-          << DTypeName(dtype) << ", expert " << e << " (" << r1 - r0 << " tokens, "
-          << (widened ? "widened" : "exact") << ")";
-    }
+  const int64_t k = 256, m = 48, threshold = kDefaultQ4WidenMinTokens;
+  const std::vector<int32_t> offsets = {0, 0, 2, static_cast<int32_t>(2 + threshold),
+                                        static_cast<int32_t>(42 + threshold)};
+  std::vector<Tensor> weights;
+  for (int e = 0; e < 4; ++e) weights.push_back(Q4GroupWeight(m, k, 128, e % 2 == 1, rng));
+  const Tensor x = RandomTensor(DType::kBF16, {offsets.back(), k}, rng);
+  Tensor out = *Tensor::Empty(DType::kF32, {offsets.back(), m});
+  ASSERT_TRUE(fast_->MoeGroupedLinear(x, I32Tensor(offsets, {5}), weights, out).ok());
+  for (int e = 1; e < 4; ++e) {
+    const int64_t r0 = offsets[e], r1 = offsets[e + 1];
+    const Tensor xe = *x.Slice(r0, r1);
+    const bool widened = r1 - r0 >= threshold;
+    const Tensor reference = widened ? Q4AsBf16Weight(weights[e]) : weights[e];
+    Tensor want = *Tensor::Empty(DType::kF32, {r1 - r0, m});
+    ASSERT_TRUE(invariant_->Linear(xe, reference, Tensor(), want).ok());
+    EXPECT_TRUE(TensorsEqual(*out.Slice(r0, r1), want))
+        << "expert " << e << " (" << r1 - r0 << " tokens, " << (widened ? "widened" : "exact")
+        << ")";
   }
 }
 
