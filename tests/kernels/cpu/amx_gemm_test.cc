@@ -288,12 +288,8 @@ TEST(AmxLinearThreshold, StreamingBelowAndTilesAboveBothMatch) {
 TEST(AmxDefaultThreshold, FewTokensOnTheStreamingKernelTheRestOnTiles) {
   SKIP_WITHOUT_AMX();
   ASSERT_EQ(kernels::cpu::kDefaultAmxMinTokens, 4);
-  CpuBackendOptions options;
-  options.num_threads = 2;
-  options.isa = CpuIsa::kAmx;
-  options.copy_weights = false;
-  auto fast = CpuBackend::Create(options);
-  ASSERT_TRUE(fast.ok()) << fast.status();
+  auto fast = MakeDefaultBackend(CpuIsa::kAmx);
+  ASSERT_NE(fast, nullptr);
   auto tiles = MakeBackend(CpuIsa::kAmx, /*amx_min_tokens=*/1);
   auto streaming = MakeBackend(CpuIsa::kAvx512Bf16);
   ASSERT_NE(tiles, nullptr);
@@ -307,7 +303,7 @@ TEST(AmxDefaultThreshold, FewTokensOnTheStreamingKernelTheRestOnTiles) {
       const Tensor x = RandomTensor(DType::kBF16, {n, k}, rng);
       Tensor got = *Tensor::Empty(DType::kF32, {n, m});
       Tensor want = *Tensor::Empty(DType::kF32, {n, m});
-      ASSERT_TRUE((*fast)->Linear(x, w, Tensor(), got).ok());
+      ASSERT_TRUE(fast->Linear(x, w, Tensor(), got).ok());
       CpuBackend& expected = n < 4 ? *streaming : *tiles;
       ASSERT_TRUE(expected.Linear(x, w, Tensor(), want).ok());
       EXPECT_TRUE(TensorsEqual(got, want))

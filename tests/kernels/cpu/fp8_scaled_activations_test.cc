@@ -20,7 +20,6 @@
 namespace expertmesh::testing {
 namespace {
 
-using kernels::cpu::CpuBackendOptions;
 using kernels::cpu::CpuSupports;
 
 #define SKIP_WITHOUT_AVX512_BF16()                                                           \
@@ -29,69 +28,24 @@ using kernels::cpu::CpuSupports;
                     "and its fp8 kernel are unavailable here";                               \
   }
 
-// The default AVX512_BF16 backend: nothing batch-invariant asked for.
-std::unique_ptr<CpuBackend> DefaultBackend() {
-  CpuBackendOptions options;
-  options.num_threads = 2;
-  options.isa = CpuIsa::kAvx512Bf16;
-  options.copy_weights = false;
-  auto backend = CpuBackend::Create(options);
-  EXPECT_TRUE(backend.ok()) << backend.status();
-  return backend.ok() ? std::move(*backend) : nullptr;
-}
+std::unique_ptr<CpuBackend> DefaultBackend() { return MakeDefaultBackend(CpuIsa::kAvx512Bf16); }
 
-// Every byte (but the NaN patterns) in a 160 x 320 weight that starts 64 rows and 64 columns into
-// its block grid, under positive, negative, tiny and large scales; a scale row holding 1e35 (x s x
-// 2^100 overflows) takes the fallback for all its rows.
+// Every byte (but the NaN patterns) under positive, negative, tiny and large scales. Scale row 0
+// (the sweep's rows 0-63) holds 1e35, for which x s x 2^100 overflows: all its rows take the
+// fallback, exact in fp32. Row 1 has a scale so small that some products fall below 2^-106.
 TEST(Fp8ScaledActivations, EveryByteUnderEveryKindOfScale) {
   SKIP_WITHOUT_AVX512_BF16();
   auto backend = DefaultBackend();
   ASSERT_NE(backend, nullptr);
-  const int64_t m = 160, k = 320, row_offset = 64, col_offset = 64;
-  Tensor w = *Tensor::Empty(DType::kF8E4M3, {m, k});
-  for (int64_t r = 0; r < m; ++r) {
-    for (int64_t i = 0; i < k; ++i) {
-      const auto byte = static_cast<uint8_t>((r * 37 + i) & 0xff);
-      w.data<uint8_t>()[r * k + i] = (byte & 0x7f) == 0x7f ? 0 : byte;
-    }
-  }
-  auto grid = std::make_shared<Tensor>(*Tensor::Empty(DType::kF32, {2, 3}));
-  // Scale row 0 (rows 0-63 here) overflows in its third block; row 1 has a scale so small that
-  // some products fall below 2^-106.
-  const float scales[] = {0.05f, -0.07f, 1e35f, 1e-37f, 3.5f, 0.0123f};
-  std::copy(std::begin(scales), std::end(scales), grid->data<float>());
-  w = *w.WithBlockScales({.scales = grid,
-                          .block_rows = 128,
-                          .block_cols = 128,
-                          .row_offset = row_offset,
-                          .col_offset = col_offset});
-  Tensor x = *Tensor::Zeros(DType::kBF16, {k, k});
-  for (int64_t i = 0; i < k; ++i) x.data<uint16_t>()[i * k + i] = FloatToBf16(1.0f);
-  Tensor out = *Tensor::Empty(DType::kF32, {k, m});
-  ASSERT_TRUE(backend->Linear(x, w, Tensor(), out).ok());
-  int64_t mismatches = 0;
-  for (int64_t r = 0; r < m; ++r) {
-    const int64_t scale_row = (r + row_offset) / 128;
-    for (int64_t i = 0; i < k; ++i) {
-      const uint8_t byte = w.data<uint8_t>()[r * k + i];
-      const float scale = scales[scale_row * 3 + (i + col_offset) / 128];
-      const float value = (byte & 0x78) == 0 ? 0.0f : F8E4M3ToFloat(byte);  // subnormals: 0
-      float expected = 0;
-      if (scale_row == 0) {
-        expected = value * scale;  // the fallback: exact, scaled once in fp32
-      } else {
-        expected = value * Bf16ToFloat(FloatToBf16(scale));  // exact: 4 x 8 significant bits
-        if (std::fabs(expected) < 0x1p-106f) expected = 0;
-      }
-      const float got = out.data<float>()[i * m + r];
-      if (got != expected && ++mismatches <= 10) {
-        ADD_FAILURE() << "row " << r << ", column " << i << ", byte 0x" << std::hex << int{byte}
-                      << std::dec << ", scale " << scale << ": " << got << ", expected "
-                      << expected;
-      }
-    }
-  }
-  EXPECT_EQ(mismatches, 0);
+  const Fp8ByteSweep sweep = EveryFp8Byte({0.05f, -0.07f, 1e35f, 1e-37f, 3.5f, 0.0123f});
+  ExpectSweepReadsBack(*backend, sweep, [&](int64_t r, int64_t i) {
+    const uint8_t byte = sweep.Byte(r, i);
+    const float value = (byte & 0x78) == 0 ? 0.0f : F8E4M3ToFloat(byte);  // subnormals: 0
+    const float scale = sweep.Scale(r, i);
+    if ((r + sweep.row_offset) / 128 == 0) return value * scale;    // the fallback
+    const float product = value * Bf16ToFloat(FloatToBf16(scale));  // exact: 4 x 8 bits
+    return std::fabs(product) < 0x1p-106f ? 0.0f : product;
+  });
 }
 
 // Scales near 2^25 with activations up to 64: x s x 2^100 overflows for the larger activations,

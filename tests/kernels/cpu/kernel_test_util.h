@@ -145,51 +145,88 @@ inline Tensor Fp8AsBf16Weight(const Tensor& w) {
   return out;
 }
 
-// Identity activations read a product's weights back exactly (each output is one product with
-// 1.0 plus exact zeros). Through `backend`, every e4m3 byte but the two NaN patterns, under
-// scales that are ordinary, negative, too large to fold with 2^120 (two-step widening) and small
-// enough that products fall below fp32's normal range (flushed to zero), must come out as
-// bf16(fp32(value x scale)) with e4m3 subnormals as zero: what the AMX tiles and the AVX512_BF16
-// widening multiply. Column blocks of 64 and 128 values, rows straddling a scale-row boundary.
-// Names the first mismatches.
-inline void ExpectEveryFp8ByteWidenedToBf16(CpuBackend& backend) {
-  const int64_t m = 160, k = 320, row_offset = 64, col_offset = 64;
-  Tensor w = *Tensor::Empty(DType::kF8E4M3, {m, k});
-  for (int64_t r = 0; r < m; ++r) {
-    for (int64_t i = 0; i < k; ++i) {
+// A backend of `isa` with its default options but 2 threads, reading weights in place; nullptr
+// (and a test failure) where it cannot be made.
+inline std::unique_ptr<CpuBackend> MakeDefaultBackend(CpuIsa isa) {
+  kernels::cpu::CpuBackendOptions options;
+  options.num_threads = 2;
+  options.isa = isa;
+  options.copy_weights = false;
+  auto backend = CpuBackend::Create(options);
+  EXPECT_TRUE(backend.ok()) << backend.status();
+  return backend.ok() ? std::move(*backend) : nullptr;
+}
+
+// Every e4m3 byte but the two NaN patterns, spread over an m x k fp8 weight that starts
+// (row_offset, col_offset) into its 128 x 128 block grid (column blocks of 64 and 128 values, rows
+// straddling a scale-row boundary), with the 2 x 3 grid `scales` (row-major); and the bf16
+// identity activations [k, k] that read a product's weights back exactly through Linear (each
+// output is one product with 1.0 plus exact zeros): out[i * m + r] is weight (r, i) as multiplied.
+struct Fp8ByteSweep {
+  static constexpr int64_t m = 160, k = 320, row_offset = 64, col_offset = 64;
+  Tensor w, identity;
+  float scales[6];
+  float Scale(int64_t r, int64_t i) const {
+    return scales[((r + row_offset) / 128) * 3 + (i + col_offset) / 128];
+  }
+  uint8_t Byte(int64_t r, int64_t i) const { return w.data<uint8_t>()[r * k + i]; }
+};
+
+inline Fp8ByteSweep EveryFp8Byte(const float (&scales)[6]) {
+  Fp8ByteSweep s;
+  std::copy(std::begin(scales), std::end(scales), s.scales);
+  Tensor w = *Tensor::Empty(DType::kF8E4M3, {s.m, s.k});
+  for (int64_t r = 0; r < s.m; ++r) {
+    for (int64_t i = 0; i < s.k; ++i) {
       const auto byte = static_cast<uint8_t>((r * 37 + i) & 0xff);
-      w.data<uint8_t>()[r * k + i] = (byte & 0x7f) == 0x7f ? 0 : byte;
+      w.data<uint8_t>()[r * s.k + i] = (byte & 0x7f) == 0x7f ? 0 : byte;
     }
   }
   auto grid = std::make_shared<Tensor>(*Tensor::Empty(DType::kF32, {2, 3}));
-  const float scales[] = {0.05f, -0.07f, 1e35f, 1e-37f, 3.5f, 0.0123f};
   std::copy(std::begin(scales), std::end(scales), grid->data<float>());
-  w = *w.WithBlockScales({.scales = grid,
-                          .block_rows = 128,
-                          .block_cols = 128,
-                          .row_offset = row_offset,
-                          .col_offset = col_offset});
-  Tensor x = *Tensor::Zeros(DType::kBF16, {k, k});
-  for (int64_t i = 0; i < k; ++i) x.data<uint16_t>()[i * k + i] = FloatToBf16(1.0f);
+  s.w = *w.WithBlockScales({.scales = grid,
+                            .block_rows = 128,
+                            .block_cols = 128,
+                            .row_offset = s.row_offset,
+                            .col_offset = s.col_offset});
+  s.identity = *Tensor::Zeros(DType::kBF16, {s.k, s.k});
+  for (int64_t i = 0; i < s.k; ++i) s.identity.data<uint16_t>()[i * s.k + i] = FloatToBf16(1.0f);
+  return s;
+}
+
+// Reads every weight of `sweep` back through `backend` and compares it with expected(r, i),
+// naming the first mismatches.
+template <typename Expected>
+void ExpectSweepReadsBack(CpuBackend& backend, const Fp8ByteSweep& sweep,
+                          const Expected& expected) {
+  const int64_t m = sweep.m, k = sweep.k;
   Tensor out = *Tensor::Empty(DType::kF32, {k, m});
-  ASSERT_TRUE(backend.Linear(x, w, Tensor(), out).ok());
+  ASSERT_TRUE(backend.Linear(sweep.identity, sweep.w, Tensor(), out).ok());
   int64_t mismatches = 0;
   for (int64_t r = 0; r < m; ++r) {
     for (int64_t i = 0; i < k; ++i) {
-      const uint8_t byte = w.data<uint8_t>()[r * k + i];
-      const float scale = scales[((r + row_offset) / 128) * 3 + (i + col_offset) / 128];
-      const float product = (byte & 0x78) == 0 ? 0.0f : F8E4M3ToFloat(byte) * scale;
-      const float expected =
-          std::fpclassify(product) == FP_SUBNORMAL ? 0.0f : Bf16ToFloat(FloatToBf16(product));
-      const float got = out.data<float>()[i * m + r];
-      if (got != expected && ++mismatches <= 10) {
-        ADD_FAILURE() << "row " << r << ", column " << i << ", byte 0x" << std::hex << int{byte}
-                      << std::dec << ", scale " << scale << ": " << got << ", expected "
-                      << expected;
+      const float want = expected(r, i), got = out.data<float>()[i * m + r];
+      if (got != want && ++mismatches <= 10) {
+        ADD_FAILURE() << "row " << r << ", column " << i << ", byte 0x" << std::hex
+                      << int{sweep.Byte(r, i)} << std::dec << ", scale " << sweep.Scale(r, i)
+                      << ": " << got << ", expected " << want;
       }
     }
   }
   EXPECT_EQ(mismatches, 0);
+}
+
+// Through `backend`, every e4m3 byte under scales that are ordinary, negative, too large to fold
+// with 2^120 (two-step widening) and small enough that products fall below fp32's normal range
+// (flushed to zero), must come out as bf16(fp32(value x scale)) with e4m3 subnormals as zero: what
+// the AMX tiles multiply.
+inline void ExpectEveryFp8ByteWidenedToBf16(CpuBackend& backend) {
+  const Fp8ByteSweep sweep = EveryFp8Byte({0.05f, -0.07f, 1e35f, 1e-37f, 3.5f, 0.0123f});
+  ExpectSweepReadsBack(backend, sweep, [&](int64_t r, int64_t i) {
+    const uint8_t byte = sweep.Byte(r, i);
+    const float product = (byte & 0x78) == 0 ? 0.0f : F8E4M3ToFloat(byte) * sweep.Scale(r, i);
+    return std::fpclassify(product) == FP_SUBNORMAL ? 0.0f : Bf16ToFloat(FloatToBf16(product));
+  });
 }
 
 // The rounding a stored output of `dtype` has: the tolerance floor for comparisons.
