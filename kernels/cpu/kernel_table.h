@@ -71,8 +71,10 @@ struct KernelTable {
   void (*gemm_f32)(const float* x, int64_t ldx, int64_t n, int64_t k, const float* w, int64_t ldw,
                    int64_t rows, float* out, int64_t ldo);
   // As gemm_bf16 with fp8 e4m3 weights [rows, ldw] (one byte each) multiplied by their block
-  // scales: each weight is its value times its scale, rounded once to fp32 (as dequantizing it
-  // first would give), summed in an order independent of n.
+  // scales, summed in an order independent of n. The scalar family multiplies each weight's
+  // value times its scale, rounded once to fp32 (as dequantizing it first would give); AVX2 and
+  // AVX-512F put the scales on the activations instead (streaming::GemmFp8ScaledF32: x s rounded
+  // once to fp32, the same relative 2^-24 per product) and multiply the exact e4m3 values.
   void (*gemm_f8)(const float* x, int64_t ldx, int64_t n, int64_t k, const uint8_t* w, int64_t ldw,
                   int64_t rows, const Fp8Scales& scales, float* out, int64_t ldo);
   // out[i] = e4m3 value of in[i] times `scale`, for n elements (a prefill tile for sgemm).

@@ -75,6 +75,7 @@ struct Avx2Policy {
   static Acc Madd(Acc acc, __m256 w, __m256 x) { return _mm256_fmadd_ps(w, x, acc); }
   static float Sum(Acc acc) { return HorizontalSum(acc); }
   static __m256 LoadW8(const uint8_t* w) { return cpu::LoadW8(w); }
+  static float TailW8(uint8_t byte) { return F8E4M3ToFloat(byte) * 0x1p-120f; }  // exact
   static __m256 Mul(__m256 w, float s) { return _mm256_mul_ps(w, _mm256_set1_ps(s)); }
   static __m256 LoadQ4(const uint8_t* unit, int64_t half, int64_t offset) {
     return cpu::LoadQ4(unit, half, offset);
@@ -96,7 +97,7 @@ void GemmF32(const float* x, int64_t ldx, int64_t n, int64_t k, const float* w, 
 
 void GemmF8(const float* x, int64_t ldx, int64_t n, int64_t k, const uint8_t* w, int64_t ldw,
             int64_t rows, const Fp8Scales& scales, float* out, int64_t ldo) {
-  streaming::GemmFp8<Avx2Policy, 3>(x, ldx, n, k, w, ldw, rows, scales, out, ldo);
+  streaming::GemmFp8ScaledF32<Avx2Policy, 3>(x, ldx, n, k, w, ldw, rows, scales, out, ldo);
 }
 
 void GemmQ4(const float* x, int64_t ldx, int64_t n, int64_t k, const uint8_t* w, int64_t ldw,

@@ -50,6 +50,7 @@ struct Avx512Policy {
   static Acc Madd(Acc acc, __m512 w, __m512 x) { return _mm512_fmadd_ps(w, x, acc); }
   static float Sum(Acc acc) { return Avx512HorizontalSum(acc); }
   static __m512 LoadW8(const uint8_t* w) { return cpu::LoadW8(w); }
+  static float TailW8(uint8_t byte) { return F8E4M3ToFloat(byte) * 0x1p-120f; }  // exact
   static __m512 Mul(__m512 w, float s) { return _mm512_mul_ps(w, _mm512_set1_ps(s)); }
   static __m512 LoadQ4(const uint8_t* unit, int64_t half, int64_t offset) {
     return cpu::LoadQ4(unit, half, offset);
@@ -71,7 +72,7 @@ void GemmF32(const float* x, int64_t ldx, int64_t n, int64_t k, const float* w, 
 
 void GemmF8(const float* x, int64_t ldx, int64_t n, int64_t k, const uint8_t* w, int64_t ldw,
             int64_t rows, const Fp8Scales& scales, float* out, int64_t ldo) {
-  streaming::GemmFp8<Avx512Policy, 6>(x, ldx, n, k, w, ldw, rows, scales, out, ldo);
+  streaming::GemmFp8ScaledF32<Avx512Policy, 6>(x, ldx, n, k, w, ldw, rows, scales, out, ldo);
 }
 
 void GemmQ4(const float* x, int64_t ldx, int64_t n, int64_t k, const uint8_t* w, int64_t ldw,

@@ -178,35 +178,27 @@ void GemmF8XBf16Folded(const uint16_t* x_in, int64_t ldx_in, int64_t n, int64_t 
       streaming::StripsAheadForBytes(ldw, 16384));
 }
 
-// fp8 weights with the block scales on the activations. For the rows of one scale row (128 in
-// DeepSeek-V3's and Qwen3-FP8's checkpoints) a weight's scale depends on its column alone, so
-//   sum_i x[t][i] (w[r][i] s[cb(i)]) = sum_i (x[t][i] s[cb(i)]) w[r][i]:
-// each token's activations are scaled once per scale row (n x k products against the rows x n x
-// k of the GEMM) and rounded to bf16, and the e4m3 weights are multiplied as LoadW8AsBf16 widens
-// them in registers, exactly, with one fp32 chain per row and token over all of k: no per-block
-// folds, no widening into memory, and the same operations for a token whatever the batch (a
-// token's x' depends on its own activations and the scales only). The rounding of x s to bf16 is
-// a relative 2^-9 per product, as that of w s in a bf16 checkpoint or on the AMX tiles.
-// Exponents: the weights come out 2^-120 small, so x s goes in 2^100 large (products 2^-20 off,
-// taken back when a sum is stored: exact, a power of two); products below 2^-126, which
-// VDPBF16PS flushes, are those of |x w s| < 2^-106.
-constexpr float kScaledXBias = 0x1p100f;
-constexpr float kScaledXUnbias = 0x1p20f;
+// fp8 weights with the block scales on the activations (streaming::GemmFp8ScaledX): each token's
+// activations times their column's block scale (that of the run's scale row) rounded to bf16,
+// and the e4m3 values as LoadW8AsBf16 widens them in registers (exact), multiplied by VDPBF16PS.
+// The rounding of x s to bf16 is a relative 2^-9 per product, as that of w s in a bf16
+// checkpoint or on the AMX tiles. Products below 2^-126, which VDPBF16PS flushes, are those of
+// |x w s| < 2^-106.
+constexpr float kScaledXBias = streaming::kScaledXBias;
 
 struct Avx512Bf16Fp8Policy {
   using Acc = __m512;
   static constexpr int kStep = 32;
   static Acc Zero() { return _mm512_setzero_ps(); }
-  static __m512bh LoadW(const uint8_t* w) { return reinterpret_cast<__m512bh>(LoadW8AsBf16(w)); }
+  static __m512bh LoadW8(const uint8_t* w) { return reinterpret_cast<__m512bh>(LoadW8AsBf16(w)); }
   static __m512bh LoadX(const uint16_t* x) { return Load32(x); }
   static Acc Madd(Acc acc, __m512bh w, __m512bh x) { return _mm512_dpbf16_ps(acc, w, x); }
   static float Sum(Acc acc) { return Avx512HorizontalSum(acc); }
   // LoadW8AsBf16's value of one byte, a subnormal as the zero VDPBF16PS reads it as.
-  static float TailW(uint8_t byte) {
+  static float TailW8(uint8_t byte) {
     const auto bits = static_cast<uint16_t>((static_cast<int8_t>(byte) * 16) & 0x87f0);
     return (bits & 0x7f80) == 0 ? 0.0f : Bf16ToFloat(bits);
   }
-  static float Finish(float sum) { return sum * kScaledXUnbias; }
 };
 
 // bf16 of an fp32 as VCVTNEPS2BF16 rounds it: subnormals to zero, nearest even.
@@ -312,66 +304,31 @@ bool ScaleActivations(const uint16_t* x, int64_t ldx, int64_t n, int64_t k, cons
   return !checked || overflow == 0;
 }
 
-// Tokens per block of scaled activations: a block's x' (64 x k bf16, 256 KiB at k = 2048) and a
-// run's weights (128 rows, 256 KiB) stay in the L2 while every strip of the run multiplies them.
-constexpr int64_t kScaledTokenBlock = 64;
-
-// Rows in runs of one scale row; per run, tokens in blocks of kScaledTokenBlock, each block's
-// activations scaled once, then strips of 4 rows (then single rows) in token groups of 6,
-// prefetched as streaming::Gemm prefetches: one group reads 16 KiB ahead (as the folded kernel
-// measured best), several share the strip two on.
+// Token groups of 6; one group reads 16 KiB ahead (as the folded kernel measured best). The
+// overflow test is made once per run and block of tokens from the block's largest activation,
+// and each value is checked only where that cannot rule overflow out.
 void GemmF8XBf16(const uint16_t* x, int64_t ldx, int64_t n, int64_t k, const uint8_t* w,
                  int64_t ldw, int64_t rows, const Fp8Scales& scales, float* out, int64_t ldo) {
-  thread_local std::vector<uint16_t> scaled;
-  scaled.resize(static_cast<size_t>(std::min(n, kScaledTokenBlock) * k));
-  const int64_t lines = (k + 63) / 64, steps = k / 32;
-  // Each token block's largest activation, for the overflow test made once per run and block.
+  constexpr int64_t kBlock = streaming::kScaledTokenBlock;
   thread_local std::vector<uint16_t> max_x;
   max_x.clear();
-  for (int64_t t0 = 0; t0 < n; t0 += kScaledTokenBlock) {
-    max_x.push_back(MaxMagnitudeBits(x + t0 * ldx, ldx, std::min(kScaledTokenBlock, n - t0), k));
+  for (int64_t t0 = 0; t0 < n; t0 += kBlock) {
+    max_x.push_back(MaxMagnitudeBits(x + t0 * ldx, ldx, std::min(kBlock, n - t0), k));
   }
-  for (int64_t run = 0; run < rows;) {
-    const int64_t scale_row = (run + scales.row_offset) / scales.block_rows;
-    const int64_t run_end = std::min(rows, (scale_row + 1) * scales.block_rows - scales.row_offset);
-    for (int64_t t0 = 0; t0 < n; t0 += kScaledTokenBlock) {
-      const int64_t nb = std::min(kScaledTokenBlock, n - t0);
-      const float* scale_values = scales.scales + scale_row * scales.ld;
-      const bool checked = !ScalingCannotOverflow(max_x[t0 / kScaledTokenBlock], scale_values, k,
-                                                  scales.block_cols, scales.col_offset);
-      if (!ScaleActivations(x + t0 * ldx, ldx, nb, k, scale_values, scales.block_cols,
-                            scales.col_offset, checked, scaled.data())) {
+  streaming::GemmFp8ScaledX<Avx512Bf16Fp8Policy, 6, uint16_t>(
+      n, k, w, ldw, rows, scales, out, ldo, /*one_group_ahead=*/16384,
+      [&](int64_t t0, int64_t nb, const float* scale_row, uint16_t* scaled) {
+        const bool checked = !ScalingCannotOverflow(max_x[t0 / kBlock], scale_row, k,
+                                                    scales.block_cols, scales.col_offset);
+        return ScaleActivations(x + t0 * ldx, ldx, nb, k, scale_row, scales.block_cols,
+                                scales.col_offset, checked, scaled);
+      },
+      [&](int64_t r0, int64_t r1, int64_t t0, int64_t nb) {
         Fp8Scales shifted = scales;
-        shifted.row_offset += run;
-        GemmF8XBf16Folded(x + t0 * ldx, ldx, nb, k, w + run * ldw, ldw, run_end - run, shifted,
-                          out + t0 * ldo + run, ldo);
-        continue;
-      }
-      const int64_t groups = streaming::TokenGroupCount<6>(nb);
-      const int64_t ahead = groups > 1 ? 2 : streaming::StripsAheadForBytes(ldw, 16384);
-      const auto strip = [&]<int R>(int64_t r) {
-        const int64_t next_row = r + 4 * ahead;
-        int64_t group = 0;
-        streaming::ForTokenGroups<6>(nb, [&]<int T>(int64_t t) {
-          streaming::StripPrefetch<uint8_t> prefetch;
-          if (R == 4 && next_row + 4 <= rows) {
-            const int64_t first = lines * group / groups, last = lines * (group + 1) / groups;
-            prefetch.at = w + next_row * ldw + first * 64;
-            prefetch.lines = last - first;
-            prefetch.every = std::max<int64_t>(1, steps / std::max<int64_t>(1, last - first));
-          }
-          streaming::MicroKernel<Avx512Bf16Fp8Policy, R, T>(
-              scaled.data() + t * k, k, k, w + r * ldw, ldw, out + (t0 + t) * ldo + r, ldo,
-              prefetch);
-          ++group;
-        });
-      };
-      int64_t r = run;
-      for (; r + 4 <= run_end; r += 4) strip.template operator()<4>(r);
-      for (; r < run_end; ++r) strip.template operator()<1>(r);
-    }
-    run = run_end;
-  }
+        shifted.row_offset += r0;
+        GemmF8XBf16Folded(x + t0 * ldx, ldx, nb, k, w + r0 * ldw, ldw, r1 - r0, shifted,
+                          out + t0 * ldo + r0, ldo);
+      });
 }
 
 }  // namespace

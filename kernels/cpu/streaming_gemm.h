@@ -10,6 +10,7 @@
 //     static float Sum(Acc acc);                                 // fixed lane order
 //     // fp8 weights only:
 //     static WVec LoadW8(const uint8_t* w);  // kStep e4m3 values, each times 2^-120 (exact)
+//     static float TailW8(uint8_t w);        // what LoadW8 makes of one value
 //     static WVec Mul(WVec w, float s);      // w * s, per lane
 //     // optional: a tail weight's value where ToFloat does not give it (W = uint8_t), and what
 //     // becomes of a finished sum before it is stored
@@ -38,6 +39,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <vector>
 
 #include "common/dtype.h"
 #include "kernels/cpu/cpu_features.h"
@@ -282,7 +284,8 @@ inline void MicroKernelFp8(const X* x, int64_t ldx, int64_t k, const uint8_t* w,
   }
 }
 
-// As Gemm with fp8 e4m3 weights and their block scales (see KernelTable::gemm_f8).
+// As Gemm with fp8 e4m3 weights and their block scales, each weight times its scale in registers
+// (GemmFp8ScaledF32's fallback).
 template <typename P, int kMaxTokens, typename X>
 void GemmFp8(const X* x, int64_t ldx, int64_t n, int64_t k, const uint8_t* w, int64_t ldw,
              int64_t rows, const Fp8Scales& scales, float* out, int64_t ldo) {
@@ -296,6 +299,131 @@ void GemmFp8(const X* x, int64_t ldx, int64_t n, int64_t k, const uint8_t* w, in
       next = nullptr;
     });
   });
+}
+
+// fp8 weights with their block scales on the activations. Along a run of rows that share a scale
+// row (128 in DeepSeek-V3's and Qwen3-FP8's checkpoints) a weight's scale depends on its column
+// only, so sum_i x_i (w_i s_b(i)) = sum_i (x_i s_b(i)) w_i: each token's activations are scaled
+// once per run (n x k products against the run's rows x n x k) and the e4m3 values multiply them
+// as the policy widens them, one chain per row and token over all of k, with no per-block scale
+// step: the same operations for a token whatever its batch. Exponents: the policy's weights come
+// out 2^-120 small (LoadW8), so x s goes in 2^100 large and each finished sum is taken back by
+// 2^-20 (exact, a power of two); sums below 2^-106 x 2^20 would be fp32 subnormals.
+inline constexpr float kScaledXBias = 0x1p100f;
+inline constexpr float kScaledXUnbias = 0x1p20f;
+
+// Tokens per block of scaled activations: a block's (64 x k) and a run's weights (128 rows) stay
+// in the L2 while every strip of the run multiplies them.
+inline constexpr int64_t kScaledTokenBlock = 64;
+
+// A policy P of fp32 or bf16 products whose weights are e4m3 bytes, as P::LoadW8 widens them.
+template <typename P>
+struct Fp8ScaledXPolicy {
+  using Acc = typename P::Acc;
+  static constexpr int kStep = P::kStep;
+  static Acc Zero() { return P::Zero(); }
+  static auto LoadW(const uint8_t* w) { return P::LoadW8(w); }
+  template <typename X>
+  static auto LoadX(const X* x) {
+    return P::LoadX(x);
+  }
+  template <typename W, typename X>
+  static Acc Madd(Acc acc, W w, X x) {
+    return P::Madd(acc, w, x);
+  }
+  static float Sum(Acc acc) { return P::Sum(acc); }
+  static float TailW(uint8_t byte) { return P::TailW8(byte); }
+  static float Finish(float sum) { return sum * kScaledXUnbias; }
+};
+
+// Rows in runs of one scale row; per run, tokens in blocks of kScaledTokenBlock, each block's
+// activations scaled once by scale(t0, nb, scale_row, XS* out), which returns false where they
+// would overflow (fallback(row_begin, row_end, t0, nb) then multiplies that run and block in
+// its own way); then strips of 4 rows (then single rows) in token groups of kMaxTokens through
+// MicroKernel<Fp8ScaledXPolicy<P>>, prefetched as Gemm prefetches, but one group reads
+// `one_group_ahead` bytes ahead.
+template <typename P, int kMaxTokens, typename XS, typename Scale, typename Fallback>
+void GemmFp8ScaledX(int64_t n, int64_t k, const uint8_t* w, int64_t ldw, int64_t rows,
+                    const Fp8Scales& scales, float* out, int64_t ldo, int64_t one_group_ahead,
+                    const Scale& scale, const Fallback& fallback) {
+  thread_local std::vector<XS> scaled;
+  scaled.resize(static_cast<size_t>(std::min(n, kScaledTokenBlock) * k));
+  const int64_t lines = (k + 63) / 64, steps = k / P::kStep;
+  for (int64_t run = 0; run < rows;) {
+    const int64_t scale_row = (run + scales.row_offset) / scales.block_rows;
+    const int64_t run_end = std::min(rows, (scale_row + 1) * scales.block_rows - scales.row_offset);
+    for (int64_t t0 = 0; t0 < n; t0 += kScaledTokenBlock) {
+      const int64_t nb = std::min(kScaledTokenBlock, n - t0);
+      if (!scale(t0, nb, scales.scales + scale_row * scales.ld, scaled.data())) {
+        fallback(run, run_end, t0, nb);
+        continue;
+      }
+      const int64_t groups = TokenGroupCount<kMaxTokens>(nb);
+      const int64_t ahead = groups > 1 ? 2 : StripsAheadForBytes(ldw, one_group_ahead);
+      const auto strip = [&]<int R>(int64_t r) {
+        const int64_t next_row = r + 4 * ahead;
+        int64_t group = 0;
+        ForTokenGroups<kMaxTokens>(nb, [&]<int T>(int64_t t) {
+          StripPrefetch<uint8_t> prefetch;
+          if (R == 4 && next_row + 4 <= rows) {
+            const int64_t first = lines * group / groups, last = lines * (group + 1) / groups;
+            prefetch.at = w + next_row * ldw + first * 64;
+            prefetch.lines = last - first;
+            prefetch.every = std::max<int64_t>(1, steps / std::max<int64_t>(1, last - first));
+          }
+          MicroKernel<Fp8ScaledXPolicy<P>, R, T>(scaled.data() + t * k, k, k, w + r * ldw, ldw,
+                                                 out + (t0 + t) * ldo + r, ldo, prefetch);
+          ++group;
+        });
+      };
+      int64_t r = run;
+      for (; r + 4 <= run_end; r += 4) strip.template operator()<4>(r);
+      for (; r < run_end; ++r) strip.template operator()<1>(r);
+    }
+    run = run_end;
+  }
+}
+
+// out[t * k + i] = x[t][i] x scale_row[cb(i)] x 2^100 in fp32, t < n, i < k; false where one
+// overflows (|x s| >= 2^28, or x infinite).
+inline bool ScaleF32Activations(const float* x, int64_t ldx, int64_t n, int64_t k,
+                                const float* scale_row, int64_t block_cols, int64_t col_offset,
+                                float* out) {
+  bool overflow = false;
+  for (int64_t i = 0; i < k;) {
+    const int64_t block = (i + col_offset) / block_cols;
+    const int64_t end = std::min(k, (block + 1) * block_cols - col_offset);
+    const float m = scale_row[block] * kScaledXBias;
+    for (int64_t t = 0; t < n; ++t) {
+      for (int64_t j = i; j < end; ++j) {
+        const float v = x[t * ldx + j] * m;
+        out[t * k + j] = v;
+        overflow |= std::fabs(v) > std::numeric_limits<float>::max();
+      }
+    }
+    i = end;
+  }
+  return !overflow;
+}
+
+// GemmFp8's products with the scales on the activations (fp32 activations): x s rounded to fp32
+// once, a relative 2^-24 per product as the dequantized weight's own rounding; GemmFp8 for a run
+// and block of tokens that would overflow.
+template <typename P, int kMaxTokens>
+void GemmFp8ScaledF32(const float* x, int64_t ldx, int64_t n, int64_t k, const uint8_t* w,
+                      int64_t ldw, int64_t rows, const Fp8Scales& scales, float* out, int64_t ldo) {
+  GemmFp8ScaledX<P, kMaxTokens, float>(
+      n, k, w, ldw, rows, scales, out, ldo, /*one_group_ahead=*/4 * ldw,
+      [&](int64_t t0, int64_t nb, const float* scale_row, float* scaled) {
+        return ScaleF32Activations(x + t0 * ldx, ldx, nb, k, scale_row, scales.block_cols,
+                                   scales.col_offset, scaled);
+      },
+      [&](int64_t r0, int64_t r1, int64_t t0, int64_t nb) {
+        Fp8Scales shifted = scales;
+        shifted.row_offset += r0;
+        GemmFp8<P, kMaxTokens>(x + t0 * ldx, ldx, nb, k, w + r0 * ldw, ldw, r1 - r0, shifted,
+                               out + t0 * ldo + r0, ldo);
+      });
 }
 
 // The q4 micro-kernel: R rows x T tokens. k runs in segments that stay inside one group; in each,
