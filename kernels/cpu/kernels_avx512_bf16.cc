@@ -184,8 +184,6 @@ void GemmF8XBf16Folded(const uint16_t* x_in, int64_t ldx_in, int64_t n, int64_t 
 // The rounding of x s to bf16 is a relative 2^-9 per product, as that of w s in a bf16
 // checkpoint or on the AMX tiles. Products below 2^-126, which VDPBF16PS flushes, are those of
 // |x w s| < 2^-106.
-constexpr float kScaledXBias = streaming::kScaledXBias;
-
 struct Avx512Bf16Fp8Policy {
   using Acc = __m512;
   static constexpr int kStep = 32;
@@ -201,12 +199,12 @@ struct Avx512Bf16Fp8Policy {
   }
 };
 
-// bf16 of an fp32 as VCVTNEPS2BF16 rounds it: subnormals to zero, nearest even.
+// bf16 of an fp32 as VCVTNEPS2BF16 rounds it: subnormals to zero, then FloatToBf16's nearest
+// even.
 inline uint16_t RoundToBf16(float f) {
   const uint32_t bits = std::bit_cast<uint32_t>(f);
   if ((bits & 0x7f800000u) == 0) return static_cast<uint16_t>((bits >> 16) & 0x8000);
-  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40);
-  return static_cast<uint16_t>((bits + 0x7fff + ((bits >> 16) & 1)) >> 16);
+  return FloatToBf16(f);
 }
 
 // The largest magnitude among x[t][i], t < n, i < k, as bf16 bits (infinities and NaNs above
@@ -239,7 +237,7 @@ bool ScalingCannotOverflow(uint16_t max_x, const float* scale_row, int64_t k, in
     max_scale = std::max<double>(max_scale, std::fabs(scale_row[b]));
   }
   // Below the largest bf16 by more than its rounding: nothing rounds up to infinity.
-  return double{Bf16ToFloat(max_x)} * max_scale * double{kScaledXBias} < 0x1.fep127;
+  return double{Bf16ToFloat(max_x)} * max_scale * double{streaming::kScaledXBias} < 0x1.fep127;
 }
 
 // out[t * k + i] = bf16(x[t][i] x scale_row[cb(i)] x 2^100) for t < n, i < k. Unless `checked`
@@ -265,7 +263,7 @@ bool ScaleActivations(const uint16_t* x, int64_t ldx, int64_t n, int64_t k, cons
   for (int64_t i = 0; i < k;) {
     const int64_t block = (i + col_offset) / block_cols;
     const int64_t end = std::min(k, (block + 1) * block_cols - col_offset);
-    const float m = scale_row[block] * kScaledXBias;
+    const float m = scale_row[block] * streaming::kScaledXBias;
     if (!std::isfinite(m)) return false;
     const __m512 mult = _mm512_set1_ps(m);
     for (int64_t t = 0; t < n; ++t) {

@@ -71,6 +71,19 @@ struct StripPrefetch {
   int64_t every = 1;
 };
 
+// Token group `group` of `groups`' share of the prefetch of a strip whose rows start at `strip`
+// (`lines` cache lines each): a contiguous part of every row, its lines spread evenly over the
+// group's `steps` steps of k.
+template <typename W>
+inline StripPrefetch<W> GroupShareOf(const W* strip, int64_t lines, int64_t steps, int64_t group,
+                                     int64_t groups) {
+  constexpr int64_t kLine = 64 / sizeof(W);
+  const int64_t first = lines * group / groups, last = lines * (group + 1) / groups;
+  return {.at = strip + first * kLine,
+          .lines = last - first,
+          .every = std::max<int64_t>(1, steps / std::max<int64_t>(1, last - first))};
+}
+
 template <typename P, int R, int T, typename X, typename W>
 inline void MicroKernel(const X* x, int64_t ldx, int64_t k, const W* w, int64_t ldw, float* out,
                         int64_t ldo, StripPrefetch<W> prefetch) {
@@ -203,12 +216,8 @@ void Gemm(const X* x, int64_t ldx, int64_t n, int64_t k, const W* w, int64_t ldw
         int64_t group = 0;
         ForTokenGroups<kMaxTokens>(n, [&]<int T>(int64_t t) {
           StripPrefetch<W> prefetch;
-          if (next_row >= 0) {
-            const int64_t first = lines * group / groups, last = lines * (group + 1) / groups;
-            prefetch.at = w + next_row * ldw + first * kLine;
-            prefetch.lines = last - first;
-            prefetch.every = std::max<int64_t>(1, steps / std::max<int64_t>(1, last - first));
-          }
+          if (next_row >= 0)
+            prefetch = GroupShareOf(w + next_row * ldw, lines, steps, group, groups);
           MicroKernel<P, R, T>(x + t * ldx, ldx, k, w + r * ldw, ldw, out + t * ldo + r, ldo,
                                prefetch);
           ++group;
@@ -366,10 +375,7 @@ void GemmFp8ScaledX(int64_t n, int64_t k, const uint8_t* w, int64_t ldw, int64_t
         ForTokenGroups<kMaxTokens>(nb, [&]<int T>(int64_t t) {
           StripPrefetch<uint8_t> prefetch;
           if (R == 4 && next_row + 4 <= rows) {
-            const int64_t first = lines * group / groups, last = lines * (group + 1) / groups;
-            prefetch.at = w + next_row * ldw + first * 64;
-            prefetch.lines = last - first;
-            prefetch.every = std::max<int64_t>(1, steps / std::max<int64_t>(1, last - first));
+            prefetch = GroupShareOf(w + next_row * ldw, lines, steps, group, groups);
           }
           MicroKernel<Fp8ScaledXPolicy<P>, R, T>(scaled.data() + t * k, k, k, w + r * ldw, ldw,
                                                  out + (t0 + t) * ldo + r, ldo, prefetch);
