@@ -20,6 +20,25 @@ inline float Avx512HorizontalSum(__m512 v) {
   return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
 }
 
+// Avx512HorizontalSum of a, b, c and d into out[0..3], in the same tree (the same bits): the
+// halves of two vectors added in one 512-bit add, then the quarters of four, then the pairs
+// within each quarter, 14 instructions where four separate sums take 28.
+inline void Avx512HorizontalSum4(__m512 a, __m512 b, __m512 c, __m512 d, float* out) {
+  // [a 0-3 + 8-11, a 4-7 + 12-15, b ..., b ...]: each vector's h of Avx512HorizontalSum.
+  const __m512 ab =
+      _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xee));
+  const __m512 cd =
+      _mm512_add_ps(_mm512_shuffle_f32x4(c, d, 0x44), _mm512_shuffle_f32x4(c, d, 0xee));
+  // [q of a, q of b, q of c, q of d]: the low quarter of each h plus its high quarter.
+  const __m512 q =
+      _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, 0x88), _mm512_shuffle_f32x4(ab, cd, 0xdd));
+  // Lane 0 of each quarter: (q0 + q2) + (q1 + q3).
+  const __m512 t = _mm512_add_ps(q, _mm512_shuffle_ps(q, q, _MM_SHUFFLE(1, 0, 3, 2)));
+  const __m512 s = _mm512_add_ps(t, _mm512_shuffle_ps(t, t, _MM_SHUFFLE(2, 3, 0, 1)));
+  const __m512i lane0s = _mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+  _mm_storeu_ps(out, _mm512_castps512_ps128(_mm512_permutexvar_ps(lane0s, s)));
+}
+
 // acc + part x (scale x unbias), for a block-scaled kernel's partial sum (`part`) that comes out
 // `unbias` (a power of two) too small: the two factors fold into one, exact, while that stays
 // finite; where it overflows, part is multiplied by unbias first and then by the scale.

@@ -49,6 +49,9 @@ struct Avx512Policy {
   static __m512 LoadX(const float* x) { return _mm512_loadu_ps(x); }
   static Acc Madd(Acc acc, __m512 w, __m512 x) { return _mm512_fmadd_ps(w, x, acc); }
   static float Sum(Acc acc) { return Avx512HorizontalSum(acc); }
+  static void Sum4(Acc a, Acc b, Acc c, Acc d, float* out) {
+    Avx512HorizontalSum4(a, b, c, d, out);
+  }
   static __m512 LoadW8(const uint8_t* w) { return cpu::LoadW8(w); }
   static float TailW8(uint8_t byte) { return F8E4M3ToFloat(byte) * 0x1p-120f; }  // exact
   static __m512 Mul(__m512 w, float s) { return _mm512_mul_ps(w, _mm512_set1_ps(s)); }

@@ -36,6 +36,9 @@ struct Avx512Bf16Policy {
   static __m512bh LoadX(const uint16_t* x) { return Load32(x); }
   static Acc Madd(Acc acc, __m512bh w, __m512bh x) { return _mm512_dpbf16_ps(acc, w, x); }
   static float Sum(Acc acc) { return Avx512HorizontalSum(acc); }
+  static void Sum4(Acc a, Acc b, Acc c, Acc d, float* out) {
+    Avx512HorizontalSum4(a, b, c, d, out);
+  }
 };
 
 void GemmBf16XBf16(const uint16_t* x, int64_t ldx, int64_t n, int64_t k, const uint16_t* w,
@@ -192,6 +195,9 @@ struct Avx512Bf16Fp8Policy {
   static __m512bh LoadX(const uint16_t* x) { return Load32(x); }
   static Acc Madd(Acc acc, __m512bh w, __m512bh x) { return _mm512_dpbf16_ps(acc, w, x); }
   static float Sum(Acc acc) { return Avx512HorizontalSum(acc); }
+  static void Sum4(Acc a, Acc b, Acc c, Acc d, float* out) {
+    Avx512HorizontalSum4(a, b, c, d, out);
+  }
   // LoadW8AsBf16's value of one byte, a subnormal as the zero VDPBF16PS reads it as.
   static float TailW8(uint8_t byte) {
     const auto bits = static_cast<uint16_t>((static_cast<int8_t>(byte) * 16) & 0x87f0);

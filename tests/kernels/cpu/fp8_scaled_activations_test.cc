@@ -6,10 +6,13 @@
 //    (a scale of 1e35, or activations too large for theirs) the block-folding fallback's
 //    fp32(value x scale);
 //  - with the default options, a token's output does not depend on its batch, for any token
-//    count, in Linear over slices that start inside a scale block and in grouped Linear.
+//    count, in Linear over slices that start inside a scale block and in grouped Linear, and a
+//    row's does not depend on the rows beside it.
 // The accuracy against the dequantized reference over random weights is fp8_gemm_test's.
 // Skipped, with the reason, on CPUs without AVX512_BF16.
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <memory>
 #include <random>
 #include <vector>
@@ -98,6 +101,31 @@ TEST(Fp8ScaledActivations, ATokensOutputDoesNotDependOnItsBatch) {
         ASSERT_TRUE(backend->Linear(*x.Slice(t, t + 1), w, Tensor(), one).ok());
         EXPECT_TRUE(TensorsEqual(one, *all.Slice(t, t + 1)))
             << "m " << s.m << ", k " << s.k << ": token " << t << " of " << n;
+      }
+    }
+  }
+}
+
+// A row summed in a strip of 4 (four lane sums at a time) and the same row alone (a one-row slice,
+// its scales moved with it): the same bits, for token groups of every size.
+TEST(Fp8ScaledActivations, ARowInAStripEqualsTheRowAlone) {
+  SKIP_WITHOUT_AVX512_BF16();
+  auto backend = DefaultBackend();
+  ASSERT_NE(backend, nullptr);
+  std::mt19937 rng(47);
+  const int64_t m = 10, k = 300;
+  const Tensor w = Fp8BlockWeight(m, k, 125, 77, rng);
+  for (const int64_t n : {1, 5, 8, 13}) {
+    const Tensor x = RandomTensor(DType::kBF16, {n, k}, rng, -4.0f, 4.0f);
+    Tensor all = *Tensor::Empty(DType::kF32, {n, m});
+    ASSERT_TRUE(backend->Linear(x, w, Tensor(), all).ok());
+    for (int64_t r = 0; r < m; ++r) {
+      Tensor one = *Tensor::Empty(DType::kF32, {n, 1});
+      ASSERT_TRUE(backend->Linear(x, *w.Slice(r, r + 1), Tensor(), one).ok());
+      for (int64_t t = 0; t < n; ++t) {
+        EXPECT_EQ(std::bit_cast<uint32_t>(one.data<float>()[t]),
+                  std::bit_cast<uint32_t>(all.data<float>()[t * m + r]))
+            << "row " << r << ", token " << t << " of " << n;
       }
     }
   }
