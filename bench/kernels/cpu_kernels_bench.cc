@@ -242,6 +242,63 @@ BENCHMARK(BM_MoeExperts)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
+// Both products of the experts' MLPs as batched decode runs them: 8 layers of bench-1b's 32
+// experts, gate|up [768, 2048] then down [2048, 384] (k = 384: few steps of k per lane sum),
+// from memory, top-8 routing of n tokens (~n / 4 per expert). Args: tokens, dtype (0 bf16,
+// 1 fp8), CpuIsa.
+void BM_MoeExpertMlp(benchmark::State& state) {
+  const int64_t n = state.range(0), experts = 32, top_k = 8, hidden = 2048, inter = 384;
+  const int64_t layers = 8;
+  const bool fp8 = state.range(1) != 0;
+  const auto isa = static_cast<CpuIsa>(state.range(2));
+  if (!expertmesh::kernels::cpu::CpuSupports(isa)) {
+    state.SkipWithError("this CPU lacks the kernel family");
+    return;
+  }
+  auto backend = MakeBackend(isa);
+  std::vector<std::vector<Tensor>> gate_up(layers), down(layers);
+  for (int64_t l = 0; l < layers; ++l) {
+    for (int64_t e = 0; e < experts; ++e) {
+      const auto seed = static_cast<uint32_t>(100 + l * experts + e);
+      gate_up[l].push_back(fp8 ? RandomFp8(2 * inter, hidden, seed)
+                               : Random(DType::kBF16, {2 * inter, hidden}, seed));
+      down[l].push_back(fp8 ? RandomFp8(hidden, inter, seed + 7777)
+                            : Random(DType::kBF16, {hidden, inter}, seed + 7777));
+    }
+  }
+  std::mt19937 rng(5);
+  Tensor ids = *Tensor::Empty(DType::kI32, {n, top_k});
+  for (int64_t t = 0; t < n; ++t) {
+    std::vector<int32_t> perm(experts);
+    for (int e = 0; e < experts; ++e) perm[e] = e;
+    std::shuffle(perm.begin(), perm.end(), rng);
+    for (int j = 0; j < top_k; ++j) ids.data<int32_t>()[t * top_k + j] = perm[j];
+  }
+  Tensor x = Random(DType::kBF16, {n, hidden}, 3);
+  Tensor px = *Tensor::Empty(DType::kBF16, {n * top_k, hidden});
+  Tensor off = *Tensor::Empty(DType::kI32, {experts + 1});
+  Tensor slots = *Tensor::Empty(DType::kI32, {n * top_k});
+  Tensor y = *Tensor::Empty(DType::kBF16, {n * top_k, 2 * inter});
+  Tensor act = Random(DType::kBF16, {n * top_k, inter}, 4);
+  Tensor out = *Tensor::Empty(DType::kBF16, {n * top_k, hidden});
+  (void)backend->MoePermute(x, ids, experts, px, off, slots);
+  for (auto _ : state) {
+    for (int64_t l = 0; l < layers; ++l) {
+      if (!backend->MoeGroupedLinear(px, off, gate_up[l], y).ok() ||
+          !backend->MoeGroupedLinear(act, off, down[l], out).ok()) {
+        state.SkipWithError("grouped failed");
+      }
+    }
+  }
+  SetGflops(state, 2.0 * layers * n * top_k * 3 * hidden * inter);
+}
+BENCHMARK(BM_MoeExpertMlp)
+    ->ArgsProduct({{8, 32, 128},
+                   {0, 1},
+                   {static_cast<int>(CpuIsa::kAvx2), static_cast<int>(CpuIsa::kAvx512Bf16)}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
 // A q4 weight [rows, cols] in groups of 128 along each row, symmetric, as compressed-tensors
 // and GPTQ checkpoints publish them (after the loader's repacking).
 Tensor RandomQ4(int64_t rows, int64_t cols, uint32_t seed) {
