@@ -299,6 +299,33 @@ BENCHMARK(BM_MoeExpertMlp)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
+// The element-wise ops of one batch-32 decode layer of a Qwen3-MoE model (bench-1b's widths):
+// RMSNorm of the hidden states with the residual add, of the queries' and keys' heads (per-head
+// q/k norm: 32 x (32 + 4) rows of 128) and SiLU-and-multiply of the experts' gate|up outputs
+// (32 x 8 rows). Args: tokens.
+void BM_DecodeElementwise(benchmark::State& state) {
+  const int64_t n = state.range(0), hidden = 2048, head_dim = 128, heads = 36, inter = 384;
+  auto backend = MakeBackend(expertmesh::kernels::cpu::BestCpuIsa());
+  Tensor x = Random(DType::kBF16, {n, hidden}, 1);
+  Tensor residual = Random(DType::kBF16, {n, hidden}, 2);
+  Tensor norm_w = Random(DType::kBF16, {hidden}, 3);
+  Tensor heads_x = Random(DType::kBF16, {n * heads, head_dim}, 4);
+  Tensor head_w = Random(DType::kBF16, {head_dim}, 5);
+  Tensor gate_up = Random(DType::kBF16, {n * 8, 2 * inter}, 6);
+  Tensor h = *Tensor::Empty(DType::kBF16, {n, hidden});
+  Tensor heads_out = *Tensor::Empty(DType::kBF16, {n * heads, head_dim});
+  Tensor act = *Tensor::Empty(DType::kBF16, {n * 8, inter});
+  for (auto _ : state) {
+    if (!backend->RmsNorm(x, &residual, norm_w, 1e-6f, h).ok() ||
+        !backend->RmsNorm(heads_x, nullptr, head_w, 1e-6f, heads_out).ok() ||
+        !backend->RmsNorm(x, &residual, norm_w, 1e-6f, h).ok() ||
+        !backend->SiluMul(gate_up, act).ok()) {
+      state.SkipWithError("element-wise op failed");
+    }
+  }
+}
+BENCHMARK(BM_DecodeElementwise)->Arg(1)->Arg(32)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
 // A q4 weight [rows, cols] in groups of 128 along each row, symmetric, as compressed-tensors
 // and GPTQ checkpoints publish them (after the loader's repacking).
 Tensor RandomQ4(int64_t rows, int64_t cols, uint32_t seed) {
