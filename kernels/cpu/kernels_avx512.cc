@@ -63,7 +63,7 @@ struct Avx512Policy {
   }
 };
 
-// Tokens in groups of 6: 24 accumulators + 4 weight vectors + 1 token vector of 32 registers.
+// Tokens in groups of up to 6: 24 accumulators + 4 weight vectors + 1 token vector of 32 registers.
 void GemmBf16(const float* x, int64_t ldx, int64_t n, int64_t k, const uint16_t* w, int64_t ldw,
               int64_t rows, float* out, int64_t ldo) {
   streaming::Gemm<Avx512Policy, 6>(x, ldx, n, k, w, ldw, rows, out, ldo);

@@ -308,7 +308,7 @@ bool ScaleActivations(const uint16_t* x, int64_t ldx, int64_t n, int64_t k, cons
   return !checked || overflow == 0;
 }
 
-// Token groups of 6; one group reads 16 KiB ahead (as the folded kernel measured best). The
+// Token groups of up to 6; one group reads 16 KiB ahead (as the folded kernel measured best). The
 // overflow test is made once per run and block of tokens from the block's largest activation,
 // and each value is checked only where that cannot rule overflow out.
 void GemmF8XBf16(const uint16_t* x, int64_t ldx, int64_t n, int64_t k, const uint8_t* w,

@@ -23,9 +23,9 @@
 //     static WVec LoadQ4(const uint8_t* unit, int64_t half, int64_t offset);
 //     static WVec Dequant(WVec q, float zero, float scale);  // (q - zero) * scale, per lane
 //   };
-// R weight rows x T tokens per micro-kernel; tokens go in groups of kMaxTokens, then smaller
-// ones. Every token's sum runs in the same order whatever its group, so a token's output does
-// not depend on its neighbours (batching invariance).
+// R weight rows x T tokens per micro-kernel; tokens go in groups of at most kMaxTokens
+// (ForTokenGroups). Every token's sum runs in the same order whatever its group, so a token's
+// output does not depend on its neighbours (batching invariance).
 //
 // While a strip of R rows is multiplied, a later strip's rows are prefetched, so by the time it
 // starts its lines are on the way. The hardware prefetcher alone falls short here: it follows
@@ -378,8 +378,8 @@ struct Fp8ScaledXPolicy {
 // Rows in runs of one scale row; per run, tokens in blocks of kScaledTokenBlock, each block's
 // activations scaled once by scale(t0, nb, scale_row, XS* out), which returns false where they
 // would overflow (fallback(row_begin, row_end, t0, nb) then multiplies that run and block in
-// its own way); then strips of 4 rows (then single rows) in token groups of kMaxTokens through
-// MicroKernel<Fp8ScaledXPolicy<P>>, prefetched as Gemm prefetches, but one group reads
+// its own way); then strips of 4 rows (then single rows) in token groups of up to kMaxTokens
+// through MicroKernel<Fp8ScaledXPolicy<P>>, prefetched as Gemm prefetches, but one group reads
 // `one_group_ahead` bytes ahead.
 template <typename P, int kMaxTokens, typename XS, typename Scale, typename Fallback>
 void GemmFp8ScaledX(int64_t n, int64_t k, const uint8_t* w, int64_t ldw, int64_t rows,
