@@ -194,6 +194,19 @@ BENCHMARK(BM_LinearFp8Families)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
+// Each of n tokens routed to top_k distinct experts drawn at random (a fixed seed): [n, top_k].
+Tensor RandomTopK(int64_t n, int64_t experts, int64_t top_k) {
+  std::mt19937 rng(5);
+  Tensor ids = *Tensor::Empty(DType::kI32, {n, top_k});
+  for (int64_t t = 0; t < n; ++t) {
+    std::vector<int32_t> perm(experts);
+    for (int e = 0; e < experts; ++e) perm[e] = e;
+    std::shuffle(perm.begin(), perm.end(), rng);
+    for (int j = 0; j < top_k; ++j) ids.data<int32_t>()[t * top_k + j] = perm[j];
+  }
+  return ids;
+}
+
 // Batched decode's expert products as the engine runs them: bench-1b's MoE layers (32 experts of
 // [768, 2048] gate|up, top-8, Qwen3-MoE widths), 8 layers one after the other so that their
 // weights (fp8 400 MB, bf16 800 MB) come from memory as between a decode step's layers, each
@@ -216,14 +229,7 @@ void BM_MoeExperts(benchmark::State& state) {
                          : Random(DType::kBF16, {inter2, hidden}, seed));
     }
   }
-  std::mt19937 rng(5);
-  Tensor ids = *Tensor::Empty(DType::kI32, {n, top_k});
-  for (int64_t t = 0; t < n; ++t) {
-    std::vector<int32_t> perm(experts);
-    for (int e = 0; e < experts; ++e) perm[e] = e;
-    std::shuffle(perm.begin(), perm.end(), rng);
-    for (int j = 0; j < top_k; ++j) ids.data<int32_t>()[t * top_k + j] = perm[j];
-  }
+  Tensor ids = RandomTopK(n, experts, top_k);
   Tensor x = Random(DType::kBF16, {n, hidden}, 3);
   Tensor px = *Tensor::Empty(DType::kBF16, {n * top_k, hidden});
   Tensor off = *Tensor::Empty(DType::kI32, {experts + 1});
@@ -266,14 +272,7 @@ void BM_MoeExpertMlp(benchmark::State& state) {
                             : Random(DType::kBF16, {hidden, inter}, seed + 7777));
     }
   }
-  std::mt19937 rng(5);
-  Tensor ids = *Tensor::Empty(DType::kI32, {n, top_k});
-  for (int64_t t = 0; t < n; ++t) {
-    std::vector<int32_t> perm(experts);
-    for (int e = 0; e < experts; ++e) perm[e] = e;
-    std::shuffle(perm.begin(), perm.end(), rng);
-    for (int j = 0; j < top_k; ++j) ids.data<int32_t>()[t * top_k + j] = perm[j];
-  }
+  Tensor ids = RandomTopK(n, experts, top_k);
   Tensor x = Random(DType::kBF16, {n, hidden}, 3);
   Tensor px = *Tensor::Empty(DType::kBF16, {n * top_k, hidden});
   Tensor off = *Tensor::Empty(DType::kI32, {experts + 1});
