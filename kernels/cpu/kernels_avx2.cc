@@ -62,22 +62,6 @@ inline float HorizontalSum(__m256 v) {
   return _mm_cvtss_f32(u);
 }
 
-// HorizontalSum of a, b, c and d into out[0..3], in the same tree (the same bits): 12
-// instructions where four separate sums take 24.
-inline void HorizontalSum4(__m256 a, __m256 b, __m256 c, __m256 d, float* out) {
-  // [s of a | s of b], [s of c | s of d]: each vector's low half plus its high half.
-  const __m256 ab =
-      _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
-  const __m256 cd =
-      _mm256_add_ps(_mm256_permute2f128_ps(c, d, 0x20), _mm256_permute2f128_ps(c, d, 0x31));
-  // [a0+a2, a1+a3, c0+c2, c1+c3 | the same of b and d]: t of HorizontalSum.
-  const __m256 t = _mm256_add_ps(_mm256_shuffle_ps(ab, cd, _MM_SHUFFLE(1, 0, 1, 0)),
-                                 _mm256_shuffle_ps(ab, cd, _MM_SHUFFLE(3, 2, 3, 2)));
-  const __m256 u = _mm256_add_ps(t, _mm256_shuffle_ps(t, t, _MM_SHUFFLE(2, 3, 0, 1)));
-  const __m256i order = _mm256_setr_epi32(0, 4, 2, 6, 0, 0, 0, 0);  // a, b, c, d
-  _mm_storeu_ps(out, _mm256_castps256_ps128(_mm256_permutevar8x32_ps(u, order)));
-}
-
 // The streaming GEMM's SIMD policy (streaming_gemm.h): 8 fp32 lanes, bf16 widened in registers.
 struct Avx2Policy {
   using Acc = __m256;
@@ -90,7 +74,6 @@ struct Avx2Policy {
   static __m256 LoadX(const float* x) { return _mm256_loadu_ps(x); }
   static Acc Madd(Acc acc, __m256 w, __m256 x) { return _mm256_fmadd_ps(w, x, acc); }
   static float Sum(Acc acc) { return HorizontalSum(acc); }
-  static void Sum4(Acc a, Acc b, Acc c, Acc d, float* out) { HorizontalSum4(a, b, c, d, out); }
   static __m256 LoadW8(const uint8_t* w) { return cpu::LoadW8(w); }
   static float TailW8(uint8_t byte) { return F8E4M3ToFloat(byte) * 0x1p-120f; }  // exact
   static __m256 Mul(__m256 w, float s) { return _mm256_mul_ps(w, _mm256_set1_ps(s)); }
