@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <iterator>
 #include <memory>
 #include <random>
@@ -86,6 +87,32 @@ inline Tensor I32Tensor(const std::vector<int32_t>& values, std::initializer_lis
   Tensor t = *Tensor::Empty(DType::kI32, shape);
   std::copy(values.begin(), values.end(), t.data<int32_t>());
   return t;
+}
+
+// Whether every row of Linear(x, w) (fp32 out) has the bits of the same row computed alone, as
+// Linear(x, w.Slice(r, r + 1)): a row summed in a strip of 4 and summed by itself must agree.
+inline ::testing::AssertionResult RowsEqualRowsAlone(kernels::Backend& backend, const Tensor& x,
+                                                     const Tensor& w) {
+  const int64_t n = x.dim(0), m = w.dim(0);
+  Tensor all = *Tensor::Empty(DType::kF32, {n, m});
+  if (absl::Status s = backend.Linear(x, w, Tensor(), all); !s.ok()) {
+    return ::testing::AssertionFailure() << s;
+  }
+  for (int64_t r = 0; r < m; ++r) {
+    Tensor one = *Tensor::Empty(DType::kF32, {n, 1});
+    if (absl::Status s = backend.Linear(x, *w.Slice(r, r + 1), Tensor(), one); !s.ok()) {
+      return ::testing::AssertionFailure() << "row " << r << ": " << s;
+    }
+    for (int64_t t = 0; t < n; ++t) {
+      const float alone = one.data<float>()[t], in_strip = all.data<float>()[t * m + r];
+      if (std::memcmp(&alone, &in_strip, sizeof(float)) != 0) {
+        return ::testing::AssertionFailure()
+               << "row " << r << ", token " << t << " of " << n << ": " << alone << " alone, "
+               << in_strip << " beside the other rows";
+      }
+    }
+  }
+  return ::testing::AssertionSuccess();
 }
 
 // x [n, k] times w^T in doubles, w given as out_rows x k doubles (a dequantized weight): the
