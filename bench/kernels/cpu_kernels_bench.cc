@@ -248,13 +248,17 @@ BENCHMARK(BM_MoeExperts)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
-// Both products of the experts' MLPs as batched decode runs them: 8 layers of bench-1b's 32
-// experts, gate|up [768, 2048] then down [2048, 384] (k = 384: few steps of k per lane sum),
-// from memory, top-8 routing of n tokens (~n / 4 per expert). Args: tokens, dtype (0 bf16,
-// 1 fp8), CpuIsa.
+// Both products of the experts' MLPs as batched decode runs them, gate|up [2 x inter, 2048] then
+// down [2048, inter], top-8 routing of n tokens, layer after layer from memory. Shapes: 0 is
+// bench-1b's 8 layers of 32 experts with inter = 384 (~n / 4 tokens per expert; k = 384 for
+// down: few steps of k per lane sum), 1 Qwen3-30B-A3B's 2 layers of 128 experts with inter = 768
+// (~n / 16 tokens each: at 32 tokens nearly every expert is read for one to five tokens). GB/s
+// counts the bytes of the experts the routing touches. Args: tokens, dtype (0 bf16, 1 fp8),
+// CpuIsa, shape.
 void BM_MoeExpertMlp(benchmark::State& state) {
-  const int64_t n = state.range(0), experts = 32, top_k = 8, hidden = 2048, inter = 384;
-  const int64_t layers = 8;
+  const bool a3b = state.range(3) != 0;
+  const int64_t n = state.range(0), experts = a3b ? 128 : 32, top_k = 8, hidden = 2048;
+  const int64_t inter = a3b ? 768 : 384, layers = a3b ? 2 : 8;
   const bool fp8 = state.range(1) != 0;
   const auto isa = static_cast<CpuIsa>(state.range(2));
   if (!expertmesh::kernels::cpu::CpuSupports(isa)) {
@@ -281,6 +285,9 @@ void BM_MoeExpertMlp(benchmark::State& state) {
   Tensor act = Random(DType::kBF16, {n * top_k, inter}, 4);
   Tensor out = *Tensor::Empty(DType::kBF16, {n * top_k, hidden});
   (void)backend->MoePermute(x, ids, experts, px, off, slots);
+  int64_t touched = 0;
+  for (int64_t e = 0; e < experts; ++e)
+    touched += off.data<int32_t>()[e + 1] > off.data<int32_t>()[e];
   for (auto _ : state) {
     for (int64_t l = 0; l < layers; ++l) {
       if (!backend->MoeGroupedLinear(px, off, gate_up[l], y).ok() ||
@@ -289,12 +296,16 @@ void BM_MoeExpertMlp(benchmark::State& state) {
       }
     }
   }
+  SetGbps(state, static_cast<double>(layers * touched) *
+                     static_cast<double>(gate_up[0][0].nbytes() + down[0][0].nbytes()));
   SetGflops(state, 2.0 * layers * n * top_k * 3 * hidden * inter);
 }
 BENCHMARK(BM_MoeExpertMlp)
     ->ArgsProduct({{8, 32, 128},
                    {0, 1},
-                   {static_cast<int>(CpuIsa::kAvx2), static_cast<int>(CpuIsa::kAvx512Bf16)}})
+                   {static_cast<int>(CpuIsa::kAvx2), static_cast<int>(CpuIsa::kAvx512Bf16)},
+                   {0}})
+    ->ArgsProduct({{1, 8, 32}, {0, 1}, {static_cast<int>(CpuIsa::kAvx512Bf16)}, {1}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 

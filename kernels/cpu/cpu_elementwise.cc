@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/dtype.h"
 #include "kernels/cpu/cpu_ops.h"
+#include "kernels/cpu/row_loops.h"
 
 namespace expertmesh::kernels::cpu {
 
@@ -67,14 +68,9 @@ void LoadF32(const CpuContext& ctx, const Tensor& t, int64_t offset, int64_t cou
 }
 
 namespace {
-// The row loops of RMSNorm, built for the x86-64 baseline and for AVX2 and AVX-512 (picked at
-// load time by the dynamic linker, GCC's target_clones): the vector widths change no bits, each
-// value sees the same operations in the same order (lane i % 8's sum below included).
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define EXPERTMESH_ROW_LOOP __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define EXPERTMESH_ROW_LOOP
-#endif
+// The row loops of RMSNorm, built for the x86-64 baseline and for AVX2 and AVX-512
+// (row_loops.h): the vector widths change no bits, each value sees the same operations in the
+// same order (lane i % 8's sum below included).
 
 EXPERTMESH_ROW_LOOP void AddInto(float* h, const float* r, int64_t n) {
   for (int64_t i = 0; i < n; ++i) h[i] += r[i];

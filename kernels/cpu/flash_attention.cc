@@ -9,6 +9,8 @@
 #include <limits>
 #include <vector>
 
+#include "kernels/cpu/row_loops.h"
+
 namespace expertmesh::kernels::cpu::flash {
 namespace {
 
@@ -39,6 +41,51 @@ inline float ExpNonPositive(float x) {
 }
 inline float ClampExp(float x) { return x < -87.0f ? -87.0f : x; }
 
+// One row of a key block's online softmax, in place: its first `visible` scores times `scale`
+// become e^(score - max), max the larger of `running_max` and theirs (returned), and *sum gets
+// their sum. Built for every vector width (row_loops.h: the same bits in each); the max and the
+// sum go in 16 lanes (lane j % 16) combined in a fixed tree, since one chain of dependent adds
+// and compares over the row cost a 4,096-token prefill more than both of its products.
+EXPERTMESH_ROW_LOOP float SoftmaxBlockRow(float* sr, int64_t visible, float scale,
+                                          float running_max, float* sum) {
+  constexpr int kLanes = 16;
+  for (int64_t j = 0; j < visible; ++j) sr[j] *= scale;
+  float lane_max[kLanes];
+  for (int l = 0; l < kLanes; ++l) lane_max[l] = running_max;
+  int64_t j = 0;
+  for (; j + kLanes <= visible; j += kLanes) {
+    for (int l = 0; l < kLanes; ++l) {
+      lane_max[l] = sr[j + l] > lane_max[l] ? sr[j + l] : lane_max[l];
+    }
+  }
+  for (; j < visible; ++j) {
+    lane_max[j % kLanes] = sr[j] > lane_max[j % kLanes] ? sr[j] : lane_max[j % kLanes];
+  }
+  float mx = lane_max[0];
+  for (int l = 1; l < kLanes; ++l) mx = lane_max[l] > mx ? lane_max[l] : mx;
+  for (j = 0; j < visible; ++j) sr[j] = ClampExp(sr[j] - mx);
+  for (j = 0; j < visible; ++j) sr[j] = ExpNonPositive(sr[j]);
+  float lane_sum[kLanes] = {};
+  for (j = 0; j + kLanes <= visible; j += kLanes) {
+    for (int l = 0; l < kLanes; ++l) lane_sum[l] += sr[j + l];
+  }
+  for (; j < visible; ++j) lane_sum[j % kLanes] += sr[j];
+  for (int width = kLanes / 2; width > 0; width /= 2) {
+    for (int l = 0; l < width; ++l) lane_sum[l] += lane_sum[l + width];
+  }
+  *sum = lane_sum[0];
+  return mx;
+}
+
+// o = o * a + acc, then (ScaleRowInto) out = o * inv: the accumulator's merge and the final
+// normalisation, for every vector width.
+EXPERTMESH_ROW_LOOP void ScaleAddRow(float* o, float a, const float* acc, int64_t n) {
+  for (int64_t d = 0; d < n; ++d) o[d] = o[d] * a + acc[d];
+}
+EXPERTMESH_ROW_LOOP void ScaleRowInto(const float* o, float inv, float* out, int64_t n) {
+  for (int64_t d = 0; d < n; ++d) out[d] = o[d] * inv;
+}
+
 }  // namespace
 
 bool UseAmx(const CpuContext& ctx, const Params& p) {
@@ -56,12 +103,24 @@ void RunTile(const CpuContext& ctx, const Params& p, const Tile& t, int64_t kvh,
   // Queries in fp32 on every family: the bf16 dot-product GEMM (gemm_bf16_xbf16) measured 5x
   // slower here, on 16-key runs of the cache, than widening the keys in gemm_bf16.
   const bool xbf16 = false;
+  // bf16 queries and cache where the table has bf16 dot products (AVX512_BF16): both products
+  // on bf16 operands, twice the multiply-adds per instruction of fp32 FMAs; the probabilities
+  // are rounded to bf16 for the values' product, as on the AMX tiles (their sum stays fp32).
+  const bool dot =
+      p.q_bf16 && p.cache_bf16 && kt.qk_bf16_dot != nullptr && kt.pv_bf16_dot != nullptr;
+  const int64_t dk_even = (dk + 1) / 2 * 2;  // the dot products' query rows, in whole pairs
   thread_local std::vector<float> qf, s, acc, o, m, l, alpha;
-  thread_local std::vector<uint16_t> qb;
+  thread_local std::vector<uint16_t> qb, pb;
+  if (dot) qb.assign(static_cast<size_t>(rows * dk_even), 0);
   for (int64_t i = 0; i < t.count; ++i) {
     const int64_t src = ((t.first_token + i) * p.q_heads + kvh * group) * dk;
     const int64_t dst = i * group * dk;
-    if (xbf16) {
+    if (dot) {
+      for (int64_t g = 0; g < group; ++g) {
+        std::memcpy(qb.data() + (i * group + g) * dk_even,
+                    static_cast<const uint16_t*>(p.q) + src + g * dk, dk * 2);
+      }
+    } else if (xbf16) {
       qb.resize(rows * dk);
       std::memcpy(qb.data() + dst, static_cast<const uint16_t*>(p.q) + src, group * dk * 2);
     } else if (p.q_bf16) {
@@ -90,8 +149,11 @@ void RunTile(const CpuContext& ctx, const Params& p, const Tile& t, int64_t kvh,
     }
   };
   // With the table's block product (AVX-512), the block's keys go in as one list of rows.
-  const bool block_qk = p.cache_bf16 && !xbf16 && kt.qk_bf16 != nullptr;
+  const bool block_qk = dot || (p.cache_bf16 && !xbf16 && kt.qk_bf16 != nullptr);
   const uint16_t* keys[kKeyBlock];
+  const uint16_t* values[kKeyBlock];
+  const int64_t block_even = (kKeyBlock + 1) / 2 * 2;
+  if (dot) pb.resize(static_cast<size_t>(rows * block_even));
   for (int64_t key0 = 0; key0 < end; key0 += kKeyBlock) {
     const int64_t nk = std::min(kKeyBlock, end - key0);
     for_runs(key0, nk, [&](int64_t pos, int64_t run, int64_t row) {
@@ -99,6 +161,10 @@ void RunTile(const CpuContext& ctx, const Params& p, const Tile& t, int64_t kvh,
       if (block_qk) {
         const uint16_t* first = static_cast<const uint16_t*>(p.k) + row * dk;
         for (int64_t i = 0; i < run; ++i) keys[pos - key0 + i] = first + i * ld_k;
+        if (dot) {
+          const uint16_t* first_v = static_cast<const uint16_t*>(p.v) + row * dv;
+          for (int64_t i = 0; i < run; ++i) values[pos - key0 + i] = first_v + i * ld_v;
+        }
       } else if (xbf16) {
         kt.gemm_bf16_xbf16(qb.data(), dk, rows, dk, static_cast<const uint16_t*>(p.k) + row * dk,
                            ld_k, run, dst, kKeyBlock);
@@ -110,7 +176,11 @@ void RunTile(const CpuContext& ctx, const Params& p, const Tile& t, int64_t kvh,
                     dst, kKeyBlock);
       }
     });
-    if (block_qk) kt.qk_bf16(qf.data(), dk, rows, dk, keys, nk, s.data(), kKeyBlock);
+    if (dot) {
+      kt.qk_bf16_dot(qb.data(), dk_even, rows, dk, keys, nk, s.data(), kKeyBlock);
+    } else if (block_qk) {
+      kt.qk_bf16(qf.data(), dk, rows, dk, keys, nk, s.data(), kKeyBlock);
+    }
     // Online softmax. A row sees positions <= its own; alpha < 0 marks a row this block lies
     // wholly past (its state is left as it is, so it does not matter that the block was visited).
     for (int64_t r = 0; r < rows; ++r) {
@@ -121,20 +191,25 @@ void RunTile(const CpuContext& ctx, const Params& p, const Tile& t, int64_t kvh,
         std::fill(sr, sr + nk, 0.0f);
         continue;
       }
-      float mx = m[r];
-      for (int64_t j = 0; j < visible; ++j) sr[j] *= p.scale;
-      for (int64_t j = 0; j < visible; ++j) mx = sr[j] > mx ? sr[j] : mx;
-      for (int64_t j = 0; j < visible; ++j) sr[j] = ClampExp(sr[j] - mx);
-      for (int64_t j = 0; j < visible; ++j) sr[j] = ExpNonPositive(sr[j]);
       float sum = 0.0f;
-      for (int64_t j = 0; j < visible; ++j) sum += sr[j];
+      const float mx = SoftmaxBlockRow(sr, visible, p.scale, m[r], &sum);
       std::fill(sr + visible, sr + nk, 0.0f);
       alpha[r] = ExpNonPositive(ClampExp(m[r] - mx));
       l[r] = l[r] * alpha[r] + sum;
       m[r] = mx;
     }
     std::fill(acc.begin(), acc.end(), 0.0f);
-    for_runs(key0, nk, [&](int64_t pos, int64_t run, int64_t row) {
+    if (dot) {
+      // Each row's probabilities as bf16, a zero after an odd block's last one.
+      const int64_t nk_even = (nk + 1) / 2 * 2;
+      for (int64_t r = 0; r < rows; ++r) {
+        uint16_t* pr = pb.data() + r * nk_even;
+        kt.f32_to_bf16(s.data() + r * kKeyBlock, pr, nk);
+        if (nk_even > nk) pr[nk] = 0;
+      }
+      kt.pv_bf16_dot(pb.data(), nk_even, rows, nk, values, dv, acc.data(), dv);
+    }
+    for_runs(key0, dot ? 0 : nk, [&](int64_t pos, int64_t run, int64_t row) {
       const float* pr = s.data() + (pos - key0);
       if (p.cache_bf16) {
         kt.pv_bf16(pr, kKeyBlock, rows, run, static_cast<const uint16_t*>(p.v) + row * dv, ld_v, dv,
@@ -148,14 +223,10 @@ void RunTile(const CpuContext& ctx, const Params& p, const Tile& t, int64_t kvh,
       if (alpha[r] < 0.0f) continue;
       float* orow = o.data() + r * dv;
       const float* arow = acc.data() + r * dv;
-      const float a = alpha[r];
-      for (int64_t d = 0; d < dv; ++d) orow[d] = orow[d] * a + arow[d];
+      ScaleAddRow(orow, alpha[r], arow, dv);
     }
   }
-  for (int64_t r = 0; r < rows; ++r) {
-    const float inv = 1.0f / l[r];
-    for (int64_t d = 0; d < dv; ++d) out[r * dv + d] = o[r * dv + d] * inv;
-  }
+  for (int64_t r = 0; r < rows; ++r) ScaleRowInto(o.data() + r * dv, 1.0f / l[r], out + r * dv, dv);
 }
 
 }  // namespace expertmesh::kernels::cpu::flash

@@ -13,8 +13,10 @@
 // keys of each block it sees, are fixed by absolute positions; a block that lies wholly past a
 // row (visited because a later query of the same tile sees it) leaves that row untouched. So a
 // token gets the same bits alone or batched, in one prefill or chunked any way, and at decode
-// (one query) as inside a prefill tile, within one kernel family. The AMX family and the others
-// differ in bits (bf16 probabilities and tile products against fp32 ones); a backend uses one.
+// (one query) as inside a prefill tile, within one kernel family. The families differ in bits:
+// with bf16 queries and caches, AMX (tile products) and AVX512_BF16 (VDPBF16PS, the table's
+// qk_bf16_dot and pv_bf16_dot) multiply bf16 probabilities, the others fp32 ones; a backend
+// uses one family.
 #ifndef EXPERTMESH_KERNELS_CPU_FLASH_ATTENTION_H_
 #define EXPERTMESH_KERNELS_CPU_FLASH_ATTENTION_H_
 
@@ -55,7 +57,8 @@ int32_t TileTokens(const CpuContext& ctx, const Params& p);
 
 // Both write the tile's attention output, normalised, as f32 rows: out[r * dv + d] for
 // r < count * group.
-// The kernel table's products (any family): fp32 probabilities, fp32 or bf16 x bf16 scores.
+// The kernel table's products (any family): fp32 probabilities and scores, or, for bf16 queries
+// and caches where the table has the bf16 dot products, bf16 ones.
 void RunTile(const CpuContext& ctx, const Params& p, const Tile& t, int64_t kvh, float* out);
 // AMX tiles for both products (flash_attention_amx.cc). REQUIRES: UseAmx(ctx, p).
 void RunTileAmx(const Params& p, const Tile& t, int64_t kvh, float* out);

@@ -104,6 +104,23 @@ struct KernelTable {
   // (not on the other rows, on nk, or on where the key sits in the block).
   void (*qk_bf16)(const float* q, int64_t ldq, int64_t rows, int64_t dk,
                   const uint16_t* const* keys, int64_t nk, float* s, int64_t lds) = nullptr;
+  // Attention's two products with bf16 operands on CPUs with a bf16 dot-product instruction
+  // (AVX512_BF16; nullptr elsewhere), for bf16 queries and caches:
+  //   qk_bf16_dot: s[r * lds + j] = sum_{d < dk} q[r * ldq + d] * key_j[d], r < rows,
+  //     j < nk <= kQkMaxKeys. q's rows hold dk values rounded up to even, the last zero where
+  //     dk is odd.
+  //   pv_bf16_dot: acc[r * ldacc + d] += sum_{j < npos} p[r * ldp + j] * values[j][d],
+  //     r < rows, d < dv, npos <= kQkMaxKeys, with bf16 probabilities (rounded as the AMX
+  //     tiles and GPU flash attention round them). p's rows hold npos values rounded up to even,
+  //     the last zero where npos is odd.
+  // Each sum runs over pairs (of d, of positions) in ascending order, one fp32 chain per
+  // result, the pair's two exact products added by the instruction: a result depends on its
+  // row and its keys or values only, never on the other rows, nk or npos.
+  void (*qk_bf16_dot)(const uint16_t* q, int64_t ldq, int64_t rows, int64_t dk,
+                      const uint16_t* const* keys, int64_t nk, float* s, int64_t lds) = nullptr;
+  void (*pv_bf16_dot)(const uint16_t* p, int64_t ldp, int64_t rows, int64_t npos,
+                      const uint16_t* const* values, int64_t dv, float* acc,
+                      int64_t ldacc) = nullptr;
   // As gemm_bf16 with bf16 activations (bf16 compute mode), on CPUs with a bf16 dot-product
   // instruction (AVX512_BF16); nullptr elsewhere. Products of bf16 values are exact in fp32,
   // so this computes the same sums as widening x first, in another order (and with the
@@ -165,6 +182,9 @@ const KernelTable& Avx2Kernels();    // REQUIRES: CpuSupports(CpuIsa::kAvx2)
 const KernelTable& Avx512Kernels();  // REQUIRES: CpuSupports(CpuIsa::kAvx512)
 // Sets the AVX-512 attention products (attention_avx512.cc) in a table built on Avx512Kernels.
 void AddAvx512AttentionKernels(KernelTable& table);
+// Sets the bf16 dot-product attention products (attention_avx512_bf16.cc) in a table built on
+// Avx512Bf16Kernels.
+void AddAvx512Bf16AttentionKernels(KernelTable& table);
 const KernelTable& Avx512Bf16Kernels();  // REQUIRES: CpuSupports(CpuIsa::kAvx512Bf16)
 const KernelTable& AmxKernels();         // REQUIRES: CpuSupports(CpuIsa::kAmx)
 const KernelTable& KernelsFor(CpuIsa isa);

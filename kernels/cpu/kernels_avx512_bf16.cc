@@ -344,6 +344,7 @@ const KernelTable& Avx512Bf16Kernels() {
     t.gemm_f8_xbf16 = GemmF8XBf16;
     t.gemm_q4_xbf16 = GemmQ4XBf16;
     t.widen_q4_bf16 = WidenQ4Bf16;
+    AddAvx512Bf16AttentionKernels(t);
     return t;
   }();
   return table;

@@ -5,12 +5,12 @@
 // or not a multiple of its tile, contexts that end inside a 64-key block or a cache block, cache
 // blocks of 1 and 7 positions, head dims that are not whole 32-value AMX tiles. Every case runs
 // on every kernel family this CPU has (the others skip visibly); bf16 queries with a bf16 cache
-// take the AMX tile path on the amx family.
+// take the AMX tile path on the amx family and the VDPBF16PS products on avx512bf16.
 //
 // Tolerances (ToleranceFor): f32 2e-5 abs/rel, from fp32 sums of up to ~1500 unit-size products
 // and a ~2-ulp exp against a double reference. bf16 1e-2 abs/rel with cosine >= 0.9999: the
-// output itself is rounded to bf16 (2^-9 relative), and the AMX path multiplies values by
-// probabilities rounded to bf16 (2^-9 relative each, averaging out over the positions).
+// output itself is rounded to bf16 (2^-9 relative), and the AMX and AVX512_BF16 paths multiply
+// values by probabilities rounded to bf16 (2^-9 relative each, averaging out over the positions).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
