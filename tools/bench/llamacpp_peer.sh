@@ -11,9 +11,11 @@
 #   --no-bench  build llama.cpp and convert the GGUFs only (steps 1-5); run
 #               the benchmarks yourself, alternated with ours (README)
 #   --types     GGUF types to make (and bench), same as PEER_OUTTYPES:
-#               bf16, f16, f32, q8_0 (written by the converter itself) and
+#               bf16, f16, f32, q8_0 (written by the converter itself),
 #               q4_0 (llama-quantize from the bf16 GGUF, made first if absent;
-#               the converter has no q4_0 output type)
+#               the converter has no q4_0 output type) and q8_0-lmbf16 (the
+#               same with Q8_0 and --leave-output-tensor: lm_head stays bf16,
+#               as the published fp8 checkpoints keep it)
 #   WORK_DIR    default /tmp/expertmesh-peer (everything is created in here)
 #   MODEL_DIR   default <repo>/models/bench-1b (read only; never modified)
 # Env knobs: PEER_THREADS (2), PEER_OUTTYPES ("bf16"; e.g. "bf16 q8_0 q4_0"),
@@ -66,8 +68,8 @@ while [ $# -gt 0 ]; do
 done
 for t in $OUTTYPES; do
   case "$t" in
-    bf16|f16|f32|q8_0|q4_0) ;;
-    *) echo "unsupported GGUF type '$t' (bf16 f16 f32 q8_0 q4_0)" >&2; exit 2 ;;
+    bf16|f16|f32|q8_0|q4_0|q8_0-lmbf16) ;;
+    *) echo "unsupported GGUF type '$t' (bf16 f16 f32 q8_0 q4_0 q8_0-lmbf16)" >&2; exit 2 ;;
   esac
 done
 WORK="${POSITIONAL[0]:-/tmp/expertmesh-peer}"
@@ -143,19 +145,21 @@ convert() {  # $1: a converter --outtype
     { echo "conversion failed, see $WORK/convert_$1.log" >&2; tail -20 "convert_$1.log" >&2; exit 1; }
   mv "$G.tmp" "$G"
 }
+quantize() {  # $1: the GGUF type name, $2: llama-quantize's type, then its options
+  local G="$WORK/$NAME-$1.gguf" name="$1" type="$2"
+  shift 2
+  [ -s "$G" ] && return 0
+  convert bf16
+  log "quantizing $NAME-bf16.gguf -> $G ($type $*)"
+  nice -n 10 ./build/bin/llama-quantize "$@" "$WORK/$NAME-bf16.gguf" "$G.tmp" "$type" "$THREADS" \
+    > "quantize_$name.log" 2>&1 ||
+    { echo "llama-quantize failed, see $WORK/quantize_$name.log" >&2; exit 1; }
+  mv "$G.tmp" "$G"
+}
 for t in $OUTTYPES; do
   case "$t" in
-    q4_0)
-      G="$WORK/$NAME-q4_0.gguf"
-      if [ ! -s "$G" ]; then
-        convert bf16
-        log "quantizing $NAME-bf16.gguf -> $G (Q4_0)"
-        nice -n 10 ./build/bin/llama-quantize "$WORK/$NAME-bf16.gguf" "$G.tmp" Q4_0 "$THREADS" \
-          > quantize_q4_0.log 2>&1 ||
-          { echo "llama-quantize failed, see $WORK/quantize_q4_0.log" >&2; exit 1; }
-        mv "$G.tmp" "$G"
-      fi
-      ;;
+    q4_0) quantize q4_0 Q4_0 ;;
+    q8_0-lmbf16) quantize q8_0-lmbf16 Q8_0 --leave-output-tensor ;;
     *) convert "$t" ;;
   esac
 done

@@ -11,6 +11,9 @@
 #   WHAT  decode      fp8 checkpoint vs Q8_0 GGUF of the same weights: batch 1
 #                     (engine_decode_bench DIR 2 64 1 / llama-bench -p 0 -n 64) and 32 streams
 #                     (engine_decode_bench DIR 2 48 32 / llama-batched-bench -npl 32, S_TG)
+#         decode-lmbf16  the same against the Q8_0 GGUF whose lm_head stays bf16
+#                     (llamacpp_peer.sh --types q8_0-lmbf16), as the published fp8 checkpoints
+#                     keep theirs: the same bytes of lm_head on both sides
 #         decode-bf16 the same with the bf16 checkpoint vs the bf16 GGUF
 #         decode-int4 the same with the int4 checkpoint (make-model --dtype int4-ct, group 128)
 #                     vs the Q4_0 GGUF of the bf16 weights (llama-quantize)
@@ -26,7 +29,7 @@ set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$REPO_ROOT"
-WHAT="${1:?usage: side_by_side.sh decode|decode-bf16|decode-int4|prefill N [REPS]}"
+WHAT="${1:?usage: side_by_side.sh decode|decode-lmbf16|decode-bf16|decode-int4|prefill N [REPS]}"
 shift
 N=0
 if [ "$WHAT" = prefill ]; then
@@ -43,6 +46,7 @@ INT4_MODEL="${INT4_MODEL:-models/bench-1b-int4}"
 FAMILIES="${PREFILL_FAMILIES-avx512bf16}"
 NAME="$(basename "$BF16_MODEL")"
 Q8="$PEER/$NAME-q8_0.gguf"
+Q8_LMBF16="$PEER/$NAME-q8_0-lmbf16.gguf"
 Q4="$PEER/$NAME-q4_0.gguf"
 BF16="$PEER/$NAME-bf16.gguf"
 
@@ -56,8 +60,10 @@ run() {
 
 for rep in $(seq 1 "$REPS"); do
   echo "# repetition $rep of $REPS"
-  if [ "$WHAT" = decode ] || [ "$WHAT" = decode-bf16 ] || [ "$WHAT" = decode-int4 ]; then
+  if [ "$WHAT" = decode ] || [ "$WHAT" = decode-lmbf16 ] || [ "$WHAT" = decode-bf16 ] ||
+    [ "$WHAT" = decode-int4 ]; then
     MODEL="$FP8_MODEL" GGUF="$Q8"
+    if [ "$WHAT" = decode-lmbf16 ]; then GGUF="$Q8_LMBF16"; fi
     if [ "$WHAT" = decode-bf16 ]; then MODEL="$BF16_MODEL" GGUF="$BF16"; fi
     if [ "$WHAT" = decode-int4 ]; then MODEL="$INT4_MODEL" GGUF="$Q4"; fi
     run "$BENCH" "$MODEL" "$THREADS" 64 1
