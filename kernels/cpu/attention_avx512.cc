@@ -20,16 +20,13 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu/attention_avx512_common.h"
 #include "kernels/cpu/avx512_sum.h"
-#include "kernels/cpu/avx512_transpose.h"
 #include "kernels/cpu/kernel_table.h"
 
 namespace expertmesh::kernels::cpu {
 namespace {
 
-inline __mmask16 FirstLanes(int64_t n) {
-  return n >= 16 ? __mmask16{0xffff} : static_cast<__mmask16>((1u << n) - 1);
-}
 // The first `lanes` (a FirstLanes mask) of 16 bf16 values, the rest zero, without reading past
 // them (AVX-512F has no masked 16-bit load).
 inline __m512 WidenBf16(const uint16_t* p, __mmask16 lanes) {
@@ -131,16 +128,7 @@ void QkBf16(const float* q, int64_t ldq, int64_t rows, int64_t dk, const uint16_
   thread_local std::vector<float> kt;
   kt.resize(static_cast<size_t>(dk * kQkMaxKeys));
   TransposeKeys(keys, nk, dk, kt.data());
-  switch ((nk + 15) / 16) {
-    case 1:
-      return Scores<1>(q, ldq, rows, dk, kt.data(), nk, s, lds);
-    case 2:
-      return Scores<2>(q, ldq, rows, dk, kt.data(), nk, s, lds);
-    case 3:
-      return Scores<3>(q, ldq, rows, dk, kt.data(), nk, s, lds);
-    default:
-      return Scores<4>(q, ldq, rows, dk, kt.data(), nk, s, lds);
-  }
+  WithKeyVectors(nk, [&]<int V>() { Scores<V>(q, ldq, rows, dk, kt.data(), nk, s, lds); });
 }
 
 // R rows x V vectors of 16 columns from column d0 (the last vector `last` lanes wide).
@@ -148,47 +136,21 @@ template <int R, int V>
 void PvPass(const float* p, int64_t ldp, int64_t npos, const uint16_t* v, int64_t ldv, int64_t d0,
             __mmask16 last, float* acc, int64_t ldacc) {
   __m512 a[R][V];
-#pragma GCC unroll 4
-  for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 4
-    for (int c = 0; c < V; ++c) {
-      a[r][c] = _mm512_maskz_loadu_ps(c == V - 1 ? last : __mmask16{0xffff},
-                                      acc + r * ldacc + d0 + 16 * c);
-    }
-  }
+  LoadAccumulators<R, V>(acc, ldacc, d0, last, a);
   BroadcastFmas<R, V>(
       p, ldp, npos,
       [&](int64_t j, int c) {
         return WidenBf16(v + j * ldv + d0 + 16 * c, c == V - 1 ? last : __mmask16{0xffff});
       },
       a);
-#pragma GCC unroll 4
-  for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 4
-    for (int c = 0; c < V; ++c) {
-      _mm512_mask_storeu_ps(acc + r * ldacc + d0 + 16 * c, c == V - 1 ? last : __mmask16{0xffff},
-                            a[r][c]);
-    }
-  }
-}
-
-template <int R>
-void PvRows(const float* p, int64_t ldp, int64_t npos, const uint16_t* v, int64_t ldv, int64_t dv,
-            float* acc, int64_t ldacc) {
-  int64_t d = 0;
-  for (; d + 64 <= dv; d += 64) PvPass<R, 4>(p, ldp, npos, v, ldv, d, 0xffff, acc, ldacc);
-  for (; d < dv; d += 16) {
-    PvPass<R, 1>(p, ldp, npos, v, ldv, d, FirstLanes(dv - d), acc, ldacc);
-  }
+  StoreAccumulators<R, V>(a, acc, ldacc, d0, last);
 }
 
 void PvBf16(const float* p, int64_t ldp, int64_t rows, int64_t npos, const uint16_t* v, int64_t ldv,
             int64_t dv, float* acc, int64_t ldacc) {
-  int64_t r = 0;
-  for (; r + 4 <= rows; r += 4) {
-    PvRows<4>(p + r * ldp, ldp, npos, v, ldv, dv, acc + r * ldacc, ldacc);
-  }
-  for (; r < rows; ++r) PvRows<1>(p + r * ldp, ldp, npos, v, ldv, dv, acc + r * ldacc, ldacc);
+  ForValueTiles(rows, dv, [&]<int R, int V>(int64_t r, int64_t d0, __mmask16 last) {
+    PvPass<R, V>(p + r * ldp, ldp, npos, v, ldv, d0, last, acc + r * ldacc, ldacc);
+  });
 }
 
 }  // namespace

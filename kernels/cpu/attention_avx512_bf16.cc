@@ -19,7 +19,7 @@
 #include <cstring>
 #include <vector>
 
-#include "kernels/cpu/avx512_transpose.h"
+#include "kernels/cpu/attention_avx512_common.h"
 #include "kernels/cpu/kernel_table.h"
 
 namespace expertmesh::kernels::cpu {
@@ -28,9 +28,6 @@ namespace {
 inline int64_t Pairs(int64_t n) { return (n + 1) / 2; }
 inline int64_t RoundUp16(int64_t n) { return (n + 15) / 16 * 16; }
 
-inline __mmask16 FirstLanes(int64_t n) {
-  return n >= 16 ? __mmask16{0xffff} : static_cast<__mmask16>((1u << n) - 1);
-}
 inline __mmask32 FirstWords(int64_t n) {
   return n >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((uint32_t{1} << n) - 1);
 }
@@ -109,16 +106,7 @@ void QkBf16Dot(const uint16_t* q, int64_t ldq, int64_t rows, int64_t dk,
   const int64_t pairs = Pairs(dk);
   kp.resize(static_cast<size_t>(pairs * kQkMaxKeys));
   TransposeKeyPairs(keys, nk, dk, kp.data());
-  switch ((nk + 15) / 16) {
-    case 1:
-      return Scores<1>(q, ldq, rows, pairs, kp.data(), nk, s, lds);
-    case 2:
-      return Scores<2>(q, ldq, rows, pairs, kp.data(), nk, s, lds);
-    case 3:
-      return Scores<3>(q, ldq, rows, pairs, kp.data(), nk, s, lds);
-    default:
-      return Scores<4>(q, ldq, rows, pairs, kp.data(), nk, s, lds);
-  }
+  WithKeyVectors(nk, [&]<int V>() { Scores<V>(q, ldq, rows, pairs, kp.data(), nk, s, lds); });
 }
 
 // vp[i * ldvp + 2 c + h] = values[2i + h][c] for i < Pairs(npos), c < dv (zero for the position
@@ -164,14 +152,7 @@ template <int R, int V>
 void PvPass(const uint16_t* p, int64_t ldp, int64_t pairs, const uint16_t* vp, int64_t ldvp,
             int64_t c0, __mmask16 last, float* acc, int64_t ldacc) {
   __m512 a[R][V];
-#pragma GCC unroll 4
-  for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 4
-    for (int c = 0; c < V; ++c) {
-      a[r][c] = _mm512_maskz_loadu_ps(c == V - 1 ? last : __mmask16{0xffff},
-                                      acc + r * ldacc + c0 + 16 * c);
-    }
-  }
+  LoadAccumulators<R, V>(acc, ldacc, c0, last, a);
   for (int64_t i = 0; i < pairs; ++i) {
     __m512bh bv[V];
 #pragma GCC unroll 4
@@ -185,22 +166,7 @@ void PvPass(const uint16_t* p, int64_t ldp, int64_t pairs, const uint16_t* vp, i
       for (int c = 0; c < V; ++c) a[r][c] = _mm512_dpbf16_ps(a[r][c], pv, bv[c]);
     }
   }
-#pragma GCC unroll 4
-  for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 4
-    for (int c = 0; c < V; ++c) {
-      _mm512_mask_storeu_ps(acc + r * ldacc + c0 + 16 * c, c == V - 1 ? last : __mmask16{0xffff},
-                            a[r][c]);
-    }
-  }
-}
-
-template <int R>
-void PvRows(const uint16_t* p, int64_t ldp, int64_t pairs, const uint16_t* vp, int64_t ldvp,
-            int64_t dv, float* acc, int64_t ldacc) {
-  int64_t c = 0;
-  for (; c + 64 <= dv; c += 64) PvPass<R, 4>(p, ldp, pairs, vp, ldvp, c, 0xffff, acc, ldacc);
-  for (; c < dv; c += 16) PvPass<R, 1>(p, ldp, pairs, vp, ldvp, c, FirstLanes(dv - c), acc, ldacc);
+  StoreAccumulators<R, V>(a, acc, ldacc, c0, last);
 }
 
 void PvBf16Dot(const uint16_t* p, int64_t ldp, int64_t rows, int64_t npos,
@@ -209,12 +175,9 @@ void PvBf16Dot(const uint16_t* p, int64_t ldp, int64_t rows, int64_t npos,
   const int64_t pairs = Pairs(npos), ldvp = 2 * RoundUp16(dv);
   vp.resize(static_cast<size_t>(pairs * ldvp));
   InterleaveValuePairs(values, npos, dv, vp.data(), ldvp);
-  int64_t r = 0;
-  for (; r + 4 <= rows; r += 4) {
-    PvRows<4>(p + r * ldp, ldp, pairs, vp.data(), ldvp, dv, acc + r * ldacc, ldacc);
-  }
-  for (; r < rows; ++r)
-    PvRows<1>(p + r * ldp, ldp, pairs, vp.data(), ldvp, dv, acc + r * ldacc, ldacc);
+  ForValueTiles(rows, dv, [&]<int R, int V>(int64_t r, int64_t c0, __mmask16 last) {
+    PvPass<R, V>(p + r * ldp, ldp, pairs, vp.data(), ldvp, c0, last, acc + r * ldacc, ldacc);
+  });
 }
 
 }  // namespace
