@@ -98,21 +98,11 @@ template <int R, int V>
 void ScoreRows(const float* q, int64_t ldq, int64_t dk, const float* kt, int64_t nk, float* s,
                int64_t lds) {
   __m512 acc[R][V];
-#pragma GCC unroll 4
-  for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 4
-    for (int v = 0; v < V; ++v) acc[r][v] = _mm512_setzero_ps();
-  }
+  ZeroAccumulators(acc);
   BroadcastFmas<R, V>(
       q, ldq, dk, [&](int64_t d, int v) { return _mm512_loadu_ps(kt + d * kQkMaxKeys + 16 * v); },
       acc);
-#pragma GCC unroll 4
-  for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 4
-    for (int v = 0; v < V; ++v) {
-      _mm512_mask_storeu_ps(s + r * lds + 16 * v, FirstLanes(nk - 16 * v), acc[r][v]);
-    }
-  }
+  StoreScores(acc, nk, s, lds);
 }
 
 template <int V>

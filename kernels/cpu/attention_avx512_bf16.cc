@@ -65,11 +65,7 @@ template <int R, int V>
 void ScoreRows(const uint16_t* q, int64_t ldq, int64_t pairs, const uint32_t* kp, int64_t nk,
                float* s, int64_t lds) {
   __m512 acc[R][V];
-#pragma GCC unroll 4
-  for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 4
-    for (int c = 0; c < V; ++c) acc[r][c] = _mm512_setzero_ps();
-  }
+  ZeroAccumulators(acc);
   for (int64_t i = 0; i < pairs; ++i) {
     __m512bh kv[V];
 #pragma GCC unroll 4
@@ -83,13 +79,7 @@ void ScoreRows(const uint16_t* q, int64_t ldq, int64_t pairs, const uint32_t* kp
       for (int c = 0; c < V; ++c) acc[r][c] = _mm512_dpbf16_ps(acc[r][c], qv, kv[c]);
     }
   }
-#pragma GCC unroll 4
-  for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 4
-    for (int c = 0; c < V; ++c) {
-      _mm512_mask_storeu_ps(s + r * lds + 16 * c, FirstLanes(nk - 16 * c), acc[r][c]);
-    }
-  }
+  StoreScores(acc, nk, s, lds);
 }
 
 template <int V>

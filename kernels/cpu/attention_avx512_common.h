@@ -15,6 +15,27 @@ inline __mmask16 FirstLanes(int64_t n) {
   return n >= 16 ? __mmask16{0xffff} : static_cast<__mmask16>((1u << n) - 1);
 }
 
+// The accumulator tile of the scores: R query rows x V vectors of 16 keys, started at zero and
+// stored into s (rows lds apart) for the first nk keys.
+template <int R, int V>
+inline void ZeroAccumulators(__m512 (&acc)[R][V]) {
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+    for (int c = 0; c < V; ++c) acc[r][c] = _mm512_setzero_ps();
+  }
+}
+template <int R, int V>
+inline void StoreScores(const __m512 (&acc)[R][V], int64_t nk, float* s, int64_t lds) {
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+    for (int c = 0; c < V; ++c) {
+      _mm512_mask_storeu_ps(s + r * lds + 16 * c, FirstLanes(nk - 16 * c), acc[r][c]);
+    }
+  }
+}
+
 // The accumulator tile of the values' product: R rows (ldacc apart) x V vectors of 16 columns
 // from column c0, the last vector `last` lanes wide.
 template <int R, int V>

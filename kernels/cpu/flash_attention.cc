@@ -111,14 +111,15 @@ void RunTile(const CpuContext& ctx, const Params& p, const Tile& t, int64_t kvh,
   const int64_t dk_even = (dk + 1) / 2 * 2;  // the dot products' query rows, in whole pairs
   thread_local std::vector<float> qf, s, acc, o, m, l, alpha;
   thread_local std::vector<uint16_t> qb, pb;
-  if (dot) qb.assign(static_cast<size_t>(rows * dk_even), 0);
+  if (dot) qb.resize(static_cast<size_t>(rows * dk_even));
   for (int64_t i = 0; i < t.count; ++i) {
     const int64_t src = ((t.first_token + i) * p.q_heads + kvh * group) * dk;
     const int64_t dst = i * group * dk;
     if (dot) {
       for (int64_t g = 0; g < group; ++g) {
-        std::memcpy(qb.data() + (i * group + g) * dk_even,
-                    static_cast<const uint16_t*>(p.q) + src + g * dk, dk * 2);
+        uint16_t* row = qb.data() + (i * group + g) * dk_even;
+        std::memcpy(row, static_cast<const uint16_t*>(p.q) + src + g * dk, dk * 2);
+        if (dk_even > dk) row[dk] = 0;  // an odd dk's last pair
       }
     } else if (xbf16) {
       qb.resize(rows * dk);
@@ -152,8 +153,8 @@ void RunTile(const CpuContext& ctx, const Params& p, const Tile& t, int64_t kvh,
   const bool block_qk = dot || (p.cache_bf16 && !xbf16 && kt.qk_bf16 != nullptr);
   const uint16_t* keys[kKeyBlock];
   const uint16_t* values[kKeyBlock];
-  const int64_t block_even = (kKeyBlock + 1) / 2 * 2;
-  if (dot) pb.resize(static_cast<size_t>(rows * block_even));
+  static_assert(kKeyBlock % 2 == 0, "a whole block's probabilities are whole pairs");
+  if (dot) pb.resize(static_cast<size_t>(rows * kKeyBlock));
   for (int64_t key0 = 0; key0 < end; key0 += kKeyBlock) {
     const int64_t nk = std::min(kKeyBlock, end - key0);
     for_runs(key0, nk, [&](int64_t pos, int64_t run, int64_t row) {
@@ -208,17 +209,18 @@ void RunTile(const CpuContext& ctx, const Params& p, const Tile& t, int64_t kvh,
         if (nk_even > nk) pr[nk] = 0;
       }
       kt.pv_bf16_dot(pb.data(), nk_even, rows, nk, values, dv, acc.data(), dv);
+    } else {
+      for_runs(key0, nk, [&](int64_t pos, int64_t run, int64_t row) {
+        const float* pr = s.data() + (pos - key0);
+        if (p.cache_bf16) {
+          kt.pv_bf16(pr, kKeyBlock, rows, run, static_cast<const uint16_t*>(p.v) + row * dv, ld_v,
+                     dv, acc.data(), dv);
+        } else {
+          kt.pv_f32(pr, kKeyBlock, rows, run, static_cast<const float*>(p.v) + row * dv, ld_v, dv,
+                    acc.data(), dv);
+        }
+      });
     }
-    for_runs(key0, dot ? 0 : nk, [&](int64_t pos, int64_t run, int64_t row) {
-      const float* pr = s.data() + (pos - key0);
-      if (p.cache_bf16) {
-        kt.pv_bf16(pr, kKeyBlock, rows, run, static_cast<const uint16_t*>(p.v) + row * dv, ld_v, dv,
-                   acc.data(), dv);
-      } else {
-        kt.pv_f32(pr, kKeyBlock, rows, run, static_cast<const float*>(p.v) + row * dv, ld_v, dv,
-                  acc.data(), dv);
-      }
-    });
     for (int64_t r = 0; r < rows; ++r) {
       if (alpha[r] < 0.0f) continue;
       float* orow = o.data() + r * dv;
