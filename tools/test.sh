@@ -9,7 +9,9 @@ export BUILD_DIR
 
 # Free disk before and after the build: the suite needs ~8 GB (build tree, ccache, test models,
 # two Python venvs); a CI run that ran out of space failed only at its last pip install.
-report_disk() { df -h --output=avail,size,target "$BUILD_DIR" 2>/dev/null | sed "s/^/disk $1: /" || true; }
+report_disk() {
+  df -h --output=avail,size,target "$BUILD_DIR" 2>/dev/null | sed "s/^/disk $1: /" || true
+}
 mkdir -p "$BUILD_DIR"
 report_disk "before the build"
 "$ROOT/tools/setup.sh"
