@@ -12,7 +12,9 @@
 // DIR@FAMILY runs on that CPU kernel family (the EXPERTMESH_CPU_ISA names: avx512bf16, amx, ...),
 // so `m@avx512bf16,m@amx` compares two families on one model in one run (each loads its copy);
 // FAMILY-invariant (e.g. amx-invariant) runs that family batch-invariant (every product on one
-// kernel whatever its token count: CpuBackendOptions::batch_invariant).
+// kernel whatever its token count: CpuBackendOptions::batch_invariant). A model written
+// DIR+fp8-lm-head (after any @FAMILY) has its lm_head quantized to fp8 at load
+// (--quantize-lm-head fp8), so `m,m+fp8-lm-head` measures what that saves.
 // Every entry prints the family it runs with. With `batch`, only decode at that batch size is
 // run (for profilers: no bandwidth passes, no other batch sizes in the profile).
 // With --grammar, decode with and without a grammar on every request (constrained decoding: the
@@ -273,11 +275,16 @@ void PrintAboveProbeReason(const ReadBandwidthProbe& probe, double active_bytes)
       100 * std::min(1.0, probe.llc_bytes() / active_bytes));
 }
 
+// DIR+fp8-lm-head (after any @FAMILY): that model with lm_head quantized to fp8 at load
+// (EngineOptions::quantize_lm_head_fp8).
+constexpr std::string_view kFp8LmHead = "+fp8-lm-head";
+
 int Usage(const char* argv0) {
   std::fprintf(stderr,
                "usage: %s [--prefill-tokens N[,N...] | --grammar json_object|SCHEMA.json|G.gbnf "
                "[--closing]] "
-               "[--rounds R] [--probe-gib G] MODEL_DIR[@FAMILY][,MODEL_DIR...] [threads] [steps] "
+               "[--rounds R] [--probe-gib G] MODEL_DIR[@FAMILY][+fp8-lm-head][,MODEL_DIR...] "
+               "[threads] [steps] "
                "[batch]\n",
                argv0);
   return 2;
@@ -304,7 +311,7 @@ int RunGrammarComparison(Subject& s, const std::string& spec, int threads, int s
     std::fprintf(stderr, "--grammar %s: %s\n", spec.c_str(), gbnf.status().ToString().c_str());
     return 1;
   }
-  const std::string dir = s.dir.substr(0, s.dir.find('@'));
+  const std::string dir = s.dir.substr(0, s.dir.find_first_of("@+"));
   auto compiler = expertmesh::worker::GrammarCompiler::ForModel(dir, s.engine->config());
   if (!compiler.ok() || !(*compiler)->enabled()) {
     std::fprintf(stderr, "%s: no vocabulary for grammars: %s\n", dir.c_str(),
@@ -414,7 +421,13 @@ int main(int argc, char** argv) {
   o.enable_prefix_caching = false;
   std::vector<Subject> subjects;
   for (const std::string& dir : SplitDirs(positional[0])) {
-    auto e = LoadSubject(dir, o, threads);
+    std::string spec = dir;
+    expertmesh::engine::EngineOptions subject_options = o;
+    if (spec.ends_with(kFp8LmHead)) {
+      spec.resize(spec.size() - kFp8LmHead.size());
+      subject_options.quantize_lm_head_fp8 = true;
+    }
+    auto e = LoadSubject(spec, subject_options, threads);
     if (!e.ok()) {
       std::fprintf(stderr, "%s: %s\n", dir.c_str(), e.status().ToString().c_str());
       return 1;
@@ -422,7 +435,7 @@ int main(int argc, char** argv) {
     Subject s;
     s.dir = dir;
     s.engine = *std::move(e);
-    s.family = FamilyOf(dir, *s.engine);
+    s.family = FamilyOf(spec, *s.engine);
     s.active = static_cast<double>(s.engine->model().active_weight_bytes_per_token());
     std::printf("%s: kernel family %s, %d threads, weights %.1f MB, prefetch into the %s\n",
                 dir.c_str(), s.family.c_str(), threads, s.engine->model().weight_bytes() / 1e6,

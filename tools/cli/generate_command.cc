@@ -36,6 +36,7 @@ struct GenerateFlags {
   uint64_t seed = 0;
   std::string compute_dtype = "bf16";
   std::string quantize = "none";
+  std::string quantize_lm_head = "none";
   int threads = 0;
   bool batch_invariant = false;
   uint64_t kv_cache_mb = 512;
@@ -94,6 +95,11 @@ absl::Status RunGenerate(const GenerateFlags& f) {
   }
   options.quantize_fp8 = f.quantize == "fp8";
   options.quantize_int4 = f.quantize == "int4";
+  if (f.quantize_lm_head != "none" && f.quantize_lm_head != "fp8") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("generate: --quantize-lm-head must be none or fp8, got ", f.quantize_lm_head));
+  }
+  options.quantize_lm_head_fp8 = f.quantize_lm_head == "fp8";
   options.kv_cache_bytes = f.kv_cache_mb << 20;
   options.seed = f.seed;
   absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> tok =
@@ -177,6 +183,9 @@ Command AddGenerateCommand(CLI::App& parent) {
   app->add_option("--quantize", f->quantize,
                   "none | fp8 | int4: quantize linear weights to fp8 (128x128 blocks) or the "
                   "routed experts to int4 (groups of 128, symmetric) at load");
+  app->add_option("--quantize-lm-head", f->quantize_lm_head,
+                  "none | fp8: quantize lm_head (a copy of the embedding table when tied) to "
+                  "fp8 (128x128 blocks) at load");
   app->add_option("--threads", f->threads, "CPU threads (0 = all cores)");
   app->add_flag("--batch-invariant", f->batch_invariant,
                 "CPU: a prompt's output never depends on the other prompts (every product on one "

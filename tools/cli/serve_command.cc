@@ -53,7 +53,8 @@ struct ServeFlags {
   int threads = 0;
   bool batch_invariant = false;
   std::string compute_dtype = "bf16";
-  std::string quantize = "none";  // passed to the workers
+  std::string quantize = "none";          // passed to the workers
+  std::string quantize_lm_head = "none";  // passed to the workers
   std::string device = "auto";
   int max_running = 64;
   std::string routing = "prefix";
@@ -209,6 +210,10 @@ class Launcher {
       if (f_.quantize != "none") {
         argv.push_back("--quantize");
         argv.push_back(f_.quantize);
+      }
+      if (f_.quantize_lm_head != "none") {
+        argv.push_back("--quantize-lm-head");
+        argv.push_back(f_.quantize_lm_head);
       }
       if (world > 1) {
         for (const std::string& a :
@@ -387,6 +392,12 @@ Command AddServeCommand(CLI::App& parent) {
                   "none | fp8 | int4: workers quantize a bf16 checkpoint at load (fp8: linear "
                   "weights in 128x128 blocks; int4: routed experts in groups of 128)")
       ->check(CLI::IsMember({"none", "fp8", "int4"}))
+      ->capture_default_str();
+  app->add_option("--quantize-lm-head", flags->quantize_lm_head,
+                  "none | fp8: workers quantize lm_head (a copy of the embedding table when "
+                  "tied) to fp8 in 128x128 blocks at load, which published FP8 checkpoints keep "
+                  "in bf16: fewer bytes per decoded token, fp8 rounding in the logits")
+      ->check(CLI::IsMember({"none", "fp8"}))
       ->capture_default_str();
   app->add_flag("--batch-invariant", flags->batch_invariant,
                 "CPU workers: a token's output never depends on its batch (every product on one "

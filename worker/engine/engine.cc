@@ -23,6 +23,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Load(const std::string& model_di
   mo.compute_dtype = options.compute_dtype;
   mo.quantize_fp8 = options.quantize_fp8;
   mo.quantize_int4 = options.quantize_int4;
+  mo.quantize_lm_head_fp8 = options.quantize_lm_head_fp8;
   mo.max_positions = options.max_model_len > 0
                          ? options.max_model_len
                          : std::min<int64_t>(config.max_position_embeddings, 32768);

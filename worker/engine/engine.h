@@ -45,10 +45,11 @@ struct EngineOptions {
   bool enable_prefix_caching = true;
   int64_t max_num_batched_tokens = 2048;
   int32_t max_num_seqs = 64;
-  int64_t max_model_len = 0;   // 0 = min(max_position_embeddings, 32768)
-  uint64_t seed = 0;           // for requests without a seed
-  bool quantize_fp8 = false;   // models::ModelOptions::quantize_fp8 (Load only)
-  bool quantize_int4 = false;  // models::ModelOptions::quantize_int4 (Load only)
+  int64_t max_model_len = 0;          // 0 = min(max_position_embeddings, 32768)
+  uint64_t seed = 0;                  // for requests without a seed
+  bool quantize_fp8 = false;          // models::ModelOptions::quantize_fp8 (Load only)
+  bool quantize_int4 = false;         // models::ModelOptions::quantize_int4 (Load only)
+  bool quantize_lm_head_fp8 = false;  // models::ModelOptions::quantize_lm_head_fp8 (Load only)
   // scheduler::SchedulerConfig::max_prompt_logprob_tokens: bounds a step's logits rows for
   // prompt logprobs (rows x vocab x 4 bytes of backend memory).
   int64_t max_prompt_logprob_tokens = 256;

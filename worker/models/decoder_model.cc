@@ -350,11 +350,23 @@ absl::StatusOr<std::unique_ptr<Model>> MakeDecoderModel(const model::ModelConfig
                                                    std::string(DTypeName(options.compute_dtype))));
   }
   Tensor embed, lm_head;
+  const std::string lm_head_name =
+      c.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
+  if (options.quantize_lm_head_fp8) {
+    // lm_head of its own, fp8 (a copy of the table when tied): this rank's vocabulary rows,
+    // padded as the plain table below is (all of them on one rank).
+    const model::IndexRange rows = options.shard.VocabRows(c.vocab_size);
+    const int64_t per = options.shard.VocabRowsPerRank(c.vocab_size);
+    ASSIGN_OR_RETURN(lm_head, w.GetRowsQuantizedToFp8(lm_head_name, {c.vocab_size, c.hidden_size},
+                                                      rows.begin, rows.count, per));
+  }
   if (!options.shard.Sharded()) {
     ASSIGN_OR_RETURN(embed, w.Get("model.embed_tokens.weight", {c.vocab_size, c.hidden_size}));
-    lm_head = embed;
-    if (!c.tie_word_embeddings) {
-      ASSIGN_OR_RETURN(lm_head, w.Get("lm_head.weight", {c.vocab_size, c.hidden_size}));
+    if (!options.quantize_lm_head_fp8) {
+      lm_head = embed;
+      if (!c.tie_word_embeddings) {
+        ASSIGN_OR_RETURN(lm_head, w.Get("lm_head.weight", {c.vocab_size, c.hidden_size}));
+      }
     }
   } else {
     // This rank's vocabulary rows, zero-padded to ceil(V/world) rows (+1 for the embedding:
@@ -364,7 +376,9 @@ absl::StatusOr<std::unique_ptr<Model>> MakeDecoderModel(const model::ModelConfig
     ASSIGN_OR_RETURN(embed,
                      w.GetRowsPadded("model.embed_tokens.weight", {c.vocab_size, c.hidden_size},
                                      rows.begin, rows.count, per + 1));
-    if (c.tie_word_embeddings) {
+    if (options.quantize_lm_head_fp8) {
+      // Quantized above.
+    } else if (c.tie_word_embeddings) {
       ASSIGN_OR_RETURN(lm_head, embed.Slice(0, per));
     } else {
       ASSIGN_OR_RETURN(lm_head, w.GetRowsPadded("lm_head.weight", {c.vocab_size, c.hidden_size},

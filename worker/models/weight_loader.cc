@@ -442,6 +442,72 @@ absl::StatusOr<Tensor> WeightLoader::GetRowsPadded(std::string_view name,
   return Prepare(std::move(t), false);
 }
 
+absl::StatusOr<Tensor> WeightLoader::GetRowsQuantizedToFp8(std::string_view name,
+                                                           std::vector<int64_t> shape,
+                                                           int64_t begin, int64_t count,
+                                                           int64_t total_rows) {
+  const std::string tensor(name);
+  if (!KeepsFp8()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        dir(), ": quantizing ", tensor, " to fp8 needs a backend that multiplies fp8 weights, not ",
+        backend_ == nullptr ? std::string("host tensors") : std::string(backend_->Name())));
+  }
+  if (shape.size() != 2 || total_rows < count || begin < 0 || count < 0 ||
+      begin + count > shape[0]) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(dir(), ": tensor ", tensor, ": padded row slice [", begin, ", ", begin + count,
+                     ") of ", total_rows, " rows outside ", ShapeStr(shape)));
+  }
+  if (Int4Linear(name) != nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        dir(), ": tensor ", tensor, " is int4 already: it cannot be quantized to fp8"));
+  }
+  ASSIGN_OR_RETURN(model::TensorView view, View(name, shape));
+  if (view.dtype != DType::kBF16 && view.dtype != DType::kF16 && view.dtype != DType::kF32) {
+    return absl::FailedPreconditionError(absl::StrCat(dir(), ": tensor ", tensor, " is ",
+                                                      std::string(DTypeName(view.dtype)),
+                                                      ": only bf16, f16 or f32 ones are quantized "
+                                                      "to fp8"));
+  }
+  const int64_t cols = shape[1];
+  const model::Fp8BlockSize block;  // 128 x 128, as --quantize fp8 and the published files
+  const int64_t grid_cols = (cols + block.cols - 1) / block.cols;
+  // Blocks are those of the whole tensor, so a slice that starts inside a block row gets each
+  // weight row's scales on a row of its own.
+  const int64_t block_rows = begin % block.rows == 0 ? block.rows : 1;
+  ASSIGN_OR_RETURN(Tensor q, Tensor::Zeros(DType::kF8E4M3, {total_rows, cols}));
+  ASSIGN_OR_RETURN(
+      Tensor grid,
+      Tensor::Zeros(DType::kF32, {(total_rows + block_rows - 1) / block_rows, grid_cols}));
+  std::vector<float> band;
+  std::vector<uint8_t> band_q;
+  std::vector<float> band_scales(static_cast<size_t>(grid_cols));
+  // One block row of the whole tensor at a time: never the whole table in f32 (DeepSeek-V3's
+  // lm_head would be 3.7 GB of it).
+  for (int64_t first = begin / block.rows * block.rows; first < begin + count;
+       first += block.rows) {
+    const int64_t rows = std::min(block.rows, shape[0] - first);
+    band.resize(static_cast<size_t>(rows * cols));
+    band_q.resize(band.size());
+    for (int64_t i = 0; i < rows * cols; ++i) band[i] = FloatAt(view, first * cols + i);
+    RETURN_IF_ERROR(model::QuantizeFp8Blocks(band, rows, cols, block, band_q, band_scales));
+    const int64_t from = std::max(first, begin), to = std::min(first + rows, begin + count);
+    std::memcpy(q.data<uint8_t>() + (from - begin) * cols, band_q.data() + (from - first) * cols,
+                (to - from) * cols);
+    for (int64_t r = from; r < to; r += block_rows) {
+      std::memcpy(grid.data<float>() + (r - begin) / block_rows * grid_cols, band_scales.data(),
+                  grid_cols * sizeof(float));
+    }
+  }
+  ReleaseMappedPages(view.data);
+  ASSIGN_OR_RETURN(Tensor t,
+                   q.WithBlockScales({.scales = std::make_shared<const Tensor>(std::move(grid)),
+                                      .block_rows = block_rows,
+                                      .block_cols = block.cols}));
+  bytes_loaded_ += WeightBytes(t);
+  return Prepare(std::move(t), false);
+}
+
 absl::StatusOr<Tensor> WeightLoader::GetCols(std::string_view name, std::vector<int64_t> shape,
                                              int64_t begin, int64_t count) {
   if (shape.size() != 2 || begin < 0 || count < 0 || begin + count > shape[1]) {

@@ -81,6 +81,16 @@ class WeightLoader {
   // quantized lm_head) is handed out as int4 weights are, its padding rows with scale 0.
   absl::StatusOr<kernels::Tensor> GetRowsPadded(std::string_view name, std::vector<int64_t> shape,
                                                 int64_t begin, int64_t count, int64_t total_rows);
+  // Rows [begin, begin + count) of the 2-D plain tensor `name` (bf16, f16 or f32), quantized to
+  // fp8 e4m3 in 128 x 128 blocks of the WHOLE tensor (model::QuantizeFp8Blocks, as --quantize
+  // fp8 quantizes linear weights), followed by zero rows, `total_rows` in all: the lm_head of
+  // --quantize-lm-head fp8 (tied or not). Every rank of a vocab-parallel group thus multiplies
+  // by the values one rank would; a slice that starts inside a block row keeps one scale row
+  // per weight row (block_rows 1). FailedPrecondition on a backend without fp8 kernels or for a
+  // tensor the checkpoint already quantizes.
+  absl::StatusOr<kernels::Tensor> GetRowsQuantizedToFp8(std::string_view name,
+                                                        std::vector<int64_t> shape, int64_t begin,
+                                                        int64_t count, int64_t total_rows);
   // Columns [begin, begin + count) of the 2-D tensor `name` of full shape `shape` (a copy).
   absl::StatusOr<kernels::Tensor> GetCols(std::string_view name, std::vector<int64_t> shape,
                                           int64_t begin, int64_t count);

@@ -24,7 +24,8 @@ struct WorkerFlags {
   int64_t max_model_len = 0;
   int32_t block_size = 16;
   std::string compute_dtype = "bf16";
-  std::string quantize = "none";  // none | fp8 | int4
+  std::string quantize = "none";          // none | fp8 | int4
+  std::string quantize_lm_head = "none";  // none | fp8
   int threads = 0;
   // CPU: every product on one kernel whatever its token count (CpuBackendOptions::batch_invariant).
   bool batch_invariant = false;

@@ -65,6 +65,11 @@ int main(int argc, char** argv) {
                  "weights to fp8 (128x128 blocks), int4 = its routed experts to int4 (groups of "
                  "128, symmetric), on a backend with kernels for them")
       ->capture_default_str();
+  app.add_option("--quantize-lm-head", f.quantize_lm_head,
+                 "none | fp8: quantize lm_head (a copy of the embedding table when tied) to fp8 "
+                 "(128x128 blocks) at load: fewer bytes per decoded token than the bf16 lm_head "
+                 "published FP8 checkpoints keep, for fp8 rounding in the logits")
+      ->capture_default_str();
   app.add_option("--threads", f.threads,
                  "CPU threads (0: all cores, divided among the group's ranks on this host)")
       ->capture_default_str();

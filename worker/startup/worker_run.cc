@@ -85,6 +85,11 @@ absl::StatusOr<engine::EngineOptions> EngineOptionsFrom(const WorkerFlags& flags
   }
   options.quantize_fp8 = flags.quantize == "fp8";
   options.quantize_int4 = flags.quantize == "int4";
+  if (flags.quantize_lm_head != "none" && flags.quantize_lm_head != "fp8") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--quantize-lm-head must be none or fp8, got ", flags.quantize_lm_head));
+  }
+  options.quantize_lm_head_fp8 = flags.quantize_lm_head == "fp8";
   options.max_num_batched_tokens = flags.max_batched_tokens;
   options.max_num_seqs = flags.max_running;
   options.max_model_len = flags.max_model_len;
@@ -117,6 +122,7 @@ absl::StatusOr<std::unique_ptr<models::Model>> LoadShard(const WorkerFlags& flag
   mo.compute_dtype = options.compute_dtype;
   mo.quantize_fp8 = options.quantize_fp8;
   mo.quantize_int4 = options.quantize_int4;
+  mo.quantize_lm_head_fp8 = options.quantize_lm_head_fp8;
   mo.max_positions = options.max_model_len > 0
                          ? options.max_model_len
                          : std::min<int64_t>(config.max_position_embeddings, 32768);

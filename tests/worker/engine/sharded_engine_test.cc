@@ -39,10 +39,25 @@ absl::StatusOr<std::unique_ptr<kernels::Backend>> FakeDevice() {
   return std::unique_ptr<kernels::Backend>(std::move(*b));
 }
 
+// A model directory with this suffix is loaded with lm_head quantized to fp8
+// (ModelOptions::quantize_lm_head_fp8).
+constexpr std::string_view kFp8LmHead = "+fp8-lm-head";
+
+// The directory of `subject` and whether it asks for an fp8 lm_head.
+std::pair<std::string, bool> SplitFp8LmHead(const std::string& subject) {
+  if (!subject.ends_with(kFp8LmHead)) return {subject, false};
+  return {subject.substr(0, subject.size() - kFp8LmHead.size()), true};
+}
+
 // A golden model by architecture name, or for "fp8_<arch>" an fp8 checkpoint made by make-model
 // with widths whose tensor-parallel halves cut through 128 x 128 scale blocks (hidden 320,
-// expert width 192: each rank of tp 2 gets 96 rows of a block).
+// expert width 192: each rank of tp 2 gets 96 rows of a block), or for "fp8lmh_<arch>" that
+// checkpoint with its lm_head quantized at load (vocab 2112: tp 2 and 4 cut its rows inside
+// 128-row blocks).
 std::string GoldenModel(const std::string& arch) {
+  if (arch.starts_with("fp8lmh_")) {
+    return GoldenModel("fp8_" + arch.substr(7)) + std::string(kFp8LmHead);
+  }
   if (!arch.starts_with("fp8_")) {
     return absl::StrCat(EXPERTMESH_SOURCE_DIR, "/tests/golden/", arch, "/model");
   }
@@ -80,8 +95,9 @@ std::vector<GenerationRequest> Requests(int64_t vocab) {
   return out;
 }
 
-EngineOptions Options() {
+EngineOptions Options(bool fp8_lm_head = false) {
   EngineOptions o;
+  o.quantize_lm_head_fp8 = fp8_lm_head;
   o.compute_dtype = DType::kF32;
   o.block_size = 4;
   o.max_num_batched_tokens = 24;  // chunked prefill across steps
@@ -119,7 +135,10 @@ absl::StatusOr<std::unique_ptr<models::Model>> LoadShard(const std::string& dir,
 
 absl::StatusOr<std::unique_ptr<Engine>> MakeEngine(const std::string& dir,
                                                    const BackendFactory& factory) {
-  if (!factory) return expertmesh::testing::LoadCpuEngine(dir, Options(), /*threads=*/1);
+  if (!factory) {
+    const auto [model_dir, fp8_lm_head] = SplitFp8LmHead(dir);
+    return expertmesh::testing::LoadCpuEngine(model_dir, Options(fp8_lm_head), /*threads=*/1);
+  }
   auto backend = factory();
   if (!backend.ok()) return backend.status();
   auto model = LoadShard(dir, backend->get(), 1, 1, 0, nullptr);
@@ -140,12 +159,14 @@ Tokens SingleProcess(const std::string& dir, const BackendFactory& factory = nul
 absl::StatusOr<std::unique_ptr<models::Model>> LoadShard(const std::string& dir,
                                                          kernels::Backend* backend, int tp, int ep,
                                                          int rank, comm::Communicator* comm) {
+  const auto [model_dir, fp8_lm_head] = SplitFp8LmHead(dir);
   models::ModelOptions mo;
   mo.compute_dtype = DType::kF32;
   mo.max_positions = 128;
   mo.shard = {.tp = tp, .ep = ep, .rank = rank};
   mo.comm = comm;
-  return models::LoadModel(dir, backend, mo);
+  mo.quantize_lm_head_fp8 = fp8_lm_head;
+  return models::LoadModel(model_dir, backend, mo);
 }
 
 // Runs a group of tp x ep ranks as threads; returns the leader's tokens.
@@ -346,6 +367,8 @@ std::vector<Case> DeviceCases() {
       out.push_back({arch, tp, ep});
     }
   }
+  out.push_back({"fp8lmh_qwen3_moe", 1, 1});
+  out.push_back({"fp8lmh_qwen3_moe", 2, 1});
   return out;
 }
 
@@ -363,6 +386,10 @@ std::vector<Case> Cases() {
       out.push_back({arch, tp, ep});
     }
   }
+  // Vocab-parallel fp8 lm_head slices through 128-row blocks.
+  out.push_back({"fp8lmh_qwen3_moe", 2, 1});
+  out.push_back({"fp8lmh_qwen3_moe", 4, 1});
+  out.push_back({"fp8lmh_qwen3_moe", 2, 2});
   return out;
 }
 

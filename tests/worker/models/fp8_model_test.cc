@@ -14,15 +14,20 @@
 #include <tuple>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_backend.h"
+#include "model/config/model_config.h"
+#include "model/plan/parallel_config.h"
 #include "model/safetensors/checkpoint.h"
 #include "model/safetensors/fp8_dequant.h"
+#include "model/safetensors/fp8_quantize.h"
 #include "nlohmann/json.hpp"
 #include "tests/util/shared_model.h"
 #include "tests/util/tensor_compare.h"
 #include "tests/worker/models/model_test_util.h"
 #include "tools/make_model/safetensors_writer.h"
+#include "worker/models/weight_loader.h"
 
 namespace expertmesh::models {
 namespace {
@@ -329,6 +334,201 @@ make_model::ShapeOverrides Wide() {
   o.moe_intermediate_size = 192;
   o.intermediate_size = 384;
   return o;
+}
+
+// The twin of DequantizedTwin(dir) whose lm_head holds what --quantize-lm-head fp8 makes of it:
+// the table's values through model::QuantizeFp8Blocks (128 x 128) and back. A tied table is
+// untied: the embedding keeps its values, lm_head gets the quantized copy.
+absl::StatusOr<std::string> LmHeadQuantizedTwin(const std::string& twin_dir) {
+  const std::string out = twin_dir + "-fp8-lm-head";
+  std::ifstream config_in(twin_dir + "/config.json");
+  nlohmann::json config = nlohmann::json::parse(config_in);
+  const bool tied = config.value("tie_word_embeddings", false);
+  absl::Status status;
+  absl::Status written = RewriteCheckpoint(twin_dir, out, [&](std::vector<RawTensor>& tensors) {
+    const std::string source = tied ? "model.embed_tokens.weight" : "lm_head.weight";
+    auto table = std::find_if(tensors.begin(), tensors.end(),
+                              [&](const RawTensor& t) { return t.name == source; });
+    if (table == tensors.end() || table->dtype != DType::kF32) {
+      status = absl::NotFoundError("no f32 " + source);
+      return;
+    }
+    const int64_t rows = table->shape[0], cols = table->shape[1];
+    std::vector<float> values(static_cast<size_t>(rows * cols));
+    std::memcpy(values.data(), table->bytes.data(), values.size() * sizeof(float));
+    const model::Fp8BlockSize block;
+    std::vector<std::byte> q(values.size());
+    std::vector<float> scales(static_cast<size_t>(((rows + 127) / 128) * ((cols + 127) / 128)));
+    status =
+        model::QuantizeFp8Blocks(values, rows, cols, block,
+                                 std::span(reinterpret_cast<uint8_t*>(q.data()), q.size()), scales);
+    if (!status.ok()) return;
+    const auto* scale_bytes = reinterpret_cast<const std::byte*>(scales.data());
+    const RawTensor q_tensor{"q", DType::kF8E4M3, {rows, cols}, q};
+    const RawTensor s_tensor{
+        "s",
+        DType::kF32,
+        {(rows + 127) / 128, (cols + 127) / 128},
+        std::vector<std::byte>(scale_bytes, scale_bytes + scales.size() * sizeof(float))};
+    absl::StatusOr<std::vector<float>> dq =
+        model::DequantizeFp8(ViewOf(q_tensor), ViewOf(s_tensor), block);
+    if (!dq.ok()) {
+      status = dq.status();
+      return;
+    }
+    const auto* raw = reinterpret_cast<const std::byte*>(dq->data());
+    RawTensor lm_head{"lm_head.weight",
+                      DType::kF32,
+                      {rows, cols},
+                      std::vector<std::byte>(raw, raw + dq->size() * sizeof(float))};
+    if (tied) {
+      tensors.push_back(std::move(lm_head));
+    } else {
+      *table = std::move(lm_head);
+    }
+  });
+  if (!written.ok()) return written;
+  if (!status.ok()) return status;
+  config["tie_word_embeddings"] = false;
+  std::ofstream(out + "/config.json") << config.dump(2);
+  return out;
+}
+
+// --quantize-lm-head fp8 on an fp8 checkpoint: lm_head (untied: qwen3_moe; tied to the
+// embedding: llama, whose table stays as stored) becomes 128 x 128-block fp8, every other weight
+// as before, so the logits are those of the dequantized twin with that lm_head, within the fp8
+// model's bounds; the loaded bytes shrink (untied) or grow by the fp8 copy (tied), and the bytes
+// a decoded token reads shrink in both. Vocab 2112 and hidden 320 leave partial blocks both ways.
+TEST(Fp8LmHead, LogitsMatchTheTwinWithTheQuantizedLmHead) {
+  auto backend = kernels::cpu::CpuBackend::Create({.num_threads = 2});
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  for (const Fp8Case& c : {Fp8Case{"qwen3_moe_wide", model::Architecture::kQwen3Moe, Wide()},
+                           Fp8Case{"llama", model::Architecture::kLlama, Wide()}}) {
+    SCOPED_TRACE(c.name);
+    absl::StatusOr<std::string> fp8_dir = MakeFp8Model(c);
+    ASSERT_TRUE(fp8_dir.ok()) << fp8_dir.status();
+    absl::StatusOr<std::string> twin_dir = DequantizedTwin(*fp8_dir);
+    ASSERT_TRUE(twin_dir.ok()) << twin_dir.status();
+    absl::StatusOr<std::string> lm_twin_dir = LmHeadQuantizedTwin(*twin_dir);
+    ASSERT_TRUE(lm_twin_dir.ok()) << lm_twin_dir.status();
+    auto quantized = LoadModel(*fp8_dir, backend->get(),
+                               {.compute_dtype = DType::kF32, .quantize_lm_head_fp8 = true});
+    auto published = LoadModel(*fp8_dir, backend->get(), {.compute_dtype = DType::kF32});
+    auto twin = LoadModel(*lm_twin_dir, backend->get(), {.compute_dtype = DType::kF32});
+    ASSERT_TRUE(quantized.ok()) << quantized.status();
+    ASSERT_TRUE(published.ok() && twin.ok());
+
+    const model::ModelConfig& config = (*published)->config();
+    const int64_t table = config.vocab_size * config.hidden_size;
+    const int64_t fp8_bytes =
+        table + ((config.vocab_size + 127) / 128) * ((config.hidden_size + 127) / 128) * 4;
+    const int64_t loaded_change = static_cast<int64_t>((*quantized)->weight_bytes()) -
+                                  static_cast<int64_t>((*published)->weight_bytes());
+    EXPECT_EQ(loaded_change, config.tie_word_embeddings ? fp8_bytes : fp8_bytes - 2 * table);
+    EXPECT_EQ(static_cast<int64_t>((*published)->active_weight_bytes_per_token()) -
+                  static_cast<int64_t>((*quantized)->active_weight_bytes_per_token()),
+              2 * table - fp8_bytes);
+
+    std::vector<int32_t> tokens;
+    for (int i = 0; i < 11; ++i) {
+      tokens.push_back(static_cast<int32_t>((i * 7919 + 13) % config.vocab_size));
+    }
+    auto kv_q = AllocateKvCache(**backend, (*quantized)->kv_cache_spec(), 16, 4);
+    auto kv_t = AllocateKvCache(**backend, (*twin)->kv_cache_spec(), 16, 4);
+    auto kv_p = AllocateKvCache(**backend, (*published)->kv_cache_spec(), 16, 4);
+    ASSERT_TRUE(kv_q.ok() && kv_t.ok() && kv_p.ok());
+    const std::vector<int32_t> blocks = Blocks(0, 4);
+    const expertmesh::testing::Tolerance tol{2e-4, 2e-3, 0.99999};
+    double moved = 0;  // how far the fp8 lm_head moves the logits from the published model's
+    for (size_t start = 0; start < tokens.size();) {
+      const size_t len = start == 0 ? 8 : 1;
+      const std::vector<SequenceChunk> chunk = {{.tokens = std::span(tokens).subspan(start, len),
+                                                 .start_pos = static_cast<int64_t>(start),
+                                                 .block_table = blocks,
+                                                 .logits = Logits::kAll}};
+      auto a = RunStep(**quantized, *kv_q, chunk);
+      auto b = RunStep(**twin, *kv_t, chunk);
+      auto p = RunStep(**published, *kv_p, chunk);
+      ASSERT_TRUE(a.ok() && b.ok() && p.ok()) << a.status() << b.status() << p.status();
+      EXPECT_TRUE(expertmesh::testing::TensorsClose(*a, expertmesh::testing::ToDoubles(*b), tol))
+          << "step at position " << start;
+      for (int64_t i = 0; i < a->numel(); ++i) {
+        moved = std::max(moved,
+                         std::abs(static_cast<double>(a->data<float>()[i]) - p->data<float>()[i]));
+      }
+      start += len;
+    }
+    // The test would pass vacuously if lm_head stayed bf16: fp8's 3 mantissa bits move logits
+    // far past the bound above.
+    EXPECT_GT(moved, 10 * tol.atol);
+  }
+}
+
+// Each rank of a vocab-parallel group quantizes its rows in the blocks of the whole table, so
+// its rows dequantize to exactly the values of one rank's: slices that start on a block row
+// (tp 1, and 1024 of 2112) and inside one (tp 2: 1056; tp 4: 528, 1584), each padded with zero
+// rows to the per-rank count as the vocab-parallel lm_head is. Without a backend that multiplies
+// fp8, the error names the tensor.
+TEST(Fp8LmHead, EverySliceDequantizesToTheWholeTablesRows) {
+  absl::StatusOr<std::string> dir =
+      MakeFp8Model({"qwen3_moe_wide", model::Architecture::kQwen3Moe, Wide()});
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  absl::StatusOr<model::ModelConfig> config = model::LoadModelConfig(*dir);
+  ASSERT_TRUE(config.ok()) << config.status();
+  const int64_t vocab = config->vocab_size, hidden = config->hidden_size;
+  const std::vector<int64_t> shape = {vocab, hidden};
+  auto backend = kernels::cpu::CpuBackend::Create({.num_threads = 1});
+  ASSERT_TRUE(backend.ok());
+  absl::StatusOr<WeightLoader> loader = WeightLoader::Open(*dir, *config);
+  ASSERT_TRUE(loader.ok()) << loader.status();
+
+  absl::StatusOr<kernels::Tensor> no_backend =
+      loader->GetRowsQuantizedToFp8("lm_head.weight", shape, 0, vocab, vocab);
+  ASSERT_FALSE(no_backend.ok());
+  EXPECT_EQ(no_backend.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(no_backend.status().message().find("lm_head.weight"), std::string::npos);
+
+  loader->set_backend(backend->get());
+  // The values a tensor with block scales stands for, row by row.
+  auto dequantize = [](const kernels::Tensor& t) -> std::vector<float> {
+    const kernels::BlockScales& s = *t.block_scales();
+    const auto* q = static_cast<const std::byte*>(t.raw_data());
+    const auto* grid = static_cast<const std::byte*>(s.scales->raw_data());
+    absl::StatusOr<std::vector<float>> v = model::DequantizeFp8(
+        {"q", DType::kF8E4M3, std::vector<int64_t>(t.shape().begin(), t.shape().end()),
+         std::span(q, t.nbytes())},
+        {"s", DType::kF32, std::vector<int64_t>(s.scales->shape().begin(), s.scales->shape().end()),
+         std::span(grid, s.scales->nbytes())},
+        {s.block_rows, s.block_cols});
+    EXPECT_TRUE(v.ok()) << v.status();
+    return v.ok() ? *v : std::vector<float>();
+  };
+  absl::StatusOr<kernels::Tensor> whole =
+      loader->GetRowsQuantizedToFp8("lm_head.weight", shape, 0, vocab, vocab);
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  ASSERT_EQ(whole->dtype(), DType::kF8E4M3);
+  EXPECT_EQ(whole->block_scales()->block_rows, 128);
+  const std::vector<float> reference = dequantize(*whole);
+  ASSERT_EQ(reference.size(), static_cast<size_t>(vocab * hidden));
+
+  for (int world : {2, 4}) {
+    for (int rank = 0; rank < world; ++rank) {
+      const model::ParallelConfig shard{.tp = world, .rank = rank};
+      const model::IndexRange rows = shard.VocabRows(vocab);
+      const int64_t per = shard.VocabRowsPerRank(vocab);
+      SCOPED_TRACE(absl::StrCat("rows ", rows.begin, " + ", rows.count, " of ", per));
+      absl::StatusOr<kernels::Tensor> slice =
+          loader->GetRowsQuantizedToFp8("lm_head.weight", shape, rows.begin, rows.count, per);
+      ASSERT_TRUE(slice.ok()) << slice.status();
+      EXPECT_EQ(slice->block_scales()->block_rows, rows.begin % 128 == 0 ? 128 : 1);
+      const std::vector<float> got = dequantize(*slice);
+      ASSERT_EQ(got.size(), static_cast<size_t>(per * hidden));
+      for (int64_t i = 0; i < per * hidden; ++i) {
+        const float want = i < rows.count * hidden ? reference[rows.begin * hidden + i] : 0.0f;
+        ASSERT_EQ(got[i], want) << "element " << i;
+      }
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(
