@@ -14,6 +14,8 @@
 #         decode-lmbf16  the same against the Q8_0 GGUF whose lm_head stays bf16
 #                     (llamacpp_peer.sh --types q8_0-lmbf16), as the published fp8 checkpoints
 #                     keep theirs: the same bytes of lm_head on both sides
+#         decode-fp8lmh  the fp8 checkpoint with --quantize-lm-head fp8 (every matrix one
+#                     byte per weight, as in the default Q8_0 GGUF) vs that GGUF
 #         decode-bf16 the same with the bf16 checkpoint vs the bf16 GGUF
 #         decode-int4 the same with the int4 checkpoint (make-model --dtype int4-ct, group 128)
 #                     vs the Q4_0 GGUF of the bf16 weights (llama-quantize)
@@ -29,7 +31,8 @@ set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$REPO_ROOT"
-WHAT="${1:?usage: side_by_side.sh decode|decode-lmbf16|decode-bf16|decode-int4|prefill N [REPS]}"
+USAGE="usage: side_by_side.sh decode|decode-lmbf16|decode-fp8lmh|decode-bf16|decode-int4|prefill N"
+WHAT="${1:?$USAGE [REPS]}"
 shift
 N=0
 if [ "$WHAT" = prefill ]; then
@@ -60,10 +63,11 @@ run() {
 
 for rep in $(seq 1 "$REPS"); do
   echo "# repetition $rep of $REPS"
-  if [ "$WHAT" = decode ] || [ "$WHAT" = decode-lmbf16 ] || [ "$WHAT" = decode-bf16 ] ||
-    [ "$WHAT" = decode-int4 ]; then
+  if [ "$WHAT" = decode ] || [ "$WHAT" = decode-lmbf16 ] || [ "$WHAT" = decode-fp8lmh ] ||
+    [ "$WHAT" = decode-bf16 ] || [ "$WHAT" = decode-int4 ]; then
     MODEL="$FP8_MODEL" GGUF="$Q8"
     if [ "$WHAT" = decode-lmbf16 ]; then GGUF="$Q8_LMBF16"; fi
+    if [ "$WHAT" = decode-fp8lmh ]; then MODEL="$FP8_MODEL+fp8-lm-head"; fi
     if [ "$WHAT" = decode-bf16 ]; then MODEL="$BF16_MODEL" GGUF="$BF16"; fi
     if [ "$WHAT" = decode-int4 ]; then MODEL="$INT4_MODEL" GGUF="$Q4"; fi
     run "$BENCH" "$MODEL" "$THREADS" 64 1
