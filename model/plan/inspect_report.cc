@@ -120,14 +120,19 @@ absl::Status AppendCheckpoint(const std::string& dir, const ModelConfig& c, std:
 }
 
 void AppendPlan(const ModelConfig& c, const RankMemoryPlan& plan, int64_t kv_tokens,
-                std::string& out) {
+                const LoadQuantization& at_load, std::string& out) {
   const ParallelConfig& p = plan.parallel;
-  absl::StrAppendFormat(&out, "Memory plan (tp=%d, ep=%d: %d ranks; bytes of rank 0)\n", p.tp, p.ep,
-                        p.WorldSize());
+  std::string loaded;
+  if (at_load.fp8 && !c.fp8_quantization.has_value()) loaded += " --quantize fp8";
+  if (at_load.fp8_lm_head) loaded += " --quantize-lm-head fp8";
+  absl::StrAppendFormat(&out, "Memory plan (tp=%d, ep=%d: %d ranks; bytes of rank 0%s)\n", p.tp,
+                        p.ep, p.WorldSize(),
+                        loaded.empty() ? "" : absl::StrCat(", loaded with", loaded));
   absl::StrAppendFormat(&out, "  %-24s %14s %14s\n", "component", "whole model", "per rank");
   for (int r = 0; r < kNumTensorRoles; ++r) {
     const uint64_t model = plan.model_bytes_by_role[static_cast<size_t>(r)];
-    if (model == 0) continue;
+    // A tied lm_head has no tensor of its own, but --quantize-lm-head fp8 gives it a copy.
+    if (model == 0 && plan.weight_bytes_by_role[static_cast<size_t>(r)] == 0) continue;
     absl::StrAppendFormat(&out, "  %-24s %14s %14s\n",
                           Sv(TensorRoleName(static_cast<TensorRole>(r))), FormatBytes(model),
                           FormatBytes(plan.weight_bytes_by_role[static_cast<size_t>(r)]));
@@ -164,7 +169,8 @@ absl::StatusOr<InspectReport> BuildInspectReport(const std::string& model_dir,
         absl::StrCat("--kv-tokens must not be negative, got ", options.kv_tokens));
   }
   const DType kv_dtype = c.torch_dtype == DType::kF32 ? DType::kF32 : DType::kBF16;
-  ASSIGN_OR_RETURN(RankMemoryPlan plan, PlanRankMemory(c, {options.tp, options.ep, 0}, kv_dtype));
+  ASSIGN_OR_RETURN(RankMemoryPlan plan,
+                   PlanRankMemory(c, {options.tp, options.ep, 0}, kv_dtype, options.at_load));
   InspectReport report;
   std::string& out = report.text;
   absl::StrAppend(&out, "Model ", model_dir, "\n");
@@ -197,7 +203,7 @@ absl::StatusOr<InspectReport> BuildInspectReport(const std::string& model_dir,
       Line(out, absl::StrCat("  ", Sv(TensorRoleName(static_cast<TensorRole>(r)))), FormatCount(n));
   }
   report.checkpoint = AppendCheckpoint(model_dir, c, out);
-  AppendPlan(c, plan, options.kv_tokens, out);
+  AppendPlan(c, plan, options.kv_tokens, options.at_load, out);
   return report;
 }
 

@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "model/plan/model_plan.h"
 #include "model/plan/parallel_config.h"
 
 namespace expertmesh::model {
@@ -17,6 +18,7 @@ struct InspectOptions {
   int tp = 1;
   int ep = 1;
   int64_t kv_tokens = 4096;  // tokens of KV cache to size per rank
+  LoadQuantization at_load;  // the plan as the worker loads with these flags
 };
 
 struct InspectReport {

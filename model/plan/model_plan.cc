@@ -149,28 +149,68 @@ bool IsWeightTensor(const std::string& name) {
          name.ends_with(".qweight");
 }
 
+// Bytes of this rank's fp8 lm_head (WeightLoader::GetRowsQuantizedToFp8): its ceil(V / world)
+// rows, one byte each, and f32 scales per 128 x 128 block, or per row and 128 columns when its
+// rows start inside a block row.
+uint64_t Fp8LmHeadBytes(const ModelConfig& c, const ParallelConfig& p) {
+  constexpr uint64_t kBlock = 128;
+  const uint64_t rows = static_cast<uint64_t>(p.VocabRowsPerRank(c.vocab_size));
+  const uint64_t begin = static_cast<uint64_t>(p.VocabRows(c.vocab_size).begin);
+  const uint64_t hidden = static_cast<uint64_t>(c.hidden_size);
+  const uint64_t block_rows = begin % kBlock == 0 ? kBlock : 1;
+  return rows * hidden + CeilDiv(rows, block_rows) * CeilDiv(hidden, kBlock) * 4;
+}
+
 absl::StatusOr<RankMemoryPlan> PlanRankMemory(const ModelConfig& c, const ParallelConfig& p,
-                                              DType kv_dtype) {
+                                              DType kv_dtype, const LoadQuantization& at_load) {
   absl::Status status = ValidateParallelism(c, p);
   if (!status.ok()) return status;
+  // The layout the loader keeps: the checkpoint's, or its linear weights quantized to fp8 as a
+  // published FP8 checkpoint holds them (WeightLoader::QuantizeLinearWeightsToFp8).
+  ModelConfig kept = c;
+  if (at_load.fp8 && !c.fp8_quantization.has_value()) {
+    if (c.int4_quantization.has_value()) {
+      return absl::FailedPreconditionError("--quantize fp8 on int4 weights");
+    }
+    kept.fp8_quantization = Fp8Quantization{};
+  }
   RankMemoryPlan plan;
   plan.parallel = p;
   plan.kv_dtype = kv_dtype;
   plan.experts = c.IsMoe() ? p.ExpertsOnRank(c.num_experts) : ExpertRange{};
   for (const TensorSpec& spec : ExpectedTensors(c)) {
-    const ClassifiedTensor t = ClassifyTensor(spec.name);
     const uint64_t bytes =
         static_cast<uint64_t>(spec.NumElements()) * DTypeSize(CheckpointDType(spec, c.torch_dtype));
+    const size_t role = static_cast<size_t>(ClassifyTensor(spec.name).role);
+    plan.model_bytes_by_role[role] += bytes;
+    plan.model_bytes += bytes;
+  }
+  bool plain_lm_head = c.tie_word_embeddings;
+  for (const TensorSpec& spec : ExpectedTensors(kept)) {
+    const ClassifiedTensor t = ClassifyTensor(spec.name);
+    const uint64_t bytes = static_cast<uint64_t>(spec.NumElements()) *
+                           DTypeSize(CheckpointDType(spec, kept.torch_dtype));
     // What the loader keeps: quantization scales as f32, no GPTQ metadata it folds away.
     const uint64_t loaded = spec.loaded_bytes.value_or(bytes);
     // kv_b_proj itself is read once at load and replaced by its derived projections.
-    const uint64_t on_rank = IsMlaKvB(c, spec.name)
-                                 ? (IsWeightTensor(spec.name) ? MlaDerivedBytesPerLayer(c, p) : 0)
-                                 : RankBytes(c, p, t, spec.name, loaded, plan.experts);
-    plan.model_bytes_by_role[static_cast<size_t>(t.role)] += bytes;
-    plan.model_bytes += bytes;
+    uint64_t on_rank = IsMlaKvB(c, spec.name)
+                           ? (IsWeightTensor(spec.name) ? MlaDerivedBytesPerLayer(c, p) : 0)
+                           : RankBytes(c, p, t, spec.name, loaded, plan.experts);
+    if (t.role == TensorRole::kLmHead && at_load.fp8_lm_head) {
+      plain_lm_head |= spec.name == "lm_head.weight";
+      on_rank = 0;  // replaced by its fp8 copy below
+    }
     plan.weight_bytes_by_role[static_cast<size_t>(t.role)] += on_rank;
     plan.weight_bytes += on_rank;
+  }
+  if (at_load.fp8_lm_head) {
+    if (!plain_lm_head) {
+      return absl::FailedPreconditionError(
+          "--quantize-lm-head fp8: lm_head is int4 already and cannot be quantized to fp8");
+    }
+    const uint64_t fp8 = Fp8LmHeadBytes(c, p);
+    plan.weight_bytes_by_role[static_cast<size_t>(TensorRole::kLmHead)] += fp8;
+    plan.weight_bytes += fp8;
   }
   // As worker/models/decoder_model.cc builds it: a sliding window caps the positions served.
   plan.rope_positions = c.max_position_embeddings;

@@ -60,14 +60,27 @@ struct RankMemoryPlan {
   uint64_t KvBytes(int64_t tokens) const { return kv_bytes_per_token * tokens; }
 };
 
+// Quantizations the loader applies at load (the worker's and serve's flags of the same names).
+struct LoadQuantization {
+  // --quantize fp8: the linear weights of a bf16/f16/f32 checkpoint in 128 x 128-block fp8 (the
+  // tensors a published FP8 checkpoint quantizes); nothing for a checkpoint already fp8.
+  bool fp8 = false;
+  // --quantize-lm-head fp8: lm_head (a copy of the embedding table when tied) in 128 x 128-block
+  // fp8; a vocab-parallel slice that starts inside a block row has one scale row per row.
+  bool fp8_lm_head = false;
+};
+
 // The memory plan of `parallel.rank`. Weights are counted as the loader keeps them on a
 // backend that multiplies quantized weights: the checkpoint's storage dtype (torch_dtype, fp8
 // or packed int4 where quantized, fp32 where the checkpoint keeps fp32), quantization scales
-// (and int4 zero points and act-order column orders where present) as f32; the whole-model
-// bytes are the checkpoint's. The KV cache in `kv_dtype` (callers usually pass torch_dtype).
-// Errors: those of ParallelConfig::Validate and ValidateParallelism.
+// (and int4 zero points and act-order column orders where present) as f32, then `at_load`'s
+// quantizations; the whole-model bytes are the checkpoint's. The KV cache in `kv_dtype`
+// (callers usually pass torch_dtype). Errors: those of ParallelConfig::Validate and
+// ValidateParallelism; FailedPrecondition where the loader refuses `at_load` (fp8 over int4
+// weights, an fp8 copy of an int4 lm_head).
 absl::StatusOr<RankMemoryPlan> PlanRankMemory(const ModelConfig& config,
-                                              const ParallelConfig& parallel, DType kv_dtype);
+                                              const ParallelConfig& parallel, DType kv_dtype,
+                                              const LoadQuantization& at_load = {});
 
 // "46.70 B", "12.9 M", "512" (decimal units, as parameter counts are published).
 std::string FormatCount(int64_t count);

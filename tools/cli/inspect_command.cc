@@ -1,5 +1,6 @@
-// `expertmesh inspect DIR [--tp N] [--ep N] [--kv-tokens N]`: architecture, parameter counts,
-// the checkpoint on disk and the per-rank memory plan of a model directory.
+// `expertmesh inspect DIR [--tp N] [--ep N] [--kv-tokens N] [--quantize fp8]
+// [--quantize-lm-head fp8]`: architecture, parameter counts, the checkpoint on disk and the
+// per-rank memory plan of a model directory (as the worker loads it with those flags).
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -13,6 +14,8 @@ Command AddInspectCommand(CLI::App& parent) {
   struct Flags {
     std::string dir;
     model::InspectOptions options;
+    std::string quantize = "none";
+    std::string quantize_lm_head = "none";
   };
   auto flags = std::make_shared<Flags>();
   CLI::App* app = parent.add_subcommand(
@@ -22,7 +25,18 @@ Command AddInspectCommand(CLI::App& parent) {
   app->add_option("--ep", flags->options.ep, "Expert-parallel ranks")->check(CLI::PositiveNumber);
   app->add_option("--kv-tokens", flags->options.kv_tokens, "Tokens of KV cache to size per rank")
       ->check(CLI::NonNegativeNumber);
+  app->add_option("--quantize", flags->quantize,
+                  "none | fp8: plan the weights as the worker keeps them with --quantize fp8 "
+                  "(linear weights of a bf16 checkpoint in 128x128-block fp8)")
+      ->check(CLI::IsMember({"none", "fp8"}))
+      ->capture_default_str();
+  app->add_option("--quantize-lm-head", flags->quantize_lm_head,
+                  "none | fp8: plan lm_head as the worker keeps it with --quantize-lm-head fp8")
+      ->check(CLI::IsMember({"none", "fp8"}))
+      ->capture_default_str();
   return {app, [flags]() -> absl::Status {
+            flags->options.at_load = {.fp8 = flags->quantize == "fp8",
+                                      .fp8_lm_head = flags->quantize_lm_head == "fp8"};
             absl::StatusOr<model::InspectReport> report =
                 model::BuildInspectReport(flags->dir, flags->options);
             if (!report.ok()) return report.status();

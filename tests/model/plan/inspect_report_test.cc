@@ -13,6 +13,7 @@ namespace expertmesh::model {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 std::string DataFile(const std::string& name) {
   return std::string(EXPERTMESH_SOURCE_DIR) + "/tests/model/config/data/" + name;
@@ -52,6 +53,21 @@ TEST(InspectReportTest, Int4LmHead) {
   report = BuildInspectReport(dir, {});
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_THAT(report->text, HasSubstr("int4 groups of 32 (GPTQ, symmetric, lm_head included)"));
+}
+
+// --quantize fp8 and --quantize-lm-head fp8 plan the weights as the worker loads them with those
+// flags, and the header says so; the checkpoint's own bytes stay as stored.
+TEST(InspectReportTest, PlansQuantizationAtLoad) {
+  const std::string dir = ModelDir("a3b", "qwen3_30b_a3b.json");
+  auto plain = BuildInspectReport(dir, {});
+  auto quantized = BuildInspectReport(dir, {.at_load = {.fp8 = true, .fp8_lm_head = true}});
+  ASSERT_TRUE(plain.ok() && quantized.ok());
+  EXPECT_THAT(quantized->text,
+              HasSubstr("bytes of rank 0, loaded with --quantize fp8 --quantize-lm-head fp8)"));
+  EXPECT_THAT(plain->text, Not(HasSubstr("loaded with")));
+  // Whole model as stored (bf16, 56.87 GiB), per rank in fp8 (28.74 GiB).
+  EXPECT_THAT(plain->text, HasSubstr("56.87 GiB      56.87 GiB"));
+  EXPECT_THAT(quantized->text, HasSubstr("56.87 GiB      28.74 GiB"));
 }
 
 TEST(InspectReportTest, ValidatesCheckpointAgainstConfig) {

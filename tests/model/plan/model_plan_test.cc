@@ -189,6 +189,36 @@ TEST(MemoryPlanTest, Fp8CheckpointBytes) {
   EXPECT_LT(gib, 635.0);
 }
 
+// --quantize fp8 of Qwen3-30B-A3B in bf16 keeps what its published FP8 checkpoint keeps (the same
+// tensors quantized, the same 128 x 128 blocks), rank by rank, while the checkpoint's own bytes
+// stay bf16; --quantize-lm-head fp8 then takes lm_head from 2 bytes per weight to 1 (+ scales).
+TEST(MemoryPlanTest, QuantizedAtLoadKeepsThePublishedFp8Bytes) {
+  const ModelConfig bf16 = Load("qwen3_30b_a3b.json");
+  ASSERT_FALSE(bf16.fp8_quantization.has_value());
+  ModelConfig fp8 = bf16;
+  fp8.fp8_quantization = Fp8Quantization{};
+  for (const ParallelConfig p :
+       {ParallelConfig{.tp = 1, .ep = 1, .rank = 0}, ParallelConfig{.tp = 4, .ep = 2, .rank = 5}}) {
+    auto published = PlanRankMemory(fp8, p, DType::kBF16);
+    auto quantized = PlanRankMemory(bf16, p, DType::kBF16, {.fp8 = true});
+    auto plain = PlanRankMemory(bf16, p, DType::kBF16);
+    auto lm_head = PlanRankMemory(bf16, p, DType::kBF16, {.fp8 = true, .fp8_lm_head = true});
+    ASSERT_TRUE(published.ok() && quantized.ok() && plain.ok() && lm_head.ok());
+    EXPECT_EQ(quantized->weight_bytes_by_role, published->weight_bytes_by_role);
+    EXPECT_EQ(quantized->model_bytes, plain->model_bytes);
+    EXPECT_LT(quantized->weight_bytes, plain->weight_bytes * 55 / 100);
+    const size_t head = static_cast<size_t>(TensorRole::kLmHead);
+    const uint64_t rows = static_cast<uint64_t>(p.VocabRowsPerRank(bf16.vocab_size));
+    EXPECT_EQ(published->weight_bytes_by_role[head], rows * 2048 * 2);
+    // 151,936 rows: one rank's all (aligned: 1,187 block rows of 16 blocks); 8 ranks' 18,992
+    // each, rank 5's starting at 94,960 = 741.875 x 128 (a scale row per row).
+    const uint64_t scale_rows = p.WorldSize() == 1 ? 1187 : rows;
+    EXPECT_EQ(lm_head->weight_bytes_by_role[head], rows * 2048 + scale_rows * 16 * 4);
+    EXPECT_EQ(lm_head->weight_bytes - quantized->weight_bytes,
+              lm_head->weight_bytes_by_role[head] - quantized->weight_bytes_by_role[head]);
+  }
+}
+
 // A packed int4 checkpoint: parameters count out x in per weight, and a rank keeps the packed
 // bytes plus f32 scales (4 bytes per group), not the bf16 scales or GPTQ metadata of the files.
 TEST(MemoryPlanTest, Int4Bytes) {

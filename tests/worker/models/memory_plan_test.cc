@@ -30,6 +30,7 @@ struct PlanCase {
   int tp, ep, rank;
   model::LinearFormat quantization = model::LinearFormat::kPlain;  // int4 layouts (group 64)
   bool quantize_lm_head = false;                                   // int4 lm_head too
+  model::LoadQuantization at_load = {};  // --quantize fp8, --quantize-lm-head fp8
 };
 
 // Widths whose tp halves cut 128 x 128 scale blocks (hidden 320, experts 192 wide).
@@ -65,7 +66,7 @@ TEST_P(MemoryPlanTest, RankKeepsWhatThePlanSays) {
   ASSERT_TRUE(config.ok()) << config.status();
   const model::ParallelConfig parallel{.tp = c.tp, .ep = c.ep, .rank = c.rank};
   absl::StatusOr<model::RankMemoryPlan> plan =
-      model::PlanRankMemory(*config, parallel, config->torch_dtype);
+      model::PlanRankMemory(*config, parallel, config->torch_dtype, c.at_load);
   ASSERT_TRUE(plan.ok()) << plan.status();
 
   absl::StatusOr<std::unique_ptr<expertmesh::testing::FakeDeviceBackend>> device =
@@ -79,6 +80,8 @@ TEST_P(MemoryPlanTest, RankKeepsWhatThePlanSays) {
   options.shard = parallel;
   options.comm = parallel.Sharded() ? group[c.rank].get() : nullptr;
   options.decode_graph_max_batch = 0;
+  options.quantize_fp8 = c.at_load.fp8;
+  options.quantize_lm_head_fp8 = c.at_load.fp8_lm_head;
   absl::StatusOr<std::unique_ptr<Model>> model = LoadModel(*dir, device->get(), options);
   ASSERT_TRUE(model.ok()) << model.status();
 
@@ -100,6 +103,37 @@ TEST_P(MemoryPlanTest, RankKeepsWhatThePlanSays) {
     const uint64_t hidden = static_cast<uint64_t>(config->hidden_size);
     EXPECT_EQ(plan->weight_bytes_by_role[static_cast<size_t>(model::TensorRole::kLmHead)],
               rows * hidden / 2 + rows * (hidden / 64) * 4);
+  }
+  if (c.at_load.fp8_lm_head) {
+    // This rank's rows in fp8, and a scale per 128 x 128 block of the whole table, or per row
+    // (and 128 columns) where the rank's rows start inside a block row.
+    const uint64_t rows = static_cast<uint64_t>(parallel.VocabRowsPerRank(config->vocab_size));
+    const uint64_t hidden = static_cast<uint64_t>(config->hidden_size);
+    const bool aligned = parallel.VocabRows(config->vocab_size).begin % 128 == 0;
+    EXPECT_EQ(plan->weight_bytes_by_role[static_cast<size_t>(model::TensorRole::kLmHead)],
+              rows * hidden + (aligned ? (rows + 127) / 128 : rows) * ((hidden + 127) / 128) * 4);
+  }
+}
+
+// The plan refuses what the loader refuses: fp8 over int4 weights, an fp8 copy of an int4
+// lm_head.
+TEST(MemoryPlanAtLoad, RefusesWhatTheLoaderRefuses) {
+  for (bool lm_head : {false, true}) {
+    const PlanCase c{"int4",
+                     model::Architecture::kQwen3Moe,
+                     DType::kBF16,
+                     1,
+                     1,
+                     0,
+                     model::LinearFormat::kInt4CompressedTensors,
+                     true};
+    absl::StatusOr<std::string> dir = MakeModel(c);
+    ASSERT_TRUE(dir.ok()) << dir.status();
+    absl::StatusOr<model::ModelConfig> config = model::LoadModelConfig(*dir);
+    ASSERT_TRUE(config.ok()) << config.status();
+    const model::LoadQuantization at_load{.fp8 = !lm_head, .fp8_lm_head = lm_head};
+    EXPECT_EQ(model::PlanRankMemory(*config, {}, DType::kBF16, at_load).status().code(),
+              absl::StatusCode::kFailedPrecondition);
   }
 }
 
@@ -127,7 +161,54 @@ INSTANTIATE_TEST_SUITE_P(
         PlanCase{"qwen3_int4_ct_lm_head_tp2_rank1", model::Architecture::kQwen3Moe, DType::kBF16, 2,
                  1, 1, model::LinearFormat::kInt4CompressedTensors, true},
         PlanCase{"qwen3_int4_gptq_lm_head_ep2_rank0", model::Architecture::kQwen3Moe, DType::kF16,
-                 1, 2, 0, model::LinearFormat::kInt4Gptq, true}),
+                 1, 2, 0, model::LinearFormat::kInt4Gptq, true},
+        // Quantized at load: --quantize fp8 of a bf16 checkpoint, --quantize-lm-head fp8 (rank 1
+        // of 2 starts its 1056 rows inside a 128-row block; llama's lm_head is tied).
+        PlanCase{"qwen3_bf16_quantize_fp8_tp2_rank1",
+                 model::Architecture::kQwen3Moe,
+                 DType::kBF16,
+                 2,
+                 1,
+                 1,
+                 model::LinearFormat::kPlain,
+                 false,
+                 {.fp8 = true}},
+        PlanCase{"deepseek_v3_bf16_quantize_fp8",
+                 model::Architecture::kDeepseekV3,
+                 DType::kBF16,
+                 1,
+                 1,
+                 0,
+                 model::LinearFormat::kPlain,
+                 false,
+                 {.fp8 = true}},
+        PlanCase{"qwen3_fp8_lm_head_fp8_tp2_rank1",
+                 model::Architecture::kQwen3Moe,
+                 DType::kF8E4M3,
+                 2,
+                 1,
+                 1,
+                 model::LinearFormat::kPlain,
+                 false,
+                 {.fp8_lm_head = true}},
+        PlanCase{"qwen3_fp8_lm_head_fp8",
+                 model::Architecture::kQwen3Moe,
+                 DType::kF8E4M3,
+                 1,
+                 1,
+                 0,
+                 model::LinearFormat::kPlain,
+                 false,
+                 {.fp8_lm_head = true}},
+        PlanCase{"llama_bf16_lm_head_fp8_tp2_rank0",
+                 model::Architecture::kLlama,
+                 DType::kBF16,
+                 2,
+                 1,
+                 0,
+                 model::LinearFormat::kPlain,
+                 false,
+                 {.fp8 = true, .fp8_lm_head = true}}),
     [](const ::testing::TestParamInfo<PlanCase>& info) { return info.param.name; });
 
 }  // namespace
