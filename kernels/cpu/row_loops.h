@@ -1,7 +1,8 @@
 // EXPERTMESH_ROW_LOOP: a plain C++ loop over a row built for the x86-64 baseline and for AVX2 and
 // AVX-512 (GCC's target_clones, the dynamic linker picks one at load time), for element-wise
-// loops that the baseline's 4-lane SSE would hold back. The clones compute the same bits: none
-// of these targets enables FMA, so no multiply-add is contracted, and GCC vectorises a loop only
+// loops that the baseline's 4-lane SSE would hold back. The clones compute the same bits only in
+// files compiled with -ffp-contract=off (kernels/cpu/CMakeLists.txt): AVX-512F brings FMA, and
+// GCC's default contraction fused a * b + c in that clone alone. GCC vectorises a loop only
 // where each value sees the same operations in the same order (reductions it would reorder stay
 // scalar unless written as fixed lanes).
 #ifndef EXPERTMESH_KERNELS_CPU_ROW_LOOPS_H_

@@ -153,12 +153,13 @@ bool IsWeightTensor(const std::string& name) {
 // rows, one byte each, and f32 scales per 128 x 128 block, or per row and 128 columns when its
 // rows start inside a block row.
 uint64_t Fp8LmHeadBytes(const ModelConfig& c, const ParallelConfig& p) {
-  constexpr uint64_t kBlock = 128;
+  const Fp8Quantization blocks;  // 128 x 128, as --quantize fp8 and the published files
   const uint64_t rows = static_cast<uint64_t>(p.VocabRowsPerRank(c.vocab_size));
   const uint64_t begin = static_cast<uint64_t>(p.VocabRows(c.vocab_size).begin);
   const uint64_t hidden = static_cast<uint64_t>(c.hidden_size);
-  const uint64_t block_rows = begin % kBlock == 0 ? kBlock : 1;
-  return rows * hidden + CeilDiv(rows, block_rows) * CeilDiv(hidden, kBlock) * 4;
+  const uint64_t block_rows = static_cast<uint64_t>(blocks.block_rows);
+  const uint64_t scale_rows = begin % block_rows == 0 ? CeilDiv(rows, block_rows) : rows;
+  return rows * hidden + scale_rows * CeilDiv(hidden, static_cast<uint64_t>(blocks.block_cols)) * 4;
 }
 
 absl::StatusOr<RankMemoryPlan> PlanRankMemory(const ModelConfig& c, const ParallelConfig& p,

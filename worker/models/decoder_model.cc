@@ -349,41 +349,35 @@ absl::StatusOr<std::unique_ptr<Model>> MakeDecoderModel(const model::ModelConfig
     return absl::InvalidArgumentError(absl::StrCat("compute dtype must be f32 or bf16, got ",
                                                    std::string(DTypeName(options.compute_dtype))));
   }
+  // Vocab-parallel on a group: this rank's vocabulary rows, zero-padded to ceil(V/world) rows
+  // (+1 for the embedding: the row every id of another rank reads); see DecoderModel::Embed and
+  // LmHead. One rank holds all V rows and its embedding no padding row.
+  const std::vector<int64_t> table = {c.vocab_size, c.hidden_size};
+  const model::IndexRange rows = options.shard.VocabRows(c.vocab_size);
+  const int64_t per = options.shard.VocabRowsPerRank(c.vocab_size);
+  const bool sharded = options.shard.Sharded();
   Tensor embed, lm_head;
-  const std::string lm_head_name =
-      c.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
-  if (options.quantize_lm_head_fp8) {
-    // lm_head of its own, fp8 (a copy of the table when tied): this rank's vocabulary rows,
-    // padded as the plain table below is (all of them on one rank).
-    const model::IndexRange rows = options.shard.VocabRows(c.vocab_size);
-    const int64_t per = options.shard.VocabRowsPerRank(c.vocab_size);
-    ASSIGN_OR_RETURN(lm_head, w.GetRowsQuantizedToFp8(lm_head_name, {c.vocab_size, c.hidden_size},
-                                                      rows.begin, rows.count, per));
+  if (sharded) {
+    ASSIGN_OR_RETURN(embed, w.GetRowsPadded("model.embed_tokens.weight", table, rows.begin,
+                                            rows.count, per + 1));
+  } else {
+    ASSIGN_OR_RETURN(embed, w.Get("model.embed_tokens.weight", table));
   }
-  if (!options.shard.Sharded()) {
-    ASSIGN_OR_RETURN(embed, w.Get("model.embed_tokens.weight", {c.vocab_size, c.hidden_size}));
-    if (!options.quantize_lm_head_fp8) {
-      lm_head = embed;
-      if (!c.tie_word_embeddings) {
-        ASSIGN_OR_RETURN(lm_head, w.Get("lm_head.weight", {c.vocab_size, c.hidden_size}));
-      }
+  if (options.quantize_lm_head_fp8) {
+    // lm_head of its own in fp8 (a copy of the table when tied).
+    ASSIGN_OR_RETURN(
+        lm_head, w.GetRowsQuantizedToFp8(
+                     c.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight", table,
+                     rows.begin, rows.count, per));
+  } else if (c.tie_word_embeddings) {
+    lm_head = embed;
+    if (sharded) {
+      ASSIGN_OR_RETURN(lm_head, embed.Slice(0, per));
     }
   } else {
-    // This rank's vocabulary rows, zero-padded to ceil(V/world) rows (+1 for the embedding:
-    // the row every id of another rank reads); see DecoderModel::Embed and LmHead.
-    const model::IndexRange rows = options.shard.VocabRows(c.vocab_size);
-    const int64_t per = options.shard.VocabRowsPerRank(c.vocab_size);
-    ASSIGN_OR_RETURN(embed,
-                     w.GetRowsPadded("model.embed_tokens.weight", {c.vocab_size, c.hidden_size},
-                                     rows.begin, rows.count, per + 1));
-    if (options.quantize_lm_head_fp8) {
-      // Quantized above.
-    } else if (c.tie_word_embeddings) {
-      ASSIGN_OR_RETURN(lm_head, embed.Slice(0, per));
-    } else {
-      ASSIGN_OR_RETURN(lm_head, w.GetRowsPadded("lm_head.weight", {c.vocab_size, c.hidden_size},
-                                                rows.begin, rows.count, per));
-    }
+    // All of it on one rank (GetRowsPadded is then Get).
+    ASSIGN_OR_RETURN(lm_head,
+                     w.GetRowsPadded("lm_head.weight", table, rows.begin, rows.count, per));
   }
   ASSIGN_OR_RETURN(Tensor norm, w.Get("model.norm.weight", {c.hidden_size}));
   int64_t max_positions =

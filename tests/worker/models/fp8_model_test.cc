@@ -151,6 +151,33 @@ absl::StatusOr<std::string> DequantizedTwin(const std::string& dir) {
   return out;
 }
 
+// The logits of 11 tokens through `m`: a prefill of 8, then three single-token decode steps,
+// one tensor per step (`logits`: the last row of each step, or all of them).
+absl::StatusOr<std::vector<kernels::Tensor>> PrefillThenDecodeLogits(Model& m,
+                                                                     kernels::Backend& backend,
+                                                                     Logits logits) {
+  std::vector<int32_t> tokens;
+  for (int i = 0; i < 11; ++i) {
+    tokens.push_back(static_cast<int32_t>((i * 7919 + 13) % m.config().vocab_size));
+  }
+  absl::StatusOr<KvCacheTensors> kv = AllocateKvCache(backend, m.kv_cache_spec(), 16, 4);
+  if (!kv.ok()) return kv.status();
+  const std::vector<int32_t> table = Blocks(0, 4);
+  std::vector<kernels::Tensor> steps;
+  for (size_t start = 0; start < tokens.size();) {
+    const size_t len = start == 0 ? 8 : 1;
+    const std::vector<SequenceChunk> chunk = {{.tokens = std::span(tokens).subspan(start, len),
+                                               .start_pos = static_cast<int64_t>(start),
+                                               .block_table = table,
+                                               .logits = logits}};
+    absl::StatusOr<kernels::Tensor> step = RunStep(m, *kv, chunk);
+    if (!step.ok()) return step.status();
+    steps.push_back(*std::move(step));
+    start += len;
+  }
+  return steps;
+}
+
 class Fp8ModelTest : public ::testing::TestWithParam<Fp8Case> {
  protected:
   void SetUp() override {
@@ -181,28 +208,15 @@ TEST_P(Fp8ModelTest, LogitsMatchTheDequantizedTwinOverPrefillAndDecode) {
   ASSERT_NE(twin, nullptr);
   // The fp8 model holds fewer weight bytes: its linear weights are one byte each.
   EXPECT_LT(fp8->weight_bytes(), twin->weight_bytes());
-  const int64_t vocab = fp8->config().vocab_size;
-  std::vector<int32_t> tokens;
-  for (int i = 0; i < 11; ++i) tokens.push_back(static_cast<int32_t>((i * 7919 + 13) % vocab));
-  auto kv8 = AllocateKvCache(*backend_, fp8->kv_cache_spec(), 16, 4);
-  auto kv32 = AllocateKvCache(*backend_, twin->kv_cache_spec(), 16, 4);
-  ASSERT_TRUE(kv8.ok() && kv32.ok());
-  const std::vector<int32_t> table = Blocks(0, 4);
+  auto a = PrefillThenDecodeLogits(*fp8, *backend_, Logits::kLast);
+  auto b = PrefillThenDecodeLogits(*twin, *backend_, Logits::kLast);
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(b.ok()) << b.status();
   const expertmesh::testing::Tolerance tol{2e-4, 2e-3, 0.99999};
-  // A prefill of 8 tokens, then three single-token decode steps.
-  for (size_t start = 0; start < tokens.size();) {
-    const size_t len = start == 0 ? 8 : 1;
-    const std::vector<SequenceChunk> chunk = {{.tokens = std::span(tokens).subspan(start, len),
-                                               .start_pos = static_cast<int64_t>(start),
-                                               .block_table = table,
-                                               .logits = Logits::kLast}};
-    auto a = RunStep(*fp8, *kv8, chunk);
-    auto b = RunStep(*twin, *kv32, chunk);
-    ASSERT_TRUE(a.ok()) << a.status();
-    ASSERT_TRUE(b.ok()) << b.status();
-    EXPECT_TRUE(expertmesh::testing::TensorsClose(*a, expertmesh::testing::ToDoubles(*b), tol))
-        << "step at position " << start;
-    start += len;
+  for (size_t i = 0; i < a->size(); ++i) {
+    EXPECT_TRUE(
+        expertmesh::testing::TensorsClose((*a)[i], expertmesh::testing::ToDoubles((*b)[i]), tol))
+        << "step " << i;
   }
 }
 
@@ -429,34 +443,21 @@ TEST(Fp8LmHead, LogitsMatchTheTwinWithTheQuantizedLmHead) {
                   static_cast<int64_t>((*quantized)->active_weight_bytes_per_token()),
               2 * table - fp8_bytes);
 
-    std::vector<int32_t> tokens;
-    for (int i = 0; i < 11; ++i) {
-      tokens.push_back(static_cast<int32_t>((i * 7919 + 13) % config.vocab_size));
-    }
-    auto kv_q = AllocateKvCache(**backend, (*quantized)->kv_cache_spec(), 16, 4);
-    auto kv_t = AllocateKvCache(**backend, (*twin)->kv_cache_spec(), 16, 4);
-    auto kv_p = AllocateKvCache(**backend, (*published)->kv_cache_spec(), 16, 4);
-    ASSERT_TRUE(kv_q.ok() && kv_t.ok() && kv_p.ok());
-    const std::vector<int32_t> blocks = Blocks(0, 4);
+    auto a = PrefillThenDecodeLogits(**quantized, **backend, Logits::kAll);
+    auto b = PrefillThenDecodeLogits(**twin, **backend, Logits::kAll);
+    auto p = PrefillThenDecodeLogits(**published, **backend, Logits::kAll);
+    ASSERT_TRUE(a.ok() && b.ok() && p.ok()) << a.status() << b.status() << p.status();
     const expertmesh::testing::Tolerance tol{2e-4, 2e-3, 0.99999};
     double moved = 0;  // how far the fp8 lm_head moves the logits from the published model's
-    for (size_t start = 0; start < tokens.size();) {
-      const size_t len = start == 0 ? 8 : 1;
-      const std::vector<SequenceChunk> chunk = {{.tokens = std::span(tokens).subspan(start, len),
-                                                 .start_pos = static_cast<int64_t>(start),
-                                                 .block_table = blocks,
-                                                 .logits = Logits::kAll}};
-      auto a = RunStep(**quantized, *kv_q, chunk);
-      auto b = RunStep(**twin, *kv_t, chunk);
-      auto p = RunStep(**published, *kv_p, chunk);
-      ASSERT_TRUE(a.ok() && b.ok() && p.ok()) << a.status() << b.status() << p.status();
-      EXPECT_TRUE(expertmesh::testing::TensorsClose(*a, expertmesh::testing::ToDoubles(*b), tol))
-          << "step at position " << start;
-      for (int64_t i = 0; i < a->numel(); ++i) {
-        moved = std::max(moved,
-                         std::abs(static_cast<double>(a->data<float>()[i]) - p->data<float>()[i]));
+    for (size_t step = 0; step < a->size(); ++step) {
+      const kernels::Tensor& got = (*a)[step];
+      EXPECT_TRUE(
+          expertmesh::testing::TensorsClose(got, expertmesh::testing::ToDoubles((*b)[step]), tol))
+          << "step " << step;
+      for (int64_t i = 0; i < got.numel(); ++i) {
+        moved = std::max(moved, std::abs(static_cast<double>(got.data<float>()[i]) -
+                                         (*p)[step].data<float>()[i]));
       }
-      start += len;
     }
     // The test would pass vacuously if lm_head stayed bf16: fp8's 3 mantissa bits move logits
     // far past the bound above.
